@@ -1,0 +1,493 @@
+// Tests for the committed contract artifacts (contracts/out/*.json) against a
+// real local chain. Run from tools/ with `npm run test:contracts`
+// (i.e. `node --test ../contracts/test/`).
+//
+// One anvil process serves the whole file; every test deploys what it needs,
+// so the tests do not depend on each other's state.
+
+import { after, before, describe, test } from "node:test";
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+const here = dirname(fileURLToPath(import.meta.url));
+const toolsDir = join(here, "..", "..", "tools");
+const require = createRequire(join(toolsDir, "package.json"));
+const {
+  createPublicClient,
+  createTestClient,
+  createWalletClient,
+  decodeFunctionResult,
+  defineChain,
+  encodeFunctionData,
+  hashDomain,
+  http,
+  keccak256,
+  parseSignature,
+  serializeSignature,
+  toHex,
+  getAddress,
+} = require("viem");
+const { generatePrivateKey, privateKeyToAccount } = require("viem/accounts");
+
+const ANVIL = join(toolsDir, "node_modules", "@foundry-rs", "anvil-linux-amd64", "bin", "anvil");
+const CHAIN_ID = 8453;
+const BASE_USDC = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913";
+const MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11";
+const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+
+const loadArtifact = (name) => JSON.parse(readFileSync(join(here, "..", "out", `${name}.json`), "utf8"));
+const token = loadArtifact("X402Token");
+const multicall = loadArtifact("Multicall3");
+
+const AUTH_FIELDS = [
+  { name: "from", type: "address" },
+  { name: "to", type: "address" },
+  { name: "value", type: "uint256" },
+  { name: "validAfter", type: "uint256" },
+  { name: "validBefore", type: "uint256" },
+  { name: "nonce", type: "bytes32" },
+];
+
+// ---------------------------------------------------------------- anvil ----
+
+/// Starts anvil on a free port. It prints a banner (accounts, private keys)
+/// and then `Listening on 127.0.0.1:PORT`; we read the port and the dev keys
+/// from it. (`--silent`/`--quiet` would suppress that line too.) After that we
+/// keep draining stdout, where anvil logs every RPC method it serves.
+function startAnvil() {
+  const child = spawn(ANVIL, ["--host", "127.0.0.1", "--port", "0", "--chain-id", String(CHAIN_ID)], {
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+  return new Promise((resolve, reject) => {
+    let banner = "";
+    let done = false;
+    const timer = setTimeout(() => finish(new Error(`anvil did not start in 10 s:\n${banner}`)), 10_000);
+    function finish(err, value) {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      if (err) {
+        child.kill("SIGKILL");
+        reject(err);
+      } else resolve(value);
+    }
+    child.on("error", finish);
+    child.on("exit", (code) => finish(new Error(`anvil exited early (code ${code}):\n${banner}`)));
+    child.stderr.on("data", (chunk) => (banner += chunk));
+    child.stdout.on("data", (chunk) => {
+      if (done) return; // drained and dropped
+      banner += chunk;
+      const m = banner.match(/Listening on (\d+\.\d+\.\d+\.\d+:\d+)/);
+      if (!m) return;
+      const keysSection = banner.split("Private Keys")[1] ?? "";
+      const keys = [...keysSection.matchAll(/\(\d+\) (0x[0-9a-fA-F]{64})/g)].map((k) => k[1]);
+      if (keys.length < 4) return finish(new Error(`could not read dev keys from anvil:\n${banner}`));
+      finish(null, { child, url: `http://${m[1]}`, keys });
+    });
+  });
+}
+
+function stopAnvil(child) {
+  if (!child || child.exitCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once("exit", resolve);
+    child.kill("SIGTERM");
+  });
+}
+
+// ------------------------------------------------------------- fixtures ----
+
+let anvil;
+let publicClient;
+let testClient;
+let minter; // dev account 0: deploys, mints, and submits settlements (the "facilitator")
+let payer; // dev account 1: signs authorizations, never sends a transaction
+let payee; // dev account 2
+let stranger; // dev account 3
+const wallets = {};
+
+before(async () => {
+  anvil = await startAnvil();
+  const chain = defineChain({
+    id: CHAIN_ID,
+    name: "anvil",
+    nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
+    rpcUrls: { default: { http: [anvil.url] } },
+  });
+  const transport = http(anvil.url);
+  publicClient = createPublicClient({ chain, transport, pollingInterval: 50 });
+  testClient = createTestClient({ chain, transport, mode: "anvil", pollingInterval: 50 });
+  [minter, payer, payee, stranger] = anvil.keys.slice(0, 4).map((k) => privateKeyToAccount(k));
+  for (const account of [minter, payer, payee, stranger]) {
+    wallets[account.address] = createWalletClient({ account, chain, transport, pollingInterval: 50 });
+  }
+});
+
+after(() => stopAnvil(anvil?.child));
+
+async function send(from, { address, functionName, args, abi = token.abi }) {
+  const hash = await wallets[from.address].writeContract({ address, abi, functionName, args });
+  const receipt = await publicClient.waitForTransactionReceipt({ hash, pollingInterval: 50 });
+  assert.equal(receipt.status, "success", `${functionName} transaction failed`);
+  return receipt;
+}
+
+const read = (address, functionName, args = [], abi = token.abi) =>
+  publicClient.readContract({ address, abi, functionName, args });
+
+/// Asserts that calling `functionName` as `from` reverts with `reason`.
+async function expectRevert(from, { address, functionName, args, abi = token.abi }, reason) {
+  await assert.rejects(
+    publicClient.simulateContract({ account: from, address, abi, functionName, args }),
+    (err) => {
+      assert.match(err.message, new RegExp(reason.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")));
+      return true;
+    },
+  );
+}
+
+async function deployToken(name = "USD Coin", version = "2") {
+  const hash = await wallets[minter.address].deployContract({
+    abi: token.abi,
+    bytecode: token.bytecode,
+    args: [name, version, minter.address],
+  });
+  const receipt = await publicClient.waitForTransactionReceipt({ hash, pollingInterval: 50 });
+  assert.equal(receipt.status, "success");
+  return receipt.contractAddress;
+}
+
+async function now() {
+  return (await publicClient.getBlock()).timestamp;
+}
+
+const randomNonce = () => keccak256(toHex(`${Math.random()}-${process.hrtime.bigint()}`));
+
+/// Signs an EIP-3009 authorization the way an x402 client does.
+async function signAuthorization(signer, verifyingContract, message, opts = {}) {
+  const { name = "USD Coin", version = "2", chainId = CHAIN_ID, primaryType = "TransferWithAuthorization" } = opts;
+  return signer.signTypedData({
+    domain: { name, version, chainId, verifyingContract },
+    types: { [primaryType]: AUTH_FIELDS },
+    primaryType,
+    message,
+  });
+}
+
+async function authorization(overrides = {}) {
+  const ts = await now();
+  return {
+    from: payer.address,
+    to: payee.address,
+    value: 1_000n,
+    validAfter: 0n,
+    validBefore: ts + 600n,
+    nonce: randomNonce(),
+    ...overrides,
+  };
+}
+
+const authArgs = (a) => [a.from, a.to, a.value, a.validAfter, a.validBefore, a.nonce];
+
+function vrsArgs(a, signature) {
+  const { v, r, s } = parseSignature(signature);
+  return [...authArgs(a), Number(v), r, s];
+}
+
+// ---------------------------------------------------------------- tests ----
+
+describe("X402Token", () => {
+  test("metadata, type hashes and the constructor-run initialization", async () => {
+    const address = await deployToken();
+    assert.equal(await read(address, "name"), "USD Coin");
+    assert.equal(await read(address, "version"), "2");
+    assert.equal(await read(address, "symbol"), "USDC");
+    assert.equal(await read(address, "decimals"), 6);
+    assert.equal(await read(address, "minter"), minter.address);
+    const typeHash = (s) => keccak256(toHex(s));
+    const fields = "address from,address to,uint256 value,uint256 validAfter,uint256 validBefore,bytes32 nonce";
+    assert.equal(await read(address, "TRANSFER_WITH_AUTHORIZATION_TYPEHASH"), typeHash(`TransferWithAuthorization(${fields})`));
+    assert.equal(await read(address, "RECEIVE_WITH_AUTHORIZATION_TYPEHASH"), typeHash(`ReceiveWithAuthorization(${fields})`));
+    assert.equal(
+      await read(address, "CANCEL_AUTHORIZATION_TYPEHASH"),
+      typeHash("CancelAuthorization(address authorizer,bytes32 nonce)"),
+    );
+    assert.equal(
+      await read(address, "DOMAIN_SEPARATOR"),
+      hashDomain({
+        domain: { name: "USD Coin", version: "2", chainId: CHAIN_ID, verifyingContract: address },
+        types: {
+          EIP712Domain: [
+            { name: "name", type: "string" },
+            { name: "version", type: "string" },
+            { name: "chainId", type: "uint256" },
+            { name: "verifyingContract", type: "address" },
+          ],
+        },
+      }),
+    );
+    await expectRevert(minter, { address, functionName: "initialize", args: ["X", "1", stranger.address] }, "X402Token: already initialized");
+    await expectRevert(stranger, { address, functionName: "mint", args: [stranger.address, 1n] }, "X402Token: caller is not the minter");
+  });
+
+  test("(a) transferWithAuthorization (v,r,s) moves exactly the value; a replay reverts", async () => {
+    const address = await deployToken();
+    await send(minter, { address, functionName: "mint", args: [payer.address, 5_000_000n] });
+    assert.equal(await read(address, "totalSupply"), 5_000_000n);
+
+    const auth = await authorization({ value: 1_234_567n });
+    const signature = await signAuthorization(payer, address, auth);
+    const receipt = await send(minter, { address, functionName: "transferWithAuthorization", args: vrsArgs(auth, signature) });
+
+    assert.equal(await read(address, "balanceOf", [payer.address]), 5_000_000n - 1_234_567n);
+    assert.equal(await read(address, "balanceOf", [payee.address]), 1_234_567n);
+    assert.equal(await read(address, "balanceOf", [minter.address]), 0n);
+    assert.equal(await read(address, "totalSupply"), 5_000_000n);
+    assert.equal(await read(address, "authorizationState", [payer.address, auth.nonce]), true);
+    // AuthorizationUsed(authorizer, nonce) then Transfer(from, to, value).
+    assert.equal(receipt.logs.length, 2);
+    assert.equal(receipt.logs[0].topics[2], auth.nonce);
+    assert.equal(BigInt(receipt.logs[1].data), 1_234_567n);
+
+    await expectRevert(
+      minter,
+      { address, functionName: "transferWithAuthorization", args: vrsArgs(auth, signature) },
+      "FiatTokenV2: authorization is used or canceled",
+    );
+  });
+
+  test("(b) transferWithAuthorization (bytes signature) works", async () => {
+    const address = await deployToken();
+    await send(minter, { address, functionName: "mint", args: [payer.address, 10_000n] });
+    const auth = await authorization({ value: 10_000n });
+    const signature = await signAuthorization(payer, address, auth);
+    await send(stranger, { address, functionName: "transferWithAuthorization", args: [...authArgs(auth), signature] });
+    assert.equal(await read(address, "balanceOf", [payer.address]), 0n);
+    assert.equal(await read(address, "balanceOf", [payee.address]), 10_000n);
+    await expectRevert(
+      stranger,
+      { address, functionName: "transferWithAuthorization", args: [...authArgs(auth), signature] },
+      "FiatTokenV2: authorization is used or canceled",
+    );
+  });
+
+  test("(c) expired, not yet valid, bad signatures and insufficient balance revert like USDC", async () => {
+    const address = await deployToken();
+    await send(minter, { address, functionName: "mint", args: [payer.address, 1_000_000n] });
+    const ts = await now();
+    const call = (auth, signature) => ({ address, functionName: "transferWithAuthorization", args: [...authArgs(auth), signature] });
+
+    const expired = await authorization({ validBefore: ts - 60n });
+    await expectRevert(minter, call(expired, await signAuthorization(payer, address, expired)), "FiatTokenV2: authorization is expired");
+
+    const early = await authorization({ validAfter: ts + 3600n, validBefore: ts + 7200n });
+    await expectRevert(minter, call(early, await signAuthorization(payer, address, early)), "FiatTokenV2: authorization is not yet valid");
+
+    const auth = await authorization();
+    const invalid = "FiatTokenV2: invalid signature";
+    await expectRevert(minter, call(auth, await signAuthorization(stranger, address, auth)), invalid);
+    await expectRevert(minter, call(auth, await signAuthorization(payer, address, auth, { name: "USDC" })), invalid);
+    await expectRevert(minter, call(auth, await signAuthorization(payer, address, auth, { version: "1" })), invalid);
+    await expectRevert(minter, call(auth, await signAuthorization(payer, address, auth, { chainId: 84532 })), invalid);
+    const otherToken = await deployToken();
+    await expectRevert(minter, call(auth, await signAuthorization(payer, otherToken, auth)), invalid);
+    // A receive-typed signature is not a transfer authorization.
+    await expectRevert(minter, call(auth, await signAuthorization(payer, address, auth, { primaryType: "ReceiveWithAuthorization" })), invalid);
+    // Tampered amount.
+    const good = await signAuthorization(payer, address, auth);
+    await expectRevert(minter, call({ ...auth, value: auth.value + 1n }, good), invalid);
+
+    // Malformed signatures: the high-s twin of a valid signature, v = 0/1, wrong length.
+    const { r, s, yParity } = parseSignature(good);
+    const highS = serializeSignature({ r, s: toHex(SECP256K1_N - BigInt(s), { size: 32 }), yParity: 1 - yParity });
+    await expectRevert(minter, call(auth, highS), invalid);
+    const rawV = `${good.slice(0, 130)}${toHex(yParity, { size: 1 }).slice(2)}`;
+    await expectRevert(minter, call(auth, rawV), invalid);
+    await expectRevert(minter, call(auth, good.slice(0, 128)), invalid);
+    await expectRevert(minter, call(auth, "0x"), invalid);
+    // ... while the well-formed one still works.
+    await send(minter, call(auth, good));
+
+    const tooMuch = await authorization({ value: 2_000_000n });
+    await expectRevert(minter, call(tooMuch, await signAuthorization(payer, address, tooMuch)), "ERC20: transfer amount exceeds balance");
+  });
+
+  test("(c') an address with code is checked with ERC-1271, not ECDSA", async () => {
+    const address = await deployToken();
+    // A key whose address we turn into a contract: its ECDSA signature must no
+    // longer count, since the code (no isValidSignature) decides.
+    const wallet = privateKeyToAccount(generatePrivateKey());
+    await testClient.setCode({ address: wallet.address, bytecode: multicall.deployedBytecode });
+    await send(minter, { address, functionName: "mint", args: [wallet.address, 100n] });
+    const auth = await authorization({ from: wallet.address, value: 100n });
+    await expectRevert(
+      minter,
+      { address, functionName: "transferWithAuthorization", args: [...authArgs(auth), await signAuthorization(wallet, address, auth)] },
+      "FiatTokenV2: invalid signature",
+    );
+    // A wallet that answers the ERC-1271 magic value 0x1626ba7e to any call:
+    // PUSH4 1626ba7e PUSH1 e0 SHL PUSH0 MSTORE PUSH1 20 PUSH0 RETURN
+    await testClient.setCode({ address: wallet.address, bytecode: "0x631626ba7e60e01b5f5260205ff3" });
+    await send(minter, { address, functionName: "transferWithAuthorization", args: [...authArgs(auth), "0x1234"] });
+    assert.equal(await read(address, "balanceOf", [payee.address]), 100n);
+  });
+
+  test("(d) cancelAuthorization burns the nonce; receiveWithAuthorization only by the payee", async () => {
+    const address = await deployToken();
+    await send(minter, { address, functionName: "mint", args: [payer.address, 3_000n] });
+
+    // Cancel (v,r,s overload, submitted by a third party), then try to use it.
+    const auth = await authorization();
+    const transferSig = await signAuthorization(payer, address, auth);
+    const cancelSig = await payer.signTypedData({
+      domain: { name: "USD Coin", version: "2", chainId: CHAIN_ID, verifyingContract: address },
+      types: { CancelAuthorization: [{ name: "authorizer", type: "address" }, { name: "nonce", type: "bytes32" }] },
+      primaryType: "CancelAuthorization",
+      message: { authorizer: payer.address, nonce: auth.nonce },
+    });
+    const { v, r, s } = parseSignature(cancelSig);
+    await expectRevert(
+      stranger,
+      { address, functionName: "cancelAuthorization", args: [stranger.address, auth.nonce, cancelSig] },
+      "FiatTokenV2: invalid signature",
+    );
+    await send(stranger, { address, functionName: "cancelAuthorization", args: [payer.address, auth.nonce, Number(v), r, s] });
+    assert.equal(await read(address, "authorizationState", [payer.address, auth.nonce]), true);
+    await expectRevert(
+      minter,
+      { address, functionName: "transferWithAuthorization", args: [...authArgs(auth), transferSig] },
+      "FiatTokenV2: authorization is used or canceled",
+    );
+    await expectRevert(
+      stranger,
+      { address, functionName: "cancelAuthorization", args: [payer.address, auth.nonce, cancelSig] },
+      "FiatTokenV2: authorization is used or canceled",
+    );
+
+    // receiveWithAuthorization: a non-payee is refused, the payee succeeds.
+    const recv = await authorization({ value: 3_000n });
+    const recvSig = await signAuthorization(payer, address, recv, { primaryType: "ReceiveWithAuthorization" });
+    await expectRevert(
+      minter,
+      { address, functionName: "receiveWithAuthorization", args: vrsArgs(recv, recvSig) },
+      "FiatTokenV2: caller must be the payee",
+    );
+    await expectRevert(
+      payee,
+      { address, functionName: "receiveWithAuthorization", args: [...authArgs(recv), await signAuthorization(payer, address, recv)] },
+      "FiatTokenV2: invalid signature",
+    );
+    await send(payee, { address, functionName: "receiveWithAuthorization", args: vrsArgs(recv, recvSig) });
+    assert.equal(await read(address, "balanceOf", [payee.address]), 3_000n);
+    assert.equal(await read(address, "balanceOf", [payer.address]), 0n);
+  });
+
+  test("ERC-20 transfer, approve and transferFrom", async () => {
+    const address = await deployToken();
+    await send(minter, { address, functionName: "mint", args: [payer.address, 500n] });
+    await send(payer, { address, functionName: "transfer", args: [payee.address, 100n] });
+    await send(payer, { address, functionName: "approve", args: [stranger.address, 150n] });
+    assert.equal(await read(address, "allowance", [payer.address, stranger.address]), 150n);
+    await expectRevert(stranger, { address, functionName: "transferFrom", args: [payer.address, stranger.address, 151n] }, "ERC20: transfer amount exceeds allowance");
+    await send(stranger, { address, functionName: "transferFrom", args: [payer.address, stranger.address, 150n] });
+    assert.equal(await read(address, "allowance", [payer.address, stranger.address]), 0n);
+    assert.equal(await read(address, "balanceOf", [payer.address]), 250n);
+    assert.equal(await read(address, "balanceOf", [stranger.address]), 150n);
+    await expectRevert(payer, { address, functionName: "transfer", args: [payee.address, 251n] }, "ERC20: transfer amount exceeds balance");
+    await expectRevert(payer, { address, functionName: "transfer", args: ["0x0000000000000000000000000000000000000000", 1n] }, "ERC20: transfer to the zero address");
+    await expectRevert(payer, { address, functionName: "approve", args: ["0x0000000000000000000000000000000000000000", 1n] }, "ERC20: approve to the zero address");
+  });
+});
+
+describe("runtime code placed with anvil_setCode", () => {
+  test("(e) X402Token at the Base USDC address, initialized afterwards", async () => {
+    await testClient.setCode({ address: BASE_USDC, bytecode: token.deployedBytecode });
+    assert.equal(await read(BASE_USDC, "name"), "");
+    await send(minter, { address: BASE_USDC, functionName: "initialize", args: ["USD Coin", "2", minter.address] });
+    await expectRevert(minter, { address: BASE_USDC, functionName: "initialize", args: ["USD Coin", "2", minter.address] }, "X402Token: already initialized");
+    assert.equal(await read(BASE_USDC, "name"), "USD Coin");
+    assert.equal(await read(BASE_USDC, "version"), "2");
+    assert.equal(await read(BASE_USDC, "decimals"), 6);
+
+    await send(minter, { address: BASE_USDC, functionName: "mint", args: [payer.address, 1_000_000n] });
+    const auth = await authorization({ value: 10_000n });
+    const signature = await payer.signTypedData({
+      domain: { name: "USD Coin", version: "2", chainId: 8453, verifyingContract: getAddress(BASE_USDC) },
+      types: { TransferWithAuthorization: AUTH_FIELDS },
+      primaryType: "TransferWithAuthorization",
+      message: auth,
+    });
+    await send(minter, { address: BASE_USDC, functionName: "transferWithAuthorization", args: vrsArgs(auth, signature) });
+    assert.equal(await read(BASE_USDC, "balanceOf", [payer.address]), 990_000n);
+    assert.equal(await read(BASE_USDC, "balanceOf", [payee.address]), 10_000n);
+    assert.equal(await read(BASE_USDC, "authorizationState", [payer.address, auth.nonce]), true);
+  });
+
+  test("(f) Multicall3 at its canonical address answers tryAggregate / aggregate / aggregate3", async () => {
+    const address = await deployToken();
+    await testClient.setCode({ address: MULTICALL3, bytecode: multicall.deployedBytecode });
+    await send(minter, { address, functionName: "mint", args: [payer.address, 777n] });
+    const used = await authorization({ value: 7n });
+    await send(minter, {
+      address,
+      functionName: "transferWithAuthorization",
+      args: [...authArgs(used), await signAuthorization(payer, address, used)],
+    });
+
+    const sub = [
+      ["balanceOf", [payer.address]],
+      ["name", []],
+      ["authorizationState", [payer.address, used.nonce]],
+      ["authorizationState", [payer.address, randomNonce()]],
+      ["mint", [payer.address, 1n]], // Multicall3 is not the minter: fails
+    ];
+    const calls = sub.map(([functionName, args]) => ({
+      target: address,
+      callData: encodeFunctionData({ abi: token.abi, functionName, args }),
+    }));
+    const { result } = await publicClient.simulateContract({
+      address: MULTICALL3,
+      abi: multicall.abi,
+      functionName: "tryAggregate",
+      args: [false, calls],
+    });
+    assert.equal(result.length, sub.length);
+    const decoded = result.slice(0, 4).map((res, i) => {
+      assert.equal(res.success, true, `sub-call ${sub[i][0]} should succeed`);
+      return decodeFunctionResult({ abi: token.abi, functionName: sub[i][0], data: res.returnData });
+    });
+    assert.deepEqual(decoded, [770n, "USD Coin", true, false]);
+    assert.equal(result[4].success, false);
+    // The failing sub-call's revert data is Error(string) with the token's reason.
+    assert.equal(result[4].returnData.slice(0, 10), "0x08c379a0");
+    assert.match(Buffer.from(result[4].returnData.slice(2), "hex").toString("latin1"), /caller is not the minter/);
+
+    await expectRevert(minter, { address: MULTICALL3, abi: multicall.abi, functionName: "tryAggregate", args: [true, calls] }, "Multicall3: call failed");
+
+    const { result: agg } = await publicClient.simulateContract({
+      address: MULTICALL3,
+      abi: multicall.abi,
+      functionName: "aggregate",
+      args: [calls.slice(0, 2)],
+    });
+    assert.equal(agg[0], await publicClient.getBlockNumber());
+    assert.equal(decodeFunctionResult({ abi: token.abi, functionName: "name", data: agg[1][1] }), "USD Coin");
+
+    const { result: agg3 } = await publicClient.simulateContract({
+      address: MULTICALL3,
+      abi: multicall.abi,
+      functionName: "aggregate3",
+      args: [calls.map((c, i) => ({ target: c.target, allowFailure: i === 4, callData: c.callData }))],
+    });
+    assert.deepEqual(agg3.map((r) => r.success), [true, true, true, true, false]);
+
+    assert.equal(await read(MULTICALL3, "getChainId", [], multicall.abi), BigInt(CHAIN_ID));
+    assert.equal(await read(MULTICALL3, "getBlockNumber", [], multicall.abi), await publicClient.getBlockNumber());
+    assert.equal(await read(MULTICALL3, "getCurrentBlockTimestamp", [], multicall.abi) > 0n, true);
+    assert.equal(await read(MULTICALL3, "getEthBalance", [payer.address], multicall.abi), await publicClient.getBalance({ address: payer.address }));
+  });
+});

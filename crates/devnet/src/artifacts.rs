@@ -1,0 +1,47 @@
+//! The compiled contracts committed under `contracts/out/`.
+
+use alloy::primitives::{Address, Bytes, address};
+use serde::Deserialize;
+
+/// Where Multicall3 lives on every chain that has it (and on our devnet).
+pub const MULTICALL3_ADDRESS: Address = address!("cA11bde05977b3631167028862bE2a173976CA11");
+
+/// A compiled contract.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Artifact {
+    /// The contract's name.
+    pub contract_name: String,
+    /// sha256 of the source it was compiled from.
+    pub source_sha256: String,
+    /// Creation code.
+    pub bytecode: Bytes,
+    /// Runtime code, as placed with `anvil_setCode`.
+    pub deployed_bytecode: Bytes,
+}
+
+/// Our USDC-compatible EIP-3009 token (`contracts/src/X402Token.sol`).
+pub const TOKEN_ARTIFACT: &str = include_str!("../../../contracts/out/X402Token.json");
+/// Our Multicall3-compatible contract (`contracts/src/Multicall3.sol`).
+pub const MULTICALL3_ARTIFACT: &str = include_str!("../../../contracts/out/Multicall3.json");
+
+impl Artifact {
+    /// Parses one of the committed artifacts.
+    pub fn parse(json: &str) -> Result<Self, serde_json::Error> {
+        serde_json::from_str(json)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_artifacts_parse_and_hold_runtime_code() {
+        for json in [TOKEN_ARTIFACT, MULTICALL3_ARTIFACT] {
+            let artifact = Artifact::parse(json).unwrap();
+            assert!(artifact.deployed_bytecode.len() > 1000, "{}", artifact.contract_name);
+            assert_eq!(artifact.source_sha256.len(), 64);
+        }
+    }
+}

@@ -1,0 +1,324 @@
+//! The assembled devnet: chain, token, Multicall3, accounts.
+
+use std::time::Duration;
+
+use alloy::network::{EthereumWallet, TransactionBuilder};
+use alloy::primitives::{Address, B256, Bytes, U256, address};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionRequest;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolCall;
+use alloy::transports::http::reqwest::Url;
+use x402_proto::{Network, TokenAmount};
+
+use crate::anvil::{AnvilProcess, find_anvil};
+use crate::artifacts::{Artifact, MULTICALL3_ADDRESS, MULTICALL3_ARTIFACT, TOKEN_ARTIFACT};
+
+alloy::sol! {
+    interface IDevToken {
+        function initialize(string name_, string version_, address minter_) external;
+        function mint(address to, uint256 amount) external;
+        function balanceOf(address account) external view returns (uint256);
+        function authorizationState(address authorizer, bytes32 nonce) external view returns (bool);
+    }
+}
+
+/// Base mainnet USDC, where the devnet token sits by default.
+pub const BASE_USDC: Address = address!("833589fCD6eDb6E08f4c7C32D4f71b54bdA02913");
+
+/// Why the devnet could not be started or used.
+#[derive(Debug, thiserror::Error)]
+pub enum DevnetError {
+    /// No anvil binary was found.
+    #[error("anvil not found: {0}")]
+    AnvilNotFound(String),
+    /// anvil did not start.
+    #[error("could not start anvil: {0}")]
+    Spawn(String),
+    /// A committed contract artifact is unreadable.
+    #[error("contract artifact is unreadable: {0}")]
+    Artifact(#[from] serde_json::Error),
+    /// The chain refused or failed a call.
+    #[error("devnet chain call failed: {0}")]
+    Rpc(String),
+}
+
+fn rpc_err(e: impl std::fmt::Display) -> DevnetError {
+    DevnetError::Rpc(e.to_string())
+}
+
+/// How to start a devnet.
+#[derive(Debug, Clone)]
+pub struct DevnetConfig {
+    /// The chain id (8453, Base, by default).
+    pub chain_id: u64,
+    /// Seconds between blocks; `None` mines a block per transaction.
+    pub block_time: Option<u64>,
+    /// How many dev accounts anvil creates (at least 3).
+    pub accounts: u32,
+    /// Where the token goes, and its EIP-712 name and version.
+    pub token_address: Address,
+    /// The token's EIP-712 name.
+    pub token_name: String,
+    /// The token's EIP-712 version.
+    pub token_version: String,
+    /// Token balance given to each payer account, in atomic units.
+    pub payer_funds: TokenAmount,
+}
+
+impl Default for DevnetConfig {
+    fn default() -> Self {
+        Self {
+            chain_id: 8453,
+            block_time: None,
+            accounts: 10,
+            token_address: BASE_USDC,
+            token_name: "USD Coin".into(),
+            token_version: "2".into(),
+            payer_funds: TokenAmount::from_atomic(1_000 * 1_000_000),
+        }
+    }
+}
+
+/// A funded dev account.
+#[derive(Clone, Debug)]
+pub struct DevAccount {
+    /// Its address.
+    pub address: Address,
+    /// Its key (anvil's well-known dev keys; never use them on a real chain).
+    pub signer: PrivateKeySigner,
+}
+
+/// An EIP-3009 token on the devnet.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DevToken {
+    /// Its address.
+    pub address: Address,
+    /// Its EIP-712 name.
+    pub name: String,
+    /// Its EIP-712 version.
+    pub version: String,
+    /// Its decimals (always 6).
+    pub decimals: u8,
+}
+
+/// A running devnet. Dropping it stops anvil.
+#[derive(Debug)]
+pub struct Devnet {
+    anvil: AnvilProcess,
+    rpc_url: Url,
+    chain_id: u64,
+    token: DevToken,
+    accounts: Vec<DevAccount>,
+    provider: DynProvider,
+}
+
+impl Devnet {
+    /// Starts anvil and sets the chain up: token, Multicall3, payer balances.
+    ///
+    /// Account 0 is the facilitator (it pays gas and may mint), account 1 is the default
+    /// `payTo`, the rest are funded payers.
+    pub async fn start(config: DevnetConfig) -> Result<Self, DevnetError> {
+        let binary = find_anvil()?;
+        let accounts = config.accounts.max(3);
+        let anvil = AnvilProcess::start(&binary, config.chain_id, accounts).await?;
+        let rpc_url: Url = format!("http://127.0.0.1:{}", anvil.port())
+            .parse()
+            .map_err(rpc_err)?;
+        let accounts = anvil
+            .private_keys()
+            .iter()
+            .map(|key| {
+                let signer: PrivateKeySigner = key.parse().map_err(rpc_err)?;
+                Ok(DevAccount {
+                    address: signer.address(),
+                    signer,
+                })
+            })
+            .collect::<Result<Vec<_>, DevnetError>>()?;
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(accounts[0].signer.clone()))
+            .connect_http(rpc_url.clone())
+            .erased();
+        let mut devnet = Self {
+            anvil,
+            rpc_url,
+            chain_id: config.chain_id,
+            token: DevToken {
+                address: config.token_address,
+                name: config.token_name.clone(),
+                version: config.token_version.clone(),
+                decimals: 6,
+            },
+            accounts,
+            provider,
+        };
+        let multicall = Artifact::parse(MULTICALL3_ARTIFACT)?;
+        devnet
+            .set_code(MULTICALL3_ADDRESS, multicall.deployed_bytecode)
+            .await?;
+        devnet.token = devnet
+            .place_token(config.token_address, &config.token_name, &config.token_version)
+            .await?;
+        let payers: Vec<Address> = devnet.payers().iter().map(|a| a.address).collect();
+        for payer in payers {
+            devnet.mint(devnet.token.address, payer, config.payer_funds).await?;
+        }
+        if let Some(secs) = config.block_time {
+            devnet
+                .provider
+                .raw_request::<_, ()>("evm_setIntervalMining".into(), (secs,))
+                .await
+                .map_err(rpc_err)?;
+        }
+        Ok(devnet)
+    }
+
+    /// The JSON-RPC URL.
+    pub fn rpc_url(&self) -> &Url {
+        &self.rpc_url
+    }
+
+    /// The chain id.
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    /// The CAIP-2 network.
+    pub fn network(&self) -> Network {
+        Network::eip155(self.chain_id)
+    }
+
+    /// The main token (at the Base USDC address unless configured otherwise).
+    pub fn token(&self) -> &DevToken {
+        &self.token
+    }
+
+    /// Every dev account.
+    pub fn accounts(&self) -> &[DevAccount] {
+        &self.accounts
+    }
+
+    /// The facilitator's account (index 0): pays gas, may mint.
+    pub fn facilitator(&self) -> &DevAccount {
+        &self.accounts[0]
+    }
+
+    /// The default recipient of payments (index 1).
+    pub fn pay_to(&self) -> &DevAccount {
+        &self.accounts[1]
+    }
+
+    /// Funded payer accounts (index 2 on).
+    pub fn payers(&self) -> &[DevAccount] {
+        &self.accounts[2..]
+    }
+
+    /// anvil's process id.
+    pub fn anvil_pid(&self) -> Option<u32> {
+        self.anvil.pid()
+    }
+
+    /// A provider that sends from the facilitator account.
+    pub fn provider(&self) -> &DynProvider {
+        &self.provider
+    }
+
+    /// Replaces the code at `address`.
+    pub async fn set_code(&self, address: Address, code: Bytes) -> Result<(), DevnetError> {
+        self.provider
+            .raw_request::<_, ()>("anvil_setCode".into(), (address, code))
+            .await
+            .map_err(rpc_err)
+    }
+
+    /// Puts a fresh copy of our token at `address` with the given EIP-712 name and version,
+    /// minted by the facilitator account.
+    pub async fn place_token(
+        &self,
+        address: Address,
+        name: &str,
+        version: &str,
+    ) -> Result<DevToken, DevnetError> {
+        let token = Artifact::parse(TOKEN_ARTIFACT)?;
+        self.set_code(address, token.deployed_bytecode).await?;
+        let init = IDevToken::initializeCall {
+            name_: name.to_owned(),
+            version_: version.to_owned(),
+            minter_: self.facilitator().address,
+        };
+        self.send(address, init.abi_encode()).await?;
+        Ok(DevToken {
+            address,
+            name: name.to_owned(),
+            version: version.to_owned(),
+            decimals: 6,
+        })
+    }
+
+    /// Mints `amount` of the token at `token` to `to`.
+    pub async fn mint(&self, token: Address, to: Address, amount: TokenAmount) -> Result<(), DevnetError> {
+        let call = IDevToken::mintCall { to, amount: amount.0 };
+        self.send(token, call.abi_encode()).await
+    }
+
+    /// The token balance of `owner`.
+    pub async fn balance_of(&self, token: Address, owner: Address) -> Result<U256, DevnetError> {
+        let call = IDevToken::balanceOfCall { account: owner };
+        let tx = TransactionRequest::default()
+            .with_to(token)
+            .with_input(call.abi_encode());
+        let out = self.provider.call(tx).await.map_err(rpc_err)?;
+        IDevToken::balanceOfCall::abi_decode_returns(&out).map_err(rpc_err)
+    }
+
+    /// Whether `(authorizer, nonce)` was used on `token`.
+    pub async fn authorization_used(
+        &self,
+        token: Address,
+        authorizer: Address,
+        nonce: B256,
+    ) -> Result<bool, DevnetError> {
+        let call = IDevToken::authorizationStateCall { authorizer, nonce };
+        let tx = TransactionRequest::default()
+            .with_to(token)
+            .with_input(call.abi_encode());
+        let out = self.provider.call(tx).await.map_err(rpc_err)?;
+        IDevToken::authorizationStateCall::abi_decode_returns(&out).map_err(rpc_err)
+    }
+
+    /// How many transactions `address` has sent.
+    pub async fn transaction_count(&self, address: Address) -> Result<u64, DevnetError> {
+        self.provider
+            .get_transaction_count(address)
+            .await
+            .map_err(rpc_err)
+    }
+
+    /// Sends a transaction from the facilitator account and waits until it is mined.
+    async fn send(&self, to: Address, input: Vec<u8>) -> Result<(), DevnetError> {
+        let tx = TransactionRequest::default().with_to(to).with_input(input);
+        let receipt = self
+            .provider
+            .send_transaction(tx)
+            .await
+            .map_err(rpc_err)?
+            .with_timeout(Some(Duration::from_secs(30)))
+            .get_receipt()
+            .await
+            .map_err(rpc_err)?;
+        if receipt.status() {
+            Ok(())
+        } else {
+            Err(DevnetError::Rpc(format!(
+                "setup transaction {} to {to} reverted",
+                receipt.transaction_hash
+            )))
+        }
+    }
+
+    /// Stops anvil.
+    pub async fn stop(self) {
+        self.anvil.stop().await;
+    }
+}

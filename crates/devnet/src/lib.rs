@@ -1,0 +1,12 @@
+//! A local EVM chain that looks like Base to x402 software: anvil on a free port, our
+//! EIP-3009 token at the Base USDC address posing as "USD Coin" version "2", a Multicall3 at its
+//! canonical address (the official facilitator uses it to diagnose failed simulations), and
+//! funded payer accounts. Used by tests and by `x402 dev`.
+
+mod anvil;
+mod artifacts;
+mod devnet;
+
+pub use anvil::{AnvilProcess, find_anvil};
+pub use artifacts::{MULTICALL3_ADDRESS, TOKEN_ARTIFACT, MULTICALL3_ARTIFACT, Artifact};
+pub use devnet::{BASE_USDC, DevAccount, DevToken, Devnet, DevnetConfig, DevnetError};

@@ -1,0 +1,53 @@
+//! How to reach one EVM chain, and how often to look for receipts there.
+
+use std::time::Duration;
+
+use alloy::transports::http::reqwest::Url;
+use x402_proto::Network;
+
+/// One EVM chain a facilitator settles on.
+#[derive(Clone, Debug)]
+pub struct ChainConfig {
+    /// Its CAIP-2 id (`eip155:8453`).
+    pub network: Network,
+    /// Its chain id.
+    pub chain_id: u64,
+    /// The JSON-RPC endpoint.
+    pub rpc_url: Url,
+    /// The chain's block time; measured from recent blocks when `None`.
+    pub block_time: Option<Duration>,
+    /// How long settle waits for a receipt before answering `settlement_pending`.
+    pub receipt_timeout: Duration,
+}
+
+impl ChainConfig {
+    /// A chain at `rpc_url` with the defaults: block time measured, 30 s receipt wait.
+    pub fn new(chain_id: u64, rpc_url: Url) -> Self {
+        Self {
+            network: Network::eip155(chain_id),
+            chain_id,
+            rpc_url,
+            block_time: None,
+            receipt_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// How often to poll for a receipt on a chain with `block_time`: a tenth of a block, between
+/// 10 ms and 250 ms. A receipt is then seen within a small fraction of a block of being mined
+/// (peers poll every 4–7 s whatever the chain, which is where their settle latency goes).
+pub fn poll_interval_for(block_time: Duration) -> Duration {
+    (block_time / 10).clamp(Duration::from_millis(10), Duration::from_millis(250))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn poll_interval_follows_block_time() {
+        assert_eq!(poll_interval_for(Duration::from_secs(2)), Duration::from_millis(200));
+        assert_eq!(poll_interval_for(Duration::from_secs(12)), Duration::from_millis(250));
+        assert_eq!(poll_interval_for(Duration::ZERO), Duration::from_millis(10));
+    }
+}

@@ -1,0 +1,107 @@
+//! Building and signing payments, as the official clients do.
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::signers::Signer;
+use x402_proto::{Network, Scheme, v1, v2};
+
+use crate::payload::{Authorization, ExactEvmPayload, authorization_digest, eip712_domain};
+use crate::{VALID_AFTER_SKEW_SECS, scheme::DomainExtra};
+
+/// Why a payment could not be signed.
+#[derive(Debug, thiserror::Error)]
+pub enum SignError {
+    /// The requirements are for another scheme.
+    #[error("scheme {0} cannot be paid with an EIP-3009 authorization; only \"exact\" can")]
+    UnsupportedScheme(Scheme),
+    /// The network is not an EVM chain.
+    #[error("network {0} is not an EVM chain (eip155:<id>)")]
+    UnsupportedNetwork(Network),
+    /// `extra.name` / `extra.version` are missing.
+    #[error("requirements lack extra.name / extra.version (the token's EIP-712 domain)")]
+    MissingEip712Domain,
+    /// An address field is not an address.
+    #[error("requirements field {field} is not an EVM address: {value:?}")]
+    InvalidAddress {
+        /// The field.
+        field: &'static str,
+        /// Its value.
+        value: String,
+    },
+    /// The signer failed.
+    #[error("signing failed: {0}")]
+    Signer(#[from] alloy::signers::Error),
+}
+
+fn parse_address(field: &'static str, value: &str) -> Result<Address, SignError> {
+    value.parse().map_err(|_| SignError::InvalidAddress {
+        field,
+        value: value.to_owned(),
+    })
+}
+
+/// Signs an EIP-3009 authorization meeting `requirements`: a random 32-byte nonce,
+/// `validAfter = now − 600 s` (clock skew), `validBefore = now + maxTimeoutSeconds`.
+pub async fn sign_exact<S: Signer + ?Sized>(
+    signer: &S,
+    requirements: &v2::PaymentRequirements,
+    now: u64,
+) -> Result<ExactEvmPayload, SignError> {
+    if requirements.scheme != Scheme::EXACT {
+        return Err(SignError::UnsupportedScheme(requirements.scheme.clone()));
+    }
+    let chain_id = requirements
+        .network
+        .evm_chain_id()
+        .ok_or_else(|| SignError::UnsupportedNetwork(requirements.network.clone()))?;
+    let domain_extra =
+        DomainExtra::from_extra(requirements.extra.as_ref()).ok_or(SignError::MissingEip712Domain)?;
+    let token = parse_address("asset", &requirements.asset)?;
+    let to = parse_address("payTo", &requirements.pay_to)?;
+    let authorization = Authorization {
+        from: signer.address(),
+        to,
+        value: requirements.amount.0,
+        valid_after: U256::from(now.saturating_sub(VALID_AFTER_SKEW_SECS)),
+        valid_before: U256::from(now.saturating_add(requirements.max_timeout_seconds)),
+        nonce: B256::random(),
+    };
+    let domain = eip712_domain(&domain_extra.name, &domain_extra.version, chain_id, token);
+    let digest = authorization_digest(&authorization, &domain);
+    let signature = signer.sign_hash(&digest).await?;
+    Ok(ExactEvmPayload {
+        signature: signature.as_bytes().to_vec().into(),
+        authorization,
+    })
+}
+
+/// A complete v2 payment for `requirements` (echoed exactly as `accepted`).
+pub async fn sign_payment<S: Signer + ?Sized>(
+    signer: &S,
+    requirements: &v2::PaymentRequirements,
+    resource: Option<v2::ResourceInfo>,
+    now: u64,
+) -> Result<v2::PaymentPayload, SignError> {
+    let exact = sign_exact(signer, requirements, now).await?;
+    Ok(v2::PaymentPayload {
+        x402_version: x402_proto::V2::default(),
+        resource,
+        accepted: requirements.clone(),
+        payload: serde_json::to_value(&exact).unwrap_or_default(),
+        extensions: None,
+    })
+}
+
+/// A complete v1 payment for `requirements`.
+pub async fn sign_payment_v1<S: Signer + ?Sized>(
+    signer: &S,
+    requirements: &v1::PaymentRequirements,
+    now: u64,
+) -> Result<v1::PaymentPayload, SignError> {
+    let exact = sign_exact(signer, &requirements.to_v2(), now).await?;
+    Ok(v1::PaymentPayload {
+        x402_version: x402_proto::V1::default(),
+        scheme: requirements.scheme.clone(),
+        network: requirements.network.clone(),
+        payload: serde_json::to_value(&exact).unwrap_or_default(),
+    })
+}

@@ -1,0 +1,142 @@
+//! One chain's `exact` scheme behind the [`Facilitator`] trait.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use x402_proto::{
+    BoxFuture, Facilitator, FacilitatorError, PaymentRequest, ReasonCode, Scheme, SettleResponse,
+    SupportedKind, SupportedResponse, VerifyResponse,
+};
+
+use crate::error::{SettleError, VerifyError};
+use crate::scheme::ExactEvmScheme;
+
+/// A facilitator for the `exact` scheme on one EVM chain, v1 and v2.
+#[derive(Debug, Clone)]
+pub struct ExactEvmFacilitator {
+    scheme: Arc<ExactEvmScheme>,
+}
+
+impl ExactEvmFacilitator {
+    /// Serves `scheme`'s chain.
+    pub fn new(scheme: ExactEvmScheme) -> Self {
+        Self {
+            scheme: Arc::new(scheme),
+        }
+    }
+
+    /// The scheme behind it.
+    pub fn scheme(&self) -> &ExactEvmScheme {
+        &self.scheme
+    }
+}
+
+/// The payer named in a request, as the client wrote it, for answers about refused payments.
+fn claimed_payer(request: &PaymentRequest) -> Option<String> {
+    request
+        .payload()
+        .pointer("/authorization/from")
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+}
+
+fn refusal(error: &VerifyError, request: &PaymentRequest) -> Result<VerifyResponse, FacilitatorError> {
+    if error.is_retryable() {
+        return Err(FacilitatorError::Unavailable(error.to_string()));
+    }
+    Ok(VerifyResponse::invalid(
+        ReasonCode::from(error),
+        error.to_string(),
+        claimed_payer(request),
+    ))
+}
+
+impl Facilitator for ExactEvmFacilitator {
+    fn verify<'a>(
+        &'a self,
+        request: &'a PaymentRequest,
+    ) -> BoxFuture<'a, Result<VerifyResponse, FacilitatorError>> {
+        Box::pin(async move {
+            match self.scheme.verify(request).await {
+                Ok(payment) => Ok(VerifyResponse::valid(payment.payer().to_checksum(None))),
+                Err(error) => refusal(&error, request),
+            }
+        })
+    }
+
+    fn settle<'a>(
+        &'a self,
+        request: &'a PaymentRequest,
+    ) -> BoxFuture<'a, Result<SettleResponse, FacilitatorError>> {
+        Box::pin(async move {
+            let network = request.wire_network().clone();
+            let payment = match self.scheme.verify(request).await {
+                Ok(payment) => payment,
+                Err(error) if error.is_retryable() => {
+                    return Err(FacilitatorError::Unavailable(error.to_string()));
+                }
+                Err(error) => {
+                    return Ok(SettleResponse::failure(
+                        network,
+                        ReasonCode::from(&error),
+                        error.to_string(),
+                        claimed_payer(request),
+                        None,
+                    ));
+                }
+            };
+            let payer = payment.payer().to_checksum(None);
+            match self.scheme.settle(payment).await {
+                Ok(settlement) => Ok(SettleResponse {
+                    success: true,
+                    error_reason: None,
+                    error_message: None,
+                    payer: Some(payer),
+                    transaction: settlement.tx_hash.to_string(),
+                    network,
+                    amount: None,
+                    extensions: None,
+                }),
+                Err(error @ SettleError::ChainUnavailable { .. }) => {
+                    Err(FacilitatorError::Unavailable(error.to_string()))
+                }
+                Err(error) => Ok(SettleResponse::failure(
+                    network,
+                    ReasonCode::from(&error),
+                    error.to_string(),
+                    Some(payer),
+                    error.tx_hash().map(|h| h.to_string()),
+                )),
+            }
+        })
+    }
+
+    fn supported(&self) -> BoxFuture<'_, Result<SupportedResponse, FacilitatorError>> {
+        Box::pin(async move {
+            let network = self.scheme.network();
+            let mut kinds = vec![SupportedKind {
+                x402_version: 2,
+                scheme: Scheme::EXACT,
+                network: network.clone(),
+                extra: None,
+            }];
+            if let Some(v1_name) = network.to_v1_name() {
+                kinds.push(SupportedKind {
+                    x402_version: 1,
+                    scheme: Scheme::EXACT,
+                    network: v1_name,
+                    extra: None,
+                });
+            }
+            let signers = BTreeMap::from([(
+                "eip155:*".to_owned(),
+                vec![self.scheme.signer_address().to_checksum(None)],
+            )]);
+            Ok(SupportedResponse {
+                kinds,
+                extensions: Vec::new(),
+                signers,
+            })
+        })
+    }
+}

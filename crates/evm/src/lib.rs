@@ -1,0 +1,39 @@
+//! The x402 `exact` scheme on EVM chains, through EIP-3009 `transferWithAuthorization`.
+//!
+//! - [`sign_exact`] builds and signs a payment as the official clients do.
+//! - [`ExactEvmScheme::verify`] runs every check of the reference facilitator in its order and
+//!   returns a [`VerifiedPayment`]; [`ExactEvmScheme::settle`] consumes one, so an unverified
+//!   payment cannot be settled.
+//! - [`ExactEvmFacilitator`] serves one chain behind the [`x402_proto::Facilitator`] trait.
+
+mod abi;
+mod assets;
+mod chain;
+mod client;
+mod error;
+mod facilitator;
+mod payload;
+mod scheme;
+
+pub use abi::{IEip3009, TransferWithAuthorization};
+pub use assets::{AssetInfo, default_asset, default_assets};
+pub use chain::{ChainConfig, poll_interval_for};
+pub use client::{SignError, sign_exact, sign_payment, sign_payment_v1};
+pub use error::{SettleError, VerifyError};
+pub use facilitator::ExactEvmFacilitator;
+pub use payload::{Authorization, ExactEvmPayload, authorization_digest, eip712_domain};
+pub use scheme::{ExactEvmScheme, Settlement, VerifiedPayment};
+
+/// Seconds of slack the reference facilitator keeps before `validBefore`, for block time.
+pub const VALID_BEFORE_BUFFER_SECS: u64 = 6;
+
+/// How far before now clients date `validAfter`, to tolerate clock skew.
+pub const VALID_AFTER_SKEW_SECS: u64 = 600;
+
+/// The current Unix time in seconds.
+pub fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}

@@ -1,0 +1,602 @@
+//! Verification and settlement of `exact` EVM payments on one chain.
+
+use std::time::{Duration, Instant};
+
+use alloy::network::{EthereumWallet, TransactionBuilder};
+use alloy::primitives::{Address, B256, Bytes, Signature, U256};
+use alloy::providers::{DynProvider, Provider, ProviderBuilder};
+use alloy::rpc::json_rpc::RpcError;
+use alloy::rpc::types::{BlockNumberOrTag, TransactionRequest};
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolCall;
+use alloy::transports::{TransportError, TransportResult};
+use serde_json::Value;
+use x402_proto::{Network, PaymentRequest, Scheme};
+
+use crate::abi::IEip3009;
+use crate::chain::{ChainConfig, poll_interval_for};
+use crate::error::{SettleError, VerifyError, reason_for_revert};
+use crate::payload::{ExactEvmPayload, authorization_digest, eip712_domain};
+use crate::{VALID_BEFORE_BUFFER_SECS, unix_now};
+
+/// The EIP-712 domain values carried in `extra`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct DomainExtra {
+    pub(crate) name: String,
+    pub(crate) version: String,
+}
+
+impl DomainExtra {
+    /// Reads non-empty `name` and `version` strings from `extra`.
+    pub(crate) fn from_extra(extra: Option<&Value>) -> Option<Self> {
+        let field = |key: &str| {
+            extra?
+                .get(key)?
+                .as_str()
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+        };
+        Some(Self {
+            name: field("name")?,
+            version: field("version")?,
+        })
+    }
+}
+
+/// A payment that passed every check. Only [`ExactEvmScheme::verify`] makes one, and
+/// [`ExactEvmScheme::settle`] consumes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedPayment {
+    network: Network,
+    asset: Address,
+    payload: ExactEvmPayload,
+}
+
+impl VerifiedPayment {
+    /// Who pays.
+    pub fn payer(&self) -> Address {
+        self.payload.authorization.from
+    }
+
+    /// Who is paid.
+    pub fn pay_to(&self) -> Address {
+        self.payload.authorization.to
+    }
+
+    /// The amount, in atomic units.
+    pub fn amount(&self) -> U256 {
+        self.payload.authorization.value
+    }
+
+    /// The token.
+    pub fn asset(&self) -> Address {
+        self.asset
+    }
+
+    /// The authorization nonce; (asset, payer, nonce) identifies the payment on chain.
+    pub fn nonce(&self) -> B256 {
+        self.payload.authorization.nonce
+    }
+
+    /// The network as the request named it.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// The signed authorization.
+    pub fn payload(&self) -> &ExactEvmPayload {
+        &self.payload
+    }
+}
+
+/// A payment that moved on chain.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Settlement {
+    /// The transaction.
+    pub tx_hash: B256,
+    /// The block it was mined in.
+    pub block_number: Option<u64>,
+    /// Who paid.
+    pub payer: Address,
+}
+
+/// Everything decided from the request alone, before asking the chain.
+struct OfflineChecks {
+    asset: Address,
+    payload: ExactEvmPayload,
+    domain: DomainExtra,
+    /// Whether the 65-byte signature recovers to the payer. When it does not, the payer may
+    /// be a contract wallet, which the chain has to judge.
+    ecdsa_ok: bool,
+    /// The first failure among the checks that follow the signature in the reference order.
+    later_failure: Option<VerifyError>,
+}
+
+/// What one batched round trip to the chain told us.
+struct ChainReads {
+    payer_code: Bytes,
+    asset_code: Bytes,
+    simulation: Result<(), String>,
+    authorization_used: Result<bool, ()>,
+    balance: Option<U256>,
+    name: Option<String>,
+    version: Option<String>,
+    erc1271_ok: Option<bool>,
+}
+
+/// The `exact` scheme on one EVM chain: verifies with one batched RPC round trip, settles
+/// through `transferWithAuthorization` from the facilitator's key.
+#[derive(Debug, Clone)]
+pub struct ExactEvmScheme {
+    network: Network,
+    chain_id: u64,
+    provider: DynProvider,
+    signer_address: Address,
+    poll_interval: Duration,
+    receipt_timeout: Duration,
+}
+
+impl ExactEvmScheme {
+    /// Connects to a chain. When the config gives no block time, it is measured from recent
+    /// blocks (one RPC round trip), which sets the receipt poll interval.
+    pub async fn connect(config: ChainConfig, signer: PrivateKeySigner) -> Result<Self, VerifyError> {
+        let signer_address = signer.address();
+        let provider = ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .with_gas_estimation()
+            .with_cached_nonce_management()
+            .with_chain_id(config.chain_id)
+            .wallet(EthereumWallet::from(signer))
+            .connect_http(config.rpc_url.clone())
+            .erased();
+        let block_time = match config.block_time {
+            Some(block_time) => block_time,
+            None => measure_block_time(&provider).await?,
+        };
+        tracing::debug!(network = %config.network, ?block_time, "connected to chain");
+        Ok(Self {
+            network: config.network,
+            chain_id: config.chain_id,
+            provider,
+            signer_address,
+            poll_interval: poll_interval_for(block_time),
+            receipt_timeout: config.receipt_timeout,
+        })
+    }
+
+    /// The CAIP-2 network served.
+    pub fn network(&self) -> &Network {
+        &self.network
+    }
+
+    /// The address that sends settlement transactions (and pays their gas).
+    pub fn signer_address(&self) -> Address {
+        self.signer_address
+    }
+
+    /// How often settle polls for a receipt.
+    pub fn poll_interval(&self) -> Duration {
+        self.poll_interval
+    }
+
+    /// The chain connection.
+    pub fn provider(&self) -> &DynProvider {
+        &self.provider
+    }
+
+    /// Verifies a payment now. See [`Self::verify_at`].
+    pub async fn verify(&self, request: &PaymentRequest) -> Result<VerifiedPayment, VerifyError> {
+        self.verify_at(request, unix_now()).await
+    }
+
+    /// Verifies a payment as of `now` (Unix seconds), with the checks of the reference
+    /// facilitator in its order: scheme, EIP-712 domain, network, signature, recipient,
+    /// `validBefore` (with a 6 s buffer), `validAfter`, amount, asset is a contract, then a
+    /// simulated transfer whose failure is diagnosed. The chain is asked once, in one batch.
+    pub async fn verify_at(
+        &self,
+        request: &PaymentRequest,
+        now: u64,
+    ) -> Result<VerifiedPayment, VerifyError> {
+        let offline = self.check_offline(request, now)?;
+        if offline.ecdsa_ok {
+            if let Some(failure) = offline.later_failure {
+                return Err(failure);
+            }
+        }
+        let reads = self.read_chain(&offline).await?;
+        let payer = offline.payload.authorization.from;
+        if !offline.ecdsa_ok {
+            let contract_signature_ok = !reads.payer_code.is_empty() && reads.erc1271_ok == Some(true);
+            if !contract_signature_ok {
+                return Err(VerifyError::InvalidSignature { payer });
+            }
+            if let Some(failure) = offline.later_failure {
+                return Err(failure);
+            }
+        }
+        if reads.asset_code.is_empty() {
+            return Err(VerifyError::AssetNotContract {
+                asset: offline.asset,
+            });
+        }
+        if let Err(revert) = reads.simulation {
+            return Err(diagnose(&offline, reads.authorization_used, reads.balance, reads.name, reads.version, revert));
+        }
+        Ok(VerifiedPayment {
+            network: request.wire_network().clone(),
+            asset: offline.asset,
+            payload: offline.payload,
+        })
+    }
+
+    fn check_offline(&self, request: &PaymentRequest, now: u64) -> Result<OfflineChecks, VerifyError> {
+        let requirements = request.requirements();
+        let (paid_scheme, paid_network) = request.accepted();
+        if *paid_scheme != Scheme::EXACT {
+            return Err(VerifyError::UnsupportedScheme {
+                scheme: paid_scheme.clone(),
+            });
+        }
+        if requirements.scheme != Scheme::EXACT {
+            return Err(VerifyError::UnsupportedScheme {
+                scheme: requirements.scheme.clone(),
+            });
+        }
+        let domain = DomainExtra::from_extra(requirements.extra.as_ref())
+            .ok_or(VerifyError::MissingEip712Domain)?;
+        if !paid_network.same_as(&requirements.network) || paid_network.to_caip2().is_none() {
+            return Err(VerifyError::NetworkMismatch {
+                paid: paid_network.clone(),
+                required: request.wire_network().clone(),
+            });
+        }
+        if requirements.network.evm_chain_id() != Some(self.chain_id) {
+            return Err(VerifyError::UnsupportedNetwork {
+                network: request.wire_network().clone(),
+            });
+        }
+        let asset = parse_address("asset", &requirements.asset)?;
+        let pay_to = parse_address("payTo", &requirements.pay_to)?;
+        let payload: ExactEvmPayload =
+            serde_json::from_value(request.payload().clone()).map_err(|e| VerifyError::InvalidPayload {
+                detail: e.to_string(),
+            })?;
+        let authorization = &payload.authorization;
+
+        let digest = authorization_digest(
+            authorization,
+            &eip712_domain(&domain.name, &domain.version, self.chain_id, asset),
+        );
+        let ecdsa_ok = recover_low_s(&payload.signature, &digest) == Some(authorization.from);
+
+        let later_failure = if authorization.to != pay_to {
+            Some(VerifyError::RecipientMismatch {
+                to: authorization.to,
+                pay_to,
+            })
+        } else if authorization.valid_before < U256::from(now.saturating_add(VALID_BEFORE_BUFFER_SECS)) {
+            Some(VerifyError::Expired {
+                valid_before: authorization.valid_before,
+                now,
+            })
+        } else if authorization.valid_after > U256::from(now) {
+            Some(VerifyError::NotYetValid {
+                valid_after: authorization.valid_after,
+                now,
+            })
+        } else if authorization.value != requirements.amount.0 {
+            Some(VerifyError::AmountMismatch {
+                value: authorization.value,
+                required: requirements.amount.0,
+                x402_version: request.version(),
+            })
+        } else {
+            None
+        };
+        Ok(OfflineChecks {
+            asset,
+            payload,
+            domain,
+            ecdsa_ok,
+            later_failure,
+        })
+    }
+
+    /// Asks the chain everything verify may need in one JSON-RPC batch.
+    async fn read_chain(&self, offline: &OfflineChecks) -> Result<ChainReads, VerifyError> {
+        let auth = &offline.payload.authorization;
+        let asset = offline.asset;
+        let call = |data: Vec<u8>| {
+            let tx = TransactionRequest::default()
+                .with_from(self.signer_address)
+                .with_to(asset)
+                .with_input(data);
+            (tx, BlockNumberOrTag::Latest)
+        };
+        let mut batch = alloy::rpc::client::BatchRequest::new(self.provider.client());
+        let unavailable = |e: TransportError| VerifyError::ChainUnavailable {
+            detail: e.to_string(),
+        };
+        let latest = BlockNumberOrTag::Latest;
+        let payer_code = batch
+            .add_call::<_, Bytes>("eth_getCode", &(auth.from, latest))
+            .map_err(unavailable)?;
+        let asset_code = batch
+            .add_call::<_, Bytes>("eth_getCode", &(asset, latest))
+            .map_err(unavailable)?;
+        let simulation = batch
+            .add_call::<_, Bytes>("eth_call", &call(transfer_calldata(&offline.payload)))
+            .map_err(unavailable)?;
+        let state_call = IEip3009::authorizationStateCall {
+            authorizer: auth.from,
+            nonce: auth.nonce,
+        };
+        let used = batch
+            .add_call::<_, Bytes>("eth_call", &call(state_call.abi_encode()))
+            .map_err(unavailable)?;
+        let balance_call = IEip3009::balanceOfCall { account: auth.from };
+        let balance = batch
+            .add_call::<_, Bytes>("eth_call", &call(balance_call.abi_encode()))
+            .map_err(unavailable)?;
+        let name = batch
+            .add_call::<_, Bytes>("eth_call", &call(IEip3009::nameCall {}.abi_encode()))
+            .map_err(unavailable)?;
+        let version = batch
+            .add_call::<_, Bytes>("eth_call", &call(IEip3009::versionCall {}.abi_encode()))
+            .map_err(unavailable)?;
+        let erc1271 = if offline.ecdsa_ok {
+            None
+        } else {
+            let digest = authorization_digest(
+                auth,
+                &eip712_domain(&offline.domain.name, &offline.domain.version, self.chain_id, asset),
+            );
+            let check = IErc1271::isValidSignatureCall {
+                hash: digest,
+                signature: offline.payload.signature.clone(),
+            };
+            let tx = TransactionRequest::default()
+                .with_to(auth.from)
+                .with_input(check.abi_encode());
+            Some(
+                batch
+                    .add_call::<_, Bytes>("eth_call", &(tx, latest))
+                    .map_err(unavailable)?,
+            )
+        };
+        batch.send().await.map_err(unavailable)?;
+
+        let payer_code = payer_code.await.map_err(unavailable)?;
+        let asset_code = asset_code.await.map_err(unavailable)?;
+        let simulation = match simulation.await {
+            Ok(_) => Ok(()),
+            Err(error) => Err(revert_reason(error).map_err(unavailable)?),
+        };
+        let used = used.await.map_err(|_| ()).and_then(|out: Bytes| {
+            IEip3009::authorizationStateCall::abi_decode_returns(&out).map_err(|_| ())
+        });
+        let balance = balance
+            .await
+            .ok()
+            .and_then(|out: Bytes| IEip3009::balanceOfCall::abi_decode_returns(&out).ok());
+        let name = name
+            .await
+            .ok()
+            .and_then(|out: Bytes| IEip3009::nameCall::abi_decode_returns(&out).ok());
+        let version = version
+            .await
+            .ok()
+            .and_then(|out: Bytes| IEip3009::versionCall::abi_decode_returns(&out).ok());
+        let erc1271_ok = match erc1271 {
+            Some(waiter) => Some(
+                waiter
+                    .await
+                    .ok()
+                    .is_some_and(|out| out.len() >= 4 && out[..4] == ERC1271_MAGIC),
+            ),
+            None => None,
+        };
+        Ok(ChainReads {
+            payer_code,
+            asset_code,
+            simulation,
+            authorization_used: used,
+            balance,
+            name,
+            version,
+            erc1271_ok,
+        })
+    }
+
+    /// Sends the transfer and waits for its receipt, polling at a fraction of the block time.
+    ///
+    /// A receipt that does not come within the configured wait gives [`SettleError::Pending`]
+    /// with the hash; a reverted one gives [`SettleError::Reverted`] with the hash.
+    pub async fn settle(&self, payment: VerifiedPayment) -> Result<Settlement, SettleError> {
+        let tx = TransactionRequest::default()
+            .with_to(payment.asset)
+            .with_input(transfer_calldata(&payment.payload));
+        let pending = self
+            .provider
+            .send_transaction(tx)
+            .await
+            .map_err(classify_send_error)?;
+        let tx_hash = *pending.tx_hash();
+        tracing::debug!(%tx_hash, payer = %payment.payer(), "settlement sent");
+        let receipt = self.wait_for_receipt(tx_hash).await?;
+        if !receipt.status() {
+            return Err(SettleError::Reverted { tx_hash });
+        }
+        Ok(Settlement {
+            tx_hash,
+            block_number: receipt.block_number,
+            payer: payment.payer(),
+        })
+    }
+
+    async fn wait_for_receipt(
+        &self,
+        tx_hash: B256,
+    ) -> Result<alloy::rpc::types::TransactionReceipt, SettleError> {
+        let started = Instant::now();
+        loop {
+            match self.provider.get_transaction_receipt(tx_hash).await {
+                Ok(Some(receipt)) => return Ok(receipt),
+                Ok(None) => {}
+                Err(error) => tracing::debug!(%tx_hash, %error, "receipt poll failed"),
+            }
+            if started.elapsed() >= self.receipt_timeout {
+                return Err(SettleError::Pending { tx_hash });
+            }
+            tokio::time::sleep(self.poll_interval).await;
+        }
+    }
+}
+
+alloy::sol! {
+    interface IErc1271 {
+        function isValidSignature(bytes32 hash, bytes signature) external view returns (bytes4);
+    }
+}
+
+const ERC1271_MAGIC: [u8; 4] = [0x16, 0x26, 0xba, 0x7e];
+
+fn parse_address(field: &'static str, value: &str) -> Result<Address, VerifyError> {
+    value.parse().map_err(|_| VerifyError::InvalidRequirements {
+        field,
+        detail: format!("{value:?} is not an EVM address"),
+    })
+}
+
+/// Recovers the signer of a 65-byte signature, refusing malleable (high-s) ones as tokens do.
+fn recover_low_s(signature: &[u8], digest: &B256) -> Option<Address> {
+    let signature = Signature::from_raw(signature).ok()?;
+    if signature.normalize_s().is_some() {
+        return None;
+    }
+    signature.recover_address_from_prehash(digest).ok()
+}
+
+/// Calldata for `transferWithAuthorization`: the (v, r, s) overload for a 65-byte signature,
+/// the `bytes` overload otherwise (contract wallets).
+pub(crate) fn transfer_calldata(payload: &ExactEvmPayload) -> Vec<u8> {
+    let auth = &payload.authorization;
+    match Signature::from_raw(&payload.signature) {
+        Ok(signature) if payload.signature.len() == 65 => IEip3009::transferWithAuthorization_0Call {
+            from: auth.from,
+            to: auth.to,
+            value: auth.value,
+            validAfter: auth.valid_after,
+            validBefore: auth.valid_before,
+            nonce: auth.nonce,
+            v: 27 + u8::from(signature.v()),
+            r: signature.r().into(),
+            s: signature.s().into(),
+        }
+        .abi_encode(),
+        _ => IEip3009::transferWithAuthorization_1Call {
+            from: auth.from,
+            to: auth.to,
+            value: auth.value,
+            validAfter: auth.valid_after,
+            validBefore: auth.valid_before,
+            nonce: auth.nonce,
+            signature: payload.signature.clone(),
+        }
+        .abi_encode(),
+    }
+}
+
+/// The revert reason of a failed `eth_call`, or the transport error if it did not revert.
+fn revert_reason(error: TransportError) -> Result<String, TransportError> {
+    match &error {
+        RpcError::ErrorResp(payload) => Ok(payload
+            .as_revert_data()
+            .and_then(|data: Bytes| alloy::sol_types::decode_revert_reason(&data))
+            .unwrap_or_else(|| payload.message.to_string())),
+        _ => Err(error),
+    }
+}
+
+fn classify_send_error(error: TransportError) -> SettleError {
+    match revert_reason(error) {
+        Ok(reason) => SettleError::Rejected {
+            code: reason_for_revert(&reason),
+            reason,
+        },
+        Err(error) => SettleError::ChainUnavailable {
+            detail: error.to_string(),
+        },
+    }
+}
+
+/// Chooses the most specific reason for a failed simulation, in the reference order.
+fn diagnose(
+    offline: &OfflineChecks,
+    used: Result<bool, ()>,
+    balance: Option<U256>,
+    name: Option<String>,
+    version: Option<String>,
+    revert: String,
+) -> VerifyError {
+    let auth = &offline.payload.authorization;
+    match used {
+        Err(()) => {
+            return VerifyError::Eip3009NotSupported {
+                asset: offline.asset,
+            };
+        }
+        Ok(true) => {
+            return VerifyError::NonceAlreadyUsed {
+                payer: auth.from,
+                nonce: auth.nonce,
+            };
+        }
+        Ok(false) => {}
+    }
+    if let Some(actual) = name.filter(|n| *n != offline.domain.name) {
+        return VerifyError::TokenNameMismatch {
+            actual,
+            expected: offline.domain.name.clone(),
+        };
+    }
+    if let Some(actual) = version.filter(|v| *v != offline.domain.version) {
+        return VerifyError::TokenVersionMismatch {
+            actual,
+            expected: offline.domain.version.clone(),
+        };
+    }
+    if let Some(balance) = balance.filter(|b| *b < auth.value) {
+        return VerifyError::InsufficientBalance {
+            payer: auth.from,
+            balance,
+            required: auth.value,
+        };
+    }
+    VerifyError::SimulationFailed { reason: revert }
+}
+
+/// The average block interval over the last ten blocks; one second on a chain too young to say.
+async fn measure_block_time(provider: &DynProvider) -> Result<Duration, VerifyError> {
+    let unavailable = |e: TransportError| VerifyError::ChainUnavailable {
+        detail: e.to_string(),
+    };
+    let latest = provider.get_block_number().await.map_err(unavailable)?;
+    let span = latest.min(10);
+    if span < 2 {
+        return Ok(Duration::from_secs(1));
+    }
+    let timestamp = |n: u64| async move {
+        let block: TransportResult<_> = provider.get_block_by_number(BlockNumberOrTag::Number(n)).await;
+        block.map(|b| b.map(|b| b.header.timestamp))
+    };
+    let (newest, oldest) = tokio::try_join!(timestamp(latest), timestamp(latest - span))
+        .map_err(unavailable)?;
+    Ok(match (newest, oldest) {
+        (Some(newest), Some(oldest)) => {
+            Duration::from_millis(newest.saturating_sub(oldest) * 1000 / span)
+        }
+        _ => Duration::from_secs(1),
+    })
+}

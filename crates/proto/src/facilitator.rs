@@ -1,0 +1,201 @@
+//! The facilitator's answers and the [`Facilitator`] trait.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::pin::Pin;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{Network, PaymentRequest, ReasonCode, Scheme, TokenAmount};
+
+/// The answer to `POST /verify`. A refused payment is an answer, not an error.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct VerifyResponse {
+    /// Whether the payment would settle.
+    pub is_valid: bool,
+    /// Why not, as a code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid_reason: Option<ReasonCode>,
+    /// Why not, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalid_message: Option<String>,
+    /// The paying address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer: Option<String>,
+    /// Extension data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<Value>,
+}
+
+impl VerifyResponse {
+    /// A valid payment by `payer`.
+    pub fn valid(payer: impl Into<String>) -> Self {
+        Self {
+            is_valid: true,
+            invalid_reason: None,
+            invalid_message: None,
+            payer: Some(payer.into()),
+            extensions: None,
+        }
+    }
+
+    /// A refused payment.
+    pub fn invalid(reason: ReasonCode, message: impl Into<String>, payer: Option<String>) -> Self {
+        Self {
+            is_valid: false,
+            invalid_reason: Some(reason),
+            invalid_message: Some(message.into()),
+            payer,
+            extensions: None,
+        }
+    }
+}
+
+/// The answer to `POST /settle`, and the receipt in `PAYMENT-RESPONSE` / `X-PAYMENT-RESPONSE`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SettleResponse {
+    /// Whether the payment is settled on chain.
+    pub success: bool,
+    /// Why not, as a code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_reason: Option<ReasonCode>,
+    /// Why not, for people.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_message: Option<String>,
+    /// The paying address.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub payer: Option<String>,
+    /// The transaction hash; empty when nothing was sent.
+    #[serde(default)]
+    pub transaction: String,
+    /// The network, as the request named it.
+    pub network: Network,
+    /// The amount actually settled (schemes that settle less than the maximum).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amount: Option<TokenAmount>,
+    /// Extension data.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extensions: Option<Value>,
+}
+
+impl SettleResponse {
+    /// A failed settlement.
+    pub fn failure(
+        network: Network,
+        reason: ReasonCode,
+        message: impl Into<String>,
+        payer: Option<String>,
+        transaction: Option<String>,
+    ) -> Self {
+        Self {
+            success: false,
+            error_reason: Some(reason),
+            error_message: Some(message.into()),
+            payer,
+            transaction: transaction.unwrap_or_default(),
+            network,
+            amount: None,
+            extensions: None,
+        }
+    }
+}
+
+/// One (version, scheme, network) a facilitator serves.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SupportedKind {
+    /// The protocol version.
+    pub x402_version: u8,
+    /// The scheme.
+    pub scheme: Scheme,
+    /// The network, as that version names it.
+    pub network: Network,
+    /// Scheme-specific data for servers to copy into their requirements.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Value>,
+}
+
+/// The answer to `GET /supported`.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SupportedResponse {
+    /// Everything served.
+    pub kinds: Vec<SupportedKind>,
+    /// Extension keys understood.
+    #[serde(default)]
+    pub extensions: Vec<String>,
+    /// Signer addresses by CAIP-2 family pattern (`"eip155:*"`).
+    #[serde(default)]
+    pub signers: BTreeMap<String, Vec<String>>,
+}
+
+/// Why a facilitator could not give an answer at all (as opposed to refusing a payment).
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FacilitatorError {
+    /// The request itself is malformed; sending it again will not help.
+    #[error("bad request: {0}")]
+    BadRequest(String),
+    /// The facilitator or the chain behind it cannot be reached now.
+    #[error("facilitator unavailable: {0}")]
+    Unavailable(String),
+    /// The facilitator answered with something that is not a valid response.
+    #[error("facilitator answered badly: {0}")]
+    BadResponse(String),
+    /// An internal fault.
+    #[error("facilitator failed: {0}")]
+    Internal(String),
+}
+
+impl FacilitatorError {
+    /// Whether the same call may succeed later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// A boxed, sendable future, so [`Facilitator`] can be used as a trait object.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// Verifies and settles payments: in process, or a remote one over HTTP.
+///
+/// A refused payment is an `Ok` answer with `is_valid` / `success` false; `Err` means no answer
+/// could be had.
+pub trait Facilitator: Send + Sync {
+    /// Checks that a payment would settle, without moving money.
+    fn verify<'a>(
+        &'a self,
+        request: &'a PaymentRequest,
+    ) -> BoxFuture<'a, Result<VerifyResponse, FacilitatorError>>;
+
+    /// Verifies again and moves the money.
+    fn settle<'a>(
+        &'a self,
+        request: &'a PaymentRequest,
+    ) -> BoxFuture<'a, Result<SettleResponse, FacilitatorError>>;
+
+    /// What this facilitator serves.
+    fn supported(&self) -> BoxFuture<'_, Result<SupportedResponse, FacilitatorError>>;
+}
+
+impl<F: Facilitator + ?Sized> Facilitator for std::sync::Arc<F> {
+    fn verify<'a>(
+        &'a self,
+        request: &'a PaymentRequest,
+    ) -> BoxFuture<'a, Result<VerifyResponse, FacilitatorError>> {
+        (**self).verify(request)
+    }
+
+    fn settle<'a>(
+        &'a self,
+        request: &'a PaymentRequest,
+    ) -> BoxFuture<'a, Result<SettleResponse, FacilitatorError>> {
+        (**self).settle(request)
+    }
+
+    fn supported(&self) -> BoxFuture<'_, Result<SupportedResponse, FacilitatorError>> {
+        (**self).supported()
+    }
+}

@@ -1,0 +1,310 @@
+//! Open string values of the protocol: networks, schemes and reason codes.
+//!
+//! Each is a newtype over a string with constants for the values we know, so a value from a
+//! newer peer still parses and round-trips unchanged.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+macro_rules! open_string {
+    ($(#[$meta:meta])* $name:ident) => {
+        $(#[$meta])*
+        #[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Cow<'static, str>);
+
+        impl $name {
+            /// Wraps any string, known or not.
+            pub fn new(value: impl Into<String>) -> Self {
+                Self(Cow::Owned(value.into()))
+            }
+
+            /// A value known at compile time.
+            pub const fn from_static(value: &'static str) -> Self {
+                Self(Cow::Borrowed(value))
+            }
+
+            /// The value as written on the wire.
+            pub fn as_str(&self) -> &str {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(&self.0)
+            }
+        }
+
+        impl fmt::Debug for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                write!(f, "{}({:?})", stringify!($name), &*self.0)
+            }
+        }
+
+        impl From<&str> for $name {
+            fn from(value: &str) -> Self {
+                Self::new(value)
+            }
+        }
+
+        impl PartialEq<str> for $name {
+            fn eq(&self, other: &str) -> bool {
+                self.0 == other
+            }
+        }
+
+        impl PartialEq<&str> for $name {
+            fn eq(&self, other: &&str) -> bool {
+                self.0 == *other
+            }
+        }
+    };
+}
+
+open_string!(
+    /// A payment network: a CAIP-2 id in v2 (`eip155:8453`), a plain name in v1 (`base`).
+    Network
+);
+open_string!(
+    /// A payment scheme (`exact`, `upto`, ...).
+    Scheme
+);
+open_string!(
+    /// A machine-readable reason for a failed verify or settle (`invalidReason`, `errorReason`).
+    ///
+    /// The strings differ between the specification and the SDKs; ours follow the TypeScript
+    /// SDK so that clients written against it understand us.
+    ReasonCode
+);
+
+/// v1 network names and their CAIP-2 ids, as the official SDKs map them.
+const V1_NETWORKS: &[(&str, &str)] = &[
+    ("ethereum", "eip155:1"),
+    ("sepolia", "eip155:11155111"),
+    ("base", "eip155:8453"),
+    ("base-sepolia", "eip155:84532"),
+    ("avalanche", "eip155:43114"),
+    ("avalanche-fuji", "eip155:43113"),
+    ("polygon", "eip155:137"),
+    ("polygon-amoy", "eip155:80002"),
+    ("abstract", "eip155:2741"),
+    ("abstract-testnet", "eip155:11124"),
+    ("iotex", "eip155:4689"),
+    ("sei", "eip155:1329"),
+    ("sei-testnet", "eip155:1328"),
+    ("peaq", "eip155:3338"),
+    ("story", "eip155:1514"),
+    ("educhain", "eip155:41923"),
+    ("skale-base-sepolia", "eip155:324705682"),
+    ("megaeth", "eip155:4326"),
+    ("monad", "eip155:143"),
+    ("stable", "eip155:988"),
+    ("stable-testnet", "eip155:2201"),
+    ("solana", "solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp"),
+    ("solana-devnet", "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1"),
+    ("solana-testnet", "solana:4uhcVJyU9pJkvQyS88uRDiswHXSCkY3z"),
+];
+
+impl Network {
+    /// Base mainnet.
+    pub const BASE: Self = Self::from_static("eip155:8453");
+    /// Base Sepolia.
+    pub const BASE_SEPOLIA: Self = Self::from_static("eip155:84532");
+    /// Ethereum mainnet.
+    pub const ETHEREUM: Self = Self::from_static("eip155:1");
+    /// Polygon PoS.
+    pub const POLYGON: Self = Self::from_static("eip155:137");
+    /// Arbitrum One.
+    pub const ARBITRUM: Self = Self::from_static("eip155:42161");
+    /// Solana mainnet.
+    pub const SOLANA: Self = Self::from_static("solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp");
+
+    /// The CAIP-2 id of an EVM chain.
+    pub fn eip155(chain_id: u64) -> Self {
+        Self::new(format!("eip155:{chain_id}"))
+    }
+
+    /// Whether this is written as CAIP-2 (`namespace:reference`), the v2 form.
+    pub fn is_caip2(&self) -> bool {
+        self.0.len() >= 3 && self.0.contains(':')
+    }
+
+    /// The CAIP-2 namespace (`eip155`, `solana`), if this is a CAIP-2 id.
+    pub fn namespace(&self) -> Option<&str> {
+        self.is_caip2().then(|| self.0.split(':').next().unwrap_or_default())
+    }
+
+    /// The CAIP-2 form: itself if already CAIP-2, else the id a known v1 name maps to.
+    pub fn to_caip2(&self) -> Option<Self> {
+        if self.is_caip2() {
+            return Some(self.clone());
+        }
+        V1_NETWORKS
+            .iter()
+            .find(|(v1, _)| *v1 == self.as_str())
+            .map(|(_, caip2)| Self::from_static(caip2))
+    }
+
+    /// The v1 name of this network, if it has one.
+    pub fn to_v1_name(&self) -> Option<Self> {
+        if !self.is_caip2() {
+            return V1_NETWORKS
+                .iter()
+                .any(|(v1, _)| *v1 == self.as_str())
+                .then(|| self.clone());
+        }
+        V1_NETWORKS
+            .iter()
+            .find(|(_, caip2)| *caip2 == self.as_str())
+            .map(|(v1, _)| Self::from_static(v1))
+    }
+
+    /// The EVM chain id, for `eip155:<id>` or a v1 name of an EVM chain.
+    pub fn evm_chain_id(&self) -> Option<u64> {
+        let caip2 = self.to_caip2()?;
+        let reference = caip2.as_str().strip_prefix("eip155:")?;
+        if reference.is_empty() || !reference.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        reference.parse().ok()
+    }
+
+    /// Whether two spellings name the same network (`base` and `eip155:8453` do).
+    pub fn same_as(&self, other: &Self) -> bool {
+        self == other
+            || matches!((self.to_caip2(), other.to_caip2()), (Some(a), Some(b)) if a == b)
+    }
+}
+
+impl Scheme {
+    /// One payment of exactly the stated amount.
+    pub const EXACT: Self = Self::from_static("exact");
+    /// A payment of up to the stated amount, settled for actual usage.
+    pub const UPTO: Self = Self::from_static("upto");
+}
+
+impl ReasonCode {
+    // General codes from the v2 specification.
+    /// The payer cannot cover the amount.
+    pub const INSUFFICIENT_FUNDS: Self = Self::from_static("insufficient_funds");
+    /// The network is not one this facilitator serves.
+    pub const INVALID_NETWORK: Self = Self::from_static("invalid_network");
+    /// The payload could not be read.
+    pub const INVALID_PAYLOAD: Self = Self::from_static("invalid_payload");
+    /// The requirements are malformed.
+    pub const INVALID_PAYMENT_REQUIREMENTS: Self =
+        Self::from_static("invalid_payment_requirements");
+    /// The scheme is not one this facilitator serves.
+    pub const UNSUPPORTED_SCHEME: Self = Self::from_static("unsupported_scheme");
+    /// The protocol version is not supported.
+    pub const INVALID_X402_VERSION: Self = Self::from_static("invalid_x402_version");
+    /// The chain state does not allow the operation.
+    pub const INVALID_TRANSACTION_STATE: Self = Self::from_static("invalid_transaction_state");
+    /// Verification failed for an unexpected (internal) reason.
+    pub const UNEXPECTED_VERIFY_ERROR: Self = Self::from_static("unexpected_verify_error");
+    /// Settlement failed for an unexpected (internal) reason.
+    pub const UNEXPECTED_SETTLE_ERROR: Self = Self::from_static("unexpected_settle_error");
+    /// The transaction was sent but is not confirmed yet; `transaction` holds its hash.
+    pub const SETTLEMENT_PENDING: Self = Self::from_static("settlement_pending");
+    /// The chain could not be reached.
+    pub const CHAIN_UNAVAILABLE: Self = Self::from_static("chain_unavailable");
+
+    // `exact` on EVM, as the TypeScript SDK 2.27 names them.
+    /// `scheme` is not `exact`.
+    pub const EXACT_EVM_SCHEME: Self = Self::from_static("invalid_exact_evm_scheme");
+    /// The payload's network differs from the requirements'.
+    pub const EXACT_EVM_NETWORK_MISMATCH: Self =
+        Self::from_static("invalid_exact_evm_network_mismatch");
+    /// `extra.name` / `extra.version` (the EIP-712 domain) are missing.
+    pub const EXACT_EVM_MISSING_EIP712_DOMAIN: Self =
+        Self::from_static("invalid_exact_evm_missing_eip712_domain");
+    /// `authorization.to` is not `payTo`.
+    pub const EXACT_EVM_RECIPIENT_MISMATCH: Self =
+        Self::from_static("invalid_exact_evm_recipient_mismatch");
+    /// The signature does not recover to `authorization.from`.
+    pub const EXACT_EVM_SIGNATURE: Self = Self::from_static("invalid_exact_evm_signature");
+    /// `validBefore` has passed or is too close.
+    pub const EXACT_EVM_VALID_BEFORE: Self =
+        Self::from_static("invalid_exact_evm_payload_authorization_valid_before");
+    /// `validAfter` is in the future.
+    pub const EXACT_EVM_VALID_AFTER: Self =
+        Self::from_static("invalid_exact_evm_payload_authorization_valid_after");
+    /// `authorization.value` differs from the required amount (v2 wording).
+    pub const EXACT_EVM_VALUE_MISMATCH: Self =
+        Self::from_static("invalid_exact_evm_payload_authorization_value_mismatch");
+    /// `authorization.value` differs from `maxAmountRequired` (v1 wording).
+    pub const EXACT_EVM_VALUE_MISMATCH_V1: Self =
+        Self::from_static("invalid_exact_evm_authorization_value");
+    /// The receipt holds no Transfer event matching the authorization.
+    pub const EXACT_EVM_TRANSFER_EVENT_MISMATCH: Self =
+        Self::from_static("invalid_exact_evm_transfer_event_mismatch");
+    /// A counterfactual (ERC-6492) wallet's factory is not allowed.
+    pub const EIP6492_FACTORY_NOT_ALLOWED: Self = Self::from_static("eip6492_factory_not_allowed");
+    /// The settlement transaction reverted.
+    pub const EXACT_EVM_TRANSACTION_FAILED: Self =
+        Self::from_static("invalid_exact_evm_transaction_failed");
+    /// The token's `name()` differs from `extra.name`.
+    pub const EXACT_EVM_TOKEN_NAME_MISMATCH: Self =
+        Self::from_static("invalid_exact_evm_token_name_mismatch");
+    /// The token's `version()` differs from `extra.version`.
+    pub const EXACT_EVM_TOKEN_VERSION_MISMATCH: Self =
+        Self::from_static("invalid_exact_evm_token_version_mismatch");
+    /// The asset does not implement EIP-3009.
+    pub const EXACT_EVM_EIP3009_NOT_SUPPORTED: Self =
+        Self::from_static("invalid_exact_evm_eip3009_not_supported");
+    /// The authorization nonce was already used or canceled.
+    pub const EXACT_EVM_NONCE_ALREADY_USED: Self =
+        Self::from_static("invalid_exact_evm_nonce_already_used");
+    /// The payer's token balance is below the amount.
+    pub const EXACT_EVM_INSUFFICIENT_BALANCE: Self =
+        Self::from_static("invalid_exact_evm_insufficient_balance");
+    /// Simulating the transfer failed for another reason.
+    pub const EXACT_EVM_SIMULATION_FAILED: Self =
+        Self::from_static("invalid_exact_evm_transaction_simulation_failed");
+    /// The asset address holds no contract.
+    pub const ASSET_NOT_DEPLOYED_CONTRACT: Self = Self::from_static("asset_not_deployed_contract");
+    /// The payload's shape is not one this scheme understands.
+    pub const UNSUPPORTED_PAYLOAD_TYPE: Self = Self::from_static("unsupported_payload_type");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn v1_names_map_both_ways() {
+        let base = Network::new("base");
+        assert_eq!(base.to_caip2(), Some(Network::BASE));
+        assert_eq!(Network::BASE.to_v1_name(), Some(base.clone()));
+        assert_eq!(base.evm_chain_id(), Some(8453));
+        assert!(base.same_as(&Network::BASE));
+        assert_eq!(
+            Network::new("solana-devnet").to_caip2().unwrap().as_str(),
+            "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1"
+        );
+        assert_eq!(Network::new("solana-devnet").evm_chain_id(), None);
+    }
+
+    #[test]
+    fn every_v1_name_round_trips() {
+        for (v1, caip2) in V1_NETWORKS {
+            let net = Network::new(*v1);
+            assert_eq!(net.to_caip2().unwrap().as_str(), *caip2);
+            assert_eq!(Network::new(*caip2).to_v1_name().unwrap().as_str(), *v1);
+        }
+    }
+
+    #[test]
+    fn unknown_networks_still_parse() {
+        let n: Network = serde_json::from_str("\"eip155:31337\"").unwrap();
+        assert_eq!(n.evm_chain_id(), Some(31337));
+        assert_eq!(n.to_v1_name(), None);
+        assert_eq!(Network::new("eip155:abc").evm_chain_id(), None);
+        assert_eq!(Network::new("eip155:").evm_chain_id(), None);
+        assert_eq!(Network::new("mystery").to_caip2(), None);
+        assert_eq!(Network::new("aptos:1").namespace(), Some("aptos"));
+    }
+}

@@ -1,0 +1,161 @@
+//! Helpers shared by the workspace's integration tests: a devnet with an `exact` scheme
+//! connected to it, and builders for honest and dishonest payments.
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::signers::SignerSync;
+use alloy::signers::local::PrivateKeySigner;
+use serde_json::json;
+use x402_devnet::{Devnet, DevnetConfig};
+use x402_evm::{
+    Authorization, ChainConfig, ExactEvmPayload, ExactEvmScheme, authorization_digest,
+    eip712_domain, unix_now,
+};
+use x402_proto::{PaymentRequest, Scheme, TokenAmount, V1, V2, v1, v2};
+
+/// A devnet and a scheme settling on it with the devnet's facilitator key.
+#[derive(Debug)]
+pub struct Chain {
+    /// The chain.
+    pub devnet: Devnet,
+    /// The `exact` scheme connected to it.
+    pub scheme: ExactEvmScheme,
+}
+
+impl Chain {
+    /// Starts a devnet (automine) and connects a scheme to it.
+    pub async fn start() -> Self {
+        Self::start_with(DevnetConfig::default()).await
+    }
+
+    /// Starts a devnet with `config` and connects a scheme to it.
+    pub async fn start_with(config: DevnetConfig) -> Self {
+        let devnet = Devnet::start(config).await.expect("devnet starts");
+        let mut chain = ChainConfig::new(devnet.chain_id(), devnet.rpc_url().clone());
+        chain.receipt_timeout = Duration::from_secs(20);
+        let scheme = ExactEvmScheme::connect(chain, devnet.facilitator().signer.clone())
+            .await
+            .expect("scheme connects");
+        Self { devnet, scheme }
+    }
+
+    /// v2 requirements for `amount` atomic units of the devnet token, paid to account 1.
+    pub fn requirements(&self, amount: u128) -> v2::PaymentRequirements {
+        let token = self.devnet.token();
+        v2::PaymentRequirements {
+            scheme: Scheme::EXACT,
+            network: self.devnet.network(),
+            amount: TokenAmount::from_atomic(amount),
+            asset: token.address.to_checksum(None),
+            pay_to: self.devnet.pay_to().address.to_checksum(None),
+            max_timeout_seconds: 60,
+            extra: Some(json!({"name": token.name, "version": token.version})),
+        }
+    }
+
+    /// The devnet token balance of `owner`.
+    pub async fn balance(&self, owner: Address) -> U256 {
+        self.devnet
+            .balance_of(self.devnet.token().address, owner)
+            .await
+            .expect("balance readable")
+    }
+
+    /// The facilitator's transaction count (to prove nothing was sent).
+    pub async fn facilitator_tx_count(&self) -> u64 {
+        self.devnet
+            .transaction_count(self.devnet.facilitator().address)
+            .await
+            .expect("nonce readable")
+    }
+}
+
+/// An honest authorization by `payer` for `requirements`, valid from 10 minutes ago for
+/// `maxTimeoutSeconds`.
+pub fn authorization_for(payer: Address, requirements: &v2::PaymentRequirements) -> Authorization {
+    let now = unix_now();
+    Authorization {
+        from: payer,
+        to: requirements.pay_to.parse().expect("payTo is an address"),
+        value: requirements.amount.0,
+        valid_after: U256::from(now - 600),
+        valid_before: U256::from(now + requirements.max_timeout_seconds),
+        nonce: B256::random(),
+    }
+}
+
+/// Signs `authorization` under an explicit EIP-712 domain.
+pub fn sign_with_domain(
+    signer: &PrivateKeySigner,
+    authorization: &Authorization,
+    name: &str,
+    version: &str,
+    chain_id: u64,
+    token: Address,
+) -> Bytes {
+    let digest = authorization_digest(authorization, &eip712_domain(name, version, chain_id, token));
+    let signature = signer.sign_hash_sync(&digest).expect("local signing works");
+    signature.as_bytes().to_vec().into()
+}
+
+/// Signs `authorization` under the domain `requirements` describe.
+pub fn sign_for(
+    signer: &PrivateKeySigner,
+    authorization: &Authorization,
+    requirements: &v2::PaymentRequirements,
+) -> Bytes {
+    let extra = requirements.extra.as_ref().expect("extra present");
+    sign_with_domain(
+        signer,
+        authorization,
+        extra["name"].as_str().expect("name"),
+        extra["version"].as_str().expect("version"),
+        requirements.network.evm_chain_id().expect("EVM network"),
+        requirements.asset.parse().expect("asset is an address"),
+    )
+}
+
+/// A v2 facilitator request carrying `payload` against `requirements` (accepted = requirements).
+pub fn v2_request(payload: &ExactEvmPayload, requirements: &v2::PaymentRequirements) -> PaymentRequest {
+    PaymentRequest::V2 {
+        payload: v2::PaymentPayload {
+            x402_version: V2::default(),
+            resource: None,
+            accepted: requirements.clone(),
+            payload: serde_json::to_value(payload).expect("payload serializes"),
+            extensions: None,
+        },
+        requirements: requirements.clone(),
+    }
+}
+
+/// A v1 facilitator request carrying `payload` against the v1 form of `requirements`.
+pub fn v1_request(payload: &ExactEvmPayload, requirements: &v2::PaymentRequirements) -> PaymentRequest {
+    let resource = v2::ResourceInfo {
+        url: "http://127.0.0.1/test".into(),
+        description: Some("test".into()),
+        mime_type: None,
+    };
+    let v1_requirements =
+        v1::PaymentRequirements::from_v2(requirements, &resource).expect("network has a v1 name");
+    PaymentRequest::V1 {
+        payload: v1::PaymentPayload {
+            x402_version: V1::default(),
+            scheme: Scheme::EXACT,
+            network: v1_requirements.network.clone(),
+            payload: serde_json::to_value(payload).expect("payload serializes"),
+        },
+        requirements: v1_requirements,
+    }
+}
+
+/// An honest, signed v2 payment by `payer`.
+pub fn honest_payment(payer: &PrivateKeySigner, requirements: &v2::PaymentRequirements) -> ExactEvmPayload {
+    let authorization = authorization_for(payer.address(), requirements);
+    let signature = sign_for(payer, &authorization, requirements);
+    ExactEvmPayload {
+        signature,
+        authorization,
+    }
+}
