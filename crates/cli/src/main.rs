@@ -1,1 +1,35 @@
-fn main() {}
+//! `x402`: one binary for the local dev chain and (in later releases) the facilitator, the
+//! gateway and the paying client.
+
+mod dev;
+
+use clap::{Parser, Subcommand};
+use tracing_subscriber::EnvFilter;
+
+/// x402 payments for AI compute: dev chain, facilitator, gateway, paying client.
+#[derive(Debug, Parser)]
+#[command(name = "x402", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a local chain that looks like Base (USDC at its real address) until Ctrl-C,
+    /// and describe it in DIR/dev.json.
+    Dev(dev::DevArgs),
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    match Cli::parse().command {
+        Command::Dev(args) => dev::run(args).await,
+    }
+}

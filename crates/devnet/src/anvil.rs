@@ -92,14 +92,18 @@ impl AnvilProcess {
                     in_keys = false;
                 }
                 if let Some(addr) = line.strip_prefix("Listening on ") {
-                    return Ok::<_, std::io::Error>(addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()));
+                    return Ok::<_, std::io::Error>(
+                        addr.rsplit(':').next().and_then(|p| p.parse::<u16>().ok()),
+                    );
                 }
             }
             Ok(None)
         };
         let port = tokio::time::timeout(Duration::from_secs(30), read_banner)
             .await
-            .map_err(|_| DevnetError::Spawn("anvil did not say where it listens within 30 s".into()))?
+            .map_err(|_| {
+                DevnetError::Spawn("anvil did not say where it listens within 30 s".into())
+            })?
             .map_err(|e| DevnetError::Spawn(format!("reading anvil output: {e}")))?
             .ok_or_else(|| DevnetError::Spawn("anvil exited before listening".into()))?;
         // anvil logs every RPC call to stdout; keep draining it so it never blocks.

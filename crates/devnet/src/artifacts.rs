@@ -40,7 +40,11 @@ mod tests {
     fn committed_artifacts_parse_and_hold_runtime_code() {
         for json in [TOKEN_ARTIFACT, MULTICALL3_ARTIFACT] {
             let artifact = Artifact::parse(json).unwrap();
-            assert!(artifact.deployed_bytecode.len() > 1000, "{}", artifact.contract_name);
+            assert!(
+                artifact.deployed_bytecode.len() > 1000,
+                "{}",
+                artifact.contract_name
+            );
             assert_eq!(artifact.source_sha256.len(), 64);
         }
     }

@@ -158,11 +158,17 @@ impl Devnet {
             .set_code(MULTICALL3_ADDRESS, multicall.deployed_bytecode)
             .await?;
         devnet.token = devnet
-            .place_token(config.token_address, &config.token_name, &config.token_version)
+            .place_token(
+                config.token_address,
+                &config.token_name,
+                &config.token_version,
+            )
             .await?;
         let payers: Vec<Address> = devnet.payers().iter().map(|a| a.address).collect();
         for payer in payers {
-            devnet.mint(devnet.token.address, payer, config.payer_funds).await?;
+            devnet
+                .mint(devnet.token.address, payer, config.payer_funds)
+                .await?;
         }
         if let Some(secs) = config.block_time {
             devnet
@@ -257,8 +263,16 @@ impl Devnet {
     }
 
     /// Mints `amount` of the token at `token` to `to`.
-    pub async fn mint(&self, token: Address, to: Address, amount: TokenAmount) -> Result<(), DevnetError> {
-        let call = IDevToken::mintCall { to, amount: amount.0 };
+    pub async fn mint(
+        &self,
+        token: Address,
+        to: Address,
+        amount: TokenAmount,
+    ) -> Result<(), DevnetError> {
+        let call = IDevToken::mintCall {
+            to,
+            amount: amount.0,
+        };
         self.send(token, call.abi_encode()).await
     }
 

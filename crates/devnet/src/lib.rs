@@ -8,5 +8,5 @@ mod artifacts;
 mod devnet;
 
 pub use anvil::{AnvilProcess, find_anvil};
-pub use artifacts::{MULTICALL3_ADDRESS, TOKEN_ARTIFACT, MULTICALL3_ARTIFACT, Artifact};
+pub use artifacts::{Artifact, MULTICALL3_ADDRESS, MULTICALL3_ARTIFACT, TOKEN_ARTIFACT};
 pub use devnet::{BASE_USDC, DevAccount, DevToken, Devnet, DevnetConfig, DevnetError};

@@ -46,8 +46,14 @@ mod tests {
 
     #[test]
     fn poll_interval_follows_block_time() {
-        assert_eq!(poll_interval_for(Duration::from_secs(2)), Duration::from_millis(200));
-        assert_eq!(poll_interval_for(Duration::from_secs(12)), Duration::from_millis(250));
+        assert_eq!(
+            poll_interval_for(Duration::from_secs(2)),
+            Duration::from_millis(200)
+        );
+        assert_eq!(
+            poll_interval_for(Duration::from_secs(12)),
+            Duration::from_millis(250)
+        );
         assert_eq!(poll_interval_for(Duration::ZERO), Duration::from_millis(10));
     }
 }

@@ -53,8 +53,8 @@ pub async fn sign_exact<S: Signer + ?Sized>(
         .network
         .evm_chain_id()
         .ok_or_else(|| SignError::UnsupportedNetwork(requirements.network.clone()))?;
-    let domain_extra =
-        DomainExtra::from_extra(requirements.extra.as_ref()).ok_or(SignError::MissingEip712Domain)?;
+    let domain_extra = DomainExtra::from_extra(requirements.extra.as_ref())
+        .ok_or(SignError::MissingEip712Domain)?;
     let token = parse_address("asset", &requirements.asset)?;
     let to = parse_address("payTo", &requirements.pay_to)?;
     let authorization = Authorization {

@@ -60,7 +60,9 @@ pub enum VerifyError {
         pay_to: Address,
     },
     /// `validBefore` has passed or is closer than the block-time buffer.
-    #[error("authorization expires at {valid_before}, which is before now ({now}) plus 6 s; sign a new one")]
+    #[error(
+        "authorization expires at {valid_before}, which is before now ({now}) plus 6 s; sign a new one"
+    )]
     Expired {
         /// The authorization's `validBefore`.
         valid_before: U256,
@@ -98,7 +100,9 @@ pub enum VerifyError {
         asset: Address,
     },
     /// The nonce was already used (a replay) or canceled.
-    #[error("authorization nonce {nonce} of {payer} was already used or canceled; sign a new payment")]
+    #[error(
+        "authorization nonce {nonce} of {payer} was already used or canceled; sign a new payment"
+    )]
     NonceAlreadyUsed {
         /// The payer.
         payer: Address,
@@ -122,7 +126,9 @@ pub enum VerifyError {
         expected: String,
     },
     /// The payer holds less than the amount.
-    #[error("payer {payer} holds {balance} atomic units but {required} are required; fund the wallet")]
+    #[error(
+        "payer {payer} holds {balance} atomic units but {required} are required; fund the wallet"
+    )]
     InsufficientBalance {
         /// The payer.
         payer: Address,
@@ -166,7 +172,9 @@ impl From<&VerifyError> for ReasonCode {
             E::RecipientMismatch { .. } => Self::EXACT_EVM_RECIPIENT_MISMATCH,
             E::Expired { .. } => Self::EXACT_EVM_VALID_BEFORE,
             E::NotYetValid { .. } => Self::EXACT_EVM_VALID_AFTER,
-            E::AmountMismatch { x402_version: 1, .. } => Self::EXACT_EVM_VALUE_MISMATCH_V1,
+            E::AmountMismatch {
+                x402_version: 1, ..
+            } => Self::EXACT_EVM_VALUE_MISMATCH_V1,
             E::AmountMismatch { .. } => Self::EXACT_EVM_VALUE_MISMATCH,
             E::AssetNotContract { .. } => Self::ASSET_NOT_DEPLOYED_CONTRACT,
             E::Eip3009NotSupported { .. } => Self::EXACT_EVM_EIP3009_NOT_SUPPORTED,
@@ -283,7 +291,10 @@ mod tests {
     fn messages_say_what_to_do() {
         let e = VerifyError::MissingEip712Domain;
         assert!(e.to_string().contains("extra.name"));
-        assert_eq!(ReasonCode::from(&e), ReasonCode::EXACT_EVM_MISSING_EIP712_DOMAIN);
+        assert_eq!(
+            ReasonCode::from(&e),
+            ReasonCode::EXACT_EVM_MISSING_EIP712_DOMAIN
+        );
         assert!(VerifyError::ChainUnavailable { detail: "x".into() }.is_retryable());
     }
 }

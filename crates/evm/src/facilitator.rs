@@ -40,7 +40,10 @@ fn claimed_payer(request: &PaymentRequest) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn refusal(error: &VerifyError, request: &PaymentRequest) -> Result<VerifyResponse, FacilitatorError> {
+fn refusal(
+    error: &VerifyError,
+    request: &PaymentRequest,
+) -> Result<VerifyResponse, FacilitatorError> {
     if error.is_retryable() {
         return Err(FacilitatorError::Unavailable(error.to_string()));
     }

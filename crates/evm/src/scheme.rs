@@ -139,7 +139,10 @@ pub struct ExactEvmScheme {
 impl ExactEvmScheme {
     /// Connects to a chain. When the config gives no block time, it is measured from recent
     /// blocks (one RPC round trip), which sets the receipt poll interval.
-    pub async fn connect(config: ChainConfig, signer: PrivateKeySigner) -> Result<Self, VerifyError> {
+    pub async fn connect(
+        config: ChainConfig,
+        signer: PrivateKeySigner,
+    ) -> Result<Self, VerifyError> {
         let signer_address = signer.address();
         let provider = ProviderBuilder::new()
             .disable_recommended_fillers()
@@ -199,15 +202,16 @@ impl ExactEvmScheme {
         now: u64,
     ) -> Result<VerifiedPayment, VerifyError> {
         let offline = self.check_offline(request, now)?;
-        if offline.ecdsa_ok {
-            if let Some(failure) = offline.later_failure {
-                return Err(failure);
-            }
+        if offline.ecdsa_ok
+            && let Some(failure) = offline.later_failure
+        {
+            return Err(failure);
         }
         let reads = self.read_chain(&offline).await?;
         let payer = offline.payload.authorization.from;
         if !offline.ecdsa_ok {
-            let contract_signature_ok = !reads.payer_code.is_empty() && reads.erc1271_ok == Some(true);
+            let contract_signature_ok =
+                !reads.payer_code.is_empty() && reads.erc1271_ok == Some(true);
             if !contract_signature_ok {
                 return Err(VerifyError::InvalidSignature { payer });
             }
@@ -221,7 +225,14 @@ impl ExactEvmScheme {
             });
         }
         if let Err(revert) = reads.simulation {
-            return Err(diagnose(&offline, reads.authorization_used, reads.balance, reads.name, reads.version, revert));
+            return Err(diagnose(
+                &offline,
+                reads.authorization_used,
+                reads.balance,
+                reads.name,
+                reads.version,
+                revert,
+            ));
         }
         Ok(VerifiedPayment {
             network: request.wire_network().clone(),
@@ -230,7 +241,11 @@ impl ExactEvmScheme {
         })
     }
 
-    fn check_offline(&self, request: &PaymentRequest, now: u64) -> Result<OfflineChecks, VerifyError> {
+    fn check_offline(
+        &self,
+        request: &PaymentRequest,
+        now: u64,
+    ) -> Result<OfflineChecks, VerifyError> {
         let requirements = request.requirements();
         let (paid_scheme, paid_network) = request.accepted();
         if *paid_scheme != Scheme::EXACT {
@@ -259,8 +274,10 @@ impl ExactEvmScheme {
         let asset = parse_address("asset", &requirements.asset)?;
         let pay_to = parse_address("payTo", &requirements.pay_to)?;
         let payload: ExactEvmPayload =
-            serde_json::from_value(request.payload().clone()).map_err(|e| VerifyError::InvalidPayload {
-                detail: e.to_string(),
+            serde_json::from_value(request.payload().clone()).map_err(|e| {
+                VerifyError::InvalidPayload {
+                    detail: e.to_string(),
+                }
             })?;
         let authorization = &payload.authorization;
 
@@ -275,7 +292,9 @@ impl ExactEvmScheme {
                 to: authorization.to,
                 pay_to,
             })
-        } else if authorization.valid_before < U256::from(now.saturating_add(VALID_BEFORE_BUFFER_SECS)) {
+        } else if authorization.valid_before
+            < U256::from(now.saturating_add(VALID_BEFORE_BUFFER_SECS))
+        {
             Some(VerifyError::Expired {
                 valid_before: authorization.valid_before,
                 now,
@@ -350,7 +369,12 @@ impl ExactEvmScheme {
         } else {
             let digest = authorization_digest(
                 auth,
-                &eip712_domain(&offline.domain.name, &offline.domain.version, self.chain_id, asset),
+                &eip712_domain(
+                    &offline.domain.name,
+                    &offline.domain.version,
+                    self.chain_id,
+                    asset,
+                ),
             );
             let check = IErc1271::isValidSignatureCall {
                 hash: digest,
@@ -483,18 +507,20 @@ fn recover_low_s(signature: &[u8], digest: &B256) -> Option<Address> {
 pub(crate) fn transfer_calldata(payload: &ExactEvmPayload) -> Vec<u8> {
     let auth = &payload.authorization;
     match Signature::from_raw(&payload.signature) {
-        Ok(signature) if payload.signature.len() == 65 => IEip3009::transferWithAuthorization_0Call {
-            from: auth.from,
-            to: auth.to,
-            value: auth.value,
-            validAfter: auth.valid_after,
-            validBefore: auth.valid_before,
-            nonce: auth.nonce,
-            v: 27 + u8::from(signature.v()),
-            r: signature.r().into(),
-            s: signature.s().into(),
+        Ok(signature) if payload.signature.len() == 65 => {
+            IEip3009::transferWithAuthorization_0Call {
+                from: auth.from,
+                to: auth.to,
+                value: auth.value,
+                validAfter: auth.valid_after,
+                validBefore: auth.valid_before,
+                nonce: auth.nonce,
+                v: 27 + u8::from(signature.v()),
+                r: signature.r().into(),
+                s: signature.s().into(),
+            }
+            .abi_encode()
         }
-        .abi_encode(),
         _ => IEip3009::transferWithAuthorization_1Call {
             from: auth.from,
             to: auth.to,
@@ -588,11 +614,13 @@ async fn measure_block_time(provider: &DynProvider) -> Result<Duration, VerifyEr
         return Ok(Duration::from_secs(1));
     }
     let timestamp = |n: u64| async move {
-        let block: TransportResult<_> = provider.get_block_by_number(BlockNumberOrTag::Number(n)).await;
+        let block: TransportResult<_> = provider
+            .get_block_by_number(BlockNumberOrTag::Number(n))
+            .await;
         block.map(|b| b.map(|b| b.header.timestamp))
     };
-    let (newest, oldest) = tokio::try_join!(timestamp(latest), timestamp(latest - span))
-        .map_err(unavailable)?;
+    let (newest, oldest) =
+        tokio::try_join!(timestamp(latest), timestamp(latest - span)).map_err(unavailable)?;
     Ok(match (newest, oldest) {
         (Some(newest), Some(oldest)) => {
             Duration::from_millis(newest.saturating_sub(oldest) * 1000 / span)

@@ -23,18 +23,37 @@ async fn assert_refused(chain: &Chain, request: &PaymentRequest, expected: Reaso
 
     let verdict = facilitator.verify(request).await.unwrap();
     assert!(!verdict.is_valid, "verify accepted: {verdict:?}");
-    assert_eq!(verdict.invalid_reason.as_ref(), Some(&expected), "{verdict:?}");
+    assert_eq!(
+        verdict.invalid_reason.as_ref(),
+        Some(&expected),
+        "{verdict:?}"
+    );
     assert!(!verdict.invalid_message.unwrap_or_default().is_empty());
 
     let receipt = facilitator.settle(request).await.unwrap();
     assert!(!receipt.success, "settle succeeded: {receipt:?}");
-    assert_eq!(receipt.error_reason.as_ref(), Some(&expected), "{receipt:?}");
-    assert_eq!(receipt.transaction, "", "a transaction was sent: {receipt:?}");
+    assert_eq!(
+        receipt.error_reason.as_ref(),
+        Some(&expected),
+        "{receipt:?}"
+    );
+    assert_eq!(
+        receipt.transaction, "",
+        "a transaction was sent: {receipt:?}"
+    );
 
     for (account, balance) in watched.iter().zip(before) {
-        assert_eq!(chain.balance(*account).await, balance, "balance of {account} moved");
+        assert_eq!(
+            chain.balance(*account).await,
+            balance,
+            "balance of {account} moved"
+        );
     }
-    assert_eq!(chain.facilitator_tx_count().await, txs_before, "a transaction was sent");
+    assert_eq!(
+        chain.facilitator_tx_count().await,
+        txs_before,
+        "a transaction was sent"
+    );
 }
 
 fn payer(chain: &Chain) -> &PrivateKeySigner {
@@ -87,7 +106,12 @@ async fn not_yet_valid_authorization_is_refused() {
         signature: sign_for(payer(&chain), &authorization, &requirements),
         authorization,
     };
-    assert_refused(&chain, &v2_request(&payload, &requirements), ReasonCode::EXACT_EVM_VALID_AFTER).await;
+    assert_refused(
+        &chain,
+        &v2_request(&payload, &requirements),
+        ReasonCode::EXACT_EVM_VALID_AFTER,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -100,7 +124,12 @@ async fn wrong_recipient_is_refused() {
         signature: sign_for(payer(&chain), &authorization, &requirements),
         authorization,
     };
-    assert_refused(&chain, &v2_request(&payload, &requirements), ReasonCode::EXACT_EVM_RECIPIENT_MISMATCH).await;
+    assert_refused(
+        &chain,
+        &v2_request(&payload, &requirements),
+        ReasonCode::EXACT_EVM_RECIPIENT_MISMATCH,
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -114,8 +143,18 @@ async fn wrong_amount_is_refused_with_each_versions_code() {
             signature: sign_for(payer(&chain), &authorization, &requirements),
             authorization,
         };
-        assert_refused(&chain, &v2_request(&payload, &requirements), ReasonCode::EXACT_EVM_VALUE_MISMATCH).await;
-        assert_refused(&chain, &v1_request(&payload, &requirements), ReasonCode::EXACT_EVM_VALUE_MISMATCH_V1).await;
+        assert_refused(
+            &chain,
+            &v2_request(&payload, &requirements),
+            ReasonCode::EXACT_EVM_VALUE_MISMATCH,
+        )
+        .await;
+        assert_refused(
+            &chain,
+            &v1_request(&payload, &requirements),
+            ReasonCode::EXACT_EVM_VALUE_MISMATCH_V1,
+        )
+        .await;
     }
 }
 
@@ -130,7 +169,12 @@ async fn signature_over_another_domain_name_or_version_is_refused() {
             signature: sign_with_domain(payer(&chain), &authorization, name, version, 8453, token),
             authorization,
         };
-        assert_refused(&chain, &v2_request(&payload, &requirements), ReasonCode::EXACT_EVM_SIGNATURE).await;
+        assert_refused(
+            &chain,
+            &v2_request(&payload, &requirements),
+            ReasonCode::EXACT_EVM_SIGNATURE,
+        )
+        .await;
     }
 }
 
@@ -138,8 +182,14 @@ async fn signature_over_another_domain_name_or_version_is_refused() {
 async fn requirements_naming_the_wrong_token_domain_are_diagnosed() {
     let chain = Chain::start().await;
     let cases = [
-        (json!({"name": "USDC", "version": "2"}), ReasonCode::EXACT_EVM_TOKEN_NAME_MISMATCH),
-        (json!({"name": "USD Coin", "version": "1"}), ReasonCode::EXACT_EVM_TOKEN_VERSION_MISMATCH),
+        (
+            json!({"name": "USDC", "version": "2"}),
+            ReasonCode::EXACT_EVM_TOKEN_NAME_MISMATCH,
+        ),
+        (
+            json!({"name": "USD Coin", "version": "1"}),
+            ReasonCode::EXACT_EVM_TOKEN_VERSION_MISMATCH,
+        ),
     ];
     for (extra, expected) in cases {
         let mut requirements = chain.requirements(5_000);
@@ -162,7 +212,12 @@ async fn wrong_chain_is_refused() {
         signature: sign_with_domain(payer(&chain), &authorization, "USD Coin", "2", 84532, token),
         authorization,
     };
-    assert_refused(&chain, &v2_request(&payload, &requirements), ReasonCode::EXACT_EVM_SIGNATURE).await;
+    assert_refused(
+        &chain,
+        &v2_request(&payload, &requirements),
+        ReasonCode::EXACT_EVM_SIGNATURE,
+    )
+    .await;
 
     // Requirements for a chain this facilitator does not settle on.
     let mut sepolia = requirements.clone();
@@ -187,7 +242,11 @@ async fn malformed_and_foreign_signatures_are_refused() {
     garbage[10] ^= 0xff;
     let mut high_s_v = honest.signature.to_vec();
     high_s_v[64] = 5;
-    let foreign = sign_for(&chain.devnet.payers()[4].signer, &honest.authorization, &requirements);
+    let foreign = sign_for(
+        &chain.devnet.payers()[4].signer,
+        &honest.authorization,
+        &requirements,
+    );
     let signatures: [Bytes; 5] = [
         garbage.into(),
         high_s_v.into(),
@@ -200,7 +259,12 @@ async fn malformed_and_foreign_signatures_are_refused() {
             signature,
             authorization: honest.authorization.clone(),
         };
-        assert_refused(&chain, &v2_request(&payload, &requirements), ReasonCode::EXACT_EVM_SIGNATURE).await;
+        assert_refused(
+            &chain,
+            &v2_request(&payload, &requirements),
+            ReasonCode::EXACT_EVM_SIGNATURE,
+        )
+        .await;
     }
 }
 
@@ -218,11 +282,21 @@ async fn malformed_requests_are_refused_with_what_is_wrong() {
 
     let mut no_domain = requirements.clone();
     no_domain.extra = None;
-    assert_refused(&chain, &v2_request(&honest, &no_domain), ReasonCode::EXACT_EVM_MISSING_EIP712_DOMAIN).await;
+    assert_refused(
+        &chain,
+        &v2_request(&honest, &no_domain),
+        ReasonCode::EXACT_EVM_MISSING_EIP712_DOMAIN,
+    )
+    .await;
 
     let mut upto: v2::PaymentRequirements = requirements.clone();
     upto.scheme = Scheme::UPTO;
-    assert_refused(&chain, &v2_request(&honest, &upto), ReasonCode::EXACT_EVM_SCHEME).await;
+    assert_refused(
+        &chain,
+        &v2_request(&honest, &upto),
+        ReasonCode::EXACT_EVM_SCHEME,
+    )
+    .await;
 }
 
 #[tokio::test]

@@ -18,26 +18,44 @@ async fn v2_payment_signed_by_our_client_settles_and_moves_exactly_the_amount() 
         payload: payment,
         requirements: requirements.clone(),
     };
-    let (payer_before, pay_to_before) = (chain.balance(payer.address).await, chain.balance(pay_to).await);
+    let (payer_before, pay_to_before) = (
+        chain.balance(payer.address).await,
+        chain.balance(pay_to).await,
+    );
 
     let facilitator = ExactEvmFacilitator::new(chain.scheme.clone());
     let verdict = facilitator.verify(&request).await.unwrap();
     assert!(verdict.is_valid, "{verdict:?}");
-    assert_eq!(verdict.payer.as_deref(), Some(payer.address.to_checksum(None).as_str()));
+    assert_eq!(
+        verdict.payer.as_deref(),
+        Some(payer.address.to_checksum(None).as_str())
+    );
 
     let receipt = facilitator.settle(&request).await.unwrap();
     assert!(receipt.success, "{receipt:?}");
     assert_eq!(receipt.network, chain.devnet.network());
     assert_eq!(receipt.transaction.len(), 66, "{receipt:?}");
 
-    assert_eq!(chain.balance(payer.address).await, payer_before - U256::from(12_345));
-    assert_eq!(chain.balance(pay_to).await, pay_to_before + U256::from(12_345));
-    let nonce = request.payload()["authorization"]["nonce"].as_str().unwrap().parse().unwrap();
-    assert!(chain
-        .devnet
-        .authorization_used(chain.devnet.token().address, payer.address, nonce)
-        .await
-        .unwrap());
+    assert_eq!(
+        chain.balance(payer.address).await,
+        payer_before - U256::from(12_345)
+    );
+    assert_eq!(
+        chain.balance(pay_to).await,
+        pay_to_before + U256::from(12_345)
+    );
+    let nonce = request.payload()["authorization"]["nonce"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(
+        chain
+            .devnet
+            .authorization_used(chain.devnet.token().address, payer.address, nonce)
+            .await
+            .unwrap()
+    );
 }
 
 #[tokio::test]

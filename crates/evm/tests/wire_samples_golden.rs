@@ -37,7 +37,10 @@ fn round_trip<T: DeserializeOwned + Serialize + PartialEq + Debug>(json: &Value,
 }
 
 /// Decodes a base64 header value as `T`, requiring an equal value after re-encoding.
-fn header_round_trip<T: DeserializeOwned + Serialize + PartialEq + Debug>(value: &str, what: &str) -> T {
+fn header_round_trip<T: DeserializeOwned + Serialize + PartialEq + Debug>(
+    value: &str,
+    what: &str,
+) -> T {
     let json: Value = decode_header(value.as_bytes()).unwrap_or_else(|e| panic!("{what}: {e}"));
     let typed: T = round_trip(&json, what);
     let reencoded = encode_header(&typed);
@@ -47,7 +50,11 @@ fn header_round_trip<T: DeserializeOwned + Serialize + PartialEq + Debug>(value:
 }
 
 /// Recovers the signer of an `exact` EVM payload under `requirements`' domain.
-fn recover(payload: &Value, requirements: &v2::PaymentRequirements, what: &str) -> (Address, Address) {
+fn recover(
+    payload: &Value,
+    requirements: &v2::PaymentRequirements,
+    what: &str,
+) -> (Address, Address) {
     let exact: ExactEvmPayload =
         serde_json::from_value(payload.clone()).unwrap_or_else(|e| panic!("{what}: {e}"));
     let extra = requirements.extra.as_ref().expect("extra");
@@ -66,14 +73,22 @@ fn recover(payload: &Value, requirements: &v2::PaymentRequirements, what: &str) 
     (signer, exact.authorization.from)
 }
 
-fn check_signature(tally: &mut Tally, payment: &PaymentPayload, requirements: Option<&v2::PaymentRequirements>, what: &str) {
+fn check_signature(
+    tally: &mut Tally,
+    payment: &PaymentPayload,
+    requirements: Option<&v2::PaymentRequirements>,
+    what: &str,
+) {
     let requirements = match (payment, requirements) {
         (_, Some(requirements)) => requirements.clone(),
         (PaymentPayload::V2(p), None) => p.accepted.clone(),
         (PaymentPayload::V1(_), None) => panic!("{what}: v1 payment without requirements"),
     };
     let (signer, from) = recover(payment.payload(), &requirements, what);
-    assert_eq!(signer, from, "{what}: signature does not recover to authorization.from");
+    assert_eq!(
+        signer, from,
+        "{what}: signature does not recover to authorization.from"
+    );
     tally.signatures += 1;
 }
 
@@ -108,14 +123,21 @@ fn check_body(tally: &mut Tally, body: &str, what: &str) -> Option<PaymentRequir
 
 fn first_v1_requirements(required: Option<&PaymentRequired>) -> Option<v2::PaymentRequirements> {
     match required? {
-        PaymentRequired::V1(v1::PaymentRequired { accepts, .. }) => accepts.first().map(|r| r.to_v2()),
+        PaymentRequired::V1(v1::PaymentRequired { accepts, .. }) => {
+            accepts.first().map(|r| r.to_v2())
+        }
         PaymentRequired::V2(_) => None,
     }
 }
 
 fn check_exchange(tally: &mut Tally, json: &Value, what: &str) {
     let mut challenge = None;
-    for (i, round) in json.as_array().expect("exchange is an array").iter().enumerate() {
+    for (i, round) in json
+        .as_array()
+        .expect("exchange is an array")
+        .iter()
+        .enumerate()
+    {
         let what = format!("{what}[{i}]");
         for side in ["request", "response"] {
             let headers = round[side]["headers"].as_object().unwrap();
@@ -126,19 +148,26 @@ fn check_exchange(tally: &mut Tally, json: &Value, what: &str) {
                 }
             }
         }
-        if let Some(body) = round["response"]["body"].as_str() {
-            if let Some(required) = check_body(tally, body, &what) {
-                challenge = Some(required);
-            }
+        if let Some(body) = round["response"]["body"].as_str()
+            && let Some(required) = check_body(tally, body, &what)
+        {
+            challenge = Some(required);
         }
     }
 }
 
-fn check_facilitator_message(tally: &mut Tally, path: &str, request: Option<&Value>, response: &Value, what: &str) {
+fn check_facilitator_message(
+    tally: &mut Tally,
+    path: &str,
+    request: Option<&Value>,
+    response: &Value,
+    what: &str,
+) {
     tally.facilitator_messages += 1;
     match path {
         "/verify" | "/settle" => {
-            let request: PaymentRequest = round_trip(request.expect("request body"), &format!("{what} request"));
+            let request: PaymentRequest =
+                round_trip(request.expect("request body"), &format!("{what} request"));
             let payment = match &request {
                 PaymentRequest::V1 { payload, .. } => PaymentPayload::V1(payload.clone()),
                 PaymentRequest::V2 { payload, .. } => PaymentPayload::V2(payload.clone()),
@@ -153,8 +182,16 @@ fn check_facilitator_message(tally: &mut Tally, path: &str, request: Option<&Val
         "/supported" => {
             let supported: SupportedResponse = round_trip(response, &format!("{what} response"));
             for kind in &supported.kinds {
-                let expected = if kind.x402_version == 1 { kind.network.to_v1_name() } else { kind.network.to_caip2() };
-                assert_eq!(expected.as_ref(), Some(&kind.network), "{what}: network form");
+                let expected = if kind.x402_version == 1 {
+                    kind.network.to_v1_name()
+                } else {
+                    kind.network.to_caip2()
+                };
+                assert_eq!(
+                    expected.as_ref(),
+                    Some(&kind.network),
+                    "{what}: network form"
+                );
             }
         }
         other => panic!("{what}: unexpected facilitator path {other}"),
@@ -162,7 +199,10 @@ fn check_facilitator_message(tally: &mut Tally, path: &str, request: Option<&Val
 }
 
 fn check_http_capture(tally: &mut Tally, text: &str, what: &str) {
-    let (head, body) = text.split_once("\r\n\r\n").or_else(|| text.split_once("\n\n")).expect("headers and body");
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .or_else(|| text.split_once("\n\n"))
+        .expect("headers and body");
     for line in head.lines().skip(1) {
         if let Some((name, value)) = line.split_once(':') {
             check_header(tally, name.trim(), value.trim(), what);
@@ -192,7 +232,10 @@ fn every_captured_message_decodes_round_trips_and_verifies() {
     let mut tally = Tally::default();
     let mut files = 0;
     for dir in ["v1", "v2", "facilitator"] {
-        let mut entries: Vec<_> = std::fs::read_dir(samples_dir().join(dir)).unwrap().map(|e| e.unwrap().path()).collect();
+        let mut entries: Vec<_> = std::fs::read_dir(samples_dir().join(dir))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
         entries.sort();
         for path in entries {
             files += 1;
@@ -203,20 +246,40 @@ fn every_captured_message_decodes_round_trips_and_verifies() {
                 for (i, line) in text.lines().enumerate() {
                     let entry: Value = serde_json::from_str(line).unwrap();
                     let what = format!("{what}:{}", i + 1);
-                    check_facilitator_message(&mut tally, entry["path"].as_str().unwrap(), entry.get("request"), &entry["response"], &what);
+                    check_facilitator_message(
+                        &mut tally,
+                        entry["path"].as_str().unwrap(),
+                        entry.get("request"),
+                        &entry["response"],
+                        &what,
+                    );
                 }
             } else if name.ends_with(".http") {
                 check_http_capture(&mut tally, &text, &what);
             } else if dir == "facilitator" {
                 let entry: Value = serde_json::from_str(&text).unwrap();
-                check_facilitator_message(&mut tally, entry["path"].as_str().unwrap(), entry.get("requestBody"), &entry["responseBody"], &what);
+                check_facilitator_message(
+                    &mut tally,
+                    entry["path"].as_str().unwrap(),
+                    entry.get("requestBody"),
+                    &entry["responseBody"],
+                    &what,
+                );
             } else if name.ends_with(".exchange.json") {
                 check_exchange(&mut tally, &serde_json::from_str(&text).unwrap(), &what);
             } else if name.ends_with(".decoded.json") {
-                check_decoded(&mut tally, &name, &serde_json::from_str(&text).unwrap(), &what);
+                check_decoded(
+                    &mut tally,
+                    &name,
+                    &serde_json::from_str(&text).unwrap(),
+                    &what,
+                );
             } else if name.ends_with(".body.json") {
                 let body = check_body(&mut tally, &text, &what);
-                assert!(body.is_some() || text.trim() == "{}", "{what}: unexpected body");
+                assert!(
+                    body.is_some() || text.trim() == "{}",
+                    "{what}: unexpected body"
+                );
             } else {
                 panic!("{what}: no check for this kind of file");
             }
@@ -234,5 +297,8 @@ fn every_captured_message_decodes_round_trips_and_verifies() {
 
 #[test]
 fn v1_names_in_the_captures_map_to_the_v2_networks() {
-    assert_eq!(Network::new("base-sepolia").to_caip2(), Some(Network::BASE_SEPOLIA));
+    assert_eq!(
+        Network::new("base-sepolia").to_caip2(),
+        Some(Network::BASE_SEPOLIA)
+    );
 }

@@ -268,7 +268,10 @@ mod tests {
     #[test]
     fn converts_dollar_prices_with_decimals() {
         assert_eq!(atomic("$0.001", 6).unwrap(), TokenAmount::from_atomic(1000));
-        assert_eq!(atomic("0.25", 6).unwrap(), TokenAmount::from_atomic(250_000));
+        assert_eq!(
+            atomic("0.25", 6).unwrap(),
+            TokenAmount::from_atomic(250_000)
+        );
         assert_eq!(atomic("3", 6).unwrap(), TokenAmount::from_atomic(3_000_000));
         assert_eq!(atomic(".5", 2).unwrap(), TokenAmount::from_atomic(50));
         assert_eq!(atomic("0.0100", 2).unwrap(), TokenAmount::from_atomic(1));
@@ -283,10 +286,21 @@ mod tests {
         assert_eq!(atomic("", 6), Err(AmountError::Empty));
         assert_eq!(atomic("$", 6), Err(AmountError::Empty));
         assert!(matches!(atomic("-1", 6), Err(AmountError::Signed { .. })));
-        assert!(matches!(atomic("$-0.1", 6), Err(AmountError::Signed { .. })));
-        assert!(matches!(atomic("1e-3", 6), Err(AmountError::Scientific { .. })));
-        assert!(matches!(atomic("1E3", 6), Err(AmountError::Scientific { .. })));
-        for bad in ["abc", "1.2.3", "5.", ".", "1 000", "0x10", "1,5", "$$1", "NaN"] {
+        assert!(matches!(
+            atomic("$-0.1", 6),
+            Err(AmountError::Signed { .. })
+        ));
+        assert!(matches!(
+            atomic("1e-3", 6),
+            Err(AmountError::Scientific { .. })
+        ));
+        assert!(matches!(
+            atomic("1E3", 6),
+            Err(AmountError::Scientific { .. })
+        ));
+        for bad in [
+            "abc", "1.2.3", "5.", ".", "1 000", "0x10", "1,5", "$$1", "NaN",
+        ] {
             assert!(
                 matches!(atomic(bad, 6), Err(AmountError::Malformed { .. })),
                 "{bad} should be malformed"
@@ -313,7 +327,10 @@ mod tests {
     #[test]
     fn refuses_overflow() {
         let huge = "9".repeat(80);
-        assert!(matches!(atomic(&huge, 6), Err(AmountError::Overflow { .. })));
+        assert!(matches!(
+            atomic(&huge, 6),
+            Err(AmountError::Overflow { .. })
+        ));
         assert!(matches!(
             huge.parse::<TokenAmount>(),
             Err(AmountError::Overflow { .. })

@@ -1,6 +1,8 @@
 //! Entry points for fuzz targets (`fuzz/`), kept here so they compile with every build.
 
-use crate::{PaymentPayload, PaymentRequest, PaymentRequired, SettleResponse, decode_header, encode_header};
+use crate::{
+    PaymentPayload, PaymentRequest, PaymentRequired, SettleResponse, decode_header, encode_header,
+};
 
 /// Decodes `data` as every header an x402 server or client accepts from a peer. Must never
 /// panic; whatever decodes must survive re-encoding unchanged.

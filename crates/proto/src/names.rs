@@ -134,7 +134,8 @@ impl Network {
 
     /// The CAIP-2 namespace (`eip155`, `solana`), if this is a CAIP-2 id.
     pub fn namespace(&self) -> Option<&str> {
-        self.is_caip2().then(|| self.0.split(':').next().unwrap_or_default())
+        self.is_caip2()
+            .then(|| self.0.split(':').next().unwrap_or_default())
     }
 
     /// The CAIP-2 form: itself if already CAIP-2, else the id a known v1 name maps to.
@@ -174,8 +175,7 @@ impl Network {
 
     /// Whether two spellings name the same network (`base` and `eip155:8453` do).
     pub fn same_as(&self, other: &Self) -> bool {
-        self == other
-            || matches!((self.to_caip2(), other.to_caip2()), (Some(a), Some(b)) if a == b)
+        self == other || matches!((self.to_caip2(), other.to_caip2()), (Some(a), Some(b)) if a == b)
     }
 }
 

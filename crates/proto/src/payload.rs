@@ -25,6 +25,8 @@ fn unsupported<E: de::Error>(what: &str, version: u64) -> E {
 }
 
 /// A signed payment of either version: what `PAYMENT-SIGNATURE` or `X-PAYMENT` carries.
+// One value per HTTP request: the size difference between versions costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum PaymentPayload {
     /// A v1 payment.
@@ -88,6 +90,8 @@ impl<'de> Deserialize<'de> for PaymentPayload {
 }
 
 /// A 402 challenge of either version: the v2 header or the v1 JSON body.
+// One value per HTTP request: the size difference between versions costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum PaymentRequired {
     /// A v1 body.
@@ -118,6 +122,8 @@ impl<'de> Deserialize<'de> for PaymentRequired {
 
 /// What a resource server sends a facilitator's `/verify` and `/settle`: a payment and the
 /// requirements it must meet, both of the same version.
+// One value per HTTP request: the size difference between versions costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum PaymentRequest {
     /// A v1 payment against v1 requirements.

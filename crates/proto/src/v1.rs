@@ -42,7 +42,10 @@ impl PaymentRequirements {
     pub fn to_v2(&self) -> v2::PaymentRequirements {
         v2::PaymentRequirements {
             scheme: self.scheme.clone(),
-            network: self.network.to_caip2().unwrap_or_else(|| self.network.clone()),
+            network: self
+                .network
+                .to_caip2()
+                .unwrap_or_else(|| self.network.clone()),
             amount: self.max_amount_required,
             asset: self.asset.clone(),
             pay_to: self.pay_to.clone(),
@@ -53,7 +56,10 @@ impl PaymentRequirements {
 
     /// v1 requirements for v2 ones, describing `resource`. `None` when the network has no
     /// v1 name, so v1 clients could not pay it anyway.
-    pub fn from_v2(requirements: &v2::PaymentRequirements, resource: &v2::ResourceInfo) -> Option<Self> {
+    pub fn from_v2(
+        requirements: &v2::PaymentRequirements,
+        resource: &v2::ResourceInfo,
+    ) -> Option<Self> {
         Some(Self {
             scheme: requirements.scheme.clone(),
             network: requirements.network.to_v1_name()?,

@@ -94,7 +94,10 @@ pub fn sign_with_domain(
     chain_id: u64,
     token: Address,
 ) -> Bytes {
-    let digest = authorization_digest(authorization, &eip712_domain(name, version, chain_id, token));
+    let digest = authorization_digest(
+        authorization,
+        &eip712_domain(name, version, chain_id, token),
+    );
     let signature = signer.sign_hash_sync(&digest).expect("local signing works");
     signature.as_bytes().to_vec().into()
 }
@@ -117,7 +120,10 @@ pub fn sign_for(
 }
 
 /// A v2 facilitator request carrying `payload` against `requirements` (accepted = requirements).
-pub fn v2_request(payload: &ExactEvmPayload, requirements: &v2::PaymentRequirements) -> PaymentRequest {
+pub fn v2_request(
+    payload: &ExactEvmPayload,
+    requirements: &v2::PaymentRequirements,
+) -> PaymentRequest {
     PaymentRequest::V2 {
         payload: v2::PaymentPayload {
             x402_version: V2::default(),
@@ -131,7 +137,10 @@ pub fn v2_request(payload: &ExactEvmPayload, requirements: &v2::PaymentRequireme
 }
 
 /// A v1 facilitator request carrying `payload` against the v1 form of `requirements`.
-pub fn v1_request(payload: &ExactEvmPayload, requirements: &v2::PaymentRequirements) -> PaymentRequest {
+pub fn v1_request(
+    payload: &ExactEvmPayload,
+    requirements: &v2::PaymentRequirements,
+) -> PaymentRequest {
     let resource = v2::ResourceInfo {
         url: "http://127.0.0.1/test".into(),
         description: Some("test".into()),
@@ -151,7 +160,10 @@ pub fn v1_request(payload: &ExactEvmPayload, requirements: &v2::PaymentRequireme
 }
 
 /// An honest, signed v2 payment by `payer`.
-pub fn honest_payment(payer: &PrivateKeySigner, requirements: &v2::PaymentRequirements) -> ExactEvmPayload {
+pub fn honest_payment(
+    payer: &PrivateKeySigner,
+    requirements: &v2::PaymentRequirements,
+) -> ExactEvmPayload {
     let authorization = authorization_for(payer.address(), requirements);
     let signature = sign_for(payer, &authorization, requirements);
     ExactEvmPayload {

@@ -1,0 +1,123 @@
+//! `x402 dev`: the local stack, described in `dev.json`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use serde::Serialize;
+use x402_devnet::{Devnet, DevnetConfig};
+
+/// Options of `x402 dev`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DevArgs {
+    /// Where to write dev.json (created if missing).
+    #[arg(long, value_name = "DIR", default_value = ".x402/dev")]
+    state_dir: PathBuf,
+    /// Seconds between blocks, like Base's 2 s; by default a block is mined per transaction.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=60))]
+    block_time: Option<u64>,
+    /// Chain id. 8453 (Base) makes the official SDKs' USDC defaults work unchanged.
+    #[arg(long, default_value_t = 8453)]
+    chain_id: u64,
+    /// Number of dev accounts: the facilitator, the payee, and the rest funded payers.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(3..=100))]
+    accounts: u32,
+}
+
+/// What `dev.json` says about the running stack.
+#[derive(Debug, Serialize)]
+struct DevState {
+    rpc_url: String,
+    chain_id: u64,
+    network: String,
+    asset: String,
+    asset_name: String,
+    asset_version: String,
+    decimals: u8,
+    pay_to: String,
+    payer_private_keys: Vec<String>,
+    payer_addresses: Vec<String>,
+    facilitator_address: String,
+    anvil_pid: Option<u32>,
+    pid: u32,
+}
+
+pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.state_dir)
+        .with_context(|| format!("creating state dir {}", args.state_dir.display()))?;
+    let config = DevnetConfig {
+        chain_id: args.chain_id,
+        block_time: args.block_time,
+        accounts: args.accounts,
+        ..DevnetConfig::default()
+    };
+    eprintln!(
+        "starting anvil (chain {}) and placing the token…",
+        args.chain_id
+    );
+    let devnet = Devnet::start(config)
+        .await
+        .context("starting the dev chain")?;
+    let token = devnet.token();
+    let state = DevState {
+        rpc_url: devnet.rpc_url().to_string(),
+        chain_id: devnet.chain_id(),
+        network: devnet.network().to_string(),
+        asset: token.address.to_checksum(None),
+        asset_name: token.name.clone(),
+        asset_version: token.version.clone(),
+        decimals: token.decimals,
+        pay_to: devnet.pay_to().address.to_checksum(None),
+        payer_private_keys: devnet
+            .payers()
+            .iter()
+            .map(|a| a.signer.to_bytes().to_string())
+            .collect(),
+        payer_addresses: devnet
+            .payers()
+            .iter()
+            .map(|a| a.address.to_checksum(None))
+            .collect(),
+        facilitator_address: devnet.facilitator().address.to_checksum(None),
+        anvil_pid: devnet.anvil_pid(),
+        pid: std::process::id(),
+    };
+    let state_file = args.state_dir.join("dev.json");
+    write_atomically(&state_file, &serde_json::to_vec_pretty(&state)?)?;
+    eprintln!(
+        "dev chain ready\n  rpc:     {}\n  network: {}\n  USDC:    {} (\"{}\" v{}, {} decimals)\n  payers:  {} accounts with 1000 USDC each\n  state:   {}\nCtrl-C stops everything.",
+        state.rpc_url,
+        state.network,
+        state.asset,
+        state.asset_name,
+        state.asset_version,
+        state.decimals,
+        state.payer_addresses.len(),
+        state_file.display(),
+    );
+
+    wait_for_shutdown().await?;
+    eprintln!("stopping…");
+    devnet.stop().await;
+    let _ = std::fs::remove_file(&state_file);
+    Ok(())
+}
+
+/// Writes through a temporary file and a rename, so readers never see half a file.
+fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
+async fn wait_for_shutdown() -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    Ok(())
+}

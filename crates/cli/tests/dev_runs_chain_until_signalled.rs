@@ -1,0 +1,142 @@
+//! `x402 dev` starts a chain that looks like Base, describes it in dev.json, and stops every
+//! child process on SIGTERM and on SIGINT.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+fn wait_for_state(path: &Path, child: &mut std::process::Child) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return serde_json::from_str(&text).expect("dev.json is JSON");
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("x402 dev exited early with {status}");
+        }
+        assert!(Instant::now() < deadline, "dev.json did not appear");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A JSON-RPC call over a plain HTTP/1.1 request (no client library needed).
+fn rpc(url: &str, method: &str, params: Value) -> Value {
+    use std::io::{Read, Write};
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+        .to_string();
+    let host = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(host).expect("anvil reachable");
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (_, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+    let reply: Value = serde_json::from_str(body).expect("JSON-RPC reply");
+    reply["result"].clone()
+}
+
+fn process_alive(pid: u64) -> bool {
+    // A zombie has exited; count it as gone.
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|stat| !stat.contains(") Z "))
+        .unwrap_or(false)
+}
+
+fn run_until(signal: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_x402"))
+        .args(["dev", "--state-dir"])
+        .arg(dir.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state_file = dir.path().join("dev.json");
+    let state = wait_for_state(&state_file, &mut child);
+
+    for key in [
+        "rpc_url",
+        "chain_id",
+        "network",
+        "asset",
+        "asset_name",
+        "asset_version",
+        "decimals",
+        "pay_to",
+        "payer_private_keys",
+    ] {
+        assert!(state.get(key).is_some(), "dev.json lacks {key}: {state:#}");
+    }
+    assert_eq!(state["chain_id"], 8453);
+    assert_eq!(state["network"], "eip155:8453");
+    assert_eq!(state["asset"], "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913");
+    assert_eq!(state["asset_name"], "USD Coin");
+    assert_eq!(state["asset_version"], "2");
+    assert_eq!(state["decimals"], 6);
+    assert_eq!(state["payer_private_keys"].as_array().unwrap().len(), 8);
+
+    let url = state["rpc_url"].as_str().unwrap();
+    assert_eq!(rpc(url, "eth_chainId", serde_json::json!([])), "0x2105");
+    // balanceOf(first payer) on the token at the USDC address: 1000 USDC.
+    let payer = state["payer_addresses"][0]
+        .as_str()
+        .unwrap()
+        .trim_start_matches("0x")
+        .to_lowercase();
+    let data = format!("0x70a08231{payer:0>64}");
+    let balance = rpc(
+        url,
+        "eth_call",
+        serde_json::json!([{"to": state["asset"], "data": data}, "latest"]),
+    );
+    assert_eq!(
+        u128::from_str_radix(balance.as_str().unwrap().trim_start_matches("0x"), 16).unwrap(),
+        1_000_000_000
+    );
+
+    let anvil_pid = state["anvil_pid"].as_u64().unwrap();
+    assert!(process_alive(anvil_pid));
+    let status = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "x402 dev did not stop on {signal}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "x402 dev exited with {exit}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while process_alive(anvil_pid) {
+        assert!(Instant::now() < deadline, "anvil outlived x402 dev");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(
+        !state_file.exists(),
+        "dev.json left behind after a clean stop"
+    );
+}
+
+#[test]
+fn sigterm_stops_the_chain() {
+    run_until("-TERM");
+}
+
+#[test]
+fn sigint_stops_the_chain() {
+    run_until("-INT");
+}
