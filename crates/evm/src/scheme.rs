@@ -438,9 +438,18 @@ impl ExactEvmScheme {
     /// A receipt that does not come within the configured wait gives [`SettleError::Pending`]
     /// with the hash; a reverted one gives [`SettleError::Reverted`] with the hash.
     pub async fn settle(&self, payment: VerifiedPayment) -> Result<Settlement, SettleError> {
+        // A fixed gas limit instead of an estimate: verify has just simulated the transfer, so
+        // estimating again costs a round trip and only hides races (which then surface as a
+        // mined revert, reported with its hash, instead of a refusal that says nothing was sent).
+        let gas_limit = if payment.payload.signature.len() == 65 {
+            ECDSA_TRANSFER_GAS_LIMIT
+        } else {
+            CONTRACT_WALLET_TRANSFER_GAS_LIMIT
+        };
         let tx = TransactionRequest::default()
             .with_to(payment.asset)
-            .with_input(transfer_calldata(&payment.payload));
+            .with_input(transfer_calldata(&payment.payload))
+            .with_gas_limit(gas_limit);
         let pending = self
             .provider
             .send_transaction(tx)
@@ -483,6 +492,11 @@ alloy::sol! {
         function isValidSignature(bytes32 hash, bytes signature) external view returns (bytes4);
     }
 }
+
+/// Gas for `transferWithAuthorization` with an ECDSA signature (66k–84k seen on USDC).
+const ECDSA_TRANSFER_GAS_LIMIT: u64 = 200_000;
+/// Gas when the payer is a contract wallet validating through EIP-1271.
+const CONTRACT_WALLET_TRANSFER_GAS_LIMIT: u64 = 500_000;
 
 const ERC1271_MAGIC: [u8; 4] = [0x16, 0x26, 0xba, 0x7e];
 
