@@ -136,7 +136,13 @@ impl Devnet {
                 })
             })
             .collect::<Result<Vec<_>, DevnetError>>()?;
+        // Nonces read from the node on each send: the facilitator under test sends from the
+        // same account, and a cached nonce here would go stale.
         let provider = ProviderBuilder::new()
+            .disable_recommended_fillers()
+            .with_gas_estimation()
+            .with_simple_nonce_management()
+            .fetch_chain_id()
             .wallet(EthereumWallet::from(accounts[0].signer.clone()))
             .connect_http(rpc_url.clone())
             .erased();

@@ -22,5 +22,6 @@ alloy::sol! {
         function name() external view returns (string);
         function version() external view returns (string);
         function decimals() external view returns (uint8);
+        event Transfer(address indexed from, address indexed to, uint256 value);
     }
 }

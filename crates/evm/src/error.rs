@@ -205,6 +205,12 @@ pub enum SettleError {
         /// The transaction.
         tx_hash: B256,
     },
+    /// The transaction succeeded but the token logged no matching Transfer: nothing moved.
+    #[error("settlement transaction {tx_hash} succeeded without transferring the payment")]
+    TransferEventMissing {
+        /// The transaction.
+        tx_hash: B256,
+    },
     /// The transaction was sent but not confirmed within the wait; it may still confirm.
     #[error("settlement transaction {tx_hash} is not confirmed yet")]
     Pending {
@@ -223,14 +229,17 @@ impl SettleError {
     /// The transaction hash, when one was sent.
     pub fn tx_hash(&self) -> Option<B256> {
         match self {
-            Self::Reverted { tx_hash } | Self::Pending { tx_hash } => Some(*tx_hash),
+            Self::Reverted { tx_hash }
+            | Self::Pending { tx_hash }
+            | Self::TransferEventMissing { tx_hash } => Some(*tx_hash),
             Self::Rejected { .. } | Self::ChainUnavailable { .. } => None,
         }
     }
 
-    /// Whether trying again later may succeed.
+    /// Whether sending again later may succeed. Not `Pending`: that transaction may still
+    /// confirm, and its outcome must be awaited, not raced by a second one.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::ChainUnavailable { .. } | Self::Pending { .. })
+        matches!(self, Self::ChainUnavailable { .. })
     }
 }
 
@@ -239,6 +248,7 @@ impl From<&SettleError> for ReasonCode {
         match error {
             SettleError::Rejected { code, .. } => code.clone(),
             SettleError::Reverted { .. } => Self::EXACT_EVM_TRANSACTION_FAILED,
+            SettleError::TransferEventMissing { .. } => Self::EXACT_EVM_TRANSFER_EVENT_MISMATCH,
             SettleError::Pending { .. } => Self::SETTLEMENT_PENDING,
             SettleError::ChainUnavailable { .. } => Self::CHAIN_UNAVAILABLE,
         }

@@ -1,5 +1,6 @@
 //! Verification and settlement of `exact` EVM payments on one chain.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use alloy::network::{EthereumWallet, TransactionBuilder};
@@ -8,10 +9,10 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::json_rpc::RpcError;
 use alloy::rpc::types::{BlockNumberOrTag, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::SolCall;
+use alloy::sol_types::{SolCall, SolEvent};
 use alloy::transports::{TransportError, TransportResult};
 use serde_json::Value;
-use x402_proto::{Network, PaymentRequest, Scheme};
+use x402_proto::{Network, PaymentRequest, ReasonCode, Scheme};
 
 use crate::abi::IEip3009;
 use crate::chain::{ChainConfig, poll_interval_for};
@@ -45,7 +46,7 @@ impl DomainExtra {
 
 /// A payment that passed every check. Only [`ExactEvmScheme::verify`] makes one, and
 /// [`ExactEvmScheme::settle`] consumes it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, PartialEq, Eq)]
 pub struct VerifiedPayment {
     network: Network,
     asset: Address,
@@ -134,7 +135,11 @@ pub struct ExactEvmScheme {
     signer_address: Address,
     poll_interval: Duration,
     receipt_timeout: Duration,
+    send_lock: Arc<tokio::sync::Mutex<()>>,
 }
+
+/// The longest any single RPC call may take.
+const RPC_TIMEOUT: Duration = Duration::from_secs(10);
 
 impl ExactEvmScheme {
     /// Connects to a chain. When the config gives no block time, it is measured from recent
@@ -144,13 +149,23 @@ impl ExactEvmScheme {
         signer: PrivateKeySigner,
     ) -> Result<Self, VerifyError> {
         let signer_address = signer.address();
+        // Every RPC call is bounded: a hung node must not hang a paid request.
+        let http = alloy::transports::http::reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(RPC_TIMEOUT)
+            .build()
+            .map_err(|e| VerifyError::ChainUnavailable {
+                detail: format!("building the HTTP client: {e}"),
+            })?;
+        // The nonce is read from the node's pending count on every send (sends are serialized
+        // by `send_lock`), so a failed send never leaves a gap that stalls later settlements.
         let provider = ProviderBuilder::new()
             .disable_recommended_fillers()
             .with_gas_estimation()
-            .with_cached_nonce_management()
+            .with_simple_nonce_management()
             .with_chain_id(config.chain_id)
             .wallet(EthereumWallet::from(signer))
-            .connect_http(config.rpc_url.clone())
+            .connect_reqwest(http, config.rpc_url.clone())
             .erased();
         let block_time = match config.block_time {
             Some(block_time) => block_time,
@@ -164,6 +179,7 @@ impl ExactEvmScheme {
             signer_address,
             poll_interval: poll_interval_for(block_time),
             receipt_timeout: config.receipt_timeout,
+            send_lock: Arc::new(tokio::sync::Mutex::new(())),
         })
     }
 
@@ -397,9 +413,14 @@ impl ExactEvmScheme {
             Ok(_) => Ok(()),
             Err(error) => Err(revert_reason(error).map_err(unavailable)?),
         };
-        let used = used.await.map_err(|_| ()).and_then(|out: Bytes| {
-            IEip3009::authorizationStateCall::abi_decode_returns(&out).map_err(|_| ())
-        });
+        let used = match used.await {
+            Ok(out) => IEip3009::authorizationStateCall::abi_decode_returns(&out).map_err(|_| ()),
+            // A revert means the token has no EIP-3009; anything else says nothing about it.
+            Err(error) => {
+                revert_reason(error).map_err(unavailable)?;
+                Err(())
+            }
+        };
         let balance = balance
             .await
             .ok()
@@ -450,16 +471,38 @@ impl ExactEvmScheme {
             .with_to(payment.asset)
             .with_input(transfer_calldata(&payment.payload))
             .with_gas_limit(gas_limit);
-        let pending = self
-            .provider
-            .send_transaction(tx)
-            .await
-            .map_err(classify_send_error)?;
+        if payment.network.evm_chain_id() != Some(self.chain_id) {
+            return Err(SettleError::Rejected {
+                code: ReasonCode::INVALID_NETWORK,
+                reason: format!(
+                    "payment was verified for {}, not {}",
+                    payment.network, self.network
+                ),
+            });
+        }
+        let pending = {
+            let _serialized = self.send_lock.lock().await;
+            self.provider
+                .send_transaction(tx)
+                .await
+                .map_err(classify_send_error)?
+        };
         let tx_hash = *pending.tx_hash();
         tracing::debug!(%tx_hash, payer = %payment.payer(), "settlement sent");
         let receipt = self.wait_for_receipt(tx_hash).await?;
         if !receipt.status() {
             return Err(SettleError::Reverted { tx_hash });
+        }
+        // Status 1 alone does not prove money moved (a contract with a permissive fallback
+        // succeeds too): require the token's Transfer(from, to, value) log.
+        let auth = &payment.payload.authorization;
+        let transferred = receipt.inner.logs().iter().any(|log| {
+            log.address() == payment.asset
+                && IEip3009::Transfer::decode_log_data(&log.inner.data)
+                    .is_ok_and(|t| t.from == auth.from && t.to == auth.to && t.value == auth.value)
+        });
+        if !transferred {
+            return Err(SettleError::TransferEventMissing { tx_hash });
         }
         Ok(Settlement {
             tx_hash,
@@ -549,12 +592,21 @@ pub(crate) fn transfer_calldata(payload: &ExactEvmPayload) -> Vec<u8> {
 }
 
 /// The revert reason of a failed `eth_call`, or the transport error if it did not revert.
+///
+/// Only an error that says the EVM reverted counts: rate limits, unknown blocks, "nonce too
+/// low" or a facilitator out of gas money are faults of the chain or of us, not of the payment.
 fn revert_reason(error: TransportError) -> Result<String, TransportError> {
     match &error {
-        RpcError::ErrorResp(payload) => Ok(payload
-            .as_revert_data()
-            .and_then(|data: Bytes| alloy::sol_types::decode_revert_reason(&data))
-            .unwrap_or_else(|| payload.message.to_string())),
+        RpcError::ErrorResp(payload)
+            if payload.as_revert_data().is_some()
+                || payload.code == 3
+                || payload.message.contains("revert") =>
+        {
+            Ok(payload
+                .as_revert_data()
+                .and_then(|data: Bytes| alloy::sol_types::decode_revert_reason(&data))
+                .unwrap_or_else(|| payload.message.to_string()))
+        }
         _ => Err(error),
     }
 }

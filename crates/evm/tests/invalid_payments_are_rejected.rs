@@ -307,3 +307,97 @@ async fn asset_that_is_not_a_contract_is_refused() {
     let request = v2_request(&honest_payment(payer(&chain), &requirements), &requirements);
     assert_refused(&chain, &request, ReasonCode::ASSET_NOT_DEPLOYED_CONTRACT).await;
 }
+
+#[tokio::test]
+async fn malleable_high_s_twin_of_a_valid_signature_is_refused() {
+    let chain = Chain::start().await;
+    let requirements = chain.requirements(5_000);
+    let honest = honest_payment(payer(&chain), &requirements);
+    let order: U256 = "0xFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFFEBAAEDCE6AF48A03BBFD25E8CD0364141"
+        .parse()
+        .unwrap();
+    let sig = alloy::primitives::Signature::from_raw(&honest.signature).unwrap();
+    // (r, n - s, !v) recovers to the same key: valid ECDSA, but tokens refuse it.
+    let twin = alloy::primitives::Signature::new(sig.r(), order - sig.s(), !sig.v());
+    let payload = ExactEvmPayload {
+        signature: twin.as_bytes().to_vec().into(),
+        authorization: honest.authorization.clone(),
+    };
+    assert_refused(
+        &chain,
+        &v2_request(&payload, &requirements),
+        ReasonCode::EXACT_EVM_SIGNATURE,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn with_several_faults_the_reference_order_decides_the_reason() {
+    let chain = Chain::start().await;
+    let requirements = chain.requirements(5_000);
+
+    // Foreign signature and expired: the signature is checked first.
+    let mut authorization = authorization_for(payer(&chain).address(), &requirements);
+    authorization.valid_before = U256::from(unix_now() - 10);
+    let payload = ExactEvmPayload {
+        signature: sign_for(
+            &chain.devnet.payers()[5].signer,
+            &authorization,
+            &requirements,
+        ),
+        authorization,
+    };
+    assert_refused(
+        &chain,
+        &v2_request(&payload, &requirements),
+        ReasonCode::EXACT_EVM_SIGNATURE,
+    )
+    .await;
+
+    // Wrong recipient, expired and wrong amount: the recipient is checked first.
+    let mut authorization = authorization_for(payer(&chain).address(), &requirements);
+    authorization.to = chain.devnet.payers()[3].address;
+    authorization.valid_before = U256::from(unix_now() - 10);
+    authorization.value = U256::from(1);
+    let payload = ExactEvmPayload {
+        signature: sign_for(payer(&chain), &authorization, &requirements),
+        authorization,
+    };
+    assert_refused(
+        &chain,
+        &v2_request(&payload, &requirements),
+        ReasonCode::EXACT_EVM_RECIPIENT_MISMATCH,
+    )
+    .await;
+
+    // Not yet valid and wrong amount: time before amount.
+    let mut authorization = authorization_for(payer(&chain).address(), &requirements);
+    authorization.valid_after = U256::from(unix_now() + 100);
+    authorization.value = U256::from(1);
+    let payload = ExactEvmPayload {
+        signature: sign_for(payer(&chain), &authorization, &requirements),
+        authorization,
+    };
+    assert_refused(
+        &chain,
+        &v2_request(&payload, &requirements),
+        ReasonCode::EXACT_EVM_VALID_AFTER,
+    )
+    .await;
+
+    // Replayed nonce of a pauper: the nonce is diagnosed before the balance.
+    let pauper = PrivateKeySigner::random();
+    chain
+        .devnet
+        .mint(
+            chain.devnet.token().address,
+            pauper.address(),
+            x402_proto::TokenAmount::from_atomic(5_000),
+        )
+        .await
+        .unwrap();
+    let request = v2_request(&honest_payment(&pauper, &requirements), &requirements);
+    let facilitator = ExactEvmFacilitator::new(chain.scheme.clone());
+    assert!(facilitator.settle(&request).await.unwrap().success);
+    assert_refused(&chain, &request, ReasonCode::EXACT_EVM_NONCE_ALREADY_USED).await;
+}
