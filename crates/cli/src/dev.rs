@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 use serde::Serialize;
 use x402_devnet::{Devnet, DevnetConfig};
+use x402_facilitator::{FacilitatorConfig, NetworkConfig};
+
+use crate::signals::wait_for_shutdown;
 
 /// Options of `x402 dev`.
 #[derive(Debug, clap::Args)]
@@ -21,6 +24,9 @@ pub(crate) struct DevArgs {
     /// Number of dev accounts: the facilitator, the payee, and the rest funded payers.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(3..=100))]
     accounts: u32,
+    /// Port for the facilitator (0 picks a free one).
+    #[arg(long, default_value_t = 8402)]
+    facilitator_port: u16,
 }
 
 /// What `dev.json` says about the running stack.
@@ -37,6 +43,7 @@ struct DevState {
     payer_private_keys: Vec<String>,
     payer_addresses: Vec<String>,
     facilitator_address: String,
+    facilitator_url: String,
     anvil_pid: Option<u32>,
     pid: u32,
 }
@@ -57,6 +64,23 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let devnet = Devnet::start(config)
         .await
         .context("starting the dev chain")?;
+    let facilitator_config = FacilitatorConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], args.facilitator_port)),
+        database: args.state_dir.join("facilitator.db"),
+        signer: Default::default(),
+        auth: Default::default(),
+        limits: Default::default(),
+        networks: vec![NetworkConfig {
+            chain_id: devnet.chain_id(),
+            rpc_url: devnet.rpc_url().clone(),
+            block_time_ms: args.block_time.map(|s| s * 1000),
+            assets: None,
+        }],
+    };
+    let facilitator =
+        x402_facilitator::start(&facilitator_config, devnet.facilitator().signer.clone())
+            .await
+            .context("starting the facilitator")?;
     let token = devnet.token();
     let state = DevState {
         rpc_url: devnet.rpc_url().to_string(),
@@ -78,14 +102,16 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             .map(|a| a.address.to_checksum(None))
             .collect(),
         facilitator_address: devnet.facilitator().address.to_checksum(None),
+        facilitator_url: facilitator.url(),
         anvil_pid: devnet.anvil_pid(),
         pid: std::process::id(),
     };
     let state_file = args.state_dir.join("dev.json");
     write_atomically(&state_file, &serde_json::to_vec_pretty(&state)?)?;
     eprintln!(
-        "dev chain ready\n  rpc:     {}\n  network: {}\n  USDC:    {} (\"{}\" v{}, {} decimals)\n  payers:  {} accounts with 1000 USDC each\n  state:   {}\nCtrl-C stops everything.",
+        "dev stack ready\n  rpc:         {}\n  facilitator: {}\n  network:     {}\n  USDC:        {} (\"{}\" v{}, {} decimals)\n  payers:      {} accounts with 1000 USDC each\n  state:       {}\nCtrl-C stops everything.",
         state.rpc_url,
+        state.facilitator_url,
         state.network,
         state.asset,
         state.asset_name,
@@ -97,6 +123,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     wait_for_shutdown().await?;
     eprintln!("stopping…");
+    facilitator.shutdown().await;
     devnet.stop().await;
     let _ = std::fs::remove_file(&state_file);
     Ok(())
@@ -107,17 +134,5 @@ fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("json.tmp");
     std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
-}
-
-/// Resolves on SIGINT (Ctrl-C) or SIGTERM.
-async fn wait_for_shutdown() -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("installing SIGTERM handler")?;
-    let mut int = signal(SignalKind::interrupt()).context("installing SIGINT handler")?;
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
-    }
     Ok(())
 }

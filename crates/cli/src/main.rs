@@ -2,6 +2,8 @@
 //! gateway and the paying client.
 
 mod dev;
+mod facilitator;
+mod signals;
 
 use clap::{Parser, Subcommand};
 use tracing_subscriber::EnvFilter;
@@ -19,6 +21,9 @@ enum Command {
     /// Run a local chain that looks like Base (USDC at its real address) until Ctrl-C,
     /// and describe it in DIR/dev.json.
     Dev(dev::DevArgs),
+    /// Serve an x402 facilitator (/verify, /settle, /supported, /health, /metrics) that
+    /// settles on the configured EVM chains.
+    Facilitator(facilitator::FacilitatorArgs),
 }
 
 #[tokio::main]
@@ -31,5 +36,6 @@ async fn main() -> anyhow::Result<()> {
         .init();
     match Cli::parse().command {
         Command::Dev(args) => dev::run(args).await,
+        Command::Facilitator(args) => facilitator::run(args).await,
     }
 }

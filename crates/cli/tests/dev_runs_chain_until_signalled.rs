@@ -42,6 +42,21 @@ fn rpc(url: &str, method: &str, params: Value) -> Value {
     reply["result"].clone()
 }
 
+fn http_get(base: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(host).expect("facilitator reachable");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
+
 fn process_alive(pid: u64) -> bool {
     // A zombie has exited; count it as gone.
     std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -52,7 +67,7 @@ fn process_alive(pid: u64) -> bool {
 fn run_until(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_x402"))
-        .args(["dev", "--state-dir"])
+        .args(["dev", "--facilitator-port", "0", "--state-dir"])
         .arg(dir.path())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -71,6 +86,7 @@ fn run_until(signal: &str) {
         "decimals",
         "pay_to",
         "payer_private_keys",
+        "facilitator_url",
     ] {
         assert!(state.get(key).is_some(), "dev.json lacks {key}: {state:#}");
     }
@@ -99,6 +115,18 @@ fn run_until(signal: &str) {
     assert_eq!(
         u128::from_str_radix(balance.as_str().unwrap().trim_start_matches("0x"), 16).unwrap(),
         1_000_000_000
+    );
+
+    // The facilitator serves the dev chain, v2 and v1.
+    let supported = http_get(state["facilitator_url"].as_str().unwrap(), "/supported");
+    assert!(
+        supported.contains(r#""network":"eip155:8453""#),
+        "{supported}"
+    );
+    assert!(supported.contains(r#""network":"base""#), "{supported}");
+    assert!(
+        supported.contains(state["facilitator_address"].as_str().unwrap()),
+        "{supported}"
     );
 
     let anvil_pid = state["anvil_pid"].as_u64().unwrap();

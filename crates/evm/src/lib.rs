@@ -14,6 +14,7 @@ mod error;
 mod facilitator;
 mod payload;
 mod scheme;
+mod sender;
 
 pub use abi::{IEip3009, TransferWithAuthorization};
 pub use assets::{AssetInfo, default_asset, default_assets};
@@ -22,7 +23,8 @@ pub use client::{SignError, sign_exact, sign_payment, sign_payment_v1};
 pub use error::{SettleError, VerifyError};
 pub use facilitator::ExactEvmFacilitator;
 pub use payload::{Authorization, ExactEvmPayload, authorization_digest, eip712_domain};
-pub use scheme::{ExactEvmScheme, Settlement, VerifiedPayment};
+pub use scheme::{ChainHealth, ExactEvmScheme, Settlement, VerifiedPayment};
+pub use sender::{BroadcastError, SendSlot, SignedSettlement, TransferExpectation, TxStatus};
 
 /// Seconds of slack the reference facilitator keeps before `validBefore`, for block time.
 pub const VALID_BEFORE_BUFFER_SECS: u64 = 6;

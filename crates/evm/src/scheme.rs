@@ -1,7 +1,7 @@
 //! Verification and settlement of `exact` EVM payments on one chain.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use alloy::network::{EthereumWallet, TransactionBuilder};
 use alloy::primitives::{Address, B256, Bytes, Signature, U256};
@@ -9,15 +9,16 @@ use alloy::providers::{DynProvider, Provider, ProviderBuilder};
 use alloy::rpc::json_rpc::RpcError;
 use alloy::rpc::types::{BlockNumberOrTag, TransactionRequest};
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::{SolCall, SolEvent};
+use alloy::sol_types::SolCall;
 use alloy::transports::{TransportError, TransportResult};
 use serde_json::Value;
-use x402_proto::{Network, PaymentRequest, ReasonCode, Scheme};
+use x402_proto::{Network, PaymentRequest, Scheme};
 
 use crate::abi::IEip3009;
 use crate::chain::{ChainConfig, poll_interval_for};
-use crate::error::{SettleError, VerifyError, reason_for_revert};
+use crate::error::VerifyError;
 use crate::payload::{ExactEvmPayload, authorization_digest, eip712_domain};
+use crate::sender::SenderState;
 use crate::{VALID_BEFORE_BUFFER_SECS, unix_now};
 
 /// The EIP-712 domain values carried in `extra`.
@@ -101,6 +102,15 @@ pub struct Settlement {
     pub payer: Address,
 }
 
+/// What [`ExactEvmScheme::health`] reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChainHealth {
+    /// The latest block.
+    pub block_number: u64,
+    /// The signer's native balance (what pays for settlement gas), in wei.
+    pub signer_balance: U256,
+}
+
 /// Everything decided from the request alone, before asking the chain.
 struct OfflineChecks {
     asset: Address,
@@ -133,9 +143,10 @@ pub struct ExactEvmScheme {
     chain_id: u64,
     provider: DynProvider,
     signer_address: Address,
+    wallet: EthereumWallet,
     poll_interval: Duration,
     receipt_timeout: Duration,
-    send_lock: Arc<tokio::sync::Mutex<()>>,
+    sender: Arc<tokio::sync::Mutex<SenderState>>,
 }
 
 /// The longest any single RPC call may take.
@@ -157,14 +168,9 @@ impl ExactEvmScheme {
             .map_err(|e| VerifyError::ChainUnavailable {
                 detail: format!("building the HTTP client: {e}"),
             })?;
-        // The nonce is read from the node's pending count on every send (sends are serialized
-        // by `send_lock`), so a failed send never leaves a gap that stalls later settlements.
+        // Transactions are signed here (see `sender`), so the provider only carries JSON-RPC.
         let provider = ProviderBuilder::new()
             .disable_recommended_fillers()
-            .with_gas_estimation()
-            .with_simple_nonce_management()
-            .with_chain_id(config.chain_id)
-            .wallet(EthereumWallet::from(signer))
             .connect_reqwest(http, config.rpc_url.clone())
             .erased();
         let block_time = match config.block_time {
@@ -177,9 +183,10 @@ impl ExactEvmScheme {
             chain_id: config.chain_id,
             provider,
             signer_address,
+            wallet: EthereumWallet::from(signer),
             poll_interval: poll_interval_for(block_time),
             receipt_timeout: config.receipt_timeout,
-            send_lock: Arc::new(tokio::sync::Mutex::new(())),
+            sender: Arc::default(),
         })
     }
 
@@ -201,6 +208,46 @@ impl ExactEvmScheme {
     /// The chain connection.
     pub fn provider(&self) -> &DynProvider {
         &self.provider
+    }
+
+    /// The chain id served.
+    pub fn chain_id(&self) -> u64 {
+        self.chain_id
+    }
+
+    /// How long [`Self::settle`] waits for a receipt.
+    pub fn receipt_timeout(&self) -> Duration {
+        self.receipt_timeout
+    }
+
+    pub(crate) fn wallet(&self) -> &EthereumWallet {
+        &self.wallet
+    }
+
+    pub(crate) fn sender_state(&self) -> &tokio::sync::Mutex<SenderState> {
+        &self.sender
+    }
+
+    /// The latest block number and the signer's gas balance, in one round trip.
+    pub async fn health(&self) -> Result<ChainHealth, VerifyError> {
+        let unavailable = |e: TransportError| VerifyError::ChainUnavailable {
+            detail: e.to_string(),
+        };
+        let mut batch = alloy::rpc::client::BatchRequest::new(self.provider.client());
+        let block = batch
+            .add_call::<_, U256>("eth_blockNumber", &())
+            .map_err(unavailable)?;
+        let balance = batch
+            .add_call::<_, U256>(
+                "eth_getBalance",
+                &(self.signer_address, BlockNumberOrTag::Latest),
+            )
+            .map_err(unavailable)?;
+        batch.send().await.map_err(unavailable)?;
+        Ok(ChainHealth {
+            block_number: block.await.map_err(unavailable)?.saturating_to(),
+            signer_balance: balance.await.map_err(unavailable)?,
+        })
     }
 
     /// Verifies a payment now. See [`Self::verify_at`].
@@ -453,81 +500,6 @@ impl ExactEvmScheme {
             erc1271_ok,
         })
     }
-
-    /// Sends the transfer and waits for its receipt, polling at a fraction of the block time.
-    ///
-    /// A receipt that does not come within the configured wait gives [`SettleError::Pending`]
-    /// with the hash; a reverted one gives [`SettleError::Reverted`] with the hash.
-    pub async fn settle(&self, payment: VerifiedPayment) -> Result<Settlement, SettleError> {
-        // A fixed gas limit instead of an estimate: verify has just simulated the transfer, so
-        // estimating again costs a round trip and only hides races (which then surface as a
-        // mined revert, reported with its hash, instead of a refusal that says nothing was sent).
-        let gas_limit = if payment.payload.signature.len() == 65 {
-            ECDSA_TRANSFER_GAS_LIMIT
-        } else {
-            CONTRACT_WALLET_TRANSFER_GAS_LIMIT
-        };
-        let tx = TransactionRequest::default()
-            .with_to(payment.asset)
-            .with_input(transfer_calldata(&payment.payload))
-            .with_gas_limit(gas_limit);
-        if payment.network.evm_chain_id() != Some(self.chain_id) {
-            return Err(SettleError::Rejected {
-                code: ReasonCode::INVALID_NETWORK,
-                reason: format!(
-                    "payment was verified for {}, not {}",
-                    payment.network, self.network
-                ),
-            });
-        }
-        let pending = {
-            let _serialized = self.send_lock.lock().await;
-            self.provider
-                .send_transaction(tx)
-                .await
-                .map_err(classify_send_error)?
-        };
-        let tx_hash = *pending.tx_hash();
-        tracing::debug!(%tx_hash, payer = %payment.payer(), "settlement sent");
-        let receipt = self.wait_for_receipt(tx_hash).await?;
-        if !receipt.status() {
-            return Err(SettleError::Reverted { tx_hash });
-        }
-        // Status 1 alone does not prove money moved (a contract with a permissive fallback
-        // succeeds too): require the token's Transfer(from, to, value) log.
-        let auth = &payment.payload.authorization;
-        let transferred = receipt.inner.logs().iter().any(|log| {
-            log.address() == payment.asset
-                && IEip3009::Transfer::decode_log_data(&log.inner.data)
-                    .is_ok_and(|t| t.from == auth.from && t.to == auth.to && t.value == auth.value)
-        });
-        if !transferred {
-            return Err(SettleError::TransferEventMissing { tx_hash });
-        }
-        Ok(Settlement {
-            tx_hash,
-            block_number: receipt.block_number,
-            payer: payment.payer(),
-        })
-    }
-
-    async fn wait_for_receipt(
-        &self,
-        tx_hash: B256,
-    ) -> Result<alloy::rpc::types::TransactionReceipt, SettleError> {
-        let started = Instant::now();
-        loop {
-            match self.provider.get_transaction_receipt(tx_hash).await {
-                Ok(Some(receipt)) => return Ok(receipt),
-                Ok(None) => {}
-                Err(error) => tracing::debug!(%tx_hash, %error, "receipt poll failed"),
-            }
-            if started.elapsed() >= self.receipt_timeout {
-                return Err(SettleError::Pending { tx_hash });
-            }
-            tokio::time::sleep(self.poll_interval).await;
-        }
-    }
 }
 
 alloy::sol! {
@@ -535,11 +507,6 @@ alloy::sol! {
         function isValidSignature(bytes32 hash, bytes signature) external view returns (bytes4);
     }
 }
-
-/// Gas for `transferWithAuthorization` with an ECDSA signature (66k–84k seen on USDC).
-const ECDSA_TRANSFER_GAS_LIMIT: u64 = 200_000;
-/// Gas when the payer is a contract wallet validating through EIP-1271.
-const CONTRACT_WALLET_TRANSFER_GAS_LIMIT: u64 = 500_000;
 
 const ERC1271_MAGIC: [u8; 4] = [0x16, 0x26, 0xba, 0x7e];
 
@@ -608,18 +575,6 @@ fn revert_reason(error: TransportError) -> Result<String, TransportError> {
                 .unwrap_or_else(|| payload.message.to_string()))
         }
         _ => Err(error),
-    }
-}
-
-fn classify_send_error(error: TransportError) -> SettleError {
-    match revert_reason(error) {
-        Ok(reason) => SettleError::Rejected {
-            code: reason_for_revert(&reason),
-            reason,
-        },
-        Err(error) => SettleError::ChainUnavailable {
-            detail: error.to_string(),
-        },
     }
 }
 

@@ -1,0 +1,466 @@
+//! Sending settlement transactions from one signer without waiting for receipts.
+//!
+//! Nonces are allocated locally, and a transaction is signed (so its hash is known) before it
+//! is broadcast: a caller can record the hash durably in between, while it holds the
+//! [`SendSlot`]. Slots are handed out one at a time, so transactions reach the node in nonce
+//! order and a refused broadcast gives its nonce back instead of leaving a gap.
+
+use std::time::{Duration, Instant};
+
+use alloy::consensus::TxEnvelope;
+use alloy::eips::eip2718::Encodable2718;
+use alloy::network::{NetworkTransactionBuilder, TransactionBuilder};
+use alloy::primitives::{Address, B256, Bytes, U256};
+use alloy::providers::Provider;
+use alloy::rpc::json_rpc::RpcError;
+use alloy::rpc::types::{BlockNumberOrTag, TransactionRequest};
+use alloy::sol_types::{SolCall, SolEvent};
+use alloy::transports::TransportError;
+use tokio::sync::MutexGuard;
+use x402_proto::ReasonCode;
+
+use crate::abi::IEip3009;
+use crate::error::{SettleError, reason_for_revert};
+use crate::scheme::{ExactEvmScheme, Settlement, VerifiedPayment, transfer_calldata};
+
+/// How long fetched gas fees are reused before asking the node again.
+const FEE_TTL: Duration = Duration::from_secs(2);
+
+/// Gas for `transferWithAuthorization` with an ECDSA signature (66k–84k seen on USDC).
+const ECDSA_TRANSFER_GAS_LIMIT: u64 = 200_000;
+/// Gas when the payer is a contract wallet validating through EIP-1271.
+const CONTRACT_WALLET_TRANSFER_GAS_LIMIT: u64 = 500_000;
+
+/// The signer's view of its own transactions: the next nonce and recent fees.
+#[derive(Debug, Default)]
+pub(crate) struct SenderState {
+    /// `None` until read from the node, and again after anything that may have desynced it.
+    next_nonce: Option<u64>,
+    fees: Option<(Fees, Instant)>,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Fees {
+    max_fee_per_gas: u128,
+    max_priority_fee_per_gas: u128,
+}
+
+/// A settlement transaction signed and not yet broadcast: its hash is final.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedSettlement {
+    /// The transaction hash.
+    pub tx_hash: B256,
+    /// The EIP-2718 encoded transaction, ready for `eth_sendRawTransaction`.
+    pub raw: Bytes,
+    /// The sender's nonce it uses.
+    pub signer_nonce: u64,
+}
+
+/// What a transfer must look like on chain to count as settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TransferExpectation {
+    /// The token.
+    pub asset: Address,
+    /// The payer.
+    pub from: Address,
+    /// The payee.
+    pub to: Address,
+    /// The amount, in atomic units.
+    pub value: U256,
+}
+
+impl VerifiedPayment {
+    /// The Transfer log that settling this payment must produce.
+    pub fn expectation(&self) -> TransferExpectation {
+        let auth = &self.payload().authorization;
+        TransferExpectation {
+            asset: self.asset(),
+            from: auth.from,
+            to: auth.to,
+            value: auth.value,
+        }
+    }
+}
+
+/// Why a broadcast did not go through.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum BroadcastError {
+    /// The node answered and refused the transaction: it is not in its pool.
+    #[error("the node refused the transaction: {reason}")]
+    Refused {
+        /// The node's message.
+        reason: String,
+        /// The nonce was already used by another transaction of the signer.
+        nonce_used: bool,
+        /// The node simulated the call and it reverted.
+        reverted: bool,
+    },
+    /// The node could not be reached or did not answer: the transaction may have been sent.
+    #[error("the node did not answer the broadcast: {detail}")]
+    Uncertain {
+        /// The transport error.
+        detail: String,
+    },
+}
+
+impl BroadcastError {
+    /// The settle error a caller should report when it gives up on this broadcast.
+    pub fn into_settle_error(self, tx_hash: B256) -> SettleError {
+        match self {
+            Self::Refused {
+                reason,
+                reverted: true,
+                ..
+            } => SettleError::Rejected {
+                code: reason_for_revert(&reason),
+                reason,
+            },
+            Self::Refused { reason, .. } => SettleError::ChainUnavailable { detail: reason },
+            Self::Uncertain { .. } => SettleError::Pending { tx_hash },
+        }
+    }
+}
+
+/// Where a transaction stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TxStatus {
+    /// Mined: the settlement, or why it failed (reverted, or no matching Transfer).
+    Mined(Result<Settlement, SettleError>),
+    /// The node knows it and it is not mined yet.
+    InPool,
+    /// The node does not know it (never arrived, or dropped).
+    Unknown,
+}
+
+/// The right to send the signer's next transaction. While it lives, no other transaction is
+/// signed; dropping it without a successful broadcast leaves the nonce for the next one.
+#[derive(Debug)]
+pub struct SendSlot<'a> {
+    scheme: &'a ExactEvmScheme,
+    state: MutexGuard<'a, SenderState>,
+    nonce: u64,
+    fees: Fees,
+}
+
+impl ExactEvmScheme {
+    /// Waits for the signer's next nonce, reading it (and gas fees, when stale) from the node
+    /// in one batch when it is not known.
+    pub async fn reserve_send(&self) -> Result<SendSlot<'_>, SettleError> {
+        let mut state = self.sender_state().lock().await;
+        let fees_fresh = state
+            .fees
+            .as_ref()
+            .is_some_and(|(_, at)| at.elapsed() < FEE_TTL);
+        if state.next_nonce.is_none() || !fees_fresh {
+            let unavailable = |e: TransportError| SettleError::ChainUnavailable {
+                detail: e.to_string(),
+            };
+            let mut batch = alloy::rpc::client::BatchRequest::new(self.provider().client());
+            let count = batch
+                .add_call::<_, U256>(
+                    "eth_getTransactionCount",
+                    &(self.signer_address(), BlockNumberOrTag::Pending),
+                )
+                .map_err(unavailable)?;
+            let gas_price = batch
+                .add_call::<_, U256>("eth_gasPrice", &())
+                .map_err(unavailable)?;
+            let priority = batch
+                .add_call::<_, U256>("eth_maxPriorityFeePerGas", &())
+                .map_err(unavailable)?;
+            batch.send().await.map_err(unavailable)?;
+            let count = count.await.map_err(unavailable)?;
+            let gas_price: u128 = gas_price.await.map_err(unavailable)?.saturating_to();
+            // Not every node serves eth_maxPriorityFeePerGas; a tip of zero still gets mined.
+            let priority: u128 = priority.await.map(|p| p.saturating_to()).unwrap_or(0);
+            if state.next_nonce.is_none() {
+                state.next_nonce = Some(count.saturating_to());
+            }
+            // Twice the current price survives several blocks of base fee increases.
+            let max_fee = gas_price.saturating_mul(2).max(1);
+            state.fees = Some((
+                Fees {
+                    max_fee_per_gas: max_fee,
+                    max_priority_fee_per_gas: priority.min(max_fee),
+                },
+                Instant::now(),
+            ));
+        }
+        let nonce = state.next_nonce.unwrap_or_default();
+        let fees = state.fees.map(|(fees, _)| fees).unwrap_or(Fees {
+            max_fee_per_gas: 1,
+            max_priority_fee_per_gas: 0,
+        });
+        Ok(SendSlot {
+            scheme: self,
+            state,
+            nonce,
+            fees,
+        })
+    }
+
+    /// Where a settlement transaction stands, checking that a mined one moved the payment.
+    /// One round trip when mined, two when not.
+    pub async fn transaction_status(
+        &self,
+        tx_hash: B256,
+        expected: &TransferExpectation,
+    ) -> Result<TxStatus, SettleError> {
+        let unavailable = |e: TransportError| SettleError::ChainUnavailable {
+            detail: e.to_string(),
+        };
+        if let Some(receipt) = self
+            .provider()
+            .get_transaction_receipt(tx_hash)
+            .await
+            .map_err(unavailable)?
+        {
+            return Ok(TxStatus::Mined(judge_receipt(&receipt, expected)));
+        }
+        let known = self
+            .provider()
+            .get_transaction_by_hash(tx_hash)
+            .await
+            .map_err(unavailable)?;
+        Ok(if known.is_some() {
+            TxStatus::InPool
+        } else {
+            TxStatus::Unknown
+        })
+    }
+
+    /// The receipt of a transaction, judged, or `None` while it is not mined.
+    pub async fn mined_outcome(
+        &self,
+        tx_hash: B256,
+        expected: &TransferExpectation,
+    ) -> Result<Option<Result<Settlement, SettleError>>, SettleError> {
+        let receipt = self
+            .provider()
+            .get_transaction_receipt(tx_hash)
+            .await
+            .map_err(|e| SettleError::ChainUnavailable {
+                detail: e.to_string(),
+            })?;
+        Ok(receipt.map(|receipt| judge_receipt(&receipt, expected)))
+    }
+
+    /// Sends an already signed transaction again (after a restart, or when the node dropped
+    /// it). The nonce it uses was allocated when it was signed.
+    pub async fn rebroadcast(&self, raw: &Bytes) -> Result<(), BroadcastError> {
+        send_raw(self, raw).await
+    }
+
+    /// How many transactions of the signer are mined (its next nonce as of the latest block).
+    pub async fn mined_nonce(&self) -> Result<u64, SettleError> {
+        self.provider()
+            .get_transaction_count(self.signer_address())
+            .latest()
+            .await
+            .map_err(|e| SettleError::ChainUnavailable {
+                detail: e.to_string(),
+            })
+    }
+
+    /// Whether `payer`'s authorization `nonce` has been used (or canceled) on `asset`.
+    pub async fn authorization_used(
+        &self,
+        asset: Address,
+        payer: Address,
+        nonce: B256,
+    ) -> Result<bool, SettleError> {
+        let call = IEip3009::authorizationStateCall {
+            authorizer: payer,
+            nonce,
+        };
+        let tx = TransactionRequest::default()
+            .with_to(asset)
+            .with_input(call.abi_encode());
+        let out = self
+            .provider()
+            .call(tx)
+            .await
+            .map_err(|e| SettleError::ChainUnavailable {
+                detail: e.to_string(),
+            })?;
+        IEip3009::authorizationStateCall::abi_decode_returns(&out).map_err(|e| {
+            SettleError::ChainUnavailable {
+                detail: format!("authorizationState answered badly: {e}"),
+            }
+        })
+    }
+
+    /// Forgets the local nonce, so the next slot reads it from the node again.
+    pub async fn resync_nonce(&self) {
+        self.sender_state().lock().await.next_nonce = None;
+    }
+
+    /// Sends a verified payment and waits a bounded time for its receipt: reserve, sign,
+    /// broadcast, wait. For callers that keep no record of their own.
+    pub async fn settle(&self, payment: VerifiedPayment) -> Result<Settlement, SettleError> {
+        let slot = self.reserve_send().await?;
+        let signed = slot.sign(&payment).await?;
+        if let Err(error) = slot.broadcast(&signed).await {
+            let error = error.into_settle_error(signed.tx_hash);
+            if !matches!(error, SettleError::Pending { .. }) {
+                return Err(error);
+            }
+        }
+        tracing::debug!(tx_hash = %signed.tx_hash, payer = %payment.payer(), "settlement sent");
+        self.wait_for_outcome(
+            signed.tx_hash,
+            &payment.expectation(),
+            self.receipt_timeout(),
+        )
+        .await
+    }
+
+    /// Polls for the receipt of `tx_hash` at the scheme's interval for at most `wait`.
+    /// Gives [`SettleError::Pending`] when it is not mined by then.
+    pub async fn wait_for_outcome(
+        &self,
+        tx_hash: B256,
+        expected: &TransferExpectation,
+        wait: Duration,
+    ) -> Result<Settlement, SettleError> {
+        let started = Instant::now();
+        loop {
+            match self.mined_outcome(tx_hash, expected).await {
+                Ok(Some(outcome)) => return outcome,
+                Ok(None) => {}
+                Err(error) => tracing::debug!(%tx_hash, %error, "receipt poll failed"),
+            }
+            if started.elapsed() >= wait {
+                return Err(SettleError::Pending { tx_hash });
+            }
+            tokio::time::sleep(self.poll_interval()).await;
+        }
+    }
+}
+
+impl SendSlot<'_> {
+    /// The nonce this slot's transaction uses.
+    pub fn nonce(&self) -> u64 {
+        self.nonce
+    }
+
+    /// Builds and signs the settlement transaction for `payment` with this slot's nonce.
+    pub async fn sign(&self, payment: &VerifiedPayment) -> Result<SignedSettlement, SettleError> {
+        let scheme = self.scheme;
+        if payment.network().evm_chain_id() != Some(scheme.chain_id()) {
+            return Err(SettleError::Rejected {
+                code: ReasonCode::INVALID_NETWORK,
+                reason: format!(
+                    "payment was verified for {}, not {}",
+                    payment.network(),
+                    scheme.network()
+                ),
+            });
+        }
+        // A fixed gas limit instead of an estimate: verify has just simulated the transfer, so
+        // estimating again costs a round trip and only hides races (which then surface as a
+        // mined revert, reported with its hash).
+        let gas_limit = if payment.payload().signature.len() == 65 {
+            ECDSA_TRANSFER_GAS_LIMIT
+        } else {
+            CONTRACT_WALLET_TRANSFER_GAS_LIMIT
+        };
+        let request = TransactionRequest::default()
+            .with_from(scheme.signer_address())
+            .with_to(payment.asset())
+            .with_input(transfer_calldata(payment.payload()))
+            .with_gas_limit(gas_limit)
+            .with_nonce(self.nonce)
+            .with_chain_id(scheme.chain_id())
+            .with_max_fee_per_gas(self.fees.max_fee_per_gas)
+            .with_max_priority_fee_per_gas(self.fees.max_priority_fee_per_gas);
+        let envelope: TxEnvelope =
+            request
+                .build(scheme.wallet())
+                .await
+                .map_err(|e| SettleError::Rejected {
+                    code: ReasonCode::UNEXPECTED_SETTLE_ERROR,
+                    reason: format!("signing the settlement transaction: {e}"),
+                })?;
+        Ok(SignedSettlement {
+            tx_hash: *envelope.tx_hash(),
+            raw: envelope.encoded_2718().into(),
+            signer_nonce: self.nonce,
+        })
+    }
+
+    /// Broadcasts `signed`, which this slot signed. On success (or when the node already had
+    /// it) the nonce is consumed. A refusal gives the nonce back; a broadcast that may or may
+    /// not have arrived makes the next slot read the nonce from the node.
+    pub async fn broadcast(mut self, signed: &SignedSettlement) -> Result<(), BroadcastError> {
+        debug_assert_eq!(signed.signer_nonce, self.nonce);
+        let result = send_raw(self.scheme, &signed.raw).await;
+        match &result {
+            Ok(()) => self.state.next_nonce = Some(self.nonce + 1),
+            Err(BroadcastError::Refused {
+                nonce_used: true, ..
+            })
+            | Err(BroadcastError::Uncertain { .. }) => self.state.next_nonce = None,
+            Err(BroadcastError::Refused { reason, .. }) => {
+                if reason.contains("underpriced") || reason.contains("fee cap") {
+                    self.state.fees = None;
+                }
+            }
+        }
+        result
+    }
+}
+
+async fn send_raw(scheme: &ExactEvmScheme, raw: &Bytes) -> Result<(), BroadcastError> {
+    let sent: Result<B256, TransportError> = scheme
+        .provider()
+        .client()
+        .request("eth_sendRawTransaction", (raw,))
+        .await;
+    match sent {
+        Ok(_) => Ok(()),
+        Err(RpcError::ErrorResp(payload)) => {
+            let message = payload.message.to_ascii_lowercase();
+            if message.contains("already known") || message.contains("known transaction") {
+                return Ok(());
+            }
+            Err(BroadcastError::Refused {
+                nonce_used: message.contains("nonce too low")
+                    || message.contains("nonce has already been used"),
+                reverted: payload.as_revert_data().is_some()
+                    || payload.code == 3
+                    || message.contains("revert"),
+                reason: payload.message.to_string(),
+            })
+        }
+        Err(error) => Err(BroadcastError::Uncertain {
+            detail: error.to_string(),
+        }),
+    }
+}
+
+/// A mined receipt is a settlement only if it succeeded and the token logged the expected
+/// `Transfer(from, to, value)`: status 1 alone does not prove that money moved.
+fn judge_receipt(
+    receipt: &alloy::rpc::types::TransactionReceipt,
+    expected: &TransferExpectation,
+) -> Result<Settlement, SettleError> {
+    let tx_hash = receipt.transaction_hash;
+    if !receipt.status() {
+        return Err(SettleError::Reverted { tx_hash });
+    }
+    let transferred = receipt.inner.logs().iter().any(|log| {
+        log.address() == expected.asset
+            && IEip3009::Transfer::decode_log_data(&log.inner.data).is_ok_and(|t| {
+                t.from == expected.from && t.to == expected.to && t.value == expected.value
+            })
+    });
+    if !transferred {
+        return Err(SettleError::TransferEventMissing { tx_hash });
+    }
+    Ok(Settlement {
+        tx_hash,
+        block_number: receipt.block_number,
+        payer: expected.from,
+    })
+}

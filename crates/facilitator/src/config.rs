@@ -1,0 +1,528 @@
+//! `facilitator.toml`: what to serve, where to settle, with which key.
+//!
+//! Every key can be overridden from the environment: `X402_FACILITATOR__LISTEN=…`,
+//! `X402_FACILITATOR__NETWORKS__0__RPC_URL=…` (segments separated by `__`, array indexes as
+//! numbers). Unknown keys and bad values fail at load with the key's path in the message.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use alloy::primitives::Address;
+use alloy::signers::local::PrivateKeySigner;
+use serde::Deserialize;
+use x402_evm::{AssetInfo, default_assets};
+use x402_proto::Network;
+
+/// The environment prefix of config overrides.
+pub const ENV_PREFIX: &str = "X402_FACILITATOR__";
+
+/// The environment variable the signer key is read from unless the config names another.
+pub const DEFAULT_KEY_ENV: &str = "X402_FACILITATOR_PRIVATE_KEY";
+
+/// Why a config could not be loaded.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The TOML (after environment overrides) does not describe a config.
+    #[error("{0}")]
+    Invalid(String),
+}
+
+fn invalid(message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid(message.into())
+}
+
+/// The whole facilitator config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FacilitatorConfig {
+    /// Where to listen (`127.0.0.1:8402` by default).
+    #[serde(default = "default_listen")]
+    pub listen: SocketAddr,
+    /// The settlement log: a SQLite file path (`facilitator.db` by default).
+    #[serde(default = "default_database")]
+    pub database: PathBuf,
+    /// The signer that sends settlement transactions.
+    #[serde(default)]
+    pub signer: SignerConfig,
+    /// Access control.
+    #[serde(default)]
+    pub auth: AuthConfig,
+    /// Limits and timeouts.
+    #[serde(default)]
+    pub limits: Limits,
+    /// The chains served (at least one).
+    pub networks: Vec<NetworkConfig>,
+}
+
+/// Where the signer's private key comes from. The key itself is never written to the config.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SignerConfig {
+    /// An environment variable holding the hex private key.
+    #[serde(default = "default_key_env")]
+    pub private_key_env: String,
+    /// A file holding the hex private key; used when set, instead of the environment.
+    pub key_file: Option<PathBuf>,
+}
+
+impl Default for SignerConfig {
+    fn default() -> Self {
+        Self {
+            private_key_env: default_key_env(),
+            key_file: None,
+        }
+    }
+}
+
+/// Access control for `/verify` and `/settle`.
+#[derive(Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// When set, requests must carry `Authorization: Bearer <token>`.
+    pub bearer_token: Option<String>,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field(
+                "bearer_token",
+                &self.bearer_token.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// Limits and timeouts.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Limits {
+    /// The largest request body accepted, in bytes.
+    #[serde(default = "default_body_bytes")]
+    pub max_body_bytes: usize,
+    /// How long a request may take overall, in milliseconds.
+    #[serde(default = "default_request_timeout_ms")]
+    pub request_timeout_ms: u64,
+    /// How long `/settle` waits for a receipt before answering `settlement_pending`, in ms.
+    #[serde(default = "default_settle_wait_ms")]
+    pub settle_wait_ms: u64,
+    /// How long shutdown waits for settlements in flight, in milliseconds.
+    #[serde(default = "default_shutdown_grace_ms")]
+    pub shutdown_grace_ms: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: default_body_bytes(),
+            request_timeout_ms: default_request_timeout_ms(),
+            settle_wait_ms: default_settle_wait_ms(),
+            shutdown_grace_ms: default_shutdown_grace_ms(),
+        }
+    }
+}
+
+impl Limits {
+    /// `settle_wait_ms` as a duration.
+    pub fn settle_wait(&self) -> Duration {
+        Duration::from_millis(self.settle_wait_ms)
+    }
+
+    /// `request_timeout_ms` as a duration.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+
+    /// `shutdown_grace_ms` as a duration.
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+}
+
+/// One chain.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkConfig {
+    /// The chain id; the CAIP-2 network is `eip155:<chain_id>`.
+    pub chain_id: u64,
+    /// The JSON-RPC endpoint.
+    pub rpc_url: alloy::transports::http::reqwest::Url,
+    /// The block time in milliseconds; measured from the chain when absent.
+    pub block_time_ms: Option<u64>,
+    /// The tokens accepted; the chain's default USDC when absent.
+    pub assets: Option<Vec<AssetConfig>>,
+}
+
+/// One accepted token.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AssetConfig {
+    /// The token contract.
+    pub address: Address,
+    /// Its EIP-712 domain name (`"USD Coin"`).
+    pub name: String,
+    /// Its EIP-712 domain version (`"2"`).
+    pub version: String,
+    /// Its decimals.
+    pub decimals: u8,
+}
+
+impl From<&AssetInfo> for AssetConfig {
+    fn from(info: &AssetInfo) -> Self {
+        Self {
+            address: info.address,
+            name: info.name.to_owned(),
+            version: info.version.to_owned(),
+            decimals: info.decimals,
+        }
+    }
+}
+
+impl NetworkConfig {
+    /// The CAIP-2 id.
+    pub fn network(&self) -> Network {
+        Network::eip155(self.chain_id)
+    }
+
+    /// The accepted assets: the configured ones, or the chain's defaults.
+    pub fn accepted_assets(&self) -> Vec<AssetConfig> {
+        match &self.assets {
+            Some(assets) => assets.clone(),
+            None => default_assets()
+                .filter(|a| a.network.evm_chain_id() == Some(self.chain_id))
+                .map(|a| AssetConfig::from(&a))
+                .collect(),
+        }
+    }
+}
+
+fn default_listen() -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 8402))
+}
+fn default_database() -> PathBuf {
+    PathBuf::from("facilitator.db")
+}
+fn default_key_env() -> String {
+    DEFAULT_KEY_ENV.to_owned()
+}
+fn default_body_bytes() -> usize {
+    64 * 1024
+}
+fn default_request_timeout_ms() -> u64 {
+    60_000
+}
+fn default_settle_wait_ms() -> u64 {
+    30_000
+}
+fn default_shutdown_grace_ms() -> u64 {
+    10_000
+}
+
+impl FacilitatorConfig {
+    /// Reads `path`, applies overrides from the process environment, and validates.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, std::env::vars())
+    }
+
+    /// Parses TOML text with the given environment overrides, and validates.
+    pub fn parse(
+        text: &str,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| invalid(format!("facilitator config: {e}")))?;
+        let mut overrides: Vec<(String, String)> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX))
+            .collect();
+        overrides.sort();
+        for (key, value) in overrides {
+            apply_override(&mut table, &key, &value)?;
+        }
+        let config: Self = toml::Value::Table(table)
+            .try_into()
+            .map_err(|e: toml::de::Error| invalid(format!("facilitator config: {e}")))?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.networks.is_empty() {
+            return Err(invalid(
+                "facilitator config: `networks` is empty; add a [[networks]] table with chain_id and rpc_url",
+            ));
+        }
+        for (i, network) in self.networks.iter().enumerate() {
+            if self.networks[..i]
+                .iter()
+                .any(|n| n.chain_id == network.chain_id)
+            {
+                return Err(invalid(format!(
+                    "facilitator config: networks[{i}].chain_id {} is listed twice",
+                    network.chain_id
+                )));
+            }
+            if network.accepted_assets().is_empty() {
+                return Err(invalid(format!(
+                    "facilitator config: networks[{i}].assets: chain {} has no default asset; list its tokens as [[networks.assets]] with address, name, version, decimals",
+                    network.chain_id
+                )));
+            }
+        }
+        if self.limits.max_body_bytes < 1024 {
+            return Err(invalid(
+                "facilitator config: limits.max_body_bytes must be at least 1024",
+            ));
+        }
+        if self.limits.settle_wait_ms == 0 || self.limits.request_timeout_ms == 0 {
+            return Err(invalid(
+                "facilitator config: limits.settle_wait_ms and limits.request_timeout_ms must be positive",
+            ));
+        }
+        if self.auth.bearer_token.as_deref() == Some("") {
+            return Err(invalid(
+                "facilitator config: auth.bearer_token is empty; remove it or set a token",
+            ));
+        }
+        Ok(())
+    }
+
+    /// Reads the signer key from the key file or the environment. The error never contains
+    /// the key.
+    pub fn signer(&self) -> Result<PrivateKeySigner, ConfigError> {
+        let (text, source) = match &self.signer.key_file {
+            Some(path) => (
+                std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.clone(),
+                    source,
+                })?,
+                format!("key file {}", path.display()),
+            ),
+            None => {
+                let name = &self.signer.private_key_env;
+                let value = std::env::var(name).map_err(|_| {
+                    invalid(format!(
+                        "no signer key: set {name} to the facilitator's hex private key, or signer.key_file in the config"
+                    ))
+                })?;
+                (value, format!("environment variable {name}"))
+            }
+        };
+        text.trim().parse().map_err(|_| {
+            invalid(format!(
+                "the signer key in {source} is not a 32-byte hex private key"
+            ))
+        })
+    }
+}
+
+/// Sets the value at the `__`-separated path of `key` (after the prefix) in `table`.
+fn apply_override(table: &mut toml::Table, key: &str, value: &str) -> Result<(), ConfigError> {
+    let path: Vec<String> = key[ENV_PREFIX.len()..]
+        .split("__")
+        .map(str::to_ascii_lowercase)
+        .collect();
+    if path.iter().any(String::is_empty) {
+        return Err(invalid(format!(
+            "environment override {key}: empty path segment"
+        )));
+    }
+    // A value that reads as TOML (number, bool, array) keeps its type; anything else is a string.
+    let parsed = format!("v = {value}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(value.to_owned()));
+    let mut cursor = table;
+    for (i, segment) in path.iter().enumerate() {
+        let last = i + 1 == path.len();
+        if last {
+            cursor.insert(segment.clone(), parsed);
+            return Ok(());
+        }
+        let next = path[i + 1].parse::<usize>().ok();
+        let entry = cursor.entry(segment.clone()).or_insert_with(|| {
+            if next.is_some() {
+                toml::Value::Array(Vec::new())
+            } else {
+                toml::Value::Table(toml::Table::new())
+            }
+        });
+        cursor = match (entry, next) {
+            (toml::Value::Array(items), Some(index)) => {
+                if index > items.len() {
+                    return Err(invalid(format!(
+                        "environment override {key}: index {index} skips entries (have {})",
+                        items.len()
+                    )));
+                }
+                if index == items.len() {
+                    items.push(toml::Value::Table(toml::Table::new()));
+                }
+                match &mut items[index] {
+                    toml::Value::Table(t) => {
+                        // The path continues after the index.
+                        return apply_rest(t, &path[i + 2..], parsed, key);
+                    }
+                    _ => {
+                        return Err(invalid(format!(
+                            "environment override {key}: {segment}[{index}] is not a table"
+                        )));
+                    }
+                }
+            }
+            (toml::Value::Table(t), None) => t,
+            _ => {
+                return Err(invalid(format!(
+                    "environment override {key}: {segment} has another type in the config"
+                )));
+            }
+        };
+    }
+    Ok(())
+}
+
+fn apply_rest(
+    table: &mut toml::Table,
+    rest: &[String],
+    value: toml::Value,
+    key: &str,
+) -> Result<(), ConfigError> {
+    if rest.is_empty() {
+        return Err(invalid(format!(
+            "environment override {key}: ends at an array index; name a key inside it"
+        )));
+    }
+    let rebuilt = format!("{ENV_PREFIX}{}", rest.join("__"));
+    let rendered = match &value {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    apply_override(table, &rebuilt, &rendered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = r#"
+        [[networks]]
+        chain_id = 8453
+        rpc_url = "http://127.0.0.1:8545"
+    "#;
+
+    fn parse(text: &str, env: &[(&str, &str)]) -> Result<FacilitatorConfig, ConfigError> {
+        FacilitatorConfig::parse(
+            text,
+            env.iter().map(|(k, v)| (k.to_string(), v.to_string())),
+        )
+    }
+
+    #[test]
+    fn minimal_config_gets_defaults_and_the_chain_usdc() {
+        let config = parse(MINIMAL, &[]).unwrap();
+        assert_eq!(config.listen.port(), 8402);
+        assert_eq!(config.limits.settle_wait_ms, 30_000);
+        let assets = config.networks[0].accepted_assets();
+        assert_eq!(assets.len(), 1);
+        assert_eq!(assets[0].name, "USD Coin");
+        assert_eq!(assets[0].decimals, 6);
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let error = parse(&format!("lisen = \"0.0.0.0:1\"\n{MINIMAL}"), &[]).unwrap_err();
+        assert!(error.to_string().contains("lisen"), "{error}");
+        let error = parse(&format!("{MINIMAL}\nrpc_ur = \"x\""), &[]).unwrap_err();
+        assert!(error.to_string().contains("rpc_ur"), "{error}");
+        let error = parse(&format!("[limits]\nsettle_wait = 5\n{MINIMAL}"), &[]).unwrap_err();
+        assert!(error.to_string().contains("settle_wait"), "{error}");
+    }
+
+    #[test]
+    fn bad_values_are_named() {
+        let error = parse("listen = \"nowhere\"\n", &[]).unwrap_err();
+        assert!(error.to_string().contains("listen"), "{error}");
+        let error = parse(
+            "[[networks]]\nchain_id = 8453\nrpc_url = \"not a url\"",
+            &[],
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("rpc_url"), "{error}");
+        let error = parse("networks = []", &[]).unwrap_err();
+        assert!(error.to_string().contains("networks"), "{error}");
+        let error = parse(
+            "[[networks]]\nchain_id = 999999\nrpc_url = \"http://x\"",
+            &[],
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("networks[0].assets"), "{error}");
+    }
+
+    #[test]
+    fn environment_overrides_any_key() {
+        let config = parse(
+            MINIMAL,
+            &[
+                ("X402_FACILITATOR__LISTEN", "0.0.0.0:9000"),
+                ("X402_FACILITATOR__LIMITS__SETTLE_WAIT_MS", "1500"),
+                (
+                    "X402_FACILITATOR__NETWORKS__0__RPC_URL",
+                    "http://10.0.0.1:8545",
+                ),
+                ("X402_FACILITATOR__AUTH__BEARER_TOKEN", "s3cret"),
+                ("UNRELATED", "x"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.listen.port(), 9000);
+        assert_eq!(config.limits.settle_wait_ms, 1500);
+        assert_eq!(config.networks[0].rpc_url.as_str(), "http://10.0.0.1:8545/");
+        assert_eq!(config.auth.bearer_token.as_deref(), Some("s3cret"));
+        assert!(!format!("{config:?}").contains("s3cret"));
+        let error = parse(MINIMAL, &[("X402_FACILITATOR__LIMITS__TYPO", "1")]).unwrap_err();
+        assert!(error.to_string().contains("typo"), "{error}");
+    }
+
+    #[test]
+    fn a_network_can_come_from_the_environment_alone() {
+        let config = parse(
+            "",
+            &[
+                ("X402_FACILITATOR__NETWORKS__0__CHAIN_ID", "8453"),
+                (
+                    "X402_FACILITATOR__NETWORKS__0__RPC_URL",
+                    "http://127.0.0.1:1",
+                ),
+            ],
+        )
+        .unwrap();
+        assert_eq!(config.networks[0].chain_id, 8453);
+    }
+
+    #[test]
+    fn key_errors_never_show_the_key() {
+        let dir = tempfile::tempdir().unwrap();
+        let key_file = dir.path().join("key");
+        std::fs::write(&key_file, "0xnot-a-key-but-secret\n").unwrap();
+        let mut config = parse(MINIMAL, &[]).unwrap();
+        config.signer.key_file = Some(key_file);
+        let error = config.signer().unwrap_err().to_string();
+        assert!(error.contains("not a 32-byte hex private key"), "{error}");
+        assert!(!error.contains("secret"), "{error}");
+    }
+}

@@ -1,0 +1,180 @@
+//! An x402 facilitator: `POST /verify`, `POST /settle`, `GET /supported`, `GET /health`,
+//! `GET /metrics`, settling `exact` payments on EVM chains.
+//!
+//! Every settlement goes through a durable log ([`SettlementStore`], SQLite by default): it is
+//! recorded before its transaction is broadcast, settles at most once per (asset, payer,
+//! nonce), and is reconciled against the chain at start.
+
+mod config;
+mod http;
+mod metrics;
+mod service;
+mod sqlite;
+mod store;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use alloy::signers::local::PrivateKeySigner;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use x402_evm::{ChainConfig, ExactEvmScheme};
+
+pub use config::{
+    AssetConfig, AuthConfig, ConfigError, DEFAULT_KEY_ENV, ENV_PREFIX, FacilitatorConfig, Limits,
+    NetworkConfig, SignerConfig,
+};
+pub use http::{HttpOptions, router};
+pub use metrics::Metrics;
+pub use service::{ChainHealthReport, ChainService, FacilitatorService, ReconcileReport};
+pub use sqlite::SqliteStore;
+pub use store::{
+    Claim, NewSettlement, SettlementKey, SettlementRecord, SettlementState, SettlementStore,
+    StoreError, TxRecord,
+};
+
+/// Why the facilitator could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The settlement log could not be opened or reconciled.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A chain could not be reached.
+    #[error("cannot reach chain {chain_id} at {rpc_url}: {detail}")]
+    Chain {
+        /// The chain.
+        chain_id: u64,
+        /// Its RPC endpoint.
+        rpc_url: String,
+        /// What failed.
+        detail: String,
+    },
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// A facilitator serving HTTP in the background.
+#[derive(Debug)]
+pub struct RunningFacilitator {
+    addr: SocketAddr,
+    service: FacilitatorService,
+    reconciled: ReconcileReport,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: JoinHandle<std::io::Result<()>>,
+    grace: std::time::Duration,
+}
+
+impl RunningFacilitator {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// The service behind the HTTP layer.
+    pub fn service(&self) -> &FacilitatorService {
+        &self.service
+    }
+
+    /// What reconciliation did at start.
+    pub fn reconciled(&self) -> ReconcileReport {
+        self.reconciled
+    }
+
+    /// Stops taking requests, lets requests in progress finish, and waits (up to the
+    /// configured grace) for settlements in flight. Returns how many were still in flight;
+    /// they stay recorded as submitted and are reconciled at the next start.
+    pub async fn shutdown(mut self) -> usize {
+        if let Some(signal) = self.shutdown.take() {
+            let _ = signal.send(());
+        }
+        if let Err(error) = (&mut self.server).await {
+            tracing::warn!(%error, "HTTP server task failed");
+        }
+        let left = self.service.drain(self.grace).await;
+        if left > 0 {
+            tracing::warn!(
+                left,
+                "settlements still in flight at shutdown; they are recorded and resume at the next start"
+            );
+        }
+        left
+    }
+}
+
+/// Opens the log, connects to every chain, reconciles what a previous run left in flight,
+/// then serves.
+pub async fn start(
+    config: &FacilitatorConfig,
+    signer: PrivateKeySigner,
+) -> Result<RunningFacilitator, StartError> {
+    let store: Arc<dyn SettlementStore> = Arc::new(SqliteStore::open(&config.database)?);
+    let mut chains = Vec::new();
+    for network in &config.networks {
+        let mut chain = ChainConfig::new(network.chain_id, network.rpc_url.clone());
+        chain.block_time = network.block_time_ms.map(std::time::Duration::from_millis);
+        chain.receipt_timeout = config.limits.settle_wait();
+        let scheme = ExactEvmScheme::connect(chain, signer.clone())
+            .await
+            .map_err(|e| StartError::Chain {
+                chain_id: network.chain_id,
+                rpc_url: network.rpc_url.to_string(),
+                detail: e.to_string(),
+            })?;
+        chains.push(ChainService::new(scheme, network.accepted_assets()));
+    }
+    let service =
+        FacilitatorService::new(chains, store, config.limits.settle_wait(), Metrics::new());
+    let reconciled = service.reconcile().await?;
+    if reconciled != ReconcileReport::default() {
+        tracing::info!(
+            ?reconciled,
+            "reconciled settlements left in flight by the previous run"
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let app = router(
+        service.clone(),
+        HttpOptions {
+            bearer_token: config.auth.bearer_token.clone(),
+            max_body_bytes: config.limits.max_body_bytes,
+            request_timeout: config.limits.request_timeout(),
+        },
+    );
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, networks = config.networks.len(), "facilitator listening");
+    Ok(RunningFacilitator {
+        addr,
+        service,
+        reconciled,
+        shutdown: Some(shutdown),
+        server,
+        grace: config.limits.shutdown_grace(),
+    })
+}

@@ -1,0 +1,500 @@
+//! The embedded settlement log, in a SQLite file (WAL, fsync on every commit).
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use alloy::primitives::{Address, B256, Bytes, U256};
+use rusqlite::{Connection, OptionalExtension, params};
+use x402_proto::{BoxFuture, Network, SettleResponse};
+
+use crate::store::{
+    Claim, NewSettlement, SettlementKey, SettlementRecord, SettlementState, SettlementStore,
+    StoreError, TxRecord,
+};
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS settlements (
+    chain_id     INTEGER NOT NULL,
+    asset        TEXT    NOT NULL,
+    payer        TEXT    NOT NULL,
+    auth_nonce   TEXT    NOT NULL,
+    fingerprint  TEXT    NOT NULL,
+    state        TEXT    NOT NULL,
+    pay_to       TEXT    NOT NULL,
+    amount       TEXT    NOT NULL,
+    valid_before INTEGER NOT NULL,
+    wire_network TEXT    NOT NULL,
+    request      TEXT    NOT NULL,
+    response     TEXT,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL,
+    PRIMARY KEY (chain_id, asset, payer, auth_nonce)
+);
+CREATE INDEX IF NOT EXISTS settlements_unfinished
+    ON settlements (state) WHERE state IN ('claimed', 'submitted');
+CREATE TABLE IF NOT EXISTS settlement_txs (
+    tx_hash      TEXT    PRIMARY KEY,
+    chain_id     INTEGER NOT NULL,
+    asset        TEXT    NOT NULL,
+    payer        TEXT    NOT NULL,
+    auth_nonce   TEXT    NOT NULL,
+    raw_tx       BLOB    NOT NULL,
+    signer       TEXT    NOT NULL,
+    signer_nonce INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS settlement_txs_by_key
+    ON settlement_txs (chain_id, asset, payer, auth_nonce);
+";
+
+/// A settlement log in one SQLite file. Calls run on the blocking pool, one at a time.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    connection: Arc<Mutex<Connection>>,
+}
+
+fn db_error(error: impl std::fmt::Display) -> StoreError {
+    StoreError(error.to_string())
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the log at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| StoreError(format!("creating {}: {e}", parent.display())))?;
+        }
+        let connection = Connection::open(path)
+            .map_err(|e| StoreError(format!("opening {}: {e}", path.display())))?;
+        // WAL keeps readers off the writer's back; FULL makes every commit durable before the
+        // broadcast that follows it.
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+            )
+            .map_err(db_error)?;
+        connection.execute_batch(SCHEMA).map_err(db_error)?;
+        Ok(Self {
+            connection: Arc::new(Mutex::new(connection)),
+        })
+    }
+
+    async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let connection = Arc::clone(&self.connection);
+        tokio::task::spawn_blocking(move || {
+            let mut connection = connection
+                .lock()
+                .map_err(|_| StoreError("settlement log lock poisoned".into()))?;
+            work(&mut connection)
+        })
+        .await
+        .map_err(db_error)?
+    }
+}
+
+fn hex(value: impl std::fmt::LowerHex) -> String {
+    format!("{value:#x}")
+}
+
+fn key_params(key: &SettlementKey) -> (i64, String, String, String) {
+    (
+        i64::try_from(key.chain_id).unwrap_or(i64::MAX),
+        hex(key.asset),
+        hex(key.payer),
+        hex(key.nonce),
+    )
+}
+
+fn now_secs() -> i64 {
+    i64::try_from(x402_evm::unix_now()).unwrap_or(i64::MAX)
+}
+
+fn parse<T: std::str::FromStr>(column: &str, value: &str) -> Result<T, StoreError> {
+    value
+        .parse()
+        .map_err(|_| StoreError(format!("corrupt {column} {value:?} in settlement log")))
+}
+
+fn load(
+    connection: &Connection,
+    key: &SettlementKey,
+) -> Result<Option<SettlementRecord>, StoreError> {
+    let (chain_id, asset, payer, nonce) = key_params(key);
+    let row = connection
+        .query_row(
+            "SELECT fingerprint, state, pay_to, amount, valid_before, wire_network, request, response
+             FROM settlements WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND auth_nonce = ?4",
+            params![chain_id, asset, payer, nonce],
+            |row| {
+                Ok((
+                    row.get::<_, String>(0)?,
+                    row.get::<_, String>(1)?,
+                    row.get::<_, String>(2)?,
+                    row.get::<_, String>(3)?,
+                    row.get::<_, i64>(4)?,
+                    row.get::<_, String>(5)?,
+                    row.get::<_, String>(6)?,
+                    row.get::<_, Option<String>>(7)?,
+                ))
+            },
+        )
+        .optional()
+        .map_err(db_error)?;
+    let Some((fingerprint, state, pay_to, amount, valid_before, wire_network, request, response)) =
+        row
+    else {
+        return Ok(None);
+    };
+    let mut statement = connection
+        .prepare_cached(
+            "SELECT tx_hash, raw_tx, signer, signer_nonce FROM settlement_txs
+             WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND auth_nonce = ?4
+             ORDER BY signer_nonce, created_at",
+        )
+        .map_err(db_error)?;
+    let txs = statement
+        .query_map(params![chain_id, asset, payer, nonce], |row| {
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, Vec<u8>>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, i64>(3)?,
+            ))
+        })
+        .map_err(db_error)?
+        .map(|row| {
+            let (hash, raw, signer, signer_nonce) = row.map_err(db_error)?;
+            Ok(TxRecord {
+                tx_hash: parse::<B256>("tx_hash", &hash)?,
+                raw: Bytes::from(raw),
+                signer: parse::<Address>("signer", &signer)?,
+                signer_nonce: u64::try_from(signer_nonce).unwrap_or_default(),
+            })
+        })
+        .collect::<Result<Vec<_>, StoreError>>()?;
+    let response = match response {
+        Some(json) => Some(
+            serde_json::from_str::<SettleResponse>(&json)
+                .map_err(|e| StoreError(format!("corrupt response in settlement log: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(Some(SettlementRecord {
+        settlement: NewSettlement {
+            key: *key,
+            fingerprint: parse("fingerprint", &fingerprint)?,
+            pay_to: parse("pay_to", &pay_to)?,
+            amount: parse::<U256>("amount", &amount)?,
+            valid_before: u64::try_from(valid_before).unwrap_or_default(),
+            wire_network: Network::new(wire_network),
+            request,
+        },
+        state: SettlementState::parse(&state)
+            .ok_or_else(|| StoreError(format!("corrupt state {state:?} in settlement log")))?,
+        txs,
+        response,
+    }))
+}
+
+impl SettlementStore for SqliteStore {
+    fn claim<'a>(&'a self, new: &'a NewSettlement) -> BoxFuture<'a, Result<Claim, StoreError>> {
+        let new = new.clone();
+        Box::pin(self.run(move |connection| {
+            let tx = connection
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db_error)?;
+            let (chain_id, asset, payer, nonce) = key_params(&new.key);
+            let now = now_secs();
+            // Insert, or take over an abandoned record; anything else belongs to someone else.
+            let changed = tx
+                .execute(
+                    "INSERT INTO settlements (chain_id, asset, payer, auth_nonce, fingerprint, state,
+                        pay_to, amount, valid_before, wire_network, request, response, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, 'claimed', ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?11)
+                     ON CONFLICT (chain_id, asset, payer, auth_nonce) DO UPDATE SET
+                        fingerprint = excluded.fingerprint, state = 'claimed', pay_to = excluded.pay_to,
+                        amount = excluded.amount, valid_before = excluded.valid_before,
+                        wire_network = excluded.wire_network, request = excluded.request,
+                        response = NULL, updated_at = excluded.updated_at
+                     WHERE settlements.state = 'abandoned'",
+                    params![
+                        chain_id,
+                        asset,
+                        payer,
+                        nonce,
+                        hex(new.fingerprint),
+                        hex(new.pay_to),
+                        new.amount.to_string(),
+                        i64::try_from(new.valid_before).unwrap_or(i64::MAX),
+                        new.wire_network.as_str(),
+                        new.request,
+                        now,
+                    ],
+                )
+                .map_err(db_error)?;
+            let claim = if changed == 1 {
+                Claim::Fresh
+            } else {
+                let existing = load(&tx, &new.key)?
+                    .ok_or_else(|| StoreError("settlement vanished during claim".into()))?;
+                Claim::Existing(Box::new(existing))
+            };
+            tx.commit().map_err(db_error)?;
+            Ok(claim)
+        }))
+    }
+
+    fn add_transaction<'a>(
+        &'a self,
+        key: &'a SettlementKey,
+        record: &'a TxRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let key = *key;
+        let record = record.clone();
+        Box::pin(self.run(move |connection| {
+            let tx = connection.transaction().map_err(db_error)?;
+            let (chain_id, asset, payer, nonce) = key_params(&key);
+            let now = now_secs();
+            tx.execute(
+                "INSERT INTO settlement_txs (tx_hash, chain_id, asset, payer, auth_nonce, raw_tx,
+                    signer, signer_nonce, created_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+                params![
+                    hex(record.tx_hash),
+                    chain_id,
+                    asset,
+                    payer,
+                    nonce,
+                    record.raw.to_vec(),
+                    hex(record.signer),
+                    i64::try_from(record.signer_nonce).unwrap_or(i64::MAX),
+                    now,
+                ],
+            )
+            .map_err(db_error)?;
+            let changed = tx
+                .execute(
+                    "UPDATE settlements SET state = 'submitted', updated_at = ?5
+                     WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND auth_nonce = ?4
+                       AND state IN ('claimed', 'submitted')",
+                    params![chain_id, asset, payer, nonce, now],
+                )
+                .map_err(db_error)?;
+            if changed != 1 {
+                return Err(StoreError(format!(
+                    "settlement {key} is not claimed; refusing to record a transaction for it"
+                )));
+            }
+            tx.commit().map_err(db_error)
+        }))
+    }
+
+    fn finish<'a>(
+        &'a self,
+        key: &'a SettlementKey,
+        state: SettlementState,
+        response: &'a SettleResponse,
+    ) -> BoxFuture<'a, Result<(), StoreError>> {
+        let key = *key;
+        let response = serde_json::to_string(response).map_err(db_error);
+        Box::pin(async move {
+            let response = response?;
+            self.run(move |connection| {
+                let (chain_id, asset, payer, nonce) = key_params(&key);
+                connection
+                    .execute(
+                        "UPDATE settlements SET state = ?5, response = ?6, updated_at = ?7
+                         WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND auth_nonce = ?4",
+                        params![
+                            chain_id,
+                            asset,
+                            payer,
+                            nonce,
+                            state.as_str(),
+                            response,
+                            now_secs()
+                        ],
+                    )
+                    .map_err(db_error)?;
+                Ok(())
+            })
+            .await
+        })
+    }
+
+    fn get<'a>(
+        &'a self,
+        key: &'a SettlementKey,
+    ) -> BoxFuture<'a, Result<Option<SettlementRecord>, StoreError>> {
+        let key = *key;
+        Box::pin(self.run(move |connection| load(connection, &key)))
+    }
+
+    fn unfinished(&self) -> BoxFuture<'_, Result<Vec<SettlementRecord>, StoreError>> {
+        Box::pin(self.run(|connection| {
+            let keys = {
+                let mut statement = connection
+                    .prepare(
+                        "SELECT chain_id, asset, payer, auth_nonce FROM settlements
+                         WHERE state IN ('claimed', 'submitted') ORDER BY created_at",
+                    )
+                    .map_err(db_error)?;
+                statement
+                    .query_map([], |row| {
+                        Ok((
+                            row.get::<_, i64>(0)?,
+                            row.get::<_, String>(1)?,
+                            row.get::<_, String>(2)?,
+                            row.get::<_, String>(3)?,
+                        ))
+                    })
+                    .map_err(db_error)?
+                    .map(|row| {
+                        let (chain_id, asset, payer, nonce) = row.map_err(db_error)?;
+                        Ok(SettlementKey {
+                            chain_id: u64::try_from(chain_id).unwrap_or_default(),
+                            asset: parse("asset", &asset)?,
+                            payer: parse("payer", &payer)?,
+                            nonce: parse("auth_nonce", &nonce)?,
+                        })
+                    })
+                    .collect::<Result<Vec<_>, StoreError>>()?
+            };
+            keys.iter()
+                .filter_map(|key| load(connection, key).transpose())
+                .collect()
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use x402_proto::ReasonCode;
+
+    fn settlement(n: u8) -> NewSettlement {
+        NewSettlement {
+            key: SettlementKey {
+                chain_id: 8453,
+                asset: Address::repeat_byte(1),
+                payer: Address::repeat_byte(2),
+                nonce: B256::repeat_byte(n),
+            },
+            fingerprint: B256::repeat_byte(9),
+            pay_to: Address::repeat_byte(3),
+            amount: U256::from(10_000),
+            valid_before: 1_900_000_000,
+            wire_network: Network::BASE,
+            request: "{}".into(),
+        }
+    }
+
+    fn tx(n: u8) -> TxRecord {
+        TxRecord {
+            tx_hash: B256::repeat_byte(n),
+            raw: Bytes::from(vec![n; 10]),
+            signer: Address::repeat_byte(4),
+            signer_nonce: u64::from(n),
+        }
+    }
+
+    #[tokio::test]
+    async fn one_claim_wins_and_the_record_survives_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let new = settlement(7);
+        assert_eq!(store.claim(&new).await.unwrap(), Claim::Fresh);
+        let Claim::Existing(existing) = store.claim(&new).await.unwrap() else {
+            panic!("second claim must see the first");
+        };
+        assert_eq!(existing.state, SettlementState::Claimed);
+        store.add_transaction(&new.key, &tx(1)).await.unwrap();
+        store.add_transaction(&new.key, &tx(2)).await.unwrap();
+        drop(store);
+
+        let store = SqliteStore::open(&path).unwrap();
+        let unfinished = store.unfinished().await.unwrap();
+        assert_eq!(unfinished.len(), 1);
+        assert_eq!(unfinished[0].state, SettlementState::Submitted);
+        assert_eq!(unfinished[0].txs, vec![tx(1), tx(2)]);
+        assert_eq!(unfinished[0].settlement, new);
+
+        let response = SettleResponse::failure(
+            Network::BASE,
+            ReasonCode::SETTLEMENT_PENDING,
+            "x",
+            None,
+            None,
+        );
+        store
+            .finish(&new.key, SettlementState::Confirmed, &response)
+            .await
+            .unwrap();
+        assert!(store.unfinished().await.unwrap().is_empty());
+        let stored = store.get(&new.key).await.unwrap().unwrap();
+        assert_eq!(stored.response, Some(response));
+    }
+
+    #[tokio::test]
+    async fn an_abandoned_settlement_can_be_claimed_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("log.db")).unwrap();
+        let new = settlement(1);
+        store.claim(&new).await.unwrap();
+        let response = SettleResponse::failure(
+            Network::BASE,
+            ReasonCode::CHAIN_UNAVAILABLE,
+            "x",
+            None,
+            None,
+        );
+        store
+            .finish(&new.key, SettlementState::Abandoned, &response)
+            .await
+            .unwrap();
+        assert_eq!(store.claim(&new).await.unwrap(), Claim::Fresh);
+        store
+            .finish(&new.key, SettlementState::Confirmed, &response)
+            .await
+            .unwrap();
+        assert!(matches!(
+            store.claim(&new).await.unwrap(),
+            Claim::Existing(_)
+        ));
+    }
+
+    #[tokio::test]
+    async fn concurrent_claims_have_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("log.db")).unwrap();
+        let new = settlement(3);
+        let claims = futures_join_all(&store, &new, 20).await;
+        assert_eq!(claims.iter().filter(|c| **c == Claim::Fresh).count(), 1);
+    }
+
+    async fn futures_join_all(store: &SqliteStore, new: &NewSettlement, n: usize) -> Vec<Claim> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..n {
+            let store = store.clone();
+            let new = new.clone();
+            tasks.spawn(async move { store.claim(&new).await.unwrap() });
+        }
+        tasks.join_all().await
+    }
+
+    #[tokio::test]
+    async fn a_transaction_needs_a_claim() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("log.db")).unwrap();
+        let error = store
+            .add_transaction(&settlement(5).key, &tx(5))
+            .await
+            .unwrap_err();
+        assert!(error.to_string().contains("not claimed"), "{error}");
+    }
+}

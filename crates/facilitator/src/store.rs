@@ -1,0 +1,170 @@
+//! The settlement log: what was asked to settle, which transactions were sent for it, and how
+//! it ended. A settlement is written before its transaction is broadcast, so a crash never
+//! loses track of money in flight.
+
+use alloy::primitives::{Address, B256, Bytes, U256};
+use x402_proto::{BoxFuture, Network, SettleResponse};
+
+/// Identifies a payment on chain: an EIP-3009 authorization nonce is single-use per payer and
+/// token, so at most one transfer can ever exist for a key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SettlementKey {
+    /// The chain.
+    pub chain_id: u64,
+    /// The token.
+    pub asset: Address,
+    /// The payer.
+    pub payer: Address,
+    /// The authorization nonce.
+    pub nonce: B256,
+}
+
+impl std::fmt::Display for SettlementKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}:{}:{}:{}",
+            self.chain_id, self.asset, self.payer, self.nonce
+        )
+    }
+}
+
+/// Where a settlement stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SettlementState {
+    /// Recorded; no transaction signed yet.
+    Claimed,
+    /// A transaction was signed and recorded, and may have been broadcast.
+    Submitted,
+    /// A transaction moved the payment.
+    Confirmed,
+    /// A transaction was mined without moving the payment, or the payment can never settle.
+    Failed,
+    /// Given up with nothing moved and nothing that can still move it: settling the same
+    /// payment again may start over.
+    Abandoned,
+}
+
+impl SettlementState {
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Claimed => "claimed",
+            Self::Submitted => "submitted",
+            Self::Confirmed => "confirmed",
+            Self::Failed => "failed",
+            Self::Abandoned => "abandoned",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(value: &str) -> Option<Self> {
+        Some(match value {
+            "claimed" => Self::Claimed,
+            "submitted" => Self::Submitted,
+            "confirmed" => Self::Confirmed,
+            "failed" => Self::Failed,
+            "abandoned" => Self::Abandoned,
+            _ => return None,
+        })
+    }
+
+    /// Whether the outcome is decided for good.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Confirmed | Self::Failed)
+    }
+}
+
+/// A settlement as first recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewSettlement {
+    /// The payment.
+    pub key: SettlementKey,
+    /// A digest of the whole signed authorization: a different payment reusing the same
+    /// nonce has another fingerprint.
+    pub fingerprint: B256,
+    /// The payee.
+    pub pay_to: Address,
+    /// The amount, atomic units.
+    pub amount: U256,
+    /// The authorization's `validBefore` (Unix seconds).
+    pub valid_before: u64,
+    /// The network as the request named it (`base` or `eip155:8453`), echoed in answers.
+    pub wire_network: Network,
+    /// The settle request, as JSON.
+    pub request: String,
+}
+
+/// One transaction sent for a settlement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TxRecord {
+    /// Its hash.
+    pub tx_hash: B256,
+    /// The signed transaction, for rebroadcasting.
+    pub raw: Bytes,
+    /// The sender.
+    pub signer: Address,
+    /// The sender's nonce.
+    pub signer_nonce: u64,
+}
+
+/// A settlement as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SettlementRecord {
+    /// What was recorded first.
+    pub settlement: NewSettlement,
+    /// Where it stands.
+    pub state: SettlementState,
+    /// Transactions sent for it, oldest first.
+    pub txs: Vec<TxRecord>,
+    /// The answer given once final.
+    pub response: Option<SettleResponse>,
+}
+
+/// The outcome of [`SettlementStore::claim`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum Claim {
+    /// The caller owns the settlement now (it was new, or abandoned before).
+    Fresh,
+    /// Someone else recorded it first.
+    Existing(Box<SettlementRecord>),
+}
+
+/// A storage failure. Settling stops when the log cannot be written: a transaction is never
+/// broadcast without its record.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("settlement log: {0}")]
+pub struct StoreError(pub String);
+
+/// A durable settlement log. SQLite embedded by default; a shared database lets several
+/// facilitator instances settle without duplicates.
+pub trait SettlementStore: Send + Sync + std::fmt::Debug {
+    /// Records a new settlement in state `Claimed`, unless one exists for the key that is not
+    /// `Abandoned`. Atomic: of concurrent claims for one key, exactly one is `Fresh`.
+    fn claim<'a>(&'a self, new: &'a NewSettlement) -> BoxFuture<'a, Result<Claim, StoreError>>;
+
+    /// Adds a signed transaction and moves the settlement to `Submitted`. Must be durable
+    /// before it returns: the transaction is broadcast right after.
+    fn add_transaction<'a>(
+        &'a self,
+        key: &'a SettlementKey,
+        tx: &'a TxRecord,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Ends a settlement with its answer.
+    fn finish<'a>(
+        &'a self,
+        key: &'a SettlementKey,
+        state: SettlementState,
+        response: &'a SettleResponse,
+    ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// The settlement for a key.
+    fn get<'a>(
+        &'a self,
+        key: &'a SettlementKey,
+    ) -> BoxFuture<'a, Result<Option<SettlementRecord>, StoreError>>;
+
+    /// Settlements not yet final (`Claimed` or `Submitted`), oldest first.
+    fn unfinished(&self) -> BoxFuture<'_, Result<Vec<SettlementRecord>, StoreError>>;
+}

@@ -1,0 +1,181 @@
+//! A dev chain with our facilitator serving it over HTTP, for the integration tests.
+#![allow(dead_code, unreachable_pub)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use alloy::primitives::U256;
+use serde_json::Value;
+use tempfile::TempDir;
+use x402_devnet::DevnetConfig;
+use x402_facilitator::{FacilitatorConfig, RunningFacilitator};
+use x402_proto::PaymentRequest;
+use x402_testkit::Chain;
+
+/// A devnet, and our facilitator serving it.
+pub struct Stack {
+    pub chain: Chain,
+    pub facilitator: Option<RunningFacilitator>,
+    pub http: reqwest::Client,
+    pub dir: TempDir,
+    pub config: FacilitatorConfig,
+}
+
+/// The facilitator config for a chain at `rpc_url`, logging in `dir`.
+pub fn config_for(rpc_url: &str, dir: &std::path::Path, extra: &str) -> FacilitatorConfig {
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n{extra}\n[[networks]]\nchain_id = 8453\nrpc_url = \"{rpc_url}\"\n",
+        dir.join("facilitator.db").display()
+    );
+    FacilitatorConfig::parse(&text, std::iter::empty()).expect("test config parses")
+}
+
+impl Stack {
+    /// Automining devnet, default facilitator.
+    pub async fn start() -> Self {
+        Self::start_with(DevnetConfig::default(), "").await
+    }
+
+    /// A devnet with `devnet`, a facilitator with `extra` TOML (top-level keys and tables
+    /// before `[[networks]]`).
+    pub async fn start_with(devnet: DevnetConfig, extra: &str) -> Self {
+        let chain = Chain::start_with(devnet).await;
+        let dir = tempfile::tempdir().unwrap();
+        let config = config_for(chain.devnet.rpc_url().as_str(), dir.path(), extra);
+        let facilitator =
+            x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
+                .await
+                .expect("facilitator starts");
+        Self {
+            chain,
+            facilitator: Some(facilitator),
+            http: reqwest::Client::new(),
+            dir,
+            config,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        self.facilitator.as_ref().expect("running").url()
+    }
+
+    /// POSTs JSON; returns the status and the JSON body.
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url()))
+            .json(body)
+            .send()
+            .await
+            .expect("facilitator answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON answer"))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url()))
+            .send()
+            .await
+            .expect("facilitator answers");
+        (response.status().as_u16(), response.text().await.unwrap())
+    }
+
+    pub async fn settle(&self, request: &PaymentRequest) -> (u16, Value) {
+        self.post("/settle", &serde_json::to_value(request).unwrap())
+            .await
+    }
+
+    pub async fn verify(&self, request: &PaymentRequest) -> (u16, Value) {
+        self.post("/verify", &serde_json::to_value(request).unwrap())
+            .await
+    }
+
+    /// A fresh honest v2 payment of `amount` by payer `index`.
+    pub fn payment(&self, index: usize, amount: u128) -> PaymentRequest {
+        let requirements = self.chain.requirements(amount);
+        let payer = &self.chain.devnet.payers()[index].signer;
+        x402_testkit::v2_request(
+            &x402_testkit::honest_payment(payer, &requirements),
+            &requirements,
+        )
+    }
+
+    pub async fn pay_to_balance(&self) -> U256 {
+        self.chain.balance(self.chain.devnet.pay_to().address).await
+    }
+
+    /// Restarts the facilitator on the same log (a clean stop first, when running).
+    pub async fn restart(&mut self) {
+        if let Some(running) = self.facilitator.take() {
+            running.shutdown().await;
+        }
+        self.facilitator = Some(
+            x402_facilitator::start(&self.config, self.chain.devnet.facilitator().signer.clone())
+                .await
+                .expect("facilitator restarts"),
+        );
+    }
+}
+
+/// A TCP proxy that can be cut (connections refused and dropped) and restored: a chain RPC
+/// outage without losing the chain's state.
+pub struct Proxy {
+    pub addr: SocketAddr,
+    up: Arc<AtomicBool>,
+}
+
+impl Proxy {
+    pub async fn start(target: SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let up = Arc::new(AtomicBool::new(true));
+        let flag = Arc::clone(&up);
+        tokio::spawn(async move {
+            loop {
+                let Ok((mut inbound, _)) = listener.accept().await else {
+                    return;
+                };
+                if !flag.load(Ordering::SeqCst) {
+                    drop(inbound);
+                    continue;
+                }
+                let flag = Arc::clone(&flag);
+                tokio::spawn(async move {
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
+                    let (mut ri, mut wi) = inbound.split();
+                    let (mut ro, mut wo) = outbound.split();
+                    let watch = async {
+                        while flag.load(Ordering::SeqCst) {
+                            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                        }
+                    };
+                    tokio::select! {
+                        _ = tokio::io::copy(&mut ri, &mut wo) => {}
+                        _ = tokio::io::copy(&mut ro, &mut wi) => {}
+                        _ = watch => {}
+                    }
+                });
+            }
+        });
+        Self { addr, up }
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Cuts every connection (open ones within the watch interval) and refuses new ones.
+    pub async fn cut(&self) {
+        self.up.store(false, Ordering::SeqCst);
+        tokio::time::sleep(std::time::Duration::from_millis(80)).await;
+    }
+
+    pub fn restore(&self) {
+        self.up.store(true, Ordering::SeqCst);
+    }
+}

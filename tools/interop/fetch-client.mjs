@@ -1,0 +1,106 @@
+#!/usr/bin/env node
+// The OFFICIAL x402 v2 buyer: @x402/fetch wrapFetchWithPayment over an @x402/core x402Client
+// with the @x402/evm exact client scheme (registered for eip155:*), signing with a viem
+// private-key account. Needs no RPC.
+//
+// Env:
+//   URL             required, the resource to GET
+//   PRIVATE_KEY     required, 0x-prefixed 32-byte hex key of the payer
+//   SPEND_CONTROLS  optional; "off" disables the SDK's spend controls (by default it only pays
+//                   SDK-known assets such as Base USDC, at most $1 per payment)
+//   TIMEOUT_MS      optional, overall request deadline, default 120000
+//
+// Does one GET (paying on a 402 as the SDK does: one retry with PAYMENT-SIGNATURE) and prints
+// one JSON line to stdout:
+//   {"status": <final HTTP status>, "body": <parsed JSON body, else the text>,
+//    "paymentResponse": <decoded PAYMENT-RESPONSE (or X-PAYMENT-RESPONSE) JSON, or null>}
+// If the receipt header is present but undecodable, paymentResponse is
+//   {"decodeError": "<message>", "raw": "<header value>"}.
+// Exit 0 whenever a final response was received (any status); 1 on bad env or an exception
+// (unreachable server, unparsable 402, payment creation refused, timeout, ...).
+
+import { decodePaymentResponseHeader, wrapFetchWithPayment, x402Client } from "@x402/fetch";
+import { decodePaymentRequiredHeader } from "@x402/core/http";
+import { ExactEvmScheme } from "@x402/evm/exact/client";
+import { privateKeyToAccount } from "viem/accounts";
+
+// Library code may console.log; stdout carries only the result line.
+console.log = console.info = console.debug = (...args) => console.error(...args);
+
+function fail(message) {
+  process.stderr.write(`fetch-client: ${message}\n`);
+  process.exit(1);
+}
+
+function describeError(e) {
+  let text = e instanceof Error ? e.message : String(e);
+  for (let c = e?.cause, depth = 0; c && depth < 5; c = c.cause, depth++) {
+    text += ` (caused by: ${c instanceof Error ? c.message : String(c)})`;
+  }
+  return text;
+}
+
+const url = process.env.URL;
+const key = process.env.PRIVATE_KEY;
+const timeoutMs = Number(process.env.TIMEOUT_MS || "120000");
+if (!url) fail("URL is required");
+try {
+  new URL(url);
+} catch {
+  fail(`URL is not a URL: ${url}`);
+}
+if (!key || !/^0x[0-9a-fA-F]{64}$/.test(key)) fail("PRIVATE_KEY must be 0x + 64 hex digits");
+if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) fail(`bad TIMEOUT_MS ${process.env.TIMEOUT_MS}`);
+
+const account = privateKeyToAccount(key);
+const client = new x402Client().register("eip155:*", new ExactEvmScheme(account));
+if (process.env.SPEND_CONTROLS === "off") client.setSpendControls(false);
+client.onAfterPaymentCreation(async ({ selectedRequirements: r }) => {
+  process.stderr.write(
+    `fetch-client: ${account.address} pays ${r.amount} of ${r.asset} to ${r.payTo} on ${r.network} (${r.scheme})\n`,
+  );
+});
+
+const fetchWithPayment = wrapFetchWithPayment(globalThis.fetch, client);
+
+let output;
+try {
+  const response = await fetchWithPayment(url, {
+    method: "GET",
+    signal: AbortSignal.timeout(timeoutMs),
+  });
+  const text = await response.text();
+  let body = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // not JSON: keep the text
+  }
+  const header = response.headers.get("PAYMENT-RESPONSE") ?? response.headers.get("X-PAYMENT-RESPONSE");
+  let paymentResponse = null;
+  if (header !== null) {
+    try {
+      paymentResponse = decodePaymentResponseHeader(header);
+    } catch (e) {
+      paymentResponse = { decodeError: describeError(e), raw: header };
+    }
+  }
+  if (response.status === 402) {
+    // Diagnostics only: a 402 after paying carries the facilitator's invalidReason in `error`.
+    const required = response.headers.get("PAYMENT-REQUIRED");
+    let reason = "no PAYMENT-REQUIRED header";
+    if (required !== null) {
+      try {
+        reason = `error=${JSON.stringify(decodePaymentRequiredHeader(required).error ?? null)}`;
+      } catch (e) {
+        reason = `undecodable PAYMENT-REQUIRED header: ${describeError(e)}`;
+      }
+    }
+    process.stderr.write(`fetch-client: final response is 402 (${reason})\n`);
+  }
+  output = { status: response.status, body, paymentResponse };
+} catch (e) {
+  fail(`GET ${url} failed: ${describeError(e)}`);
+}
+
+process.stdout.write(JSON.stringify(output) + "\n", () => process.exit(0));
