@@ -1,0 +1,175 @@
+//! Interop with the official npm SDKs (2.27.0, pinned in `tools/`): the official
+//! `@x402/express` server, pointed at our facilitator (with a bearer token), is paid by the
+//! official `@x402/fetch` client on anvil; and for the classic failures our `/verify` gives the
+//! same `isValid` and reason code as the official facilitator library on the same chain.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use alloy::primitives::U256;
+use serde_json::{Value, json};
+use x402_evm::{ExactEvmPayload, unix_now};
+use x402_proto::PaymentRequest;
+
+fn interop_dir() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools/interop");
+    assert!(
+        dir.join("../node_modules/@x402/express").exists(),
+        "the official SDKs are not installed: run scripts/install-tools.sh"
+    );
+    dir
+}
+
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_server_and_client_settle_through_our_facilitator() {
+    let stack =
+        common::Stack::start_with(Default::default(), "[auth]\nbearer_token = \"interop-token\"")
+            .await;
+    let pay_to = stack.chain.devnet.pay_to().address;
+    let dir = interop_dir();
+
+    let mut server = Command::new("node")
+        .arg(dir.join("express-server.mjs"))
+        .env("FACILITATOR_URL", stack.url())
+        .env("FACILITATOR_TOKEN", "interop-token")
+        .env("PAY_TO", pay_to.to_checksum(None))
+        .env("PRICE", "$0.01")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("node runs");
+    let stdout = server.stdout.take().unwrap();
+    let server = KillOnDrop(server);
+    let port = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).unwrap();
+        line.trim()
+            .strip_prefix("LISTENING ")
+            .unwrap_or_else(|| panic!("express server said {line:?}"))
+            .to_owned()
+    })
+    .await
+    .unwrap();
+
+    let before = stack.pay_to_balance().await;
+    let payer_key = stack.chain.devnet.payers()[2].signer.to_bytes().to_string();
+    let url = format!("http://127.0.0.1:{port}/paid");
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(dir.join("fetch-client.mjs"))
+            .env("URL", url)
+            .env("PRIVATE_KEY", payer_key)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("node runs")
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "fetch client failed");
+    let result: Value = serde_json::from_slice(&output.stdout).expect("fetch client prints JSON");
+    assert_eq!(result["status"], 200, "{result}");
+    assert_eq!(result["body"], json!({"ok": true}));
+    let receipt = &result["paymentResponse"];
+    assert_eq!(receipt["success"], true, "{result}");
+    assert_eq!(receipt["network"], "eip155:8453");
+    assert_eq!(stack.pay_to_balance().await, before + U256::from(10_000));
+    drop(server);
+}
+
+fn signed(
+    stack: &common::Stack,
+    payer: usize,
+    amount: u128,
+    edit: impl FnOnce(&mut x402_evm::Authorization),
+) -> PaymentRequest {
+    let requirements = stack.chain.requirements(amount);
+    let signer = &stack.chain.devnet.payers()[payer].signer;
+    let mut authorization = x402_testkit::authorization_for(signer.address(), &requirements);
+    edit(&mut authorization);
+    let signature = x402_testkit::sign_for(signer, &authorization, &requirements);
+    x402_testkit::v2_request(
+        &ExactEvmPayload {
+            signature,
+            authorization,
+        },
+        &requirements,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn our_verify_agrees_with_the_official_facilitator() {
+    let stack = common::Stack::start().await;
+    // A settled payment, to replay.
+    let replayed = stack.payment(3, 1_000);
+    let (_, settled) = stack.settle(&replayed).await;
+    assert_eq!(settled["success"], true, "{settled}");
+
+    let cases: Vec<(&str, PaymentRequest)> = vec![
+        ("valid", stack.payment(4, 1_000)),
+        // 2000 USDC asked of a payer holding 1000.
+        ("insufficient funds", stack.payment(4, 2_000_000_000)),
+        (
+            "expired",
+            signed(&stack, 4, 1_000, |a| {
+                a.valid_before = U256::from(unix_now() - 60);
+            }),
+        ),
+        ("replayed nonce", replayed),
+        (
+            "wrong amount",
+            signed(&stack, 4, 1_000, |a| a.value = U256::from(999)),
+        ),
+    ];
+
+    let bodies: Vec<Value> = cases
+        .iter()
+        .map(|(_, request)| serde_json::to_value(request).unwrap())
+        .collect();
+    let dir = interop_dir();
+    let rpc_url = stack.chain.devnet.rpc_url().to_string();
+    let key = stack.chain.devnet.facilitator().signer.to_bytes().to_string();
+    let input = serde_json::to_vec(&bodies).unwrap();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new("node")
+            .arg(dir.join("official-verify.mjs"))
+            .env("RPC_URL", rpc_url)
+            .env("FACILITATOR_PRIVATE_KEY", key)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node runs");
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "official verify failed");
+    let official: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(official.len(), cases.len());
+
+    for ((name, request), theirs) in cases.iter().zip(&official) {
+        let (status, ours) = stack.verify(request).await;
+        assert_eq!(status, 200, "{name}: {ours}");
+        assert_eq!(ours["isValid"], theirs["isValid"], "{name}: ours {ours}, theirs {theirs}");
+        assert_eq!(
+            ours["invalidReason"], theirs["invalidReason"],
+            "{name}: ours {ours}, theirs {theirs}"
+        );
+        if *name != "valid" {
+            assert_eq!(ours["isValid"], false, "{name}");
+        }
+    }
+}
