@@ -67,6 +67,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let facilitator_config = FacilitatorConfig {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], args.facilitator_port)),
         database: args.state_dir.join("facilitator.db"),
+        database_sync: Default::default(),
         signer: Default::default(),
         auth: Default::default(),
         limits: Default::default(),

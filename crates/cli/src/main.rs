@@ -1,6 +1,7 @@
 //! `x402`: one binary for the local dev chain and (in later releases) the facilitator, the
 //! gateway and the paying client.
 
+mod bench;
 mod dev;
 mod facilitator;
 mod signals;
@@ -24,6 +25,9 @@ enum Command {
     /// Serve an x402 facilitator (/verify, /settle, /supported, /health, /metrics) that
     /// settles on the configured EVM chains.
     Facilitator(facilitator::FacilitatorArgs),
+    /// Load benchmarks against a local chain (figures for docs/benchmarks.md).
+    #[command(subcommand)]
+    Bench(bench::BenchTarget),
 }
 
 #[tokio::main]
@@ -37,5 +41,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Dev(args) => dev::run(args).await,
         Command::Facilitator(args) => facilitator::run(args).await,
+        Command::Bench(target) => bench::run(target).await,
     }
 }

@@ -95,13 +95,27 @@ async fn settlement_killed_in_flight_is_confirmed_after_restart() {
         .await
         .unwrap();
     assert_eq!(dropped, Some(tx_hash));
-    assert!(provider.get_transaction_by_hash(tx_hash).await.unwrap().is_none());
+    assert!(
+        provider
+            .get_transaction_by_hash(tx_hash)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     // Restart: reconciliation finds the recorded transaction and rebroadcasts it.
     let mut second = spawn_facilitator(&config, &key);
     let deadline = Instant::now() + Duration::from_secs(20);
-    while provider.get_transaction_by_hash(tx_hash).await.unwrap().is_none() {
-        assert!(Instant::now() < deadline, "the settlement was not rebroadcast");
+    while provider
+        .get_transaction_by_hash(tx_hash)
+        .await
+        .unwrap()
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the settlement was not rebroadcast"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     provider
@@ -120,8 +134,16 @@ async fn settlement_killed_in_flight_is_confirmed_after_restart() {
     };
     assert_eq!(settled["success"], true, "{settled}");
     assert_eq!(settled["transaction"], tx_hash.to_string());
-    assert_eq!(chain.balance(pay_to).await, before + U256::from(25_000), "moved once");
-    assert_eq!(chain.facilitator_tx_count().await, nonce_before + 1, "one transaction");
+    assert_eq!(
+        chain.balance(pay_to).await,
+        before + U256::from(25_000),
+        "moved once"
+    );
+    assert_eq!(
+        chain.facilitator_tx_count().await,
+        nonce_before + 1,
+        "one transaction"
+    );
 
     // A clean stop.
     let status = Command::new("kill")

@@ -50,6 +50,11 @@ pub struct FacilitatorConfig {
     /// The settlement log: a SQLite file path (`facilitator.db` by default).
     #[serde(default = "default_database")]
     pub database: PathBuf,
+    /// `full` (default): every log write is synced to disk before the transaction it
+    /// records is broadcast. `normal`: survives the process being killed but not power loss,
+    /// for more settlements per second (see docs/benchmarks.md).
+    #[serde(default)]
+    pub database_sync: crate::sqlite::Durability,
     /// The signer that sends settlement transactions.
     #[serde(default)]
     pub signer: SignerConfig,
@@ -436,6 +441,9 @@ mod tests {
     fn minimal_config_gets_defaults_and_the_chain_usdc() {
         let config = parse(MINIMAL, &[]).unwrap();
         assert_eq!(config.listen.port(), 8402);
+        assert_eq!(config.database_sync, crate::sqlite::Durability::Full);
+        let error = parse(&format!("database_sync = \"sometimes\"\n{MINIMAL}"), &[]).unwrap_err();
+        assert!(error.to_string().contains("full"), "{error}");
         assert_eq!(config.limits.settle_wait_ms, 30_000);
         let assets = config.networks[0].accepted_assets();
         assert_eq!(assets.len(), 1);
@@ -524,5 +532,16 @@ mod tests {
         let error = config.signer().unwrap_err().to_string();
         assert!(error.contains("not a 32-byte hex private key"), "{error}");
         assert!(!error.contains("secret"), "{error}");
+    }
+}
+
+#[cfg(test)]
+mod example_tests {
+    #[test]
+    fn the_example_config_parses() {
+        let text = include_str!("../../../examples/facilitator.toml");
+        let config = super::FacilitatorConfig::parse(text, std::iter::empty()).unwrap();
+        assert_eq!(config.networks[0].chain_id, 8453);
+        assert_eq!(config.networks[0].accepted_assets()[0].name, "USD Coin");
     }
 }

@@ -27,7 +27,7 @@ pub use config::{
 pub use http::{HttpOptions, router};
 pub use metrics::Metrics;
 pub use service::{ChainHealthReport, ChainService, FacilitatorService, ReconcileReport};
-pub use sqlite::SqliteStore;
+pub use sqlite::{Durability, SqliteStore};
 pub use store::{
     Claim, NewSettlement, SettlementKey, SettlementRecord, SettlementState, SettlementStore,
     StoreError, TxRecord,
@@ -118,7 +118,10 @@ pub async fn start(
     config: &FacilitatorConfig,
     signer: PrivateKeySigner,
 ) -> Result<RunningFacilitator, StartError> {
-    let store: Arc<dyn SettlementStore> = Arc::new(SqliteStore::open(&config.database)?);
+    let store: Arc<dyn SettlementStore> = Arc::new(SqliteStore::open_with(
+        &config.database,
+        config.database_sync,
+    )?);
     let mut chains = Vec::new();
     for network in &config.networks {
         let mut chain = ChainConfig::new(network.chain_id, network.rpc_url.clone());

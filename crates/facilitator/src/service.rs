@@ -344,10 +344,10 @@ impl FacilitatorService {
             .get(&identity.key.chain_id)
             .ok_or_else(|| FacilitatorError::Internal("chain vanished".into()))?;
         let store = &self.inner.store;
-        if let Some(record) = store.get(&identity.key).await.map_err(internal)? {
-            if let Some(answer) = self.resume(chain, &identity, record, progress).await? {
-                return Ok(answer);
-            }
+        if let Some(record) = store.get(&identity.key).await.map_err(internal)?
+            && let Some(answer) = self.resume(chain, &identity, record, progress).await?
+        {
+            return Ok(answer);
         }
         let payment = match chain.scheme.verify(&request).await {
             Ok(payment) => payment,

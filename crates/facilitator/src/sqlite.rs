@@ -47,6 +47,17 @@ CREATE INDEX IF NOT EXISTS settlement_txs_by_key
     ON settlement_txs (chain_id, asset, payer, auth_nonce);
 ";
 
+/// How hard the log holds on to a commit.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Durability {
+    /// Every commit is on disk before the call returns: survives power loss (the default).
+    #[default]
+    Full,
+    /// Commits survive the process being killed, not the machine losing power; faster.
+    Normal,
+}
+
 /// A settlement log in one SQLite file. Calls run on the blocking pool, one at a time.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
@@ -58,20 +69,29 @@ fn db_error(error: impl std::fmt::Display) -> StoreError {
 }
 
 impl SqliteStore {
-    /// Opens (creating if needed) the log at `path`.
+    /// Opens (creating if needed) the log at `path`, syncing every commit to disk.
     pub fn open(path: &Path) -> Result<Self, StoreError> {
+        Self::open_with(path, Durability::Full)
+    }
+
+    /// Opens (creating if needed) the log at `path` with the given durability.
+    pub fn open_with(path: &Path, durability: Durability) -> Result<Self, StoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
                 .map_err(|e| StoreError(format!("creating {}: {e}", parent.display())))?;
         }
         let connection = Connection::open(path)
             .map_err(|e| StoreError(format!("opening {}: {e}", path.display())))?;
-        // WAL keeps readers off the writer's back; FULL makes every commit durable before the
-        // broadcast that follows it.
+        // WAL keeps readers off the writer's back. FULL syncs every commit before the broadcast
+        // that follows it; NORMAL survives a crash of the process but not of the machine.
+        let synchronous = match durability {
+            Durability::Full => "FULL",
+            Durability::Normal => "NORMAL",
+        };
         connection
-            .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
-            )
+            .execute_batch(&format!(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = {synchronous}; PRAGMA busy_timeout = 5000;"
+            ))
             .map_err(db_error)?;
         connection.execute_batch(SCHEMA).map_err(db_error)?;
         Ok(Self {

@@ -34,9 +34,11 @@ impl Drop for KillOnDrop {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_server_and_client_settle_through_our_facilitator() {
-    let stack =
-        common::Stack::start_with(Default::default(), "[auth]\nbearer_token = \"interop-token\"")
-            .await;
+    let stack = common::Stack::start_with(
+        Default::default(),
+        "[auth]\nbearer_token = \"interop-token\"",
+    )
+    .await;
     let pay_to = stack.chain.devnet.pay_to().address;
     let dir = interop_dir();
 
@@ -139,7 +141,13 @@ async fn our_verify_agrees_with_the_official_facilitator() {
         .collect();
     let dir = interop_dir();
     let rpc_url = stack.chain.devnet.rpc_url().to_string();
-    let key = stack.chain.devnet.facilitator().signer.to_bytes().to_string();
+    let key = stack
+        .chain
+        .devnet
+        .facilitator()
+        .signer
+        .to_bytes()
+        .to_string();
     let input = serde_json::to_vec(&bodies).unwrap();
     let output = tokio::task::spawn_blocking(move || {
         let mut child = Command::new("node")
@@ -163,7 +171,10 @@ async fn our_verify_agrees_with_the_official_facilitator() {
     for ((name, request), theirs) in cases.iter().zip(&official) {
         let (status, ours) = stack.verify(request).await;
         assert_eq!(status, 200, "{name}: {ours}");
-        assert_eq!(ours["isValid"], theirs["isValid"], "{name}: ours {ours}, theirs {theirs}");
+        assert_eq!(
+            ours["isValid"], theirs["isValid"],
+            "{name}: ours {ours}, theirs {theirs}"
+        );
         assert_eq!(
             ours["invalidReason"], theirs["invalidReason"],
             "{name}: ours {ours}, theirs {theirs}"

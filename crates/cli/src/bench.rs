@@ -1,0 +1,305 @@
+//! `x402 bench facilitator`: load on a facilitator settling on a real (local) chain.
+//!
+//! Starts anvil (automine, or `--block-time`), our facilitator on loopback HTTP, pre-signs
+//! payments from the dev payers, then drives `/verify` and `/settle` at a fixed concurrency
+//! and checks on chain that the total moved equals the total settled.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use alloy::primitives::U256;
+use anyhow::{Context, bail};
+use serde_json::Value;
+use x402_devnet::{Devnet, DevnetConfig};
+use x402_facilitator::{FacilitatorConfig, Limits, NetworkConfig};
+use x402_proto::{PaymentRequest, Scheme, TokenAmount, v2};
+
+/// What to benchmark.
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum BenchTarget {
+    /// Verify and settle throughput and latency of our facilitator over HTTP, on anvil.
+    Facilitator(FacilitatorBench),
+}
+
+/// Options of `x402 bench facilitator`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct FacilitatorBench {
+    /// Payments to verify and then settle.
+    #[arg(long, default_value_t = 300)]
+    count: usize,
+    /// Requests in flight at once.
+    #[arg(long, short, default_value_t = 8)]
+    concurrency: usize,
+    /// Seconds between blocks (Base: 2); by default every transaction is mined at once.
+    #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=60))]
+    block_time: Option<u64>,
+    /// Atomic units per payment (6 decimals: 1000 = $0.001).
+    #[arg(long, default_value_t = 1000)]
+    amount: u128,
+    /// Settlement log durability: full (default, as the facilitator's default) or normal.
+    #[arg(long, value_enum, default_value = "full")]
+    database_sync: Sync,
+    /// Sleep a random 0..N ms before each request, so requests land at random points of the
+    /// block interval as real traffic does (a closed loop would otherwise send right after
+    /// each block and always wait a whole block). Default: the block time, or 0 on automine.
+    #[arg(long, value_name = "MS")]
+    jitter_ms: Option<u64>,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The `--database-sync` choices.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub(crate) enum Sync {
+    Full,
+    Normal,
+}
+
+impl From<Sync> for x402_facilitator::Durability {
+    fn from(sync: Sync) -> Self {
+        match sync {
+            Sync::Full => Self::Full,
+            Sync::Normal => Self::Normal,
+        }
+    }
+}
+
+pub(crate) async fn run(target: BenchTarget) -> anyhow::Result<()> {
+    match target {
+        BenchTarget::Facilitator(args) => facilitator(args).await,
+    }
+}
+
+#[derive(Debug, serde::Serialize)]
+struct Phase {
+    requests: usize,
+    ok: usize,
+    seconds: f64,
+    per_second: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    max_ms: f64,
+}
+
+fn summarize(mut latencies: Vec<Duration>, ok: usize, took: Duration) -> Phase {
+    latencies.sort();
+    let at = |q: f64| {
+        latencies
+            .get(((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
+    Phase {
+        requests: latencies.len(),
+        ok,
+        seconds: took.as_secs_f64(),
+        per_second: latencies.len() as f64 / took.as_secs_f64(),
+        p50_ms: at(0.50),
+        p99_ms: at(0.99),
+        max_ms: latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
+    }
+}
+
+async fn drive(
+    url: String,
+    bodies: Arc<Vec<Value>>,
+    concurrency: usize,
+    ok_field: &'static str,
+    jitter_ms: u64,
+) -> anyhow::Result<Phase> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (http, url, bodies, next) = (http.clone(), url.clone(), bodies.clone(), next.clone());
+        workers.spawn(async move {
+            let mut latencies = Vec::new();
+            let mut ok = 0;
+            let mut failures = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(body) = bodies.get(i) else { break };
+                if jitter_ms > 0 {
+                    let random = u64::from_le_bytes(alloy::primitives::B64::random().0);
+                    tokio::time::sleep(Duration::from_millis(random % jitter_ms)).await;
+                }
+                let sent = Instant::now();
+                let answer: anyhow::Result<Value> =
+                    async { Ok(http.post(&url).json(body).send().await?.json().await?) }.await;
+                latencies.push(sent.elapsed());
+                match answer {
+                    Ok(answer) if answer[ok_field] == true => ok += 1,
+                    Ok(answer) => failures.push(answer.to_string()),
+                    Err(error) => failures.push(error.to_string()),
+                }
+            }
+            (latencies, ok, failures)
+        });
+    }
+    let mut latencies = Vec::new();
+    let mut ok = 0;
+    for (mut l, o, failures) in workers.join_all().await {
+        latencies.append(&mut l);
+        ok += o;
+        if let Some(first) = failures.first() {
+            eprintln!("  {} failed, e.g. {first}", failures.len());
+        }
+    }
+    Ok(summarize(latencies, ok, started.elapsed()))
+}
+
+async fn facilitator(args: FacilitatorBench) -> anyhow::Result<()> {
+    if args.count == 0 || args.concurrency == 0 {
+        bail!("--count and --concurrency must be at least 1");
+    }
+    eprintln!(
+        "starting anvil ({}) and the facilitator…",
+        args.block_time
+            .map_or("automine".to_owned(), |s| format!("{s} s blocks"))
+    );
+    let devnet = Devnet::start(DevnetConfig {
+        block_time: args.block_time,
+        ..DevnetConfig::default()
+    })
+    .await
+    .context("starting anvil")?;
+    let dir = tempfile_dir()?;
+    let config = FacilitatorConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        database: dir.join("facilitator.db"),
+        database_sync: args.database_sync.into(),
+        signer: Default::default(),
+        auth: Default::default(),
+        limits: Limits {
+            settle_wait_ms: 60_000,
+            ..Limits::default()
+        },
+        networks: vec![NetworkConfig {
+            chain_id: devnet.chain_id(),
+            rpc_url: devnet.rpc_url().clone(),
+            block_time_ms: args.block_time.map(|s| s * 1000),
+            assets: None,
+        }],
+    };
+    let running = x402_facilitator::start(&config, devnet.facilitator().signer.clone()).await?;
+
+    let token = devnet.token();
+    let requirements = v2::PaymentRequirements {
+        scheme: Scheme::EXACT,
+        network: devnet.network(),
+        amount: TokenAmount::from_atomic(args.amount),
+        asset: token.address.to_checksum(None),
+        pay_to: devnet.pay_to().address.to_checksum(None),
+        max_timeout_seconds: 600,
+        extra: Some(serde_json::json!({"name": token.name, "version": token.version})),
+    };
+    eprintln!("pre-signing {} payments…", args.count);
+    let now = x402_evm::unix_now();
+    let mut bodies = Vec::with_capacity(args.count);
+    for i in 0..args.count {
+        let payer = &devnet.payers()[i % devnet.payers().len()].signer;
+        let payload = x402_evm::sign_payment(payer, &requirements, None, now).await?;
+        let request = PaymentRequest::V2 {
+            payload,
+            requirements: requirements.clone(),
+        };
+        bodies.push(serde_json::to_value(&request)?);
+    }
+    let bodies = Arc::new(bodies);
+    let jitter_ms = args
+        .jitter_ms
+        .unwrap_or_else(|| args.block_time.map_or(0, |s| s * 1000));
+    let before = devnet
+        .balance_of(token.address, devnet.pay_to().address)
+        .await?;
+    let nonce_before = devnet
+        .transaction_count(devnet.facilitator().address)
+        .await?;
+
+    eprintln!(
+        "verify: {} requests at concurrency {}…",
+        args.count, args.concurrency
+    );
+    let verify = drive(
+        format!("{}/verify", running.url()),
+        bodies.clone(),
+        args.concurrency,
+        "isValid",
+        0,
+    )
+    .await?;
+    eprintln!(
+        "settle: {} requests at concurrency {}…",
+        args.count, args.concurrency
+    );
+    let settle = drive(
+        format!("{}/settle", running.url()),
+        bodies,
+        args.concurrency,
+        "success",
+        jitter_ms,
+    )
+    .await?;
+
+    let moved = devnet
+        .balance_of(token.address, devnet.pay_to().address)
+        .await?
+        - before;
+    let sent = devnet
+        .transaction_count(devnet.facilitator().address)
+        .await?
+        - nonce_before;
+    let expected = U256::from(args.amount) * U256::from(settle.ok);
+    let consistent = moved == expected && sent == settle.ok as u64;
+    running.shutdown().await;
+    devnet.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let report = serde_json::json!({
+        "chain": args.block_time.map_or("automine".to_owned(), |s| format!("block-time {s}s")),
+        "count": args.count,
+        "concurrency": args.concurrency,
+        "jitter_ms": jitter_ms,
+        "database_sync": format!("{:?}", args.database_sync).to_lowercase(),
+        "verify": verify,
+        "settle": settle,
+        "on_chain": {
+            "moved": moved.to_string(),
+            "expected": expected.to_string(),
+            "transactions": sent,
+            "consistent": consistent,
+        },
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for (name, phase) in [("verify", &verify), ("settle", &settle)] {
+            println!(
+                "{name:6} {}/{} ok  {:8.1}/s  p50 {:7.1} ms  p99 {:7.1} ms  max {:7.1} ms",
+                phase.ok,
+                phase.requests,
+                phase.per_second,
+                phase.p50_ms,
+                phase.p99_ms,
+                phase.max_ms
+            );
+        }
+        println!(
+            "chain  moved {moved} atomic units in {sent} transactions (expected {expected}): {}",
+            if consistent { "consistent" } else { "MISMATCH" }
+        );
+    }
+    if !consistent {
+        bail!("on-chain total does not match the settled total");
+    }
+    Ok(())
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("x402-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}

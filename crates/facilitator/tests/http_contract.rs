@@ -1,0 +1,184 @@
+//! The HTTP contract: wire shapes and status codes as the official facilitator, bearer token,
+//! malformed bodies, v1 and v2 payloads, `/supported`, `/metrics`.
+
+mod common;
+
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http_contract() {
+    let stack =
+        common::Stack::start_with(Default::default(), "[auth]\nbearer_token = \"t0ken\"").await;
+    let http = &stack.http;
+    let url = stack.url();
+    let request = stack.payment(0, 1_000);
+    let body = serde_json::to_value(&request).unwrap();
+
+    // Without or with a wrong token: 401, saying what to send.
+    for auth in [None, Some("Bearer nope")] {
+        let mut call = http.post(format!("{url}/verify")).json(&body);
+        if let Some(auth) = auth {
+            call = call.header("authorization", auth);
+        }
+        let response = call.send().await.unwrap();
+        assert_eq!(response.status(), 401);
+        let text = response.text().await.unwrap();
+        assert!(text.contains("Authorization: Bearer"), "{text}");
+    }
+    let post = |path: &str, body: serde_json::Value| {
+        http.post(format!("{url}{path}"))
+            .bearer_auth("t0ken")
+            .json(&body)
+            .send()
+    };
+
+    // Malformed: 400 naming the problem.
+    let response = post("/verify", json!({"paymentPayload": {"x402Version": 2}}))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let text = response.text().await.unwrap();
+    assert!(text.contains("invalid_request"), "{text}");
+    let response = http
+        .post(format!("{url}/settle"))
+        .bearer_auth("t0ken")
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    // Too large: refused before parsing.
+    let response = http
+        .post(format!("{url}/verify"))
+        .bearer_auth("t0ken")
+        .header("content-type", "application/json")
+        .body(vec![b' '; 200_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 413);
+
+    // A valid v2 payment: 200 isValid true with the payer, then settled.
+    let payer = stack.chain.devnet.payers()[0].address.to_checksum(None);
+    let verified: serde_json::Value = post("/verify", body.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(verified, json!({"isValid": true, "payer": payer}));
+    let settled: serde_json::Value = post("/settle", body.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(settled["success"], true);
+    assert_eq!(settled["network"], "eip155:8453");
+    assert_eq!(settled["payer"], payer);
+    assert!(settled["transaction"].as_str().unwrap().starts_with("0x"));
+
+    // A refused payment: 200 with the reason.
+    let refused: serde_json::Value = post("/verify", body.clone())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(refused["isValid"], false);
+    assert_eq!(
+        refused["invalidReason"],
+        "invalid_exact_evm_nonce_already_used"
+    );
+    assert!(refused["invalidMessage"].as_str().is_some());
+
+    // v1: the same facilitator settles the legacy shape, answering with the v1 network name.
+    let requirements = stack.chain.requirements(2_000);
+    let v1 = x402_testkit::v1_request(
+        &x402_testkit::honest_payment(&stack.chain.devnet.payers()[1].signer, &requirements),
+        &requirements,
+    );
+    let settled: serde_json::Value = post("/settle", serde_json::to_value(&v1).unwrap())
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(settled["success"], true, "{settled}");
+    assert_eq!(settled["network"], "base");
+
+    // An unserved network and an unaccepted asset are refused with reasons.
+    let mut other = serde_json::to_value(stack.payment(2, 1_000)).unwrap();
+    other["paymentRequirements"]["network"] = json!("eip155:1");
+    other["paymentPayload"]["accepted"]["network"] = json!("eip155:1");
+    let refused: serde_json::Value = post("/verify", other).await.unwrap().json().await.unwrap();
+    assert_eq!(refused["invalidReason"], "invalid_network", "{refused}");
+    let mut other = serde_json::to_value(stack.payment(2, 1_000)).unwrap();
+    let foreign = "0x036CbD53842c5426634e7929541eC2318f3dCF7e";
+    other["paymentRequirements"]["asset"] = json!(foreign);
+    other["paymentPayload"]["accepted"]["asset"] = json!(foreign);
+    let refused: serde_json::Value = post("/settle", other).await.unwrap().json().await.unwrap();
+    assert_eq!(refused["success"], false);
+    assert_eq!(
+        refused["errorReason"], "invalid_payment_requirements",
+        "{refused}"
+    );
+    assert!(
+        refused["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("not accepted"),
+        "{refused}"
+    );
+
+    // /supported needs no token and lists v2 and v1 kinds and the signer.
+    let (status, supported) = stack.get("/supported").await;
+    assert_eq!(status, 200);
+    let supported: serde_json::Value = serde_json::from_str(&supported).unwrap();
+    let facilitator = stack.chain.devnet.facilitator().address.to_checksum(None);
+    assert_eq!(
+        supported,
+        json!({
+            "kinds": [
+                {"x402Version": 2, "scheme": "exact", "network": "eip155:8453"},
+                {"x402Version": 1, "scheme": "exact", "network": "base"}
+            ],
+            "extensions": [],
+            "signers": {"eip155:*": [facilitator]}
+        })
+    );
+
+    // /metrics counts by outcome and reason.
+    let (status, metrics) = stack.get("/metrics").await;
+    assert_eq!(status, 200);
+    for line in [
+        r#"x402_facilitator_verify_total{outcome="valid",reason=""} 1"#,
+        r#"x402_facilitator_verify_total{outcome="invalid",reason="invalid_exact_evm_nonce_already_used"} 1"#,
+        r#"x402_facilitator_settle_total{outcome="success",reason=""} 2"#,
+        r#"x402_facilitator_settle_total{outcome="failure",reason="invalid_payment_requirements"} 1"#,
+        "x402_facilitator_pending_settlements 0",
+        "x402_facilitator_settle_duration_seconds_count 3",
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+
+    // /health reports the chain and the signer's gas.
+    let (status, health) = stack.get("/health").await;
+    assert_eq!(status, 200);
+    let health: serde_json::Value = serde_json::from_str(&health).unwrap();
+    assert_eq!(health["chains"][0]["reachable"], true);
+    assert_eq!(health["chains"][0]["signer"], facilitator);
+    assert!(
+        health["chains"][0]["signer_balance_wei"]
+            .as_str()
+            .unwrap()
+            .len()
+            > 18
+    );
+
+    // Unknown paths say what is served.
+    let (status, text) = stack.get("/nope").await;
+    assert_eq!(status, 404);
+    assert!(text.contains("/settle"), "{text}");
+}
