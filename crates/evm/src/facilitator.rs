@@ -32,7 +32,7 @@ impl ExactEvmFacilitator {
 }
 
 /// The payer named in a request, as the client wrote it, for answers about refused payments.
-fn claimed_payer(request: &PaymentRequest) -> Option<String> {
+pub fn claimed_payer(request: &PaymentRequest) -> Option<String> {
     request
         .payload()
         .pointer("/authorization/from")
@@ -40,7 +40,8 @@ fn claimed_payer(request: &PaymentRequest) -> Option<String> {
         .map(str::to_owned)
 }
 
-fn refusal(
+/// The verify answer for a refused payment, or `Unavailable` when the chain could not judge it.
+pub fn verify_refusal(
     error: &VerifyError,
     request: &PaymentRequest,
 ) -> Result<VerifyResponse, FacilitatorError> {
@@ -62,7 +63,7 @@ impl Facilitator for ExactEvmFacilitator {
         Box::pin(async move {
             match self.scheme.verify(request).await {
                 Ok(payment) => Ok(VerifyResponse::valid(payment.payer().to_checksum(None))),
-                Err(error) => refusal(&error, request),
+                Err(error) => verify_refusal(&error, request),
             }
         })
     }

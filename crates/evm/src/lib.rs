@@ -21,7 +21,7 @@ pub use assets::{AssetInfo, default_asset, default_assets};
 pub use chain::{ChainConfig, poll_interval_for};
 pub use client::{SignError, sign_exact, sign_payment, sign_payment_v1};
 pub use error::{SettleError, VerifyError};
-pub use facilitator::ExactEvmFacilitator;
+pub use facilitator::{ExactEvmFacilitator, claimed_payer, verify_refusal};
 pub use payload::{Authorization, ExactEvmPayload, authorization_digest, eip712_domain};
 pub use scheme::{ChainHealth, ExactEvmScheme, Settlement, VerifiedPayment};
 pub use sender::{BroadcastError, SendSlot, SignedSettlement, TransferExpectation, TxStatus};

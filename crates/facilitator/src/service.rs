@@ -10,7 +10,7 @@ use serde::Serialize;
 use tokio::sync::watch;
 use x402_evm::{
     BroadcastError, ExactEvmPayload, ExactEvmScheme, SettleError, TransferExpectation, TxStatus,
-    VerifiedPayment, VerifyError,
+    VerifiedPayment, VerifyError, claimed_payer, verify_refusal,
 };
 use x402_proto::{
     BoxFuture, Facilitator, FacilitatorError, Network, PaymentRequest, ReasonCode, Scheme,
@@ -232,14 +232,14 @@ impl FacilitatorService {
     ) -> Result<VerifyResponse, FacilitatorError> {
         let chain = match self.chain_for(request) {
             Ok(chain) => chain,
-            Err(error) => return refusal(&error, request),
+            Err(error) => return verify_refusal(&error, request),
         };
         if let Some(refused) = Self::check_asset(chain, request) {
             return Ok(refused);
         }
         match chain.scheme.verify(request).await {
             Ok(payment) => Ok(VerifyResponse::valid(payment.payer().to_checksum(None))),
-            Err(error) => refusal(&error, request),
+            Err(error) => verify_refusal(&error, request),
         }
     }
 
@@ -877,34 +877,11 @@ fn identify(chain_id: u64, request: &PaymentRequest) -> Option<Identity> {
     })
 }
 
-/// The payer named in a request, as the client wrote it, for answers about refused payments.
-fn claimed_payer(request: &PaymentRequest) -> Option<String> {
-    request
-        .payload()
-        .pointer("/authorization/from")
-        .and_then(|v| v.as_str())
-        .map(str::to_owned)
-}
-
-fn refusal(
-    error: &VerifyError,
-    request: &PaymentRequest,
-) -> Result<VerifyResponse, FacilitatorError> {
-    if error.is_retryable() {
-        return Err(FacilitatorError::Unavailable(error.to_string()));
-    }
-    Ok(VerifyResponse::invalid(
-        ReasonCode::from(error),
-        error.to_string(),
-        claimed_payer(request),
-    ))
-}
-
 fn settle_refusal(
     error: &VerifyError,
     request: &PaymentRequest,
 ) -> Result<SettleResponse, FacilitatorError> {
-    refusal(error, request)
+    verify_refusal(error, request)
         .map(|refused| refused_settlement(request.wire_network().clone(), refused))
 }
 
