@@ -4,13 +4,15 @@
 // private-key account. Needs no RPC.
 //
 // Env:
-//   URL             required, the resource to GET
+//   URL             required, the resource to request
+//   METHOD          optional, default GET
+//   BODY            optional, a JSON request body (sent with content-type application/json)
 //   PRIVATE_KEY     required, 0x-prefixed 32-byte hex key of the payer
 //   SPEND_CONTROLS  optional; "off" disables the SDK's spend controls (by default it only pays
 //                   SDK-known assets such as Base USDC, at most $1 per payment)
 //   TIMEOUT_MS      optional, overall request deadline, default 120000
 //
-// Does one GET (paying on a 402 as the SDK does: one retry with PAYMENT-SIGNATURE) and prints
+// Does one request (paying on a 402 as the SDK does: one retry with PAYMENT-SIGNATURE) and prints
 // one JSON line to stdout:
 //   {"status": <final HTTP status>, "body": <parsed JSON body, else the text>,
 //    "paymentResponse": <decoded PAYMENT-RESPONSE (or X-PAYMENT-RESPONSE) JSON, or null>}
@@ -43,6 +45,15 @@ function describeError(e) {
 const url = process.env.URL;
 const key = process.env.PRIVATE_KEY;
 const timeoutMs = Number(process.env.TIMEOUT_MS || "120000");
+const method = process.env.METHOD || "GET";
+const body = process.env.BODY;
+if (body !== undefined) {
+  try {
+    JSON.parse(body);
+  } catch (e) {
+    fail(`BODY is not JSON: ${describeError(e)}`);
+  }
+}
 if (!url) fail("URL is required");
 try {
   new URL(url);
@@ -66,13 +77,14 @@ const fetchWithPayment = wrapFetchWithPayment(globalThis.fetch, client);
 let output;
 try {
   const response = await fetchWithPayment(url, {
-    method: "GET",
+    method,
+    ...(body === undefined ? {} : { body, headers: { "content-type": "application/json" } }),
     signal: AbortSignal.timeout(timeoutMs),
   });
   const text = await response.text();
-  let body = text;
+  let parsed = text;
   try {
-    body = JSON.parse(text);
+    parsed = JSON.parse(text);
   } catch {
     // not JSON: keep the text
   }
@@ -98,9 +110,9 @@ try {
     }
     process.stderr.write(`fetch-client: final response is 402 (${reason})\n`);
   }
-  output = { status: response.status, body, paymentResponse };
+  output = { status: response.status, body: parsed, paymentResponse };
 } catch (e) {
-  fail(`GET ${url} failed: ${describeError(e)}`);
+  fail(`${method} ${url} failed: ${describeError(e)}`);
 }
 
 process.stdout.write(JSON.stringify(output) + "\n", () => process.exit(0));

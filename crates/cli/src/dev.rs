@@ -27,6 +27,22 @@ pub(crate) struct DevArgs {
     /// Port for the facilitator (0 picks a free one).
     #[arg(long, default_value_t = 8402)]
     facilitator_port: u16,
+    /// Port for the inference gateway (0 picks a free one).
+    #[arg(long, default_value_t = 8080)]
+    gateway_port: u16,
+    /// Where scripts/install-models.sh put the models.
+    #[arg(long, value_name = "DIR", default_value = "models")]
+    models_dir: PathBuf,
+    /// An OpenAI-compatible API for the gateway's LLM services (e.g.
+    /// https://api.groq.com/openai/v1); without it they are listed as unavailable.
+    #[arg(long, value_name = "URL", requires = "llm_model")]
+    llm_base_url: Option<String>,
+    /// The model to ask the LLM upstream for.
+    #[arg(long, value_name = "MODEL")]
+    llm_model: Option<String>,
+    /// The environment variable holding the LLM upstream's API key.
+    #[arg(long, value_name = "VAR")]
+    llm_api_key_env: Option<String>,
 }
 
 /// What `dev.json` says about the running stack.
@@ -44,6 +60,7 @@ struct DevState {
     payer_addresses: Vec<String>,
     facilitator_address: String,
     facilitator_url: String,
+    gateway_url: String,
     anvil_pid: Option<u32>,
     pid: u32,
 }
@@ -83,6 +100,13 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             .await
             .context("starting the facilitator")?;
     let token = devnet.token();
+    let gateway_config = gateway_config(&args, &devnet)?;
+    eprintln!("loading the gateway's models from {}…", args.models_dir.display());
+    let in_process: std::sync::Arc<dyn x402_proto::Facilitator> =
+        std::sync::Arc::new(facilitator.service().clone());
+    let gateway = x402_gateway::start(&gateway_config, Some(in_process))
+        .await
+        .context("starting the gateway")?;
     let state = DevState {
         rpc_url: devnet.rpc_url().to_string(),
         chain_id: devnet.chain_id(),
@@ -104,15 +128,17 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             .collect(),
         facilitator_address: devnet.facilitator().address.to_checksum(None),
         facilitator_url: facilitator.url(),
+        gateway_url: gateway.url(),
         anvil_pid: devnet.anvil_pid(),
         pid: std::process::id(),
     };
     let state_file = args.state_dir.join("dev.json");
     write_atomically(&state_file, &serde_json::to_vec_pretty(&state)?)?;
     eprintln!(
-        "dev stack ready\n  rpc:         {}\n  facilitator: {}\n  network:     {}\n  USDC:        {} (\"{}\" v{}, {} decimals)\n  payers:      {} accounts with 1000 USDC each\n  state:       {}\nCtrl-C stops everything.",
+        "dev stack ready\n  rpc:         {}\n  facilitator: {}\n  gateway:     {} (GET /catalog, POST /run)\n  network:     {}\n  USDC:        {} (\"{}\" v{}, {} decimals)\n  payers:      {} accounts with 1000 USDC each\n  state:       {}\nCtrl-C stops everything.",
         state.rpc_url,
         state.facilitator_url,
+        state.gateway_url,
         state.network,
         state.asset,
         state.asset_name,
@@ -124,10 +150,40 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
 
     wait_for_shutdown().await?;
     eprintln!("stopping…");
+    gateway.shutdown().await;
     facilitator.shutdown().await;
     devnet.stop().await;
     let _ = std::fs::remove_file(&state_file);
     Ok(())
+}
+
+/// The gateway's config for the dev chain: paid in the devnet's USDC to its payee.
+fn gateway_config(args: &DevArgs, devnet: &Devnet) -> anyhow::Result<x402_gateway::GatewayConfig> {
+    let token = devnet.token();
+    let mut text = format!(
+        "listen = \"127.0.0.1:{port}\"\nmodels_dir = {models:?}\n\n[payment]\npay_to = \"{pay_to}\"\n\n\
+         [[payment.accepts]]\nnetwork = \"{network}\"\nasset = \"{asset}\"\ndecimals = {decimals}\n\
+         name = {name:?}\nversion = {version:?}\n",
+        port = args.gateway_port,
+        models = args.models_dir.display().to_string(),
+        pay_to = devnet.pay_to().address.to_checksum(None),
+        network = devnet.network(),
+        asset = token.address.to_checksum(None),
+        decimals = token.decimals,
+        name = token.name,
+        version = token.version,
+    );
+    if let (Some(base_url), Some(model)) = (&args.llm_base_url, &args.llm_model) {
+        for service in ["llm-4090", "llm-a100", "llm-l4", "code-4090", "llm-stream"] {
+            text.push_str(&format!(
+                "\n[services.{service}.upstream]\nbase_url = {base_url:?}\nmodel = {model:?}\n"
+            ));
+            if let Some(var) = &args.llm_api_key_env {
+                text.push_str(&format!("api_key_env = {var:?}\n"));
+            }
+        }
+    }
+    x402_gateway::GatewayConfig::parse(&text).context("building the gateway config")
 }
 
 /// Writes through a temporary file and a rename, so readers never see half a file.

@@ -4,6 +4,7 @@
 mod bench;
 mod dev;
 mod facilitator;
+mod gateway;
 mod signals;
 
 use clap::{Parser, Subcommand};
@@ -25,6 +26,9 @@ enum Command {
     /// Serve an x402 facilitator (/verify, /settle, /supported, /health, /metrics) that
     /// settles on the configured EVM chains.
     Facilitator(facilitator::FacilitatorArgs),
+    /// Serve the pay-per-call AI gateway: POST /run {service, input}, GET /catalog,
+    /// /v1/embeddings and /v1/chat/completions, paid per request with x402.
+    Gateway(gateway::GatewayArgs),
     /// Load benchmarks against a local chain (figures for docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::BenchTarget),
@@ -41,6 +45,7 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Dev(args) => dev::run(args).await,
         Command::Facilitator(args) => facilitator::run(args).await,
+        Command::Gateway(args) => gateway::run(args).await,
         Command::Bench(target) => bench::run(target).await,
     }
 }

@@ -210,6 +210,50 @@ impl Price {
     }
 }
 
+impl Price {
+    /// Atomic units of an asset with `decimals` decimals for `units / per` of this price
+    /// (a rate of "$0.0001 per 1000 tokens" for 2500 tokens is `scaled(6, 2500, 1000)`),
+    /// rounded **up** to the next atomic unit so a metered price is never zero or
+    /// undercharged. Refuses `per == 0` and `units == 0`.
+    pub fn scaled_to_atomic(
+        &self,
+        decimals: u8,
+        units: u64,
+        per: u64,
+    ) -> Result<TokenAmount, AmountError> {
+        if units == 0 || per == 0 {
+            return Err(AmountError::Zero {
+                input: format!("{} x {units}/{per}", self.input),
+                decimals,
+            });
+        }
+        let overflow = || AmountError::Overflow {
+            input: self.input.clone(),
+        };
+        let numerator = self
+            .mantissa
+            .checked_mul(U256::from(units))
+            .and_then(|n| n.checked_mul(pow10(u32::from(decimals))?))
+            .ok_or_else(overflow)?;
+        let denominator = pow10(self.scale)
+            .and_then(|d| d.checked_mul(U256::from(per)))
+            .ok_or_else(overflow)?;
+        let (quotient, remainder) = numerator.div_rem(denominator);
+        let atomic = if remainder.is_zero() {
+            quotient
+        } else {
+            quotient + U256::from(1u8)
+        };
+        if atomic.is_zero() {
+            return Err(AmountError::Zero {
+                input: self.input.clone(),
+                decimals,
+            });
+        }
+        Ok(TokenAmount(atomic))
+    }
+}
+
 fn pow10(exp: u32) -> Option<U256> {
     U256::from(10u8).checked_pow(U256::from(exp))
 }
@@ -258,6 +302,24 @@ impl fmt::Display for Price {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn scaled_prices_round_up_to_whole_atomic_units() {
+        let rate: Price = "$0.0001".parse().unwrap();
+        // 2500 tokens at $0.0001 per 1000 = $0.00025 = 250 micro-USDC.
+        assert_eq!(rate.scaled_to_atomic(6, 2500, 1000).unwrap(), TokenAmount::from_atomic(250));
+        // 7 tokens = $0.0000007, rounds up to 1 micro-USDC rather than to zero.
+        assert_eq!(rate.scaled_to_atomic(6, 7, 1000).unwrap(), TokenAmount::from_atomic(1));
+        // 18-decimal assets keep the full precision.
+        assert_eq!(
+            rate.scaled_to_atomic(18, 7, 1000).unwrap(),
+            TokenAmount::from_atomic(700_000_000_000)
+        );
+        let whole: Price = "0.005".parse().unwrap();
+        assert_eq!(whole.scaled_to_atomic(6, 1, 1).unwrap(), TokenAmount::from_atomic(5000));
+        assert!(matches!(whole.scaled_to_atomic(6, 0, 1), Err(AmountError::Zero { .. })));
+        assert!(matches!(whole.scaled_to_atomic(6, 1, 0), Err(AmountError::Zero { .. })));
+    }
+
     use super::*;
     use proptest::prelude::*;
 

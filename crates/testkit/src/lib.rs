@@ -171,3 +171,60 @@ pub fn honest_payment(
         authorization,
     }
 }
+
+/// Which protocol version a test client pays with.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wire {
+    /// `X-PAYMENT`, requirements from the v1 JSON body.
+    V1,
+    /// `PAYMENT-SIGNATURE`, requirements from the `PAYMENT-REQUIRED` header.
+    V2,
+}
+
+/// The v2 challenge in a 402's `PAYMENT-REQUIRED` header.
+pub fn challenge_of(headers: &reqwest::header::HeaderMap) -> v2::PaymentRequired {
+    let header = headers
+        .get("payment-required")
+        .expect("a 402 carries PAYMENT-REQUIRED");
+    x402_proto::decode_header(header.as_bytes()).expect("PAYMENT-REQUIRED decodes")
+}
+
+/// Reads a 402 and signs a payment for its first accepted option, as a client of `wire`
+/// would: returns the header name and value to retry with.
+pub async fn payment_for(
+    response: reqwest::Response,
+    payer: &PrivateKeySigner,
+    wire: Wire,
+) -> (&'static str, String) {
+    assert_eq!(response.status(), 402, "expected a 402 challenge");
+    let now = unix_now();
+    match wire {
+        Wire::V2 => {
+            let challenge = challenge_of(response.headers());
+            let payment = x402_evm::sign_payment(
+                payer,
+                &challenge.accepts[0],
+                Some(challenge.resource.clone()),
+                now,
+            )
+            .await
+            .expect("signs");
+            ("PAYMENT-SIGNATURE", x402_proto::encode_header(&payment))
+        }
+        Wire::V1 => {
+            let body: v1::PaymentRequired = response.json().await.expect("v1 JSON challenge");
+            let payment = x402_evm::sign_payment_v1(payer, &body.accepts[0], now)
+                .await
+                .expect("signs");
+            ("X-PAYMENT", x402_proto::encode_header(&payment))
+        }
+    }
+}
+
+/// The settlement receipt of a response, from `PAYMENT-RESPONSE` or `X-PAYMENT-RESPONSE`.
+pub fn receipt_of(headers: &reqwest::header::HeaderMap) -> Option<x402_proto::SettleResponse> {
+    let header = headers
+        .get("payment-response")
+        .or_else(|| headers.get("x-payment-response"))?;
+    Some(x402_proto::decode_header(header.as_bytes()).expect("receipt decodes"))
+}

@@ -1,0 +1,47 @@
+//! `x402 gateway --config gateway.toml`: serve the pay-per-call inference gateway until
+//! SIGINT or SIGTERM.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use x402_gateway::GatewayConfig;
+
+use crate::signals::wait_for_shutdown;
+
+/// Options of `x402 gateway`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct GatewayArgs {
+    /// The config file (TOML); see examples/gateway.toml.
+    #[arg(long, short, value_name = "FILE", default_value = "gateway.toml")]
+    config: PathBuf,
+    /// Check the config, print the effective settings, and exit.
+    #[arg(long)]
+    check: bool,
+}
+
+pub(crate) async fn run(args: GatewayArgs) -> anyhow::Result<()> {
+    let config = GatewayConfig::load(&args.config)?;
+    if args.check {
+        println!("config ok: {}", args.config.display());
+        println!("  listen:      {}", config.listen);
+        println!("  models:      {}", config.models_dir.display());
+        match &config.facilitator {
+            Some(f) => println!("  facilitator: {}", f.url),
+            None => println!("  facilitator: none (set [facilitator] url)"),
+        }
+        println!("  pay to:      {}", config.payment.pay_to);
+        for accept in &config.payment.accepts {
+            println!("  accepts:     {} on {} ({} decimals)", accept.asset, accept.network, accept.decimals);
+        }
+        return Ok(());
+    }
+    let running = x402_gateway::start(&config, None)
+        .await
+        .context("starting the gateway")?;
+    // One line on stdout for scripts; logs go to stderr.
+    println!("gateway listening on {}", running.url());
+    wait_for_shutdown().await?;
+    tracing::info!("shutting down the gateway");
+    running.shutdown().await;
+    Ok(())
+}

@@ -1,0 +1,23 @@
+//! The backends that run services: local models and programs, and upstream providers.
+
+pub mod chat;
+pub mod documents;
+pub mod embed;
+pub mod speech;
+
+/// Why a backend could not produce a result.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum BackendError {
+    /// The input cannot be processed; the message says what to fix.
+    #[error("{0}")]
+    BadInput(String),
+    /// The backend is not installed or configured here.
+    #[error("{0}")]
+    Unavailable(String),
+    /// An upstream provider failed or could not be reached.
+    #[error("{0}")]
+    Upstream(String),
+    /// The backend failed on good input.
+    #[error("{0}")]
+    Failed(String),
+}

@@ -1,0 +1,183 @@
+//! A pay-per-call AI inference gateway: GPU-Bridge's API (`POST /run {service, input}`,
+//! `/status/{job_id}`, `/catalog`, `/catalog/estimate`) and OpenAI's (`/v1/embeddings`,
+//! `/v1/chat/completions`), paid per request with x402 through [`x402_paywall`].
+//!
+//! Local backends run real models (all-MiniLM-L6-v2 embeddings and rerank in candle,
+//! document parsing, espeak-ng speech); LLM services go to any OpenAI-compatible upstream.
+//! A service with no backend is listed as unavailable, never faked. Every request is checked
+//! and priced before payment; the price quoted is the price charged.
+
+pub mod backend;
+pub mod catalog;
+pub mod config;
+mod http;
+pub mod jobs;
+pub mod services;
+pub mod task;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use x402_paywall::{HttpFacilitator, PaymentOption, Paywall, PaywallConfig};
+use x402_proto::{Facilitator, Network};
+
+pub use config::{ConfigError, GatewayConfig};
+pub use http::AppState;
+use jobs::Jobs;
+use services::{Backends, Registry};
+
+/// Why the gateway could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration is unusable.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// No facilitator was given or configured.
+    #[error("no facilitator: set [facilitator] url in the gateway config")]
+    NoFacilitator,
+    /// The listen address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+}
+
+/// The accepted ways to pay, from the config.
+pub fn payment_options(config: &GatewayConfig) -> Vec<PaymentOption> {
+    config
+        .payment
+        .accepts
+        .iter()
+        .map(|accept| PaymentOption {
+            network: Network::new(accept.network.clone()),
+            asset: accept.asset.clone(),
+            decimals: accept.decimals,
+            pay_to: config.payment.pay_to.clone(),
+            eip712_name: accept.name.clone(),
+            eip712_version: accept.version.clone(),
+            max_timeout_seconds: config.payment.max_timeout_seconds,
+        })
+        .collect()
+}
+
+/// The facilitator the config names (remote, over HTTP).
+pub fn configured_facilitator(config: &GatewayConfig) -> Result<Arc<dyn Facilitator>, StartError> {
+    let remote = config.facilitator.as_ref().ok_or(StartError::NoFacilitator)?;
+    let mut facilitator =
+        HttpFacilitator::new(&remote.url, Duration::from_millis(remote.timeout_ms)).map_err(|e| {
+            ConfigError::Invalid {
+                key: "facilitator.url".into(),
+                message: e.to_string(),
+            }
+        })?;
+    if let Some(token) = &remote.bearer_token {
+        facilitator = facilitator.with_bearer_token(token.clone());
+    }
+    Ok(Arc::new(facilitator))
+}
+
+/// Loads the backends and builds the app, paid through `facilitator`.
+pub async fn app(
+    config: &GatewayConfig,
+    facilitator: Arc<dyn Facilitator>,
+) -> Result<axum::Router, StartError> {
+    config.check()?;
+    let backends = Backends::load(config).await;
+    let registry = Registry::new(config, &backends)?;
+    let options = payment_options(config);
+    let decimals = options.first().map_or(6, |o| o.decimals);
+    let paywall = Paywall::new(
+        facilitator,
+        options,
+        PaywallConfig {
+            max_body_bytes: config.limits.max_body_bytes,
+            public_url: config.public_url.clone(),
+            ..PaywallConfig::default()
+        },
+    )
+    .map_err(|e| ConfigError::Invalid {
+        key: "payment.accepts".into(),
+        message: e.to_string(),
+    })?;
+    let state = Arc::new(AppState {
+        registry,
+        backends,
+        limits: config.limits.clone(),
+        jobs: Jobs::new(Duration::from_secs(config.limits.job_ttl_seconds)),
+        decimals,
+    });
+    Ok(http::router(state, &paywall))
+}
+
+/// A gateway serving in the background.
+#[derive(Debug)]
+pub struct RunningGateway {
+    addr: SocketAddr,
+    shutdown: Option<oneshot::Sender<()>>,
+    server: JoinHandle<std::io::Result<()>>,
+}
+
+impl RunningGateway {
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://<addr>`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// Stops taking requests and lets those in progress finish.
+    pub async fn shutdown(mut self) {
+        if let Some(signal) = self.shutdown.take() {
+            let _ = signal.send(());
+        }
+        if let Err(error) = (&mut self.server).await {
+            tracing::warn!(%error, "gateway server task failed");
+        }
+    }
+}
+
+/// Builds the app and serves it on `config.listen`. `facilitator` overrides the configured
+/// one (the dev stack passes its facilitator in process).
+pub async fn start(
+    config: &GatewayConfig,
+    facilitator: Option<Arc<dyn Facilitator>>,
+) -> Result<RunningGateway, StartError> {
+    let facilitator = match facilitator {
+        Some(f) => f,
+        None => configured_facilitator(config)?,
+    };
+    let app = app(config, facilitator).await?;
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|source| StartError::Bind {
+            addr: config.listen,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let (shutdown, stop) = oneshot::channel::<()>();
+    let server = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stop.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, "gateway listening");
+    Ok(RunningGateway {
+        addr,
+        shutdown: Some(shutdown),
+        server,
+    })
+}

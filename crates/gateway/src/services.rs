@@ -1,0 +1,220 @@
+//! The catalog as this gateway runs it: every service's price, and whether a backend can
+//! run it here (and if not, why).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+use x402_proto::Price;
+
+use crate::backend::chat::Upstream;
+use crate::backend::embed::{self, MiniLm};
+use crate::backend::speech::Espeak;
+use crate::catalog::{BackendKind, SERVICES, ServiceDef, Unit};
+use crate::config::{ConfigError, GatewayConfig};
+
+/// The loaded local backends; each is the backend or why it could not load.
+#[derive(Debug, Clone)]
+pub struct Backends {
+    /// MiniLM for embeddings and rerank.
+    pub embeddings: Result<Arc<MiniLm>, String>,
+    /// espeak-ng for speech.
+    pub speech: Result<Espeak, String>,
+}
+
+impl Backends {
+    /// Loads what is installed: the MiniLM model from `models_dir`, espeak-ng from PATH.
+    pub async fn load(config: &GatewayConfig) -> Self {
+        let dir = config.models_dir.join("all-minilm-l6-v2");
+        let embeddings = tokio::task::spawn_blocking(move || MiniLm::load(&dir))
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| r.map(Arc::new).map_err(|e| e.to_string()));
+        if let Err(why) = &embeddings {
+            tracing::warn!(%why, "embeddings and rerank are unavailable");
+        }
+        let speech = Espeak::detect(&config.tts_program)
+            .await
+            .map_err(|e| e.to_string());
+        if let Err(why) = &speech {
+            tracing::warn!(%why, "text to speech is unavailable");
+        }
+        Self { embeddings, speech }
+    }
+}
+
+/// One service as this gateway offers it.
+#[derive(Debug, Clone)]
+pub struct Offered {
+    /// The catalog entry.
+    pub def: &'static ServiceDef,
+    /// Its price per unit.
+    pub price: Price,
+    /// Its upstream, for LLM services.
+    pub upstream: Option<Upstream>,
+    /// `Err(why)` when it cannot run here.
+    pub available: Result<(), String>,
+}
+
+impl Offered {
+    /// The model (or engine) that runs it, for the catalog.
+    pub fn model(&self) -> Option<String> {
+        match self.def.backend {
+            BackendKind::Embeddings => Some(embed::MODEL_NAME.to_owned()),
+            BackendKind::Rerank => Some(format!("{} (bi-encoder)", embed::MODEL_NAME)),
+            BackendKind::Documents => Some("pdf-extract + lopdf, docx-rs, html2text".to_owned()),
+            BackendKind::Speech => Some("espeak-ng".to_owned()),
+            BackendKind::Chat => self.upstream.as_ref().map(|u| u.model().to_owned()),
+            BackendKind::None => None,
+        }
+    }
+}
+
+/// Every service, by key.
+#[derive(Debug, Clone)]
+pub struct Registry {
+    services: BTreeMap<&'static str, Offered>,
+}
+
+impl Registry {
+    /// The catalog with `config`'s prices and upstreams, and availability from `backends`.
+    pub fn new(config: &GatewayConfig, backends: &Backends) -> Result<Self, ConfigError> {
+        let mut services = BTreeMap::new();
+        for def in SERVICES {
+            let settings = config.services.get(def.key).cloned().unwrap_or_default();
+            let price_text = settings.price.as_deref().unwrap_or(def.price);
+            let price: Price = price_text.parse().map_err(|e: x402_proto::AmountError| {
+                ConfigError::Invalid {
+                    key: format!("services.{}.price", def.key),
+                    message: e.to_string(),
+                }
+            })?;
+            let mut missing_key = None;
+            let upstream = match &settings.upstream {
+                Some(u) => {
+                    let key = match &u.api_key_env {
+                        Some(var) => match std::env::var(var) {
+                            Ok(key) => Some(key),
+                            Err(_) => {
+                                missing_key = Some(format!(
+                                    "the upstream's API key variable {var} is not set"
+                                ));
+                                None
+                            }
+                        },
+                        None => None,
+                    };
+                    let timeout = Duration::from_millis(config.limits.upstream_timeout_ms);
+                    Some(Upstream::new(&u.base_url, key, &u.model, timeout).map_err(|e| {
+                        ConfigError::Invalid {
+                            key: format!("services.{}.upstream", def.key),
+                            message: e.to_string(),
+                        }
+                    })?)
+                }
+                None => None,
+            };
+            let available = if !settings.enabled {
+                Err("disabled in this gateway's configuration".to_owned())
+            } else if let Some(why) = missing_key {
+                Err(why)
+            } else {
+                match def.backend {
+                    BackendKind::Embeddings | BackendKind::Rerank => {
+                        backends.embeddings.as_ref().map(|_| ()).map_err(Clone::clone)
+                    }
+                    BackendKind::Speech => backends.speech.as_ref().map(|_| ()).map_err(Clone::clone),
+                    BackendKind::Documents => Ok(()),
+                    BackendKind::Chat if upstream.is_some() => Ok(()),
+                    BackendKind::Chat => Err(format!(
+                        "no upstream configured: set [services.{}.upstream] base_url and model (any OpenAI-compatible API)",
+                        def.key
+                    )),
+                    BackendKind::None => Err(format!(
+                        "no backend: this gateway has no local {} model and no upstream adapter for it",
+                        def.category
+                    )),
+                }
+            };
+            services.insert(
+                def.key,
+                Offered {
+                    def,
+                    price,
+                    upstream,
+                    available,
+                },
+            );
+        }
+        Ok(Self { services })
+    }
+
+    /// The service `key` names (by key or alias).
+    pub fn get(&self, key: &str) -> Option<&Offered> {
+        crate::catalog::lookup(key).and_then(|def| self.services.get(def.key))
+    }
+
+    /// Every service, in key order.
+    pub fn all(&self) -> impl Iterator<Item = &Offered> {
+        self.services.values()
+    }
+
+    /// Keys of the services that can run here.
+    pub fn available_keys(&self) -> Vec<&'static str> {
+        self.all()
+            .filter(|o| o.available.is_ok())
+            .map(|o| o.def.key)
+            .collect()
+    }
+
+    /// `GET /catalog`.
+    pub fn catalog(&self, decimals: u8) -> Value {
+        let services: Vec<Value> = SERVICES
+            .iter()
+            .filter_map(|def| self.services.get(def.key))
+            .map(|o| catalog_entry(o, decimals))
+            .collect();
+        json!({
+            "active_endpoints": self.available_keys().len(),
+            "currency": "USD (paid in USDC with x402)",
+            "services": services,
+        })
+    }
+}
+
+#[derive(Serialize)]
+struct Pricing<'a> {
+    unit: Unit,
+    per: &'a str,
+    price_usd: &'a str,
+}
+
+fn catalog_entry(offered: &Offered, decimals: u8) -> Value {
+    let def = offered.def;
+    let default_cost = offered
+        .price
+        .scaled_to_atomic(decimals, def.unit.per(), def.unit.per())
+        .map(|a| a.to_human(decimals))
+        .unwrap_or_default();
+    let mut entry = json!({
+        "key": def.key,
+        "aliases": def.aliases,
+        "name": def.name,
+        "category": def.category,
+        "pricing": Pricing { unit: def.unit, per: def.unit.label(), price_usd: offered.price.as_str() },
+        "default_cost_usd": default_cost,
+        "models": offered.model().into_iter().collect::<Vec<_>>(),
+        "backend": match def.backend {
+            BackendKind::Chat => "upstream",
+            BackendKind::None => "none",
+            _ => "local",
+        },
+        "available": offered.available.is_ok(),
+    });
+    if let Err(why) = &offered.available {
+        entry["unavailable_reason"] = Value::String(why.clone());
+    }
+    entry
+}

@@ -1,0 +1,128 @@
+//! LLM services through an OpenAI-compatible upstream: a small server started inside the test
+//! stands in for Groq/OpenAI (the only thing mocked, as it costs money). Paid chat completions
+//! (plain and streamed), GPU-Bridge `/run` for `llm-*`, and an upstream failure not charged.
+
+mod common;
+
+use std::sync::{Arc, Mutex};
+
+use alloy::primitives::U256;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::post;
+use axum::{Json, Router};
+use common::Stack;
+use serde_json::{Value, json};
+use x402_testkit::{Wire, receipt_of};
+
+/// What the upstream was asked, for assertions.
+type Seen = Arc<Mutex<Vec<Value>>>;
+
+async fn start_upstream() -> (String, Seen) {
+    let seen: Seen = Arc::default();
+    let log = seen.clone();
+    let app = Router::new().route(
+        "/v1/chat/completions",
+        post(move |headers: axum::http::HeaderMap, Json(request): Json<Value>| {
+            let log = log.clone();
+            async move {
+                log.lock().unwrap().push(json!({"request": request, "auth": headers.get("authorization").map(|v| v.to_str().unwrap().to_owned())}));
+                let last = request["messages"].as_array().unwrap().last().unwrap()["content"].as_str().unwrap().to_owned();
+                if last == "fail" {
+                    return (StatusCode::INTERNAL_SERVER_ERROR, "upstream on fire").into_response();
+                }
+                if request["stream"] == json!(true) {
+                    let mut events = String::new();
+                    for word in ["Hello", " from", " upstream"] {
+                        let chunk = json!({"object": "chat.completion.chunk", "model": request["model"], "choices": [{"index": 0, "delta": {"content": word}}]});
+                        events.push_str(&format!("data: {chunk}\n\n"));
+                    }
+                    events.push_str("data: [DONE]\n\n");
+                    return ([("content-type", "text/event-stream")], events).into_response();
+                }
+                Json(json!({
+                    "id": "chatcmpl-1",
+                    "object": "chat.completion",
+                    "model": request["model"],
+                    "choices": [{"index": 0, "message": {"role": "assistant", "content": format!("echo: {last}")}, "finish_reason": "stop"}],
+                    "usage": {"prompt_tokens": 9, "completion_tokens": 3, "total_tokens": 12},
+                }))
+                .into_response()
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/v1", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (url, seen)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_completions_are_paid_and_passed_through() {
+    let (upstream, seen) = start_upstream().await;
+    // The key is read from the environment; cargo sets CARGO_PKG_NAME for test runs, which
+    // spares an unsafe `set_var` (the workspace forbids unsafe code).
+    let stack = Stack::start(&format!(
+        "[services.llm-4090]\nprice = \"0.001\"\n[services.llm-4090.upstream]\nbase_url = \"{upstream}\"\nmodel = \"tiny-test-model\"\napi_key_env = \"CARGO_PKG_NAME\"\n\
+         [services.llm-stream.upstream]\nbase_url = \"{upstream}\"\nmodel = \"tiny-test-model\"\n"
+    ))
+    .await;
+    let start = stack.pay_to_balance().await;
+
+    // OpenAI route, by upstream model name; the price covers the prompt estimate + max_tokens.
+    let request = json!({"model": "tiny-test-model", "messages": [{"role": "user", "content": "hi there"}], "max_tokens": 100});
+    let (response, amount) = stack.pay_post("/v1/chat/completions", &request, 0, Wire::V2).await;
+    assert_eq!(response.status(), 200);
+    assert!(receipt_of(response.headers()).unwrap().success);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["choices"][0]["message"]["content"], "echo: hi there");
+    let prompt_tokens = serde_json::to_string(&request["messages"]).unwrap().len().div_ceil(4) as u64;
+    // $0.001 per 1K tokens, in micro-USDC: one per token.
+    assert_eq!(amount, U256::from(prompt_tokens + 100));
+    let asked = seen.lock().unwrap().last().unwrap().clone();
+    assert_eq!(asked["request"]["model"], "tiny-test-model");
+    assert_eq!(asked["request"]["max_tokens"], 100);
+    assert_eq!(asked["auth"], "Bearer x402-gateway");
+
+    // Streamed: the event stream is passed through as it came.
+    let request = json!({"model": "llm-4090", "messages": [{"role": "user", "content": "stream please"}], "stream": true});
+    let (response, _) = stack.pay_post("/v1/chat/completions", &request, 1, Wire::V2).await;
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(receipt_of(response.headers()).unwrap().success);
+    let events = response.text().await.unwrap();
+    assert!(events.contains("\" upstream\""), "{events}");
+    assert!(events.trim_end().ends_with("data: [DONE]"), "{events}");
+
+    // GPU-Bridge /run shape for an LLM service.
+    let (response, _) = stack
+        .pay_post("/run", &json!({"service": "llm-4090", "input": {"prompt": "say hi", "max_tokens": 20}}), 2, Wire::V1)
+        .await;
+    assert_eq!(response.status(), 200);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["output"]["text"], "echo: say hi");
+    assert_eq!(body["output"]["usage"]["total_tokens"], 12);
+
+    // An upstream failure is a 502 and is not charged.
+    let before = stack.pay_to_balance().await;
+    let (response, _) = stack
+        .pay_post("/run", &json!({"service": "llm-4090", "input": {"prompt": "fail"}}), 3, Wire::V2)
+        .await;
+    assert_eq!(response.status(), 502);
+    assert!(receipt_of(response.headers()).is_none());
+    assert_eq!(stack.pay_to_balance().await, before);
+
+    // Unknown models are refused before payment, naming the ones served.
+    let response = stack
+        .http
+        .post(format!("{}/v1/chat/completions", stack.url))
+        .json(&json!({"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(body["models"].as_array().unwrap().contains(&json!("tiny-test-model")), "{body}");
+
+    assert!(stack.pay_to_balance().await > start);
+}

@@ -1,0 +1,75 @@
+//! Interop: the official `@x402/fetch` client (npm 2.27.0, pinned in `tools/`) pays
+//! `POST /run` on our gateway for embeddings and for pdf-parse, gets the real result and a
+//! receipt, and the payee's balance moves on anvil.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use alloy::primitives::U256;
+use base64::Engine;
+use common::{Stack, testdata};
+use serde_json::{Value, json};
+
+fn fetch_client() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools");
+    assert!(
+        dir.join("node_modules/@x402/fetch").exists(),
+        "the official SDKs are not installed: run scripts/install-tools.sh"
+    );
+    dir.join("interop/fetch-client.mjs")
+}
+
+async fn official_post(stack: &Stack, payer: usize, body: Value) -> Value {
+    let key = stack.payer(payer).to_bytes().to_string();
+    let url = format!("{}/run", stack.url);
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("node")
+            .arg(fetch_client())
+            .env("URL", url)
+            .env("METHOD", "POST")
+            .env("BODY", body.to_string())
+            .env("PRIVATE_KEY", key)
+            .stderr(Stdio::inherit())
+            .output()
+            .expect("node runs")
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "fetch-client failed");
+    serde_json::from_slice(&output.stdout).expect("one JSON line")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_fetch_client_pays_for_embeddings_and_documents() {
+    let stack = Stack::start("").await;
+    let before = stack.pay_to_balance().await;
+
+    let result = official_post(
+        &stack,
+        5,
+        json!({"service": "embed-l4", "input": {"texts": ["x402 pays per call", "agents pay their own way"]}}),
+    )
+    .await;
+    assert_eq!(result["status"], 200, "{result}");
+    assert_eq!(result["paymentResponse"]["success"], true, "{result}");
+    let vectors = result["body"]["output"]["embeddings"].as_array().unwrap();
+    assert_eq!(vectors.len(), 2);
+    assert_eq!(vectors[0].as_array().unwrap().len(), 384);
+    let after_embeddings = stack.pay_to_balance().await;
+    assert!(after_embeddings > before);
+
+    let pdf = base64::engine::general_purpose::STANDARD.encode(testdata("hello.pdf"));
+    let result = official_post(
+        &stack,
+        6,
+        json!({"service": "pdf-parse", "input": {"file_base64": pdf, "filename": "invoice.pdf"}}),
+    )
+    .await;
+    assert_eq!(result["status"], 200, "{result}");
+    assert_eq!(result["paymentResponse"]["success"], true, "{result}");
+    let text = result["body"]["output"]["text"].as_str().unwrap();
+    assert!(text.contains("Total due: 12.50 USDC"), "{text}");
+    assert_eq!(stack.pay_to_balance().await - after_embeddings, U256::from(2000));
+}

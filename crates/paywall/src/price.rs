@@ -1,0 +1,274 @@
+//! What a route charges: the accepted ways to pay, and a price fixed per route or quoted
+//! from each request before any work is done.
+
+use std::fmt;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use http::StatusCode;
+use http::request::Parts;
+use serde_json::{Value, json};
+use x402_proto::{AmountError, Network, Price, Scheme, TokenAmount, v2};
+
+/// One way to pay that a paywall accepts: an asset on a network, paid to an address.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PaymentOption {
+    /// The CAIP-2 network (`eip155:8453`).
+    pub network: Network,
+    /// The token address.
+    pub asset: String,
+    /// The token's decimals, so USD prices become atomic units.
+    pub decimals: u8,
+    /// Who is paid.
+    pub pay_to: String,
+    /// The token's EIP-712 domain `name`, for clients to sign against.
+    pub eip712_name: String,
+    /// The token's EIP-712 domain `version`.
+    pub eip712_version: String,
+    /// How long a signed payment stays valid.
+    pub max_timeout_seconds: u64,
+}
+
+impl PaymentOption {
+    /// The `exact` requirements for `amount` atomic units of this option's asset.
+    pub fn requirements(&self, amount: TokenAmount) -> v2::PaymentRequirements {
+        v2::PaymentRequirements {
+            scheme: Scheme::EXACT,
+            network: self.network.clone(),
+            amount,
+            asset: self.asset.clone(),
+            pay_to: self.pay_to.clone(),
+            max_timeout_seconds: self.max_timeout_seconds,
+            extra: Some(json!({"name": self.eip712_name, "version": self.eip712_version})),
+        }
+    }
+}
+
+/// When a route settles the payment relative to running its handler.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SettleTiming {
+    /// Verify, run the handler, and settle only if it succeeded (status < 400). The client is
+    /// never charged for a failed request. The default.
+    #[default]
+    AfterHandler,
+    /// Verify and settle, then run the handler: for long jobs whose result is delivered
+    /// later, where the work must not start before the money has moved.
+    BeforeHandler,
+}
+
+/// A price in USD for one request: a flat amount, or a rate times a number of units.
+/// Converted to each accepted asset's atomic units, rounded up to whole units.
+#[derive(Clone, Debug)]
+pub struct Quote {
+    usd: Price,
+    units: u64,
+    per: u64,
+    settle: Option<SettleTiming>,
+    description: Option<String>,
+    extensions: http::Extensions,
+}
+
+impl Quote {
+    /// A flat price.
+    pub fn usd(price: Price) -> Self {
+        Self::per_unit(price, 1, 1)
+    }
+
+    /// `rate` for every `per` units, times `units` (`$0.0001` per 1000 tokens × 2500 tokens).
+    pub fn per_unit(rate: Price, units: u64, per: u64) -> Self {
+        Self {
+            usd: rate,
+            units,
+            per,
+            settle: None,
+            description: None,
+            extensions: http::Extensions::new(),
+        }
+    }
+
+    /// Settles this request before the handler runs, whatever the route's default.
+    pub fn settle_before_handler(mut self) -> Self {
+        self.settle = Some(SettleTiming::BeforeHandler);
+        self
+    }
+
+    /// Describes what this request buys, in the challenge.
+    pub fn describe(mut self, description: impl Into<String>) -> Self {
+        self.description = Some(description.into());
+        self
+    }
+
+    /// Hands `value` (say, the parsed and validated input) to the handler as a request
+    /// extension, so it is not parsed twice.
+    pub fn with_extension<T: Clone + Send + Sync + 'static>(mut self, value: T) -> Self {
+        self.extensions.insert(value);
+        self
+    }
+
+    /// The price in atomic units of an asset with `decimals` decimals.
+    pub fn atomic(&self, decimals: u8) -> Result<TokenAmount, AmountError> {
+        self.usd.scaled_to_atomic(decimals, self.units, self.per)
+    }
+
+    /// The price in USD as a decimal string, to the precision of `decimals`.
+    pub fn usd_string(&self, decimals: u8) -> Option<String> {
+        self.atomic(decimals).ok().map(|a| a.to_human(decimals))
+    }
+
+    pub(crate) fn settle_timing(&self) -> Option<SettleTiming> {
+        self.settle
+    }
+
+    pub(crate) fn description(&self) -> Option<&str> {
+        self.description.as_deref()
+    }
+
+    pub(crate) fn take_extensions(&mut self) -> http::Extensions {
+        std::mem::take(&mut self.extensions)
+    }
+}
+
+/// A request refused before payment: bad input, answered with `status` and a JSON `body`
+/// that says what to fix. No money is asked for or taken.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Rejection {
+    /// The status (400 unless said otherwise).
+    pub status: StatusCode,
+    /// The JSON body; always has an `error` string.
+    pub body: Value,
+}
+
+impl Rejection {
+    /// A 400 whose body is `{"error": message}`.
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            body: json!({"error": message.into()}),
+        }
+    }
+
+    /// The same rejection with another status.
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = status;
+        self
+    }
+
+    /// The same rejection with `key: value` added to the body (a `hint`, the valid choices).
+    pub fn with(mut self, key: &str, value: impl Into<Value>) -> Self {
+        if let Value::Object(map) = &mut self.body {
+            map.insert(key.to_owned(), value.into());
+        }
+        self
+    }
+}
+
+type QuoteFn = dyn Fn(&Parts, &Bytes) -> Result<Quote, Rejection> + Send + Sync;
+
+/// What a route charges and how.
+#[derive(Clone)]
+pub struct RoutePrice {
+    pricing: Pricing,
+    pub(crate) description: String,
+    pub(crate) mime_type: Option<String>,
+    pub(crate) settle: SettleTiming,
+}
+
+#[derive(Clone)]
+enum Pricing {
+    Fixed(Quote),
+    Computed(Arc<QuoteFn>),
+}
+
+impl fmt::Debug for RoutePrice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let pricing = match &self.pricing {
+            Pricing::Fixed(quote) => format!("fixed {:?}", quote.usd.as_str()),
+            Pricing::Computed(_) => "computed from the request".to_owned(),
+        };
+        f.debug_struct("RoutePrice")
+            .field("pricing", &pricing)
+            .field("description", &self.description)
+            .field("settle", &self.settle)
+            .finish()
+    }
+}
+
+impl RoutePrice {
+    /// The same USD price for every request.
+    pub fn fixed(usd: Price) -> Self {
+        Self::with_pricing(Pricing::Fixed(Quote::usd(usd)))
+    }
+
+    /// A price quoted from each request, body included, before anything is paid or run.
+    /// The function validates the input too: its [`Rejection`] is sent as is.
+    pub fn computed(
+        quote: impl Fn(&Parts, &Bytes) -> Result<Quote, Rejection> + Send + Sync + 'static,
+    ) -> Self {
+        Self::with_pricing(Pricing::Computed(Arc::new(quote)))
+    }
+
+    fn with_pricing(pricing: Pricing) -> Self {
+        Self {
+            pricing,
+            description: String::new(),
+            mime_type: Some("application/json".to_owned()),
+            settle: SettleTiming::AfterHandler,
+        }
+    }
+
+    /// What the route sells, shown in the challenge and the HTML paywall.
+    pub fn description(mut self, description: impl Into<String>) -> Self {
+        self.description = description.into();
+        self
+    }
+
+    /// The media type of what the route returns.
+    pub fn mime_type(mut self, mime_type: impl Into<String>) -> Self {
+        self.mime_type = Some(mime_type.into());
+        self
+    }
+
+    /// Settle before running the handler (for long jobs).
+    pub fn settle_before_handler(mut self) -> Self {
+        self.settle = SettleTiming::BeforeHandler;
+        self
+    }
+
+    pub(crate) fn quote(&self, parts: &Parts, body: &Bytes) -> Result<Quote, Rejection> {
+        match &self.pricing {
+            Pricing::Fixed(quote) => Ok(quote.clone()),
+            Pricing::Computed(quote) => quote(parts, body),
+        }
+    }
+
+    /// Whether the price depends on the body (so the body must be read first).
+    pub(crate) fn reads_body(&self) -> bool {
+        matches!(self.pricing, Pricing::Computed(_))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_convert_with_each_assets_decimals() {
+        let quote = Quote::per_unit("0.003".parse().unwrap(), 1500, 1000);
+        assert_eq!(quote.atomic(6).unwrap(), TokenAmount::from_atomic(4500));
+        assert_eq!(quote.usd_string(6).as_deref(), Some("0.0045"));
+        assert_eq!(
+            quote.atomic(18).unwrap(),
+            TokenAmount::from_atomic(4_500_000_000_000_000)
+        );
+    }
+
+    #[test]
+    fn rejections_carry_hints() {
+        let rejection = Rejection::bad_request("unknown service \"x\"")
+            .with("available_services", vec!["embed-l4"])
+            .with_status(StatusCode::NOT_FOUND);
+        assert_eq!(rejection.status, StatusCode::NOT_FOUND);
+        assert_eq!(rejection.body["available_services"][0], "embed-l4");
+        assert_eq!(rejection.body["error"], "unknown service \"x\"");
+    }
+}

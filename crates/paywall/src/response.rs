@@ -1,0 +1,322 @@
+//! Every response the paywall writes itself: the 402 challenge (v2 header, v1 JSON body or
+//! an HTML page), settlement failures, 503 when no facilitator answers, and input refusals.
+
+use axum::body::Body;
+use http::request::Parts;
+use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
+use serde_json::json;
+use x402_proto::{
+    FacilitatorError, SettleResponse, V1, V2, encode_header, headers, v1, v2,
+};
+
+use crate::price::{PaymentOption, Quote, Rejection, RoutePrice};
+use crate::service::SettleFailure;
+
+/// The headers a browser script must be allowed to read.
+const EXPOSED: &str = "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE";
+
+/// Lets cross-origin scripts read the payment headers of any paywalled response.
+pub(crate) fn expose_payment_headers(headers: &mut HeaderMap) {
+    headers.insert(
+        header::ACCESS_CONTROL_EXPOSE_HEADERS,
+        HeaderValue::from_static(EXPOSED),
+    );
+}
+
+/// The receipt header that answers the payment header a client used.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ReceiptHeader {
+    /// `X-PAYMENT` → `X-PAYMENT-RESPONSE`.
+    V1,
+    /// `PAYMENT-SIGNATURE` → `PAYMENT-RESPONSE`.
+    V2,
+}
+
+impl ReceiptHeader {
+    pub(crate) fn request_header(self) -> &'static str {
+        match self {
+            Self::V1 => headers::X_PAYMENT,
+            Self::V2 => headers::PAYMENT_SIGNATURE,
+        }
+    }
+
+    fn name(self) -> HeaderName {
+        HeaderName::from_static(match self {
+            Self::V1 => "x-payment-response",
+            Self::V2 => "payment-response",
+        })
+    }
+
+    pub(crate) fn attach(self, headers: &mut HeaderMap, receipt: &SettleResponse) {
+        if let Ok(value) = HeaderValue::from_str(&encode_header(receipt)) {
+            headers.insert(self.name(), value);
+        }
+    }
+}
+
+/// A request's challenge: what it costs, in every accepted asset.
+#[derive(Debug)]
+pub(crate) struct Challenge {
+    resource: v2::ResourceInfo,
+    offers: Vec<(v2::PaymentRequirements, PaymentOption)>,
+    /// The price in USD, for people (the HTML page).
+    usd: Option<String>,
+}
+
+impl Challenge {
+    pub(crate) fn build(
+        options: &[PaymentOption],
+        quote: &Quote,
+        route: &RoutePrice,
+        parts: &Parts,
+        public_url: Option<&str>,
+    ) -> Result<Self, Rejection> {
+        let mut offers = Vec::with_capacity(options.len());
+        for option in options {
+            let amount = quote.atomic(option.decimals).map_err(|e| {
+                Rejection::bad_request(format!("this request cannot be priced: {e}"))
+            })?;
+            offers.push((option.requirements(amount), option.clone()));
+        }
+        let usd = options.first().and_then(|o| quote.usd_string(o.decimals));
+        let description = quote
+            .description()
+            .map(str::to_owned)
+            .or_else(|| (!route.description.is_empty()).then(|| route.description.clone()));
+        Ok(Self {
+            resource: v2::ResourceInfo {
+                url: resource_url(parts, public_url),
+                description,
+                mime_type: route.mime_type.clone(),
+            },
+            offers,
+            usd,
+        })
+    }
+
+    pub(crate) fn resource(&self) -> &v2::ResourceInfo {
+        &self.resource
+    }
+
+    pub(crate) fn offers(
+        &self,
+    ) -> impl Iterator<Item = (&v2::PaymentRequirements, &PaymentOption)> {
+        self.offers.iter().map(|(offer, option)| (offer, option))
+    }
+
+    /// A 402 saying `error`: the v2 challenge in `PAYMENT-REQUIRED`, and as the body either
+    /// the v1 challenge (JSON) or, for browsers, an HTML page.
+    pub(crate) fn respond(
+        &self,
+        error: &str,
+        request_headers: &HeaderMap,
+        receipt: Option<(ReceiptHeader, &SettleResponse)>,
+    ) -> Response<Body> {
+        let v2_challenge = v2::PaymentRequired {
+            x402_version: V2::default(),
+            error: Some(error.to_owned()),
+            resource: self.resource.clone(),
+            accepts: self.offers.iter().map(|(offer, _)| offer.clone()).collect(),
+            extensions: None,
+        };
+        let v1_challenge = v1::PaymentRequired {
+            x402_version: V1::default(),
+            error: Some(error.to_owned()),
+            accepts: self
+                .offers
+                .iter()
+                .filter_map(|(offer, _)| v1::PaymentRequirements::from_v2(offer, &self.resource))
+                .collect(),
+            payer: receipt.and_then(|(_, r)| r.payer.clone()),
+        };
+        let (content_type, body) = if wants_html(request_headers) {
+            ("text/html; charset=utf-8", Body::from(self.html(error)))
+        } else {
+            (
+                "application/json",
+                Body::from(serde_json::to_vec(&v1_challenge).unwrap_or_default()),
+            )
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = StatusCode::PAYMENT_REQUIRED;
+        let headers = response.headers_mut();
+        headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        if let Ok(value) = HeaderValue::from_str(&encode_header(&v2_challenge)) {
+            headers.insert(HeaderName::from_static("payment-required"), value);
+        }
+        if let Some((kind, receipt)) = receipt {
+            kind.attach(headers, receipt);
+        }
+        response
+    }
+
+    /// The answer when settlement did not succeed: 402 with the failed receipt, or 503 when
+    /// no facilitator answered. Never the handler's body.
+    pub(crate) fn settle_failed(
+        &self,
+        failure: SettleFailure,
+        request_headers: &HeaderMap,
+        kind: ReceiptHeader,
+    ) -> Response<Body> {
+        match failure {
+            SettleFailure::Unavailable(error) => unavailable(&error),
+            SettleFailure::Refused(receipt) => {
+                let reason = receipt
+                    .error_reason
+                    .as_ref()
+                    .map(ToString::to_string)
+                    .unwrap_or_else(|| "settlement_failed".to_owned());
+                let message = match &receipt.error_message {
+                    Some(message) => format!("{reason}: {message}"),
+                    None => reason,
+                };
+                self.respond(&message, request_headers, Some((kind, &receipt)))
+            }
+        }
+    }
+
+    fn html(&self, error: &str) -> String {
+        let what = self
+            .resource
+            .description
+            .as_deref()
+            .unwrap_or("this resource");
+        let price = self
+            .usd
+            .as_deref()
+            .map(|usd| format!("${usd}"))
+            .unwrap_or_else(|| "a small payment".to_owned());
+        let rows: String = self
+            .offers
+            .iter()
+            .map(|(offer, option)| {
+                format!(
+                    "<tr><td>{}</td><td>{} atomic units of <code>{}</code></td><td><code>{}</code></td></tr>",
+                    escape(offer.network.as_str()),
+                    escape(&offer.amount.to_string()),
+                    escape(&option.asset),
+                    escape(&offer.pay_to),
+                )
+            })
+            .collect();
+        format!(
+            "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><title>Payment required</title>\
+             <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
+             <style>body{{font-family:system-ui,sans-serif;max-width:44rem;margin:3rem auto;padding:0 1rem;color:#222}}\
+             code{{font-size:.85em;word-break:break-all}}table{{border-collapse:collapse}}td,th{{border:1px solid #ccc;padding:.4rem;text-align:left}}</style>\
+             </head><body><h1>Payment required</h1>\
+             <p>{what} costs <strong>{price}</strong> in USDC, paid per request with the \
+             <a href=\"https://x402.org\">x402</a> protocol.</p>\
+             <p>{error}</p>\
+             <table><tr><th>Network</th><th>Amount</th><th>Pay to</th></tr>{rows}</table>\
+             <p>Pay with any x402 client (for example <code>@x402/fetch</code> or <code>x402 pay</code>): \
+             it reads the <code>PAYMENT-REQUIRED</code> header of this response, signs a USDC \
+             authorization and retries with it.</p>\
+             <p>Resource: <code>{url}</code></p></body></html>\n",
+            what = escape(what),
+            price = escape(&price),
+            error = escape(error),
+            url = escape(&self.resource.url),
+        )
+    }
+}
+
+/// Whether the client is a browser asking for a page.
+fn wants_html(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"))
+}
+
+fn resource_url(parts: &Parts, public_url: Option<&str>) -> String {
+    let path = parts
+        .uri
+        .path_and_query()
+        .map(|p| p.as_str())
+        .unwrap_or("/");
+    match public_url {
+        Some(base) => format!("{}{path}", base.trim_end_matches('/')),
+        None => {
+            let host = parts
+                .headers
+                .get(header::HOST)
+                .and_then(|v| v.to_str().ok())
+                .or_else(|| parts.uri.authority().map(|a| a.as_str()))
+                .unwrap_or("localhost");
+            format!("http://{host}{path}")
+        }
+    }
+}
+
+fn escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '&' => out.push_str("&amp;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&#39;"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// 503: no facilitator answered, so nothing can be verified or settled and nothing is served.
+pub(crate) fn unavailable(error: &FacilitatorError) -> Response<Body> {
+    tracing::warn!(%error, "payment facilitator unavailable; refusing to serve");
+    let body = json!({
+        "error": "the payment facilitator is unavailable; nothing was charged, try again shortly",
+        "detail": error.to_string(),
+        "retryable": error.is_retryable(),
+    });
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = StatusCode::SERVICE_UNAVAILABLE;
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    response
+}
+
+/// A refusal of the input, before any payment.
+pub(crate) fn rejection(rejection: Rejection) -> Response<Body> {
+    let mut response = Response::new(Body::from(rejection.body.to_string()));
+    *response.status_mut() = rejection.status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn html_is_escaped() {
+        assert_eq!(escape("<b>\"x\" & 'y'</b>"), "&lt;b&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/b&gt;");
+    }
+
+    #[test]
+    fn resource_urls_prefer_the_public_base() {
+        let (parts, ()) = http::Request::builder()
+            .uri("/run?x=1")
+            .header("host", "127.0.0.1:9000")
+            .body(())
+            .unwrap()
+            .into_parts();
+        assert_eq!(resource_url(&parts, None), "http://127.0.0.1:9000/run?x=1");
+        assert_eq!(
+            resource_url(&parts, Some("https://api.example.com/")),
+            "https://api.example.com/run?x=1"
+        );
+    }
+}

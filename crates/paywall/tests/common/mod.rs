@@ -1,0 +1,165 @@
+//! A shop behind the paywall on a dev chain: our facilitator (in process or over HTTP) and
+//! an axum app with a few priced routes.
+#![allow(dead_code, unreachable_pub)]
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256};
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use serde_json::{Value, json};
+use tempfile::TempDir;
+use x402_facilitator::{FacilitatorConfig, RunningFacilitator};
+use x402_paywall::{Paid, PaymentOption, Paywall, PaywallConfig, Quote, Rejection, RoutePrice};
+use x402_proto::Facilitator;
+use x402_testkit::Chain;
+
+/// Price of the fixed routes, in USD, and in atomic USDC.
+pub const PRICE: &str = "$0.01";
+pub const PRICE_ATOMIC: u64 = 10_000;
+
+pub struct Shop {
+    pub chain: Chain,
+    pub facilitator: Option<RunningFacilitator>,
+    pub url: String,
+    pub http: reqwest::Client,
+    pub dir: TempDir,
+}
+
+/// The accepted option for the devnet's USDC, paid to its payee.
+pub fn option(chain: &Chain) -> PaymentOption {
+    let requirements = chain.requirements(1);
+    let extra = requirements.extra.unwrap();
+    PaymentOption {
+        network: requirements.network,
+        asset: requirements.asset,
+        decimals: 6,
+        pay_to: requirements.pay_to,
+        eip712_name: extra["name"].as_str().unwrap().to_owned(),
+        eip712_version: extra["version"].as_str().unwrap().to_owned(),
+        max_timeout_seconds: 120,
+    }
+}
+
+/// The shop's routes behind `paywall`.
+pub fn app(paywall: &Paywall) -> Router {
+    let fixed = || RoutePrice::fixed(PRICE.parse().unwrap()).description("Today's weather");
+    let priced = RoutePrice::computed(|_, body| {
+        let request: Value = serde_json::from_slice(body)
+            .map_err(|e| Rejection::bad_request(format!("body is not JSON: {e}")))?;
+        let units = request["units"]
+            .as_u64()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| Rejection::bad_request("units must be a positive integer"))?;
+        Ok(Quote::per_unit("0.001".parse().unwrap(), units, 1).with_extension(units))
+    });
+    Router::new()
+        .route(
+            "/weather",
+            get(|Extension(paid): Extension<Paid>| async move {
+                Json(json!({
+                    "report": "sunny",
+                    "payer": paid.payer(),
+                    "amount": paid.amount_human(),
+                    "version": paid.version(),
+                }))
+            })
+            .layer(paywall.layer(fixed())),
+        )
+        .route(
+            "/fail",
+            post(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "backend exploded") })
+                .layer(paywall.layer(fixed())),
+        )
+        .route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_millis(700)).await;
+                "slow but paid"
+            })
+            .layer(paywall.layer(fixed())),
+        )
+        .route(
+            "/priced",
+            post(|Extension(units): Extension<u64>, Extension(paid): Extension<Paid>| async move {
+                Json(json!({"units": units, "charged": paid.amount_human()}))
+            })
+            .layer(paywall.layer(priced)),
+        )
+        .route(
+            "/job",
+            post(|Extension(paid): Extension<Paid>| async move {
+                Json(json!({"transaction": paid.transaction()}))
+            })
+            .layer(paywall.layer(fixed().settle_before_handler())),
+        )
+}
+
+impl Shop {
+    /// Chain, facilitator, and the shop paid through the facilitator in process.
+    pub async fn start() -> Self {
+        let chain = Chain::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let facilitator = start_facilitator(&chain, &dir).await;
+        let in_process: Arc<dyn Facilitator> = Arc::new(facilitator.service().clone());
+        let url = serve(&chain, in_process).await;
+        Self {
+            chain,
+            facilitator: Some(facilitator),
+            url,
+            http: reqwest::Client::new(),
+            dir,
+        }
+    }
+
+    /// The same, paid through `facilitator` (say, an HTTP one).
+    pub async fn start_with(make: impl FnOnce(&RunningFacilitator) -> Arc<dyn Facilitator>) -> Self {
+        let chain = Chain::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let facilitator = start_facilitator(&chain, &dir).await;
+        let url = serve(&chain, make(&facilitator)).await;
+        Self {
+            chain,
+            facilitator: Some(facilitator),
+            url,
+            http: reqwest::Client::new(),
+            dir,
+        }
+    }
+
+    pub fn payer(&self) -> &alloy::signers::local::PrivateKeySigner {
+        &self.chain.devnet.payers()[0].signer
+    }
+
+    pub fn pay_to(&self) -> Address {
+        self.chain.devnet.pay_to().address
+    }
+
+    pub async fn pay_to_balance(&self) -> U256 {
+        self.chain.balance(self.pay_to()).await
+    }
+}
+
+async fn start_facilitator(chain: &Chain, dir: &TempDir) -> RunningFacilitator {
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n[[networks]]\nchain_id = {}\nrpc_url = \"{}\"\n",
+        dir.path().join("facilitator.db").display(),
+        chain.devnet.chain_id(),
+        chain.devnet.rpc_url(),
+    );
+    let config = FacilitatorConfig::parse(&text, std::iter::empty()).unwrap();
+    x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
+        .await
+        .expect("facilitator starts")
+}
+
+async fn serve(chain: &Chain, facilitator: Arc<dyn Facilitator>) -> String {
+    let paywall = Paywall::new(facilitator, vec![option(chain)], PaywallConfig::default()).unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let app = app(&paywall);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    url
+}

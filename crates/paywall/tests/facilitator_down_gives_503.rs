@@ -1,0 +1,47 @@
+//! With no facilitator to verify or settle, a paid route answers 503 and serves nothing.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::Shop;
+use x402_paywall::HttpFacilitator;
+use x402_proto::Facilitator;
+use x402_testkit::{Wire, payment_for};
+
+#[tokio::test]
+async fn an_unreachable_facilitator_gives_503_and_no_content() {
+    let mut shop = Shop::start_with(|running| {
+        let remote = HttpFacilitator::new(&running.url(), Duration::from_secs(10)).unwrap();
+        Arc::new(remote) as Arc<dyn Facilitator>
+    })
+    .await;
+    let url = format!("{}/weather", shop.url);
+
+    // Remote facilitator up: paying works.
+    let first = shop.http.get(&url).send().await.unwrap();
+    let (name, value) = payment_for(first, shop.payer(), Wire::V2).await;
+    let paid = shop.http.get(&url).header(name, value).send().await.unwrap();
+    assert_eq!(paid.status(), 200);
+
+    // Facilitator gone.
+    shop.facilitator.take().unwrap().shutdown().await;
+    let before = shop.pay_to_balance().await;
+    let txs_before = shop.chain.facilitator_tx_count().await;
+
+    // Asking the price needs no facilitator.
+    let first = shop.http.get(&url).send().await.unwrap();
+    assert_eq!(first.status(), 402);
+    let (name, value) = payment_for(first, shop.payer(), Wire::V2).await;
+    let response = shop.http.get(&url).header(name, value).send().await.unwrap();
+    assert_eq!(response.status(), 503);
+    assert_eq!(response.headers()["retry-after"], "5");
+    assert_eq!(response.headers()["cache-control"], "no-store");
+    let body = response.text().await.unwrap();
+    assert!(body.contains("facilitator is unavailable"), "{body}");
+    assert!(!body.contains("sunny"), "{body}");
+
+    assert_eq!(shop.pay_to_balance().await, before);
+    assert_eq!(shop.chain.facilitator_tx_count().await, txs_before);
+}

@@ -1,0 +1,25 @@
+//! A handler that fails (status >= 400) is passed through and its payment is never settled.
+
+mod common;
+
+use common::Shop;
+use x402_testkit::{Wire, payment_for, receipt_of};
+
+#[tokio::test]
+async fn a_failing_handler_is_not_charged() {
+    let shop = Shop::start().await;
+    let url = format!("{}/fail", shop.url);
+    let payer = shop.payer().address();
+    let payer_before = shop.chain.balance(payer).await;
+    let txs_before = shop.chain.facilitator_tx_count().await;
+
+    let first = shop.http.post(&url).send().await.unwrap();
+    let (name, value) = payment_for(first, shop.payer(), Wire::V2).await;
+    let response = shop.http.post(&url).header(name, value).send().await.unwrap();
+    assert_eq!(response.status(), 500);
+    assert!(receipt_of(response.headers()).is_none());
+    assert_eq!(response.text().await.unwrap(), "backend exploded");
+
+    assert_eq!(shop.chain.balance(payer).await, payer_before);
+    assert_eq!(shop.chain.facilitator_tx_count().await, txs_before);
+}
