@@ -179,7 +179,7 @@ impl Default for GatewayLimits {
 }
 
 /// Settings of one service.
-#[derive(Clone, Debug, Default, Deserialize)]
+#[derive(Clone, Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceConfig {
     /// Price per unit in USD, replacing the catalog default (`"0.0002"`).
@@ -195,6 +195,16 @@ pub struct ServiceConfig {
 
 fn yes() -> bool {
     true
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        Self {
+            price: None,
+            enabled: true,
+            upstream: None,
+        }
+    }
 }
 
 /// An OpenAI-compatible upstream.
