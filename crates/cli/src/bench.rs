@@ -19,6 +19,9 @@ use x402_proto::{PaymentRequest, Scheme, TokenAmount, v2};
 pub(crate) enum BenchTarget {
     /// Verify and settle throughput and latency of our facilitator over HTTP, on anvil.
     Facilitator(FacilitatorBench),
+    /// Paid requests per second through the paywall and the gateway (settled on anvil), and
+    /// the latency the paywall adds over the same route unpaid.
+    Gateway(crate::bench_gateway::GatewayBench),
 }
 
 /// Options of `x402 bench facilitator`.
@@ -68,21 +71,22 @@ impl From<Sync> for x402_facilitator::Durability {
 pub(crate) async fn run(target: BenchTarget) -> anyhow::Result<()> {
     match target {
         BenchTarget::Facilitator(args) => facilitator(args).await,
+        BenchTarget::Gateway(args) => crate::bench_gateway::run(args).await,
     }
 }
 
 #[derive(Debug, serde::Serialize)]
-struct Phase {
-    requests: usize,
-    ok: usize,
-    seconds: f64,
-    per_second: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    max_ms: f64,
+pub(crate) struct Phase {
+    pub(crate) requests: usize,
+    pub(crate) ok: usize,
+    pub(crate) seconds: f64,
+    pub(crate) per_second: f64,
+    pub(crate) p50_ms: f64,
+    pub(crate) p99_ms: f64,
+    pub(crate) max_ms: f64,
 }
 
-fn summarize(mut latencies: Vec<Duration>, ok: usize, took: Duration) -> Phase {
+pub(crate) fn summarize(mut latencies: Vec<Duration>, ok: usize, took: Duration) -> Phase {
     latencies.sort();
     let at = |q: f64| {
         latencies

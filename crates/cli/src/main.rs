@@ -2,6 +2,7 @@
 //! gateway and the paying client.
 
 mod bench;
+mod bench_gateway;
 mod dev;
 mod facilitator;
 mod gateway;

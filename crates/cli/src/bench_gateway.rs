@@ -1,0 +1,256 @@
+//! `x402 bench gateway`: paid requests per second through the paywall and the gateway, with
+//! settlement on anvil, and the latency the paywall adds over the same route unpaid.
+//!
+//! Starts anvil (automine), our facilitator (in process), the gateway with the real MiniLM
+//! model, and a one-line route served twice: unpaid, and behind the paywall. Payments are
+//! signed before the clock starts (signing is the client's work). Then, at a fixed
+//! concurrency: the unpaid route, the paywalled route's 402 challenge, the paywalled route
+//! paid (verify → handler → settle), and `POST /run` embeddings paid. The payee's on-chain
+//! balance must grow by exactly what was charged.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use alloy::primitives::U256;
+use anyhow::{Context, bail};
+use axum::routing::get;
+use serde_json::{Value, json};
+use x402_devnet::{Devnet, DevnetConfig};
+use x402_facilitator::{FacilitatorConfig, NetworkConfig};
+use x402_paywall::{PaymentOption, Paywall, PaywallConfig, RoutePrice};
+use x402_proto::{Facilitator, encode_header, v2};
+
+use crate::bench::{Phase, summarize};
+
+/// Options of `x402 bench gateway`.
+#[derive(Debug, clap::Args)]
+pub(crate) struct GatewayBench {
+    /// Requests per phase.
+    #[arg(long, default_value_t = 200)]
+    count: usize,
+    /// Requests in flight at once.
+    #[arg(long, short, default_value_t = 8)]
+    concurrency: usize,
+    /// Where scripts/install-models.sh put the models.
+    #[arg(long, value_name = "DIR", default_value = "models")]
+    models_dir: std::path::PathBuf,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// One request of a phase.
+struct Call {
+    url: String,
+    body: Option<Value>,
+    payment: Option<String>,
+}
+
+async fn drive(calls: Vec<Call>, concurrency: usize, expect: u16) -> anyhow::Result<Phase> {
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(concurrency)
+        .build()?;
+    let calls = Arc::new(calls);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..concurrency {
+        let (http, calls, next) = (http.clone(), calls.clone(), next.clone());
+        workers.spawn(async move {
+            let (mut latencies, mut ok, mut failures) = (Vec::new(), 0, Vec::new());
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(call) = calls.get(i) else { break };
+                let mut request = match &call.body {
+                    Some(body) => http.post(&call.url).json(body),
+                    None => http.get(&call.url),
+                };
+                if let Some(payment) = &call.payment {
+                    request = request.header("PAYMENT-SIGNATURE", payment);
+                }
+                let sent = Instant::now();
+                let answer = async {
+                    let response = request.send().await?;
+                    let status = response.status().as_u16();
+                    let _ = response.bytes().await?;
+                    Ok::<_, reqwest::Error>(status)
+                }
+                .await;
+                latencies.push(sent.elapsed());
+                match answer {
+                    Ok(status) if status == expect => ok += 1,
+                    Ok(status) => failures.push(format!("status {status}")),
+                    Err(error) => failures.push(error.to_string()),
+                }
+            }
+            (latencies, ok, failures)
+        });
+    }
+    let (mut latencies, mut ok) = (Vec::new(), 0);
+    for (mut l, o, failures) in workers.join_all().await {
+        latencies.append(&mut l);
+        ok += o;
+        if let Some(first) = failures.first() {
+            eprintln!("  {} failed, e.g. {first}", failures.len());
+        }
+    }
+    Ok(summarize(latencies, ok, started.elapsed()))
+}
+
+/// The v2 challenge a request gets.
+async fn challenge(http: &reqwest::Client, url: &str, body: Option<&Value>) -> anyhow::Result<v2::PaymentRequired> {
+    let request = match body {
+        Some(body) => http.post(url).json(body),
+        None => http.get(url),
+    };
+    let response = request.send().await?;
+    if response.status() != 402 {
+        bail!("{url} answered {} instead of 402", response.status());
+    }
+    let header = response
+        .headers()
+        .get("payment-required")
+        .context("402 without PAYMENT-REQUIRED")?;
+    Ok(x402_proto::decode_header(header.as_bytes())?)
+}
+
+/// `count` payments for `challenge`, signed round-robin by the dev payers.
+async fn sign(devnet: &Devnet, challenge: &v2::PaymentRequired, count: usize) -> anyhow::Result<Vec<String>> {
+    let payers = devnet.payers();
+    let now = x402_evm::unix_now();
+    let mut payments = Vec::with_capacity(count);
+    for i in 0..count {
+        let payment = x402_evm::sign_payment(
+            &payers[i % payers.len()].signer,
+            &challenge.accepts[0],
+            Some(challenge.resource.clone()),
+            now,
+        )
+        .await?;
+        payments.push(encode_header(&payment));
+    }
+    Ok(payments)
+}
+
+pub(crate) async fn run(args: GatewayBench) -> anyhow::Result<()> {
+    if args.count == 0 || args.concurrency == 0 {
+        bail!("--count and --concurrency must be at least 1");
+    }
+    eprintln!("starting anvil (automine), the facilitator and the gateway…");
+    let devnet = Devnet::start(DevnetConfig::default()).await?;
+    let dir = std::env::temp_dir().join(format!("x402-bench-gateway-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let facilitator_config = FacilitatorConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
+        database: dir.join("facilitator.db"),
+        database_sync: Default::default(),
+        signer: Default::default(),
+        auth: Default::default(),
+        limits: Default::default(),
+        networks: vec![NetworkConfig {
+            chain_id: devnet.chain_id(),
+            rpc_url: devnet.rpc_url().clone(),
+            block_time_ms: None,
+            assets: None,
+        }],
+    };
+    let facilitator = x402_facilitator::start(&facilitator_config, devnet.facilitator().signer.clone()).await?;
+    let in_process: Arc<dyn Facilitator> = Arc::new(facilitator.service().clone());
+
+    let gateway_config = x402_gateway::GatewayConfig::parse(&crate::dev::gateway_toml(&devnet, 0, &args.models_dir))?;
+    let gateway = x402_gateway::start(&gateway_config, Some(in_process.clone())).await?;
+
+    // The same one-line handler, unpaid and paywalled.
+    let token = devnet.token();
+    let option = PaymentOption {
+        network: devnet.network(),
+        asset: token.address.to_checksum(None),
+        decimals: token.decimals,
+        pay_to: devnet.pay_to().address.to_checksum(None),
+        eip712_name: token.name.clone(),
+        eip712_version: token.version.clone(),
+        max_timeout_seconds: 300,
+    };
+    let paywall = Paywall::new(in_process, vec![option], PaywallConfig::default())?;
+    let handler = || async { axum::Json(json!({"pong": true})) };
+    let app = axum::Router::new()
+        .route("/free", get(handler))
+        .route("/paid", get(handler).layer(paywall.layer(RoutePrice::fixed("$0.001".parse()?))));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let plain = format!("http://{}", listener.local_addr()?);
+    let server = tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let http = reqwest::Client::new();
+    let paid_url = format!("{plain}/paid");
+    let run_url = format!("{}/run", gateway.url());
+    let run_body = json!({"service": "embed-l4", "input": {"text": "Agents pay for their own compute, per call."}});
+    let paid_challenge = challenge(&http, &paid_url, None).await?;
+    let run_challenge = challenge(&http, &run_url, Some(&run_body)).await?;
+    eprintln!("signing {} payments…", 2 * args.count);
+    let paid_payments = sign(&devnet, &paid_challenge, args.count).await?;
+    let run_payments = sign(&devnet, &run_challenge, args.count).await?;
+    let payee = devnet.pay_to().address;
+    let balance_before = devnet.balance_of(token.address, payee).await?;
+
+    let calls = |url: &str, body: Option<&Value>, payments: Option<&[String]>| -> Vec<Call> {
+        (0..args.count)
+            .map(|i| Call {
+                url: url.to_owned(),
+                body: body.cloned(),
+                payment: payments.map(|p| p[i].clone()),
+            })
+            .collect()
+    };
+    eprintln!("running {} requests per phase at concurrency {}…", args.count, args.concurrency);
+    let free = drive(calls(&format!("{plain}/free"), None, None), args.concurrency, 200).await?;
+    let challenged = drive(calls(&paid_url, None, None), args.concurrency, 402).await?;
+    let paid = drive(calls(&paid_url, None, Some(&paid_payments)), args.concurrency, 200).await?;
+    let run = drive(calls(&run_url, Some(&run_body), Some(&run_payments)), args.concurrency, 200).await?;
+
+    let moved = devnet.balance_of(token.address, payee).await? - balance_before;
+    let expected = paid_challenge.accepts[0].amount.0 * U256::from(paid.ok)
+        + run_challenge.accepts[0].amount.0 * U256::from(run.ok);
+    let consistent = moved == expected;
+    server.abort();
+    gateway.shutdown().await;
+    facilitator.shutdown().await;
+    devnet.stop().await;
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let overhead_p50 = paid.p50_ms - free.p50_ms;
+    let report = json!({
+        "chain": "automine",
+        "count": args.count,
+        "concurrency": args.concurrency,
+        "unpaid_route": free,
+        "challenge_402": challenged,
+        "paid_route": paid,
+        "gateway_run_embeddings_paid": run,
+        "paywall_overhead_p50_ms": overhead_p50,
+        "on_chain": {"moved": moved.to_string(), "expected": expected.to_string(), "consistent": consistent},
+    });
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    } else {
+        for (name, phase) in [
+            ("unpaid route", &free),
+            ("402 challenge", &challenged),
+            ("paid route", &paid),
+            ("paid /run embed", &run),
+        ] {
+            println!(
+                "{name:16} {}/{} ok  {:8.1}/s  p50 {:7.2} ms  p99 {:7.2} ms  max {:7.2} ms",
+                phase.ok, phase.requests, phase.per_second, phase.p50_ms, phase.p99_ms, phase.max_ms
+            );
+        }
+        println!("paywall overhead (paid − unpaid, p50): {overhead_p50:.2} ms (verify + settle on anvil)");
+        println!(
+            "chain  moved {moved} atomic units (expected {expected}): {}",
+            if consistent { "consistent" } else { "MISMATCH" }
+        );
+    }
+    if !consistent {
+        bail!("on-chain total does not match the charged total");
+    }
+    Ok(())
+}
