@@ -98,7 +98,11 @@ async fn drive(calls: Vec<Call>, concurrency: usize, expect: u16) -> anyhow::Res
 }
 
 /// The v2 challenge a request gets.
-async fn challenge(http: &reqwest::Client, url: &str, body: Option<&Value>) -> anyhow::Result<v2::PaymentRequired> {
+async fn challenge(
+    http: &reqwest::Client,
+    url: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<v2::PaymentRequired> {
     let request = match body {
         Some(body) => http.post(url).json(body),
         None => http.get(url),
@@ -115,7 +119,11 @@ async fn challenge(http: &reqwest::Client, url: &str, body: Option<&Value>) -> a
 }
 
 /// `count` payments for `challenge`, signed round-robin by the dev payers.
-async fn sign(devnet: &Devnet, challenge: &v2::PaymentRequired, count: usize) -> anyhow::Result<Vec<String>> {
+async fn sign(
+    devnet: &Devnet,
+    challenge: &v2::PaymentRequired,
+    count: usize,
+) -> anyhow::Result<Vec<String>> {
     let payers = devnet.payers();
     let now = x402_evm::unix_now();
     let mut payments = Vec::with_capacity(count);
@@ -154,10 +162,15 @@ pub(crate) async fn run(args: GatewayBench) -> anyhow::Result<()> {
             assets: None,
         }],
     };
-    let facilitator = x402_facilitator::start(&facilitator_config, devnet.facilitator().signer.clone()).await?;
+    let facilitator =
+        x402_facilitator::start(&facilitator_config, devnet.facilitator().signer.clone()).await?;
     let in_process: Arc<dyn Facilitator> = Arc::new(facilitator.service().clone());
 
-    let gateway_config = x402_gateway::GatewayConfig::parse(&crate::dev::gateway_toml(&devnet, 0, &args.models_dir))?;
+    let gateway_config = x402_gateway::GatewayConfig::parse(&crate::dev::gateway_toml(
+        &devnet,
+        0,
+        &args.models_dir,
+    ))?;
     let gateway = x402_gateway::start(&gateway_config, Some(in_process.clone())).await?;
 
     // The same one-line handler, unpaid and paywalled.
@@ -173,9 +186,10 @@ pub(crate) async fn run(args: GatewayBench) -> anyhow::Result<()> {
     };
     let paywall = Paywall::new(in_process, vec![option], PaywallConfig::default())?;
     let handler = || async { axum::Json(json!({"pong": true})) };
-    let app = axum::Router::new()
-        .route("/free", get(handler))
-        .route("/paid", get(handler).layer(paywall.layer(RoutePrice::fixed("$0.001".parse()?))));
+    let app = axum::Router::new().route("/free", get(handler)).route(
+        "/paid",
+        get(handler).layer(paywall.layer(RoutePrice::fixed("$0.001".parse()?))),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let plain = format!("http://{}", listener.local_addr()?);
     let server = tokio::spawn(async move { axum::serve(listener, app).await });
@@ -201,11 +215,29 @@ pub(crate) async fn run(args: GatewayBench) -> anyhow::Result<()> {
             })
             .collect()
     };
-    eprintln!("running {} requests per phase at concurrency {}…", args.count, args.concurrency);
-    let free = drive(calls(&format!("{plain}/free"), None, None), args.concurrency, 200).await?;
+    eprintln!(
+        "running {} requests per phase at concurrency {}…",
+        args.count, args.concurrency
+    );
+    let free = drive(
+        calls(&format!("{plain}/free"), None, None),
+        args.concurrency,
+        200,
+    )
+    .await?;
     let challenged = drive(calls(&paid_url, None, None), args.concurrency, 402).await?;
-    let paid = drive(calls(&paid_url, None, Some(&paid_payments)), args.concurrency, 200).await?;
-    let run = drive(calls(&run_url, Some(&run_body), Some(&run_payments)), args.concurrency, 200).await?;
+    let paid = drive(
+        calls(&paid_url, None, Some(&paid_payments)),
+        args.concurrency,
+        200,
+    )
+    .await?;
+    let run = drive(
+        calls(&run_url, Some(&run_body), Some(&run_payments)),
+        args.concurrency,
+        200,
+    )
+    .await?;
 
     let moved = devnet.balance_of(token.address, payee).await? - balance_before;
     let expected = paid_challenge.accepts[0].amount.0 * U256::from(paid.ok)
@@ -240,10 +272,17 @@ pub(crate) async fn run(args: GatewayBench) -> anyhow::Result<()> {
         ] {
             println!(
                 "{name:16} {}/{} ok  {:8.1}/s  p50 {:7.2} ms  p99 {:7.2} ms  max {:7.2} ms",
-                phase.ok, phase.requests, phase.per_second, phase.p50_ms, phase.p99_ms, phase.max_ms
+                phase.ok,
+                phase.requests,
+                phase.per_second,
+                phase.p50_ms,
+                phase.p99_ms,
+                phase.max_ms
             );
         }
-        println!("paywall overhead (paid − unpaid, p50): {overhead_p50:.2} ms (verify + settle on anvil)");
+        println!(
+            "paywall overhead (paid − unpaid, p50): {overhead_p50:.2} ms (verify + settle on anvil)"
+        );
         println!(
             "chain  moved {moved} atomic units (expected {expected}): {}",
             if consistent { "consistent" } else { "MISMATCH" }

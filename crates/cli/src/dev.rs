@@ -101,7 +101,10 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             .context("starting the facilitator")?;
     let token = devnet.token();
     let gateway_config = gateway_config(&args, &devnet)?;
-    eprintln!("loading the gateway's models from {}…", args.models_dir.display());
+    eprintln!(
+        "loading the gateway's models from {}…",
+        args.models_dir.display()
+    );
     let in_process: std::sync::Arc<dyn x402_proto::Facilitator> =
         std::sync::Arc::new(facilitator.service().clone());
     let gateway = x402_gateway::start(&gateway_config, Some(in_process))

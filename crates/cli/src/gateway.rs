@@ -31,7 +31,10 @@ pub(crate) async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         }
         println!("  pay to:      {}", config.payment.pay_to);
         for accept in &config.payment.accepts {
-            println!("  accepts:     {} on {} ({} decimals)", accept.asset, accept.network, accept.decimals);
+            println!(
+                "  accepts:     {} on {} ({} decimals)",
+                accept.asset, accept.network, accept.decimals
+            );
         }
         return Ok(());
     }

@@ -67,8 +67,17 @@ fn process_alive(pid: u64) -> bool {
 fn run_until(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_x402"))
-        .args(["dev", "--facilitator-port", "0", "--state-dir"])
+        .args([
+            "dev",
+            "--facilitator-port",
+            "0",
+            "--gateway-port",
+            "0",
+            "--state-dir",
+        ])
         .arg(dir.path())
+        .arg("--models-dir")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -87,6 +96,7 @@ fn run_until(signal: &str) {
         "pay_to",
         "payer_private_keys",
         "facilitator_url",
+        "gateway_url",
     ] {
         assert!(state.get(key).is_some(), "dev.json lacks {key}: {state:#}");
     }
@@ -128,6 +138,11 @@ fn run_until(signal: &str) {
         supported.contains(state["facilitator_address"].as_str().unwrap()),
         "{supported}"
     );
+
+    // The gateway runs with its local models and prices them in the dev USDC.
+    let catalog = http_get(state["gateway_url"].as_str().unwrap(), "/catalog");
+    assert!(catalog.contains(r#""key":"embed-l4""#), "{catalog}");
+    assert!(catalog.contains(r#""active_endpoints":5"#), "{catalog}");
 
     let anvil_pid = state["anvil_pid"].as_u64().unwrap();
     assert!(process_alive(anvil_pid));

@@ -242,7 +242,10 @@ impl GatewayConfig {
         if !is_address(&self.payment.pay_to) {
             return Err(invalid(
                 "payment.pay_to",
-                format!("{:?} is not a 0x-prefixed 20-byte address", self.payment.pay_to),
+                format!(
+                    "{:?} is not a 0x-prefixed 20-byte address",
+                    self.payment.pay_to
+                ),
             ));
         }
         if self.payment.accepts.is_empty() {
@@ -253,10 +256,16 @@ impl GatewayConfig {
         }
         for (i, accept) in self.payment.accepts.iter().enumerate() {
             let key = |field: &str| format!("payment.accepts[{i}].{field}");
-            if Network::new(accept.network.clone()).evm_chain_id().is_none() {
+            if Network::new(accept.network.clone())
+                .evm_chain_id()
+                .is_none()
+            {
                 return Err(invalid(
                     key("network"),
-                    format!("{:?} is not an EVM network; write CAIP-2 such as \"eip155:8453\"", accept.network),
+                    format!(
+                        "{:?} is not an EVM network; write CAIP-2 such as \"eip155:8453\"",
+                        accept.network
+                    ),
                 ));
             }
             if !is_address(&accept.asset) {
@@ -280,7 +289,9 @@ impl GatewayConfig {
                 ));
             }
             if let Some(price) = &service.price {
-                price.parse::<Price>().map_err(|e| invalid(format!("services.{name}.price"), e.to_string()))?;
+                price
+                    .parse::<Price>()
+                    .map_err(|e| invalid(format!("services.{name}.price"), e.to_string()))?;
             }
             if service.upstream.is_some() && def.backend != BackendKind::Chat {
                 return Err(invalid(
@@ -290,7 +301,10 @@ impl GatewayConfig {
             }
         }
         if self.limits.max_body_bytes == 0 || self.limits.max_batch == 0 {
-            return Err(invalid("limits", "max_body_bytes and max_batch must be positive"));
+            return Err(invalid(
+                "limits",
+                "max_body_bytes and max_batch must be positive",
+            ));
         }
         Ok(())
     }
@@ -326,24 +340,54 @@ asset = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
     #[test]
     fn typos_and_bad_values_name_the_key() {
         let typo = format!("{MINIMAL}\n[limits]\nmax_body_byte = 5\n");
-        assert!(GatewayConfig::parse(&typo).unwrap_err().to_string().contains("max_body_byte"));
+        assert!(
+            GatewayConfig::parse(&typo)
+                .unwrap_err()
+                .to_string()
+                .contains("max_body_byte")
+        );
 
         let unknown = format!("{MINIMAL}\n[services.teleport-l4]\nprice = \"1\"\n");
-        assert!(GatewayConfig::parse(&unknown).unwrap_err().to_string().contains("services.teleport-l4"));
+        assert!(
+            GatewayConfig::parse(&unknown)
+                .unwrap_err()
+                .to_string()
+                .contains("services.teleport-l4")
+        );
 
         let alias = format!("{MINIMAL}\n[services.embedding-l4]\nprice = \"1\"\n");
-        assert!(GatewayConfig::parse(&alias).unwrap_err().to_string().contains("services.embed-l4"));
+        assert!(
+            GatewayConfig::parse(&alias)
+                .unwrap_err()
+                .to_string()
+                .contains("services.embed-l4")
+        );
 
         let price = format!("{MINIMAL}\n[services.embed-l4]\nprice = \"-1\"\n");
-        assert!(GatewayConfig::parse(&price).unwrap_err().to_string().contains("services.embed-l4.price"));
+        assert!(
+            GatewayConfig::parse(&price)
+                .unwrap_err()
+                .to_string()
+                .contains("services.embed-l4.price")
+        );
 
         let upstream = format!(
             "{MINIMAL}\n[services.pdf-parse.upstream]\nbase_url = \"http://x\"\nmodel = \"m\"\n"
         );
-        assert!(GatewayConfig::parse(&upstream).unwrap_err().to_string().contains("services.pdf-parse.upstream"));
+        assert!(
+            GatewayConfig::parse(&upstream)
+                .unwrap_err()
+                .to_string()
+                .contains("services.pdf-parse.upstream")
+        );
 
         let pay_to = MINIMAL.replace("0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "alice");
-        assert!(GatewayConfig::parse(&pay_to).unwrap_err().to_string().contains("payment.pay_to"));
+        assert!(
+            GatewayConfig::parse(&pay_to)
+                .unwrap_err()
+                .to_string()
+                .contains("payment.pay_to")
+        );
     }
 
     #[test]

@@ -85,7 +85,10 @@ fn backend_error(error: &BackendError) -> Response {
         BackendError::Upstream(m) => (StatusCode::BAD_GATEWAY, m.clone()),
         BackendError::Failed(m) => {
             tracing::error!(error = %m, "backend failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, "the service failed on this input; you were not charged".to_owned())
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the service failed on this input; you were not charged".to_owned(),
+            )
         }
     };
     (status, Json(json!({"error": message, "charged": false}))).into_response()
@@ -100,13 +103,19 @@ fn not_found(what: String) -> Response {
 
 fn parse_json(body: &[u8]) -> Result<Value, Rejection> {
     if body.is_empty() {
-        return Err(Rejection::bad_request("the request body is empty; send JSON"));
+        return Err(Rejection::bad_request(
+            "the request body is empty; send JSON",
+        ));
     }
     serde_json::from_slice(body)
         .map_err(|e| Rejection::bad_request(format!("the request body is not valid JSON: {e}")))
 }
 
-fn quote_run(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<x402_paywall::Quote, Rejection> {
+fn quote_run(
+    state: &AppState,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<x402_paywall::Quote, Rejection> {
     let request = parse_json(body)?;
     let Some(key) = request.get("service").and_then(Value::as_str) else {
         return Err(Rejection::bad_request("\"service\" (a string) is required, e.g. {\"service\": \"embed-l4\", \"input\": {\"text\": \"…\"}}")
@@ -118,9 +127,12 @@ fn quote_run(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<x402_
             .with("available_services", state.registry.available_keys()));
     };
     if let Err(why) = &offered.available {
-        return Err(Rejection::bad_request(format!("service {} is not available here: {why}", offered.def.key))
-            .with_status(StatusCode::SERVICE_UNAVAILABLE)
-            .with("available_services", state.registry.available_keys()));
+        return Err(Rejection::bad_request(format!(
+            "service {} is not available here: {why}",
+            offered.def.key
+        ))
+        .with_status(StatusCode::SERVICE_UNAVAILABLE)
+        .with("available_services", state.registry.available_keys()));
     }
     let input = request.get("input").cloned().unwrap_or(Value::Null);
     if input.is_null() {
@@ -134,34 +146,80 @@ fn quote_run(state: &AppState, headers: &HeaderMap, body: &[u8]) -> Result<x402_
     Ok(prepared.quote(offered))
 }
 
-fn quote_openai_embeddings(state: &AppState, body: &[u8]) -> Result<x402_paywall::Quote, Rejection> {
+fn quote_openai_embeddings(
+    state: &AppState,
+    body: &[u8],
+) -> Result<x402_paywall::Quote, Rejection> {
     let request = parse_json(body)?;
-    let model = request.get("model").and_then(Value::as_str).unwrap_or(MODEL_NAME);
-    let known = [MODEL_NAME, "embed-l4", "embedding-l4", "embed-code", "text-embedding-minilm"];
-    if !known.iter().any(|k| k.eq_ignore_ascii_case(model) || model.ends_with(MODEL_NAME)) {
-        return Err(Rejection::bad_request(format!("unknown embedding model {model:?}")).with("models", known.to_vec()));
+    let model = request
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or(MODEL_NAME);
+    let known = [
+        MODEL_NAME,
+        "embed-l4",
+        "embedding-l4",
+        "embed-code",
+        "text-embedding-minilm",
+    ];
+    if !known
+        .iter()
+        .any(|k| k.eq_ignore_ascii_case(model) || model.ends_with(MODEL_NAME))
+    {
+        return Err(
+            Rejection::bad_request(format!("unknown embedding model {model:?}"))
+                .with("models", known.to_vec()),
+        );
     }
-    if request.get("encoding_format").and_then(Value::as_str).is_some_and(|f| f != "float") {
-        return Err(Rejection::bad_request("only encoding_format \"float\" is supported"));
+    if request
+        .get("encoding_format")
+        .and_then(Value::as_str)
+        .is_some_and(|f| f != "float")
+    {
+        return Err(Rejection::bad_request(
+            "only encoding_format \"float\" is supported",
+        ));
     }
-    let input = request.get("input").ok_or_else(|| Rejection::bad_request("input (a string or an array of strings) is required"))?;
-    let offered = state.registry.get("embed-l4").expect("embed-l4 is in the catalog");
+    let input = request.get("input").ok_or_else(|| {
+        Rejection::bad_request("input (a string or an array of strings) is required")
+    })?;
+    let offered = state
+        .registry
+        .get("embed-l4")
+        .expect("embed-l4 is in the catalog");
     if let Err(why) = &offered.available {
-        return Err(Rejection::bad_request(format!("embeddings are not available here: {why}")).with_status(StatusCode::SERVICE_UNAVAILABLE));
+        return Err(
+            Rejection::bad_request(format!("embeddings are not available here: {why}"))
+                .with_status(StatusCode::SERVICE_UNAVAILABLE),
+        );
     }
-    let prepared = task::prepare(offered, &json!({"texts": input}), &state.backends, &state.limits, false)?;
+    let prepared = task::prepare(
+        offered,
+        &json!({"texts": input}),
+        &state.backends,
+        &state.limits,
+        false,
+    )?;
     Ok(prepared.quote(offered))
 }
 
 fn quote_openai_chat(state: &AppState, body: &[u8]) -> Result<x402_paywall::Quote, Rejection> {
     let request = parse_json(body)?;
-    let model = request.get("model").and_then(Value::as_str).unwrap_or_default();
+    let model = request
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or_default();
     let chat_services = || {
         state
             .registry
             .all()
             .filter(|o| o.def.backend == BackendKind::Chat && o.available.is_ok())
-            .flat_map(|o| [Some(o.def.key.to_owned()), o.upstream.as_ref().map(|u| u.model().to_owned())])
+            .flat_map(|o| {
+                [
+                    Some(o.def.key.to_owned()),
+                    o.upstream.as_ref().map(|u| u.model().to_owned()),
+                ]
+            })
             .flatten()
             .collect::<Vec<_>>()
     };
@@ -171,7 +229,8 @@ fn quote_openai_chat(state: &AppState, body: &[u8]) -> Result<x402_paywall::Quot
         .filter(|o| o.def.backend == BackendKind::Chat && o.available.is_ok())
         .find(|o| o.def.key == model || o.upstream.as_ref().is_some_and(|u| u.model() == model))
         .ok_or_else(|| {
-            Rejection::bad_request(format!("model {model:?} is not served here")).with("models", chat_services())
+            Rejection::bad_request(format!("model {model:?} is not served here"))
+                .with("models", chat_services())
         })?;
     let prepared = task::prepare(offered, &request, &state.backends, &state.limits, false)?;
     Ok(prepared.quote(offered))
@@ -260,7 +319,10 @@ async fn openai_embeddings(
 ) -> Response {
     match task::run(prepared.task.clone(), &state.backends).await {
         Ok(Output::Json(output)) => {
-            let vectors = output["embeddings"].as_array().cloned().unwrap_or_else(|| vec![output["embedding"].clone()]);
+            let vectors = output["embeddings"]
+                .as_array()
+                .cloned()
+                .unwrap_or_else(|| vec![output["embedding"].clone()]);
             let data: Vec<Value> = vectors
                 .into_iter()
                 .enumerate()
@@ -302,48 +364,71 @@ async fn estimate(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let Some(key) = query.get("service") else {
-        return (StatusCode::BAD_REQUEST, Json(json!({"error": "?service= is required"}))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({"error": "?service= is required"})),
+        )
+            .into_response();
     };
     let Some(offered) = state.registry.get(key) else {
-        return (StatusCode::BAD_REQUEST, Json(json!({
-            "error": format!("unknown service {key:?}"),
-            "available_services": state.registry.available_keys(),
-        })))
-        .into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            Json(json!({
+                "error": format!("unknown service {key:?}"),
+                "available_services": state.registry.available_keys(),
+            })),
+        )
+            .into_response();
     };
     let unit = offered.def.unit;
-    let number = |name: &str| -> Result<Option<u64>, Response> {
+    let number = |name: &str| -> Result<Option<u64>, String> {
         match query.get(name) {
             None => Ok(None),
-            Some(v) => v.parse::<f64>().ok().filter(|n| n.is_finite() && *n >= 0.0).map(|n| Some(n.ceil() as u64)).ok_or_else(|| {
-                (StatusCode::BAD_REQUEST, Json(json!({"error": format!("{name} must be a non-negative number")}))).into_response()
-            }),
+            Some(v) => v
+                .parse::<f64>()
+                .ok()
+                .filter(|n| n.is_finite() && *n >= 0.0)
+                .map(|n| Some(n.ceil() as u64))
+                .ok_or_else(|| format!("{name} must be a non-negative number")),
         }
+    };
+    let refuse = |message: String| {
+        (StatusCode::BAD_REQUEST, Json(json!({"error": message}))).into_response()
     };
     let text = query.get("text");
     let units = match unit {
         Unit::Tokens1k => match number("tokens") {
-            Err(r) => return r,
+            Err(message) => return refuse(message),
             Ok(Some(n)) => n,
             Ok(None) => match (text, offered.def.backend, &state.backends.embeddings) {
-                (Some(t), BackendKind::Embeddings, Ok(model)) => model.count_tokens(std::slice::from_ref(t)).unwrap_or(0) as u64,
-                (Some(t), _, _) => (t.chars().count() as u64).div_ceil(4) + task::DEFAULT_MAX_TOKENS * u64::from(offered.def.backend == BackendKind::Chat),
+                (Some(t), BackendKind::Embeddings, Ok(model)) => {
+                    model.count_tokens(std::slice::from_ref(t)).unwrap_or(0) as u64
+                }
+                (Some(t), _, _) => {
+                    (t.chars().count() as u64).div_ceil(4)
+                        + task::DEFAULT_MAX_TOKENS
+                            * u64::from(offered.def.backend == BackendKind::Chat)
+                }
                 _ => 1000,
             },
         },
         Unit::Chars1k => match number("characters") {
-            Err(r) => return r,
+            Err(message) => return refuse(message),
             Ok(n) => n.or(text.map(|t| t.chars().count() as u64)).unwrap_or(1000),
         },
         Unit::Minute | Unit::Second => match number("seconds") {
-            Err(r) => return r,
+            Err(message) => return refuse(message),
             Ok(n) => n.unwrap_or(60),
         },
         _ => 1,
     }
     .max(1);
-    let amount = offered.price.scaled_to_atomic(state.decimals, units, unit.per());
-    let cost = amount.map(|a| a.to_human(state.decimals)).unwrap_or_default();
+    let amount = offered
+        .price
+        .scaled_to_atomic(state.decimals, units, unit.per());
+    let cost = amount
+        .map(|a| a.to_human(state.decimals))
+        .unwrap_or_default();
     let mut body = json!({
         "service": offered.def.key,
         "estimated_cost_usd": cost,
@@ -355,11 +440,13 @@ async fn estimate(
         "note": format!("{} {} at ${} {}; POST /run quotes the exact price of a request in its 402", units, unit.measure(), offered.price, unit.label()),
     });
     if matches!(unit, Unit::Minute | Unit::Second) {
-        body["price_per_second"] = json!(offered
-            .price
-            .scaled_to_atomic(state.decimals, 1, unit.per())
-            .map(|a| a.to_human(state.decimals))
-            .unwrap_or_default());
+        body["price_per_second"] = json!(
+            offered
+                .price
+                .scaled_to_atomic(state.decimals, 1, unit.per())
+                .map(|a| a.to_human(state.decimals))
+                .unwrap_or_default()
+        );
     }
     Json(body).into_response()
 }
@@ -367,7 +454,10 @@ async fn estimate(
 async fn status(State(state): State<Arc<AppState>>, Path(job_id): Path<String>) -> Response {
     match state.jobs.view(&job_id) {
         Some(view) => Json(view).into_response(),
-        None => not_found(format!("no job {job_id:?} (unknown, or finished more than {} s ago)", state.limits.job_ttl_seconds)),
+        None => not_found(format!(
+            "no job {job_id:?} (unknown, or finished more than {} s ago)",
+            state.limits.job_ttl_seconds
+        )),
     }
 }
 
@@ -376,7 +466,11 @@ async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
     if state.backends.embeddings.is_ok() {
         data.push(json!({"id": MODEL_NAME, "object": "model", "owned_by": "local"}));
     }
-    for offered in state.registry.all().filter(|o| o.def.backend == BackendKind::Chat && o.available.is_ok()) {
+    for offered in state
+        .registry
+        .all()
+        .filter(|o| o.def.backend == BackendKind::Chat && o.available.is_ok())
+    {
         data.push(json!({"id": offered.def.key, "object": "model", "owned_by": "upstream"}));
     }
     Json(json!({"object": "list", "data": data}))

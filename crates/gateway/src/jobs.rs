@@ -42,7 +42,9 @@ impl Jobs {
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Job>> {
-        self.jobs.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.jobs
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Records a started job and returns its id.
@@ -111,7 +113,8 @@ impl Jobs {
             State::Completed(output) => {
                 view["status"] = json!("completed");
                 view["output"] = output.clone();
-                view["progress"] = json!({"phase": "done", "percent_estimate": 100, "elapsed_seconds": elapsed});
+                view["progress"] =
+                    json!({"phase": "done", "percent_estimate": 100, "elapsed_seconds": elapsed});
             }
             State::Failed(error) => {
                 view["status"] = json!("failed");
@@ -131,7 +134,12 @@ mod tests {
     #[test]
     fn jobs_report_progress_then_output() {
         let jobs = Jobs::new(Duration::from_secs(60));
-        let id = jobs.start("pdf-parse", "0.002".into(), "0xabc".into(), Some("0x01".into()));
+        let id = jobs.start(
+            "pdf-parse",
+            "0.002".into(),
+            "0xabc".into(),
+            Some("0x01".into()),
+        );
         assert_eq!(jobs.view(&id).unwrap()["status"], "running");
         jobs.finish(&id, Ok(json!({"text": "hi"})));
         let view = jobs.view(&id).unwrap();

@@ -68,14 +68,17 @@ pub fn payment_options(config: &GatewayConfig) -> Vec<PaymentOption> {
 
 /// The facilitator the config names (remote, over HTTP).
 pub fn configured_facilitator(config: &GatewayConfig) -> Result<Arc<dyn Facilitator>, StartError> {
-    let remote = config.facilitator.as_ref().ok_or(StartError::NoFacilitator)?;
+    let remote = config
+        .facilitator
+        .as_ref()
+        .ok_or(StartError::NoFacilitator)?;
     let mut facilitator =
-        HttpFacilitator::new(&remote.url, Duration::from_millis(remote.timeout_ms)).map_err(|e| {
-            ConfigError::Invalid {
+        HttpFacilitator::new(&remote.url, Duration::from_millis(remote.timeout_ms)).map_err(
+            |e| ConfigError::Invalid {
                 key: "facilitator.url".into(),
                 message: e.to_string(),
-            }
-        })?;
+            },
+        )?;
     if let Some(token) = &remote.bearer_token {
         facilitator = facilitator.with_bearer_token(token.clone());
     }

@@ -85,12 +85,13 @@ impl Registry {
         for def in SERVICES {
             let settings = config.services.get(def.key).cloned().unwrap_or_default();
             let price_text = settings.price.as_deref().unwrap_or(def.price);
-            let price: Price = price_text.parse().map_err(|e: x402_proto::AmountError| {
-                ConfigError::Invalid {
-                    key: format!("services.{}.price", def.key),
-                    message: e.to_string(),
-                }
-            })?;
+            let price: Price =
+                price_text
+                    .parse()
+                    .map_err(|e: x402_proto::AmountError| ConfigError::Invalid {
+                        key: format!("services.{}.price", def.key),
+                        message: e.to_string(),
+                    })?;
             let mut missing_key = None;
             let upstream = match &settings.upstream {
                 Some(u) => {
@@ -107,12 +108,14 @@ impl Registry {
                         None => None,
                     };
                     let timeout = Duration::from_millis(config.limits.upstream_timeout_ms);
-                    Some(Upstream::new(&u.base_url, key, &u.model, timeout).map_err(|e| {
-                        ConfigError::Invalid {
-                            key: format!("services.{}.upstream", def.key),
-                            message: e.to_string(),
-                        }
-                    })?)
+                    Some(
+                        Upstream::new(&u.base_url, key, &u.model, timeout).map_err(|e| {
+                            ConfigError::Invalid {
+                                key: format!("services.{}.upstream", def.key),
+                                message: e.to_string(),
+                            }
+                        })?,
+                    )
                 }
                 None => None,
             };
@@ -122,10 +125,14 @@ impl Registry {
                 Err(why)
             } else {
                 match def.backend {
-                    BackendKind::Embeddings | BackendKind::Rerank => {
-                        backends.embeddings.as_ref().map(|_| ()).map_err(Clone::clone)
+                    BackendKind::Embeddings | BackendKind::Rerank => backends
+                        .embeddings
+                        .as_ref()
+                        .map(|_| ())
+                        .map_err(Clone::clone),
+                    BackendKind::Speech => {
+                        backends.speech.as_ref().map(|_| ()).map_err(Clone::clone)
                     }
-                    BackendKind::Speech => backends.speech.as_ref().map(|_| ()).map_err(Clone::clone),
                     BackendKind::Documents => Ok(()),
                     BackendKind::Chat if upstream.is_some() => Ok(()),
                     BackendKind::Chat => Err(format!(

@@ -81,15 +81,14 @@ impl Prepared {
     /// The price of this request: the service's rate times its units.
     pub fn quote(&self, offered: &Offered) -> Quote {
         let unit = offered.def.unit;
-        let mut quote = Quote::per_unit(offered.price.clone(), self.units, unit.per()).describe(
-            format!(
+        let mut quote =
+            Quote::per_unit(offered.price.clone(), self.units, unit.per()).describe(format!(
                 "{} ({}: {} {})",
                 offered.def.name,
                 offered.def.key,
                 self.units,
                 unit.measure()
-            ),
-        );
+            ));
         if self.as_job {
             quote = quote.settle_before_handler();
         }
@@ -118,11 +117,19 @@ fn text_list(value: &Value, field: &str, limits: &GatewayLimits) -> Result<Vec<S
                     .get("text")
                     .and_then(Value::as_str)
                     .map(str::to_owned)
-                    .ok_or_else(|| bad(format!("{field}[{i}] must be a string or {{\"text\": string}}"))),
+                    .ok_or_else(|| {
+                        bad(format!(
+                            "{field}[{i}] must be a string or {{\"text\": string}}"
+                        ))
+                    }),
                 _ => Err(bad(format!("{field}[{i}] must be a string"))),
             })
             .collect::<Result<_, _>>()?,
-        _ => return Err(bad(format!("{field} must be a string or an array of strings"))),
+        _ => {
+            return Err(bad(format!(
+                "{field} must be a string or an array of strings"
+            )));
+        }
     };
     if items.is_empty() {
         return Err(bad(format!("{field} is empty: give at least one text")));
@@ -173,7 +180,9 @@ pub fn prepare(
                 .get("texts")
                 .or_else(|| input.get("text"))
                 .or_else(|| input.get("input"))
-                .ok_or_else(|| bad("input.text (a string) or input.texts (an array of strings) is required"))?;
+                .ok_or_else(|| {
+                    bad("input.text (a string) or input.texts (an array of strings) is required")
+                })?;
             let texts = text_list(value, "input.text", limits)?;
             let tokens = count_tokens(backends, &texts)?;
             let single = value.is_string();
@@ -185,7 +194,9 @@ pub fn prepare(
                 .ok_or_else(|| bad("input.query (a non-empty string) is required"))?
                 .to_owned();
             let documents = text_list(
-                input.get("documents").ok_or_else(|| bad("input.documents (an array of strings) is required"))?,
+                input
+                    .get("documents")
+                    .ok_or_else(|| bad("input.documents (an array of strings) is required"))?,
                 "input.documents",
                 limits,
             )?;
@@ -194,10 +205,19 @@ pub fn prepare(
                 Some(v) => Some(
                     v.as_u64()
                         .filter(|n| *n > 0)
-                        .ok_or_else(|| bad("input.top_n must be a positive integer"))? as usize,
+                        .ok_or_else(|| bad("input.top_n must be a positive integer"))?
+                        as usize,
                 ),
             };
-            (Task::Rerank { query, documents, top_n }, 1, false)
+            (
+                Task::Rerank {
+                    query,
+                    documents,
+                    top_n,
+                },
+                1,
+                false,
+            )
         }
         BackendKind::Documents => {
             let (bytes, declared) = document_bytes(input)?;
@@ -218,18 +238,19 @@ pub fn prepare(
                 .to_owned();
             let chars = text.chars().count();
             if chars > limits.max_text_chars {
-                return Err(bad(format!("input.text has {chars} characters; at most {}", limits.max_text_chars)));
+                return Err(bad(format!(
+                    "input.text has {chars} characters; at most {}",
+                    limits.max_text_chars
+                )));
             }
             let voice = string_field(input, "voice")?.map(str::to_owned);
-            let speed = match input.get("speed") {
-                None | Some(Value::Null) => None,
-                Some(v) => Some(
-                    v.as_u64()
-                        .filter(|s| (80..=450).contains(s))
-                        .ok_or_else(|| bad("input.speed must be words per minute between 80 and 450"))?
-                        as u32,
-                ),
-            };
+            let speed =
+                match input.get("speed") {
+                    None | Some(Value::Null) => None,
+                    Some(v) => Some(v.as_u64().filter(|s| (80..=450).contains(s)).ok_or_else(
+                        || bad("input.speed must be words per minute between 80 and 450"),
+                    )? as u32),
+                };
             let big = chars >= 20_000;
             (Task::Speak { text, voice, speed }, chars as u64, big)
         }
@@ -291,7 +312,9 @@ fn document_bytes(input: &Value) -> Result<(Vec<u8>, Option<String>), Rejection>
             "documents by URL are not fetched by this gateway; send the file as input.file_base64",
         ));
     }
-    Err(bad("input.file_base64 (a base64 PDF, DOCX or HTML file) or input.html is required"))
+    Err(bad(
+        "input.file_base64 (a base64 PDF, DOCX or HTML file) or input.html is required",
+    ))
 }
 
 /// An OpenAI chat request from `/run` input (`prompt` or `messages`), with `max_tokens` set,
@@ -316,26 +339,52 @@ pub fn chat_request(input: &Value, force_stream: bool) -> Result<(Value, u64), R
             messages.push(json!({"role": "user", "content": prompt}));
             Value::Array(messages)
         }
-        _ => return Err(bad("input.prompt (a string) or input.messages (an array) is required")),
+        _ => {
+            return Err(bad(
+                "input.prompt (a string) or input.messages (an array) is required",
+            ));
+        }
     };
-    let max_tokens = match input.get("max_tokens").or_else(|| input.get("max_completion_tokens")) {
+    let max_tokens = match input
+        .get("max_tokens")
+        .or_else(|| input.get("max_completion_tokens"))
+    {
         None | Some(Value::Null) => DEFAULT_MAX_TOKENS,
         Some(v) => v
             .as_u64()
             .filter(|n| (1..=MAX_MAX_TOKENS).contains(n))
-            .ok_or_else(|| bad(format!("max_tokens must be an integer from 1 to {MAX_MAX_TOKENS}")))?,
+            .ok_or_else(|| {
+                bad(format!(
+                    "max_tokens must be an integer from 1 to {MAX_MAX_TOKENS}"
+                ))
+            })?,
     };
     let prompt_chars = messages.to_string().chars().count() as u64;
     let tokens = prompt_chars.div_ceil(4) + max_tokens;
     let mut request = serde_json::Map::new();
-    for key in ["temperature", "top_p", "stop", "seed", "presence_penalty", "frequency_penalty", "response_format", "tools", "tool_choice", "user"] {
+    for key in [
+        "temperature",
+        "top_p",
+        "stop",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "response_format",
+        "tools",
+        "tool_choice",
+        "user",
+    ] {
         if let Some(v) = input.get(key) {
             request.insert(key.to_owned(), v.clone());
         }
     }
     request.insert("messages".into(), messages);
     request.insert("max_tokens".into(), json!(max_tokens));
-    let stream = force_stream || input.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let stream = force_stream
+        || input
+            .get("stream")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
     request.insert("stream".into(), json!(stream));
     Ok((Value::Object(request), tokens))
 }
@@ -406,7 +455,11 @@ fn embed_or_rerank(model: &embed::MiniLm, task: &Task) -> Result<Value, BackendE
                 json!({"embeddings": vectors, "dimensions": DIMENSIONS, "model": MODEL_NAME, "tokens": tokens})
             })
         }
-        Task::Rerank { query, documents, top_n } => {
+        Task::Rerank {
+            query,
+            documents,
+            top_n,
+        } => {
             let mut texts = Vec::with_capacity(documents.len() + 1);
             texts.push(query.clone());
             texts.extend(documents.iter().cloned());

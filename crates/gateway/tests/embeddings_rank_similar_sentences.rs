@@ -30,6 +30,10 @@ fn similar_sentences_score_well_above_unrelated_ones() {
 
     // Batching does not change a vector: padding is masked out.
     let alone = model.embed(&texts[..1]).unwrap();
-    let drift: f32 = alone[0].iter().zip(&vectors[0]).map(|(a, b)| (a - b).abs()).sum();
+    let drift: f32 = alone[0]
+        .iter()
+        .zip(&vectors[0])
+        .map(|(a, b)| (a - b).abs())
+        .sum();
     assert!(drift < 1e-3, "batched vs alone differ by {drift}");
 }

@@ -71,12 +71,17 @@ async fn chat_completions_are_paid_and_passed_through() {
 
     // OpenAI route, by upstream model name; the price covers the prompt estimate + max_tokens.
     let request = json!({"model": "tiny-test-model", "messages": [{"role": "user", "content": "hi there"}], "max_tokens": 100});
-    let (response, amount) = stack.pay_post("/v1/chat/completions", &request, 0, Wire::V2).await;
+    let (response, amount) = stack
+        .pay_post("/v1/chat/completions", &request, 0, Wire::V2)
+        .await;
     assert_eq!(response.status(), 200);
     assert!(receipt_of(response.headers()).unwrap().success);
     let body: Value = response.json().await.unwrap();
     assert_eq!(body["choices"][0]["message"]["content"], "echo: hi there");
-    let prompt_tokens = serde_json::to_string(&request["messages"]).unwrap().len().div_ceil(4) as u64;
+    let prompt_tokens = serde_json::to_string(&request["messages"])
+        .unwrap()
+        .len()
+        .div_ceil(4) as u64;
     // $0.001 per 1K tokens, in micro-USDC: one per token.
     assert_eq!(amount, U256::from(prompt_tokens + 100));
     let asked = seen.lock().unwrap().last().unwrap().clone();
@@ -86,9 +91,16 @@ async fn chat_completions_are_paid_and_passed_through() {
 
     // Streamed: the event stream is passed through as it came.
     let request = json!({"model": "llm-4090", "messages": [{"role": "user", "content": "stream please"}], "stream": true});
-    let (response, _) = stack.pay_post("/v1/chat/completions", &request, 1, Wire::V2).await;
+    let (response, _) = stack
+        .pay_post("/v1/chat/completions", &request, 1, Wire::V2)
+        .await;
     assert_eq!(response.status(), 200);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/event-stream"));
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/event-stream")
+    );
     assert!(receipt_of(response.headers()).unwrap().success);
     let events = response.text().await.unwrap();
     assert!(events.contains("\" upstream\""), "{events}");
@@ -96,7 +108,12 @@ async fn chat_completions_are_paid_and_passed_through() {
 
     // GPU-Bridge /run shape for an LLM service.
     let (response, _) = stack
-        .pay_post("/run", &json!({"service": "llm-4090", "input": {"prompt": "say hi", "max_tokens": 20}}), 2, Wire::V1)
+        .pay_post(
+            "/run",
+            &json!({"service": "llm-4090", "input": {"prompt": "say hi", "max_tokens": 20}}),
+            2,
+            Wire::V1,
+        )
         .await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
@@ -106,7 +123,12 @@ async fn chat_completions_are_paid_and_passed_through() {
     // An upstream failure is a 502 and is not charged.
     let before = stack.pay_to_balance().await;
     let (response, _) = stack
-        .pay_post("/run", &json!({"service": "llm-4090", "input": {"prompt": "fail"}}), 3, Wire::V2)
+        .pay_post(
+            "/run",
+            &json!({"service": "llm-4090", "input": {"prompt": "fail"}}),
+            3,
+            Wire::V2,
+        )
         .await;
     assert_eq!(response.status(), 502);
     assert!(receipt_of(response.headers()).is_none());
@@ -122,7 +144,13 @@ async fn chat_completions_are_paid_and_passed_through() {
         .unwrap();
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
-    assert!(body["models"].as_array().unwrap().contains(&json!("tiny-test-model")), "{body}");
+    assert!(
+        body["models"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("tiny-test-model")),
+        "{body}"
+    );
 
     assert!(stack.pay_to_balance().await > start);
 }

@@ -71,5 +71,8 @@ async fn the_official_fetch_client_pays_for_embeddings_and_documents() {
     assert_eq!(result["paymentResponse"]["success"], true, "{result}");
     let text = result["body"]["output"]["text"].as_str().unwrap();
     assert!(text.contains("Total due: 12.50 USDC"), "{text}");
-    assert_eq!(stack.pay_to_balance().await - after_embeddings, U256::from(2000));
+    assert_eq!(
+        stack.pay_to_balance().await - after_embeddings,
+        U256::from(2000)
+    );
 }

@@ -24,7 +24,12 @@ async fn local_services_are_paid_per_call_and_charged_what_was_quoted() {
 
     // Embeddings (v2 client), priced per token.
     let (response, amount) = stack
-        .pay_post("/run", &json!({"service": "embedding-l4", "input": {"text": "The cat sits outside"}}), 0, Wire::V2)
+        .pay_post(
+            "/run",
+            &json!({"service": "embedding-l4", "input": {"text": "The cat sits outside"}}),
+            0,
+            Wire::V2,
+        )
         .await;
     assert_eq!(response.status(), 200);
     let receipt = receipt_of(response.headers()).expect("receipt");
@@ -40,12 +45,23 @@ async fn local_services_are_paid_per_call_and_charged_what_was_quoted() {
 
     // Documents (v1 client, X-PAYMENT), per document.
     let (response, amount) = stack
-        .pay_post("/run", &json!({"service": "pdf-parse", "input": {"file_base64": b64(&testdata("hello.pdf"))}}), 1, Wire::V1)
+        .pay_post(
+            "/run",
+            &json!({"service": "pdf-parse", "input": {"file_base64": b64(&testdata("hello.pdf"))}}),
+            1,
+            Wire::V1,
+        )
         .await;
     assert_eq!(response.status(), 200);
     assert!(response.headers().contains_key("x-payment-response"));
     let body: Value = response.json().await.unwrap();
-    assert!(body["output"]["text"].as_str().unwrap().contains("Invoice 4021 from Example Compute"), "{body}");
+    assert!(
+        body["output"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Invoice 4021 from Example Compute"),
+        "{body}"
+    );
     assert_eq!(body["output"]["pages"], 1);
     assert_eq!(amount, U256::from(2000));
     charged += amount;
@@ -53,7 +69,12 @@ async fn local_services_are_paid_per_call_and_charged_what_was_quoted() {
     // Speech, per 1K characters.
     let text = "Hello from the inference gateway.";
     let (response, amount) = stack
-        .pay_post("/run", &json!({"service": "tts-fast", "input": {"text": text, "voice": "af_alloy"}}), 2, Wire::V2)
+        .pay_post(
+            "/run",
+            &json!({"service": "tts-fast", "input": {"text": text, "voice": "af_alloy"}}),
+            2,
+            Wire::V2,
+        )
         .await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
@@ -61,7 +82,12 @@ async fn local_services_are_paid_per_call_and_charged_what_was_quoted() {
         .decode(body["output"]["audio_base64"].as_str().unwrap())
         .unwrap();
     assert_eq!(&wav[..4], b"RIFF");
-    assert!(body["output"]["output_notice"].as_str().unwrap().contains("af_alloy"));
+    assert!(
+        body["output"]["output_notice"]
+            .as_str()
+            .unwrap()
+            .contains("af_alloy")
+    );
     // 33 characters at $0.002 per 1K = $0.000066 = 66 micro-USDC.
     assert_eq!(amount, U256::from(66));
     charged += amount;
@@ -83,13 +109,23 @@ async fn local_services_are_paid_per_call_and_charged_what_was_quoted() {
     let results = body["output"]["results"].as_array().unwrap();
     assert_eq!(results[0]["index"], 1, "{body}");
     assert!(results[0]["score"].as_f64().unwrap() > results[1]["score"].as_f64().unwrap());
-    assert!(body["output"]["method"].as_str().unwrap().contains("bi-encoder"));
+    assert!(
+        body["output"]["method"]
+            .as_str()
+            .unwrap()
+            .contains("bi-encoder")
+    );
     assert_eq!(amount, U256::from(1000));
     charged += amount;
 
     // OpenAI-compatible embeddings.
     let (response, amount) = stack
-        .pay_post("/v1/embeddings", &json!({"model": "all-MiniLM-L6-v2", "input": ["one", "two"]}), 4, Wire::V2)
+        .pay_post(
+            "/v1/embeddings",
+            &json!({"model": "all-MiniLM-L6-v2", "input": ["one", "two"]}),
+            4,
+            Wire::V2,
+        )
         .await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
@@ -106,8 +142,16 @@ async fn local_services_are_paid_per_call_and_charged_what_was_quoted() {
 async fn long_requests_run_as_jobs_settled_before_they_start() {
     let stack = Stack::start("").await;
     let url = format!("{}/run", stack.url);
-    let request = json!({"service": "pdf-parse", "input": {"file_base64": b64(&testdata("two-pages.pdf"))}});
-    let first = stack.http.post(&url).header("prefer", "respond-async").json(&request).send().await.unwrap();
+    let request =
+        json!({"service": "pdf-parse", "input": {"file_base64": b64(&testdata("two-pages.pdf"))}});
+    let first = stack
+        .http
+        .post(&url)
+        .header("prefer", "respond-async")
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
     let (name, value) = x402_testkit::payment_for(first, stack.payer(0), Wire::V2).await;
     let response = stack
         .http
@@ -127,7 +171,15 @@ async fn long_requests_run_as_jobs_settled_before_they_start() {
 
     let mut view = Value::Null;
     for _ in 0..100 {
-        view = stack.http.get(format!("{}/status/{job_id}", stack.url)).send().await.unwrap().json().await.unwrap();
+        view = stack
+            .http
+            .get(format!("{}/status/{job_id}", stack.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
         if view["status"] != "running" {
             break;
         }
@@ -135,10 +187,20 @@ async fn long_requests_run_as_jobs_settled_before_they_start() {
     }
     assert_eq!(view["status"], "completed", "{view}");
     assert_eq!(view["output"]["pages"], 2);
-    assert!(view["output"]["text"].as_str().unwrap().contains("Second page about settlement"));
+    assert!(
+        view["output"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Second page about settlement")
+    );
     assert_eq!(view["transaction"], receipt.transaction);
 
-    let missing = stack.http.get(format!("{}/status/job_nope", stack.url)).send().await.unwrap();
+    let missing = stack
+        .http
+        .get(format!("{}/status/job_nope", stack.url))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(missing.status(), 404);
 }
 
@@ -150,7 +212,10 @@ async fn bad_input_is_refused_before_any_payment() {
         let request = stack.http.post(&url).json(&body);
         async move {
             let response = request.send().await.unwrap();
-            assert!(!response.headers().contains_key("payment-required"), "{body}");
+            assert!(
+                !response.headers().contains_key("payment-required"),
+                "{body}"
+            );
             let status = response.status().as_u16();
             (status, response.json::<Value>().await.unwrap())
         }
@@ -159,52 +224,115 @@ async fn bad_input_is_refused_before_any_payment() {
     let (status, body) = refuse(json!({"service": "teleport-l4", "input": {}})).await;
     assert_eq!(status, 400);
     assert!(body["error"].as_str().unwrap().contains("unknown service"));
-    assert!(body["available_services"].as_array().unwrap().contains(&json!("embed-l4")));
+    assert!(
+        body["available_services"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("embed-l4"))
+    );
 
     let (status, body) = refuse(json!({"service": "embed-l4", "input": {"text": 42}})).await;
     assert_eq!(status, 400);
-    assert!(body["error"].as_str().unwrap().contains("input.text"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("input.text"),
+        "{body}"
+    );
 
-    let (status, body) = refuse(json!({"service": "pdf-parse", "input": {"file_base64": b64(b"just some words")}})).await;
+    let (status, body) =
+        refuse(json!({"service": "pdf-parse", "input": {"file_base64": b64(b"just some words")}}))
+            .await;
     assert_eq!(status, 400);
-    assert!(body["error"].as_str().unwrap().contains("PDF, DOCX or HTML"), "{body}");
+    assert!(
+        body["error"]
+            .as_str()
+            .unwrap()
+            .contains("PDF, DOCX or HTML"),
+        "{body}"
+    );
 
-    let (status, body) = refuse(json!({"service": "flux-schnell", "input": {"prompt": "a cat"}})).await;
+    let (status, body) =
+        refuse(json!({"service": "flux-schnell", "input": {"prompt": "a cat"}})).await;
     assert_eq!(status, 503);
-    assert!(body["error"].as_str().unwrap().contains("not available"), "{body}");
+    assert!(
+        body["error"].as_str().unwrap().contains("not available"),
+        "{body}"
+    );
 
     let (status, _) = refuse(json!({"service": "tts-fast"})).await;
     assert_eq!(status, 400);
 
-    let response = stack.http.post(&url).body("{not json").send().await.unwrap();
+    let response = stack
+        .http
+        .post(&url)
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 400);
-    let response = stack.http.post(&url).body(vec![b'x'; 11 * 1024 * 1024]).send().await.unwrap();
+    let response = stack
+        .http
+        .post(&url)
+        .body(vec![b'x'; 11 * 1024 * 1024])
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 413);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_catalog_lists_prices_models_and_availability() {
     let stack = Stack::start("").await;
-    let catalog: Value = stack.http.get(format!("{}/catalog", stack.url)).send().await.unwrap().json().await.unwrap();
+    let catalog: Value = stack
+        .http
+        .get(format!("{}/catalog", stack.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
     let services = catalog["services"].as_array().unwrap();
-    let find = |key: &str| services.iter().find(|s| s["key"] == key).unwrap_or_else(|| panic!("{key} listed"));
+    let find = |key: &str| {
+        services
+            .iter()
+            .find(|s| s["key"] == key)
+            .unwrap_or_else(|| panic!("{key} listed"))
+    };
     let embed = find("embed-l4");
     assert_eq!(embed["available"], true);
     assert_eq!(embed["aliases"], json!(["embedding-l4"]));
     assert_eq!(embed["models"], json!(["all-MiniLM-L6-v2"]));
     assert_eq!(embed["pricing"]["per"], "per 1K tokens");
-    assert!(find("rerank")["models"][0].as_str().unwrap().contains("bi-encoder"));
+    assert!(
+        find("rerank")["models"][0]
+            .as_str()
+            .unwrap()
+            .contains("bi-encoder")
+    );
     let flux = find("flux-schnell");
     assert_eq!(flux["available"], false);
-    assert!(flux["unavailable_reason"].as_str().unwrap().contains("no backend"));
+    assert!(
+        flux["unavailable_reason"]
+            .as_str()
+            .unwrap()
+            .contains("no backend")
+    );
     let llm = find("llm-4090");
     assert_eq!(llm["available"], false);
-    assert!(llm["unavailable_reason"].as_str().unwrap().contains("upstream"));
+    assert!(
+        llm["unavailable_reason"]
+            .as_str()
+            .unwrap()
+            .contains("upstream")
+    );
     assert_eq!(catalog["active_endpoints"], 5, "{catalog}");
 
     let estimate: Value = stack
         .http
-        .get(format!("{}/catalog/estimate?service=embedding-l4&tokens=2500", stack.url))
+        .get(format!(
+            "{}/catalog/estimate?service=embedding-l4&tokens=2500",
+            stack.url
+        ))
         .send()
         .await
         .unwrap()
@@ -215,7 +343,10 @@ async fn the_catalog_lists_prices_models_and_availability() {
     assert_eq!(estimate["estimated_cost_usd"], "0.00025");
     let estimate: Value = stack
         .http
-        .get(format!("{}/catalog/estimate?service=whisper-l4&seconds=90", stack.url))
+        .get(format!(
+            "{}/catalog/estimate?service=whisper-l4&seconds=90",
+            stack.url
+        ))
         .send()
         .await
         .unwrap()

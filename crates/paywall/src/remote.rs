@@ -84,7 +84,10 @@ impl HttpFacilitator {
         let excerpt = || String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
         match status {
             s if s.is_success() => serde_json::from_slice(&body).map_err(|e| {
-                FacilitatorError::BadResponse(format!("{path} answered {s} with {e}: {}", excerpt()))
+                FacilitatorError::BadResponse(format!(
+                    "{path} answered {s} with {e}: {}",
+                    excerpt()
+                ))
             }),
             s if s.is_server_error() || s == StatusCode::TOO_MANY_REQUESTS => Err(
                 FacilitatorError::Unavailable(format!("{path} answered {s}: {}", excerpt())),

@@ -5,9 +5,7 @@ use axum::body::Body;
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use serde_json::json;
-use x402_proto::{
-    FacilitatorError, SettleResponse, V1, V2, encode_header, headers, v1, v2,
-};
+use x402_proto::{FacilitatorError, SettleResponse, V1, V2, encode_header, headers, v1, v2};
 
 use crate::price::{PaymentOption, Quote, Rejection, RoutePrice};
 use crate::service::SettleFailure;
@@ -302,7 +300,10 @@ mod tests {
 
     #[test]
     fn html_is_escaped() {
-        assert_eq!(escape("<b>\"x\" & 'y'</b>"), "&lt;b&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/b&gt;");
+        assert_eq!(
+            escape("<b>\"x\" & 'y'</b>"),
+            "&lt;b&gt;&quot;x&quot; &amp; &#39;y&#39;&lt;/b&gt;"
+        );
     }
 
     #[test]

@@ -241,7 +241,10 @@ where
     let payment: PaymentPayload = match decode_header(header_value.as_bytes()) {
         Ok(payment) => payment,
         Err(error) => {
-            let message = format!("the {} header is not a valid payment: {error}", receipt.request_header());
+            let message = format!(
+                "the {} header is not a valid payment: {error}",
+                receipt.request_header()
+            );
             return challenge.respond(&message, &parts.headers, None);
         }
     };
@@ -293,7 +296,9 @@ where
         SettleTiming::BeforeHandler => {
             let receipt = match settle(inner_state, &verified).await {
                 Ok(receipt) => receipt,
-                Err(response) => return challenge.settle_failed(response, &parts.headers, verified.receipt),
+                Err(response) => {
+                    return challenge.settle_failed(response, &parts.headers, verified.receipt);
+                }
             };
             paid.transaction = Some(receipt.transaction.clone());
             let _ = settled_tx.send(Some(receipt.clone()));
@@ -324,7 +329,10 @@ where
     }
 }
 
-fn body_refused(error: &(dyn std::error::Error + Send + Sync + 'static), limit: usize) -> Response<Body> {
+fn body_refused(
+    error: &(dyn std::error::Error + Send + Sync + 'static),
+    limit: usize,
+) -> Response<Body> {
     if error.is::<http_body_util::LengthLimitError>() {
         response::rejection(
             Rejection::bad_request(format!(

@@ -22,7 +22,13 @@ async fn an_unreachable_facilitator_gives_503_and_no_content() {
     // Remote facilitator up: paying works.
     let first = shop.http.get(&url).send().await.unwrap();
     let (name, value) = payment_for(first, shop.payer(), Wire::V2).await;
-    let paid = shop.http.get(&url).header(name, value).send().await.unwrap();
+    let paid = shop
+        .http
+        .get(&url)
+        .header(name, value)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(paid.status(), 200);
 
     // Facilitator gone.
@@ -34,7 +40,13 @@ async fn an_unreachable_facilitator_gives_503_and_no_content() {
     let first = shop.http.get(&url).send().await.unwrap();
     assert_eq!(first.status(), 402);
     let (name, value) = payment_for(first, shop.payer(), Wire::V2).await;
-    let response = shop.http.get(&url).header(name, value).send().await.unwrap();
+    let response = shop
+        .http
+        .get(&url)
+        .header(name, value)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "5");
     assert_eq!(response.headers()["cache-control"], "no-store");

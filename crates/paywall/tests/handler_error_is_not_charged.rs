@@ -15,7 +15,13 @@ async fn a_failing_handler_is_not_charged() {
 
     let first = shop.http.post(&url).send().await.unwrap();
     let (name, value) = payment_for(first, shop.payer(), Wire::V2).await;
-    let response = shop.http.post(&url).header(name, value).send().await.unwrap();
+    let response = shop
+        .http
+        .post(&url)
+        .header(name, value)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 500);
     assert!(receipt_of(response.headers()).is_none());
     assert_eq!(response.text().await.unwrap(), "backend exploded");

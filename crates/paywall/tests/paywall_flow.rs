@@ -26,7 +26,10 @@ async fn v1_and_v2_clients_both_pay_the_same_route() {
         assert!(exposed.contains(name), "{exposed}");
     }
     let v2 = challenge_of(&headers);
-    assert_eq!(v2.accepts[0].amount, TokenAmount::from_atomic(PRICE_ATOMIC.into()));
+    assert_eq!(
+        v2.accepts[0].amount,
+        TokenAmount::from_atomic(PRICE_ATOMIC.into())
+    );
     assert_eq!(v2.accepts[0].network, Network::BASE);
     assert_eq!(v2.resource.url, url);
     assert_eq!(v2.resource.description.as_deref(), Some("Today's weather"));
@@ -35,12 +38,25 @@ async fn v1_and_v2_clients_both_pay_the_same_route() {
     assert_eq!(v1.accepts[0].max_amount_required, v2.accepts[0].amount);
     assert_eq!(v1.accepts[0].resource, url);
 
-    for (wire, receipt_header) in [(Wire::V2, "payment-response"), (Wire::V1, "x-payment-response")] {
+    for (wire, receipt_header) in [
+        (Wire::V2, "payment-response"),
+        (Wire::V1, "x-payment-response"),
+    ] {
         let first = shop.http.get(&url).send().await.unwrap();
         let (name, value) = payment_for(first, shop.payer(), wire).await;
-        let paid = shop.http.get(&url).header(name, value).send().await.unwrap();
+        let paid = shop
+            .http
+            .get(&url)
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(paid.status(), 200, "{wire:?}");
-        assert!(paid.headers().contains_key(receipt_header), "{wire:?}: {:?}", paid.headers());
+        assert!(
+            paid.headers().contains_key(receipt_header),
+            "{wire:?}: {:?}",
+            paid.headers()
+        );
         let receipt = receipt_of(paid.headers()).unwrap();
         assert!(receipt.success, "{receipt:?}");
         assert!(receipt.transaction.starts_with("0x"));
@@ -65,13 +81,21 @@ async fn browsers_get_an_html_paywall_that_still_carries_the_header() {
     let response = shop
         .http
         .get(format!("{}/weather", shop.url))
-        .header("accept", "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8")
+        .header(
+            "accept",
+            "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8",
+        )
         .header("user-agent", "Mozilla/5.0 (X11; Linux x86_64)")
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 402);
-    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
     assert_eq!(response.headers()["cache-control"], "no-store");
     let challenge = challenge_of(response.headers());
     assert_eq!(challenge.accepts.len(), 1);
@@ -86,7 +110,13 @@ async fn prices_are_quoted_from_the_body_and_bad_input_is_refused_before_payment
     let shop = Shop::start().await;
     let url = format!("{}/priced", shop.url);
 
-    let bad = shop.http.post(&url).json(&json!({"units": "many"})).send().await.unwrap();
+    let bad = shop
+        .http
+        .post(&url)
+        .json(&json!({"units": "many"}))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(bad.status(), 400);
     assert!(!bad.headers().contains_key("payment-required"));
     let body: Value = bad.json().await.unwrap();
@@ -104,10 +134,20 @@ async fn prices_are_quoted_from_the_body_and_bad_input_is_refused_before_payment
     let request = json!({"units": 7});
     let first = shop.http.post(&url).json(&request).send().await.unwrap();
     // $0.001 per unit × 7 = $0.007 = 7000 micro-USDC.
-    assert_eq!(challenge_of(first.headers()).accepts[0].amount, TokenAmount::from_atomic(7000));
+    assert_eq!(
+        challenge_of(first.headers()).accepts[0].amount,
+        TokenAmount::from_atomic(7000)
+    );
     let before = shop.pay_to_balance().await;
     let (name, value) = payment_for(first, shop.payer(), Wire::V2).await;
-    let paid = shop.http.post(&url).json(&request).header(name, value).send().await.unwrap();
+    let paid = shop
+        .http
+        .post(&url)
+        .json(&request)
+        .header(name, value)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(paid.status(), 200);
     let body: Value = paid.json().await.unwrap();
     assert_eq!(body, json!({"units": 7, "charged": "0.007"}));
@@ -116,10 +156,20 @@ async fn prices_are_quoted_from_the_body_and_bad_input_is_refused_before_payment
     // A payment for 7 units does not buy 8: the quote differs, so nothing matches.
     let first = shop.http.post(&url).json(&request).send().await.unwrap();
     let (name, value) = payment_for(first, shop.payer(), Wire::V2).await;
-    let more = shop.http.post(&url).json(&json!({"units": 8})).header(name, value).send().await.unwrap();
+    let more = shop
+        .http
+        .post(&url)
+        .json(&json!({"units": 8}))
+        .header(name, value)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(more.status(), 402);
     let error = challenge_of(more.headers()).error.unwrap();
-    assert!(error.contains("No matching payment requirements"), "{error}");
+    assert!(
+        error.contains("No matching payment requirements"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
@@ -128,7 +178,13 @@ async fn settling_before_the_handler_gives_it_the_transaction() {
     let url = format!("{}/job", shop.url);
     let first = shop.http.post(&url).send().await.unwrap();
     let (name, value) = payment_for(first, shop.payer(), Wire::V2).await;
-    let paid = shop.http.post(&url).header(name, value).send().await.unwrap();
+    let paid = shop
+        .http
+        .post(&url)
+        .header(name, value)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(paid.status(), 200);
     let receipt = receipt_of(paid.headers()).unwrap();
     let body: Value = paid.json().await.unwrap();

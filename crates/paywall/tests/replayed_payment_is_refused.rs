@@ -14,14 +14,29 @@ async fn a_replayed_payment_is_refused() {
     let first = shop.http.get(&url).send().await.unwrap();
     let (name, value) = payment_for(first, shop.payer(), Wire::V2).await;
 
-    let paid = shop.http.get(&url).header(name, &value).send().await.unwrap();
+    let paid = shop
+        .http
+        .get(&url)
+        .header(name, &value)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(paid.status(), 200);
-    let replay = shop.http.get(&url).header(name, &value).send().await.unwrap();
+    let replay = shop
+        .http
+        .get(&url)
+        .header(name, &value)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(replay.status(), 402);
     let error = challenge_of(replay.headers()).error.unwrap();
     assert!(error.contains("nonce"), "{error}");
     assert!(!replay.text().await.unwrap().contains("sunny"));
-    assert_eq!(shop.pay_to_balance().await - before, U256::from(PRICE_ATOMIC));
+    assert_eq!(
+        shop.pay_to_balance().await - before,
+        U256::from(PRICE_ATOMIC)
+    );
 }
 
 #[tokio::test]
@@ -37,5 +52,8 @@ async fn the_same_payment_sent_twice_at_once_buys_one_response() {
     let mut statuses = [a.unwrap().status().as_u16(), b.unwrap().status().as_u16()];
     statuses.sort_unstable();
     assert_eq!(statuses, [200, 402]);
-    assert_eq!(shop.pay_to_balance().await - before, U256::from(PRICE_ATOMIC));
+    assert_eq!(
+        shop.pay_to_balance().await - before,
+        U256::from(PRICE_ATOMIC)
+    );
 }

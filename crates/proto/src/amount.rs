@@ -306,18 +306,33 @@ mod tests {
     fn scaled_prices_round_up_to_whole_atomic_units() {
         let rate: Price = "$0.0001".parse().unwrap();
         // 2500 tokens at $0.0001 per 1000 = $0.00025 = 250 micro-USDC.
-        assert_eq!(rate.scaled_to_atomic(6, 2500, 1000).unwrap(), TokenAmount::from_atomic(250));
+        assert_eq!(
+            rate.scaled_to_atomic(6, 2500, 1000).unwrap(),
+            TokenAmount::from_atomic(250)
+        );
         // 7 tokens = $0.0000007, rounds up to 1 micro-USDC rather than to zero.
-        assert_eq!(rate.scaled_to_atomic(6, 7, 1000).unwrap(), TokenAmount::from_atomic(1));
+        assert_eq!(
+            rate.scaled_to_atomic(6, 7, 1000).unwrap(),
+            TokenAmount::from_atomic(1)
+        );
         // 18-decimal assets keep the full precision.
         assert_eq!(
             rate.scaled_to_atomic(18, 7, 1000).unwrap(),
             TokenAmount::from_atomic(700_000_000_000)
         );
         let whole: Price = "0.005".parse().unwrap();
-        assert_eq!(whole.scaled_to_atomic(6, 1, 1).unwrap(), TokenAmount::from_atomic(5000));
-        assert!(matches!(whole.scaled_to_atomic(6, 0, 1), Err(AmountError::Zero { .. })));
-        assert!(matches!(whole.scaled_to_atomic(6, 1, 0), Err(AmountError::Zero { .. })));
+        assert_eq!(
+            whole.scaled_to_atomic(6, 1, 1).unwrap(),
+            TokenAmount::from_atomic(5000)
+        );
+        assert!(matches!(
+            whole.scaled_to_atomic(6, 0, 1),
+            Err(AmountError::Zero { .. })
+        ));
+        assert!(matches!(
+            whole.scaled_to_atomic(6, 1, 0),
+            Err(AmountError::Zero { .. })
+        ));
     }
 
     use super::*;

@@ -74,7 +74,10 @@ impl Upstream {
 
     /// Sends an OpenAI chat completions request (its `model` replaced by ours).
     pub async fn chat(&self, mut request: Value) -> Result<ChatAnswer, BackendError> {
-        let stream = request.get("stream").and_then(Value::as_bool).unwrap_or(false);
+        let stream = request
+            .get("stream")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
         request["model"] = Value::String(self.model.clone());
         let mut builder = self
             .http
@@ -84,20 +87,29 @@ impl Upstream {
             builder = builder.bearer_auth(key);
         }
         let response = builder.send().await.map_err(|e| {
-            BackendError::Upstream(format!("cannot reach the LLM upstream {}: {e}", self.base_url))
+            BackendError::Upstream(format!(
+                "cannot reach the LLM upstream {}: {e}",
+                self.base_url
+            ))
         })?;
         let status = response.status();
         if !status.is_success() {
             let body = response.text().await.unwrap_or_default();
             let excerpt: String = body.chars().take(500).collect();
-            return Err(if status.is_client_error() && status.as_u16() != 429 && status.as_u16() != 401 {
-                BackendError::BadInput(format!("the LLM upstream refused the request ({status}): {excerpt}"))
-            } else {
-                BackendError::Upstream(format!("the LLM upstream answered {status}: {excerpt}"))
-            });
+            return Err(
+                if status.is_client_error() && status.as_u16() != 429 && status.as_u16() != 401 {
+                    BackendError::BadInput(format!(
+                        "the LLM upstream refused the request ({status}): {excerpt}"
+                    ))
+                } else {
+                    BackendError::Upstream(format!("the LLM upstream answered {status}: {excerpt}"))
+                },
+            );
         }
         if stream {
-            return Ok(ChatAnswer::Stream(Box::new(Box::pin(response.bytes_stream()))));
+            return Ok(ChatAnswer::Stream(Box::new(Box::pin(
+                response.bytes_stream(),
+            ))));
         }
         let body: Value = response
             .json()

@@ -30,7 +30,8 @@ impl Format {
         }
         let head = String::from_utf8_lossy(&bytes[..bytes.len().min(512)]).to_ascii_lowercase();
         let head = head.trim_start_matches('\u{feff}').trim_start();
-        if head.starts_with("<!doctype html") || head.starts_with("<html") || head.contains("<body") {
+        if head.starts_with("<!doctype html") || head.starts_with("<html") || head.contains("<body")
+        {
             return Some(Self::Html);
         }
         match declared.map(str::to_ascii_lowercase) {
@@ -152,7 +153,10 @@ mod tests {
         assert_eq!(Format::detect(&bytes, None), Some(Format::Pdf));
         let parsed = parse(&bytes, Format::Pdf).unwrap();
         assert_eq!(parsed.pages, 1);
-        assert!(parsed.text.contains("Invoice 4021 from Example Compute"), "{parsed:?}");
+        assert!(
+            parsed.text.contains("Invoice 4021 from Example Compute"),
+            "{parsed:?}"
+        );
         assert!(parsed.text.contains("Total due: 12.50 USDC"), "{parsed:?}");
     }
 
@@ -177,8 +181,15 @@ mod tests {
         assert_eq!(Format::detect(&bytes, None), Some(Format::Html));
         let parsed = parse(&bytes, Format::Html).unwrap();
         assert!(parsed.text.contains("Pricing"), "{parsed:?}");
-        assert!(parsed.text.contains("Embeddings cost one cent per thousand calls."));
-        assert!(!parsed.text.contains("SCRIPT_TEXT_MUST_NOT_APPEAR"), "{parsed:?}");
+        assert!(
+            parsed
+                .text
+                .contains("Embeddings cost one cent per thousand calls.")
+        );
+        assert!(
+            !parsed.text.contains("SCRIPT_TEXT_MUST_NOT_APPEAR"),
+            "{parsed:?}"
+        );
     }
 
     #[test]

@@ -65,7 +65,11 @@ impl MiniLm {
         let device = Device::Cpu;
         let weights = file("model.safetensors");
         if !weights.is_file() {
-            return Err(model_error("model.safetensors is missing", dir, "not found"));
+            return Err(model_error(
+                "model.safetensors is missing",
+                dir,
+                "not found",
+            ));
         }
         let vb = load_weights(&weights, &device)
             .map_err(|e| model_error("cannot map model.safetensors", dir, e))?;
@@ -95,14 +99,18 @@ impl MiniLm {
     pub fn embed(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, BackendError> {
         let mut vectors = Vec::with_capacity(texts.len());
         for batch in texts.chunks(BATCH) {
-            vectors.extend(self.embed_batch(batch).map_err(|e| {
-                BackendError::Failed(format!("embedding failed: {e}"))
-            })?);
+            vectors.extend(
+                self.embed_batch(batch)
+                    .map_err(|e| BackendError::Failed(format!("embedding failed: {e}")))?,
+            );
         }
         Ok(vectors)
     }
 
-    fn embed_batch(&self, texts: &[String]) -> Result<Vec<Vec<f32>>, Box<dyn std::error::Error + Send + Sync>> {
+    fn embed_batch(
+        &self,
+        texts: &[String],
+    ) -> Result<Vec<Vec<f32>>, Box<dyn std::error::Error + Send + Sync>> {
         let inputs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let encodings = self.tokenizer.encode_batch(inputs, true)?;
         let rows = |get: &dyn Fn(&tokenizers::Encoding) -> &[u32]| -> candle_core::Result<Tensor> {

@@ -77,7 +77,14 @@ impl Espeak {
         };
         let speed = words_per_minute.unwrap_or(175).clamp(80, 450);
         let mut child = tokio::process::Command::new(&self.program)
-            .args(["-v", &voice, "-s", &speed.to_string(), "--stdin", "--stdout"])
+            .args([
+                "-v",
+                &voice,
+                "-s",
+                &speed.to_string(),
+                "--stdin",
+                "--stdout",
+            ])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -98,9 +105,16 @@ impl Espeak {
         if !output.status.success() {
             let stderr = String::from_utf8_lossy(&output.stderr);
             return Err(if stderr.contains("voice") {
-                BackendError::BadInput(format!("espeak-ng cannot use voice {voice:?}: {}", stderr.trim()))
+                BackendError::BadInput(format!(
+                    "espeak-ng cannot use voice {voice:?}: {}",
+                    stderr.trim()
+                ))
             } else {
-                BackendError::Failed(format!("espeak-ng exited with {}: {}", output.status, stderr.trim()))
+                BackendError::Failed(format!(
+                    "espeak-ng exited with {}: {}",
+                    output.status,
+                    stderr.trim()
+                ))
             });
         }
         let mut wav = output.stdout;
@@ -132,7 +146,9 @@ fn fix_wav_sizes(wav: &mut [u8]) -> Result<(u32, f64), BackendError> {
     if wav.len() < 44 || &wav[0..4] != b"RIFF" || &wav[8..12] != b"WAVE" {
         return Err(bad());
     }
-    let u32_at = |wav: &[u8], at: usize| u32::from_le_bytes([wav[at], wav[at + 1], wav[at + 2], wav[at + 3]]);
+    let u32_at = |wav: &[u8], at: usize| {
+        u32::from_le_bytes([wav[at], wav[at + 1], wav[at + 2], wav[at + 3]])
+    };
     let u16_at = |wav: &[u8], at: usize| u16::from_le_bytes([wav[at], wav[at + 1]]);
     // Walk the chunks to find "fmt " and "data".
     let mut at = 12;
@@ -190,7 +206,11 @@ mod tests {
             .unwrap();
         assert_eq!(&speech.wav[0..4], b"RIFF");
         assert_eq!(speech.sample_rate, 22050);
-        assert!(speech.duration_seconds > 1.0 && speech.duration_seconds < 5.0, "{}", speech.duration_seconds);
+        assert!(
+            speech.duration_seconds > 1.0 && speech.duration_seconds < 5.0,
+            "{}",
+            speech.duration_seconds
+        );
         assert_eq!(
             u32::from_le_bytes(speech.wav[4..8].try_into().unwrap()) as usize,
             speech.wav.len() - 8

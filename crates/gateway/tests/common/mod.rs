@@ -34,7 +34,12 @@ pub fn models_dir() -> PathBuf {
 }
 
 pub fn testdata(name: &str) -> Vec<u8> {
-    std::fs::read(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("testdata").join(name)).unwrap()
+    std::fs::read(
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("testdata")
+            .join(name),
+    )
+    .unwrap()
 }
 
 impl Stack {
@@ -49,9 +54,10 @@ impl Stack {
             chain.devnet.rpc_url(),
         );
         let config = FacilitatorConfig::parse(&text, std::iter::empty()).unwrap();
-        let facilitator = x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
-            .await
-            .expect("facilitator starts");
+        let facilitator =
+            x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
+                .await
+                .expect("facilitator starts");
         let requirements = chain.requirements(1);
         let extra_json = requirements.extra.clone().unwrap();
         let gateway_toml = format!(
@@ -93,13 +99,28 @@ impl Stack {
 
     /// POSTs `body` to `path`, pays the 402 with payer `i` over `wire`, and returns the paid
     /// response and the amount the challenge asked for.
-    pub async fn pay_post(&self, path: &str, body: &Value, i: usize, wire: Wire) -> (reqwest::Response, U256) {
+    pub async fn pay_post(
+        &self,
+        path: &str,
+        body: &Value,
+        i: usize,
+        wire: Wire,
+    ) -> (reqwest::Response, U256) {
         let url = format!("{}{path}", self.url);
         let first = self.http.post(&url).json(body).send().await.unwrap();
         assert_eq!(first.status(), 402, "{path} should ask for payment first");
-        let amount = x402_testkit::challenge_of(first.headers()).accepts[0].amount.0;
+        let amount = x402_testkit::challenge_of(first.headers()).accepts[0]
+            .amount
+            .0;
         let (name, value) = payment_for(first, self.payer(i), wire).await;
-        let paid = self.http.post(&url).json(body).header(name, value).send().await.unwrap();
+        let paid = self
+            .http
+            .post(&url)
+            .json(body)
+            .header(name, value)
+            .send()
+            .await
+            .unwrap();
         (paid, amount)
     }
 }

@@ -83,9 +83,11 @@ pub fn app(paywall: &Paywall) -> Router {
         )
         .route(
             "/priced",
-            post(|Extension(units): Extension<u64>, Extension(paid): Extension<Paid>| async move {
-                Json(json!({"units": units, "charged": paid.amount_human()}))
-            })
+            post(
+                |Extension(units): Extension<u64>, Extension(paid): Extension<Paid>| async move {
+                    Json(json!({"units": units, "charged": paid.amount_human()}))
+                },
+            )
             .layer(paywall.layer(priced)),
         )
         .route(
@@ -115,7 +117,9 @@ impl Shop {
     }
 
     /// The same, paid through `facilitator` (say, an HTTP one).
-    pub async fn start_with(make: impl FnOnce(&RunningFacilitator) -> Arc<dyn Facilitator>) -> Self {
+    pub async fn start_with(
+        make: impl FnOnce(&RunningFacilitator) -> Arc<dyn Facilitator>,
+    ) -> Self {
         let chain = Chain::start().await;
         let dir = tempfile::tempdir().unwrap();
         let facilitator = start_facilitator(&chain, &dir).await;
