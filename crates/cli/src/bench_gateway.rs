@@ -16,7 +16,6 @@ use anyhow::{Context, bail};
 use axum::routing::get;
 use serde_json::{Value, json};
 use x402_devnet::{Devnet, DevnetConfig};
-use x402_facilitator::{FacilitatorConfig, NetworkConfig};
 use x402_paywall::{PaymentOption, Paywall, PaywallConfig, RoutePrice};
 use x402_proto::{Facilitator, encode_header, v2};
 
@@ -148,20 +147,8 @@ pub(crate) async fn run(args: GatewayBench) -> anyhow::Result<()> {
     let devnet = Devnet::start(DevnetConfig::default()).await?;
     let dir = std::env::temp_dir().join(format!("x402-bench-gateway-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let facilitator_config = FacilitatorConfig {
-        listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        database: dir.join("facilitator.db"),
-        database_sync: Default::default(),
-        signer: Default::default(),
-        auth: Default::default(),
-        limits: Default::default(),
-        networks: vec![NetworkConfig {
-            chain_id: devnet.chain_id(),
-            rpc_url: devnet.rpc_url().clone(),
-            block_time_ms: None,
-            assets: None,
-        }],
-    };
+    let facilitator_config =
+        crate::dev::facilitator_config(&devnet, 0, &dir.join("facilitator.db"), None);
     let facilitator =
         x402_facilitator::start(&facilitator_config, devnet.facilitator().signer.clone()).await?;
     let in_process: Arc<dyn Facilitator> = Arc::new(facilitator.service().clone());

@@ -81,20 +81,12 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let devnet = Devnet::start(config)
         .await
         .context("starting the dev chain")?;
-    let facilitator_config = FacilitatorConfig {
-        listen: std::net::SocketAddr::from(([127, 0, 0, 1], args.facilitator_port)),
-        database: args.state_dir.join("facilitator.db"),
-        database_sync: Default::default(),
-        signer: Default::default(),
-        auth: Default::default(),
-        limits: Default::default(),
-        networks: vec![NetworkConfig {
-            chain_id: devnet.chain_id(),
-            rpc_url: devnet.rpc_url().clone(),
-            block_time_ms: args.block_time.map(|s| s * 1000),
-            assets: None,
-        }],
-    };
+    let facilitator_config = facilitator_config(
+        &devnet,
+        args.facilitator_port,
+        &args.state_dir.join("facilitator.db"),
+        args.block_time,
+    );
     let facilitator =
         x402_facilitator::start(&facilitator_config, devnet.facilitator().signer.clone())
             .await
@@ -158,6 +150,29 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     devnet.stop().await;
     let _ = std::fs::remove_file(&state_file);
     Ok(())
+}
+
+/// Facilitator config for `devnet`: listening on `port`, logging to `database`.
+pub(crate) fn facilitator_config(
+    devnet: &Devnet,
+    port: u16,
+    database: &Path,
+    block_time: Option<u64>,
+) -> FacilitatorConfig {
+    FacilitatorConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        database: database.to_owned(),
+        database_sync: Default::default(),
+        signer: Default::default(),
+        auth: Default::default(),
+        limits: Default::default(),
+        networks: vec![NetworkConfig {
+            chain_id: devnet.chain_id(),
+            rpc_url: devnet.rpc_url().clone(),
+            block_time_ms: block_time.map(|s| s * 1000),
+            assets: None,
+        }],
+    }
 }
 
 /// The gateway's config for the dev chain: paid in the devnet's USDC to its payee.
