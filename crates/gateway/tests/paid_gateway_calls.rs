@@ -276,7 +276,12 @@ async fn bad_input_is_refused_before_any_payment() {
         .send()
         .await
         .unwrap();
-    assert_eq!(response.status(), 413);
+    assert_eq!(response.status(), 400);
+    let body: Value = response.json().await.unwrap();
+    assert!(
+        body["error"].as_str().unwrap().contains("larger than"),
+        "{body}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

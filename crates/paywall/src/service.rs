@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response, StatusCode};
+use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use tokio::sync::watch;
 use tower::{Layer, Service, ServiceExt};
@@ -25,7 +25,7 @@ use crate::response::{self, Challenge, ReceiptHeader};
 /// Settings shared by every route behind one paywall.
 #[derive(Clone, Debug)]
 pub struct PaywallConfig {
-    /// The largest request body read to quote a price (larger ones get 413).
+    /// The largest request body read to quote a price (larger ones get 400).
     pub max_body_bytes: usize,
     /// How long to keep asking a facilitator that answers `settlement_pending` before giving
     /// up and answering 402 (the transaction may still confirm; the receipt names it).
@@ -334,12 +334,10 @@ fn body_refused(
     limit: usize,
 ) -> Response<Body> {
     if error.is::<http_body_util::LengthLimitError>() {
-        response::rejection(
-            Rejection::bad_request(format!(
-                "the request body is larger than {limit} bytes; send a smaller input"
-            ))
-            .with_status(StatusCode::PAYLOAD_TOO_LARGE),
-        )
+        // 400, like every other input refusal, before any payment is asked for.
+        response::rejection(Rejection::bad_request(format!(
+            "the request body is larger than {limit} bytes; send a smaller input"
+        )))
     } else {
         response::rejection(Rejection::bad_request(format!(
             "the request body could not be read: {error}"
