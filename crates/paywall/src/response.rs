@@ -307,6 +307,62 @@ mod tests {
     }
 
     #[test]
+    fn a_challenge_offers_every_option_in_its_own_decimals() {
+        let usdc = PaymentOption {
+            network: x402_proto::Network::BASE,
+            asset: "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".into(),
+            decimals: 6,
+            pay_to: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".into(),
+            eip712_name: "USD Coin".into(),
+            eip712_version: "2".into(),
+            max_timeout_seconds: 60,
+        };
+        let other = PaymentOption {
+            network: x402_proto::Network::new("eip155:999999".to_owned()),
+            asset: "0x0000000000000000000000000000000000000abc".into(),
+            decimals: 18,
+            ..usdc.clone()
+        };
+        let route = RoutePrice::fixed("$0.01".parse().unwrap()).description("weather");
+        let (parts, ()) = http::Request::builder()
+            .uri("/weather")
+            .header("host", "shop.test")
+            .body(())
+            .unwrap()
+            .into_parts();
+        let quote = Quote::usd("$0.01".parse().unwrap());
+        let challenge = Challenge::build(&[usdc, other], &quote, &route, &parts, None).unwrap();
+        let amounts: Vec<String> = challenge
+            .offers()
+            .map(|(o, _)| o.amount.to_string())
+            .collect();
+        assert_eq!(amounts, ["10000", "10000000000000000"]);
+
+        let response = challenge.respond("Payment required", &HeaderMap::new(), None);
+        assert_eq!(response.status(), StatusCode::PAYMENT_REQUIRED);
+        let header = response.headers()["payment-required"].as_bytes();
+        let v2: v2::PaymentRequired = x402_proto::decode_header(header).unwrap();
+        assert_eq!(v2.accepts.len(), 2);
+        assert_eq!(v2.resource.url, "http://shop.test/weather");
+        // The v1 body lists only the options v1 clients can name (base has a v1 name; the
+        // other chain does not).
+        let body = futures_body(response);
+        let v1: v1::PaymentRequired = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v1.accepts.len(), 1);
+        assert_eq!(v1.accepts[0].network.as_str(), "base");
+    }
+
+    fn futures_body(response: Response<Body>) -> bytes::Bytes {
+        use http_body_util::BodyExt;
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(response.into_body().collect())
+            .unwrap()
+            .to_bytes()
+    }
+
+    #[test]
     fn resource_urls_prefer_the_public_base() {
         let (parts, ()) = http::Request::builder()
             .uri("/run?x=1")
