@@ -1,0 +1,284 @@
+//! The paying client: send, and on a 402 choose an offer by policy, reserve it in the budget,
+//! sign, retry once, and record the outcome.
+
+use alloy::signers::local::PrivateKeySigner;
+use x402_proto::{SettleResponse, TokenAmount, V1, decode_header, encode_header, headers, v1, v2};
+
+use crate::ledger::{Ledger, LedgerError, MicroUsd, PaymentIntent};
+use crate::policy::{Policy, PolicyError};
+
+/// Why a paid request failed. Each says what happened and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum PayError {
+    /// The request could not be sent or its answer read.
+    #[error("request failed: {0}")]
+    Http(#[from] reqwest::Error),
+    /// The request's body is a stream and cannot be sent twice.
+    #[error(
+        "the request body is a stream and cannot be replayed after a 402; send a buffered body"
+    )]
+    BodyNotReplayable,
+    /// The 402 could not be understood.
+    #[error("the server's 402 is not an x402 challenge: {0}")]
+    BadChallenge(String),
+    /// No offer is acceptable.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The budget refused the payment (nothing was signed).
+    #[error(transparent)]
+    Budget(#[from] LedgerError),
+    /// The payment could not be signed.
+    #[error("cannot sign the payment: {0}")]
+    Sign(String),
+    /// The server refused the signed payment or settlement failed.
+    #[error("payment refused: {reason}")]
+    Refused {
+        /// The status of the answer.
+        status: u16,
+        /// The server's reason (`insufficient_funds`, …).
+        reason: String,
+        /// The failed receipt, when there was one.
+        receipt: Option<SettleResponse>,
+    },
+}
+
+/// A response, and what was paid for it.
+#[derive(Debug)]
+pub struct PaidResponse {
+    /// The final response (its body unread).
+    pub response: reqwest::Response,
+    /// The settlement receipt, when a payment was made.
+    pub receipt: Option<SettleResponse>,
+    /// The amount paid, in atomic units, and the ledger row.
+    pub paid: Option<(TokenAmount, i64)>,
+}
+
+/// An HTTP client that pays x402 challenges within a policy and a budget.
+#[derive(Clone, Debug)]
+pub struct PayingClient {
+    http: reqwest::Client,
+    signer: PrivateKeySigner,
+    policy: Policy,
+    ledger: Ledger,
+}
+
+fn micro_usd(amount: TokenAmount, decimals: u8) -> MicroUsd {
+    let value = amount.0;
+    let scale = alloy::primitives::U256::from(10u8).pow(alloy::primitives::U256::from(decimals));
+    let micro = (value * alloy::primitives::U256::from(1_000_000u64)).div_ceil(scale);
+    u64::try_from(micro).unwrap_or(u64::MAX)
+}
+
+enum Challenge {
+    V1(v1::PaymentRequired),
+    V2(v2::PaymentRequired),
+}
+
+impl PayingClient {
+    /// A client paying with `signer`, choosing by `policy`, recording in `ledger`.
+    pub fn new(
+        http: reqwest::Client,
+        signer: PrivateKeySigner,
+        policy: Policy,
+        ledger: Ledger,
+    ) -> Self {
+        Self {
+            http,
+            signer,
+            policy,
+            ledger,
+        }
+    }
+
+    /// The underlying HTTP client, to build requests.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The ledger.
+    pub fn ledger(&self) -> &Ledger {
+        &self.ledger
+    }
+
+    /// Sends `request`; on a 402, pays once (if policy and budget allow) and retries.
+    /// `service` labels the ledger row.
+    pub async fn send(
+        &self,
+        request: reqwest::Request,
+        service: Option<&str>,
+    ) -> Result<PaidResponse, PayError> {
+        let retry = request.try_clone().ok_or(PayError::BodyNotReplayable)?;
+        let url = request.url().to_string();
+        let first = self.http.execute(request).await?;
+        if first.status() != reqwest::StatusCode::PAYMENT_REQUIRED {
+            return Ok(PaidResponse {
+                response: first,
+                receipt: None,
+                paid: None,
+            });
+        }
+        let challenge = read_challenge(first).await?;
+        let offers: Vec<v2::PaymentRequirements> = match &challenge {
+            Challenge::V2(c) => c.accepts.clone(),
+            Challenge::V1(c) => c
+                .accepts
+                .iter()
+                .map(v1::PaymentRequirements::to_v2)
+                .collect(),
+        };
+        let choice = self.policy.choose(&offers)?;
+        let intent = PaymentIntent {
+            url,
+            service: service.map(str::to_owned),
+            amount: choice.requirements.amount.to_string(),
+            micro_usd: micro_usd(choice.requirements.amount, choice.decimals),
+            asset: choice.requirements.asset.clone(),
+            network: choice.requirements.network.to_string(),
+            payer: self.signer.address().to_checksum(None),
+            pay_to: choice.requirements.pay_to.clone(),
+        };
+        let reservation = self.ledger.reserve(&intent)?;
+        let now = x402_evm::unix_now();
+        let (name, value) = match &challenge {
+            Challenge::V2(c) => {
+                let payment = x402_evm::sign_payment(
+                    &self.signer,
+                    &c.accepts[choice.index],
+                    Some(c.resource.clone()),
+                    now,
+                )
+                .await
+                .map_err(|e| PayError::Sign(e.to_string()))?;
+                (headers::PAYMENT_SIGNATURE, encode_header(&payment))
+            }
+            Challenge::V1(c) => {
+                let payment =
+                    x402_evm::sign_payment_v1(&self.signer, &c.accepts[choice.index], now)
+                        .await
+                        .map_err(|e| PayError::Sign(e.to_string()))?;
+                (headers::X_PAYMENT, encode_header(&payment))
+            }
+        };
+        let mut retry = retry;
+        let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
+            .map_err(|e| PayError::Sign(e.to_string()))?;
+        retry.headers_mut().insert(
+            name,
+            reqwest::header::HeaderValue::from_str(&value)
+                .map_err(|e| PayError::Sign(e.to_string()))?,
+        );
+        let response = match self.http.execute(retry).await {
+            Ok(response) => response,
+            Err(error) => {
+                // Sent, answer lost: the payment may have settled. Keep it in the audit.
+                let _ = reservation.fail(&format!("no answer after paying: {error}"), None);
+                return Err(error.into());
+            }
+        };
+        let receipt = receipt_of(response.headers());
+        let status = response.status();
+        let id = reservation.id();
+        match &receipt {
+            Some(r) if r.success => {
+                reservation.commit(&r.transaction)?;
+                Ok(PaidResponse {
+                    response,
+                    receipt,
+                    paid: Some((choice.requirements.amount, id)),
+                })
+            }
+            _ if status.is_success() => {
+                // Served without a receipt: count it as paid (the server may settle later).
+                reservation.commit("")?;
+                Ok(PaidResponse {
+                    response,
+                    receipt,
+                    paid: Some((choice.requirements.amount, id)),
+                })
+            }
+            _ => {
+                let reason = refusal_reason(&response, receipt.as_ref());
+                let _ = reservation.fail(
+                    &reason,
+                    receipt
+                        .as_ref()
+                        .map(|r| r.transaction.as_str())
+                        .filter(|t| !t.is_empty()),
+                );
+                if status == reqwest::StatusCode::PAYMENT_REQUIRED {
+                    Err(PayError::Refused {
+                        status: status.as_u16(),
+                        reason,
+                        receipt,
+                    })
+                } else {
+                    // Not charged (the handler failed): hand the answer back.
+                    Ok(PaidResponse {
+                        response,
+                        receipt,
+                        paid: None,
+                    })
+                }
+            }
+        }
+    }
+}
+
+async fn read_challenge(response: reqwest::Response) -> Result<Challenge, PayError> {
+    if let Some(header) = response.headers().get(headers::PAYMENT_REQUIRED) {
+        let challenge: v2::PaymentRequired =
+            decode_header(header.as_bytes()).map_err(|e| PayError::BadChallenge(e.to_string()))?;
+        return Ok(Challenge::V2(challenge));
+    }
+    let body = response.bytes().await?;
+    let challenge: v1::PaymentRequired = serde_json::from_slice(&body).map_err(|e| {
+        PayError::BadChallenge(format!(
+            "no PAYMENT-REQUIRED header and the body is not a v1 challenge: {e}"
+        ))
+    })?;
+    let _: V1 = challenge.x402_version;
+    Ok(Challenge::V1(challenge))
+}
+
+fn receipt_of(headers: &reqwest::header::HeaderMap) -> Option<SettleResponse> {
+    let header = headers
+        .get(headers::PAYMENT_RESPONSE)
+        .or_else(|| headers.get(headers::X_PAYMENT_RESPONSE))?;
+    decode_header(header.as_bytes()).ok()
+}
+
+fn refusal_reason(response: &reqwest::Response, receipt: Option<&SettleResponse>) -> String {
+    if let Some(r) = receipt
+        && let Some(reason) = &r.error_reason
+    {
+        return format!(
+            "{reason}{}",
+            r.error_message
+                .as_deref()
+                .map(|m| format!(": {m}"))
+                .unwrap_or_default()
+        );
+    }
+    if let Some(header) = response.headers().get(headers::PAYMENT_REQUIRED)
+        && let Ok(challenge) = decode_header::<v2::PaymentRequired>(header.as_bytes())
+        && let Some(error) = challenge.error
+    {
+        return error;
+    }
+    format!("the server answered {}", response.status())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn amounts_become_micro_usd_rounded_up() {
+        assert_eq!(micro_usd(TokenAmount::from_atomic(10_000), 6), 10_000);
+        assert_eq!(micro_usd(TokenAmount::from_atomic(1), 18), 1);
+        assert_eq!(
+            micro_usd(TokenAmount::from_atomic(2_000_000_000_000), 18),
+            2
+        );
+    }
+}

@@ -1,0 +1,18 @@
+//! The agent side of x402: an HTTP client that pays 402 challenges from any x402 server (v1 or
+//! v2) within a [`Policy`] (allowed assets and networks, a most-per-payment in human units)
+//! and a [`Budget`] (per payment, per hour, per day, total), recording every payment in a
+//! SQLite [`Ledger`].
+//!
+//! Budgets are reserved before anything is signed, in one database transaction, so concurrent
+//! calls can never overspend; a reservation is committed with the settlement's transaction
+//! hash, marked failed, or released.
+
+mod client;
+pub mod ledger;
+mod policy;
+
+pub use client::{PaidResponse, PayError, PayingClient};
+pub use ledger::{
+    Budget, Ledger, LedgerError, MicroUsd, PaymentIntent, PaymentRecord, Reservation, TotalsBy,
+};
+pub use policy::{Choice, KnownAsset, Policy, PolicyError};

@@ -1,0 +1,184 @@
+//! Which of a server's offers a client may pay: allowed networks and assets, an order of
+//! preference, and a most-per-payment in human units that respects each asset's decimals.
+
+use x402_proto::{Network, Price, Scheme, TokenAmount, v2};
+
+/// An asset the client knows how to value.
+#[derive(Clone, Debug, PartialEq)]
+pub struct KnownAsset {
+    /// CAIP-2 network.
+    pub network: Network,
+    /// Token address (compared case-insensitively).
+    pub address: String,
+    /// Decimals, to read amounts in whole units.
+    pub decimals: u8,
+}
+
+/// The client's rules for choosing an offer.
+#[derive(Clone, Debug)]
+pub struct Policy {
+    /// Assets that may be paid, in order of preference. By default the USDC deployments the
+    /// official SDKs know.
+    pub assets: Vec<KnownAsset>,
+    /// The most one payment may cost, in whole units of the asset (USD for USDC).
+    pub max_per_payment: Price,
+}
+
+impl Default for Policy {
+    fn default() -> Self {
+        Self {
+            assets: x402_evm::default_assets()
+                .map(|a| KnownAsset {
+                    network: a.network,
+                    address: a.address.to_checksum(None),
+                    decimals: a.decimals,
+                })
+                .collect(),
+            max_per_payment: "0.10".parse().expect("a valid price"),
+        }
+    }
+}
+
+/// An offer the policy accepts.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Choice {
+    /// Index in the server's `accepts`.
+    pub index: usize,
+    /// The offer, in v2 form.
+    pub requirements: v2::PaymentRequirements,
+    /// The asset's decimals.
+    pub decimals: u8,
+}
+
+/// Why no offer could be paid. Each says what to change.
+#[derive(Clone, Debug, PartialEq, thiserror::Error)]
+pub enum PolicyError {
+    /// The server offered nothing this client can pay.
+    #[error(
+        "none of the {offered} offers is an allowed asset on an allowed network ({detail}); allow the asset or network in the client policy"
+    )]
+    NotAllowed {
+        /// How many offers there were.
+        offered: usize,
+        /// What was offered.
+        detail: String,
+    },
+    /// Every allowed offer costs more than the most per payment.
+    #[error(
+        "the price {asked} is above the maximum per payment {max}; raise --max if it is worth it"
+    )]
+    AboveMax {
+        /// The cheapest allowed price, in whole units.
+        asked: String,
+        /// The maximum.
+        max: String,
+    },
+}
+
+impl Policy {
+    /// The preferred allowed offer within the maximum.
+    pub fn choose(&self, offers: &[v2::PaymentRequirements]) -> Result<Choice, PolicyError> {
+        let mut cheapest_above: Option<(TokenAmount, u8)> = None;
+        for asset in &self.assets {
+            for (index, offer) in offers.iter().enumerate() {
+                let same_asset = offer.scheme == Scheme::EXACT
+                    && offer.network.same_as(&asset.network)
+                    && offer.asset.eq_ignore_ascii_case(&asset.address);
+                if !same_asset {
+                    continue;
+                }
+                let max = self
+                    .max_per_payment
+                    .to_atomic(asset.decimals)
+                    .unwrap_or(TokenAmount::ZERO);
+                if offer.amount <= max {
+                    return Ok(Choice {
+                        index,
+                        requirements: offer.clone(),
+                        decimals: asset.decimals,
+                    });
+                }
+                if cheapest_above
+                    .is_none_or(|(a, d)| offer.amount.to_human(asset.decimals) < a.to_human(d))
+                {
+                    cheapest_above = Some((offer.amount, asset.decimals));
+                }
+            }
+        }
+        match cheapest_above {
+            Some((amount, decimals)) => Err(PolicyError::AboveMax {
+                asked: amount.to_human(decimals),
+                max: self.max_per_payment.to_string(),
+            }),
+            None => Err(PolicyError::NotAllowed {
+                offered: offers.len(),
+                detail: offers
+                    .iter()
+                    .map(|o| format!("{} {} on {}", o.scheme, o.asset, o.network))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn offer(network: &str, asset: &str, amount: u128) -> v2::PaymentRequirements {
+        v2::PaymentRequirements {
+            scheme: Scheme::EXACT,
+            network: Network::new(network.to_owned()),
+            amount: TokenAmount::from_atomic(amount),
+            asset: asset.to_owned(),
+            pay_to: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".into(),
+            max_timeout_seconds: 60,
+            extra: Some(json!({"name": "USD Coin", "version": "2"})),
+        }
+    }
+
+    const BASE_USDC: &str = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913";
+
+    #[test]
+    fn chooses_an_allowed_asset_within_the_maximum() {
+        let policy = Policy::default();
+        let offers = [
+            offer("eip155:1", "0x0000000000000000000000000000000000000001", 1),
+            offer("eip155:8453", &BASE_USDC.to_lowercase(), 50_000),
+        ];
+        let choice = policy.choose(&offers).unwrap();
+        assert_eq!(choice.index, 1);
+        assert_eq!(choice.decimals, 6);
+    }
+
+    #[test]
+    fn refuses_prices_above_the_maximum_in_the_assets_decimals() {
+        let policy = Policy {
+            max_per_payment: "0.10".parse().unwrap(),
+            ..Policy::default()
+        };
+        let error = policy
+            .choose(&[offer("eip155:8453", BASE_USDC, 500_000)])
+            .unwrap_err();
+        assert_eq!(
+            error,
+            PolicyError::AboveMax {
+                asked: "0.5".into(),
+                max: "0.10".into()
+            }
+        );
+        let error = policy
+            .choose(&[offer(
+                "eip155:8453",
+                "0x0000000000000000000000000000000000000bad",
+                1,
+            )])
+            .unwrap_err();
+        assert!(
+            matches!(error, PolicyError::NotAllowed { offered: 1, .. }),
+            "{error}"
+        );
+    }
+}

@@ -1,0 +1,176 @@
+//! 100 concurrent paid calls against a budget that allows 40 make exactly 40 payments, and the
+//! ledger agrees with the payee's on-chain balance. A price above the client's maximum is
+//! refused without signing anything.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use alloy::primitives::U256;
+use axum::routing::get;
+use x402_client::{
+    Budget, Ledger, LedgerError, PayError, PayingClient, Policy, PolicyError, TotalsBy,
+};
+use x402_facilitator::FacilitatorConfig;
+use x402_paywall::{PaymentOption, Paywall, PaywallConfig, RoutePrice};
+use x402_proto::Facilitator;
+use x402_testkit::Chain;
+
+struct Server {
+    chain: Chain,
+    url: String,
+    hits: Arc<AtomicUsize>,
+    _facilitator: x402_facilitator::RunningFacilitator,
+    _dir: tempfile::TempDir,
+}
+
+async fn server(price: &str) -> Server {
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n[[networks]]\nchain_id = {}\nrpc_url = \"{}\"\n",
+        dir.path().join("f.db").display(),
+        chain.devnet.chain_id(),
+        chain.devnet.rpc_url(),
+    );
+    let config = FacilitatorConfig::parse(&text, std::iter::empty()).unwrap();
+    let facilitator = x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
+        .await
+        .unwrap();
+    let requirements = chain.requirements(1);
+    let extra = requirements.extra.clone().unwrap();
+    let option = PaymentOption {
+        network: requirements.network,
+        asset: requirements.asset,
+        decimals: 6,
+        pay_to: requirements.pay_to,
+        eip712_name: extra["name"].as_str().unwrap().into(),
+        eip712_version: extra["version"].as_str().unwrap().into(),
+        max_timeout_seconds: 120,
+    };
+    let in_process: Arc<dyn Facilitator> = Arc::new(facilitator.service().clone());
+    let paywall = Paywall::new(in_process, vec![option], PaywallConfig::default()).unwrap();
+    let hits = Arc::new(AtomicUsize::new(0));
+    let counter = hits.clone();
+    let app = axum::Router::new().route(
+        "/data",
+        get(|| async { "paid data" })
+            .layer(paywall.layer(RoutePrice::fixed(price.parse().unwrap())))
+            .layer(axum::middleware::from_fn(
+                move |request, next: axum::middleware::Next| {
+                    let counter = counter.clone();
+                    async move {
+                        if request_has_payment(&request) {
+                            counter.fetch_add(1, Ordering::SeqCst);
+                        }
+                        next.run(request).await
+                    }
+                },
+            )),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/data", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Server {
+        chain,
+        url,
+        hits,
+        _facilitator: facilitator,
+        _dir: dir,
+    }
+}
+
+fn request_has_payment(request: &axum::extract::Request) -> bool {
+    request.headers().contains_key("payment-signature")
+        || request.headers().contains_key("x-payment")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_for_40_allows_exactly_40_of_100_concurrent_payments() {
+    let server = server("$0.01").await;
+    let payee = server.chain.devnet.pay_to().address;
+    let before = server.chain.balance(payee).await;
+    let ledger = Ledger::in_memory().unwrap();
+    // 40 payments of $0.01 = 400,000 micro-USD.
+    ledger
+        .set_budget(&Budget {
+            total: Some(400_000),
+            ..Budget::default()
+        })
+        .unwrap();
+    let client = PayingClient::new(
+        reqwest::Client::new(),
+        server.chain.devnet.payers()[0].signer.clone(),
+        Policy::default(),
+        ledger.clone(),
+    );
+
+    let mut calls = tokio::task::JoinSet::new();
+    for _ in 0..100 {
+        let client = client.clone();
+        let url = server.url.clone();
+        calls.spawn(async move {
+            let request = client.http().get(&url).build().unwrap();
+            client.send(request, Some("data")).await
+        });
+    }
+    let (mut paid, mut refused) = (0, 0);
+    for outcome in calls.join_all().await {
+        match outcome {
+            Ok(response) => {
+                assert_eq!(response.response.status(), 200);
+                assert!(response.receipt.unwrap().success);
+                paid += 1;
+            }
+            Err(PayError::Budget(LedgerError::BudgetExceeded {
+                limit_name: "total",
+                limit: 400_000,
+                asked: 10_000,
+                ..
+            })) => refused += 1,
+            Err(other) => panic!("unexpected {other}"),
+        }
+    }
+    assert_eq!((paid, refused), (40, 60));
+    // Refused calls never signed: the server saw exactly 40 payments.
+    assert_eq!(server.hits.load(Ordering::SeqCst), 40);
+    let moved = server.chain.balance(payee).await - before;
+    assert_eq!(moved, U256::from(400_000));
+    let totals = ledger.totals(0, TotalsBy::Payee).unwrap();
+    assert_eq!(totals.len(), 1);
+    assert_eq!((totals[0].1, totals[0].2), (400_000, 40));
+    let records = ledger.payments(0).unwrap();
+    assert_eq!(records.iter().filter(|r| r.status == "paid").count(), 40);
+    assert!(records.iter().filter(|r| r.status == "paid").all(|r| {
+        r.transaction
+            .as_deref()
+            .is_some_and(|t| t.starts_with("0x"))
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_price_above_the_maximum_is_refused_without_signing() {
+    let server = server("$0.50").await;
+    let ledger = Ledger::in_memory().unwrap();
+    let client = PayingClient::new(
+        reqwest::Client::new(),
+        server.chain.devnet.payers()[0].signer.clone(),
+        Policy {
+            max_per_payment: "0.10".parse().unwrap(),
+            ..Policy::default()
+        },
+        ledger.clone(),
+    );
+    let request = client.http().get(&server.url).build().unwrap();
+    match client.send(request, None).await {
+        Err(PayError::Policy(PolicyError::AboveMax { asked, max })) => {
+            assert_eq!((asked.as_str(), max.as_str()), ("0.5", "0.10"));
+        }
+        other => panic!("expected AboveMax, got {other:?}"),
+    }
+    assert_eq!(
+        server.hits.load(Ordering::SeqCst),
+        0,
+        "nothing was signed or sent"
+    );
+    assert!(ledger.payments(0).unwrap().is_empty());
+}
