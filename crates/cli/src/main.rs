@@ -1,8 +1,10 @@
 //! `x402`: one binary for the local dev chain and (in later releases) the facilitator, the
 //! gateway and the paying client.
 
+mod agent;
 mod bench;
 mod bench_gateway;
+mod demo;
 mod dev;
 mod facilitator;
 mod gateway;
@@ -17,6 +19,8 @@ use tracing_subscriber::EnvFilter;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    home: agent::Home,
 }
 
 #[derive(Debug, Subcommand)]
@@ -30,6 +34,23 @@ enum Command {
     /// Serve the pay-per-call AI gateway: POST /run {service, input}, GET /catalog,
     /// /v1/embeddings and /v1/chat/completions, paid per request with x402.
     Gateway(gateway::GatewayArgs),
+    /// The agent's wallet: X402_PRIVATE_KEY, or a key file in $X402_HOME (default ~/.x402).
+    #[command(subcommand)]
+    Wallet(agent::WalletCommand),
+    /// Request a URL like curl, paying its x402 challenge within --max and the budget: the
+    /// body goes to stdout, the payment to stderr.
+    Pay(agent::PayArgs),
+    /// Run a gateway service (POST /run), paying for it; waits for long jobs.
+    Run(agent::RunArgs),
+    /// List a gateway's services and prices.
+    Catalog(agent::CatalogArgs),
+    /// The ledger: every payment, or totals by day, service or payee.
+    Receipts(agent::ReceiptsArgs),
+    /// Show or set spending limits (per payment, hour, day, total).
+    #[command(subcommand)]
+    Budget(agent::BudgetCommand),
+    /// An autonomous agent doing a small research task on the `x402 dev` stack within a budget.
+    Demo(demo::DemoArgs),
     /// Load benchmarks against a local chain (figures for docs/benchmarks.md).
     #[command(subcommand)]
     Bench(bench::BenchTarget),
@@ -43,10 +64,19 @@ async fn main() -> anyhow::Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    let home = cli.home;
+    match cli.command {
         Command::Dev(args) => dev::run(args).await,
         Command::Facilitator(args) => facilitator::run(args).await,
         Command::Gateway(args) => gateway::run(args).await,
         Command::Bench(target) => bench::run(target).await,
+        Command::Wallet(command) => agent::wallet(&home, command).await,
+        Command::Pay(args) => agent::pay(&home, args).await,
+        Command::Run(args) => agent::run(&home, args).await,
+        Command::Catalog(args) => agent::catalog(args).await,
+        Command::Receipts(args) => agent::receipts(&home, args),
+        Command::Budget(command) => agent::budget(&home, command),
+        Command::Demo(args) => demo::run(args).await,
     }
 }

@@ -272,6 +272,30 @@ fn refusal_reason(response: &reqwest::Response, receipt: Option<&SettleResponse>
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn a_streamed_body_is_refused_before_anything_is_sent() {
+        let client = PayingClient::new(
+            reqwest::Client::new(),
+            PrivateKeySigner::random(),
+            Policy::default(),
+            Ledger::in_memory().unwrap(),
+        );
+        let stream = futures_util::stream::once(async {
+            Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{}"))
+        });
+        // Port 9: nothing listens; the refusal must come before any connection attempt.
+        let request = client
+            .http()
+            .post("http://127.0.0.1:9/run")
+            .body(reqwest::Body::wrap_stream(stream))
+            .build()
+            .unwrap();
+        assert!(matches!(
+            client.send(request, None).await,
+            Err(PayError::BodyNotReplayable)
+        ));
+    }
+
     #[test]
     fn amounts_become_micro_usd_rounded_up() {
         assert_eq!(micro_usd(TokenAmount::from_atomic(10_000), 6), 10_000);

@@ -24,7 +24,9 @@ async fn facilitator(chain: &Chain, dir: &tempfile::TempDir) -> RunningFacilitat
         chain.devnet.rpc_url(),
     );
     let config = FacilitatorConfig::parse(&text, std::iter::empty()).unwrap();
-    x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone()).await.unwrap()
+    x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
+        .await
+        .unwrap()
 }
 
 #[derive(Clone)]
@@ -35,7 +37,10 @@ struct V1Server {
 
 /// A server that speaks only x402 v1, as the legacy SDKs do.
 async fn v1_only(State(server): State<V1Server>, headers: HeaderMap) -> Response {
-    assert!(!headers.contains_key("payment-signature"), "a v1 server is paid with X-PAYMENT");
+    assert!(
+        !headers.contains_key("payment-signature"),
+        "a v1 server is paid with X-PAYMENT"
+    );
     let challenge = |error: &str| {
         let body = v1::PaymentRequired {
             x402_version: V1::default(),
@@ -51,13 +56,20 @@ async fn v1_only(State(server): State<V1Server>, headers: HeaderMap) -> Response
     let Ok(payload) = decode_header::<v1::PaymentPayload>(header.as_bytes()) else {
         return challenge("undecodable X-PAYMENT");
     };
-    let request = PaymentRequest::V1 { payload, requirements: server.requirements.clone() };
+    let request = PaymentRequest::V1 {
+        payload,
+        requirements: server.requirements.clone(),
+    };
     let verified = server.facilitator.verify(&request).await.unwrap();
     if !verified.is_valid {
         return challenge(&format!("{:?}", verified.invalid_reason));
     }
     let receipt = server.facilitator.settle(&request).await.unwrap();
-    ([("x-payment-response", encode_header(&receipt))], "v1 content").into_response()
+    (
+        [("x-payment-response", encode_header(&receipt))],
+        "v1 content",
+    )
+        .into_response()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -65,11 +77,21 @@ async fn a_v1_only_server_is_paid_with_x_payment() {
     let chain = Chain::start().await;
     let dir = tempfile::tempdir().unwrap();
     let running = facilitator(&chain, &dir).await;
-    let resource = v2::ResourceInfo { url: "http://legacy/v1".into(), description: Some("legacy".into()), mime_type: None };
-    let requirements = v1::PaymentRequirements::from_v2(&chain.requirements(10_000), &resource).unwrap();
+    let resource = v2::ResourceInfo {
+        url: "http://legacy/v1".into(),
+        description: Some("legacy".into()),
+        mime_type: None,
+    };
+    let requirements =
+        v1::PaymentRequirements::from_v2(&chain.requirements(10_000), &resource).unwrap();
     assert_eq!(requirements.network.as_str(), "base");
-    let state = V1Server { facilitator: Arc::new(running.service().clone()), requirements };
-    let app = axum::Router::new().route("/v1", axum::routing::get(v1_only)).with_state(state);
+    let state = V1Server {
+        facilitator: Arc::new(running.service().clone()),
+        requirements,
+    };
+    let app = axum::Router::new()
+        .route("/v1", axum::routing::get(v1_only))
+        .with_state(state);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/v1", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -77,8 +99,16 @@ async fn a_v1_only_server_is_paid_with_x_payment() {
     let payee = chain.devnet.pay_to().address;
     let before = chain.balance(payee).await;
     let ledger = Ledger::in_memory().unwrap();
-    let client = PayingClient::new(reqwest::Client::new(), chain.devnet.payers()[1].signer.clone(), Policy::default(), ledger.clone());
-    let paid = client.send(client.http().get(&url).build().unwrap(), None).await.unwrap();
+    let client = PayingClient::new(
+        reqwest::Client::new(),
+        chain.devnet.payers()[1].signer.clone(),
+        Policy::default(),
+        ledger.clone(),
+    );
+    let paid = client
+        .send(client.http().get(&url).build().unwrap(), None)
+        .await
+        .unwrap();
     assert_eq!(paid.response.status(), 200);
     let receipt = paid.receipt.expect("X-PAYMENT-RESPONSE read");
     assert!(receipt.success);
@@ -86,7 +116,10 @@ async fn a_v1_only_server_is_paid_with_x_payment() {
     assert_eq!(chain.balance(payee).await - before, U256::from(10_000));
     let record = &ledger.payments(0).unwrap()[0];
     assert_eq!(record.status, "paid");
-    assert_eq!(record.transaction.as_deref(), Some(receipt.transaction.as_str()));
+    assert_eq!(
+        record.transaction.as_deref(),
+        Some(receipt.transaction.as_str())
+    );
     assert_eq!(record.network, "eip155:8453");
 }
 
@@ -102,7 +135,10 @@ impl Drop for KillOnDrop {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_express_server_is_paid_and_settles_on_anvil() {
     let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools");
-    assert!(tools.join("node_modules/@x402/express").exists(), "run scripts/install-tools.sh");
+    assert!(
+        tools.join("node_modules/@x402/express").exists(),
+        "run scripts/install-tools.sh"
+    );
     let chain = Chain::start().await;
     let dir = tempfile::tempdir().unwrap();
     let running = facilitator(&chain, &dir).await;
@@ -121,16 +157,27 @@ async fn the_official_express_server_is_paid_and_settles_on_anvil() {
     let port = tokio::task::spawn_blocking(move || {
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
-        line.trim().strip_prefix("LISTENING ").unwrap_or_else(|| panic!("express said {line:?}")).to_owned()
+        line.trim()
+            .strip_prefix("LISTENING ")
+            .unwrap_or_else(|| panic!("express said {line:?}"))
+            .to_owned()
     })
     .await
     .unwrap();
 
     let before = chain.balance(payee).await;
     let ledger = Ledger::in_memory().unwrap();
-    let client = PayingClient::new(reqwest::Client::new(), chain.devnet.payers()[2].signer.clone(), Policy::default(), ledger.clone());
+    let client = PayingClient::new(
+        reqwest::Client::new(),
+        chain.devnet.payers()[2].signer.clone(),
+        Policy::default(),
+        ledger.clone(),
+    );
     let url = format!("http://127.0.0.1:{port}/paid");
-    let paid = client.send(client.http().get(&url).build().unwrap(), Some("express")).await.unwrap();
+    let paid = client
+        .send(client.http().get(&url).build().unwrap(), Some("express"))
+        .await
+        .unwrap();
     assert_eq!(paid.response.status(), 200);
     let receipt = paid.receipt.expect("PAYMENT-RESPONSE");
     assert!(receipt.success, "{receipt:?}");

@@ -1,0 +1,196 @@
+//! The agent side on the `x402 dev` stack, through the binary: `x402 demo` finishes within its
+//! budget and the payee receives exactly what it reports; `x402 pay` pays the gateway and the
+//! ledger (`x402 receipts`) records it; a price above `--max` is refused without paying.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+
+use common::{rpc, wait_for_state};
+use serde_json::Value;
+
+struct Dev(Child);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn x402(args: &[&str], home: &Path, key: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_x402"));
+    command
+        .args(args)
+        .env("X402_HOME", home)
+        .env_remove("X402_PRIVATE_KEY")
+        .env_remove("RUST_BACKTRACE");
+    if let Some(key) = key {
+        command.env("X402_PRIVATE_KEY", key);
+    }
+    command.output().expect("x402 runs")
+}
+
+fn usdc_balance(state: &Value, owner: &str) -> u128 {
+    let data = format!(
+        "0x70a08231{:0>64}",
+        owner.trim_start_matches("0x").to_lowercase()
+    );
+    let answer = rpc(
+        state["rpc_url"].as_str().unwrap(),
+        "eth_call",
+        serde_json::json!([{"to": state["asset"], "data": data}, "latest"]),
+    );
+    u128::from_str_radix(answer.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+}
+
+#[test]
+fn the_demo_agent_and_the_cli_pay_within_their_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("dev");
+    let home = dir.path().join("home");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_x402"))
+        .args([
+            "dev",
+            "--facilitator-port",
+            "0",
+            "--gateway-port",
+            "0",
+            "--state-dir",
+        ])
+        .arg(&state_dir)
+        .arg("--models-dir")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = wait_for_state(&state_dir.join("dev.json"), &mut child);
+    let _dev = Dev(child);
+    let pay_to = state["pay_to"].as_str().unwrap().to_owned();
+    let gateway = state["gateway_url"].as_str().unwrap().to_owned();
+
+    // The demo, with a budget too small for all of its calls.
+    let before = usdc_balance(&state, &pay_to);
+    let out = x402(
+        &[
+            "demo",
+            "--state-dir",
+            state_dir.to_str().unwrap(),
+            "--budget",
+            "0.002",
+        ],
+        &home,
+        None,
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let last = stdout.lines().last().unwrap();
+    // "N paid calls, total $X of a $0.002 budget"
+    let total: f64 = last
+        .split("total $")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(total > 0.0 && total <= 0.002, "{last}");
+    assert!(
+        stdout.contains("skipped: the next call would exceed the budget"),
+        "{stdout}"
+    );
+    assert!(stdout.contains("tx 0x"), "{stdout}");
+    let moved = usdc_balance(&state, &pay_to) - before;
+    assert_eq!(moved, (total * 1e6).round() as u128, "{stdout}");
+
+    // x402 pay: body on stdout, payment on stderr, recorded in the ledger.
+    let key = state["payer_private_keys"][4].as_str().unwrap();
+    let run = format!("{gateway}/run");
+    let out = x402(
+        &[
+            "pay",
+            &run,
+            "-X",
+            "POST",
+            "-d",
+            r#"{"service":"embed-l4","input":{"text":"hello agents"}}"#,
+        ],
+        &home,
+        Some(key),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(body["output"]["dimensions"], 384);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("paid 0.000001 USDC"));
+
+    // Above --max: refused before signing, nothing recorded.
+    let out = x402(
+        &[
+            "pay",
+            &run,
+            "-X",
+            "POST",
+            "--max",
+            "0.001",
+            "-d",
+            r#"{"service":"pdf-parse","input":{"html":"<html><body>hi</body></html>"}}"#,
+        ],
+        &home,
+        Some(key),
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("above the maximum per payment 0.001"),
+        "{stderr}"
+    );
+
+    let out = x402(&["receipts", "--json"], &home, None);
+    let receipts: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let receipts = receipts.as_array().unwrap();
+    assert_eq!(receipts.len(), 1, "{receipts:?}");
+    assert_eq!(receipts[0]["status"], "paid");
+    assert_eq!(receipts[0]["service"], "embed-l4");
+    assert!(
+        receipts[0]["transaction"]
+            .as_str()
+            .unwrap()
+            .starts_with("0x")
+    );
+
+    // A budget refuses before paying and says which limit.
+    let out = x402(&["budget", "set", "--total", "0.000001"], &home, None);
+    assert!(out.status.success());
+    let out = x402(
+        &[
+            "pay",
+            &run,
+            "-X",
+            "POST",
+            "-d",
+            r#"{"service":"embed-l4","input":{"text":"again"}}"#,
+        ],
+        &home,
+        Some(key),
+    );
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("budget exceeded: the total limit is 1 micro-USD"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("x402 budget set"), "{stderr}");
+}

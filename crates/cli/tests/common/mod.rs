@@ -1,0 +1,58 @@
+//! Helpers for tests that drive the `x402` binary against `x402 dev`.
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+/// Waits for `x402 dev` to write dev.json.
+pub fn wait_for_state(path: &Path, child: &mut std::process::Child) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Ok(text) = std::fs::read_to_string(path) {
+            return serde_json::from_str(&text).expect("dev.json is JSON");
+        }
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("x402 dev exited early with {status}");
+        }
+        assert!(Instant::now() < deadline, "dev.json did not appear");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A JSON-RPC call over a plain HTTP/1.1 request (no client library needed).
+pub fn rpc(url: &str, method: &str, params: Value) -> Value {
+    use std::io::{Read, Write};
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+        .to_string();
+    let host = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(host).expect("anvil reachable");
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    let (_, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+    let reply: Value = serde_json::from_str(body).expect("JSON-RPC reply");
+    reply["result"].clone()
+}
+
+/// GET over plain HTTP/1.1; asserts a 200 and returns the body.
+pub fn http_get(base: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(host).expect("facilitator reachable");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response.split_once("\r\n\r\n").unwrap().1.to_owned()
+}
