@@ -194,3 +194,44 @@ fn the_demo_agent_and_the_cli_pay_within_their_limits() {
     );
     assert!(stderr.contains("x402 budget set"), "{stderr}");
 }
+
+#[test]
+fn a_new_wallet_is_owner_only_and_its_key_is_never_printed() {
+    use std::os::unix::fs::PermissionsExt;
+    let home = tempfile::tempdir().unwrap();
+    let out = x402(&["wallet", "address"], home.path(), None);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("x402 wallet new"));
+
+    let out = x402(&["wallet", "new"], home.path(), None);
+    assert!(out.status.success());
+    let address = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert!(
+        address.starts_with("0x") && address.len() == 42,
+        "{address}"
+    );
+    let file = home.path().join("wallet.key");
+    assert_eq!(
+        std::fs::metadata(&file).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let key = std::fs::read_to_string(&file).unwrap();
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !printed.contains(key.trim().trim_start_matches("0x")),
+        "the key was printed"
+    );
+
+    let out = x402(&["wallet", "address"], home.path(), None);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), address);
+    let again = x402(&["wallet", "new"], home.path(), None);
+    assert!(
+        !again.status.success(),
+        "an existing wallet is never replaced"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), key);
+}
