@@ -1,5 +1,5 @@
-//! `x402`: one binary for the local dev chain and (in later releases) the facilitator, the
-//! gateway and the paying client.
+//! `x402`: one binary for the local dev stack, the facilitator, the gateway and the paying
+//! agent.
 
 mod agent;
 mod bench;
@@ -25,8 +25,8 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Run a local chain that looks like Base (USDC at its real address) until Ctrl-C,
-    /// and describe it in DIR/dev.json.
+    /// Run the local stack until Ctrl-C: a chain that looks like Base (USDC at its real
+    /// address), our facilitator and the inference gateway; described in DIR/dev.json.
     Dev(dev::DevArgs),
     /// Serve an x402 facilitator (/verify, /settle, /supported, /health, /metrics) that
     /// settles on the configured EVM chains.
