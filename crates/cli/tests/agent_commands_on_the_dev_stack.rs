@@ -136,6 +136,37 @@ fn the_demo_agent_and_the_cli_pay_within_their_limits() {
     assert_eq!(body["output"]["dimensions"], 384);
     assert!(String::from_utf8_lossy(&out.stderr).contains("paid 0.000001 USDC"));
 
+    // x402 run waits for a job and prints its output.
+    let out = x402(
+        &[
+            "run",
+            "pdf-parse",
+            r#"{"html": "<html><body><h1>Quarterly</h1></body></html>"}"#,
+            "--gateway",
+            &gateway,
+            "--async",
+        ],
+        &home,
+        Some(key),
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let output: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        output["text"].as_str().unwrap().contains("Quarterly"),
+        "{output}"
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("paid 0.002 USDC"));
+    let out = x402(&["catalog", "--gateway", &gateway], &home, None);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listing.contains("pdf-parse") && listing.contains("unavailable: no backend"),
+        "{listing}"
+    );
+
     // Above --max: refused before signing, nothing recorded.
     let out = x402(
         &[
@@ -161,18 +192,17 @@ fn the_demo_agent_and_the_cli_pay_within_their_limits() {
     let out = x402(&["receipts", "--json"], &home, None);
     let receipts: Value = serde_json::from_slice(&out.stdout).unwrap();
     let receipts = receipts.as_array().unwrap();
-    assert_eq!(receipts.len(), 1, "{receipts:?}");
-    assert_eq!(receipts[0]["status"], "paid");
-    assert_eq!(receipts[0]["service"], "embed-l4");
+    assert_eq!(receipts.len(), 2, "{receipts:?}");
     assert!(
-        receipts[0]["transaction"]
-            .as_str()
-            .unwrap()
-            .starts_with("0x")
+        receipts
+            .iter()
+            .all(|r| r["status"] == "paid" && r["transaction"].as_str().unwrap().starts_with("0x"))
     );
+    assert_eq!(receipts[0]["service"], "pdf-parse");
+    assert_eq!(receipts[1]["service"], "embed-l4");
 
     // A budget refuses before paying and says which limit.
-    let out = x402(&["budget", "set", "--total", "0.000001"], &home, None);
+    let out = x402(&["budget", "set", "--total", "0.002001"], &home, None);
     assert!(out.status.success());
     let out = x402(
         &[
@@ -189,7 +219,7 @@ fn the_demo_agent_and_the_cli_pay_within_their_limits() {
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
-        stderr.contains("budget exceeded: the total limit is 1 micro-USD"),
+        stderr.contains("budget exceeded: the total limit is 2001 micro-USD, 2001 already spent or reserved, 1 asked"),
         "{stderr}"
     );
     assert!(stderr.contains("x402 budget set"), "{stderr}");
