@@ -99,9 +99,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     );
     let in_process: std::sync::Arc<dyn x402_proto::Facilitator> =
         std::sync::Arc::new(facilitator.service().clone());
-    let gateway = x402_gateway::start(&gateway_config, Some(in_process))
-        .await
-        .context("starting the gateway")?;
+    let gateway = crate::gateway::start_with_mcp(&gateway_config, Some(in_process)).await?;
     let state = DevState {
         rpc_url: devnet.rpc_url().to_string(),
         chain_id: devnet.chain_id(),
@@ -130,7 +128,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let state_file = args.state_dir.join("dev.json");
     write_atomically(&state_file, &serde_json::to_vec_pretty(&state)?)?;
     eprintln!(
-        "dev stack ready\n  rpc:         {}\n  facilitator: {}\n  gateway:     {} (GET /catalog, POST /run)\n  network:     {}\n  USDC:        {} (\"{}\" v{}, {} decimals)\n  payers:      {} accounts with 1000 USDC each\n  state:       {}\nCtrl-C stops everything.",
+        "dev stack ready\n  rpc:         {}\n  facilitator: {}\n  gateway:     {} (GET /catalog, POST /run, MCP at /mcp)\n  network:     {}\n  USDC:        {} (\"{}\" v{}, {} decimals)\n  payers:      {} accounts with 1000 USDC each\n  state:       {}\nCtrl-C stops everything.",
         state.rpc_url,
         state.facilitator_url,
         state.gateway_url,

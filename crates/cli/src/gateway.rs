@@ -38,13 +38,30 @@ pub(crate) async fn run(args: GatewayArgs) -> anyhow::Result<()> {
         }
         return Ok(());
     }
-    let running = x402_gateway::start(&config, None)
-        .await
-        .context("starting the gateway")?;
+    let running = start_with_mcp(&config, None).await?;
     // One line on stdout for scripts; logs go to stderr.
     println!("gateway listening on {}", running.url());
     wait_for_shutdown().await?;
     tracing::info!("shutting down the gateway");
     running.shutdown().await;
     Ok(())
+}
+
+/// The gateway with the MCP server (x402 MCP transport) mounted at `/mcp`. `facilitator`
+/// overrides the configured one.
+pub(crate) async fn start_with_mcp(
+    config: &GatewayConfig,
+    facilitator: Option<std::sync::Arc<dyn x402_proto::Facilitator>>,
+) -> anyhow::Result<x402_gateway::RunningGateway> {
+    let facilitator = match facilitator {
+        Some(f) => f,
+        None => x402_gateway::configured_facilitator(config)?,
+    };
+    let app = x402_gateway::app(config, facilitator)
+        .await
+        .context("starting the gateway")?;
+    let app = app
+        .clone()
+        .nest_service("/mcp", x402_mcp::http_service(app));
+    Ok(x402_gateway::serve(config, app).await?)
 }

@@ -8,6 +8,7 @@ mod demo;
 mod dev;
 mod facilitator;
 mod gateway;
+mod mcp;
 mod signals;
 
 use clap::{Parser, Subcommand};
@@ -49,6 +50,9 @@ enum Command {
     /// Show or set spending limits (per payment, hour, day, total).
     #[command(subcommand)]
     Budget(agent::BudgetCommand),
+    /// An MCP server (stdio) with GPU-Bridge's tools (gpu_run, gpu_catalog, gpu_status,
+    /// gpu_balance, gpu_estimate), paid from this wallet within its budget.
+    Mcp(mcp::McpArgs),
     /// An autonomous agent doing a small research task on the `x402 dev` stack within a budget.
     Demo(demo::DemoArgs),
     /// Load benchmarks against a local chain (figures for docs/benchmarks.md).
@@ -78,5 +82,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Receipts(args) => agent::receipts(&home, args),
         Command::Budget(command) => agent::budget(&home, command),
         Command::Demo(args) => demo::run(args).await,
+        Command::Mcp(args) => mcp::run(&home, args).await,
     }
 }

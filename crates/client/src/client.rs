@@ -4,8 +4,8 @@
 use alloy::signers::local::PrivateKeySigner;
 use x402_proto::{SettleResponse, TokenAmount, V1, decode_header, encode_header, headers, v1, v2};
 
-use crate::ledger::{Ledger, LedgerError, MicroUsd, PaymentIntent};
-use crate::policy::{Policy, PolicyError};
+use crate::ledger::{Ledger, LedgerError, MicroUsd, PaymentIntent, Reservation};
+use crate::policy::{Choice, Policy, PolicyError};
 
 /// Why a paid request failed. Each says what happened and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -100,6 +100,47 @@ impl PayingClient {
         &self.ledger
     }
 
+    /// The ledger entry for paying `choice` for `url`.
+    fn intent(&self, choice: &Choice, url: String, service: Option<&str>) -> PaymentIntent {
+        PaymentIntent {
+            url,
+            service: service.map(str::to_owned),
+            amount: choice.requirements.amount.to_string(),
+            micro_usd: micro_usd(choice.requirements.amount, choice.decimals),
+            asset: choice.requirements.asset.clone(),
+            network: choice.requirements.network.to_string(),
+            payer: self.signer.address().to_checksum(None),
+            pay_to: choice.requirements.pay_to.clone(),
+        }
+    }
+
+    /// Pays a v2 challenge that arrived by another transport (an MCP tool result, say):
+    /// chooses by policy, reserves the budget, signs. The caller sends the payment and then
+    /// commits or fails the [`Reservation`] (dropping it releases the budget).
+    pub async fn pay_challenge(
+        &self,
+        challenge: &v2::PaymentRequired,
+        service: Option<&str>,
+    ) -> Result<(v2::PaymentPayload, TokenAmount, Reservation), PayError> {
+        let choice = self.policy.choose(&challenge.accepts)?;
+        let intent = self.intent(&choice, challenge.resource.url.clone(), service);
+        let reservation = self.ledger.reserve(&intent)?;
+        let payment = x402_evm::sign_payment(
+            &self.signer,
+            &choice.requirements,
+            Some(challenge.resource.clone()),
+            x402_evm::unix_now(),
+        )
+        .await
+        .map_err(|e| PayError::Sign(e.to_string()))?;
+        Ok((payment, choice.requirements.amount, reservation))
+    }
+
+    /// The paying address.
+    pub fn address(&self) -> String {
+        self.signer.address().to_checksum(None)
+    }
+
     /// Sends `request`; on a 402, pays once (if policy and budget allow) and retries.
     /// `service` labels the ledger row.
     pub async fn send(
@@ -127,16 +168,7 @@ impl PayingClient {
                 .collect(),
         };
         let choice = self.policy.choose(&offers)?;
-        let intent = PaymentIntent {
-            url,
-            service: service.map(str::to_owned),
-            amount: choice.requirements.amount.to_string(),
-            micro_usd: micro_usd(choice.requirements.amount, choice.decimals),
-            asset: choice.requirements.asset.clone(),
-            network: choice.requirements.network.to_string(),
-            payer: self.signer.address().to_checksum(None),
-            pay_to: choice.requirements.pay_to.clone(),
-        };
+        let intent = self.intent(&choice, url, service);
         let reservation = self.ledger.reserve(&intent)?;
         let now = x402_evm::unix_now();
         let (name, value) = match &challenge {

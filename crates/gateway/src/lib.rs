@@ -159,6 +159,14 @@ pub async fn start(
         None => configured_facilitator(config)?,
     };
     let app = app(config, facilitator).await?;
+    serve(config, app).await
+}
+
+/// Serves `app` (the gateway's routes, perhaps with more mounted) on `config.listen`.
+pub async fn serve(
+    config: &GatewayConfig,
+    app: axum::Router,
+) -> Result<RunningGateway, StartError> {
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
         .map_err(|source| StartError::Bind {

@@ -1,0 +1,229 @@
+//! MCP on the `x402 dev` stack, with rmcp's client as the host:
+//! - `x402 mcp` over stdio: initialize, tools/list, `gpu_catalog`, `gpu_run` for embeddings
+//!   paid on anvil from the agent's wallet, `gpu_balance`, and a budget refusal the model reads;
+//! - the gateway's `/mcp` over streamable HTTP: `gpu_run` without payment answers the
+//!   `PaymentRequired`; paid through the x402 MCP transport it runs and returns the receipt.
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+
+use common::{rpc, wait_for_state};
+use rmcp::ServiceExt;
+use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use serde_json::{Value, json};
+use x402_client::{Ledger, PayingClient, Policy};
+
+struct Dev(Child);
+
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = Command::new("kill")
+            .args(["-TERM", &self.0.id().to_string()])
+            .status();
+        let _ = self.0.wait();
+    }
+}
+
+fn usdc_balance(state: &Value, owner: &str) -> u128 {
+    let data = format!(
+        "0x70a08231{:0>64}",
+        owner.trim_start_matches("0x").to_lowercase()
+    );
+    let answer = rpc(
+        state["rpc_url"].as_str().unwrap(),
+        "eth_call",
+        json!([{"to": state["asset"], "data": data}, "latest"]),
+    );
+    u128::from_str_radix(answer.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+}
+
+fn params(name: &'static str, arguments: Value) -> CallToolRequestParams {
+    CallToolRequestParams::new(name).with_arguments(arguments.as_object().unwrap().clone())
+}
+
+fn text(result: &CallToolResult) -> String {
+    result
+        .content
+        .iter()
+        .filter_map(|c| c.as_text().map(|t| t.text.clone()))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mcp_tools_are_paid_over_stdio_and_over_the_x402_transport() {
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("dev");
+    let home = dir.path().join("home");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_x402"))
+        .args([
+            "dev",
+            "--facilitator-port",
+            "0",
+            "--gateway-port",
+            "0",
+            "--state-dir",
+        ])
+        .arg(&state_dir)
+        .arg("--models-dir")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let state = wait_for_state(&state_dir.join("dev.json"), &mut child);
+    let _dev = Dev(child);
+    let gateway = state["gateway_url"].as_str().unwrap().to_owned();
+    let pay_to = state["pay_to"].as_str().unwrap().to_owned();
+    let key = state["payer_private_keys"][5].as_str().unwrap().to_owned();
+
+    // --- stdio: x402 mcp, paid from the wallet.
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_x402"));
+    command
+        .args(["mcp", "--gateway", &gateway, "--dev-state"])
+        .arg(&state_dir)
+        .env("X402_HOME", &home)
+        .env("X402_PRIVATE_KEY", &key)
+        .stderr(Stdio::null());
+    let client = ().serve(TokioChildProcess::new(command).unwrap()).await.expect("initialize");
+    let mut names: Vec<String> = client
+        .list_all_tools()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|t| t.name.to_string())
+        .collect();
+    names.sort();
+    assert_eq!(
+        names,
+        [
+            "gpu_balance",
+            "gpu_catalog",
+            "gpu_estimate",
+            "gpu_run",
+            "gpu_status"
+        ]
+    );
+
+    let catalog = client
+        .call_tool(params("gpu_catalog", json!({})))
+        .await
+        .unwrap();
+    assert_ne!(catalog.is_error, Some(true));
+    assert!(
+        text(&catalog).contains("embed-l4 — $0.0001 per 1K tokens — available"),
+        "{}",
+        text(&catalog)
+    );
+
+    let before = usdc_balance(&state, &pay_to);
+    let run = client
+        .call_tool(params(
+            "gpu_run",
+            json!({"service": "embed-l4", "input": {"text": "paid from an MCP host"}}),
+        ))
+        .await
+        .unwrap();
+    assert_ne!(run.is_error, Some(true), "{}", text(&run));
+    let structured = run.structured_content.clone().unwrap();
+    assert_eq!(structured["output"]["dimensions"], 384);
+    assert!(
+        structured["transaction"]
+            .as_str()
+            .unwrap()
+            .starts_with("0x")
+    );
+    assert_eq!(structured["cost_usd"], "0.000001");
+    assert!(
+        text(&run).contains("cost $0.000001, transaction 0x"),
+        "{}",
+        text(&run)
+    );
+    assert_eq!(usdc_balance(&state, &pay_to) - before, 1);
+
+    let balance = client
+        .call_tool(params("gpu_balance", json!({})))
+        .await
+        .unwrap();
+    assert!(
+        text(&balance).contains("USDC; spent $0.000001"),
+        "{}",
+        text(&balance)
+    );
+
+    // A budget refusal is a tool error the model can read.
+    let out = Command::new(env!("CARGO_BIN_EXE_x402"))
+        .args(["budget", "set", "--total", "0.000001"])
+        .env("X402_HOME", &home)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let refused = client
+        .call_tool(params(
+            "gpu_run",
+            json!({"service": "embed-l4", "input": {"text": "one more"}}),
+        ))
+        .await
+        .unwrap();
+    assert_eq!(refused.is_error, Some(true));
+    let message = text(&refused);
+    assert!(
+        message.contains(
+            "budget exceeded: the total limit is 1 micro-USD, 1 already spent or reserved, 1 asked"
+        ),
+        "{message}"
+    );
+    client.cancel().await.unwrap();
+
+    // --- streamable HTTP at the gateway's /mcp, paid with the x402 MCP transport.
+    let transport = StreamableHttpClientTransport::from_uri(format!("{gateway}/mcp"));
+    let http_client = ().serve(transport).await.expect("initialize over HTTP");
+    assert_eq!(http_client.list_all_tools().await.unwrap().len(), 5);
+    let call = params(
+        "gpu_run",
+        json!({"service": "pdf-parse", "input": {"html": "<html><body><p>Paid over MCP</p></body></html>"}}),
+    );
+    let unpaid = http_client.call_tool(call.clone()).await.unwrap();
+    assert_eq!(unpaid.is_error, Some(true));
+    let challenge = unpaid
+        .structured_content
+        .clone()
+        .expect("PaymentRequired in structuredContent");
+    assert_eq!(challenge["x402Version"], 2);
+    assert_eq!(challenge["accepts"][0]["amount"], "2000");
+    let as_text: Value = serde_json::from_str(&text(&unpaid)).unwrap();
+    assert_eq!(as_text, challenge);
+
+    let payer_key = state["payer_private_keys"][6].as_str().unwrap();
+    let signer: alloy::signers::local::PrivateKeySigner = payer_key.parse().unwrap();
+    let ledger = Ledger::in_memory().unwrap();
+    let payer = PayingClient::new(
+        reqwest::Client::new(),
+        signer,
+        Policy::default(),
+        ledger.clone(),
+    );
+    let before = usdc_balance(&state, &pay_to);
+    let paid = x402_mcp::call_paid_tool(&http_client, call, &payer)
+        .await
+        .unwrap();
+    assert_ne!(paid.result.is_error, Some(true), "{}", text(&paid.result));
+    let receipt = paid.receipt.expect("_meta x402/payment-response");
+    assert!(receipt.success);
+    assert!(
+        paid.result.structured_content.unwrap()["output"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Paid over MCP")
+    );
+    assert_eq!(usdc_balance(&state, &pay_to) - before, 2000);
+    let record = &ledger.payments(0).unwrap()[0];
+    assert_eq!(record.status, "paid");
+    assert_eq!(
+        record.transaction.as_deref(),
+        Some(receipt.transaction.as_str())
+    );
+    http_client.cancel().await.unwrap();
+}
