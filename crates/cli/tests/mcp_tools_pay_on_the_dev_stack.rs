@@ -225,5 +225,23 @@ async fn mcp_tools_are_paid_over_stdio_and_over_the_x402_transport() {
         record.transaction.as_deref(),
         Some(receipt.transaction.as_str())
     );
+
+    // priority "cheap" runs as a job (settled before it starts); the tool waits for it.
+    let job = params(
+        "gpu_run",
+        json!({"service": "pdf-parse", "priority": "cheap", "input": {"html": "<html><body><p>Queued job</p></body></html>"}}),
+    );
+    let paid = x402_mcp::call_paid_tool(&http_client, job, &payer)
+        .await
+        .unwrap();
+    assert_ne!(paid.result.is_error, Some(true), "{}", text(&paid.result));
+    assert!(paid.receipt.unwrap().success);
+    assert!(
+        paid.result.structured_content.unwrap()["output"]["text"]
+            .as_str()
+            .unwrap()
+            .contains("Queued job")
+    );
+    assert_eq!(usdc_balance(&state, &pay_to) - before, 4000);
     http_client.cancel().await.unwrap();
 }

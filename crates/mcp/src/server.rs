@@ -63,9 +63,16 @@ pub struct RunArgs {
     pub service: String,
     /// The service's input, e.g. `{"text": "hello"}` for embeddings.
     pub input: Value,
-    /// `fast` or `cheap` (accepted for compatibility).
+    /// `fast` (default: run now) or `cheap` (run as a queued job; the tool waits for it).
     #[serde(default)]
     pub priority: Option<String>,
+}
+
+impl RunArgs {
+    /// `cheap` asks for a queued job (answered at once, polled), as GPU-Bridge's cheap tier.
+    fn runs_as_job(&self) -> bool {
+        self.priority.as_deref() == Some("cheap")
+    }
 }
 
 /// `gpu_status` arguments.
@@ -213,6 +220,9 @@ impl GpuTools {
             .json(&json!({"service": args.service, "input": args.input}));
         if let Some(priority) = &args.priority {
             request = request.header("x-priority", priority);
+        }
+        if args.runs_as_job() {
+            request = request.header("prefer", "respond-async");
         }
         let request = match request.build() {
             Ok(request) => request,
