@@ -243,5 +243,34 @@ async fn mcp_tools_are_paid_over_stdio_and_over_the_x402_transport() {
             .contains("Queued job")
     );
     assert_eq!(usdc_balance(&state, &pay_to) - before, 4000);
+
+    // Free tools work over HTTP too; the paying side's budget refuses before signing.
+    let catalog = http_client
+        .call_tool(params("gpu_catalog", json!({})))
+        .await
+        .unwrap();
+    assert!(text(&catalog).contains("pdf-parse"), "{}", text(&catalog));
+    ledger
+        .set_budget(&x402_client::Budget {
+            total: Some(4000),
+            ..Default::default()
+        })
+        .unwrap();
+    let over = params(
+        "gpu_run",
+        json!({"service": "pdf-parse", "input": {"html": "<html><body>x</body></html>"}}),
+    );
+    match x402_mcp::call_paid_tool(&http_client, over, &payer).await {
+        Err(x402_mcp::McpPayError::Pay(error)) => {
+            assert!(
+                error
+                    .to_string()
+                    .contains("budget exceeded: the total limit is 4000 micro-USD"),
+                "{error}"
+            );
+        }
+        other => panic!("expected a budget refusal, got {other:?}"),
+    }
+    assert_eq!(usdc_balance(&state, &pay_to) - before, 4000);
     http_client.cancel().await.unwrap();
 }
