@@ -5,21 +5,10 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 
-use common::{rpc, wait_for_state};
+use common::DevStack;
 use serde_json::Value;
-
-struct Dev(Child);
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
 
 fn x402(args: &[&str], home: &Path, key: Option<&str>) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_x402"));
@@ -34,47 +23,18 @@ fn x402(args: &[&str], home: &Path, key: Option<&str>) -> Output {
     command.output().expect("x402 runs")
 }
 
-fn usdc_balance(state: &Value, owner: &str) -> u128 {
-    let data = format!(
-        "0x70a08231{:0>64}",
-        owner.trim_start_matches("0x").to_lowercase()
-    );
-    let answer = rpc(
-        state["rpc_url"].as_str().unwrap(),
-        "eth_call",
-        serde_json::json!([{"to": state["asset"], "data": data}, "latest"]),
-    );
-    u128::from_str_radix(answer.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
-}
-
 #[test]
 fn the_demo_agent_and_the_cli_pay_within_their_limits() {
     let dir = tempfile::tempdir().unwrap();
     let state_dir = dir.path().join("dev");
     let home = dir.path().join("home");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_x402"))
-        .args([
-            "dev",
-            "--facilitator-port",
-            "0",
-            "--gateway-port",
-            "0",
-            "--state-dir",
-        ])
-        .arg(&state_dir)
-        .arg("--models-dir")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let state = wait_for_state(&state_dir.join("dev.json"), &mut child);
-    let _dev = Dev(child);
+    let dev = DevStack::start(&state_dir);
+    let state = &dev.state;
     let pay_to = state["pay_to"].as_str().unwrap().to_owned();
     let gateway = state["gateway_url"].as_str().unwrap().to_owned();
 
     // The demo, with a budget too small for all of its calls.
-    let before = usdc_balance(&state, &pay_to);
+    let before = dev.usdc_balance(&pay_to);
     let out = x402(
         &[
             "demo",
@@ -109,7 +69,7 @@ fn the_demo_agent_and_the_cli_pay_within_their_limits() {
         "{stdout}"
     );
     assert!(stdout.contains("tx 0x"), "{stdout}");
-    let moved = usdc_balance(&state, &pay_to) - before;
+    let moved = dev.usdc_balance(&pay_to) - before;
     assert_eq!(moved, (total * 1e6).round() as u128, "{stdout}");
 
     // x402 pay: body on stdout, payment on stderr, recorded in the ledger.

@@ -6,38 +6,14 @@
 
 mod common;
 
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
-use common::{rpc, wait_for_state};
+use common::DevStack;
 use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
 use serde_json::{Value, json};
 use x402_client::{Ledger, PayingClient, Policy};
-
-struct Dev(Child);
-
-impl Drop for Dev {
-    fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .args(["-TERM", &self.0.id().to_string()])
-            .status();
-        let _ = self.0.wait();
-    }
-}
-
-fn usdc_balance(state: &Value, owner: &str) -> u128 {
-    let data = format!(
-        "0x70a08231{:0>64}",
-        owner.trim_start_matches("0x").to_lowercase()
-    );
-    let answer = rpc(
-        state["rpc_url"].as_str().unwrap(),
-        "eth_call",
-        json!([{"to": state["asset"], "data": data}, "latest"]),
-    );
-    u128::from_str_radix(answer.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
-}
 
 fn params(name: &'static str, arguments: Value) -> CallToolRequestParams {
     CallToolRequestParams::new(name).with_arguments(arguments.as_object().unwrap().clone())
@@ -57,24 +33,8 @@ async fn mcp_tools_are_paid_over_stdio_and_over_the_x402_transport() {
     let dir = tempfile::tempdir().unwrap();
     let state_dir = dir.path().join("dev");
     let home = dir.path().join("home");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_x402"))
-        .args([
-            "dev",
-            "--facilitator-port",
-            "0",
-            "--gateway-port",
-            "0",
-            "--state-dir",
-        ])
-        .arg(&state_dir)
-        .arg("--models-dir")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let state = wait_for_state(&state_dir.join("dev.json"), &mut child);
-    let _dev = Dev(child);
+    let dev = DevStack::start(&state_dir);
+    let state = &dev.state;
     let gateway = state["gateway_url"].as_str().unwrap().to_owned();
     let pay_to = state["pay_to"].as_str().unwrap().to_owned();
     let key = state["payer_private_keys"][5].as_str().unwrap().to_owned();
@@ -118,7 +78,7 @@ async fn mcp_tools_are_paid_over_stdio_and_over_the_x402_transport() {
         text(&catalog)
     );
 
-    let before = usdc_balance(&state, &pay_to);
+    let before = dev.usdc_balance(&pay_to);
     let run = client
         .call_tool(params(
             "gpu_run",
@@ -141,7 +101,7 @@ async fn mcp_tools_are_paid_over_stdio_and_over_the_x402_transport() {
         "{}",
         text(&run)
     );
-    assert_eq!(usdc_balance(&state, &pay_to) - before, 1);
+    assert_eq!(dev.usdc_balance(&pay_to) - before, 1);
 
     let balance = client
         .call_tool(params("gpu_balance", json!({})))
@@ -205,7 +165,7 @@ async fn mcp_tools_are_paid_over_stdio_and_over_the_x402_transport() {
         Policy::default(),
         ledger.clone(),
     );
-    let before = usdc_balance(&state, &pay_to);
+    let before = dev.usdc_balance(&pay_to);
     let paid = x402_mcp::call_paid_tool(&http_client, call, &payer)
         .await
         .unwrap();
@@ -218,7 +178,7 @@ async fn mcp_tools_are_paid_over_stdio_and_over_the_x402_transport() {
             .unwrap()
             .contains("Paid over MCP")
     );
-    assert_eq!(usdc_balance(&state, &pay_to) - before, 2000);
+    assert_eq!(dev.usdc_balance(&pay_to) - before, 2000);
     let record = &ledger.payments(0).unwrap()[0];
     assert_eq!(record.status, "paid");
     assert_eq!(
@@ -242,7 +202,7 @@ async fn mcp_tools_are_paid_over_stdio_and_over_the_x402_transport() {
             .unwrap()
             .contains("Queued job")
     );
-    assert_eq!(usdc_balance(&state, &pay_to) - before, 4000);
+    assert_eq!(dev.usdc_balance(&pay_to) - before, 4000);
 
     // Free tools work over HTTP too; the paying side's budget refuses before signing.
     let catalog = http_client
@@ -271,6 +231,6 @@ async fn mcp_tools_are_paid_over_stdio_and_over_the_x402_transport() {
         }
         other => panic!("expected a budget refusal, got {other:?}"),
     }
-    assert_eq!(usdc_balance(&state, &pay_to) - before, 4000);
+    assert_eq!(dev.usdc_balance(&pay_to) - before, 4000);
     http_client.cancel().await.unwrap();
 }

@@ -56,3 +56,57 @@ pub fn http_get(base: &str, path: &str) -> String {
     assert!(response.starts_with("HTTP/1.1 200"), "{response}");
     response.split_once("\r\n\r\n").unwrap().1.to_owned()
 }
+
+/// `x402 dev` running in the background (ports chosen freely), stopped with SIGTERM on drop.
+pub struct DevStack {
+    child: std::process::Child,
+    /// Its dev.json.
+    pub state: Value,
+}
+
+impl DevStack {
+    /// Starts `x402 dev` with its state in `state_dir` and waits for dev.json.
+    pub fn start(state_dir: &Path) -> Self {
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_x402"))
+            .args([
+                "dev",
+                "--facilitator-port",
+                "0",
+                "--gateway-port",
+                "0",
+                "--state-dir",
+            ])
+            .arg(state_dir)
+            .arg("--models-dir")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let state = wait_for_state(&state_dir.join("dev.json"), &mut child);
+        Self { child, state }
+    }
+
+    /// The dev token balance of `owner`, in atomic units.
+    pub fn usdc_balance(&self, owner: &str) -> u128 {
+        let data = format!(
+            "0x70a08231{:0>64}",
+            owner.trim_start_matches("0x").to_lowercase()
+        );
+        let answer = rpc(
+            self.state["rpc_url"].as_str().unwrap(),
+            "eth_call",
+            serde_json::json!([{"to": self.state["asset"], "data": data}, "latest"]),
+        );
+        u128::from_str_radix(answer.as_str().unwrap().trim_start_matches("0x"), 16).unwrap()
+    }
+}
+
+impl Drop for DevStack {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status();
+        let _ = self.child.wait();
+    }
+}
