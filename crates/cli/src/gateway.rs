@@ -62,6 +62,43 @@ pub(crate) async fn start_with_mcp(
         .context("starting the gateway")?;
     let app = app
         .clone()
-        .nest_service("/mcp", x402_mcp::http_service(app));
+        .nest_service("/mcp", x402_mcp::http_service(app, &mcp_hosts(config)));
     Ok(x402_gateway::serve(config, app).await?)
+}
+
+/// Host names `/mcp` accepts besides loopback: the public URL's host and the listen address.
+fn mcp_hosts(config: &GatewayConfig) -> Vec<String> {
+    let mut hosts = vec![config.listen.ip().to_string()];
+    if let Some(public) = &config.public_url {
+        let authority = public
+            .split("://")
+            .nth(1)
+            .unwrap_or(public)
+            .split('/')
+            .next()
+            .unwrap_or_default();
+        let host = authority
+            .rsplit_once(':')
+            .map_or(authority, |(host, _)| host);
+        if !host.is_empty() {
+            hosts.push(host.to_owned());
+        }
+    }
+    hosts
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mcp_accepts_the_public_host() {
+        let mut config = GatewayConfig::parse(
+            "listen = \"0.0.0.0:8080\"\npublic_url = \"https://api.example.com:8443/v1\"\n[payment]\npay_to = \"0x70997970C51812dc3A010C7d01b50e0d17dc79C8\"\n[[payment.accepts]]\nnetwork = \"eip155:8453\"\nasset = \"0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913\"\n",
+        )
+        .unwrap();
+        assert_eq!(mcp_hosts(&config), ["0.0.0.0", "api.example.com"]);
+        config.public_url = None;
+        assert_eq!(mcp_hosts(&config), ["0.0.0.0"]);
+    }
 }

@@ -26,13 +26,19 @@ use rmcp::transport::streamable_http_server::{
 };
 
 /// The x402-transport tools for the gateway whose routes are `app`, as a tower service to
-/// mount at `/mcp` (streamable HTTP).
-pub fn http_service(app: axum::Router) -> StreamableHttpService<GpuTools, LocalSessionManager> {
+/// mount at `/mcp` (streamable HTTP). Requests are accepted with loopback `Host` names and
+/// with `extra_hosts` (the gateway's public host name; a guard against DNS rebinding).
+pub fn http_service(
+    app: axum::Router,
+    extra_hosts: &[String],
+) -> StreamableHttpService<GpuTools, LocalSessionManager> {
     let tools = GpuTools::transport(app);
+    let mut config = StreamableHttpServerConfig::default();
+    config.allowed_hosts.extend(extra_hosts.iter().cloned());
     StreamableHttpService::new(
         move || Ok(tools.clone()),
         Arc::new(LocalSessionManager::default()),
-        StreamableHttpServerConfig::default(),
+        config,
     )
 }
 
