@@ -140,15 +140,9 @@ pub(crate) async fn wallet(home: &Home, command: WalletCommand) -> anyhow::Resul
                 })
                 .unwrap_or_else(|| "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".to_owned());
             let address = home.signer()?.address();
-            let data = format!("0x70a08231{:0>64}", hex_of(address.as_slice()));
             let http = reqwest::Client::new();
-            let token = rpc_call(
-                &http,
-                &rpc,
-                "eth_call",
-                serde_json::json!([{"to": asset, "data": data}, "latest"]),
-            )
-            .await?;
+            let token =
+                x402_client::token_balance(&http, &rpc, &asset, &address.to_string()).await?;
             let gas = rpc_call(
                 &http,
                 &rpc,
@@ -156,7 +150,6 @@ pub(crate) async fn wallet(home: &Home, command: WalletCommand) -> anyhow::Resul
                 serde_json::json!([address.to_string(), "latest"]),
             )
             .await?;
-            let token = x402_proto::TokenAmount(parse_quantity(&token)?);
             let gas = x402_proto::TokenAmount(parse_quantity(&gas)?);
             println!(
                 "{address}: {} USDC ({} atomic), {} ETH for gas",
@@ -167,10 +160,6 @@ pub(crate) async fn wallet(home: &Home, command: WalletCommand) -> anyhow::Resul
         }
     }
     Ok(())
-}
-
-fn hex_of(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 fn parse_quantity(value: &Value) -> anyhow::Result<alloy::primitives::U256> {
@@ -683,14 +672,7 @@ pub(crate) fn budget(home: &Home, command: BudgetCommand) -> anyhow::Result<()> 
 
 fn show_budget(ledger: &Ledger, budget: &Budget) -> anyhow::Result<()> {
     let now = x402_evm::unix_now() as i64;
-    let spent = |since: i64| -> anyhow::Result<MicroUsd> {
-        Ok(ledger
-            .payments(since)?
-            .iter()
-            .filter(|p| p.status == "paid")
-            .map(|p| p.micro_usd)
-            .sum())
-    };
+    let spent = |since: i64| ledger.spent(since);
     let rows = [
         ("per payment", budget.per_payment, None),
         ("per hour", budget.per_hour, Some(spent(now - 3600)?)),

@@ -2,7 +2,7 @@
 //! sign, retry once, and record the outcome.
 
 use alloy::signers::local::PrivateKeySigner;
-use x402_proto::{SettleResponse, TokenAmount, V1, decode_header, encode_header, headers, v1, v2};
+use x402_proto::{SettleResponse, TokenAmount, decode_header, encode_header, headers, v1, v2};
 
 use crate::ledger::{Ledger, LedgerError, MicroUsd, PaymentIntent, Reservation};
 use crate::policy::{Choice, Policy, PolicyError};
@@ -268,7 +268,6 @@ async fn read_challenge(response: reqwest::Response) -> Result<Challenge, PayErr
             "no PAYMENT-REQUIRED header and the body is not a v1 challenge: {e}"
         ))
     })?;
-    let _: V1 = challenge.x402_version;
     Ok(Challenge::V1(challenge))
 }
 

@@ -285,6 +285,16 @@ impl Ledger {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Micro-USD paid since `since` (unix seconds).
+    pub fn spent(&self, since: i64) -> Result<MicroUsd, LedgerError> {
+        let total: i64 = self.lock().query_row(
+            "SELECT COALESCE(SUM(micro_usd), 0) FROM payments WHERE status = 'paid' AND created_at >= ?1",
+            params![since],
+            |r| r.get(0),
+        )?;
+        Ok(total as MicroUsd)
+    }
+
     /// Micro-USD paid since `since`, grouped by `key` (`day`, `service` or `pay_to`).
     pub fn totals(
         &self,
@@ -412,5 +422,6 @@ mod tests {
         let statuses: Vec<&str> = records.iter().map(|r| r.status.as_str()).collect();
         assert_eq!(statuses, ["failed", "released", "paid"]);
         assert_eq!(ledger.totals(0, TotalsBy::Payee).unwrap()[0].1, 10);
+        assert_eq!(ledger.spent(0).unwrap(), 10);
     }
 }

@@ -7,10 +7,12 @@
 //! calls can never overspend; a reservation is committed with the settlement's transaction
 //! hash, marked failed, or released.
 
+mod balance;
 mod client;
 pub mod ledger;
 mod policy;
 
+pub use balance::{BalanceError, token_balance};
 pub use client::{PaidResponse, PayError, PayingClient};
 pub use ledger::{
     Budget, Ledger, LedgerError, MicroUsd, PaymentIntent, PaymentRecord, Reservation, TotalsBy,

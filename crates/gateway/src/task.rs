@@ -29,6 +29,8 @@ pub enum Task {
         texts: Vec<String>,
         /// Whether to answer with one vector rather than a list.
         single: bool,
+        /// Tokens embedded (counted when the request was priced).
+        tokens: u64,
     },
     /// Score documents against a query.
     Rerank {
@@ -94,10 +96,12 @@ impl Prepared {
         }
         quote.with_extension(self.clone())
     }
+}
 
-    /// Whether the answer is an event stream.
+impl Task {
+    /// Whether the answer is an upstream event stream (never run as a job).
     pub fn streams(&self) -> bool {
-        matches!(&*self.task, Task::Chat { request, .. } if request["stream"] == json!(true))
+        matches!(self, Task::Chat { request, .. } if request["stream"] == json!(true))
     }
 }
 
@@ -186,7 +190,15 @@ pub fn prepare(
             let texts = text_list(value, "input.text", limits)?;
             let tokens = count_tokens(backends, &texts)?;
             let single = value.is_string();
-            (Task::Embed { texts, single }, tokens, false)
+            (
+                Task::Embed {
+                    texts,
+                    single,
+                    tokens,
+                },
+                tokens,
+                false,
+            )
         }
         BackendKind::Rerank => {
             let query = string_field(input, "query")?
@@ -267,7 +279,7 @@ pub fn prepare(
         }
     };
     let task = Arc::new(task);
-    let streams = matches!(&*task, Task::Chat { request, .. } if request["stream"] == json!(true));
+    let streams = task.streams();
     Ok(Prepared {
         service,
         task,
@@ -446,9 +458,12 @@ pub async fn run(task: Arc<Task>, backends: &Backends) -> Result<Output, Backend
 
 fn embed_or_rerank(model: &embed::MiniLm, task: &Task) -> Result<Value, BackendError> {
     match task {
-        Task::Embed { texts, single } => {
+        Task::Embed {
+            texts,
+            single,
+            tokens,
+        } => {
             let vectors = model.embed(texts)?;
-            let tokens = model.count_tokens(texts)?;
             Ok(if *single {
                 json!({"embedding": vectors[0], "dimensions": DIMENSIONS, "model": MODEL_NAME, "tokens": tokens})
             } else {

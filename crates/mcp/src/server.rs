@@ -479,19 +479,15 @@ impl GpuTools {
         };
         let ledger = client.ledger();
         let budget = ledger.budget().unwrap_or_default();
-        let spent: u64 = ledger
-            .payments(0)
-            .unwrap_or_default()
-            .iter()
-            .filter(|p| p.status == "paid")
-            .map(|p| p.micro_usd)
-            .sum();
+        let spent = ledger.spent(0).unwrap_or_default();
         let usd = |micro: u64| x402_proto::TokenAmount::from_atomic(u128::from(micro)).to_human(6);
         let balance = match chain {
-            Some((rpc, asset)) => token_balance(client, rpc, asset)
-                .await
-                .map(|b| b.to_human(6))
-                .ok(),
+            Some((rpc, asset)) => {
+                x402_client::token_balance(client.http(), rpc, asset, &client.address())
+                    .await
+                    .map(|b| b.to_human(6))
+                    .ok()
+            }
             None => None,
         };
         let value = json!({
@@ -544,32 +540,6 @@ impl GpuTools {
             Err(error) => tool_error(error),
         })
     }
-}
-
-async fn token_balance(
-    client: &PayingClient,
-    rpc: &str,
-    asset: &str,
-) -> Result<x402_proto::TokenAmount, String> {
-    let owner = client.address().trim_start_matches("0x").to_lowercase();
-    let data = format!("0x70a08231{owner:0>64}");
-    let answer: Value = client
-        .http()
-        .post(rpc)
-        .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "eth_call", "params": [{"to": asset, "data": data}, "latest"]}))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?
-        .json()
-        .await
-        .map_err(|e| e.to_string())?;
-    let hex = answer["result"]
-        .as_str()
-        .ok_or("no result")?
-        .trim_start_matches("0x");
-    let value = x402_proto::U256::from_str_radix(if hex.is_empty() { "0" } else { hex }, 16)
-        .map_err(|e| e.to_string())?;
-    Ok(x402_proto::TokenAmount(value))
 }
 
 #[tool_handler]
