@@ -64,7 +64,7 @@ async fn v1_only(State(server): State<V1Server>, headers: HeaderMap) -> Response
     if !verified.is_valid {
         return challenge(&format!("{:?}", verified.invalid_reason));
     }
-    let receipt = server.facilitator.settle(&request).await.unwrap();
+    let receipt = server.facilitator.settle(&request, None).await.unwrap();
     (
         [("x-payment-response", encode_header(&receipt))],
         "v1 content",

@@ -4,14 +4,18 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use x402_proto::{
-    BoxFuture, Facilitator, FacilitatorError, PaymentRequest, ReasonCode, Scheme, SettleResponse,
-    SupportedKind, SupportedResponse, VerifyResponse,
+    BoxFuture, Facilitator, FacilitatorError, IdempotencyKey, PaymentRequest, ReasonCode, Scheme,
+    SettleResponse, SupportedKind, SupportedResponse, VerifyResponse,
 };
 
 use crate::error::{SettleError, VerifyError};
 use crate::scheme::ExactEvmScheme;
 
-/// A facilitator for the `exact` scheme on one EVM chain, v1 and v2.
+/// A facilitator for the `exact` scheme on one EVM chain, v1 and v2, with no memory: it
+/// verifies and sends a transaction on every `settle`, so a payment settles at most once (the
+/// chain refuses a used nonce) but its success is not given again to a retry. For a
+/// facilitator that answers retries and hands each success to one caller, use the
+/// facilitator service with its settlement log.
 #[derive(Debug, Clone)]
 pub struct ExactEvmFacilitator {
     scheme: Arc<ExactEvmScheme>,
@@ -71,6 +75,7 @@ impl Facilitator for ExactEvmFacilitator {
     fn settle<'a>(
         &'a self,
         request: &'a PaymentRequest,
+        _idempotency_key: Option<&'a IdempotencyKey>,
     ) -> BoxFuture<'a, Result<SettleResponse, FacilitatorError>> {
         Box::pin(async move {
             let network = request.wire_network().clone();

@@ -30,7 +30,7 @@ async fn assert_refused(chain: &Chain, request: &PaymentRequest, expected: Reaso
     );
     assert!(!verdict.invalid_message.unwrap_or_default().is_empty());
 
-    let receipt = facilitator.settle(request).await.unwrap();
+    let receipt = facilitator.settle(request, None).await.unwrap();
     assert!(!receipt.success, "settle succeeded: {receipt:?}");
     assert_eq!(
         receipt.error_reason.as_ref(),
@@ -66,7 +66,7 @@ async fn replayed_nonce_is_refused_after_one_transfer() {
     let requirements = chain.requirements(5_000);
     let request = v2_request(&honest_payment(payer(&chain), &requirements), &requirements);
     let facilitator = ExactEvmFacilitator::new(chain.scheme.clone());
-    let first = facilitator.settle(&request).await.unwrap();
+    let first = facilitator.settle(&request, None).await.unwrap();
     assert!(first.success, "{first:?}");
     assert_refused(&chain, &request, ReasonCode::EXACT_EVM_NONCE_ALREADY_USED).await;
 }
@@ -398,6 +398,6 @@ async fn with_several_faults_the_reference_order_decides_the_reason() {
         .unwrap();
     let request = v2_request(&honest_payment(&pauper, &requirements), &requirements);
     let facilitator = ExactEvmFacilitator::new(chain.scheme.clone());
-    assert!(facilitator.settle(&request).await.unwrap().success);
+    assert!(facilitator.settle(&request, None).await.unwrap().success);
     assert_refused(&chain, &request, ReasonCode::EXACT_EVM_NONCE_ALREADY_USED).await;
 }

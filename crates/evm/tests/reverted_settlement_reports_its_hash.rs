@@ -32,7 +32,10 @@ async fn mined_revert_is_a_failure_with_the_transaction_hash() {
     let first = v2_request(&honest_payment(&payer, &requirements), &requirements);
     let second = v2_request(&honest_payment(&payer, &requirements), &requirements);
     let facilitator = ExactEvmFacilitator::new(chain.scheme.clone());
-    let (a, b) = tokio::join!(facilitator.settle(&first), facilitator.settle(&second));
+    let (a, b) = tokio::join!(
+        facilitator.settle(&first, None),
+        facilitator.settle(&second, None)
+    );
     let (a, b) = (a.unwrap(), b.unwrap());
 
     let (ok, failed) = if a.success { (a, b) } else { (b, a) };

@@ -31,7 +31,7 @@ async fn v2_payment_signed_by_our_client_settles_and_moves_exactly_the_amount() 
         Some(payer.address.to_checksum(None).as_str())
     );
 
-    let receipt = facilitator.settle(&request).await.unwrap();
+    let receipt = facilitator.settle(&request, None).await.unwrap();
     assert!(receipt.success, "{receipt:?}");
     assert_eq!(receipt.network, chain.devnet.network());
     assert_eq!(receipt.transaction.len(), 66, "{receipt:?}");
@@ -68,7 +68,7 @@ async fn v1_payment_settles_and_echoes_the_v1_network_name() {
     let before = chain.balance(pay_to).await;
 
     let facilitator = ExactEvmFacilitator::new(chain.scheme.clone());
-    let receipt = facilitator.settle(&request).await.unwrap();
+    let receipt = facilitator.settle(&request, None).await.unwrap();
     assert!(receipt.success, "{receipt:?}");
     assert_eq!(receipt.network.as_str(), "base");
     assert_eq!(chain.balance(pay_to).await, before + U256::from(1_000));

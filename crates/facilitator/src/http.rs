@@ -11,7 +11,9 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
-use x402_proto::{FacilitatorError, PaymentRequest, ReasonCode};
+use x402_proto::{
+    FacilitatorError, IdempotencyKey, PaymentRequest, ReasonCode, headers as x402_headers,
+};
 
 use crate::service::FacilitatorService;
 
@@ -128,6 +130,26 @@ fn parse_request(headers: &HeaderMap, body: &[u8]) -> Result<PaymentRequest, Box
     })
 }
 
+/// The settler's `Idempotency-Key`, when sent.
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, Box<Response>> {
+    let Some(value) = headers.get(x402_headers::IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let refuse = |what: String| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            format!("the Idempotency-Key header is not usable: {what}"),
+        ))
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| refuse("it is not ASCII".to_owned()))?;
+    IdempotencyKey::new(text)
+        .map(Some)
+        .map_err(|e| refuse(e.to_string()))
+}
+
 /// Maps a failure to get an answer at all. The body keeps the wire shape (`isValid` /
 /// `success` false, a reason code) so official clients read the reason too.
 fn unavailable(error: &FacilitatorError, verify: bool) -> Response {
@@ -185,7 +207,11 @@ async fn settle(
         Ok(request) => request,
         Err(response) => return *response,
     };
-    match service.settle(&request).await {
+    let key = match idempotency_key(&headers) {
+        Ok(key) => key,
+        Err(response) => return *response,
+    };
+    match service.settle(&request, key.as_ref()).await {
         Ok(answer) => axum::Json(answer).into_response(),
         Err(e) => unavailable(&e, false),
     }

@@ -13,8 +13,9 @@ use x402_evm::{
     VerifiedPayment, VerifyError, claimed_payer, verify_refusal,
 };
 use x402_proto::{
-    BoxFuture, Facilitator, FacilitatorError, Network, PaymentRequest, ReasonCode, Scheme,
-    SettleResponse, SupportedKind, SupportedResponse, VerifyResponse,
+    BoxFuture, Facilitator, FacilitatorError, IdempotencyKey, Network, PaymentId, PaymentIdError,
+    PaymentRequest, ReasonCode, Scheme, SettleResponse, SupportedKind, SupportedResponse,
+    VerifyResponse,
 };
 
 use crate::config::AssetConfig;
@@ -63,6 +64,35 @@ enum Progress {
 struct InFlight {
     fingerprint: B256,
     progress: watch::Receiver<Progress>,
+    answer: Arc<Mutex<AnswerSlot>>,
+}
+
+/// Who may take a settlement's success while it is in flight.
+#[derive(Debug, Default)]
+struct AnswerSlot {
+    /// The caller waiting for the answer (`key:<idempotency key>` or `call:<id>`); others
+    /// asking meanwhile are refused.
+    holder: Option<String>,
+    /// The settlement is being written as confirmed, handed to `holder`: nobody may take or
+    /// leave the slot any more.
+    sealed: bool,
+}
+
+fn lock_slot(slot: &Mutex<AnswerSlot>) -> std::sync::MutexGuard<'_, AnswerSlot> {
+    // Single-field updates only: a poisoned lock holds a consistent slot.
+    slot.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// A name for one anonymous `/settle` call, unique across restarts.
+fn anonymous_caller() -> String {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or_default();
+    format!("call:{started:x}-{}-{n}", std::process::id())
 }
 
 #[derive(Debug)]
@@ -244,13 +274,21 @@ impl FacilitatorService {
     }
 
     /// Settles a payment: at most one transaction per (asset, payer, nonce) however often and
-    /// however concurrently it is asked, every caller getting the same answer.
+    /// however concurrently it is asked. Its success goes to one caller: the call that
+    /// settled it, or when that call was answered `settlement_pending`, the first later one;
+    /// calls with the same `idempotency_key` share it. Every other call is refused with
+    /// `duplicate_settlement`. A failure is everyone's answer.
     pub async fn settle(
         &self,
         request: &PaymentRequest,
+        idempotency_key: Option<&IdempotencyKey>,
     ) -> Result<SettleResponse, FacilitatorError> {
         let started = Instant::now();
-        let result = self.settle_inner(request).await;
+        let asker = match idempotency_key {
+            Some(key) => format!("key:{key}"),
+            None => anonymous_caller(),
+        };
+        let result = self.settle_inner(request, &asker).await;
         self.inner.metrics.record_settle(&result, started.elapsed());
         result
     }
@@ -258,6 +296,7 @@ impl FacilitatorService {
     async fn settle_inner(
         &self,
         request: &PaymentRequest,
+        asker: &str,
     ) -> Result<SettleResponse, FacilitatorError> {
         let network = request.wire_network().clone();
         let chain = match self.chain_for(request) {
@@ -276,20 +315,24 @@ impl FacilitatorService {
                 )),
             };
         };
-        let mut progress = {
+        let key = identity.key;
+        let payer = Some(key.payer.to_checksum(None));
+        let (mut progress, slot) = {
             let mut in_flight = self.lock_in_flight();
             match in_flight.get(&identity.key) {
                 Some(existing) if existing.fingerprint != identity.fingerprint => {
                     return Ok(nonce_conflict(network, &identity));
                 }
-                Some(existing) => existing.progress.clone(),
+                Some(existing) => (existing.progress.clone(), existing.answer.clone()),
                 None => {
                     let (sender, receiver) = watch::channel(Progress::Working);
+                    let slot = Arc::new(Mutex::new(AnswerSlot::default()));
                     in_flight.insert(
                         identity.key,
                         InFlight {
                             fingerprint: identity.fingerprint,
                             progress: receiver.clone(),
+                            answer: slot.clone(),
                         },
                     );
                     // The settlement runs in its own task: a caller that goes away (timeout,
@@ -302,10 +345,20 @@ impl FacilitatorService {
                         sender.send_replace(Progress::Done(outcome));
                         service.lock_in_flight().remove(&key);
                     });
-                    receiver
+                    (receiver, slot)
                 }
             }
         };
+        // Take the right to the answer, unless another caller holds it.
+        {
+            let mut slot = lock_slot(&slot);
+            match slot.holder.as_deref() {
+                Some(holder) if holder != asker => return Ok(duplicate(network, payer)),
+                Some(_) => {}
+                None if !slot.sealed => slot.holder = Some(asker.to_owned()),
+                None => {}
+            }
+        }
         let finished = match tokio::time::timeout(
             self.inner.settle_wait,
             progress.wait_for(|p| matches!(p, Progress::Done(_))),
@@ -316,8 +369,36 @@ impl FacilitatorService {
             // Timed out, or the task is gone: report where it stands.
             _ => None,
         };
-        let current = finished.unwrap_or_else(|| progress.borrow().clone());
+        let mut current = finished.unwrap_or_else(|| progress.borrow().clone());
+        if !matches!(current, Progress::Done(_)) {
+            let sealed = {
+                let mut slot = lock_slot(&slot);
+                if !slot.sealed
+                    && asker.starts_with("call:")
+                    && slot.holder.as_deref() == Some(asker)
+                {
+                    // An anonymous caller cannot come back as itself: the next call may take
+                    // the answer. A keyed caller keeps its claim.
+                    slot.holder = None;
+                }
+                slot.sealed
+            };
+            if sealed {
+                // The outcome is being written for us right now: wait for the write.
+                if let Ok(Ok(done)) = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    progress.wait_for(|p| matches!(p, Progress::Done(_))),
+                )
+                .await
+                {
+                    current = done.clone();
+                }
+            }
+        }
         match current {
+            Progress::Done(Ok(answer)) if answer.success => {
+                self.hand_out(&key, &slot, asker, answer).await
+            }
             Progress::Done(outcome) => outcome,
             Progress::Submitted(tx_hash) => Ok(pending(network, claimed_payer(request), tx_hash)),
             Progress::Working => Ok(SettleResponse::failure(
@@ -327,6 +408,38 @@ impl FacilitatorService {
                 claimed_payer(request),
                 None,
             )),
+        }
+    }
+
+    /// Gives a successful answer to `asker` if it is theirs to take, else the refusal.
+    async fn hand_out(
+        &self,
+        key: &SettlementKey,
+        slot: &Mutex<AnswerSlot>,
+        asker: &str,
+        answer: SettleResponse,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        {
+            let slot = lock_slot(slot);
+            if slot.sealed {
+                match slot.holder.as_deref() {
+                    Some(holder) if holder == asker => return Ok(answer),
+                    Some(_) => return Ok(duplicate(answer.network, answer.payer)),
+                    None => {}
+                }
+            }
+        }
+        // Settled earlier, or nobody was waiting when it ended: the log decides.
+        if self
+            .inner
+            .store
+            .hand_out(key, asker)
+            .await
+            .map_err(internal)?
+        {
+            Ok(answer)
+        } else {
+            Ok(duplicate(answer.network, answer.payer))
         }
     }
 
@@ -515,7 +628,7 @@ impl FacilitatorService {
         );
         self.inner
             .store
-            .finish(&settlement.key, SettlementState::Abandoned, &answer)
+            .finish(&settlement.key, SettlementState::Abandoned, &answer, None)
             .await
             .map_err(internal)?;
         if error.is_retryable() {
@@ -689,9 +802,20 @@ impl FacilitatorService {
         state: SettlementState,
         answer: SettleResponse,
     ) -> Result<SettleResponse, FacilitatorError> {
+        // A confirmed settlement is handed to the caller waiting for it, in the same write.
+        let holder = if state == SettlementState::Confirmed {
+            let slot = self.lock_in_flight().get(key).map(|f| f.answer.clone());
+            slot.and_then(|slot| {
+                let mut slot = lock_slot(&slot);
+                slot.sealed = true;
+                slot.holder.clone()
+            })
+        } else {
+            None
+        };
         self.inner
             .store
-            .finish(key, state, &answer)
+            .finish(key, state, &answer, holder.as_deref())
             .await
             .map_err(internal)?;
         Ok(answer)
@@ -721,7 +845,7 @@ impl FacilitatorService {
                 );
                 self.inner
                     .store
-                    .finish(&key, SettlementState::Abandoned, &answer)
+                    .finish(&key, SettlementState::Abandoned, &answer, None)
                     .await?;
                 report.abandoned += 1;
                 continue;
@@ -769,6 +893,7 @@ impl FacilitatorService {
             InFlight {
                 fingerprint: record.settlement.fingerprint,
                 progress: receiver,
+                answer: Arc::default(),
             },
         );
         let service = self.clone();
@@ -910,6 +1035,17 @@ fn nonce_conflict(network: Network, identity: &Identity) -> SettleResponse {
     )
 }
 
+fn duplicate(network: Network, payer: Option<String>) -> SettleResponse {
+    SettleResponse::failure(
+        network,
+        ReasonCode::DUPLICATE_SETTLEMENT,
+        "this payment is settled or being settled for another request, which was given its \
+         success; sign a new payment for this one",
+        payer,
+        None,
+    )
+}
+
 fn pending(network: Network, payer: Option<String>, tx_hash: B256) -> SettleResponse {
     SettleResponse::failure(
         network,
@@ -933,8 +1069,13 @@ impl Facilitator for FacilitatorService {
     fn settle<'a>(
         &'a self,
         request: &'a PaymentRequest,
+        idempotency_key: Option<&'a IdempotencyKey>,
     ) -> BoxFuture<'a, Result<SettleResponse, FacilitatorError>> {
-        Box::pin(FacilitatorService::settle(self, request))
+        Box::pin(FacilitatorService::settle(self, request, idempotency_key))
+    }
+
+    fn payment_id(&self, request: &PaymentRequest) -> Result<PaymentId, PaymentIdError> {
+        PaymentId::derive(request)
     }
 
     fn supported(&self) -> BoxFuture<'_, Result<SupportedResponse, FacilitatorError>> {

@@ -26,6 +26,7 @@ CREATE TABLE IF NOT EXISTS settlements (
     wire_network TEXT    NOT NULL,
     request      TEXT    NOT NULL,
     response     TEXT,
+    answered_to  TEXT,
     created_at   INTEGER NOT NULL,
     updated_at   INTEGER NOT NULL,
     PRIMARY KEY (chain_id, asset, payer, auth_nonce)
@@ -94,6 +95,7 @@ impl SqliteStore {
             ))
             .map_err(db_error)?;
         connection.execute_batch(SCHEMA).map_err(db_error)?;
+        migrate(&connection)?;
         Ok(Self {
             connection: Arc::new(Mutex::new(connection)),
         })
@@ -114,6 +116,20 @@ impl SqliteStore {
         .await
         .map_err(db_error)?
     }
+}
+
+/// Brings a log written by an earlier version up to date.
+fn migrate(connection: &Connection) -> Result<(), StoreError> {
+    let has_answered_to = connection
+        .prepare("SELECT 1 FROM pragma_table_info('settlements') WHERE name = 'answered_to'")
+        .and_then(|mut statement| statement.exists([]))
+        .map_err(db_error)?;
+    if !has_answered_to {
+        connection
+            .execute_batch("ALTER TABLE settlements ADD COLUMN answered_to TEXT")
+            .map_err(db_error)?;
+    }
+    Ok(())
 }
 
 fn hex(value: impl std::fmt::LowerHex) -> String {
@@ -146,7 +162,8 @@ fn load(
     let (chain_id, asset, payer, nonce) = key_params(key);
     let row = connection
         .query_row(
-            "SELECT fingerprint, state, pay_to, amount, valid_before, wire_network, request, response
+            "SELECT fingerprint, state, pay_to, amount, valid_before, wire_network, request, response,
+                    answered_to
              FROM settlements WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND auth_nonce = ?4",
             params![chain_id, asset, payer, nonce],
             |row| {
@@ -159,13 +176,23 @@ fn load(
                     row.get::<_, String>(5)?,
                     row.get::<_, String>(6)?,
                     row.get::<_, Option<String>>(7)?,
+                    row.get::<_, Option<String>>(8)?,
                 ))
             },
         )
         .optional()
         .map_err(db_error)?;
-    let Some((fingerprint, state, pay_to, amount, valid_before, wire_network, request, response)) =
-        row
+    let Some((
+        fingerprint,
+        state,
+        pay_to,
+        amount,
+        valid_before,
+        wire_network,
+        request,
+        response,
+        answered_to,
+    )) = row
     else {
         return Ok(None);
     };
@@ -217,6 +244,7 @@ fn load(
             .ok_or_else(|| StoreError(format!("corrupt state {state:?} in settlement log")))?,
         txs,
         response,
+        answered_to,
     }))
 }
 
@@ -239,7 +267,7 @@ impl SettlementStore for SqliteStore {
                         fingerprint = excluded.fingerprint, state = 'claimed', pay_to = excluded.pay_to,
                         amount = excluded.amount, valid_before = excluded.valid_before,
                         wire_network = excluded.wire_network, request = excluded.request,
-                        response = NULL, updated_at = excluded.updated_at
+                        response = NULL, answered_to = NULL, updated_at = excluded.updated_at
                      WHERE settlements.state = 'abandoned'",
                     params![
                         chain_id,
@@ -318,16 +346,19 @@ impl SettlementStore for SqliteStore {
         key: &'a SettlementKey,
         state: SettlementState,
         response: &'a SettleResponse,
+        answered_to: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), StoreError>> {
         let key = *key;
         let response = serde_json::to_string(response).map_err(db_error);
+        let answered_to = answered_to.map(str::to_owned);
         Box::pin(async move {
             let response = response?;
             self.run(move |connection| {
                 let (chain_id, asset, payer, nonce) = key_params(&key);
                 connection
                     .execute(
-                        "UPDATE settlements SET state = ?5, response = ?6, updated_at = ?7
+                        "UPDATE settlements SET state = ?5, response = ?6, updated_at = ?7,
+                            answered_to = COALESCE(answered_to, ?8)
                          WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND auth_nonce = ?4",
                         params![
                             chain_id,
@@ -336,7 +367,8 @@ impl SettlementStore for SqliteStore {
                             nonce,
                             state.as_str(),
                             response,
-                            now_secs()
+                            now_secs(),
+                            answered_to,
                         ],
                     )
                     .map_err(db_error)?;
@@ -344,6 +376,27 @@ impl SettlementStore for SqliteStore {
             })
             .await
         })
+    }
+
+    fn hand_out<'a>(
+        &'a self,
+        key: &'a SettlementKey,
+        holder: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>> {
+        let key = *key;
+        let holder = holder.to_owned();
+        Box::pin(self.run(move |connection| {
+            let (chain_id, asset, payer, nonce) = key_params(&key);
+            let changed = connection
+                .execute(
+                    "UPDATE settlements SET answered_to = ?5
+                     WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND auth_nonce = ?4
+                       AND (answered_to IS NULL OR answered_to = ?5)",
+                    params![chain_id, asset, payer, nonce, holder],
+                )
+                .map_err(db_error)?;
+            Ok(changed == 1)
+        }))
     }
 
     fn get<'a>(
@@ -452,7 +505,7 @@ mod tests {
             None,
         );
         store
-            .finish(&new.key, SettlementState::Confirmed, &response)
+            .finish(&new.key, SettlementState::Confirmed, &response, None)
             .await
             .unwrap();
         assert!(store.unfinished().await.unwrap().is_empty());
@@ -474,18 +527,89 @@ mod tests {
             None,
         );
         store
-            .finish(&new.key, SettlementState::Abandoned, &response)
+            .finish(&new.key, SettlementState::Abandoned, &response, None)
             .await
             .unwrap();
         assert_eq!(store.claim(&new).await.unwrap(), Claim::Fresh);
         store
-            .finish(&new.key, SettlementState::Confirmed, &response)
+            .finish(&new.key, SettlementState::Confirmed, &response, None)
             .await
             .unwrap();
         assert!(matches!(
             store.claim(&new).await.unwrap(),
             Claim::Existing(_)
         ));
+    }
+
+    #[tokio::test]
+    async fn an_answer_is_handed_to_one_holder_and_kept_across_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let new = settlement(5);
+        store.claim(&new).await.unwrap();
+        let response = SettleResponse::failure(
+            Network::BASE,
+            ReasonCode::SETTLEMENT_PENDING,
+            "x",
+            None,
+            None,
+        );
+        store
+            .finish(
+                &new.key,
+                SettlementState::Confirmed,
+                &response,
+                Some("key:a"),
+            )
+            .await
+            .unwrap();
+        assert!(store.hand_out(&new.key, "key:a").await.unwrap());
+        assert!(!store.hand_out(&new.key, "call:b").await.unwrap());
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        assert_eq!(
+            store
+                .get(&new.key)
+                .await
+                .unwrap()
+                .unwrap()
+                .answered_to
+                .as_deref(),
+            Some("key:a")
+        );
+        assert!(!store.hand_out(&new.key, "key:c").await.unwrap());
+
+        // Unmarked at the end: the first to ask takes it, once.
+        let other = settlement(6);
+        store.claim(&other).await.unwrap();
+        store
+            .finish(&other.key, SettlementState::Confirmed, &response, None)
+            .await
+            .unwrap();
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..20 {
+            let store = store.clone();
+            let key = other.key;
+            tasks.spawn(async move { store.hand_out(&key, &format!("call:{n}")).await.unwrap() });
+        }
+        let won = tasks.join_all().await.into_iter().filter(|w| *w).count();
+        assert_eq!(won, 1);
+    }
+
+    #[test]
+    fn a_log_from_before_answered_to_is_migrated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("old.db");
+        let old_schema = SCHEMA.replace("    answered_to  TEXT,\n", "");
+        assert!(!old_schema.contains("answered_to"));
+        Connection::open(&path)
+            .unwrap()
+            .execute_batch(&old_schema)
+            .unwrap();
+        SqliteStore::open(&path).unwrap();
+        // Opening twice must not try to add the column again.
+        SqliteStore::open(&path).unwrap();
     }
 
     #[tokio::test]

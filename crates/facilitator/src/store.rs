@@ -119,6 +119,9 @@ pub struct SettlementRecord {
     pub txs: Vec<TxRecord>,
     /// The answer given once final.
     pub response: Option<SettleResponse>,
+    /// Who a successful answer was handed to (`key:<idempotency key>` or `call:<id>`);
+    /// every other caller is refused.
+    pub answered_to: Option<String>,
 }
 
 /// The outcome of [`SettlementStore::claim`].
@@ -151,13 +154,23 @@ pub trait SettlementStore: Send + Sync + std::fmt::Debug {
         tx: &'a TxRecord,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
 
-    /// Ends a settlement with its answer.
+    /// Ends a settlement with its answer, handed to `answered_to` when given (in the same
+    /// write: the caller waiting for it when it ended).
     fn finish<'a>(
         &'a self,
         key: &'a SettlementKey,
         state: SettlementState,
         response: &'a SettleResponse,
+        answered_to: Option<&'a str>,
     ) -> BoxFuture<'a, Result<(), StoreError>>;
+
+    /// Hands a settlement's answer to `holder`, unless it was handed to someone else: `true`
+    /// when `holder` has it now (first to ask, or asking again). Atomic across callers.
+    fn hand_out<'a>(
+        &'a self,
+        key: &'a SettlementKey,
+        holder: &'a str,
+    ) -> BoxFuture<'a, Result<bool, StoreError>>;
 
     /// The settlement for a key.
     fn get<'a>(

@@ -29,12 +29,17 @@
 //! # Ok(app) }
 //! ```
 
+mod guard;
 mod paid;
 mod price;
 mod remote;
 mod response;
 mod service;
 
+pub use guard::{
+    Admission, GuardError, Lease, MemoryGuard, PaymentGuard, RequestFingerprint,
+    ResponseCacheConfig, Served, StoredResponse,
+};
 pub use paid::Paid;
 pub use price::{PaymentOption, Quote, Rejection, RoutePrice, SettleTiming};
 pub use remote::HttpFacilitator;

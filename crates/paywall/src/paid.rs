@@ -1,7 +1,9 @@
 //! What a handler behind the paywall learns about the payment for its request.
 
 use tokio::sync::watch;
-use x402_proto::{Network, SettleResponse, TokenAmount};
+use x402_proto::{Network, PaymentRequest, SettleResponse, TokenAmount};
+
+use crate::price::PaymentOption;
 
 /// The payment for this request, as a request extension (`Extension<Paid>` in axum).
 ///
@@ -21,6 +23,25 @@ pub struct Paid {
 }
 
 impl Paid {
+    /// A payment already settled by `receipt` (a paid request served again).
+    pub(crate) fn already_settled(
+        request: &PaymentRequest,
+        option: &PaymentOption,
+        receipt: &SettleResponse,
+    ) -> Self {
+        let (_, settlement) = watch::channel(Some(receipt.clone()));
+        Self {
+            payer: receipt.payer.clone().unwrap_or_default(),
+            amount: request.requirements().amount,
+            asset: option.asset.clone(),
+            network: option.network.clone(),
+            decimals: option.decimals,
+            version: request.version(),
+            transaction: Some(receipt.transaction.clone()),
+            settlement,
+        }
+    }
+
     /// The paying address.
     pub fn payer(&self) -> &str {
         &self.payer

@@ -6,8 +6,8 @@ use std::time::Duration;
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use x402_proto::{
-    BoxFuture, Facilitator, FacilitatorError, PaymentRequest, SettleResponse, SupportedResponse,
-    VerifyResponse,
+    BoxFuture, Facilitator, FacilitatorError, IdempotencyKey, PaymentRequest, SettleResponse,
+    SupportedResponse, VerifyResponse, headers,
 };
 
 /// A remote facilitator: `POST {base}/verify`, `POST {base}/settle`, `GET {base}/supported`.
@@ -128,9 +128,13 @@ impl Facilitator for HttpFacilitator {
     fn settle<'a>(
         &'a self,
         request: &'a PaymentRequest,
+        idempotency_key: Option<&'a IdempotencyKey>,
     ) -> BoxFuture<'a, Result<SettleResponse, FacilitatorError>> {
         Box::pin(async move {
-            let builder = self.request(reqwest::Method::POST, "/settle").json(request);
+            let mut builder = self.request(reqwest::Method::POST, "/settle").json(request);
+            if let Some(key) = idempotency_key {
+                builder = builder.header(headers::IDEMPOTENCY_KEY, key.as_str());
+            }
             self.call(builder, "/settle").await
         })
     }

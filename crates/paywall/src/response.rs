@@ -5,7 +5,9 @@ use axum::body::Body;
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, HeaderValue, Response, StatusCode, header};
 use serde_json::json;
-use x402_proto::{FacilitatorError, SettleResponse, V1, V2, encode_header, headers, v1, v2};
+use x402_proto::{
+    FacilitatorError, SettleResponse, V1, V2, encode_header, headers, payment_identifier, v1, v2,
+};
 
 use crate::price::{PaymentOption, Quote, Rejection, RoutePrice};
 use crate::service::SettleFailure;
@@ -59,6 +61,8 @@ pub(crate) struct Challenge {
     offers: Vec<(v2::PaymentRequirements, PaymentOption)>,
     /// The price in USD, for people (the HTML page).
     usd: Option<String>,
+    /// Whether payments must carry a `payment-identifier` id.
+    require_payment_identifier: bool,
 }
 
 impl Challenge {
@@ -68,6 +72,7 @@ impl Challenge {
         route: &RoutePrice,
         parts: &Parts,
         public_url: Option<&str>,
+        require_payment_identifier: bool,
     ) -> Result<Self, Rejection> {
         let mut offers = Vec::with_capacity(options.len());
         for option in options {
@@ -89,6 +94,7 @@ impl Challenge {
             },
             offers,
             usd,
+            require_payment_identifier,
         })
     }
 
@@ -115,7 +121,10 @@ impl Challenge {
             error: Some(error.to_owned()),
             resource: self.resource.clone(),
             accepts: self.offers.iter().map(|(offer, _)| offer.clone()).collect(),
-            extensions: None,
+            extensions: Some(json!({
+                payment_identifier::KEY:
+                    payment_identifier::declaration(self.require_payment_identifier),
+            })),
         };
         let v1_challenge = v1::PaymentRequired {
             x402_version: V1::default(),
@@ -331,7 +340,8 @@ mod tests {
             .unwrap()
             .into_parts();
         let quote = Quote::usd("$0.01".parse().unwrap());
-        let challenge = Challenge::build(&[usdc, other], &quote, &route, &parts, None).unwrap();
+        let challenge =
+            Challenge::build(&[usdc, other], &quote, &route, &parts, None, false).unwrap();
         let amounts: Vec<String> = challenge
             .offers()
             .map(|(o, _)| o.amount.to_string())
@@ -344,6 +354,8 @@ mod tests {
         let v2: v2::PaymentRequired = x402_proto::decode_header(header).unwrap();
         assert_eq!(v2.accepts.len(), 2);
         assert_eq!(v2.resource.url, "http://shop.test/weather");
+        let declared = &v2.extensions.as_ref().unwrap()["payment-identifier"];
+        assert_eq!(declared["info"]["required"], false);
         // The v1 body lists only the options v1 clients can name (base has a v1 name; the
         // other chain does not).
         let body = futures_body(response);

@@ -1,23 +1,28 @@
 //! The paywall itself: [`Paywall`] (shared settings and the facilitator), [`PaymentLayer`]
 //! (one per priced route) and the [`PaymentService`] it wraps a handler in.
 
-use std::collections::HashSet;
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
+use axum::body::HttpBody as _;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body_util::{BodyExt, Limited};
 use tokio::sync::watch;
 use tower::{Layer, Service, ServiceExt};
 use x402_proto::{
-    BoxFuture, Facilitator, FacilitatorError, PaymentPayload, PaymentRequest, ReasonCode,
-    SettleResponse, decode_header, headers, requirements_match, v1,
+    BoxFuture, Facilitator, FacilitatorError, IdempotencyKey, PaymentPayload, PaymentRequest,
+    ReasonCode, SettleResponse, decode_header, headers, payment_identifier, request_fingerprint,
+    requirements_match, v1,
 };
 
+use crate::guard::{
+    Admission, Lease, MemoryGuard, PaymentGuard, RequestFingerprint, ResponseCacheConfig,
+    StoredResponse,
+};
 use crate::paid::Paid;
 use crate::price::{PaymentOption, Rejection, RoutePrice, SettleTiming};
 use crate::response::{self, Challenge, ReceiptHeader};
@@ -33,6 +38,10 @@ pub struct PaywallConfig {
     /// The public base URL (`https://api.example.com`) used in challenges; by default the
     /// request's `Host` header over plain HTTP.
     pub public_url: Option<String>,
+    /// How long, and how much, paid responses are kept for clients that lost their answer.
+    pub response_cache: ResponseCacheConfig,
+    /// Whether every payment must carry a `payment-identifier` id (400 without one).
+    pub require_payment_identifier: bool,
 }
 
 impl Default for PaywallConfig {
@@ -41,6 +50,8 @@ impl Default for PaywallConfig {
             max_body_bytes: 1024 * 1024,
             settle_patience: Duration::from_secs(60),
             public_url: None,
+            response_cache: ResponseCacheConfig::default(),
+            require_payment_identifier: false,
         }
     }
 }
@@ -65,9 +76,8 @@ struct Inner {
     facilitator: Arc<dyn Facilitator>,
     options: Vec<PaymentOption>,
     config: PaywallConfig,
-    /// Payments being used by a request right now, so one signature cannot buy two
-    /// concurrent responses before it settles.
-    in_use: Mutex<HashSet<String>>,
+    /// Payments in use and paid responses: one payment buys one response.
+    guard: Arc<dyn PaymentGuard>,
 }
 
 impl std::fmt::Debug for Paywall {
@@ -91,14 +101,29 @@ impl Paywall {
         if options.is_empty() {
             return Err(PaywallError::NoOptions);
         }
+        let guard = Arc::new(MemoryGuard::new(config.response_cache));
         Ok(Self {
             inner: Arc::new(Inner {
                 facilitator,
                 options,
                 config,
-                in_use: Mutex::new(HashSet::new()),
+                guard,
             }),
         })
+    }
+
+    /// Keeps payments in use and paid responses in `guard` instead of this process's memory
+    /// (a store shared by several replicas).
+    pub fn with_guard(self, guard: Arc<dyn PaymentGuard>) -> Self {
+        let inner = Inner {
+            facilitator: self.inner.facilitator.clone(),
+            options: self.inner.options.clone(),
+            config: self.inner.config.clone(),
+            guard,
+        };
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 
     /// The accepted ways to pay.
@@ -163,25 +188,24 @@ where
         let paywall = self.paywall.clone();
         let price = self.price.clone();
         let inner = self.inner.clone();
+        // A paid request runs in its own task: a client that goes away (timeout, dropped
+        // connection) does not stop a handler whose payment is settling, and its answer is
+        // kept for the client's retry.
+        let task = tokio::spawn(charge(paywall, price, inner, request));
         Box::pin(async move {
-            let mut response = charge(paywall, price, inner, request).await;
+            let mut response = match task.await {
+                Ok(response) => response,
+                Err(error) => {
+                    tracing::error!(%error, "a paywalled request failed");
+                    response::rejection(
+                        Rejection::bad_request("the request failed inside the server")
+                            .with_status(http::StatusCode::INTERNAL_SERVER_ERROR),
+                    )
+                }
+            };
             response::expose_payment_headers(response.headers_mut());
             Ok(response)
         })
-    }
-}
-
-/// Releases a payment's "in use" mark when its request is over, however it ends.
-struct InUse<'a> {
-    set: &'a Mutex<HashSet<String>>,
-    key: String,
-}
-
-impl Drop for InUse<'_> {
-    fn drop(&mut self) {
-        if let Ok(mut set) = self.set.lock() {
-            set.remove(&self.key);
-        }
     }
 }
 
@@ -207,8 +231,18 @@ where
     let (mut parts, body) = request.into_parts();
 
     // 1. Quote, before anything is paid: bad input is refused here with a 4xx.
-    // A fixed price needs no body: it is handed to the handler untouched (streamed).
-    let (body, passthrough) = if price.reads_body() {
+    // A fixed price needs no body: it is handed to the handler untouched (streamed), unless
+    // a payment comes with a body of declared size within the limit, which is read so that
+    // the payment is tied to exactly this body.
+    let max = inner_state.config.max_body_bytes;
+    let small_paid_body = payment_header(&parts.headers).is_some()
+        && parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<usize>().ok())
+            .is_some_and(|len| len <= max);
+    let (body, passthrough) = if price.reads_body() || small_paid_body {
         match Limited::new(body, inner_state.config.max_body_bytes)
             .collect()
             .await
@@ -229,6 +263,7 @@ where
         &price,
         &parts,
         inner_state.config.public_url.as_deref(),
+        inner_state.config.require_payment_identifier,
     ) {
         Ok(challenge) => challenge,
         Err(rejection) => return response::rejection(rejection),
@@ -248,35 +283,112 @@ where
             return challenge.respond(&message, &parts.headers, None);
         }
     };
-    let key = payment.payload().to_string();
-    let _in_use = {
-        let mut set = inner_state
-            .in_use
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if !set.insert(key.clone()) {
-            return challenge.respond(
-                "this payment is already being used by another request; sign a new one",
-                &parts.headers,
-                None,
-            );
-        }
-        InUse {
-            set: &inner_state.in_use,
-            key,
-        }
+    let purchase = match payment.payment_identifier() {
+        Ok(purchase) => purchase,
+        Err(message) => return response::rejection(Rejection::bad_request(message)),
+    };
+    if purchase.is_none() && inner_state.config.require_payment_identifier {
+        return response::rejection(Rejection::bad_request(format!(
+            "this server requires the `{}` extension: put a unique id of 16 to 128 characters \
+             (A-Z, a-z, 0-9, '_', '-') in the payment's extensions.{}.info.id",
+            payment_identifier::KEY,
+            payment_identifier::KEY,
+        )));
+    }
+    let candidates = candidates(&challenge, &payment);
+    let Some((first, _)) = candidates.first() else {
+        return challenge.respond(NO_MATCH, &parts.headers, None);
+    };
+    let payment_id = match inner_state.facilitator.payment_id(first) {
+        Ok(id) => id,
+        Err(error) => return challenge.respond(&error.to_string(), &parts.headers, None),
     };
 
-    // 3. Verify against the requirements the client chose.
-    let verified = match verify(inner_state, &challenge, payment, receipt).await {
+    // 3. One payment, one response: a payment in use or spent on another request is
+    // refused; one spent on this same request gets its answer again.
+    let fingerprint = fingerprint(&parts, passthrough.is_none().then_some(&body));
+    let guard = &inner_state.guard;
+    let lease = match guard
+        .admit(&payment_id, purchase.as_deref(), &fingerprint)
+        .await
+    {
+        Ok(Admission::Granted) => Lease::new(
+            guard.clone(),
+            payment_id.clone(),
+            purchase.clone(),
+            fingerprint,
+        ),
+        Ok(Admission::Served(served)) => {
+            tracing::info!(payment = %payment_id, "a paid request came again; answering it again");
+            return match served.response {
+                Some(stored) => replay(stored),
+                None => {
+                    let (option, request) = (&candidates[0].1, &candidates[0].0);
+                    let paid = Paid::already_settled(request, option, &served.receipt);
+                    parts.extensions.extend(quote.take_extensions());
+                    parts.extensions.insert(paid);
+                    let body = passthrough.unwrap_or_else(|| Body::from(body));
+                    let mut response = run(inner, Request::from_parts(parts, body)).await;
+                    receipt.attach(response.headers_mut(), &served.receipt);
+                    response
+                }
+            };
+        }
+        Ok(Admission::InUse { by_identifier }) => {
+            return if by_identifier {
+                conflict(
+                    "a request with this payment identifier is being served right now; \
+                     wait for it, then retry with the same identifier",
+                )
+            } else {
+                challenge.respond(IN_USE, &parts.headers, None)
+            };
+        }
+        Ok(Admission::Conflict { by_identifier }) => {
+            return if by_identifier {
+                conflict(
+                    "this payment identifier was used for a different request (method, path \
+                     or body); use a new identifier for a new request",
+                )
+            } else {
+                challenge.respond(SPENT_ELSEWHERE, &parts.headers, None)
+            };
+        }
+        Err(error) => {
+            tracing::error!(%error, "payment guard failed; refusing to serve");
+            return response::unavailable(&FacilitatorError::Unavailable(error.to_string()));
+        }
+    };
+    let idempotency_key = IdempotencyKey::for_request(&payment_id, &fingerprint);
+
+    // 4. Verify against the requirements the client chose.
+    let verified = match verify(inner_state, candidates, receipt).await {
         Ok(verified) => verified,
         Err(Refusal::Unavailable(error)) => return response::unavailable(&error),
-        Err(Refusal::Invalid(message)) => {
+        Err(Refusal::Invalid {
+            message,
+            spent: Some(request),
+        }) => {
+            // Spent already: by this same request (its answer was lost before the guard kept
+            // it, e.g. across a restart), the facilitator gives our key its receipt again.
+            match recover(inner_state, &request, &idempotency_key).await {
+                Some(recovered) => {
+                    let paid = Paid::already_settled(&request.0, &request.1, &recovered);
+                    parts.extensions.extend(quote.take_extensions());
+                    parts.extensions.insert(paid);
+                    let body = passthrough.unwrap_or_else(|| Body::from(body));
+                    let response = run(inner, Request::from_parts(parts, body)).await;
+                    return keep(inner_state, lease, receipt, recovered, response).await;
+                }
+                None => return challenge.respond(&message, &parts.headers, None),
+            }
+        }
+        Err(Refusal::Invalid { message, .. }) => {
             return challenge.respond(&message, &parts.headers, None);
         }
     };
 
-    // 4. Run and settle, in the order the route asks for.
+    // 5. Run and settle, in the order the route asks for.
     let (settled_tx, settled_rx) = watch::channel(None);
     let timing = quote.settle_timing().unwrap_or(price.settle);
     let mut paid = Paid {
@@ -294,7 +406,7 @@ where
 
     match timing {
         SettleTiming::BeforeHandler => {
-            let receipt = match settle(inner_state, &verified).await {
+            let receipt = match settle(inner_state, &verified, &idempotency_key).await {
                 Ok(receipt) => receipt,
                 Err(response) => {
                     return challenge.settle_failed(response, &parts.headers, verified.receipt);
@@ -303,9 +415,8 @@ where
             paid.transaction = Some(receipt.transaction.clone());
             let _ = settled_tx.send(Some(receipt.clone()));
             parts.extensions.insert(paid);
-            let mut response = run(inner, Request::from_parts(parts, body)).await;
-            verified.receipt.attach(response.headers_mut(), &receipt);
-            response
+            let response = run(inner, Request::from_parts(parts, body)).await;
+            keep(inner_state, lease, verified.receipt, receipt, response).await
         }
         SettleTiming::AfterHandler => {
             let headers = parts.headers.clone();
@@ -313,20 +424,163 @@ where
             let response = run(inner, Request::from_parts(parts, body)).await;
             if response.status().as_u16() >= 400 {
                 // Not charged: the payment is never settled, and its authorization expires.
+                // The lease is dropped: the payment may be used again.
                 return response;
             }
-            match settle(inner_state, &verified).await {
+            match settle(inner_state, &verified, &idempotency_key).await {
                 Ok(receipt) => {
                     let _ = settled_tx.send(Some(receipt.clone()));
-                    let mut response = response;
-                    verified.receipt.attach(response.headers_mut(), &receipt);
-                    response
+                    keep(inner_state, lease, verified.receipt, receipt, response).await
                 }
                 // The handler's body is dropped: nothing paid, nothing served.
                 Err(failure) => challenge.settle_failed(failure, &headers, verified.receipt),
             }
         }
     }
+}
+
+const NO_MATCH: &str = "No matching payment requirements: the payment does not match any \
+    option of this request's challenge (scheme, network, asset, amount, payTo); pay one of \
+    `accepts`";
+const IN_USE: &str = "payment_in_use: this payment is being used by another request right \
+    now; one payment buys one response, sign a new payment";
+const SPENT_ELSEWHERE: &str = "payment_already_used: this payment already bought the response \
+    to a different request (method, path or body); sign a new payment for this one";
+
+/// The offers a payment may be meant for, each as a request to the facilitator.
+fn candidates(
+    challenge: &Challenge,
+    payment: &PaymentPayload,
+) -> Vec<(PaymentRequest, PaymentOption)> {
+    match payment {
+        PaymentPayload::V2(payload) => challenge
+            .offers()
+            .find(|(offer, _)| requirements_match(&payload.accepted, offer))
+            .map(|(offer, option)| {
+                vec![(
+                    PaymentRequest::V2 {
+                        payload: payload.clone(),
+                        requirements: offer.clone(),
+                    },
+                    option.clone(),
+                )]
+            })
+            .unwrap_or_default(),
+        PaymentPayload::V1(payload) => challenge
+            .offers()
+            .filter_map(|(offer, option)| {
+                let v1 = v1::PaymentRequirements::from_v2(offer, challenge.resource())?;
+                (v1.scheme == payload.scheme && v1.network == payload.network).then(|| {
+                    (
+                        PaymentRequest::V1 {
+                            payload: payload.clone(),
+                            requirements: v1,
+                        },
+                        option.clone(),
+                    )
+                })
+            })
+            .collect(),
+    }
+}
+
+/// What a paid response answers to: method, path and query, and the body when it was read
+/// (a streamed body is represented by its declared type and length).
+fn fingerprint(parts: &http::request::Parts, body: Option<&Bytes>) -> RequestFingerprint {
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |p| p.as_str());
+    let header = |name: http::HeaderName| {
+        parts
+            .headers
+            .get(name)
+            .map_or(&[][..], HeaderValue::as_bytes)
+    };
+    match body {
+        Some(body) => {
+            request_fingerprint(&[parts.method.as_str().as_bytes(), target.as_bytes(), body])
+        }
+        None => request_fingerprint(&[
+            parts.method.as_str().as_bytes(),
+            target.as_bytes(),
+            b"streamed",
+            header(http::header::CONTENT_TYPE),
+            header(http::header::CONTENT_LENGTH),
+        ]),
+    }
+}
+
+fn conflict(message: &str) -> Response<Body> {
+    response::rejection(Rejection::bad_request(message).with_status(http::StatusCode::CONFLICT))
+}
+
+/// A kept paid response, sent again as it was.
+fn replay(stored: StoredResponse) -> Response<Body> {
+    let mut response = Response::new(Body::from(stored.body));
+    *response.status_mut() =
+        http::StatusCode::from_u16(stored.status).unwrap_or(http::StatusCode::OK);
+    for (name, value) in stored.headers {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(&value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
+}
+
+/// Attaches the receipt, and records in the guard what the payment bought: the response
+/// itself when its body is in memory and small enough to keep, else only that it was served
+/// (a retry then runs the handler again, charged nothing).
+async fn keep(
+    inner: &Inner,
+    lease: Lease,
+    kind: ReceiptHeader,
+    receipt: SettleResponse,
+    mut response: Response<Body>,
+) -> Response<Body> {
+    kind.attach(response.headers_mut(), &receipt);
+    let limit = inner.config.response_cache.max_entry_bytes as u64;
+    let small = response
+        .body()
+        .size_hint()
+        .exact()
+        .is_some_and(|size| size <= limit);
+    let (response, stored) = if small {
+        let (parts, body) = response.into_parts();
+        match body.collect().await {
+            Ok(collected) => {
+                let bytes = collected.to_bytes();
+                let stored = StoredResponse {
+                    status: parts.status.as_u16(),
+                    headers: parts
+                        .headers
+                        .iter()
+                        .map(|(name, value)| {
+                            (
+                                name.as_str().to_owned(),
+                                Bytes::copy_from_slice(value.as_bytes()),
+                            )
+                        })
+                        .collect(),
+                    body: bytes.clone(),
+                };
+                (Response::from_parts(parts, Body::from(bytes)), Some(stored))
+            }
+            Err(error) => {
+                tracing::warn!(%error, "a paid response body failed while being kept");
+                (Response::from_parts(parts, Body::empty()), None)
+            }
+        }
+    } else {
+        (response, None)
+    };
+    if let Err(error) = lease.served(receipt, stored).await {
+        tracing::warn!(%error, "could not keep a paid response; a retry will run it again");
+    }
+    response
 }
 
 fn body_refused(
@@ -358,53 +612,20 @@ fn payment_header(headers: &http::HeaderMap) -> Option<(&HeaderValue, ReceiptHea
 
 enum Refusal {
     Unavailable(FacilitatorError),
-    Invalid(String),
+    Invalid {
+        message: String,
+        /// The request the facilitator called spent, if any.
+        spent: Option<(PaymentRequest, PaymentOption)>,
+    },
 }
 
 async fn verify(
     inner: &Inner,
-    challenge: &Challenge,
-    payment: PaymentPayload,
+    candidates: Vec<(PaymentRequest, PaymentOption)>,
     receipt: ReceiptHeader,
 ) -> Result<Verified, Refusal> {
-    let candidates: Vec<(PaymentRequest, &PaymentOption)> = match payment {
-        PaymentPayload::V2(payload) => challenge
-            .offers()
-            .find(|(offer, _)| requirements_match(&payload.accepted, offer))
-            .map(|(offer, option)| {
-                vec![(
-                    PaymentRequest::V2 {
-                        payload: payload.clone(),
-                        requirements: offer.clone(),
-                    },
-                    option,
-                )]
-            })
-            .unwrap_or_default(),
-        PaymentPayload::V1(payload) => challenge
-            .offers()
-            .filter_map(|(offer, option)| {
-                let v1 = v1::PaymentRequirements::from_v2(offer, challenge.resource())?;
-                (v1.scheme == payload.scheme && v1.network == payload.network).then(|| {
-                    (
-                        PaymentRequest::V1 {
-                            payload: payload.clone(),
-                            requirements: v1,
-                        },
-                        option,
-                    )
-                })
-            })
-            .collect(),
-    };
-    if candidates.is_empty() {
-        return Err(Refusal::Invalid(
-            "No matching payment requirements: the payment does not match any option of this \
-             request's challenge (scheme, network, asset, amount, payTo); pay one of `accepts`"
-                .to_owned(),
-        ));
-    }
     let mut last_refusal = String::new();
+    let mut spent = None;
     for (request, option) in candidates {
         let answer = inner
             .facilitator
@@ -415,10 +636,17 @@ async fn verify(
             let payer = answer.payer.unwrap_or_default();
             return Ok(Verified {
                 request,
-                option: option.clone(),
+                option,
                 payer,
                 receipt,
             });
+        }
+        if answer
+            .invalid_reason
+            .as_ref()
+            .is_some_and(|reason| SPENT_REASONS.contains(reason))
+        {
+            spent = Some((request.clone(), option.clone()));
         }
         last_refusal = match (answer.invalid_reason, answer.invalid_message) {
             (Some(reason), Some(message)) => format!("{reason}: {message}"),
@@ -427,7 +655,33 @@ async fn verify(
             (None, None) => "payment refused by the facilitator".to_owned(),
         };
     }
-    Err(Refusal::Invalid(last_refusal))
+    Err(Refusal::Invalid {
+        message: last_refusal,
+        spent,
+    })
+}
+
+/// Reasons that mean the payment was already spent (so it may have been spent on this very
+/// request, whose answer was lost).
+const SPENT_REASONS: [ReasonCode; 2] = [
+    ReasonCode::EXACT_EVM_NONCE_ALREADY_USED,
+    ReasonCode::DUPLICATE_SETTLEMENT,
+];
+
+/// Asks the facilitator for the receipt of a spent payment under this request's key: it
+/// answers with the success only if the payment was settled for this same request.
+async fn recover(
+    inner: &Inner,
+    request: &(PaymentRequest, PaymentOption),
+    key: &IdempotencyKey,
+) -> Option<SettleResponse> {
+    match inner.facilitator.settle(&request.0, Some(key)).await {
+        Ok(answer) if answer.success => {
+            tracing::info!(transaction = %answer.transaction, "a spent payment was this request's; serving it again");
+            Some(answer)
+        }
+        _ => None,
+    }
 }
 
 /// What settling gave when it did not succeed: a failed receipt, or no answer at all.
@@ -436,12 +690,16 @@ pub(crate) enum SettleFailure {
     Unavailable(FacilitatorError),
 }
 
-async fn settle(inner: &Inner, verified: &Verified) -> Result<SettleResponse, SettleFailure> {
+async fn settle(
+    inner: &Inner,
+    verified: &Verified,
+    key: &IdempotencyKey,
+) -> Result<SettleResponse, SettleFailure> {
     let started = Instant::now();
     loop {
         let answer = inner
             .facilitator
-            .settle(&verified.request)
+            .settle(&verified.request, Some(key))
             .await
             .map_err(SettleFailure::Unavailable)?;
         if answer.success {
@@ -458,8 +716,9 @@ async fn settle(inner: &Inner, verified: &Verified) -> Result<SettleResponse, Se
             );
             return Err(SettleFailure::Refused(answer));
         }
-        // Settling the same payment again joins the one in flight (facilitators settle a
-        // payment at most once); wait for it rather than drop a response that was paid for.
+        // Settling the same payment again with the same key joins the one in flight
+        // (facilitators settle a payment at most once); wait for it rather than drop a
+        // response that was paid for.
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }

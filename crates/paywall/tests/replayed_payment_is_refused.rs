@@ -1,13 +1,15 @@
-//! One signed payment buys one response: replayed after settlement, or sent twice at once.
+//! One signed payment buys one response: replayed after settlement for the same request it
+//! gets the same answer again (charged once); for another request, or twice at once, it is
+//! refused.
 
 mod common;
 
 use alloy::primitives::U256;
 use common::{PRICE_ATOMIC, Shop};
-use x402_testkit::{Wire, challenge_of, payment_for};
+use x402_testkit::{Wire, challenge_of, payment_for, receipt_of};
 
 #[tokio::test]
-async fn a_replayed_payment_is_refused() {
+async fn a_replayed_payment_is_answered_again_for_its_request_and_refused_for_others() {
     let shop = Shop::start().await;
     let url = format!("{}/weather", shop.url);
     let before = shop.pay_to_balance().await;
@@ -22,6 +24,8 @@ async fn a_replayed_payment_is_refused() {
         .await
         .unwrap();
     assert_eq!(paid.status(), 200);
+    let receipt = receipt_of(paid.headers()).unwrap();
+    let body = paid.text().await.unwrap();
     let replay = shop
         .http
         .get(&url)
@@ -29,10 +33,22 @@ async fn a_replayed_payment_is_refused() {
         .send()
         .await
         .unwrap();
-    assert_eq!(replay.status(), 402);
-    let error = challenge_of(replay.headers()).error.unwrap();
-    assert!(error.contains("nonce"), "{error}");
-    assert!(!replay.text().await.unwrap().contains("sunny"));
+    assert_eq!(replay.status(), 200, "the same request is answered again");
+    assert_eq!(receipt_of(replay.headers()).unwrap(), receipt);
+    assert_eq!(replay.text().await.unwrap(), body);
+
+    // The same payment for another request of the same price.
+    let other = shop
+        .http
+        .get(format!("{url}?city=paris"))
+        .header(name, &value)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 402);
+    let error = challenge_of(other.headers()).error.unwrap();
+    assert!(error.contains("payment_already_used"), "{error}");
+    assert!(!other.text().await.unwrap().contains("sunny"));
     assert_eq!(
         shop.pay_to_balance().await - before,
         U256::from(PRICE_ATOMIC)

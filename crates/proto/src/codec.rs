@@ -18,6 +18,9 @@ pub mod headers {
     pub const X_PAYMENT: &str = "X-PAYMENT";
     /// v1: the settlement receipt (`SettleResponse`).
     pub const X_PAYMENT_RESPONSE: &str = "X-PAYMENT-RESPONSE";
+    /// On a facilitator's `/settle`: the settler's key for the request it serves, so asking
+    /// again with the same key gets the same answer.
+    pub const IDEMPOTENCY_KEY: &str = "Idempotency-Key";
 }
 
 /// The largest header value we decode. Real payment headers are 1–3 KiB.

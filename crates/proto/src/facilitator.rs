@@ -7,7 +7,10 @@ use std::pin::Pin;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::{Network, PaymentRequest, ReasonCode, Scheme, TokenAmount};
+use crate::{
+    IdempotencyKey, Network, PaymentId, PaymentIdError, PaymentRequest, ReasonCode, Scheme,
+    TokenAmount,
+};
 
 /// The answer to `POST /verify`. A refused payment is an answer, not an error.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -171,13 +174,27 @@ pub trait Facilitator: Send + Sync {
     ) -> BoxFuture<'a, Result<VerifyResponse, FacilitatorError>>;
 
     /// Verifies again and moves the money.
+    ///
+    /// A payment's success is given to one caller only: the one whose call settled it (or,
+    /// when that call was answered `settlement_pending`, the first later call). Every other
+    /// call for a payment settled or being settled is refused with
+    /// [`ReasonCode::DUPLICATE_SETTLEMENT`]. A settler that wants to ask again for the same
+    /// request sends the same `idempotency_key` (one key per request it serves): calls with
+    /// that key get the same answer.
     fn settle<'a>(
         &'a self,
         request: &'a PaymentRequest,
+        idempotency_key: Option<&'a IdempotencyKey>,
     ) -> BoxFuture<'a, Result<SettleResponse, FacilitatorError>>;
 
     /// What this facilitator serves.
     fn supported(&self) -> BoxFuture<'_, Result<SupportedResponse, FacilitatorError>>;
+
+    /// The identity of a payment: what makes two presentations of it the same payment,
+    /// however they are encoded. No I/O.
+    fn payment_id(&self, request: &PaymentRequest) -> Result<PaymentId, PaymentIdError> {
+        PaymentId::derive(request)
+    }
 }
 
 impl<F: Facilitator + ?Sized> Facilitator for std::sync::Arc<F> {
@@ -191,11 +208,16 @@ impl<F: Facilitator + ?Sized> Facilitator for std::sync::Arc<F> {
     fn settle<'a>(
         &'a self,
         request: &'a PaymentRequest,
+        idempotency_key: Option<&'a IdempotencyKey>,
     ) -> BoxFuture<'a, Result<SettleResponse, FacilitatorError>> {
-        (**self).settle(request)
+        (**self).settle(request, idempotency_key)
     }
 
     fn supported(&self) -> BoxFuture<'_, Result<SupportedResponse, FacilitatorError>> {
         (**self).supported()
+    }
+
+    fn payment_id(&self, request: &PaymentRequest) -> Result<PaymentId, PaymentIdError> {
+        (**self).payment_id(request)
     }
 }

@@ -10,6 +10,7 @@ mod amount;
 mod codec;
 mod facilitator;
 pub mod fuzzing;
+mod identity;
 mod matching;
 mod names;
 mod payload;
@@ -23,6 +24,10 @@ pub use codec::{HeaderError, MAX_HEADER_BYTES, decode_header, encode_header, hea
 pub use facilitator::{
     BoxFuture, Facilitator, FacilitatorError, SettleResponse, SupportedKind, SupportedResponse,
     VerifyResponse,
+};
+pub use identity::{
+    IdempotencyKey, IdempotencyKeyError, PaymentId, PaymentIdError, payment_identifier,
+    request_fingerprint,
 };
 pub use matching::{extra_contains, requirements_match};
 pub use names::{Network, ReasonCode, Scheme};

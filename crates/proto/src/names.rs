@@ -211,6 +211,9 @@ impl ReasonCode {
     pub const SETTLEMENT_PENDING: Self = Self::from_static("settlement_pending");
     /// The chain could not be reached.
     pub const CHAIN_UNAVAILABLE: Self = Self::from_static("chain_unavailable");
+    /// The payment is settled, or being settled, for another request; its success was given
+    /// to that request's settler.
+    pub const DUPLICATE_SETTLEMENT: Self = Self::from_static("duplicate_settlement");
 
     // `exact` on EVM, as the TypeScript SDK 2.27 names them.
     /// `scheme` is not `exact`.

@@ -88,6 +88,46 @@ impl Stack {
             .await
     }
 
+    /// `/settle` with an `Idempotency-Key`.
+    pub async fn settle_with_key(&self, request: &PaymentRequest, key: &str) -> (u16, Value) {
+        let response = self
+            .http
+            .post(format!("{}/settle", self.url()))
+            .header("Idempotency-Key", key)
+            .json(request)
+            .send()
+            .await
+            .expect("facilitator answers");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("JSON answer"))
+    }
+
+    /// `calls` concurrent `/settle` calls of one request, each with `key` when given; the
+    /// answers as (status, JSON).
+    pub async fn settle_concurrently(
+        &self,
+        request: &PaymentRequest,
+        calls: usize,
+        key: Option<&str>,
+    ) -> Vec<(u16, Value)> {
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..calls {
+            let http = self.http.clone();
+            let url = format!("{}/settle", self.url());
+            let body = serde_json::to_value(request).unwrap();
+            let key = key.map(str::to_owned);
+            tasks.spawn(async move {
+                let mut builder = http.post(url).json(&body);
+                if let Some(key) = key {
+                    builder = builder.header("Idempotency-Key", key);
+                }
+                let response = builder.send().await.unwrap();
+                (response.status().as_u16(), response.json().await.unwrap())
+            });
+        }
+        tasks.join_all().await
+    }
+
     pub async fn verify(&self, request: &PaymentRequest) -> (u16, Value) {
         self.post("/verify", &serde_json::to_value(request).unwrap())
             .await

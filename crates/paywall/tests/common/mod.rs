@@ -23,6 +23,8 @@ pub const PRICE_ATOMIC: u64 = 10_000;
 pub struct Shop {
     pub chain: Chain,
     pub facilitator: Option<RunningFacilitator>,
+    /// What the shop's paywall settles through.
+    pub paying: Arc<dyn Facilitator>,
     pub url: String,
     pub http: reqwest::Client,
     pub dir: TempDir,
@@ -43,8 +45,13 @@ pub fn option(chain: &Chain) -> PaymentOption {
     }
 }
 
+/// How long `/think` takes: a paid handler that runs for seconds, like an LLM call.
+pub const THINK: Duration = Duration::from_millis(1_200);
+
 /// The shop's routes behind `paywall`.
 pub fn app(paywall: &Paywall) -> Router {
+    let runs = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = runs.clone();
     let fixed = || RoutePrice::fixed(PRICE.parse().unwrap()).description("Today's weather");
     let priced = RoutePrice::computed(|_, body| {
         let request: Value = serde_json::from_slice(body)
@@ -91,6 +98,22 @@ pub fn app(paywall: &Paywall) -> Router {
             .layer(paywall.layer(priced)),
         )
         .route(
+            "/think",
+            post(move |body: String| {
+                let runs = counted.clone();
+                async move {
+                    let run = runs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                    tokio::time::sleep(THINK).await;
+                    Json(json!({"answer": format!("thought about {body}"), "run": run}))
+                }
+            })
+            .layer(paywall.layer(fixed())),
+        )
+        .route(
+            "/runs",
+            get(move || async move { runs.load(std::sync::atomic::Ordering::SeqCst).to_string() }),
+        )
+        .route(
             "/job",
             post(|Extension(paid): Extension<Paid>| async move {
                 Json(json!({"transaction": paid.transaction()}))
@@ -106,10 +129,11 @@ impl Shop {
         let dir = tempfile::tempdir().unwrap();
         let facilitator = start_facilitator(&chain, &dir).await;
         let in_process: Arc<dyn Facilitator> = Arc::new(facilitator.service().clone());
-        let url = serve(&chain, in_process).await;
+        let url = serve(&chain, in_process.clone()).await;
         Self {
             chain,
             facilitator: Some(facilitator),
+            paying: in_process,
             url,
             http: reqwest::Client::new(),
             dir,
@@ -123,14 +147,28 @@ impl Shop {
         let chain = Chain::start().await;
         let dir = tempfile::tempdir().unwrap();
         let facilitator = start_facilitator(&chain, &dir).await;
-        let url = serve(&chain, make(&facilitator)).await;
+        let paying = make(&facilitator);
+        let url = serve(&chain, paying.clone()).await;
         Self {
             chain,
             facilitator: Some(facilitator),
+            paying,
             url,
             http: reqwest::Client::new(),
             dir,
         }
+    }
+
+    /// The same shop served again by a new process (a new paywall with an empty guard, the
+    /// same facilitator): what a restart looks like. Its URL.
+    pub async fn serve_again(&self) -> String {
+        serve(&self.chain, self.paying.clone()).await
+    }
+
+    /// How many times `/think` ran.
+    pub async fn think_runs(&self, url: &str) -> usize {
+        let text = self.http.get(format!("{url}/runs")).send().await.unwrap();
+        text.text().await.unwrap().parse().unwrap()
     }
 
     pub fn payer(&self) -> &alloy::signers::local::PrivateKeySigner {

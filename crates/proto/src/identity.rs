@@ -1,0 +1,447 @@
+//! What makes two presented payments "the same payment", and the keys a settler uses to ask
+//! for an answer again.
+//!
+//! A payment is identified by what can be spent only once on chain, parsed and normalized,
+//! never by its bytes: two encodings of one authorization (hex in another case, a field
+//! added to `payload`, keys in another order) are one payment. The paywall's
+//! one-payment-one-response guard, the facilitator's settlement log and every scheme agree
+//! on this identity.
+
+use std::fmt;
+
+use alloy_primitives::{Address, B256, keccak256};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::{PaymentPayload, PaymentRequest, Scheme};
+
+/// The identity of a payment: the scheme, the network and what the scheme spends once
+/// (for `exact` on EVM: the token, the payer and the authorization nonce).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct PaymentId(String);
+
+/// Why a payment has no identity: its scheme payload cannot be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the payment cannot be identified: {0}")]
+pub struct PaymentIdError(pub String);
+
+impl PaymentId {
+    /// An identity made by a scheme that knows its own payload. `parts` are joined with `:`.
+    pub fn from_parts<I, S>(parts: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let joined: Vec<String> = parts.into_iter().map(|p| p.as_ref().to_owned()).collect();
+        Self(joined.join(":"))
+    }
+
+    /// The identity of a payment, for the schemes this crate can read without I/O: `exact`
+    /// on `eip155` networks (token, payer, nonce). Any other scheme is identified by a
+    /// digest of its payload with object keys sorted, so reordered keys are one payment but
+    /// added fields are not; a scheme that knows better provides its own identity (see
+    /// [`Facilitator::payment_id`](crate::Facilitator::payment_id)).
+    pub fn derive(request: &PaymentRequest) -> Result<Self, PaymentIdError> {
+        let requirements = request.requirements();
+        let network = requirements.network.as_str();
+        let scheme = &requirements.scheme;
+        if *scheme == Scheme::EXACT && network.starts_with("eip155:") {
+            let asset: Address = requirements.asset.trim().parse().map_err(|_| {
+                PaymentIdError(format!("asset {:?} is not an address", requirements.asset))
+            })?;
+            let authorization = request
+                .payload()
+                .get("authorization")
+                .ok_or_else(|| PaymentIdError("payload.authorization is missing".into()))?;
+            let payer: Address = json_str(authorization, "from")?
+                .trim()
+                .parse()
+                .map_err(|_| PaymentIdError("authorization.from is not an address".into()))?;
+            let nonce: B256 = json_str(authorization, "nonce")?
+                .trim()
+                .parse()
+                .map_err(|_| PaymentIdError("authorization.nonce is not 32 bytes of hex".into()))?;
+            return Ok(Self::from_parts([
+                scheme.as_str(),
+                network,
+                &format!("{asset:#x}"),
+                &format!("{payer:#x}"),
+                &format!("{nonce:#x}"),
+            ]));
+        }
+        let digest = keccak256(canonical_json(request.payload()).as_bytes());
+        Ok(Self::from_parts([
+            scheme.as_str(),
+            network,
+            &format!("{digest:#x}"),
+        ]))
+    }
+
+    /// The identity as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for PaymentId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+fn json_str<'a>(object: &'a Value, field: &str) -> Result<&'a str, PaymentIdError> {
+    object
+        .get(field)
+        .and_then(Value::as_str)
+        .ok_or_else(|| PaymentIdError(format!("authorization.{field} is missing or not a string")))
+}
+
+/// JSON with object keys sorted at every level, whatever the map type keeps.
+fn canonical_json(value: &Value) -> String {
+    fn write(value: &Value, out: &mut String) {
+        match value {
+            Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, key) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&Value::String(key.clone()).to_string());
+                    out.push(':');
+                    write(&map[key.as_str()], out);
+                }
+                out.push('}');
+            }
+            Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    write(item, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut out = String::new();
+    write(value, &mut out);
+    out
+}
+
+/// A digest of the parts of a request, each length-prefixed so that moving bytes from one part
+/// to the next gives another digest. The paywall fingerprints method, path and body with it.
+pub fn request_fingerprint(parts: &[&[u8]]) -> [u8; 32] {
+    let mut material = Vec::with_capacity(parts.iter().map(|p| p.len() + 8).sum());
+    for part in parts {
+        material.extend_from_slice(&(part.len() as u64).to_be_bytes());
+        material.extend_from_slice(part);
+    }
+    keccak256(&material).0
+}
+
+/// A key a settler sends with `/settle` (`Idempotency-Key`) so that asking again for the same
+/// request gets the same answer. One key per request served; any other key asking for a
+/// payment that is settled or being settled is refused.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct IdempotencyKey(String);
+
+/// Why a string is not an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "an idempotency key is 1 to {max} printable ASCII characters without spaces; got {got}",
+    max = IdempotencyKey::MAX_LEN
+)]
+pub struct IdempotencyKeyError {
+    /// What was wrong, briefly.
+    pub got: String,
+}
+
+impl IdempotencyKey {
+    /// The longest key accepted.
+    pub const MAX_LEN: usize = 255;
+
+    /// Checks and wraps a key.
+    pub fn new(value: impl Into<String>) -> Result<Self, IdempotencyKeyError> {
+        let value = value.into();
+        if value.is_empty() {
+            return Err(IdempotencyKeyError {
+                got: "an empty string".into(),
+            });
+        }
+        if value.len() > Self::MAX_LEN {
+            return Err(IdempotencyKeyError {
+                got: format!("{} characters", value.len()),
+            });
+        }
+        if !value.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(IdempotencyKeyError {
+                got: "a space or a non-printable character".into(),
+            });
+        }
+        Ok(Self(value))
+    }
+
+    /// A key derived from a payment and the request it pays for: the same payment for the
+    /// same request always gives the same key, on every replica.
+    pub fn for_request(payment: &PaymentId, request_fingerprint: &[u8; 32]) -> Self {
+        let mut material = Vec::with_capacity(payment.as_str().len() + 33);
+        material.extend_from_slice(payment.as_str().as_bytes());
+        material.push(0);
+        material.extend_from_slice(request_fingerprint);
+        Self(format!("req-{:x}", keccak256(&material)))
+    }
+
+    /// The key as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "IdempotencyKey({:?})", self.0)
+    }
+}
+
+impl fmt::Display for IdempotencyKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl TryFrom<String> for IdempotencyKey {
+    type Error = IdempotencyKeyError;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl From<IdempotencyKey> for String {
+    fn from(key: IdempotencyKey) -> Self {
+        key.0
+    }
+}
+
+/// The `payment-identifier` extension: an id the client chooses for one purchase, so that a
+/// retry (even with a newly signed payment) gets the first answer instead of paying again.
+pub mod payment_identifier {
+    use serde_json::{Value, json};
+
+    /// The extension's key in `extensions`.
+    pub const KEY: &str = "payment-identifier";
+    /// The shortest id accepted.
+    pub const MIN_LEN: usize = 16;
+    /// The longest id accepted.
+    pub const MAX_LEN: usize = 128;
+
+    /// What a server puts under [`KEY`] in its challenge's `extensions`.
+    pub fn declaration(required: bool) -> Value {
+        json!({
+            "info": { "required": required },
+            "schema": {
+                "$schema": "https://json-schema.org/draft/2020-12/schema",
+                "type": "object",
+                "properties": {
+                    "required": { "type": "boolean" },
+                    "id": {
+                        "type": "string",
+                        "minLength": MIN_LEN,
+                        "maxLength": MAX_LEN,
+                        "pattern": "^[a-zA-Z0-9_-]+$"
+                    }
+                },
+                "required": ["required"]
+            }
+        })
+    }
+
+    /// Whether `id` has the form the extension requires.
+    pub fn is_valid(id: &str) -> bool {
+        (MIN_LEN..=MAX_LEN).contains(&id.len())
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    }
+
+    /// The id a payment carries: `Ok(None)` when it has none, `Err` with what to fix when
+    /// the extension is there but malformed.
+    pub fn read(payment: &crate::PaymentPayload) -> Result<Option<String>, String> {
+        let extensions = match payment {
+            crate::PaymentPayload::V2(p) => p.extensions.as_ref(),
+            crate::PaymentPayload::V1(_) => None,
+        };
+        let Some(extension) = extensions.and_then(|e| e.get(KEY)) else {
+            return Ok(None);
+        };
+        let id = match extension.get("info").and_then(|info| info.get("id")) {
+            None | Some(Value::Null) => return Ok(None),
+            Some(Value::String(id)) => id,
+            Some(_) => return Err(format!("extensions.{KEY}.info.id must be a string")),
+        };
+        if !is_valid(id) {
+            return Err(format!(
+                "extensions.{KEY}.info.id must be {MIN_LEN} to {MAX_LEN} characters of \
+                 A-Z, a-z, 0-9, '_' or '-'"
+            ));
+        }
+        Ok(Some(id.clone()))
+    }
+}
+
+impl PaymentPayload {
+    /// The `payment-identifier` id this payment carries, if any (see [`payment_identifier`]).
+    pub fn payment_identifier(&self) -> Result<Option<String>, String> {
+        payment_identifier::read(self)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn request(payload: Value) -> PaymentRequest {
+        let accepted = json!({
+            "scheme": "exact",
+            "network": "eip155:8453",
+            "amount": "1000",
+            "asset": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
+            "payTo": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
+            "maxTimeoutSeconds": 60,
+            "extra": {"name": "USD Coin", "version": "2"}
+        });
+        serde_json::from_value(json!({
+            "x402Version": 2,
+            "paymentPayload": {"x402Version": 2, "accepted": accepted, "payload": payload},
+            "paymentRequirements": accepted,
+        }))
+        .unwrap()
+    }
+
+    fn exact_payload(signature: &str, nonce: &str, from: &str) -> Value {
+        json!({
+            "signature": signature,
+            "authorization": {
+                "from": from,
+                "to": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C",
+                "value": "1000",
+                "validAfter": "0",
+                "validBefore": "99999999999",
+                "nonce": nonce,
+            }
+        })
+    }
+
+    #[test]
+    fn re_encodings_of_one_authorization_are_one_payment() {
+        let nonce = "0xabcdef0000000000000000000000000000000000000000000000000000000001";
+        let from = "0x857b06519E91e3A54538791bDbb0E22373e36b66";
+        let plain = PaymentId::derive(&request(exact_payload("0xdead", nonce, from))).unwrap();
+        let mut shouted = exact_payload(
+            "0xDEAD",
+            &nonce.to_uppercase().replace("0X", "0x"),
+            &from.to_lowercase(),
+        );
+        shouted["extra"] = json!("ignored");
+        let loud = PaymentId::derive(&request(shouted)).unwrap();
+        assert_eq!(plain, loud);
+        assert!(
+            plain
+                .as_str()
+                .starts_with("exact:eip155:8453:0x833589fcd6edb6e08f4c7c32d4f71b54bda02913:")
+        );
+        let other = "0xabcdef0000000000000000000000000000000000000000000000000000000002";
+        let different = PaymentId::derive(&request(exact_payload("0xdead", other, from))).unwrap();
+        assert_ne!(plain, different);
+    }
+
+    #[test]
+    fn unreadable_exact_payloads_have_no_identity() {
+        let error = PaymentId::derive(&request(json!({"signature": "0x"}))).unwrap_err();
+        assert!(error.0.contains("authorization"), "{error}");
+        let bad_nonce = exact_payload("0x", "0x12", "0x857b06519E91e3A54538791bDbb0E22373e36b66");
+        assert!(PaymentId::derive(&request(bad_nonce)).is_err());
+    }
+
+    #[test]
+    fn other_schemes_are_identified_by_sorted_payload() {
+        let mut a = request(json!({"b": 1, "a": {"y": 2, "x": 1}}));
+        let mut b = request(json!({"a": {"x": 1, "y": 2}, "b": 1}));
+        for r in [&mut a, &mut b] {
+            if let PaymentRequest::V2 {
+                payload,
+                requirements,
+            } = r
+            {
+                payload.accepted.scheme = Scheme::from_static("toy");
+                requirements.scheme = Scheme::from_static("toy");
+            }
+        }
+        assert_eq!(
+            PaymentId::derive(&a).unwrap(),
+            PaymentId::derive(&b).unwrap()
+        );
+    }
+
+    #[test]
+    fn fingerprints_separate_their_parts() {
+        assert_ne!(
+            request_fingerprint(&[b"ab", b"c"]),
+            request_fingerprint(&[b"a", b"bc"])
+        );
+        assert_eq!(
+            request_fingerprint(&[b"POST", b"/run"]),
+            request_fingerprint(&[b"POST", b"/run"])
+        );
+    }
+
+    #[test]
+    fn idempotency_keys_are_checked_and_derived_stably() {
+        assert!(IdempotencyKey::new("").is_err());
+        assert!(IdempotencyKey::new("has space").is_err());
+        assert!(IdempotencyKey::new("x".repeat(256)).is_err());
+        assert_eq!(IdempotencyKey::new("abc-123").unwrap().as_str(), "abc-123");
+        let id = PaymentId::from_parts(["exact", "eip155:1", "0x1"]);
+        let one = IdempotencyKey::for_request(&id, &[1; 32]);
+        assert_eq!(one, IdempotencyKey::for_request(&id, &[1; 32]));
+        assert_ne!(one, IdempotencyKey::for_request(&id, &[2; 32]));
+    }
+
+    #[test]
+    fn payment_identifier_is_read_and_checked() {
+        let mut payment: PaymentPayload = serde_json::from_value(json!({
+            "x402Version": 2,
+            "accepted": {"scheme": "exact", "network": "eip155:8453", "amount": "1",
+                "asset": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
+                "payTo": "0x209693Bc6afc0C5328bA36FaF03C514EF312287C", "maxTimeoutSeconds": 60},
+            "payload": {},
+        }))
+        .unwrap();
+        assert_eq!(payment.payment_identifier(), Ok(None));
+        if let PaymentPayload::V2(p) = &mut payment {
+            p.extensions = Some(
+                json!({"payment-identifier": {"info": {"required": false, "id": "pay_0123456789abcdef"}}}),
+            );
+        }
+        assert_eq!(
+            payment.payment_identifier(),
+            Ok(Some("pay_0123456789abcdef".into()))
+        );
+        if let PaymentPayload::V2(p) = &mut payment {
+            p.extensions = Some(json!({"payment-identifier": {"info": {"id": "short"}}}));
+        }
+        assert!(
+            payment
+                .payment_identifier()
+                .unwrap_err()
+                .contains("16 to 128")
+        );
+    }
+}
