@@ -196,7 +196,12 @@ fn gateway_config(args: &DevArgs, devnet: &Devnet) -> anyhow::Result<x402_gatewa
 
 /// Gateway TOML for `devnet`: listening on `port`, paid in its USDC to its payee, recording
 /// jobs in `jobs_db`.
-pub(crate) fn gateway_toml(devnet: &Devnet, port: u16, models_dir: &Path, jobs_db: &Path) -> String {
+pub(crate) fn gateway_toml(
+    devnet: &Devnet,
+    port: u16,
+    models_dir: &Path,
+    jobs_db: &Path,
+) -> String {
     let token = devnet.token();
     format!(
         "listen = \"127.0.0.1:{port}\"\nmodels_dir = {models:?}\njobs_db = {jobs_db:?}\n\n[payment]\npay_to = \"{pay_to}\"\n\n\

@@ -398,7 +398,9 @@ fn prepare_again(state: &AppState, record: &JobRecord) -> Result<Prepared, Strin
         .get(service)
         .ok_or_else(|| format!("service {service} is no longer offered here"))?;
     if let Err(why) = &offered.available {
-        return Err(format!("service {service} is no longer available here: {why}"));
+        return Err(format!(
+            "service {service} is no longer available here: {why}"
+        ));
     }
     task::prepare(
         offered,

@@ -548,9 +548,15 @@ mod tests {
         let jobs = Jobs::new(Arc::new(store), Duration::from_secs(60), 3);
         jobs.accept(&job("job_a")).await.unwrap();
         jobs.accept(&job("job_b")).await.unwrap();
-        assert_eq!(jobs.view("job_a").await.unwrap().unwrap()["status"], "pending");
+        assert_eq!(
+            jobs.view("job_a").await.unwrap().unwrap()["status"],
+            "pending"
+        );
         assert_eq!(jobs.store().start_attempt("job_a").await.unwrap(), 1);
-        assert_eq!(jobs.view("job_a").await.unwrap().unwrap()["status"], "running");
+        assert_eq!(
+            jobs.view("job_a").await.unwrap().unwrap()["status"],
+            "running"
+        );
         drop(jobs);
 
         // Reopened, as after a crash: both jobs are found, with their input.
@@ -584,7 +590,10 @@ mod tests {
             .finish("job_a", &JobOutcome::Failed("late".into()))
             .await
             .unwrap();
-        assert_eq!(jobs.view("job_a").await.unwrap().unwrap()["status"], "completed");
+        assert_eq!(
+            jobs.view("job_a").await.unwrap().unwrap()["status"],
+            "completed"
+        );
 
         store
             .finish("job_b", &JobOutcome::Failed("broken".into()))
