@@ -157,6 +157,7 @@ pub(crate) async fn run(args: GatewayBench) -> anyhow::Result<()> {
         &devnet,
         0,
         &args.models_dir,
+        &dir.join("gateway-jobs.db"),
     ))?;
     let gateway = x402_gateway::start(&gateway_config, Some(in_process.clone())).await?;
 

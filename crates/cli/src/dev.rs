@@ -175,7 +175,12 @@ pub(crate) fn facilitator_config(
 
 /// The gateway's config for the dev chain: paid in the devnet's USDC to its payee.
 fn gateway_config(args: &DevArgs, devnet: &Devnet) -> anyhow::Result<x402_gateway::GatewayConfig> {
-    let mut text = gateway_toml(devnet, args.gateway_port, &args.models_dir);
+    let mut text = gateway_toml(
+        devnet,
+        args.gateway_port,
+        &args.models_dir,
+        &args.state_dir.join("gateway-jobs.db"),
+    );
     if let (Some(base_url), Some(model)) = (&args.llm_base_url, &args.llm_model) {
         for service in ["llm-4090", "llm-a100", "llm-l4", "code-4090", "llm-stream"] {
             text.push_str(&format!(
@@ -189,14 +194,21 @@ fn gateway_config(args: &DevArgs, devnet: &Devnet) -> anyhow::Result<x402_gatewa
     x402_gateway::GatewayConfig::parse(&text).context("building the gateway config")
 }
 
-/// Gateway TOML for `devnet`: listening on `port`, paid in its USDC to its payee.
-pub(crate) fn gateway_toml(devnet: &Devnet, port: u16, models_dir: &Path) -> String {
+/// Gateway TOML for `devnet`: listening on `port`, paid in its USDC to its payee, recording
+/// jobs in `jobs_db`.
+pub(crate) fn gateway_toml(
+    devnet: &Devnet,
+    port: u16,
+    models_dir: &Path,
+    jobs_db: &Path,
+) -> String {
     let token = devnet.token();
     format!(
-        "listen = \"127.0.0.1:{port}\"\nmodels_dir = {models:?}\n\n[payment]\npay_to = \"{pay_to}\"\n\n\
+        "listen = \"127.0.0.1:{port}\"\nmodels_dir = {models:?}\njobs_db = {jobs_db:?}\n\n[payment]\npay_to = \"{pay_to}\"\n\n\
          [[payment.accepts]]\nnetwork = \"{network}\"\nasset = \"{asset}\"\ndecimals = {decimals}\n\
          name = {name:?}\nversion = {version:?}\n",
         models = models_dir.display().to_string(),
+        jobs_db = jobs_db.display().to_string(),
         pay_to = devnet.pay_to().address.to_checksum(None),
         network = devnet.network(),
         asset = token.address.to_checksum(None),

@@ -57,6 +57,10 @@ pub struct GatewayConfig {
     /// The text-to-speech program (default `espeak-ng`).
     #[serde(default = "default_tts_program")]
     pub tts_program: String,
+    /// The SQLite file recording jobs (input, payment, state, output), so they survive a
+    /// restart (default `gateway-jobs.db`, beside the facilitator's `facilitator.db`).
+    #[serde(default = "default_jobs_db")]
+    pub jobs_db: PathBuf,
     /// The facilitator that verifies and settles payments.
     #[serde(default)]
     pub facilitator: Option<FacilitatorRef>,
@@ -76,6 +80,10 @@ fn default_listen() -> SocketAddr {
 
 fn default_models_dir() -> PathBuf {
     PathBuf::from("models")
+}
+
+fn default_jobs_db() -> PathBuf {
+    PathBuf::from("gateway-jobs.db")
 }
 
 fn default_tts_program() -> String {
@@ -161,6 +169,9 @@ pub struct GatewayLimits {
     pub job_over_bytes: usize,
     /// How long finished jobs are kept for `/status` (default 3600 s).
     pub job_ttl_seconds: u64,
+    /// How many times a job is attempted, restarts of the gateway included, before it is
+    /// reported failed (default 3).
+    pub job_attempts: u32,
     /// Longest wait for an LLM upstream (default 120 000 ms).
     pub upstream_timeout_ms: u64,
 }
@@ -173,6 +184,7 @@ impl Default for GatewayLimits {
             max_batch: 256,
             job_over_bytes: 1024 * 1024,
             job_ttl_seconds: 3600,
+            job_attempts: 3,
             upstream_timeout_ms: 120_000,
         }
     }
@@ -306,6 +318,12 @@ impl GatewayConfig {
                 "max_body_bytes and max_batch must be positive",
             ));
         }
+        if self.limits.job_attempts == 0 {
+            return Err(invalid(
+                "limits.job_attempts",
+                "at least 1 (the first attempt counts)",
+            ));
+        }
         Ok(())
     }
 }
@@ -335,6 +353,8 @@ asset = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
         assert_eq!(config.payment.accepts[0].name, "USD Coin");
         assert_eq!(config.payment.max_timeout_seconds, 300);
         assert!(config.facilitator.is_none());
+        assert_eq!(config.jobs_db, Path::new("gateway-jobs.db"));
+        assert_eq!(config.limits.job_attempts, 3);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
@@ -20,7 +21,7 @@ use crate::backend::chat::ChatAnswer;
 use crate::backend::embed::MODEL_NAME;
 use crate::catalog::{BackendKind, Unit};
 use crate::config::GatewayLimits;
-use crate::jobs::Jobs;
+use crate::jobs::{self, JobOutcome, JobRecord, JobStoreError, Jobs, NewJob};
 use crate::services::{Backends, Registry};
 use crate::task::{self, Output, Prepared, Task};
 
@@ -244,45 +245,176 @@ async fn run(
     Extension(prepared): Extension<Prepared>,
     Extension(paid): Extension<Paid>,
 ) -> Response {
-    let cost = paid.amount_human();
     if prepared.as_job {
-        let id = state.jobs.start(
-            prepared.service,
-            cost.clone(),
-            paid.payer().to_owned(),
-            paid.transaction().map(str::to_owned),
-        );
-        let worker = state.clone();
-        let job = id.clone();
-        tokio::spawn(async move {
-            let outcome = match task::run(prepared.task.clone(), &worker.backends).await {
-                Ok(Output::Json(output)) => Ok(run_output(&prepared, output)),
-                Ok(Output::Stream(_)) => Err("streaming answers cannot run as jobs".to_owned()),
-                Err(error) => Err(error.to_string()),
-            };
-            worker.jobs.finish(&job, outcome);
-        });
-        let body = json!({
-            "job_id": id,
-            "status": "pending",
-            "estimated_cost_usd": cost,
-            "status_url": format!("/status/{id}"),
-        });
-        return (StatusCode::ACCEPTED, Json(body)).into_response();
+        return start_job(&state, prepared, &paid).await;
     }
     match task::run(prepared.task.clone(), &state.backends).await {
-        Ok(Output::Json(output)) => Json(json!({
-            "id": format!("run_{}", uuid::Uuid::new_v4().simple()),
-            "status": "completed",
-            "service": prepared.service,
-            "output": run_output(&prepared, output),
-            "cost_usd": cost,
-            "payer": paid.payer(),
-        }))
-        .into_response(),
+        Ok(Output::Json(output)) => completed(&prepared, output, &paid),
         Ok(Output::Stream(answer)) => event_stream(answer),
         Err(error) => backend_error(&error),
     }
+}
+
+fn completed(prepared: &Prepared, output: Value, paid: &Paid) -> Response {
+    Json(json!({
+        "id": format!("run_{}", uuid::Uuid::new_v4().simple()),
+        "status": "completed",
+        "service": prepared.service,
+        "output": run_output(prepared, output),
+        "cost_usd": paid.amount_human(),
+        "payer": paid.payer(),
+    }))
+    .into_response()
+}
+
+// ---------------------------------------------------------------------------------------
+// Jobs: recorded before the 202, run in the background, run again after a restart.
+
+/// Records a paid job and starts it; answers `202 {job_id}`.
+async fn start_job(state: &Arc<AppState>, prepared: Prepared, paid: &Paid) -> Response {
+    let id = format!("job_{}", uuid::Uuid::new_v4().simple());
+    let job = NewJob {
+        id: id.clone(),
+        service: prepared.service.to_owned(),
+        input: prepared.job_input.clone().unwrap_or(Value::Null),
+        payer: paid.payer().to_owned(),
+        amount: paid.amount().to_string(),
+        cost_usd: paid.amount_human(),
+        asset: paid.asset().to_owned(),
+        network: paid.network().as_str().to_owned(),
+        transaction: paid.transaction().map(str::to_owned),
+    };
+    if let Err(error) = state.jobs.accept(&job).await {
+        // Paid, but not recorded: run it now and answer with the result, rather than accept
+        // a job that a restart would lose.
+        tracing::error!(%error, job = %id, "could not record a paid job; running it in the request");
+        return match task::run(prepared.task.clone(), &state.backends).await {
+            Ok(Output::Json(output)) => completed(&prepared, output, paid),
+            Ok(Output::Stream(_)) => charged_failure(
+                &BackendError::Failed("streaming answers cannot run as jobs".into()),
+                paid,
+            ),
+            Err(error) => charged_failure(&error, paid),
+        };
+    }
+    spawn_job(state.clone(), id.clone(), prepared);
+    let body = json!({
+        "job_id": id,
+        "status": "pending",
+        "estimated_cost_usd": job.cost_usd,
+        "status_url": format!("/status/{id}"),
+    });
+    (StatusCode::ACCEPTED, Json(body)).into_response()
+}
+
+/// A failure after the payment was settled: says so, with the transaction.
+fn charged_failure(error: &BackendError, paid: &Paid) -> Response {
+    tracing::error!(%error, payer = paid.payer(), "a settled request failed");
+    (
+        StatusCode::INTERNAL_SERVER_ERROR,
+        Json(json!({
+            "error": format!("the service failed: {error}"),
+            "charged": true,
+            "refunded": false,
+            "transaction": paid.transaction(),
+        })),
+    )
+        .into_response()
+}
+
+/// Runs a recorded job in the background until it completes or fails for good.
+fn spawn_job(state: Arc<AppState>, id: String, prepared: Prepared) {
+    tokio::spawn(async move { work(&state, &id, &prepared).await });
+}
+
+async fn work(state: &AppState, id: &str, prepared: &Prepared) {
+    let store = state.jobs.store();
+    let max = state.jobs.max_attempts();
+    let outcome = loop {
+        let attempt = match store.start_attempt(id).await {
+            Ok(attempt) => attempt,
+            Err(error) => {
+                // Left as it is; the next start finds it unfinished.
+                tracing::error!(%error, job = id, "could not start a job attempt");
+                return;
+            }
+        };
+        if attempt > max {
+            break JobOutcome::Failed(format!(
+                "the job was attempted {max} times and the gateway stopped during the last attempt"
+            ));
+        }
+        tracing::info!(job = id, service = prepared.service, attempt, "running job");
+        let error = match task::run(prepared.task.clone(), &state.backends).await {
+            Ok(Output::Json(output)) => break JobOutcome::Completed(run_output(prepared, output)),
+            Ok(Output::Stream(_)) => {
+                BackendError::Failed("streaming answers cannot run as jobs".into())
+            }
+            Err(error) => error,
+        };
+        if !error.is_retryable() || attempt >= max {
+            break JobOutcome::Failed(error.to_string());
+        }
+        tracing::warn!(%error, job = id, attempt, "job attempt failed; trying again");
+        if let Err(error) = store.retry_later(id, &error.to_string()).await {
+            tracing::error!(%error, job = id, "could not record a failed attempt");
+        }
+        tokio::time::sleep(Duration::from_millis(500) * attempt).await;
+    };
+    if let Err(error) = store.finish(id, &outcome).await {
+        tracing::error!(%error, job = id, "could not record a finished job; it runs again at the next start");
+    }
+}
+
+/// Runs again the jobs left unfinished when the gateway last stopped. Returns how many.
+pub(crate) async fn resume_jobs(state: &Arc<AppState>) -> Result<usize, JobStoreError> {
+    let left = state.jobs.unfinished().await?;
+    let count = left.len();
+    for record in left {
+        let id = record.job.id.clone();
+        match prepare_again(state, &record) {
+            Ok(prepared) => {
+                tracing::info!(job = %id, service = %record.job.service, attempts = record.attempts, "resuming a job left unfinished");
+                spawn_job(state.clone(), id, prepared);
+            }
+            Err(message) => {
+                tracing::warn!(job = %id, %message, "a job left unfinished cannot run here any more");
+                state
+                    .jobs
+                    .store()
+                    .finish(&id, &JobOutcome::Failed(message))
+                    .await?;
+            }
+        }
+    }
+    Ok(count)
+}
+
+/// The work of a recorded job, from its recorded input, checked as when it was accepted.
+fn prepare_again(state: &AppState, record: &JobRecord) -> Result<Prepared, String> {
+    let service = &record.job.service;
+    let offered = state
+        .registry
+        .get(service)
+        .ok_or_else(|| format!("service {service} is no longer offered here"))?;
+    if let Err(why) = &offered.available {
+        return Err(format!(
+            "service {service} is no longer available here: {why}"
+        ));
+    }
+    task::prepare(
+        offered,
+        &record.job.input,
+        &state.backends,
+        &state.limits,
+        true,
+    )
+    .map_err(|rejection| {
+        format!(
+            "the recorded input is no longer accepted: {}",
+            rejection.body["error"].as_str().unwrap_or("refused")
+        )
+    })
 }
 
 /// `/run` answers LLM calls as `{text, model, usage, finish_reason}` (GPU-Bridge's shape);
@@ -356,7 +488,9 @@ async fn openai_chat(
 // Free routes.
 
 async fn catalog(State(state): State<Arc<AppState>>) -> Json<Value> {
-    Json(state.registry.catalog(state.decimals))
+    let mut catalog = state.registry.catalog(state.decimals);
+    catalog["jobs"] = jobs::policy(state.jobs.max_attempts());
+    Json(catalog)
 }
 
 async fn estimate(
@@ -452,12 +586,20 @@ async fn estimate(
 }
 
 async fn status(State(state): State<Arc<AppState>>, Path(job_id): Path<String>) -> Response {
-    match state.jobs.view(&job_id) {
-        Some(view) => Json(view).into_response(),
-        None => not_found(format!(
+    match state.jobs.view(&job_id).await {
+        Ok(Some(view)) => Json(view).into_response(),
+        Ok(None) => not_found(format!(
             "no job {job_id:?} (unknown, or finished more than {} s ago)",
             state.limits.job_ttl_seconds
         )),
+        Err(error) => {
+            tracing::error!(%error, job = %job_id, "cannot read the job store");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                Json(json!({"error": "job status is unavailable right now; try again"})),
+            )
+                .into_response()
+        }
     }
 }
 

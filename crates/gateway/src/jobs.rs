@@ -1,151 +1,617 @@
 //! Long requests run as jobs: `POST /run` answers `{job_id}` at once and `GET /status/{id}`
-//! reports progress, then the output. Jobs live in memory for `job_ttl_seconds`.
+//! reports progress, then the output.
+//!
+//! Jobs are durable. A job is written to the [`JobStore`] (SQLite by default) with its input,
+//! payer, amount and settlement transaction before `/run` answers, and every change of state
+//! is committed before it is reported. A gateway that stops mid-job finds the job at its next
+//! start and runs it again from the recorded input ([`Jobs::unfinished`]).
+//!
+//! The policy for paid jobs, stated in `/catalog` ([`policy`]) and the README: a job is paid
+//! (settled) before it starts; it is attempted up to `limits.job_attempts` times, restarts of
+//! the gateway included; a job that still fails is reported `failed` with `charged: true` and
+//! `refunded: false`. This gateway sends no refunds; the settlement transaction and the job id
+//! are the payer's record.
 
-use std::collections::HashMap;
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
+use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Value, json};
+use x402_proto::BoxFuture;
 
-#[derive(Debug)]
-enum State {
+/// Why the job store failed.
+#[derive(Debug, thiserror::Error)]
+#[error("job store: {0}")]
+pub struct JobStoreError(String);
+
+fn db_error(error: impl std::fmt::Display) -> JobStoreError {
+    JobStoreError(error.to_string())
+}
+
+/// Where a job stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    /// Recorded, not started yet (or waiting to be tried again).
+    Queued,
+    /// An attempt is running.
     Running,
+    /// Finished with an output.
+    Completed,
+    /// Finished without one, for good.
+    Failed,
+}
+
+impl JobState {
+    fn as_str(self) -> &'static str {
+        match self {
+            JobState::Queued => "queued",
+            JobState::Running => "running",
+            JobState::Completed => "completed",
+            JobState::Failed => "failed",
+        }
+    }
+
+    fn parse(text: &str) -> Option<Self> {
+        Some(match text {
+            "queued" => JobState::Queued,
+            "running" => JobState::Running,
+            "completed" => JobState::Completed,
+            "failed" => JobState::Failed,
+            _ => return None,
+        })
+    }
+}
+
+/// A job as accepted: what to run and what was paid for it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewJob {
+    /// `job_…`.
+    pub id: String,
+    /// The service key.
+    pub service: String,
+    /// The `/run` input, as checked before payment: enough to run the job again.
+    pub input: Value,
+    /// The paying address.
+    pub payer: String,
+    /// The amount paid, in the asset's atomic units.
+    pub amount: String,
+    /// The amount in USD (whole units of the asset).
+    pub cost_usd: String,
+    /// The asset paid with.
+    pub asset: String,
+    /// The network paid on (CAIP-2).
+    pub network: String,
+    /// The settlement transaction; `None` when the job was not paid before it started.
+    pub transaction: Option<String>,
+}
+
+/// A job as recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobRecord {
+    /// What was accepted.
+    pub job: NewJob,
+    /// Where it stands.
+    pub state: JobState,
+    /// Attempts started so far (restarts of the gateway included).
+    pub attempts: u32,
+    /// The output, once completed.
+    pub output: Option<Value>,
+    /// The last error (of a failed job, or of a failed attempt being retried).
+    pub error: Option<String>,
+    /// Whether the payment was given back.
+    pub refunded: bool,
+    /// How much was given back, in USD.
+    pub refund_amount_usd: String,
+    /// Accepted at (unix milliseconds).
+    pub created_at_ms: i64,
+    /// Finished at (unix milliseconds).
+    pub finished_at_ms: Option<i64>,
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobOutcome {
+    /// With this output.
     Completed(Value),
+    /// With this error, for good.
     Failed(String),
 }
 
-#[derive(Debug)]
-struct Job {
-    service: &'static str,
-    cost_usd: String,
-    payer: String,
-    transaction: Option<String>,
-    started: Instant,
-    finished: Option<Instant>,
-    state: State,
+/// Durable job records. The SQLite implementation is [`SqliteJobStore`]; the trait leaves room
+/// for a shared database when several gateways serve one job table.
+pub trait JobStore: Send + Sync + std::fmt::Debug {
+    /// Records an accepted job, `queued`. Committed before it returns.
+    fn insert<'a>(&'a self, job: &'a NewJob) -> BoxFuture<'a, Result<(), JobStoreError>>;
+
+    /// Marks the job `running` and counts the attempt; returns the attempt's number (from 1).
+    fn start_attempt<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<u32, JobStoreError>>;
+
+    /// Puts a running job back in the queue after a failed attempt, keeping its error.
+    fn retry_later<'a>(
+        &'a self,
+        id: &'a str,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<(), JobStoreError>>;
+
+    /// Records how the job ended.
+    fn finish<'a>(
+        &'a self,
+        id: &'a str,
+        outcome: &'a JobOutcome,
+    ) -> BoxFuture<'a, Result<(), JobStoreError>>;
+
+    /// The job `id`, if recorded.
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<JobRecord>, JobStoreError>>;
+
+    /// Jobs `queued` or `running`, oldest first: left over when the gateway last stopped.
+    fn unfinished(&self) -> BoxFuture<'_, Result<Vec<JobRecord>, JobStoreError>>;
+
+    /// Deletes jobs that finished before `before_ms` (unix milliseconds); returns how many.
+    fn purge_finished(&self, before_ms: i64) -> BoxFuture<'_, Result<u64, JobStoreError>>;
 }
 
-/// The job table.
-#[derive(Debug)]
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS jobs (
+    id                TEXT    PRIMARY KEY,
+    service           TEXT    NOT NULL,
+    input             TEXT    NOT NULL,
+    payer             TEXT    NOT NULL,
+    amount            TEXT    NOT NULL,
+    cost_usd          TEXT    NOT NULL,
+    asset             TEXT    NOT NULL,
+    network           TEXT    NOT NULL,
+    settle_tx         TEXT,
+    state             TEXT    NOT NULL,
+    attempts          INTEGER NOT NULL DEFAULT 0,
+    output            TEXT,
+    error             TEXT,
+    refunded          INTEGER NOT NULL DEFAULT 0,
+    refund_amount_usd TEXT    NOT NULL DEFAULT '0',
+    created_at        INTEGER NOT NULL,
+    updated_at        INTEGER NOT NULL,
+    finished_at       INTEGER
+);
+CREATE INDEX IF NOT EXISTS jobs_unfinished ON jobs (created_at) WHERE state IN ('queued', 'running');
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;
+";
+
+const COLUMNS: &str = "id, service, input, payer, amount, cost_usd, asset, network, settle_tx, state, \
+     attempts, output, error, refunded, refund_amount_usd, created_at, finished_at";
+
+/// Jobs in one SQLite file (WAL, every commit synced to disk). Calls run on the blocking pool.
+#[derive(Debug, Clone)]
+pub struct SqliteJobStore {
+    connection: Arc<Mutex<Connection>>,
+}
+
+impl SqliteJobStore {
+    /// Opens (creating if needed) the job table at `path`.
+    pub fn open(path: &Path) -> Result<Self, JobStoreError> {
+        if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .map_err(|e| JobStoreError(format!("creating {}: {e}", parent.display())))?;
+        }
+        let connection = Connection::open(path)
+            .map_err(|e| JobStoreError(format!("opening {}: {e}", path.display())))?;
+        // FULL: a job acknowledged with 202 is on disk, whatever happens to the machine next.
+        connection
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+            )
+            .map_err(db_error)?;
+        connection.execute_batch(SCHEMA).map_err(db_error)?;
+        Ok(Self {
+            connection: Arc::new(Mutex::new(connection)),
+        })
+    }
+
+    async fn run<T, F>(&self, work: F) -> Result<T, JobStoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Result<T, JobStoreError> + Send + 'static,
+    {
+        let connection = Arc::clone(&self.connection);
+        tokio::task::spawn_blocking(move || {
+            let mut connection = connection
+                .lock()
+                .map_err(|_| JobStoreError("job store lock poisoned".into()))?;
+            work(&mut connection)
+        })
+        .await
+        .map_err(db_error)?
+    }
+}
+
+/// Now, in unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+}
+
+fn corrupt(column: &str, id: &str) -> JobStoreError {
+    JobStoreError(format!("corrupt {column} of job {id}"))
+}
+
+fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<JobRecord, JobStoreError>> {
+    let id: String = row.get(0)?;
+    let input: String = row.get(2)?;
+    let state: String = row.get(9)?;
+    let output: Option<String> = row.get(11)?;
+    let attempts: i64 = row.get(10)?;
+    let job = NewJob {
+        id: id.clone(),
+        service: row.get(1)?,
+        input: Value::Null,
+        payer: row.get(3)?,
+        amount: row.get(4)?,
+        cost_usd: row.get(5)?,
+        asset: row.get(6)?,
+        network: row.get(7)?,
+        transaction: row.get(8)?,
+    };
+    let error: Option<String> = row.get(12)?;
+    let refunded: bool = row.get(13)?;
+    let refund_amount_usd: String = row.get(14)?;
+    let created_at_ms: i64 = row.get(15)?;
+    let finished_at_ms: Option<i64> = row.get(16)?;
+    Ok((|| {
+        let input = serde_json::from_str(&input).map_err(|_| corrupt("input", &id))?;
+        let output = match output {
+            Some(text) => Some(serde_json::from_str(&text).map_err(|_| corrupt("output", &id))?),
+            None => None,
+        };
+        Ok(JobRecord {
+            job: NewJob { input, ..job },
+            state: JobState::parse(&state).ok_or_else(|| corrupt("state", &id))?,
+            attempts: u32::try_from(attempts).map_err(|_| corrupt("attempts", &id))?,
+            output,
+            error,
+            refunded,
+            refund_amount_usd,
+            created_at_ms,
+            finished_at_ms,
+        })
+    })())
+}
+
+impl JobStore for SqliteJobStore {
+    fn insert<'a>(&'a self, job: &'a NewJob) -> BoxFuture<'a, Result<(), JobStoreError>> {
+        let job = job.clone();
+        Box::pin(self.run(move |connection| {
+            let now = now_ms();
+            connection
+                .execute(
+                    "INSERT INTO jobs (id, service, input, payer, amount, cost_usd, asset, network,
+                        settle_tx, state, created_at, updated_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, 'queued', ?10, ?10)",
+                    params![
+                        job.id,
+                        job.service,
+                        job.input.to_string(),
+                        job.payer,
+                        job.amount,
+                        job.cost_usd,
+                        job.asset,
+                        job.network,
+                        job.transaction,
+                        now,
+                    ],
+                )
+                .map_err(db_error)?;
+            Ok(())
+        }))
+    }
+
+    fn start_attempt<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<u32, JobStoreError>> {
+        let id = id.to_owned();
+        Box::pin(self.run(move |connection| {
+            let attempts: Option<i64> = connection
+                .query_row(
+                    "UPDATE jobs SET state = 'running', attempts = attempts + 1, updated_at = ?2
+                     WHERE id = ?1 AND state IN ('queued', 'running') RETURNING attempts",
+                    params![id, now_ms()],
+                    |row| row.get(0),
+                )
+                .optional()
+                .map_err(db_error)?;
+            let attempts =
+                attempts.ok_or_else(|| JobStoreError(format!("job {id} is not waiting to run")))?;
+            u32::try_from(attempts).map_err(|_| corrupt("attempts", &id))
+        }))
+    }
+
+    fn retry_later<'a>(
+        &'a self,
+        id: &'a str,
+        error: &'a str,
+    ) -> BoxFuture<'a, Result<(), JobStoreError>> {
+        let (id, error) = (id.to_owned(), error.to_owned());
+        Box::pin(self.run(move |connection| {
+            connection
+                .execute(
+                    "UPDATE jobs SET state = 'queued', error = ?2, updated_at = ?3
+                     WHERE id = ?1 AND state = 'running'",
+                    params![id, error, now_ms()],
+                )
+                .map_err(db_error)?;
+            Ok(())
+        }))
+    }
+
+    fn finish<'a>(
+        &'a self,
+        id: &'a str,
+        outcome: &'a JobOutcome,
+    ) -> BoxFuture<'a, Result<(), JobStoreError>> {
+        let id = id.to_owned();
+        let (state, output, error) = match outcome {
+            JobOutcome::Completed(output) => (JobState::Completed, Some(output.to_string()), None),
+            JobOutcome::Failed(error) => (JobState::Failed, None, Some(error.clone())),
+        };
+        Box::pin(self.run(move |connection| {
+            let now = now_ms();
+            // Refunds are not sent (see the module docs): `refunded` stays false.
+            connection
+                .execute(
+                    "UPDATE jobs SET state = ?2, output = ?3, error = ?4, updated_at = ?5,
+                        finished_at = ?5
+                     WHERE id = ?1 AND state IN ('queued', 'running')",
+                    params![id, state.as_str(), output, error, now],
+                )
+                .map_err(db_error)?;
+            Ok(())
+        }))
+    }
+
+    fn get<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<Option<JobRecord>, JobStoreError>> {
+        let id = id.to_owned();
+        Box::pin(self.run(move |connection| {
+            connection
+                .query_row(
+                    &format!("SELECT {COLUMNS} FROM jobs WHERE id = ?1"),
+                    params![id],
+                    record,
+                )
+                .optional()
+                .map_err(db_error)?
+                .transpose()
+        }))
+    }
+
+    fn unfinished(&self) -> BoxFuture<'_, Result<Vec<JobRecord>, JobStoreError>> {
+        Box::pin(self.run(move |connection| {
+            let mut statement = connection
+                .prepare(&format!(
+                    "SELECT {COLUMNS} FROM jobs WHERE state IN ('queued', 'running')
+                     ORDER BY created_at"
+                ))
+                .map_err(db_error)?;
+            let rows = statement.query_map([], record).map_err(db_error)?;
+            rows.map(|row| row.map_err(db_error)?).collect()
+        }))
+    }
+
+    fn purge_finished(&self, before_ms: i64) -> BoxFuture<'_, Result<u64, JobStoreError>> {
+        Box::pin(self.run(move |connection| {
+            let deleted = connection
+                .execute(
+                    "DELETE FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ?1",
+                    params![before_ms],
+                )
+                .map_err(db_error)?;
+            Ok(deleted as u64)
+        }))
+    }
+}
+
+/// The job table and its policy: the store, how long finished jobs are kept, how many
+/// attempts a job gets.
+#[derive(Debug, Clone)]
 pub struct Jobs {
-    jobs: Mutex<HashMap<String, Job>>,
+    store: Arc<dyn JobStore>,
     ttl: Duration,
+    attempts: u32,
+}
+
+/// The policy for paid jobs, as `/catalog` states it.
+pub fn policy(attempts: u32) -> Value {
+    json!({
+        "durable": true,
+        "settlement": "before the job starts (the 202 carries the settlement receipt)",
+        "restarts": "a job running when the gateway stops is run again from its recorded input at the next start",
+        "max_attempts": attempts,
+        "on_failure": format!(
+            "after {attempts} failed attempts (restarts included) the job is reported failed with charged: true and refunded: false; this gateway sends no refunds, and the transaction and job id are the payer's record"
+        ),
+        "refunds": false,
+    })
 }
 
 impl Jobs {
-    /// An empty table keeping finished jobs for `ttl`.
-    pub fn new(ttl: Duration) -> Self {
+    /// Jobs kept in `store`, finished ones for `ttl`, each attempted at most `attempts` times.
+    pub fn new(store: Arc<dyn JobStore>, ttl: Duration, attempts: u32) -> Self {
         Self {
-            jobs: Mutex::new(HashMap::new()),
+            store,
             ttl,
+            attempts: attempts.max(1),
         }
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Job>> {
-        self.jobs
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// The store.
+    pub fn store(&self) -> &dyn JobStore {
+        &*self.store
     }
 
-    /// Records a started job and returns its id.
-    pub fn start(
-        &self,
-        service: &'static str,
-        cost_usd: String,
-        payer: String,
-        transaction: Option<String>,
-    ) -> String {
-        let id = format!("job_{}", uuid::Uuid::new_v4().simple());
-        let mut jobs = self.lock();
-        let ttl = self.ttl;
-        jobs.retain(|_, job| job.finished.is_none_or(|at| at.elapsed() < ttl));
-        jobs.insert(
-            id.clone(),
-            Job {
-                service,
-                cost_usd,
-                payer,
-                transaction,
-                started: Instant::now(),
-                finished: None,
-                state: State::Running,
-            },
-        );
-        id
+    /// How many attempts a job gets.
+    pub fn max_attempts(&self) -> u32 {
+        self.attempts
     }
 
-    /// Records a job's outcome.
-    pub fn finish(&self, id: &str, outcome: Result<Value, String>) {
-        if let Some(job) = self.lock().get_mut(id) {
-            job.finished = Some(Instant::now());
-            job.state = match outcome {
-                Ok(output) => State::Completed(output),
-                Err(error) => State::Failed(error),
-            };
+    /// Records an accepted job (durably) and drops finished jobs past their time.
+    pub async fn accept(&self, job: &NewJob) -> Result<(), JobStoreError> {
+        let ttl_ms = i64::try_from(self.ttl.as_millis()).unwrap_or(i64::MAX);
+        if let Err(error) = self
+            .store
+            .purge_finished(now_ms().saturating_sub(ttl_ms))
+            .await
+        {
+            tracing::warn!(%error, "could not purge old jobs");
+        }
+        self.store.insert(job).await
+    }
+
+    /// Jobs left unfinished when the gateway last stopped.
+    pub async fn unfinished(&self) -> Result<Vec<JobRecord>, JobStoreError> {
+        self.store.unfinished().await
+    }
+
+    /// `GET /status/{id}`; `None` for an unknown (or purged) id.
+    pub async fn view(&self, id: &str) -> Result<Option<Value>, JobStoreError> {
+        Ok(self.store.get(id).await?.map(|record| view(&record)))
+    }
+}
+
+/// A job in GPU-Bridge's `/status` shape, with the payment and this gateway's policy fields.
+pub fn view(record: &JobRecord) -> Value {
+    let job = &record.job;
+    let end = record.finished_at_ms.unwrap_or_else(now_ms);
+    let elapsed = (end - record.created_at_ms).max(0) as f64 / 1000.0;
+    let elapsed = (elapsed * 10.0).round() / 10.0;
+    let charged = job.transaction.is_some();
+    let mut view = json!({
+        "id": job.id,
+        "service": job.service,
+        "cost_usd": job.cost_usd,
+        "payer": job.payer,
+        "transaction": job.transaction,
+        "charged": charged,
+        "attempts": record.attempts,
+    });
+    let (status, phase, percent) = match record.state {
+        JobState::Queued if record.attempts == 0 => ("pending", "queued", 0),
+        JobState::Queued => ("running", "retrying", 50),
+        JobState::Running => ("running", "running", 50),
+        JobState::Completed => ("completed", "done", 100),
+        JobState::Failed => ("failed", "failed", 100),
+    };
+    view["status"] = json!(status);
+    view["progress"] =
+        json!({"phase": phase, "percent_estimate": percent, "elapsed_seconds": elapsed});
+    match record.state {
+        JobState::Completed => {
+            view["output"] = record.output.clone().unwrap_or(Value::Null);
+        }
+        JobState::Failed => {
+            view["error"] = json!(record.error);
+            view["refunded"] = json!(record.refunded);
+            view["refund_amount_usd"] = json!(record.refund_amount_usd);
+            view["note"] = json!(if charged {
+                "the payment was settled before the job ran and is not refunded; the transaction and job id are your record"
+            } else {
+                "no payment was taken for this job"
+            });
+        }
+        JobState::Queued | JobState::Running => {
+            if let Some(error) = &record.error {
+                view["last_error"] = json!(error);
+            }
         }
     }
-
-    /// `GET /status/{id}`; `None` for an unknown (or expired) id.
-    pub fn view(&self, id: &str) -> Option<Value> {
-        let jobs = self.lock();
-        let job = jobs.get(id)?;
-        let elapsed = job
-            .finished
-            .unwrap_or_else(Instant::now)
-            .duration_since(job.started)
-            .as_secs_f64();
-        let mut view = json!({
-            "id": id,
-            "service": job.service,
-            "cost_usd": job.cost_usd,
-            "payer": job.payer,
-            "transaction": job.transaction,
-        });
-        match &job.state {
-            State::Running => {
-                view["status"] = json!("running");
-                view["progress"] = json!({
-                    "phase": "running",
-                    "percent_estimate": 50,
-                    "elapsed_seconds": (elapsed * 10.0).round() / 10.0,
-                });
-            }
-            State::Completed(output) => {
-                view["status"] = json!("completed");
-                view["output"] = output.clone();
-                view["progress"] =
-                    json!({"phase": "done", "percent_estimate": 100, "elapsed_seconds": elapsed});
-            }
-            State::Failed(error) => {
-                view["status"] = json!("failed");
-                view["error"] = json!(error);
-                // Paid before it ran; there is no automatic refund.
-                view["refunded"] = json!(false);
-            }
-        }
-        Some(view)
-    }
+    view
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    #[test]
-    fn jobs_report_progress_then_output() {
-        let jobs = Jobs::new(Duration::from_secs(60));
-        let id = jobs.start(
-            "pdf-parse",
-            "0.002".into(),
-            "0xabc".into(),
-            Some("0x01".into()),
+    fn job(id: &str) -> NewJob {
+        NewJob {
+            id: id.to_owned(),
+            service: "pdf-parse".into(),
+            input: json!({"html": "<p>hi</p>"}),
+            payer: "0xabc".into(),
+            amount: "2000".into(),
+            cost_usd: "0.002".into(),
+            asset: "0xasset".into(),
+            network: "eip155:8453".into(),
+            transaction: Some("0x01".into()),
+        }
+    }
+
+    #[tokio::test]
+    async fn jobs_survive_reopening_and_report_progress_then_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.db");
+        let store = SqliteJobStore::open(&path).unwrap();
+        let jobs = Jobs::new(Arc::new(store), Duration::from_secs(60), 3);
+        jobs.accept(&job("job_a")).await.unwrap();
+        jobs.accept(&job("job_b")).await.unwrap();
+        assert_eq!(
+            jobs.view("job_a").await.unwrap().unwrap()["status"],
+            "pending"
         );
-        assert_eq!(jobs.view(&id).unwrap()["status"], "running");
-        jobs.finish(&id, Ok(json!({"text": "hi"})));
-        let view = jobs.view(&id).unwrap();
-        assert_eq!(view["status"], "completed");
-        assert_eq!(view["output"]["text"], "hi");
-        assert_eq!(view["transaction"], "0x01");
-        assert!(jobs.view("job_nope").is_none());
+        assert_eq!(jobs.store().start_attempt("job_a").await.unwrap(), 1);
+        assert_eq!(
+            jobs.view("job_a").await.unwrap().unwrap()["status"],
+            "running"
+        );
+        drop(jobs);
+
+        // Reopened, as after a crash: both jobs are found, with their input.
+        let store = Arc::new(SqliteJobStore::open(&path).unwrap());
+        let jobs = Jobs::new(store.clone(), Duration::from_secs(60), 3);
+        let left = jobs.unfinished().await.unwrap();
+        assert_eq!(left.len(), 2);
+        assert_eq!(left[0].job, job("job_a"));
+        assert_eq!(left[0].state, JobState::Running);
+        assert_eq!(left[0].attempts, 1);
+        assert_eq!(left[1].state, JobState::Queued);
+
+        assert_eq!(store.start_attempt("job_a").await.unwrap(), 2);
+        store.retry_later("job_a", "upstream down").await.unwrap();
+        let retrying = jobs.view("job_a").await.unwrap().unwrap();
+        assert_eq!(retrying["progress"]["phase"], "retrying");
+        assert_eq!(retrying["last_error"], "upstream down");
+        assert_eq!(store.start_attempt("job_a").await.unwrap(), 3);
+        store
+            .finish("job_a", &JobOutcome::Completed(json!({"text": "hi"})))
+            .await
+            .unwrap();
+        let done = jobs.view("job_a").await.unwrap().unwrap();
+        assert_eq!(done["status"], "completed");
+        assert_eq!(done["output"]["text"], "hi");
+        assert_eq!(done["transaction"], "0x01");
+        assert_eq!(done["charged"], true);
+        // A finished job cannot be started or finished again.
+        assert!(store.start_attempt("job_a").await.is_err());
+        store
+            .finish("job_a", &JobOutcome::Failed("late".into()))
+            .await
+            .unwrap();
+        assert_eq!(
+            jobs.view("job_a").await.unwrap().unwrap()["status"],
+            "completed"
+        );
+
+        store
+            .finish("job_b", &JobOutcome::Failed("broken".into()))
+            .await
+            .unwrap();
+        let failed = jobs.view("job_b").await.unwrap().unwrap();
+        assert_eq!(failed["status"], "failed");
+        assert_eq!(failed["error"], "broken");
+        assert_eq!(failed["charged"], true);
+        assert_eq!(failed["refunded"], false);
+        assert_eq!(failed["refund_amount_usd"], "0");
+        assert!(jobs.unfinished().await.unwrap().is_empty());
+        assert!(jobs.view("job_nope").await.unwrap().is_none());
+
+        // Finished jobs past their time are purged; unfinished ones never are.
+        store.insert(&job("job_c")).await.unwrap();
+        assert_eq!(store.purge_finished(now_ms() + 1).await.unwrap(), 2);
+        assert!(jobs.view("job_b").await.unwrap().is_none());
+        assert_eq!(jobs.unfinished().await.unwrap().len(), 1);
     }
 }

@@ -26,7 +26,7 @@ use x402_proto::{Facilitator, Network};
 
 pub use config::{ConfigError, GatewayConfig};
 pub use http::AppState;
-use jobs::Jobs;
+use jobs::{Jobs, SqliteJobStore};
 use services::{Backends, Registry};
 
 /// Why the gateway could not start.
@@ -38,6 +38,9 @@ pub enum StartError {
     /// No facilitator was given or configured.
     #[error("no facilitator: set [facilitator] url in the gateway config")]
     NoFacilitator,
+    /// The job store could not be opened or read.
+    #[error("jobs_db: {0}")]
+    Jobs(#[from] jobs::JobStoreError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -108,13 +111,22 @@ pub async fn app(
         key: "payment.accepts".into(),
         message: e.to_string(),
     })?;
+    let store = SqliteJobStore::open(&config.jobs_db)?;
     let state = Arc::new(AppState {
         registry,
         backends,
         limits: config.limits.clone(),
-        jobs: Jobs::new(Duration::from_secs(config.limits.job_ttl_seconds)),
+        jobs: Jobs::new(
+            Arc::new(store),
+            Duration::from_secs(config.limits.job_ttl_seconds),
+            config.limits.job_attempts,
+        ),
         decimals,
     });
+    let resumed = http::resume_jobs(&state).await?;
+    if resumed > 0 {
+        tracing::info!(resumed, "jobs left unfinished are running again");
+    }
     Ok(http::router(state, &paywall))
 }
 

@@ -77,6 +77,8 @@ pub struct Prepared {
     pub units: u64,
     /// Whether it runs as a job (answered with a `job_id`).
     pub as_job: bool,
+    /// For a job, the checked input, recorded so the job can be run again after a restart.
+    pub job_input: Option<Value>,
 }
 
 impl Prepared {
@@ -279,12 +281,13 @@ pub fn prepare(
         }
     };
     let task = Arc::new(task);
-    let streams = task.streams();
+    let as_job = (wants_job || big) && !task.streams();
     Ok(Prepared {
         service,
         task,
         units,
-        as_job: (wants_job || big) && !streams,
+        as_job,
+        job_input: as_job.then(|| input.clone()),
     })
 }
 

@@ -154,3 +154,97 @@ async fn chat_completions_are_paid_and_passed_through() {
 
     assert!(stack.pay_to_balance().await > start);
 }
+
+/// A paid job whose upstream keeps failing: tried `limits.job_attempts` times, then reported
+/// failed, saying the payer was charged (it settled before it ran) and not refunded, as the
+/// catalog's policy states. The payment moved once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_paid_job_that_keeps_failing_says_it_was_charged_and_not_refunded() {
+    let (upstream, seen) = start_upstream().await;
+    let stack = Stack::start(&format!(
+        "[limits]\njob_attempts = 2\n[services.llm-4090.upstream]\nbase_url = \"{upstream}\"\nmodel = \"tiny-test-model\"\n"
+    ))
+    .await;
+    let catalog: Value = stack
+        .http
+        .get(format!("{}/catalog", stack.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(catalog["jobs"]["refunds"], false, "{}", catalog["jobs"]);
+    assert_eq!(catalog["jobs"]["max_attempts"], 2);
+
+    let before = stack.pay_to_balance().await;
+    let url = format!("{}/run", stack.url);
+    let request = json!({"service": "llm-4090", "input": {"prompt": "fail", "max_tokens": 8}});
+    let first = stack
+        .http
+        .post(&url)
+        .header("prefer", "respond-async")
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 402);
+    let amount = x402_testkit::challenge_of(first.headers()).accepts[0]
+        .amount
+        .0;
+    let (name, value) = x402_testkit::payment_for(first, stack.payer(0), Wire::V2).await;
+    let response = stack
+        .http
+        .post(&url)
+        .header("prefer", "respond-async")
+        .header(name, value)
+        .json(&request)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 202);
+    let receipt = receipt_of(response.headers()).expect("settled before the job ran");
+    let job_id = response.json::<Value>().await.unwrap()["job_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let mut view = Value::Null;
+    for _ in 0..100 {
+        view = stack
+            .http
+            .get(format!("{}/status/{job_id}", stack.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if view["status"] == "failed" || view["status"] == "completed" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(view["status"], "failed", "{view}");
+    assert_eq!(view["attempts"], 2);
+    assert!(
+        view["error"].as_str().unwrap().contains("upstream"),
+        "{view}"
+    );
+    assert_eq!(view["charged"], true);
+    assert_eq!(view["refunded"], false);
+    assert_eq!(view["refund_amount_usd"], "0");
+    assert_eq!(view["transaction"], receipt.transaction);
+    let asked = seen
+        .lock()
+        .unwrap()
+        .iter()
+        .filter(|s| s["request"]["messages"][0]["content"] == "fail")
+        .count();
+    assert_eq!(asked, 2, "one upstream call per attempt");
+    assert_eq!(
+        stack.pay_to_balance().await,
+        before + amount,
+        "charged once"
+    );
+}

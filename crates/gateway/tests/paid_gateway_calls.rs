@@ -180,7 +180,7 @@ async fn long_requests_run_as_jobs_settled_before_they_start() {
             .json()
             .await
             .unwrap();
-        if view["status"] != "running" {
+        if view["status"] != "running" && view["status"] != "pending" {
             break;
         }
         tokio::time::sleep(Duration::from_millis(50)).await;

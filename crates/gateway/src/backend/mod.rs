@@ -21,3 +21,11 @@ pub enum BackendError {
     #[error("{0}")]
     Failed(String),
 }
+
+impl BackendError {
+    /// Whether running the same input again may succeed (an upstream or a transient fault),
+    /// as opposed to input or configuration that will fail the same way.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, BackendError::Upstream(_) | BackendError::Failed(_))
+    }
+}

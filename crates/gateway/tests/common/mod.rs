@@ -61,9 +61,10 @@ impl Stack {
         let requirements = chain.requirements(1);
         let extra_json = requirements.extra.clone().unwrap();
         let gateway_toml = format!(
-            "listen = \"127.0.0.1:0\"\nmodels_dir = {models:?}\n\n[payment]\npay_to = \"{pay_to}\"\n\n\
+            "listen = \"127.0.0.1:0\"\nmodels_dir = {models:?}\njobs_db = {jobs_db:?}\n\n[payment]\npay_to = \"{pay_to}\"\n\n\
              [[payment.accepts]]\nnetwork = \"{network}\"\nasset = \"{asset}\"\ndecimals = 6\nname = {name}\nversion = {version}\n{extra}\n",
             models = models_dir().display().to_string(),
+            jobs_db = dir.path().join("gateway-jobs.db").display().to_string(),
             pay_to = requirements.pay_to,
             network = requirements.network,
             asset = requirements.asset,
