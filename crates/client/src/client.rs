@@ -133,8 +133,9 @@ impl PayingClient {
     }
 
     /// Pays a v2 challenge that arrived by another transport (an MCP tool result, say):
-    /// chooses by policy, reserves the budget, signs. The caller sends the payment and then
-    /// commits or fails the [`Reservation`] (dropping it releases the budget).
+    /// chooses by policy, reserves the budget, signs (the row keeps the authorization's nonce).
+    /// The caller sends the payment and then commits or fails the [`Reservation`], or marks it
+    /// unknown when the answer is lost (dropping it unmarked releases the budget).
     pub async fn pay_challenge(
         &self,
         challenge: &v2::PaymentRequired,
