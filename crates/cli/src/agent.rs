@@ -11,7 +11,8 @@ use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, anyhow, bail};
 use serde_json::Value;
 use x402_client::{
-    Budget, Ledger, MicroUsd, PaidResponse, PayError, PayingClient, Policy, TotalsBy,
+    Budget, Ledger, MicroUsd, Outcome, PaidResponse, PayError, PayingClient, Policy, Reconciled,
+    TotalsBy,
 };
 use x402_proto::Price;
 
@@ -127,12 +128,7 @@ pub(crate) async fn wallet(home: &Home, command: WalletCommand) -> anyhow::Resul
             dev_state,
         } => {
             let dev = read_dev_state(&dev_state).ok();
-            let rpc = rpc
-                .or_else(|| {
-                    dev.as_ref()
-                        .and_then(|d| d["rpc_url"].as_str().map(str::to_owned))
-                })
-                .context("no chain: pass --rpc (or run `x402 dev`)")?;
+            let rpc = chain_rpc(rpc, dev.as_ref())?;
             let asset = asset
                 .or_else(|| {
                     dev.as_ref()
@@ -160,6 +156,12 @@ pub(crate) async fn wallet(home: &Home, command: WalletCommand) -> anyhow::Resul
         }
     }
     Ok(())
+}
+
+/// The chain to read: `--rpc`, else the `x402 dev` chain described in `dev`.
+fn chain_rpc(rpc: Option<String>, dev: Option<&Value>) -> anyhow::Result<String> {
+    rpc.or_else(|| dev.and_then(|d| d["rpc_url"].as_str().map(str::to_owned)))
+        .context("no chain: pass --rpc (or run `x402 dev`)")
 }
 
 fn parse_quantity(value: &Value) -> anyhow::Result<alloy::primitives::U256> {
@@ -256,6 +258,7 @@ pub(crate) fn explain(error: &PayError, address: &str) -> anyhow::Error {
         PayError::Http(_) => {
             "\n  hint: is the server (or its facilitator) running and reachable?".to_owned()
         }
+        PayError::AnswerLost { .. } => "\n  hint: `x402 receipts --reconcile` asks the chain whether it settled (a paid or an expired authorization settles it)".to_owned(),
         _ => String::new(),
     };
     anyhow!("{error}{hint}")
@@ -291,6 +294,16 @@ pub(crate) fn describe_payment(paid: &PaidResponse) -> Option<String> {
         receipt.network,
         receipt.payer.as_deref().unwrap_or("?"),
     ))
+}
+
+/// What a failed answer means for the payment sent with it.
+fn charge_note(paid: &PaidResponse) -> String {
+    match paid.unknown {
+        Some(id) => format!(
+            "the payment may have settled: ledger row {id} is unknown until `x402 receipts --reconcile`"
+        ),
+        None => "not charged".to_owned(),
+    }
 }
 
 pub(crate) async fn pay(home: &Home, args: PayArgs) -> anyhow::Result<()> {
@@ -334,6 +347,7 @@ pub(crate) async fn pay(home: &Home, args: PayArgs) -> anyhow::Result<()> {
     if let Some(line) = describe_payment(&paid) {
         eprintln!("{line}");
     }
+    let note = charge_note(&paid);
     let status = paid.response.status();
     let body = paid.response.bytes().await?;
     std::io::stdout().write_all(&body)?;
@@ -341,7 +355,7 @@ pub(crate) async fn pay(home: &Home, args: PayArgs) -> anyhow::Result<()> {
         println!();
     }
     if !status.is_success() {
-        bail!("the server answered {status} (not charged)");
+        bail!("the server answered {status} ({note})");
     }
     Ok(())
 }
@@ -413,6 +427,7 @@ pub(crate) async fn run_service(
         .await
         .map_err(|e| explain(&e, address))?;
     let line = describe_payment(&paid);
+    let note = charge_note(&paid);
     let status = paid.response.status();
     let body: Value = paid
         .response
@@ -421,7 +436,7 @@ pub(crate) async fn run_service(
         .context("the gateway answered non-JSON")?;
     if !status.is_success() {
         bail!(
-            "{service} failed ({status}, not charged): {}",
+            "{service} failed ({status}, {note}): {}",
             body["error"].as_str().unwrap_or(&body.to_string())
         );
     }
@@ -528,6 +543,17 @@ pub(crate) struct ReceiptsArgs {
     /// JSON output.
     #[arg(long)]
     json: bool,
+    /// First ask the chain what became of payments recorded `unknown` (sent, answer lost) and
+    /// of reservations left unfinished: a used authorization is `paid`, an expired unused one
+    /// `released`.
+    #[arg(long)]
+    reconcile: bool,
+    /// JSON-RPC endpoint for --reconcile; default: the `x402 dev` chain from --dev-state.
+    #[arg(long, value_name = "URL", requires = "reconcile")]
+    rpc: Option<String>,
+    /// The `x402 dev` state directory to read the chain from.
+    #[arg(long, value_name = "DIR", default_value = ".x402/dev")]
+    dev_state: PathBuf,
 }
 
 /// `--by` choices.
@@ -562,9 +588,41 @@ fn usd(micro: MicroUsd) -> String {
     x402_proto::TokenAmount::from_atomic(u128::from(micro)).to_human(6)
 }
 
-pub(crate) fn receipts(home: &Home, args: ReceiptsArgs) -> anyhow::Result<()> {
+/// Reconciles the ledger against the chain, one line per row on stderr.
+async fn reconcile(ledger: &Ledger, rpc: &str) -> anyhow::Result<()> {
+    let outcomes = ledger
+        .reconcile(&reqwest::Client::new(), rpc)
+        .await
+        .with_context(|| format!("reconciling against {rpc}"))?;
+    for Reconciled { id, outcome } in &outcomes {
+        let line = match outcome {
+            Outcome::Paid {
+                transaction: Some(tx),
+            } => format!("paid (the authorization was used, in {tx})"),
+            Outcome::Paid { transaction: None } => {
+                "paid (the authorization was used; its transaction was not found)".to_owned()
+            }
+            Outcome::Released => "released (the authorization expired unused)".to_owned(),
+            Outcome::StillValid { valid_before } => format!(
+                "still unknown: unused, and usable until {valid_before} (unix); counted until then"
+            ),
+            Outcome::Skipped { reason } => format!("left as it is: {reason}"),
+        };
+        eprintln!("row {id}: {line}");
+    }
+    if outcomes.is_empty() {
+        eprintln!("nothing to reconcile");
+    }
+    Ok(())
+}
+
+pub(crate) async fn receipts(home: &Home, args: ReceiptsArgs) -> anyhow::Result<()> {
     let ledger = home.ledger()?;
     let since = since_seconds(args.since.as_deref())?;
+    if args.reconcile {
+        let dev = read_dev_state(&args.dev_state).ok();
+        reconcile(&ledger, &chain_rpc(args.rpc, dev.as_ref())?).await?;
+    }
     if let Some(by) = args.by {
         let key = match by {
             By::Day => TotalsBy::Day,
@@ -597,16 +655,28 @@ pub(crate) fn receipts(home: &Home, args: ReceiptsArgs) -> anyhow::Result<()> {
             p.status,
             usd(p.micro_usd),
             p.service.as_deref().unwrap_or("-"),
-            p.transaction.as_deref().unwrap_or("-"),
+            p.transaction
+                .as_deref()
+                .filter(|t| !t.is_empty())
+                .unwrap_or("-"),
             p.url
         );
     }
-    let total: MicroUsd = payments
-        .iter()
-        .filter(|p| p.status == "paid")
-        .map(|p| p.micro_usd)
-        .sum();
-    eprintln!("{} payments, ${} paid", payments.len(), usd(total));
+    let sum = |status: &str| -> (MicroUsd, usize) {
+        payments
+            .iter()
+            .filter(|p| p.status == status)
+            .fold((0, 0), |(total, n), p| (total + p.micro_usd, n + 1))
+    };
+    let (paid, _) = sum("paid");
+    let (unknown, unknown_count) = sum("unknown");
+    eprintln!("{} payments, ${} paid", payments.len(), usd(paid));
+    if unknown_count > 0 {
+        eprintln!(
+            "{unknown_count} unknown (${}): sent, answer lost; counted against the budget until `x402 receipts --reconcile` finds them paid or expired",
+            usd(unknown)
+        );
+    }
     Ok(())
 }
 
@@ -672,7 +742,9 @@ pub(crate) fn budget(home: &Home, command: BudgetCommand) -> anyhow::Result<()> 
 
 fn show_budget(ledger: &Ledger, budget: &Budget) -> anyhow::Result<()> {
     let now = x402_evm::unix_now() as i64;
-    let spent = |since: i64| ledger.spent(since);
+    let spent = |since: i64| -> anyhow::Result<_> {
+        Ok((ledger.spent(since)?, ledger.outstanding(since)?))
+    };
     let rows = [
         ("per payment", budget.per_payment, None),
         ("per hour", budget.per_hour, Some(spent(now - 3600)?)),
@@ -682,7 +754,13 @@ fn show_budget(ledger: &Ledger, budget: &Budget) -> anyhow::Result<()> {
     for (name, limit, spent) in rows {
         let limit = limit.map_or("no limit".to_owned(), |l| format!("${}", usd(l)));
         match spent {
-            Some(spent) => println!("{name:12} {limit:>14}   spent ${}", usd(spent)),
+            Some((spent, 0)) => println!("{name:12} {limit:>14}   spent ${}", usd(spent)),
+            // Payments in flight or whose answer was lost count too (see `x402 receipts`).
+            Some((spent, outstanding)) => println!(
+                "{name:12} {limit:>14}   spent ${} + ${} in flight or unknown",
+                usd(spent),
+                usd(outstanding)
+            ),
             None => println!("{name:12} {limit:>14}"),
         }
     }

@@ -45,7 +45,8 @@ enum Command {
     Run(agent::RunArgs),
     /// List a gateway's services and prices.
     Catalog(agent::CatalogArgs),
-    /// The ledger: every payment, or totals by day, service or payee.
+    /// The ledger: every payment and its state (paid, failed, unknown, released, reserved), or
+    /// totals by day, service or payee; --reconcile first asks the chain about unknown ones.
     Receipts(agent::ReceiptsArgs),
     /// Show or set spending limits (per payment, hour, day, total).
     #[command(subcommand)]
@@ -79,7 +80,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Pay(args) => agent::pay(&home, args).await,
         Command::Run(args) => agent::run(&home, args).await,
         Command::Catalog(args) => agent::catalog(args).await,
-        Command::Receipts(args) => agent::receipts(&home, args),
+        Command::Receipts(args) => agent::receipts(&home, args).await,
         Command::Budget(command) => agent::budget(&home, command),
         Command::Demo(args) => demo::run(args).await,
         Command::Mcp(args) => mcp::run(&home, args).await,

@@ -1,11 +1,14 @@
 //! The paying client: send, and on a 402 choose an offer by policy, reserve it in the budget,
-//! sign, retry once, and record the outcome.
+//! sign, retry once, and record the outcome. When the paid request's answer is lost, the
+//! payment is recorded `unknown` and the same request is sent once more with the same payment
+//! (an authorization settles at most once): a receipt then commits it.
 
 use alloy::signers::local::PrivateKeySigner;
 use x402_proto::{SettleResponse, TokenAmount, decode_header, encode_header, headers, v1, v2};
 
 use crate::ledger::{Ledger, LedgerError, MicroUsd, PaymentIntent, Reservation};
 use crate::policy::{Choice, Policy, PolicyError};
+use crate::reconcile::{ReconcileError, Reconciled};
 
 /// Why a paid request failed. Each says what happened and what to do.
 #[derive(Debug, thiserror::Error)]
@@ -40,6 +43,18 @@ pub enum PayError {
         /// The failed receipt, when there was one.
         receipt: Option<SettleResponse>,
     },
+    /// The payment was sent but no answer came back, nor to one retry with the same payment:
+    /// it may have settled. Its ledger row is `unknown` and counts against the budget until
+    /// [`PayingClient::reconcile`] asks the chain.
+    #[error(
+        "the payment was sent but its answer was lost ({detail}); ledger row {id} is recorded unknown and still counts against the budget until reconciled"
+    )]
+    AnswerLost {
+        /// The ledger row.
+        id: i64,
+        /// What happened to the request and its retry.
+        detail: String,
+    },
 }
 
 /// A response, and what was paid for it.
@@ -51,6 +66,9 @@ pub struct PaidResponse {
     pub receipt: Option<SettleResponse>,
     /// The amount paid, in atomic units, and the ledger row.
     pub paid: Option<(TokenAmount, i64)>,
+    /// The ledger row of a payment sent for this response whose outcome is unknown (the server
+    /// failed without a receipt): counted against the budget until reconciled.
+    pub unknown: Option<i64>,
 }
 
 /// An HTTP client that pays x402 challenges within a policy and a budget.
@@ -115,8 +133,9 @@ impl PayingClient {
     }
 
     /// Pays a v2 challenge that arrived by another transport (an MCP tool result, say):
-    /// chooses by policy, reserves the budget, signs. The caller sends the payment and then
-    /// commits or fails the [`Reservation`] (dropping it releases the budget).
+    /// chooses by policy, reserves the budget, signs (the row keeps the authorization's nonce).
+    /// The caller sends the payment and then commits or fails the [`Reservation`], or marks it
+    /// unknown when the answer is lost (dropping it unmarked releases the budget).
     pub async fn pay_challenge(
         &self,
         challenge: &v2::PaymentRequired,
@@ -133,7 +152,15 @@ impl PayingClient {
         )
         .await
         .map_err(|e| PayError::Sign(e.to_string()))?;
+        record_authorization(&reservation, &payment.payload)?;
         Ok((payment, choice.requirements.amount, reservation))
+    }
+
+    /// Asks the chain at `rpc_url` what became of payments recorded `unknown` (and of
+    /// reservations left unfinished by a process that ended), and records it: see
+    /// [`Ledger::reconcile`].
+    pub async fn reconcile(&self, rpc_url: &str) -> Result<Vec<Reconciled>, ReconcileError> {
+        self.ledger.reconcile(&self.http, rpc_url).await
     }
 
     /// The paying address.
@@ -156,6 +183,7 @@ impl PayingClient {
                 response: first,
                 receipt: None,
                 paid: None,
+                unknown: None,
             });
         }
         let challenge = read_challenge(first).await?;
@@ -169,7 +197,7 @@ impl PayingClient {
         };
         let choice = self.policy.choose(&offers)?;
         let intent = self.intent(&choice, url, service);
-        let reservation = self.ledger.reserve(&intent)?;
+        let mut reservation = self.ledger.reserve(&intent)?;
         let now = x402_evm::unix_now();
         let (name, value) = match &challenge {
             Challenge::V2(c) => {
@@ -181,6 +209,7 @@ impl PayingClient {
                 )
                 .await
                 .map_err(|e| PayError::Sign(e.to_string()))?;
+                record_authorization(&reservation, &payment.payload)?;
                 (headers::PAYMENT_SIGNATURE, encode_header(&payment))
             }
             Challenge::V1(c) => {
@@ -188,6 +217,7 @@ impl PayingClient {
                     x402_evm::sign_payment_v1(&self.signer, &c.accepts[choice.index], now)
                         .await
                         .map_err(|e| PayError::Sign(e.to_string()))?;
+                record_authorization(&reservation, &payment.payload)?;
                 (headers::X_PAYMENT, encode_header(&payment))
             }
         };
@@ -199,12 +229,15 @@ impl PayingClient {
             reqwest::header::HeaderValue::from_str(&value)
                 .map_err(|e| PayError::Sign(e.to_string()))?,
         );
+        let amount = choice.requirements.amount;
+        let again = retry.try_clone();
         let response = match self.http.execute(retry).await {
             Ok(response) => response,
             Err(error) => {
-                // Sent, answer lost: the payment may have settled. Keep it in the audit.
-                let _ = reservation.fail(&format!("no answer after paying: {error}"), None);
-                return Err(error.into());
+                // Sent, answer lost: the payment may have settled. It stays counted.
+                let detail = format!("sent, no answer: {error}");
+                reservation.mark_unknown(&detail)?;
+                return self.send_again(again, reservation, detail, amount).await;
             }
         };
         let receipt = receipt_of(response.headers());
@@ -216,7 +249,8 @@ impl PayingClient {
                 Ok(PaidResponse {
                     response,
                     receipt,
-                    paid: Some((choice.requirements.amount, id)),
+                    paid: Some((amount, id)),
+                    unknown: None,
                 })
             }
             _ if status.is_success() => {
@@ -225,7 +259,20 @@ impl PayingClient {
                 Ok(PaidResponse {
                     response,
                     receipt,
-                    paid: Some((choice.requirements.amount, id)),
+                    paid: Some((amount, id)),
+                    unknown: None,
+                })
+            }
+            None if status.is_server_error() => {
+                // The server failed and says nothing of the payment: it may have settled
+                // before failing. Hand the answer back; the chain will tell.
+                reservation
+                    .mark_unknown(&format!("the server answered {status} without a receipt"))?;
+                Ok(PaidResponse {
+                    response,
+                    receipt,
+                    paid: None,
+                    unknown: Some(id),
                 })
             }
             _ => {
@@ -249,11 +296,68 @@ impl PayingClient {
                         response,
                         receipt,
                         paid: None,
+                        unknown: None,
                     })
                 }
             }
         }
     }
+
+    /// After a lost answer, sends `again` (the same request with the same payment) once: the
+    /// authorization can settle only once, so a server that settled it answers with the same
+    /// receipt, and one that did not can still settle it. Only a receipt (or a success)
+    /// finishes the `unknown` row; any other answer leaves it for [`Self::reconcile`].
+    async fn send_again(
+        &self,
+        again: Option<reqwest::Request>,
+        reservation: Reservation,
+        detail: String,
+        amount: TokenAmount,
+    ) -> Result<PaidResponse, PayError> {
+        let id = reservation.id();
+        let Some(again) = again else {
+            return Err(PayError::AnswerLost { id, detail });
+        };
+        let response = match self.http.execute(again).await {
+            Ok(response) => response,
+            Err(error) => {
+                return Err(PayError::AnswerLost {
+                    id,
+                    detail: format!("{detail}; the retry with the same payment: {error}"),
+                });
+            }
+        };
+        let receipt = receipt_of(response.headers());
+        match &receipt {
+            Some(r) if r.success => reservation.commit(&r.transaction)?,
+            None if response.status().is_success() => reservation.commit("")?,
+            _ => {
+                let reason = refusal_reason(&response, receipt.as_ref());
+                return Err(PayError::AnswerLost {
+                    id,
+                    detail: format!("{detail}; the retry with the same payment: {reason}"),
+                });
+            }
+        }
+        Ok(PaidResponse {
+            response,
+            receipt,
+            paid: Some((amount, id)),
+            unknown: None,
+        })
+    }
+}
+
+/// Records the nonce and `validBefore` of a signed `exact` payload in the reservation's row.
+fn record_authorization(
+    reservation: &Reservation,
+    payload: &serde_json::Value,
+) -> Result<(), LedgerError> {
+    let Ok(exact) = serde_json::from_value::<x402_evm::ExactEvmPayload>(payload.clone()) else {
+        return Ok(());
+    };
+    let valid_before = u64::try_from(exact.authorization.valid_before).unwrap_or(u64::MAX);
+    reservation.signed(&exact.authorization.nonce.to_string(), valid_before)
 }
 
 async fn read_challenge(response: reqwest::Response) -> Result<Challenge, PayError> {

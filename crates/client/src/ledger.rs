@@ -1,10 +1,16 @@
 //! The payment ledger (SQLite) and the budgets it enforces.
 //!
 //! A payment is *reserved* before anything is signed: in one write transaction the ledger sums
-//! what is reserved or spent in each budget window and refuses a reservation that would cross a
-//! limit. The reservation is then committed (paid, with its transaction hash), marked failed, or
-//! released; a [`Reservation`] dropped unfinished is released. Concurrent payments can
-//! therefore never overspend, and every payment is recorded exactly once.
+//! what is reserved, unknown or spent in each budget window and refuses a reservation that would
+//! cross a limit. Once signed, the row keeps the authorization's nonce and `validBefore`. The
+//! reservation is then committed (paid, with its transaction hash), marked failed, marked
+//! unknown (sent, but the answer was lost), or released; a [`Reservation`] dropped unfinished is
+//! released. Concurrent payments can therefore never overspend, and every payment is recorded
+//! exactly once.
+//!
+//! An `unknown` payment may have settled, so it keeps counting against the budget until
+//! [`Ledger::reconcile`] asks the chain: a used authorization makes it `paid`, an unused one
+//! that can no longer be used (its `validBefore` has passed) makes it `released`.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -95,12 +101,18 @@ pub struct PaymentRecord {
     pub payer: String,
     /// Payee.
     pub pay_to: String,
-    /// Settlement transaction, when paid.
+    /// Settlement transaction, when paid and known.
     pub transaction: Option<String>,
-    /// `reserved`, `paid`, `failed`, `released`.
+    /// `reserved` (not finished yet), `paid`, `failed` (sent, refused, not charged),
+    /// `unknown` (sent, answer lost: may have settled, still counted against the budget) or
+    /// `released` (never sent, or never usable).
     pub status: String,
-    /// Why it failed, when it did.
+    /// Why it failed, was released or is unknown, or how it was reconciled.
     pub detail: Option<String>,
+    /// The EIP-3009 authorization nonce (`0x` + 64 hex), once signed.
+    pub nonce: Option<String>,
+    /// The authorization's `validBefore` (Unix seconds), once signed.
+    pub valid_before: Option<u64>,
 }
 
 /// The ledger: one SQLite file, shared by every clone.
@@ -148,6 +160,16 @@ impl Ledger {
              CREATE INDEX IF NOT EXISTS payments_time ON payments (created_at);
              CREATE TABLE IF NOT EXISTS budget (id INTEGER PRIMARY KEY CHECK (id = 1), json TEXT NOT NULL);",
         )?;
+        // Ledgers written before payments kept their authorization gain the columns.
+        let columns: Vec<String> = db
+            .prepare("SELECT name FROM pragma_table_info('payments')")?
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?;
+        for (column, kind) in [("nonce", "TEXT"), ("valid_before", "INTEGER")] {
+            if !columns.iter().any(|c| c == column) {
+                db.execute_batch(&format!("ALTER TABLE payments ADD COLUMN {column} {kind}"))?;
+            }
+        }
         Ok(Self {
             db: Arc::new(Mutex::new(db)),
         })
@@ -206,7 +228,7 @@ impl Ledger {
             let Some(limit) = limit else { continue };
             let spent: i64 = tx.query_row(
                 "SELECT COALESCE(SUM(micro_usd), 0) FROM payments
-                 WHERE status IN ('reserved', 'paid') AND created_at >= ?1",
+                 WHERE status IN ('reserved', 'unknown', 'paid') AND created_at >= ?1",
                 params![since],
                 |r| r.get(0),
             )?;
@@ -244,27 +266,52 @@ impl Ledger {
         })
     }
 
-    fn finish(
+    /// Moves row `id` to `status` if it is in one of `from` (all statuses when empty).
+    /// Returns whether it moved.
+    pub(crate) fn transition(
         &self,
         id: i64,
+        from: &[&'static str],
         status: &str,
         tx: Option<&str>,
         detail: Option<&str>,
+    ) -> Result<bool, LedgerError> {
+        // `from` holds this module's status names, never input.
+        let guard = if from.is_empty() {
+            String::new()
+        } else {
+            let names: Vec<String> = from.iter().map(|s| format!("'{s}'")).collect();
+            format!(" AND status IN ({})", names.join(", "))
+        };
+        let changed = self.lock().execute(
+            &format!(
+                "UPDATE payments SET status = ?2, tx = COALESCE(?3, tx), detail = ?4 WHERE id = ?1{guard}"
+            ),
+            params![id, status, tx, detail],
+        )?;
+        Ok(changed == 1)
+    }
+
+    fn record_authorization(
+        &self,
+        id: i64,
+        nonce: &str,
+        valid_before: u64,
     ) -> Result<(), LedgerError> {
         self.lock().execute(
-            "UPDATE payments SET status = ?2, tx = COALESCE(?3, tx), detail = ?4 WHERE id = ?1",
-            params![id, status, tx, detail],
+            "UPDATE payments SET nonce = ?2, valid_before = ?3 WHERE id = ?1",
+            params![id, nonce, i64::try_from(valid_before).unwrap_or(i64::MAX)],
         )?;
         Ok(())
     }
 
-    /// Payments since `since` (unix seconds), newest first.
-    pub fn payments(&self, since: i64) -> Result<Vec<PaymentRecord>, LedgerError> {
+    fn select(&self, filter: &str, since: i64) -> Result<Vec<PaymentRecord>, LedgerError> {
         let db = self.lock();
-        let mut statement = db.prepare(
-            "SELECT id, created_at, url, service, amount, micro_usd, asset, network, payer, pay_to, tx, status, detail
-             FROM payments WHERE created_at >= ?1 ORDER BY id DESC",
-        )?;
+        let mut statement = db.prepare(&format!(
+            "SELECT id, created_at, url, service, amount, micro_usd, asset, network, payer, pay_to, tx, status, detail,
+                    nonce, valid_before
+             FROM payments WHERE created_at >= ?1 AND ({filter}) ORDER BY id DESC"
+        ))?;
         let rows = statement.query_map(params![since], |r| {
             Ok(PaymentRecord {
                 id: r.get(0)?,
@@ -280,9 +327,41 @@ impl Ledger {
                 transaction: r.get(10)?,
                 status: r.get(11)?,
                 detail: r.get(12)?,
+                nonce: r.get(13)?,
+                valid_before: r.get::<_, Option<i64>>(14)?.map(|v| v.max(0) as u64),
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Payments since `since` (unix seconds), newest first.
+    pub fn payments(&self, since: i64) -> Result<Vec<PaymentRecord>, LedgerError> {
+        self.select("1", since)
+    }
+
+    /// Payments whose outcome is to be found on chain, oldest last: every `unknown` row, and
+    /// `reserved` rows that were signed and whose `validBefore` passed before `stale_before`
+    /// (their process ended before recording an outcome).
+    pub fn unresolved(&self, stale_before: u64) -> Result<Vec<PaymentRecord>, LedgerError> {
+        let stale_before = i64::try_from(stale_before).unwrap_or(i64::MAX);
+        self.select(
+            &format!(
+                "status = 'unknown' OR (status = 'reserved' AND nonce IS NOT NULL AND valid_before < {stale_before})"
+            ),
+            i64::MIN,
+        )
+    }
+
+    /// Micro-USD still counted against the budget but not known to be paid (`reserved` and
+    /// `unknown` rows) since `since`.
+    pub fn outstanding(&self, since: i64) -> Result<MicroUsd, LedgerError> {
+        let total: i64 = self.lock().query_row(
+            "SELECT COALESCE(SUM(micro_usd), 0) FROM payments
+             WHERE status IN ('reserved', 'unknown') AND created_at >= ?1",
+            params![since],
+            |r| r.get(0),
+        )?;
+        Ok(total as MicroUsd)
     }
 
     /// Micro-USD paid since `since` (unix seconds).
@@ -333,7 +412,7 @@ pub enum TotalsBy {
     Payee,
 }
 
-/// A reserved payment: commit it, fail it, or let it drop (released).
+/// A reserved payment: commit it, fail it, mark it unknown, or let it drop (released).
 #[derive(Debug)]
 pub struct Reservation {
     ledger: Ledger,
@@ -347,26 +426,48 @@ impl Reservation {
         self.id
     }
 
-    /// Paid, settled in `transaction`.
-    pub fn commit(mut self, transaction: &str) -> Result<(), LedgerError> {
-        self.done = true;
-        self.ledger.finish(self.id, "paid", Some(transaction), None)
+    /// Records the signed authorization (its `nonce`, `0x` + 64 hex, and `validBefore`), so
+    /// that the chain can be asked later whether it was used.
+    pub fn signed(&self, nonce: &str, valid_before: u64) -> Result<(), LedgerError> {
+        self.ledger
+            .record_authorization(self.id, nonce, valid_before)
     }
 
-    /// Signed and sent but not paid: kept for the audit, no longer counted.
+    /// Paid, settled in `transaction` (empty when the server gave none). A receipt is the
+    /// best evidence there is, so this applies whatever the row's state.
+    pub fn commit(mut self, transaction: &str) -> Result<(), LedgerError> {
+        self.done = true;
+        self.ledger
+            .transition(self.id, &[], "paid", Some(transaction), None)
+            .map(drop)
+    }
+
+    /// Signed and sent but refused: kept for the audit, no longer counted. Does nothing to a
+    /// row already marked unknown (a refusal after a lost answer proves nothing).
     pub fn fail(mut self, detail: &str, transaction: Option<&str>) -> Result<(), LedgerError> {
         self.done = true;
         self.ledger
-            .finish(self.id, "failed", transaction, Some(detail))
+            .transition(self.id, &["reserved"], "failed", transaction, Some(detail))
+            .map(drop)
+    }
+
+    /// Sent, but whether it settled is not known (the answer was lost): still counted against
+    /// the budget until [`Ledger::reconcile`] or a later receipt settles it. The reservation
+    /// stays usable, so a retry's receipt can still [`commit`](Self::commit) it; dropped, it
+    /// stays unknown.
+    pub fn mark_unknown(&mut self, detail: &str) -> Result<(), LedgerError> {
+        self.ledger
+            .transition(self.id, &["reserved"], "unknown", None, Some(detail))
+            .map(drop)
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         if !self.done
-            && let Err(error) = self
-                .ledger
-                .finish(self.id, "released", None, Some("never sent"))
+            && let Err(error) =
+                self.ledger
+                    .transition(self.id, &["reserved"], "released", None, Some("never sent"))
         {
             tracing::error!(%error, id = self.id, "could not release a budget reservation");
         }
@@ -423,5 +524,142 @@ mod tests {
         assert_eq!(statuses, ["failed", "released", "paid"]);
         assert_eq!(ledger.totals(0, TotalsBy::Payee).unwrap()[0].1, 10);
         assert_eq!(ledger.spent(0).unwrap(), 10);
+    }
+
+    fn status(ledger: &Ledger, id: i64) -> String {
+        let records = ledger.payments(0).unwrap();
+        records.into_iter().find(|r| r.id == id).unwrap().status
+    }
+
+    #[test]
+    fn an_unknown_payment_stays_counted_until_a_receipt_or_reconciliation() {
+        let ledger = Ledger::in_memory().unwrap();
+        ledger
+            .set_budget(&Budget {
+                total: Some(25),
+                ..Budget::default()
+            })
+            .unwrap();
+        let mut lost = ledger.reserve(&intent(10)).unwrap();
+        let lost_id = lost.id();
+        lost.signed(&format!("0x{}", "ab".repeat(32)), 1_700_000_000)
+            .unwrap();
+        lost.mark_unknown("sent, no answer").unwrap();
+        drop(lost);
+        // Dropping it does not release it: it may have settled.
+        assert_eq!(status(&ledger, lost_id), "unknown");
+        let record = &ledger.payments(0).unwrap()[0];
+        assert_eq!(
+            record.nonce.as_deref(),
+            Some(&*format!("0x{}", "ab".repeat(32)))
+        );
+        assert_eq!(record.valid_before, Some(1_700_000_000));
+        assert_eq!(ledger.outstanding(0).unwrap(), 10);
+        assert_eq!(ledger.spent(0).unwrap(), 0);
+        let _second = ledger.reserve(&intent(10)).unwrap();
+        assert!(matches!(
+            ledger.reserve(&intent(10)),
+            Err(LedgerError::BudgetExceeded {
+                limit_name: "total",
+                spent: 20,
+                ..
+            })
+        ));
+
+        // A refusal after a lost answer proves nothing; a receipt does.
+        let mut retried = ledger.reserve(&intent(5)).unwrap();
+        let retried_id = retried.id();
+        retried.mark_unknown("sent, no answer").unwrap();
+        retried.fail("nonce already used", None).unwrap();
+        assert_eq!(status(&ledger, retried_id), "unknown");
+        assert!(matches!(
+            ledger.reserve(&intent(5)),
+            Err(LedgerError::BudgetExceeded { spent: 25, .. })
+        ));
+        drop(_second);
+        let mut again = ledger.reserve(&intent(5)).unwrap();
+        again.mark_unknown("sent, no answer").unwrap();
+        let again_id = again.id();
+        again.commit("0xfeed").unwrap();
+        assert_eq!(status(&ledger, again_id), "paid");
+        assert_eq!(ledger.spent(0).unwrap(), 5);
+
+        // Reconciliation moves only rows still unresolved.
+        assert!(
+            ledger
+                .transition(
+                    lost_id,
+                    &["unknown", "reserved"],
+                    "paid",
+                    None,
+                    Some("used")
+                )
+                .unwrap()
+        );
+        assert!(
+            !ledger
+                .transition(again_id, &["unknown", "reserved"], "released", None, None)
+                .unwrap()
+        );
+        assert_eq!(status(&ledger, again_id), "paid");
+        assert_eq!(ledger.spent(0).unwrap(), 15);
+    }
+
+    #[test]
+    fn unresolved_rows_are_the_unknown_and_the_signed_reservations_long_expired() {
+        let ledger = Ledger::in_memory().unwrap();
+        let nonce = format!("0x{}", "01".repeat(32));
+        let mut unknown = ledger.reserve(&intent(1)).unwrap();
+        unknown.mark_unknown("lost").unwrap();
+        // A reservation whose process ended after signing, expired at 100.
+        let abandoned = ledger.reserve(&intent(1)).unwrap();
+        abandoned.signed(&nonce, 100).unwrap();
+        // One in flight: signed, valid until 10_000.
+        let in_flight = ledger.reserve(&intent(1)).unwrap();
+        in_flight.signed(&nonce, 10_000).unwrap();
+        // One never signed.
+        let unsigned = ledger.reserve(&intent(1)).unwrap();
+        let ids: Vec<i64> = ledger
+            .unresolved(5_000)
+            .unwrap()
+            .iter()
+            .map(|r| r.id)
+            .collect();
+        assert_eq!(ids, [abandoned.id(), unknown.id()]);
+        // Its process never finished it (dropping it here would release it).
+        std::mem::forget(abandoned);
+        drop((unknown, in_flight, unsigned));
+    }
+
+    #[test]
+    fn a_ledger_written_before_authorizations_were_kept_gains_the_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ledger.db");
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(
+            "CREATE TABLE payments (
+                 id INTEGER PRIMARY KEY, created_at INTEGER NOT NULL, url TEXT NOT NULL,
+                 service TEXT, amount TEXT NOT NULL, micro_usd INTEGER NOT NULL,
+                 asset TEXT NOT NULL, network TEXT NOT NULL, payer TEXT NOT NULL,
+                 pay_to TEXT NOT NULL, tx TEXT, status TEXT NOT NULL, detail TEXT);
+             INSERT INTO payments (created_at, url, amount, micro_usd, asset, network, payer, pay_to, tx, status)
+             VALUES (1, 'http://shop/x', '7', 7, 'a', 'eip155:8453', 'p', 'q', '0x1', 'paid');",
+        )
+        .unwrap();
+        drop(old);
+        let ledger = Ledger::open(&path).unwrap();
+        let records = ledger.payments(0).unwrap();
+        assert_eq!(records.len(), 1);
+        assert_eq!(
+            (records[0].nonce.clone(), records[0].valid_before),
+            (None, None)
+        );
+        let reservation = ledger.reserve(&intent(3)).unwrap();
+        reservation.signed("0x02", 9).unwrap();
+        assert_eq!(ledger.payments(0).unwrap()[0].valid_before, Some(9));
+        // Opening it again does not try to add them twice.
+        drop(reservation);
+        drop(ledger);
+        Ledger::open(&path).unwrap();
     }
 }

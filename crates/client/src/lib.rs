@@ -5,12 +5,14 @@
 //!
 //! Budgets are reserved before anything is signed, in one database transaction, so concurrent
 //! calls can never overspend; a reservation is committed with the settlement's transaction
-//! hash, marked failed, or released.
+//! hash, marked failed, marked unknown (sent, answer lost), or released. Unknown payments stay
+//! counted until [`Ledger::reconcile`] reads their authorization's state on chain.
 
 mod balance;
 mod client;
 pub mod ledger;
 mod policy;
+mod reconcile;
 
 pub use balance::{BalanceError, token_balance};
 pub use client::{PaidResponse, PayError, PayingClient};
@@ -18,3 +20,4 @@ pub use ledger::{
     Budget, Ledger, LedgerError, MicroUsd, PaymentIntent, PaymentRecord, Reservation, TotalsBy,
 };
 pub use policy::{Choice, KnownAsset, Policy, PolicyError};
+pub use reconcile::{Outcome, RELEASE_GRACE_SECS, ReconcileError, Reconciled};

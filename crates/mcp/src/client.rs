@@ -51,7 +51,7 @@ pub async fn call_paid_tool(
             amount: None,
         });
     };
-    let (payment, amount, reservation) =
+    let (payment, amount, mut reservation) =
         payer.pay_challenge(&challenge, Some(&params.name)).await?;
     let mut meta = params.meta.clone().unwrap_or_default();
     meta.0.0.insert(
@@ -60,7 +60,14 @@ pub async fn call_paid_tool(
     );
     let mut retry = params;
     retry.meta = Some(meta);
-    let result = peer.call_tool(retry).await?;
+    let result = match peer.call_tool(retry).await {
+        Ok(result) => result,
+        Err(error) => {
+            // Sent, answer lost: it may have settled, so it stays counted until reconciled.
+            let _ = reservation.mark_unknown(&format!("sent, no answer: {error}"));
+            return Err(error.into());
+        }
+    };
     let receipt = result
         .meta
         .as_ref()

@@ -495,7 +495,10 @@ impl GpuTools {
             "balance_usdc": balance,
             "spent_usd": usd(spent),
             "budget_total_usd": budget.total.map(usd),
-            "budget_left_usd": budget.total.map(|t| usd(t.saturating_sub(spent))),
+            // Payments in flight or whose answer was lost count against the budget too.
+            "budget_left_usd": budget.total.map(|t| {
+                usd(t.saturating_sub(spent + ledger.outstanding(0).unwrap_or_default()))
+            }),
             "budget_per_day_usd": budget.per_day.map(usd),
         });
         let summary = format!(
