@@ -5,32 +5,13 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Write};
-use std::path::PathBuf;
+use std::io::Write;
 use std::process::{Command, Stdio};
 
 use alloy::primitives::U256;
 use serde_json::{Value, json};
 use x402_evm::{ExactEvmPayload, unix_now};
 use x402_proto::PaymentRequest;
-
-fn interop_dir() -> PathBuf {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools/interop");
-    assert!(
-        dir.join("../node_modules/@x402/express").exists(),
-        "the official SDKs are not installed: run scripts/install-tools.sh"
-    );
-    dir
-}
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_server_and_client_settle_through_our_facilitator() {
@@ -39,31 +20,8 @@ async fn official_server_and_client_settle_through_our_facilitator() {
         "[auth]\nbearer_token = \"interop-token\"",
     )
     .await;
-    let pay_to = stack.chain.devnet.pay_to().address;
-    let dir = interop_dir();
-
-    let mut server = Command::new("node")
-        .arg(dir.join("express-server.mjs"))
-        .env("FACILITATOR_URL", stack.url())
-        .env("FACILITATOR_TOKEN", "interop-token")
-        .env("PAY_TO", pay_to.to_checksum(None))
-        .env("PRICE", "$0.01")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node runs");
-    let stdout = server.stdout.take().unwrap();
-    let server = KillOnDrop(server);
-    let port = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        line.trim()
-            .strip_prefix("LISTENING ")
-            .unwrap_or_else(|| panic!("express server said {line:?}"))
-            .to_owned()
-    })
-    .await
-    .unwrap();
+    let (server, port) = common::official_express_server(&stack, Some("interop-token")).await;
+    let dir = common::interop_dir();
 
     let before = stack.pay_to_balance().await;
     let payer_key = stack.chain.devnet.payers()[2].signer.to_bytes().to_string();
@@ -139,7 +97,7 @@ async fn our_verify_agrees_with_the_official_facilitator() {
         .iter()
         .map(|(_, request)| serde_json::to_value(request).unwrap())
         .collect();
-    let dir = interop_dir();
+    let dir = common::interop_dir();
     let rpc_url = stack.chain.devnet.rpc_url().to_string();
     let key = stack
         .chain

@@ -160,6 +160,63 @@ impl Stack {
     }
 }
 
+/// The official SDKs' interop scripts (`tools/interop`), checked to be installed.
+pub fn interop_dir() -> std::path::PathBuf {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools/interop");
+    assert!(
+        dir.join("../node_modules/@x402/express").exists(),
+        "the official SDKs are not installed: run scripts/install-tools.sh"
+    );
+    dir
+}
+
+/// A child process killed when dropped.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The official `@x402/express` server (`GET /paid` at $0.01, paid to the devnet's payee)
+/// in front of this stack's facilitator; the server and its port.
+pub async fn official_express_server(stack: &Stack, token: Option<&str>) -> (KillOnDrop, u16) {
+    use std::io::BufRead;
+    let mut command = std::process::Command::new("node");
+    command
+        .arg(interop_dir().join("express-server.mjs"))
+        .env("FACILITATOR_URL", stack.url())
+        .env(
+            "PAY_TO",
+            stack.chain.devnet.pay_to().address.to_checksum(None),
+        )
+        .env("PRICE", "$0.01")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit());
+    if let Some(token) = token {
+        command.env("FACILITATOR_TOKEN", token);
+    }
+    let mut server = command.spawn().expect("node runs");
+    let stdout = server.stdout.take().unwrap();
+    let server = KillOnDrop(server);
+    let port = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        std::io::BufReader::new(stdout)
+            .read_line(&mut line)
+            .unwrap();
+        line.trim()
+            .strip_prefix("LISTENING ")
+            .unwrap_or_else(|| panic!("express server said {line:?}"))
+            .parse()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    (server, port)
+}
+
 /// A TCP proxy that can be cut (connections refused and dropped) and restored: a chain RPC
 /// outage without losing the chain's state.
 pub struct Proxy {
