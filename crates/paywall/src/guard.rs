@@ -43,6 +43,9 @@ impl StoredResponse {
 pub struct Served {
     /// The request it paid for.
     pub request: RequestFingerprint,
+    /// The digest of the authorization that paid (see
+    /// [`authorization_digest`](x402_proto::authorization_digest)).
+    pub authorization: [u8; 32],
     /// The settlement receipt.
     pub receipt: SettleResponse,
     /// The response, when it was small enough to keep (otherwise the handler runs again).
@@ -60,8 +63,15 @@ pub enum Admission {
         /// Whether the clash is on the client's `payment-identifier` (not the payment).
         by_identifier: bool,
     },
-    /// The payment (or the purchase id) already bought a response to this same request.
-    Served(Box<Served>),
+    /// The payment (or the purchase id) already bought a response to this same request. By
+    /// the purchase id, the payment presented may be another one (a retry signed anew): the
+    /// caller checks that it is genuine before answering.
+    Served {
+        /// What was served.
+        served: Box<Served>,
+        /// Whether it was found by the client's `payment-identifier`.
+        by_identifier: bool,
+    },
     /// The payment (or the purchase id) already bought a response to a different request.
     Conflict {
         /// Whether the clash is on the client's `payment-identifier` (not the payment).
@@ -76,12 +86,14 @@ pub struct GuardError(pub String);
 
 /// Where payments in use and paid responses are kept.
 pub trait PaymentGuard: Send + Sync + std::fmt::Debug {
-    /// Decides what to do with `payment` (and the client's `purchase` id, if any) presented
-    /// for `request`. Atomic: of concurrent admissions of one payment, at most one is
-    /// granted.
+    /// Decides what to do with `payment` (its `authorization` digest, and the client's
+    /// `purchase` id, if any) presented for `request`. Atomic: of concurrent admissions of
+    /// one payment, at most one is granted. A served payment answers again only the same
+    /// request with the same authorization; a served purchase id, the same request.
     fn admit<'a>(
         &'a self,
         payment: &'a PaymentId,
+        authorization: &'a [u8; 32],
         purchase: Option<&'a str>,
         request: &'a RequestFingerprint,
     ) -> BoxFuture<'a, Result<Admission, GuardError>>;
@@ -105,14 +117,16 @@ pub struct Lease {
     payment: PaymentId,
     purchase: Option<String>,
     request: RequestFingerprint,
+    authorization: [u8; 32],
     held: bool,
 }
 
 impl Lease {
-    /// Holds a payment that `guard` granted for `request`.
+    /// Holds a payment (with its authorization digest) that `guard` granted for `request`.
     pub fn new(
         guard: Arc<dyn PaymentGuard>,
         payment: PaymentId,
+        authorization: [u8; 32],
         purchase: Option<String>,
         request: RequestFingerprint,
     ) -> Self {
@@ -121,6 +135,7 @@ impl Lease {
             payment,
             purchase,
             request,
+            authorization,
             held: true,
         }
     }
@@ -134,6 +149,7 @@ impl Lease {
         self.held = false;
         let served = Served {
             request: self.request,
+            authorization: self.authorization,
             receipt,
             response,
         };
@@ -243,6 +259,7 @@ impl MemoryGuard {
     fn admit_now(
         &self,
         payment: &PaymentId,
+        authorization: &[u8; 32],
         purchase: Option<&str>,
         request: &RequestFingerprint,
     ) -> Admission {
@@ -254,8 +271,13 @@ impl MemoryGuard {
         for key in keys.iter().rev() {
             let by_identifier = key.starts_with("purchase:");
             if let Some((_, served)) = state.served.get(key) {
-                return if served.request == *request {
-                    Admission::Served(Box::new(Served::clone(served)))
+                let same = served.request == *request
+                    && (by_identifier || served.authorization == *authorization);
+                return if same {
+                    Admission::Served {
+                        served: Box::new(Served::clone(served)),
+                        by_identifier,
+                    }
                 } else {
                     Admission::Conflict { by_identifier }
                 };
@@ -279,10 +301,11 @@ impl PaymentGuard for MemoryGuard {
     fn admit<'a>(
         &'a self,
         payment: &'a PaymentId,
+        authorization: &'a [u8; 32],
         purchase: Option<&'a str>,
         request: &'a RequestFingerprint,
     ) -> BoxFuture<'a, Result<Admission, GuardError>> {
-        Box::pin(async move { Ok(self.admit_now(payment, purchase, request)) })
+        Box::pin(async move { Ok(self.admit_now(payment, authorization, purchase, request)) })
     }
 
     fn record<'a>(
@@ -340,9 +363,18 @@ mod tests {
         purchase: Option<&str>,
         request: RequestFingerprint,
     ) -> Lease {
-        let admission = guard.admit(&payment, purchase, &request).await.unwrap();
+        let admission = guard
+            .admit(&payment, &AUTH, purchase, &request)
+            .await
+            .unwrap();
         assert!(matches!(admission, Admission::Granted), "{admission:?}");
-        Lease::new(guard.clone(), payment, purchase.map(str::to_owned), request)
+        Lease::new(
+            guard.clone(),
+            payment,
+            AUTH,
+            purchase.map(str::to_owned),
+            request,
+        )
     }
 
     fn receipt() -> SettleResponse {
@@ -366,6 +398,19 @@ mod tests {
         }
     }
 
+    const AUTH: [u8; 32] = [7; 32];
+
+    impl MemoryGuard {
+        async fn admit_test(
+            &self,
+            payment: &PaymentId,
+            purchase: Option<&str>,
+            request: &RequestFingerprint,
+        ) -> Result<Admission, GuardError> {
+            self.admit(payment, &AUTH, purchase, request).await
+        }
+    }
+
     fn id(n: u8) -> PaymentId {
         PaymentId::from_parts(["exact", "eip155:8453", &n.to_string()])
     }
@@ -375,14 +420,14 @@ mod tests {
         let guard = guard(ResponseCacheConfig::default());
         let lease = grant(&guard, id(1), None, [1; 32]).await;
         assert!(matches!(
-            guard.admit(&id(1), None, &[2; 32]).await.unwrap(),
+            guard.admit_test(&id(1), None, &[2; 32]).await.unwrap(),
             Admission::InUse {
                 by_identifier: false
             }
         ));
         drop(lease);
         assert!(matches!(
-            guard.admit(&id(1), None, &[2; 32]).await.unwrap(),
+            guard.admit_test(&id(1), None, &[2; 32]).await.unwrap(),
             Admission::Granted
         ));
     }
@@ -395,15 +440,22 @@ mod tests {
             .served(receipt(), Some(response("paid")))
             .await
             .unwrap();
-        match guard.admit(&id(1), None, &[1; 32]).await.unwrap() {
-            Admission::Served(served) => {
+        match guard.admit_test(&id(1), None, &[1; 32]).await.unwrap() {
+            Admission::Served { served, .. } => {
                 assert_eq!(served.response.unwrap().body, "paid");
                 assert_eq!(served.receipt.transaction, "0xtx");
             }
             other => panic!("expected the stored answer, got {other:?}"),
         }
         assert!(matches!(
-            guard.admit(&id(1), None, &[9; 32]).await.unwrap(),
+            guard.admit_test(&id(1), None, &[9; 32]).await.unwrap(),
+            Admission::Conflict {
+                by_identifier: false
+            }
+        ));
+        // Same nonce, same request, another authorization: a forgery of the nonce.
+        assert!(matches!(
+            guard.admit(&id(1), &[8; 32], None, &[1; 32]).await.unwrap(),
             Admission::Conflict {
                 by_identifier: false
             }
@@ -416,7 +468,7 @@ mod tests {
         let lease = grant(&guard, id(1), Some("pay_0123456789abcdef"), [1; 32]).await;
         assert!(matches!(
             guard
-                .admit(&id(2), Some("pay_0123456789abcdef"), &[1; 32])
+                .admit_test(&id(2), Some("pay_0123456789abcdef"), &[1; 32])
                 .await
                 .unwrap(),
             Admission::InUse {
@@ -429,14 +481,14 @@ mod tests {
             .unwrap();
         assert!(matches!(
             guard
-                .admit(&id(2), Some("pay_0123456789abcdef"), &[1; 32])
+                .admit_test(&id(2), Some("pay_0123456789abcdef"), &[1; 32])
                 .await
                 .unwrap(),
-            Admission::Served(_)
+            Admission::Served { .. }
         ));
         assert!(matches!(
             guard
-                .admit(&id(3), Some("pay_0123456789abcdef"), &[7; 32])
+                .admit_test(&id(3), Some("pay_0123456789abcdef"), &[7; 32])
                 .await
                 .unwrap(),
             Admission::Conflict {
@@ -460,24 +512,24 @@ mod tests {
         assert!(guard.lock().bytes <= 2_000, "{}", guard.lock().bytes);
         // The newest is still there; the oldest was evicted for room.
         assert!(matches!(
-            guard.admit(&id(9), None, &[9; 32]).await.unwrap(),
-            Admission::Served(_)
+            guard.admit_test(&id(9), None, &[9; 32]).await.unwrap(),
+            Admission::Served { .. }
         ));
         assert!(matches!(
-            guard.admit(&id(0), None, &[0; 32]).await.unwrap(),
+            guard.admit_test(&id(0), None, &[0; 32]).await.unwrap(),
             Admission::Granted
         ));
         // Too large to keep: recorded as served without the body.
         let lease = grant(&guard, id(20), None, [20; 32]).await;
         let body: &'static str = Box::leak("y".repeat(700).into_boxed_str());
         lease.served(receipt(), Some(response(body))).await.unwrap();
-        match guard.admit(&id(20), None, &[20; 32]).await.unwrap() {
-            Admission::Served(served) => assert!(served.response.is_none()),
+        match guard.admit_test(&id(20), None, &[20; 32]).await.unwrap() {
+            Admission::Served { served, .. } => assert!(served.response.is_none()),
             other => panic!("{other:?}"),
         }
         tokio::time::sleep(Duration::from_millis(60)).await;
         assert!(matches!(
-            guard.admit(&id(20), None, &[20; 32]).await.unwrap(),
+            guard.admit_test(&id(20), None, &[20; 32]).await.unwrap(),
             Admission::Granted
         ));
     }

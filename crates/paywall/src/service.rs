@@ -15,8 +15,8 @@ use tokio::sync::watch;
 use tower::{Layer, Service, ServiceExt};
 use x402_proto::{
     BoxFuture, Facilitator, FacilitatorError, IdempotencyKey, PaymentPayload, PaymentRequest,
-    ReasonCode, SettleResponse, decode_header, headers, payment_identifier, request_fingerprint,
-    requirements_match, v1,
+    ReasonCode, SettleResponse, authorization_digest, decode_header, headers, payment_identifier,
+    request_fingerprint, requirements_match, v1,
 };
 
 use crate::guard::{
@@ -307,18 +307,46 @@ where
     // 3. One payment, one response: a payment in use or spent on another request is
     // refused; one spent on this same request gets its answer again.
     let fingerprint = fingerprint(&parts, passthrough.is_none().then_some(&body));
+    let authorization = authorization_digest(first);
     let guard = &inner_state.guard;
     let lease = match guard
-        .admit(&payment_id, purchase.as_deref(), &fingerprint)
+        .admit(
+            &payment_id,
+            &authorization,
+            purchase.as_deref(),
+            &fingerprint,
+        )
         .await
     {
         Ok(Admission::Granted) => Lease::new(
             guard.clone(),
             payment_id.clone(),
+            authorization,
             purchase.clone(),
             fingerprint,
         ),
-        Ok(Admission::Served(served)) => {
+        Ok(Admission::Served {
+            served,
+            by_identifier,
+        }) => {
+            if by_identifier && served.authorization != authorization {
+                // A retry of a purchase, signed anew: it must be a genuine payment by the
+                // payer who bought it (it is not settled; the purchase is paid already).
+                let payer = served.receipt.payer.clone().unwrap_or_default();
+                match verify(inner_state, candidates.clone(), receipt).await {
+                    Ok(verified) if verified.payer.eq_ignore_ascii_case(&payer) => {}
+                    Ok(_) => {
+                        return conflict(
+                            "this payment identifier was bought by another payer; use a new \
+                             identifier",
+                        );
+                    }
+                    Err(Refusal::Unavailable(error)) => return response::unavailable(&error),
+                    Err(Refusal::Invalid { message, .. }) => {
+                        return challenge.respond(&message, &parts.headers, None);
+                    }
+                }
+            }
             tracing::info!(payment = %payment_id, "a paid request came again; answering it again");
             return match served.response {
                 Some(stored) => replay(stored),
@@ -445,7 +473,8 @@ const NO_MATCH: &str = "No matching payment requirements: the payment does not m
 const IN_USE: &str = "payment_in_use: this payment is being used by another request right \
     now; one payment buys one response, sign a new payment";
 const SPENT_ELSEWHERE: &str = "payment_already_used: this payment already bought the response \
-    to a different request (method, path or body); sign a new payment for this one";
+    to a different request (method, path or body), or another authorization with its nonce \
+    did; sign a new payment for this one";
 
 /// The offers a payment may be meant for, each as a request to the facilitator.
 fn candidates(

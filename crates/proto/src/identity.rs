@@ -133,6 +133,42 @@ fn canonical_json(value: &Value) -> String {
     out
 }
 
+/// A digest of everything a payment authorizes, normalized: for `exact` on EVM the
+/// authorization's fields as numbers and addresses and the signature's bytes, so encodings of
+/// one authorization share it and any other authorization (another value, another signature)
+/// differs; for other schemes the payload with sorted keys. Two payments with one
+/// [`PaymentId`] but different digests are a genuine payment and a forgery of its nonce.
+pub fn authorization_digest(request: &PaymentRequest) -> [u8; 32] {
+    let payload = request.payload();
+    let requirements = request.requirements();
+    if requirements.scheme == Scheme::EXACT
+        && let Some(auth) = payload.get("authorization")
+    {
+        let field = |name: &str| auth.get(name).and_then(Value::as_str).map(str::trim);
+        let hex_bytes = |text: Option<&str>| {
+            text.map(|t| {
+                t.strip_prefix("0x")
+                    .or_else(|| t.strip_prefix("0X"))
+                    .unwrap_or(t)
+            })
+            .map(str::to_ascii_lowercase)
+        };
+        let normalized = serde_json::json!({
+            "from": hex_bytes(field("from")),
+            "to": hex_bytes(field("to")),
+            "value": field("value").and_then(|v| v.parse::<alloy_primitives::U256>().ok()).map(|v| v.to_string()),
+            "validAfter": field("validAfter").and_then(|v| v.parse::<alloy_primitives::U256>().ok()).map(|v| v.to_string()),
+            "validBefore": field("validBefore").and_then(|v| v.parse::<alloy_primitives::U256>().ok()).map(|v| v.to_string()),
+            "nonce": hex_bytes(field("nonce")),
+            "signature": hex_bytes(payload.get("signature").and_then(Value::as_str).map(str::trim)),
+            "asset": requirements.asset.to_ascii_lowercase(),
+            "network": requirements.network.as_str(),
+        });
+        return keccak256(canonical_json(&normalized).as_bytes()).0;
+    }
+    keccak256(canonical_json(payload).as_bytes()).0
+}
+
 /// A digest of the parts of a request, each length-prefixed so that moving bytes from one part
 /// to the next gives another digest. The paywall fingerprints method, path and body with it.
 pub fn request_fingerprint(parts: &[&[u8]]) -> [u8; 32] {
@@ -387,6 +423,23 @@ mod tests {
         assert_eq!(
             PaymentId::derive(&a).unwrap(),
             PaymentId::derive(&b).unwrap()
+        );
+    }
+
+    #[test]
+    fn the_authorization_digest_ignores_encoding_and_sees_every_signed_field() {
+        let nonce = "0xabcdef0000000000000000000000000000000000000000000000000000000001";
+        let from = "0x857b06519E91e3A54538791bDbb0E22373e36b66";
+        let base = authorization_digest(&request(exact_payload("0xdead", nonce, from)));
+        let mut loud = exact_payload("0xDEAD", nonce, &from.to_lowercase());
+        loud["extra"] = json!(1);
+        assert_eq!(base, authorization_digest(&request(loud)));
+        let mut other_value = exact_payload("0xdead", nonce, from);
+        other_value["authorization"]["value"] = json!("0");
+        assert_ne!(base, authorization_digest(&request(other_value)));
+        assert_ne!(
+            base,
+            authorization_digest(&request(exact_payload("0xbeef", nonce, from)))
         );
     }
 

@@ -26,8 +26,8 @@ pub use facilitator::{
     VerifyResponse,
 };
 pub use identity::{
-    IdempotencyKey, IdempotencyKeyError, PaymentId, PaymentIdError, payment_identifier,
-    request_fingerprint,
+    IdempotencyKey, IdempotencyKeyError, PaymentId, PaymentIdError, authorization_digest,
+    payment_identifier, request_fingerprint,
 };
 pub use matching::{extra_contains, requirements_match};
 pub use names::{Network, ReasonCode, Scheme};
