@@ -169,6 +169,8 @@ pub(crate) fn facilitator_config(
             rpc_url: devnet.rpc_url().clone(),
             block_time_ms: block_time.map(|s| s * 1000),
             assets: None,
+            // The devnet's own smart-wallet factory, so counterfactual wallets can pay in dev.
+            eip6492_allowed_factories: vec![devnet.wallet_factory()],
         }],
     }
 }
