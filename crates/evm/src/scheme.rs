@@ -356,7 +356,8 @@ impl ExactEvmScheme {
             }
         } else if offline.ecdsa_ok {
             reads.simulation
-        } else if offline.signature.inner.len() != 65 {
+        } else if offline.signature.inner.len() > 65 {
+            // Longer than ECDSA: a smart-wallet signature for an address without a wallet.
             return Err(VerifyError::UndeployedSmartWallet { payer });
         } else {
             return Err(VerifyError::InvalidSignature { payer });
