@@ -276,6 +276,27 @@ impl SmartWallet {
     }
 }
 
+impl SmartWallet {
+    /// The `PAYMENT-SIGNATURE` header value that pays the first option of a v2 challenge
+    /// from this wallet, ERC-6492 wrapped when `counterfactual`.
+    pub fn pay_challenge(&self, challenge: &v2::PaymentRequired, counterfactual: bool) -> String {
+        let requirements = &challenge.accepts[0];
+        let exact = if counterfactual {
+            self.counterfactual_payment(requirements)
+        } else {
+            self.payment(requirements)
+        };
+        let payment = v2::PaymentPayload {
+            x402_version: V2::default(),
+            resource: Some(challenge.resource.clone()),
+            accepted: requirements.clone(),
+            payload: serde_json::to_value(&exact).expect("payload serializes"),
+            extensions: None,
+        };
+        x402_proto::encode_header(&payment)
+    }
+}
+
 /// Which protocol version a test client pays with.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wire {
