@@ -18,7 +18,10 @@ fn artifacts_record_the_hash_of_their_source() {
         (TOKEN_ARTIFACT, "contracts/src/X402Token.sol"),
         (MULTICALL3_ARTIFACT, "contracts/src/Multicall3.sol"),
         (WALLET_ARTIFACT, "contracts/src/X402Wallet.sol"),
-        (WALLET_FACTORY_ARTIFACT, "contracts/src/X402WalletFactory.sol"),
+        (
+            WALLET_FACTORY_ARTIFACT,
+            "contracts/src/X402WalletFactory.sol",
+        ),
     ] {
         let artifact = Artifact::parse(artifact).unwrap();
         let bytes = std::fs::read(repo_root().join(source)).unwrap();

@@ -18,11 +18,10 @@ use crate::abi::IEip3009;
 use crate::chain::{ChainConfig, poll_interval_for};
 use crate::error::VerifyError;
 use crate::payload::{Authorization, ExactEvmPayload, authorization_digest, eip712_domain};
-use crate::smart_wallet::{
-    Erc6492Deployment, IErc1271, IMulticall3, MULTICALL3_ADDRESS, PayerSignature,
-    is_erc1271_magic,
-};
 use crate::sender::SenderState;
+use crate::smart_wallet::{
+    Erc6492Deployment, IErc1271, IMulticall3, MULTICALL3_ADDRESS, PayerSignature, is_erc1271_magic,
+};
 use crate::{VALID_BEFORE_BUFFER_SECS, unix_now};
 
 /// The EIP-712 domain values carried in `extra`.

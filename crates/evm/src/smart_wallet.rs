@@ -76,15 +76,13 @@ impl PayerSignature {
                 deployment: None,
             });
         };
-        let (factory, factory_calldata, inner) =
-            <(Address, Bytes, Bytes)>::abi_decode_params(body)
-                .map_err(|e| Erc6492DecodeError(e.to_string()))?;
-        let deployment = (!factory.is_zero() && !factory_calldata.is_empty()).then_some(
-            Erc6492Deployment {
+        let (factory, factory_calldata, inner) = <(Address, Bytes, Bytes)>::abi_decode_params(body)
+            .map_err(|e| Erc6492DecodeError(e.to_string()))?;
+        let deployment =
+            (!factory.is_zero() && !factory_calldata.is_empty()).then_some(Erc6492Deployment {
                 factory,
                 factory_calldata,
-            },
-        );
+            });
         Ok(Self { inner, deployment })
     }
 }

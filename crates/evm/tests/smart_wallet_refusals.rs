@@ -18,7 +18,11 @@ async fn a_wallet_whose_is_valid_signature_refuses_is_rejected() {
     // Deployed: another key signs for the wallet, and the wallet says no.
     let wallet = SmartWallet::deployed(devnet, &owner).await;
     devnet
-        .mint(devnet.token().address, wallet.address, TokenAmount::from_atomic(5_000))
+        .mint(
+            devnet.token().address,
+            wallet.address,
+            TokenAmount::from_atomic(5_000),
+        )
         .await
         .unwrap();
     let forged = wallet.signing_with(&intruder);
@@ -26,7 +30,10 @@ async fn a_wallet_whose_is_valid_signature_refuses_is_rejected() {
     let request = v2_request(&forged.payment(&requirements), &requirements);
     let verdict = facilitator.verify(&request).await.unwrap();
     assert!(!verdict.is_valid);
-    assert_eq!(verdict.invalid_reason, Some(ReasonCode::EXACT_EVM_SIGNATURE));
+    assert_eq!(
+        verdict.invalid_reason,
+        Some(ReasonCode::EXACT_EVM_SIGNATURE)
+    );
     assert!(
         verdict
             .invalid_message
@@ -44,7 +51,10 @@ async fn a_wallet_whose_is_valid_signature_refuses_is_rejected() {
         .signing_with(&intruder);
     let request = v2_request(&unborn.counterfactual_payment(&requirements), &requirements);
     let verdict = facilitator.verify(&request).await.unwrap();
-    assert_eq!(verdict.invalid_reason, Some(ReasonCode::EXACT_EVM_SIGNATURE));
+    assert_eq!(
+        verdict.invalid_reason,
+        Some(ReasonCode::EXACT_EVM_SIGNATURE)
+    );
     assert!(!devnet.has_code(unborn.address).await.unwrap());
 
     assert_eq!(chain.facilitator_tx_count().await, sent_before);
@@ -55,17 +65,28 @@ async fn a_factory_outside_the_allow_list_is_refused() {
     let chain = Chain::start().await;
     let devnet = &chain.devnet;
     // A second copy of the very same factory: only its address differs from the allowed one.
-    let other_factory = "0x0000000000000000000000000000000000c0ffee".parse().unwrap();
+    let other_factory = "0x0000000000000000000000000000000000c0ffee"
+        .parse()
+        .unwrap();
     let factory_code = x402_devnet::Artifact::parse(x402_devnet::WALLET_FACTORY_ARTIFACT)
         .unwrap()
         .deployed_bytecode;
     devnet.set_code(other_factory, factory_code).await.unwrap();
-    assert!(!chain.scheme.eip6492_allowed_factories().contains(&other_factory));
+    assert!(
+        !chain
+            .scheme
+            .eip6492_allowed_factories()
+            .contains(&other_factory)
+    );
 
     let owner = devnet.payers()[0].signer.clone();
     let wallet = SmartWallet::counterfactual_from(devnet, other_factory, &owner).await;
     devnet
-        .mint(devnet.token().address, wallet.address, TokenAmount::from_atomic(1_000))
+        .mint(
+            devnet.token().address,
+            wallet.address,
+            TokenAmount::from_atomic(1_000),
+        )
         .await
         .unwrap();
     let facilitator = ExactEvmFacilitator::new(chain.scheme.clone());
@@ -110,7 +131,10 @@ async fn an_undeployed_wallet_without_erc6492_data_is_rejected() {
     // A 65-byte owner signature for a codeless wallet address: ECDSA decides, and fails.
     let request = v2_request(&wallet.payment(&requirements), &requirements);
     let verdict = facilitator.verify(&request).await.unwrap();
-    assert_eq!(verdict.invalid_reason, Some(ReasonCode::EXACT_EVM_SIGNATURE));
+    assert_eq!(
+        verdict.invalid_reason,
+        Some(ReasonCode::EXACT_EVM_SIGNATURE)
+    );
 
     // A smart-wallet (non-ECDSA) signature with nothing to deploy the wallet from.
     let mut payload = wallet.payment(&requirements);

@@ -14,7 +14,11 @@ async fn a_deployed_erc1271_wallet_pays() {
     let owner = devnet.payers()[0].signer.clone();
     let wallet = SmartWallet::deployed(devnet, &owner).await;
     devnet
-        .mint(devnet.token().address, wallet.address, TokenAmount::from_atomic(50_000))
+        .mint(
+            devnet.token().address,
+            wallet.address,
+            TokenAmount::from_atomic(50_000),
+        )
         .await
         .unwrap();
     let pay_to = devnet.pay_to().address;
@@ -43,7 +47,10 @@ async fn a_deployed_erc1271_wallet_pays() {
     assert!(receipt.success, "{receipt:?}");
 
     assert_eq!(chain.balance(wallet.address).await, U256::from(10_000));
-    assert_eq!(chain.balance(pay_to).await, pay_to_before + U256::from(40_000));
+    assert_eq!(
+        chain.balance(pay_to).await,
+        pay_to_before + U256::from(40_000)
+    );
     // The owner key only signed: its own balance did not move.
     assert_eq!(chain.balance(owner.address()).await, owner_before);
 }
@@ -56,7 +63,11 @@ async fn an_erc6492_counterfactual_wallet_pays_and_is_deployed_by_settlement() {
     let wallet = SmartWallet::counterfactual(devnet, &owner).await;
     // Money can be sent to the wallet's address before it exists.
     devnet
-        .mint(devnet.token().address, wallet.address, TokenAmount::from_atomic(8_000))
+        .mint(
+            devnet.token().address,
+            wallet.address,
+            TokenAmount::from_atomic(8_000),
+        )
         .await
         .unwrap();
     assert!(!devnet.has_code(wallet.address).await.unwrap());
@@ -75,7 +86,10 @@ async fn an_erc6492_counterfactual_wallet_pays_and_is_deployed_by_settlement() {
     assert!(receipt.success, "{receipt:?}");
     assert!(devnet.has_code(wallet.address).await.unwrap());
     assert_eq!(chain.balance(wallet.address).await, U256::from(1_000));
-    assert_eq!(chain.balance(pay_to).await, pay_to_before + U256::from(7_000));
+    assert_eq!(
+        chain.balance(pay_to).await,
+        pay_to_before + U256::from(7_000)
+    );
 
     // Once deployed, the wallet still pays with ERC-6492 signatures: the wrapper is
     // stripped and its factory call is not needed (nor sent) any more.
@@ -84,5 +98,8 @@ async fn an_erc6492_counterfactual_wallet_pays_and_is_deployed_by_settlement() {
     let receipt = facilitator.settle(&request).await.unwrap();
     assert!(receipt.success, "{receipt:?}");
     assert_eq!(chain.balance(wallet.address).await, U256::ZERO);
-    assert_eq!(chain.balance(pay_to).await, pay_to_before + U256::from(8_000));
+    assert_eq!(
+        chain.balance(pay_to).await,
+        pay_to_before + U256::from(8_000)
+    );
 }

@@ -37,7 +37,11 @@ async fn erc1271_and_erc6492_wallets_pay_through_the_facilitator() {
     let unborn = SmartWallet::counterfactual(devnet, &owner).await;
     for wallet in [&deployed, &unborn] {
         devnet
-            .mint(devnet.token().address, wallet.address, TokenAmount::from_atomic(3_000))
+            .mint(
+                devnet.token().address,
+                wallet.address,
+                TokenAmount::from_atomic(3_000),
+            )
             .await
             .unwrap();
     }
@@ -80,7 +84,11 @@ async fn refusing_wallets_and_unlisted_factories_get_the_official_codes() {
         .await
         .signing_with(&intruder);
     devnet
-        .mint(devnet.token().address, refusing.address, TokenAmount::from_atomic(1_000))
+        .mint(
+            devnet.token().address,
+            refusing.address,
+            TokenAmount::from_atomic(1_000),
+        )
         .await
         .unwrap();
     let unlisted = SmartWallet::counterfactual(devnet, &owner).await;
@@ -90,7 +98,10 @@ async fn refusing_wallets_and_unlisted_factories_get_the_official_codes() {
             "invalid_exact_evm_signature",
         ),
         (
-            v2_request(&unlisted.counterfactual_payment(&requirements), &requirements),
+            v2_request(
+                &unlisted.counterfactual_payment(&requirements),
+                &requirements,
+            ),
             "eip6492_factory_not_allowed",
         ),
     ];
