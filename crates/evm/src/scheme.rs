@@ -59,6 +59,8 @@ pub struct VerifiedPayment {
     settle_signature: Bytes,
     /// Set when the payer was an undeployed wallet: settlement deploys it first.
     deployment: Option<Erc6492Deployment>,
+    /// Whether the payer is a contract (or will be, once deployed): ERC-1271 costs gas.
+    contract_payer: bool,
 }
 
 impl VerifiedPayment {
@@ -106,6 +108,11 @@ impl VerifiedPayment {
     /// deployed at verification: settlement deploys it and pays in one transaction.
     pub fn wallet_deployment(&self) -> Option<&Erc6492Deployment> {
         self.deployment.as_ref()
+    }
+
+    /// Whether the payer is a smart-contract wallet (deployed, or deployed by settlement).
+    pub fn is_contract_payer(&self) -> bool {
+        self.contract_payer
     }
 }
 
@@ -384,6 +391,7 @@ impl ExactEvmScheme {
             asset: offline.asset,
             settle_signature: offline.signature.inner,
             payload: offline.payload,
+            contract_payer: deployed || deployment.is_some(),
             deployment,
         })
     }

@@ -365,10 +365,10 @@ impl SendSlot<'_> {
         // mined revert, reported with its hash).
         let gas_limit = if payment.wallet_deployment().is_some() {
             DEPLOY_AND_TRANSFER_GAS_LIMIT
-        } else if payment.payload().signature.len() == 65 {
-            ECDSA_TRANSFER_GAS_LIMIT
-        } else {
+        } else if payment.is_contract_payer() {
             CONTRACT_WALLET_TRANSFER_GAS_LIMIT
+        } else {
+            ECDSA_TRANSFER_GAS_LIMIT
         };
         let (to, input) = settlement_call(payment);
         let request = TransactionRequest::default()
