@@ -23,7 +23,7 @@ const outDir = join(here, "out");
 const require = createRequire(join(here, "..", "tools", "package.json"));
 
 const EXPECTED_SOLC = "0.8.37";
-const CONTRACTS = ["X402Token", "Multicall3"];
+const CONTRACTS = ["X402Token", "Multicall3", "X402Wallet", "X402WalletFactory"];
 
 function fail(message) {
   console.error(`build.mjs: ${message}`);

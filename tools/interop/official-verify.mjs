@@ -8,6 +8,8 @@
 //   FACILITATOR_PRIVATE_KEY  required, 0x-prefixed 32-byte hex key (the facilitator's signer)
 //   NETWORK                  default "eip155:8453" (CAIP-2 network the scheme is registered for)
 //   CHAIN_ID                 default 8453 (chain id of the viem chain used for RPC)
+//   EIP6492_ALLOWED_FACTORIES  optional, comma-separated factory addresses the scheme allows
+//                            for counterfactual (ERC-6492) payers (its eip6492AllowedFactories)
 //
 // stdin:  a JSON array of {"paymentPayload": ..., "paymentRequirements": ...} (x402 v2 shapes,
 //         what a /verify request body carries; other fields such as x402Version are ignored).
@@ -71,7 +73,14 @@ const signer = toFacilitatorEvmSigner({
   writeContract: refuse,
   sendTransaction: refuse,
 });
-const facilitator = new x402Facilitator().register(network, new ExactEvmScheme(signer));
+const eip6492AllowedFactories = (process.env.EIP6492_ALLOWED_FACTORIES || "")
+  .split(",")
+  .map((a) => a.trim())
+  .filter((a) => a.length > 0);
+const facilitator = new x402Facilitator().register(
+  network,
+  new ExactEvmScheme(signer, { eip6492AllowedFactories }),
+);
 
 const results = [];
 for (const [i, item] of input.entries()) {

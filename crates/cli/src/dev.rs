@@ -59,6 +59,8 @@ struct DevState {
     payer_private_keys: Vec<String>,
     payer_addresses: Vec<String>,
     facilitator_address: String,
+    /// The smart-wallet factory the facilitator allows for ERC-6492 payers.
+    wallet_factory: String,
     facilitator_url: String,
     gateway_url: String,
     anvil_pid: Option<u32>,
@@ -120,6 +122,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             .map(|a| a.address.to_checksum(None))
             .collect(),
         facilitator_address: devnet.facilitator().address.to_checksum(None),
+        wallet_factory: devnet.wallet_factory().to_checksum(None),
         facilitator_url: facilitator.url(),
         gateway_url: gateway.url(),
         anvil_pid: devnet.anvil_pid(),
@@ -169,6 +172,8 @@ pub(crate) fn facilitator_config(
             rpc_url: devnet.rpc_url().clone(),
             block_time_ms: block_time.map(|s| s * 1000),
             assets: None,
+            // The devnet's own smart-wallet factory, so counterfactual wallets can pay in dev.
+            eip6492_allowed_factories: vec![devnet.wallet_factory()],
         }],
     }
 }

@@ -6,6 +6,10 @@ use serde::Deserialize;
 /// Where Multicall3 lives on every chain that has it (and on our devnet).
 pub const MULTICALL3_ADDRESS: Address = address!("cA11bde05977b3631167028862bE2a173976CA11");
 
+/// Where the devnet places [`WALLET_FACTORY_ARTIFACT`] (an address of our choosing; the
+/// factory has no constructor, so its runtime code works anywhere).
+pub const WALLET_FACTORY_ADDRESS: Address = address!("4020000000000000000000000000000000006492");
+
 /// A compiled contract.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -24,6 +28,11 @@ pub struct Artifact {
 pub const TOKEN_ARTIFACT: &str = include_str!("../../../contracts/out/X402Token.json");
 /// Our Multicall3-compatible contract (`contracts/src/Multicall3.sol`).
 pub const MULTICALL3_ARTIFACT: &str = include_str!("../../../contracts/out/Multicall3.json");
+/// Our minimal ERC-1271 smart wallet (`contracts/src/X402Wallet.sol`).
+pub const WALLET_ARTIFACT: &str = include_str!("../../../contracts/out/X402Wallet.json");
+/// The CREATE2 factory of [`WALLET_ARTIFACT`] wallets (`contracts/src/X402WalletFactory.sol`).
+pub const WALLET_FACTORY_ARTIFACT: &str =
+    include_str!("../../../contracts/out/X402WalletFactory.json");
 
 impl Artifact {
     /// Parses one of the committed artifacts.
@@ -38,7 +47,12 @@ mod tests {
 
     #[test]
     fn committed_artifacts_parse_and_hold_runtime_code() {
-        for json in [TOKEN_ARTIFACT, MULTICALL3_ARTIFACT] {
+        for json in [
+            TOKEN_ARTIFACT,
+            MULTICALL3_ARTIFACT,
+            WALLET_ARTIFACT,
+            WALLET_FACTORY_ARTIFACT,
+        ] {
             let artifact = Artifact::parse(json).unwrap();
             assert!(
                 artifact.deployed_bytecode.len() > 1000,

@@ -12,7 +12,10 @@ use alloy::transports::http::reqwest::Url;
 use x402_proto::{Network, TokenAmount};
 
 use crate::anvil::{AnvilProcess, find_anvil};
-use crate::artifacts::{Artifact, MULTICALL3_ADDRESS, MULTICALL3_ARTIFACT, TOKEN_ARTIFACT};
+use crate::artifacts::{
+    Artifact, MULTICALL3_ADDRESS, MULTICALL3_ARTIFACT, TOKEN_ARTIFACT, WALLET_FACTORY_ADDRESS,
+    WALLET_FACTORY_ARTIFACT,
+};
 
 alloy::sol! {
     interface IDevToken {
@@ -20,6 +23,11 @@ alloy::sol! {
         function mint(address to, uint256 amount) external;
         function balanceOf(address account) external view returns (uint256);
         function authorizationState(address authorizer, bytes32 nonce) external view returns (bool);
+    }
+
+    interface IDevWalletFactory {
+        function createWallet(address owner, bytes32 salt) external returns (address wallet);
+        function walletAddress(address owner, bytes32 salt) external view returns (address);
     }
 }
 
@@ -114,7 +122,8 @@ pub struct Devnet {
 }
 
 impl Devnet {
-    /// Starts anvil and sets the chain up: token, Multicall3, payer balances.
+    /// Starts anvil and sets the chain up: token, Multicall3, the smart-wallet factory (at
+    /// [`WALLET_FACTORY_ADDRESS`]), payer balances.
     ///
     /// Account 0 is the facilitator (it pays gas and may mint), account 1 is the default
     /// `payTo`, the rest are funded payers.
@@ -162,6 +171,10 @@ impl Devnet {
         let multicall = Artifact::parse(MULTICALL3_ARTIFACT)?;
         devnet
             .set_code(MULTICALL3_ADDRESS, multicall.deployed_bytecode)
+            .await?;
+        let factory = Artifact::parse(WALLET_FACTORY_ARTIFACT)?;
+        devnet
+            .set_code(WALLET_FACTORY_ADDRESS, factory.deployed_bytecode)
             .await?;
         devnet.token = devnet
             .place_token(
@@ -224,6 +237,57 @@ impl Devnet {
     /// Funded payer accounts (index 2 on).
     pub fn payers(&self) -> &[DevAccount] {
         &self.accounts[2..]
+    }
+
+    /// The factory of our minimal ERC-1271 smart wallets (`X402WalletFactory`).
+    pub fn wallet_factory(&self) -> Address {
+        WALLET_FACTORY_ADDRESS
+    }
+
+    /// Where the factory deploys (or has deployed) the smart wallet of `owner` and `salt`.
+    pub async fn wallet_address(&self, owner: Address, salt: B256) -> Result<Address, DevnetError> {
+        self.wallet_address_from(WALLET_FACTORY_ADDRESS, owner, salt)
+            .await
+    }
+
+    /// Like [`Self::wallet_address`], for a copy of the factory placed at `factory`.
+    pub async fn wallet_address_from(
+        &self,
+        factory: Address,
+        owner: Address,
+        salt: B256,
+    ) -> Result<Address, DevnetError> {
+        let call = IDevWalletFactory::walletAddressCall { owner, salt };
+        let tx = TransactionRequest::default()
+            .with_to(factory)
+            .with_input(call.abi_encode());
+        let out = self.provider.call(tx).await.map_err(rpc_err)?;
+        IDevWalletFactory::walletAddressCall::abi_decode_returns(&out).map_err(rpc_err)
+    }
+
+    /// Calldata that makes the factory deploy the wallet of `owner` and `salt` (what an
+    /// ERC-6492 signature carries).
+    pub fn create_wallet_calldata(owner: Address, salt: B256) -> Bytes {
+        IDevWalletFactory::createWalletCall { owner, salt }
+            .abi_encode()
+            .into()
+    }
+
+    /// Deploys the smart wallet of `owner` and `salt` (a no-op when it exists) and returns its
+    /// address.
+    pub async fn deploy_wallet(&self, owner: Address, salt: B256) -> Result<Address, DevnetError> {
+        self.send(
+            WALLET_FACTORY_ADDRESS,
+            Self::create_wallet_calldata(owner, salt).to_vec(),
+        )
+        .await?;
+        self.wallet_address(owner, salt).await
+    }
+
+    /// Whether `address` holds code.
+    pub async fn has_code(&self, address: Address) -> Result<bool, DevnetError> {
+        let code = self.provider.get_code_at(address).await.map_err(rpc_err)?;
+        Ok(!code.is_empty())
     }
 
     /// anvil's process id.

@@ -1,6 +1,7 @@
 //! A local EVM chain that looks like Base to x402 software: anvil on a free port, our
 //! EIP-3009 token at the Base USDC address posing as "USD Coin" version "2", a Multicall3 at its
-//! canonical address (the official facilitator uses it to diagnose failed simulations), and
+//! canonical address (the official facilitator uses it to diagnose failed simulations), a
+//! factory of our minimal ERC-1271 smart wallet (for ERC-6492 counterfactual payers), and
 //! funded payer accounts. Used by tests and by `x402 dev`.
 
 mod anvil;
@@ -8,5 +9,8 @@ mod artifacts;
 mod devnet;
 
 pub use anvil::{AnvilProcess, find_anvil};
-pub use artifacts::{Artifact, MULTICALL3_ADDRESS, MULTICALL3_ARTIFACT, TOKEN_ARTIFACT};
+pub use artifacts::{
+    Artifact, MULTICALL3_ADDRESS, MULTICALL3_ARTIFACT, TOKEN_ARTIFACT, WALLET_ARTIFACT,
+    WALLET_FACTORY_ADDRESS, WALLET_FACTORY_ARTIFACT,
+};
 pub use devnet::{BASE_USDC, DevAccount, DevToken, Devnet, DevnetConfig, DevnetError};

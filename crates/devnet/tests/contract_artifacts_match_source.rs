@@ -4,7 +4,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
-use x402_devnet::{Artifact, MULTICALL3_ARTIFACT, TOKEN_ARTIFACT};
+use x402_devnet::{
+    Artifact, MULTICALL3_ARTIFACT, TOKEN_ARTIFACT, WALLET_ARTIFACT, WALLET_FACTORY_ARTIFACT,
+};
 
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
@@ -15,6 +17,11 @@ fn artifacts_record_the_hash_of_their_source() {
     for (artifact, source) in [
         (TOKEN_ARTIFACT, "contracts/src/X402Token.sol"),
         (MULTICALL3_ARTIFACT, "contracts/src/Multicall3.sol"),
+        (WALLET_ARTIFACT, "contracts/src/X402Wallet.sol"),
+        (
+            WALLET_FACTORY_ARTIFACT,
+            "contracts/src/X402WalletFactory.sol",
+        ),
     ] {
         let artifact = Artifact::parse(artifact).unwrap();
         let bytes = std::fs::read(repo_root().join(source)).unwrap();

@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use alloy::primitives::Address;
 use alloy::transports::http::reqwest::Url;
 use x402_proto::Network;
 
@@ -18,10 +19,14 @@ pub struct ChainConfig {
     pub block_time: Option<Duration>,
     /// How long settle waits for a receipt before answering `settlement_pending`.
     pub receipt_timeout: Duration,
+    /// The factories an undeployed (ERC-6492) payer's wallet may come from. Empty (the
+    /// default) refuses every counterfactual payer with `eip6492_factory_not_allowed`.
+    pub eip6492_allowed_factories: Vec<Address>,
 }
 
 impl ChainConfig {
-    /// A chain at `rpc_url` with the defaults: block time measured, 30 s receipt wait.
+    /// A chain at `rpc_url` with the defaults: block time measured, 30 s receipt wait, no
+    /// ERC-6492 factory allowed.
     pub fn new(chain_id: u64, rpc_url: Url) -> Self {
         Self {
             network: Network::eip155(chain_id),
@@ -29,6 +34,7 @@ impl ChainConfig {
             rpc_url,
             block_time: None,
             receipt_timeout: Duration::from_secs(30),
+            eip6492_allowed_factories: Vec::new(),
         }
     }
 }

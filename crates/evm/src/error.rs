@@ -51,6 +51,32 @@ pub enum VerifyError {
         /// `authorization.from`.
         payer: Address,
     },
+    /// The payer is a contract wallet and its `isValidSignature` (ERC-1271) refused the signature.
+    #[error(
+        "the payer's smart wallet {payer} refused the signature (ERC-1271 isValidSignature did not return 0x1626ba7e)"
+    )]
+    WalletRefusedSignature {
+        /// `authorization.from`.
+        payer: Address,
+    },
+    /// The signature is a smart-wallet signature but the payer has no code, and no ERC-6492
+    /// wrapper says how to deploy it.
+    #[error(
+        "payer {payer} has no code and the signature carries no ERC-6492 deployment: deploy the wallet or wrap the signature in ERC-6492"
+    )]
+    UndeployedSmartWallet {
+        /// `authorization.from`.
+        payer: Address,
+    },
+    /// The payer is a counterfactual wallet whose ERC-6492 factory this facilitator does not
+    /// allow.
+    #[error(
+        "the ERC-6492 factory {factory} of the undeployed payer is not in this facilitator's allow-list"
+    )]
+    Eip6492FactoryNotAllowed {
+        /// The factory the signature names.
+        factory: Address,
+    },
     /// `authorization.to` is not the requirements' `payTo`.
     #[error("authorization pays {to} but the requirements pay {pay_to}")]
     RecipientMismatch {
@@ -168,7 +194,11 @@ impl From<&VerifyError> for ReasonCode {
             E::UnsupportedNetwork { .. } => Self::INVALID_NETWORK,
             E::InvalidRequirements { .. } => Self::INVALID_PAYMENT_REQUIREMENTS,
             E::InvalidPayload { .. } => Self::INVALID_PAYLOAD,
-            E::InvalidSignature { .. } => Self::EXACT_EVM_SIGNATURE,
+            E::InvalidSignature { .. } | E::WalletRefusedSignature { .. } => {
+                Self::EXACT_EVM_SIGNATURE
+            }
+            E::UndeployedSmartWallet { .. } => Self::EXACT_EVM_UNDEPLOYED_SMART_WALLET,
+            E::Eip6492FactoryNotAllowed { .. } => Self::EIP6492_FACTORY_NOT_ALLOWED,
             E::RecipientMismatch { .. } => Self::EXACT_EVM_RECIPIENT_MISMATCH,
             E::Expired { .. } => Self::EXACT_EVM_VALID_BEFORE,
             E::NotYetValid { .. } => Self::EXACT_EVM_VALID_AFTER,

@@ -5,6 +5,8 @@
 //!   returns a [`VerifiedPayment`]; [`ExactEvmScheme::settle`] consumes one, so an unverified
 //!   payment cannot be settled.
 //! - [`ExactEvmFacilitator`] serves one chain behind the [`x402_proto::Facilitator`] trait.
+//! - Smart-wallet payers verify through ERC-1271, and undeployed ones through ERC-6492 from an
+//!   allowed factory ([`ChainConfig::eip6492_allowed_factories`]); see [`PayerSignature`].
 
 mod abi;
 mod assets;
@@ -15,6 +17,7 @@ mod facilitator;
 mod payload;
 mod scheme;
 mod sender;
+mod smart_wallet;
 
 pub use abi::{IEip3009, TransferWithAuthorization};
 pub use assets::{AssetInfo, default_asset, default_assets};
@@ -25,6 +28,10 @@ pub use facilitator::{ExactEvmFacilitator, claimed_payer, verify_refusal};
 pub use payload::{Authorization, ExactEvmPayload, authorization_digest, eip712_domain};
 pub use scheme::{ChainHealth, ExactEvmScheme, Settlement, VerifiedPayment};
 pub use sender::{BroadcastError, SendSlot, SignedSettlement, TransferExpectation, TxStatus};
+pub use smart_wallet::{
+    ERC1271_MAGIC_VALUE, ERC6492_MAGIC_SUFFIX, Erc6492DecodeError, Erc6492Deployment,
+    MULTICALL3_ADDRESS, PayerSignature, wrap_erc6492,
+};
 
 /// Seconds of slack the reference facilitator keeps before `validBefore`, for block time.
 pub const VALID_BEFORE_BUFFER_SECS: u64 = 6;

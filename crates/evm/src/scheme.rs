@@ -17,8 +17,11 @@ use x402_proto::{Network, PaymentRequest, Scheme};
 use crate::abi::IEip3009;
 use crate::chain::{ChainConfig, poll_interval_for};
 use crate::error::VerifyError;
-use crate::payload::{ExactEvmPayload, authorization_digest, eip712_domain};
+use crate::payload::{Authorization, ExactEvmPayload, authorization_digest, eip712_domain};
 use crate::sender::SenderState;
+use crate::smart_wallet::{
+    Erc6492Deployment, IErc1271, IMulticall3, MULTICALL3_ADDRESS, PayerSignature, is_erc1271_magic,
+};
 use crate::{VALID_BEFORE_BUFFER_SECS, unix_now};
 
 /// The EIP-712 domain values carried in `extra`.
@@ -52,6 +55,12 @@ pub struct VerifiedPayment {
     network: Network,
     asset: Address,
     payload: ExactEvmPayload,
+    /// The signature the token is given: the payload's, without any ERC-6492 wrapper.
+    settle_signature: Bytes,
+    /// Set when the payer was an undeployed wallet: settlement deploys it first.
+    deployment: Option<Erc6492Deployment>,
+    /// Whether the payer is a contract (or will be, once deployed): ERC-1271 costs gas.
+    contract_payer: bool,
 }
 
 impl VerifiedPayment {
@@ -89,6 +98,22 @@ impl VerifiedPayment {
     pub fn payload(&self) -> &ExactEvmPayload {
         &self.payload
     }
+
+    /// The signature settlement hands the token: the payload's, unwrapped from ERC-6492.
+    pub fn settle_signature(&self) -> &Bytes {
+        &self.settle_signature
+    }
+
+    /// How to deploy the payer's wallet, when it was a counterfactual (ERC-6492) wallet not
+    /// deployed at verification: settlement deploys it and pays in one transaction.
+    pub fn wallet_deployment(&self) -> Option<&Erc6492Deployment> {
+        self.deployment.as_ref()
+    }
+
+    /// Whether the payer is a smart-contract wallet (deployed, or deployed by settlement).
+    pub fn is_contract_payer(&self) -> bool {
+        self.contract_payer
+    }
 }
 
 /// A payment that moved on chain.
@@ -116,8 +141,14 @@ struct OfflineChecks {
     asset: Address,
     payload: ExactEvmPayload,
     domain: DomainExtra,
-    /// Whether the 65-byte signature recovers to the payer. When it does not, the payer may
-    /// be a contract wallet, which the chain has to judge.
+    /// The EIP-712 digest the payer signed.
+    digest: B256,
+    /// The signature, unwrapped from ERC-6492.
+    signature: PayerSignature,
+    /// Whether the ERC-6492 factory (if any) is in the allow-list.
+    factory_allowed: bool,
+    /// Whether the inner signature is a 65-byte ECDSA signature by the payer's key. Only
+    /// decides for a payer without code; a contract payer is asked through ERC-1271.
     ecdsa_ok: bool,
     /// The first failure among the checks that follow the signature in the reference order.
     later_failure: Option<VerifyError>,
@@ -127,12 +158,27 @@ struct OfflineChecks {
 struct ChainReads {
     payer_code: Bytes,
     asset_code: Bytes,
+    /// The transfer simulated against the payer as it is now.
     simulation: Result<(), String>,
     authorization_used: Result<bool, ()>,
     balance: Option<U256>,
     name: Option<String>,
     version: Option<String>,
-    erc1271_ok: Option<bool>,
+    /// The payer's ERC-1271 verdict on the inner signature, as it is now.
+    erc1271_ok: bool,
+    /// For an ERC-6492 signature with an allowed factory: deploy, then ask and pay, in one
+    /// simulated Multicall3 call. `Err` when that call itself could not run.
+    counterfactual: Option<Result<CounterfactualReads, String>>,
+}
+
+/// What simulating a counterfactual wallet's deployment and payment told us.
+struct CounterfactualReads {
+    /// The factory call's revert reason, when it failed.
+    deploy_failure: Option<String>,
+    /// The deployed wallet's ERC-1271 verdict on the inner signature.
+    erc1271_ok: bool,
+    /// The transfer after deployment.
+    simulation: Result<(), String>,
 }
 
 /// The `exact` scheme on one EVM chain: verifies with one batched RPC round trip, settles
@@ -146,6 +192,7 @@ pub struct ExactEvmScheme {
     wallet: EthereumWallet,
     poll_interval: Duration,
     receipt_timeout: Duration,
+    eip6492_allowed_factories: Vec<Address>,
     sender: Arc<tokio::sync::Mutex<SenderState>>,
 }
 
@@ -186,6 +233,7 @@ impl ExactEvmScheme {
             wallet: EthereumWallet::from(signer),
             poll_interval: poll_interval_for(block_time),
             receipt_timeout: config.receipt_timeout,
+            eip6492_allowed_factories: config.eip6492_allowed_factories,
             sender: Arc::default(),
         })
     }
@@ -218,6 +266,11 @@ impl ExactEvmScheme {
     /// How long [`Self::settle`] waits for a receipt.
     pub fn receipt_timeout(&self) -> Duration {
         self.receipt_timeout
+    }
+
+    /// The factories undeployed (ERC-6492) payers' wallets may come from.
+    pub fn eip6492_allowed_factories(&self) -> &[Address] {
+        &self.eip6492_allowed_factories
     }
 
     pub(crate) fn wallet(&self) -> &EthereumWallet {
@@ -259,6 +312,11 @@ impl ExactEvmScheme {
     /// facilitator in its order: scheme, EIP-712 domain, network, signature, recipient,
     /// `validBefore` (with a 6 s buffer), `validAfter`, amount, asset is a contract, then a
     /// simulated transfer whose failure is diagnosed. The chain is asked once, in one batch.
+    ///
+    /// The signature is judged by the payer's code: without code, by ECDSA recovery; with
+    /// code, by the wallet's ERC-1271 `isValidSignature`. An ERC-6492 signature of a wallet
+    /// not deployed yet is accepted only from an allowed factory, and judged by simulating
+    /// the deployment followed by `isValidSignature` and the transfer.
     pub async fn verify_at(
         &self,
         request: &PaymentRequest,
@@ -272,22 +330,53 @@ impl ExactEvmScheme {
         }
         let reads = self.read_chain(&offline).await?;
         let payer = offline.payload.authorization.from;
-        if !offline.ecdsa_ok {
-            let contract_signature_ok =
-                !reads.payer_code.is_empty() && reads.erc1271_ok == Some(true);
-            if !contract_signature_ok {
-                return Err(VerifyError::InvalidSignature { payer });
+        let deployed = !reads.payer_code.is_empty();
+        let mut deployment = None;
+        let simulation = if deployed {
+            if !reads.erc1271_ok {
+                return Err(VerifyError::WalletRefusedSignature { payer });
             }
-            if let Some(failure) = offline.later_failure {
-                return Err(failure);
+            reads.simulation
+        } else if let Some(wanted) = &offline.signature.deployment {
+            if !offline.factory_allowed {
+                return Err(VerifyError::Eip6492FactoryNotAllowed {
+                    factory: wanted.factory,
+                });
             }
+            let counterfactual = match reads.counterfactual {
+                Some(Ok(counterfactual)) => counterfactual,
+                Some(Err(reason)) => return Err(VerifyError::SimulationFailed { reason }),
+                None => {
+                    return Err(VerifyError::SimulationFailed {
+                        reason: "counterfactual wallet was not simulated".into(),
+                    });
+                }
+            };
+            deployment = Some(wanted.clone());
+            match counterfactual.deploy_failure {
+                Some(reason) => Err(format!("the ERC-6492 factory call reverted: {reason}")),
+                None if !counterfactual.erc1271_ok => {
+                    return Err(VerifyError::WalletRefusedSignature { payer });
+                }
+                None => counterfactual.simulation,
+            }
+        } else if offline.ecdsa_ok {
+            reads.simulation
+        } else if offline.signature.inner.len() > 65 {
+            // Longer than ECDSA: a smart-wallet signature for an address without a wallet.
+            return Err(VerifyError::UndeployedSmartWallet { payer });
+        } else {
+            return Err(VerifyError::InvalidSignature { payer });
+        };
+        if let Some(failure) = offline.later_failure {
+            return Err(failure);
         }
         if reads.asset_code.is_empty() {
             return Err(VerifyError::AssetNotContract {
                 asset: offline.asset,
             });
         }
-        if let Err(revert) = reads.simulation {
+        if let Err(revert) = simulation {
             return Err(diagnose(
                 &offline,
                 reads.authorization_used,
@@ -300,7 +389,10 @@ impl ExactEvmScheme {
         Ok(VerifiedPayment {
             network: request.wire_network().clone(),
             asset: offline.asset,
+            settle_signature: offline.signature.inner,
             payload: offline.payload,
+            contract_payer: deployed || deployment.is_some(),
+            deployment,
         })
     }
 
@@ -348,7 +440,15 @@ impl ExactEvmScheme {
             authorization,
             &eip712_domain(&domain.name, &domain.version, self.chain_id, asset),
         );
-        let ecdsa_ok = recover_low_s(&payload.signature, &digest) == Some(authorization.from);
+        let signature =
+            PayerSignature::parse(&payload.signature).map_err(|e| VerifyError::InvalidPayload {
+                detail: e.to_string(),
+            })?;
+        let ecdsa_ok = recover_low_s(&signature.inner, &digest) == Some(authorization.from);
+        let factory_allowed = signature
+            .deployment
+            .as_ref()
+            .is_some_and(|d| self.eip6492_allowed_factories.contains(&d.factory));
 
         let later_failure = if authorization.to != pay_to {
             Some(VerifyError::RecipientMismatch {
@@ -380,35 +480,43 @@ impl ExactEvmScheme {
             asset,
             payload,
             domain,
+            digest,
+            signature,
+            factory_allowed,
             ecdsa_ok,
             later_failure,
         })
     }
 
-    /// Asks the chain everything verify may need in one JSON-RPC batch.
+    /// Asks the chain everything verify may need in one JSON-RPC batch: both accounts' code,
+    /// the simulated transfer, the diagnosis reads, the payer's ERC-1271 verdict and, for an
+    /// allowed ERC-6492 wallet, a simulated deployment followed by that verdict and the
+    /// transfer. Which of these decide depends on the payer's code, known only afterwards.
     async fn read_chain(&self, offline: &OfflineChecks) -> Result<ChainReads, VerifyError> {
         let auth = &offline.payload.authorization;
         let asset = offline.asset;
-        let call = |data: Vec<u8>| {
+        let latest = BlockNumberOrTag::Latest;
+        let call_to = |to: Address, data: Vec<u8>| {
             let tx = TransactionRequest::default()
                 .with_from(self.signer_address)
-                .with_to(asset)
+                .with_to(to)
                 .with_input(data);
-            (tx, BlockNumberOrTag::Latest)
+            (tx, latest)
         };
+        let call = |data: Vec<u8>| call_to(asset, data);
         let mut batch = alloy::rpc::client::BatchRequest::new(self.provider.client());
         let unavailable = |e: TransportError| VerifyError::ChainUnavailable {
             detail: e.to_string(),
         };
-        let latest = BlockNumberOrTag::Latest;
         let payer_code = batch
             .add_call::<_, Bytes>("eth_getCode", &(auth.from, latest))
             .map_err(unavailable)?;
         let asset_code = batch
             .add_call::<_, Bytes>("eth_getCode", &(asset, latest))
             .map_err(unavailable)?;
+        let transfer = transfer_calldata(auth, &offline.signature.inner);
         let simulation = batch
-            .add_call::<_, Bytes>("eth_call", &call(transfer_calldata(&offline.payload)))
+            .add_call::<_, Bytes>("eth_call", &call(transfer.clone()))
             .map_err(unavailable)?;
         let state_call = IEip3009::authorizationStateCall {
             authorizer: auth.from,
@@ -427,30 +535,38 @@ impl ExactEvmScheme {
         let version = batch
             .add_call::<_, Bytes>("eth_call", &call(IEip3009::versionCall {}.abi_encode()))
             .map_err(unavailable)?;
-        let erc1271 = if offline.ecdsa_ok {
-            None
-        } else {
-            let digest = authorization_digest(
-                auth,
-                &eip712_domain(
-                    &offline.domain.name,
-                    &offline.domain.version,
-                    self.chain_id,
-                    asset,
-                ),
-            );
-            let check = IErc1271::isValidSignatureCall {
-                hash: digest,
-                signature: offline.payload.signature.clone(),
-            };
-            let tx = TransactionRequest::default()
-                .with_to(auth.from)
-                .with_input(check.abi_encode());
-            Some(
-                batch
-                    .add_call::<_, Bytes>("eth_call", &(tx, latest))
-                    .map_err(unavailable)?,
-            )
+        let check = IErc1271::isValidSignatureCall {
+            hash: offline.digest,
+            signature: offline.signature.inner.clone(),
+        }
+        .abi_encode();
+        let erc1271 = batch
+            .add_call::<_, Bytes>("eth_call", &call_to(auth.from, check.clone()))
+            .map_err(unavailable)?;
+        let counterfactual = match &offline.signature.deployment {
+            Some(deployment) if offline.factory_allowed => {
+                let step = |target: Address, data: Vec<u8>| IMulticall3::Call3 {
+                    target,
+                    allowFailure: true,
+                    callData: data.into(),
+                };
+                let steps = IMulticall3::aggregate3Call {
+                    calls: vec![
+                        step(deployment.factory, deployment.factory_calldata.to_vec()),
+                        step(auth.from, check),
+                        step(asset, transfer),
+                    ],
+                };
+                Some(
+                    batch
+                        .add_call::<_, Bytes>(
+                            "eth_call",
+                            &call_to(MULTICALL3_ADDRESS, steps.abi_encode()),
+                        )
+                        .map_err(unavailable)?,
+                )
+            }
+            _ => None,
         };
         batch.send().await.map_err(unavailable)?;
 
@@ -480,13 +596,13 @@ impl ExactEvmScheme {
             .await
             .ok()
             .and_then(|out: Bytes| IEip3009::versionCall::abi_decode_returns(&out).ok());
-        let erc1271_ok = match erc1271 {
-            Some(waiter) => Some(
-                waiter
-                    .await
-                    .ok()
-                    .is_some_and(|out| out.len() >= 4 && out[..4] == ERC1271_MAGIC),
-            ),
+        // A wallet that reverts, answers garbage or has no code refuses.
+        let erc1271_ok = erc1271.await.is_ok_and(|out| is_erc1271_magic(&out));
+        let counterfactual = match counterfactual {
+            Some(waiter) => Some(match waiter.await {
+                Ok(out) => counterfactual_reads(&out),
+                Err(error) => Err(revert_reason(error).map_err(unavailable)?),
+            }),
             None => None,
         };
         Ok(ChainReads {
@@ -498,17 +614,35 @@ impl ExactEvmScheme {
             name,
             version,
             erc1271_ok,
+            counterfactual,
         })
     }
 }
 
-alloy::sol! {
-    interface IErc1271 {
-        function isValidSignature(bytes32 hash, bytes signature) external view returns (bytes4);
-    }
+/// Reads the three results of the simulated deploy, `isValidSignature` and transfer.
+fn counterfactual_reads(out: &[u8]) -> Result<CounterfactualReads, String> {
+    let results = IMulticall3::aggregate3Call::abi_decode_returns(out)
+        .map_err(|e| format!("Multicall3 at {MULTICALL3_ADDRESS} answered badly: {e}"))?;
+    let [deploy, check, transfer] = results.as_slice() else {
+        return Err(format!(
+            "Multicall3 returned {} results for 3 calls",
+            results.len()
+        ));
+    };
+    let failure = |result: &IMulticall3::Result| {
+        alloy::sol_types::decode_revert_reason(&result.returnData)
+            .unwrap_or_else(|| format!("reverted with {}", result.returnData))
+    };
+    Ok(CounterfactualReads {
+        deploy_failure: (!deploy.success).then(|| failure(deploy)),
+        erc1271_ok: check.success && is_erc1271_magic(&check.returnData),
+        simulation: if transfer.success {
+            Ok(())
+        } else {
+            Err(failure(transfer))
+        },
+    })
 }
-
-const ERC1271_MAGIC: [u8; 4] = [0x16, 0x26, 0xba, 0x7e];
 
 fn parse_address(field: &'static str, value: &str) -> Result<Address, VerifyError> {
     value.parse().map_err(|_| VerifyError::InvalidRequirements {
@@ -526,25 +660,23 @@ fn recover_low_s(signature: &[u8], digest: &B256) -> Option<Address> {
     signature.recover_address_from_prehash(digest).ok()
 }
 
-/// Calldata for `transferWithAuthorization`: the (v, r, s) overload for a 65-byte signature,
-/// the `bytes` overload otherwise (contract wallets).
-pub(crate) fn transfer_calldata(payload: &ExactEvmPayload) -> Vec<u8> {
-    let auth = &payload.authorization;
-    match Signature::from_raw(&payload.signature) {
-        Ok(signature) if payload.signature.len() == 65 => {
-            IEip3009::transferWithAuthorization_0Call {
-                from: auth.from,
-                to: auth.to,
-                value: auth.value,
-                validAfter: auth.valid_after,
-                validBefore: auth.valid_before,
-                nonce: auth.nonce,
-                v: 27 + u8::from(signature.v()),
-                r: signature.r().into(),
-                s: signature.s().into(),
-            }
-            .abi_encode()
+/// Calldata for `transferWithAuthorization`: the (v, r, s) overload for a 65-byte signature
+/// (which tokens such as USDC v2.2 still route to ERC-1271 when `from` is a contract), the
+/// `bytes` overload otherwise.
+pub(crate) fn transfer_calldata(auth: &Authorization, signature: &Bytes) -> Vec<u8> {
+    match Signature::from_raw(signature) {
+        Ok(parsed) if signature.len() == 65 => IEip3009::transferWithAuthorization_0Call {
+            from: auth.from,
+            to: auth.to,
+            value: auth.value,
+            validAfter: auth.valid_after,
+            validBefore: auth.valid_before,
+            nonce: auth.nonce,
+            v: 27 + u8::from(parsed.v()),
+            r: parsed.r().into(),
+            s: parsed.s().into(),
         }
+        .abi_encode(),
         _ => IEip3009::transferWithAuthorization_1Call {
             from: auth.from,
             to: auth.to,
@@ -552,9 +684,38 @@ pub(crate) fn transfer_calldata(payload: &ExactEvmPayload) -> Vec<u8> {
             validAfter: auth.valid_after,
             validBefore: auth.valid_before,
             nonce: auth.nonce,
-            signature: payload.signature.clone(),
+            signature: signature.clone(),
         }
         .abi_encode(),
+    }
+}
+
+/// The transaction that settles `payment`: the token's `transferWithAuthorization`, or, for a
+/// wallet still to be deployed, Multicall3's `aggregate3` running the factory call (allowed to
+/// fail, as when someone deployed the wallet meanwhile) and then the transfer (not allowed
+/// to), so the deployment and the payment land together or not at all.
+pub(crate) fn settlement_call(payment: &VerifiedPayment) -> (Address, Vec<u8>) {
+    let transfer = transfer_calldata(&payment.payload.authorization, &payment.settle_signature);
+    match &payment.deployment {
+        None => (payment.asset, transfer),
+        Some(deployment) => {
+            let calls = vec![
+                IMulticall3::Call3 {
+                    target: deployment.factory,
+                    allowFailure: true,
+                    callData: deployment.factory_calldata.clone(),
+                },
+                IMulticall3::Call3 {
+                    target: payment.asset,
+                    allowFailure: false,
+                    callData: transfer.into(),
+                },
+            ];
+            (
+                MULTICALL3_ADDRESS,
+                IMulticall3::aggregate3Call { calls }.abi_encode(),
+            )
+        }
     }
 }
 

@@ -21,7 +21,7 @@ use x402_proto::ReasonCode;
 
 use crate::abi::IEip3009;
 use crate::error::{SettleError, reason_for_revert};
-use crate::scheme::{ExactEvmScheme, Settlement, VerifiedPayment, transfer_calldata};
+use crate::scheme::{ExactEvmScheme, Settlement, VerifiedPayment, settlement_call};
 
 /// How long fetched gas fees are reused before asking the node again.
 const FEE_TTL: Duration = Duration::from_secs(2);
@@ -30,6 +30,9 @@ const FEE_TTL: Duration = Duration::from_secs(2);
 const ECDSA_TRANSFER_GAS_LIMIT: u64 = 200_000;
 /// Gas when the payer is a contract wallet validating through EIP-1271.
 const CONTRACT_WALLET_TRANSFER_GAS_LIMIT: u64 = 500_000;
+/// Gas when a counterfactual wallet is deployed in the same transaction (wallet factories
+/// use roughly 100k–400k for the deployment).
+const DEPLOY_AND_TRANSFER_GAS_LIMIT: u64 = 1_500_000;
 
 /// The signer's view of its own transactions: the next nonce and recent fees.
 #[derive(Debug, Default)]
@@ -360,15 +363,18 @@ impl SendSlot<'_> {
         // A fixed gas limit instead of an estimate: verify has just simulated the transfer, so
         // estimating again costs a round trip and only hides races (which then surface as a
         // mined revert, reported with its hash).
-        let gas_limit = if payment.payload().signature.len() == 65 {
-            ECDSA_TRANSFER_GAS_LIMIT
-        } else {
+        let gas_limit = if payment.wallet_deployment().is_some() {
+            DEPLOY_AND_TRANSFER_GAS_LIMIT
+        } else if payment.is_contract_payer() {
             CONTRACT_WALLET_TRANSFER_GAS_LIMIT
+        } else {
+            ECDSA_TRANSFER_GAS_LIMIT
         };
+        let (to, input) = settlement_call(payment);
         let request = TransactionRequest::default()
             .with_from(scheme.signer_address())
-            .with_to(payment.asset())
-            .with_input(transfer_calldata(payment.payload()))
+            .with_to(to)
+            .with_input(input)
             .with_gas_limit(gas_limit)
             .with_nonce(self.nonce)
             .with_chain_id(scheme.chain_id())

@@ -165,6 +165,11 @@ pub struct NetworkConfig {
     pub block_time_ms: Option<u64>,
     /// The tokens accepted; the chain's default USDC when absent.
     pub assets: Option<Vec<AssetConfig>>,
+    /// Factories whose counterfactual (ERC-6492) wallets may pay before they are deployed;
+    /// settling deploys the wallet. Empty (the default) refuses undeployed wallets with
+    /// `eip6492_factory_not_allowed`; deployed smart wallets (ERC-1271) pay either way.
+    #[serde(default)]
+    pub eip6492_allowed_factories: Vec<Address>,
 }
 
 /// One accepted token.
@@ -507,6 +512,36 @@ mod tests {
     }
 
     #[test]
+    fn eip6492_factories_are_listed_per_network() {
+        let factory = "0x4020000000000000000000000000000000006492";
+        let config = parse(
+            &format!("{MINIMAL}eip6492_allowed_factories = [\"{factory}\"]\n"),
+            &[],
+        )
+        .unwrap();
+        let expected: Address = factory.parse().unwrap();
+        assert_eq!(config.networks[0].eip6492_allowed_factories, [expected]);
+        let config = parse(
+            MINIMAL,
+            &[(
+                "X402_FACILITATOR__NETWORKS__0__EIP6492_ALLOWED_FACTORIES",
+                &format!("[\"{factory}\"]"),
+            )],
+        )
+        .unwrap();
+        assert_eq!(config.networks[0].eip6492_allowed_factories, [expected]);
+        let error = parse(
+            &format!("{MINIMAL}eip6492_allowed_factories = [\"0x12\"]\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("eip6492_allowed_factories"),
+            "{error}"
+        );
+    }
+
+    #[test]
     fn a_network_can_come_from_the_environment_alone() {
         let config = parse(
             "",
@@ -543,5 +578,6 @@ mod example_tests {
         let config = super::FacilitatorConfig::parse(text, std::iter::empty()).unwrap();
         assert_eq!(config.networks[0].chain_id, 8453);
         assert_eq!(config.networks[0].accepted_assets()[0].name, "USD Coin");
+        assert!(config.networks[0].eip6492_allowed_factories.is_empty());
     }
 }

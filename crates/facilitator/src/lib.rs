@@ -127,6 +127,7 @@ pub async fn start(
         let mut chain = ChainConfig::new(network.chain_id, network.rpc_url.clone());
         chain.block_time = network.block_time_ms.map(std::time::Duration::from_millis);
         chain.receipt_timeout = config.limits.settle_wait();
+        chain.eip6492_allowed_factories = network.eip6492_allowed_factories.clone();
         let scheme = ExactEvmScheme::connect(chain, signer.clone())
             .await
             .map_err(|e| StartError::Chain {

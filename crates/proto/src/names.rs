@@ -244,6 +244,9 @@ impl ReasonCode {
     /// The receipt holds no Transfer event matching the authorization.
     pub const EXACT_EVM_TRANSFER_EVENT_MISMATCH: Self =
         Self::from_static("invalid_exact_evm_transfer_event_mismatch");
+    /// The payer has no code and its smart-wallet signature carries no ERC-6492 deployment.
+    pub const EXACT_EVM_UNDEPLOYED_SMART_WALLET: Self =
+        Self::from_static("invalid_exact_evm_payload_undeployed_smart_wallet");
     /// A counterfactual (ERC-6492) wallet's factory is not allowed.
     pub const EIP6492_FACTORY_NOT_ALLOWED: Self = Self::from_static("eip6492_factory_not_allowed");
     /// The settlement transaction reverted.

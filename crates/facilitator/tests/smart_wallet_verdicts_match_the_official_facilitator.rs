@@ -1,0 +1,140 @@
+//! For smart-wallet payers our `/verify` gives the same `isValid` and reason code as the
+//! official facilitator library (2.27.0, `tools/interop/official-verify.mjs`) on the same
+//! chain with the same ERC-6492 allow-list: a deployed ERC-1271 wallet, one that refuses the
+//! signature, a counterfactual wallet of the allowed factory, and one of another factory.
+
+mod common;
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+use alloy::primitives::Address;
+use common::{Stack, config_for};
+use serde_json::Value;
+use x402_devnet::{Artifact, DevnetConfig, WALLET_FACTORY_ARTIFACT};
+use x402_proto::{PaymentRequest, TokenAmount};
+use x402_testkit::{Chain, SmartWallet, v2_request};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smart_wallet_verdicts_match_the_official_facilitator() {
+    let interop = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools/interop");
+    assert!(
+        interop.join("../node_modules/@x402/evm").exists(),
+        "the official SDKs are not installed: run scripts/install-tools.sh"
+    );
+    let chain = Chain::start_with(DevnetConfig::default()).await;
+    let devnet = &chain.devnet;
+    let allowed = devnet.wallet_factory();
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config_for(devnet.rpc_url().as_str(), dir.path(), "");
+    config.networks[0].eip6492_allowed_factories = vec![allowed];
+    let facilitator = x402_facilitator::start(&config, devnet.facilitator().signer.clone())
+        .await
+        .expect("facilitator starts");
+    let other: Address = "0x0000000000000000000000000000000000c0ffee"
+        .parse()
+        .unwrap();
+    let factory_code = Artifact::parse(WALLET_FACTORY_ARTIFACT)
+        .unwrap()
+        .deployed_bytecode;
+    devnet.set_code(other, factory_code).await.unwrap();
+
+    let owner = devnet.payers()[0].signer.clone();
+    let intruder = devnet.payers()[1].signer.clone();
+    let deployed = SmartWallet::deployed(devnet, &owner).await;
+    let unborn = SmartWallet::counterfactual(devnet, &owner).await;
+    let unlisted = SmartWallet::counterfactual_from(devnet, other, &owner).await;
+    for wallet in [&deployed, &unborn, &unlisted] {
+        devnet
+            .mint(
+                devnet.token().address,
+                wallet.address,
+                TokenAmount::from_atomic(5_000),
+            )
+            .await
+            .unwrap();
+    }
+    let requirements = chain.requirements(1_000);
+    let cases: Vec<(&str, PaymentRequest)> = vec![
+        (
+            "deployed ERC-1271 wallet",
+            v2_request(&deployed.payment(&requirements), &requirements),
+        ),
+        (
+            "wallet refusing the signature",
+            v2_request(
+                &deployed.signing_with(&intruder).payment(&requirements),
+                &requirements,
+            ),
+        ),
+        (
+            "counterfactual wallet of the allowed factory",
+            v2_request(&unborn.counterfactual_payment(&requirements), &requirements),
+        ),
+        (
+            "counterfactual wallet of another factory",
+            v2_request(
+                &unlisted.counterfactual_payment(&requirements),
+                &requirements,
+            ),
+        ),
+    ];
+
+    let input = serde_json::to_vec(
+        &cases
+            .iter()
+            .map(|(_, request)| serde_json::to_value(request).unwrap())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    let rpc_url = devnet.rpc_url().to_string();
+    let key = devnet.facilitator().signer.to_bytes().to_string();
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = Command::new("node")
+            .arg(interop.join("official-verify.mjs"))
+            .env("RPC_URL", rpc_url)
+            .env("FACILITATOR_PRIVATE_KEY", key)
+            .env("EIP6492_ALLOWED_FACTORIES", allowed.to_checksum(None))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("node runs");
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "official verify failed");
+    let official: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(official.len(), cases.len());
+
+    let stack = Stack {
+        chain,
+        facilitator: Some(facilitator),
+        http: reqwest::Client::new(),
+        dir,
+        config,
+    };
+    let expected = [
+        (true, Value::Null),
+        (false, "invalid_exact_evm_signature".into()),
+        (true, Value::Null),
+        (false, "eip6492_factory_not_allowed".into()),
+    ];
+    for (((name, request), theirs), (valid, reason)) in cases.iter().zip(&official).zip(expected) {
+        let (status, ours) = stack.verify(request).await;
+        assert_eq!(status, 200, "{name}: {ours}");
+        assert_eq!(ours["isValid"], valid, "{name}: ours {ours}");
+        assert_eq!(ours["invalidReason"], reason, "{name}: ours {ours}");
+        assert_eq!(
+            ours["isValid"], theirs["isValid"],
+            "{name}: ours {ours}, theirs {theirs}"
+        );
+        assert_eq!(
+            ours["invalidReason"], theirs["invalidReason"],
+            "{name}: ours {ours}, theirs {theirs}"
+        );
+    }
+}
