@@ -64,7 +64,13 @@ async fn server(behaviour: Behaviour, max_timeout_seconds: u64) -> Server {
     let service: Arc<dyn Facilitator> = Arc::new(facilitator.service().clone());
     let settle: Settle = Arc::new(move |request| {
         let service = service.clone();
-        Box::pin(async move { service.settle(&request).await.expect("facilitator answers") })
+        Box::pin(async move {
+            // One key per request served, as our paywall sends: a retry of the same request
+            // with the same payment is answered again.
+            let id = x402_proto::PaymentId::derive(&request).expect("readable payment");
+            let key = x402_proto::IdempotencyKey::for_request(&id, &[0; 32]);
+            service.settle(&request, Some(&key)).await.expect("facilitator answers")
+        })
     });
 
     let mut requirements = chain.requirements(PRICE);

@@ -41,7 +41,7 @@ async fn a_wallet_whose_is_valid_signature_refuses_is_rejected() {
             .is_some_and(|m| m.contains("ERC-1271")),
         "{verdict:?}"
     );
-    let receipt = facilitator.settle(&request).await.unwrap();
+    let receipt = facilitator.settle(&request, None).await.unwrap();
     assert!(!receipt.success);
     assert_eq!(receipt.error_reason, Some(ReasonCode::EXACT_EVM_SIGNATURE));
 
@@ -104,7 +104,7 @@ async fn a_factory_outside_the_allow_list_is_refused() {
         verdict.invalid_reason.as_ref().map(|r| r.as_str()),
         Some("eip6492_factory_not_allowed")
     );
-    let receipt = facilitator.settle(&request).await.unwrap();
+    let receipt = facilitator.settle(&request, None).await.unwrap();
     assert_eq!(
         receipt.error_reason,
         Some(ReasonCode::EIP6492_FACTORY_NOT_ALLOWED)
@@ -115,7 +115,7 @@ async fn a_factory_outside_the_allow_list_is_refused() {
     // The same wallet, once someone deployed it, pays: the allow-list guards deployment only.
     wallet.deploy(devnet).await;
     let request = v2_request(&wallet.counterfactual_payment(&requirements), &requirements);
-    let receipt = facilitator.settle(&request).await.unwrap();
+    let receipt = facilitator.settle(&request, None).await.unwrap();
     assert!(receipt.success, "{receipt:?}");
 }
 

@@ -35,7 +35,7 @@ async fn a_deployed_erc1271_wallet_pays() {
         verdict.payer.as_deref(),
         Some(wallet.address.to_checksum(None).as_str())
     );
-    let receipt = facilitator.settle(&request).await.unwrap();
+    let receipt = facilitator.settle(&request, None).await.unwrap();
     assert!(receipt.success, "{receipt:?}");
     assert_eq!(
         receipt.payer.as_deref(),
@@ -43,7 +43,7 @@ async fn a_deployed_erc1271_wallet_pays() {
     );
 
     let request = v1_request(&wallet.payment(&requirements), &requirements);
-    let receipt = facilitator.settle(&request).await.unwrap();
+    let receipt = facilitator.settle(&request, None).await.unwrap();
     assert!(receipt.success, "{receipt:?}");
 
     assert_eq!(chain.balance(wallet.address).await, U256::from(10_000));
@@ -82,7 +82,7 @@ async fn an_erc6492_counterfactual_wallet_pays_and_is_deployed_by_settlement() {
     // Verifying simulated the deployment; it did not send it.
     assert!(!devnet.has_code(wallet.address).await.unwrap());
 
-    let receipt = facilitator.settle(&request).await.unwrap();
+    let receipt = facilitator.settle(&request, None).await.unwrap();
     assert!(receipt.success, "{receipt:?}");
     assert!(devnet.has_code(wallet.address).await.unwrap());
     assert_eq!(chain.balance(wallet.address).await, U256::from(1_000));
@@ -95,7 +95,7 @@ async fn an_erc6492_counterfactual_wallet_pays_and_is_deployed_by_settlement() {
     // stripped and its factory call is not needed (nor sent) any more.
     let requirements = chain.requirements(1_000);
     let request = v2_request(&wallet.counterfactual_payment(&requirements), &requirements);
-    let receipt = facilitator.settle(&request).await.unwrap();
+    let receipt = facilitator.settle(&request, None).await.unwrap();
     assert!(receipt.success, "{receipt:?}");
     assert_eq!(chain.balance(wallet.address).await, U256::ZERO);
     assert_eq!(

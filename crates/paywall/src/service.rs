@@ -644,7 +644,7 @@ enum Refusal {
     Invalid {
         message: String,
         /// The request the facilitator called spent, if any.
-        spent: Option<(PaymentRequest, PaymentOption)>,
+        spent: Option<Box<(PaymentRequest, PaymentOption)>>,
     },
 }
 
@@ -675,7 +675,7 @@ async fn verify(
             .as_ref()
             .is_some_and(|reason| SPENT_REASONS.contains(reason))
         {
-            spent = Some((request.clone(), option.clone()));
+            spent = Some(Box::new((request.clone(), option.clone())));
         }
         last_refusal = match (answer.invalid_reason, answer.invalid_message) {
             (Some(reason), Some(message)) => format!("{reason}: {message}"),

@@ -368,7 +368,8 @@ pub fn reencodings(header: &str, count: usize) -> Vec<String> {
         let text = value.as_str().expect("hex string");
         serde_json::Value::String(format!("0x{}", text[2..].to_uppercase()))
     };
-    let variants: Vec<Box<dyn Fn(&mut serde_json::Value)>> = vec![
+    type Edit = Box<dyn Fn(&mut serde_json::Value)>;
+    let variants: Vec<Edit> = vec![
         Box::new(|_| {}),
         Box::new(move |p| p["payload"]["signature"] = upper_hex(&p["payload"]["signature"])),
         Box::new(move |p| {
