@@ -315,16 +315,33 @@ impl PayingClient {
         amount: TokenAmount,
     ) -> Result<PaidResponse, PayError> {
         let id = reservation.id();
-        let Some(again) = again else {
+        let Some(mut again) = again else {
             return Err(PayError::AnswerLost { id, detail });
         };
-        let response = match self.http.execute(again).await {
-            Ok(response) => response,
-            Err(error) => {
-                return Err(PayError::AnswerLost {
-                    id,
-                    detail: format!("{detail}; the retry with the same payment: {error}"),
-                });
+        // A server still working on the first request answers `payment_in_use`: wait for it
+        // (bounded), then it answers with the kept response and its receipt.
+        let started = std::time::Instant::now();
+        let mut pause = std::time::Duration::from_millis(250);
+        let response = loop {
+            let attempt = again.try_clone();
+            let response = match self.http.execute(again).await {
+                Ok(response) => response,
+                Err(error) => {
+                    return Err(PayError::AnswerLost {
+                        id,
+                        detail: format!("{detail}; the retry with the same payment: {error}"),
+                    });
+                }
+            };
+            let in_use = response.status() == reqwest::StatusCode::PAYMENT_REQUIRED
+                && refusal_reason(&response, None).contains("payment_in_use");
+            match attempt {
+                Some(next) if in_use && started.elapsed() < IN_USE_PATIENCE => {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                    again = next;
+                }
+                _ => break response,
             }
         };
         let receipt = receipt_of(response.headers());
@@ -347,6 +364,10 @@ impl PayingClient {
         })
     }
 }
+
+/// How long a retry after a lost answer waits while the server is still serving the first
+/// request (it answers 402 `payment_in_use` meanwhile).
+const IN_USE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
 
 /// Records the nonce and `validBefore` of a signed `exact` payload in the reservation's row.
 fn record_authorization(

@@ -119,10 +119,27 @@ pub struct PaymentConfig {
     pub max_timeout_seconds: u64,
     /// The accepted assets, in order of preference.
     pub accepts: Vec<AcceptConfig>,
+    /// How long a paid response is kept so that a client that lost it gets it again for the
+    /// same payment (default 600 s).
+    #[serde(default = "default_paid_response_ttl_seconds")]
+    pub paid_response_ttl_seconds: u64,
+    /// The most bytes of paid responses kept in all (default 64 MiB); larger or older ones
+    /// are run again on a retry, still charged once.
+    #[serde(default = "default_paid_response_cache_bytes")]
+    pub paid_response_cache_bytes: usize,
+    /// Whether every payment must carry a `payment-identifier` id (default false).
+    #[serde(default)]
+    pub require_payment_identifier: bool,
 }
 
 fn default_max_timeout_seconds() -> u64 {
     300
+}
+fn default_paid_response_ttl_seconds() -> u64 {
+    600
+}
+fn default_paid_response_cache_bytes() -> usize {
+    64 * 1024 * 1024
 }
 
 /// One accepted asset.

@@ -21,7 +21,9 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use x402_paywall::{HttpFacilitator, PaymentOption, Paywall, PaywallConfig};
+use x402_paywall::{
+    HttpFacilitator, PaymentOption, Paywall, PaywallConfig, ResponseCacheConfig,
+};
 use x402_proto::{Facilitator, Network};
 
 pub use config::{ConfigError, GatewayConfig};
@@ -104,6 +106,12 @@ pub async fn app(
         PaywallConfig {
             max_body_bytes: config.limits.max_body_bytes,
             public_url: config.public_url.clone(),
+            response_cache: ResponseCacheConfig {
+                ttl: std::time::Duration::from_secs(config.payment.paid_response_ttl_seconds),
+                max_bytes: config.payment.paid_response_cache_bytes,
+                ..ResponseCacheConfig::default()
+            },
+            require_payment_identifier: config.payment.require_payment_identifier,
             ..PaywallConfig::default()
         },
     )

@@ -1,0 +1,91 @@
+//! The paying client against our own paywall, with an answer that takes longer than the
+//! client waits: the first answer is lost, the payment is recorded `unknown`, and the retry
+//! with the same payment (told `payment_in_use` while the server still works) gets the kept
+//! response and its receipt. The ledger row becomes `paid` with the transaction; the handler
+//! ran once and the payee was paid once.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use alloy::primitives::U256;
+use axum::routing::get;
+use x402_client::{Ledger, PayingClient, Policy};
+use x402_facilitator::FacilitatorConfig;
+use x402_paywall::{PaymentOption, Paywall, PaywallConfig, RoutePrice};
+use x402_proto::Facilitator;
+use x402_testkit::Chain;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_answer_lost_to_a_timeout_is_recovered_and_paid_once() {
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n[[networks]]\nchain_id = {}\nrpc_url = \"{}\"\n",
+        dir.path().join("f.db").display(),
+        chain.devnet.chain_id(),
+        chain.devnet.rpc_url(),
+    );
+    let config = FacilitatorConfig::parse(&text, std::iter::empty()).unwrap();
+    let facilitator = x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
+        .await
+        .unwrap();
+    let requirements = chain.requirements(1);
+    let extra = requirements.extra.clone().unwrap();
+    let option = PaymentOption {
+        network: requirements.network,
+        asset: requirements.asset,
+        decimals: 6,
+        pay_to: requirements.pay_to,
+        eip712_name: extra["name"].as_str().unwrap().into(),
+        eip712_version: extra["version"].as_str().unwrap().into(),
+        max_timeout_seconds: 120,
+    };
+    let in_process: Arc<dyn Facilitator> = Arc::new(facilitator.service().clone());
+    let paywall = Paywall::new(in_process, vec![option], PaywallConfig::default()).unwrap();
+    let runs = Arc::new(AtomicUsize::new(0));
+    let counter = runs.clone();
+    let app = axum::Router::new().route(
+        "/slow",
+        get(move || {
+            let counter = counter.clone();
+            async move {
+                let run = counter.fetch_add(1, Ordering::SeqCst) + 1;
+                tokio::time::sleep(Duration::from_millis(2_500)).await;
+                format!("answer of run {run}")
+            }
+        })
+        .layer(paywall.layer(RoutePrice::fixed("$0.01".parse().unwrap()))),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/slow", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let payee = chain.devnet.pay_to().address;
+    let before = chain.balance(payee).await;
+    let ledger = Ledger::in_memory().unwrap();
+    // The client gives up on an answer after one second; the handler takes 2.5.
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(1))
+        .build()
+        .unwrap();
+    let client = PayingClient::new(
+        http,
+        chain.devnet.payers()[0].signer.clone(),
+        Policy::default(),
+        ledger.clone(),
+    );
+    let request = client.http().get(&url).build().unwrap();
+    let paid = client.send(request, Some("slow")).await.expect("recovered");
+    assert_eq!(paid.response.status(), 200);
+    let receipt = paid.receipt.clone().expect("a receipt");
+    assert!(receipt.success);
+    assert_eq!(paid.response.text().await.unwrap(), "answer of run 1");
+    assert_eq!(runs.load(Ordering::SeqCst), 1, "the handler ran once");
+
+    let rows = ledger.payments(0).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, "paid");
+    assert_eq!(rows[0].transaction.as_deref(), Some(receipt.transaction.as_str()));
+    assert_eq!(chain.balance(payee).await, before + U256::from(10_000), "paid once");
+}
