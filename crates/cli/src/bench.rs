@@ -186,6 +186,8 @@ async fn facilitator(args: FacilitatorBench) -> anyhow::Result<()> {
             rpc_url: devnet.rpc_url().clone(),
             block_time_ms: args.block_time.map(|s| s * 1000),
             assets: None,
+            fee_bump: Default::default(),
+            min_signer_balance_wei: None,
         }],
     };
     let running = x402_facilitator::start(&config, devnet.facilitator().signer.clone()).await?;

@@ -169,6 +169,8 @@ pub(crate) fn facilitator_config(
             rpc_url: devnet.rpc_url().clone(),
             block_time_ms: block_time.map(|s| s * 1000),
             assets: None,
+            fee_bump: Default::default(),
+            min_signer_balance_wei: None,
         }],
     }
 }

@@ -18,13 +18,15 @@ mod sender;
 
 pub use abi::{IEip3009, TransferWithAuthorization};
 pub use assets::{AssetInfo, default_asset, default_assets};
-pub use chain::{ChainConfig, poll_interval_for};
+pub use chain::{ChainConfig, FeeBumpPolicy, GWEI, poll_interval_for};
 pub use client::{SignError, sign_exact, sign_payment, sign_payment_v1};
 pub use error::{SettleError, VerifyError};
 pub use facilitator::{ExactEvmFacilitator, claimed_payer, verify_refusal};
 pub use payload::{Authorization, ExactEvmPayload, authorization_digest, eip712_domain};
 pub use scheme::{ChainHealth, ExactEvmScheme, Settlement, VerifiedPayment};
-pub use sender::{BroadcastError, SendSlot, SignedSettlement, TransferExpectation, TxStatus};
+pub use sender::{
+    BroadcastError, Replacement, SendSlot, SignedSettlement, TransferExpectation, TxStatus,
+};
 
 /// Seconds of slack the reference facilitator keeps before `validBefore`, for block time.
 pub const VALID_BEFORE_BUFFER_SECS: u64 = 6;

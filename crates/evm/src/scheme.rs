@@ -15,7 +15,7 @@ use serde_json::Value;
 use x402_proto::{Network, PaymentRequest, Scheme};
 
 use crate::abi::IEip3009;
-use crate::chain::{ChainConfig, poll_interval_for};
+use crate::chain::{ChainConfig, FeeBumpPolicy, poll_interval_for};
 use crate::error::VerifyError;
 use crate::payload::{ExactEvmPayload, authorization_digest, eip712_domain};
 use crate::sender::SenderState;
@@ -146,6 +146,8 @@ pub struct ExactEvmScheme {
     wallet: EthereumWallet,
     poll_interval: Duration,
     receipt_timeout: Duration,
+    fee_bump: FeeBumpPolicy,
+    stuck_after: Duration,
     sender: Arc<tokio::sync::Mutex<SenderState>>,
 }
 
@@ -186,6 +188,8 @@ impl ExactEvmScheme {
             wallet: EthereumWallet::from(signer),
             poll_interval: poll_interval_for(block_time),
             receipt_timeout: config.receipt_timeout,
+            fee_bump: config.fee_bump,
+            stuck_after: config.fee_bump.stuck_after_for(block_time),
             sender: Arc::default(),
         })
     }
@@ -218,6 +222,17 @@ impl ExactEvmScheme {
     /// How long [`Self::settle`] waits for a receipt.
     pub fn receipt_timeout(&self) -> Duration {
         self.receipt_timeout
+    }
+
+    /// How settlement transactions left unmined are re-priced.
+    pub fn fee_bump(&self) -> &FeeBumpPolicy {
+        &self.fee_bump
+    }
+
+    /// How long a settlement transaction may sit unmined before it is replaced with higher
+    /// fees (the policy's `stuck_after`, or three block times).
+    pub fn stuck_after(&self) -> Duration {
+        self.stuck_after
     }
 
     pub(crate) fn wallet(&self) -> &EthereumWallet {
