@@ -145,6 +145,26 @@ pub enum BroadcastError {
 }
 
 impl BroadcastError {
+    /// The node refused the transaction for offering too little gas (below the base fee or
+    /// the pool's minimum): its nonce is still free, and a replacement with higher fees on it
+    /// may go through.
+    pub fn is_underpriced(&self) -> bool {
+        match self {
+            Self::Refused {
+                reason,
+                nonce_used: false,
+                reverted: false,
+            } => {
+                let reason = reason.to_ascii_lowercase();
+                reason.contains("underpriced")
+                    || reason.contains("fee cap")
+                    || reason.contains("less than block base fee")
+                    || reason.contains("max fee per gas less than")
+            }
+            _ => false,
+        }
+    }
+
     /// The settle error a caller should report when it gives up on this broadcast.
     pub fn into_settle_error(self, tx_hash: B256) -> SettleError {
         match self {
@@ -614,6 +634,24 @@ mod tests {
         let old = fees(2 * GWEI, GWEI);
         let bumped = bumped_fees(old, fees(60 * GWEI, 3 * GWEI), 100 * GWEI).unwrap();
         assert_eq!(bumped, fees(60 * GWEI, 3 * GWEI));
+    }
+
+    #[test]
+    fn underpriced_refusals_are_told_apart() {
+        let refused = |reason: &str, nonce_used: bool| BroadcastError::Refused {
+            reason: reason.into(),
+            nonce_used,
+            reverted: false,
+        };
+        assert!(refused("replacement transaction underpriced", false).is_underpriced());
+        assert!(refused("max fee per gas less than block base fee", false).is_underpriced());
+        assert!(refused("transaction underpriced", false).is_underpriced());
+        assert!(!refused("nonce too low", true).is_underpriced());
+        assert!(!refused("insufficient funds for gas * price + value", false).is_underpriced());
+        let uncertain = BroadcastError::Uncertain {
+            detail: "underpriced".into(),
+        };
+        assert!(!uncertain.is_underpriced());
     }
 
     #[test]

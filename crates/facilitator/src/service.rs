@@ -809,8 +809,10 @@ impl FacilitatorService {
         }
     }
 
-    /// Whether any of `txs` may still be mined: the node has it, takes it again, or cannot
-    /// be asked. A transaction whose nonce the signer has used for another one is dead.
+    /// Whether any of `txs` may still be mined: the node has it, takes it again, refuses it
+    /// only for its price (a fee bump or lower fees get it in), or cannot be asked. A
+    /// transaction whose nonce the signer has used for another one is dead, and so is one
+    /// replaced with higher fees.
     async fn any_alive(
         &self,
         chain: &ChainService,
@@ -831,6 +833,12 @@ impl FacilitatorService {
                         return true;
                     }
                     Err(BroadcastError::Uncertain { .. }) => return true,
+                    Err(refused) if refused.is_underpriced() => {
+                        // Its nonce is still free: it waits for a fee bump, or for fees to
+                        // come down. A new nonce would only queue behind the empty one.
+                        tracing::info!(tx_hash = %tx.tx_hash, error = %refused, "settlement transaction priced below the chain's fees; waiting");
+                        return true;
+                    }
                     Err(BroadcastError::Refused { reason, .. }) => {
                         tracing::info!(tx_hash = %tx.tx_hash, %reason, "settlement transaction is dead");
                     }
