@@ -187,6 +187,8 @@ async fn facilitator(args: FacilitatorBench) -> anyhow::Result<()> {
             block_time_ms: args.block_time.map(|s| s * 1000),
             assets: None,
             eip6492_allowed_factories: Vec::new(),
+            fee_bump: Default::default(),
+            min_signer_balance_wei: None,
         }],
     };
     let running = x402_facilitator::start(&config, devnet.facilitator().signer.clone()).await?;

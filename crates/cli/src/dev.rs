@@ -174,6 +174,8 @@ pub(crate) fn facilitator_config(
             assets: None,
             // The devnet's own smart-wallet factory, so counterfactual wallets can pay in dev.
             eip6492_allowed_factories: vec![devnet.wallet_factory()],
+            fee_bump: Default::default(),
+            min_signer_balance_wei: None,
         }],
     }
 }

@@ -69,7 +69,10 @@ async fn server(behaviour: Behaviour, max_timeout_seconds: u64) -> Server {
             // with the same payment is answered again.
             let id = x402_proto::PaymentId::derive(&request).expect("readable payment");
             let key = x402_proto::IdempotencyKey::for_request(&id, &[0; 32]);
-            service.settle(&request, Some(&key)).await.expect("facilitator answers")
+            service
+                .settle(&request, Some(&key))
+                .await
+                .expect("facilitator answers")
         })
     });
 

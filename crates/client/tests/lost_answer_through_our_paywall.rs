@@ -86,6 +86,13 @@ async fn a_slow_answer_lost_to_a_timeout_is_recovered_and_paid_once() {
     let rows = ledger.payments(0).unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].status, "paid");
-    assert_eq!(rows[0].transaction.as_deref(), Some(receipt.transaction.as_str()));
-    assert_eq!(chain.balance(payee).await, before + U256::from(10_000), "paid once");
+    assert_eq!(
+        rows[0].transaction.as_deref(),
+        Some(receipt.transaction.as_str())
+    );
+    assert_eq!(
+        chain.balance(payee).await,
+        before + U256::from(10_000),
+        "paid once"
+    );
 }

@@ -22,11 +22,48 @@ pub struct ChainConfig {
     /// The factories an undeployed (ERC-6492) payer's wallet may come from. Empty (the
     /// default) refuses every counterfactual payer with `eip6492_factory_not_allowed`.
     pub eip6492_allowed_factories: Vec<Address>,
+    /// When and how far a settlement transaction left unmined may be re-priced.
+    pub fee_bump: FeeBumpPolicy,
+}
+
+/// How a settlement transaction that sits unmined (underpriced) is replaced: same nonce, same
+/// call, higher fees.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FeeBumpPolicy {
+    /// How long a transaction may wait unmined before it is replaced; three block times (at
+    /// least 3 s) when `None`.
+    pub stuck_after: Option<Duration>,
+    /// How many replacements one transaction may get.
+    pub max_bumps: u32,
+    /// The highest `maxFeePerGas` a replacement may offer, in wei.
+    pub max_fee_per_gas_cap: u128,
+}
+
+/// One gwei in wei.
+pub const GWEI: u128 = 1_000_000_000;
+
+impl Default for FeeBumpPolicy {
+    /// Three block times, three bumps, at most 200 gwei.
+    fn default() -> Self {
+        Self {
+            stuck_after: None,
+            max_bumps: 3,
+            max_fee_per_gas_cap: 200 * GWEI,
+        }
+    }
+}
+
+impl FeeBumpPolicy {
+    /// `stuck_after`, or its default for a chain with `block_time`.
+    pub fn stuck_after_for(&self, block_time: Duration) -> Duration {
+        self.stuck_after
+            .unwrap_or_else(|| (block_time * 3).max(Duration::from_secs(3)))
+    }
 }
 
 impl ChainConfig {
     /// A chain at `rpc_url` with the defaults: block time measured, 30 s receipt wait, no
-    /// ERC-6492 factory allowed.
+    /// ERC-6492 factory allowed, the default fee bumps.
     pub fn new(chain_id: u64, rpc_url: Url) -> Self {
         Self {
             network: Network::eip155(chain_id),
@@ -35,6 +72,7 @@ impl ChainConfig {
             block_time: None,
             receipt_timeout: Duration::from_secs(30),
             eip6492_allowed_factories: Vec::new(),
+            fee_bump: FeeBumpPolicy::default(),
         }
     }
 }
@@ -61,5 +99,26 @@ mod tests {
             Duration::from_millis(250)
         );
         assert_eq!(poll_interval_for(Duration::ZERO), Duration::from_millis(10));
+    }
+
+    #[test]
+    fn stuck_after_defaults_to_three_blocks() {
+        let policy = FeeBumpPolicy::default();
+        assert_eq!(
+            policy.stuck_after_for(Duration::from_secs(12)),
+            Duration::from_secs(36)
+        );
+        assert_eq!(
+            policy.stuck_after_for(Duration::ZERO),
+            Duration::from_secs(3)
+        );
+        let set = FeeBumpPolicy {
+            stuck_after: Some(Duration::from_millis(500)),
+            ..policy
+        };
+        assert_eq!(
+            set.stuck_after_for(Duration::from_secs(12)),
+            Duration::from_millis(500)
+        );
     }
 }

@@ -21,13 +21,15 @@ mod smart_wallet;
 
 pub use abi::{IEip3009, TransferWithAuthorization};
 pub use assets::{AssetInfo, default_asset, default_assets};
-pub use chain::{ChainConfig, poll_interval_for};
+pub use chain::{ChainConfig, FeeBumpPolicy, GWEI, poll_interval_for};
 pub use client::{SignError, sign_exact, sign_payment, sign_payment_v1};
 pub use error::{SettleError, VerifyError};
 pub use facilitator::{ExactEvmFacilitator, claimed_payer, verify_refusal};
 pub use payload::{Authorization, ExactEvmPayload, authorization_digest, eip712_domain};
 pub use scheme::{ChainHealth, ExactEvmScheme, Settlement, VerifiedPayment};
-pub use sender::{BroadcastError, SendSlot, SignedSettlement, TransferExpectation, TxStatus};
+pub use sender::{
+    BroadcastError, Replacement, SendSlot, SignedSettlement, TransferExpectation, TxStatus,
+};
 pub use smart_wallet::{
     ERC1271_MAGIC_VALUE, ERC6492_MAGIC_SUFFIX, Erc6492DecodeError, Erc6492Deployment,
     MULTICALL3_ADDRESS, PayerSignature, wrap_erc6492,

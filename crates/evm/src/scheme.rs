@@ -15,7 +15,7 @@ use serde_json::Value;
 use x402_proto::{Network, PaymentRequest, Scheme};
 
 use crate::abi::IEip3009;
-use crate::chain::{ChainConfig, poll_interval_for};
+use crate::chain::{ChainConfig, FeeBumpPolicy, poll_interval_for};
 use crate::error::VerifyError;
 use crate::payload::{Authorization, ExactEvmPayload, authorization_digest, eip712_domain};
 use crate::sender::SenderState;
@@ -193,6 +193,8 @@ pub struct ExactEvmScheme {
     poll_interval: Duration,
     receipt_timeout: Duration,
     eip6492_allowed_factories: Vec<Address>,
+    fee_bump: FeeBumpPolicy,
+    stuck_after: Duration,
     sender: Arc<tokio::sync::Mutex<SenderState>>,
 }
 
@@ -234,6 +236,8 @@ impl ExactEvmScheme {
             poll_interval: poll_interval_for(block_time),
             receipt_timeout: config.receipt_timeout,
             eip6492_allowed_factories: config.eip6492_allowed_factories,
+            fee_bump: config.fee_bump,
+            stuck_after: config.fee_bump.stuck_after_for(block_time),
             sender: Arc::default(),
         })
     }
@@ -271,6 +275,17 @@ impl ExactEvmScheme {
     /// The factories undeployed (ERC-6492) payers' wallets may come from.
     pub fn eip6492_allowed_factories(&self) -> &[Address] {
         &self.eip6492_allowed_factories
+    }
+
+    /// How settlement transactions left unmined are re-priced.
+    pub fn fee_bump(&self) -> &FeeBumpPolicy {
+        &self.fee_bump
+    }
+
+    /// How long a settlement transaction may sit unmined before it is replaced with higher
+    /// fees (the policy's `stuck_after`, or three block times).
+    pub fn stuck_after(&self) -> Duration {
+        self.stuck_after
     }
 
     pub(crate) fn wallet(&self) -> &EthereumWallet {

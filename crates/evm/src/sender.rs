@@ -4,12 +4,16 @@
 //! is broadcast: a caller can record the hash durably in between, while it holds the
 //! [`SendSlot`]. Slots are handed out one at a time, so transactions reach the node in nonce
 //! order and a refused broadcast gives its nonce back instead of leaving a gap.
+//!
+//! A transaction left unmined because its fees are too low is replaced on the same nonce
+//! ([`ExactEvmScheme::replacement`]): the same call with fees raised by at least an eighth,
+//! never above the configured cap, so at most one of them can ever be mined.
 
 use std::time::{Duration, Instant};
 
-use alloy::consensus::TxEnvelope;
-use alloy::eips::eip2718::Encodable2718;
-use alloy::network::{NetworkTransactionBuilder, TransactionBuilder};
+use alloy::consensus::{TxEnvelope, TypedTransaction};
+use alloy::eips::eip2718::{Decodable2718, Encodable2718};
+use alloy::network::{Ethereum, NetworkTransactionBuilder, NetworkWallet, TransactionBuilder};
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::Provider;
 use alloy::rpc::json_rpc::RpcError;
@@ -42,10 +46,47 @@ pub(crate) struct SenderState {
     fees: Option<(Fees, Instant)>,
 }
 
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Fees {
     max_fee_per_gas: u128,
     max_priority_fee_per_gas: u128,
+}
+
+impl Fees {
+    /// The fees to offer from the node's gas price and suggested tip: twice the price
+    /// survives several blocks of base fee increases.
+    fn from_node(gas_price: u128, priority: u128) -> Self {
+        let max_fee = gas_price.saturating_mul(2).max(1);
+        Self {
+            max_fee_per_gas: max_fee,
+            max_priority_fee_per_gas: priority.min(max_fee),
+        }
+    }
+}
+
+/// `fee` raised by an eighth (rounded up, at least 1 wei): above the 10% nodes require of a
+/// replacement.
+fn bump_fee(fee: u128) -> u128 {
+    fee.saturating_add(fee.div_ceil(8).max(1))
+}
+
+/// The fees of a replacement for a transaction that offered `old`: both raised by at least
+/// an eighth, up to what the node suggests now (`current`), never above `cap`. `None` when
+/// the minimum raise would pass the cap.
+fn bumped_fees(old: Fees, current: Fees, cap: u128) -> Option<Fees> {
+    let min_max_fee = bump_fee(old.max_fee_per_gas);
+    let min_tip = bump_fee(old.max_priority_fee_per_gas);
+    if min_max_fee > cap || min_tip > cap {
+        return None;
+    }
+    let max_fee_per_gas = min_max_fee.max(current.max_fee_per_gas).min(cap);
+    let max_priority_fee_per_gas = min_tip
+        .max(current.max_priority_fee_per_gas)
+        .min(max_fee_per_gas);
+    Some(Fees {
+        max_fee_per_gas,
+        max_priority_fee_per_gas,
+    })
 }
 
 /// A settlement transaction signed and not yet broadcast: its hash is final.
@@ -107,6 +148,26 @@ pub enum BroadcastError {
 }
 
 impl BroadcastError {
+    /// The node refused the transaction for offering too little gas (below the base fee or
+    /// the pool's minimum): its nonce is still free, and a replacement with higher fees on it
+    /// may go through.
+    pub fn is_underpriced(&self) -> bool {
+        match self {
+            Self::Refused {
+                reason,
+                nonce_used: false,
+                reverted: false,
+            } => {
+                let reason = reason.to_ascii_lowercase();
+                reason.contains("underpriced")
+                    || reason.contains("fee cap")
+                    || reason.contains("less than block base fee")
+                    || reason.contains("max fee per gas less than")
+            }
+            _ => false,
+        }
+    }
+
     /// The settle error a caller should report when it gives up on this broadcast.
     pub fn into_settle_error(self, tx_hash: B256) -> SettleError {
         match self {
@@ -122,6 +183,20 @@ impl BroadcastError {
             Self::Uncertain { .. } => SettleError::Pending { tx_hash },
         }
     }
+}
+
+/// What [`ExactEvmScheme::replacement`] made.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replacement {
+    /// A replacement signed and not yet broadcast: same nonce and call, higher fees.
+    Signed(SignedSettlement),
+    /// Raising the fees enough to replace the transaction would pass the cap.
+    AtCap {
+        /// The `maxFeePerGas` the transaction offers now, in wei.
+        max_fee_per_gas: u128,
+        /// The cap, in wei.
+        cap: u128,
+    },
 }
 
 /// Where a transaction stands.
@@ -179,15 +254,7 @@ impl ExactEvmScheme {
             if state.next_nonce.is_none() {
                 state.next_nonce = Some(count.saturating_to());
             }
-            // Twice the current price survives several blocks of base fee increases.
-            let max_fee = gas_price.saturating_mul(2).max(1);
-            state.fees = Some((
-                Fees {
-                    max_fee_per_gas: max_fee,
-                    max_priority_fee_per_gas: priority.min(max_fee),
-                },
-                Instant::now(),
-            ));
+            state.fees = Some((Fees::from_node(gas_price, priority), Instant::now()));
         }
         let nonce = state.next_nonce.unwrap_or_default();
         let fees = state.fees.map(|(fees, _)| fees).unwrap_or(Fees {
@@ -246,6 +313,77 @@ impl ExactEvmScheme {
                 detail: e.to_string(),
             })?;
         Ok(receipt.map(|receipt| judge_receipt(&receipt, expected)))
+    }
+
+    /// Signs a replacement for the settlement transaction `raw` (one this scheme signed):
+    /// the same nonce, call and gas limit, with both fees raised by at least an eighth, or to
+    /// what the node suggests now when that is more, never above the policy's cap. Broadcast
+    /// it with [`Self::rebroadcast`] once recorded.
+    pub async fn replacement(&self, raw: &Bytes) -> Result<Replacement, SettleError> {
+        let malformed = |reason: String| SettleError::Rejected {
+            code: ReasonCode::UNEXPECTED_SETTLE_ERROR,
+            reason,
+        };
+        let envelope = TxEnvelope::decode_2718(&mut raw.as_ref())
+            .map_err(|e| malformed(format!("the transaction to replace does not decode: {e}")))?;
+        let TxEnvelope::Eip1559(signed) = envelope else {
+            return Err(malformed(
+                "only EIP-1559 settlement transactions can be replaced".into(),
+            ));
+        };
+        let mut tx = signed.tx().clone();
+        if tx.chain_id != self.chain_id() {
+            return Err(malformed(format!(
+                "the transaction to replace is for chain {}, not {}",
+                tx.chain_id,
+                self.chain_id()
+            )));
+        }
+        let old = Fees {
+            max_fee_per_gas: tx.max_fee_per_gas,
+            max_priority_fee_per_gas: tx.max_priority_fee_per_gas,
+        };
+        let cap = self.fee_bump().max_fee_per_gas_cap;
+        let current = self.current_fees().await?;
+        let Some(fees) = bumped_fees(old, current, cap) else {
+            return Ok(Replacement::AtCap {
+                max_fee_per_gas: old.max_fee_per_gas,
+                cap,
+            });
+        };
+        tx.max_fee_per_gas = fees.max_fee_per_gas;
+        tx.max_priority_fee_per_gas = fees.max_priority_fee_per_gas;
+        let nonce = tx.nonce;
+        let envelope = NetworkWallet::<Ethereum>::sign_transaction_from(
+            self.wallet(),
+            self.signer_address(),
+            TypedTransaction::Eip1559(tx),
+        )
+        .await
+        .map_err(|e| malformed(format!("signing the replacement transaction: {e}")))?;
+        Ok(Replacement::Signed(SignedSettlement {
+            tx_hash: *envelope.tx_hash(),
+            raw: envelope.encoded_2718().into(),
+            signer_nonce: nonce,
+        }))
+    }
+
+    /// The fees a new transaction would offer now, asked from the node (one round trip).
+    async fn current_fees(&self) -> Result<Fees, SettleError> {
+        let unavailable = |e: TransportError| SettleError::ChainUnavailable {
+            detail: e.to_string(),
+        };
+        let mut batch = alloy::rpc::client::BatchRequest::new(self.provider().client());
+        let gas_price = batch
+            .add_call::<_, U256>("eth_gasPrice", &())
+            .map_err(unavailable)?;
+        let priority = batch
+            .add_call::<_, U256>("eth_maxPriorityFeePerGas", &())
+            .map_err(unavailable)?;
+        batch.send().await.map_err(unavailable)?;
+        let gas_price: u128 = gas_price.await.map_err(unavailable)?.saturating_to();
+        let priority: u128 = priority.await.map(|p| p.saturating_to()).unwrap_or(0);
+        Ok(Fees::from_node(gas_price, priority))
     }
 
     /// Sends an already signed transaction again (after a restart, or when the node dropped
@@ -469,4 +607,70 @@ fn judge_receipt(
         block_number: receipt.block_number,
         payer: expected.from,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GWEI: u128 = crate::GWEI;
+
+    fn fees(max_fee_per_gas: u128, max_priority_fee_per_gas: u128) -> Fees {
+        Fees {
+            max_fee_per_gas,
+            max_priority_fee_per_gas,
+        }
+    }
+
+    #[test]
+    fn a_bump_raises_both_fees_by_an_eighth_at_least() {
+        let old = fees(8 * GWEI, 2 * GWEI);
+        let bumped = bumped_fees(old, fees(1, 0), 100 * GWEI).unwrap();
+        assert_eq!(bumped, fees(9 * GWEI, 2 * GWEI + GWEI / 4));
+        // Nodes want +10% on both: an eighth clears it, rounding up.
+        for fee in [0u128, 1, 7, 9, 10, 1_000_000_001] {
+            let raised = bump_fee(fee);
+            assert!(raised > fee, "{fee}");
+            assert!(raised * 100 >= fee * 112, "{fee} -> {raised}");
+        }
+    }
+
+    #[test]
+    fn a_bump_follows_the_node_when_it_asks_for_more() {
+        let old = fees(2 * GWEI, GWEI);
+        let bumped = bumped_fees(old, fees(60 * GWEI, 3 * GWEI), 100 * GWEI).unwrap();
+        assert_eq!(bumped, fees(60 * GWEI, 3 * GWEI));
+    }
+
+    #[test]
+    fn underpriced_refusals_are_told_apart() {
+        let refused = |reason: &str, nonce_used: bool| BroadcastError::Refused {
+            reason: reason.into(),
+            nonce_used,
+            reverted: false,
+        };
+        assert!(refused("replacement transaction underpriced", false).is_underpriced());
+        assert!(refused("max fee per gas less than block base fee", false).is_underpriced());
+        assert!(refused("transaction underpriced", false).is_underpriced());
+        assert!(!refused("nonce too low", true).is_underpriced());
+        assert!(!refused("insufficient funds for gas * price + value", false).is_underpriced());
+        let uncertain = BroadcastError::Uncertain {
+            detail: "underpriced".into(),
+        };
+        assert!(!uncertain.is_underpriced());
+    }
+
+    #[test]
+    fn a_bump_never_passes_the_cap() {
+        let old = fees(2 * GWEI, GWEI);
+        let bumped = bumped_fees(old, fees(500 * GWEI, 400 * GWEI), 100 * GWEI).unwrap();
+        assert_eq!(bumped, fees(100 * GWEI, 100 * GWEI));
+        // At the cap there is nothing left to raise.
+        assert_eq!(bumped_fees(bumped, fees(1, 0), 100 * GWEI), None);
+        // Nor when an eighth more would pass it.
+        assert_eq!(
+            bumped_fees(fees(90 * GWEI, GWEI), fees(1, 0), 100 * GWEI),
+            None
+        );
+    }
 }

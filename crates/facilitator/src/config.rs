@@ -8,10 +8,10 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use alloy::primitives::Address;
+use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
 use serde::Deserialize;
-use x402_evm::{AssetInfo, default_assets};
+use x402_evm::{AssetInfo, FeeBumpPolicy, GWEI, default_assets};
 use x402_proto::Network;
 
 /// The environment prefix of config overrides.
@@ -170,6 +170,52 @@ pub struct NetworkConfig {
     /// `eip6492_factory_not_allowed`; deployed smart wallets (ERC-1271) pay either way.
     #[serde(default)]
     pub eip6492_allowed_factories: Vec<Address>,
+    /// How a settlement transaction left unmined is re-priced.
+    #[serde(default)]
+    pub fee_bump: FeeBumpConfig,
+    /// `/health` fails while the signer's balance on this chain (what pays settlement gas) is
+    /// below this many wei (an integer, or a decimal string for more than TOML integers
+    /// hold). Not checked when absent.
+    #[serde(default, deserialize_with = "deserialize_wei")]
+    pub min_signer_balance_wei: Option<U256>,
+}
+
+/// Replacing a settlement transaction that sits unmined (underpriced) with a higher-fee one
+/// on the same nonce.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FeeBumpConfig {
+    /// How long a transaction may wait unmined before it is replaced, in milliseconds; three
+    /// block times (at least 3 s) when absent.
+    pub stuck_after_ms: Option<u64>,
+    /// How many replacements one transaction may get (3 by default; 0 never replaces).
+    #[serde(default = "default_max_fee_bumps")]
+    pub max_fee_bumps: u32,
+    /// The highest `maxFeePerGas` a replacement may offer, in gwei (200 by default). A
+    /// transaction that cannot be raised further is left to wait.
+    #[serde(default = "default_max_fee_per_gas_cap_gwei")]
+    pub max_fee_per_gas_cap_gwei: u64,
+}
+
+impl Default for FeeBumpConfig {
+    fn default() -> Self {
+        Self {
+            stuck_after_ms: None,
+            max_fee_bumps: default_max_fee_bumps(),
+            max_fee_per_gas_cap_gwei: default_max_fee_per_gas_cap_gwei(),
+        }
+    }
+}
+
+impl FeeBumpConfig {
+    /// The policy the chain's scheme applies.
+    pub fn policy(&self) -> FeeBumpPolicy {
+        FeeBumpPolicy {
+            stuck_after: self.stuck_after_ms.map(Duration::from_millis),
+            max_bumps: self.max_fee_bumps,
+            max_fee_per_gas_cap: u128::from(self.max_fee_per_gas_cap_gwei) * GWEI,
+        }
+    }
 }
 
 /// One accepted token.
@@ -236,6 +282,31 @@ fn default_settle_wait_ms() -> u64 {
 fn default_shutdown_grace_ms() -> u64 {
     10_000
 }
+/// A wei amount written as a TOML integer or a decimal string.
+fn deserialize_wei<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<U256>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Wei {
+        Integer(u64),
+        Decimal(String),
+    }
+    Ok(match Option::<Wei>::deserialize(deserializer)? {
+        None => None,
+        Some(Wei::Integer(wei)) => Some(U256::from(wei)),
+        Some(Wei::Decimal(text)) => Some(U256::from_str_radix(text.trim(), 10).map_err(|_| {
+            serde::de::Error::custom(format!("`{text}` is not a whole number of wei"))
+        })?),
+    })
+}
+
+fn default_max_fee_bumps() -> u32 {
+    FeeBumpPolicy::default().max_bumps
+}
+fn default_max_fee_per_gas_cap_gwei() -> u64 {
+    u64::try_from(FeeBumpPolicy::default().max_fee_per_gas_cap / GWEI).unwrap_or(u64::MAX)
+}
 
 impl FacilitatorConfig {
     /// Reads `path`, applies overrides from the process environment, and validates.
@@ -284,6 +355,16 @@ impl FacilitatorConfig {
                 return Err(invalid(format!(
                     "facilitator config: networks[{i}].chain_id {} is listed twice",
                     network.chain_id
+                )));
+            }
+            if network.fee_bump.stuck_after_ms == Some(0) {
+                return Err(invalid(format!(
+                    "facilitator config: networks[{i}].fee_bump.stuck_after_ms must be positive; remove it for three block times"
+                )));
+            }
+            if network.fee_bump.max_fee_per_gas_cap_gwei == 0 {
+                return Err(invalid(format!(
+                    "facilitator config: networks[{i}].fee_bump.max_fee_per_gas_cap_gwei must be positive"
                 )));
             }
             if network.accepted_assets().is_empty() {
@@ -454,6 +535,87 @@ mod tests {
         assert_eq!(assets.len(), 1);
         assert_eq!(assets[0].name, "USD Coin");
         assert_eq!(assets[0].decimals, 6);
+        let policy = config.networks[0].fee_bump.policy();
+        assert_eq!(policy, FeeBumpPolicy::default());
+        assert_eq!(policy.max_bumps, 3);
+        assert_eq!(policy.max_fee_per_gas_cap, 200 * GWEI);
+        assert_eq!(config.networks[0].min_signer_balance_wei, None);
+    }
+
+    #[test]
+    fn fee_bumps_and_the_gas_floor_are_per_network() {
+        let text = format!(
+            "{MINIMAL}min_signer_balance_wei = 5000000000000000
+[networks.fee_bump]
+stuck_after_ms = 4000
+max_fee_bumps = 5
+max_fee_per_gas_cap_gwei = 50
+"
+        );
+        let config = parse(&text, &[]).unwrap();
+        let network = &config.networks[0];
+        assert_eq!(
+            network.min_signer_balance_wei,
+            Some(U256::from(5_000_000_000_000_000u64))
+        );
+        let config = parse(
+            &format!("{MINIMAL}min_signer_balance_wei = \"100000000000000000000\"\n"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            config.networks[0].min_signer_balance_wei,
+            Some(U256::from(100u64) * U256::from(10u64).pow(U256::from(18u64)))
+        );
+        let error = parse(
+            &format!("{MINIMAL}min_signer_balance_wei = \"lots\"\n"),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("min_signer_balance_wei"),
+            "{error}"
+        );
+        assert_eq!(
+            network.fee_bump.policy(),
+            FeeBumpPolicy {
+                stuck_after: Some(Duration::from_secs(4)),
+                max_bumps: 5,
+                max_fee_per_gas_cap: 50 * GWEI,
+            }
+        );
+        let error = parse(
+            &format!(
+                "{MINIMAL}[networks.fee_bump]
+max_bumps = 1
+"
+            ),
+            &[],
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("max_bumps"), "{error}");
+        let error = parse(
+            &format!(
+                "{MINIMAL}[networks.fee_bump]
+max_fee_per_gas_cap_gwei = 0
+"
+            ),
+            &[],
+        )
+        .unwrap_err();
+        assert!(
+            error.to_string().contains("max_fee_per_gas_cap_gwei"),
+            "{error}"
+        );
+        let config = parse(
+            MINIMAL,
+            &[(
+                "X402_FACILITATOR__NETWORKS__0__FEE_BUMP__MAX_FEE_BUMPS",
+                "0",
+            )],
+        )
+        .unwrap();
+        assert_eq!(config.networks[0].fee_bump.max_fee_bumps, 0);
     }
 
     #[test]
@@ -579,5 +741,7 @@ mod example_tests {
         assert_eq!(config.networks[0].chain_id, 8453);
         assert_eq!(config.networks[0].accepted_assets()[0].name, "USD Coin");
         assert!(config.networks[0].eip6492_allowed_factories.is_empty());
+        assert!(config.networks[0].min_signer_balance_wei.is_some());
+        assert_eq!(config.networks[0].fee_bump.max_fee_bumps, 3);
     }
 }

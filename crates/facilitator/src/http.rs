@@ -223,17 +223,24 @@ async fn supported(State(service): State<FacilitatorService>) -> Response {
 
 async fn health(State(service): State<FacilitatorService>) -> Response {
     let chains = service.health(HEALTH_TIMEOUT).await;
-    let healthy = chains.iter().all(|c| c.reachable);
+    let healthy = chains.iter().all(|c| c.healthy);
     let status = if healthy {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let body = json!({
+    let reasons: Vec<String> = chains
+        .iter()
+        .filter_map(|c| c.reason.as_ref().map(|r| format!("{}: {r}", c.network)))
+        .collect();
+    let mut body = json!({
         "status": if healthy { "ok" } else { "unhealthy" },
         "chains": chains,
         "pendingSettlements": service.in_flight(),
     });
+    if !reasons.is_empty() {
+        body["reasons"] = json!(reasons);
+    }
     (status, axum::Json(body)).into_response()
 }
 

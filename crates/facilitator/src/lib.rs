@@ -21,8 +21,8 @@ use tokio::task::JoinHandle;
 use x402_evm::{ChainConfig, ExactEvmScheme};
 
 pub use config::{
-    AssetConfig, AuthConfig, ConfigError, DEFAULT_KEY_ENV, ENV_PREFIX, FacilitatorConfig, Limits,
-    NetworkConfig, SignerConfig,
+    AssetConfig, AuthConfig, ConfigError, DEFAULT_KEY_ENV, ENV_PREFIX, FacilitatorConfig,
+    FeeBumpConfig, Limits, NetworkConfig, SignerConfig,
 };
 pub use http::{HttpOptions, router};
 pub use metrics::Metrics;
@@ -128,6 +128,7 @@ pub async fn start(
         chain.block_time = network.block_time_ms.map(std::time::Duration::from_millis);
         chain.receipt_timeout = config.limits.settle_wait();
         chain.eip6492_allowed_factories = network.eip6492_allowed_factories.clone();
+        chain.fee_bump = network.fee_bump.policy();
         let scheme = ExactEvmScheme::connect(chain, signer.clone())
             .await
             .map_err(|e| StartError::Chain {
@@ -135,7 +136,11 @@ pub async fn start(
                 rpc_url: network.rpc_url.to_string(),
                 detail: e.to_string(),
             })?;
-        chains.push(ChainService::new(scheme, network.accepted_assets()));
+        let mut service = ChainService::new(scheme, network.accepted_assets());
+        if let Some(floor) = network.min_signer_balance_wei {
+            service = service.with_min_signer_balance(floor);
+        }
+        chains.push(service);
     }
     let service =
         FacilitatorService::new(chains, store, config.limits.settle_wait(), Metrics::new());

@@ -9,8 +9,8 @@ use alloy::primitives::{Address, B256, U256, keccak256};
 use serde::Serialize;
 use tokio::sync::watch;
 use x402_evm::{
-    BroadcastError, ExactEvmPayload, ExactEvmScheme, SettleError, TransferExpectation, TxStatus,
-    VerifiedPayment, VerifyError, claimed_payer, verify_refusal,
+    BroadcastError, ExactEvmPayload, ExactEvmScheme, Replacement, SettleError, TransferExpectation,
+    TxStatus, VerifiedPayment, VerifyError, claimed_payer, verify_refusal,
 };
 use x402_proto::{
     BoxFuture, Facilitator, FacilitatorError, IdempotencyKey, Network, PaymentId, PaymentIdError,
@@ -29,21 +29,40 @@ use crate::store::{
 /// transaction (and rebroadcasts it when not).
 const LIVENESS_CHECK_EVERY: Duration = Duration::from_secs(2);
 
-/// How many transactions one settlement may send in all (the first, plus replacements for
-/// ones the chain dropped).
+/// How many signer nonces one settlement may use in all (the first, plus new transactions
+/// for ones the chain dropped). Fee bumps reuse their transaction's nonce and do not count.
 const MAX_SENDS: usize = 3;
+
+/// How many distinct signer nonces `txs` use.
+fn nonces_used(txs: &[TxRecord]) -> usize {
+    let mut nonces: Vec<u64> = txs.iter().map(|tx| tx.signer_nonce).collect();
+    nonces.sort_unstable();
+    nonces.dedup();
+    nonces.len()
+}
 
 /// One chain served.
 #[derive(Debug)]
 pub struct ChainService {
     scheme: ExactEvmScheme,
     assets: Vec<AssetConfig>,
+    min_signer_balance: Option<U256>,
 }
 
 impl ChainService {
     /// Serves `scheme`'s chain, accepting `assets`.
     pub fn new(scheme: ExactEvmScheme, assets: Vec<AssetConfig>) -> Self {
-        Self { scheme, assets }
+        Self {
+            scheme,
+            assets,
+            min_signer_balance: None,
+        }
+    }
+
+    /// Makes the health check fail while the signer's gas balance is below `floor` wei.
+    pub fn with_min_signer_balance(mut self, floor: U256) -> Self {
+        self.min_signer_balance = Some(floor);
+        self
     }
 
     /// The scheme.
@@ -125,9 +144,17 @@ pub struct ChainHealthReport {
     /// Its balance in wei, when reachable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub signer_balance_wei: Option<String>,
+    /// The balance below which the chain is unhealthy, in wei, when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_signer_balance_wei: Option<String>,
     /// What went wrong, when unreachable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Whether the chain can settle: reachable, with the signer's balance not below the floor.
+    pub healthy: bool,
+    /// Why it cannot, when not healthy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 /// What reconciliation at start did.
@@ -142,6 +169,25 @@ pub struct ReconcileReport {
     /// Settlements still in flight, tracked in the background (rebroadcast when the node had
     /// lost them).
     pub tracking: usize,
+}
+
+/// When the newest transaction of a tracked settlement was last sent or bumped.
+struct BumpClock {
+    since: Instant,
+    /// How many transactions the settlement had then.
+    seen: usize,
+    /// No further bump is possible (out of bumps, or at the fee cap).
+    done: bool,
+}
+
+impl BumpClock {
+    fn new(seen: usize) -> Self {
+        Self {
+            since: Instant::now(),
+            seen,
+            done: false,
+        }
+    }
 }
 
 /// A settlement's identity and what it must do on chain, from a request alone.
@@ -598,7 +644,7 @@ impl FacilitatorService {
                     nonce_used: true,
                     reason,
                     ..
-                }) if txs.len() < MAX_SENDS => {
+                }) if nonces_used(txs) < MAX_SENDS => {
                     // Our local nonce was stale (the key is used elsewhere too): the slot has
                     // resynced; sign again with the next one.
                     tracing::warn!(%reason, "nonce already used; re-signing");
@@ -639,8 +685,10 @@ impl FacilitatorService {
     }
 
     /// Follows a settlement's transactions until one is mined or none can be: polls receipts
-    /// at the chain's interval, rebroadcasts transactions the node lost, and re-sends (while
-    /// the authorization is valid) when the chain used our nonce for something else.
+    /// at the chain's interval (any transaction of the settlement may be the one mined),
+    /// rebroadcasts transactions the node lost, replaces one left unmined with higher fees on
+    /// the same nonce, and re-sends (while the authorization is valid) when the chain used our
+    /// nonce for something else.
     async fn track(
         &self,
         chain: &ChainService,
@@ -657,6 +705,7 @@ impl FacilitatorService {
             value: settlement.amount,
         };
         let mut last_liveness_check = Instant::now();
+        let mut bump = BumpClock::new(txs.len());
         loop {
             for tx in txs.iter().rev() {
                 match chain.scheme.mined_outcome(tx.tx_hash, &expected).await {
@@ -677,27 +726,119 @@ impl FacilitatorService {
                     }
                 }
             }
+            self.bump_if_stuck(chain, settlement, &mut txs, &mut bump, progress)
+                .await;
             tokio::time::sleep(chain.scheme.poll_interval()).await;
         }
     }
 
-    /// Whether any of `txs` may still be mined: the node has it, takes it again, or cannot
-    /// be asked. A transaction whose nonce the signer has used for another one is dead.
+    /// Replaces the newest of `txs` with a higher-fee transaction on the same nonce once it
+    /// has waited unmined for the chain's `stuck_after`, at most `max_bumps` times per nonce
+    /// (counted from the log, so a restart does not reset it). The replacement is recorded
+    /// before it is broadcast. At the cap, or out of bumps, it logs and leaves it to wait.
+    async fn bump_if_stuck(
+        &self,
+        chain: &ChainService,
+        settlement: &NewSettlement,
+        txs: &mut Vec<TxRecord>,
+        clock: &mut BumpClock,
+        progress: &watch::Sender<Progress>,
+    ) {
+        let scheme = &chain.scheme;
+        if txs.len() != clock.seen {
+            // A transaction was sent since (on a new nonce): it gets its own wait.
+            *clock = BumpClock::new(txs.len());
+        }
+        if clock.done || clock.since.elapsed() < scheme.stuck_after() {
+            return;
+        }
+        let Some(newest) = txs.last().cloned() else {
+            return;
+        };
+        let key = &settlement.key;
+        let bumps = txs
+            .iter()
+            .filter(|tx| tx.signer_nonce == newest.signer_nonce)
+            .count()
+            - 1;
+        let max_bumps = usize::try_from(scheme.fee_bump().max_bumps).unwrap_or(usize::MAX);
+        if bumps >= max_bumps {
+            tracing::warn!(%key, tx_hash = %newest.tx_hash, bumps, "settlement transaction still unmined and out of fee bumps; waiting for it");
+            clock.done = true;
+            return;
+        }
+        // Whatever happens next, the next attempt waits a full `stuck_after`.
+        clock.since = Instant::now();
+        let signed = match scheme.replacement(&newest.raw).await {
+            Ok(Replacement::Signed(signed)) => signed,
+            Ok(Replacement::AtCap {
+                max_fee_per_gas,
+                cap,
+            }) => {
+                tracing::warn!(%key, tx_hash = %newest.tx_hash, max_fee_per_gas, cap, "settlement transaction still unmined and its fees are at the cap (max_fee_per_gas_cap_gwei); waiting for it");
+                clock.done = true;
+                return;
+            }
+            Err(error) => {
+                tracing::warn!(%key, %error, "could not prepare a fee bump; trying again later");
+                return;
+            }
+        };
+        let record = TxRecord {
+            tx_hash: signed.tx_hash,
+            raw: signed.raw.clone(),
+            signer: scheme.signer_address(),
+            signer_nonce: signed.signer_nonce,
+        };
+        // Durable before broadcast, like the first transaction.
+        if let Err(error) = self.inner.store.add_transaction(key, &record).await {
+            tracing::warn!(%key, %error, "could not record a fee bump; not sending it");
+            return;
+        }
+        txs.push(record);
+        clock.seen = txs.len();
+        progress.send_replace(Progress::Submitted(signed.tx_hash));
+        match scheme.rebroadcast(&signed.raw).await {
+            Ok(()) => {
+                tracing::info!(%key, replaced = %newest.tx_hash, tx_hash = %signed.tx_hash, nonce = signed.signer_nonce, bump = bumps + 1, "replaced an unmined settlement transaction with higher fees");
+            }
+            Err(error) => {
+                // The earlier transaction stands (or was mined); the next receipt poll tells.
+                tracing::info!(%key, tx_hash = %signed.tx_hash, %error, "fee bump not accepted");
+            }
+        }
+    }
+
+    /// Whether any of `txs` may still be mined: the node has it, takes it again, refuses it
+    /// only for its price (a fee bump or lower fees get it in), or cannot be asked. A
+    /// transaction whose nonce the signer has used for another one is dead, and so is one
+    /// replaced with higher fees.
     async fn any_alive(
         &self,
         chain: &ChainService,
         txs: &[TxRecord],
         expected: &TransferExpectation,
     ) -> bool {
-        for tx in txs {
+        for (i, tx) in txs.iter().enumerate() {
+            // A transaction given higher fees on the same nonce has left the pool for good.
+            let replaced = txs[i + 1..]
+                .iter()
+                .any(|later| later.signer_nonce == tx.signer_nonce);
             match chain.scheme.transaction_status(tx.tx_hash, expected).await {
                 Ok(TxStatus::InPool | TxStatus::Mined(_)) | Err(_) => return true,
+                Ok(TxStatus::Unknown) if replaced => {}
                 Ok(TxStatus::Unknown) => match chain.scheme.rebroadcast(&tx.raw).await {
                     Ok(()) => {
                         tracing::info!(tx_hash = %tx.tx_hash, "rebroadcast a settlement the node had lost");
                         return true;
                     }
                     Err(BroadcastError::Uncertain { .. }) => return true,
+                    Err(refused) if refused.is_underpriced() => {
+                        // Its nonce is still free: it waits for a fee bump, or for fees to
+                        // come down. A new nonce would only queue behind the empty one.
+                        tracing::info!(tx_hash = %tx.tx_hash, error = %refused, "settlement transaction priced below the chain's fees; waiting");
+                        return true;
+                    }
                     Err(BroadcastError::Refused { reason, .. }) => {
                         tracing::info!(tx_hash = %tx.tx_hash, %reason, "settlement transaction is dead");
                     }
@@ -740,7 +881,9 @@ impl FacilitatorService {
         }
         let request: Option<PaymentRequest> = serde_json::from_str(&settlement.request).ok();
         let payment = match &request {
-            Some(request) if txs.len() < MAX_SENDS => chain.scheme.verify(request).await.ok(),
+            Some(request) if nonces_used(txs) < MAX_SENDS => {
+                chain.scheme.verify(request).await.ok()
+            }
             _ => None,
         };
         match payment {
@@ -944,30 +1087,39 @@ impl FacilitatorService {
     }
 
     /// Asks every chain for its latest block and the signer's gas balance, concurrently,
-    /// each bounded by `timeout`.
+    /// each bounded by `timeout`. A chain is unhealthy when unreachable, or when the signer's
+    /// balance is below the chain's configured floor.
     pub async fn health(&self, timeout: Duration) -> Vec<ChainHealthReport> {
         let checks = self.inner.chains.values().map(|chain| async move {
             let scheme = &chain.scheme;
+            let signer = scheme.signer_address().to_checksum(None);
             let result = tokio::time::timeout(timeout, scheme.health()).await;
             let (block_number, balance, error) = match result {
                 Ok(Ok(health)) => (Some(health.block_number), Some(health.signer_balance), None),
                 Ok(Err(error)) => (None, None, Some(error.to_string())),
                 Err(_) => (None, None, Some(format!("no answer within {timeout:?}"))),
             };
+            let reason = match (&error, balance, chain.min_signer_balance) {
+                (Some(error), _, _) => Some(format!("the chain's RPC is unreachable: {error}")),
+                (None, Some(balance), Some(floor)) if balance < floor => Some(format!(
+                    "the signer {signer}'s gas balance of {balance} wei is below the floor of \
+                     {floor} wei (min_signer_balance_wei); fund it to keep settling"
+                )),
+                _ => None,
+            };
             ChainHealthReport {
                 network: scheme.network().clone(),
                 reachable: error.is_none(),
                 block_number,
-                signer: scheme.signer_address().to_checksum(None),
+                signer,
                 signer_balance_wei: balance.map(|b: U256| b.to_string()),
+                min_signer_balance_wei: chain.min_signer_balance.map(|f| f.to_string()),
                 error,
+                healthy: reason.is_none(),
+                reason,
             }
         });
-        let mut reports = Vec::new();
-        for check in checks {
-            reports.push(check.await);
-        }
-        reports
+        futures_util::future::join_all(checks).await
     }
 }
 

@@ -200,7 +200,7 @@ fn load(
         .prepare_cached(
             "SELECT tx_hash, raw_tx, signer, signer_nonce FROM settlement_txs
              WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND auth_nonce = ?4
-             ORDER BY signer_nonce, created_at",
+             ORDER BY signer_nonce, created_at, rowid",
         )
         .map_err(db_error)?;
     let txs = statement

@@ -21,9 +21,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
-use x402_paywall::{
-    HttpFacilitator, PaymentOption, Paywall, PaywallConfig, ResponseCacheConfig,
-};
+use x402_paywall::{HttpFacilitator, PaymentOption, Paywall, PaywallConfig, ResponseCacheConfig};
 use x402_proto::{Facilitator, Network};
 
 pub use config::{ConfigError, GatewayConfig};

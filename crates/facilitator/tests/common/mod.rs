@@ -24,11 +24,38 @@ pub struct Stack {
 
 /// The facilitator config for a chain at `rpc_url`, logging in `dir`.
 pub fn config_for(rpc_url: &str, dir: &std::path::Path, extra: &str) -> FacilitatorConfig {
+    config_with_network(rpc_url, dir, extra, "")
+}
+
+/// [`config_for`], with `network` TOML (keys and sub-tables) inside the `[[networks]]` entry.
+pub fn config_with_network(
+    rpc_url: &str,
+    dir: &std::path::Path,
+    extra: &str,
+    network: &str,
+) -> FacilitatorConfig {
     let text = format!(
-        "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n{extra}\n[[networks]]\nchain_id = 8453\nrpc_url = \"{rpc_url}\"\n",
+        "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n{extra}\n[[networks]]\nchain_id = 8453\nrpc_url = \"{rpc_url}\"\n{network}\n",
         dir.join("facilitator.db").display()
     );
     FacilitatorConfig::parse(&text, std::iter::empty()).expect("test config parses")
+}
+
+impl Stack {
+    /// A facilitator with `config` serving `chain`, which logs in `dir`.
+    pub async fn serve(chain: Chain, dir: TempDir, config: FacilitatorConfig) -> Self {
+        let facilitator =
+            x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
+                .await
+                .expect("facilitator starts");
+        Self {
+            chain,
+            facilitator: Some(facilitator),
+            http: reqwest::Client::new(),
+            dir,
+            config,
+        }
+    }
 }
 
 impl Stack {
