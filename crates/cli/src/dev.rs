@@ -18,8 +18,9 @@ pub(crate) struct DevArgs {
     /// Seconds between blocks, like Base's 2 s; by default a block is mined per transaction.
     #[arg(long, value_name = "SECS", value_parser = clap::value_parser!(u64).range(1..=60))]
     block_time: Option<u64>,
-    /// Chain id. 8453 (Base) makes the official SDKs' USDC defaults work unchanged.
-    #[arg(long, default_value_t = 8453)]
+    /// Chain id: a chain whose USDC the official SDKs know (8453 Base, 84532 Base Sepolia, …);
+    /// its token is placed at that USDC's address with its EIP-712 name and version.
+    #[arg(long, default_value_t = 8453, value_parser = known_chain_id)]
     chain_id: u64,
     /// Number of dev accounts: the facilitator, the payee, and the rest funded payers.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(3..=100))]
@@ -70,12 +71,7 @@ struct DevState {
 pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("creating state dir {}", args.state_dir.display()))?;
-    let config = DevnetConfig {
-        chain_id: args.chain_id,
-        block_time: args.block_time,
-        accounts: args.accounts,
-        ..DevnetConfig::default()
-    };
+    let config = devnet_config(args.chain_id, args.block_time, args.accounts);
     eprintln!(
         "starting anvil (chain {}) and placing the token…",
         args.chain_id
@@ -171,12 +167,55 @@ pub(crate) fn facilitator_config(
             chain_id: devnet.chain_id(),
             rpc_url: devnet.rpc_url().clone(),
             block_time_ms: block_time.map(|s| s * 1000),
-            assets: None,
+            // Exactly the token the devnet placed, whatever the chain id.
+            assets: Some(vec![x402_facilitator::AssetConfig {
+                address: devnet.token().address,
+                name: devnet.token().name.clone(),
+                version: devnet.token().version.clone(),
+                decimals: devnet.token().decimals,
+            }]),
             // The devnet's own smart-wallet factory, so counterfactual wallets can pay in dev.
             eip6492_allowed_factories: vec![devnet.wallet_factory()],
             fee_bump: Default::default(),
             min_signer_balance_wei: None,
         }],
+    }
+}
+
+/// Accepts a chain id whose default USDC (or EIP-3009 stablecoin) the official SDKs know.
+fn known_chain_id(text: &str) -> Result<u64, String> {
+    let id: u64 = text
+        .parse()
+        .map_err(|_| format!("{text:?} is not a chain id (a positive integer)"))?;
+    if x402_evm::default_asset(&x402_proto::Network::eip155(id)).is_some() {
+        return Ok(id);
+    }
+    let known: Vec<String> = x402_evm::default_assets()
+        .filter_map(|a| a.network.evm_chain_id())
+        .map(|id| id.to_string())
+        .collect();
+    Err(format!(
+        "chain {id} has no USDC the official SDKs know, so no client would pay it; use one of {}",
+        known.join(", ")
+    ))
+}
+
+/// The dev chain for `chain_id`: the token is that network's USDC as the official SDKs know it
+/// (address, EIP-712 name and version: Base's "USD Coin", Base Sepolia's "USDC", …), or
+/// Base's when the chain has no known USDC, so the SDKs' defaults and our facilitator agree.
+pub(crate) fn devnet_config(chain_id: u64, block_time: Option<u64>, accounts: u32) -> DevnetConfig {
+    let defaults = DevnetConfig::default();
+    let usdc = x402_evm::default_asset(&x402_proto::Network::eip155(chain_id));
+    DevnetConfig {
+        chain_id,
+        block_time,
+        accounts,
+        token_address: usdc.as_ref().map_or(defaults.token_address, |a| a.address),
+        token_name: usdc
+            .as_ref()
+            .map_or(defaults.token_name.clone(), |a| a.name.clone()),
+        token_version: usdc.map_or(defaults.token_version.clone(), |a| a.version),
+        ..defaults
     }
 }
 
@@ -231,4 +270,52 @@ fn write_atomically(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     std::fs::write(&tmp, contents).with_context(|| format!("writing {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_chain_ids_are_refused_with_the_list() {
+        assert_eq!(known_chain_id("84532"), Ok(84532));
+        let error = known_chain_id("31337").unwrap_err();
+        assert!(error.contains("8453") && error.contains("84532"), "{error}");
+        assert!(
+            known_chain_id("base")
+                .unwrap_err()
+                .contains("not a chain id")
+        );
+    }
+
+    /// Every chain id `x402 dev` accepts gives a stack whose token, facilitator and clients
+    /// agree: a payment signed as the official clients do (the SDK's default asset for the
+    /// network) settles through the dev facilitator.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn every_accepted_chain_id_settles_a_payment() {
+        let ids: Vec<u64> = x402_evm::default_assets()
+            .filter_map(|a| a.network.evm_chain_id())
+            .collect();
+        assert!(ids.contains(&84532), "{ids:?}");
+        for id in ids {
+            let chain = x402_testkit::Chain::start_with(devnet_config(id, None, 4)).await;
+            let usdc = x402_evm::default_asset(&x402_proto::Network::eip155(id)).unwrap();
+            assert_eq!(chain.devnet.token().address, usdc.address, "chain {id}");
+            let dir = tempfile::tempdir().unwrap();
+            let config = facilitator_config(&chain.devnet, 0, &dir.path().join("f.db"), None);
+            let facilitator =
+                x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
+                    .await
+                    .unwrap();
+            let requirements = chain.requirements(1_000);
+            let payer = &chain.devnet.payers()[0].signer;
+            let request = x402_testkit::v2_request(
+                &x402_testkit::honest_payment(payer, &requirements),
+                &requirements,
+            );
+            let receipt = facilitator.service().settle(&request, None).await.unwrap();
+            assert!(receipt.success, "chain {id}: {receipt:?}");
+            facilitator.shutdown().await;
+        }
+    }
 }

@@ -1,7 +1,7 @@
 //! Which of a server's offers a client may pay: allowed networks and assets, an order of
 //! preference, and a most-per-payment in human units that respects each asset's decimals.
 
-use x402_proto::{Network, Price, Scheme, TokenAmount, v2};
+use x402_proto::{Network, Price, Scheme, TokenAmount, U256, v2};
 
 /// An asset the client knows how to value.
 #[derive(Clone, Debug, PartialEq)]
@@ -98,9 +98,7 @@ impl Policy {
                         decimals: asset.decimals,
                     });
                 }
-                if cheapest_above
-                    .is_none_or(|(a, d)| offer.amount.to_human(asset.decimals) < a.to_human(d))
-                {
+                if cheapest_above.is_none_or(|(a, d)| is_less(offer.amount, asset.decimals, a, d)) {
                     cheapest_above = Some((offer.amount, asset.decimals));
                 }
             }
@@ -120,6 +118,16 @@ impl Policy {
             }),
         }
     }
+}
+
+/// Whether `a` (in units of `10^-da`) is less than `b` (in units of `10^-db`), compared as
+/// numbers: both scaled to the larger number of decimals.
+fn is_less(a: TokenAmount, da: u8, b: TokenAmount, db: u8) -> bool {
+    let scale = |amount: TokenAmount, from: u8| {
+        let factor = U256::from(10u8).pow(U256::from(da.max(db) - from));
+        amount.0.saturating_mul(factor)
+    };
+    scale(a, da) < scale(b, db)
 }
 
 #[cfg(test)]
@@ -151,6 +159,52 @@ mod tests {
         let choice = policy.choose(&offers).unwrap();
         assert_eq!(choice.index, 1);
         assert_eq!(choice.decimals, 6);
+    }
+
+    #[test]
+    fn amounts_in_different_decimals_compare_as_numbers() {
+        // 2 and 10 whole units: as text "2" > "10", as numbers 2 < 10.
+        let two = TokenAmount::from_atomic(2_000_000);
+        let ten = TokenAmount::from_atomic(10 * 10u128.pow(18));
+        assert!(is_less(two, 6, ten, 18));
+        assert!(!is_less(ten, 18, two, 6));
+        assert!(!is_less(two, 6, two, 6));
+    }
+
+    #[test]
+    fn the_cheapest_offer_above_the_maximum_is_named() {
+        let policy = Policy {
+            assets: vec![
+                KnownAsset {
+                    network: Network::BASE,
+                    address: BASE_USDC.into(),
+                    decimals: 6,
+                },
+                KnownAsset {
+                    network: Network::BASE,
+                    address: "0x0000000000000000000000000000000000000012".into(),
+                    decimals: 18,
+                },
+            ],
+            max_per_payment: "1".parse().unwrap(),
+        };
+        let error = policy
+            .choose(&[
+                offer("eip155:8453", BASE_USDC, 10_000_000),
+                offer(
+                    "eip155:8453",
+                    "0x0000000000000000000000000000000000000012",
+                    2 * 10u128.pow(18),
+                ),
+            ])
+            .unwrap_err();
+        assert_eq!(
+            error,
+            PolicyError::AboveMax {
+                asked: "2".into(),
+                max: "1".into()
+            }
+        );
     }
 
     #[test]

@@ -84,9 +84,49 @@ pub fn poll_interval_for(block_time: Duration) -> Duration {
     (block_time / 10).clamp(Duration::from_millis(10), Duration::from_millis(250))
 }
 
+/// Waits between receipt polls that adapt: the first soon after sending (an automining chain
+/// or a fast sequencer has the receipt within milliseconds), then doubling up to the chain's
+/// poll interval, so a slow chain is not asked more often than its blocks come.
+#[derive(Debug, Clone)]
+pub struct PollBackoff {
+    next: Duration,
+    cap: Duration,
+}
+
+impl PollBackoff {
+    /// The first wait.
+    pub const FIRST: Duration = Duration::from_millis(5);
+
+    /// Waits starting at [`Self::FIRST`] and growing to `cap`.
+    pub fn new(cap: Duration) -> Self {
+        Self {
+            next: Self::FIRST.min(cap),
+            cap,
+        }
+    }
+
+    /// The next wait.
+    pub fn next_wait(&mut self) -> Duration {
+        let wait = self.next;
+        self.next = (self.next * 2).min(self.cap);
+        wait
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn receipt_polls_start_soon_and_back_off_to_the_chain_interval() {
+        let mut backoff = PollBackoff::new(Duration::from_millis(200));
+        let waits: Vec<u64> = (0..8)
+            .map(|_| backoff.next_wait().as_millis() as u64)
+            .collect();
+        assert_eq!(waits, [5, 10, 20, 40, 80, 160, 200, 200]);
+        let mut tiny = PollBackoff::new(Duration::from_millis(2));
+        assert_eq!(tiny.next_wait(), Duration::from_millis(2));
+    }
 
     #[test]
     fn poll_interval_follows_block_time() {

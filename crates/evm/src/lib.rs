@@ -14,6 +14,7 @@ mod chain;
 mod client;
 mod error;
 mod facilitator;
+mod node_error;
 mod payload;
 mod scheme;
 mod sender;
@@ -21,10 +22,11 @@ mod smart_wallet;
 
 pub use abi::{IEip3009, TransferWithAuthorization};
 pub use assets::{AssetInfo, default_asset, default_assets};
-pub use chain::{ChainConfig, FeeBumpPolicy, GWEI, poll_interval_for};
+pub use chain::{ChainConfig, FeeBumpPolicy, GWEI, PollBackoff, poll_interval_for};
 pub use client::{SignError, sign_exact, sign_payment, sign_payment_v1};
 pub use error::{SettleError, VerifyError};
 pub use facilitator::{ExactEvmFacilitator, claimed_payer, verify_refusal};
+pub use node_error::NodeRefusal;
 pub use payload::{Authorization, ExactEvmPayload, authorization_digest, eip712_domain};
 pub use scheme::{ChainHealth, ExactEvmScheme, Settlement, VerifiedPayment};
 pub use sender::{

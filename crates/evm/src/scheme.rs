@@ -17,6 +17,7 @@ use x402_proto::{Network, PaymentRequest, Scheme};
 use crate::abi::IEip3009;
 use crate::chain::{ChainConfig, FeeBumpPolicy, poll_interval_for};
 use crate::error::VerifyError;
+use crate::node_error::NodeRefusal;
 use crate::payload::{Authorization, ExactEvmPayload, authorization_digest, eip712_domain};
 use crate::sender::SenderState;
 use crate::smart_wallet::{
@@ -741,9 +742,11 @@ pub(crate) fn settlement_call(payment: &VerifiedPayment) -> (Address, Vec<u8>) {
 fn revert_reason(error: TransportError) -> Result<String, TransportError> {
     match &error {
         RpcError::ErrorResp(payload)
-            if payload.as_revert_data().is_some()
-                || payload.code == 3
-                || payload.message.contains("revert") =>
+            if NodeRefusal::classify(
+                payload.code,
+                &payload.message,
+                payload.as_revert_data().is_some(),
+            ) == NodeRefusal::Reverted =>
         {
             Ok(payload
                 .as_revert_data()

@@ -24,7 +24,9 @@ use tokio::sync::MutexGuard;
 use x402_proto::ReasonCode;
 
 use crate::abi::IEip3009;
+use crate::chain::PollBackoff;
 use crate::error::{SettleError, reason_for_revert};
+use crate::node_error::NodeRefusal;
 use crate::scheme::{ExactEvmScheme, Settlement, VerifiedPayment, settlement_call};
 
 /// How long fetched gas fees are reused before asking the node again.
@@ -157,13 +159,7 @@ impl BroadcastError {
                 reason,
                 nonce_used: false,
                 reverted: false,
-            } => {
-                let reason = reason.to_ascii_lowercase();
-                reason.contains("underpriced")
-                    || reason.contains("fee cap")
-                    || reason.contains("less than block base fee")
-                    || reason.contains("max fee per gas less than")
-            }
+            } => NodeRefusal::classify(0, reason, false) == NodeRefusal::Underpriced,
             _ => false,
         }
     }
@@ -465,6 +461,7 @@ impl ExactEvmScheme {
         wait: Duration,
     ) -> Result<Settlement, SettleError> {
         let started = Instant::now();
+        let mut backoff = PollBackoff::new(self.poll_interval());
         loop {
             match self.mined_outcome(tx_hash, expected).await {
                 Ok(Some(outcome)) => return outcome,
@@ -474,7 +471,7 @@ impl ExactEvmScheme {
             if started.elapsed() >= wait {
                 return Err(SettleError::Pending { tx_hash });
             }
-            tokio::time::sleep(self.poll_interval()).await;
+            tokio::time::sleep(backoff.next_wait()).await;
         }
     }
 }
@@ -545,8 +542,8 @@ impl SendSlot<'_> {
                 nonce_used: true, ..
             })
             | Err(BroadcastError::Uncertain { .. }) => self.state.next_nonce = None,
-            Err(BroadcastError::Refused { reason, .. }) => {
-                if reason.contains("underpriced") || reason.contains("fee cap") {
+            Err(refused @ BroadcastError::Refused { .. }) => {
+                if refused.is_underpriced() {
                     self.state.fees = None;
                 }
             }
@@ -564,16 +561,17 @@ async fn send_raw(scheme: &ExactEvmScheme, raw: &Bytes) -> Result<(), BroadcastE
     match sent {
         Ok(_) => Ok(()),
         Err(RpcError::ErrorResp(payload)) => {
-            let message = payload.message.to_ascii_lowercase();
-            if message.contains("already known") || message.contains("known transaction") {
+            let refusal = NodeRefusal::classify(
+                payload.code,
+                &payload.message,
+                payload.as_revert_data().is_some(),
+            );
+            if refusal == NodeRefusal::AlreadyKnown {
                 return Ok(());
             }
             Err(BroadcastError::Refused {
-                nonce_used: message.contains("nonce too low")
-                    || message.contains("nonce has already been used"),
-                reverted: payload.as_revert_data().is_some()
-                    || payload.code == 3
-                    || message.contains("revert"),
+                nonce_used: refusal == NodeRefusal::NonceUsed,
+                reverted: refusal == NodeRefusal::Reverted,
                 reason: payload.message.to_string(),
             })
         }

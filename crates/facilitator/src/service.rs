@@ -9,8 +9,8 @@ use alloy::primitives::{Address, B256, U256, keccak256};
 use serde::Serialize;
 use tokio::sync::watch;
 use x402_evm::{
-    BroadcastError, ExactEvmPayload, ExactEvmScheme, Replacement, SettleError, TransferExpectation,
-    TxStatus, VerifiedPayment, VerifyError, claimed_payer, verify_refusal,
+    BroadcastError, ExactEvmPayload, ExactEvmScheme, PollBackoff, Replacement, SettleError,
+    TransferExpectation, TxStatus, VerifiedPayment, VerifyError, claimed_payer, verify_refusal,
 };
 use x402_proto::{
     BoxFuture, Facilitator, FacilitatorError, IdempotencyKey, Network, PaymentId, PaymentIdError,
@@ -101,6 +101,27 @@ fn lock_slot(slot: &Mutex<AnswerSlot>) -> std::sync::MutexGuard<'_, AnswerSlot> 
     // Single-field updates only: a poisoned lock holds a consistent slot.
     slot.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Ends an in-flight entry however its settlement task ends. A task that panics (or is
+/// cancelled) leaves no entry for later callers to wait on forever: they are told it stopped,
+/// and the log record is reconciled at the next start or by the next settle.
+struct InFlightEntry {
+    service: FacilitatorService,
+    key: SettlementKey,
+    sender: watch::Sender<Progress>,
+}
+
+impl Drop for InFlightEntry {
+    fn drop(&mut self) {
+        if !matches!(*self.sender.borrow(), Progress::Done(_)) {
+            self.sender
+                .send_replace(Progress::Done(Err(FacilitatorError::Unavailable(
+                    "the settlement stopped unexpectedly; settle again for its outcome".into(),
+                ))));
+        }
+        self.service.lock_in_flight().remove(&self.key);
+    }
 }
 
 /// A name for one anonymous `/settle` call, unique across restarts.
@@ -386,10 +407,15 @@ impl FacilitatorService {
                     let service = self.clone();
                     let request = request.clone();
                     tokio::spawn(async move {
-                        let key = identity.key;
-                        let outcome = service.run_settlement(identity, request, &sender).await;
-                        sender.send_replace(Progress::Done(outcome));
-                        service.lock_in_flight().remove(&key);
+                        let entry = InFlightEntry {
+                            service: service.clone(),
+                            key: identity.key,
+                            sender,
+                        };
+                        let outcome = service
+                            .run_settlement(identity, request, &entry.sender)
+                            .await;
+                        entry.sender.send_replace(Progress::Done(outcome));
                     });
                     (receiver, slot)
                 }
@@ -706,6 +732,7 @@ impl FacilitatorService {
         };
         let mut last_liveness_check = Instant::now();
         let mut bump = BumpClock::new(txs.len());
+        let mut backoff = PollBackoff::new(chain.scheme.poll_interval());
         loop {
             for tx in txs.iter().rev() {
                 match chain.scheme.mined_outcome(tx.tx_hash, &expected).await {
@@ -728,7 +755,7 @@ impl FacilitatorService {
             }
             self.bump_if_stuck(chain, settlement, &mut txs, &mut bump, progress)
                 .await;
-            tokio::time::sleep(chain.scheme.poll_interval()).await;
+            tokio::time::sleep(backoff.next_wait()).await;
         }
     }
 
@@ -1041,16 +1068,20 @@ impl FacilitatorService {
         );
         let service = self.clone();
         tokio::spawn(async move {
+            let entry = InFlightEntry {
+                service: service.clone(),
+                key,
+                sender,
+            };
             let outcome = match service.inner.chains.get(&key.chain_id) {
                 Some(chain) => {
                     service
-                        .track(chain, &record.settlement, record.txs.clone(), &sender)
+                        .track(chain, &record.settlement, record.txs.clone(), &entry.sender)
                         .await
                 }
                 None => Err(FacilitatorError::Internal("chain vanished".into())),
             };
-            sender.send_replace(Progress::Done(outcome));
-            service.lock_in_flight().remove(&key);
+            entry.sender.send_replace(Progress::Done(outcome));
         });
     }
 
@@ -1232,5 +1263,55 @@ impl Facilitator for FacilitatorService {
 
     fn supported(&self) -> BoxFuture<'_, Result<SupportedResponse, FacilitatorError>> {
         Box::pin(async move { Ok(FacilitatorService::supported(self)) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_settlement_task_that_panics_leaves_no_entry_and_tells_its_waiters() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(crate::sqlite::SqliteStore::open(&dir.path().join("log.db")).unwrap());
+        let service =
+            FacilitatorService::new(Vec::new(), store, Duration::from_secs(1), Metrics::new());
+        let key = SettlementKey {
+            chain_id: 1,
+            asset: Address::ZERO,
+            payer: Address::ZERO,
+            nonce: B256::ZERO,
+        };
+        let (sender, mut receiver) = watch::channel(Progress::Working);
+        service.lock_in_flight().insert(
+            key,
+            InFlight {
+                fingerprint: B256::ZERO,
+                progress: receiver.clone(),
+                answer: Arc::default(),
+            },
+        );
+        let task = tokio::spawn({
+            let service = service.clone();
+            async move {
+                let _entry = InFlightEntry {
+                    service,
+                    key,
+                    sender,
+                };
+                panic!("a bug in a settlement task");
+            }
+        });
+        assert!(task.await.unwrap_err().is_panic());
+        assert_eq!(service.in_flight(), 0, "the entry is gone");
+        let done = receiver
+            .wait_for(|p| matches!(p, Progress::Done(_)))
+            .await
+            .unwrap()
+            .clone();
+        assert!(
+            matches!(done, Progress::Done(Err(FacilitatorError::Unavailable(_)))),
+            "{done:?}"
+        );
     }
 }

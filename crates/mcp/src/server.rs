@@ -455,19 +455,24 @@ impl GpuTools {
         &self,
         Parameters(args): Parameters<StatusArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        Ok(match self.get(&format!("/status/{}", args.job_id)).await {
-            Ok(answer) if answer.status == 200 => ok_json(
-                format!("job {} is {}", args.job_id, answer.body["status"]),
-                answer.body,
-            ),
-            Ok(answer) => tool_error(
-                answer.body["error"]
-                    .as_str()
-                    .unwrap_or("no such job")
-                    .to_owned(),
-            ),
-            Err(error) => tool_error(error),
-        })
+        Ok(
+            match self
+                .get(&gateway_path(&["status", &args.job_id], &[]))
+                .await
+            {
+                Ok(answer) if answer.status == 200 => ok_json(
+                    format!("job {} is {}", args.job_id, answer.body["status"]),
+                    answer.body,
+                ),
+                Ok(answer) => tool_error(
+                    answer.body["error"]
+                        .as_str()
+                        .unwrap_or("no such job")
+                        .to_owned(),
+                ),
+                Err(error) => tool_error(error),
+            },
+        )
     }
 
     #[tool(description = "The agent wallet's USDC balance and what is left of its budget.")]
@@ -521,10 +526,11 @@ impl GpuTools {
         &self,
         Parameters(args): Parameters<EstimateArgs>,
     ) -> Result<CallToolResult, ErrorData> {
-        let mut path = format!("/catalog/estimate?service={}", args.service);
+        let mut query = vec![("service", args.service.clone())];
         if let Some(seconds) = args.seconds {
-            path.push_str(&format!("&seconds={seconds}"));
+            query.push(("seconds", seconds.to_string()));
         }
+        let path = gateway_path(&["catalog", "estimate"], &query);
         Ok(match self.get(&path).await {
             Ok(answer) if answer.status == 200 => ok_json(
                 format!(
@@ -551,5 +557,39 @@ impl ServerHandler for GpuTools {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build()).with_instructions(
             "AI services paid per call with x402 (USDC): gpu_catalog lists them with prices, gpu_estimate quotes one, gpu_run runs one and reports its cost and transaction, gpu_status follows a long job, gpu_balance shows the wallet and budget.",
         )
+    }
+}
+
+/// A gateway path with its query, every segment and value percent-encoded: tool arguments
+/// come from a model and may hold `&`, `?`, `/` or spaces.
+fn gateway_path(segments: &[&str], query: &[(&str, String)]) -> String {
+    let mut url = reqwest::Url::parse("http://gateway.invalid/").expect("a valid base URL");
+    if let Ok(mut path) = url.path_segments_mut() {
+        path.clear().extend(segments);
+    }
+    if !query.is_empty() {
+        url.query_pairs_mut().extend_pairs(query);
+    }
+    match url.query() {
+        Some(query) => format!("{}?{query}", url.path()),
+        None => url.path().to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod path_tests {
+    #[test]
+    fn gateway_paths_encode_what_a_model_sends() {
+        assert_eq!(
+            super::gateway_path(
+                &["catalog", "estimate"],
+                &[("service", "llm & co?x=1".into())]
+            ),
+            "/catalog/estimate?service=llm+%26+co%3Fx%3D1"
+        );
+        assert_eq!(
+            super::gateway_path(&["status", "a/b c"], &[]),
+            "/status/a%2Fb%20c"
+        );
     }
 }
