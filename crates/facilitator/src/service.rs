@@ -103,6 +103,14 @@ fn lock_slot(slot: &Mutex<AnswerSlot>) -> std::sync::MutexGuard<'_, AnswerSlot> 
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// Why [`FacilitatorService::send`] stopped before a broadcast.
+enum SendStop {
+    /// The settlement's answer; nothing is in the chain's hands.
+    Answer(Result<SettleResponse, FacilitatorError>),
+    /// Someone else recorded the settlement first: follow their record.
+    Existing(Box<SettlementRecord>),
+}
+
 /// Ends an in-flight entry however its settlement task ends. A task that panics (or is
 /// cancelled) leaves no entry for later callers to wait on forever: they are told it stopped,
 /// and the log record is reconciled at the next start or by the next settle.
@@ -548,9 +556,16 @@ impl FacilitatorService {
             wire_network: network.clone(),
             request: serde_json::to_string(&request).map_err(internal)?,
         };
-        match store.claim(&new).await.map_err(internal)? {
-            Claim::Fresh => {}
-            Claim::Existing(record) => {
+        // The claim is written together with the first signed transaction: one durable write
+        // before the broadcast instead of two.
+        let mut txs = Vec::new();
+        match self
+            .send(chain, &new, &payment, &mut txs, progress, false)
+            .await
+        {
+            Ok(()) => {}
+            Err(SendStop::Answer(outcome)) => return outcome,
+            Err(SendStop::Existing(record)) => {
                 // Another instance recorded it between our lookup and our claim.
                 return match self.resume(chain, &identity, *record, progress).await? {
                     Some(answer) => Ok(answer),
@@ -559,10 +574,6 @@ impl FacilitatorService {
                     )),
                 };
             }
-        }
-        let mut txs = Vec::new();
-        if let Err(outcome) = self.send(chain, &new, &payment, &mut txs, progress).await {
-            return outcome;
         }
         self.track(chain, &new, txs, progress).await
     }
@@ -623,6 +634,9 @@ impl FacilitatorService {
 
     /// Signs, records and broadcasts one transaction for the settlement. `Err` carries the
     /// final answer when nothing could be sent.
+    ///
+    /// Unless `claimed`, the settlement is claimed in the same write as its first transaction;
+    /// a settlement someone else recorded first stops the send with its record.
     async fn send(
         &self,
         chain: &ChainService,
@@ -630,18 +644,25 @@ impl FacilitatorService {
         payment: &VerifiedPayment,
         txs: &mut Vec<TxRecord>,
         progress: &watch::Sender<Progress>,
-    ) -> Result<(), Result<SettleResponse, FacilitatorError>> {
+        mut claimed: bool,
+    ) -> Result<(), SendStop> {
         let network = settlement.wire_network.clone();
         let payer = Some(payment.payer().to_checksum(None));
         let store = &self.inner.store;
         loop {
             let slot = match chain.scheme.reserve_send().await {
                 Ok(slot) => slot,
-                Err(error) => return Err(self.give_up(settlement, network, payer, &error).await),
+                Err(error) => {
+                    let answer = self.give_up(settlement, network, payer, &error, claimed);
+                    return Err(SendStop::Answer(answer.await));
+                }
             };
             let signed = match slot.sign(payment).await {
                 Ok(signed) => signed,
-                Err(error) => return Err(self.give_up(settlement, network, payer, &error).await),
+                Err(error) => {
+                    let answer = self.give_up(settlement, network, payer, &error, claimed);
+                    return Err(SendStop::Answer(answer.await));
+                }
             };
             let record = TxRecord {
                 tx_hash: signed.tx_hash,
@@ -649,10 +670,25 @@ impl FacilitatorService {
                 signer: chain.scheme.signer_address(),
                 signer_nonce: signed.signer_nonce,
             };
-            // Durable before broadcast: if we die after sending, the restart finds the hash.
-            if let Err(error) = store.add_transaction(&settlement.key, &record).await {
-                drop(slot);
-                return Err(Err(internal(error)));
+            // Durable before broadcast: if we die after sending, the restart finds the hash. A
+            // slot dropped without a broadcast gives its nonce back.
+            if claimed {
+                if let Err(error) = store.add_transaction(&settlement.key, &record).await {
+                    drop(slot);
+                    return Err(SendStop::Answer(Err(internal(error))));
+                }
+            } else {
+                match store.claim_with_transaction(settlement, &record).await {
+                    Ok(Claim::Fresh) => claimed = true,
+                    Ok(Claim::Existing(existing)) => {
+                        drop(slot);
+                        return Err(SendStop::Existing(existing));
+                    }
+                    Err(error) => {
+                        drop(slot);
+                        return Err(SendStop::Answer(Err(internal(error))));
+                    }
+                }
             }
             txs.push(record);
             progress.send_replace(Progress::Submitted(signed.tx_hash));
@@ -677,19 +713,23 @@ impl FacilitatorService {
                 }
                 Err(refused) => {
                     let error = refused.into_settle_error(signed.tx_hash);
-                    return Err(self.give_up(settlement, network, payer, &error).await);
+                    let answer = self.give_up(settlement, network, payer, &error, true);
+                    return Err(SendStop::Answer(answer.await));
                 }
             }
         }
     }
 
     /// Ends a settlement for which nothing is in the chain's hands. A retry may start over.
+    /// Only a settlement this call `recorded` is marked abandoned in the log (a record may
+    /// belong to another instance).
     async fn give_up(
         &self,
         settlement: &NewSettlement,
         network: Network,
         payer: Option<String>,
         error: &SettleError,
+        recorded: bool,
     ) -> Result<SettleResponse, FacilitatorError> {
         let answer = SettleResponse::failure(
             network,
@@ -698,11 +738,13 @@ impl FacilitatorService {
             payer,
             None,
         );
-        self.inner
-            .store
-            .finish(&settlement.key, SettlementState::Abandoned, &answer, None)
-            .await
-            .map_err(internal)?;
+        if recorded {
+            self.inner
+                .store
+                .finish(&settlement.key, SettlementState::Abandoned, &answer, None)
+                .await
+                .map_err(internal)?;
+        }
         if error.is_retryable() {
             Err(FacilitatorError::Unavailable(error.to_string()))
         } else {
@@ -916,7 +958,16 @@ impl FacilitatorService {
         match payment {
             Some(payment) => {
                 tracing::info!(key = %key, "re-sending a settlement whose transaction was dropped");
-                self.send(chain, settlement, &payment, txs, progress).await
+                match self
+                    .send(chain, settlement, &payment, txs, progress, true)
+                    .await
+                {
+                    Ok(()) => Ok(()),
+                    Err(SendStop::Answer(answer)) => Err(answer),
+                    Err(SendStop::Existing(_)) => Err(Err(FacilitatorError::Internal(
+                        "a recorded settlement was claimed again".into(),
+                    ))),
+                }
             }
             None => {
                 let answer = SettleResponse::failure(

@@ -248,6 +248,79 @@ fn load(
     }))
 }
 
+/// Inserts `new` in `state`, or takes over an abandoned record of its key; `Existing` (and
+/// nothing written) when someone else holds the key.
+fn claim_in(
+    tx: &rusqlite::Transaction<'_>,
+    new: &NewSettlement,
+    state: SettlementState,
+    now: i64,
+) -> Result<Claim, StoreError> {
+    let (chain_id, asset, payer, nonce) = key_params(&new.key);
+    // Insert, or take over an abandoned record; anything else belongs to someone else.
+    let changed = tx
+        .execute(
+            "INSERT INTO settlements (chain_id, asset, payer, auth_nonce, fingerprint, state,
+                pay_to, amount, valid_before, wire_network, request, response, created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?12, ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?11)
+             ON CONFLICT (chain_id, asset, payer, auth_nonce) DO UPDATE SET
+                fingerprint = excluded.fingerprint, state = excluded.state, pay_to = excluded.pay_to,
+                amount = excluded.amount, valid_before = excluded.valid_before,
+                wire_network = excluded.wire_network, request = excluded.request,
+                response = NULL, answered_to = NULL, updated_at = excluded.updated_at
+             WHERE settlements.state = 'abandoned'",
+            params![
+                chain_id,
+                asset,
+                payer,
+                nonce,
+                hex(new.fingerprint),
+                hex(new.pay_to),
+                new.amount.to_string(),
+                i64::try_from(new.valid_before).unwrap_or(i64::MAX),
+                new.wire_network.as_str(),
+                new.request,
+                now,
+                state.as_str(),
+            ],
+        )
+        .map_err(db_error)?;
+    if changed == 1 {
+        return Ok(Claim::Fresh);
+    }
+    let existing =
+        load(tx, &new.key)?.ok_or_else(|| StoreError("settlement vanished during claim".into()))?;
+    Ok(Claim::Existing(Box::new(existing)))
+}
+
+/// Records a signed transaction of the settlement `key`.
+fn insert_tx(
+    tx: &rusqlite::Transaction<'_>,
+    key: &SettlementKey,
+    record: &TxRecord,
+    now: i64,
+) -> Result<(), StoreError> {
+    let (chain_id, asset, payer, nonce) = key_params(key);
+    tx.execute(
+        "INSERT INTO settlement_txs (tx_hash, chain_id, asset, payer, auth_nonce, raw_tx,
+            signer, signer_nonce, created_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            hex(record.tx_hash),
+            chain_id,
+            asset,
+            payer,
+            nonce,
+            record.raw.to_vec(),
+            hex(record.signer),
+            i64::try_from(record.signer_nonce).unwrap_or(i64::MAX),
+            now,
+        ],
+    )
+    .map_err(db_error)?;
+    Ok(())
+}
+
 impl SettlementStore for SqliteStore {
     fn claim<'a>(&'a self, new: &'a NewSettlement) -> BoxFuture<'a, Result<Claim, StoreError>> {
         let new = new.clone();
@@ -255,43 +328,29 @@ impl SettlementStore for SqliteStore {
             let tx = connection
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(db_error)?;
-            let (chain_id, asset, payer, nonce) = key_params(&new.key);
-            let now = now_secs();
-            // Insert, or take over an abandoned record; anything else belongs to someone else.
-            let changed = tx
-                .execute(
-                    "INSERT INTO settlements (chain_id, asset, payer, auth_nonce, fingerprint, state,
-                        pay_to, amount, valid_before, wire_network, request, response, created_at, updated_at)
-                     VALUES (?1, ?2, ?3, ?4, ?5, 'claimed', ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?11)
-                     ON CONFLICT (chain_id, asset, payer, auth_nonce) DO UPDATE SET
-                        fingerprint = excluded.fingerprint, state = 'claimed', pay_to = excluded.pay_to,
-                        amount = excluded.amount, valid_before = excluded.valid_before,
-                        wire_network = excluded.wire_network, request = excluded.request,
-                        response = NULL, answered_to = NULL, updated_at = excluded.updated_at
-                     WHERE settlements.state = 'abandoned'",
-                    params![
-                        chain_id,
-                        asset,
-                        payer,
-                        nonce,
-                        hex(new.fingerprint),
-                        hex(new.pay_to),
-                        new.amount.to_string(),
-                        i64::try_from(new.valid_before).unwrap_or(i64::MAX),
-                        new.wire_network.as_str(),
-                        new.request,
-                        now,
-                    ],
-                )
-                .map_err(db_error)?;
-            let claim = if changed == 1 {
-                Claim::Fresh
-            } else {
-                let existing = load(&tx, &new.key)?
-                    .ok_or_else(|| StoreError("settlement vanished during claim".into()))?;
-                Claim::Existing(Box::new(existing))
-            };
+            let claim = claim_in(&tx, &new, SettlementState::Claimed, now_secs())?;
             tx.commit().map_err(db_error)?;
+            Ok(claim)
+        }))
+    }
+
+    fn claim_with_transaction<'a>(
+        &'a self,
+        new: &'a NewSettlement,
+        record: &'a TxRecord,
+    ) -> BoxFuture<'a, Result<Claim, StoreError>> {
+        let new = new.clone();
+        let record = record.clone();
+        Box::pin(self.run(move |connection| {
+            let tx = connection
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(db_error)?;
+            let now = now_secs();
+            let claim = claim_in(&tx, &new, SettlementState::Submitted, now)?;
+            if claim == Claim::Fresh {
+                insert_tx(&tx, &new.key, &record, now)?;
+                tx.commit().map_err(db_error)?;
+            }
             Ok(claim)
         }))
     }
@@ -307,23 +366,7 @@ impl SettlementStore for SqliteStore {
             let tx = connection.transaction().map_err(db_error)?;
             let (chain_id, asset, payer, nonce) = key_params(&key);
             let now = now_secs();
-            tx.execute(
-                "INSERT INTO settlement_txs (tx_hash, chain_id, asset, payer, auth_nonce, raw_tx,
-                    signer, signer_nonce, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    hex(record.tx_hash),
-                    chain_id,
-                    asset,
-                    payer,
-                    nonce,
-                    record.raw.to_vec(),
-                    hex(record.signer),
-                    i64::try_from(record.signer_nonce).unwrap_or(i64::MAX),
-                    now,
-                ],
-            )
-            .map_err(db_error)?;
+            insert_tx(&tx, &key, &record, now)?;
             let changed = tx
                 .execute(
                     "UPDATE settlements SET state = 'submitted', updated_at = ?5
@@ -610,6 +653,42 @@ mod tests {
         SqliteStore::open(&path).unwrap();
         // Opening twice must not try to add the column again.
         SqliteStore::open(&path).unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_claim_with_its_first_transaction_is_one_write_and_one_winner() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        let store = SqliteStore::open(&path).unwrap();
+        let new = settlement(8);
+        let mut tasks = tokio::task::JoinSet::new();
+        for n in 0..10u8 {
+            let store = store.clone();
+            let new = new.clone();
+            tasks.spawn(async move {
+                store
+                    .claim_with_transaction(&new, &tx(n + 1))
+                    .await
+                    .unwrap()
+            });
+        }
+        let claims = tasks.join_all().await;
+        assert_eq!(claims.iter().filter(|c| **c == Claim::Fresh).count(), 1);
+        drop(store);
+        let store = SqliteStore::open(&path).unwrap();
+        let stored = store.get(&new.key).await.unwrap().unwrap();
+        assert_eq!(stored.state, SettlementState::Submitted);
+        assert_eq!(
+            stored.txs.len(),
+            1,
+            "only the winner's transaction is recorded"
+        );
+        let unfinished = store.unfinished().await.unwrap();
+        assert_eq!(
+            unfinished.len(),
+            1,
+            "a submitted settlement is reconciled at start"
+        );
     }
 
     #[tokio::test]

@@ -146,6 +146,16 @@ pub trait SettlementStore: Send + Sync + std::fmt::Debug {
     /// `Abandoned`. Atomic: of concurrent claims for one key, exactly one is `Fresh`.
     fn claim<'a>(&'a self, new: &'a NewSettlement) -> BoxFuture<'a, Result<Claim, StoreError>>;
 
+    /// [`claim`](Self::claim) and [`add_transaction`](Self::add_transaction) in one durable
+    /// write: records a new settlement (or takes over an abandoned one) in state `Submitted`
+    /// with its first signed transaction. Nothing is written when someone else holds the key
+    /// (`Existing`). Of concurrent calls for one key, exactly one is `Fresh`.
+    fn claim_with_transaction<'a>(
+        &'a self,
+        new: &'a NewSettlement,
+        tx: &'a TxRecord,
+    ) -> BoxFuture<'a, Result<Claim, StoreError>>;
+
     /// Adds a signed transaction and moves the settlement to `Submitted`. Must be durable
     /// before it returns: the transaction is broadcast right after.
     fn add_transaction<'a>(
