@@ -36,7 +36,7 @@ const DOCUMENTS: [&str; 6] = [
     "Sourdough bread rises thanks to wild yeast and lactic acid bacteria.",
 ];
 
-const INVOICE_PDF: &[u8] = include_bytes!("../../gateway/testdata/hello.pdf");
+const INVOICE_PDF: &[u8] = include_bytes!("../assets/demo-invoice.pdf");
 
 pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let state = read_dev_state(&args.state_dir)?;

@@ -2,8 +2,6 @@
 //! agent.
 
 mod agent;
-mod bench;
-mod bench_gateway;
 mod demo;
 mod dev;
 mod facilitator;
@@ -56,9 +54,6 @@ enum Command {
     Mcp(mcp::McpArgs),
     /// An autonomous agent doing a small research task on the `x402 dev` stack within a budget.
     Demo(demo::DemoArgs),
-    /// Load benchmarks against a local chain (figures for docs/benchmarks.md).
-    #[command(subcommand)]
-    Bench(bench::BenchTarget),
 }
 
 #[tokio::main]
@@ -77,7 +72,6 @@ async fn main() -> anyhow::Result<()> {
         Command::Dev(args) => dev::run(args).await,
         Command::Facilitator(args) => facilitator::run(args).await,
         Command::Gateway(args) => gateway::run(args).await,
-        Command::Bench(target) => bench::run(target).await,
         Command::Wallet(command) => agent::wallet(&home, command).await,
         Command::Pay(args) => agent::pay(&home, args).await,
         Command::Run(args) => agent::run(&home, args).await,

@@ -1,4 +1,4 @@
-//! `x402 bench gateway`: paid requests per second through the paywall and the gateway, with
+//! `x402-bench gateway`: paid requests per second through the paywall and the gateway, with
 //! settlement on anvil, and the latency the paywall adds over the same route unpaid.
 //!
 //! Starts anvil (automine), our facilitator (in process), the gateway with the real MiniLM
@@ -19,9 +19,9 @@ use x402_devnet::{Devnet, DevnetConfig};
 use x402_paywall::{PaymentOption, Paywall, PaywallConfig, RoutePrice};
 use x402_proto::{Facilitator, encode_header, v2};
 
-use crate::bench::{Phase, summarize};
+use crate::facilitator::{Phase, summarize};
 
-/// Options of `x402 bench gateway`.
+/// Options of `x402-bench gateway`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct GatewayBench {
     /// Requests per phase.
@@ -148,12 +148,12 @@ pub(crate) async fn run(args: GatewayBench) -> anyhow::Result<()> {
     let dir = std::env::temp_dir().join(format!("x402-bench-gateway-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     let facilitator_config =
-        crate::dev::facilitator_config(&devnet, 0, &dir.join("facilitator.db"), None);
+        x402_cli::stack::facilitator_config(&devnet, 0, &dir.join("facilitator.db"), None);
     let facilitator =
         x402_facilitator::start(&facilitator_config, devnet.facilitator().signer.clone()).await?;
     let in_process: Arc<dyn Facilitator> = Arc::new(facilitator.service().clone());
 
-    let gateway_config = x402_gateway::GatewayConfig::parse(&crate::dev::gateway_toml(
+    let gateway_config = x402_gateway::GatewayConfig::parse(&x402_cli::stack::gateway_toml(
         &devnet,
         0,
         &args.models_dir,

@@ -1,4 +1,4 @@
-//! `x402 bench facilitator`: load on a facilitator settling on a real (local) chain.
+//! `x402-bench facilitator`: load on a facilitator settling on a real (local) chain.
 //!
 //! Starts anvil (automine, or `--block-time`), our facilitator on loopback HTTP, pre-signs
 //! payments from the dev payers, then drives `/verify` and `/settle` at a fixed concurrency
@@ -14,17 +14,7 @@ use x402_devnet::{Devnet, DevnetConfig};
 use x402_facilitator::{FacilitatorConfig, Limits, NetworkConfig};
 use x402_proto::{PaymentRequest, Scheme, TokenAmount, v2};
 
-/// What to benchmark.
-#[derive(Debug, clap::Subcommand)]
-pub(crate) enum BenchTarget {
-    /// Verify and settle throughput and latency of our facilitator over HTTP, on anvil.
-    Facilitator(FacilitatorBench),
-    /// Paid requests per second through the paywall and the gateway (settled on anvil), and
-    /// the latency the paywall adds over the same route unpaid.
-    Gateway(crate::bench_gateway::GatewayBench),
-}
-
-/// Options of `x402 bench facilitator`.
+/// Options of `x402-bench facilitator`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct FacilitatorBench {
     /// Payments to verify and then settle.
@@ -65,13 +55,6 @@ impl From<Sync> for x402_facilitator::Durability {
             Sync::Full => Self::Full,
             Sync::Normal => Self::Normal,
         }
-    }
-}
-
-pub(crate) async fn run(target: BenchTarget) -> anyhow::Result<()> {
-    match target {
-        BenchTarget::Facilitator(args) => facilitator(args).await,
-        BenchTarget::Gateway(args) => crate::bench_gateway::run(args).await,
     }
 }
 
@@ -155,7 +138,7 @@ async fn drive(
     Ok(summarize(latencies, ok, started.elapsed()))
 }
 
-async fn facilitator(args: FacilitatorBench) -> anyhow::Result<()> {
+pub(crate) async fn run(args: FacilitatorBench) -> anyhow::Result<()> {
     if args.count == 0 || args.concurrency == 0 {
         bail!("--count and --concurrency must be at least 1");
     }
