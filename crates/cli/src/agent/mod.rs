@@ -1,0 +1,220 @@
+//! The agent's commands: `x402 wallet`, `x402 pay`, `x402 run`, `x402 catalog`,
+//! `x402 receipts`, `x402 budget`, a module each. Shared here: the agent's home (key file and
+//! ledger), the paying client, the chain helpers and the words for a payment's outcome. State
+//! lives in `$X402_HOME` (default `~/.x402`): the key file `wallet.key` (owner-only) and the
+//! ledger `ledger.db`.
+
+mod budget;
+mod pay;
+mod receipts;
+mod run;
+mod wallet;
+
+pub(crate) use budget::{BudgetCommand, budget};
+pub(crate) use pay::{PayArgs, pay};
+pub(crate) use receipts::{ReceiptsArgs, receipts};
+pub(crate) use run::{CatalogArgs, RunArgs, catalog, run, run_service};
+pub(crate) use wallet::{WalletCommand, wallet};
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use alloy::primitives::B256;
+use alloy::signers::local::PrivateKeySigner;
+use anyhow::{Context, anyhow, bail};
+use serde_json::Value;
+use x402_client::{Ledger, MicroUsd, PaidResponse, PayError, PayingClient, Policy};
+use x402_proto::Price;
+
+/// The environment variable holding the wallet key (takes precedence over the key file).
+pub(crate) const KEY_ENV: &str = "X402_PRIVATE_KEY";
+
+/// Where the agent keeps its key file and ledger.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Home {
+    /// The agent's state directory (key file, ledger).
+    #[arg(long, env = "X402_HOME", value_name = "DIR", global = true)]
+    home: Option<PathBuf>,
+}
+
+impl Home {
+    fn dir(&self) -> anyhow::Result<PathBuf> {
+        let dir = match &self.home {
+            Some(dir) => dir.clone(),
+            None => {
+                PathBuf::from(std::env::var_os("HOME").context("HOME is not set; pass --home")?)
+                    .join(".x402")
+            }
+        };
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+        Ok(dir)
+    }
+
+    fn key_file(&self) -> anyhow::Result<PathBuf> {
+        Ok(self.dir()?.join("wallet.key"))
+    }
+
+    pub(crate) fn ledger(&self) -> anyhow::Result<Ledger> {
+        let path = self.dir()?.join("ledger.db");
+        Ledger::open(&path).with_context(|| format!("opening the ledger {}", path.display()))
+    }
+
+    /// The wallet: `X402_PRIVATE_KEY`, else the key file.
+    pub(crate) fn signer(&self) -> anyhow::Result<PrivateKeySigner> {
+        if let Ok(key) = std::env::var(KEY_ENV) {
+            return parse_key(&key)
+                .with_context(|| format!("{KEY_ENV} is not a 0x-prefixed 32-byte hex key"));
+        }
+        let file = self.key_file()?;
+        let text = std::fs::read_to_string(&file).map_err(|_| {
+            anyhow!(
+                "no wallet: set {KEY_ENV}, or create one with `x402 wallet new` (it writes {})",
+                file.display()
+            )
+        })?;
+        parse_key(text.trim())
+            .with_context(|| format!("{} does not hold a valid key", file.display()))
+    }
+}
+
+fn parse_key(text: &str) -> anyhow::Result<PrivateKeySigner> {
+    let bytes: B256 = text
+        .trim()
+        .parse()
+        .map_err(|_| anyhow!("not 32 bytes of hex"))?;
+    Ok(PrivateKeySigner::from_bytes(&bytes)?)
+}
+
+// ---------------------------------------------------------------------------------------
+// wallet
+
+/// The chain to read: `--rpc`, else the `x402 dev` chain described in `dev`.
+fn chain_rpc(rpc: Option<String>, dev: Option<&Value>) -> anyhow::Result<String> {
+    rpc.or_else(|| dev.and_then(|d| d["rpc_url"].as_str().map(str::to_owned)))
+        .context("no chain: pass --rpc (or run `x402 dev`)")
+}
+
+fn parse_quantity(value: &Value) -> anyhow::Result<alloy::primitives::U256> {
+    let text = value.as_str().context("RPC answered a non-string")?;
+    let digits = text.trim_start_matches("0x");
+    Ok(alloy::primitives::U256::from_str_radix(
+        if digits.is_empty() { "0" } else { digits },
+        16,
+    )?)
+}
+
+async fn rpc_call(
+    http: &reqwest::Client,
+    url: &str,
+    method: &str,
+    params: Value,
+) -> anyhow::Result<Value> {
+    let answer: Value = http
+        .post(url)
+        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}))
+        .send()
+        .await
+        .with_context(|| format!("cannot reach the chain at {url}"))?
+        .json()
+        .await?;
+    if let Some(error) = answer.get("error") {
+        bail!("{method} failed: {error}");
+    }
+    Ok(answer["result"].clone())
+}
+
+fn write_owner_only(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents)?;
+    Ok(())
+}
+
+pub(crate) fn read_dev_state(dir: &Path) -> anyhow::Result<Value> {
+    let file = dir.join("dev.json");
+    let text = std::fs::read_to_string(&file)
+        .with_context(|| format!("no {} (is `x402 dev` running?)", file.display()))?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+// ---------------------------------------------------------------------------------------
+// pay
+
+/// Explains a payment failure with what to do about it.
+pub(crate) fn explain(error: &PayError, address: &str) -> anyhow::Error {
+    let hint = match error {
+        PayError::Refused { reason, .. } if reason.contains("insufficient") => {
+            format!(
+                "\n  hint: the wallet {address} lacks the USDC; fund it (see `x402 wallet balance`)"
+            )
+        }
+        PayError::Budget(_) => {
+            "\n  hint: `x402 budget show` lists the limits; `x402 budget set` changes them"
+                .to_owned()
+        }
+        PayError::Policy(x402_client::PolicyError::AboveMax { .. }) => {
+            "\n  hint: pass a higher --max if the price is worth it".to_owned()
+        }
+        PayError::Policy(_) => {
+            "\n  hint: the server wants an asset or network this client does not pay".to_owned()
+        }
+        PayError::Http(_) => {
+            "\n  hint: is the server (or its facilitator) running and reachable?".to_owned()
+        }
+        PayError::AnswerLost { .. } => "\n  hint: `x402 receipts --reconcile` asks the chain whether it settled (a paid or an expired authorization settles it)".to_owned(),
+        _ => String::new(),
+    };
+    anyhow!("{error}{hint}")
+}
+
+pub(crate) fn client(home: &Home, max: Price) -> anyhow::Result<(PayingClient, String)> {
+    let signer = home.signer()?;
+    let address = signer.address().to_checksum(None);
+    let policy = Policy {
+        max_per_payment: max,
+        ..Policy::default()
+    };
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(300))
+        .build()?;
+    Ok((
+        PayingClient::new(http, signer, policy, home.ledger()?),
+        address,
+    ))
+}
+
+pub(crate) fn describe_payment(paid: &PaidResponse) -> Option<String> {
+    let receipt = paid.receipt.as_ref()?;
+    let (amount, _) = paid.paid?;
+    Some(format!(
+        "paid {} USDC to settle in {} on {} (payer {})",
+        amount.to_human(6),
+        if receipt.transaction.is_empty() {
+            "(no transaction)"
+        } else {
+            &receipt.transaction
+        },
+        receipt.network,
+        receipt.payer.as_deref().unwrap_or("?"),
+    ))
+}
+
+/// What a failed answer means for the payment sent with it.
+fn charge_note(paid: &PaidResponse) -> String {
+    match paid.unknown {
+        Some(id) => format!(
+            "the payment may have settled: ledger row {id} is unknown until `x402 receipts --reconcile`"
+        ),
+        None => "not charged".to_owned(),
+    }
+}
+
+fn usd(micro: MicroUsd) -> String {
+    x402_proto::TokenAmount::from_atomic(u128::from(micro)).to_human(6)
+}
