@@ -40,18 +40,12 @@ const INVOICE_PDF: &[u8] = include_bytes!("../assets/demo-invoice.pdf");
 
 pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let state = read_dev_state(&args.state_dir)?;
-    let gateway = state["gateway_url"]
-        .as_str()
-        .context("dev.json has no gateway_url")?
-        .to_owned();
-    let keys = state["payer_private_keys"]
-        .as_array()
-        .context("dev.json has no payer keys")?;
+    let gateway = state.gateway_url.clone();
+    let keys = &state.payer_private_keys;
     let key = keys
         .get(args.payer)
         .or_else(|| keys.last())
-        .and_then(Value::as_str)
-        .context("no payer key")?;
+        .context("dev.json has no payer keys")?;
     let bytes: alloy::primitives::B256 = key.parse().context("bad payer key")?;
     let signer = alloy::signers::local::PrivateKeySigner::from_bytes(&bytes)?;
     let address = signer.address().to_checksum(None);

@@ -3,8 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use serde::Serialize;
-use x402_cli::stack::{devnet_config, facilitator_config, gateway_toml};
+use x402_cli::stack::{DevState, devnet_config, facilitator_config, gateway_toml};
 use x402_devnet::Devnet;
 
 use crate::signals::wait_for_shutdown;
@@ -44,28 +43,6 @@ pub(crate) struct DevArgs {
     /// The environment variable holding the LLM upstream's API key.
     #[arg(long, value_name = "VAR")]
     llm_api_key_env: Option<String>,
-}
-
-/// What `dev.json` says about the running stack.
-#[derive(Debug, Serialize)]
-struct DevState {
-    rpc_url: String,
-    chain_id: u64,
-    network: String,
-    asset: String,
-    asset_name: String,
-    asset_version: String,
-    decimals: u8,
-    pay_to: String,
-    payer_private_keys: Vec<String>,
-    payer_addresses: Vec<String>,
-    facilitator_address: String,
-    /// The smart-wallet factory the facilitator allows for ERC-6492 payers.
-    wallet_factory: String,
-    facilitator_url: String,
-    gateway_url: String,
-    anvil_pid: Option<u32>,
-    pid: u32,
 }
 
 pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {

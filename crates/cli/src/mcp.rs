@@ -34,16 +34,10 @@ pub(crate) struct McpArgs {
 pub(crate) async fn run(home: &Home, args: McpArgs) -> anyhow::Result<()> {
     let (client, address) = client(home, args.max)?;
     let dev = read_dev_state(&args.dev_state).ok();
-    let rpc = args.rpc.or_else(|| {
-        dev.as_ref()
-            .and_then(|d| d["rpc_url"].as_str().map(str::to_owned))
-    });
+    let rpc = args.rpc.or_else(|| dev.as_ref().map(|d| d.rpc_url.clone()));
     let asset = args
         .asset
-        .or_else(|| {
-            dev.as_ref()
-                .and_then(|d| d["asset"].as_str().map(str::to_owned))
-        })
+        .or_else(|| dev.as_ref().map(|d| d.asset.clone()))
         .unwrap_or_else(|| "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".to_owned());
     tracing::info!(%address, gateway = %args.gateway, "MCP server on stdio");
     let tools = x402_mcp::GpuTools::wallet(client, &args.gateway, rpc.map(|rpc| (rpc, asset)));

@@ -3,8 +3,63 @@
 
 use std::path::Path;
 
+use serde::{Deserialize, Serialize};
+
 use x402_devnet::{Devnet, DevnetConfig};
 use x402_facilitator::{FacilitatorConfig, NetworkConfig};
+
+/// What `dev.json` says about a running `x402 dev` stack: written by `x402 dev`, read by the
+/// agent commands, the demo and the MCP server, always through this type.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DevState {
+    /// The chain's JSON-RPC URL.
+    pub rpc_url: String,
+    /// The chain id.
+    pub chain_id: u64,
+    /// The CAIP-2 network.
+    pub network: String,
+    /// The token's address.
+    pub asset: String,
+    /// The token's EIP-712 name.
+    pub asset_name: String,
+    /// The token's EIP-712 version.
+    pub asset_version: String,
+    /// The token's decimals.
+    pub decimals: u8,
+    /// Who the gateway is paid to.
+    pub pay_to: String,
+    /// Funded payers' private keys (anvil's well-known dev keys).
+    pub payer_private_keys: Vec<String>,
+    /// Their addresses.
+    pub payer_addresses: Vec<String>,
+    /// The facilitator's signer.
+    pub facilitator_address: String,
+    /// The smart-wallet factory the facilitator allows for ERC-6492 payers.
+    pub wallet_factory: String,
+    /// The facilitator's URL.
+    pub facilitator_url: String,
+    /// The gateway's URL.
+    pub gateway_url: String,
+    /// anvil's process id, when we started it.
+    pub anvil_pid: Option<u32>,
+    /// `x402 dev`'s process id.
+    pub pid: u32,
+}
+
+impl DevState {
+    /// Reads `DIR/dev.json`, saying what to do when it is missing or unreadable.
+    pub fn read(dir: &Path) -> Result<Self, String> {
+        let file = dir.join("dev.json");
+        let text = std::fs::read_to_string(&file)
+            .map_err(|e| format!("no {} ({e}; is `x402 dev` running?)", file.display()))?;
+        serde_json::from_str(&text).map_err(|e| {
+            format!(
+                "{} is not a dev state ({e}); restart `x402 dev`",
+                file.display()
+            )
+        })
+    }
+}
 
 /// The dev chain for `chain_id`: the token is that network's USDC as the official SDKs know it
 /// (address, EIP-712 name and version: Base's "USD Coin", Base Sepolia's "USDC", …), or
@@ -80,6 +135,43 @@ pub fn gateway_toml(devnet: &Devnet, port: u16, models_dir: &Path, jobs_db: &Pat
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dev_state_reads_back_what_it_wrote_and_says_what_is_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = DevState::read(dir.path()).unwrap_err();
+        assert!(missing.contains("is `x402 dev` running?"), "{missing}");
+        let state = DevState {
+            rpc_url: "http://127.0.0.1:8545".into(),
+            chain_id: 84532,
+            network: "eip155:84532".into(),
+            asset: "0x036CbD53842c5426634e7929541eC2318f3dCF7e".into(),
+            asset_name: "USDC".into(),
+            asset_version: "2".into(),
+            decimals: 6,
+            pay_to: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".into(),
+            payer_private_keys: vec!["0x01".into()],
+            payer_addresses: vec!["0x02".into()],
+            facilitator_address: "0x03".into(),
+            wallet_factory: "0x04".into(),
+            facilitator_url: "http://127.0.0.1:8402".into(),
+            gateway_url: "http://127.0.0.1:8080".into(),
+            anvil_pid: Some(7),
+            pid: 8,
+        };
+        std::fs::write(
+            dir.path().join("dev.json"),
+            serde_json::to_vec(&state).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(DevState::read(dir.path()).unwrap(), state);
+        std::fs::write(dir.path().join("dev.json"), b"{}").unwrap();
+        assert!(
+            DevState::read(dir.path())
+                .unwrap_err()
+                .contains("restart `x402 dev`")
+        );
+    }
 
     /// Every chain id `x402 dev` accepts gives a stack whose token, facilitator and clients
     /// agree: a payment signed as the official clients do (the SDK's default asset for the

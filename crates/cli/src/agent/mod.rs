@@ -24,6 +24,7 @@ use alloy::primitives::B256;
 use alloy::signers::local::PrivateKeySigner;
 use anyhow::{Context, anyhow, bail};
 use serde_json::Value;
+use x402_cli::stack::DevState;
 use x402_client::{Ledger, MicroUsd, PaidResponse, PayError, PayingClient, Policy};
 use x402_proto::Price;
 
@@ -90,8 +91,8 @@ fn parse_key(text: &str) -> anyhow::Result<PrivateKeySigner> {
 // wallet
 
 /// The chain to read: `--rpc`, else the `x402 dev` chain described in `dev`.
-fn chain_rpc(rpc: Option<String>, dev: Option<&Value>) -> anyhow::Result<String> {
-    rpc.or_else(|| dev.and_then(|d| d["rpc_url"].as_str().map(str::to_owned)))
+fn chain_rpc(rpc: Option<String>, dev: Option<&DevState>) -> anyhow::Result<String> {
+    rpc.or_else(|| dev.map(|d| d.rpc_url.clone()))
         .context("no chain: pass --rpc (or run `x402 dev`)")
 }
 
@@ -136,11 +137,8 @@ fn write_owner_only(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-pub(crate) fn read_dev_state(dir: &Path) -> anyhow::Result<Value> {
-    let file = dir.join("dev.json");
-    let text = std::fs::read_to_string(&file)
-        .with_context(|| format!("no {} (is `x402 dev` running?)", file.display()))?;
-    Ok(serde_json::from_str(&text)?)
+pub(crate) fn read_dev_state(dir: &Path) -> anyhow::Result<DevState> {
+    DevState::read(dir).map_err(|e| anyhow!(e))
 }
 
 // ---------------------------------------------------------------------------------------

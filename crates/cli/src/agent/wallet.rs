@@ -59,10 +59,7 @@ pub(crate) async fn wallet(home: &Home, command: WalletCommand) -> anyhow::Resul
             let dev = read_dev_state(&dev_state).ok();
             let rpc = chain_rpc(rpc, dev.as_ref())?;
             let asset = asset
-                .or_else(|| {
-                    dev.as_ref()
-                        .and_then(|d| d["asset"].as_str().map(str::to_owned))
-                })
+                .or_else(|| dev.as_ref().map(|d| d.asset.clone()))
                 .unwrap_or_else(|| "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".to_owned());
             let address = home.signer()?.address();
             let http = reqwest::Client::new();
