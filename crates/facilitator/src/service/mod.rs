@@ -1,0 +1,287 @@
+//! The facilitator: verification, and settlement that is recorded before it is broadcast, runs
+//! once per payment however many callers ask, and is tracked to its end.
+//!
+//! One job per file: this one is the facade (chains, verify, the settle entry, the
+//! [`Facilitator`] impl); [`single_flight`] lets concurrent callers of one payment share one
+//! settlement and decides who gets its success; [`lifecycle`] claims, sends and ends a
+//! settlement; [`tracking`] follows its transactions until one is mined; [`reconcile`] picks
+//! up what a previous run left; [`status`] answers `/supported` and `/health`; [`answers`]
+//! builds every refusal and pending answer.
+
+mod answers;
+mod lifecycle;
+mod reconcile;
+mod single_flight;
+mod status;
+mod tracking;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use alloy::primitives::{Address, B256, U256, keccak256};
+use x402_evm::{ExactEvmPayload, ExactEvmScheme, VerifyError, claimed_payer, verify_refusal};
+use x402_proto::{
+    BoxFuture, Facilitator, FacilitatorError, IdempotencyKey, PaymentId, PaymentIdError,
+    PaymentRequest, ReasonCode, SettleResponse, SupportedResponse, VerifyResponse,
+};
+
+use crate::config::AssetConfig;
+use crate::metrics::Metrics;
+use crate::store::{SettlementKey, SettlementStore};
+
+pub use reconcile::ReconcileReport;
+pub use status::ChainHealthReport;
+
+use single_flight::{InFlight, anonymous_caller};
+
+/// One chain served.
+#[derive(Debug)]
+pub struct ChainService {
+    scheme: ExactEvmScheme,
+    assets: Vec<AssetConfig>,
+    min_signer_balance: Option<U256>,
+}
+
+impl ChainService {
+    /// Serves `scheme`'s chain, accepting `assets`.
+    pub fn new(scheme: ExactEvmScheme, assets: Vec<AssetConfig>) -> Self {
+        Self {
+            scheme,
+            assets,
+            min_signer_balance: None,
+        }
+    }
+
+    /// Makes the health check fail while the signer's gas balance is below `floor` wei.
+    pub fn with_min_signer_balance(mut self, floor: U256) -> Self {
+        self.min_signer_balance = Some(floor);
+        self
+    }
+
+    /// The scheme.
+    pub fn scheme(&self) -> &ExactEvmScheme {
+        &self.scheme
+    }
+}
+
+#[derive(Debug)]
+struct Inner {
+    chains: BTreeMap<u64, ChainService>,
+    store: Arc<dyn SettlementStore>,
+    in_flight: Mutex<HashMap<SettlementKey, InFlight>>,
+    settle_wait: Duration,
+    metrics: Metrics,
+}
+
+/// The facilitator service, cheap to clone.
+#[derive(Debug, Clone)]
+pub struct FacilitatorService {
+    inner: Arc<Inner>,
+}
+
+/// A settlement's identity and what it must do on chain, from a request alone.
+struct Identity {
+    key: SettlementKey,
+    fingerprint: B256,
+    payload: ExactEvmPayload,
+}
+
+impl FacilitatorService {
+    /// A facilitator over `chains`, logging settlements in `store`. `/settle` answers within
+    /// `settle_wait` (then `settlement_pending`).
+    pub fn new(
+        chains: Vec<ChainService>,
+        store: Arc<dyn SettlementStore>,
+        settle_wait: Duration,
+        metrics: Metrics,
+    ) -> Self {
+        let chains = chains
+            .into_iter()
+            .map(|c| (c.scheme.chain_id(), c))
+            .collect();
+        Self {
+            inner: Arc::new(Inner {
+                chains,
+                store,
+                in_flight: Mutex::new(HashMap::new()),
+                settle_wait,
+                metrics,
+            }),
+        }
+    }
+
+    /// The metrics this service records.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
+    }
+
+    /// The chains served.
+    pub fn chains(&self) -> impl Iterator<Item = &ChainService> {
+        self.inner.chains.values()
+    }
+
+    /// Settlements being worked on or tracked right now.
+    pub fn in_flight(&self) -> usize {
+        self.lock_in_flight().len()
+    }
+
+    fn lock_in_flight(&self) -> std::sync::MutexGuard<'_, HashMap<SettlementKey, InFlight>> {
+        // A panic while holding this lock cannot leave the map half-updated (single inserts
+        // and removes), so a poisoned lock is still usable.
+        self.inner
+            .in_flight
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Waits until no settlement is in flight, or `grace` passes. Returns how many are left
+    /// (they stay `submitted` in the log and are reconciled at the next start).
+    pub async fn drain(&self, grace: Duration) -> usize {
+        let deadline = Instant::now() + grace;
+        loop {
+            let left = self.in_flight();
+            if left == 0 || Instant::now() >= deadline {
+                return left;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    fn chain_for(&self, request: &PaymentRequest) -> Result<&ChainService, VerifyError> {
+        let network = request.requirements().network.clone();
+        network
+            .evm_chain_id()
+            .and_then(|id| self.inner.chains.get(&id))
+            .ok_or_else(|| VerifyError::UnsupportedNetwork {
+                network: request.wire_network().clone(),
+            })
+    }
+
+    /// Refuses assets this facilitator does not accept on the chain.
+    fn check_asset(chain: &ChainService, request: &PaymentRequest) -> Option<VerifyResponse> {
+        let requirements = request.requirements();
+        let asset: Address = requirements.asset.parse().ok()?;
+        if chain.assets.iter().any(|a| a.address == asset) {
+            return None;
+        }
+        let accepted: Vec<String> = chain
+            .assets
+            .iter()
+            .map(|a| format!("{} ({})", a.address, a.name))
+            .collect();
+        Some(VerifyResponse::invalid(
+            ReasonCode::INVALID_PAYMENT_REQUIREMENTS,
+            format!(
+                "asset {asset} is not accepted on {}; accepted: {}",
+                requirements.network,
+                accepted.join(", ")
+            ),
+            claimed_payer(request),
+        ))
+    }
+
+    /// Verifies a payment: every check of the reference facilitator, one chain round trip.
+    pub async fn verify(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<VerifyResponse, FacilitatorError> {
+        let started = Instant::now();
+        let result = self.verify_inner(request).await;
+        self.inner.metrics.record_verify(&result, started.elapsed());
+        result
+    }
+
+    async fn verify_inner(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<VerifyResponse, FacilitatorError> {
+        let chain = match self.chain_for(request) {
+            Ok(chain) => chain,
+            Err(error) => return verify_refusal(&error, request),
+        };
+        if let Some(refused) = Self::check_asset(chain, request) {
+            return Ok(refused);
+        }
+        match chain.scheme.verify(request).await {
+            Ok(payment) => Ok(VerifyResponse::valid(payment.payer().to_checksum(None))),
+            Err(error) => verify_refusal(&error, request),
+        }
+    }
+
+    /// Settles a payment: at most one transaction per (asset, payer, nonce) however often and
+    /// however concurrently it is asked. Its success goes to one caller: the call that
+    /// settled it, or when that call was answered `settlement_pending`, the first later one;
+    /// calls with the same `idempotency_key` share it. Every other call is refused with
+    /// `duplicate_settlement`. A failure is everyone's answer.
+    pub async fn settle(
+        &self,
+        request: &PaymentRequest,
+        idempotency_key: Option<&IdempotencyKey>,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let started = Instant::now();
+        let asker = match idempotency_key {
+            Some(key) => format!("key:{key}"),
+            None => anonymous_caller(),
+        };
+        let result = self.settle_inner(request, &asker).await;
+        self.inner.metrics.record_settle(&result, started.elapsed());
+        result
+    }
+}
+
+fn internal(error: impl std::fmt::Display) -> FacilitatorError {
+    FacilitatorError::Internal(error.to_string())
+}
+
+/// Reads the settlement key and fingerprint from a request, when its payload parses.
+fn identify(chain_id: u64, request: &PaymentRequest) -> Option<Identity> {
+    let asset: Address = request.requirements().asset.parse().ok()?;
+    let payload: ExactEvmPayload = serde_json::from_value(request.payload().clone()).ok()?;
+    let auth = &payload.authorization;
+    let mut material = Vec::with_capacity(256);
+    material.extend_from_slice(&chain_id.to_be_bytes());
+    material.extend_from_slice(asset.as_slice());
+    material.extend_from_slice(auth.from.as_slice());
+    material.extend_from_slice(auth.to.as_slice());
+    material.extend_from_slice(&auth.value.to_be_bytes::<32>());
+    material.extend_from_slice(&auth.valid_after.to_be_bytes::<32>());
+    material.extend_from_slice(&auth.valid_before.to_be_bytes::<32>());
+    material.extend_from_slice(auth.nonce.as_slice());
+    material.extend_from_slice(&payload.signature);
+    Some(Identity {
+        key: SettlementKey {
+            chain_id,
+            asset,
+            payer: auth.from,
+            nonce: auth.nonce,
+        },
+        fingerprint: keccak256(&material),
+        payload,
+    })
+}
+
+impl Facilitator for FacilitatorService {
+    fn verify<'a>(
+        &'a self,
+        request: &'a PaymentRequest,
+    ) -> BoxFuture<'a, Result<VerifyResponse, FacilitatorError>> {
+        Box::pin(FacilitatorService::verify(self, request))
+    }
+
+    fn settle<'a>(
+        &'a self,
+        request: &'a PaymentRequest,
+        idempotency_key: Option<&'a IdempotencyKey>,
+    ) -> BoxFuture<'a, Result<SettleResponse, FacilitatorError>> {
+        Box::pin(FacilitatorService::settle(self, request, idempotency_key))
+    }
+
+    fn payment_id(&self, request: &PaymentRequest) -> Result<PaymentId, PaymentIdError> {
+        PaymentId::derive(request)
+    }
+
+    fn supported(&self) -> BoxFuture<'_, Result<SupportedResponse, FacilitatorError>> {
+        Box::pin(async move { Ok(FacilitatorService::supported(self)) })
+    }
+}

@@ -1,0 +1,108 @@
+//! `/supported` and `/health`.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use alloy::primitives::U256;
+use serde::Serialize;
+use x402_proto::{Network, Scheme, SupportedKind, SupportedResponse};
+
+use super::FacilitatorService;
+
+/// What one chain's health check found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ChainHealthReport {
+    /// The chain.
+    pub network: Network,
+    /// Whether its RPC answered.
+    pub reachable: bool,
+    /// The latest block, when reachable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub block_number: Option<u64>,
+    /// The address paying settlement gas.
+    pub signer: String,
+    /// Its balance in wei, when reachable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signer_balance_wei: Option<String>,
+    /// The balance below which the chain is unhealthy, in wei, when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_signer_balance_wei: Option<String>,
+    /// What went wrong, when unreachable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Whether the chain can settle: reachable, with the signer's balance not below the floor.
+    pub healthy: bool,
+    /// Why it cannot, when not healthy.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+impl FacilitatorService {
+    /// What this facilitator serves: v2 and v1 `exact` on every chain.
+    pub fn supported(&self) -> SupportedResponse {
+        let mut kinds = Vec::new();
+        let mut signers = Vec::new();
+        for chain in self.inner.chains.values() {
+            let network = chain.scheme.network();
+            kinds.push(SupportedKind {
+                x402_version: 2,
+                scheme: Scheme::EXACT,
+                network: network.clone(),
+                extra: None,
+            });
+            if let Some(v1_name) = network.to_v1_name() {
+                kinds.push(SupportedKind {
+                    x402_version: 1,
+                    scheme: Scheme::EXACT,
+                    network: v1_name,
+                    extra: None,
+                });
+            }
+            let signer = chain.scheme.signer_address().to_checksum(None);
+            if !signers.contains(&signer) {
+                signers.push(signer);
+            }
+        }
+        SupportedResponse {
+            kinds,
+            extensions: Vec::new(),
+            signers: BTreeMap::from([("eip155:*".to_owned(), signers)]),
+        }
+    }
+
+    /// Asks every chain for its latest block and the signer's gas balance, concurrently,
+    /// each bounded by `timeout`. A chain is unhealthy when unreachable, or when the signer's
+    /// balance is below the chain's configured floor.
+    pub async fn health(&self, timeout: Duration) -> Vec<ChainHealthReport> {
+        let checks = self.inner.chains.values().map(|chain| async move {
+            let scheme = &chain.scheme;
+            let signer = scheme.signer_address().to_checksum(None);
+            let result = tokio::time::timeout(timeout, scheme.health()).await;
+            let (block_number, balance, error) = match result {
+                Ok(Ok(health)) => (Some(health.block_number), Some(health.signer_balance), None),
+                Ok(Err(error)) => (None, None, Some(error.to_string())),
+                Err(_) => (None, None, Some(format!("no answer within {timeout:?}"))),
+            };
+            let reason = match (&error, balance, chain.min_signer_balance) {
+                (Some(error), _, _) => Some(format!("the chain's RPC is unreachable: {error}")),
+                (None, Some(balance), Some(floor)) if balance < floor => Some(format!(
+                    "the signer {signer}'s gas balance of {balance} wei is below the floor of \
+                     {floor} wei (min_signer_balance_wei); fund it to keep settling"
+                )),
+                _ => None,
+            };
+            ChainHealthReport {
+                network: scheme.network().clone(),
+                reachable: error.is_none(),
+                block_number,
+                signer,
+                signer_balance_wei: balance.map(|b: U256| b.to_string()),
+                min_signer_balance_wei: chain.min_signer_balance.map(|f| f.to_string()),
+                error,
+                healthy: reason.is_none(),
+                reason,
+            }
+        });
+        futures_util::future::join_all(checks).await
+    }
+}
