@@ -20,6 +20,33 @@ use crate::client::{PaidResponse, PayError, PayingClient, Transport};
 /// Middlewares placed after this one run again for the paid retry; those placed before it
 /// see one request and the final response. A ledger label comes from a [`ServiceLabel`] in
 /// the request's extensions.
+///
+/// ```no_run
+/// # async fn example(
+/// #     signer: alloy::signers::local::PrivateKeySigner,
+/// # ) -> Result<(), Box<dyn std::error::Error>> {
+/// use x402_client::{Ledger, PayingClient, Payment, PaymentMiddleware, Policy, ServiceLabel};
+///
+/// let payer = PayingClient::new(
+///     reqwest::Client::new(),
+///     signer,
+///     Policy::default(),
+///     Ledger::in_memory()?,
+/// );
+/// let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+///     .with(PaymentMiddleware::new(payer))
+///     .build();
+/// let response = client
+///     .get("http://127.0.0.1:8080/data")
+///     .with_extension(ServiceLabel("data".into()))
+///     .send()
+///     .await?;
+/// if let Some(payment) = response.extensions().get::<Payment>() {
+///     println!("paid: {:?}", payment.receipt);
+/// }
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct PaymentMiddleware {
     client: PayingClient,
