@@ -16,6 +16,9 @@ pub enum PayError {
     /// The request could not be sent or its answer read.
     #[error("request failed: {0}")]
     Http(#[from] reqwest::Error),
+    /// A middleware placed after the payment middleware in a `reqwest-middleware` stack failed.
+    #[error("request failed in the middleware stack: {0}")]
+    Stack(reqwest_middleware::Error),
     /// The request's body is a stream and cannot be sent twice.
     #[error(
         "the request body is a stream and cannot be replayed after a 402; send a buffered body"
@@ -85,6 +88,36 @@ fn micro_usd(amount: TokenAmount, decimals: u8) -> MicroUsd {
     let scale = alloy::primitives::U256::from(10u8).pow(alloy::primitives::U256::from(decimals));
     let micro = (value * alloy::primitives::U256::from(1_000_000u64)).div_ceil(scale);
     u64::try_from(micro).unwrap_or(u64::MAX)
+}
+
+/// Where a request goes: straight to the HTTP client, or down the rest of a
+/// `reqwest-middleware` stack (every retry runs the middlewares after ours again).
+pub(crate) enum Transport<'a> {
+    /// A plain `reqwest` client.
+    Client(&'a reqwest::Client),
+    /// The middlewares after ours, then the stack's client.
+    Stack {
+        /// The rest of the stack.
+        next: reqwest_middleware::Next<'a>,
+        /// The request's extensions, shared by the first request and its retries.
+        extensions: &'a mut http::Extensions,
+    },
+}
+
+impl Transport<'_> {
+    async fn execute(&mut self, request: reqwest::Request) -> Result<reqwest::Response, PayError> {
+        match self {
+            Transport::Client(http) => Ok(http.execute(request).await?),
+            Transport::Stack { next, extensions } => next
+                .clone()
+                .run(request, extensions)
+                .await
+                .map_err(|error| match error {
+                    reqwest_middleware::Error::Reqwest(error) => PayError::Http(error),
+                    other => PayError::Stack(other),
+                }),
+        }
+    }
 }
 
 enum Challenge {
@@ -175,9 +208,21 @@ impl PayingClient {
         request: reqwest::Request,
         service: Option<&str>,
     ) -> Result<PaidResponse, PayError> {
+        self.send_through(Transport::Client(&self.http), request, service)
+            .await
+    }
+
+    /// [`Self::send`] over `transport`: the one pay-and-retry path behind both the client and
+    /// [`crate::PaymentMiddleware`].
+    pub(crate) async fn send_through(
+        &self,
+        mut transport: Transport<'_>,
+        request: reqwest::Request,
+        service: Option<&str>,
+    ) -> Result<PaidResponse, PayError> {
         let retry = request.try_clone().ok_or(PayError::BodyNotReplayable)?;
         let url = request.url().to_string();
-        let first = self.http.execute(request).await?;
+        let first = transport.execute(request).await?;
         if first.status() != reqwest::StatusCode::PAYMENT_REQUIRED {
             return Ok(PaidResponse {
                 response: first,
@@ -231,13 +276,13 @@ impl PayingClient {
         );
         let amount = choice.requirements.amount;
         let again = retry.try_clone();
-        let response = match self.http.execute(retry).await {
+        let response = match transport.execute(retry).await {
             Ok(response) => response,
             Err(error) => {
                 // Sent, answer lost: the payment may have settled. It stays counted.
                 let detail = format!("sent, no answer: {error}");
                 reservation.mark_unknown(&detail)?;
-                return self.send_again(again, reservation, detail, amount).await;
+                return send_again(transport, again, reservation, detail, amount).await;
             }
         };
         let receipt = receipt_of(response.headers());
@@ -302,67 +347,67 @@ impl PayingClient {
             }
         }
     }
+}
 
-    /// After a lost answer, sends `again` (the same request with the same payment) once: the
-    /// authorization can settle only once, so a server that settled it answers with the same
-    /// receipt, and one that did not can still settle it. Only a receipt (or a success)
-    /// finishes the `unknown` row; any other answer leaves it for [`Self::reconcile`].
-    async fn send_again(
-        &self,
-        again: Option<reqwest::Request>,
-        reservation: Reservation,
-        detail: String,
-        amount: TokenAmount,
-    ) -> Result<PaidResponse, PayError> {
-        let id = reservation.id();
-        let Some(mut again) = again else {
-            return Err(PayError::AnswerLost { id, detail });
-        };
-        // A server still working on the first request answers `payment_in_use`: wait for it
-        // (bounded), then it answers with the kept response and its receipt.
-        let started = std::time::Instant::now();
-        let mut pause = std::time::Duration::from_millis(250);
-        let response = loop {
-            let attempt = again.try_clone();
-            let response = match self.http.execute(again).await {
-                Ok(response) => response,
-                Err(error) => {
-                    return Err(PayError::AnswerLost {
-                        id,
-                        detail: format!("{detail}; the retry with the same payment: {error}"),
-                    });
-                }
-            };
-            let in_use = response.status() == reqwest::StatusCode::PAYMENT_REQUIRED
-                && refusal_reason(&response, None).contains("payment_in_use");
-            match attempt {
-                Some(next) if in_use && started.elapsed() < IN_USE_PATIENCE => {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(std::time::Duration::from_secs(2));
-                    again = next;
-                }
-                _ => break response,
-            }
-        };
-        let receipt = receipt_of(response.headers());
-        match &receipt {
-            Some(r) if r.success => reservation.commit(&r.transaction)?,
-            None if response.status().is_success() => reservation.commit("")?,
-            _ => {
-                let reason = refusal_reason(&response, receipt.as_ref());
+/// After a lost answer, sends `again` (the same request with the same payment) once: the
+/// authorization can settle only once, so a server that settled it answers with the same
+/// receipt, and one that did not can still settle it. Only a receipt (or a success)
+/// finishes the `unknown` row; any other answer leaves it for [`PayingClient::reconcile`].
+async fn send_again(
+    mut transport: Transport<'_>,
+    again: Option<reqwest::Request>,
+    reservation: Reservation,
+    detail: String,
+    amount: TokenAmount,
+) -> Result<PaidResponse, PayError> {
+    let id = reservation.id();
+    let Some(mut again) = again else {
+        return Err(PayError::AnswerLost { id, detail });
+    };
+    // A server still working on the first request answers `payment_in_use`: wait for it
+    // (bounded), then it answers with the kept response and its receipt.
+    let started = std::time::Instant::now();
+    let mut pause = std::time::Duration::from_millis(250);
+    let response = loop {
+        let attempt = again.try_clone();
+        let response = match transport.execute(again).await {
+            Ok(response) => response,
+            Err(error) => {
                 return Err(PayError::AnswerLost {
                     id,
-                    detail: format!("{detail}; the retry with the same payment: {reason}"),
+                    detail: format!("{detail}; the retry with the same payment: {error}"),
                 });
             }
+        };
+        let in_use = response.status() == reqwest::StatusCode::PAYMENT_REQUIRED
+            && refusal_reason(&response, None).contains("payment_in_use");
+        match attempt {
+            Some(next) if in_use && started.elapsed() < IN_USE_PATIENCE => {
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(std::time::Duration::from_secs(2));
+                again = next;
+            }
+            _ => break response,
         }
-        Ok(PaidResponse {
-            response,
-            receipt,
-            paid: Some((amount, id)),
-            unknown: None,
-        })
+    };
+    let receipt = receipt_of(response.headers());
+    match &receipt {
+        Some(r) if r.success => reservation.commit(&r.transaction)?,
+        None if response.status().is_success() => reservation.commit("")?,
+        _ => {
+            let reason = refusal_reason(&response, receipt.as_ref());
+            return Err(PayError::AnswerLost {
+                id,
+                detail: format!("{detail}; the retry with the same payment: {reason}"),
+            });
+        }
     }
+    Ok(PaidResponse {
+        response,
+        receipt,
+        paid: Some((amount, id)),
+        unknown: None,
+    })
 }
 
 /// How long a retry after a lost answer waits while the server is still serving the first

@@ -7,10 +7,14 @@
 //! calls can never overspend; a reservation is committed with the settlement's transaction
 //! hash, marked failed, marked unknown (sent, answer lost), or released. Unknown payments stay
 //! counted until [`Ledger::reconcile`] reads their authorization's state on chain.
+//!
+//! The same pay-and-retry runs as a `reqwest-middleware` middleware, [`PaymentMiddleware`],
+//! for clients that already have a middleware stack.
 
 mod balance;
 mod client;
 pub mod ledger;
+mod middleware;
 mod policy;
 mod reconcile;
 
@@ -19,5 +23,6 @@ pub use client::{PaidResponse, PayError, PayingClient};
 pub use ledger::{
     Budget, Ledger, LedgerError, MicroUsd, PaymentIntent, PaymentRecord, Reservation, TotalsBy,
 };
+pub use middleware::{Payment, PaymentMiddleware, ServiceLabel};
 pub use policy::{Choice, KnownAsset, Policy, PolicyError};
 pub use reconcile::{Outcome, RELEASE_GRACE_SECS, ReconcileError, Reconciled};

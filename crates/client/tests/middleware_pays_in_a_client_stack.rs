@@ -1,0 +1,279 @@
+//! `PaymentMiddleware` in a `reqwest-middleware` stack, against a real paywalled axum route
+//! on anvil: a middleware before ours sees one request and the paid answer, one after ours
+//! sees the 402 and the paid retry; the receipt reaches the caller, the ledger row is paid
+//! with the settlement's transaction, and the payee is paid once. A budget refusal is a
+//! middleware error naming the limit, with nothing signed or paid.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use alloy::primitives::U256;
+use axum::routing::get;
+use x402_client::{
+    Budget, Ledger, LedgerError, PayError, PayingClient, Payment, PaymentMiddleware, Policy,
+    ServiceLabel,
+};
+use x402_facilitator::FacilitatorConfig;
+use x402_paywall::{PaymentOption, Paywall, PaywallConfig, RoutePrice};
+use x402_proto::{Facilitator, SettleResponse, decode_header};
+use x402_testkit::Chain;
+
+struct Server {
+    chain: Chain,
+    url: String,
+    /// The `x-agent` header of every request that carried a payment.
+    paid_agents: Arc<Mutex<Vec<Option<String>>>>,
+    _facilitator: x402_facilitator::RunningFacilitator,
+    _dir: tempfile::TempDir,
+}
+
+async fn server(price: &str) -> Server {
+    let chain = Chain::start().await;
+    let dir = tempfile::tempdir().unwrap();
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n[[networks]]\nchain_id = {}\nrpc_url = \"{}\"\n",
+        dir.path().join("f.db").display(),
+        chain.devnet.chain_id(),
+        chain.devnet.rpc_url(),
+    );
+    let config = FacilitatorConfig::parse(&text, std::iter::empty()).unwrap();
+    let facilitator = x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
+        .await
+        .unwrap();
+    let requirements = chain.requirements(1);
+    let extra = requirements.extra.clone().unwrap();
+    let option = PaymentOption {
+        network: requirements.network,
+        asset: requirements.asset,
+        decimals: 6,
+        pay_to: requirements.pay_to,
+        eip712_name: extra["name"].as_str().unwrap().into(),
+        eip712_version: extra["version"].as_str().unwrap().into(),
+        max_timeout_seconds: 120,
+    };
+    let in_process: Arc<dyn Facilitator> = Arc::new(facilitator.service().clone());
+    let paywall = Paywall::new(in_process, vec![option], PaywallConfig::default()).unwrap();
+    let paid_agents = Arc::new(Mutex::new(Vec::new()));
+    let seen = paid_agents.clone();
+    let app = axum::Router::new().route(
+        "/data",
+        get(|| async { "paid data" })
+            .layer(paywall.layer(RoutePrice::fixed(price.parse().unwrap())))
+            .layer(axum::middleware::from_fn(
+                move |request: axum::extract::Request, next: axum::middleware::Next| {
+                    let seen = seen.clone();
+                    async move {
+                        if request.headers().contains_key("payment-signature") {
+                            let agent = request
+                                .headers()
+                                .get("x-agent")
+                                .and_then(|v| v.to_str().ok())
+                                .map(str::to_owned);
+                            seen.lock().unwrap().push(agent);
+                        }
+                        next.run(request).await
+                    }
+                },
+            )),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/data", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    Server {
+        chain,
+        url,
+        paid_agents,
+        _facilitator: facilitator,
+        _dir: dir,
+    }
+}
+
+/// Counts the requests it sees and, when `agent` is set, adds an `x-agent` header.
+struct Counter {
+    seen: Arc<AtomicUsize>,
+    agent: Option<&'static str>,
+}
+
+#[async_trait::async_trait]
+impl reqwest_middleware::Middleware for Counter {
+    async fn handle(
+        &self,
+        mut request: reqwest::Request,
+        extensions: &mut http::Extensions,
+        next: reqwest_middleware::Next<'_>,
+    ) -> reqwest_middleware::Result<reqwest::Response> {
+        self.seen.fetch_add(1, Ordering::SeqCst);
+        if let Some(agent) = self.agent {
+            request
+                .headers_mut()
+                .insert("x-agent", agent.parse().unwrap());
+        }
+        next.run(request, extensions).await
+    }
+}
+
+struct Stack {
+    client: reqwest_middleware::ClientWithMiddleware,
+    before: Arc<AtomicUsize>,
+    after: Arc<AtomicUsize>,
+}
+
+/// `Counter` (adds `x-agent`) → `PaymentMiddleware` → `Counter`.
+fn stack(payer: PayingClient) -> Stack {
+    let (before, after) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
+        .with(Counter {
+            seen: before.clone(),
+            agent: Some("stack-test"),
+        })
+        .with(PaymentMiddleware::new(payer))
+        .with(Counter {
+            seen: after.clone(),
+            agent: None,
+        })
+        .build();
+    Stack {
+        client,
+        before,
+        after,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_middleware_pays_once_and_hands_back_the_receipt() {
+    let server = server("$0.01").await;
+    let payee = server.chain.devnet.pay_to().address;
+    let before = server.chain.balance(payee).await;
+    let ledger = Ledger::in_memory().unwrap();
+    let payer = PayingClient::new(
+        reqwest::Client::new(),
+        server.chain.devnet.payers()[0].signer.clone(),
+        Policy::default(),
+        ledger.clone(),
+    );
+    let stack = stack(payer);
+
+    let response = stack
+        .client
+        .get(&server.url)
+        .with_extension(ServiceLabel("data".into()))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let header = response
+        .headers()
+        .get("payment-response")
+        .expect("the receipt header is kept");
+    let receipt: SettleResponse = decode_header(header.as_bytes()).unwrap();
+    assert!(receipt.success);
+    assert!(receipt.transaction.starts_with("0x"));
+    let payment = response.extensions().get::<Payment>().unwrap().clone();
+    assert_eq!(payment.receipt.as_ref(), Some(&receipt));
+    let (amount, row) = payment.paid.unwrap();
+    assert_eq!(amount.0, U256::from(10_000));
+    assert_eq!(payment.unknown, None);
+    assert_eq!(response.text().await.unwrap(), "paid data");
+
+    // The middleware before ours saw one call; the one after ours saw the 402 and the retry.
+    assert_eq!(stack.before.load(Ordering::SeqCst), 1);
+    assert_eq!(stack.after.load(Ordering::SeqCst), 2);
+    // The paid request went through the whole stack: it carries the header added before us.
+    assert_eq!(
+        *server.paid_agents.lock().unwrap(),
+        vec![Some("stack-test".to_owned())]
+    );
+
+    let records = ledger.payments(0).unwrap();
+    assert_eq!(records.len(), 1);
+    assert_eq!(records[0].id, row);
+    assert_eq!(records[0].status, "paid");
+    assert_eq!(records[0].service.as_deref(), Some("data"));
+    assert_eq!(
+        records[0].transaction.as_deref(),
+        Some(receipt.transaction.as_str())
+    );
+    let moved = server.chain.balance(payee).await - before;
+    assert_eq!(moved, U256::from(10_000), "paid exactly once");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_refusal_is_a_middleware_error_naming_the_limit() {
+    let server = server("$0.01").await;
+    let payee = server.chain.devnet.pay_to().address;
+    let before = server.chain.balance(payee).await;
+    let ledger = Ledger::in_memory().unwrap();
+    ledger
+        .set_budget(&Budget {
+            total: Some(5_000),
+            ..Budget::default()
+        })
+        .unwrap();
+    let payer = PayingClient::new(
+        reqwest::Client::new(),
+        server.chain.devnet.payers()[0].signer.clone(),
+        Policy::default(),
+        ledger.clone(),
+    );
+    let stack = stack(payer);
+
+    let error = stack.client.get(&server.url).send().await.unwrap_err();
+    assert!(error.is_middleware(), "{error:?}");
+    let message = error.to_string();
+    assert!(
+        message.contains("the total limit is 5000 micro-USD"),
+        "{message}"
+    );
+    let reqwest_middleware::Error::Middleware(inner) = &error else {
+        panic!("expected a middleware error, got {error:?}");
+    };
+    assert!(matches!(
+        inner.downcast_ref::<PayError>(),
+        Some(PayError::Budget(LedgerError::BudgetExceeded {
+            limit_name: "total",
+            limit: 5_000,
+            asked: 10_000,
+            ..
+        }))
+    ));
+
+    // Only the unpaid request went out; nothing was signed, recorded or paid.
+    assert_eq!(stack.after.load(Ordering::SeqCst), 1);
+    assert!(server.paid_agents.lock().unwrap().is_empty());
+    assert!(ledger.payments(0).unwrap().is_empty());
+    assert_eq!(server.chain.balance(payee).await, before);
+}
+
+#[tokio::test]
+async fn a_streamed_body_is_refused_before_the_stack_sends_it() {
+    let payer = PayingClient::new(
+        reqwest::Client::new(),
+        alloy::signers::local::PrivateKeySigner::random(),
+        Policy::default(),
+        Ledger::in_memory().unwrap(),
+    );
+    let stack = stack(payer);
+    let stream = futures_util::stream::once(async {
+        Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"{}"))
+    });
+    // Port 9: nothing listens; the refusal must come before any connection attempt.
+    let error = stack
+        .client
+        .post("http://127.0.0.1:9/run")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap_err();
+    let reqwest_middleware::Error::Middleware(inner) = &error else {
+        panic!("expected a middleware error, got {error:?}");
+    };
+    assert!(matches!(
+        inner.downcast_ref::<PayError>(),
+        Some(PayError::BodyNotReplayable)
+    ));
+    assert_eq!(
+        stack.after.load(Ordering::SeqCst),
+        0,
+        "nothing went down the stack"
+    );
+}
