@@ -115,17 +115,24 @@ async fn re_encoded_copies_sent_at_once_buy_one_response() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn re_encoded_copies_sent_at_once_buy_one_response_through_a_remote_facilitator() {
-    let shop = Shop::start_with(|running| {
-        let remote = HttpFacilitator::new(&running.url(), Duration::from_secs(30)).unwrap();
-        Arc::new(remote) as Arc<dyn Facilitator>
-    })
-    .await;
-    attack_at_once(shop).await;
+    attack_at_once(Shop::start_with(remote_shop_facilitator).await).await;
+}
+
+fn remote_shop_facilitator(running: &x402_facilitator::RunningFacilitator) -> Arc<dyn Facilitator> {
+    Arc::new(HttpFacilitator::new(&running.url(), Duration::from_secs(30)).unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn copies_sent_one_after_another_while_the_first_runs_are_refused() {
-    let shop = Shop::start().await;
+    copies_one_after_another(Shop::start().await).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_sent_one_after_another_are_refused_through_a_remote_facilitator() {
+    copies_one_after_another(Shop::start_with(remote_shop_facilitator).await).await;
+}
+
+async fn copies_one_after_another(shop: Shop) {
     let before = shop.pay_to_balance().await;
     let (name, value) = think_payment(&shop, "q").await;
     let mut copies = reencodings(&value, COPIES).into_iter();
