@@ -15,7 +15,6 @@ use axum::response::{IntoResponse, Response};
 use x402_client::{
     Budget, Ledger, LedgerError, Outcome, PayError, PayingClient, Policy, Reconciled,
 };
-use x402_facilitator::FacilitatorConfig;
 use x402_proto::{Facilitator, PaymentRequest, SettleResponse, V2, v2};
 use x402_testkit::Chain;
 
@@ -51,16 +50,7 @@ type Settle = Arc<
 async fn server(behaviour: Behaviour, max_timeout_seconds: u64) -> Server {
     let chain = Chain::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n[[networks]]\nchain_id = {}\nrpc_url = \"{}\"\n",
-        dir.path().join("f.db").display(),
-        chain.devnet.chain_id(),
-        chain.devnet.rpc_url(),
-    );
-    let config = FacilitatorConfig::parse(&text, std::iter::empty()).unwrap();
-    let facilitator = x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
-        .await
-        .unwrap();
+    let facilitator = x402_testkit::start_facilitator(&chain, dir.path()).await;
     let service: Arc<dyn Facilitator> = Arc::new(facilitator.service().clone());
     let settle: Settle = Arc::new(move |request| {
         let service = service.clone();

@@ -11,7 +11,6 @@ use std::time::Duration;
 use alloy::primitives::U256;
 use axum::routing::get;
 use x402_client::{Ledger, PayingClient, Policy};
-use x402_facilitator::FacilitatorConfig;
 use x402_paywall::{PaymentOption, Paywall, PaywallConfig, RoutePrice};
 use x402_proto::Facilitator;
 use x402_testkit::Chain;
@@ -20,16 +19,7 @@ use x402_testkit::Chain;
 async fn a_slow_answer_lost_to_a_timeout_is_recovered_and_paid_once() {
     let chain = Chain::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n[[networks]]\nchain_id = {}\nrpc_url = \"{}\"\n",
-        dir.path().join("f.db").display(),
-        chain.devnet.chain_id(),
-        chain.devnet.rpc_url(),
-    );
-    let config = FacilitatorConfig::parse(&text, std::iter::empty()).unwrap();
-    let facilitator = x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
-        .await
-        .unwrap();
+    let facilitator = x402_testkit::start_facilitator(&chain, dir.path()).await;
     let requirements = chain.requirements(1);
     let extra = requirements.extra.clone().unwrap();
     let option = PaymentOption {

@@ -13,7 +13,6 @@ use x402_client::{
     Budget, Ledger, LedgerError, PayError, PayingClient, Payment, PaymentMiddleware, Policy,
     ServiceLabel,
 };
-use x402_facilitator::FacilitatorConfig;
 use x402_paywall::{PaymentOption, Paywall, PaywallConfig, RoutePrice};
 use x402_proto::{Facilitator, SettleResponse, decode_header};
 use x402_testkit::Chain;
@@ -30,16 +29,7 @@ struct Server {
 async fn server(price: &str) -> Server {
     let chain = Chain::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n[[networks]]\nchain_id = {}\nrpc_url = \"{}\"\n",
-        dir.path().join("f.db").display(),
-        chain.devnet.chain_id(),
-        chain.devnet.rpc_url(),
-    );
-    let config = FacilitatorConfig::parse(&text, std::iter::empty()).unwrap();
-    let facilitator = x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
-        .await
-        .unwrap();
+    let facilitator = x402_testkit::start_facilitator(&chain, dir.path()).await;
     let requirements = chain.requirements(1);
     let extra = requirements.extra.clone().unwrap();
     let option = PaymentOption {

@@ -12,21 +12,12 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use x402_client::{Ledger, PayingClient, Policy};
-use x402_facilitator::{FacilitatorConfig, RunningFacilitator};
+use x402_facilitator::RunningFacilitator;
 use x402_proto::{Facilitator, PaymentRequest, V1, decode_header, encode_header, v1, v2};
 use x402_testkit::Chain;
 
 async fn facilitator(chain: &Chain, dir: &tempfile::TempDir) -> RunningFacilitator {
-    let text = format!(
-        "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n[[networks]]\nchain_id = {}\nrpc_url = \"{}\"\n",
-        dir.path().join("f.db").display(),
-        chain.devnet.chain_id(),
-        chain.devnet.rpc_url(),
-    );
-    let config = FacilitatorConfig::parse(&text, std::iter::empty()).unwrap();
-    x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
-        .await
-        .unwrap()
+    x402_testkit::start_facilitator(chain, dir.path()).await
 }
 
 #[derive(Clone)]

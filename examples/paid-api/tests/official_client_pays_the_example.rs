@@ -52,16 +52,7 @@ async fn official_client_pays(url: String, key: String, body: Option<&str>) -> s
 async fn the_official_client_pays_both_routes() {
     let chain = Chain::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let text = format!(
-        "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n[[networks]]\nchain_id = {}\nrpc_url = \"{}\"\n",
-        dir.path().join("f.db").display(),
-        chain.devnet.chain_id(),
-        chain.devnet.rpc_url(),
-    );
-    let config = x402_facilitator::FacilitatorConfig::parse(&text, std::iter::empty()).unwrap();
-    let facilitator = x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
-        .await
-        .unwrap();
+    let facilitator = x402_testkit::start_facilitator(&chain, dir.path()).await;
     let pay_to = chain.devnet.pay_to().address;
 
     let mut child = Command::new(env!("CARGO_BIN_EXE_paid-api"))
