@@ -380,7 +380,8 @@ async fn send_again(
             }
         };
         let in_use = response.status() == reqwest::StatusCode::PAYMENT_REQUIRED
-            && refusal_reason(&response, None).contains("payment_in_use");
+            && refusal_reason(&response, None)
+                .contains(x402_proto::ReasonCode::PAYMENT_IN_USE.as_str());
         match attempt {
             Some(next) if in_use && started.elapsed() < IN_USE_PATIENCE => {
                 tokio::time::sleep(pause).await;

@@ -243,12 +243,9 @@ where
             .and_then(|v| v.parse::<usize>().ok())
             .is_some_and(|len| len <= max);
     let (body, passthrough) = if price.reads_body() || small_paid_body {
-        match Limited::new(body, inner_state.config.max_body_bytes)
-            .collect()
-            .await
-        {
+        match Limited::new(body, max).collect().await {
             Ok(collected) => (collected.to_bytes(), None),
-            Err(error) => return body_refused(&*error, inner_state.config.max_body_bytes),
+            Err(error) => return body_refused(&*error, max),
         }
     } else {
         (Bytes::new(), Some(body))
@@ -351,12 +348,11 @@ where
             return match served.response {
                 Some(stored) => replay(stored),
                 None => {
-                    let (option, request) = (&candidates[0].1, &candidates[0].0);
+                    let (request, option) = &candidates[0];
                     let paid = Paid::already_settled(request, option, &served.receipt);
                     parts.extensions.extend(quote.take_extensions());
-                    parts.extensions.insert(paid);
                     let body = passthrough.unwrap_or_else(|| Body::from(body));
-                    let mut response = run(inner, Request::from_parts(parts, body)).await;
+                    let mut response = run_paid(inner, parts, body, paid).await;
                     receipt.attach(response.headers_mut(), &served.receipt);
                     response
                 }
@@ -403,9 +399,8 @@ where
                 Some(recovered) => {
                     let paid = Paid::already_settled(&request.0, &request.1, &recovered);
                     parts.extensions.extend(quote.take_extensions());
-                    parts.extensions.insert(paid);
                     let body = passthrough.unwrap_or_else(|| Body::from(body));
-                    let response = run(inner, Request::from_parts(parts, body)).await;
+                    let response = run_paid(inner, parts, body, paid).await;
                     return keep(inner_state, lease, receipt, recovered, response).await;
                 }
                 None => return challenge.respond(&message, &parts.headers, None),
@@ -442,14 +437,12 @@ where
             };
             paid.transaction = Some(receipt.transaction.clone());
             let _ = settled_tx.send(Some(receipt.clone()));
-            parts.extensions.insert(paid);
-            let response = run(inner, Request::from_parts(parts, body)).await;
+            let response = run_paid(inner, parts, body, paid).await;
             keep(inner_state, lease, verified.receipt, receipt, response).await
         }
         SettleTiming::AfterHandler => {
             let headers = parts.headers.clone();
-            parts.extensions.insert(paid);
-            let response = run(inner, Request::from_parts(parts, body)).await;
+            let response = run_paid(inner, parts, body, paid).await;
             if response.status().as_u16() >= 400 {
                 // Not charged: the payment is never settled, and its authorization expires.
                 // The lease is dropped: the payment may be used again.
@@ -470,6 +463,8 @@ where
 const NO_MATCH: &str = "No matching payment requirements: the payment does not match any \
     option of this request's challenge (scheme, network, asset, amount, payTo); pay one of \
     `accepts`";
+// These begin with `ReasonCode::PAYMENT_IN_USE` / `PAYMENT_ALREADY_USED` (checked by a test),
+// which clients match on.
 const IN_USE: &str = "payment_in_use: this payment is being used by another request right \
     now; one payment buys one response, sign a new payment";
 const SPENT_ELSEWHERE: &str = "payment_already_used: this payment already bought the response \
@@ -752,6 +747,20 @@ async fn settle(
     }
 }
 
+/// Runs the handler with the payment for its request in its extensions.
+async fn run_paid<S>(
+    inner: S,
+    mut parts: http::request::Parts,
+    body: Body,
+    paid: Paid,
+) -> Response<Body>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+{
+    parts.extensions.insert(paid);
+    run(inner, Request::from_parts(parts, body)).await
+}
+
 async fn run<S>(inner: S, request: Request<Body>) -> Response<Body>
 where
     S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
@@ -759,5 +768,16 @@ where
     match inner.oneshot(request).await {
         Ok(response) => response,
         Err(never) => match never {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_start_with_the_reason_codes_clients_match() {
+        assert!(IN_USE.starts_with(ReasonCode::PAYMENT_IN_USE.as_str()));
+        assert!(SPENT_ELSEWHERE.starts_with(ReasonCode::PAYMENT_ALREADY_USED.as_str()));
     }
 }

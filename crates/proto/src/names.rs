@@ -214,6 +214,12 @@ impl ReasonCode {
     /// The payment is settled, or being settled, for another request; its success was given
     /// to that request's settler.
     pub const DUPLICATE_SETTLEMENT: Self = Self::from_static("duplicate_settlement");
+    /// A resource server's refusal: the payment is being used by another request right now
+    /// (the same request sent again may wait for it and get the kept answer).
+    pub const PAYMENT_IN_USE: Self = Self::from_static("payment_in_use");
+    /// A resource server's refusal: the payment already bought the response to another
+    /// request.
+    pub const PAYMENT_ALREADY_USED: Self = Self::from_static("payment_already_used");
 
     // `exact` on EVM, as the TypeScript SDK 2.27 names them.
     /// `scheme` is not `exact`.
