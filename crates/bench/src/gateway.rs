@@ -163,15 +163,14 @@ pub(crate) async fn run(args: GatewayBench) -> anyhow::Result<()> {
 
     // The same one-line handler, unpaid and paywalled.
     let token = devnet.token();
-    let option = PaymentOption {
-        network: devnet.network(),
-        asset: token.address.to_checksum(None),
-        decimals: token.decimals,
-        pay_to: devnet.pay_to().address.to_checksum(None),
-        eip712_name: token.name.clone(),
-        eip712_version: token.version.clone(),
-        max_timeout_seconds: 300,
-    };
+    let option = PaymentOption::exact_evm(
+        devnet.network(),
+        token.address.to_checksum(None),
+        token.decimals,
+        devnet.pay_to().address.to_checksum(None),
+        &token.name,
+        &token.version,
+    );
     let paywall = Paywall::new(in_process, vec![option], PaywallConfig::default())?;
     let handler = || async { axum::Json(json!({"pong": true})) };
     let app = axum::Router::new().route("/free", get(handler)).route(

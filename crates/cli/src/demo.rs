@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use anyhow::Context;
 use base64::Engine;
 use serde_json::{Value, json};
-use x402_client::{Budget, Ledger, LedgerError, PayError, PayingClient, Policy};
+use x402_client::{Budget, GatewayClient, Ledger, LedgerError, PayError, PayingClient, Policy};
 use x402_proto::Price;
 
 use crate::agent::{read_dev_state, run_service};
@@ -64,38 +64,21 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
 
     println!("agent {address} researching: {QUESTION:?}");
     println!("budget ${} at {gateway}", args.budget);
-    let catalog: Value = client
-        .http()
-        .get(format!("{gateway}/catalog"))
-        .send()
-        .await?
-        .json()
-        .await?;
-    let available = |key: &str| {
-        catalog["services"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|s| s["key"] == key && s["available"] == true)
-    };
+    let catalog = GatewayClient::new(client.clone(), &gateway)
+        .catalog()
+        .await
+        .with_context(|| format!("reading the catalog of {gateway}"))?;
+    let available = |key: &str| catalog.service(key).is_some_and(|s| s.available);
 
     let call = async |what: String, service: &str, input: Value| -> anyhow::Result<Option<Value>> {
         match run_service(&client, &address, &gateway, service, input, false).await {
-            Ok((output, _)) => {
-                let record = ledger
-                    .payments(0)?
-                    .into_iter()
-                    .find(|p| p.status == "paid" && p.service.as_deref() == Some(service));
-                let (cost, transaction) = record
-                    .map(|r| {
-                        (
-                            x402_proto::TokenAmount::from_atomic(u128::from(r.micro_usd))
-                                .to_human(6),
-                            r.transaction.unwrap_or_default(),
-                        )
-                    })
-                    .unwrap_or_default();
-                println!("  {what:42} ${cost:>9}  tx {transaction}");
+            Ok((output, run)) => {
+                let cost = run.paid.map(|(amount, _)| amount.to_string());
+                let transaction = run.receipt.map(|r| r.transaction).unwrap_or_default();
+                println!(
+                    "  {what:42} ${:>9}  tx {transaction}",
+                    cost.unwrap_or_default()
+                );
                 Ok(Some(output))
             }
             Err(error) if is_budget(&error) => {
@@ -173,8 +156,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         .into_iter()
         .filter(|p| p.status == "paid")
         .collect();
-    let total: u64 = paid.iter().map(|p| p.micro_usd).sum();
-    let total_usd = x402_proto::TokenAmount::from_atomic(u128::from(total)).to_human(6);
+    let total_usd = x402_client::format_micro_usd(paid.iter().map(|p| p.micro_usd).sum());
     println!(
         "\n{} paid calls, total ${total_usd} of a ${} budget",
         paid.len(),

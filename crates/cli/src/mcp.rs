@@ -26,6 +26,9 @@ pub(crate) struct McpArgs {
     /// Token address, for gpu_balance (default: the `x402 dev` token).
     #[arg(long, value_name = "ADDRESS")]
     asset: Option<String>,
+    /// The token's decimals (default: the `x402 dev` token's, or 6 as USDC).
+    #[arg(long, value_name = "N")]
+    decimals: Option<u8>,
     /// The `x402 dev` state directory, read for the chain when --rpc is not given.
     #[arg(long, value_name = "DIR", default_value = ".x402/dev")]
     dev_state: PathBuf,
@@ -39,8 +42,17 @@ pub(crate) async fn run(home: &Home, args: McpArgs) -> anyhow::Result<()> {
         .asset
         .or_else(|| dev.as_ref().map(|d| d.asset.clone()))
         .unwrap_or_else(|| "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".to_owned());
+    let decimals = args
+        .decimals
+        .or_else(|| dev.as_ref().map(|d| d.decimals))
+        .unwrap_or(6);
     tracing::info!(%address, gateway = %args.gateway, "MCP server on stdio");
-    let tools = x402_mcp::GpuTools::wallet(client, &args.gateway, rpc.map(|rpc| (rpc, asset)));
+    let chain = rpc.map(|rpc_url| x402_mcp::WalletChain {
+        rpc_url,
+        asset,
+        decimals,
+    });
+    let tools = x402_mcp::GpuTools::wallet(client, &args.gateway, chain);
     x402_mcp::serve_stdio(tools).await?;
     Ok(())
 }

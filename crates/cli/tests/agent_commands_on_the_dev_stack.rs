@@ -94,7 +94,7 @@ fn the_demo_agent_and_the_cli_pay_within_their_limits() {
     );
     let body: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(body["output"]["dimensions"], 384);
-    assert!(String::from_utf8_lossy(&out.stderr).contains("paid 0.000001 USDC"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("paid 0.000001 to settle"));
 
     // x402 run waits for a job and prints its output.
     let out = x402(
@@ -119,7 +119,7 @@ fn the_demo_agent_and_the_cli_pay_within_their_limits() {
         output["text"].as_str().unwrap().contains("Quarterly"),
         "{output}"
     );
-    assert!(String::from_utf8_lossy(&out.stderr).contains("paid 0.002 USDC"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("paid 0.002 to settle"));
     let out = x402(&["catalog", "--gateway", &gateway], &home, None);
     let listing = String::from_utf8_lossy(&out.stdout);
     assert!(

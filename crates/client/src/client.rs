@@ -3,8 +3,13 @@
 //! payment is recorded `unknown` and the same request is sent once more with the same payment
 //! (an authorization settles at most once): a receipt then commits it.
 
+use std::sync::Arc;
+
 use alloy::signers::local::PrivateKeySigner;
-use x402_proto::{SettleResponse, TokenAmount, decode_header, encode_header, headers, v1, v2};
+use x402_proto::{
+    AssetAmount, SchemeClient, SettleResponse, SignedPayload, TokenAmount, decode_header,
+    encode_header, headers, v1, v2,
+};
 
 use crate::ledger::{Ledger, LedgerError, MicroUsd, PaymentIntent, Reservation};
 use crate::policy::{Choice, Policy, PolicyError};
@@ -67,18 +72,50 @@ pub struct PaidResponse {
     pub response: reqwest::Response,
     /// The settlement receipt, when a payment was made.
     pub receipt: Option<SettleResponse>,
-    /// The amount paid, in atomic units, and the ledger row.
-    pub paid: Option<(TokenAmount, i64)>,
+    /// The amount paid (with its asset's decimals) and the ledger row.
+    pub paid: Option<(AssetAmount, i64)>,
     /// The ledger row of a payment sent for this response whose outcome is unknown (the server
     /// failed without a receipt): counted against the budget until reconciled.
     pub unknown: Option<i64>,
 }
 
+impl PaidResponse {
+    /// A line for people: what was paid, in which transaction, on which network, by whom;
+    /// `None` when nothing was paid.
+    pub fn payment_line(&self) -> Option<String> {
+        payment_line(self.receipt.as_ref(), self.paid)
+    }
+}
+
+/// What a payment bought, for people.
+pub(crate) fn payment_line(
+    receipt: Option<&SettleResponse>,
+    paid: Option<(AssetAmount, i64)>,
+) -> Option<String> {
+    let receipt = receipt?;
+    let (amount, _) = paid?;
+    Some(format!(
+        "paid {amount} to settle in {} on {} (payer {})",
+        if receipt.transaction.is_empty() {
+            "(no transaction)"
+        } else {
+            &receipt.transaction
+        },
+        receipt.network,
+        receipt.payer.as_deref().unwrap_or("?"),
+    ))
+}
+
 /// An HTTP client that pays x402 challenges within a policy and a budget.
+///
+/// It pays with scheme plug-ins ([`SchemeClient`]): `exact` on EVM chains with its signer,
+/// and any added with [`PayingClient::with_scheme`]. An offer is payable when a plug-in can
+/// pay it and the policy allows its asset and price.
 #[derive(Clone, Debug)]
 pub struct PayingClient {
     http: reqwest::Client,
     signer: PrivateKeySigner,
+    schemes: Vec<Arc<dyn SchemeClient>>,
     policy: Policy,
     ledger: Ledger,
 }
@@ -133,12 +170,51 @@ impl PayingClient {
         policy: Policy,
         ledger: Ledger,
     ) -> Self {
+        let exact: Arc<dyn SchemeClient> = Arc::new(x402_evm::ExactEvmClient::new(signer.clone()));
         Self {
             http,
             signer,
+            schemes: vec![exact],
             policy,
             ledger,
         }
+    }
+
+    /// Also pays with `scheme` (tried before the ones registered earlier).
+    pub fn with_scheme(mut self, scheme: Arc<dyn SchemeClient>) -> Self {
+        self.schemes.insert(0, scheme);
+        self
+    }
+
+    /// The plug-in that pays `requirements`, if any.
+    fn scheme_for(&self, requirements: &v2::PaymentRequirements) -> Option<&dyn SchemeClient> {
+        self.schemes
+            .iter()
+            .find(|s| s.can_pay(requirements))
+            .map(|s| s.as_ref())
+    }
+
+    /// Chooses among `offers` those a plug-in can pay, by policy.
+    fn choose(&self, offers: &[v2::PaymentRequirements]) -> Result<Choice, PolicyError> {
+        self.policy
+            .choose_payable(offers, |offer| self.scheme_for(offer).is_some())
+    }
+
+    /// Signs `requirements` with its plug-in, at the current time.
+    async fn sign(
+        &self,
+        requirements: &v2::PaymentRequirements,
+    ) -> Result<SignedPayload, PayError> {
+        let scheme = self.scheme_for(requirements).ok_or_else(|| {
+            PayError::Sign(format!(
+                "no scheme plug-in pays {} on {}",
+                requirements.scheme, requirements.network
+            ))
+        })?;
+        scheme
+            .sign(requirements, x402_evm::unix_now())
+            .await
+            .map_err(|e| PayError::Sign(e.to_string()))
     }
 
     /// The underlying HTTP client, to build requests.
@@ -160,7 +236,10 @@ impl PayingClient {
             micro_usd: micro_usd(choice.requirements.amount, choice.decimals),
             asset: choice.requirements.asset.clone(),
             network: choice.requirements.network.to_string(),
-            payer: self.signer.address().to_checksum(None),
+            payer: self
+                .scheme_for(&choice.requirements)
+                .map(|s| s.payer(&choice.requirements.network))
+                .unwrap_or_else(|| self.address()),
             pay_to: choice.requirements.pay_to.clone(),
         }
     }
@@ -174,18 +253,18 @@ impl PayingClient {
         challenge: &v2::PaymentRequired,
         service: Option<&str>,
     ) -> Result<(v2::PaymentPayload, TokenAmount, Reservation), PayError> {
-        let choice = self.policy.choose(&challenge.accepts)?;
+        let choice = self.choose(&challenge.accepts)?;
         let intent = self.intent(&choice, challenge.resource.url.clone(), service);
         let reservation = self.ledger.reserve(&intent)?;
-        let payment = x402_evm::sign_payment(
-            &self.signer,
-            &choice.requirements,
-            Some(challenge.resource.clone()),
-            x402_evm::unix_now(),
-        )
-        .await
-        .map_err(|e| PayError::Sign(e.to_string()))?;
-        record_authorization(&reservation, &payment.payload)?;
+        let signed = self.sign(&choice.requirements).await?;
+        record_authorization(&reservation, &signed)?;
+        let payment = v2::PaymentPayload {
+            x402_version: x402_proto::V2::default(),
+            resource: Some(challenge.resource.clone()),
+            accepted: choice.requirements.clone(),
+            payload: signed.payload,
+            extensions: None,
+        };
         Ok((payment, choice.requirements.amount, reservation))
     }
 
@@ -240,29 +319,30 @@ impl PayingClient {
                 .map(v1::PaymentRequirements::to_v2)
                 .collect(),
         };
-        let choice = self.policy.choose(&offers)?;
+        let choice = self.choose(&offers)?;
         let intent = self.intent(&choice, url, service);
         let mut reservation = self.ledger.reserve(&intent)?;
-        let now = x402_evm::unix_now();
+        let signed = self.sign(&choice.requirements).await?;
+        record_authorization(&reservation, &signed)?;
         let (name, value) = match &challenge {
             Challenge::V2(c) => {
-                let payment = x402_evm::sign_payment(
-                    &self.signer,
-                    &c.accepts[choice.index],
-                    Some(c.resource.clone()),
-                    now,
-                )
-                .await
-                .map_err(|e| PayError::Sign(e.to_string()))?;
-                record_authorization(&reservation, &payment.payload)?;
+                let payment = v2::PaymentPayload {
+                    x402_version: x402_proto::V2::default(),
+                    resource: Some(c.resource.clone()),
+                    accepted: c.accepts[choice.index].clone(),
+                    payload: signed.payload,
+                    extensions: None,
+                };
                 (headers::PAYMENT_SIGNATURE, encode_header(&payment))
             }
             Challenge::V1(c) => {
-                let payment =
-                    x402_evm::sign_payment_v1(&self.signer, &c.accepts[choice.index], now)
-                        .await
-                        .map_err(|e| PayError::Sign(e.to_string()))?;
-                record_authorization(&reservation, &payment.payload)?;
+                let offer = &c.accepts[choice.index];
+                let payment = v1::PaymentPayload {
+                    x402_version: x402_proto::V1::default(),
+                    scheme: offer.scheme.clone(),
+                    network: offer.network.clone(),
+                    payload: signed.payload,
+                };
                 (headers::X_PAYMENT, encode_header(&payment))
             }
         };
@@ -274,7 +354,7 @@ impl PayingClient {
             reqwest::header::HeaderValue::from_str(&value)
                 .map_err(|e| PayError::Sign(e.to_string()))?,
         );
-        let amount = choice.requirements.amount;
+        let amount = AssetAmount::new(choice.requirements.amount, choice.decimals);
         let again = retry.try_clone();
         let response = match transport.execute(retry).await {
             Ok(response) => response,
@@ -358,7 +438,7 @@ async fn send_again(
     again: Option<reqwest::Request>,
     reservation: Reservation,
     detail: String,
-    amount: TokenAmount,
+    amount: AssetAmount,
 ) -> Result<PaidResponse, PayError> {
     let id = reservation.id();
     let Some(mut again) = again else {
@@ -415,16 +495,15 @@ async fn send_again(
 /// request (it answers 402 `payment_in_use` meanwhile).
 const IN_USE_PATIENCE: std::time::Duration = std::time::Duration::from_secs(120);
 
-/// Records the nonce and `validBefore` of a signed `exact` payload in the reservation's row.
+/// Records what a signed payment spends once, and until when, in the reservation's row.
 fn record_authorization(
     reservation: &Reservation,
-    payload: &serde_json::Value,
+    signed: &SignedPayload,
 ) -> Result<(), LedgerError> {
-    let Ok(exact) = serde_json::from_value::<x402_evm::ExactEvmPayload>(payload.clone()) else {
-        return Ok(());
-    };
-    let valid_before = u64::try_from(exact.authorization.valid_before).unwrap_or(u64::MAX);
-    reservation.signed(&exact.authorization.nonce.to_string(), valid_before)
+    match &signed.nonce {
+        Some(nonce) => reservation.signed(nonce, signed.valid_before.unwrap_or(u64::MAX)),
+        None => Ok(()),
+    }
 }
 
 async fn read_challenge(response: reqwest::Response) -> Result<Challenge, PayError> {

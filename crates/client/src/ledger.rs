@@ -22,6 +22,11 @@ use serde::Serialize;
 /// Amounts are kept in micro-USD (6 decimals), whatever the asset's decimals.
 pub type MicroUsd = u64;
 
+/// Micro-USD in dollars, for people (`1500` → `0.0015`).
+pub fn format_micro_usd(micro: MicroUsd) -> String {
+    x402_proto::TokenAmount::from_atomic(u128::from(micro)).to_human(6)
+}
+
 /// Spending limits, in micro-USD. `None` is no limit.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Budget {

@@ -9,10 +9,12 @@
 //! counted until [`Ledger::reconcile`] reads their authorization's state on chain.
 //!
 //! The same pay-and-retry runs as a `reqwest-middleware` middleware, [`PaymentMiddleware`],
-//! for clients that already have a middleware stack.
+//! for clients that already have a middleware stack. [`GatewayClient`] calls the inference
+//! gateway's typed API through it.
 
 mod balance;
 mod client;
+mod gateway;
 pub mod ledger;
 mod middleware;
 mod policy;
@@ -20,8 +22,10 @@ mod reconcile;
 
 pub use balance::{BalanceError, token_balance};
 pub use client::{PaidResponse, PayError, PayingClient};
+pub use gateway::{GatewayClient, GatewayError, GatewayRun, RunAnswer, poll_job};
 pub use ledger::{
     Budget, Ledger, LedgerError, MicroUsd, PaymentIntent, PaymentRecord, Reservation, TotalsBy,
+    format_micro_usd,
 };
 pub use middleware::{Payment, PaymentMiddleware, ServiceLabel};
 pub use policy::{Choice, KnownAsset, Policy, PolicyError};

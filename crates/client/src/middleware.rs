@@ -1,7 +1,7 @@
 //! The paying client as a [`reqwest_middleware::Middleware`], so it slots into an existing
 //! `reqwest-middleware` client stack (retries, tracing, auth headers, …).
 
-use x402_proto::{SettleResponse, TokenAmount};
+use x402_proto::{AssetAmount, SettleResponse};
 
 use crate::client::{PaidResponse, PayError, PayingClient, Transport};
 
@@ -63,8 +63,9 @@ pub struct ServiceLabel(pub String);
 pub struct Payment {
     /// The settlement receipt, when the server sent one.
     pub receipt: Option<SettleResponse>,
-    /// The amount paid, in atomic units, and the ledger row, when the payment is recorded paid.
-    pub paid: Option<(TokenAmount, i64)>,
+    /// The amount paid (with its asset's decimals) and the ledger row, when the payment is
+    /// recorded paid.
+    pub paid: Option<(AssetAmount, i64)>,
     /// The ledger row of a payment whose outcome is unknown (the server failed without a
     /// receipt): counted against the budget until reconciled.
     pub unknown: Option<i64>,

@@ -76,12 +76,22 @@ pub enum PolicyError {
 }
 
 impl Policy {
-    /// The preferred allowed offer within the maximum.
+    /// The preferred allowed `exact` offer within the maximum.
     pub fn choose(&self, offers: &[v2::PaymentRequirements]) -> Result<Choice, PolicyError> {
+        self.choose_payable(offers, |offer| offer.scheme == Scheme::EXACT)
+    }
+
+    /// The preferred allowed offer within the maximum, among those `payable` accepts (the
+    /// offers a scheme plug-in of the client can pay).
+    pub fn choose_payable(
+        &self,
+        offers: &[v2::PaymentRequirements],
+        payable: impl Fn(&v2::PaymentRequirements) -> bool,
+    ) -> Result<Choice, PolicyError> {
         let mut cheapest_above: Option<(TokenAmount, u8)> = None;
         for asset in &self.assets {
             for (index, offer) in offers.iter().enumerate() {
-                let same_asset = offer.scheme == Scheme::EXACT
+                let same_asset = payable(offer)
                     && offer.network.same_as(&asset.network)
                     && offer.asset.eq_ignore_ascii_case(&asset.address);
                 if !same_asset {

@@ -31,16 +31,7 @@ async fn server(price: &str) -> Server {
     let dir = tempfile::tempdir().unwrap();
     let facilitator = x402_testkit::start_facilitator(&chain, dir.path()).await;
     let requirements = chain.requirements(1);
-    let extra = requirements.extra.clone().unwrap();
-    let option = PaymentOption {
-        network: requirements.network,
-        asset: requirements.asset,
-        decimals: 6,
-        pay_to: requirements.pay_to,
-        eip712_name: extra["name"].as_str().unwrap().into(),
-        eip712_version: extra["version"].as_str().unwrap().into(),
-        max_timeout_seconds: 120,
-    };
+    let option = PaymentOption::from_requirements(&requirements, 6).with_max_timeout(120);
     let in_process: Arc<dyn Facilitator> = Arc::new(facilitator.service().clone());
     let paywall = Paywall::new(in_process, vec![option], PaywallConfig::default()).unwrap();
     let paid_agents = Arc::new(Mutex::new(Vec::new()));
@@ -161,7 +152,8 @@ async fn the_middleware_pays_once_and_hands_back_the_receipt() {
     let payment = response.extensions().get::<Payment>().unwrap().clone();
     assert_eq!(payment.receipt.as_ref(), Some(&receipt));
     let (amount, row) = payment.paid.unwrap();
-    assert_eq!(amount.0, U256::from(10_000));
+    assert_eq!(amount.atomic.0, U256::from(10_000));
+    assert_eq!(amount.to_string(), "0.01");
     assert_eq!(payment.unknown, None);
     assert_eq!(response.text().await.unwrap(), "paid data");
 

@@ -105,3 +105,51 @@ pub async fn sign_payment_v1<S: Signer + ?Sized>(
         payload: serde_json::to_value(&exact).unwrap_or_default(),
     })
 }
+
+/// `exact` on EVM chains as a paying client's scheme plug-in: pays `exact` offers on any
+/// `eip155` network whose requirements name the token's EIP-712 domain.
+#[derive(Clone, Debug)]
+pub struct ExactEvmClient<S> {
+    signer: S,
+}
+
+impl<S> ExactEvmClient<S> {
+    /// Pays with `signer`.
+    pub fn new(signer: S) -> Self {
+        Self { signer }
+    }
+}
+
+impl<S> x402_proto::SchemeClient for ExactEvmClient<S>
+where
+    S: Signer + Send + Sync + std::fmt::Debug + 'static,
+{
+    fn can_pay(&self, requirements: &v2::PaymentRequirements) -> bool {
+        requirements.scheme == Scheme::EXACT && requirements.network.evm_chain_id().is_some()
+    }
+
+    fn payer(&self, _network: &Network) -> String {
+        self.signer.address().to_checksum(None)
+    }
+
+    fn sign<'a>(
+        &'a self,
+        requirements: &'a v2::PaymentRequirements,
+        now: u64,
+    ) -> x402_proto::BoxFuture<'a, Result<x402_proto::SignedPayload, x402_proto::SchemeSignError>>
+    {
+        Box::pin(async move {
+            let exact = sign_exact(&self.signer, requirements, now)
+                .await
+                .map_err(|e| x402_proto::SchemeSignError(e.to_string()))?;
+            Ok(x402_proto::SignedPayload {
+                nonce: Some(exact.authorization.nonce.to_string()),
+                valid_before: Some(
+                    u64::try_from(exact.authorization.valid_before).unwrap_or(u64::MAX),
+                ),
+                payload: serde_json::to_value(&exact)
+                    .map_err(|e| x402_proto::SchemeSignError(e.to_string()))?,
+            })
+        })
+    }
+}

@@ -23,7 +23,7 @@ mod smart_wallet;
 pub use abi::{IEip3009, TransferWithAuthorization};
 pub use assets::{AssetInfo, default_asset, default_assets};
 pub use chain::{ChainConfig, FeeBumpPolicy, GWEI, PollBackoff, poll_interval_for};
-pub use client::{SignError, sign_exact, sign_payment, sign_payment_v1};
+pub use client::{ExactEvmClient, SignError, sign_exact, sign_payment, sign_payment_v1};
 pub use error::{SettleError, VerifyError};
 pub use facilitator::{ExactEvmFacilitator, claimed_payer, verify_refusal};
 pub use node_error::NodeRefusal;

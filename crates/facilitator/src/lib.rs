@@ -19,6 +19,7 @@ use alloy::signers::local::PrivateKeySigner;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use x402_evm::{ChainConfig, ExactEvmScheme};
+use x402_proto::{Facilitator, FacilitatorError};
 
 pub use config::{
     AssetConfig, AuthConfig, ConfigError, DEFAULT_KEY_ENV, ENV_PREFIX, FacilitatorConfig,
@@ -49,6 +50,9 @@ pub enum StartError {
         /// What failed.
         detail: String,
     },
+    /// A scheme plug-in could not say what it serves.
+    #[error("a scheme plug-in could not list what it serves: {0}")]
+    Scheme(FacilitatorError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -113,10 +117,20 @@ impl RunningFacilitator {
 }
 
 /// Opens the log, connects to every chain, reconciles what a previous run left in flight,
-/// then serves.
+/// then serves `exact` on every configured chain.
 pub async fn start(
     config: &FacilitatorConfig,
     signer: PrivateKeySigner,
+) -> Result<RunningFacilitator, StartError> {
+    start_with_schemes(config, signer, Vec::new()).await
+}
+
+/// [`start`], also serving the scheme plug-ins `schemes` (see
+/// [`FacilitatorService::with_schemes`]).
+pub async fn start_with_schemes(
+    config: &FacilitatorConfig,
+    signer: PrivateKeySigner,
+    schemes: Vec<Arc<dyn Facilitator>>,
 ) -> Result<RunningFacilitator, StartError> {
     let store: Arc<dyn SettlementStore> = Arc::new(SqliteStore::open_with(
         &config.database,
@@ -143,7 +157,10 @@ pub async fn start(
         chains.push(service);
     }
     let service =
-        FacilitatorService::new(chains, store, config.limits.settle_wait(), Metrics::new());
+        FacilitatorService::new(chains, store, config.limits.settle_wait(), Metrics::new())
+            .with_schemes(schemes)
+            .await
+            .map_err(StartError::Scheme)?;
     let reconciled = service.reconcile().await?;
     if reconciled != ReconcileReport::default() {
         tracing::info!(

@@ -3,65 +3,7 @@
 
 use serde::Serialize;
 
-/// What a service is billed by.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Unit {
-    /// Per request.
-    Call,
-    /// Per 1000 tokens of input (and, for LLMs, of the maximum output).
-    Tokens1k,
-    /// Per 1000 characters of input.
-    Chars1k,
-    /// Per document.
-    Document,
-    /// Per query (rerank).
-    Query,
-    /// Per minute of audio.
-    Minute,
-    /// Per second of output.
-    Second,
-    /// Per image.
-    Image,
-}
-
-impl Unit {
-    /// How many measured units one priced unit covers (`Tokens1k` → 1000).
-    pub fn per(self) -> u64 {
-        match self {
-            Self::Tokens1k | Self::Chars1k => 1000,
-            Self::Minute => 60,
-            _ => 1,
-        }
-    }
-
-    /// The measured quantity, for people ("tokens" for `Tokens1k`).
-    pub fn measure(self) -> &'static str {
-        match self {
-            Self::Call => "calls",
-            Self::Tokens1k => "tokens",
-            Self::Chars1k => "characters",
-            Self::Document => "documents",
-            Self::Query => "queries",
-            Self::Minute | Self::Second => "seconds",
-            Self::Image => "images",
-        }
-    }
-
-    /// How the price reads ("per 1K tokens").
-    pub fn label(self) -> &'static str {
-        match self {
-            Self::Call => "per call",
-            Self::Tokens1k => "per 1K tokens",
-            Self::Chars1k => "per 1K characters",
-            Self::Document => "per document",
-            Self::Query => "per query",
-            Self::Minute => "per minute",
-            Self::Second => "per second",
-            Self::Image => "per image",
-        }
-    }
-}
+pub use x402_gateway_api::Unit;
 
 /// Which backend can run a service.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]

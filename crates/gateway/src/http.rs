@@ -14,6 +14,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures_util::StreamExt;
 use serde_json::{Value, json};
+use x402_gateway_api::{ApiError, Catalog, Estimate, JobAccepted, JobStatus, RunCompleted};
 use x402_paywall::{Paid, Paywall, Rejection, RoutePrice};
 
 use crate::backend::BackendError;
@@ -92,11 +93,20 @@ fn backend_error(error: &BackendError) -> Response {
             )
         }
     };
-    (status, Json(json!({"error": message, "charged": false}))).into_response()
+    let body = ApiError {
+        charged: Some(false),
+        ..ApiError::new(message)
+    };
+    (status, Json(body)).into_response()
+}
+
+/// An API error answer.
+fn refuse(status: StatusCode, error: ApiError) -> Response {
+    (status, Json(error)).into_response()
 }
 
 fn not_found(what: String) -> Response {
-    (StatusCode::NOT_FOUND, Json(json!({"error": what}))).into_response()
+    refuse(StatusCode::NOT_FOUND, ApiError::new(what))
 }
 
 // ---------------------------------------------------------------------------------------
@@ -256,14 +266,14 @@ async fn run(
 }
 
 fn completed(prepared: &Prepared, output: Value, paid: &Paid) -> Response {
-    Json(json!({
-        "id": format!("run_{}", uuid::Uuid::new_v4().simple()),
-        "status": "completed",
-        "service": prepared.service,
-        "output": run_output(prepared, output),
-        "cost_usd": paid.amount_human(),
-        "payer": paid.payer(),
-    }))
+    Json(RunCompleted {
+        id: format!("run_{}", uuid::Uuid::new_v4().simple()),
+        status: JobStatus::Completed,
+        service: prepared.service.to_owned(),
+        output: run_output(prepared, output),
+        cost_usd: paid.amount_human(),
+        payer: paid.payer().to_owned(),
+    })
     .into_response()
 }
 
@@ -298,28 +308,27 @@ async fn start_job(state: &Arc<AppState>, prepared: Prepared, paid: &Paid) -> Re
         };
     }
     spawn_job(state.clone(), id.clone(), prepared);
-    let body = json!({
-        "job_id": id,
-        "status": "pending",
-        "estimated_cost_usd": job.cost_usd,
-        "status_url": format!("/status/{id}"),
-    });
+    let body = JobAccepted {
+        status_url: format!("/status/{id}"),
+        job_id: id,
+        status: JobStatus::Pending,
+        estimated_cost_usd: job.cost_usd,
+    };
     (StatusCode::ACCEPTED, Json(body)).into_response()
 }
 
 /// A failure after the payment was settled: says so, with the transaction.
 fn charged_failure(error: &BackendError, paid: &Paid) -> Response {
     tracing::error!(%error, payer = paid.payer(), "a settled request failed");
-    (
+    refuse(
         StatusCode::INTERNAL_SERVER_ERROR,
-        Json(json!({
-            "error": format!("the service failed: {error}"),
-            "charged": true,
-            "refunded": false,
-            "transaction": paid.transaction(),
-        })),
+        ApiError {
+            charged: Some(true),
+            refunded: Some(false),
+            transaction: paid.transaction().map(str::to_owned),
+            ..ApiError::new(format!("the service failed: {error}"))
+        },
     )
-        .into_response()
 }
 
 /// Runs a recorded job in the background until it completes or fails for good.
@@ -487,9 +496,9 @@ async fn openai_chat(
 // ---------------------------------------------------------------------------------------
 // Free routes.
 
-async fn catalog(State(state): State<Arc<AppState>>) -> Json<Value> {
+async fn catalog(State(state): State<Arc<AppState>>) -> Json<Catalog> {
     let mut catalog = state.registry.catalog(state.decimals);
-    catalog["jobs"] = jobs::policy(state.jobs.max_attempts());
+    catalog.jobs = Some(jobs::policy(state.jobs.max_attempts()));
     Json(catalog)
 }
 
@@ -498,21 +507,26 @@ async fn estimate(
     Query(query): Query<HashMap<String, String>>,
 ) -> Response {
     let Some(key) = query.get("service") else {
-        return (
+        return refuse(
             StatusCode::BAD_REQUEST,
-            Json(json!({"error": "?service= is required"})),
-        )
-            .into_response();
+            ApiError::new("?service= is required"),
+        );
     };
     let Some(offered) = state.registry.get(key) else {
-        return (
+        return refuse(
             StatusCode::BAD_REQUEST,
-            Json(json!({
-                "error": format!("unknown service {key:?}"),
-                "available_services": state.registry.available_keys(),
-            })),
-        )
-            .into_response();
+            ApiError {
+                available_services: Some(
+                    state
+                        .registry
+                        .available_keys()
+                        .into_iter()
+                        .map(str::to_owned)
+                        .collect(),
+                ),
+                ..ApiError::new(format!("unknown service {key:?}"))
+            },
+        );
     };
     let unit = offered.def.unit;
     let number = |name: &str| -> Result<Option<u64>, String> {
@@ -526,9 +540,7 @@ async fn estimate(
                 .ok_or_else(|| format!("{name} must be a non-negative number")),
         }
     };
-    let refuse = |message: String| {
-        (StatusCode::BAD_REQUEST, Json(json!({"error": message}))).into_response()
-    };
+    let refuse = |message: String| refuse(StatusCode::BAD_REQUEST, ApiError::new(message));
     let text = query.get("text");
     let units = match unit {
         Unit::Tokens1k => match number("tokens") {
@@ -563,26 +575,30 @@ async fn estimate(
     let cost = amount
         .map(|a| a.to_human(state.decimals))
         .unwrap_or_default();
-    let mut body = json!({
-        "service": offered.def.key,
-        "estimated_cost_usd": cost,
-        "unit": unit,
-        "units": units,
-        "price_usd": offered.price.as_str(),
-        "per": unit.label(),
-        "available": offered.available.is_ok(),
-        "note": format!("{} {} at ${} {}; POST /run quotes the exact price of a request in its 402", units, unit.measure(), offered.price, unit.label()),
+    let price_per_second = matches!(unit, Unit::Minute | Unit::Second).then(|| {
+        offered
+            .price
+            .scaled_to_atomic(state.decimals, 1, unit.per())
+            .map(|a| a.to_human(state.decimals))
+            .unwrap_or_default()
     });
-    if matches!(unit, Unit::Minute | Unit::Second) {
-        body["price_per_second"] = json!(
-            offered
-                .price
-                .scaled_to_atomic(state.decimals, 1, unit.per())
-                .map(|a| a.to_human(state.decimals))
-                .unwrap_or_default()
-        );
-    }
-    Json(body).into_response()
+    Json(Estimate {
+        service: offered.def.key.to_owned(),
+        estimated_cost_usd: cost,
+        unit,
+        units,
+        price_usd: offered.price.as_str().to_owned(),
+        per: unit.label().to_owned(),
+        available: offered.available.is_ok(),
+        note: format!(
+            "{units} {} at ${} {}; POST /run quotes the exact price of a request in its 402",
+            unit.measure(),
+            offered.price,
+            unit.label()
+        ),
+        price_per_second,
+    })
+    .into_response()
 }
 
 async fn status(State(state): State<Arc<AppState>>, Path(job_id): Path<String>) -> Response {
@@ -594,11 +610,10 @@ async fn status(State(state): State<Arc<AppState>>, Path(job_id): Path<String>) 
         )),
         Err(error) => {
             tracing::error!(%error, job = %job_id, "cannot read the job store");
-            (
+            refuse(
                 StatusCode::INTERNAL_SERVER_ERROR,
-                Json(json!({"error": "job status is unavailable right now; try again"})),
+                ApiError::new("job status is unavailable right now; try again"),
             )
-                .into_response()
         }
     }
 }

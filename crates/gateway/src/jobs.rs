@@ -17,7 +17,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, params};
-use serde_json::{Value, json};
+use serde_json::Value;
+use x402_gateway_api::{JobPolicy, JobStatus, JobView, Progress};
 use x402_proto::BoxFuture;
 
 /// Why the job store failed.
@@ -416,17 +417,17 @@ pub struct Jobs {
 }
 
 /// The policy for paid jobs, as `/catalog` states it.
-pub fn policy(attempts: u32) -> Value {
-    json!({
-        "durable": true,
-        "settlement": "before the job starts (the 202 carries the settlement receipt)",
-        "restarts": "a job running when the gateway stops is run again from its recorded input at the next start",
-        "max_attempts": attempts,
-        "on_failure": format!(
+pub fn policy(attempts: u32) -> JobPolicy {
+    JobPolicy {
+        durable: true,
+        settlement: "before the job starts (the 202 carries the settlement receipt)".into(),
+        restarts: "a job running when the gateway stops is run again from its recorded input at the next start".into(),
+        max_attempts: attempts,
+        on_failure: format!(
             "after {attempts} failed attempts (restarts included) the job is reported failed with charged: true and refunded: false; this gateway sends no refunds, and the transaction and job id are the payer's record"
         ),
-        "refunds": false,
-    })
+        refunds: false,
+    }
 }
 
 impl Jobs {
@@ -468,56 +469,63 @@ impl Jobs {
     }
 
     /// `GET /status/{id}`; `None` for an unknown (or purged) id.
-    pub async fn view(&self, id: &str) -> Result<Option<Value>, JobStoreError> {
+    pub async fn view(&self, id: &str) -> Result<Option<JobView>, JobStoreError> {
         Ok(self.store.get(id).await?.map(|record| view(&record)))
     }
 }
 
 /// A job in GPU-Bridge's `/status` shape, with the payment and this gateway's policy fields.
-pub fn view(record: &JobRecord) -> Value {
+pub fn view(record: &JobRecord) -> JobView {
     let job = &record.job;
     let end = record.finished_at_ms.unwrap_or_else(now_ms);
     let elapsed = (end - record.created_at_ms).max(0) as f64 / 1000.0;
-    let elapsed = (elapsed * 10.0).round() / 10.0;
     let charged = job.transaction.is_some();
-    let mut view = json!({
-        "id": job.id,
-        "service": job.service,
-        "cost_usd": job.cost_usd,
-        "payer": job.payer,
-        "transaction": job.transaction,
-        "charged": charged,
-        "attempts": record.attempts,
-    });
     let (status, phase, percent) = match record.state {
-        JobState::Queued if record.attempts == 0 => ("pending", "queued", 0),
-        JobState::Queued => ("running", "retrying", 50),
-        JobState::Running => ("running", "running", 50),
-        JobState::Completed => ("completed", "done", 100),
-        JobState::Failed => ("failed", "failed", 100),
+        JobState::Queued if record.attempts == 0 => (JobStatus::Pending, "queued", 0),
+        JobState::Queued => (JobStatus::Running, "retrying", 50),
+        JobState::Running => (JobStatus::Running, "running", 50),
+        JobState::Completed => (JobStatus::Completed, "done", 100),
+        JobState::Failed => (JobStatus::Failed, "failed", 100),
     };
-    view["status"] = json!(status);
-    view["progress"] =
-        json!({"phase": phase, "percent_estimate": percent, "elapsed_seconds": elapsed});
+    let mut view = JobView {
+        id: job.id.clone(),
+        service: job.service.clone(),
+        cost_usd: job.cost_usd.clone(),
+        payer: job.payer.clone(),
+        transaction: job.transaction.clone(),
+        charged,
+        attempts: record.attempts,
+        status,
+        progress: Progress {
+            phase: phase.into(),
+            percent_estimate: percent,
+            elapsed_seconds: (elapsed * 10.0).round() / 10.0,
+        },
+        output: None,
+        error: None,
+        refunded: None,
+        refund_amount_usd: None,
+        note: None,
+        last_error: None,
+    };
     match record.state {
         JobState::Completed => {
-            view["output"] = record.output.clone().unwrap_or(Value::Null);
+            view.output = Some(record.output.clone().unwrap_or(Value::Null));
         }
         JobState::Failed => {
-            view["error"] = json!(record.error);
-            view["refunded"] = json!(record.refunded);
-            view["refund_amount_usd"] = json!(record.refund_amount_usd);
-            view["note"] = json!(if charged {
-                "the payment was settled before the job ran and is not refunded; the transaction and job id are your record"
-            } else {
-                "no payment was taken for this job"
-            });
+            view.error = record.error.clone();
+            view.refunded = Some(record.refunded);
+            view.refund_amount_usd = Some(record.refund_amount_usd.clone());
+            view.note = Some(
+                if charged {
+                    "the payment was settled before the job ran and is not refunded; the transaction and job id are your record"
+                } else {
+                    "no payment was taken for this job"
+                }
+                .into(),
+            );
         }
-        JobState::Queued | JobState::Running => {
-            if let Some(error) = &record.error {
-                view["last_error"] = json!(error);
-            }
-        }
+        JobState::Queued | JobState::Running => view.last_error = record.error.clone(),
     }
     view
 }
@@ -525,6 +533,7 @@ pub fn view(record: &JobRecord) -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     fn job(id: &str) -> NewJob {
         NewJob {
@@ -549,13 +558,13 @@ mod tests {
         jobs.accept(&job("job_a")).await.unwrap();
         jobs.accept(&job("job_b")).await.unwrap();
         assert_eq!(
-            jobs.view("job_a").await.unwrap().unwrap()["status"],
-            "pending"
+            jobs.view("job_a").await.unwrap().unwrap().status,
+            JobStatus::Pending
         );
         assert_eq!(jobs.store().start_attempt("job_a").await.unwrap(), 1);
         assert_eq!(
-            jobs.view("job_a").await.unwrap().unwrap()["status"],
-            "running"
+            jobs.view("job_a").await.unwrap().unwrap().status,
+            JobStatus::Running
         );
         drop(jobs);
 
@@ -572,18 +581,18 @@ mod tests {
         assert_eq!(store.start_attempt("job_a").await.unwrap(), 2);
         store.retry_later("job_a", "upstream down").await.unwrap();
         let retrying = jobs.view("job_a").await.unwrap().unwrap();
-        assert_eq!(retrying["progress"]["phase"], "retrying");
-        assert_eq!(retrying["last_error"], "upstream down");
+        assert_eq!(retrying.progress.phase, "retrying");
+        assert_eq!(retrying.last_error.as_deref(), Some("upstream down"));
         assert_eq!(store.start_attempt("job_a").await.unwrap(), 3);
         store
             .finish("job_a", &JobOutcome::Completed(json!({"text": "hi"})))
             .await
             .unwrap();
         let done = jobs.view("job_a").await.unwrap().unwrap();
-        assert_eq!(done["status"], "completed");
-        assert_eq!(done["output"]["text"], "hi");
-        assert_eq!(done["transaction"], "0x01");
-        assert_eq!(done["charged"], true);
+        assert_eq!(done.status, JobStatus::Completed);
+        assert_eq!(done.output.unwrap()["text"], "hi");
+        assert_eq!(done.transaction.as_deref(), Some("0x01"));
+        assert!(done.charged);
         // A finished job cannot be started or finished again.
         assert!(store.start_attempt("job_a").await.is_err());
         store
@@ -591,8 +600,8 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(
-            jobs.view("job_a").await.unwrap().unwrap()["status"],
-            "completed"
+            jobs.view("job_a").await.unwrap().unwrap().status,
+            JobStatus::Completed
         );
 
         store
@@ -600,11 +609,11 @@ mod tests {
             .await
             .unwrap();
         let failed = jobs.view("job_b").await.unwrap().unwrap();
-        assert_eq!(failed["status"], "failed");
-        assert_eq!(failed["error"], "broken");
-        assert_eq!(failed["charged"], true);
-        assert_eq!(failed["refunded"], false);
-        assert_eq!(failed["refund_amount_usd"], "0");
+        assert_eq!(failed.status, JobStatus::Failed);
+        assert_eq!(failed.error.as_deref(), Some("broken"));
+        assert!(failed.charged);
+        assert_eq!(failed.refunded, Some(false));
+        assert_eq!(failed.refund_amount_usd.as_deref(), Some("0"));
         assert!(jobs.unfinished().await.unwrap().is_empty());
         assert!(jobs.view("job_nope").await.unwrap().is_none());
 

@@ -57,14 +57,16 @@ pub fn payment_options(config: &GatewayConfig) -> Vec<PaymentOption> {
         .payment
         .accepts
         .iter()
-        .map(|accept| PaymentOption {
-            network: Network::new(accept.network.clone()),
-            asset: accept.asset.clone(),
-            decimals: accept.decimals,
-            pay_to: config.payment.pay_to.clone(),
-            eip712_name: accept.name.clone(),
-            eip712_version: accept.version.clone(),
-            max_timeout_seconds: config.payment.max_timeout_seconds,
+        .map(|accept| {
+            PaymentOption::exact_evm(
+                Network::new(accept.network.clone()),
+                accept.asset.clone(),
+                accept.decimals,
+                config.payment.pay_to.clone(),
+                &accept.name,
+                &accept.version,
+            )
+            .with_max_timeout(config.payment.max_timeout_seconds)
         })
         .collect()
 }
@@ -117,6 +119,17 @@ pub async fn app(
         key: "payment.accepts".into(),
         message: e.to_string(),
     })?;
+    // Offers carry what the facilitator advertises for their kind; a facilitator that cannot
+    // be asked now still gets the configured offers.
+    match tokio::time::timeout(Duration::from_secs(5), paywall.initialize()).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(error)) => {
+            tracing::warn!(%error, "the facilitator's /supported could not be read; offers go out as configured");
+        }
+        Err(_) => tracing::warn!(
+            "the facilitator's /supported did not answer within 5 s; offers go out as configured"
+        ),
+    }
     let store = SqliteJobStore::open(&config.jobs_db)?;
     let state = Arc::new(AppState {
         registry,

@@ -5,14 +5,13 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::Serialize;
-use serde_json::{Value, json};
+use x402_gateway_api::{Catalog, CatalogEntry, Pricing};
 use x402_proto::Price;
 
 use crate::backend::chat::Upstream;
 use crate::backend::embed::{self, MiniLm};
 use crate::backend::speech::Espeak;
-use crate::catalog::{BackendKind, SERVICES, ServiceDef, Unit};
+use crate::catalog::{BackendKind, SERVICES, ServiceDef};
 use crate::config::{ConfigError, GatewayConfig};
 
 /// The loaded local backends; each is the backend or why it could not load.
@@ -176,52 +175,46 @@ impl Registry {
             .collect()
     }
 
-    /// `GET /catalog`.
-    pub fn catalog(&self, decimals: u8) -> Value {
-        let services: Vec<Value> = SERVICES
-            .iter()
-            .filter_map(|def| self.services.get(def.key))
-            .map(|o| catalog_entry(o, decimals))
-            .collect();
-        json!({
-            "active_endpoints": self.available_keys().len(),
-            "currency": "USD (paid in USDC with x402)",
-            "services": services,
-        })
+    /// `GET /catalog` (without the job policy, which the jobs own).
+    pub fn catalog(&self, decimals: u8) -> Catalog {
+        Catalog {
+            active_endpoints: self.available_keys().len(),
+            currency: "USD (paid in USDC with x402)".into(),
+            services: SERVICES
+                .iter()
+                .filter_map(|def| self.services.get(def.key))
+                .map(|o| catalog_entry(o, decimals))
+                .collect(),
+            jobs: None,
+        }
     }
 }
 
-#[derive(Serialize)]
-struct Pricing<'a> {
-    unit: Unit,
-    per: &'a str,
-    price_usd: &'a str,
-}
-
-fn catalog_entry(offered: &Offered, decimals: u8) -> Value {
+fn catalog_entry(offered: &Offered, decimals: u8) -> CatalogEntry {
     let def = offered.def;
-    let default_cost = offered
-        .price
-        .scaled_to_atomic(decimals, def.unit.per(), def.unit.per())
-        .map(|a| a.to_human(decimals))
-        .unwrap_or_default();
-    let mut entry = json!({
-        "key": def.key,
-        "aliases": def.aliases,
-        "name": def.name,
-        "category": def.category,
-        "pricing": Pricing { unit: def.unit, per: def.unit.label(), price_usd: offered.price.as_str() },
-        "default_cost_usd": default_cost,
-        "models": offered.model().into_iter().collect::<Vec<_>>(),
-        "backend": match def.backend {
+    CatalogEntry {
+        key: def.key.into(),
+        aliases: def.aliases.iter().map(|a| (*a).to_owned()).collect(),
+        name: def.name.into(),
+        category: def.category.into(),
+        pricing: Pricing {
+            unit: def.unit,
+            per: def.unit.label().into(),
+            price_usd: offered.price.as_str().into(),
+        },
+        default_cost_usd: offered
+            .price
+            .scaled_to_atomic(decimals, def.unit.per(), def.unit.per())
+            .map(|a| a.to_human(decimals))
+            .unwrap_or_default(),
+        models: offered.model().into_iter().collect(),
+        backend: match def.backend {
             BackendKind::Chat => "upstream",
             BackendKind::None => "none",
             _ => "local",
-        },
-        "available": offered.available.is_ok(),
-    });
-    if let Err(why) = &offered.available {
-        entry["unavailable_reason"] = Value::String(why.clone());
+        }
+        .into(),
+        available: offered.available.is_ok(),
+        unavailable_reason: offered.available.clone().err(),
     }
-    entry
 }

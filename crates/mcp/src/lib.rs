@@ -16,7 +16,7 @@ mod server;
 
 pub use client::{McpPayError, PaidToolResult, call_paid_tool};
 pub use server::{
-    EstimateArgs, GpuTools, PAYMENT_META, PAYMENT_RESPONSE_META, RunArgs, StatusArgs,
+    EstimateArgs, GpuTools, PAYMENT_META, PAYMENT_RESPONSE_META, RunArgs, StatusArgs, WalletChain,
 };
 
 use std::sync::Arc;

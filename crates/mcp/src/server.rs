@@ -2,7 +2,6 @@
 //! (the gateway's `/mcp`).
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use rmcp::handler::server::router::tool::ToolRouter;
@@ -14,9 +13,13 @@ use rmcp::model::{
 use rmcp::{ErrorData, Peer, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::Deserialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 use tower::ServiceExt;
-use x402_client::{PayError, PayingClient};
+use x402_client::{GatewayClient, GatewayError, PayError, PayingClient, RunAnswer, poll_job};
+use x402_gateway_api::{
+    ApiError, Catalog, Estimate, JobAccepted, JobPolling, JobView, RunCompleted, RunRequest,
+};
 use x402_proto::{SettleResponse, decode_header, encode_header, headers, v2};
 
 /// `_meta` key of a payment sent with a tool call (x402 MCP transport).
@@ -29,9 +32,8 @@ pub const PAYMENT_RESPONSE_META: &str = "x402/payment-response";
 enum Mode {
     /// The agent's wallet pays a remote gateway.
     Wallet {
-        client: PayingClient,
-        gateway: String,
-        chain: Option<(String, String)>,
+        gateway: GatewayClient,
+        chain: Option<WalletChain>,
     },
     /// Mounted on the gateway: calls go to its router in process; callers pay per call with
     /// the x402 MCP transport.
@@ -92,11 +94,35 @@ pub struct EstimateArgs {
     pub seconds: Option<f64>,
 }
 
+/// Where the wallet's balance is read: the chain's RPC and the token.
+#[derive(Clone, Debug)]
+pub struct WalletChain {
+    /// The chain's JSON-RPC URL.
+    pub rpc_url: String,
+    /// The token's address.
+    pub asset: String,
+    /// The token's decimals.
+    pub decimals: u8,
+}
+
 /// A gateway answer.
 struct Answer {
     status: u16,
     headers: http::HeaderMap,
     body: Value,
+}
+
+impl Answer {
+    /// The body as the API type `T`, or the gateway's refusal.
+    fn parse<T: DeserializeOwned>(&self) -> Result<T, String> {
+        if !(200..300).contains(&self.status) {
+            let error: ApiError = serde_json::from_value(self.body.clone())
+                .unwrap_or_else(|_| ApiError::new(self.body.to_string()));
+            return Err(error.error);
+        }
+        serde_json::from_value(self.body.clone())
+            .map_err(|e| format!("the gateway answered something unexpected: {e}"))
+    }
 }
 
 fn tool_error(message: impl Into<String>) -> CallToolResult {
@@ -110,13 +136,12 @@ fn ok_json(summary: String, value: Value) -> CallToolResult {
 }
 
 impl GpuTools {
-    /// Tools that pay `gateway` from the agent's wallet. `chain` (RPC URL, token address)
-    /// lets `gpu_balance` read the wallet's on-chain balance.
-    pub fn wallet(client: PayingClient, gateway: &str, chain: Option<(String, String)>) -> Self {
+    /// Tools that pay `gateway` from the agent's wallet. `chain` lets `gpu_balance` read the
+    /// wallet's on-chain balance.
+    pub fn wallet(client: PayingClient, gateway: &str, chain: Option<WalletChain>) -> Self {
         Self {
             mode: Arc::new(Mode::Wallet {
-                client,
-                gateway: gateway.trim_end_matches('/').to_owned(),
+                gateway: GatewayClient::new(client, gateway),
                 chain,
             }),
             tool_router: Self::tool_router(),
@@ -135,15 +160,15 @@ impl GpuTools {
     /// A free call to the gateway.
     async fn get(&self, path: &str) -> Result<Answer, String> {
         match &*self.mode {
-            Mode::Wallet {
-                client, gateway, ..
-            } => {
-                let response = client
+            Mode::Wallet { gateway, .. } => {
+                let base = gateway.base();
+                let response = gateway
+                    .paying_client()
                     .http()
-                    .get(format!("{gateway}{path}"))
+                    .get(format!("{base}{path}"))
                     .send()
                     .await
-                    .map_err(|e| format!("cannot reach the gateway {gateway}: {e}"))?;
+                    .map_err(|e| format!("cannot reach the gateway {base}: {e}"))?;
                 answer(
                     response.status().as_u16(),
                     response.headers().clone(),
@@ -167,137 +192,78 @@ impl GpuTools {
         meta: &RequestMetaObject,
         peer: &Peer<RoleServer>,
     ) -> Result<Value, String> {
-        let started = Instant::now();
         let token = meta.get_progress_token();
-        loop {
-            let view = self.get(&format!("/status/{job}")).await?.body;
-            match view["status"].as_str() {
-                Some("completed") => return Ok(view["output"].clone()),
-                Some("failed") => return Err(format!("job {job} failed: {}", view["error"])),
-                _ => {}
+        let status_path = gateway_path(&["status", job], &[]);
+        let fetch = || async {
+            self.get(&status_path)
+                .await
+                .and_then(|answer| answer.parse::<JobView>())
+                .map_err(GatewayError::BadAnswer)
+        };
+        let report = |view: &JobView, waited: std::time::Duration| {
+            let notice = token.clone().map(|token| {
+                ProgressNotificationParam::new(token, f64::from(view.progress.percent_estimate))
+                    .with_total(100.0)
+                    .with_message(format!(
+                        "{job}: {} for {:.0} s",
+                        view.progress.phase,
+                        waited.as_secs_f64()
+                    ))
+            });
+            let peer = peer.clone();
+            async move {
+                if let Some(notice) = notice {
+                    let _ = peer.notify_progress(notice).await;
+                }
             }
-            if let Some(token) = &token {
-                let percent = view["progress"]["percent_estimate"].as_f64().unwrap_or(0.0);
-                let _ = peer
-                    .notify_progress(
-                        ProgressNotificationParam::new(token.clone(), percent)
-                            .with_total(100.0)
-                            .with_message(format!(
-                                "{job}: running for {:.0} s",
-                                started.elapsed().as_secs_f64()
-                            )),
-                    )
-                    .await;
-            }
-            if started.elapsed() > Duration::from_secs(600) {
-                return Err(format!(
-                    "job {job} still running after 10 minutes; check gpu_status"
-                ));
-            }
-            let wait = if started.elapsed() < Duration::from_secs(10) {
-                1000
-            } else {
-                3000
-            };
-            tokio::time::sleep(Duration::from_millis(
-                wait.min(250 + started.elapsed().as_millis() as u64),
-            ))
-            .await;
-        }
+        };
+        poll_job(&JobPolling::default(), job, fetch, report)
+            .await
+            .map_err(|error| match error {
+                GatewayError::StillRunning { waited, .. } => format!(
+                    "job {job} still running after {} s; check gpu_status",
+                    waited.as_secs()
+                ),
+                other => other.to_string(),
+            })
     }
 
     async fn run_with_wallet(
         &self,
-        client: &PayingClient,
-        gateway: &str,
+        gateway: &GatewayClient,
         args: &RunArgs,
         meta: &RequestMetaObject,
         peer: &Peer<RoleServer>,
     ) -> CallToolResult {
-        let mut request = client
-            .http()
-            .post(format!("{gateway}/run"))
-            .json(&json!({"service": args.service, "input": args.input}));
-        if let Some(priority) = &args.priority {
-            request = request.header("x-priority", priority);
-        }
-        if args.runs_as_job() {
-            request = request.header("prefer", "respond-async");
-        }
-        let request = match request.build() {
-            Ok(request) => request,
-            Err(e) => return tool_error(e.to_string()),
+        let request = RunRequest {
+            service: args.service.clone(),
+            input: args.input.clone(),
         };
-        let paid = match client.send(request, Some(&args.service)).await {
-            Ok(paid) => paid,
-            Err(error) => return tool_error(describe_pay_error(&error, &client.address())),
-        };
-        let receipt = paid.receipt.clone();
-        let cost = paid.paid.map(|(amount, _)| amount.to_human(6));
-        let status = paid.response.status().as_u16();
-        let body: Value = paid.response.json().await.unwrap_or(Value::Null);
-        self.finish_run(args, status, body, receipt, cost, meta, peer)
+        let address = gateway.paying_client().address();
+        let run = match gateway
+            .run(&request, args.runs_as_job(), args.priority.as_deref())
             .await
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    async fn finish_run(
-        &self,
-        args: &RunArgs,
-        status: u16,
-        body: Value,
-        receipt: Option<SettleResponse>,
-        cost: Option<String>,
-        meta: &RequestMetaObject,
-        peer: &Peer<RoleServer>,
-    ) -> CallToolResult {
-        if !(200..300).contains(&status) {
-            return tool_error(format!(
-                "{} failed ({status}, not charged): {}",
-                args.service,
-                body["error"]
-                    .as_str()
-                    .map_or_else(|| body.to_string(), str::to_owned)
-            ));
-        }
-        let output = if status == 202 {
-            let job = body["job_id"].as_str().unwrap_or_default().to_owned();
-            match self.wait_for_job(&job, meta, peer).await {
-                Ok(output) => output,
-                Err(error) => return tool_error(format!("{error} (paid before it started)")),
+        {
+            Ok(run) => run,
+            Err(GatewayError::Pay(error)) => {
+                return tool_error(describe_pay_error(&error, &address));
             }
-        } else {
-            body["output"].clone()
+            Err(error) => return tool_error(format!("{}: {error}", args.service)),
         };
-        let transaction = receipt
-            .as_ref()
-            .map(|r| r.transaction.clone())
-            .unwrap_or_default();
-        let cost = cost
-            .or_else(|| body["cost_usd"].as_str().map(str::to_owned))
-            .unwrap_or_default();
-        let value = json!({
-            "service": args.service,
-            "output": output,
-            "cost_usd": cost,
-            "transaction": transaction,
-        });
-        let mut result = ok_json(
-            format!(
-                "{} done: cost ${cost}, transaction {transaction}",
-                args.service
-            ),
-            value,
-        );
-        if let Some(receipt) = receipt {
-            let mut meta = MetaObject::default();
-            meta.0.insert(
-                PAYMENT_RESPONSE_META.to_owned(),
-                serde_json::to_value(receipt).unwrap_or_default(),
-            );
-            result.meta = Some(meta);
-        }
-        result
+        let cost = run.paid.map(|(amount, _)| amount.to_string());
+        let (output, charged_usd) = match run.answer {
+            RunAnswer::Completed(done) => (done.output, done.cost_usd),
+            RunAnswer::Accepted(job) => match self.wait_for_job(&job.job_id, meta, peer).await {
+                Ok(output) => (output, job.estimated_cost_usd),
+                Err(error) => return tool_error(format!("{error} (paid before it started)")),
+            },
+        };
+        finish_run(
+            &args.service,
+            output,
+            cost.unwrap_or(charged_usd),
+            run.receipt,
+        )
     }
 
     async fn run_with_transport(
@@ -348,9 +314,62 @@ impl GpuTools {
             .get(headers::PAYMENT_RESPONSE)
             .or_else(|| answer.headers.get(headers::X_PAYMENT_RESPONSE))
             .and_then(|h| decode_header::<SettleResponse>(h.as_bytes()).ok());
-        self.finish_run(args, answer.status, answer.body, receipt, None, meta, peer)
-            .await
+        let (output, cost) = match answer.status {
+            202 => {
+                let job: JobAccepted = match answer.parse() {
+                    Ok(job) => job,
+                    Err(error) => return tool_error(error),
+                };
+                match self.wait_for_job(&job.job_id, meta, peer).await {
+                    Ok(output) => (output, job.estimated_cost_usd),
+                    Err(error) => return tool_error(format!("{error} (paid before it started)")),
+                }
+            }
+            _ => match answer.parse::<RunCompleted>() {
+                Ok(done) => (done.output, done.cost_usd),
+                Err(error) => {
+                    return tool_error(format!(
+                        "{} failed ({}, not charged): {error}",
+                        args.service, answer.status
+                    ));
+                }
+            },
+        };
+        finish_run(&args.service, output, cost, receipt)
     }
+}
+
+/// A paid run's tool result: the output, its cost and transaction, and the receipt in
+/// `_meta`.
+fn finish_run(
+    service: &str,
+    output: Value,
+    cost: String,
+    receipt: Option<SettleResponse>,
+) -> CallToolResult {
+    let transaction = receipt
+        .as_ref()
+        .map(|r| r.transaction.clone())
+        .unwrap_or_default();
+    let value = json!({
+        "service": service,
+        "output": output,
+        "cost_usd": cost,
+        "transaction": transaction,
+    });
+    let mut result = ok_json(
+        format!("{service} done: cost ${cost}, transaction {transaction}"),
+        value,
+    );
+    if let Some(receipt) = receipt {
+        let mut meta = MetaObject::default();
+        meta.0.insert(
+            PAYMENT_RESPONSE_META.to_owned(),
+            serde_json::to_value(receipt).unwrap_or_default(),
+        );
+        result.meta = Some(meta);
+    }
+    result
 }
 
 fn answer(status: u16, headers: http::HeaderMap, body: Vec<u8>) -> Result<Answer, String> {
@@ -407,11 +426,8 @@ impl GpuTools {
         peer: Peer<RoleServer>,
     ) -> Result<CallToolResult, ErrorData> {
         Ok(match &*self.mode {
-            Mode::Wallet {
-                client, gateway, ..
-            } => {
-                self.run_with_wallet(client, gateway, &args, &meta, &peer)
-                    .await
+            Mode::Wallet { gateway, .. } => {
+                self.run_with_wallet(gateway, &args, &meta, &peer).await
             }
             Mode::Transport { app } => self.run_with_transport(app, &args, &meta, &peer).await,
         })
@@ -421,33 +437,29 @@ impl GpuTools {
         description = "List every service of the gateway with its price, unit, model and whether it is available (and why not)."
     )]
     async fn gpu_catalog(&self) -> Result<CallToolResult, ErrorData> {
-        Ok(match self.get("/catalog").await {
-            Ok(answer) => {
-                let lines: Vec<String> = answer.body["services"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .map(|s| {
-                        let state = if s["available"] == true {
-                            "available".to_owned()
-                        } else {
-                            format!(
-                                "unavailable: {}",
-                                s["unavailable_reason"].as_str().unwrap_or("")
-                            )
-                        };
-                        format!(
-                            "{} — ${} {} — {state}",
-                            s["key"].as_str().unwrap_or(""),
-                            s["pricing"]["price_usd"].as_str().unwrap_or(""),
-                            s["pricing"]["per"].as_str().unwrap_or("")
-                        )
-                    })
-                    .collect();
-                ok_json(lines.join("\n"), answer.body)
-            }
-            Err(error) => tool_error(error),
-        })
+        let answer = match self.get("/catalog").await {
+            Ok(answer) => answer,
+            Err(error) => return Ok(tool_error(error)),
+        };
+        let catalog: Catalog = match answer.parse() {
+            Ok(catalog) => catalog,
+            Err(error) => return Ok(tool_error(error)),
+        };
+        let lines: Vec<String> = catalog
+            .services
+            .iter()
+            .map(|s| {
+                let state = match (&s.available, &s.unavailable_reason) {
+                    (true, _) => "available".to_owned(),
+                    (false, reason) => format!("unavailable: {}", reason.as_deref().unwrap_or("")),
+                };
+                format!(
+                    "{} — ${} {} — {state}",
+                    s.key, s.pricing.price_usd, s.pricing.per
+                )
+            })
+            .collect();
+        Ok(ok_json(lines.join("\n"), answer.body))
     }
 
     #[tool(description = "The status of a long job started by gpu_run: progress, then its output.")]
@@ -455,20 +467,16 @@ impl GpuTools {
         &self,
         Parameters(args): Parameters<StatusArgs>,
     ) -> Result<CallToolResult, ErrorData> {
+        let path = gateway_path(&["status", &args.job_id], &[]);
         Ok(
             match self
-                .get(&gateway_path(&["status", &args.job_id], &[]))
+                .get(&path)
                 .await
+                .and_then(|answer| Ok((answer.parse::<JobView>()?, answer.body)))
             {
-                Ok(answer) if answer.status == 200 => ok_json(
-                    format!("job {} is {}", args.job_id, answer.body["status"]),
-                    answer.body,
-                ),
-                Ok(answer) => tool_error(
-                    answer.body["error"]
-                        .as_str()
-                        .unwrap_or("no such job")
-                        .to_owned(),
+                Ok((view, body)) => ok_json(
+                    format!("job {} is {:?}", view.id, view.status).to_lowercase(),
+                    body,
                 ),
                 Err(error) => tool_error(error),
             },
@@ -477,22 +485,26 @@ impl GpuTools {
 
     #[tool(description = "The agent wallet's USDC balance and what is left of its budget.")]
     async fn gpu_balance(&self) -> Result<CallToolResult, ErrorData> {
-        let Mode::Wallet { client, chain, .. } = &*self.mode else {
+        let Mode::Wallet { gateway, chain } = &*self.mode else {
             return Ok(tool_error(
                 "this server has no wallet: each call is paid by the caller with the x402 MCP transport",
             ));
         };
+        let client = gateway.paying_client();
         let ledger = client.ledger();
         let budget = ledger.budget().unwrap_or_default();
         let spent = ledger.spent(0).unwrap_or_default();
-        let usd = |micro: u64| x402_proto::TokenAmount::from_atomic(u128::from(micro)).to_human(6);
+        let usd = x402_client::format_micro_usd;
         let balance = match chain {
-            Some((rpc, asset)) => {
-                x402_client::token_balance(client.http(), rpc, asset, &client.address())
-                    .await
-                    .map(|b| b.to_human(6))
-                    .ok()
-            }
+            Some(chain) => x402_client::token_balance(
+                client.http(),
+                &chain.rpc_url,
+                &chain.asset,
+                &client.address(),
+            )
+            .await
+            .map(|b| b.to_human(chain.decimals))
+            .ok(),
             None => None,
         };
         let value = json!({
@@ -531,23 +543,22 @@ impl GpuTools {
             query.push(("seconds", seconds.to_string()));
         }
         let path = gateway_path(&["catalog", "estimate"], &query);
-        Ok(match self.get(&path).await {
-            Ok(answer) if answer.status == 200 => ok_json(
-                format!(
-                    "{}: about ${}",
-                    args.service,
-                    answer.body["estimated_cost_usd"].as_str().unwrap_or("?")
+        Ok(
+            match self
+                .get(&path)
+                .await
+                .and_then(|answer| Ok((answer.parse::<Estimate>()?, answer.body)))
+            {
+                Ok((estimate, body)) => ok_json(
+                    format!(
+                        "{}: about ${} ({} {})",
+                        estimate.service, estimate.estimated_cost_usd, estimate.units, estimate.per
+                    ),
+                    body,
                 ),
-                answer.body,
-            ),
-            Ok(answer) => tool_error(
-                answer.body["error"]
-                    .as_str()
-                    .unwrap_or("cannot estimate")
-                    .to_owned(),
-            ),
-            Err(error) => tool_error(error),
-        })
+                Err(error) => tool_error(error),
+            },
+        )
     }
 }
 

@@ -10,9 +10,11 @@ use http::request::Parts;
 use serde_json::{Value, json};
 use x402_proto::{AmountError, Network, Price, Scheme, TokenAmount, v2};
 
-/// One way to pay that a paywall accepts: an asset on a network, paid to an address.
+/// One way to pay that a paywall accepts: a scheme, an asset on a network, paid to an address.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PaymentOption {
+    /// The scheme (`exact`; others need their plug-in on the client and the facilitator).
+    pub scheme: Scheme,
     /// The CAIP-2 network (`eip155:8453`).
     pub network: Network,
     /// The token address.
@@ -21,25 +23,66 @@ pub struct PaymentOption {
     pub decimals: u8,
     /// Who is paid.
     pub pay_to: String,
-    /// The token's EIP-712 domain `name`, for clients to sign against.
-    pub eip712_name: String,
-    /// The token's EIP-712 domain `version`.
-    pub eip712_version: String,
     /// How long a signed payment stays valid.
     pub max_timeout_seconds: u64,
+    /// The scheme's data for clients, offered as the requirements' `extra` (for `exact` on
+    /// EVM the token's EIP-712 domain: `{"name", "version"}`).
+    pub extra: Option<Value>,
 }
 
 impl PaymentOption {
-    /// The `exact` requirements for `amount` atomic units of this option's asset.
+    /// `exact` on an EVM chain: an EIP-3009 token whose EIP-712 domain is `eip712_name`,
+    /// `eip712_version`; a signed payment stays valid for five minutes.
+    pub fn exact_evm(
+        network: Network,
+        asset: impl Into<String>,
+        decimals: u8,
+        pay_to: impl Into<String>,
+        eip712_name: &str,
+        eip712_version: &str,
+    ) -> Self {
+        Self {
+            scheme: Scheme::EXACT,
+            network,
+            asset: asset.into(),
+            decimals,
+            pay_to: pay_to.into(),
+            max_timeout_seconds: 300,
+            extra: Some(json!({"name": eip712_name, "version": eip712_version})),
+        }
+    }
+
+    /// The option behind `requirements` (their scheme, network, asset, payee, timeout and
+    /// `extra`; the amount is the route's), for an asset with `decimals`.
+    pub fn from_requirements(requirements: &v2::PaymentRequirements, decimals: u8) -> Self {
+        Self {
+            scheme: requirements.scheme.clone(),
+            network: requirements.network.clone(),
+            asset: requirements.asset.clone(),
+            decimals,
+            pay_to: requirements.pay_to.clone(),
+            max_timeout_seconds: requirements.max_timeout_seconds,
+            extra: requirements.extra.clone(),
+        }
+    }
+
+    /// The same option with signed payments valid for `seconds`.
+    pub fn with_max_timeout(mut self, seconds: u64) -> Self {
+        self.max_timeout_seconds = seconds;
+        self
+    }
+
+    /// The requirements for `amount` atomic units of this option's asset, before the
+    /// scheme's plug-in completes them.
     pub fn requirements(&self, amount: TokenAmount) -> v2::PaymentRequirements {
         v2::PaymentRequirements {
-            scheme: Scheme::EXACT,
+            scheme: self.scheme.clone(),
             network: self.network.clone(),
             amount,
             asset: self.asset.clone(),
             pay_to: self.pay_to.clone(),
             max_timeout_seconds: self.max_timeout_seconds,
-            extra: Some(json!({"name": self.eip712_name, "version": self.eip712_version})),
+            extra: self.extra.clone(),
         }
     }
 }

@@ -68,6 +68,7 @@ pub(crate) struct Challenge {
 impl Challenge {
     pub(crate) fn build(
         options: &[PaymentOption],
+        enhance: impl Fn(&mut v2::PaymentRequirements),
         quote: &Quote,
         route: &RoutePrice,
         parts: &Parts,
@@ -79,7 +80,9 @@ impl Challenge {
             let amount = quote.atomic(option.decimals).map_err(|e| {
                 Rejection::bad_request(format!("this request cannot be priced: {e}"))
             })?;
-            offers.push((option.requirements(amount), option.clone()));
+            let mut requirements = option.requirements(amount);
+            enhance(&mut requirements);
+            offers.push((requirements, option.clone()));
         }
         let usd = options.first().and_then(|o| quote.usd_string(o.decimals));
         let description = quote
@@ -317,15 +320,15 @@ mod tests {
 
     #[test]
     fn a_challenge_offers_every_option_in_its_own_decimals() {
-        let usdc = PaymentOption {
-            network: x402_proto::Network::BASE,
-            asset: "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".into(),
-            decimals: 6,
-            pay_to: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".into(),
-            eip712_name: "USD Coin".into(),
-            eip712_version: "2".into(),
-            max_timeout_seconds: 60,
-        };
+        let usdc = PaymentOption::exact_evm(
+            x402_proto::Network::BASE,
+            "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
+            6,
+            "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+            "USD Coin",
+            "2",
+        )
+        .with_max_timeout(60);
         let other = PaymentOption {
             network: x402_proto::Network::new("eip155:999999".to_owned()),
             asset: "0x0000000000000000000000000000000000000abc".into(),
@@ -341,7 +344,7 @@ mod tests {
             .into_parts();
         let quote = Quote::usd("$0.01".parse().unwrap());
         let challenge =
-            Challenge::build(&[usdc, other], &quote, &route, &parts, None, false).unwrap();
+            Challenge::build(&[usdc, other], |_| {}, &quote, &route, &parts, None, false).unwrap();
         let amounts: Vec<String> = challenge
             .offers()
             .map(|(o, _)| o.amount.to_string())

@@ -15,8 +15,9 @@ use tokio::sync::watch;
 use tower::{Layer, Service, ServiceExt};
 use x402_proto::{
     BoxFuture, Facilitator, FacilitatorError, IdempotencyKey, PaymentPayload, PaymentRequest,
-    ReasonCode, SettleResponse, authorization_digest, decode_header, headers, payment_identifier,
-    request_fingerprint, requirements_match, v1,
+    ReasonCode, SchemeKey, SchemeServer, SettleResponse, SupportedKind, authorization_digest,
+    copy_kind_extra, decode_header, headers, payment_identifier, request_fingerprint,
+    requirements_match, v1, v2,
 };
 
 use crate::guard::{
@@ -72,12 +73,42 @@ pub struct Paywall {
     inner: Arc<Inner>,
 }
 
+#[derive(Clone)]
 struct Inner {
     facilitator: Arc<dyn Facilitator>,
     options: Vec<PaymentOption>,
     config: PaywallConfig,
     /// Payments in use and paid responses: one payment buys one response.
     guard: Arc<dyn PaymentGuard>,
+    /// Scheme plug-ins that complete the offered requirements.
+    schemes: Vec<Arc<dyn SchemeServer>>,
+    /// What the facilitator advertised at [`Paywall::initialize`].
+    kinds: Arc<std::sync::RwLock<Vec<SupportedKind>>>,
+}
+
+impl Inner {
+    /// Completes offered requirements: the scheme's plug-in with the facilitator's kind for
+    /// them, or by default the kind's `extra` copied in.
+    fn enhance(&self, requirements: &mut v2::PaymentRequirements) {
+        let kinds = self
+            .kinds
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let key = SchemeKey {
+            x402_version: 2,
+            scheme: requirements.scheme.clone(),
+            network: requirements.network.clone(),
+        };
+        let kind = kinds.iter().find(|k| key.served_by(k));
+        match self
+            .schemes
+            .iter()
+            .find(|s| s.scheme() == requirements.scheme)
+        {
+            Some(scheme) => scheme.enhance(requirements, kind),
+            None => copy_kind_extra(requirements, kind),
+        }
+    }
 }
 
 impl std::fmt::Debug for Paywall {
@@ -108,6 +139,8 @@ impl Paywall {
                 options,
                 config,
                 guard,
+                schemes: Vec::new(),
+                kinds: Arc::default(),
             }),
         })
     }
@@ -115,15 +148,35 @@ impl Paywall {
     /// Keeps payments in use and paid responses in `guard` instead of this process's memory
     /// (a store shared by several replicas).
     pub fn with_guard(self, guard: Arc<dyn PaymentGuard>) -> Self {
-        let inner = Inner {
-            facilitator: self.inner.facilitator.clone(),
-            options: self.inner.options.clone(),
-            config: self.inner.config.clone(),
-            guard,
-        };
+        let mut inner = (*self.inner).clone();
+        inner.guard = guard;
         Self {
             inner: Arc::new(inner),
         }
+    }
+
+    /// Completes the requirements of options in `schemes`' schemes with those plug-ins
+    /// (others get the facilitator's advertised `extra` copied in).
+    pub fn with_schemes(self, schemes: Vec<Arc<dyn SchemeServer>>) -> Self {
+        let mut inner = (*self.inner).clone();
+        inner.schemes = schemes;
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Asks the facilitator what it serves, so offers carry what it advertises for their
+    /// kind (a facilitator address, a receiver). Call at start; until then, and when it
+    /// fails, offers go out as configured. Returns the kinds found.
+    pub async fn initialize(&self) -> Result<Vec<SupportedKind>, FacilitatorError> {
+        let supported = self.inner.facilitator.supported().await?;
+        let mut kinds = self
+            .inner
+            .kinds
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        kinds.clone_from(&supported.kinds);
+        Ok(supported.kinds)
     }
 
     /// The accepted ways to pay.
@@ -256,6 +309,7 @@ where
     };
     let challenge = match Challenge::build(
         &inner_state.options,
+        |requirements| inner_state.enhance(requirements),
         &quote,
         &price,
         &parts,

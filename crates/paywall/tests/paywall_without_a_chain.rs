@@ -20,15 +20,15 @@ use x402_proto::{
 use x402_testkit::{MOCK_PAYER, MockFacilitator, mock_payment_header, mock_settled};
 
 fn app(facilitator: Arc<MockFacilitator>, patience: Duration) -> Router {
-    let option = PaymentOption {
-        network: Network::BASE,
-        asset: "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".into(),
-        decimals: 6,
-        pay_to: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".into(),
-        eip712_name: "USD Coin".into(),
-        eip712_version: "2".into(),
-        max_timeout_seconds: 60,
-    };
+    let option = PaymentOption::exact_evm(
+        Network::BASE,
+        "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
+        6,
+        "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+        "USD Coin",
+        "2",
+    )
+    .with_max_timeout(60);
     let config = PaywallConfig {
         settle_patience: patience,
         ..PaywallConfig::default()

@@ -88,6 +88,30 @@ impl TokenAmount {
     }
 }
 
+/// An amount of a particular asset: atomic units and the asset's decimals, so it can be read
+/// in whole units without guessing.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct AssetAmount {
+    /// Atomic units.
+    pub atomic: TokenAmount,
+    /// The asset's decimals.
+    pub decimals: u8,
+}
+
+impl AssetAmount {
+    /// `atomic` units of an asset with `decimals`.
+    pub fn new(atomic: TokenAmount, decimals: u8) -> Self {
+        Self { atomic, decimals }
+    }
+}
+
+impl fmt::Display for AssetAmount {
+    /// In whole units (`0.002` for 2000 units of a 6-decimal asset).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.atomic.to_human(self.decimals))
+    }
+}
+
 impl fmt::Display for TokenAmount {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         fmt::Display::fmt(&self.0, f)

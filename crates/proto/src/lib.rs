@@ -14,12 +14,13 @@ mod identity;
 mod matching;
 mod names;
 mod payload;
+mod scheme;
 pub mod v1;
 pub mod v2;
 mod version;
 
 pub use alloy_primitives::U256;
-pub use amount::{AmountError, Price, TokenAmount, decimal_u256};
+pub use amount::{AmountError, AssetAmount, Price, TokenAmount, decimal_u256};
 pub use codec::{HeaderError, MAX_HEADER_BYTES, decode_header, encode_header, headers};
 pub use facilitator::{
     BoxFuture, Facilitator, FacilitatorError, SettleResponse, SupportedKind, SupportedResponse,
@@ -32,4 +33,7 @@ pub use identity::{
 pub use matching::{extra_contains, requirements_match};
 pub use names::{Network, ReasonCode, Scheme};
 pub use payload::{PaymentPayload, PaymentRequest, PaymentRequired, SettleRequest, VerifyRequest};
+pub use scheme::{
+    SchemeClient, SchemeKey, SchemeServer, SchemeSignError, SignedPayload, copy_kind_extra,
+};
 pub use version::{V1, V2, Version};

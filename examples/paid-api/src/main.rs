@@ -31,15 +31,15 @@ fn env(name: &str, default: Option<&str>) -> anyhow::Result<String> {
 async fn main() -> anyhow::Result<()> {
     let facilitator =
         HttpFacilitator::new(&env("FACILITATOR_URL", None)?, Duration::from_secs(30))?;
-    let usdc = PaymentOption {
-        network: Network::new(env("NETWORK", Some("eip155:8453"))?),
-        asset: env("ASSET", Some("0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"))?,
-        decimals: 6,
-        pay_to: env("PAY_TO", None)?,
-        eip712_name: env("ASSET_NAME", Some("USD Coin"))?,
-        eip712_version: env("ASSET_VERSION", Some("2"))?,
-        max_timeout_seconds: 120,
-    };
+    let usdc = PaymentOption::exact_evm(
+        Network::new(env("NETWORK", Some("eip155:8453"))?),
+        env("ASSET", Some("0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"))?,
+        6,
+        env("PAY_TO", None)?,
+        &env("ASSET_NAME", Some("USD Coin"))?,
+        &env("ASSET_VERSION", Some("2"))?,
+    )
+    .with_max_timeout(120);
     let paywall = Paywall::new(Arc::new(facilitator), vec![usdc], PaywallConfig::default())?;
 
     // A fixed price, and a price computed from the body before anything is paid.

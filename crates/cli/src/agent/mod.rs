@@ -187,22 +187,6 @@ pub(crate) fn client(home: &Home, max: Price) -> anyhow::Result<(PayingClient, S
     ))
 }
 
-pub(crate) fn describe_payment(paid: &PaidResponse) -> Option<String> {
-    let receipt = paid.receipt.as_ref()?;
-    let (amount, _) = paid.paid?;
-    Some(format!(
-        "paid {} USDC to settle in {} on {} (payer {})",
-        amount.to_human(6),
-        if receipt.transaction.is_empty() {
-            "(no transaction)"
-        } else {
-            &receipt.transaction
-        },
-        receipt.network,
-        receipt.payer.as_deref().unwrap_or("?"),
-    ))
-}
-
 /// What a failed answer means for the payment sent with it.
 fn charge_note(paid: &PaidResponse) -> String {
     match paid.unknown {
@@ -214,5 +198,5 @@ fn charge_note(paid: &PaidResponse) -> String {
 }
 
 fn usd(micro: MicroUsd) -> String {
-    x402_proto::TokenAmount::from_atomic(u128::from(micro)).to_human(6)
+    x402_client::format_micro_usd(micro)
 }

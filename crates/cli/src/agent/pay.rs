@@ -67,7 +67,7 @@ pub(crate) async fn pay(home: &Home, args: PayArgs) -> anyhow::Result<()> {
         .send(request.build()?, service.as_deref())
         .await
         .map_err(|e| explain(&e, &address))?;
-    if let Some(line) = describe_payment(&paid) {
+    if let Some(line) = paid.payment_line() {
         eprintln!("{line}");
     }
     let note = charge_note(&paid);

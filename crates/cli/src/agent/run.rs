@@ -1,11 +1,10 @@
 //! `x402 run SERVICE INPUT` (waiting for jobs) and `x402 catalog`.
 
-use std::time::{Duration, Instant};
-
 use super::*;
-use anyhow::{Context, bail};
+use anyhow::Context;
 use serde_json::Value;
-use x402_client::PayingClient;
+use x402_client::{GatewayClient, GatewayError, GatewayRun, PayingClient};
+use x402_gateway_api::{Catalog, RunRequest};
 use x402_proto::Price;
 
 /// Options of `x402 run`.
@@ -33,7 +32,7 @@ pub(crate) async fn run(home: &Home, args: RunArgs) -> anyhow::Result<()> {
     };
     let input: Value = serde_json::from_str(&input_text).context("the input is not JSON")?;
     let (client, address) = client(home, args.max)?;
-    let (output, line) = run_service(
+    let (output, run) = run_service(
         &client,
         &address,
         &args.gateway,
@@ -42,7 +41,7 @@ pub(crate) async fn run(home: &Home, args: RunArgs) -> anyhow::Result<()> {
         args.run_async,
     )
     .await?;
-    if let Some(line) = line {
+    if let Some(line) = run.payment_line() {
         eprintln!("{line}");
     }
     println!("{}", serde_json::to_string_pretty(&output)?);
@@ -50,7 +49,7 @@ pub(crate) async fn run(home: &Home, args: RunArgs) -> anyhow::Result<()> {
 }
 
 /// Runs `service` on the gateway, paying for it; waits for jobs with progress on stderr.
-/// Returns the output and a line describing the payment.
+/// Returns the output and what was paid.
 pub(crate) async fn run_service(
     client: &PayingClient,
     address: &str,
@@ -58,76 +57,32 @@ pub(crate) async fn run_service(
     service: &str,
     input: Value,
     run_async: bool,
-) -> anyhow::Result<(Value, Option<String>)> {
-    let gateway = gateway.trim_end_matches('/');
-    let mut request = client
-        .http()
-        .post(format!("{gateway}/run"))
-        .json(&serde_json::json!({"service": service, "input": input}));
-    if run_async {
-        request = request.header("prefer", "respond-async");
+) -> anyhow::Result<(Value, GatewayRun)> {
+    let gateway = GatewayClient::new(client.clone(), gateway);
+    let request = RunRequest {
+        service: service.to_owned(),
+        input,
+    };
+    let mut waited_for_job = false;
+    let result = gateway
+        .run_to_completion(&request, run_async, |view, waited| {
+            waited_for_job = true;
+            eprint!(
+                "\r{}: {} {:.0}s ",
+                view.id,
+                view.progress.phase,
+                waited.as_secs_f64()
+            );
+            std::future::ready(())
+        })
+        .await;
+    if waited_for_job {
+        eprintln!();
     }
-    let paid = client
-        .send(request.build()?, Some(service))
-        .await
-        .map_err(|e| explain(&e, address))?;
-    let line = describe_payment(&paid);
-    let note = charge_note(&paid);
-    let status = paid.response.status();
-    let body: Value = paid
-        .response
-        .json()
-        .await
-        .context("the gateway answered non-JSON")?;
-    if !status.is_success() {
-        bail!(
-            "{service} failed ({status}, {note}): {}",
-            body["error"].as_str().unwrap_or(&body.to_string())
-        );
-    }
-    if status.as_u16() != 202 {
-        return Ok((body["output"].clone(), line));
-    }
-    let job = body["job_id"]
-        .as_str()
-        .context("202 without job_id")?
-        .to_owned();
-    let started = Instant::now();
-    let mut wait = Duration::from_secs(1);
-    loop {
-        let view: Value = client
-            .http()
-            .get(format!("{gateway}/status/{job}"))
-            .send()
-            .await?
-            .json()
-            .await?;
-        match view["status"].as_str() {
-            Some("completed") => {
-                eprintln!();
-                return Ok((view["output"].clone(), line));
-            }
-            Some("failed") => {
-                eprintln!();
-                bail!("job {job} failed: {}", view["error"]);
-            }
-            _ => {
-                eprint!(
-                    "\r{job}: {} {:.0}s ",
-                    view["progress"]["phase"].as_str().unwrap_or("running"),
-                    started.elapsed().as_secs_f64()
-                );
-                if started.elapsed() > Duration::from_secs(600) {
-                    bail!(
-                        "job {job} still running after 10 minutes; check `GET {gateway}/status/{job}`"
-                    );
-                }
-            }
-        }
-        tokio::time::sleep(wait).await;
-        if started.elapsed() > Duration::from_secs(10) {
-            wait = Duration::from_secs(3);
-        }
+    match result {
+        Ok(done) => Ok(done),
+        Err(GatewayError::Pay(error)) => Err(explain(&error, address)),
+        Err(error) => Err(anyhow::anyhow!("{service}: {error}")),
     }
 }
 
@@ -144,34 +99,31 @@ pub(crate) struct CatalogArgs {
 
 pub(crate) async fn catalog(args: CatalogArgs) -> anyhow::Result<()> {
     let url = format!("{}/catalog", args.gateway.trim_end_matches('/'));
-    let catalog: Value = reqwest::get(&url)
+    let response = reqwest::get(&url)
         .await
-        .with_context(|| format!("cannot reach {url}"))?
-        .json()
-        .await?;
+        .with_context(|| format!("cannot reach {url}"))?;
     if args.json {
+        let catalog: Value = response.json().await?;
         println!("{}", serde_json::to_string_pretty(&catalog)?);
         return Ok(());
     }
-    for service in catalog["services"].as_array().into_iter().flatten() {
-        let status = if service["available"] == true {
-            service["models"][0].as_str().unwrap_or("").to_owned()
+    let catalog: Catalog = response
+        .json()
+        .await
+        .with_context(|| format!("{url} is not a gateway catalog"))?;
+    for service in &catalog.services {
+        let status = if service.available {
+            service.models.first().cloned().unwrap_or_default()
         } else {
             format!(
                 "unavailable: {}",
-                service["unavailable_reason"].as_str().unwrap_or("")
+                service.unavailable_reason.as_deref().unwrap_or("")
             )
         };
         println!(
             "{:14} ${:>8} {:18} {}",
-            service["key"].as_str().unwrap_or(""),
-            service["pricing"]["price_usd"].as_str().unwrap_or(""),
-            service["pricing"]["per"].as_str().unwrap_or(""),
-            status
+            service.key, service.pricing.price_usd, service.pricing.per, status
         );
     }
     Ok(())
 }
-
-// ---------------------------------------------------------------------------------------
-// receipts / budget

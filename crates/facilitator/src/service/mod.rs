@@ -23,7 +23,7 @@ use alloy::primitives::{Address, B256, U256, keccak256};
 use x402_evm::{ExactEvmPayload, ExactEvmScheme, VerifyError, claimed_payer, verify_refusal};
 use x402_proto::{
     BoxFuture, Facilitator, FacilitatorError, IdempotencyKey, PaymentId, PaymentIdError,
-    PaymentRequest, ReasonCode, SettleResponse, SupportedResponse, VerifyResponse,
+    PaymentRequest, ReasonCode, SchemeKey, SettleResponse, SupportedResponse, VerifyResponse,
 };
 
 use crate::config::AssetConfig;
@@ -75,9 +75,29 @@ struct Inner {
 }
 
 /// The facilitator service, cheap to clone.
+///
+/// `exact` on EVM chains is built in (its settlements go through the durable log); other
+/// mechanisms are plug-ins — any [`Facilitator`], in process or remote — registered with
+/// [`FacilitatorService::with_schemes`], routed to by (version, scheme, network) and listed
+/// in `/supported` beside it.
 #[derive(Debug, Clone)]
 pub struct FacilitatorService {
     inner: Arc<Inner>,
+    schemes: Arc<[Plugin]>,
+}
+
+/// A registered scheme plug-in and what it serves (asked once, at registration).
+struct Plugin {
+    supported: SupportedResponse,
+    scheme: Arc<dyn Facilitator>,
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("kinds", &self.supported.kinds)
+            .finish_non_exhaustive()
+    }
 }
 
 /// A settlement's identity and what it must do on chain, from a request alone.
@@ -108,7 +128,36 @@ impl FacilitatorService {
                 settle_wait,
                 metrics,
             }),
+            schemes: Arc::from(Vec::new()),
         }
+    }
+
+    /// Serves `schemes` beside the built-in `exact` on EVM, each for the kinds its
+    /// `supported()` lists (asked once, now). A plug-in listing a kind the built-in also
+    /// serves takes it over; among plug-ins the first listed wins.
+    pub async fn with_schemes(
+        mut self,
+        schemes: Vec<Arc<dyn Facilitator>>,
+    ) -> Result<Self, FacilitatorError> {
+        let mut plugins = Vec::with_capacity(schemes.len());
+        for scheme in schemes {
+            let supported = scheme.supported().await?;
+            plugins.push(Plugin { supported, scheme });
+        }
+        self.schemes = Arc::from(plugins);
+        Ok(self)
+    }
+
+    /// The plug-in serving `request`'s (version, scheme, network), if one does.
+    fn plugin_for(&self, request: &PaymentRequest) -> Option<&dyn Facilitator> {
+        if self.schemes.is_empty() {
+            return None;
+        }
+        let key = SchemeKey::of(request);
+        self.schemes
+            .iter()
+            .find(|p| p.supported.kinds.iter().any(|k| key.served_by(k)))
+            .map(|p| p.scheme.as_ref())
     }
 
     /// The metrics this service records.
@@ -196,6 +245,9 @@ impl FacilitatorService {
         &self,
         request: &PaymentRequest,
     ) -> Result<VerifyResponse, FacilitatorError> {
+        if let Some(plugin) = self.plugin_for(request) {
+            return plugin.verify(request).await;
+        }
         let chain = match self.chain_for(request) {
             Ok(chain) => chain,
             Err(error) => return verify_refusal(&error, request),
@@ -224,7 +276,10 @@ impl FacilitatorService {
             Some(key) => format!("key:{key}"),
             None => anonymous_caller(),
         };
-        let result = self.settle_inner(request, &asker).await;
+        let result = match self.plugin_for(request) {
+            Some(plugin) => plugin.settle(request, idempotency_key).await,
+            None => self.settle_inner(request, &asker).await,
+        };
         self.inner.metrics.record_settle(&result, started.elapsed());
         result
     }
@@ -278,7 +333,10 @@ impl Facilitator for FacilitatorService {
     }
 
     fn payment_id(&self, request: &PaymentRequest) -> Result<PaymentId, PaymentIdError> {
-        PaymentId::derive(request)
+        match self.plugin_for(request) {
+            Some(plugin) => plugin.payment_id(request),
+            None => PaymentId::derive(request),
+        }
     }
 
     fn supported(&self) -> BoxFuture<'_, Result<SupportedResponse, FacilitatorError>> {

@@ -38,7 +38,8 @@ pub struct ChainHealthReport {
 }
 
 impl FacilitatorService {
-    /// What this facilitator serves: v2 and v1 `exact` on every chain.
+    /// What this facilitator serves: v2 and v1 `exact` on every chain, then every kind of the
+    /// registered scheme plug-ins, with their signers.
     pub fn supported(&self) -> SupportedResponse {
         let mut kinds = Vec::new();
         let mut signers = Vec::new();
@@ -63,10 +64,33 @@ impl FacilitatorService {
                 signers.push(signer);
             }
         }
+        let mut signers = BTreeMap::from([("eip155:*".to_owned(), signers)]);
+        let mut extensions = Vec::new();
+        for plugin in self.schemes.iter() {
+            let theirs = &plugin.supported;
+            for kind in &theirs.kinds {
+                if !kinds.contains(kind) {
+                    kinds.push(kind.clone());
+                }
+            }
+            for (family, addresses) in &theirs.signers {
+                let known = signers.entry(family.clone()).or_default();
+                for address in addresses {
+                    if !known.contains(address) {
+                        known.push(address.clone());
+                    }
+                }
+            }
+            for extension in &theirs.extensions {
+                if !extensions.contains(extension) {
+                    extensions.push(extension.clone());
+                }
+            }
+        }
         SupportedResponse {
             kinds,
-            extensions: Vec::new(),
-            signers: BTreeMap::from([("eip155:*".to_owned(), signers)]),
+            extensions,
+            signers,
         }
     }
 

@@ -32,17 +32,7 @@ pub struct Shop {
 
 /// The accepted option for the devnet's USDC, paid to its payee.
 pub fn option(chain: &Chain) -> PaymentOption {
-    let requirements = chain.requirements(1);
-    let extra = requirements.extra.unwrap();
-    PaymentOption {
-        network: requirements.network,
-        asset: requirements.asset,
-        decimals: 6,
-        pay_to: requirements.pay_to,
-        eip712_name: extra["name"].as_str().unwrap().to_owned(),
-        eip712_version: extra["version"].as_str().unwrap().to_owned(),
-        max_timeout_seconds: 120,
-    }
+    PaymentOption::from_requirements(&chain.requirements(1), 6).with_max_timeout(120)
 }
 
 /// How long `/think` takes: a paid handler that runs for seconds, like an LLM call.

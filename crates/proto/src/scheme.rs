@@ -1,0 +1,196 @@
+//! The scheme seam: what a payment mechanism (`exact` on EVM, `upto`, `batch-settlement`,
+//! `exact` on Solana, …) provides to each of the three parties, so that a new mechanism is a
+//! sibling crate registered at start and no other layer changes.
+//!
+//! - A facilitator serves a plug-in — any [`Facilitator`](crate::Facilitator), in process or
+//!   remote — for every (x402 version, scheme, network) its `supported()` lists; requests are
+//!   routed to it by that [`SchemeKey`].
+//! - A paying client signs with a [`SchemeClient`] for the offers it says it can pay.
+//! - A server (the paywall) lets a [`SchemeServer`] complete the requirements it offers,
+//!   with what the facilitator advertised for the kind (a facilitator address, a receiver).
+//!
+//! The traits are object-safe and hold no I/O of their own; implementations live with their
+//! mechanism (`x402-evm` for `exact` on EVM).
+
+use std::fmt;
+
+use serde_json::Value;
+
+use crate::{BoxFuture, Network, PaymentRequest, Scheme, SupportedKind, v2};
+
+/// The key a request is routed by: its protocol version, scheme and network (as written on
+/// the wire: a v1 request names `base`, a v2 one `eip155:8453`).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct SchemeKey {
+    /// The protocol version (1 or 2).
+    pub x402_version: u8,
+    /// The scheme name.
+    pub scheme: Scheme,
+    /// The network.
+    pub network: Network,
+}
+
+impl SchemeKey {
+    /// The key of a request.
+    pub fn of(request: &PaymentRequest) -> Self {
+        Self {
+            x402_version: request.version(),
+            scheme: request.accepted().0.clone(),
+            network: request.wire_network().clone(),
+        }
+    }
+
+    /// The key a supported kind serves.
+    pub fn of_kind(kind: &SupportedKind) -> Self {
+        Self {
+            x402_version: kind.x402_version,
+            scheme: kind.scheme.clone(),
+            network: kind.network.clone(),
+        }
+    }
+
+    /// Whether a request with this key is served by `kind` (network spellings compared as
+    /// networks, so `base` and `eip155:8453` agree within one version).
+    pub fn served_by(&self, kind: &SupportedKind) -> bool {
+        kind.x402_version == self.x402_version
+            && kind.scheme == self.scheme
+            && kind.network.same_as(&self.network)
+    }
+}
+
+impl fmt::Display for SchemeKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "{} on {} (x402 v{})",
+            self.scheme, self.network, self.x402_version
+        )
+    }
+}
+
+/// A signed scheme payload, and what a client's ledger keeps of it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct SignedPayload {
+    /// The scheme's `payload` object.
+    pub payload: Value,
+    /// What the payment spends once (an authorization nonce), to find it later on chain.
+    pub nonce: Option<String>,
+    /// The Unix time after which it can no longer settle.
+    pub valid_before: Option<u64>,
+}
+
+/// Why a client could not sign for an offer.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct SchemeSignError(pub String);
+
+/// A payment mechanism as a paying client runs it: which offers it can pay, and signing.
+pub trait SchemeClient: Send + Sync + fmt::Debug {
+    /// Whether this client can pay `requirements` (its scheme, and a network it holds a key
+    /// for).
+    fn can_pay(&self, requirements: &v2::PaymentRequirements) -> bool;
+
+    /// The paying address on `network`.
+    fn payer(&self, network: &Network) -> String;
+
+    /// Signs a payment meeting `requirements` at Unix time `now`.
+    fn sign<'a>(
+        &'a self,
+        requirements: &'a v2::PaymentRequirements,
+        now: u64,
+    ) -> BoxFuture<'a, Result<SignedPayload, SchemeSignError>>;
+}
+
+/// A payment mechanism as a server offers it.
+pub trait SchemeServer: Send + Sync + fmt::Debug {
+    /// The scheme this completes requirements for.
+    fn scheme(&self) -> Scheme;
+
+    /// Completes requirements before they are offered, with `kind`: what the facilitator
+    /// advertised for this (version, scheme, network), when it is known. By default copies
+    /// the kind's `extra` keys that the requirements do not set.
+    fn enhance(&self, requirements: &mut v2::PaymentRequirements, kind: Option<&SupportedKind>) {
+        copy_kind_extra(requirements, kind);
+    }
+}
+
+/// Copies the keys of `kind.extra` that `requirements.extra` lacks (the default
+/// [`SchemeServer::enhance`]).
+pub fn copy_kind_extra(requirements: &mut v2::PaymentRequirements, kind: Option<&SupportedKind>) {
+    let Some(Value::Object(advertised)) = kind.and_then(|k| k.extra.as_ref()) else {
+        return;
+    };
+    let extra = requirements
+        .extra
+        .get_or_insert_with(|| Value::Object(Default::default()));
+    if let Value::Object(extra) = extra {
+        for (key, value) in advertised {
+            extra.entry(key.clone()).or_insert_with(|| value.clone());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TokenAmount;
+    use serde_json::json;
+
+    fn kind(version: u8, scheme: &str, network: &str, extra: Option<Value>) -> SupportedKind {
+        SupportedKind {
+            x402_version: version,
+            scheme: Scheme::new(scheme),
+            network: Network::new(network),
+            extra,
+        }
+    }
+
+    fn key(version: u8, scheme: &str, network: &str) -> SchemeKey {
+        SchemeKey {
+            x402_version: version,
+            scheme: Scheme::new(scheme),
+            network: Network::new(network),
+        }
+    }
+
+    #[test]
+    fn a_key_is_served_by_its_version_scheme_and_network() {
+        let exact_base = kind(2, "exact", "eip155:8453", None);
+        assert!(key(2, "exact", "eip155:8453").served_by(&exact_base));
+        assert!(key(2, "exact", "base").served_by(&exact_base));
+        assert!(!key(1, "exact", "eip155:8453").served_by(&exact_base));
+        assert!(!key(2, "upto", "eip155:8453").served_by(&exact_base));
+        assert!(!key(2, "exact", "eip155:84532").served_by(&exact_base));
+    }
+
+    #[test]
+    fn advertised_extra_fills_only_what_the_server_left_unset() {
+        let mut requirements = v2::PaymentRequirements {
+            scheme: Scheme::new("toy"),
+            network: Network::new("toy:1"),
+            amount: TokenAmount::from_atomic(5),
+            asset: "tok".into(),
+            pay_to: "me".into(),
+            max_timeout_seconds: 60,
+            extra: Some(json!({"name": "mine"})),
+        };
+        let advertised = kind(
+            2,
+            "toy",
+            "toy:1",
+            Some(json!({"name": "theirs", "facilitatorAddress": "0xabc"})),
+        );
+        copy_kind_extra(&mut requirements, Some(&advertised));
+        assert_eq!(
+            requirements.extra,
+            Some(json!({"name": "mine", "facilitatorAddress": "0xabc"}))
+        );
+        let mut bare = requirements.clone();
+        bare.extra = None;
+        copy_kind_extra(&mut bare, Some(&advertised));
+        assert_eq!(bare.extra.unwrap()["name"], "theirs");
+        let mut untouched = requirements.clone();
+        copy_kind_extra(&mut untouched, None);
+        assert_eq!(untouched, requirements);
+    }
+}
