@@ -12,6 +12,7 @@ pub mod catalog;
 pub mod config;
 mod http;
 pub mod jobs;
+pub mod pricing;
 pub mod services;
 pub mod task;
 

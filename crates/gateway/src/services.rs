@@ -202,11 +202,7 @@ fn catalog_entry(offered: &Offered, decimals: u8) -> CatalogEntry {
             per: def.unit.label().into(),
             price_usd: offered.price.as_str().into(),
         },
-        default_cost_usd: offered
-            .price
-            .scaled_to_atomic(decimals, def.unit.per(), def.unit.per())
-            .map(|a| a.to_human(decimals))
-            .unwrap_or_default(),
+        default_cost_usd: crate::pricing::cost_usd(offered, def.unit.per(), decimals),
         models: offered.model().into_iter().collect(),
         backend: match def.backend {
             BackendKind::Chat => "upstream",

@@ -118,3 +118,127 @@ impl Upstream {
         Ok(ChatAnswer::Complete(body))
     }
 }
+
+// ---------------------------------------------------------------------------------------
+// The llm-* services: input, billing units, run.
+
+/// Default `max_tokens` for LLM requests that do not say; part of the price.
+pub const DEFAULT_MAX_TOKENS: u64 = 512;
+/// The most `max_tokens` one request may ask for.
+pub const MAX_MAX_TOKENS: u64 = 32_768;
+
+/// A chat completion for an upstream: billed by the prompt's estimated tokens plus
+/// `max_tokens`.
+#[derive(Debug)]
+pub struct ChatJob {
+    /// The OpenAI request, `max_tokens` set to what was paid for.
+    pub request: Value,
+    /// The upstream.
+    pub upstream: Upstream,
+    /// The billed tokens.
+    pub tokens: u64,
+}
+
+impl ChatJob {
+    /// Reads a GPU-Bridge `/run` input (`prompt` or `messages`) or an OpenAI request for
+    /// `upstream`; `force_stream` for services that always stream.
+    pub fn prepare(
+        input: &Value,
+        upstream: Upstream,
+        force_stream: bool,
+    ) -> Result<Self, x402_paywall::Rejection> {
+        let (request, tokens) = chat_request(input, force_stream)?;
+        Ok(Self {
+            request,
+            upstream,
+            tokens,
+        })
+    }
+
+    /// Whether the answer is an event stream.
+    pub fn streams(&self) -> bool {
+        self.request["stream"] == Value::Bool(true)
+    }
+
+    /// Asks the upstream.
+    pub async fn run(&self) -> Result<ChatAnswer, BackendError> {
+        self.upstream.chat(self.request.clone()).await
+    }
+}
+
+/// An OpenAI chat request from `/run` input (`prompt` or `messages`), with `max_tokens` set,
+/// and the tokens it is billed for: the prompt estimated at 4 characters per token, plus
+/// `max_tokens` (the most the answer may use).
+pub fn chat_request(
+    input: &Value,
+    force_stream: bool,
+) -> Result<(Value, u64), x402_paywall::Rejection> {
+    use super::input::{bad, string_field};
+    use serde_json::json;
+    let messages = match (input.get("messages"), string_field(input, "prompt")?) {
+        (Some(Value::Array(messages)), _) if !messages.is_empty() => {
+            for (i, m) in messages.iter().enumerate() {
+                if m.get("role").and_then(Value::as_str).is_none() || m.get("content").is_none() {
+                    return Err(bad(format!("messages[{i}] needs a role and content")));
+                }
+            }
+            Value::Array(messages.clone())
+        }
+        (Some(_), _) => return Err(bad("messages must be a non-empty array of {role, content}")),
+        (None, Some(prompt)) if !prompt.trim().is_empty() => {
+            let mut messages = Vec::new();
+            if let Some(system) = string_field(input, "system")? {
+                messages.push(json!({"role": "system", "content": system}));
+            }
+            messages.push(json!({"role": "user", "content": prompt}));
+            Value::Array(messages)
+        }
+        _ => {
+            return Err(bad(
+                "input.prompt (a string) or input.messages (an array) is required",
+            ));
+        }
+    };
+    let max_tokens = match input
+        .get("max_tokens")
+        .or_else(|| input.get("max_completion_tokens"))
+    {
+        None | Some(Value::Null) => DEFAULT_MAX_TOKENS,
+        Some(v) => v
+            .as_u64()
+            .filter(|n| (1..=MAX_MAX_TOKENS).contains(n))
+            .ok_or_else(|| {
+                bad(format!(
+                    "max_tokens must be an integer from 1 to {MAX_MAX_TOKENS}"
+                ))
+            })?,
+    };
+    let prompt_chars = messages.to_string().chars().count() as u64;
+    let tokens = prompt_chars.div_ceil(4) + max_tokens;
+    let mut request = serde_json::Map::new();
+    for key in [
+        "temperature",
+        "top_p",
+        "stop",
+        "seed",
+        "presence_penalty",
+        "frequency_penalty",
+        "response_format",
+        "tools",
+        "tool_choice",
+        "user",
+    ] {
+        if let Some(v) = input.get(key) {
+            request.insert(key.to_owned(), v.clone());
+        }
+    }
+    request.insert("messages".into(), messages);
+    request.insert("max_tokens".into(), json!(max_tokens));
+    let stream = force_stream
+        || input
+            .get("stream")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+    request.insert("stream".into(), json!(stream));
+    Ok((Value::Object(request), tokens))
+}

@@ -139,6 +139,76 @@ fn html(bytes: &[u8]) -> Result<String, BackendError> {
         .map_err(|e| BackendError::BadInput(format!("not readable HTML: {e}")))
 }
 
+// ---------------------------------------------------------------------------------------
+// The pdf-parse service: input, billing units, run.
+
+/// A document to read, checked to be one of the three formats: billed per document.
+#[derive(Debug)]
+pub struct ParseJob {
+    /// The file.
+    pub bytes: Vec<u8>,
+    /// Its format.
+    pub format: Format,
+}
+
+impl ParseJob {
+    /// Reads `input.html` or the base64 file in `input.file_base64` (or `document_base64`,
+    /// `data_base64`), named by `input.filename` / `input.content_type`. An unreadable PDF is
+    /// refused here, before payment.
+    pub fn prepare(input: &serde_json::Value) -> Result<Self, x402_paywall::Rejection> {
+        use super::input::{bad, off_the_async_workers};
+        let (bytes, declared) = document_bytes(input)?;
+        let format = Format::detect(&bytes, declared.as_deref()).ok_or_else(|| {
+            bad("the document is not a PDF, DOCX or HTML file (checked by its first bytes)")
+        })?;
+        if format == Format::Pdf {
+            off_the_async_workers(|| pdf_pages(&bytes)).map_err(|e| bad(e.to_string()))?;
+        }
+        Ok(Self { bytes, format })
+    }
+
+    /// Extracts the text (call on the blocking pool).
+    pub fn run(&self) -> Result<Parsed, BackendError> {
+        parse(&self.bytes, self.format)
+    }
+}
+
+fn document_bytes(
+    input: &serde_json::Value,
+) -> Result<(Vec<u8>, Option<String>), x402_paywall::Rejection> {
+    use super::input::{bad, string_field};
+    use base64::Engine;
+    let declared = string_field(input, "filename")?
+        .or(string_field(input, "content_type")?)
+        .map(str::to_owned);
+    if let Some(html) = string_field(input, "html")? {
+        return Ok((html.as_bytes().to_vec(), Some("text/html".to_owned())));
+    }
+    for field in ["file_base64", "document_base64", "data_base64"] {
+        if let Some(encoded) = string_field(input, field)? {
+            let encoded = encoded
+                .split_once(";base64,")
+                .map_or(encoded, |(_, data)| data)
+                .trim();
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(encoded)
+                .map_err(|e| bad(format!("input.{field} is not valid base64: {e}")))?;
+            if bytes.is_empty() {
+                return Err(bad(format!("input.{field} is empty")));
+            }
+            return Ok((bytes, declared));
+        }
+    }
+    if input.get("url").is_some() || input.get("file_url").is_some() {
+        return Err(bad(
+            "documents by URL are not fetched by this gateway; send the file as input.file_base64",
+        ));
+    }
+    Err(bad(
+        "input.file_base64 (a base64 PDF, DOCX or HTML file) or input.html is required",
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -144,3 +144,135 @@ fn load_weights(path: &Path, device: &Device) -> Result<VarBuilder<'static>, Str
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
 }
+
+// ---------------------------------------------------------------------------------------
+// The embed and rerank services: input, billing units, run.
+
+/// Texts to embed, checked and counted: billed by their tokens.
+#[derive(Debug)]
+pub struct EmbedJob {
+    /// The texts.
+    pub texts: Vec<String>,
+    /// Whether one text was given as a string (answered with one vector).
+    pub single: bool,
+    /// Tokens embedded: the billed units.
+    pub tokens: u64,
+}
+
+/// Vectors, in the order of the texts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Embeddings {
+    /// One vector per text.
+    pub vectors: Vec<Vec<f32>>,
+    /// Whether one text was given as a string.
+    pub single: bool,
+    /// Tokens embedded.
+    pub tokens: u64,
+}
+
+impl EmbedJob {
+    /// Reads `input.text`, `input.texts` or `input.input` and counts its tokens.
+    pub fn prepare(
+        input: &serde_json::Value,
+        model: &Result<std::sync::Arc<MiniLm>, String>,
+        limits: &crate::config::GatewayLimits,
+    ) -> Result<Self, x402_paywall::Rejection> {
+        use super::input::{bad, off_the_async_workers, text_list};
+        let value = input
+            .get("texts")
+            .or_else(|| input.get("text"))
+            .or_else(|| input.get("input"))
+            .ok_or_else(|| {
+                bad("input.text (a string) or input.texts (an array of strings) is required")
+            })?;
+        let texts = text_list(value, "input.text", limits)?;
+        let model = model
+            .as_ref()
+            .map_err(|why| bad(format!("embeddings are unavailable: {why}")))?;
+        let tokens =
+            off_the_async_workers(|| model.count_tokens(&texts)).map_err(|e| bad(e.to_string()))?;
+        Ok(Self {
+            texts,
+            single: value.is_string(),
+            tokens: tokens.max(1) as u64,
+        })
+    }
+
+    /// Embeds the texts (call on the blocking pool).
+    pub fn run(&self, model: &MiniLm) -> Result<Embeddings, BackendError> {
+        Ok(Embeddings {
+            vectors: model.embed(&self.texts)?,
+            single: self.single,
+            tokens: self.tokens,
+        })
+    }
+}
+
+/// Documents to rank against a query: billed per query.
+#[derive(Debug)]
+pub struct RerankJob {
+    /// The query.
+    pub query: String,
+    /// The candidates.
+    pub documents: Vec<String>,
+    /// How many results to return.
+    pub top_n: Option<usize>,
+}
+
+impl RerankJob {
+    /// Reads `input.query`, `input.documents` and `input.top_n`.
+    pub fn prepare(
+        input: &serde_json::Value,
+        limits: &crate::config::GatewayLimits,
+    ) -> Result<Self, x402_paywall::Rejection> {
+        use super::input::{bad, required_text, text_list};
+        let query = required_text(input, "query")?;
+        let documents = text_list(
+            input
+                .get("documents")
+                .ok_or_else(|| bad("input.documents (an array of strings) is required"))?,
+            "input.documents",
+            limits,
+        )?;
+        let top_n = match input.get("top_n") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .filter(|n| *n > 0)
+                    .ok_or_else(|| bad("input.top_n must be a positive integer"))?
+                    as usize,
+            ),
+        };
+        Ok(Self {
+            query,
+            documents,
+            top_n,
+        })
+    }
+
+    /// Ranks the documents by cosine similarity to the query (call on the blocking pool).
+    pub fn run(&self, model: &MiniLm) -> Result<serde_json::Value, BackendError> {
+        let mut texts = Vec::with_capacity(self.documents.len() + 1);
+        texts.push(self.query.clone());
+        texts.extend(self.documents.iter().cloned());
+        let vectors = model.embed(&texts)?;
+        let mut results: Vec<(usize, f32)> = vectors[1..]
+            .iter()
+            .enumerate()
+            .map(|(i, v)| (i, cosine(&vectors[0], v)))
+            .collect();
+        results.sort_by(|a, b| b.1.total_cmp(&a.1));
+        results.truncate(self.top_n.unwrap_or(results.len()));
+        let results: Vec<serde_json::Value> = results
+            .into_iter()
+            .map(|(index, score)| {
+                serde_json::json!({"index": index, "score": score, "text": self.documents[index]})
+            })
+            .collect();
+        Ok(serde_json::json!({
+            "results": results,
+            "model": MODEL_NAME,
+            "method": "bi-encoder cosine similarity (not a cross-encoder)",
+        }))
+    }
+}

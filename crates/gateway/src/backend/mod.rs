@@ -3,6 +3,7 @@
 pub mod chat;
 pub mod documents;
 pub mod embed;
+pub mod input;
 pub mod speech;
 
 /// Why a backend could not produce a result.

@@ -182,6 +182,73 @@ fn fix_wav_sizes(wav: &mut [u8]) -> Result<(u32, f64), BackendError> {
     Err(bad())
 }
 
+// ---------------------------------------------------------------------------------------
+// The tts-fast service: input, billing units, run.
+
+/// Text to speak: billed per character.
+#[derive(Debug)]
+pub struct SpeakJob {
+    /// The text.
+    pub text: String,
+    /// The voice asked for.
+    pub voice: Option<String>,
+    /// Words per minute.
+    pub speed: Option<u32>,
+}
+
+impl SpeakJob {
+    /// Reads `input.text`, `input.voice` and `input.speed` (words per minute, 80 to 450).
+    pub fn prepare(
+        input: &serde_json::Value,
+        limits: &crate::config::GatewayLimits,
+    ) -> Result<Self, x402_paywall::Rejection> {
+        use super::input::{bad, required_text, string_field};
+        let text = required_text(input, "text")?;
+        let chars = text.chars().count();
+        if chars > limits.max_text_chars {
+            return Err(bad(format!(
+                "input.text has {chars} characters; at most {}",
+                limits.max_text_chars
+            )));
+        }
+        let voice = string_field(input, "voice")?.map(str::to_owned);
+        let speed = match input.get("speed") {
+            None | Some(serde_json::Value::Null) => None,
+            Some(v) => Some(
+                v.as_u64()
+                    .filter(|s| (80..=450).contains(s))
+                    .ok_or_else(|| bad("input.speed must be words per minute between 80 and 450"))?
+                    as u32,
+            ),
+        };
+        Ok(Self { text, voice, speed })
+    }
+
+    /// Characters spoken: the billed units.
+    pub fn characters(&self) -> u64 {
+        self.text.chars().count() as u64
+    }
+
+    /// Speaks the text: the WAV in base64 with its format.
+    pub async fn run(&self, espeak: &Espeak) -> Result<serde_json::Value, BackendError> {
+        use base64::Engine;
+        let speech = espeak
+            .speak(&self.text, self.voice.as_deref(), self.speed)
+            .await?;
+        let mut output = serde_json::json!({
+            "audio_base64": base64::engine::general_purpose::STANDARD.encode(&speech.wav),
+            "content_type": "audio/wav",
+            "sample_rate": speech.sample_rate,
+            "duration_seconds": (speech.duration_seconds * 1000.0).round() / 1000.0,
+            "voice": speech.voice,
+        });
+        if let Some(notice) = speech.notice {
+            output["output_notice"] = serde_json::Value::String(notice);
+        }
+        Ok(output)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

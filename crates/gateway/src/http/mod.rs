@@ -1,0 +1,241 @@
+//! The gateway's HTTP API: GPU-Bridge's `/run`, `/status/{id}`, `/catalog`,
+//! `/catalog/estimate`, and OpenAI's `/v1/embeddings`, `/v1/chat/completions`, `/v1/models`.
+//! Paid routes sit behind the paywall, priced from the request body before any work.
+//!
+//! This module holds the router, the error answers and the GPU-Bridge and free handlers;
+//! [`quote`] prices requests before payment, [`job_runner`] runs paid jobs in the background
+//! and after a restart, [`openai`] answers the OpenAI routes.
+
+mod job_runner;
+mod openai;
+mod quote;
+
+pub(crate) use job_runner::resume_jobs;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+use x402_gateway_api::{ApiError, Catalog, JobAccepted, JobStatus, RunCompleted};
+use x402_paywall::{Paid, Paywall, Rejection, RoutePrice};
+
+use crate::backend::BackendError;
+use crate::backend::chat::ChatAnswer;
+use crate::backend::embed::MODEL_NAME;
+use crate::catalog::BackendKind;
+use crate::config::GatewayLimits;
+use crate::jobs::{self, JobOutcome, JobRecord, JobStoreError, Jobs, NewJob};
+use crate::pricing;
+use crate::services::{Backends, Registry};
+use crate::task::{self, Output, Prepared};
+
+/// What the handlers share.
+#[derive(Debug)]
+pub struct AppState {
+    /// Services, prices, availability.
+    pub registry: Registry,
+    /// Local backends.
+    pub backends: Backends,
+    /// Input limits.
+    pub limits: GatewayLimits,
+    /// Long jobs.
+    pub jobs: Jobs,
+    /// Decimals of the preferred asset, for USD figures.
+    pub decimals: u8,
+}
+
+/// The router: free discovery routes and paid service routes.
+pub(crate) fn router(state: Arc<AppState>, paywall: &Paywall) -> Router {
+    let run_price = {
+        let state = state.clone();
+        RoutePrice::computed(move |parts, body| quote::quote_run(&state, &parts.headers, body))
+            .description("A GPU-Bridge-compatible AI service call")
+    };
+    let embeddings_price = {
+        let state = state.clone();
+        RoutePrice::computed(move |_, body| quote::quote_openai_embeddings(&state, body))
+            .description("OpenAI-compatible embeddings (all-MiniLM-L6-v2)")
+    };
+    let chat_price = {
+        let state = state.clone();
+        RoutePrice::computed(move |_, body| quote::quote_openai_chat(&state, body))
+            .description("OpenAI-compatible chat completions")
+    };
+    Router::new()
+        .route("/run", post(run).layer(paywall.layer(run_price)))
+        .route(
+            "/v1/embeddings",
+            post(openai::openai_embeddings).layer(paywall.layer(embeddings_price)),
+        )
+        .route(
+            "/v1/chat/completions",
+            post(openai::openai_chat).layer(paywall.layer(chat_price)),
+        )
+        .route("/catalog", get(catalog))
+        .route("/catalog/estimate", get(estimate))
+        .route("/status/{job_id}", get(status))
+        .route("/v1/models", get(models))
+        .route("/health", get(health))
+        .with_state(state)
+}
+
+// ---------------------------------------------------------------------------------------
+// Errors: every failure after payment was verified maps to a status here, in one place. A
+// status >= 400 means the paywall does not settle: the client is not charged.
+
+pub(super) fn backend_error(error: &BackendError) -> Response {
+    let (status, message) = match error {
+        BackendError::BadInput(m) => (StatusCode::BAD_REQUEST, m.clone()),
+        BackendError::Unavailable(m) => (StatusCode::SERVICE_UNAVAILABLE, m.clone()),
+        BackendError::Upstream(m) => (StatusCode::BAD_GATEWAY, m.clone()),
+        BackendError::Failed(m) => {
+            tracing::error!(error = %m, "backend failed");
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the service failed on this input; you were not charged".to_owned(),
+            )
+        }
+    };
+    let body = ApiError {
+        charged: Some(false),
+        ..ApiError::new(message)
+    };
+    (status, Json(body)).into_response()
+}
+
+/// An API error answer.
+pub(super) fn refuse(status: StatusCode, error: ApiError) -> Response {
+    (status, Json(error)).into_response()
+}
+
+pub(super) fn not_found(what: String) -> Response {
+    refuse(StatusCode::NOT_FOUND, ApiError::new(what))
+}
+
+// ---------------------------------------------------------------------------------------
+// Paid handlers.
+
+pub(super) async fn run(
+    State(state): State<Arc<AppState>>,
+    Extension(prepared): Extension<Prepared>,
+    Extension(paid): Extension<Paid>,
+) -> Response {
+    if prepared.as_job {
+        return job_runner::start_job(&state, prepared, &paid).await;
+    }
+    match task::run(prepared.task.clone(), &state.backends).await {
+        Ok(output) => match output.gpu_bridge() {
+            Ok(output) => completed(&prepared, output, &paid),
+            Err(stream) => openai::event_stream(stream),
+        },
+        Err(error) => backend_error(&error),
+    }
+}
+
+pub(super) fn completed(prepared: &Prepared, output: Value, paid: &Paid) -> Response {
+    Json(RunCompleted {
+        id: format!("run_{}", uuid::Uuid::new_v4().simple()),
+        status: JobStatus::Completed,
+        service: prepared.service.to_owned(),
+        output,
+        cost_usd: paid.amount_human(),
+        payer: paid.payer().to_owned(),
+    })
+    .into_response()
+}
+
+// ---------------------------------------------------------------------------------------
+// Free routes.
+
+async fn catalog(State(state): State<Arc<AppState>>) -> Json<Catalog> {
+    let mut catalog = state.registry.catalog(state.decimals);
+    catalog.jobs = Some(jobs::policy(state.jobs.max_attempts()));
+    Json(catalog)
+}
+
+async fn estimate(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let Some(key) = query.get("service") else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            ApiError::new("?service= is required"),
+        );
+    };
+    let Some(offered) = state.registry.get(key) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            ApiError {
+                available_services: Some(
+                    state
+                        .registry
+                        .available_keys()
+                        .into_iter()
+                        .map(str::to_owned)
+                        .collect(),
+                ),
+                ..ApiError::new(format!("unknown service {key:?}"))
+            },
+        );
+    };
+    match pricing::estimate(offered, &query, &state.backends, state.decimals) {
+        Ok(estimate) => Json(estimate).into_response(),
+        Err(message) => refuse(StatusCode::BAD_REQUEST, ApiError::new(message)),
+    }
+}
+
+async fn status(State(state): State<Arc<AppState>>, Path(job_id): Path<String>) -> Response {
+    match state.jobs.view(&job_id).await {
+        Ok(Some(view)) => Json(view).into_response(),
+        Ok(None) => not_found(format!(
+            "no job {job_id:?} (unknown, or finished more than {} s ago)",
+            state.limits.job_ttl_seconds
+        )),
+        Err(error) => {
+            tracing::error!(%error, job = %job_id, "cannot read the job store");
+            refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                ApiError::new("job status is unavailable right now; try again"),
+            )
+        }
+    }
+}
+
+async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let mut data = Vec::new();
+    if state.backends.embeddings.is_ok() {
+        data.push(json!({"id": MODEL_NAME, "object": "model", "owned_by": "local"}));
+    }
+    for offered in state
+        .registry
+        .all()
+        .filter(|o| o.def.backend == BackendKind::Chat && o.available.is_ok())
+    {
+        data.push(json!({"id": offered.def.key, "object": "model", "owned_by": "upstream"}));
+    }
+    Json(json!({"object": "list", "data": data}))
+}
+
+async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let status = |r: Result<(), &String>| match r {
+        Ok(()) => json!({"ok": true}),
+        Err(why) => json!({"ok": false, "error": why}),
+    };
+    Json(json!({
+        "status": "ok",
+        "available_services": state.registry.available_keys().len(),
+        "backends": {
+            "embeddings": status(state.backends.embeddings.as_ref().map(|_| ())),
+            "speech": status(state.backends.speech.as_ref().map(|_| ())),
+        },
+    }))
+}
