@@ -153,12 +153,8 @@ pub(crate) async fn run(args: GatewayBench) -> anyhow::Result<()> {
         x402_facilitator::start(&facilitator_config, devnet.facilitator().signer.clone()).await?;
     let in_process: Arc<dyn Facilitator> = Arc::new(facilitator.service().clone());
 
-    let gateway_config = x402_gateway::GatewayConfig::parse(&x402_cli::stack::gateway_toml(
-        &devnet,
-        0,
-        &args.models_dir,
-        &dir.join("gateway-jobs.db"),
-    ))?;
+    let gateway_config =
+        x402_cli::stack::gateway_config(&devnet, 0, &args.models_dir, &dir.join("gateway-jobs.db"));
     let gateway = x402_gateway::start(&gateway_config, Some(in_process.clone())).await?;
 
     // The same one-line handler, unpaid and paywalled.

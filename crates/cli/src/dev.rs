@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use x402_cli::stack::{DevState, devnet_config, facilitator_config, gateway_toml};
+use x402_cli::stack::{DevState, devnet_config, facilitator_config};
 use x402_devnet::Devnet;
 
 use crate::signals::wait_for_shutdown;
@@ -146,7 +146,7 @@ fn known_chain_id(text: &str) -> Result<u64, String> {
 
 /// The gateway's config for the dev chain: paid in the devnet's USDC to its payee.
 fn gateway_config(args: &DevArgs, devnet: &Devnet) -> anyhow::Result<x402_gateway::GatewayConfig> {
-    let mut text = gateway_toml(
+    let mut config = x402_cli::stack::gateway_config(
         devnet,
         args.gateway_port,
         &args.models_dir,
@@ -154,15 +154,22 @@ fn gateway_config(args: &DevArgs, devnet: &Devnet) -> anyhow::Result<x402_gatewa
     );
     if let (Some(base_url), Some(model)) = (&args.llm_base_url, &args.llm_model) {
         for service in ["llm-4090", "llm-a100", "llm-l4", "code-4090", "llm-stream"] {
-            text.push_str(&format!(
-                "\n[services.{service}.upstream]\nbase_url = {base_url:?}\nmodel = {model:?}\n"
-            ));
-            if let Some(var) = &args.llm_api_key_env {
-                text.push_str(&format!("api_key_env = {var:?}\n"));
-            }
+            let upstream = x402_gateway::UpstreamConfig {
+                base_url: base_url.clone(),
+                model: model.clone(),
+                api_key_env: args.llm_api_key_env.clone(),
+            };
+            config.services.insert(
+                service.to_owned(),
+                x402_gateway::ServiceConfig {
+                    upstream: Some(upstream),
+                    ..Default::default()
+                },
+            );
         }
     }
-    x402_gateway::GatewayConfig::parse(&text).context("building the gateway config")
+    config.check().context("building the gateway config")?;
+    Ok(config)
 }
 
 /// Writes through a temporary file and a rename, so readers never see half a file.

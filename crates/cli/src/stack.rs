@@ -113,23 +113,30 @@ pub fn facilitator_config(
     }
 }
 
-/// Gateway TOML for `devnet`: listening on `port`, paid in its USDC to its payee, recording
-/// jobs in `jobs_db`.
-pub fn gateway_toml(devnet: &Devnet, port: u16, models_dir: &Path, jobs_db: &Path) -> String {
+/// The gateway's config for `devnet`: listening on `port`, paid in the devnet's token to its
+/// payee, models from `models_dir`, jobs recorded in `jobs_db`.
+pub fn gateway_config(
+    devnet: &Devnet,
+    port: u16,
+    models_dir: &Path,
+    jobs_db: &Path,
+) -> x402_gateway::GatewayConfig {
     let token = devnet.token();
-    format!(
-        "listen = \"127.0.0.1:{port}\"\nmodels_dir = {models:?}\njobs_db = {jobs_db:?}\n\n[payment]\npay_to = \"{pay_to}\"\n\n\
-         [[payment.accepts]]\nnetwork = \"{network}\"\nasset = \"{asset}\"\ndecimals = {decimals}\n\
-         name = {name:?}\nversion = {version:?}\n",
-        models = models_dir.display().to_string(),
-        jobs_db = jobs_db.display().to_string(),
-        pay_to = devnet.pay_to().address.to_checksum(None),
-        network = devnet.network(),
-        asset = token.address.to_checksum(None),
-        decimals = token.decimals,
-        name = token.name,
-        version = token.version,
-    )
+    let accept = x402_gateway::AcceptConfig {
+        network: devnet.network(),
+        asset: token.address.to_checksum(None),
+        decimals: token.decimals,
+        name: token.name.clone(),
+        version: token.version.clone(),
+    };
+    let payment =
+        x402_gateway::PaymentConfig::new(devnet.pay_to().address.to_checksum(None), vec![accept]);
+    x402_gateway::GatewayConfig {
+        listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
+        models_dir: models_dir.to_owned(),
+        jobs_db: jobs_db.to_owned(),
+        ..x402_gateway::GatewayConfig::new(payment)
+    }
 }
 
 #[cfg(test)]

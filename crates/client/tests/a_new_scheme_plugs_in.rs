@@ -145,14 +145,8 @@ impl Facilitator for ToyFacilitator {
             balances.insert(payer.clone(), held - amount);
             *balances.entry(pay_to).or_default() += amount;
             Ok(SettleResponse {
-                success: true,
-                error_reason: None,
-                error_message: None,
-                payer: Some(payer),
-                transaction: format!("toy-tx-{nonce}"),
-                network,
                 amount: Some(TokenAmount::from_atomic(u128::from(amount))),
-                extensions: None,
+                ..SettleResponse::success(network, Some(payer), format!("toy-tx-{nonce}"))
             })
         })
     }

@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use x402_proto::{
-    BoxFuture, Facilitator, FacilitatorError, IdempotencyKey, PaymentRequest, ReasonCode, Scheme,
-    SettleResponse, SupportedKind, SupportedResponse, VerifyResponse,
+    BoxFuture, Facilitator, FacilitatorError, IdempotencyKey, Network, PaymentRequest, ReasonCode,
+    Scheme, SettleResponse, SupportedKind, SupportedResponse, VerifyResponse,
 };
 
 use crate::error::{SettleError, VerifyError};
@@ -33,6 +33,23 @@ impl ExactEvmFacilitator {
     pub fn scheme(&self) -> &ExactEvmScheme {
         &self.scheme
     }
+}
+
+/// What `exact` on `network` is served as: v2 under its CAIP-2 name, and v1 under its v1
+/// name when it has one.
+pub fn exact_kinds(network: &Network) -> Vec<SupportedKind> {
+    let v2 = SupportedKind {
+        x402_version: 2,
+        scheme: Scheme::EXACT,
+        network: network.clone(),
+        extra: None,
+    };
+    let v1 = network.to_v1_name().map(|v1_name| SupportedKind {
+        x402_version: 1,
+        network: v1_name,
+        ..v2.clone()
+    });
+    std::iter::once(v2).chain(v1).collect()
 }
 
 /// The payer named in a request, as the client wrote it, for answers about refused payments.
@@ -96,16 +113,11 @@ impl Facilitator for ExactEvmFacilitator {
             };
             let payer = payment.payer().to_checksum(None);
             match self.scheme.settle(payment).await {
-                Ok(settlement) => Ok(SettleResponse {
-                    success: true,
-                    error_reason: None,
-                    error_message: None,
-                    payer: Some(payer),
-                    transaction: settlement.tx_hash.to_string(),
+                Ok(settlement) => Ok(SettleResponse::success(
                     network,
-                    amount: None,
-                    extensions: None,
-                }),
+                    Some(payer),
+                    settlement.tx_hash.to_string(),
+                )),
                 Err(error @ SettleError::ChainUnavailable { .. }) => {
                     Err(FacilitatorError::Unavailable(error.to_string()))
                 }
@@ -122,21 +134,7 @@ impl Facilitator for ExactEvmFacilitator {
 
     fn supported(&self) -> BoxFuture<'_, Result<SupportedResponse, FacilitatorError>> {
         Box::pin(async move {
-            let network = self.scheme.network();
-            let mut kinds = vec![SupportedKind {
-                x402_version: 2,
-                scheme: Scheme::EXACT,
-                network: network.clone(),
-                extra: None,
-            }];
-            if let Some(v1_name) = network.to_v1_name() {
-                kinds.push(SupportedKind {
-                    x402_version: 1,
-                    scheme: Scheme::EXACT,
-                    network: v1_name,
-                    extra: None,
-                });
-            }
+            let kinds = exact_kinds(self.scheme.network());
             let signers = BTreeMap::from([(
                 "eip155:*".to_owned(),
                 vec![self.scheme.signer_address().to_checksum(None)],

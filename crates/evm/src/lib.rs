@@ -25,7 +25,7 @@ pub use assets::{AssetInfo, default_asset, default_assets};
 pub use chain::{ChainConfig, FeeBumpPolicy, GWEI, PollBackoff, poll_interval_for};
 pub use client::{ExactEvmClient, SignError, sign_exact, sign_payment, sign_payment_v1};
 pub use error::{SettleError, VerifyError};
-pub use facilitator::{ExactEvmFacilitator, claimed_payer, verify_refusal};
+pub use facilitator::{ExactEvmFacilitator, claimed_payer, exact_kinds, verify_refusal};
 pub use node_error::NodeRefusal;
 pub use payload::{Authorization, ExactEvmPayload, authorization_digest, eip712_domain};
 pub use scheme::{ChainHealth, ExactEvmScheme, Settlement, VerifiedPayment};

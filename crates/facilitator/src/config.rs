@@ -12,7 +12,7 @@ use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
 use serde::Deserialize;
 use x402_evm::{AssetInfo, FeeBumpPolicy, GWEI, default_assets};
-use x402_proto::Network;
+use x402_proto::{Network, Secret};
 
 /// The environment prefix of config overrides.
 pub const ENV_PREFIX: &str = "X402_FACILITATOR__";
@@ -89,22 +89,11 @@ impl Default for SignerConfig {
 }
 
 /// Access control for `/verify` and `/settle`.
-#[derive(Clone, Default, Deserialize)]
+#[derive(Clone, Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct AuthConfig {
     /// When set, requests must carry `Authorization: Bearer <token>`.
-    pub bearer_token: Option<String>,
-}
-
-impl std::fmt::Debug for AuthConfig {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuthConfig")
-            .field(
-                "bearer_token",
-                &self.bearer_token.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
-    }
+    pub bearer_token: Option<Secret>,
 }
 
 /// Limits and timeouts.
@@ -384,7 +373,12 @@ impl FacilitatorConfig {
                 "facilitator config: limits.settle_wait_ms and limits.request_timeout_ms must be positive",
             ));
         }
-        if self.auth.bearer_token.as_deref() == Some("") {
+        if self
+            .auth
+            .bearer_token
+            .as_ref()
+            .is_some_and(Secret::is_empty)
+        {
             return Err(invalid(
                 "facilitator config: auth.bearer_token is empty; remove it or set a token",
             ));
@@ -667,7 +661,10 @@ max_fee_per_gas_cap_gwei = 0
         assert_eq!(config.listen.port(), 9000);
         assert_eq!(config.limits.settle_wait_ms, 1500);
         assert_eq!(config.networks[0].rpc_url.as_str(), "http://10.0.0.1:8545/");
-        assert_eq!(config.auth.bearer_token.as_deref(), Some("s3cret"));
+        assert_eq!(
+            config.auth.bearer_token.as_ref().map(Secret::expose),
+            Some("s3cret")
+        );
         assert!(!format!("{config:?}").contains("s3cret"));
         let error = parse(MINIMAL, &[("X402_FACILITATOR__LIMITS__TYPO", "1")]).unwrap_err();
         assert!(error.to_string().contains("typo"), "{error}");

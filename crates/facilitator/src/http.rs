@@ -12,33 +12,20 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::json;
 use x402_proto::{
-    FacilitatorError, IdempotencyKey, PaymentRequest, ReasonCode, headers as x402_headers,
+    FacilitatorError, IdempotencyKey, PaymentRequest, ReasonCode, Secret, headers as x402_headers,
 };
 
 use crate::service::FacilitatorService;
 
 /// How the HTTP layer behaves.
-#[derive(Clone, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct HttpOptions {
     /// When set, `/verify` and `/settle` need `Authorization: Bearer <token>`.
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<Secret>,
     /// The largest body accepted.
     pub max_body_bytes: usize,
     /// How long any request may take.
     pub request_timeout: Duration,
-}
-
-impl std::fmt::Debug for HttpOptions {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HttpOptions")
-            .field(
-                "bearer_token",
-                &self.bearer_token.as_ref().map(|_| "<redacted>"),
-            )
-            .field("max_body_bytes", &self.max_body_bytes)
-            .field("request_timeout", &self.request_timeout)
-            .finish()
-    }
 }
 
 /// How long `/health` waits for each chain.
@@ -52,7 +39,7 @@ pub fn router(service: FacilitatorService, options: HttpOptions) -> Router {
         .route("/settle", post(settle))
         .route_layer(middleware::from_fn(move |request: Request, next: Next| {
             let token = token.clone();
-            async move { require_token(token.as_deref(), request, next).await }
+            async move { require_token(token.as_ref().map(Secret::expose), request, next).await }
         }));
     Router::new()
         .merge(paid)

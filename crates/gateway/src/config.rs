@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
-use x402_proto::{Network, Price};
+use x402_proto::{Network, Price, Secret};
 
 use crate::catalog::{self, BackendKind};
 
@@ -98,7 +98,7 @@ pub struct FacilitatorRef {
     pub url: String,
     /// Sent as `Authorization: Bearer …` when the facilitator requires it.
     #[serde(default)]
-    pub bearer_token: Option<String>,
+    pub bearer_token: Option<Secret>,
     /// Per-call timeout, longer than a block time (default 60 000).
     #[serde(default = "default_facilitator_timeout_ms")]
     pub timeout_ms: u64,
@@ -132,6 +132,20 @@ pub struct PaymentConfig {
     pub require_payment_identifier: bool,
 }
 
+impl PaymentConfig {
+    /// Payments to `pay_to` in `accepts`, every other setting at its default.
+    pub fn new(pay_to: impl Into<String>, accepts: Vec<AcceptConfig>) -> Self {
+        Self {
+            pay_to: pay_to.into(),
+            max_timeout_seconds: default_max_timeout_seconds(),
+            accepts,
+            paid_response_ttl_seconds: default_paid_response_ttl_seconds(),
+            paid_response_cache_bytes: default_paid_response_cache_bytes(),
+            require_payment_identifier: false,
+        }
+    }
+}
+
 fn default_max_timeout_seconds() -> u64 {
     300
 }
@@ -147,7 +161,7 @@ fn default_paid_response_cache_bytes() -> usize {
 #[serde(deny_unknown_fields)]
 pub struct AcceptConfig {
     /// CAIP-2 network (`eip155:8453`).
-    pub network: String,
+    pub network: Network,
     /// Token address.
     pub asset: String,
     /// Token decimals (default 6, as USDC).
@@ -213,7 +227,7 @@ impl Default for GatewayLimits {
 pub struct ServiceConfig {
     /// Price per unit in USD, replacing the catalog default (`"0.0002"`).
     #[serde(default)]
-    pub price: Option<String>,
+    pub price: Option<Price>,
     /// `false` lists the service as unavailable.
     #[serde(default = "yes")]
     pub enabled: bool,
@@ -250,6 +264,22 @@ pub struct UpstreamConfig {
 }
 
 impl GatewayConfig {
+    /// A gateway paid as `payment` says, every other setting at its default (as a config
+    /// file with only a `[payment]` table); [`GatewayConfig::check`] it once built.
+    pub fn new(payment: PaymentConfig) -> Self {
+        Self {
+            listen: default_listen(),
+            public_url: None,
+            models_dir: default_models_dir(),
+            tts_program: default_tts_program(),
+            jobs_db: default_jobs_db(),
+            facilitator: None,
+            payment,
+            limits: GatewayLimits::default(),
+            services: BTreeMap::new(),
+        }
+    }
+
     /// Reads and checks `path`.
     pub fn load(path: &Path) -> Result<Self, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
@@ -285,10 +315,7 @@ impl GatewayConfig {
         }
         for (i, accept) in self.payment.accepts.iter().enumerate() {
             let key = |field: &str| format!("payment.accepts[{i}].{field}");
-            if Network::new(accept.network.clone())
-                .evm_chain_id()
-                .is_none()
-            {
+            if accept.network.evm_chain_id().is_none() {
                 return Err(invalid(
                     key("network"),
                     format!(
@@ -316,11 +343,6 @@ impl GatewayConfig {
                     format!("services.{name}"),
                     format!("{name} is an alias; configure it as services.{}", def.key),
                 ));
-            }
-            if let Some(price) = &service.price {
-                price
-                    .parse::<Price>()
-                    .map_err(|e| invalid(format!("services.{name}.price"), e.to_string()))?;
             }
             if service.upstream.is_some() && def.backend != BackendKind::Chat {
                 return Err(invalid(
@@ -401,11 +423,10 @@ asset = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
         );
 
         let price = format!("{MINIMAL}\n[services.embed-l4]\nprice = \"-1\"\n");
+        let refused = GatewayConfig::parse(&price).unwrap_err().to_string();
         assert!(
-            GatewayConfig::parse(&price)
-                .unwrap_err()
-                .to_string()
-                .contains("services.embed-l4.price")
+            refused.contains("price = \"-1\"") && refused.contains("has a sign"),
+            "{refused}"
         );
 
         let upstream = format!(

@@ -23,9 +23,12 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use x402_paywall::{HttpFacilitator, PaymentOption, Paywall, PaywallConfig, ResponseCacheConfig};
-use x402_proto::{Facilitator, Network};
+use x402_proto::Facilitator;
 
-pub use config::{ConfigError, GatewayConfig};
+pub use config::{
+    AcceptConfig, ConfigError, FacilitatorRef, GatewayConfig, GatewayLimits, PaymentConfig,
+    ServiceConfig, UpstreamConfig,
+};
 pub use http::AppState;
 use jobs::{Jobs, SqliteJobStore};
 use services::{Backends, Registry};
@@ -60,7 +63,7 @@ pub fn payment_options(config: &GatewayConfig) -> Vec<PaymentOption> {
         .iter()
         .map(|accept| {
             PaymentOption::exact_evm(
-                Network::new(accept.network.clone()),
+                accept.network.clone(),
                 accept.asset.clone(),
                 accept.decimals,
                 config.payment.pay_to.clone(),

@@ -83,20 +83,21 @@ impl Registry {
         let mut services = BTreeMap::new();
         for def in SERVICES {
             let settings = config.services.get(def.key).cloned().unwrap_or_default();
-            let price_text = settings.price.as_deref().unwrap_or(def.price);
-            let price: Price =
-                price_text
-                    .parse()
-                    .map_err(|e: x402_proto::AmountError| ConfigError::Invalid {
+            let price: Price = match settings.price {
+                Some(price) => price,
+                None => def.price.parse().map_err(|e: x402_proto::AmountError| {
+                    ConfigError::Invalid {
                         key: format!("services.{}.price", def.key),
-                        message: e.to_string(),
-                    })?;
+                        message: format!("the catalog's own price: {e}"),
+                    }
+                })?,
+            };
             let mut missing_key = None;
             let upstream = match &settings.upstream {
                 Some(u) => {
                     let key = match &u.api_key_env {
                         Some(var) => match std::env::var(var) {
-                            Ok(key) => Some(key),
+                            Ok(key) => Some(x402_proto::Secret::from(key)),
                             Err(_) => {
                                 missing_key = Some(format!(
                                     "the upstream's API key variable {var} is not set"

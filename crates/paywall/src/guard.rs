@@ -378,16 +378,7 @@ mod tests {
     }
 
     fn receipt() -> SettleResponse {
-        SettleResponse {
-            success: true,
-            error_reason: None,
-            error_message: None,
-            payer: Some("0xpayer".into()),
-            transaction: "0xtx".into(),
-            network: Network::BASE,
-            amount: None,
-            extensions: None,
-        }
+        SettleResponse::success(Network::BASE, Some("0xpayer".into()), "0xtx")
     }
 
     fn response(body: &'static str) -> StoredResponse {

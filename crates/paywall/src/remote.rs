@@ -1,13 +1,12 @@
 //! A facilitator reached over HTTP, behind the same [`Facilitator`] trait as one in process.
 
-use std::fmt;
 use std::time::Duration;
 
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 use x402_proto::{
-    BoxFuture, Facilitator, FacilitatorError, IdempotencyKey, PaymentRequest, SettleResponse,
-    SupportedResponse, VerifyResponse, headers,
+    BoxFuture, Facilitator, FacilitatorError, IdempotencyKey, PaymentRequest, Secret,
+    SettleResponse, SupportedResponse, VerifyResponse, headers,
 };
 
 /// A remote facilitator: `POST {base}/verify`, `POST {base}/settle`, `GET {base}/supported`.
@@ -15,23 +14,11 @@ use x402_proto::{
 /// Connection failures, timeouts and 5xx answers are [`FacilitatorError::Unavailable`], so a
 /// paywall answers 503 and serves nothing; 4xx answers are [`FacilitatorError::BadRequest`];
 /// redirects are never followed (a redirect must not turn into a free pass).
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct HttpFacilitator {
     base: String,
-    bearer_token: Option<String>,
+    bearer_token: Option<Secret>,
     http: reqwest::Client,
-}
-
-impl fmt::Debug for HttpFacilitator {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("HttpFacilitator")
-            .field("base", &self.base)
-            .field(
-                "bearer_token",
-                &self.bearer_token.as_ref().map(|_| "<redacted>"),
-            )
-            .finish()
-    }
 }
 
 impl HttpFacilitator {
@@ -51,7 +38,7 @@ impl HttpFacilitator {
     }
 
     /// Sends `Authorization: Bearer <token>` with every call.
-    pub fn with_bearer_token(mut self, token: impl Into<String>) -> Self {
+    pub fn with_bearer_token(mut self, token: impl Into<Secret>) -> Self {
         self.bearer_token = Some(token.into());
         self
     }
@@ -64,7 +51,7 @@ impl HttpFacilitator {
     fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let builder = self.http.request(method, format!("{}{path}", self.base));
         match &self.bearer_token {
-            Some(token) => builder.bearer_auth(token),
+            Some(token) => builder.bearer_auth(token.expose()),
             None => builder,
         }
     }

@@ -282,6 +282,20 @@ fn pow10(exp: u32) -> Option<U256> {
     U256::from(10u8).checked_pow(U256::from(exp))
 }
 
+impl Serialize for Price {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for Price {
+    /// A price is written as text (`"0.001"`, `"$0.001"`), and read as [`FromStr`] reads it.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(deserializer)?;
+        text.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl FromStr for Price {
     type Err = AmountError;
 

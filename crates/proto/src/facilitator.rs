@@ -85,6 +85,24 @@ pub struct SettleResponse {
 }
 
 impl SettleResponse {
+    /// A settlement by `payer` in `transaction` on `network`.
+    pub fn success(
+        network: Network,
+        payer: Option<String>,
+        transaction: impl Into<String>,
+    ) -> Self {
+        Self {
+            success: true,
+            error_reason: None,
+            error_message: None,
+            payer,
+            transaction: transaction.into(),
+            network,
+            amount: None,
+            extensions: None,
+        }
+    }
+
     /// A failed settlement.
     pub fn failure(
         network: Network,

@@ -15,6 +15,7 @@ mod matching;
 mod names;
 mod payload;
 mod scheme;
+mod secret;
 pub mod v1;
 pub mod v2;
 mod version;
@@ -36,4 +37,5 @@ pub use payload::{PaymentPayload, PaymentRequest, PaymentRequired, SettleRequest
 pub use scheme::{
     SchemeClient, SchemeKey, SchemeServer, SchemeSignError, SignedPayload, copy_kind_extra,
 };
+pub use secret::Secret;
 pub use version::{V1, V2, Version};

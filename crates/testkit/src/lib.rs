@@ -469,16 +469,7 @@ impl MockFacilitator {
 
 /// A successful settlement receipt with transaction `tx`, on Base.
 pub fn mock_settled(tx: &str) -> x402_proto::SettleResponse {
-    x402_proto::SettleResponse {
-        success: true,
-        error_reason: None,
-        error_message: None,
-        payer: Some(MOCK_PAYER.to_owned()),
-        transaction: tx.to_owned(),
-        network: x402_proto::Network::BASE,
-        amount: None,
-        extensions: None,
-    }
+    x402_proto::SettleResponse::success(x402_proto::Network::BASE, Some(MOCK_PAYER.to_owned()), tx)
 }
 
 impl x402_proto::Facilitator for MockFacilitator {

@@ -97,16 +97,7 @@ pub(super) fn not_sent(
 
 /// A settlement transaction was mined: success with its hash.
 pub(super) fn settled(network: Network, payer: Option<String>, tx_hash: B256) -> SettleResponse {
-    SettleResponse {
-        success: true,
-        error_reason: None,
-        error_message: None,
-        payer,
-        transaction: tx_hash.to_string(),
-        network,
-        amount: None,
-        extensions: None,
-    }
+    SettleResponse::success(network, payer, tx_hash.to_string())
 }
 
 /// A settlement transaction was mined without moving the payment (its hash, when known).

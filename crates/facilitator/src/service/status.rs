@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use alloy::primitives::U256;
 use serde::Serialize;
-use x402_proto::{Network, Scheme, SupportedKind, SupportedResponse};
+use x402_proto::{Network, SupportedResponse};
 
 use super::FacilitatorService;
 
@@ -44,21 +44,7 @@ impl FacilitatorService {
         let mut kinds = Vec::new();
         let mut signers = Vec::new();
         for chain in self.inner.chains.values() {
-            let network = chain.scheme.network();
-            kinds.push(SupportedKind {
-                x402_version: 2,
-                scheme: Scheme::EXACT,
-                network: network.clone(),
-                extra: None,
-            });
-            if let Some(v1_name) = network.to_v1_name() {
-                kinds.push(SupportedKind {
-                    x402_version: 1,
-                    scheme: Scheme::EXACT,
-                    network: v1_name,
-                    extra: None,
-                });
-            }
+            kinds.extend(x402_evm::exact_kinds(chain.scheme.network()));
             let signer = chain.scheme.signer_address().to_checksum(None);
             if !signers.contains(&signer) {
                 signers.push(signer);

@@ -11,22 +11,12 @@ use serde_json::Value;
 use super::BackendError;
 
 /// One upstream: where it is, the key, and the model to ask for.
-#[derive(Clone)]
+#[derive(Clone, Debug)]
 pub struct Upstream {
     base_url: String,
-    api_key: Option<String>,
+    api_key: Option<x402_proto::Secret>,
     model: String,
     http: reqwest::Client,
-}
-
-impl std::fmt::Debug for Upstream {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Upstream")
-            .field("base_url", &self.base_url)
-            .field("model", &self.model)
-            .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
-            .finish()
-    }
 }
 
 /// An upstream's answer: a JSON completion, or an event stream to pass through.
@@ -50,7 +40,7 @@ impl Upstream {
     /// An upstream at `base_url` (`https://api.groq.com/openai/v1`), asking for `model`.
     pub fn new(
         base_url: &str,
-        api_key: Option<String>,
+        api_key: Option<x402_proto::Secret>,
         model: &str,
         timeout: Duration,
     ) -> Result<Self, BackendError> {
@@ -84,7 +74,7 @@ impl Upstream {
             .post(format!("{}/chat/completions", self.base_url))
             .json(&request);
         if let Some(key) = &self.api_key {
-            builder = builder.bearer_auth(key);
+            builder = builder.bearer_auth(key.expose());
         }
         let response = builder.send().await.map_err(|e| {
             BackendError::Upstream(format!(
