@@ -10,7 +10,7 @@ use x402_proto::{
 };
 
 use crate::price::{PaymentOption, Quote, Rejection, RoutePrice};
-use crate::service::SettleFailure;
+use crate::service::steps::SettleFailure;
 
 /// The headers a browser script must be allowed to read.
 const EXPOSED: &str = "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE";

@@ -1,329 +1,9 @@
-//! Verification and settlement of `exact` EVM payments on one chain.
+//! Verifying a payment: the offline checks, the one batched chain read, and the diagnosis
+//! of a simulated transfer that fails.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use alloy::network::{EthereumWallet, TransactionBuilder};
-use alloy::primitives::{Address, B256, Bytes, Signature, U256};
-use alloy::providers::{DynProvider, Provider, ProviderBuilder};
-use alloy::rpc::json_rpc::RpcError;
-use alloy::rpc::types::{BlockNumberOrTag, TransactionRequest};
-use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::SolCall;
-use alloy::transports::{TransportError, TransportResult};
-use serde_json::Value;
-use x402_proto::{Network, PaymentRequest, Scheme};
-
-use crate::abi::IEip3009;
-use crate::chain::{ChainConfig, FeeBumpPolicy, poll_interval_for};
-use crate::error::VerifyError;
-use crate::node_error::NodeRefusal;
-use crate::payload::{Authorization, ExactEvmPayload, authorization_digest, eip712_domain};
-use crate::sender::SenderState;
-use crate::smart_wallet::{
-    Erc6492Deployment, IErc1271, IMulticall3, MULTICALL3_ADDRESS, PayerSignature, is_erc1271_magic,
-};
-use crate::{VALID_BEFORE_BUFFER_SECS, unix_now};
-
-/// The EIP-712 domain values carried in `extra`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) struct DomainExtra {
-    pub(crate) name: String,
-    pub(crate) version: String,
-}
-
-impl DomainExtra {
-    /// Reads non-empty `name` and `version` strings from `extra`.
-    pub(crate) fn from_extra(extra: Option<&Value>) -> Option<Self> {
-        let field = |key: &str| {
-            extra?
-                .get(key)?
-                .as_str()
-                .filter(|s| !s.is_empty())
-                .map(str::to_owned)
-        };
-        Some(Self {
-            name: field("name")?,
-            version: field("version")?,
-        })
-    }
-}
-
-/// A payment that passed every check. Only [`ExactEvmScheme::verify`] makes one, and
-/// [`ExactEvmScheme::settle`] consumes it.
-#[derive(Debug, PartialEq, Eq)]
-pub struct VerifiedPayment {
-    network: Network,
-    asset: Address,
-    payload: ExactEvmPayload,
-    /// The signature the token is given: the payload's, without any ERC-6492 wrapper.
-    settle_signature: Bytes,
-    /// Set when the payer was an undeployed wallet: settlement deploys it first.
-    deployment: Option<Erc6492Deployment>,
-    /// Whether the payer is a contract (or will be, once deployed): ERC-1271 costs gas.
-    contract_payer: bool,
-}
-
-impl VerifiedPayment {
-    /// Who pays.
-    pub fn payer(&self) -> Address {
-        self.payload.authorization.from
-    }
-
-    /// Who is paid.
-    pub fn pay_to(&self) -> Address {
-        self.payload.authorization.to
-    }
-
-    /// The amount, in atomic units.
-    pub fn amount(&self) -> U256 {
-        self.payload.authorization.value
-    }
-
-    /// The token.
-    pub fn asset(&self) -> Address {
-        self.asset
-    }
-
-    /// The authorization nonce; (asset, payer, nonce) identifies the payment on chain.
-    pub fn nonce(&self) -> B256 {
-        self.payload.authorization.nonce
-    }
-
-    /// The network as the request named it.
-    pub fn network(&self) -> &Network {
-        &self.network
-    }
-
-    /// The signed authorization.
-    pub fn payload(&self) -> &ExactEvmPayload {
-        &self.payload
-    }
-
-    /// The signature settlement hands the token: the payload's, unwrapped from ERC-6492.
-    pub fn settle_signature(&self) -> &Bytes {
-        &self.settle_signature
-    }
-
-    /// How to deploy the payer's wallet, when it was a counterfactual (ERC-6492) wallet not
-    /// deployed at verification: settlement deploys it and pays in one transaction.
-    pub fn wallet_deployment(&self) -> Option<&Erc6492Deployment> {
-        self.deployment.as_ref()
-    }
-
-    /// Whether the payer is a smart-contract wallet (deployed, or deployed by settlement).
-    pub fn is_contract_payer(&self) -> bool {
-        self.contract_payer
-    }
-}
-
-/// A payment that moved on chain.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Settlement {
-    /// The transaction.
-    pub tx_hash: B256,
-    /// The block it was mined in.
-    pub block_number: Option<u64>,
-    /// Who paid.
-    pub payer: Address,
-}
-
-/// What [`ExactEvmScheme::health`] reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChainHealth {
-    /// The latest block.
-    pub block_number: u64,
-    /// The signer's native balance (what pays for settlement gas), in wei.
-    pub signer_balance: U256,
-}
-
-/// Everything decided from the request alone, before asking the chain.
-struct OfflineChecks {
-    asset: Address,
-    payload: ExactEvmPayload,
-    domain: DomainExtra,
-    /// The EIP-712 digest the payer signed.
-    digest: B256,
-    /// The signature, unwrapped from ERC-6492.
-    signature: PayerSignature,
-    /// Whether the ERC-6492 factory (if any) is in the allow-list.
-    factory_allowed: bool,
-    /// Whether the inner signature is a 65-byte ECDSA signature by the payer's key. Only
-    /// decides for a payer without code; a contract payer is asked through ERC-1271.
-    ecdsa_ok: bool,
-    /// The first failure among the checks that follow the signature in the reference order.
-    later_failure: Option<VerifyError>,
-}
-
-/// What one batched round trip to the chain told us.
-struct ChainReads {
-    payer_code: Bytes,
-    asset_code: Bytes,
-    /// The transfer simulated against the payer as it is now.
-    simulation: Result<(), String>,
-    authorization_used: Result<bool, ()>,
-    balance: Option<U256>,
-    name: Option<String>,
-    version: Option<String>,
-    /// The payer's ERC-1271 verdict on the inner signature, as it is now.
-    erc1271_ok: bool,
-    /// For an ERC-6492 signature with an allowed factory: deploy, then ask and pay, in one
-    /// simulated Multicall3 call. `Err` when that call itself could not run.
-    counterfactual: Option<Result<CounterfactualReads, String>>,
-}
-
-/// What simulating a counterfactual wallet's deployment and payment told us.
-struct CounterfactualReads {
-    /// The factory call's revert reason, when it failed.
-    deploy_failure: Option<String>,
-    /// The deployed wallet's ERC-1271 verdict on the inner signature.
-    erc1271_ok: bool,
-    /// The transfer after deployment.
-    simulation: Result<(), String>,
-}
-
-/// The `exact` scheme on one EVM chain: verifies with one batched RPC round trip, settles
-/// through `transferWithAuthorization` from the facilitator's key.
-#[derive(Debug, Clone)]
-pub struct ExactEvmScheme {
-    network: Network,
-    chain_id: u64,
-    provider: DynProvider,
-    signer_address: Address,
-    wallet: EthereumWallet,
-    poll_interval: Duration,
-    receipt_timeout: Duration,
-    eip6492_allowed_factories: Vec<Address>,
-    fee_bump: FeeBumpPolicy,
-    stuck_after: Duration,
-    sender: Arc<tokio::sync::Mutex<SenderState>>,
-}
-
-/// The longest any single RPC call may take.
-const RPC_TIMEOUT: Duration = Duration::from_secs(10);
+use super::*;
 
 impl ExactEvmScheme {
-    /// Connects to a chain. When the config gives no block time, it is measured from recent
-    /// blocks (one RPC round trip), which sets the receipt poll interval.
-    pub async fn connect(
-        config: ChainConfig,
-        signer: PrivateKeySigner,
-    ) -> Result<Self, VerifyError> {
-        let signer_address = signer.address();
-        // Every RPC call is bounded: a hung node must not hang a paid request.
-        let http = alloy::transports::http::reqwest::Client::builder()
-            .connect_timeout(Duration::from_secs(5))
-            .timeout(RPC_TIMEOUT)
-            .build()
-            .map_err(|e| VerifyError::ChainUnavailable {
-                detail: format!("building the HTTP client: {e}"),
-            })?;
-        // Transactions are signed here (see `sender`), so the provider only carries JSON-RPC.
-        let provider = ProviderBuilder::new()
-            .disable_recommended_fillers()
-            .connect_reqwest(http, config.rpc_url.clone())
-            .erased();
-        let block_time = match config.block_time {
-            Some(block_time) => block_time,
-            None => measure_block_time(&provider).await?,
-        };
-        tracing::debug!(network = %config.network, ?block_time, "connected to chain");
-        Ok(Self {
-            network: config.network,
-            chain_id: config.chain_id,
-            provider,
-            signer_address,
-            wallet: EthereumWallet::from(signer),
-            poll_interval: poll_interval_for(block_time),
-            receipt_timeout: config.receipt_timeout,
-            eip6492_allowed_factories: config.eip6492_allowed_factories,
-            fee_bump: config.fee_bump,
-            stuck_after: config.fee_bump.stuck_after_for(block_time),
-            sender: Arc::default(),
-        })
-    }
-
-    /// The CAIP-2 network served.
-    pub fn network(&self) -> &Network {
-        &self.network
-    }
-
-    /// The address that sends settlement transactions (and pays their gas).
-    pub fn signer_address(&self) -> Address {
-        self.signer_address
-    }
-
-    /// How often settle polls for a receipt.
-    pub fn poll_interval(&self) -> Duration {
-        self.poll_interval
-    }
-
-    /// The chain connection.
-    pub fn provider(&self) -> &DynProvider {
-        &self.provider
-    }
-
-    /// The chain id served.
-    pub fn chain_id(&self) -> u64 {
-        self.chain_id
-    }
-
-    /// How long [`Self::settle`] waits for a receipt.
-    pub fn receipt_timeout(&self) -> Duration {
-        self.receipt_timeout
-    }
-
-    /// The factories undeployed (ERC-6492) payers' wallets may come from.
-    pub fn eip6492_allowed_factories(&self) -> &[Address] {
-        &self.eip6492_allowed_factories
-    }
-
-    /// How settlement transactions left unmined are re-priced.
-    pub fn fee_bump(&self) -> &FeeBumpPolicy {
-        &self.fee_bump
-    }
-
-    /// How long a settlement transaction may sit unmined before it is replaced with higher
-    /// fees (the policy's `stuck_after`, or three block times).
-    pub fn stuck_after(&self) -> Duration {
-        self.stuck_after
-    }
-
-    pub(crate) fn wallet(&self) -> &EthereumWallet {
-        &self.wallet
-    }
-
-    pub(crate) fn sender_state(&self) -> &tokio::sync::Mutex<SenderState> {
-        &self.sender
-    }
-
-    /// The latest block number and the signer's gas balance, in one round trip.
-    pub async fn health(&self) -> Result<ChainHealth, VerifyError> {
-        let unavailable = |e: TransportError| VerifyError::ChainUnavailable {
-            detail: e.to_string(),
-        };
-        let mut batch = alloy::rpc::client::BatchRequest::new(self.provider.client());
-        let block = batch
-            .add_call::<_, U256>("eth_blockNumber", &())
-            .map_err(unavailable)?;
-        let balance = batch
-            .add_call::<_, U256>(
-                "eth_getBalance",
-                &(self.signer_address, BlockNumberOrTag::Latest),
-            )
-            .map_err(unavailable)?;
-        batch.send().await.map_err(unavailable)?;
-        Ok(ChainHealth {
-            block_number: block.await.map_err(unavailable)?.saturating_to(),
-            signer_balance: balance.await.map_err(unavailable)?,
-        })
-    }
-
-    /// Verifies a payment now. See [`Self::verify_at`].
-    pub async fn verify(&self, request: &PaymentRequest) -> Result<VerifiedPayment, VerifyError> {
-        self.verify_at(request, unix_now()).await
-    }
-
     /// Verifies a payment as of `now` (Unix seconds), with the checks of the reference
     /// facilitator in its order: scheme, EIP-712 domain, network, signature, recipient,
     /// `validBefore` (with a 6 s buffer), `validAfter`, amount, asset is a contract, then a
@@ -412,7 +92,7 @@ impl ExactEvmScheme {
         })
     }
 
-    fn check_offline(
+    pub(super) fn check_offline(
         &self,
         request: &PaymentRequest,
         now: u64,
@@ -508,7 +188,10 @@ impl ExactEvmScheme {
     /// the simulated transfer, the diagnosis reads, the payer's ERC-1271 verdict and, for an
     /// allowed ERC-6492 wallet, a simulated deployment followed by that verdict and the
     /// transfer. Which of these decide depends on the payer's code, known only afterwards.
-    async fn read_chain(&self, offline: &OfflineChecks) -> Result<ChainReads, VerifyError> {
+    pub(super) async fn read_chain(
+        &self,
+        offline: &OfflineChecks,
+    ) -> Result<ChainReads, VerifyError> {
         let auth = &offline.payload.authorization;
         let asset = offline.asset;
         let latest = BlockNumberOrTag::Latest;
@@ -636,7 +319,7 @@ impl ExactEvmScheme {
 }
 
 /// Reads the three results of the simulated deploy, `isValidSignature` and transfer.
-fn counterfactual_reads(out: &[u8]) -> Result<CounterfactualReads, String> {
+pub(super) fn counterfactual_reads(out: &[u8]) -> Result<CounterfactualReads, String> {
     let results = IMulticall3::aggregate3Call::abi_decode_returns(out)
         .map_err(|e| format!("Multicall3 at {MULTICALL3_ADDRESS} answered badly: {e}"))?;
     let [deploy, check, transfer] = results.as_slice() else {
@@ -660,7 +343,7 @@ fn counterfactual_reads(out: &[u8]) -> Result<CounterfactualReads, String> {
     })
 }
 
-fn parse_address(field: &'static str, value: &str) -> Result<Address, VerifyError> {
+pub(super) fn parse_address(field: &'static str, value: &str) -> Result<Address, VerifyError> {
     value.parse().map_err(|_| VerifyError::InvalidRequirements {
         field,
         detail: format!("{value:?} is not an EVM address"),
@@ -668,7 +351,7 @@ fn parse_address(field: &'static str, value: &str) -> Result<Address, VerifyErro
 }
 
 /// Recovers the signer of a 65-byte signature, refusing malleable (high-s) ones as tokens do.
-fn recover_low_s(signature: &[u8], digest: &B256) -> Option<Address> {
+pub(super) fn recover_low_s(signature: &[u8], digest: &B256) -> Option<Address> {
     let signature = Signature::from_raw(signature).ok()?;
     if signature.normalize_s().is_some() {
         return None;
@@ -676,70 +359,11 @@ fn recover_low_s(signature: &[u8], digest: &B256) -> Option<Address> {
     signature.recover_address_from_prehash(digest).ok()
 }
 
-/// Calldata for `transferWithAuthorization`: the (v, r, s) overload for a 65-byte signature
-/// (which tokens such as USDC v2.2 still route to ERC-1271 when `from` is a contract), the
-/// `bytes` overload otherwise.
-pub(crate) fn transfer_calldata(auth: &Authorization, signature: &Bytes) -> Vec<u8> {
-    match Signature::from_raw(signature) {
-        Ok(parsed) if signature.len() == 65 => IEip3009::transferWithAuthorization_0Call {
-            from: auth.from,
-            to: auth.to,
-            value: auth.value,
-            validAfter: auth.valid_after,
-            validBefore: auth.valid_before,
-            nonce: auth.nonce,
-            v: 27 + u8::from(parsed.v()),
-            r: parsed.r().into(),
-            s: parsed.s().into(),
-        }
-        .abi_encode(),
-        _ => IEip3009::transferWithAuthorization_1Call {
-            from: auth.from,
-            to: auth.to,
-            value: auth.value,
-            validAfter: auth.valid_after,
-            validBefore: auth.valid_before,
-            nonce: auth.nonce,
-            signature: signature.clone(),
-        }
-        .abi_encode(),
-    }
-}
-
-/// The transaction that settles `payment`: the token's `transferWithAuthorization`, or, for a
-/// wallet still to be deployed, Multicall3's `aggregate3` running the factory call (allowed to
-/// fail, as when someone deployed the wallet meanwhile) and then the transfer (not allowed
-/// to), so the deployment and the payment land together or not at all.
-pub(crate) fn settlement_call(payment: &VerifiedPayment) -> (Address, Vec<u8>) {
-    let transfer = transfer_calldata(&payment.payload.authorization, &payment.settle_signature);
-    match &payment.deployment {
-        None => (payment.asset, transfer),
-        Some(deployment) => {
-            let calls = vec![
-                IMulticall3::Call3 {
-                    target: deployment.factory,
-                    allowFailure: true,
-                    callData: deployment.factory_calldata.clone(),
-                },
-                IMulticall3::Call3 {
-                    target: payment.asset,
-                    allowFailure: false,
-                    callData: transfer.into(),
-                },
-            ];
-            (
-                MULTICALL3_ADDRESS,
-                IMulticall3::aggregate3Call { calls }.abi_encode(),
-            )
-        }
-    }
-}
-
 /// The revert reason of a failed `eth_call`, or the transport error if it did not revert.
 ///
 /// Only an error that says the EVM reverted counts: rate limits, unknown blocks, "nonce too
 /// low" or a facilitator out of gas money are faults of the chain or of us, not of the payment.
-fn revert_reason(error: TransportError) -> Result<String, TransportError> {
+pub(super) fn revert_reason(error: TransportError) -> Result<String, TransportError> {
     match &error {
         RpcError::ErrorResp(payload)
             if NodeRefusal::classify(
@@ -758,7 +382,7 @@ fn revert_reason(error: TransportError) -> Result<String, TransportError> {
 }
 
 /// Chooses the most specific reason for a failed simulation, in the reference order.
-fn diagnose(
+pub(super) fn diagnose(
     offline: &OfflineChecks,
     used: Result<bool, ()>,
     balance: Option<U256>,
@@ -801,30 +425,4 @@ fn diagnose(
         };
     }
     VerifyError::SimulationFailed { reason: revert }
-}
-
-/// The average block interval over the last ten blocks; one second on a chain too young to say.
-async fn measure_block_time(provider: &DynProvider) -> Result<Duration, VerifyError> {
-    let unavailable = |e: TransportError| VerifyError::ChainUnavailable {
-        detail: e.to_string(),
-    };
-    let latest = provider.get_block_number().await.map_err(unavailable)?;
-    let span = latest.min(10);
-    if span < 2 {
-        return Ok(Duration::from_secs(1));
-    }
-    let timestamp = |n: u64| async move {
-        let block: TransportResult<_> = provider
-            .get_block_by_number(BlockNumberOrTag::Number(n))
-            .await;
-        block.map(|b| b.map(|b| b.header.timestamp))
-    };
-    let (newest, oldest) =
-        tokio::try_join!(timestamp(latest), timestamp(latest - span)).map_err(unavailable)?;
-    Ok(match (newest, oldest) {
-        (Some(newest), Some(oldest)) => {
-            Duration::from_millis(newest.saturating_sub(oldest) * 1000 / span)
-        }
-        _ => Duration::from_secs(1),
-    })
 }

@@ -1,0 +1,329 @@
+//! The steps of a paid request: matching the payment to the offers, verifying, settling,
+//! recovering a settlement after a restart, and keeping and replaying paid responses.
+
+use super::*;
+
+pub(super) const NO_MATCH: &str = "No matching payment requirements: the payment does not match any \
+    option of this request's challenge (scheme, network, asset, amount, payTo); pay one of \
+    `accepts`";
+// These begin with `ReasonCode::PAYMENT_IN_USE` / `PAYMENT_ALREADY_USED` (checked by a test),
+// which clients match on.
+pub(super) const IN_USE: &str = "payment_in_use: this payment is being used by another request right \
+    now; one payment buys one response, sign a new payment";
+pub(super) const SPENT_ELSEWHERE: &str = "payment_already_used: this payment already bought the response \
+    to a different request (method, path or body), or another authorization with its nonce \
+    did; sign a new payment for this one";
+
+/// The offers a payment may be meant for, each as a request to the facilitator.
+pub(super) fn candidates(
+    challenge: &Challenge,
+    payment: &PaymentPayload,
+) -> Vec<(PaymentRequest, PaymentOption)> {
+    match payment {
+        PaymentPayload::V2(payload) => challenge
+            .offers()
+            .find(|(offer, _)| requirements_match(&payload.accepted, offer))
+            .map(|(offer, option)| {
+                vec![(
+                    PaymentRequest::V2 {
+                        payload: payload.clone(),
+                        requirements: offer.clone(),
+                    },
+                    option.clone(),
+                )]
+            })
+            .unwrap_or_default(),
+        PaymentPayload::V1(payload) => challenge
+            .offers()
+            .filter_map(|(offer, option)| {
+                let v1 = v1::PaymentRequirements::from_v2(offer, challenge.resource())?;
+                (v1.scheme == payload.scheme && v1.network == payload.network).then(|| {
+                    (
+                        PaymentRequest::V1 {
+                            payload: payload.clone(),
+                            requirements: v1,
+                        },
+                        option.clone(),
+                    )
+                })
+            })
+            .collect(),
+    }
+}
+
+/// What a paid response answers to: method, path and query, and the body when it was read
+/// (a streamed body is represented by its declared type and length).
+pub(super) fn fingerprint(
+    parts: &http::request::Parts,
+    body: Option<&Bytes>,
+) -> RequestFingerprint {
+    let target = parts
+        .uri
+        .path_and_query()
+        .map_or(parts.uri.path(), |p| p.as_str());
+    let header = |name: http::HeaderName| {
+        parts
+            .headers
+            .get(name)
+            .map_or(&[][..], HeaderValue::as_bytes)
+    };
+    match body {
+        Some(body) => {
+            request_fingerprint(&[parts.method.as_str().as_bytes(), target.as_bytes(), body])
+        }
+        None => request_fingerprint(&[
+            parts.method.as_str().as_bytes(),
+            target.as_bytes(),
+            b"streamed",
+            header(http::header::CONTENT_TYPE),
+            header(http::header::CONTENT_LENGTH),
+        ]),
+    }
+}
+
+pub(super) fn conflict(message: &str) -> Response<Body> {
+    response::rejection(Rejection::bad_request(message).with_status(http::StatusCode::CONFLICT))
+}
+
+/// A kept paid response, sent again as it was.
+pub(super) fn replay(stored: StoredResponse) -> Response<Body> {
+    let mut response = Response::new(Body::from(stored.body));
+    *response.status_mut() =
+        http::StatusCode::from_u16(stored.status).unwrap_or(http::StatusCode::OK);
+    for (name, value) in stored.headers {
+        if let (Ok(name), Ok(value)) = (
+            http::HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_bytes(&value),
+        ) {
+            response.headers_mut().append(name, value);
+        }
+    }
+    response
+}
+
+/// Attaches the receipt, and records in the guard what the payment bought: the response
+/// itself when its body is in memory and small enough to keep, else only that it was served
+/// (a retry then runs the handler again, charged nothing).
+pub(super) async fn keep(
+    inner: &Inner,
+    lease: Lease,
+    kind: ReceiptHeader,
+    receipt: SettleResponse,
+    mut response: Response<Body>,
+) -> Response<Body> {
+    kind.attach(response.headers_mut(), &receipt);
+    let limit = inner.config.response_cache.max_entry_bytes as u64;
+    let small = response
+        .body()
+        .size_hint()
+        .exact()
+        .is_some_and(|size| size <= limit);
+    let (response, stored) = if small {
+        let (parts, body) = response.into_parts();
+        match body.collect().await {
+            Ok(collected) => {
+                let bytes = collected.to_bytes();
+                let stored = StoredResponse {
+                    status: parts.status.as_u16(),
+                    headers: parts
+                        .headers
+                        .iter()
+                        .map(|(name, value)| {
+                            (
+                                name.as_str().to_owned(),
+                                Bytes::copy_from_slice(value.as_bytes()),
+                            )
+                        })
+                        .collect(),
+                    body: bytes.clone(),
+                };
+                (Response::from_parts(parts, Body::from(bytes)), Some(stored))
+            }
+            Err(error) => {
+                tracing::warn!(%error, "a paid response body failed while being kept");
+                (Response::from_parts(parts, Body::empty()), None)
+            }
+        }
+    } else {
+        (response, None)
+    };
+    if let Err(error) = lease.served(receipt, stored).await {
+        tracing::warn!(%error, "could not keep a paid response; a retry will run it again");
+    }
+    response
+}
+
+pub(super) fn body_refused(
+    error: &(dyn std::error::Error + Send + Sync + 'static),
+    limit: usize,
+) -> Response<Body> {
+    if error.is::<http_body_util::LengthLimitError>() {
+        // 400, like every other input refusal, before any payment is asked for.
+        response::rejection(Rejection::bad_request(format!(
+            "the request body is larger than {limit} bytes; send a smaller input"
+        )))
+    } else {
+        response::rejection(Rejection::bad_request(format!(
+            "the request body could not be read: {error}"
+        )))
+    }
+}
+
+/// The payment header and the receipt header that answers it: `PAYMENT-SIGNATURE` →
+/// `PAYMENT-RESPONSE`, `X-PAYMENT` → `X-PAYMENT-RESPONSE`.
+pub(super) fn payment_header(headers: &http::HeaderMap) -> Option<(&HeaderValue, ReceiptHeader)> {
+    if let Some(value) = headers.get(headers::PAYMENT_SIGNATURE) {
+        return Some((value, ReceiptHeader::V2));
+    }
+    headers
+        .get(headers::X_PAYMENT)
+        .map(|value| (value, ReceiptHeader::V1))
+}
+
+pub(super) enum Refusal {
+    Unavailable(FacilitatorError),
+    Invalid {
+        message: String,
+        /// The request the facilitator called spent, if any.
+        spent: Option<Box<(PaymentRequest, PaymentOption)>>,
+    },
+}
+
+pub(super) async fn verify(
+    inner: &Inner,
+    candidates: Vec<(PaymentRequest, PaymentOption)>,
+    receipt: ReceiptHeader,
+) -> Result<Verified, Refusal> {
+    let mut last_refusal = String::new();
+    let mut spent = None;
+    for (request, option) in candidates {
+        let answer = inner
+            .facilitator
+            .verify(&request)
+            .await
+            .map_err(Refusal::Unavailable)?;
+        if answer.is_valid {
+            let payer = answer.payer.unwrap_or_default();
+            return Ok(Verified {
+                request,
+                option,
+                payer,
+                receipt,
+            });
+        }
+        if answer
+            .invalid_reason
+            .as_ref()
+            .is_some_and(|reason| SPENT_REASONS.contains(reason))
+        {
+            spent = Some(Box::new((request.clone(), option.clone())));
+        }
+        last_refusal = match (answer.invalid_reason, answer.invalid_message) {
+            (Some(reason), Some(message)) => format!("{reason}: {message}"),
+            (Some(reason), None) => reason.to_string(),
+            (None, Some(message)) => message,
+            (None, None) => "payment refused by the facilitator".to_owned(),
+        };
+    }
+    Err(Refusal::Invalid {
+        message: last_refusal,
+        spent,
+    })
+}
+
+/// Reasons that mean the payment was already spent (so it may have been spent on this very
+/// request, whose answer was lost).
+pub(super) const SPENT_REASONS: [ReasonCode; 2] = [
+    ReasonCode::EXACT_EVM_NONCE_ALREADY_USED,
+    ReasonCode::DUPLICATE_SETTLEMENT,
+];
+
+/// Asks the facilitator for the receipt of a spent payment under this request's key: it
+/// answers with the success only if the payment was settled for this same request.
+pub(super) async fn recover(
+    inner: &Inner,
+    request: &(PaymentRequest, PaymentOption),
+    key: &IdempotencyKey,
+) -> Option<SettleResponse> {
+    match inner.facilitator.settle(&request.0, Some(key)).await {
+        Ok(answer) if answer.success => {
+            tracing::info!(transaction = %answer.transaction, "a spent payment was this request's; serving it again");
+            Some(answer)
+        }
+        _ => None,
+    }
+}
+
+/// What settling gave when it did not succeed: a failed receipt, or no answer at all.
+pub(crate) enum SettleFailure {
+    Refused(SettleResponse),
+    Unavailable(FacilitatorError),
+}
+
+pub(super) async fn settle(
+    inner: &Inner,
+    verified: &Verified,
+    key: &IdempotencyKey,
+) -> Result<SettleResponse, SettleFailure> {
+    let started = Instant::now();
+    loop {
+        let answer = inner
+            .facilitator
+            .settle(&verified.request, Some(key))
+            .await
+            .map_err(SettleFailure::Unavailable)?;
+        if answer.success {
+            return Ok(answer);
+        }
+        let pending = answer.error_reason.as_ref() == Some(&ReasonCode::SETTLEMENT_PENDING);
+        if !pending || started.elapsed() >= inner.config.settle_patience {
+            tracing::warn!(
+                payer = %verified.payer,
+                reason = ?answer.error_reason,
+                message = ?answer.error_message,
+                transaction = %answer.transaction,
+                "settlement failed; the response is withheld"
+            );
+            return Err(SettleFailure::Refused(answer));
+        }
+        // Settling the same payment again with the same key joins the one in flight
+        // (facilitators settle a payment at most once); wait for it rather than drop a
+        // response that was paid for.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+/// Runs the handler with the payment for its request in its extensions.
+pub(super) async fn run_paid<S>(
+    inner: S,
+    mut parts: http::request::Parts,
+    body: Body,
+    paid: Paid,
+) -> Response<Body>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+{
+    parts.extensions.insert(paid);
+    run(inner, Request::from_parts(parts, body)).await
+}
+
+pub(super) async fn run<S>(inner: S, request: Request<Body>) -> Response<Body>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+{
+    match inner.oneshot(request).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refusals_start_with_the_reason_codes_clients_match() {
+        assert!(IN_USE.starts_with(ReasonCode::PAYMENT_IN_USE.as_str()));
+        assert!(SPENT_ELSEWHERE.starts_with(ReasonCode::PAYMENT_ALREADY_USED.as_str()));
+    }
+}
