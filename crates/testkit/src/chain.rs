@@ -1,0 +1,87 @@
+//! A devnet with an `exact` scheme connected to it, and our facilitator serving it.
+
+use std::time::Duration;
+
+use alloy::primitives::{Address, U256};
+use serde_json::json;
+use x402_devnet::{Devnet, DevnetConfig};
+use x402_evm::{ChainConfig, ExactEvmScheme};
+use x402_proto::{Scheme, TokenAmount, v2};
+
+/// A devnet and a scheme settling on it with the devnet's facilitator key.
+#[derive(Debug)]
+pub struct Chain {
+    /// The chain.
+    pub devnet: Devnet,
+    /// The `exact` scheme connected to it.
+    pub scheme: ExactEvmScheme,
+}
+
+impl Chain {
+    /// Starts a devnet (automine) and connects a scheme to it.
+    pub async fn start() -> Self {
+        Self::start_with(DevnetConfig::default()).await
+    }
+
+    /// Starts a devnet with `config` and connects a scheme to it. The scheme allows the
+    /// devnet's smart-wallet factory for ERC-6492 payers.
+    pub async fn start_with(config: DevnetConfig) -> Self {
+        let devnet = Devnet::start(config).await.expect("devnet starts");
+        let mut chain = ChainConfig::new(devnet.chain_id(), devnet.rpc_url().clone());
+        chain.receipt_timeout = Duration::from_secs(20);
+        chain.eip6492_allowed_factories = vec![devnet.wallet_factory()];
+        let scheme = ExactEvmScheme::connect(chain, devnet.facilitator().signer.clone())
+            .await
+            .expect("scheme connects");
+        Self { devnet, scheme }
+    }
+
+    /// v2 requirements for `amount` atomic units of the devnet token, paid to account 1.
+    pub fn requirements(&self, amount: u128) -> v2::PaymentRequirements {
+        let token = self.devnet.token();
+        v2::PaymentRequirements {
+            scheme: Scheme::EXACT,
+            network: self.devnet.network(),
+            amount: TokenAmount::from_atomic(amount),
+            asset: token.address.to_checksum(None),
+            pay_to: self.devnet.pay_to().address.to_checksum(None),
+            max_timeout_seconds: 60,
+            extra: Some(json!({"name": token.name, "version": token.version})),
+        }
+    }
+
+    /// The devnet token balance of `owner`.
+    pub async fn balance(&self, owner: Address) -> U256 {
+        self.devnet
+            .balance_of(self.devnet.token().address, owner)
+            .await
+            .expect("balance readable")
+    }
+
+    /// The facilitator's transaction count (to prove nothing was sent).
+    pub async fn facilitator_tx_count(&self) -> u64 {
+        self.devnet
+            .transaction_count(self.devnet.facilitator().address)
+            .await
+            .expect("nonce readable")
+    }
+}
+
+/// Our facilitator serving `chain` over HTTP on a free loopback port, with its settlement log
+/// in `dir` and default settings: what most tests settle through.
+pub async fn start_facilitator(
+    chain: &Chain,
+    dir: &std::path::Path,
+) -> x402_facilitator::RunningFacilitator {
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n[[networks]]\nchain_id = {}\nrpc_url = \"{}\"\n",
+        dir.join("facilitator.db").display(),
+        chain.devnet.chain_id(),
+        chain.devnet.rpc_url(),
+    );
+    let config = x402_facilitator::FacilitatorConfig::parse(&text, std::iter::empty())
+        .expect("the test facilitator config parses");
+    x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
+        .await
+        .expect("the test facilitator starts")
+}
