@@ -178,53 +178,9 @@ async fn a_paid_job_that_keeps_failing_says_it_was_charged_and_not_refunded() {
     assert_eq!(catalog["jobs"]["max_attempts"], 2);
 
     let before = stack.pay_to_balance().await;
-    let url = format!("{}/run", stack.url);
     let request = json!({"service": "llm-4090", "input": {"prompt": "fail", "max_tokens": 8}});
-    let first = stack
-        .http
-        .post(&url)
-        .header("prefer", "respond-async")
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(first.status(), 402);
-    let amount = x402_testkit::challenge_of(first.headers()).accepts[0]
-        .amount
-        .0;
-    let (name, value) = x402_testkit::payment_for(first, stack.payer(0), Wire::V2).await;
-    let response = stack
-        .http
-        .post(&url)
-        .header("prefer", "respond-async")
-        .header(name, value)
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let receipt = receipt_of(response.headers()).expect("settled before the job ran");
-    let job_id = response.json::<Value>().await.unwrap()["job_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-
-    let mut view = Value::Null;
-    for _ in 0..100 {
-        view = stack
-            .http
-            .get(format!("{}/status/{job_id}", stack.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if view["status"] == "failed" || view["status"] == "completed" {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    let (job_id, receipt) = stack.pay_job(&request).await;
+    let view = stack.job_outcome(&job_id).await;
     assert_eq!(view["status"], "failed", "{view}");
     assert_eq!(view["attempts"], 2);
     assert!(
@@ -242,9 +198,10 @@ async fn a_paid_job_that_keeps_failing_says_it_was_charged_and_not_refunded() {
         .filter(|s| s["request"]["messages"][0]["content"] == "fail")
         .count();
     assert_eq!(asked, 2, "one upstream call per attempt");
+    let cost: x402_proto::Price = view["cost_usd"].as_str().unwrap().parse().unwrap();
     assert_eq!(
         stack.pay_to_balance().await,
-        before + amount,
+        before + cost.to_atomic(6).unwrap().0,
         "charged once"
     );
 }

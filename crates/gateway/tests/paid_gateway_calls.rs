@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::time::Duration;
 
 use alloy::primitives::U256;
 use base64::Engine;
@@ -141,50 +140,10 @@ async fn local_services_are_paid_per_call_and_charged_what_was_quoted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn long_requests_run_as_jobs_settled_before_they_start() {
     let stack = Stack::start("").await;
-    let url = format!("{}/run", stack.url);
     let request =
         json!({"service": "pdf-parse", "input": {"file_base64": b64(&testdata("two-pages.pdf"))}});
-    let first = stack
-        .http
-        .post(&url)
-        .header("prefer", "respond-async")
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
-    let (name, value) = x402_testkit::payment_for(first, stack.payer(0), Wire::V2).await;
-    let response = stack
-        .http
-        .post(&url)
-        .header("prefer", "respond-async")
-        .header(name, value)
-        .json(&request)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 202);
-    let receipt = receipt_of(response.headers()).expect("settled before the job started");
-    let accepted: Value = response.json().await.unwrap();
-    assert_eq!(accepted["status"], "pending");
-    assert_eq!(accepted["estimated_cost_usd"], "0.002");
-    let job_id = accepted["job_id"].as_str().unwrap();
-
-    let mut view = Value::Null;
-    for _ in 0..100 {
-        view = stack
-            .http
-            .get(format!("{}/status/{job_id}", stack.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap();
-        if view["status"] != "running" && view["status"] != "pending" {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let (job_id, receipt) = stack.pay_job(&request).await;
+    let view = stack.job_outcome(&job_id).await;
     assert_eq!(view["status"], "completed", "{view}");
     assert_eq!(view["output"]["pages"], 2);
     assert!(

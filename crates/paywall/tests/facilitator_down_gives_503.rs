@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::Shop;
 use x402_paywall::HttpFacilitator;
 use x402_proto::Facilitator;
-use x402_testkit::{Wire, payment_for};
+use x402_testkit::{Wire, pay_and_retry, payment_for};
 
 #[tokio::test]
 async fn an_unreachable_facilitator_gives_503_and_no_content() {
@@ -20,15 +20,7 @@ async fn an_unreachable_facilitator_gives_503_and_no_content() {
     let url = format!("{}/weather", shop.url);
 
     // Remote facilitator up: paying works.
-    let first = shop.http.get(&url).send().await.unwrap();
-    let (name, value) = payment_for(first, shop.payer(), Wire::V2).await;
-    let paid = shop
-        .http
-        .get(&url)
-        .header(name, value)
-        .send()
-        .await
-        .unwrap();
+    let paid = pay_and_retry(|| shop.http.get(&url), shop.payer(), Wire::V2).await;
     assert_eq!(paid.status(), 200);
 
     // Facilitator gone.

@@ -3,7 +3,7 @@
 mod common;
 
 use common::Shop;
-use x402_testkit::{Wire, payment_for, receipt_of};
+use x402_testkit::{Wire, pay_and_retry, receipt_of};
 
 #[tokio::test]
 async fn a_failing_handler_is_not_charged() {
@@ -13,15 +13,7 @@ async fn a_failing_handler_is_not_charged() {
     let payer_before = shop.chain.balance(payer).await;
     let txs_before = shop.chain.facilitator_tx_count().await;
 
-    let first = shop.http.post(&url).send().await.unwrap();
-    let (name, value) = payment_for(first, shop.payer(), Wire::V2).await;
-    let response = shop
-        .http
-        .post(&url)
-        .header(name, value)
-        .send()
-        .await
-        .unwrap();
+    let response = pay_and_retry(|| shop.http.post(&url), shop.payer(), Wire::V2).await;
     assert_eq!(response.status(), 500);
     assert!(receipt_of(response.headers()).is_none());
     assert_eq!(response.text().await.unwrap(), "backend exploded");

@@ -8,7 +8,7 @@ use alloy::primitives::U256;
 use common::{PRICE_ATOMIC, Shop};
 use serde_json::{Value, json};
 use x402_proto::{Network, TokenAmount, v1};
-use x402_testkit::{Wire, challenge_of, payment_for, receipt_of};
+use x402_testkit::{Wire, challenge_of, pay_and_retry, payment_for, receipt_of};
 
 #[tokio::test]
 async fn v1_and_v2_clients_both_pay_the_same_route() {
@@ -42,15 +42,7 @@ async fn v1_and_v2_clients_both_pay_the_same_route() {
         (Wire::V2, "payment-response"),
         (Wire::V1, "x-payment-response"),
     ] {
-        let first = shop.http.get(&url).send().await.unwrap();
-        let (name, value) = payment_for(first, shop.payer(), wire).await;
-        let paid = shop
-            .http
-            .get(&url)
-            .header(name, value)
-            .send()
-            .await
-            .unwrap();
+        let paid = pay_and_retry(|| shop.http.get(&url), shop.payer(), wire).await;
         assert_eq!(paid.status(), 200, "{wire:?}");
         assert!(
             paid.headers().contains_key(receipt_header),
@@ -181,15 +173,7 @@ async fn prices_are_quoted_from_the_body_and_bad_input_is_refused_before_payment
 async fn settling_before_the_handler_gives_it_the_transaction() {
     let shop = Shop::start().await;
     let url = format!("{}/job", shop.url);
-    let first = shop.http.post(&url).send().await.unwrap();
-    let (name, value) = payment_for(first, shop.payer(), Wire::V2).await;
-    let paid = shop
-        .http
-        .post(&url)
-        .header(name, value)
-        .send()
-        .await
-        .unwrap();
+    let paid = pay_and_retry(|| shop.http.post(&url), shop.payer(), Wire::V2).await;
     assert_eq!(paid.status(), 200);
     let receipt = receipt_of(paid.headers()).unwrap();
     let body: Value = paid.json().await.unwrap();

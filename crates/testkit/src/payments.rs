@@ -163,3 +163,19 @@ pub fn receipt_of(headers: &reqwest::header::HeaderMap) -> Option<x402_proto::Se
         .or_else(|| headers.get("x-payment-response"))?;
     Some(x402_proto::decode_header(header.as_bytes()).expect("receipt decodes"))
 }
+
+/// Sends the request `build` makes, pays its 402 with `payer` as a client of `wire` would, and
+/// sends the request again with the payment: the paid answer.
+pub async fn pay_and_retry(
+    build: impl Fn() -> reqwest::RequestBuilder,
+    payer: &PrivateKeySigner,
+    wire: Wire,
+) -> reqwest::Response {
+    let first = build().send().await.expect("the first request is answered");
+    let (name, value) = payment_for(first, payer, wire).await;
+    build()
+        .header(name, value)
+        .send()
+        .await
+        .expect("the paid request is answered")
+}

@@ -12,7 +12,7 @@ use tempfile::TempDir;
 use x402_facilitator::{FacilitatorConfig, RunningFacilitator};
 use x402_gateway::{GatewayConfig, RunningGateway};
 use x402_proto::Facilitator;
-use x402_testkit::{Chain, Wire, payment_for};
+use x402_testkit::{Chain, Wire};
 
 pub struct Stack {
     pub chain: Chain,
@@ -113,15 +113,48 @@ impl Stack {
         let amount = x402_testkit::challenge_of(first.headers()).accepts[0]
             .amount
             .0;
-        let (name, value) = payment_for(first, self.payer(i), wire).await;
-        let paid = self
-            .http
-            .post(&url)
-            .json(body)
-            .header(name, value)
-            .send()
-            .await
-            .unwrap();
+        let paid =
+            x402_testkit::pay_and_retry(|| self.http.post(&url).json(body), self.payer(i), wire)
+                .await;
         (paid, amount)
+    }
+
+    /// Pays for `request` to `/run` as a job (`Prefer: respond-async`) with payer 0: the job
+    /// id and the receipt of the settlement made before it started.
+    pub async fn pay_job(&self, request: &Value) -> (String, x402_proto::SettleResponse) {
+        let url = format!("{}/run", self.url);
+        let build = || {
+            self.http
+                .post(&url)
+                .header("prefer", "respond-async")
+                .json(request)
+        };
+        let response = x402_testkit::pay_and_retry(build, self.payer(0), Wire::V2).await;
+        assert_eq!(response.status(), 202);
+        let receipt = x402_testkit::receipt_of(response.headers()).expect("settled before the job");
+        let accepted: Value = response.json().await.unwrap();
+        assert_eq!(accepted["status"], "pending");
+        (accepted["job_id"].as_str().unwrap().to_owned(), receipt)
+    }
+
+    /// Polls `/status/{job_id}` until the job completes or fails (or 10 s pass): its last view.
+    pub async fn job_outcome(&self, job_id: &str) -> Value {
+        let mut view = Value::Null;
+        for _ in 0..100 {
+            view = self
+                .http
+                .get(format!("{}/status/{job_id}", self.url))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            if view["status"] == "failed" || view["status"] == "completed" {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+        view
     }
 }
