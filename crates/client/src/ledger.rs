@@ -40,6 +40,16 @@ pub struct Budget {
     pub total: Option<MicroUsd>,
 }
 
+impl Budget {
+    /// At most `micro_usd` in all, no other limit.
+    pub fn total(micro_usd: MicroUsd) -> Self {
+        Self {
+            total: Some(micro_usd),
+            ..Self::default()
+        }
+    }
+}
+
 /// Why the ledger refused or failed.
 #[derive(Debug, thiserror::Error)]
 pub enum LedgerError {
@@ -539,12 +549,7 @@ mod tests {
     #[test]
     fn an_unknown_payment_stays_counted_until_a_receipt_or_reconciliation() {
         let ledger = Ledger::in_memory().unwrap();
-        ledger
-            .set_budget(&Budget {
-                total: Some(25),
-                ..Budget::default()
-            })
-            .unwrap();
+        ledger.set_budget(&Budget::total(25)).unwrap();
         let mut lost = ledger.reserve(&intent(10)).unwrap();
         let lost_id = lost.id();
         lost.signed(&format!("0x{}", "ab".repeat(32)), 1_700_000_000)

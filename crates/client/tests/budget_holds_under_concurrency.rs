@@ -72,12 +72,7 @@ async fn a_budget_for_40_allows_exactly_40_of_100_concurrent_payments() {
     let before = server.chain.balance(payee).await;
     let ledger = Ledger::in_memory().unwrap();
     // 40 payments of $0.01 = 400,000 micro-USD.
-    ledger
-        .set_budget(&Budget {
-            total: Some(400_000),
-            ..Budget::default()
-        })
-        .unwrap();
+    ledger.set_budget(&Budget::total(400_000)).unwrap();
     let client = PayingClient::new(
         reqwest::Client::new(),
         server.chain.devnet.payers()[0].signer.clone(),

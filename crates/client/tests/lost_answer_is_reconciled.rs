@@ -150,12 +150,7 @@ async fn handle(
 /// A client of payer 0 whose requests give up after 3 s, with a budget for 1.5 payments.
 fn client(server: &Server) -> PayingClient {
     let ledger = Ledger::in_memory().unwrap();
-    ledger
-        .set_budget(&Budget {
-            total: Some(15_000),
-            ..Budget::default()
-        })
-        .unwrap();
+    ledger.set_budget(&Budget::total(15_000)).unwrap();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
         .build()
@@ -197,16 +192,7 @@ fn assert_budget_counts(client: &PayingClient, spent: u64) {
 }
 
 async fn mine_a_block(server: &Server) {
-    let answer: serde_json::Value = reqwest::Client::new()
-        .post(server.chain.devnet.rpc_url().as_str())
-        .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "evm_mine", "params": []}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
-    assert!(answer.get("error").is_none(), "{answer}");
+    server.chain.devnet.mine().await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -185,12 +185,7 @@ async fn a_budget_refusal_is_a_middleware_error_naming_the_limit() {
     let payee = server.chain.devnet.pay_to().address;
     let before = server.chain.balance(payee).await;
     let ledger = Ledger::in_memory().unwrap();
-    ledger
-        .set_budget(&Budget {
-            total: Some(5_000),
-            ..Budget::default()
-        })
-        .unwrap();
+    ledger.set_budget(&Budget::total(5_000)).unwrap();
     let payer = PayingClient::new(
         reqwest::Client::new(),
         server.chain.devnet.payers()[0].signer.clone(),

@@ -346,6 +346,21 @@ impl Devnet {
         self.send(token, call.abi_encode()).await
     }
 
+    /// Mints `atomic` units of the dev token to `to`.
+    pub async fn fund(&self, to: Address, atomic: u128) -> Result<(), DevnetError> {
+        self.mint(self.token().address, to, TokenAmount::from_atomic(atomic))
+            .await
+    }
+
+    /// Mines one block now (whatever the block time).
+    pub async fn mine(&self) -> Result<(), DevnetError> {
+        self.provider()
+            .raw_request::<_, String>("evm_mine".into(), ())
+            .await
+            .map(|_| ())
+            .map_err(|e| DevnetError::Rpc(e.to_string()))
+    }
+
     /// The token balance of `owner`.
     pub async fn balance_of(&self, token: Address, owner: Address) -> Result<U256, DevnetError> {
         let call = IDevToken::balanceOfCall { account: owner };

@@ -3,7 +3,7 @@
 //! factory is not allowed, and a wallet neither deployed nor ERC-6492 wrapped.
 
 use x402_evm::ExactEvmFacilitator;
-use x402_proto::{Facilitator, ReasonCode, TokenAmount};
+use x402_proto::{Facilitator, ReasonCode};
 use x402_testkit::{Chain, SmartWallet, v2_request};
 
 #[tokio::test]
@@ -17,14 +17,7 @@ async fn a_wallet_whose_is_valid_signature_refuses_is_rejected() {
 
     // Deployed: another key signs for the wallet, and the wallet says no.
     let wallet = SmartWallet::deployed(devnet, &owner).await;
-    devnet
-        .mint(
-            devnet.token().address,
-            wallet.address,
-            TokenAmount::from_atomic(5_000),
-        )
-        .await
-        .unwrap();
+    devnet.fund(wallet.address, 5_000).await.unwrap();
     let forged = wallet.signing_with(&intruder);
     let sent_before = chain.facilitator_tx_count().await;
     let request = v2_request(&forged.payment(&requirements), &requirements);
@@ -81,14 +74,7 @@ async fn a_factory_outside_the_allow_list_is_refused() {
 
     let owner = devnet.payers()[0].signer.clone();
     let wallet = SmartWallet::counterfactual_from(devnet, other_factory, &owner).await;
-    devnet
-        .mint(
-            devnet.token().address,
-            wallet.address,
-            TokenAmount::from_atomic(1_000),
-        )
-        .await
-        .unwrap();
+    devnet.fund(wallet.address, 1_000).await.unwrap();
     let facilitator = ExactEvmFacilitator::new(chain.scheme.clone());
     let requirements = chain.requirements(1_000);
     let sent_before = chain.facilitator_tx_count().await;

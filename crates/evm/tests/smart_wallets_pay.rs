@@ -4,7 +4,7 @@
 
 use alloy::primitives::U256;
 use x402_evm::ExactEvmFacilitator;
-use x402_proto::{Facilitator, TokenAmount};
+use x402_proto::Facilitator;
 use x402_testkit::{Chain, SmartWallet, v1_request, v2_request};
 
 #[tokio::test]
@@ -13,14 +13,7 @@ async fn a_deployed_erc1271_wallet_pays() {
     let devnet = &chain.devnet;
     let owner = devnet.payers()[0].signer.clone();
     let wallet = SmartWallet::deployed(devnet, &owner).await;
-    devnet
-        .mint(
-            devnet.token().address,
-            wallet.address,
-            TokenAmount::from_atomic(50_000),
-        )
-        .await
-        .unwrap();
+    devnet.fund(wallet.address, 50_000).await.unwrap();
     let pay_to = devnet.pay_to().address;
     let pay_to_before = chain.balance(pay_to).await;
     let owner_before = chain.balance(owner.address()).await;
@@ -62,14 +55,7 @@ async fn an_erc6492_counterfactual_wallet_pays_and_is_deployed_by_settlement() {
     let owner = devnet.payers()[1].signer.clone();
     let wallet = SmartWallet::counterfactual(devnet, &owner).await;
     // Money can be sent to the wallet's address before it exists.
-    devnet
-        .mint(
-            devnet.token().address,
-            wallet.address,
-            TokenAmount::from_atomic(8_000),
-        )
-        .await
-        .unwrap();
+    devnet.fund(wallet.address, 8_000).await.unwrap();
     assert!(!devnet.has_code(wallet.address).await.unwrap());
     let pay_to = devnet.pay_to().address;
     let pay_to_before = chain.balance(pay_to).await;

@@ -13,7 +13,7 @@ use alloy::primitives::Address;
 use common::{Stack, config_for};
 use serde_json::Value;
 use x402_devnet::{Artifact, DevnetConfig, WALLET_FACTORY_ARTIFACT};
-use x402_proto::{PaymentRequest, TokenAmount};
+use x402_proto::PaymentRequest;
 use x402_testkit::{Chain, SmartWallet, v2_request};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -46,14 +46,7 @@ async fn smart_wallet_verdicts_match_the_official_facilitator() {
     let unborn = SmartWallet::counterfactual(devnet, &owner).await;
     let unlisted = SmartWallet::counterfactual_from(devnet, other, &owner).await;
     for wallet in [&deployed, &unborn, &unlisted] {
-        devnet
-            .mint(
-                devnet.token().address,
-                wallet.address,
-                TokenAmount::from_atomic(5_000),
-            )
-            .await
-            .unwrap();
+        devnet.fund(wallet.address, 5_000).await.unwrap();
     }
     let requirements = chain.requirements(1_000);
     let cases: Vec<(&str, PaymentRequest)> = vec![

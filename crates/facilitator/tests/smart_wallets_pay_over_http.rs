@@ -7,7 +7,6 @@ mod common;
 use alloy::primitives::{Address, U256};
 use common::{Stack, config_for};
 use x402_devnet::DevnetConfig;
-use x402_proto::TokenAmount;
 use x402_testkit::{Chain, SmartWallet, v2_request};
 
 /// A devnet and our facilitator allowing `factories` for ERC-6492 payers.
@@ -36,14 +35,7 @@ async fn erc1271_and_erc6492_wallets_pay_through_the_facilitator() {
     let deployed = SmartWallet::deployed(devnet, &owner).await;
     let unborn = SmartWallet::counterfactual(devnet, &owner).await;
     for wallet in [&deployed, &unborn] {
-        devnet
-            .mint(
-                devnet.token().address,
-                wallet.address,
-                TokenAmount::from_atomic(3_000),
-            )
-            .await
-            .unwrap();
+        devnet.fund(wallet.address, 3_000).await.unwrap();
     }
     let before = stack.pay_to_balance().await;
     let requirements = stack.chain.requirements(3_000);
@@ -83,14 +75,7 @@ async fn refusing_wallets_and_unlisted_factories_get_the_official_codes() {
     let refusing = SmartWallet::deployed(devnet, &owner)
         .await
         .signing_with(&intruder);
-    devnet
-        .mint(
-            devnet.token().address,
-            refusing.address,
-            TokenAmount::from_atomic(1_000),
-        )
-        .await
-        .unwrap();
+    devnet.fund(refusing.address, 1_000).await.unwrap();
     let unlisted = SmartWallet::counterfactual(devnet, &owner).await;
     let cases = [
         (

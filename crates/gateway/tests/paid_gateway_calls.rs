@@ -4,7 +4,6 @@
 
 mod common;
 
-
 use alloy::primitives::U256;
 use base64::Engine;
 use common::{Stack, testdata};
