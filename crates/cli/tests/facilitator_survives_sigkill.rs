@@ -2,13 +2,14 @@
 //! with the node losing the transaction too, then restarted: the settlement is rebroadcast,
 //! confirmed in the log, and no second transfer happens.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{B256, U256};
 use alloy::providers::Provider;
 use x402_testkit::Chain;
+
+mod common;
 
 struct Facilitator {
     child: Child,
@@ -16,24 +17,11 @@ struct Facilitator {
 }
 
 fn spawn_facilitator(config: &std::path::Path, key: &str) -> Facilitator {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_x402"))
-        .args(["facilitator", "--config"])
-        .arg(config)
-        .env("X402_FACILITATOR_PRIVATE_KEY", key)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("facilitator listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
+    let (child, url) = common::spawn_listening(
+        "facilitator",
+        config,
+        &[("X402_FACILITATOR_PRIVATE_KEY", key)],
+    );
     Facilitator { child, url }
 }
 

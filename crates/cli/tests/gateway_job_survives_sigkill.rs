@@ -7,8 +7,7 @@
 //! thing mocked: a real one costs money). The upstream holds the first call open, so the
 //! gateway is killed while the job is certainly running; it answers the second.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -19,29 +18,15 @@ use axum::{Json, Router};
 use serde_json::{Value, json};
 use x402_testkit::{Chain, Wire, payment_for, receipt_of};
 
+mod common;
+
 struct Gateway {
     child: Child,
     url: String,
 }
 
 fn spawn_gateway(config: &std::path::Path) -> Gateway {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_x402"))
-        .args(["gateway", "--config"])
-        .arg(config)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let url = line
-        .trim()
-        .strip_prefix("gateway listening on ")
-        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
-        .to_owned();
+    let (child, url) = common::spawn_listening("gateway", config, &[]);
     Gateway { child, url }
 }
 

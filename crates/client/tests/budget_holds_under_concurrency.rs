@@ -10,26 +10,18 @@ use axum::routing::get;
 use x402_client::{
     Budget, Ledger, LedgerError, PayError, PayingClient, Policy, PolicyError, TotalsBy,
 };
-use x402_paywall::{PaymentOption, Paywall, PaywallConfig, RoutePrice};
-use x402_proto::Facilitator;
-use x402_testkit::Chain;
+use x402_paywall::RoutePrice;
+use x402_testkit::Settling;
 
 struct Server {
-    chain: Chain,
+    settling: Settling,
     url: String,
     hits: Arc<AtomicUsize>,
-    _facilitator: x402_facilitator::RunningFacilitator,
-    _dir: tempfile::TempDir,
 }
 
 async fn server(price: &str) -> Server {
-    let chain = Chain::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let facilitator = x402_testkit::start_facilitator(&chain, dir.path()).await;
-    let requirements = chain.requirements(1);
-    let option = PaymentOption::from_requirements(&requirements, 6).with_max_timeout(120);
-    let in_process: Arc<dyn Facilitator> = Arc::new(facilitator.service().clone());
-    let paywall = Paywall::new(in_process, vec![option], PaywallConfig::default()).unwrap();
+    let settling = Settling::start().await;
+    let paywall = settling.paywall();
     let hits = Arc::new(AtomicUsize::new(0));
     let counter = hits.clone();
     let app = axum::Router::new().route(
@@ -52,11 +44,9 @@ async fn server(price: &str) -> Server {
     let url = format!("http://{}/data", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     Server {
-        chain,
+        settling,
         url,
         hits,
-        _facilitator: facilitator,
-        _dir: dir,
     }
 }
 
@@ -68,14 +58,14 @@ fn request_has_payment(request: &axum::extract::Request) -> bool {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_for_40_allows_exactly_40_of_100_concurrent_payments() {
     let server = server("$0.01").await;
-    let payee = server.chain.devnet.pay_to().address;
-    let before = server.chain.balance(payee).await;
+    let payee = server.settling.chain.devnet.pay_to().address;
+    let before = server.settling.chain.balance(payee).await;
     let ledger = Ledger::in_memory().unwrap();
     // 40 payments of $0.01 = 400,000 micro-USD.
     ledger.set_budget(&Budget::total(400_000)).unwrap();
     let client = PayingClient::new(
         reqwest::Client::new(),
-        server.chain.devnet.payers()[0].signer.clone(),
+        server.settling.chain.devnet.payers()[0].signer.clone(),
         Policy::default(),
         ledger.clone(),
     );
@@ -109,7 +99,7 @@ async fn a_budget_for_40_allows_exactly_40_of_100_concurrent_payments() {
     assert_eq!((paid, refused), (40, 60));
     // Refused calls never signed: the server saw exactly 40 payments.
     assert_eq!(server.hits.load(Ordering::SeqCst), 40);
-    let moved = server.chain.balance(payee).await - before;
+    let moved = server.settling.chain.balance(payee).await - before;
     assert_eq!(moved, U256::from(400_000));
     let totals = ledger.totals(0, TotalsBy::Payee).unwrap();
     assert_eq!(totals.len(), 1);
@@ -129,7 +119,7 @@ async fn a_price_above_the_maximum_is_refused_without_signing() {
     let ledger = Ledger::in_memory().unwrap();
     let client = PayingClient::new(
         reqwest::Client::new(),
-        server.chain.devnet.payers()[0].signer.clone(),
+        server.settling.chain.devnet.payers()[0].signer.clone(),
         Policy {
             max_per_payment: "0.10".parse().unwrap(),
             ..Policy::default()

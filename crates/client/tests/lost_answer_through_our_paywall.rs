@@ -11,19 +11,13 @@ use std::time::Duration;
 use alloy::primitives::U256;
 use axum::routing::get;
 use x402_client::{Ledger, PayingClient, Policy};
-use x402_paywall::{PaymentOption, Paywall, PaywallConfig, RoutePrice};
-use x402_proto::Facilitator;
-use x402_testkit::Chain;
+use x402_paywall::RoutePrice;
+use x402_testkit::Settling;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_answer_lost_to_a_timeout_is_recovered_and_paid_once() {
-    let chain = Chain::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let facilitator = x402_testkit::start_facilitator(&chain, dir.path()).await;
-    let requirements = chain.requirements(1);
-    let option = PaymentOption::from_requirements(&requirements, 6).with_max_timeout(120);
-    let in_process: Arc<dyn Facilitator> = Arc::new(facilitator.service().clone());
-    let paywall = Paywall::new(in_process, vec![option], PaywallConfig::default()).unwrap();
+    let settling = Settling::start().await;
+    let paywall = settling.paywall();
     let runs = Arc::new(AtomicUsize::new(0));
     let counter = runs.clone();
     let app = axum::Router::new().route(
@@ -42,8 +36,8 @@ async fn a_slow_answer_lost_to_a_timeout_is_recovered_and_paid_once() {
     let url = format!("http://{}/slow", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
 
-    let payee = chain.devnet.pay_to().address;
-    let before = chain.balance(payee).await;
+    let payee = settling.chain.devnet.pay_to().address;
+    let before = settling.chain.balance(payee).await;
     let ledger = Ledger::in_memory().unwrap();
     // The client gives up on an answer after one second; the handler takes 2.5.
     let http = reqwest::Client::builder()
@@ -52,7 +46,7 @@ async fn a_slow_answer_lost_to_a_timeout_is_recovered_and_paid_once() {
         .unwrap();
     let client = PayingClient::new(
         http,
-        chain.devnet.payers()[0].signer.clone(),
+        settling.chain.devnet.payers()[0].signer.clone(),
         Policy::default(),
         ledger.clone(),
     );
@@ -72,7 +66,7 @@ async fn a_slow_answer_lost_to_a_timeout_is_recovered_and_paid_once() {
         Some(receipt.transaction.as_str())
     );
     assert_eq!(
-        chain.balance(payee).await,
+        settling.chain.balance(payee).await,
         before + U256::from(10_000),
         "paid once"
     );

@@ -13,27 +13,20 @@ use x402_client::{
     Budget, Ledger, LedgerError, PayError, PayingClient, Payment, PaymentMiddleware, Policy,
     ServiceLabel,
 };
-use x402_paywall::{PaymentOption, Paywall, PaywallConfig, RoutePrice};
-use x402_proto::{Facilitator, SettleResponse, decode_header};
-use x402_testkit::Chain;
+use x402_paywall::RoutePrice;
+use x402_proto::{SettleResponse, decode_header};
+use x402_testkit::Settling;
 
 struct Server {
-    chain: Chain,
+    settling: Settling,
     url: String,
     /// The `x-agent` header of every request that carried a payment.
     paid_agents: Arc<Mutex<Vec<Option<String>>>>,
-    _facilitator: x402_facilitator::RunningFacilitator,
-    _dir: tempfile::TempDir,
 }
 
 async fn server(price: &str) -> Server {
-    let chain = Chain::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let facilitator = x402_testkit::start_facilitator(&chain, dir.path()).await;
-    let requirements = chain.requirements(1);
-    let option = PaymentOption::from_requirements(&requirements, 6).with_max_timeout(120);
-    let in_process: Arc<dyn Facilitator> = Arc::new(facilitator.service().clone());
-    let paywall = Paywall::new(in_process, vec![option], PaywallConfig::default()).unwrap();
+    let settling = Settling::start().await;
+    let paywall = settling.paywall();
     let paid_agents = Arc::new(Mutex::new(Vec::new()));
     let seen = paid_agents.clone();
     let app = axum::Router::new().route(
@@ -61,11 +54,9 @@ async fn server(price: &str) -> Server {
     let url = format!("http://{}/data", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, app).await });
     Server {
-        chain,
+        settling,
         url,
         paid_agents,
-        _facilitator: facilitator,
-        _dir: dir,
     }
 }
 
@@ -123,12 +114,12 @@ fn stack(payer: PayingClient) -> Stack {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_middleware_pays_once_and_hands_back_the_receipt() {
     let server = server("$0.01").await;
-    let payee = server.chain.devnet.pay_to().address;
-    let before = server.chain.balance(payee).await;
+    let payee = server.settling.chain.devnet.pay_to().address;
+    let before = server.settling.chain.balance(payee).await;
     let ledger = Ledger::in_memory().unwrap();
     let payer = PayingClient::new(
         reqwest::Client::new(),
-        server.chain.devnet.payers()[0].signer.clone(),
+        server.settling.chain.devnet.payers()[0].signer.clone(),
         Policy::default(),
         ledger.clone(),
     );
@@ -175,20 +166,20 @@ async fn the_middleware_pays_once_and_hands_back_the_receipt() {
         records[0].transaction.as_deref(),
         Some(receipt.transaction.as_str())
     );
-    let moved = server.chain.balance(payee).await - before;
+    let moved = server.settling.chain.balance(payee).await - before;
     assert_eq!(moved, U256::from(10_000), "paid exactly once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_refusal_is_a_middleware_error_naming_the_limit() {
     let server = server("$0.01").await;
-    let payee = server.chain.devnet.pay_to().address;
-    let before = server.chain.balance(payee).await;
+    let payee = server.settling.chain.devnet.pay_to().address;
+    let before = server.settling.chain.balance(payee).await;
     let ledger = Ledger::in_memory().unwrap();
     ledger.set_budget(&Budget::total(5_000)).unwrap();
     let payer = PayingClient::new(
         reqwest::Client::new(),
-        server.chain.devnet.payers()[0].signer.clone(),
+        server.settling.chain.devnet.payers()[0].signer.clone(),
         Policy::default(),
         ledger.clone(),
     );
@@ -218,7 +209,7 @@ async fn a_budget_refusal_is_a_middleware_error_naming_the_limit() {
     assert_eq!(stack.after.load(Ordering::SeqCst), 1);
     assert!(server.paid_agents.lock().unwrap().is_empty());
     assert!(ledger.payments(0).unwrap().is_empty());
-    assert_eq!(server.chain.balance(payee).await, before);
+    assert_eq!(server.settling.chain.balance(payee).await, before);
 }
 
 #[tokio::test]

@@ -7,10 +7,12 @@ mod chain;
 mod mock;
 mod payments;
 mod reencode;
+mod shop;
 mod smart_wallet;
 
 pub use chain::*;
 pub use mock::*;
 pub use payments::*;
 pub use reencode::*;
+pub use shop::*;
 pub use smart_wallet::*;

@@ -110,3 +110,32 @@ impl Drop for DevStack {
         let _ = self.child.wait();
     }
 }
+
+/// Starts `x402 <command> --config <config>` with `envs`, and waits for its first stdout
+/// line, `<command> listening on <url>`: the running child and its URL.
+pub fn spawn_listening(
+    command: &str,
+    config: &Path,
+    envs: &[(&str, &str)],
+) -> (std::process::Child, String) {
+    use std::io::{BufRead, BufReader};
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_x402"))
+        .args([command, "--config"])
+        .arg(config)
+        .envs(envs.iter().copied())
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let url = line
+        .trim()
+        .strip_prefix(&format!("{command} listening on "))
+        .unwrap_or_else(|| panic!("unexpected first line {line:?}"))
+        .to_owned();
+    (child, url)
+}
