@@ -123,12 +123,7 @@ async fn chat_completions_are_paid_and_passed_through() {
     // An upstream failure is a 502 and is not charged.
     let before = stack.pay_to_balance().await;
     let (response, _) = stack
-        .pay_post(
-            "/run",
-            &json!({"service": "llm-4090", "input": {"prompt": "fail"}}),
-            3,
-            Wire::V2,
-        )
+        .pay_run("llm-4090", json!({"prompt": "fail"}), 3)
         .await;
     assert_eq!(response.status(), 502);
     assert!(receipt_of(response.headers()).is_none());
@@ -165,15 +160,7 @@ async fn a_paid_job_that_keeps_failing_says_it_was_charged_and_not_refunded() {
         "[limits]\njob_attempts = 2\n[services.llm-4090.upstream]\nbase_url = \"{upstream}\"\nmodel = \"tiny-test-model\"\n"
     ))
     .await;
-    let catalog: Value = stack
-        .http
-        .get(format!("{}/catalog", stack.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let catalog: Value = stack.get_json("/catalog").await;
     assert_eq!(catalog["jobs"]["refunds"], false, "{}", catalog["jobs"]);
     assert_eq!(catalog["jobs"]["max_attempts"], 2);
 

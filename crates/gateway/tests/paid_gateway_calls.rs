@@ -22,12 +22,7 @@ async fn local_services_are_paid_per_call_and_charged_what_was_quoted() {
 
     // Embeddings (v2 client), priced per token.
     let (response, amount) = stack
-        .pay_post(
-            "/run",
-            &json!({"service": "embedding-l4", "input": {"text": "The cat sits outside"}}),
-            0,
-            Wire::V2,
-        )
+        .pay_run("embedding-l4", json!({"text": "The cat sits outside"}), 0)
         .await;
     assert_eq!(response.status(), 200);
     let receipt = receipt_of(response.headers()).expect("receipt");
@@ -67,12 +62,7 @@ async fn local_services_are_paid_per_call_and_charged_what_was_quoted() {
     // Speech, per 1K characters.
     let text = "Hello from the inference gateway.";
     let (response, amount) = stack
-        .pay_post(
-            "/run",
-            &json!({"service": "tts-fast", "input": {"text": text, "voice": "af_alloy"}}),
-            2,
-            Wire::V2,
-        )
+        .pay_run("tts-fast", json!({"text": text, "voice": "af_alloy"}), 2)
         .await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
@@ -91,17 +81,10 @@ async fn local_services_are_paid_per_call_and_charged_what_was_quoted() {
     charged += amount;
 
     // Rerank, per query: the related document comes first.
-    let (response, amount) = stack
-        .pay_post(
-            "/run",
-            &json!({"service": "rerank", "input": {
+    let (response, amount) = stack.pay_run("rerank", json!({
                 "query": "How do I pay for an API call with USDC?",
                 "documents": ["Bananas are rich in potassium.", "x402 lets clients pay per request with a signed USDC authorization.", "The weather is sunny."]
-            }}),
-            3,
-            Wire::V2,
-        )
-        .await;
+            }), 3).await;
     assert_eq!(response.status(), 200);
     let body: Value = response.json().await.unwrap();
     let results = body["output"]["results"].as_array().unwrap();
@@ -245,15 +228,7 @@ async fn bad_input_is_refused_before_any_payment() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_catalog_lists_prices_models_and_availability() {
     let stack = Stack::start("").await;
-    let catalog: Value = stack
-        .http
-        .get(format!("{}/catalog", stack.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let catalog: Value = stack.get_json("/catalog").await;
     let services = catalog["services"].as_array().unwrap();
     let find = |key: &str| {
         services

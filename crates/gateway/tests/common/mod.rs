@@ -141,20 +141,36 @@ impl Stack {
     pub async fn job_outcome(&self, job_id: &str) -> Value {
         let mut view = Value::Null;
         for _ in 0..100 {
-            view = self
-                .http
-                .get(format!("{}/status/{job_id}", self.url))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            view = self.get_json(&format!("/status/{job_id}")).await;
             if view["status"] == "failed" || view["status"] == "completed" {
                 break;
             }
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
         }
         view
+    }
+
+    /// GETs `path` and reads its JSON.
+    pub async fn get_json(&self, path: &str) -> Value {
+        self.http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Pays for `service` on `/run` with `input`, as payer `i` with a v2 client: the paid
+    /// response and the amount asked.
+    pub async fn pay_run(
+        &self,
+        service: &str,
+        input: Value,
+        i: usize,
+    ) -> (reqwest::Response, U256) {
+        let body = serde_json::json!({"service": service, "input": input});
+        self.pay_post("/run", &body, i, Wire::V2).await
     }
 }
