@@ -2,9 +2,8 @@
 //! `X-PAYMENT`), and the official `@x402/express` server (npm 2.27.0) settling through our
 //! facilitator on anvil.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Command;
 use std::sync::Arc;
 
 use alloy::primitives::U256;
@@ -114,15 +113,6 @@ async fn a_v1_only_server_is_paid_with_x_payment() {
     assert_eq!(record.network, "eip155:8453");
 }
 
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_express_server_is_paid_and_settles_on_anvil() {
     let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools");
@@ -134,27 +124,13 @@ async fn the_official_express_server_is_paid_and_settles_on_anvil() {
     let dir = tempfile::tempdir().unwrap();
     let running = facilitator(&chain, &dir).await;
     let payee = chain.devnet.pay_to().address;
-    let mut child = Command::new("node")
+    let mut command = Command::new("node");
+    command
         .arg(tools.join("interop/express-server.mjs"))
         .env("FACILITATOR_URL", running.url())
         .env("PAY_TO", payee.to_checksum(None))
-        .env("PRICE", "$0.02")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("node runs");
-    let stdout = child.stdout.take().unwrap();
-    let _server = KillOnDrop(child);
-    let port = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).unwrap();
-        line.trim()
-            .strip_prefix("LISTENING ")
-            .unwrap_or_else(|| panic!("express said {line:?}"))
-            .to_owned()
-    })
-    .await
-    .unwrap();
+        .env("PRICE", "$0.02");
+    let (_server, port) = x402_testkit::spawn_announcing(command, "LISTENING ").await;
 
     let before = chain.balance(payee).await;
     let ledger = Ledger::in_memory().unwrap();

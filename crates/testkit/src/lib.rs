@@ -6,6 +6,7 @@
 mod chain;
 mod mock;
 mod payments;
+mod process;
 mod reencode;
 mod shop;
 mod smart_wallet;
@@ -13,6 +14,7 @@ mod smart_wallet;
 pub use chain::*;
 pub use mock::*;
 pub use payments::*;
+pub use process::*;
 pub use reencode::*;
 pub use shop::*;
 pub use smart_wallet::*;

@@ -2,21 +2,11 @@
 //! paid by the official `@x402/fetch` client (2.27): the fixed-price joke and the per-word
 //! count, each settled once on chain for exactly its price.
 
-use std::io::BufRead;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 
 use x402_proto::U256;
 use x402_testkit::Chain;
-
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 fn interop(script: &str) -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools/interop");
@@ -55,28 +45,12 @@ async fn the_official_client_pays_both_routes() {
     let facilitator = x402_testkit::start_facilitator(&chain, dir.path()).await;
     let pay_to = chain.devnet.pay_to().address;
 
-    let mut child = Command::new(env!("CARGO_BIN_EXE_paid-api"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_paid-api"));
+    command
         .env("FACILITATOR_URL", facilitator.url())
         .env("PAY_TO", pay_to.to_checksum(None))
-        .env("LISTEN", "127.0.0.1:0")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("the example starts");
-    let stdout = child.stdout.take().unwrap();
-    let _api = KillOnDrop(child);
-    let port = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .unwrap();
-        line.trim()
-            .strip_prefix("LISTENING ")
-            .unwrap_or_else(|| panic!("the example said {line:?}"))
-            .to_owned()
-    })
-    .await
-    .unwrap();
+        .env("LISTEN", "127.0.0.1:0");
+    let (_api, port) = x402_testkit::spawn_announcing(command, "LISTENING ").await;
     let base = format!("http://127.0.0.1:{port}");
     let key = chain.devnet.payers()[1].signer.to_bytes().to_string();
 

@@ -56,9 +56,7 @@ impl Stack {
             config,
         }
     }
-}
 
-impl Stack {
     /// Automining devnet, default facilitator.
     pub async fn start() -> Self {
         Self::start_with(DevnetConfig::default(), "").await
@@ -70,17 +68,7 @@ impl Stack {
         let chain = Chain::start_with(devnet).await;
         let dir = tempfile::tempdir().unwrap();
         let config = config_for(chain.devnet.rpc_url().as_str(), dir.path(), extra);
-        let facilitator =
-            x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
-                .await
-                .expect("facilitator starts");
-        Self {
-            chain,
-            facilitator: Some(facilitator),
-            http: reqwest::Client::new(),
-            dir,
-            config,
-        }
+        Self::serve(chain, dir, config).await
     }
 
     pub fn url(&self) -> String {
@@ -197,20 +185,11 @@ pub fn interop_dir() -> std::path::PathBuf {
     dir
 }
 
-/// A child process killed when dropped.
-pub struct KillOnDrop(pub std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+pub use x402_testkit::KillOnDrop;
 
 /// The official `@x402/express` server (`GET /paid` at $0.01, paid to the devnet's payee)
 /// in front of this stack's facilitator; the server and its port.
 pub async fn official_express_server(stack: &Stack, token: Option<&str>) -> (KillOnDrop, u16) {
-    use std::io::BufRead;
     let mut command = std::process::Command::new("node");
     command
         .arg(interop_dir().join("express-server.mjs"))
@@ -219,29 +198,12 @@ pub async fn official_express_server(stack: &Stack, token: Option<&str>) -> (Kil
             "PAY_TO",
             stack.chain.devnet.pay_to().address.to_checksum(None),
         )
-        .env("PRICE", "$0.01")
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit());
+        .env("PRICE", "$0.01");
     if let Some(token) = token {
         command.env("FACILITATOR_TOKEN", token);
     }
-    let mut server = command.spawn().expect("node runs");
-    let stdout = server.stdout.take().unwrap();
-    let server = KillOnDrop(server);
-    let port = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        std::io::BufReader::new(stdout)
-            .read_line(&mut line)
-            .unwrap();
-        line.trim()
-            .strip_prefix("LISTENING ")
-            .unwrap_or_else(|| panic!("express server said {line:?}"))
-            .parse()
-            .unwrap()
-    })
-    .await
-    .unwrap();
-    (server, port)
+    let (server, port) = x402_testkit::spawn_announcing(command, "LISTENING ").await;
+    (server, port.parse().expect("a port"))
 }
 
 /// A TCP proxy that can be cut (connections refused and dropped) and restored: a chain RPC
