@@ -32,6 +32,10 @@ contract X402Token {
     bytes32 public constant CANCEL_AUTHORIZATION_TYPEHASH =
         keccak256("CancelAuthorization(address authorizer,bytes32 nonce)");
 
+    /// EIP-2612: an allowance granted by a signature instead of a transaction.
+    bytes32 public constant PERMIT_TYPEHASH =
+        keccak256("Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)");
+
     /// Largest `s` accepted in a signature (half the secp256k1 group order),
     /// which rules out the malleable twin of every valid signature.
     uint256 private constant MAX_S = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
@@ -49,6 +53,7 @@ contract X402Token {
     mapping(address => uint256) private _balances; // slot 4
     mapping(address => mapping(address => uint256)) private _allowances; // slot 5
     mapping(address => mapping(bytes32 => bool)) private _authorizationStates; // slot 6
+    mapping(address => uint256) private _permitNonces; // slot 7
 
     // ---- Events ----
 
@@ -142,6 +147,43 @@ contract X402Token {
         _transfer(from, to, value);
         _allowances[from][msg.sender] = allowed - value;
         return true;
+    }
+
+    // ---- EIP-2612 permits ----
+
+    /// @notice The next permit nonce of `owner`: each permit uses one, in order.
+    function nonces(address owner) external view returns (uint256) {
+        return _permitNonces[owner];
+    }
+
+    /// @notice Sets `spender`'s allowance over `owner`'s tokens to `value`, by
+    ///         `owner`'s signature of a Permit with the next nonce, until
+    ///         `deadline` (`type(uint256).max` never expires).
+    function permit(address owner, address spender, uint256 value, uint256 deadline, uint8 v, bytes32 r, bytes32 s)
+        external
+    {
+        _permit(owner, spender, value, deadline, abi.encodePacked(r, s, v));
+    }
+
+    /// @notice The same, with the signature as bytes: 65 bytes from a key, or
+    ///         whatever an ERC-1271 wallet `owner` accepts.
+    function permit(address owner, address spender, uint256 value, uint256 deadline, bytes memory signature)
+        external
+    {
+        _permit(owner, spender, value, deadline, signature);
+    }
+
+    function _permit(address owner, address spender, uint256 value, uint256 deadline, bytes memory signature)
+        private
+    {
+        require(deadline == type(uint256).max || deadline >= block.timestamp, "FiatTokenV2: permit is expired");
+        require(spender != address(0), "ERC20: approve to the zero address");
+        uint256 nonce = _permitNonces[owner];
+        bytes32 structHash = keccak256(abi.encode(PERMIT_TYPEHASH, owner, spender, value, nonce, deadline));
+        require(_isValidSignature(owner, structHash, signature), "EIP2612: invalid signature");
+        _permitNonces[owner] = nonce + 1;
+        _allowances[owner][spender] = value;
+        emit Approval(owner, spender, value);
     }
 
     /// @notice Create new tokens; only the minter chosen at initialization may.
@@ -258,17 +300,23 @@ contract X402Token {
     // ---- Signature checking (same policy as USDC v2.2's SignatureChecker) ----
 
     function _requireValidSignature(address signer, bytes32 structHash, bytes memory signature) private view {
+        require(_isValidSignature(signer, structHash, signature), "FiatTokenV2: invalid signature");
+    }
+
+    /// @dev Whether `signer` signed the EIP-712 message `structHash` of this token's domain.
+    function _isValidSignature(address signer, bytes32 structHash, bytes memory signature)
+        private
+        view
+        returns (bool)
+    {
         bytes32 digest = keccak256(abi.encodePacked("\x19\x01", DOMAIN_SEPARATOR(), structHash));
-        bool ok;
         if (signer.code.length > 0) {
             // A contract (smart wallet) decides for itself.
-            ok = _isValidErc1271(signer, digest, signature);
-        } else {
-            // An externally owned account must have produced the signature.
-            address recovered = _recover(digest, signature);
-            ok = recovered != address(0) && recovered == signer;
+            return _isValidErc1271(signer, digest, signature);
         }
-        require(ok, "FiatTokenV2: invalid signature");
+        // An externally owned account must have produced the signature.
+        address recovered = _recover(digest, signature);
+        return recovered != address(0) && recovered == signer;
     }
 
     /// @dev Asks a smart-contract wallet whether it accepts the signature.

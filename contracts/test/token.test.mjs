@@ -386,6 +386,70 @@ describe("X402Token", () => {
     assert.equal(await read(address, "balanceOf", [payer.address]), 0n);
   });
 
+  test("(g) EIP-2612 permit sets an allowance by signature, once per nonce, until its deadline", async () => {
+    const address = await deployToken();
+    await send(minter, { address, functionName: "mint", args: [payer.address, 5_000n] });
+    assert.equal(
+      await read(address, "PERMIT_TYPEHASH"),
+      keccak256(toHex("Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)")),
+    );
+    const PERMIT_FIELDS = [
+      { name: "owner", type: "address" },
+      { name: "spender", type: "address" },
+      { name: "value", type: "uint256" },
+      { name: "nonce", type: "uint256" },
+      { name: "deadline", type: "uint256" },
+    ];
+    const signPermit = (signer, message, name = "USD Coin") =>
+      signer.signTypedData({
+        domain: { name, version: "2", chainId: CHAIN_ID, verifyingContract: address },
+        types: { Permit: PERMIT_FIELDS },
+        primaryType: "Permit",
+        message,
+      });
+    const ts = await now();
+    const message = { owner: payer.address, spender: stranger.address, value: 3_000n, nonce: 0n, deadline: ts + 600n };
+    const signature = await signPermit(payer, message);
+    const { v, r, s } = parseSignature(signature);
+    const vrs = [payer.address, stranger.address, 3_000n, message.deadline, Number(v), r, s];
+    assert.equal(await read(address, "nonces", [payer.address]), 0n);
+
+    // Signed by someone else, for another domain, or for more: refused.
+    const invalid = "EIP2612: invalid signature";
+    const byStranger = parseSignature(await signPermit(stranger, message));
+    await expectRevert(minter, { address, functionName: "permit", args: [...vrs.slice(0, 4), Number(byStranger.v), byStranger.r, byStranger.s] }, invalid);
+    await expectRevert(minter, { address, functionName: "permit", args: [payer.address, stranger.address, 3_001n, message.deadline, signature] }, invalid);
+    await expectRevert(minter, { address, functionName: "permit", args: [payer.address, stranger.address, 3_000n, message.deadline, await signPermit(payer, message, "USDC")] }, invalid);
+    // Expired.
+    const late = { ...message, deadline: ts - 1n };
+    await expectRevert(minter, { address, functionName: "permit", args: [payer.address, stranger.address, 3_000n, late.deadline, await signPermit(payer, late)] }, "FiatTokenV2: permit is expired");
+
+    // Anyone may submit the owner's permit; the allowance is then spendable.
+    const receipt = await send(minter, { address, functionName: "permit", args: vrs });
+    assert.equal(receipt.logs.length, 1); // Approval(owner, spender, value)
+    assert.equal(await read(address, "allowance", [payer.address, stranger.address]), 3_000n);
+    assert.equal(await read(address, "nonces", [payer.address]), 1n);
+    // The same permit again: its nonce is spent.
+    await expectRevert(minter, { address, functionName: "permit", args: vrs }, invalid);
+    await send(stranger, { address, functionName: "transferFrom", args: [payer.address, payee.address, 3_000n] });
+    assert.equal(await read(address, "balanceOf", [payee.address]), 3_000n);
+
+    // The bytes form with the next nonce, a deadline that never expires.
+    const forever = { ...message, value: 7n, nonce: 1n, deadline: 2n ** 256n - 1n };
+    await send(payee, { address, functionName: "permit", args: [payer.address, stranger.address, 7n, forever.deadline, await signPermit(payer, forever)] });
+    assert.equal(await read(address, "allowance", [payer.address, stranger.address]), 7n);
+    assert.equal(await read(address, "nonces", [payer.address]), 2n);
+  });
+
+  test("(g') a smart-wallet owner permits through ERC-1271", async () => {
+    const address = await deployToken();
+    const wallet = privateKeyToAccount(generatePrivateKey()).address;
+    await testClient.setCode({ address: wallet, bytecode: "0x631626ba7e60e01b5f5260205ff3" });
+    await send(minter, { address, functionName: "permit", args: [wallet, stranger.address, 42n, 2n ** 256n - 1n, "0xabcd"] });
+    assert.equal(await read(address, "allowance", [wallet, stranger.address]), 42n);
+    assert.equal(await read(address, "nonces", [wallet]), 1n);
+  });
+
   test("ERC-20 transfer, approve and transferFrom", async () => {
     const address = await deployToken();
     await send(minter, { address, functionName: "mint", args: [payer.address, 500n] });
