@@ -49,6 +49,9 @@ pub enum DevnetError {
     /// The chain refused or failed a call.
     #[error("devnet chain call failed: {0}")]
     Rpc(String),
+    /// Permit2 could not be deployed.
+    #[error("Permit2: {0}")]
+    Permit2(String),
 }
 
 fn rpc_err(e: impl std::fmt::Display) -> DevnetError {
@@ -72,6 +75,9 @@ pub struct DevnetConfig {
     pub token_version: String,
     /// Token balance given to each payer account, in atomic units.
     pub payer_funds: TokenAmount,
+    /// Whether to deploy Permit2 at its canonical address (needs the creation code that
+    /// `scripts/install-tools.sh` installs). On by default.
+    pub permit2: bool,
 }
 
 impl Default for DevnetConfig {
@@ -84,6 +90,7 @@ impl Default for DevnetConfig {
             token_name: "USD Coin".into(),
             token_version: "2".into(),
             payer_funds: TokenAmount::from_atomic(1_000 * 1_000_000),
+            permit2: true,
         }
     }
 }
@@ -122,7 +129,7 @@ pub struct Devnet {
 }
 
 impl Devnet {
-    /// Starts anvil and sets the chain up: token, Multicall3, the smart-wallet factory (at
+    /// Starts anvil and sets the chain up: token, Multicall3, Permit2, the smart-wallet factory (at
     /// [`WALLET_FACTORY_ADDRESS`]), payer balances.
     ///
     /// Account 0 is the facilitator (it pays gas and may mint), account 1 is the default
@@ -172,6 +179,9 @@ impl Devnet {
         devnet
             .set_code(MULTICALL3_ADDRESS, multicall.deployed_bytecode)
             .await?;
+        if config.permit2 {
+            devnet.deploy_permit2().await?;
+        }
         let factory = Artifact::parse(WALLET_FACTORY_ARTIFACT)?;
         devnet
             .set_code(WALLET_FACTORY_ADDRESS, factory.deployed_bytecode)
@@ -392,6 +402,27 @@ impl Devnet {
             .get_transaction_count(address)
             .await
             .map_err(rpc_err)
+    }
+
+    /// Deploys Permit2 at [`PERMIT2_ADDRESS`](crate::PERMIT2_ADDRESS) through the CREATE2
+    /// deployer, and checks that its code is there.
+    pub async fn deploy_permit2(&self) -> Result<(), DevnetError> {
+        let initcode = crate::permit2_initcode()?;
+        let at = crate::create2_address(crate::PERMIT2_SALT, &initcode);
+        if self.has_code(at).await? {
+            return Ok(());
+        }
+        self.send(
+            crate::CREATE2_DEPLOYER,
+            crate::create2_calldata(crate::PERMIT2_SALT, &initcode),
+        )
+        .await?;
+        if !self.has_code(at).await? {
+            return Err(DevnetError::Permit2(format!(
+                "the CREATE2 deployer left no code at {at}"
+            )));
+        }
+        Ok(())
     }
 
     /// Sends a transaction from the facilitator account and waits until it is mined.

@@ -1,12 +1,14 @@
 //! A local EVM chain that looks like Base to x402 software: anvil on a free port, our
 //! EIP-3009 token at the Base USDC address posing as "USD Coin" version "2", a Multicall3 at its
 //! canonical address (the official facilitator uses it to diagnose failed simulations), a
-//! factory of our minimal ERC-1271 smart wallet (for ERC-6492 counterfactual payers), and
-//! funded payer accounts. Used by tests and by `x402 dev`.
+//! factory of our minimal ERC-1271 smart wallet (for ERC-6492 counterfactual payers), Uniswap's
+//! Permit2 at its canonical address (deployed by CREATE2, code read from npm at install time),
+//! and funded payer accounts. Used by tests and by `x402 dev`.
 
 mod anvil;
 mod artifacts;
 mod devnet;
+mod permit2;
 
 pub use anvil::{AnvilProcess, find_anvil};
 pub use artifacts::{
@@ -14,3 +16,7 @@ pub use artifacts::{
     WALLET_FACTORY_ADDRESS, WALLET_FACTORY_ARTIFACT,
 };
 pub use devnet::{BASE_USDC, DevAccount, DevToken, Devnet, DevnetConfig, DevnetError};
+pub use permit2::{
+    CREATE2_DEPLOYER, PERMIT2_ADDRESS, PERMIT2_INITCODE_HASH, PERMIT2_SALT, create2_address,
+    create2_calldata, permit2_initcode,
+};
