@@ -48,7 +48,11 @@ pub(crate) struct DevArgs {
 pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.state_dir)
         .with_context(|| format!("creating state dir {}", args.state_dir.display()))?;
-    let config = devnet_config(args.chain_id, args.block_time, args.accounts);
+    let mut config = devnet_config(args.chain_id, args.block_time, args.accounts);
+    if let Err(error) = x402_devnet::permit2_initcode() {
+        eprintln!("warning: the dev chain starts without Permit2 ({error})");
+        config.permit2 = false;
+    }
     eprintln!(
         "starting anvil (chain {}) and placing the token…",
         args.chain_id
