@@ -93,38 +93,8 @@ async fn our_verify_agrees_with_the_official_facilitator() {
         ),
     ];
 
-    let bodies: Vec<Value> = cases
-        .iter()
-        .map(|(_, request)| serde_json::to_value(request).unwrap())
-        .collect();
-    let dir = common::interop_dir();
-    let rpc_url = stack.chain.devnet.rpc_url().to_string();
-    let key = stack
-        .chain
-        .devnet
-        .facilitator()
-        .signer
-        .to_bytes()
-        .to_string();
-    let input = serde_json::to_vec(&bodies).unwrap();
-    let output = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new("node")
-            .arg(dir.join("official-verify.mjs"))
-            .env("RPC_URL", rpc_url)
-            .env("FACILITATOR_PRIVATE_KEY", key)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node runs");
-        child.stdin.take().unwrap().write_all(&input).unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(output.status.success(), "official verify failed");
-    let official: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(official.len(), cases.len());
+    let requests: Vec<&PaymentRequest> = cases.iter().map(|(_, request)| request).collect();
+    let official = common::official_verify(&stack.chain.devnet, &requests, &[]).await;
 
     for ((name, request), theirs) in cases.iter().zip(&official) {
         let (status, ours) = stack.verify(request).await;

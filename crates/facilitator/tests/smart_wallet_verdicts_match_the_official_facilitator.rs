@@ -74,34 +74,13 @@ async fn smart_wallet_verdicts_match_the_official_facilitator() {
         ),
     ];
 
-    let input = serde_json::to_vec(
-        &cases
-            .iter()
-            .map(|(_, request)| serde_json::to_value(request).unwrap())
-            .collect::<Vec<_>>(),
+    let requests: Vec<&PaymentRequest> = cases.iter().map(|(_, request)| request).collect();
+    let official = common::official_verify(
+        devnet,
+        &requests,
+        &[("EIP6492_ALLOWED_FACTORIES", allowed.to_checksum(None))],
     )
-    .unwrap();
-    let rpc_url = devnet.rpc_url().to_string();
-    let key = devnet.facilitator().signer.to_bytes().to_string();
-    let output = tokio::task::spawn_blocking(move || {
-        let mut child = Command::new("node")
-            .arg(interop.join("official-verify.mjs"))
-            .env("RPC_URL", rpc_url)
-            .env("FACILITATOR_PRIVATE_KEY", key)
-            .env("EIP6492_ALLOWED_FACTORIES", allowed.to_checksum(None))
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("node runs");
-        child.stdin.take().unwrap().write_all(&input).unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(output.status.success(), "official verify failed");
-    let official: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(official.len(), cases.len());
+    .await;
 
     let stack = Stack {
         chain,

@@ -187,6 +187,41 @@ pub fn interop_dir() -> std::path::PathBuf {
 
 pub use x402_testkit::KillOnDrop;
 
+/// The official facilitator library's verdicts (`@x402/evm` 2.27 `verify`, through
+/// `official-verify.mjs`) on `requests`, against `devnet` with its facilitator key and `env`
+/// added: one JSON answer per request, in order.
+pub async fn official_verify(
+    devnet: &x402_devnet::Devnet,
+    requests: &[&PaymentRequest],
+    env: &[(&str, String)],
+) -> Vec<Value> {
+    use std::io::Write;
+    let input = serde_json::to_vec(requests).unwrap();
+    let mut command = std::process::Command::new("node");
+    command
+        .arg(interop_dir().join("official-verify.mjs"))
+        .env("RPC_URL", devnet.rpc_url().to_string())
+        .env(
+            "FACILITATOR_PRIVATE_KEY",
+            devnet.facilitator().signer.to_bytes().to_string(),
+        )
+        .envs(env.iter().map(|(k, v)| (*k, v.clone())))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit());
+    let output = tokio::task::spawn_blocking(move || {
+        let mut child = command.spawn().expect("node runs");
+        child.stdin.take().unwrap().write_all(&input).unwrap();
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert!(output.status.success(), "official verify failed");
+    let official: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(official.len(), requests.len());
+    official
+}
+
 /// The official `@x402/express` server (`GET /paid` at $0.01, paid to the devnet's payee)
 /// in front of this stack's facilitator; the server and its port.
 pub async fn official_express_server(stack: &Stack, token: Option<&str>) -> (KillOnDrop, u16) {

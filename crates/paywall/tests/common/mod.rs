@@ -11,7 +11,7 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use serde_json::{Value, json};
 use tempfile::TempDir;
-use x402_facilitator::{FacilitatorConfig, RunningFacilitator};
+use x402_facilitator::RunningFacilitator;
 use x402_paywall::{Paid, PaymentOption, Paywall, PaywallConfig, Quote, Rejection, RoutePrice};
 use x402_proto::Facilitator;
 use x402_testkit::Chain;
@@ -115,19 +115,7 @@ pub fn app(paywall: &Paywall) -> Router {
 impl Shop {
     /// Chain, facilitator, and the shop paid through the facilitator in process.
     pub async fn start() -> Self {
-        let chain = Chain::start().await;
-        let dir = tempfile::tempdir().unwrap();
-        let facilitator = start_facilitator(&chain, &dir).await;
-        let in_process: Arc<dyn Facilitator> = Arc::new(facilitator.service().clone());
-        let url = serve(&chain, in_process.clone()).await;
-        Self {
-            chain,
-            facilitator: Some(facilitator),
-            paying: in_process,
-            url,
-            http: reqwest::Client::new(),
-            dir,
-        }
+        Self::start_with(|running| Arc::new(running.service().clone())).await
     }
 
     /// The same, paid through `facilitator` (say, an HTTP one).
@@ -136,7 +124,7 @@ impl Shop {
     ) -> Self {
         let chain = Chain::start().await;
         let dir = tempfile::tempdir().unwrap();
-        let facilitator = start_facilitator(&chain, &dir).await;
+        let facilitator = x402_testkit::start_facilitator(&chain, dir.path()).await;
         let paying = make(&facilitator);
         let url = serve(&chain, paying.clone()).await;
         Self {
@@ -172,19 +160,6 @@ impl Shop {
     pub async fn pay_to_balance(&self) -> U256 {
         self.chain.balance(self.pay_to()).await
     }
-}
-
-async fn start_facilitator(chain: &Chain, dir: &TempDir) -> RunningFacilitator {
-    let text = format!(
-        "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n[[networks]]\nchain_id = {}\nrpc_url = \"{}\"\n",
-        dir.path().join("facilitator.db").display(),
-        chain.devnet.chain_id(),
-        chain.devnet.rpc_url(),
-    );
-    let config = FacilitatorConfig::parse(&text, std::iter::empty()).unwrap();
-    x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
-        .await
-        .expect("facilitator starts")
 }
 
 async fn serve(chain: &Chain, facilitator: Arc<dyn Facilitator>) -> String {
