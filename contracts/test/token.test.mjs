@@ -26,6 +26,7 @@ const {
   hashDomain,
   http,
   keccak256,
+  parseAbi,
   parseSignature,
   serializeSignature,
   toHex,
@@ -448,6 +449,80 @@ describe("X402Token", () => {
     await send(minter, { address, functionName: "permit", args: [wallet, stranger.address, 42n, 2n ** 256n - 1n, "0xabcd"] });
     assert.equal(await read(address, "allowance", [wallet, stranger.address]), 42n);
     assert.equal(await read(address, "nonces", [wallet]), 1n);
+  });
+
+  test("(h) Permit2 moves the token by a signed transfer, after a gasless EIP-2612 approval", async () => {
+    // Permit2's creation code, as scripts/install-permit2.sh installs it, deployed like on
+    // every chain: CREATE2 through the deterministic deployer with the canonical salt.
+    const PERMIT2 = "0x000000000022D473030F116dDEE9F6B43aC78BA3";
+    const initcode = readFileSync(join(toolsDir, "permit2", "Permit2.initcode.hex"), "utf8").trim();
+    const salt = "0x0000000000000000000000000000000000000000d3af2663da51c10215000000";
+    if ((await publicClient.getCode({ address: PERMIT2 })) === undefined) {
+      const hash = await wallets[minter.address].sendTransaction({
+        to: getAddress("0x4e59b44847b379578588920ca78fbf26c0b4956c"),
+        data: `${salt}${initcode.slice(2)}`,
+      });
+      const receipt = await publicClient.waitForTransactionReceipt({ hash, pollingInterval: 50 });
+      assert.equal(receipt.status, "success");
+    }
+    assert.ok((await publicClient.getCode({ address: PERMIT2 })).length > 2);
+    const permit2Abi = parseAbi([
+      "function permitTransferFrom(((address token, uint256 amount) permitted, uint256 nonce, uint256 deadline) permit, (address to, uint256 requestedAmount) transferDetails, address owner, bytes signature)",
+    ]);
+
+    const address = await deployToken();
+    await send(minter, { address, functionName: "mint", args: [payer.address, 1_000n] });
+    const ts = await now();
+    // The payer holds no ETH it spends: its allowance to Permit2 comes from a signed permit.
+    const approval = { owner: payer.address, spender: PERMIT2, value: 2n ** 256n - 1n, nonce: 0n, deadline: ts + 600n };
+    const approvalSig = await payer.signTypedData({
+      domain: { name: "USD Coin", version: "2", chainId: CHAIN_ID, verifyingContract: address },
+      types: {
+        Permit: [
+          { name: "owner", type: "address" },
+          { name: "spender", type: "address" },
+          { name: "value", type: "uint256" },
+          { name: "nonce", type: "uint256" },
+          { name: "deadline", type: "uint256" },
+        ],
+      },
+      primaryType: "Permit",
+      message: approval,
+    });
+    await send(minter, { address, functionName: "permit", args: [payer.address, PERMIT2, approval.value, approval.deadline, approvalSig] });
+
+    // A Permit2 signature transfer to the payee, submitted by the spender it names.
+    const permit = { permitted: { token: address, amount: 600n }, spender: stranger.address, nonce: 7n, deadline: ts + 600n };
+    const signature = await payer.signTypedData({
+      domain: { name: "Permit2", chainId: CHAIN_ID, verifyingContract: PERMIT2 },
+      types: {
+        PermitTransferFrom: [
+          { name: "permitted", type: "TokenPermissions" },
+          { name: "spender", type: "address" },
+          { name: "nonce", type: "uint256" },
+          { name: "deadline", type: "uint256" },
+        ],
+        TokenPermissions: [
+          { name: "token", type: "address" },
+          { name: "amount", type: "uint256" },
+        ],
+      },
+      primaryType: "PermitTransferFrom",
+      message: permit,
+    });
+    const call = {
+      address: PERMIT2,
+      abi: permit2Abi,
+      functionName: "permitTransferFrom",
+      args: [{ permitted: permit.permitted, nonce: permit.nonce, deadline: permit.deadline }, { to: payee.address, requestedAmount: 450n }, payer.address, signature],
+    };
+    // Only the spender it names may use it.
+    await assert.rejects(publicClient.simulateContract({ account: minter, ...call }));
+    await send(stranger, call);
+    assert.equal(await read(address, "balanceOf", [payee.address]), 450n);
+    assert.equal(await read(address, "balanceOf", [payer.address]), 550n);
+    // Its nonce is spent.
+    await assert.rejects(publicClient.simulateContract({ account: stranger, ...call }));
   });
 
   test("ERC-20 transfer, approve and transferFrom", async () => {

@@ -14,7 +14,7 @@ use crate::devnet::DevnetError;
 pub const PERMIT2_ADDRESS: Address = address!("000000000022D473030F116dDEE9F6B43aC78BA3");
 
 /// The deterministic CREATE2 deployer (present on anvil from its first block).
-pub const CREATE2_DEPLOYER: Address = address!("4e59b44847b379578588920cA78FbF26c0b4956C");
+pub const CREATE2_DEPLOYER: Address = address!("4e59b44847b379578588920cA78FbF26c0B4956C");
 
 /// The salt Permit2 was deployed with.
 pub const PERMIT2_SALT: B256 =
