@@ -7,102 +7,45 @@
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import { join } from "node:path";
+import {
+  AUTH_PARAMS,
+  CHAIN_ID,
+  MULTICALL3,
+  authorizationTypedData,
+  confirmed,
+  eip712Fields,
+  loadArtifact,
+  randomAccount,
+  randomBytes32,
+  startChain,
+  toolsDir,
+  viem,
+} from "../test-support/chain.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const toolsDir = join(here, "..", "..", "tools");
-const require = createRequire(join(toolsDir, "package.json"));
 const {
-  createPublicClient,
-  createTestClient,
-  createWalletClient,
   decodeFunctionResult,
-  defineChain,
   encodeFunctionData,
+  getAddress,
   hashDomain,
-  http,
   keccak256,
   parseAbi,
   parseSignature,
   serializeSignature,
   toHex,
-  getAddress,
-} = require("viem");
-const { generatePrivateKey, privateKeyToAccount } = require("viem/accounts");
+} = viem;
 
-const ANVIL = join(toolsDir, "node_modules", "@foundry-rs", "anvil-linux-amd64", "bin", "anvil");
-const CHAIN_ID = 8453;
 const BASE_USDC = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913";
-const MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11";
 const SECP256K1_N = 0xfffffffffffffffffffffffffffffffebaaedce6af48a03bbfd25e8cd0364141n;
+const PERMIT_PARAMS = "address owner,address spender,uint256 value,uint256 nonce,uint256 deadline";
 
-const loadArtifact = (name) => JSON.parse(readFileSync(join(here, "..", "out", `${name}.json`), "utf8"));
 const token = loadArtifact("X402Token");
 const multicall = loadArtifact("Multicall3");
 
-const AUTH_FIELDS = [
-  { name: "from", type: "address" },
-  { name: "to", type: "address" },
-  { name: "value", type: "uint256" },
-  { name: "validAfter", type: "uint256" },
-  { name: "validBefore", type: "uint256" },
-  { name: "nonce", type: "bytes32" },
-];
-
-// ---------------------------------------------------------------- anvil ----
-
-/// Starts anvil on a free port. It prints a banner (accounts, private keys)
-/// and then `Listening on 127.0.0.1:PORT`; we read the port and the dev keys
-/// from it. (`--silent`/`--quiet` would suppress that line too.) After that we
-/// keep draining stdout, where anvil logs every RPC method it serves.
-function startAnvil() {
-  const child = spawn(ANVIL, ["--host", "127.0.0.1", "--port", "0", "--chain-id", String(CHAIN_ID)], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  return new Promise((resolve, reject) => {
-    let banner = "";
-    let done = false;
-    const timer = setTimeout(() => finish(new Error(`anvil did not start in 10 s:\n${banner}`)), 10_000);
-    function finish(err, value) {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      if (err) {
-        child.kill("SIGKILL");
-        reject(err);
-      } else resolve(value);
-    }
-    child.on("error", finish);
-    child.on("exit", (code) => finish(new Error(`anvil exited early (code ${code}):\n${banner}`)));
-    child.stderr.on("data", (chunk) => (banner += chunk));
-    child.stdout.on("data", (chunk) => {
-      if (done) return; // drained and dropped
-      banner += chunk;
-      const m = banner.match(/Listening on (\d+\.\d+\.\d+\.\d+:\d+)/);
-      if (!m) return;
-      const keysSection = banner.split("Private Keys")[1] ?? "";
-      const keys = [...keysSection.matchAll(/\(\d+\) (0x[0-9a-fA-F]{64})/g)].map((k) => k[1]);
-      if (keys.length < 4) return finish(new Error(`could not read dev keys from anvil:\n${banner}`));
-      finish(null, { child, url: `http://${m[1]}`, keys });
-    });
-  });
-}
-
-function stopAnvil(child) {
-  if (!child || child.exitCode !== null) return Promise.resolve();
-  return new Promise((resolve) => {
-    child.once("exit", resolve);
-    child.kill("SIGTERM");
-  });
-}
-
 // ------------------------------------------------------------- fixtures ----
 
-let anvil;
+let chain;
 let publicClient;
 let testClient;
 let minter; // dev account 0: deploys, mints, and submits settlements (the "facilitator")
@@ -112,29 +55,19 @@ let stranger; // dev account 3
 const wallets = {};
 
 before(async () => {
-  anvil = await startAnvil();
-  const chain = defineChain({
-    id: CHAIN_ID,
-    name: "anvil",
-    nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
-    rpcUrls: { default: { http: [anvil.url] } },
-  });
-  const transport = http(anvil.url);
-  publicClient = createPublicClient({ chain, transport, pollingInterval: 50 });
-  testClient = createTestClient({ chain, transport, mode: "anvil", pollingInterval: 50 });
-  [minter, payer, payee, stranger] = anvil.keys.slice(0, 4).map((k) => privateKeyToAccount(k));
-  for (const account of [minter, payer, payee, stranger]) {
-    wallets[account.address] = createWalletClient({ account, chain, transport, pollingInterval: 50 });
+  chain = await startChain(4);
+  ({ publicClient, testClient } = chain);
+  [minter, payer, payee, stranger] = chain.accounts;
+  for (const account of chain.accounts) {
+    wallets[account.address] = chain.walletClient(account);
   }
 });
 
-after(() => stopAnvil(anvil?.child));
+after(() => chain?.stop());
 
 async function send(from, { address, functionName, args, abi = token.abi }) {
   const hash = await wallets[from.address].writeContract({ address, abi, functionName, args });
-  const receipt = await publicClient.waitForTransactionReceipt({ hash, pollingInterval: 50 });
-  assert.equal(receipt.status, "success", `${functionName} transaction failed`);
-  return receipt;
+  return confirmed(publicClient, hash, `${functionName} transaction`);
 }
 
 const read = (address, functionName, args = [], abi = token.abi) =>
@@ -157,26 +90,16 @@ async function deployToken(name = "USD Coin", version = "2") {
     bytecode: token.bytecode,
     args: [name, version, minter.address],
   });
-  const receipt = await publicClient.waitForTransactionReceipt({ hash, pollingInterval: 50 });
-  assert.equal(receipt.status, "success");
-  return receipt.contractAddress;
+  return (await confirmed(publicClient, hash, "deployment")).contractAddress;
 }
 
 async function now() {
   return (await publicClient.getBlock()).timestamp;
 }
 
-const randomNonce = () => keccak256(toHex(`${Math.random()}-${process.hrtime.bigint()}`));
-
 /// Signs an EIP-3009 authorization the way an x402 client does.
-async function signAuthorization(signer, verifyingContract, message, opts = {}) {
-  const { name = "USD Coin", version = "2", chainId = CHAIN_ID, primaryType = "TransferWithAuthorization" } = opts;
-  return signer.signTypedData({
-    domain: { name, version, chainId, verifyingContract },
-    types: { [primaryType]: AUTH_FIELDS },
-    primaryType,
-    message,
-  });
+function signAuthorization(signer, verifyingContract, message, opts = {}) {
+  return signer.signTypedData(authorizationTypedData(verifyingContract, message, opts));
 }
 
 async function authorization(overrides = {}) {
@@ -187,7 +110,7 @@ async function authorization(overrides = {}) {
     value: 1_000n,
     validAfter: 0n,
     validBefore: ts + 600n,
-    nonce: randomNonce(),
+    nonce: randomBytes32(),
     ...overrides,
   };
 }
@@ -210,9 +133,8 @@ describe("X402Token", () => {
     assert.equal(await read(address, "decimals"), 6);
     assert.equal(await read(address, "minter"), minter.address);
     const typeHash = (s) => keccak256(toHex(s));
-    const fields = "address from,address to,uint256 value,uint256 validAfter,uint256 validBefore,bytes32 nonce";
-    assert.equal(await read(address, "TRANSFER_WITH_AUTHORIZATION_TYPEHASH"), typeHash(`TransferWithAuthorization(${fields})`));
-    assert.equal(await read(address, "RECEIVE_WITH_AUTHORIZATION_TYPEHASH"), typeHash(`ReceiveWithAuthorization(${fields})`));
+    assert.equal(await read(address, "TRANSFER_WITH_AUTHORIZATION_TYPEHASH"), typeHash(`TransferWithAuthorization(${AUTH_PARAMS})`));
+    assert.equal(await read(address, "RECEIVE_WITH_AUTHORIZATION_TYPEHASH"), typeHash(`ReceiveWithAuthorization(${AUTH_PARAMS})`));
     assert.equal(
       await read(address, "CANCEL_AUTHORIZATION_TYPEHASH"),
       typeHash("CancelAuthorization(address authorizer,bytes32 nonce)"),
@@ -221,14 +143,7 @@ describe("X402Token", () => {
       await read(address, "DOMAIN_SEPARATOR"),
       hashDomain({
         domain: { name: "USD Coin", version: "2", chainId: CHAIN_ID, verifyingContract: address },
-        types: {
-          EIP712Domain: [
-            { name: "name", type: "string" },
-            { name: "version", type: "string" },
-            { name: "chainId", type: "uint256" },
-            { name: "verifyingContract", type: "address" },
-          ],
-        },
+        types: { EIP712Domain: eip712Fields("string name,string version,uint256 chainId,address verifyingContract") },
       }),
     );
     await expectRevert(minter, { address, functionName: "initialize", args: ["X", "1", stranger.address] }, "X402Token: already initialized");
@@ -321,7 +236,7 @@ describe("X402Token", () => {
     const address = await deployToken();
     // A key whose address we turn into a contract: its ECDSA signature must no
     // longer count, since the code (no isValidSignature) decides.
-    const wallet = privateKeyToAccount(generatePrivateKey());
+    const wallet = randomAccount();
     await testClient.setCode({ address: wallet.address, bytecode: multicall.deployedBytecode });
     await send(minter, { address, functionName: "mint", args: [wallet.address, 100n] });
     const auth = await authorization({ from: wallet.address, value: 100n });
@@ -346,7 +261,7 @@ describe("X402Token", () => {
     const transferSig = await signAuthorization(payer, address, auth);
     const cancelSig = await payer.signTypedData({
       domain: { name: "USD Coin", version: "2", chainId: CHAIN_ID, verifyingContract: address },
-      types: { CancelAuthorization: [{ name: "authorizer", type: "address" }, { name: "nonce", type: "bytes32" }] },
+      types: { CancelAuthorization: eip712Fields("address authorizer,bytes32 nonce") },
       primaryType: "CancelAuthorization",
       message: { authorizer: payer.address, nonce: auth.nonce },
     });
@@ -392,19 +307,12 @@ describe("X402Token", () => {
     await send(minter, { address, functionName: "mint", args: [payer.address, 5_000n] });
     assert.equal(
       await read(address, "PERMIT_TYPEHASH"),
-      keccak256(toHex("Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)")),
+      keccak256(toHex(`Permit(${PERMIT_PARAMS})`)),
     );
-    const PERMIT_FIELDS = [
-      { name: "owner", type: "address" },
-      { name: "spender", type: "address" },
-      { name: "value", type: "uint256" },
-      { name: "nonce", type: "uint256" },
-      { name: "deadline", type: "uint256" },
-    ];
     const signPermit = (signer, message, name = "USD Coin") =>
       signer.signTypedData({
         domain: { name, version: "2", chainId: CHAIN_ID, verifyingContract: address },
-        types: { Permit: PERMIT_FIELDS },
+        types: { Permit: eip712Fields(PERMIT_PARAMS) },
         primaryType: "Permit",
         message,
       });
@@ -444,7 +352,7 @@ describe("X402Token", () => {
 
   test("(g') a smart-wallet owner permits through ERC-1271", async () => {
     const address = await deployToken();
-    const wallet = privateKeyToAccount(generatePrivateKey()).address;
+    const wallet = randomAccount().address;
     await testClient.setCode({ address: wallet, bytecode: "0x631626ba7e60e01b5f5260205ff3" });
     await send(minter, { address, functionName: "permit", args: [wallet, stranger.address, 42n, 2n ** 256n - 1n, "0xabcd"] });
     assert.equal(await read(address, "allowance", [wallet, stranger.address]), 42n);
@@ -462,8 +370,7 @@ describe("X402Token", () => {
         to: getAddress("0x4e59b44847b379578588920ca78fbf26c0b4956c"),
         data: `${salt}${initcode.slice(2)}`,
       });
-      const receipt = await publicClient.waitForTransactionReceipt({ hash, pollingInterval: 50 });
-      assert.equal(receipt.status, "success");
+      await confirmed(publicClient, hash, "Permit2 deployment");
     }
     assert.ok((await publicClient.getCode({ address: PERMIT2 })).length > 2);
     const permit2Abi = parseAbi([
@@ -477,15 +384,7 @@ describe("X402Token", () => {
     const approval = { owner: payer.address, spender: PERMIT2, value: 2n ** 256n - 1n, nonce: 0n, deadline: ts + 600n };
     const approvalSig = await payer.signTypedData({
       domain: { name: "USD Coin", version: "2", chainId: CHAIN_ID, verifyingContract: address },
-      types: {
-        Permit: [
-          { name: "owner", type: "address" },
-          { name: "spender", type: "address" },
-          { name: "value", type: "uint256" },
-          { name: "nonce", type: "uint256" },
-          { name: "deadline", type: "uint256" },
-        ],
-      },
+      types: { Permit: eip712Fields(PERMIT_PARAMS) },
       primaryType: "Permit",
       message: approval,
     });
@@ -496,16 +395,8 @@ describe("X402Token", () => {
     const signature = await payer.signTypedData({
       domain: { name: "Permit2", chainId: CHAIN_ID, verifyingContract: PERMIT2 },
       types: {
-        PermitTransferFrom: [
-          { name: "permitted", type: "TokenPermissions" },
-          { name: "spender", type: "address" },
-          { name: "nonce", type: "uint256" },
-          { name: "deadline", type: "uint256" },
-        ],
-        TokenPermissions: [
-          { name: "token", type: "address" },
-          { name: "amount", type: "uint256" },
-        ],
+        PermitTransferFrom: eip712Fields("TokenPermissions permitted,address spender,uint256 nonce,uint256 deadline"),
+        TokenPermissions: eip712Fields("address token,uint256 amount"),
       },
       primaryType: "PermitTransferFrom",
       message: permit,
@@ -554,12 +445,7 @@ describe("runtime code placed with anvil_setCode", () => {
 
     await send(minter, { address: BASE_USDC, functionName: "mint", args: [payer.address, 1_000_000n] });
     const auth = await authorization({ value: 10_000n });
-    const signature = await payer.signTypedData({
-      domain: { name: "USD Coin", version: "2", chainId: 8453, verifyingContract: getAddress(BASE_USDC) },
-      types: { TransferWithAuthorization: AUTH_FIELDS },
-      primaryType: "TransferWithAuthorization",
-      message: auth,
-    });
+    const signature = await signAuthorization(payer, getAddress(BASE_USDC), auth, { chainId: 8453 });
     await send(minter, { address: BASE_USDC, functionName: "transferWithAuthorization", args: vrsArgs(auth, signature) });
     assert.equal(await read(BASE_USDC, "balanceOf", [payer.address]), 990_000n);
     assert.equal(await read(BASE_USDC, "balanceOf", [payee.address]), 10_000n);
@@ -581,7 +467,7 @@ describe("runtime code placed with anvil_setCode", () => {
       ["balanceOf", [payer.address]],
       ["name", []],
       ["authorizationState", [payer.address, used.nonce]],
-      ["authorizationState", [payer.address, randomNonce()]],
+      ["authorizationState", [payer.address, randomBytes32()]],
       ["mint", [payer.address, 1n]], // Multicall3 is not the minter: fails
     ];
     const calls = sub.map(([functionName, args]) => ({

@@ -6,89 +6,29 @@
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
-import { readFileSync } from "node:fs";
-import { createRequire } from "node:module";
-import { dirname, join } from "node:path";
-import { fileURLToPath } from "node:url";
+import {
+  MULTICALL3,
+  authorizationTypedData,
+  confirmed,
+  loadArtifact,
+  randomAccount,
+  randomBytes32,
+  startChain,
+  viem,
+} from "../test-support/chain.mjs";
 
-const here = dirname(fileURLToPath(import.meta.url));
-const toolsDir = join(here, "..", "..", "tools");
-const require = createRequire(join(toolsDir, "package.json"));
-const {
-  createPublicClient,
-  createTestClient,
-  createWalletClient,
-  decodeFunctionResult,
-  defineChain,
-  encodeFunctionData,
-  hashTypedData,
-  http,
-  keccak256,
-  serializeErc6492Signature,
-  toHex,
-} = require("viem");
-const { generatePrivateKey, privateKeyToAccount } = require("viem/accounts");
+const { decodeFunctionResult, encodeFunctionData, hashTypedData, serializeErc6492Signature } = viem;
 
-const ANVIL = join(toolsDir, "node_modules", "@foundry-rs", "anvil-linux-amd64", "bin", "anvil");
-const CHAIN_ID = 8453;
-const MULTICALL3 = "0xcA11bde05977b3631167028862bE2a173976CA11";
 const ERC1271_MAGIC = "0x1626ba7e";
 const ERC1271_REFUSED = "0xffffffff";
 
-const loadArtifact = (name) => JSON.parse(readFileSync(join(here, "..", "out", `${name}.json`), "utf8"));
 const token = loadArtifact("X402Token");
 const multicall = loadArtifact("Multicall3");
 const walletArtifact = loadArtifact("X402Wallet");
 const factoryArtifact = loadArtifact("X402WalletFactory");
 
-const AUTH_TYPES = {
-  TransferWithAuthorization: [
-    { name: "from", type: "address" },
-    { name: "to", type: "address" },
-    { name: "value", type: "uint256" },
-    { name: "validAfter", type: "uint256" },
-    { name: "validBefore", type: "uint256" },
-    { name: "nonce", type: "bytes32" },
-  ],
-};
-
-/// Starts anvil on a free port and reads the port and dev keys from its banner.
-function startAnvil() {
-  const child = spawn(ANVIL, ["--host", "127.0.0.1", "--port", "0", "--chain-id", String(CHAIN_ID)], {
-    stdio: ["ignore", "pipe", "pipe"],
-  });
-  return new Promise((resolve, reject) => {
-    let banner = "";
-    let done = false;
-    const timer = setTimeout(() => finish(new Error(`anvil did not start in 10 s:\n${banner}`)), 10_000);
-    function finish(err, value) {
-      if (done) return;
-      done = true;
-      clearTimeout(timer);
-      if (err) {
-        child.kill("SIGKILL");
-        reject(err);
-      } else resolve(value);
-    }
-    child.on("error", finish);
-    child.on("exit", (code) => finish(new Error(`anvil exited early (code ${code}):\n${banner}`)));
-    child.stderr.on("data", (chunk) => (banner += chunk));
-    child.stdout.on("data", (chunk) => {
-      if (done) return;
-      banner += chunk;
-      const m = banner.match(/Listening on (\d+\.\d+\.\d+\.\d+:\d+)/);
-      if (!m) return;
-      const keys = [...(banner.split("Private Keys")[1] ?? "").matchAll(/\(\d+\) (0x[0-9a-fA-F]{64})/g)].map((k) => k[1]);
-      if (keys.length < 3) return finish(new Error(`could not read dev keys from anvil:\n${banner}`));
-      finish(null, { child, url: `http://${m[1]}`, keys });
-    });
-  });
-}
-
-let anvil;
+let chain;
 let publicClient;
-let testClient;
 let sender; // dev account 0: deploys and submits every transaction (the "facilitator")
 let payee; // dev account 1
 let stranger; // dev account 2
@@ -97,48 +37,33 @@ let tokenAddress;
 let factoryAddress;
 
 before(async () => {
-  anvil = await startAnvil();
-  const chain = defineChain({
-    id: CHAIN_ID,
-    name: "anvil",
-    nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
-    rpcUrls: { default: { http: [anvil.url] } },
-  });
-  const transport = http(anvil.url);
-  publicClient = createPublicClient({ chain, transport, pollingInterval: 50 });
-  testClient = createTestClient({ chain, transport, mode: "anvil", pollingInterval: 50 });
-  [sender, payee, stranger] = anvil.keys.slice(0, 3).map((k) => privateKeyToAccount(k));
-  client = createWalletClient({ account: sender, chain, transport, pollingInterval: 50 });
-  await testClient.setCode({ address: MULTICALL3, bytecode: multicall.deployedBytecode });
+  chain = await startChain(3);
+  publicClient = chain.publicClient;
+  [sender, payee, stranger] = chain.accounts;
+  client = chain.walletClient(sender);
+  await chain.testClient.setCode({ address: MULTICALL3, bytecode: multicall.deployedBytecode });
   tokenAddress = await deploy(token, ["USD Coin", "2", sender.address]);
   factoryAddress = await deploy(factoryArtifact, []);
 });
 
-after(() => {
-  if (anvil?.child.exitCode === null) anvil.child.kill("SIGTERM");
-});
+after(() => chain?.stop());
 
 async function deploy(artifact, args) {
   const hash = await client.deployContract({ abi: artifact.abi, bytecode: artifact.bytecode, args });
-  const receipt = await publicClient.waitForTransactionReceipt({ hash, pollingInterval: 50 });
-  assert.equal(receipt.status, "success");
-  return receipt.contractAddress;
+  return (await confirmed(publicClient, hash, "deployment")).contractAddress;
 }
 
 async function send(address, abi, functionName, args) {
   const hash = await client.writeContract({ address, abi, functionName, args });
-  const receipt = await publicClient.waitForTransactionReceipt({ hash, pollingInterval: 50 });
-  assert.equal(receipt.status, "success", `${functionName} transaction failed`);
-  return receipt;
+  return confirmed(publicClient, hash, `${functionName} transaction`);
 }
 
 const read = (address, abi, functionName, args = []) => publicClient.readContract({ address, abi, functionName, args });
 const balance = (owner) => read(tokenAddress, token.abi, "balanceOf", [owner]);
-const randomSalt = () => keccak256(toHex(`${Math.random()}-${process.hrtime.bigint()}`));
 
 /// A fresh owner key and the counterfactual address of its wallet.
-async function counterfactualWallet(owner = privateKeyToAccount(generatePrivateKey())) {
-  const salt = randomSalt();
+async function counterfactualWallet(owner = randomAccount()) {
+  const salt = randomBytes32();
   const address = await read(factoryAddress, factoryArtifact.abi, "walletAddress", [owner.address, salt]);
   const createCalldata = encodeFunctionData({
     abi: factoryArtifact.abi,
@@ -157,14 +82,9 @@ async function authorization(from, value) {
     value,
     validAfter: 0n,
     validBefore: timestamp + 600n,
-    nonce: randomSalt(),
+    nonce: randomBytes32(),
   };
-  const typedData = {
-    domain: { name: "USD Coin", version: "2", chainId: CHAIN_ID, verifyingContract: tokenAddress },
-    types: AUTH_TYPES,
-    primaryType: "TransferWithAuthorization",
-    message,
-  };
+  const typedData = authorizationTypedData(tokenAddress, message);
   return { message, typedData, digest: hashTypedData(typedData) };
 }
 
@@ -191,7 +111,7 @@ describe("X402WalletFactory", () => {
     const second = await send(factoryAddress, factoryArtifact.abi, "createWallet", [owner.address, salt]);
     assert.equal(second.logs.length, 0);
 
-    const otherSalt = await read(factoryAddress, factoryArtifact.abi, "walletAddress", [owner.address, randomSalt()]);
+    const otherSalt = await read(factoryAddress, factoryArtifact.abi, "walletAddress", [owner.address, randomBytes32()]);
     const otherOwner = await read(factoryAddress, factoryArtifact.abi, "walletAddress", [stranger.address, salt]);
     assert.notEqual(otherSalt, address);
     assert.notEqual(otherOwner, address);
@@ -202,11 +122,11 @@ describe("X402Wallet", () => {
   test("isValidSignature accepts only the owner's signature of that exact hash", async () => {
     const { owner, salt, address } = await counterfactualWallet();
     await send(factoryAddress, factoryArtifact.abi, "createWallet", [owner.address, salt]);
-    const hash = randomSalt();
+    const hash = randomBytes32();
     const check = (signature, h = hash) => read(address, walletArtifact.abi, "isValidSignature", [h, signature]);
     assert.equal(await check(await owner.sign({ hash })), ERC1271_MAGIC);
     assert.equal(await check(await stranger.sign({ hash })), ERC1271_REFUSED);
-    assert.equal(await check(await owner.sign({ hash }), randomSalt()), ERC1271_REFUSED);
+    assert.equal(await check(await owner.sign({ hash }), randomBytes32()), ERC1271_REFUSED);
     assert.equal(await check("0x1234"), ERC1271_REFUSED);
   });
 
