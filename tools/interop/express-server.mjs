@@ -24,38 +24,19 @@ import { isAddress } from "viem";
 import { paymentMiddlewareFromHTTPServer } from "@x402/express";
 import { HTTPFacilitatorClient, x402HTTPResourceServer, x402ResourceServer } from "@x402/core/server";
 import { ExactEvmScheme } from "@x402/evm/exact/server";
+import { describeError, startScript } from "./script.mjs";
 
 // Library code may console.log; stdout carries only the LISTENING line.
-console.log = console.info = console.debug = (...args) => console.error(...args);
+const { fail, requiredUrl, network: readNetwork } = startScript("express-server");
 
-function fail(message) {
-  process.stderr.write(`express-server: ${message}\n`);
-  process.exit(1);
-}
-
-function describeError(e) {
-  let text = e instanceof Error ? e.message : String(e);
-  for (let c = e?.cause, depth = 0; c && depth < 5; c = c.cause, depth++) {
-    text += ` (caused by: ${c instanceof Error ? c.message : String(c)})`;
-  }
-  return text;
-}
-
-const facilitatorUrl = process.env.FACILITATOR_URL;
+const facilitatorUrl = requiredUrl("FACILITATOR_URL");
 const payTo = process.env.PAY_TO;
-const network = process.env.NETWORK || "eip155:8453";
+const network = readNetwork();
 const priceRaw = process.env.PRICE || "$0.01";
 const token = process.env.FACILITATOR_TOKEN;
 const port = Number(process.env.PORT || "0");
 
-if (!facilitatorUrl) fail("FACILITATOR_URL is required");
-try {
-  new URL(facilitatorUrl);
-} catch {
-  fail(`FACILITATOR_URL is not a URL: ${facilitatorUrl}`);
-}
 if (!payTo || !isAddress(payTo, { strict: false })) fail(`PAY_TO must be a 0x address, got ${payTo}`);
-if (!/^[^:]+:[^:]+$/.test(network)) fail(`NETWORK must be a CAIP-2 id like eip155:8453, got ${network}`);
 if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`bad PORT ${process.env.PORT}`);
 
 let price = priceRaw;

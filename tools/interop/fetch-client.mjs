@@ -25,25 +25,13 @@ import { decodePaymentResponseHeader, wrapFetchWithPayment, x402Client } from "@
 import { decodePaymentRequiredHeader } from "@x402/core/http";
 import { ExactEvmScheme } from "@x402/evm/exact/client";
 import { privateKeyToAccount } from "viem/accounts";
+import { describeError, startScript } from "./script.mjs";
 
 // Library code may console.log; stdout carries only the result line.
-console.log = console.info = console.debug = (...args) => console.error(...args);
+const { fail, requiredUrl, privateKey } = startScript("fetch-client");
 
-function fail(message) {
-  process.stderr.write(`fetch-client: ${message}\n`);
-  process.exit(1);
-}
-
-function describeError(e) {
-  let text = e instanceof Error ? e.message : String(e);
-  for (let c = e?.cause, depth = 0; c && depth < 5; c = c.cause, depth++) {
-    text += ` (caused by: ${c instanceof Error ? c.message : String(c)})`;
-  }
-  return text;
-}
-
-const url = process.env.URL;
-const key = process.env.PRIVATE_KEY;
+const url = requiredUrl("URL");
+const key = privateKey("PRIVATE_KEY");
 const timeoutMs = Number(process.env.TIMEOUT_MS || "120000");
 const method = process.env.METHOD || "GET";
 const body = process.env.BODY;
@@ -54,13 +42,6 @@ if (body !== undefined) {
     fail(`BODY is not JSON: ${describeError(e)}`);
   }
 }
-if (!url) fail("URL is required");
-try {
-  new URL(url);
-} catch {
-  fail(`URL is not a URL: ${url}`);
-}
-if (!key || !/^0x[0-9a-fA-F]{64}$/.test(key)) fail("PRIVATE_KEY must be 0x + 64 hex digits");
 if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) fail(`bad TIMEOUT_MS ${process.env.TIMEOUT_MS}`);
 
 const account = privateKeyToAccount(key);

@@ -23,14 +23,10 @@ import { toFacilitatorEvmSigner } from "@x402/evm";
 import { ExactEvmScheme } from "@x402/evm/exact/facilitator";
 import { createWalletClient, defineChain, http, publicActions } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
+import { startScript } from "./script.mjs";
 
 // Library code may console.log; stdout carries only the result array.
-console.log = console.info = console.debug = (...args) => console.error(...args);
-
-function fail(message) {
-  process.stderr.write(`official-verify: ${message}\n`);
-  process.exit(1);
-}
+const { fail, privateKey, network: readNetwork } = startScript("official-verify");
 
 function errorMessage(e) {
   if (e instanceof Error) return e.shortMessage ?? e.message;
@@ -38,13 +34,11 @@ function errorMessage(e) {
 }
 
 const rpcUrl = process.env.RPC_URL;
-const key = process.env.FACILITATOR_PRIVATE_KEY;
-const network = process.env.NETWORK || "eip155:8453";
+const key = privateKey("FACILITATOR_PRIVATE_KEY");
+const network = readNetwork();
 const chainId = Number(process.env.CHAIN_ID || "8453");
 if (!rpcUrl) fail("RPC_URL is required");
-if (!key || !/^0x[0-9a-fA-F]{64}$/.test(key)) fail("FACILITATOR_PRIVATE_KEY must be 0x + 64 hex digits");
 if (!Number.isSafeInteger(chainId) || chainId <= 0) fail(`CHAIN_ID must be a positive integer, got ${process.env.CHAIN_ID}`);
-if (!/^[^:]+:[^:]+$/.test(network)) fail(`NETWORK must be a CAIP-2 id like eip155:8453, got ${network}`);
 
 let input;
 try {
