@@ -6,9 +6,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/x402/target}"
-scripts/install-tools.sh
-scripts/install-system-deps.sh
-scripts/install-models.sh
+scripts/install-deps.sh
 # Installed where rustup puts cargo's binaries (on PATH), so the README's `x402 …` commands
 # work as written in another terminal; the release build above is reused, not redone.
 cargo install --locked --quiet --path crates/cli

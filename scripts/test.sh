@@ -6,8 +6,6 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/x402/target}"
-scripts/install-tools.sh
-scripts/install-system-deps.sh
-scripts/install-models.sh
+scripts/install-deps.sh
 (cd tools && npm run --silent test:contracts)
 cargo test --workspace --locked
