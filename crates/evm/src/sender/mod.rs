@@ -9,6 +9,12 @@
 //! ([`ExactEvmScheme::replacement`]): the same call with fees raised by at least an eighth,
 //! never above the configured cap, so at most one of them can ever be mined. [`tracking`]
 //! asks the chain where a sent transaction stands.
+//!
+//! Where the node offers `eth_sendRawTransactionSync` (EIP-7966) and mines at once (a dev chain
+//! on automine, a sequencer with instant inclusion), a broadcast comes back with the receipt
+//! and no receipt poll is needed. The send slot is held until the node answers, so the first
+//! broadcast that is not mined within [`SYNC_SEND_PATIENCE`] turns sync sends off for the chain:
+//! on a chain with block times the next nonce is not held back for a whole block.
 
 mod tracking;
 
@@ -20,7 +26,7 @@ use alloy::network::{Ethereum, NetworkTransactionBuilder, NetworkWallet, Transac
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::Provider;
 use alloy::rpc::json_rpc::RpcError;
-use alloy::rpc::types::{BlockNumberOrTag, TransactionRequest};
+use alloy::rpc::types::{BlockNumberOrTag, TransactionReceipt, TransactionRequest};
 use alloy::sol_types::{SolCall, SolEvent};
 use alloy::transports::TransportError;
 use tokio::sync::MutexGuard;
@@ -43,12 +49,42 @@ const CONTRACT_WALLET_TRANSFER_GAS_LIMIT: u64 = 500_000;
 /// use roughly 100k–400k for the deployment).
 const DEPLOY_AND_TRANSFER_GAS_LIMIT: u64 = 1_500_000;
 
+/// How long a sync broadcast may hold the send slot before sync sends are turned off.
+pub const SYNC_SEND_PATIENCE: Duration = Duration::from_millis(200);
+
+/// The JSON-RPC error code of a method the node does not serve.
+const METHOD_NOT_FOUND: i64 = -32601;
+
 /// The signer's view of its own transactions: the next nonce and recent fees.
 #[derive(Debug, Default)]
 pub(crate) struct SenderState {
     /// `None` until read from the node, and again after anything that may have desynced it.
     next_nonce: Option<u64>,
     fees: Option<(Fees, Instant)>,
+    sync_send: SyncSend,
+}
+
+/// Whether broadcasts wait for the receipt in the same call (`eth_sendRawTransactionSync`).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum SyncSend {
+    /// Not asked yet: the node is asked with the first nonce read.
+    #[default]
+    Unknown,
+    /// The node serves it and has mined every sync broadcast in time.
+    On,
+    /// The node does not serve it, or a sync broadcast was not mined in time.
+    Off,
+}
+
+impl SyncSend {
+    /// What the node's answer to a probe (`eth_sendRawTransactionSync("0x")`) says: every
+    /// error but "method not found" means it parsed the call and serves it.
+    fn from_probe<T>(answer: &Result<T, TransportError>) -> Self {
+        match answer {
+            Err(RpcError::ErrorResp(payload)) if payload.code != METHOD_NOT_FOUND => Self::On,
+            _ => Self::Off,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -184,6 +220,28 @@ impl BroadcastError {
     }
 }
 
+/// A broadcast the node took.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Sent {
+    /// The transaction is in the node's pool (or already was).
+    Pooled,
+    /// The node mined it before answering: its receipt.
+    Mined(Box<TransactionReceipt>),
+}
+
+impl Sent {
+    /// The settlement's outcome when the transaction is already mined.
+    pub fn outcome(
+        &self,
+        expected: &TransferExpectation,
+    ) -> Option<Result<Settlement, SettleError>> {
+        match self {
+            Self::Pooled => None,
+            Self::Mined(receipt) => Some(tracking::judge_receipt(receipt, expected)),
+        }
+    }
+}
+
 /// What [`ExactEvmScheme::replacement`] made.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Replacement {
@@ -245,7 +303,20 @@ impl ExactEvmScheme {
             let priority = batch
                 .add_call::<_, U256>("eth_maxPriorityFeePerGas", &())
                 .map_err(unavailable)?;
+            let probe = (state.sync_send == SyncSend::Unknown)
+                .then(|| {
+                    batch.add_call::<_, serde_json::Value>(
+                        "eth_sendRawTransactionSync",
+                        &(Bytes::new(),),
+                    )
+                })
+                .transpose()
+                .map_err(unavailable)?;
             batch.send().await.map_err(unavailable)?;
+            if let Some(probe) = probe {
+                state.sync_send = SyncSend::from_probe(&probe.await);
+                tracing::debug!(network = %self.network(), sync_send = ?state.sync_send, "asked the node for eth_sendRawTransactionSync");
+            }
             let count = count.await.map_err(unavailable)?;
             let gas_price: u128 = gas_price.await.map_err(unavailable)?.saturating_to();
             // Not every node serves eth_maxPriorityFeePerGas; a tip of zero still gets mined.
@@ -278,19 +349,23 @@ impl ExactEvmScheme {
     pub async fn settle(&self, payment: VerifiedPayment) -> Result<Settlement, SettleError> {
         let slot = self.reserve_send().await?;
         let signed = slot.sign(&payment).await?;
-        if let Err(error) = slot.broadcast(&signed).await {
-            let error = error.into_settle_error(signed.tx_hash);
-            if !matches!(error, SettleError::Pending { .. }) {
-                return Err(error);
+        let expected = payment.expectation();
+        match slot.broadcast(&signed).await {
+            Ok(sent) => {
+                if let Some(outcome) = sent.outcome(&expected) {
+                    return outcome;
+                }
+            }
+            Err(error) => {
+                let error = error.into_settle_error(signed.tx_hash);
+                if !matches!(error, SettleError::Pending { .. }) {
+                    return Err(error);
+                }
             }
         }
         tracing::debug!(tx_hash = %signed.tx_hash, payer = %payment.payer(), "settlement sent");
-        self.wait_for_outcome(
-            signed.tx_hash,
-            &payment.expectation(),
-            self.receipt_timeout(),
-        )
-        .await
+        self.wait_for_outcome(signed.tx_hash, &expected, self.receipt_timeout())
+            .await
     }
 
     /// Polls for the receipt of `tx_hash` at the scheme's interval for at most `wait`.
@@ -374,11 +449,24 @@ impl SendSlot<'_> {
     /// Broadcasts `signed`, which this slot signed. On success (or when the node already had
     /// it) the nonce is consumed. A refusal gives the nonce back; a broadcast that may or may
     /// not have arrived makes the next slot read the nonce from the node.
-    pub async fn broadcast(mut self, signed: &SignedSettlement) -> Result<(), BroadcastError> {
+    ///
+    /// Where the node mines at once, the answer carries the receipt ([`Sent::Mined`]).
+    pub async fn broadcast(mut self, signed: &SignedSettlement) -> Result<Sent, BroadcastError> {
         debug_assert_eq!(signed.signer_nonce, self.nonce);
-        let result = send_raw(self.scheme, &signed.raw).await;
+        let result = if self.state.sync_send == SyncSend::On {
+            let sent = send_raw_sync(self.scheme, &signed.raw).await;
+            if matches!(sent, Err(BroadcastError::Uncertain { .. })) {
+                tracing::info!(network = %self.scheme.network(), patience = ?SYNC_SEND_PATIENCE, "the node did not mine a transaction at once; broadcasting without waiting for receipts from now on");
+                self.state.sync_send = SyncSend::Off;
+            }
+            sent
+        } else {
+            send_raw(self.scheme, &signed.raw)
+                .await
+                .map(|()| Sent::Pooled)
+        };
         match &result {
-            Ok(()) => self.state.next_nonce = Some(self.nonce + 1),
+            Ok(_) => self.state.next_nonce = Some(self.nonce + 1),
             Err(BroadcastError::Refused {
                 nonce_used: true, ..
             })
@@ -399,9 +487,31 @@ async fn send_raw(scheme: &ExactEvmScheme, raw: &Bytes) -> Result<(), BroadcastE
         .client()
         .request("eth_sendRawTransaction", (raw,))
         .await;
-    match sent {
-        Ok(_) => Ok(()),
-        Err(RpcError::ErrorResp(payload)) => {
+    sent.map(|_| ()).or_else(refusal_or_known)
+}
+
+/// `eth_sendRawTransactionSync`, given [`SYNC_SEND_PATIENCE`]: the receipt, or, when it takes
+/// longer, [`BroadcastError::Uncertain`] (the transaction may be in the pool; it is tracked).
+async fn send_raw_sync(scheme: &ExactEvmScheme, raw: &Bytes) -> Result<Sent, BroadcastError> {
+    let call = scheme
+        .provider()
+        .client()
+        .request::<_, TransactionReceipt>("eth_sendRawTransactionSync", (raw,));
+    match tokio::time::timeout(SYNC_SEND_PATIENCE, call).await {
+        Ok(Ok(receipt)) => Ok(Sent::Mined(Box::new(receipt))),
+        // Already in the pool from an earlier send: it is followed by receipt polls.
+        Ok(Err(error)) => refusal_or_known(error).map(|()| Sent::Pooled),
+        Err(_) => Err(BroadcastError::Uncertain {
+            detail: format!("not mined within {SYNC_SEND_PATIENCE:?} of a sync send"),
+        }),
+    }
+}
+
+/// How a node's answer to a broadcast that failed is taken: a transaction it already has is
+/// sent; a refusal is classified.
+fn refusal_or_known(error: TransportError) -> Result<(), BroadcastError> {
+    match error {
+        RpcError::ErrorResp(payload) => {
             let refusal = NodeRefusal::classify(
                 payload.code,
                 &payload.message,
@@ -416,7 +526,7 @@ async fn send_raw(scheme: &ExactEvmScheme, raw: &Bytes) -> Result<(), BroadcastE
                 reason: payload.message.to_string(),
             })
         }
-        Err(error) => Err(BroadcastError::Uncertain {
+        error => Err(BroadcastError::Uncertain {
             detail: error.to_string(),
         }),
     }

@@ -4,7 +4,7 @@
 use std::time::Instant;
 
 use tokio::sync::watch;
-use x402_evm::{BroadcastError, SettleError, VerifiedPayment};
+use x402_evm::{BroadcastError, Sent, SettleError, VerifiedPayment};
 use x402_proto::{FacilitatorError, Network, PaymentRequest, SettleResponse};
 
 use super::single_flight::{Progress, lock_slot};
@@ -74,7 +74,13 @@ impl FacilitatorService {
             .send(chain, &new, &payment, &mut txs, progress, false)
             .await
         {
-            Ok(()) => {}
+            Ok(sent) => {
+                // A node that mines at once answered with the receipt: no poll needed.
+                if let Some(outcome) = sent.outcome(&payment.expectation()) {
+                    let payer = Some(payment.payer().to_checksum(None));
+                    return self.conclude(&new, network, payer, outcome).await;
+                }
+            }
             Err(SendStop::Answer(outcome)) => return outcome,
             Err(SendStop::Existing(record)) => {
                 // Another instance recorded it between our lookup and our claim.
@@ -156,7 +162,7 @@ impl FacilitatorService {
         txs: &mut Vec<TxRecord>,
         progress: &watch::Sender<Progress>,
         mut claimed: bool,
-    ) -> Result<(), SendStop> {
+    ) -> Result<Sent, SendStop> {
         let network = settlement.wire_network.clone();
         let payer = Some(payment.payer().to_checksum(None));
         let store = &self.inner.store;
@@ -204,14 +210,14 @@ impl FacilitatorService {
             txs.push(record);
             progress.send_replace(Progress::Submitted(signed.tx_hash));
             match slot.broadcast(&signed).await {
-                Ok(()) => {
+                Ok(sent) => {
                     tracing::debug!(tx_hash = %signed.tx_hash, key = %settlement.key, "settlement broadcast");
-                    return Ok(());
+                    return Ok(sent);
                 }
                 Err(BroadcastError::Uncertain { detail }) => {
                     // It may have arrived; tracking rebroadcasts it if the node does not know it.
                     tracing::warn!(tx_hash = %signed.tx_hash, %detail, "broadcast unconfirmed; tracking");
-                    return Ok(());
+                    return Ok(Sent::Pooled);
                 }
                 Err(BroadcastError::Refused {
                     nonce_used: true,

@@ -240,7 +240,8 @@ impl FacilitatorService {
                     .send(chain, settlement, &payment, txs, progress, true)
                     .await
                 {
-                    Ok(()) => Ok(()),
+                    // Mined or pooled, the next receipt poll finds where it stands.
+                    Ok(_) => Ok(()),
                     Err(SendStop::Answer(answer)) => Err(answer),
                     Err(SendStop::Existing(_)) => Err(Err(FacilitatorError::Internal(
                         "a recorded settlement was claimed again".into(),
