@@ -13,7 +13,7 @@ use axum::routing::post;
 use axum::{Json, Router};
 use common::Stack;
 use serde_json::{Value, json};
-use x402_testkit::{Wire, receipt_of};
+use x402_testkit::{Wire, assert_text_at, receipt_of};
 
 /// What the upstream was asked, for assertions.
 type Seen = Arc<Mutex<Vec<Value>>>;
@@ -95,11 +95,10 @@ async fn chat_completions_are_paid_and_passed_through() {
         .pay_post("/v1/chat/completions", &request, 1, Wire::V2)
         .await;
     assert_eq!(response.status(), 200);
+    let content_type = response.headers()["content-type"].to_str().unwrap();
     assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/event-stream")
+        content_type.starts_with("text/event-stream"),
+        "{content_type}"
     );
     assert!(receipt_of(response.headers()).unwrap().success);
     let events = response.text().await.unwrap();
@@ -130,13 +129,8 @@ async fn chat_completions_are_paid_and_passed_through() {
     assert_eq!(stack.pay_to_balance().await, before);
 
     // Unknown models are refused before payment, naming the ones served.
-    let response = stack
-        .http
-        .post(format!("{}/v1/chat/completions", stack.url))
-        .json(&json!({"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]}))
-        .send()
-        .await
-        .unwrap();
+    let request = json!({"model": "gpt-9", "messages": [{"role": "user", "content": "x"}]});
+    let response = stack.post_json("/v1/chat/completions", &request).await;
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
     assert!(
@@ -170,10 +164,7 @@ async fn a_paid_job_that_keeps_failing_says_it_was_charged_and_not_refunded() {
     let view = stack.job_outcome(&job_id).await;
     assert_eq!(view["status"], "failed", "{view}");
     assert_eq!(view["attempts"], 2);
-    assert!(
-        view["error"].as_str().unwrap().contains("upstream"),
-        "{view}"
-    );
+    assert_text_at(&view, "/error", "upstream");
     assert_eq!(view["charged"], true);
     assert_eq!(view["refunded"], false);
     assert_eq!(view["refund_amount_usd"], "0");

@@ -8,7 +8,7 @@ use alloy::primitives::U256;
 use base64::Engine;
 use common::{Stack, testdata};
 use serde_json::{Value, json};
-use x402_testkit::{Wire, receipt_of};
+use x402_testkit::{Wire, assert_text_at, receipt_of};
 
 fn b64(bytes: &[u8]) -> String {
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -48,13 +48,7 @@ async fn local_services_are_paid_per_call_and_charged_what_was_quoted() {
     assert_eq!(response.status(), 200);
     assert!(response.headers().contains_key("x-payment-response"));
     let body: Value = response.json().await.unwrap();
-    assert!(
-        body["output"]["text"]
-            .as_str()
-            .unwrap()
-            .contains("Invoice 4021 from Example Compute"),
-        "{body}"
-    );
+    assert_text_at(&body, "/output/text", "Invoice 4021 from Example Compute");
     assert_eq!(body["output"]["pages"], 1);
     assert_eq!(amount, U256::from(2000));
     charged += amount;
@@ -70,12 +64,7 @@ async fn local_services_are_paid_per_call_and_charged_what_was_quoted() {
         .decode(body["output"]["audio_base64"].as_str().unwrap())
         .unwrap();
     assert_eq!(&wav[..4], b"RIFF");
-    assert!(
-        body["output"]["output_notice"]
-            .as_str()
-            .unwrap()
-            .contains("af_alloy")
-    );
+    assert_text_at(&body, "/output/output_notice", "af_alloy");
     // 33 characters at $0.002 per 1K = $0.000066 = 66 micro-USDC.
     assert_eq!(amount, U256::from(66));
     charged += amount;
@@ -90,12 +79,7 @@ async fn local_services_are_paid_per_call_and_charged_what_was_quoted() {
     let results = body["output"]["results"].as_array().unwrap();
     assert_eq!(results[0]["index"], 1, "{body}");
     assert!(results[0]["score"].as_f64().unwrap() > results[1]["score"].as_f64().unwrap());
-    assert!(
-        body["output"]["method"]
-            .as_str()
-            .unwrap()
-            .contains("bi-encoder")
-    );
+    assert_text_at(&body, "/output/method", "bi-encoder");
     assert_eq!(amount, U256::from(1000));
     charged += amount;
 
@@ -128,43 +112,31 @@ async fn long_requests_run_as_jobs_settled_before_they_start() {
     let view = stack.job_outcome(&job_id).await;
     assert_eq!(view["status"], "completed", "{view}");
     assert_eq!(view["output"]["pages"], 2);
-    assert!(
-        view["output"]["text"]
-            .as_str()
-            .unwrap()
-            .contains("Second page about settlement")
-    );
+    assert_text_at(&view, "/output/text", "Second page about settlement");
     assert_eq!(view["transaction"], receipt.transaction);
 
-    let missing = stack
-        .http
-        .get(format!("{}/status/job_nope", stack.url))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(missing.status(), 404);
+    assert_eq!(stack.get("/status/job_nope").await.status(), 404);
+}
+
+/// POSTs `request` to `/run`, which must refuse it before asking for any payment: the status
+/// and the answer.
+async fn refused(stack: &Stack, request: Value) -> (u16, Value) {
+    let response = stack.post_json("/run", &request).await;
+    assert!(
+        !response.headers().contains_key("payment-required"),
+        "{request}"
+    );
+    let status = response.status().as_u16();
+    (status, response.json().await.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_input_is_refused_before_any_payment() {
     let stack = Stack::start("").await;
-    let url = format!("{}/run", stack.url);
-    let refuse = |body: Value| {
-        let request = stack.http.post(&url).json(&body);
-        async move {
-            let response = request.send().await.unwrap();
-            assert!(
-                !response.headers().contains_key("payment-required"),
-                "{body}"
-            );
-            let status = response.status().as_u16();
-            (status, response.json::<Value>().await.unwrap())
-        }
-    };
 
-    let (status, body) = refuse(json!({"service": "teleport-l4", "input": {}})).await;
+    let (status, body) = refused(&stack, json!({"service": "teleport-l4", "input": {}})).await;
     assert_eq!(status, 400);
-    assert!(body["error"].as_str().unwrap().contains("unknown service"));
+    assert_text_at(&body, "/error", "unknown service");
     assert!(
         body["available_services"]
             .as_array()
@@ -172,57 +144,34 @@ async fn bad_input_is_refused_before_any_payment() {
             .contains(&json!("embed-l4"))
     );
 
-    let (status, body) = refuse(json!({"service": "embed-l4", "input": {"text": 42}})).await;
-    assert_eq!(status, 400);
-    assert!(
-        body["error"].as_str().unwrap().contains("input.text"),
-        "{body}"
-    );
+    for (request, expected, error) in [
+        (
+            json!({"service": "embed-l4", "input": {"text": 42}}),
+            400,
+            "input.text",
+        ),
+        (
+            json!({"service": "pdf-parse", "input": {"file_base64": b64(b"just some words")}}),
+            400,
+            "PDF, DOCX or HTML",
+        ),
+        (
+            json!({"service": "flux-schnell", "input": {"prompt": "a cat"}}),
+            503,
+            "not available",
+        ),
+        (json!({"service": "tts-fast"}), 400, "\"input\""),
+    ] {
+        let (status, body) = refused(&stack, request).await;
+        assert_eq!(status, expected, "{body}");
+        assert_text_at(&body, "/error", error);
+    }
 
-    let (status, body) =
-        refuse(json!({"service": "pdf-parse", "input": {"file_base64": b64(b"just some words")}}))
-            .await;
-    assert_eq!(status, 400);
-    assert!(
-        body["error"]
-            .as_str()
-            .unwrap()
-            .contains("PDF, DOCX or HTML"),
-        "{body}"
-    );
-
-    let (status, body) =
-        refuse(json!({"service": "flux-schnell", "input": {"prompt": "a cat"}})).await;
-    assert_eq!(status, 503);
-    assert!(
-        body["error"].as_str().unwrap().contains("not available"),
-        "{body}"
-    );
-
-    let (status, _) = refuse(json!({"service": "tts-fast"})).await;
-    assert_eq!(status, 400);
-
-    let response = stack
-        .http
-        .post(&url)
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    let response = stack
-        .http
-        .post(&url)
-        .body(vec![b'x'; 11 * 1024 * 1024])
-        .send()
-        .await
-        .unwrap();
+    assert_eq!(stack.post_raw("/run", "{not json").await.status(), 400);
+    let response = stack.post_raw("/run", vec![b'x'; 11 * 1024 * 1024]).await;
     assert_eq!(response.status(), 400);
     let body: Value = response.json().await.unwrap();
-    assert!(
-        body["error"].as_str().unwrap().contains("larger than"),
-        "{body}"
-    );
+    assert_text_at(&body, "/error", "larger than");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,56 +190,21 @@ async fn the_catalog_lists_prices_models_and_availability() {
     assert_eq!(embed["aliases"], json!(["embedding-l4"]));
     assert_eq!(embed["models"], json!(["all-MiniLM-L6-v2"]));
     assert_eq!(embed["pricing"]["per"], "per 1K tokens");
-    assert!(
-        find("rerank")["models"][0]
-            .as_str()
-            .unwrap()
-            .contains("bi-encoder")
-    );
-    let flux = find("flux-schnell");
-    assert_eq!(flux["available"], false);
-    assert!(
-        flux["unavailable_reason"]
-            .as_str()
-            .unwrap()
-            .contains("no backend")
-    );
-    let llm = find("llm-4090");
-    assert_eq!(llm["available"], false);
-    assert!(
-        llm["unavailable_reason"]
-            .as_str()
-            .unwrap()
-            .contains("upstream")
-    );
+    assert_text_at(find("rerank"), "/models/0", "bi-encoder");
+    for (key, why) in [("flux-schnell", "no backend"), ("llm-4090", "upstream")] {
+        assert_eq!(find(key)["available"], false);
+        assert_text_at(find(key), "/unavailable_reason", why);
+    }
     assert_eq!(catalog["active_endpoints"], 5, "{catalog}");
 
-    let estimate: Value = stack
-        .http
-        .get(format!(
-            "{}/catalog/estimate?service=embedding-l4&tokens=2500",
-            stack.url
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let estimate = stack
+        .get_json("/catalog/estimate?service=embedding-l4&tokens=2500")
+        .await;
     assert_eq!(estimate["service"], "embed-l4");
     assert_eq!(estimate["estimated_cost_usd"], "0.00025");
-    let estimate: Value = stack
-        .http
-        .get(format!(
-            "{}/catalog/estimate?service=whisper-l4&seconds=90",
-            stack.url
-        ))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let estimate = stack
+        .get_json("/catalog/estimate?service=whisper-l4&seconds=90")
+        .await;
     assert_eq!(estimate["estimated_cost_usd"], "0.0075");
     assert_eq!(estimate["available"], false);
 }

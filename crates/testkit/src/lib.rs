@@ -4,6 +4,7 @@
 //! [`MockFacilitator`].
 
 mod chain;
+mod json;
 mod mock;
 mod payments;
 mod process;
@@ -12,6 +13,7 @@ mod shop;
 mod smart_wallet;
 
 pub use chain::*;
+pub use json::*;
 pub use mock::*;
 pub use payments::*;
 pub use process::*;

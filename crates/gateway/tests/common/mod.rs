@@ -9,7 +9,7 @@ use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
 use serde_json::Value;
 use tempfile::TempDir;
-use x402_facilitator::{FacilitatorConfig, RunningFacilitator};
+use x402_facilitator::RunningFacilitator;
 use x402_gateway::{GatewayConfig, RunningGateway};
 use x402_proto::Facilitator;
 use x402_testkit::{Chain, Wire};
@@ -47,17 +47,7 @@ impl Stack {
     pub async fn start(extra: &str) -> Self {
         let chain = Chain::start().await;
         let dir = tempfile::tempdir().unwrap();
-        let text = format!(
-            "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n[[networks]]\nchain_id = {}\nrpc_url = \"{}\"\n",
-            dir.path().join("facilitator.db").display(),
-            chain.devnet.chain_id(),
-            chain.devnet.rpc_url(),
-        );
-        let config = FacilitatorConfig::parse(&text, std::iter::empty()).unwrap();
-        let facilitator =
-            x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
-                .await
-                .expect("facilitator starts");
+        let facilitator = x402_testkit::start_facilitator(&chain, dir.path()).await;
         let requirements = chain.requirements(1);
         let extra_json = requirements.extra.clone().unwrap();
         let gateway_toml = format!(
@@ -107,12 +97,12 @@ impl Stack {
         i: usize,
         wire: Wire,
     ) -> (reqwest::Response, U256) {
-        let url = format!("{}{path}", self.url);
-        let first = self.http.post(&url).json(body).send().await.unwrap();
+        let first = self.post_json(path, body).await;
         assert_eq!(first.status(), 402, "{path} should ask for payment first");
         let amount = x402_testkit::challenge_of(first.headers()).accepts[0]
             .amount
             .0;
+        let url = format!("{}{path}", self.url);
         let paid =
             x402_testkit::pay_and_retry(|| self.http.post(&url).json(body), self.payer(i), wire)
                 .await;
@@ -152,14 +142,22 @@ impl Stack {
 
     /// GETs `path` and reads its JSON.
     pub async fn get_json(&self, path: &str) -> Value {
-        self.http
-            .get(format!("{}{path}", self.url))
-            .send()
-            .await
-            .unwrap()
-            .json()
-            .await
-            .unwrap()
+        x402_testkit::fetch_json(self.http.get(format!("{}{path}", self.url))).await
+    }
+
+    /// GETs `path`, unpaid: the answer.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        answer(self.http.get(format!("{}{path}", self.url))).await
+    }
+
+    /// POSTs the JSON `body` to `path`, unpaid: the answer.
+    pub async fn post_json(&self, path: &str, body: &Value) -> reqwest::Response {
+        answer(self.http.post(format!("{}{path}", self.url)).json(body)).await
+    }
+
+    /// POSTs the raw `body` (perhaps not JSON at all) to `path`, unpaid: the answer.
+    pub async fn post_raw(&self, path: &str, body: impl Into<reqwest::Body>) -> reqwest::Response {
+        answer(self.http.post(format!("{}{path}", self.url)).body(body)).await
     }
 
     /// Pays for `service` on `/run` with `input`, as payer `i` with a v2 client: the paid
@@ -173,4 +171,8 @@ impl Stack {
         let body = serde_json::json!({"service": service, "input": input});
         self.pay_post("/run", &body, i, Wire::V2).await
     }
+}
+
+async fn answer(request: reqwest::RequestBuilder) -> reqwest::Response {
+    request.send().await.expect("the gateway answers")
 }
