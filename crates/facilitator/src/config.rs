@@ -517,13 +517,23 @@ mod tests {
         )
     }
 
+    /// Asserts that `text` with the environment `env` is refused with a message naming `key`.
+    #[track_caller]
+    fn assert_refused(text: &str, env: &[(&str, &str)], key: &str) {
+        let error = parse(text, env).unwrap_err();
+        assert!(error.to_string().contains(key), "{error}");
+    }
+
     #[test]
     fn minimal_config_gets_defaults_and_the_chain_usdc() {
         let config = parse(MINIMAL, &[]).unwrap();
         assert_eq!(config.listen.port(), 8402);
         assert_eq!(config.database_sync, crate::sqlite::Durability::Full);
-        let error = parse(&format!("database_sync = \"sometimes\"\n{MINIMAL}"), &[]).unwrap_err();
-        assert!(error.to_string().contains("full"), "{error}");
+        assert_refused(
+            &format!("database_sync = \"sometimes\"\n{MINIMAL}"),
+            &[],
+            "full",
+        );
         assert_eq!(config.limits.settle_wait_ms, 30_000);
         let assets = config.networks[0].accepted_assets();
         assert_eq!(assets.len(), 1);
@@ -561,14 +571,10 @@ max_fee_per_gas_cap_gwei = 50
             config.networks[0].min_signer_balance_wei,
             Some(U256::from(100u64) * U256::from(10u64).pow(U256::from(18u64)))
         );
-        let error = parse(
+        assert_refused(
             &format!("{MINIMAL}min_signer_balance_wei = \"lots\"\n"),
             &[],
-        )
-        .unwrap_err();
-        assert!(
-            error.to_string().contains("min_signer_balance_wei"),
-            "{error}"
+            "min_signer_balance_wei",
         );
         assert_eq!(
             network.fee_bump.policy(),
@@ -578,29 +584,13 @@ max_fee_per_gas_cap_gwei = 50
                 max_fee_per_gas_cap: 50 * GWEI,
             }
         );
-        let error = parse(
-            &format!(
-                "{MINIMAL}[networks.fee_bump]
-max_bumps = 1
-"
-            ),
-            &[],
-        )
-        .unwrap_err();
-        assert!(error.to_string().contains("max_bumps"), "{error}");
-        let error = parse(
-            &format!(
-                "{MINIMAL}[networks.fee_bump]
-max_fee_per_gas_cap_gwei = 0
-"
-            ),
-            &[],
-        )
-        .unwrap_err();
-        assert!(
-            error.to_string().contains("max_fee_per_gas_cap_gwei"),
-            "{error}"
-        );
+        // An unknown key, and a cap of zero.
+        for (key, line) in [
+            ("max_bumps", "max_bumps = 1"),
+            ("max_fee_per_gas_cap_gwei", "max_fee_per_gas_cap_gwei = 0"),
+        ] {
+            assert_refused(&format!("{MINIMAL}[networks.fee_bump]\n{line}\n"), &[], key);
+        }
         let config = parse(
             MINIMAL,
             &[(
@@ -614,32 +604,29 @@ max_fee_per_gas_cap_gwei = 0
 
     #[test]
     fn unknown_keys_are_named() {
-        let error = parse(&format!("lisen = \"0.0.0.0:1\"\n{MINIMAL}"), &[]).unwrap_err();
-        assert!(error.to_string().contains("lisen"), "{error}");
-        let error = parse(&format!("{MINIMAL}\nrpc_ur = \"x\""), &[]).unwrap_err();
-        assert!(error.to_string().contains("rpc_ur"), "{error}");
-        let error = parse(&format!("[limits]\nsettle_wait = 5\n{MINIMAL}"), &[]).unwrap_err();
-        assert!(error.to_string().contains("settle_wait"), "{error}");
+        assert_refused(&format!("lisen = \"0.0.0.0:1\"\n{MINIMAL}"), &[], "lisen");
+        assert_refused(&format!("{MINIMAL}\nrpc_ur = \"x\""), &[], "rpc_ur");
+        assert_refused(
+            &format!("[limits]\nsettle_wait = 5\n{MINIMAL}"),
+            &[],
+            "settle_wait",
+        );
     }
 
     #[test]
     fn bad_values_are_named() {
-        let error = parse("listen = \"nowhere\"\n", &[]).unwrap_err();
-        assert!(error.to_string().contains("listen"), "{error}");
-        let error = parse(
+        assert_refused("listen = \"nowhere\"\n", &[], "listen");
+        assert_refused(
             "[[networks]]\nchain_id = 8453\nrpc_url = \"not a url\"",
             &[],
-        )
-        .unwrap_err();
-        assert!(error.to_string().contains("rpc_url"), "{error}");
-        let error = parse("networks = []", &[]).unwrap_err();
-        assert!(error.to_string().contains("networks"), "{error}");
-        let error = parse(
+            "rpc_url",
+        );
+        assert_refused("networks = []", &[], "networks");
+        assert_refused(
             "[[networks]]\nchain_id = 999999\nrpc_url = \"http://x\"",
             &[],
-        )
-        .unwrap_err();
-        assert!(error.to_string().contains("networks[0].assets"), "{error}");
+            "networks[0].assets",
+        );
     }
 
     #[test]
@@ -666,8 +653,7 @@ max_fee_per_gas_cap_gwei = 0
             Some("s3cret")
         );
         assert!(!format!("{config:?}").contains("s3cret"));
-        let error = parse(MINIMAL, &[("X402_FACILITATOR__LIMITS__TYPO", "1")]).unwrap_err();
-        assert!(error.to_string().contains("typo"), "{error}");
+        assert_refused(MINIMAL, &[("X402_FACILITATOR__LIMITS__TYPO", "1")], "typo");
     }
 
     #[test]
@@ -689,14 +675,10 @@ max_fee_per_gas_cap_gwei = 0
         )
         .unwrap();
         assert_eq!(config.networks[0].eip6492_allowed_factories, [expected]);
-        let error = parse(
+        assert_refused(
             &format!("{MINIMAL}eip6492_allowed_factories = [\"0x12\"]\n"),
             &[],
-        )
-        .unwrap_err();
-        assert!(
-            error.to_string().contains("eip6492_allowed_factories"),
-            "{error}"
+            "eip6492_allowed_factories",
         );
     }
 

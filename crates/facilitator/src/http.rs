@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::extract::{DefaultBodyLimit, FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
@@ -86,48 +87,84 @@ fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response
         .into_response()
 }
 
+/// A response that refuses a request before it reaches the service, saying what to fix.
+struct Refused(Box<Response>);
+
+impl Refused {
+    fn bad_request(message: impl Into<String>) -> Self {
+        Self::with_status(StatusCode::BAD_REQUEST, message)
+    }
+
+    fn with_status(status: StatusCode, message: impl Into<String>) -> Self {
+        Self(Box::new(error(status, "invalid_request", message)))
+    }
+}
+
+impl IntoResponse for Refused {
+    fn into_response(self) -> Response {
+        *self.0
+    }
+}
+
+/// The body of `/verify` and `/settle`, parsed, or refused with what is wrong with it.
+struct Parsed(PaymentRequest);
+
+impl<S: Send + Sync> FromRequest<S> for Parsed {
+    type Rejection = Response;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Response> {
+        let headers = request.headers().clone();
+        let body = Bytes::from_request(request, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        parse_request(&headers, &body)
+            .map(Self)
+            .map_err(IntoResponse::into_response)
+    }
+}
+
+/// The settler's `Idempotency-Key`, when sent, or refused when it is not usable.
+struct Idempotency(Option<IdempotencyKey>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Idempotency {
+    type Rejection = Refused;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Refused> {
+        idempotency_key(&parts.headers).map(Self)
+    }
+}
+
 /// Parses a verify/settle body, or says what is wrong with it.
-fn parse_request(headers: &HeaderMap, body: &[u8]) -> Result<PaymentRequest, Box<Response>> {
+fn parse_request(headers: &HeaderMap, body: &[u8]) -> Result<PaymentRequest, Refused> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_none_or(|v| v.starts_with("application/json") || v.contains("+json"));
     if !is_json {
-        return Err(Box::new(error(
+        return Err(Refused::with_status(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "invalid_request",
             "send the request as `Content-Type: application/json`",
-        )));
+        ));
     }
     if body.is_empty() {
-        return Err(Box::new(error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
+        return Err(Refused::bad_request(
             "the body is empty; send {\"paymentPayload\": …, \"paymentRequirements\": …}",
-        )));
+        ));
     }
     serde_json::from_slice(body).map_err(|e| {
-        Box::new(error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            format!(
-                "the body is not a payment request ({{paymentPayload, paymentRequirements}}): {e}"
-            ),
+        Refused::bad_request(format!(
+            "the body is not a payment request ({{paymentPayload, paymentRequirements}}): {e}"
         ))
     })
 }
 
 /// The settler's `Idempotency-Key`, when sent.
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, Box<Response>> {
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<IdempotencyKey>, Refused> {
     let Some(value) = headers.get(x402_headers::IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
     let refuse = |what: String| {
-        Box::new(error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            format!("the Idempotency-Key header is not usable: {what}"),
-        ))
+        Refused::bad_request(format!("the Idempotency-Key header is not usable: {what}"))
     };
     let text = value
         .to_str()
@@ -170,37 +207,23 @@ fn unavailable(error: &FacilitatorError, verify: bool) -> Response {
     response
 }
 
-async fn verify(
-    State(service): State<FacilitatorService>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let request = match parse_request(&headers, &body) {
-        Ok(request) => request,
-        Err(response) => return *response,
-    };
-    match service.verify(&request).await {
-        Ok(answer) => axum::Json(answer).into_response(),
-        Err(e) => unavailable(&e, true),
-    }
+async fn verify(State(service): State<FacilitatorService>, Parsed(request): Parsed) -> Response {
+    answer(service.verify(&request).await, true)
 }
 
 async fn settle(
     State(service): State<FacilitatorService>,
-    headers: HeaderMap,
-    body: Bytes,
+    Idempotency(key): Idempotency,
+    Parsed(request): Parsed,
 ) -> Response {
-    let request = match parse_request(&headers, &body) {
-        Ok(request) => request,
-        Err(response) => return *response,
-    };
-    let key = match idempotency_key(&headers) {
-        Ok(key) => key,
-        Err(response) => return *response,
-    };
-    match service.settle(&request, key.as_ref()).await {
+    answer(service.settle(&request, key.as_ref()).await, false)
+}
+
+/// The service's answer, or what the failure to get one maps to.
+fn answer<T: serde::Serialize>(result: Result<T, FacilitatorError>, verify: bool) -> Response {
+    match result {
         Ok(answer) => axum::Json(answer).into_response(),
-        Err(e) => unavailable(&e, false),
+        Err(e) => unavailable(&e, verify),
     }
 }
 
@@ -265,13 +288,15 @@ mod tests {
     #[test]
     fn malformed_bodies_say_what_is_wrong() {
         let headers = HeaderMap::new();
-        let response = parse_request(&headers, b"").unwrap_err();
+        let response = parse_request(&headers, b"").unwrap_err().0;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-        let response = parse_request(&headers, b"{\"paymentPayload\": 1}").unwrap_err();
+        let response = parse_request(&headers, b"{\"paymentPayload\": 1}")
+            .unwrap_err()
+            .0;
         assert_eq!(response.status(), StatusCode::BAD_REQUEST);
         let mut headers = HeaderMap::new();
         headers.insert(header::CONTENT_TYPE, "text/plain".parse().unwrap());
-        let response = parse_request(&headers, b"{}").unwrap_err();
+        let response = parse_request(&headers, b"{}").unwrap_err().0;
         assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     }
 }

@@ -10,7 +10,7 @@ use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
-use x402_proto::{FacilitatorError, SettleResponse, VerifyResponse};
+use x402_proto::{FacilitatorError, ReasonCode, SettleResponse, VerifyResponse};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
@@ -18,14 +18,84 @@ struct OutcomeLabels {
     reason: String,
 }
 
+impl OutcomeLabels {
+    fn new(outcome: &'static str, reason: Option<&ReasonCode>) -> Self {
+        Self {
+            outcome,
+            reason: reason.map(ToString::to_string).unwrap_or_default(),
+        }
+    }
+}
+
+/// An answer counted by its outcome and reason code.
+trait Outcome {
+    fn labels(&self) -> OutcomeLabels;
+}
+
+impl Outcome for VerifyResponse {
+    fn labels(&self) -> OutcomeLabels {
+        if self.is_valid {
+            OutcomeLabels::new("valid", None)
+        } else {
+            OutcomeLabels::new("invalid", self.invalid_reason.as_ref())
+        }
+    }
+}
+
+impl Outcome for SettleResponse {
+    fn labels(&self) -> OutcomeLabels {
+        let reason = self.error_reason.as_ref();
+        if self.success {
+            OutcomeLabels::new("success", None)
+        } else if reason == Some(&ReasonCode::SETTLEMENT_PENDING) {
+            OutcomeLabels::new("pending", reason)
+        } else {
+            OutcomeLabels::new("failure", reason)
+        }
+    }
+}
+
+/// One endpoint's requests: counted by outcome and reason, and timed.
+#[derive(Clone, Debug)]
+struct Endpoint {
+    total: Family<OutcomeLabels, Counter>,
+    seconds: Histogram,
+}
+
+impl Endpoint {
+    /// Registers `<name>` (counts, described by `help`) and `<name>_duration_seconds`.
+    fn register(registry: &mut Registry, name: &str, help: &str) -> Self {
+        let total = Family::<OutcomeLabels, Counter>::default();
+        // 1 ms to ~33 s.
+        let seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
+        registry.register(name, help, total.clone());
+        registry.register(
+            format!("{name}_duration_seconds"),
+            format!("Time to answer a {name} request"),
+            seconds.clone(),
+        );
+        Self { total, seconds }
+    }
+
+    fn record<T: Outcome>(&self, result: &Result<T, FacilitatorError>, took: Duration) {
+        let labels = match result {
+            Ok(answer) => answer.labels(),
+            Err(e) => OutcomeLabels {
+                outcome: "error",
+                reason: error_kind(e).into(),
+            },
+        };
+        self.total.get_or_create(&labels).inc();
+        self.seconds.observe(took.as_secs_f64());
+    }
+}
+
 /// The facilitator's metrics, cheap to clone.
 #[derive(Clone, Debug)]
 pub struct Metrics {
     registry: Arc<Registry>,
-    verify_total: Family<OutcomeLabels, Counter>,
-    settle_total: Family<OutcomeLabels, Counter>,
-    verify_seconds: Histogram,
-    settle_seconds: Histogram,
+    verify: Endpoint,
+    settle: Endpoint,
     in_flight: Gauge,
 }
 
@@ -39,32 +109,17 @@ impl Metrics {
     /// Fresh metrics in their own registry.
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("x402_facilitator");
-        let verify_total = Family::<OutcomeLabels, Counter>::default();
-        let settle_total = Family::<OutcomeLabels, Counter>::default();
-        // 1 ms to ~33 s.
-        let verify_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
-        let settle_seconds = Histogram::new(exponential_buckets(0.001, 2.0, 16));
-        let in_flight = Gauge::default();
-        registry.register(
+        let verify = Endpoint::register(
+            &mut registry,
             "verify",
             "Verify requests by outcome (valid, invalid, error) and reason code",
-            verify_total.clone(),
         );
-        registry.register(
+        let settle = Endpoint::register(
+            &mut registry,
             "settle",
             "Settle requests by outcome (success, failure, pending, error) and reason code",
-            settle_total.clone(),
         );
-        registry.register(
-            "verify_duration_seconds",
-            "Time to answer a verify request",
-            verify_seconds.clone(),
-        );
-        registry.register(
-            "settle_duration_seconds",
-            "Time to answer a settle request",
-            settle_seconds.clone(),
-        );
+        let in_flight = Gauge::default();
         registry.register(
             "pending_settlements",
             "Settlements being sent or awaiting their receipt",
@@ -72,10 +127,8 @@ impl Metrics {
         );
         Self {
             registry: Arc::new(registry),
-            verify_total,
-            settle_total,
-            verify_seconds,
-            settle_seconds,
+            verify,
+            settle,
             in_flight,
         }
     }
@@ -85,26 +138,7 @@ impl Metrics {
         result: &Result<VerifyResponse, FacilitatorError>,
         took: Duration,
     ) {
-        let labels = match result {
-            Ok(r) if r.is_valid => OutcomeLabels {
-                outcome: "valid",
-                reason: String::new(),
-            },
-            Ok(r) => OutcomeLabels {
-                outcome: "invalid",
-                reason: r
-                    .invalid_reason
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default(),
-            },
-            Err(e) => OutcomeLabels {
-                outcome: "error",
-                reason: error_kind(e).into(),
-            },
-        };
-        self.verify_total.get_or_create(&labels).inc();
-        self.verify_seconds.observe(took.as_secs_f64());
+        self.verify.record(result, took);
     }
 
     pub(crate) fn record_settle(
@@ -112,33 +146,7 @@ impl Metrics {
         result: &Result<SettleResponse, FacilitatorError>,
         took: Duration,
     ) {
-        let labels = match result {
-            Ok(r) if r.success => OutcomeLabels {
-                outcome: "success",
-                reason: String::new(),
-            },
-            Ok(r) => {
-                let reason = r
-                    .error_reason
-                    .as_ref()
-                    .map(ToString::to_string)
-                    .unwrap_or_default();
-                OutcomeLabels {
-                    outcome: if reason == "settlement_pending" {
-                        "pending"
-                    } else {
-                        "failure"
-                    },
-                    reason,
-                }
-            }
-            Err(e) => OutcomeLabels {
-                outcome: "error",
-                reason: error_kind(e).into(),
-            },
-        };
-        self.settle_total.get_or_create(&labels).inc();
-        self.settle_seconds.observe(took.as_secs_f64());
+        self.settle.record(result, took);
     }
 
     /// The text exposition, with the in-flight gauge set to `in_flight`.
@@ -164,7 +172,6 @@ fn error_kind(error: &FacilitatorError) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use x402_proto::ReasonCode;
 
     #[test]
     fn counts_by_outcome_and_reason() {

@@ -155,6 +155,22 @@ fn parse<T: std::str::FromStr>(column: &str, value: &str) -> Result<T, StoreErro
         .map_err(|_| StoreError(format!("corrupt {column} {value:?} in settlement log")))
 }
 
+/// Runs `statement`, reads each row as the tuple `R` and turns it into a `T` with `build`.
+fn collect_rows<R, T>(
+    statement: &mut rusqlite::Statement<'_>,
+    params: impl rusqlite::Params,
+    build: impl Fn(R) -> Result<T, StoreError>,
+) -> Result<Vec<T>, StoreError>
+where
+    R: for<'r> TryFrom<&'r rusqlite::Row<'r>, Error = rusqlite::Error>,
+{
+    statement
+        .query_map(params, |row| R::try_from(row))
+        .map_err(db_error)?
+        .map(|row| build(row.map_err(db_error)?))
+        .collect()
+}
+
 fn load(
     connection: &Connection,
     key: &SettlementKey,
@@ -203,26 +219,18 @@ fn load(
              ORDER BY signer_nonce, created_at, rowid",
         )
         .map_err(db_error)?;
-    let txs = statement
-        .query_map(params![chain_id, asset, payer, nonce], |row| {
-            Ok((
-                row.get::<_, String>(0)?,
-                row.get::<_, Vec<u8>>(1)?,
-                row.get::<_, String>(2)?,
-                row.get::<_, i64>(3)?,
-            ))
-        })
-        .map_err(db_error)?
-        .map(|row| {
-            let (hash, raw, signer, signer_nonce) = row.map_err(db_error)?;
+    let txs = collect_rows(
+        &mut statement,
+        params![chain_id, asset, payer, nonce],
+        |(hash, raw, signer, signer_nonce): (String, Vec<u8>, String, i64)| {
             Ok(TxRecord {
                 tx_hash: parse::<B256>("tx_hash", &hash)?,
                 raw: Bytes::from(raw),
                 signer: parse::<Address>("signer", &signer)?,
                 signer_nonce: u64::try_from(signer_nonce).unwrap_or_default(),
             })
-        })
-        .collect::<Result<Vec<_>, StoreError>>()?;
+        },
+    )?;
     let response = match response {
         Some(json) => Some(
             serde_json::from_str::<SettleResponse>(&json)
@@ -459,26 +467,18 @@ impl SettlementStore for SqliteStore {
                          WHERE state IN ('claimed', 'submitted') ORDER BY created_at",
                     )
                     .map_err(db_error)?;
-                statement
-                    .query_map([], |row| {
-                        Ok((
-                            row.get::<_, i64>(0)?,
-                            row.get::<_, String>(1)?,
-                            row.get::<_, String>(2)?,
-                            row.get::<_, String>(3)?,
-                        ))
-                    })
-                    .map_err(db_error)?
-                    .map(|row| {
-                        let (chain_id, asset, payer, nonce) = row.map_err(db_error)?;
+                collect_rows(
+                    &mut statement,
+                    [],
+                    |(chain_id, asset, payer, nonce): (i64, String, String, String)| {
                         Ok(SettlementKey {
                             chain_id: u64::try_from(chain_id).unwrap_or_default(),
                             asset: parse("asset", &asset)?,
                             payer: parse("payer", &payer)?,
                             nonce: parse("auth_nonce", &nonce)?,
                         })
-                    })
-                    .collect::<Result<Vec<_>, StoreError>>()?
+                    },
+                )?
             };
             keys.iter()
                 .filter_map(|key| load(connection, key).transpose())
@@ -509,6 +509,38 @@ mod tests {
         }
     }
 
+    /// A new log in a temporary folder (kept while the folder lives), and its path for
+    /// reopening it.
+    fn new_log() -> (tempfile::TempDir, std::path::PathBuf, SqliteStore) {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("log.db");
+        let store = SqliteStore::open(&path).unwrap();
+        (dir, path, store)
+    }
+
+    /// A settlement answer that failed for `reason`.
+    fn failure(reason: ReasonCode) -> SettleResponse {
+        SettleResponse::failure(Network::BASE, reason, "x", None, None)
+    }
+
+    /// Claims `settlement(n)` and finishes it in `state` with `response`, handed to
+    /// `answered_to` when given.
+    async fn claim_and_finish(
+        store: &SqliteStore,
+        n: u8,
+        state: SettlementState,
+        response: &SettleResponse,
+        answered_to: Option<&str>,
+    ) -> NewSettlement {
+        let new = settlement(n);
+        store.claim(&new).await.unwrap();
+        store
+            .finish(&new.key, state, response, answered_to)
+            .await
+            .unwrap();
+        new
+    }
+
     fn tx(n: u8) -> TxRecord {
         TxRecord {
             tx_hash: B256::repeat_byte(n),
@@ -520,9 +552,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_claim_wins_and_the_record_survives_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log.db");
-        let store = SqliteStore::open(&path).unwrap();
+        let (_dir, path, store) = new_log();
         let new = settlement(7);
         assert_eq!(store.claim(&new).await.unwrap(), Claim::Fresh);
         let Claim::Existing(existing) = store.claim(&new).await.unwrap() else {
@@ -540,13 +570,7 @@ mod tests {
         assert_eq!(unfinished[0].txs, vec![tx(1), tx(2)]);
         assert_eq!(unfinished[0].settlement, new);
 
-        let response = SettleResponse::failure(
-            Network::BASE,
-            ReasonCode::SETTLEMENT_PENDING,
-            "x",
-            None,
-            None,
-        );
+        let response = failure(ReasonCode::SETTLEMENT_PENDING);
         store
             .finish(&new.key, SettlementState::Confirmed, &response, None)
             .await
@@ -558,21 +582,9 @@ mod tests {
 
     #[tokio::test]
     async fn an_abandoned_settlement_can_be_claimed_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("log.db")).unwrap();
-        let new = settlement(1);
-        store.claim(&new).await.unwrap();
-        let response = SettleResponse::failure(
-            Network::BASE,
-            ReasonCode::CHAIN_UNAVAILABLE,
-            "x",
-            None,
-            None,
-        );
-        store
-            .finish(&new.key, SettlementState::Abandoned, &response, None)
-            .await
-            .unwrap();
+        let (_dir, _, store) = new_log();
+        let response = failure(ReasonCode::CHAIN_UNAVAILABLE);
+        let new = claim_and_finish(&store, 1, SettlementState::Abandoned, &response, None).await;
         assert_eq!(store.claim(&new).await.unwrap(), Claim::Fresh);
         store
             .finish(&new.key, SettlementState::Confirmed, &response, None)
@@ -586,27 +598,16 @@ mod tests {
 
     #[tokio::test]
     async fn an_answer_is_handed_to_one_holder_and_kept_across_reopening() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log.db");
-        let store = SqliteStore::open(&path).unwrap();
-        let new = settlement(5);
-        store.claim(&new).await.unwrap();
-        let response = SettleResponse::failure(
-            Network::BASE,
-            ReasonCode::SETTLEMENT_PENDING,
-            "x",
-            None,
-            None,
-        );
-        store
-            .finish(
-                &new.key,
-                SettlementState::Confirmed,
-                &response,
-                Some("key:a"),
-            )
-            .await
-            .unwrap();
+        let (_dir, path, store) = new_log();
+        let response = failure(ReasonCode::SETTLEMENT_PENDING);
+        let new = claim_and_finish(
+            &store,
+            5,
+            SettlementState::Confirmed,
+            &response,
+            Some("key:a"),
+        )
+        .await;
         assert!(store.hand_out(&new.key, "key:a").await.unwrap());
         assert!(!store.hand_out(&new.key, "call:b").await.unwrap());
         drop(store);
@@ -624,12 +625,7 @@ mod tests {
         assert!(!store.hand_out(&new.key, "key:c").await.unwrap());
 
         // Unmarked at the end: the first to ask takes it, once.
-        let other = settlement(6);
-        store.claim(&other).await.unwrap();
-        store
-            .finish(&other.key, SettlementState::Confirmed, &response, None)
-            .await
-            .unwrap();
+        let other = claim_and_finish(&store, 6, SettlementState::Confirmed, &response, None).await;
         let mut tasks = tokio::task::JoinSet::new();
         for n in 0..20 {
             let store = store.clone();
@@ -657,9 +653,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_claim_with_its_first_transaction_is_one_write_and_one_winner() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log.db");
-        let store = SqliteStore::open(&path).unwrap();
+        let (_dir, path, store) = new_log();
         let new = settlement(8);
         let mut tasks = tokio::task::JoinSet::new();
         for n in 0..10u8 {
@@ -693,8 +687,7 @@ mod tests {
 
     #[tokio::test]
     async fn concurrent_claims_have_one_winner() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("log.db")).unwrap();
+        let (_dir, _, store) = new_log();
         let new = settlement(3);
         let claims = futures_join_all(&store, &new, 20).await;
         assert_eq!(claims.iter().filter(|c| **c == Claim::Fresh).count(), 1);
@@ -712,8 +705,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_transaction_needs_a_claim() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("log.db")).unwrap();
+        let (_dir, _, store) = new_log();
         let error = store
             .add_transaction(&settlement(5).key, &tx(5))
             .await

@@ -86,13 +86,7 @@ pub(super) fn not_sent(
     payer: Option<String>,
     error: &SettleError,
 ) -> SettleResponse {
-    SettleResponse::failure(
-        network,
-        ReasonCode::from(error),
-        error.to_string(),
-        payer,
-        None,
-    )
+    settle_error(network, payer, error, None)
 }
 
 /// A settlement transaction was mined: success with its hash.
@@ -106,12 +100,23 @@ pub(super) fn failed(
     payer: Option<String>,
     error: &SettleError,
 ) -> SettleResponse {
+    let transaction = error.tx_hash().map(|h| h.to_string());
+    settle_error(network, payer, error, transaction)
+}
+
+/// A failure for `error`, with its reason code and message, naming `transaction` when given.
+fn settle_error(
+    network: Network,
+    payer: Option<String>,
+    error: &SettleError,
+    transaction: Option<String>,
+) -> SettleResponse {
     SettleResponse::failure(
         network,
         ReasonCode::from(error),
         error.to_string(),
         payer,
-        error.tx_hash().map(|h| h.to_string()),
+        transaction,
     )
 }
 
