@@ -405,25 +405,23 @@ mod tests {
         assert_eq!(progress.load(Ordering::SeqCst), 3);
     }
 
+    /// What polling `job_1` ends with when it always answers `status`.
+    async fn poll_error(status: JobStatus) -> GatewayError {
+        poll_job(
+            &fast(),
+            "job_1",
+            || async move { Ok(view(status)) },
+            |_, _| std::future::ready(()),
+        )
+        .await
+        .unwrap_err()
+    }
+
     #[tokio::test]
     async fn a_failed_job_says_why_and_a_slow_one_says_where_to_look() {
-        let failed = poll_job(
-            &fast(),
-            "job_1",
-            || async { Ok(view(JobStatus::Failed)) },
-            |_, _| std::future::ready(()),
-        )
-        .await
-        .unwrap_err();
+        let failed = poll_error(JobStatus::Failed).await;
         assert_eq!(failed.to_string(), "job job_1 failed: boom");
-        let slow = poll_job(
-            &fast(),
-            "job_1",
-            || async { Ok(view(JobStatus::Running)) },
-            |_, _| std::future::ready(()),
-        )
-        .await
-        .unwrap_err();
+        let slow = poll_error(JobStatus::Running).await;
         assert!(
             matches!(&slow, GatewayError::StillRunning { status_url, .. } if status_url == "/status/job_1"),
             "{slow}"

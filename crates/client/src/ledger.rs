@@ -73,7 +73,7 @@ pub enum LedgerError {
 }
 
 /// What a payment is for, recorded when it is reserved.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct PaymentIntent {
     /// The resource URL.
     pub url: String,
@@ -93,29 +93,17 @@ pub struct PaymentIntent {
     pub pay_to: String,
 }
 
-/// One recorded payment.
+/// One recorded payment: what it was for (its fields read through, as `record.url`, and
+/// serialize inline) and what became of it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct PaymentRecord {
     /// Row id.
     pub id: i64,
     /// Unix seconds.
     pub created_at: i64,
-    /// Resource URL.
-    pub url: String,
-    /// Gateway service.
-    pub service: Option<String>,
-    /// Atomic units.
-    pub amount: String,
-    /// Micro-USD.
-    pub micro_usd: MicroUsd,
-    /// Token.
-    pub asset: String,
-    /// Network.
-    pub network: String,
-    /// Payer.
-    pub payer: String,
-    /// Payee.
-    pub pay_to: String,
+    /// What was reserved.
+    #[serde(flatten)]
+    pub intent: PaymentIntent,
     /// Settlement transaction, when paid and known.
     pub transaction: Option<String>,
     /// `reserved` (not finished yet), `paid`, `failed` (sent, refused, not charged),
@@ -128,6 +116,14 @@ pub struct PaymentRecord {
     pub nonce: Option<String>,
     /// The authorization's `validBefore` (Unix seconds), once signed.
     pub valid_before: Option<u64>,
+}
+
+impl std::ops::Deref for PaymentRecord {
+    type Target = PaymentIntent;
+
+    fn deref(&self) -> &PaymentIntent {
+        &self.intent
+    }
 }
 
 /// The ledger: one SQLite file, shared by every clone.
@@ -331,14 +327,16 @@ impl Ledger {
             Ok(PaymentRecord {
                 id: r.get(0)?,
                 created_at: r.get(1)?,
-                url: r.get(2)?,
-                service: r.get(3)?,
-                amount: r.get(4)?,
-                micro_usd: r.get::<_, i64>(5)? as MicroUsd,
-                asset: r.get(6)?,
-                network: r.get(7)?,
-                payer: r.get(8)?,
-                pay_to: r.get(9)?,
+                intent: PaymentIntent {
+                    url: r.get(2)?,
+                    service: r.get(3)?,
+                    amount: r.get(4)?,
+                    micro_usd: r.get::<_, i64>(5)? as MicroUsd,
+                    asset: r.get(6)?,
+                    network: r.get(7)?,
+                    payer: r.get(8)?,
+                    pay_to: r.get(9)?,
+                },
                 transaction: r.get(10)?,
                 status: r.get(11)?,
                 detail: r.get(12)?,

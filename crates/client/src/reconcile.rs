@@ -127,88 +127,96 @@ async fn chain_state(http: &reqwest::Client, url: &str) -> Result<(u64, u64, u64
     Ok((chain_id, number, timestamp))
 }
 
-async fn authorization_used(
-    http: &reqwest::Client,
-    url: &str,
+/// What is asked of the chain about one ledger row: whether `payer`'s authorization `nonce`
+/// on the token `asset` was used, and whether it can still be (`valid_before`).
+#[derive(Clone, Copy, Debug)]
+struct Question {
     asset: Address,
     payer: Address,
     nonce: B256,
-) -> Result<bool, ReconcileError> {
-    let call = IEip3009::authorizationStateCall {
-        authorizer: payer,
-        nonce,
-    };
-    let data = Bytes::from(call.abi_encode());
-    let out = rpc(
-        http,
-        url,
-        "eth_call",
-        json!([{"to": asset, "data": data}, "latest"]),
-    )
-    .await?;
-    let out: Bytes = out
-        .as_str()
-        .and_then(|text| text.parse().ok())
-        .ok_or_else(|| ReconcileError::Rpc(format!("{out} to authorizationState")))?;
-    IEip3009::authorizationStateCall::abi_decode_returns(&out)
-        .map_err(|e| ReconcileError::Rpc(format!("authorizationState undecodable: {e}")))
+    valid_before: u64,
 }
 
-/// The transaction that emitted `AuthorizationUsed(payer, nonce)` in the last
-/// [`LOG_LOOKBACK_BLOCKS`] blocks, if the node finds it.
-async fn used_in(
-    http: &reqwest::Client,
-    url: &str,
-    asset: Address,
-    payer: Address,
-    nonce: B256,
-    latest: u64,
-) -> Result<Option<String>, ReconcileError> {
-    let topic = keccak256("AuthorizationUsed(address,bytes32)");
-    let filter = json!({
-        "address": asset,
-        "fromBlock": format!("0x{:x}", latest.saturating_sub(LOG_LOOKBACK_BLOCKS)),
-        "toBlock": format!("0x{latest:x}"),
-        "topics": [topic, payer.into_word(), nonce],
-    });
-    let logs = rpc(http, url, "eth_getLogs", json!([filter])).await?;
-    Ok(logs
-        .as_array()
-        .and_then(|logs| logs.first())
-        .and_then(|log| log["transactionHash"].as_str())
-        .map(str::to_owned))
-}
-
-/// What is needed to ask the chain about `record`, or why it cannot be asked.
-fn question(
-    record: &PaymentRecord,
-    chain_id: u64,
-) -> Result<(Address, Address, B256, u64), String> {
-    let network = Network::new(record.network.clone());
-    match network.evm_chain_id() {
-        Some(id) if id == chain_id => {}
-        Some(id) => {
-            return Err(format!(
-                "paid on chain {id}; this RPC serves chain {chain_id}"
-            ));
+impl Question {
+    /// What is needed to ask the chain with id `chain_id` about `record`, or why it cannot be
+    /// asked.
+    fn of(record: &PaymentRecord, chain_id: u64) -> Result<Self, String> {
+        let network = Network::new(record.network.clone());
+        match network.evm_chain_id() {
+            Some(id) if id == chain_id => {}
+            Some(id) => {
+                return Err(format!(
+                    "paid on chain {id}; this RPC serves chain {chain_id}"
+                ));
+            }
+            None => return Err(format!("{} is not an EVM chain", record.network)),
         }
-        None => return Err(format!("{} is not an EVM chain", record.network)),
+        let (Some(nonce), Some(valid_before)) = (&record.nonce, record.valid_before) else {
+            return Err("no authorization was recorded for it".to_owned());
+        };
+        let nonce: B256 = nonce
+            .parse()
+            .map_err(|_| format!("recorded nonce {nonce:?} is not 32 bytes of hex"))?;
+        let asset: Address = record
+            .asset
+            .parse()
+            .map_err(|_| format!("asset {:?} is not an address", record.asset))?;
+        let payer: Address = record
+            .payer
+            .parse()
+            .map_err(|_| format!("payer {:?} is not an address", record.payer))?;
+        Ok(Self {
+            asset,
+            payer,
+            nonce,
+            valid_before,
+        })
     }
-    let (Some(nonce), Some(valid_before)) = (&record.nonce, record.valid_before) else {
-        return Err("no authorization was recorded for it".to_owned());
-    };
-    let nonce: B256 = nonce
-        .parse()
-        .map_err(|_| format!("recorded nonce {nonce:?} is not 32 bytes of hex"))?;
-    let asset: Address = record
-        .asset
-        .parse()
-        .map_err(|_| format!("asset {:?} is not an address", record.asset))?;
-    let payer: Address = record
-        .payer
-        .parse()
-        .map_err(|_| format!("payer {:?} is not an address", record.payer))?;
-    Ok((asset, payer, nonce, valid_before))
+
+    /// The token's `authorizationState(payer, nonce)` at the latest block.
+    async fn is_used(&self, http: &reqwest::Client, url: &str) -> Result<bool, ReconcileError> {
+        let call = IEip3009::authorizationStateCall {
+            authorizer: self.payer,
+            nonce: self.nonce,
+        };
+        let data = Bytes::from(call.abi_encode());
+        let out = rpc(
+            http,
+            url,
+            "eth_call",
+            json!([{"to": self.asset, "data": data}, "latest"]),
+        )
+        .await?;
+        let out: Bytes = out
+            .as_str()
+            .and_then(|text| text.parse().ok())
+            .ok_or_else(|| ReconcileError::Rpc(format!("{out} to authorizationState")))?;
+        IEip3009::authorizationStateCall::abi_decode_returns(&out)
+            .map_err(|e| ReconcileError::Rpc(format!("authorizationState undecodable: {e}")))
+    }
+
+    /// The transaction that emitted `AuthorizationUsed(payer, nonce)` in the
+    /// [`LOG_LOOKBACK_BLOCKS`] blocks up to `latest`, if the node finds it.
+    async fn used_in(
+        &self,
+        http: &reqwest::Client,
+        url: &str,
+        latest: u64,
+    ) -> Result<Option<String>, ReconcileError> {
+        let topic = keccak256("AuthorizationUsed(address,bytes32)");
+        let filter = json!({
+            "address": self.asset,
+            "fromBlock": format!("0x{:x}", latest.saturating_sub(LOG_LOOKBACK_BLOCKS)),
+            "toBlock": format!("0x{latest:x}"),
+            "topics": [topic, self.payer.into_word(), self.nonce],
+        });
+        let logs = rpc(http, url, "eth_getLogs", json!([filter])).await?;
+        Ok(logs
+            .as_array()
+            .and_then(|logs| logs.first())
+            .and_then(|log| log["transactionHash"].as_str())
+            .map(str::to_owned))
+    }
 }
 
 impl Ledger {
@@ -232,7 +240,7 @@ impl Ledger {
         let (chain_id, latest, chain_time) = chain_state(http, rpc_url).await?;
         let mut outcomes = Vec::with_capacity(rows.len());
         for record in rows {
-            let (asset, payer, nonce, valid_before) = match question(&record, chain_id) {
+            let question = match Question::of(&record, chain_id) {
                 Ok(question) => question,
                 Err(reason) => {
                     outcomes.push(Reconciled {
@@ -242,10 +250,12 @@ impl Ledger {
                     continue;
                 }
             };
-            let used = authorization_used(http, rpc_url, asset, payer, nonce).await?;
+            let used = question.is_used(http, rpc_url).await?;
+            let valid_before = question.valid_before;
             let outcome = match decide(used, valid_before, chain_time, now) {
                 Decision::Paid => {
-                    let transaction = used_in(http, rpc_url, asset, payer, nonce, latest)
+                    let transaction = question
+                        .used_in(http, rpc_url, latest)
                         .await
                         .unwrap_or_else(|error| {
                             tracing::debug!(%error, id = record.id, "no AuthorizationUsed log");

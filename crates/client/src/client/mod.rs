@@ -85,6 +85,29 @@ pub struct PaidResponse {
 }
 
 impl PaidResponse {
+    /// `response`, for which nothing was paid (or nothing was charged).
+    pub(crate) fn unpaid(response: reqwest::Response, receipt: Option<SettleResponse>) -> Self {
+        Self {
+            response,
+            receipt,
+            paid: None,
+            unknown: None,
+        }
+    }
+
+    /// `response`, paid with `amount` in ledger row `id`.
+    pub(crate) fn paid(
+        response: reqwest::Response,
+        receipt: Option<SettleResponse>,
+        amount: AssetAmount,
+        id: i64,
+    ) -> Self {
+        Self {
+            paid: Some((amount, id)),
+            ..Self::unpaid(response, receipt)
+        }
+    }
+
     /// A line for people: what was paid, in which transaction, on which network, by whom;
     /// `None` when nothing was paid.
     pub fn payment_line(&self) -> Option<String> {
@@ -308,12 +331,7 @@ impl PayingClient {
         let url = request.url().to_string();
         let first = transport.execute(request).await?;
         if first.status() != reqwest::StatusCode::PAYMENT_REQUIRED {
-            return Ok(PaidResponse {
-                response: first,
-                receipt: None,
-                paid: None,
-                unknown: None,
-            });
+            return Ok(PaidResponse::unpaid(first, None));
         }
         let challenge = read_challenge(first).await?;
         let offers: Vec<v2::PaymentRequirements> = match &challenge {
@@ -376,22 +394,12 @@ impl PayingClient {
         match &receipt {
             Some(r) if r.success => {
                 reservation.commit(&r.transaction)?;
-                Ok(PaidResponse {
-                    response,
-                    receipt,
-                    paid: Some((amount, id)),
-                    unknown: None,
-                })
+                Ok(PaidResponse::paid(response, receipt, amount, id))
             }
             _ if status.is_success() => {
                 // Served without a receipt: count it as paid (the server may settle later).
                 reservation.commit("")?;
-                Ok(PaidResponse {
-                    response,
-                    receipt,
-                    paid: Some((amount, id)),
-                    unknown: None,
-                })
+                Ok(PaidResponse::paid(response, receipt, amount, id))
             }
             None if status.is_server_error() => {
                 // The server failed and says nothing of the payment: it may have settled
@@ -399,10 +407,8 @@ impl PayingClient {
                 reservation
                     .mark_unknown(&format!("the server answered {status} without a receipt"))?;
                 Ok(PaidResponse {
-                    response,
-                    receipt,
-                    paid: None,
                     unknown: Some(id),
+                    ..PaidResponse::unpaid(response, receipt)
                 })
             }
             _ => {
@@ -422,12 +428,7 @@ impl PayingClient {
                     })
                 } else {
                     // Not charged (the handler failed): hand the answer back.
-                    Ok(PaidResponse {
-                        response,
-                        receipt,
-                        paid: None,
-                        unknown: None,
-                    })
+                    Ok(PaidResponse::unpaid(response, receipt))
                 }
             }
         }

@@ -57,12 +57,7 @@ pub(super) async fn send_again(
             });
         }
     }
-    Ok(PaidResponse {
-        response,
-        receipt,
-        paid: Some((amount, id)),
-        unknown: None,
-    })
+    Ok(PaidResponse::paid(response, receipt, amount, id))
 }
 
 /// How long a retry after a lost answer waits while the server is still serving the first

@@ -165,29 +165,27 @@ impl GpuTools {
         description = "List every service of the gateway with its price, unit, model and whether it is available (and why not)."
     )]
     async fn gpu_catalog(&self) -> Result<CallToolResult, ErrorData> {
-        let answer = match self.get("/catalog").await {
-            Ok(answer) => answer,
-            Err(error) => return Ok(tool_error(error)),
-        };
-        let catalog: Catalog = match answer.parse() {
-            Ok(catalog) => catalog,
-            Err(error) => return Ok(tool_error(error)),
-        };
-        let lines: Vec<String> = catalog
-            .services
-            .iter()
-            .map(|s| {
-                let state = match (&s.available, &s.unavailable_reason) {
-                    (true, _) => "available".to_owned(),
-                    (false, reason) => format!("unavailable: {}", reason.as_deref().unwrap_or("")),
-                };
-                format!(
-                    "{} — ${} {} — {state}",
-                    s.key, s.pricing.price_usd, s.pricing.per
-                )
+        Ok(self
+            .show("/catalog", |catalog: &Catalog| {
+                let lines: Vec<String> = catalog
+                    .services
+                    .iter()
+                    .map(|s| {
+                        let state = match (&s.available, &s.unavailable_reason) {
+                            (true, _) => "available".to_owned(),
+                            (false, reason) => {
+                                format!("unavailable: {}", reason.as_deref().unwrap_or(""))
+                            }
+                        };
+                        format!(
+                            "{} — ${} {} — {state}",
+                            s.key, s.pricing.price_usd, s.pricing.per
+                        )
+                    })
+                    .collect();
+                lines.join("\n")
             })
-            .collect();
-        Ok(ok_json(lines.join("\n"), answer.body))
+            .await)
     }
 
     #[tool(description = "The status of a long job started by gpu_run: progress, then its output.")]
@@ -196,19 +194,11 @@ impl GpuTools {
         Parameters(args): Parameters<StatusArgs>,
     ) -> Result<CallToolResult, ErrorData> {
         let path = gateway_path(&["status", &args.job_id], &[]);
-        Ok(
-            match self
-                .get(&path)
-                .await
-                .and_then(|answer| Ok((answer.parse::<JobView>()?, answer.body)))
-            {
-                Ok((view, body)) => ok_json(
-                    format!("job {} is {:?}", view.id, view.status).to_lowercase(),
-                    body,
-                ),
-                Err(error) => tool_error(error),
-            },
-        )
+        Ok(self
+            .show(&path, |view: &JobView| {
+                format!("job {} is {:?}", view.id, view.status).to_lowercase()
+            })
+            .await)
     }
 
     #[tool(description = "The agent wallet's USDC balance and what is left of its budget.")]
@@ -271,22 +261,14 @@ impl GpuTools {
             query.push(("seconds", seconds.to_string()));
         }
         let path = gateway_path(&["catalog", "estimate"], &query);
-        Ok(
-            match self
-                .get(&path)
-                .await
-                .and_then(|answer| Ok((answer.parse::<Estimate>()?, answer.body)))
-            {
-                Ok((estimate, body)) => ok_json(
-                    format!(
-                        "{}: about ${} ({} {})",
-                        estimate.service, estimate.estimated_cost_usd, estimate.units, estimate.per
-                    ),
-                    body,
-                ),
-                Err(error) => tool_error(error),
-            },
-        )
+        Ok(self
+            .show(&path, |estimate: &Estimate| {
+                format!(
+                    "{}: about ${} ({} {})",
+                    estimate.service, estimate.estimated_cost_usd, estimate.units, estimate.per
+                )
+            })
+            .await)
     }
 }
 

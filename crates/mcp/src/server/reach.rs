@@ -25,6 +25,23 @@ impl Answer {
 }
 
 impl GpuTools {
+    /// A free call to `path`, its answer read as the API type `T` and said for people by
+    /// `summary` (with the answer's JSON as structured content); a failure is a tool error.
+    pub(super) async fn show<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        summary: impl FnOnce(&T) -> String,
+    ) -> CallToolResult {
+        match self
+            .get(path)
+            .await
+            .and_then(|answer| Ok((answer.parse::<T>()?, answer.body)))
+        {
+            Ok((value, body)) => ok_json(summary(&value), body),
+            Err(error) => tool_error(error),
+        }
+    }
+
     /// A free call to the gateway.
     pub(super) async fn get(&self, path: &str) -> Result<Answer, String> {
         match &*self.mode {
