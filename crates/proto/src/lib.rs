@@ -16,6 +16,7 @@ mod names;
 mod payload;
 mod scheme;
 mod secret;
+mod usage;
 pub mod v1;
 pub mod v2;
 mod version;
@@ -38,4 +39,5 @@ pub use scheme::{
     SchemeClient, SchemeKey, SchemeServer, SchemeSignError, SignedPayload, copy_kind_extra,
 };
 pub use secret::Secret;
+pub use usage::{SETTLEMENT_OVERRIDES_HEADER, Usage, UsageError};
 pub use version::{V1, V2, Version};

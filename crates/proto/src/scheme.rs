@@ -7,7 +7,8 @@
 //!   routed to it by that [`SchemeKey`].
 //! - A paying client signs with a [`SchemeClient`] for the offers it says it can pay.
 //! - A server (the paywall) lets a [`SchemeServer`] complete the requirements it offers,
-//!   with what the facilitator advertised for the kind (a facilitator address, a receiver).
+//!   with what the facilitator advertised for the kind (a facilitator address, a receiver),
+//!   and turn what a handler reports it used ([`Usage`](crate::Usage)) into the amount settled.
 //!
 //! The traits are object-safe and hold no I/O of their own; implementations live with their
 //! mechanism (`x402-evm` for `exact` on EVM).
@@ -16,7 +17,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::{BoxFuture, Network, PaymentRequest, Scheme, SupportedKind, v2};
+use crate::{BoxFuture, Network, PaymentRequest, Scheme, SupportedKind, U256, v2};
 
 /// The key a request is routed by: its protocol version, scheme and network (as written on
 /// the wire: a v1 request names `base`, a v2 one `eip155:8453`).
@@ -111,6 +112,16 @@ pub trait SchemeServer: Send + Sync + fmt::Debug {
     /// the kind's `extra` keys that the requirements do not set.
     fn enhance(&self, requirements: &mut v2::PaymentRequirements, kind: Option<&SupportedKind>) {
         copy_kind_extra(requirements, kind);
+    }
+
+    /// What to settle, in atomic units, for a request paid against `paid` whose handler
+    /// reported it `used` (resolved to atomic units; `None` when it reported nothing). By
+    /// default the price paid, whatever was reported: a fixed-price scheme (`exact`) cannot
+    /// settle anything else. A metered scheme settles what was used. The server never settles
+    /// more than the price paid, whatever this answers.
+    fn settlement_amount(&self, paid: &v2::PaymentRequirements, used: Option<U256>) -> U256 {
+        let _ = used;
+        paid.amount.0
     }
 }
 

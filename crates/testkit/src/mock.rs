@@ -4,8 +4,8 @@ use serde_json::json;
 use x402_proto::{PaymentRequest, v2};
 
 /// A facilitator that answers from a script, for tests of servers without a chain. Each call
-/// takes the next scripted answer; the last one repeats. Every settle call's idempotency key is
-/// recorded.
+/// takes the next scripted answer; the last one repeats. Every settle call's request and
+/// idempotency key are recorded.
 #[derive(Debug)]
 pub struct MockFacilitator {
     verify: std::sync::Mutex<std::collections::VecDeque<MockAnswer<x402_proto::VerifyResponse>>>,
@@ -14,6 +14,8 @@ pub struct MockFacilitator {
     pub verify_calls: std::sync::atomic::AtomicUsize,
     /// The idempotency key of every settle call, in order.
     pub settle_keys: std::sync::Mutex<Vec<Option<x402_proto::IdempotencyKey>>>,
+    /// The request of every settle call, in order.
+    pub settle_requests: std::sync::Mutex<Vec<PaymentRequest>>,
 }
 
 /// One scripted answer: a response, or no answer at all.
@@ -43,6 +45,7 @@ impl MockFacilitator {
             settle: std::sync::Mutex::new(settle.into()),
             verify_calls: Default::default(),
             settle_keys: Default::default(),
+            settle_requests: Default::default(),
         }
     }
 
@@ -60,6 +63,12 @@ impl MockFacilitator {
     /// How many settle calls were made.
     pub fn settle_calls(&self) -> usize {
         self.settle_keys.lock().expect("mock lock").len()
+    }
+
+    /// The amounts the settle calls asked for, in order (atomic units).
+    pub fn settled_amounts(&self) -> Vec<x402_proto::U256> {
+        let requests = self.settle_requests.lock().expect("mock lock");
+        requests.iter().map(|r| r.requirements().amount.0).collect()
     }
 }
 
@@ -82,10 +91,14 @@ impl x402_proto::Facilitator for MockFacilitator {
 
     fn settle<'a>(
         &'a self,
-        _request: &'a PaymentRequest,
+        request: &'a PaymentRequest,
         idempotency_key: Option<&'a x402_proto::IdempotencyKey>,
     ) -> x402_proto::BoxFuture<'a, Result<x402_proto::SettleResponse, x402_proto::FacilitatorError>>
     {
+        self.settle_requests
+            .lock()
+            .expect("mock lock")
+            .push(request.clone());
         self.settle_keys
             .lock()
             .expect("mock lock")

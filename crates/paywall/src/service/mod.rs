@@ -4,6 +4,7 @@
 //! settle, recover, keep and replay responses).
 
 pub(crate) mod steps;
+mod usage;
 
 use steps::*;
 
@@ -497,17 +498,27 @@ where
             };
             paid.transaction = Some(receipt.transaction.clone());
             let _ = settled_tx.send(Some(receipt.clone()));
-            let response = run_paid(inner, parts, body, paid).await;
+            let mut response = run_paid(inner, parts, body, paid).await;
+            if !matches!(usage::take_report(&mut response), usage::Report::None) {
+                tracing::warn!(
+                    "usage reported on a route settled before its handler; the price was settled"
+                );
+            }
             keep(inner_state, lease, verified.receipt, receipt, response).await
         }
         SettleTiming::AfterHandler => {
             let headers = parts.headers.clone();
-            let response = run_paid(inner, parts, body, paid).await;
+            let mut response = run_paid(inner, parts, body, paid).await;
+            let report = usage::take_report(&mut response);
             if response.status().as_u16() >= 400 {
                 // Not charged: the payment is never settled, and its authorization expires.
                 // The lease is dropped: the payment may be used again.
                 return response;
             }
+            let verified = Verified {
+                request: usage::metered(inner_state, &verified.request, &verified.option, report),
+                ..verified
+            };
             match settle(inner_state, &verified, &idempotency_key).await {
                 Ok(receipt) => {
                     let _ = settled_tx.send(Some(receipt.clone()));
