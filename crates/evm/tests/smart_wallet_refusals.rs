@@ -3,8 +3,11 @@
 //! factory is not allowed, and a wallet neither deployed nor ERC-6492 wrapped.
 
 use x402_evm::ExactEvmFacilitator;
-use x402_proto::{Facilitator, ReasonCode};
-use x402_testkit::{Chain, SmartWallet, v2_request};
+use x402_proto::ReasonCode;
+use x402_testkit::{
+    Chain, SmartWallet, assert_verifies_and_settles, assert_verify_and_settle_refuse, v2_request,
+    verify_reason,
+};
 
 #[tokio::test]
 async fn a_wallet_whose_is_valid_signature_refuses_is_rejected() {
@@ -21,12 +24,9 @@ async fn a_wallet_whose_is_valid_signature_refuses_is_rejected() {
     let forged = wallet.signing_with(&intruder);
     let sent_before = chain.facilitator_tx_count().await;
     let request = v2_request(&forged.payment(&requirements), &requirements);
-    let verdict = facilitator.verify(&request).await.unwrap();
-    assert!(!verdict.is_valid);
-    assert_eq!(
-        verdict.invalid_reason,
-        Some(ReasonCode::EXACT_EVM_SIGNATURE)
-    );
+    let verdict =
+        assert_verify_and_settle_refuse(&facilitator, &request, ReasonCode::EXACT_EVM_SIGNATURE)
+            .await;
     assert!(
         verdict
             .invalid_message
@@ -34,18 +34,14 @@ async fn a_wallet_whose_is_valid_signature_refuses_is_rejected() {
             .is_some_and(|m| m.contains("ERC-1271")),
         "{verdict:?}"
     );
-    let receipt = facilitator.settle(&request, None).await.unwrap();
-    assert!(!receipt.success);
-    assert_eq!(receipt.error_reason, Some(ReasonCode::EXACT_EVM_SIGNATURE));
 
     // Counterfactual: the same, judged after the simulated deployment.
     let unborn = SmartWallet::counterfactual(devnet, &owner)
         .await
         .signing_with(&intruder);
     let request = v2_request(&unborn.counterfactual_payment(&requirements), &requirements);
-    let verdict = facilitator.verify(&request).await.unwrap();
     assert_eq!(
-        verdict.invalid_reason,
+        verify_reason(&facilitator, &request).await,
         Some(ReasonCode::EXACT_EVM_SIGNATURE)
     );
     assert!(!devnet.has_code(unborn.address).await.unwrap());
@@ -72,53 +68,38 @@ async fn a_factory_outside_the_allow_list_is_refused() {
             .contains(&other_factory)
     );
 
-    let owner = devnet.payers()[0].signer.clone();
-    let wallet = SmartWallet::counterfactual_from(devnet, other_factory, &owner).await;
+    let owner = &devnet.payers()[0].signer;
+    let wallet = SmartWallet::counterfactual_from(devnet, other_factory, owner).await;
     devnet.fund(wallet.address, 1_000).await.unwrap();
     let facilitator = ExactEvmFacilitator::new(chain.scheme.clone());
     let requirements = chain.requirements(1_000);
     let sent_before = chain.facilitator_tx_count().await;
     let request = v2_request(&wallet.counterfactual_payment(&requirements), &requirements);
 
-    let verdict = facilitator.verify(&request).await.unwrap();
-    assert!(!verdict.is_valid);
-    assert_eq!(
-        verdict.invalid_reason,
-        Some(ReasonCode::EIP6492_FACTORY_NOT_ALLOWED)
-    );
-    assert_eq!(
-        verdict.invalid_reason.as_ref().map(|r| r.as_str()),
-        Some("eip6492_factory_not_allowed")
-    );
-    let receipt = facilitator.settle(&request, None).await.unwrap();
-    assert_eq!(
-        receipt.error_reason,
-        Some(ReasonCode::EIP6492_FACTORY_NOT_ALLOWED)
-    );
+    let refusal = ReasonCode::EIP6492_FACTORY_NOT_ALLOWED;
+    assert_eq!(refusal.as_str(), "eip6492_factory_not_allowed");
+    assert_verify_and_settle_refuse(&facilitator, &request, refusal).await;
     assert!(!devnet.has_code(wallet.address).await.unwrap());
     assert_eq!(chain.facilitator_tx_count().await, sent_before);
 
     // The same wallet, once someone deployed it, pays: the allow-list guards deployment only.
     wallet.deploy(devnet).await;
     let request = v2_request(&wallet.counterfactual_payment(&requirements), &requirements);
-    let receipt = facilitator.settle(&request, None).await.unwrap();
-    assert!(receipt.success, "{receipt:?}");
+    assert_verifies_and_settles(&facilitator, &request, wallet.address).await;
 }
 
 #[tokio::test]
 async fn an_undeployed_wallet_without_erc6492_data_is_rejected() {
     let chain = Chain::start().await;
     let devnet = &chain.devnet;
-    let owner = devnet.payers()[0].signer.clone();
-    let wallet = SmartWallet::counterfactual(devnet, &owner).await;
+    let wallet = SmartWallet::counterfactual(devnet, &devnet.payers()[0].signer).await;
     let facilitator = ExactEvmFacilitator::new(chain.scheme.clone());
     let requirements = chain.requirements(1_000);
 
     // A 65-byte owner signature for a codeless wallet address: ECDSA decides, and fails.
     let request = v2_request(&wallet.payment(&requirements), &requirements);
-    let verdict = facilitator.verify(&request).await.unwrap();
     assert_eq!(
-        verdict.invalid_reason,
+        verify_reason(&facilitator, &request).await,
         Some(ReasonCode::EXACT_EVM_SIGNATURE)
     );
 
@@ -127,12 +108,8 @@ async fn an_undeployed_wallet_without_erc6492_data_is_rejected() {
     let mut long = payload.signature.to_vec();
     long.extend_from_slice(&[0u8; 32]);
     payload.signature = long.into();
-    let verdict = facilitator
-        .verify(&v2_request(&payload, &requirements))
-        .await
-        .unwrap();
     assert_eq!(
-        verdict.invalid_reason,
+        verify_reason(&facilitator, &v2_request(&payload, &requirements)).await,
         Some(ReasonCode::EXACT_EVM_UNDEPLOYED_SMART_WALLET)
     );
 }

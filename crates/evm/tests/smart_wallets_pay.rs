@@ -5,7 +5,7 @@
 use alloy::primitives::U256;
 use x402_evm::ExactEvmFacilitator;
 use x402_proto::Facilitator;
-use x402_testkit::{Chain, SmartWallet, v1_request, v2_request};
+use x402_testkit::{Chain, SmartWallet, assert_verifies_and_settles, v1_request, v2_request};
 
 #[tokio::test]
 async fn a_deployed_erc1271_wallet_pays() {
@@ -21,23 +21,12 @@ async fn a_deployed_erc1271_wallet_pays() {
 
     // v2, then v1: both wire versions carry the wallet's signature unchanged.
     let requirements = chain.requirements(20_000);
-    let request = v2_request(&wallet.payment(&requirements), &requirements);
-    let verdict = facilitator.verify(&request).await.unwrap();
-    assert!(verdict.is_valid, "{verdict:?}");
-    assert_eq!(
-        verdict.payer.as_deref(),
-        Some(wallet.address.to_checksum(None).as_str())
-    );
-    let receipt = facilitator.settle(&request, None).await.unwrap();
-    assert!(receipt.success, "{receipt:?}");
-    assert_eq!(
-        receipt.payer.as_deref(),
-        Some(wallet.address.to_checksum(None).as_str())
-    );
-
-    let request = v1_request(&wallet.payment(&requirements), &requirements);
-    let receipt = facilitator.settle(&request, None).await.unwrap();
-    assert!(receipt.success, "{receipt:?}");
+    for request in [
+        v2_request(&wallet.payment(&requirements), &requirements),
+        v1_request(&wallet.payment(&requirements), &requirements),
+    ] {
+        assert_verifies_and_settles(&facilitator, &request, wallet.address).await;
+    }
 
     assert_eq!(chain.balance(wallet.address).await, U256::from(10_000));
     assert_eq!(
@@ -52,8 +41,7 @@ async fn a_deployed_erc1271_wallet_pays() {
 async fn an_erc6492_counterfactual_wallet_pays_and_is_deployed_by_settlement() {
     let chain = Chain::start().await;
     let devnet = &chain.devnet;
-    let owner = devnet.payers()[1].signer.clone();
-    let wallet = SmartWallet::counterfactual(devnet, &owner).await;
+    let wallet = SmartWallet::counterfactual(devnet, &devnet.payers()[1].signer).await;
     // Money can be sent to the wallet's address before it exists.
     devnet.fund(wallet.address, 8_000).await.unwrap();
     assert!(!devnet.has_code(wallet.address).await.unwrap());
@@ -81,8 +69,7 @@ async fn an_erc6492_counterfactual_wallet_pays_and_is_deployed_by_settlement() {
     // stripped and its factory call is not needed (nor sent) any more.
     let requirements = chain.requirements(1_000);
     let request = v2_request(&wallet.counterfactual_payment(&requirements), &requirements);
-    let receipt = facilitator.settle(&request, None).await.unwrap();
-    assert!(receipt.success, "{receipt:?}");
+    assert_verifies_and_settles(&facilitator, &request, wallet.address).await;
     assert_eq!(chain.balance(wallet.address).await, U256::ZERO);
     assert_eq!(
         chain.balance(pay_to).await,

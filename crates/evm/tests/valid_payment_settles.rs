@@ -3,7 +3,7 @@
 use alloy::primitives::U256;
 use x402_evm::{ExactEvmFacilitator, sign_payment, unix_now};
 use x402_proto::{Facilitator, PaymentRequest};
-use x402_testkit::{Chain, honest_payment, v1_request};
+use x402_testkit::{Chain, assert_verifies_and_settles, honest_payment, v1_request};
 
 #[tokio::test]
 async fn v2_payment_signed_by_our_client_settles_and_moves_exactly_the_amount() {
@@ -24,15 +24,7 @@ async fn v2_payment_signed_by_our_client_settles_and_moves_exactly_the_amount() 
     );
 
     let facilitator = ExactEvmFacilitator::new(chain.scheme.clone());
-    let verdict = facilitator.verify(&request).await.unwrap();
-    assert!(verdict.is_valid, "{verdict:?}");
-    assert_eq!(
-        verdict.payer.as_deref(),
-        Some(payer.address.to_checksum(None).as_str())
-    );
-
-    let receipt = facilitator.settle(&request, None).await.unwrap();
-    assert!(receipt.success, "{receipt:?}");
+    let receipt = assert_verifies_and_settles(&facilitator, &request, payer.address).await;
     assert_eq!(receipt.network, chain.devnet.network());
     assert_eq!(receipt.transaction.len(), 66, "{receipt:?}");
 
@@ -61,15 +53,14 @@ async fn v2_payment_signed_by_our_client_settles_and_moves_exactly_the_amount() 
 #[tokio::test]
 async fn v1_payment_settles_and_echoes_the_v1_network_name() {
     let chain = Chain::start().await;
-    let payer = &chain.devnet.payers()[1];
     let pay_to = chain.devnet.pay_to().address;
+    let before = chain.balance(pay_to).await;
+    let payer = &chain.devnet.payers()[1];
     let requirements = chain.requirements(1_000);
     let request = v1_request(&honest_payment(&payer.signer, &requirements), &requirements);
-    let before = chain.balance(pay_to).await;
 
     let facilitator = ExactEvmFacilitator::new(chain.scheme.clone());
-    let receipt = facilitator.settle(&request, None).await.unwrap();
-    assert!(receipt.success, "{receipt:?}");
+    let receipt = assert_verifies_and_settles(&facilitator, &request, payer.address).await;
     assert_eq!(receipt.network.as_str(), "base");
     assert_eq!(chain.balance(pay_to).await, before + U256::from(1_000));
 }

@@ -198,6 +198,18 @@ fn check_facilitator_message(
     }
 }
 
+/// Checks a recorded facilitator call: its `path`, and the request and response under `keys`.
+fn check_facilitator_entry(tally: &mut Tally, entry: &Value, keys: [&str; 2], what: &str) {
+    let [request, response] = keys;
+    check_facilitator_message(
+        tally,
+        entry["path"].as_str().unwrap(),
+        entry.get(request),
+        &entry[response],
+        what,
+    );
+}
+
 fn check_http_capture(tally: &mut Tally, text: &str, what: &str) {
     let (head, body) = text
         .split_once("\r\n\r\n")
@@ -243,28 +255,17 @@ fn every_captured_message_decodes_round_trips_and_verifies() {
             let what = format!("{dir}/{name}");
             let text = std::fs::read_to_string(&path).unwrap();
             if name.ends_with(".jsonl") {
+                // A log of proxied calls: one object a line.
                 for (i, line) in text.lines().enumerate() {
                     let entry: Value = serde_json::from_str(line).unwrap();
                     let what = format!("{what}:{}", i + 1);
-                    check_facilitator_message(
-                        &mut tally,
-                        entry["path"].as_str().unwrap(),
-                        entry.get("request"),
-                        &entry["response"],
-                        &what,
-                    );
+                    check_facilitator_entry(&mut tally, &entry, ["request", "response"], &what);
                 }
             } else if name.ends_with(".http") {
                 check_http_capture(&mut tally, &text, &what);
             } else if dir == "facilitator" {
                 let entry: Value = serde_json::from_str(&text).unwrap();
-                check_facilitator_message(
-                    &mut tally,
-                    entry["path"].as_str().unwrap(),
-                    entry.get("requestBody"),
-                    &entry["responseBody"],
-                    &what,
-                );
+                check_facilitator_entry(&mut tally, &entry, ["requestBody", "responseBody"], &what);
             } else if name.ends_with(".exchange.json") {
                 check_exchange(&mut tally, &serde_json::from_str(&text).unwrap(), &what);
             } else if name.ends_with(".decoded.json") {

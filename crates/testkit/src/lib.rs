@@ -11,6 +11,7 @@ mod process;
 mod reencode;
 mod shop;
 mod smart_wallet;
+mod verdicts;
 
 pub use chain::*;
 pub use json::*;
@@ -20,3 +21,4 @@ pub use process::*;
 pub use reencode::*;
 pub use shop::*;
 pub use smart_wallet::*;
+pub use verdicts::*;
