@@ -398,54 +398,37 @@ asset = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
 
     #[test]
     fn typos_and_bad_values_name_the_key() {
-        let typo = format!("{MINIMAL}\n[limits]\nmax_body_byte = 5\n");
-        assert!(
-            GatewayConfig::parse(&typo)
-                .unwrap_err()
-                .to_string()
-                .contains("max_body_byte")
-        );
-
-        let unknown = format!("{MINIMAL}\n[services.teleport-l4]\nprice = \"1\"\n");
-        assert!(
-            GatewayConfig::parse(&unknown)
-                .unwrap_err()
-                .to_string()
-                .contains("services.teleport-l4")
-        );
-
-        let alias = format!("{MINIMAL}\n[services.embedding-l4]\nprice = \"1\"\n");
-        assert!(
-            GatewayConfig::parse(&alias)
-                .unwrap_err()
-                .to_string()
-                .contains("services.embed-l4")
-        );
-
-        let price = format!("{MINIMAL}\n[services.embed-l4]\nprice = \"-1\"\n");
-        let refused = GatewayConfig::parse(&price).unwrap_err().to_string();
-        assert!(
-            refused.contains("price = \"-1\"") && refused.contains("has a sign"),
-            "{refused}"
-        );
-
-        let upstream = format!(
-            "{MINIMAL}\n[services.pdf-parse.upstream]\nbase_url = \"http://x\"\nmodel = \"m\"\n"
-        );
-        assert!(
-            GatewayConfig::parse(&upstream)
-                .unwrap_err()
-                .to_string()
-                .contains("services.pdf-parse.upstream")
-        );
-
-        let pay_to = MINIMAL.replace("0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "alice");
-        assert!(
-            GatewayConfig::parse(&pay_to)
-                .unwrap_err()
-                .to_string()
-                .contains("payment.pay_to")
-        );
+        let bad_pay_to = MINIMAL.replace("0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "alice");
+        for (text, named) in [
+            (
+                format!("{MINIMAL}\n[limits]\nmax_body_byte = 5\n"),
+                &["max_body_byte"][..],
+            ),
+            (
+                format!("{MINIMAL}\n[services.teleport-l4]\nprice = \"1\"\n"),
+                &["services.teleport-l4"],
+            ),
+            (
+                format!("{MINIMAL}\n[services.embedding-l4]\nprice = \"1\"\n"),
+                &["services.embed-l4"],
+            ),
+            (
+                format!("{MINIMAL}\n[services.embed-l4]\nprice = \"-1\"\n"),
+                &["price = \"-1\"", "has a sign"],
+            ),
+            (
+                format!(
+                    "{MINIMAL}\n[services.pdf-parse.upstream]\nbase_url = \"http://x\"\nmodel = \"m\"\n"
+                ),
+                &["services.pdf-parse.upstream"],
+            ),
+            (bad_pay_to, &["payment.pay_to"]),
+        ] {
+            let refused = GatewayConfig::parse(&text).unwrap_err().to_string();
+            for key in named {
+                assert!(refused.contains(key), "{refused}\nshould name {key}");
+            }
+        }
     }
 
     #[test]

@@ -16,10 +16,12 @@ pub mod pricing;
 pub mod services;
 pub mod task;
 
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use futures_util::FutureExt;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use x402_paywall::{HttpFacilitator, PaymentOption, Paywall, PaywallConfig, ResponseCacheConfig};
@@ -202,24 +204,21 @@ pub async fn serve(
     config: &GatewayConfig,
     app: axum::Router,
 ) -> Result<RunningGateway, StartError> {
-    let listener = tokio::net::TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let addr = listener.local_addr().map_err(|source| StartError::Bind {
+    let cannot_bind = |source| StartError::Bind {
         addr: config.listen,
         source,
-    })?;
+    };
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(cannot_bind)?;
+    let addr = listener.local_addr().map_err(cannot_bind)?;
     let (shutdown, stop) = oneshot::channel::<()>();
-    let server = tokio::spawn(async move {
+    // The server stops when `shutdown` is sent or dropped.
+    let server = tokio::spawn(
         axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stop.await;
-            })
-            .await
-    });
+            .with_graceful_shutdown(stop.map(drop))
+            .into_future(),
+    );
     tracing::info!(%addr, "gateway listening");
     Ok(RunningGateway {
         addr,

@@ -1,6 +1,7 @@
 //! Quotes: parse and check the input, measure it, price it. Runs before payment.
 
 use super::*;
+use crate::services::Offered;
 
 pub(super) fn parse_json(body: &[u8]) -> Result<Value, Rejection> {
     if body.is_empty() {
@@ -43,7 +44,22 @@ pub(super) fn quote_run(
         .get("prefer")
         .and_then(|v| v.to_str().ok())
         .is_some_and(|v| v.contains("respond-async"));
-    let prepared = task::prepare(offered, &input, &state.backends, &state.limits, wants_job)?;
+    quote(state, offered, &input, wants_job)
+}
+
+/// The model a request names, if any.
+fn model_of(request: &Value) -> Option<&str> {
+    request.get("model").and_then(Value::as_str)
+}
+
+/// Checks and measures `input` for `offered` (as a job when `as_job`), and prices it.
+fn quote(
+    state: &AppState,
+    offered: &Offered,
+    input: &Value,
+    as_job: bool,
+) -> Result<x402_paywall::Quote, Rejection> {
+    let prepared = task::prepare(offered, input, &state.backends, &state.limits, as_job)?;
     Ok(pricing::quote(&prepared, offered))
 }
 
@@ -52,10 +68,7 @@ pub(super) fn quote_openai_embeddings(
     body: &[u8],
 ) -> Result<x402_paywall::Quote, Rejection> {
     let request = parse_json(body)?;
-    let model = request
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or(MODEL_NAME);
+    let model = model_of(&request).unwrap_or(MODEL_NAME);
     let known = [
         MODEL_NAME,
         "embed-l4",
@@ -94,14 +107,7 @@ pub(super) fn quote_openai_embeddings(
                 .with_status(StatusCode::SERVICE_UNAVAILABLE),
         );
     }
-    let prepared = task::prepare(
-        offered,
-        &json!({"texts": input}),
-        &state.backends,
-        &state.limits,
-        false,
-    )?;
-    Ok(pricing::quote(&prepared, offered))
+    quote(state, offered, &json!({"texts": input}), false)
 }
 
 pub(super) fn quote_openai_chat(
@@ -109,15 +115,15 @@ pub(super) fn quote_openai_chat(
     body: &[u8],
 ) -> Result<x402_paywall::Quote, Rejection> {
     let request = parse_json(body)?;
-    let model = request
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or_default();
-    let chat_services = || {
+    let model = model_of(&request).unwrap_or_default();
+    let chat = || {
         state
             .registry
             .all()
             .filter(|o| o.def.backend == BackendKind::Chat && o.available.is_ok())
+    };
+    let chat_services = || {
+        chat()
             .flat_map(|o| {
                 [
                     Some(o.def.key.to_owned()),
@@ -127,15 +133,11 @@ pub(super) fn quote_openai_chat(
             .flatten()
             .collect::<Vec<_>>()
     };
-    let offered = state
-        .registry
-        .all()
-        .filter(|o| o.def.backend == BackendKind::Chat && o.available.is_ok())
+    let offered = chat()
         .find(|o| o.def.key == model || o.upstream.as_ref().is_some_and(|u| u.model() == model))
         .ok_or_else(|| {
             Rejection::bad_request(format!("model {model:?} is not served here"))
                 .with("models", chat_services())
         })?;
-    let prepared = task::prepare(offered, &request, &state.backends, &state.limits, false)?;
-    Ok(pricing::quote(&prepared, offered))
+    quote(state, offered, &request, false)
 }

@@ -81,33 +81,34 @@ impl SqliteJobStore {
     }
 }
 
-/// Now, in unix milliseconds.
+/// A column of a job row that does not read back as what was written.
 fn corrupt(column: &str, id: &str) -> JobStoreError {
     JobStoreError(format!("corrupt {column} of job {id}"))
 }
 
+/// A job row selected as [`COLUMNS`], read by column name.
 fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<JobRecord, JobStoreError>> {
-    let id: String = row.get(0)?;
-    let input: String = row.get(2)?;
-    let state: String = row.get(9)?;
-    let output: Option<String> = row.get(11)?;
-    let attempts: i64 = row.get(10)?;
+    let id: String = row.get("id")?;
+    let input: String = row.get("input")?;
+    let state: String = row.get("state")?;
+    let output: Option<String> = row.get("output")?;
+    let attempts: i64 = row.get("attempts")?;
     let job = NewJob {
         id: id.clone(),
-        service: row.get(1)?,
+        service: row.get("service")?,
         input: Value::Null,
-        payer: row.get(3)?,
-        amount: row.get(4)?,
-        cost_usd: row.get(5)?,
-        asset: row.get(6)?,
-        network: row.get(7)?,
-        transaction: row.get(8)?,
+        payer: row.get("payer")?,
+        amount: row.get("amount")?,
+        cost_usd: row.get("cost_usd")?,
+        asset: row.get("asset")?,
+        network: row.get("network")?,
+        transaction: row.get("settle_tx")?,
     };
-    let error: Option<String> = row.get(12)?;
-    let refunded: bool = row.get(13)?;
-    let refund_amount_usd: String = row.get(14)?;
-    let created_at_ms: i64 = row.get(15)?;
-    let finished_at_ms: Option<i64> = row.get(16)?;
+    let error: Option<String> = row.get("error")?;
+    let refunded: bool = row.get("refunded")?;
+    let refund_amount_usd: String = row.get("refund_amount_usd")?;
+    let created_at_ms: i64 = row.get("created_at")?;
+    let finished_at_ms: Option<i64> = row.get("finished_at")?;
     Ok((|| {
         let input = serde_json::from_str(&input).map_err(|_| corrupt("input", &id))?;
         let output = match output {
