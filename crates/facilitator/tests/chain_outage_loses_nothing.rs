@@ -5,7 +5,6 @@
 mod common;
 
 use alloy::primitives::U256;
-use alloy::providers::Provider;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn outage_is_reported_and_nothing_is_lost() {
@@ -15,21 +14,11 @@ async fn outage_is_reported_and_nothing_is_lost() {
     let proxy = common::Proxy::start(target.parse().unwrap()).await;
     let dir = tempfile::tempdir().unwrap();
     let config = common::config_for(&proxy.url(), dir.path(), "[limits]\nsettle_wait_ms = 1000");
-    let facilitator = x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
-        .await
-        .unwrap();
-    let stack = common::Stack {
-        chain,
-        facilitator: Some(facilitator),
-        http: reqwest::Client::new(),
-        dir,
-        config,
-    };
+    let stack = common::Stack::serve(chain, dir, config).await;
     let (status, _) = stack.get("/health").await;
     assert_eq!(status, 200);
 
-    let before = stack.pay_to_balance().await;
-    let nonce_before = stack.chain.facilitator_tx_count().await;
+    let before = stack.before().await;
     let request = stack.payment(0, 5_000);
 
     proxy.cut().await;
@@ -68,24 +57,20 @@ async fn outage_is_reported_and_nothing_is_lost() {
     let (status, settled) = stack.settle(&request).await;
     assert_eq!(status, 200);
     assert_eq!(settled["success"], true, "{settled}");
-    assert_eq!(stack.pay_to_balance().await, before + U256::from(5_000));
+    assert_eq!(
+        stack.pay_to_balance().await,
+        before.paid + U256::from(5_000)
+    );
 
     // An outage while a settlement is in flight: the transaction is in the pool, the RPC goes
     // away, the block is mined meanwhile, the RPC comes back.
-    let provider = stack.chain.devnet.provider();
-    provider
-        .raw_request::<_, ()>("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
+    stack.stop_automine().await;
     let second = stack.payment(1, 7_000);
     let (_, pending) = stack.settle(&second).await;
     assert_eq!(pending["errorReason"], "settlement_pending", "{pending}");
     let tx_hash = pending["transaction"].as_str().unwrap().to_owned();
     proxy.cut().await;
-    provider
-        .raw_request::<_, String>("evm_mine".into(), ())
-        .await
-        .unwrap();
+    stack.mine().await;
     let (status, during) = stack.settle(&second).await;
     assert_eq!(status, 200, "{during}");
     assert_eq!(during["errorReason"], "settlement_pending", "{during}");
@@ -94,10 +79,6 @@ async fn outage_is_reported_and_nothing_is_lost() {
     assert_eq!(settled["success"], true, "{settled}");
     assert_eq!(settled["transaction"], tx_hash.as_str());
 
-    assert_eq!(
-        stack.pay_to_balance().await,
-        before + U256::from(12_000),
-        "both payments moved once"
-    );
-    assert_eq!(stack.chain.facilitator_tx_count().await, nonce_before + 2);
+    // Both payments moved once.
+    stack.assert_since(before, 2, 12_000).await;
 }

@@ -7,7 +7,6 @@
 mod common;
 
 use alloy::primitives::U256;
-use alloy::providers::Provider;
 use serde_json::Value;
 
 fn successes(answers: &[(u16, Value)]) -> Vec<&Value> {
@@ -22,8 +21,7 @@ fn successes(answers: &[(u16, Value)]) -> Vec<&Value> {
 async fn fifty_concurrent_settles_without_a_key_give_one_success() {
     let stack = common::Stack::start().await;
     let request = stack.payment(0, 10_000);
-    let before = stack.pay_to_balance().await;
-    let nonce_before = stack.chain.facilitator_tx_count().await;
+    let before = stack.before().await;
 
     let answers = stack.settle_concurrently(&request, 50, None).await;
     let won = successes(&answers);
@@ -43,16 +41,8 @@ async fn fifty_concurrent_settles_without_a_key_give_one_success() {
             );
         }
     }
-    assert_eq!(
-        stack.chain.facilitator_tx_count().await,
-        nonce_before + 1,
-        "one transaction"
-    );
-    assert_eq!(
-        stack.pay_to_balance().await,
-        before + U256::from(10_000),
-        "one transfer"
-    );
+    // One transaction, one transfer.
+    stack.assert_since(before, 1, 10_000).await;
 
     // Later calls without a key are other requests: refused.
     let (status, again) = stack.settle(&request).await;
@@ -74,8 +64,7 @@ async fn fifty_concurrent_settles_without_a_key_give_one_success() {
 async fn one_idempotency_key_is_answered_the_same_every_time_even_after_a_restart() {
     let mut stack = common::Stack::start().await;
     let request = stack.payment(0, 10_000);
-    let before = stack.pay_to_balance().await;
-    let nonce_before = stack.chain.facilitator_tx_count().await;
+    let before = stack.before().await;
 
     let answers = stack
         .settle_concurrently(&request, 50, Some("req-one"))
@@ -89,8 +78,7 @@ async fn one_idempotency_key_is_answered_the_same_every_time_even_after_a_restar
             "every call with the key gets the same answer"
         );
     }
-    assert_eq!(stack.chain.facilitator_tx_count().await, nonce_before + 1);
-    assert_eq!(stack.pay_to_balance().await, before + U256::from(10_000));
+    stack.assert_since(before, 1, 10_000).await;
 
     // Another key, or none, is another request.
     let (_, other) = stack.settle_with_key(&request, "req-two").await;
@@ -105,7 +93,7 @@ async fn one_idempotency_key_is_answered_the_same_every_time_even_after_a_restar
         anonymous["errorReason"], "duplicate_settlement",
         "{anonymous}"
     );
-    assert_eq!(stack.chain.facilitator_tx_count().await, nonce_before + 1);
+    assert_eq!(stack.chain.facilitator_tx_count().await, before.sent + 1);
 
     // A malformed key is a 400 that says what to fix.
     let (status, refused) = stack.settle_with_key(&request, "").await;
@@ -120,21 +108,14 @@ async fn after_settlement_pending_the_identical_retry_gets_the_success_once() {
         "[limits]\nsettle_wait_ms = 300",
     )
     .await;
-    let provider = stack.chain.devnet.provider();
-    provider
-        .raw_request::<_, ()>("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
+    stack.stop_automine().await;
     let request = stack.payment(2, 3_000);
     let before = stack.pay_to_balance().await;
 
     let (_, pending) = stack.settle(&request).await;
     assert_eq!(pending["errorReason"], "settlement_pending", "{pending}");
     let tx = pending["transaction"].as_str().unwrap().to_owned();
-    provider
-        .raw_request::<_, String>("evm_mine".into(), ())
-        .await
-        .unwrap();
+    stack.mine().await;
 
     // The official server retries once with the identical body: that retry gets the outcome.
     let mut retry = stack.settle(&request).await.1;
@@ -187,8 +168,7 @@ async fn another_payment_reusing_a_settled_nonce_is_refused() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_payments_pipeline_from_one_signer() {
     let stack = common::Stack::start().await;
-    let before = stack.pay_to_balance().await;
-    let nonce_before = stack.chain.facilitator_tx_count().await;
+    let before = stack.before().await;
     let mut calls = tokio::task::JoinSet::new();
     for i in 0..24 {
         let request = stack.payment(i % 8, 1_000);
@@ -202,6 +182,5 @@ async fn many_payments_pipeline_from_one_signer() {
     for answer in calls.join_all().await {
         assert_eq!(answer["success"], true, "{answer}");
     }
-    assert_eq!(stack.chain.facilitator_tx_count().await, nonce_before + 24);
-    assert_eq!(stack.pay_to_balance().await, before + U256::from(24_000));
+    stack.assert_since(before, 24, 24_000).await;
 }

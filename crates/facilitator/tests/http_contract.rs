@@ -3,7 +3,7 @@
 
 mod common;
 
-use serde_json::json;
+use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_contract() {
@@ -25,67 +25,48 @@ async fn http_contract() {
         let text = response.text().await.unwrap();
         assert!(text.contains("Authorization: Bearer"), "{text}");
     }
-    let post = |path: &str, body: serde_json::Value| {
-        http.post(format!("{url}{path}"))
-            .bearer_auth("t0ken")
-            .json(&body)
-            .send()
+    // With the token.
+    let call = |path: &str| http.post(format!("{url}{path}")).bearer_auth("t0ken");
+    let post = |path: &str, body: Value| {
+        let sent = call(path).json(&body).send();
+        async move { sent.await.unwrap().json::<Value>().await.unwrap() }
     };
 
     // Malformed: 400 naming the problem.
-    let response = post("/verify", json!({"paymentPayload": {"x402Version": 2}}))
+    let response = call("/verify")
+        .json(&json!({"paymentPayload": {"x402Version": 2}}))
+        .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 400);
     let text = response.text().await.unwrap();
     assert!(text.contains("invalid_request"), "{text}");
-    let response = http
-        .post(format!("{url}/settle"))
-        .bearer_auth("t0ken")
-        .header("content-type", "application/json")
-        .body("{not json")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 400);
-    // Too large: refused before parsing.
-    let response = http
-        .post(format!("{url}/verify"))
-        .bearer_auth("t0ken")
-        .header("content-type", "application/json")
-        .body(vec![b' '; 200_000])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 413);
+    // Not JSON: 400; too large: 413, refused before parsing.
+    for (path, body, status) in [
+        ("/settle", b"{not json".to_vec(), 400),
+        ("/verify", vec![b' '; 200_000], 413),
+    ] {
+        let response = call(path)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), status, "{path}");
+    }
 
     // A valid v2 payment: 200 isValid true with the payer, then settled.
     let payer = stack.chain.devnet.payers()[0].address.to_checksum(None);
-    let verified: serde_json::Value = post("/verify", body.clone())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let verified = post("/verify", body.clone()).await;
     assert_eq!(verified, json!({"isValid": true, "payer": payer}));
-    let settled: serde_json::Value = post("/settle", body.clone())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let settled = post("/settle", body.clone()).await;
     assert_eq!(settled["success"], true);
     assert_eq!(settled["network"], "eip155:8453");
     assert_eq!(settled["payer"], payer);
     assert!(settled["transaction"].as_str().unwrap().starts_with("0x"));
 
     // A refused payment: 200 with the reason.
-    let refused: serde_json::Value = post("/verify", body.clone())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let refused = post("/verify", body.clone()).await;
     assert_eq!(refused["isValid"], false);
     assert_eq!(
         refused["invalidReason"],
@@ -99,12 +80,7 @@ async fn http_contract() {
         &x402_testkit::honest_payment(&stack.chain.devnet.payers()[1].signer, &requirements),
         &requirements,
     );
-    let settled: serde_json::Value = post("/settle", serde_json::to_value(&v1).unwrap())
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let settled = post("/settle", serde_json::to_value(&v1).unwrap()).await;
     assert_eq!(settled["success"], true, "{settled}");
     assert_eq!(settled["network"], "base");
 
@@ -112,13 +88,13 @@ async fn http_contract() {
     let mut other = serde_json::to_value(stack.payment(2, 1_000)).unwrap();
     other["paymentRequirements"]["network"] = json!("eip155:1");
     other["paymentPayload"]["accepted"]["network"] = json!("eip155:1");
-    let refused: serde_json::Value = post("/verify", other).await.unwrap().json().await.unwrap();
+    let refused = post("/verify", other).await;
     assert_eq!(refused["invalidReason"], "invalid_network", "{refused}");
     let mut other = serde_json::to_value(stack.payment(2, 1_000)).unwrap();
     let foreign = "0x036CbD53842c5426634e7929541eC2318f3dCF7e";
     other["paymentRequirements"]["asset"] = json!(foreign);
     other["paymentPayload"]["accepted"]["asset"] = json!(foreign);
-    let refused: serde_json::Value = post("/settle", other).await.unwrap().json().await.unwrap();
+    let refused = post("/settle", other).await;
     assert_eq!(refused["success"], false);
     assert_eq!(
         refused["errorReason"], "invalid_payment_requirements",

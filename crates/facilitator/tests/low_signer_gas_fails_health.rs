@@ -12,14 +12,8 @@ const ETH: u128 = 1_000_000_000_000_000_000;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_fails_below_the_gas_floor_and_recovers_above_it() {
     let chain = x402_testkit::Chain::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = common::config_with_network(
-        chain.devnet.rpc_url().as_str(),
-        dir.path(),
-        "",
-        &format!("min_signer_balance_wei = {ETH}"),
-    );
-    let stack = common::Stack::serve(chain, dir, config).await;
+    let floor = format!("min_signer_balance_wei = {ETH}");
+    let stack = common::Stack::on_chain(chain, "", &floor).await;
     let signer = stack.chain.devnet.facilitator().address;
     let provider = stack.chain.devnet.provider();
     let set_balance = |wei: u128| async move {

@@ -5,10 +5,8 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-
 use alloy::primitives::U256;
-use serde_json::{Value, json};
+use serde_json::json;
 use x402_evm::{ExactEvmPayload, unix_now};
 use x402_proto::PaymentRequest;
 
@@ -20,24 +18,14 @@ async fn official_server_and_client_settle_through_our_facilitator() {
     )
     .await;
     let (server, port) = common::official_express_server(&stack, Some("interop-token")).await;
-    let dir = common::interop_dir();
 
     let before = stack.pay_to_balance().await;
     let payer_key = stack.chain.devnet.payers()[2].signer.to_bytes().to_string();
-    let url = format!("http://127.0.0.1:{port}/paid");
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(dir.join("fetch-client.mjs"))
-            .env("URL", url)
-            .env("PRIVATE_KEY", payer_key)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("node runs")
-    })
-    .await
-    .unwrap();
-    assert!(output.status.success(), "fetch client failed");
-    let result: Value = serde_json::from_slice(&output.stdout).expect("fetch client prints JSON");
+    let result = common::official_fetch(vec![
+        ("URL", format!("http://127.0.0.1:{port}/paid")),
+        ("PRIVATE_KEY", payer_key),
+    ])
+    .await;
     assert_eq!(result["status"], 200, "{result}");
     assert_eq!(result["body"], json!({"ok": true}));
     let receipt = &result["paymentResponse"];
@@ -98,14 +86,7 @@ async fn our_verify_agrees_with_the_official_facilitator() {
     for ((name, request), theirs) in cases.iter().zip(&official) {
         let (status, ours) = stack.verify(request).await;
         assert_eq!(status, 200, "{name}: {ours}");
-        assert_eq!(
-            ours["isValid"], theirs["isValid"],
-            "{name}: ours {ours}, theirs {theirs}"
-        );
-        assert_eq!(
-            ours["invalidReason"], theirs["invalidReason"],
-            "{name}: ours {ours}, theirs {theirs}"
-        );
+        common::assert_same_verdict(name, &ours, theirs);
         if *name != "valid" {
             assert_eq!(ours["isValid"], false, "{name}");
         }

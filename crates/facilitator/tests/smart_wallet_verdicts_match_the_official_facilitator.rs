@@ -5,10 +5,8 @@
 
 mod common;
 
-use std::path::PathBuf;
-
 use alloy::primitives::Address;
-use common::{Stack, config_for};
+use common::Stack;
 use serde_json::Value;
 use x402_devnet::{Artifact, DevnetConfig, WALLET_FACTORY_ARTIFACT};
 use x402_proto::PaymentRequest;
@@ -16,20 +14,11 @@ use x402_testkit::{Chain, SmartWallet, v2_request};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn smart_wallet_verdicts_match_the_official_facilitator() {
-    let interop = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools/interop");
-    assert!(
-        interop.join("../node_modules/@x402/evm").exists(),
-        "the official SDKs are not installed: run scripts/install-tools.sh"
-    );
     let chain = Chain::start_with(DevnetConfig::default()).await;
-    let devnet = &chain.devnet;
-    let allowed = devnet.wallet_factory();
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config_for(devnet.rpc_url().as_str(), dir.path(), "");
-    config.networks[0].eip6492_allowed_factories = vec![allowed];
-    let facilitator = x402_facilitator::start(&config, devnet.facilitator().signer.clone())
-        .await
-        .expect("facilitator starts");
+    let allowed = chain.devnet.wallet_factory();
+    let allow_list = format!("eip6492_allowed_factories = [\"{allowed}\"]");
+    let stack = Stack::on_chain(chain, "", &allow_list).await;
+    let devnet = &stack.chain.devnet;
     let other: Address = "0x0000000000000000000000000000000000c0ffee"
         .parse()
         .unwrap();
@@ -46,7 +35,7 @@ async fn smart_wallet_verdicts_match_the_official_facilitator() {
     for wallet in [&deployed, &unborn, &unlisted] {
         devnet.fund(wallet.address, 5_000).await.unwrap();
     }
-    let requirements = chain.requirements(1_000);
+    let requirements = stack.chain.requirements(1_000);
     let cases: Vec<(&str, PaymentRequest)> = vec![
         (
             "deployed ERC-1271 wallet",
@@ -80,13 +69,6 @@ async fn smart_wallet_verdicts_match_the_official_facilitator() {
     )
     .await;
 
-    let stack = Stack {
-        chain,
-        facilitator: Some(facilitator),
-        http: reqwest::Client::new(),
-        dir,
-        config,
-    };
     let expected = [
         (true, Value::Null),
         (false, "invalid_exact_evm_signature".into()),
@@ -98,13 +80,6 @@ async fn smart_wallet_verdicts_match_the_official_facilitator() {
         assert_eq!(status, 200, "{name}: {ours}");
         assert_eq!(ours["isValid"], valid, "{name}: ours {ours}");
         assert_eq!(ours["invalidReason"], reason, "{name}: ours {ours}");
-        assert_eq!(
-            ours["isValid"], theirs["isValid"],
-            "{name}: ours {ours}, theirs {theirs}"
-        );
-        assert_eq!(
-            ours["invalidReason"], theirs["invalidReason"],
-            "{name}: ours {ours}, theirs {theirs}"
-        );
+        common::assert_same_verdict(name, &ours, theirs);
     }
 }

@@ -5,26 +5,19 @@
 mod common;
 
 use alloy::primitives::{Address, U256};
-use common::{Stack, config_for};
+use common::Stack;
 use x402_devnet::DevnetConfig;
 use x402_testkit::{Chain, SmartWallet, v2_request};
 
 /// A devnet and our facilitator allowing `factories` for ERC-6492 payers.
 async fn stack_allowing(factories: impl Fn(&Chain) -> Vec<Address>) -> Stack {
     let chain = Chain::start_with(DevnetConfig::default()).await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config_for(chain.devnet.rpc_url().as_str(), dir.path(), "");
-    config.networks[0].eip6492_allowed_factories = factories(&chain);
-    let facilitator = x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
-        .await
-        .expect("facilitator starts");
-    Stack {
-        chain,
-        facilitator: Some(facilitator),
-        http: reqwest::Client::new(),
-        dir,
-        config,
-    }
+    let listed: Vec<String> = factories(&chain)
+        .iter()
+        .map(|f| format!("\"{f}\""))
+        .collect();
+    let allow_list = format!("eip6492_allowed_factories = [{}]", listed.join(", "));
+    Stack::on_chain(chain, "", &allow_list).await
 }
 
 #[tokio::test]

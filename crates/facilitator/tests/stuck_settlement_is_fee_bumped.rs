@@ -61,24 +61,16 @@ fn settlement_key(stack: &common::Stack, request: &PaymentRequest) -> Settlement
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_settlement_is_bumped_on_its_nonce_and_confirms() {
-    let chain = x402_testkit::Chain::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let config = common::config_with_network(
-        chain.devnet.rpc_url().as_str(),
-        dir.path(),
+    let stack = common::Stack::on_chain(
+        x402_testkit::Chain::start().await,
         "[limits]\nsettle_wait_ms = 300",
         "block_time_ms = 500\n[networks.fee_bump]\nstuck_after_ms = 1500\nmax_fee_bumps = 3\nmax_fee_per_gas_cap_gwei = 1000",
-    );
-    let stack = common::Stack::serve(chain, dir, config).await;
+    )
+    .await;
     let provider = stack.chain.devnet.provider().clone();
-    // Blocks only when the test mines them.
-    provider
-        .raw_request::<_, ()>("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
+    stack.stop_automine().await;
 
-    let paid_before = stack.pay_to_balance().await;
-    let nonce_before = stack.chain.facilitator_tx_count().await;
+    let before = stack.before().await;
     let request = stack.payment(0, 4_000);
     let (status, pending) = stack.settle(&request).await;
     assert_eq!(status, 200, "{pending}");
@@ -89,7 +81,7 @@ async fn a_stuck_settlement_is_bumped_on_its_nonce_and_confirms() {
         .await
         .unwrap()
         .expect("the first transaction is in the pool");
-    assert_eq!(first_tx.nonce(), nonce_before);
+    assert_eq!(first_tx.nonce(), before.sent);
     let offered = first_tx.max_fee_per_gas();
 
     // The base fee jumps above what the transaction offers and stays there.
@@ -102,10 +94,7 @@ async fn a_stuck_settlement_is_bumped_on_its_nonce_and_confirms() {
     miner.await.unwrap();
     // Blocks keep coming: nothing more may be mined for this payment.
     for _ in 0..3 {
-        provider
-            .raw_request::<_, String>("evm_mine".into(), ())
-            .await
-            .unwrap();
+        stack.mine().await;
     }
 
     assert_ne!(
@@ -150,16 +139,8 @@ async fn a_stuck_settlement_is_bumped_on_its_nonce_and_confirms() {
         mined_tx.max_priority_fee_per_gas().unwrap() * 100
             >= first_tx.max_priority_fee_per_gas().unwrap() * 110
     );
-    assert_eq!(
-        stack.chain.facilitator_tx_count().await,
-        nonce_before + 1,
-        "the signer's nonce advanced by exactly one"
-    );
-    assert_eq!(
-        stack.pay_to_balance().await,
-        paid_before + U256::from(4_000),
-        "the payee was paid once"
-    );
+    // The signer's nonce advanced by exactly one; the payee was paid once.
+    stack.assert_since(before, 1, 4_000).await;
 
     // The log holds every transaction sent, all on the one nonce, the first one first.
     let key = settlement_key(&stack, &request);
@@ -206,22 +187,12 @@ async fn at_the_fee_cap_a_stuck_settlement_waits_on_its_nonce() {
     let gas_price = provider.get_gas_price().await.unwrap();
     let cap_gwei = (gas_price * 2 * 2).div_ceil(GWEI) + 1;
     let cap = cap_gwei * GWEI;
-    let dir = tempfile::tempdir().unwrap();
-    let config = common::config_with_network(
-        chain.devnet.rpc_url().as_str(),
-        dir.path(),
-        "[limits]\nsettle_wait_ms = 300",
-        &format!(
-            "block_time_ms = 500\n[networks.fee_bump]\nstuck_after_ms = 500\nmax_fee_bumps = 3\nmax_fee_per_gas_cap_gwei = {cap_gwei}"
-        ),
+    let fee_bump = format!(
+        "block_time_ms = 500\n[networks.fee_bump]\nstuck_after_ms = 500\nmax_fee_bumps = 3\nmax_fee_per_gas_cap_gwei = {cap_gwei}"
     );
-    let stack = common::Stack::serve(chain, dir, config).await;
-    provider
-        .raw_request::<_, ()>("evm_setAutomine".into(), (false,))
-        .await
-        .unwrap();
-    let paid_before = stack.pay_to_balance().await;
-    let nonce_before = stack.chain.facilitator_tx_count().await;
+    let stack = common::Stack::on_chain(chain, "[limits]\nsettle_wait_ms = 300", &fee_bump).await;
+    stack.stop_automine().await;
+    let before = stack.before().await;
     let request = stack.payment(1, 6_000);
     let (_, pending) = stack.settle(&request).await;
     assert_eq!(pending["errorReason"], "settlement_pending", "{pending}");
@@ -232,7 +203,7 @@ async fn at_the_fee_cap_a_stuck_settlement_waits_on_its_nonce() {
     tokio::time::sleep(Duration::from_secs(4)).await;
     let (_, still) = stack.settle(&request).await;
     assert_eq!(still["errorReason"], "settlement_pending", "{still}");
-    assert_eq!(stack.chain.facilitator_tx_count().await, nonce_before);
+    assert_eq!(stack.chain.facilitator_tx_count().await, before.sent);
     let key = settlement_key(&stack, &request);
     let store = SqliteStore::open(&stack.dir.path().join("facilitator.db")).unwrap();
     let record = store.get(&key).await.unwrap().unwrap();
@@ -243,7 +214,7 @@ async fn at_the_fee_cap_a_stuck_settlement_waits_on_its_nonce() {
         record.txs
     );
     assert_eq!(record.txs[0].tx_hash, first);
-    assert!(record.txs.iter().all(|tx| tx.signer_nonce == nonce_before));
+    assert!(record.txs.iter().all(|tx| tx.signer_nonce == before.sent));
     let bumped = record.txs[1].tx_hash;
     let offered = |raw: &alloy::primitives::Bytes| {
         TxEnvelope::decode_2718(&mut raw.as_ref())
@@ -264,9 +235,5 @@ async fn at_the_fee_cap_a_stuck_settlement_waits_on_its_nonce() {
     assert_eq!(settle_until_confirmed(&stack, &request).await, bumped);
     stop.store(true, Ordering::SeqCst);
     miner.await.unwrap();
-    assert_eq!(stack.chain.facilitator_tx_count().await, nonce_before + 1);
-    assert_eq!(
-        stack.pay_to_balance().await,
-        paid_before + U256::from(6_000)
-    );
+    stack.assert_since(before, 1, 6_000).await;
 }

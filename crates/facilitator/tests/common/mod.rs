@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use alloy::primitives::U256;
+use alloy::providers::Provider;
 use serde_json::Value;
 use tempfile::TempDir;
 use x402_devnet::DevnetConfig;
@@ -20,6 +21,13 @@ pub struct Stack {
     pub http: reqwest::Client,
     pub dir: TempDir,
     pub config: FacilitatorConfig,
+}
+
+/// What a test compares with later: the payee's balance and the signer's transaction count.
+#[derive(Clone, Copy, Debug)]
+pub struct Before {
+    pub paid: U256,
+    pub sent: u64,
 }
 
 /// The facilitator config for a chain at `rpc_url`, logging in `dir`.
@@ -65,9 +73,15 @@ impl Stack {
     /// A devnet with `devnet`, a facilitator with `extra` TOML (top-level keys and tables
     /// before `[[networks]]`).
     pub async fn start_with(devnet: DevnetConfig, extra: &str) -> Self {
-        let chain = Chain::start_with(devnet).await;
+        Self::on_chain(Chain::start_with(devnet).await, extra, "").await
+    }
+
+    /// A facilitator serving `chain`, logging in a new folder, with `extra` and `network` TOML
+    /// (see [`config_with_network`]).
+    pub async fn on_chain(chain: Chain, extra: &str, network: &str) -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let config = config_for(chain.devnet.rpc_url().as_str(), dir.path(), extra);
+        let rpc_url = chain.devnet.rpc_url().to_string();
+        let config = config_with_network(&rpc_url, dir.path(), extra, network);
         Self::serve(chain, dir, config).await
     }
 
@@ -77,15 +91,7 @@ impl Stack {
 
     /// POSTs JSON; returns the status and the JSON body.
     pub async fn post(&self, path: &str, body: &Value) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.url()))
-            .json(body)
-            .send()
-            .await
-            .expect("facilitator answers");
-        let status = response.status().as_u16();
-        (status, response.json().await.expect("JSON answer"))
+        json_answer(self.http.post(format!("{}{path}", self.url())).json(body)).await
     }
 
     pub async fn get(&self, path: &str) -> (u16, String) {
@@ -105,16 +111,8 @@ impl Stack {
 
     /// `/settle` with an `Idempotency-Key`.
     pub async fn settle_with_key(&self, request: &PaymentRequest, key: &str) -> (u16, Value) {
-        let response = self
-            .http
-            .post(format!("{}/settle", self.url()))
-            .header("Idempotency-Key", key)
-            .json(request)
-            .send()
-            .await
-            .expect("facilitator answers");
-        let status = response.status().as_u16();
-        (status, response.json().await.expect("JSON answer"))
+        let call = self.http.post(format!("{}/settle", self.url()));
+        json_answer(call.header("Idempotency-Key", key).json(request)).await
     }
 
     /// `calls` concurrent `/settle` calls of one request, each with `key` when given; the
@@ -136,8 +134,7 @@ impl Stack {
                 if let Some(key) = key {
                     builder = builder.header("Idempotency-Key", key);
                 }
-                let response = builder.send().await.unwrap();
-                (response.status().as_u16(), response.json().await.unwrap())
+                json_answer(builder).await
             });
         }
         tasks.join_all().await
@@ -162,6 +159,44 @@ impl Stack {
         self.chain.balance(self.chain.devnet.pay_to().address).await
     }
 
+    /// The payee's balance and the signer's transaction count now.
+    pub async fn before(&self) -> Before {
+        Before {
+            paid: self.pay_to_balance().await,
+            sent: self.chain.facilitator_tx_count().await,
+        }
+    }
+
+    /// Asserts that since `before` the signer sent `txs` transactions and the payee was paid
+    /// `amount`.
+    pub async fn assert_since(&self, before: Before, txs: u64, amount: u64) {
+        assert_eq!(
+            self.chain.facilitator_tx_count().await,
+            before.sent + txs,
+            "the signer's nonce advanced by {txs}"
+        );
+        assert_eq!(
+            self.pay_to_balance().await,
+            before.paid + U256::from(amount),
+            "the payee was paid {amount}"
+        );
+    }
+
+    /// Turns automining off: blocks come only when the test mines them.
+    pub async fn stop_automine(&self) {
+        self.chain
+            .devnet
+            .provider()
+            .raw_request::<_, ()>("evm_setAutomine".into(), (false,))
+            .await
+            .expect("automine turned off");
+    }
+
+    /// Mines one block.
+    pub async fn mine(&self) {
+        self.chain.devnet.mine().await.expect("a block is mined");
+    }
+
     /// Restarts the facilitator on the same log (a clean stop first, when running).
     pub async fn restart(&mut self) {
         if let Some(running) = self.facilitator.take() {
@@ -173,6 +208,38 @@ impl Stack {
                 .expect("facilitator restarts"),
         );
     }
+}
+
+/// Sends `call`; the status and the JSON body.
+async fn json_answer(call: reqwest::RequestBuilder) -> (u16, Value) {
+    let response = call.send().await.expect("facilitator answers");
+    let status = response.status().as_u16();
+    (status, response.json().await.expect("JSON answer"))
+}
+
+/// Asserts that our verdict on the case `name` has the official one's `isValid` and reason.
+#[track_caller]
+pub fn assert_same_verdict(name: &str, ours: &Value, theirs: &Value) {
+    for field in ["isValid", "invalidReason"] {
+        assert_eq!(
+            ours[field], theirs[field],
+            "{name}: ours {ours}, theirs {theirs}"
+        );
+    }
+}
+
+/// The official `@x402/fetch` client (`fetch-client.mjs`) run with `env` (`URL`,
+/// `PRIVATE_KEY`, …): the JSON it prints.
+pub async fn official_fetch(env: Vec<(&'static str, String)>) -> Value {
+    let output = tokio::process::Command::new("node")
+        .arg(interop_dir().join("fetch-client.mjs"))
+        .envs(env)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .expect("node runs");
+    assert!(output.status.success(), "fetch client failed");
+    serde_json::from_slice(&output.stdout).expect("fetch client prints JSON")
 }
 
 /// The official SDKs' interop scripts (`tools/interop`), checked to be installed.
