@@ -10,7 +10,6 @@ mod mcp;
 mod signals;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 /// x402 payments for AI compute: dev chain, facilitator, gateway, paying client.
 #[derive(Debug, Parser)]
@@ -58,14 +57,7 @@ enum Command {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
-        )
-        .with_writer(std::io::stderr)
-        // Colour codes only for a person at a terminal, never in a log file or a pipe.
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    x402_cli::logging::init("info");
     let cli = Cli::parse();
     let home = cli.home;
     match cli.command {

@@ -23,15 +23,35 @@ fn x402(args: &[&str], home: &Path, key: Option<&str>) -> Output {
     command.output().expect("x402 runs")
 }
 
+/// `x402 pay <url> -X POST [extra…] -d <body>` paying with `key`.
+fn pay_post(url: &str, extra: &[&str], body: &str, home: &Path, key: &str) -> Output {
+    let mut args = vec!["pay", url, "-X", "POST"];
+    args.extend_from_slice(extra);
+    args.extend(["-d", body]);
+    x402(&args, home, Some(key))
+}
+
+/// Asserts that `out` succeeded, showing its stderr when it did not.
+fn assert_succeeded(out: &Output) {
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Asserts that `out` failed: its stderr.
+fn refusal(out: &Output) -> String {
+    assert!(!out.status.success());
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 #[test]
 fn the_demo_agent_and_the_cli_pay_within_their_limits() {
-    let dir = tempfile::tempdir().unwrap();
-    let state_dir = dir.path().join("dev");
-    let home = dir.path().join("home");
-    let dev = DevStack::start(&state_dir);
-    let state = &dev.state;
-    let pay_to = state["pay_to"].as_str().unwrap().to_owned();
-    let gateway = state["gateway_url"].as_str().unwrap().to_owned();
+    let dev = DevStack::start();
+    let (state_dir, home) = (dev.state_dir(), dev.agent_home());
+    let pay_to = dev.text("pay_to");
+    let gateway = dev.text("gateway_url");
 
     // The demo, with a budget too small for all of its calls.
     let before = dev.usdc_balance(&pay_to);
@@ -73,25 +93,11 @@ fn the_demo_agent_and_the_cli_pay_within_their_limits() {
     assert_eq!(moved, (total * 1e6).round() as u128, "{stdout}");
 
     // x402 pay: body on stdout, payment on stderr, recorded in the ledger.
-    let key = state["payer_private_keys"][4].as_str().unwrap();
+    let key = dev.state["payer_private_keys"][4].as_str().unwrap();
     let run = format!("{gateway}/run");
-    let out = x402(
-        &[
-            "pay",
-            &run,
-            "-X",
-            "POST",
-            "-d",
-            r#"{"service":"embed-l4","input":{"text":"hello agents"}}"#,
-        ],
-        &home,
-        Some(key),
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let body = r#"{"service":"embed-l4","input":{"text":"hello agents"}}"#;
+    let out = pay_post(&run, &[], body, &home, key);
+    assert_succeeded(&out);
     let body: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(body["output"]["dimensions"], 384);
     assert!(String::from_utf8_lossy(&out.stderr).contains("paid 0.000001 to settle"));
@@ -109,16 +115,9 @@ fn the_demo_agent_and_the_cli_pay_within_their_limits() {
         &home,
         Some(key),
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert_succeeded(&out);
     let output: Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert!(
-        output["text"].as_str().unwrap().contains("Quarterly"),
-        "{output}"
-    );
+    x402_testkit::assert_text_at(&output, "/text", "Quarterly");
     assert!(String::from_utf8_lossy(&out.stderr).contains("paid 0.002 to settle"));
     let out = x402(&["catalog", "--gateway", &gateway], &home, None);
     let listing = String::from_utf8_lossy(&out.stdout);
@@ -128,22 +127,8 @@ fn the_demo_agent_and_the_cli_pay_within_their_limits() {
     );
 
     // Above --max: refused before signing, nothing recorded.
-    let out = x402(
-        &[
-            "pay",
-            &run,
-            "-X",
-            "POST",
-            "--max",
-            "0.001",
-            "-d",
-            r#"{"service":"pdf-parse","input":{"html":"<html><body>hi</body></html>"}}"#,
-        ],
-        &home,
-        Some(key),
-    );
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let body = r#"{"service":"pdf-parse","input":{"html":"<html><body>hi</body></html>"}}"#;
+    let stderr = refusal(&pay_post(&run, &["--max", "0.001"], body, &home, key));
     assert!(
         stderr.contains("above the maximum per payment 0.001"),
         "{stderr}"
@@ -164,20 +149,8 @@ fn the_demo_agent_and_the_cli_pay_within_their_limits() {
     // A budget refuses before paying and says which limit.
     let out = x402(&["budget", "set", "--total", "0.002001"], &home, None);
     assert!(out.status.success());
-    let out = x402(
-        &[
-            "pay",
-            &run,
-            "-X",
-            "POST",
-            "-d",
-            r#"{"service":"embed-l4","input":{"text":"again"}}"#,
-        ],
-        &home,
-        Some(key),
-    );
-    assert!(!out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
+    let body = r#"{"service":"embed-l4","input":{"text":"again"}}"#;
+    let stderr = refusal(&pay_post(&run, &[], body, &home, key));
     assert!(
         stderr.contains("budget exceeded: the total limit is 2001 micro-USD, 2001 already spent or reserved, 1 asked"),
         "{stderr}"

@@ -3,11 +3,9 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
-
 use std::time::{Duration, Instant};
 
-use common::{http_get, rpc, wait_for_state};
+use common::{dev_command, http_get, rpc, usdc_balance, wait_for_state};
 
 fn process_alive(pid: u64) -> bool {
     // A zombie has exited; count it as gone.
@@ -18,22 +16,7 @@ fn process_alive(pid: u64) -> bool {
 
 fn run_until(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(env!("CARGO_BIN_EXE_x402"))
-        .args([
-            "dev",
-            "--facilitator-port",
-            "0",
-            "--gateway-port",
-            "0",
-            "--state-dir",
-        ])
-        .arg(dir.path())
-        .arg("--models-dir")
-        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/../../models"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child = dev_command(dir.path()).spawn().unwrap();
     let state_file = dir.path().join("dev.json");
     let state = wait_for_state(&state_file, &mut child);
 
@@ -63,21 +46,8 @@ fn run_until(signal: &str) {
     let url = state["rpc_url"].as_str().unwrap();
     assert_eq!(rpc(url, "eth_chainId", serde_json::json!([])), "0x2105");
     // balanceOf(first payer) on the token at the USDC address: 1000 USDC.
-    let payer = state["payer_addresses"][0]
-        .as_str()
-        .unwrap()
-        .trim_start_matches("0x")
-        .to_lowercase();
-    let data = format!("0x70a08231{payer:0>64}");
-    let balance = rpc(
-        url,
-        "eth_call",
-        serde_json::json!([{"to": state["asset"], "data": data}, "latest"]),
-    );
-    assert_eq!(
-        u128::from_str_radix(balance.as_str().unwrap().trim_start_matches("0x"), 16).unwrap(),
-        1_000_000_000
-    );
+    let payer = state["payer_addresses"][0].as_str().unwrap();
+    assert_eq!(usdc_balance(&state, payer), 1_000_000_000);
 
     // The facilitator serves the dev chain, v2 and v1.
     let supported = http_get(state["facilitator_url"].as_str().unwrap(), "/supported");
@@ -98,11 +68,7 @@ fn run_until(signal: &str) {
 
     let anvil_pid = state["anvil_pid"].as_u64().unwrap();
     assert!(process_alive(anvil_pid));
-    let status = Command::new("kill")
-        .args([signal, &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
+    assert!(common::signal(&child, signal));
     let deadline = Instant::now() + Duration::from_secs(20);
     let exit = loop {
         if let Some(exit) = child.try_wait().unwrap() {

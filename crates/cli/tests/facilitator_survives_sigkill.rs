@@ -2,7 +2,7 @@
 //! with the node losing the transaction too, then restarted: the settlement is rebroadcast,
 //! confirmed in the log, and no second transfer happens.
 
-use std::process::{Child, Command};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{B256, U256};
@@ -26,15 +26,12 @@ fn spawn_facilitator(config: &std::path::Path, key: &str) -> Facilitator {
 }
 
 async fn settle(url: &str, body: &serde_json::Value) -> serde_json::Value {
-    reqwest::Client::new()
-        .post(format!("{url}/settle"))
-        .json(body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap()
+    x402_testkit::fetch_json(
+        reqwest::Client::new()
+            .post(format!("{url}/settle"))
+            .json(body),
+    )
+    .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -134,10 +131,5 @@ async fn settlement_killed_in_flight_is_confirmed_after_restart() {
     );
 
     // A clean stop.
-    let status = Command::new("kill")
-        .args(["-TERM", &second.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    assert!(second.child.wait().unwrap().success());
+    common::stop_cleanly(&mut second.child);
 }

@@ -7,7 +7,7 @@
 //! thing mocked: a real one costs money). The upstream holds the first call open, so the
 //! gateway is killed while the job is certainly running; it answers the second.
 
-use std::process::{Child, Command};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -73,22 +73,7 @@ async fn status(http: &reqwest::Client, gateway: &str, job: &str) -> Value {
 async fn a_paid_job_killed_mid_run_completes_after_restart_and_is_charged_once() {
     let chain = Chain::start().await;
     let dir = tempfile::tempdir().unwrap();
-    let facilitator_config = x402_facilitator::FacilitatorConfig::parse(
-        &format!(
-            "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n[[networks]]\nchain_id = {}\nrpc_url = \"{}\"\n",
-            dir.path().join("facilitator.db").display(),
-            chain.devnet.chain_id(),
-            chain.devnet.rpc_url(),
-        ),
-        std::iter::empty(),
-    )
-    .unwrap();
-    let facilitator = x402_facilitator::start(
-        &facilitator_config,
-        chain.devnet.facilitator().signer.clone(),
-    )
-    .await
-    .unwrap();
+    let facilitator = x402_testkit::start_facilitator(&chain, dir.path()).await;
     let (upstream, calls) = start_upstream().await;
     let token = chain.devnet.token();
     let config = dir.path().join("gateway.toml");
@@ -192,12 +177,7 @@ async fn a_paid_job_killed_mid_run_completes_after_restart_and_is_charged_once()
     assert!(amount > U256::ZERO);
 
     // A third start finds nothing left to run, and still answers for the job.
-    let status_code = Command::new("kill")
-        .args(["-TERM", &second.child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status_code.success());
-    assert!(second.child.wait().unwrap().success());
+    common::stop_cleanly(&mut second.child);
     let mut third = spawn_gateway(&config);
     let view = status(&http, &third.url, &job).await;
     assert_eq!(view["status"], "completed");

@@ -9,11 +9,13 @@ mod common;
 use std::process::{Command, Stdio};
 
 use common::DevStack;
-use rmcp::ServiceExt;
 use rmcp::model::{CallToolRequestParams, CallToolResult};
+use rmcp::service::Peer;
 use rmcp::transport::{StreamableHttpClientTransport, TokioChildProcess};
+use rmcp::{RoleClient, ServiceExt};
 use serde_json::{Value, json};
 use x402_client::{Ledger, PayingClient, Policy};
+use x402_testkit::assert_text_at;
 
 fn params(name: &'static str, arguments: Value) -> CallToolRequestParams {
     CallToolRequestParams::new(name).with_arguments(arguments.as_object().unwrap().clone())
@@ -28,16 +30,33 @@ fn text(result: &CallToolResult) -> String {
         .join("\n")
 }
 
+/// Calls the tool `name` with `arguments`: its result, error or not.
+async fn call_tool(
+    peer: &Peer<RoleClient>,
+    name: &'static str,
+    arguments: Value,
+) -> CallToolResult {
+    peer.call_tool(params(name, arguments))
+        .await
+        .expect("the tool call is answered")
+}
+
+/// Asserts that the text of `result` contains `needle`.
+fn assert_says(result: &CallToolResult, needle: &str) {
+    let text = text(result);
+    assert!(text.contains(needle), "{text}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn mcp_tools_are_paid_over_stdio_and_over_the_x402_transport() {
-    let dir = tempfile::tempdir().unwrap();
-    let state_dir = dir.path().join("dev");
-    let home = dir.path().join("home");
-    let dev = DevStack::start(&state_dir);
-    let state = &dev.state;
-    let gateway = state["gateway_url"].as_str().unwrap().to_owned();
-    let pay_to = state["pay_to"].as_str().unwrap().to_owned();
-    let key = state["payer_private_keys"][5].as_str().unwrap().to_owned();
+    let dev = DevStack::start();
+    let (state_dir, home) = (dev.state_dir(), dev.agent_home());
+    let gateway = dev.text("gateway_url");
+    let pay_to = dev.text("pay_to");
+    let key = dev.state["payer_private_keys"][5]
+        .as_str()
+        .unwrap()
+        .to_owned();
 
     // --- stdio: x402 mcp, paid from the wallet.
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_x402"));
@@ -67,25 +86,17 @@ async fn mcp_tools_are_paid_over_stdio_and_over_the_x402_transport() {
         ]
     );
 
-    let catalog = client
-        .call_tool(params("gpu_catalog", json!({})))
-        .await
-        .unwrap();
+    let catalog = call_tool(&client, "gpu_catalog", json!({})).await;
     assert_ne!(catalog.is_error, Some(true));
-    assert!(
-        text(&catalog).contains("embed-l4 — $0.0001 per 1K tokens — available"),
-        "{}",
-        text(&catalog)
-    );
+    assert_says(&catalog, "embed-l4 — $0.0001 per 1K tokens — available");
 
     let before = dev.usdc_balance(&pay_to);
-    let run = client
-        .call_tool(params(
-            "gpu_run",
-            json!({"service": "embed-l4", "input": {"text": "paid from an MCP host"}}),
-        ))
-        .await
-        .unwrap();
+    let run = call_tool(
+        &client,
+        "gpu_run",
+        json!({"service": "embed-l4", "input": {"text": "paid from an MCP host"}}),
+    )
+    .await;
     assert_ne!(run.is_error, Some(true), "{}", text(&run));
     let structured = run.structured_content.clone().unwrap();
     assert_eq!(structured["output"]["dimensions"], 384);
@@ -96,22 +107,11 @@ async fn mcp_tools_are_paid_over_stdio_and_over_the_x402_transport() {
             .starts_with("0x")
     );
     assert_eq!(structured["cost_usd"], "0.000001");
-    assert!(
-        text(&run).contains("cost $0.000001, transaction 0x"),
-        "{}",
-        text(&run)
-    );
+    assert_says(&run, "cost $0.000001, transaction 0x");
     assert_eq!(dev.usdc_balance(&pay_to) - before, 1);
 
-    let balance = client
-        .call_tool(params("gpu_balance", json!({})))
-        .await
-        .unwrap();
-    assert!(
-        text(&balance).contains("USDC; spent $0.000001"),
-        "{}",
-        text(&balance)
-    );
+    let balance = call_tool(&client, "gpu_balance", json!({})).await;
+    assert_says(&balance, "USDC; spent $0.000001");
 
     // A budget refusal is a tool error the model can read.
     let out = Command::new(env!("CARGO_BIN_EXE_x402"))
@@ -120,20 +120,16 @@ async fn mcp_tools_are_paid_over_stdio_and_over_the_x402_transport() {
         .output()
         .unwrap();
     assert!(out.status.success());
-    let refused = client
-        .call_tool(params(
-            "gpu_run",
-            json!({"service": "embed-l4", "input": {"text": "one more"}}),
-        ))
-        .await
-        .unwrap();
+    let refused = call_tool(
+        &client,
+        "gpu_run",
+        json!({"service": "embed-l4", "input": {"text": "one more"}}),
+    )
+    .await;
     assert_eq!(refused.is_error, Some(true));
-    let message = text(&refused);
-    assert!(
-        message.contains(
-            "budget exceeded: the total limit is 1 micro-USD, 1 already spent or reserved, 1 asked"
-        ),
-        "{message}"
+    assert_says(
+        &refused,
+        "budget exceeded: the total limit is 1 micro-USD, 1 already spent or reserved, 1 asked",
     );
     client.cancel().await.unwrap();
 
@@ -156,7 +152,7 @@ async fn mcp_tools_are_paid_over_stdio_and_over_the_x402_transport() {
     let as_text: Value = serde_json::from_str(&text(&unpaid)).unwrap();
     assert_eq!(as_text, challenge);
 
-    let payer_key = state["payer_private_keys"][6].as_str().unwrap();
+    let payer_key = dev.state["payer_private_keys"][6].as_str().unwrap();
     let signer: alloy::signers::local::PrivateKeySigner = payer_key.parse().unwrap();
     let ledger = Ledger::in_memory().unwrap();
     let payer = PayingClient::new(
@@ -172,11 +168,10 @@ async fn mcp_tools_are_paid_over_stdio_and_over_the_x402_transport() {
     assert_ne!(paid.result.is_error, Some(true), "{}", text(&paid.result));
     let receipt = paid.receipt.expect("_meta x402/payment-response");
     assert!(receipt.success);
-    assert!(
-        paid.result.structured_content.unwrap()["output"]["text"]
-            .as_str()
-            .unwrap()
-            .contains("Paid over MCP")
+    assert_text_at(
+        &paid.result.structured_content.unwrap(),
+        "/output/text",
+        "Paid over MCP",
     );
     assert_eq!(dev.usdc_balance(&pay_to) - before, 2000);
     let record = &ledger.payments(0).unwrap()[0];
@@ -196,20 +191,16 @@ async fn mcp_tools_are_paid_over_stdio_and_over_the_x402_transport() {
         .unwrap();
     assert_ne!(paid.result.is_error, Some(true), "{}", text(&paid.result));
     assert!(paid.receipt.unwrap().success);
-    assert!(
-        paid.result.structured_content.unwrap()["output"]["text"]
-            .as_str()
-            .unwrap()
-            .contains("Queued job")
+    assert_text_at(
+        &paid.result.structured_content.unwrap(),
+        "/output/text",
+        "Queued job",
     );
     assert_eq!(dev.usdc_balance(&pay_to) - before, 4000);
 
     // Free tools work over HTTP too; the paying side's budget refuses before signing.
-    let catalog = http_client
-        .call_tool(params("gpu_catalog", json!({})))
-        .await
-        .unwrap();
-    assert!(text(&catalog).contains("pdf-parse"), "{}", text(&catalog));
+    let catalog = call_tool(&http_client, "gpu_catalog", json!({})).await;
+    assert_says(&catalog, "pdf-parse");
     ledger
         .set_budget(&x402_client::Budget {
             total: Some(4000),
