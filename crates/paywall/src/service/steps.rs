@@ -1,7 +1,27 @@
 //! The steps of a paid request: matching the payment to the offers, verifying, settling,
 //! recovering a settlement after a restart, and keeping and replaying paid responses.
 
-use super::*;
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::body::HttpBody as _;
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use http_body_util::BodyExt;
+use tower::{Service, ServiceExt};
+use x402_proto::{
+    Facilitator, FacilitatorError, IdempotencyKey, PaymentPayload, PaymentRequest, ReasonCode,
+    SettleResponse, headers, request_fingerprint, requirements_match, v1,
+};
+
+use crate::guard::{Lease, RequestFingerprint, StoredResponse};
+use crate::paid::Paid;
+use crate::price::{PaymentOption, Rejection};
+use crate::response::{self, Challenge, ReceiptHeader};
+
+use super::Inner;
+use super::charge::Verified;
 
 pub(super) const NO_MATCH: &str = "No matching payment requirements: the payment does not match any \
     option of this request's challenge (scheme, network, asset, amount, payTo); pay one of \
