@@ -64,6 +64,15 @@ macro_rules! open_string {
     };
 }
 
+/// Declares the values of an open string type that we know, as its constants.
+macro_rules! known_values {
+    ($name:ident { $($(#[$meta:meta])* $value:ident = $wire:literal,)* }) => {
+        impl $name {
+            $($(#[$meta])* pub const $value: Self = Self::from_static($wire);)*
+        }
+    };
+}
+
 open_string!(
     /// A payment network: a CAIP-2 id in v2 (`eip155:8453`), a plain name in v1 (`base`).
     Network
@@ -179,108 +188,91 @@ impl Network {
     }
 }
 
-impl Scheme {
+known_values!(Scheme {
     /// One payment of exactly the stated amount.
-    pub const EXACT: Self = Self::from_static("exact");
+    EXACT = "exact",
     /// A payment of up to the stated amount, settled for actual usage.
-    pub const UPTO: Self = Self::from_static("upto");
-}
+    UPTO = "upto",
+});
 
-impl ReasonCode {
+known_values!(ReasonCode {
     // General codes from the v2 specification.
     /// The payer cannot cover the amount.
-    pub const INSUFFICIENT_FUNDS: Self = Self::from_static("insufficient_funds");
+    INSUFFICIENT_FUNDS = "insufficient_funds",
     /// The network is not one this facilitator serves.
-    pub const INVALID_NETWORK: Self = Self::from_static("invalid_network");
+    INVALID_NETWORK = "invalid_network",
     /// The payload could not be read.
-    pub const INVALID_PAYLOAD: Self = Self::from_static("invalid_payload");
+    INVALID_PAYLOAD = "invalid_payload",
     /// The requirements are malformed.
-    pub const INVALID_PAYMENT_REQUIREMENTS: Self =
-        Self::from_static("invalid_payment_requirements");
+    INVALID_PAYMENT_REQUIREMENTS = "invalid_payment_requirements",
     /// The scheme is not one this facilitator serves.
-    pub const UNSUPPORTED_SCHEME: Self = Self::from_static("unsupported_scheme");
+    UNSUPPORTED_SCHEME = "unsupported_scheme",
     /// The protocol version is not supported.
-    pub const INVALID_X402_VERSION: Self = Self::from_static("invalid_x402_version");
+    INVALID_X402_VERSION = "invalid_x402_version",
     /// The chain state does not allow the operation.
-    pub const INVALID_TRANSACTION_STATE: Self = Self::from_static("invalid_transaction_state");
+    INVALID_TRANSACTION_STATE = "invalid_transaction_state",
     /// Verification failed for an unexpected (internal) reason.
-    pub const UNEXPECTED_VERIFY_ERROR: Self = Self::from_static("unexpected_verify_error");
+    UNEXPECTED_VERIFY_ERROR = "unexpected_verify_error",
     /// Settlement failed for an unexpected (internal) reason.
-    pub const UNEXPECTED_SETTLE_ERROR: Self = Self::from_static("unexpected_settle_error");
+    UNEXPECTED_SETTLE_ERROR = "unexpected_settle_error",
     /// The transaction was sent but is not confirmed yet; `transaction` holds its hash.
-    pub const SETTLEMENT_PENDING: Self = Self::from_static("settlement_pending");
+    SETTLEMENT_PENDING = "settlement_pending",
     /// The chain could not be reached.
-    pub const CHAIN_UNAVAILABLE: Self = Self::from_static("chain_unavailable");
+    CHAIN_UNAVAILABLE = "chain_unavailable",
     /// The payment is settled, or being settled, for another request; its success was given
     /// to that request's settler.
-    pub const DUPLICATE_SETTLEMENT: Self = Self::from_static("duplicate_settlement");
+    DUPLICATE_SETTLEMENT = "duplicate_settlement",
     /// A resource server's refusal: the payment is being used by another request right now
     /// (the same request sent again may wait for it and get the kept answer).
-    pub const PAYMENT_IN_USE: Self = Self::from_static("payment_in_use");
+    PAYMENT_IN_USE = "payment_in_use",
     /// A resource server's refusal: the payment already bought the response to another
     /// request.
-    pub const PAYMENT_ALREADY_USED: Self = Self::from_static("payment_already_used");
+    PAYMENT_ALREADY_USED = "payment_already_used",
 
     // `exact` on EVM, as the TypeScript SDK 2.27 names them.
     /// `scheme` is not `exact`.
-    pub const EXACT_EVM_SCHEME: Self = Self::from_static("invalid_exact_evm_scheme");
+    EXACT_EVM_SCHEME = "invalid_exact_evm_scheme",
     /// The payload's network differs from the requirements'.
-    pub const EXACT_EVM_NETWORK_MISMATCH: Self =
-        Self::from_static("invalid_exact_evm_network_mismatch");
+    EXACT_EVM_NETWORK_MISMATCH = "invalid_exact_evm_network_mismatch",
     /// `extra.name` / `extra.version` (the EIP-712 domain) are missing.
-    pub const EXACT_EVM_MISSING_EIP712_DOMAIN: Self =
-        Self::from_static("invalid_exact_evm_missing_eip712_domain");
+    EXACT_EVM_MISSING_EIP712_DOMAIN = "invalid_exact_evm_missing_eip712_domain",
     /// `authorization.to` is not `payTo`.
-    pub const EXACT_EVM_RECIPIENT_MISMATCH: Self =
-        Self::from_static("invalid_exact_evm_recipient_mismatch");
+    EXACT_EVM_RECIPIENT_MISMATCH = "invalid_exact_evm_recipient_mismatch",
     /// The signature does not recover to `authorization.from`.
-    pub const EXACT_EVM_SIGNATURE: Self = Self::from_static("invalid_exact_evm_signature");
+    EXACT_EVM_SIGNATURE = "invalid_exact_evm_signature",
     /// `validBefore` has passed or is too close.
-    pub const EXACT_EVM_VALID_BEFORE: Self =
-        Self::from_static("invalid_exact_evm_payload_authorization_valid_before");
+    EXACT_EVM_VALID_BEFORE = "invalid_exact_evm_payload_authorization_valid_before",
     /// `validAfter` is in the future.
-    pub const EXACT_EVM_VALID_AFTER: Self =
-        Self::from_static("invalid_exact_evm_payload_authorization_valid_after");
+    EXACT_EVM_VALID_AFTER = "invalid_exact_evm_payload_authorization_valid_after",
     /// `authorization.value` differs from the required amount (v2 wording).
-    pub const EXACT_EVM_VALUE_MISMATCH: Self =
-        Self::from_static("invalid_exact_evm_payload_authorization_value_mismatch");
+    EXACT_EVM_VALUE_MISMATCH = "invalid_exact_evm_payload_authorization_value_mismatch",
     /// `authorization.value` differs from `maxAmountRequired` (v1 wording).
-    pub const EXACT_EVM_VALUE_MISMATCH_V1: Self =
-        Self::from_static("invalid_exact_evm_authorization_value");
+    EXACT_EVM_VALUE_MISMATCH_V1 = "invalid_exact_evm_authorization_value",
     /// The receipt holds no Transfer event matching the authorization.
-    pub const EXACT_EVM_TRANSFER_EVENT_MISMATCH: Self =
-        Self::from_static("invalid_exact_evm_transfer_event_mismatch");
+    EXACT_EVM_TRANSFER_EVENT_MISMATCH = "invalid_exact_evm_transfer_event_mismatch",
     /// The payer has no code and its smart-wallet signature carries no ERC-6492 deployment.
-    pub const EXACT_EVM_UNDEPLOYED_SMART_WALLET: Self =
-        Self::from_static("invalid_exact_evm_payload_undeployed_smart_wallet");
+    EXACT_EVM_UNDEPLOYED_SMART_WALLET = "invalid_exact_evm_payload_undeployed_smart_wallet",
     /// A counterfactual (ERC-6492) wallet's factory is not allowed.
-    pub const EIP6492_FACTORY_NOT_ALLOWED: Self = Self::from_static("eip6492_factory_not_allowed");
+    EIP6492_FACTORY_NOT_ALLOWED = "eip6492_factory_not_allowed",
     /// The settlement transaction reverted.
-    pub const EXACT_EVM_TRANSACTION_FAILED: Self =
-        Self::from_static("invalid_exact_evm_transaction_failed");
+    EXACT_EVM_TRANSACTION_FAILED = "invalid_exact_evm_transaction_failed",
     /// The token's `name()` differs from `extra.name`.
-    pub const EXACT_EVM_TOKEN_NAME_MISMATCH: Self =
-        Self::from_static("invalid_exact_evm_token_name_mismatch");
+    EXACT_EVM_TOKEN_NAME_MISMATCH = "invalid_exact_evm_token_name_mismatch",
     /// The token's `version()` differs from `extra.version`.
-    pub const EXACT_EVM_TOKEN_VERSION_MISMATCH: Self =
-        Self::from_static("invalid_exact_evm_token_version_mismatch");
+    EXACT_EVM_TOKEN_VERSION_MISMATCH = "invalid_exact_evm_token_version_mismatch",
     /// The asset does not implement EIP-3009.
-    pub const EXACT_EVM_EIP3009_NOT_SUPPORTED: Self =
-        Self::from_static("invalid_exact_evm_eip3009_not_supported");
+    EXACT_EVM_EIP3009_NOT_SUPPORTED = "invalid_exact_evm_eip3009_not_supported",
     /// The authorization nonce was already used or canceled.
-    pub const EXACT_EVM_NONCE_ALREADY_USED: Self =
-        Self::from_static("invalid_exact_evm_nonce_already_used");
+    EXACT_EVM_NONCE_ALREADY_USED = "invalid_exact_evm_nonce_already_used",
     /// The payer's token balance is below the amount.
-    pub const EXACT_EVM_INSUFFICIENT_BALANCE: Self =
-        Self::from_static("invalid_exact_evm_insufficient_balance");
+    EXACT_EVM_INSUFFICIENT_BALANCE = "invalid_exact_evm_insufficient_balance",
     /// Simulating the transfer failed for another reason.
-    pub const EXACT_EVM_SIMULATION_FAILED: Self =
-        Self::from_static("invalid_exact_evm_transaction_simulation_failed");
+    EXACT_EVM_SIMULATION_FAILED = "invalid_exact_evm_transaction_simulation_failed",
     /// The asset address holds no contract.
-    pub const ASSET_NOT_DEPLOYED_CONTRACT: Self = Self::from_static("asset_not_deployed_contract");
+    ASSET_NOT_DEPLOYED_CONTRACT = "asset_not_deployed_contract",
     /// The payload's shape is not one this scheme understands.
-    pub const UNSUPPORTED_PAYLOAD_TYPE: Self = Self::from_static("unsupported_payload_type");
-}
+    UNSUPPORTED_PAYLOAD_TYPE = "unsupported_payload_type",
+});
 
 #[cfg(test)]
 mod tests {

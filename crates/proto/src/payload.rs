@@ -24,6 +24,32 @@ fn unsupported<E: de::Error>(what: &str, version: u64) -> E {
     ))
 }
 
+/// Serde for an enum of a v1 and a v2 message: written as the message itself, read by its
+/// `x402Version`. `$what` names the message in errors.
+macro_rules! versioned_serde {
+    ($name:ident, $what:literal) => {
+        impl Serialize for $name {
+            fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+                match self {
+                    Self::V1(p) => p.serialize(serializer),
+                    Self::V2(p) => p.serialize(serializer),
+                }
+            }
+        }
+
+        impl<'de> Deserialize<'de> for $name {
+            fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let value = Value::deserialize(deserializer)?;
+                match version_of(&value, $what)? {
+                    1 => from_value(value, concat!("v1 ", $what)).map(Self::V1),
+                    2 => from_value(value, concat!("v2 ", $what)).map(Self::V2),
+                    other => Err(unsupported($what, other)),
+                }
+            }
+        }
+    };
+}
+
 /// A signed payment of either version: what `PAYMENT-SIGNATURE` or `X-PAYMENT` carries.
 // One value per HTTP request: the size difference between versions costs nothing.
 #[allow(clippy::large_enum_variant)]
@@ -69,25 +95,7 @@ impl PaymentPayload {
     }
 }
 
-impl Serialize for PaymentPayload {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::V1(p) => p.serialize(serializer),
-            Self::V2(p) => p.serialize(serializer),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for PaymentPayload {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(deserializer)?;
-        match version_of(&value, "payment payload")? {
-            1 => from_value(value, "v1 payment payload").map(Self::V1),
-            2 => from_value(value, "v2 payment payload").map(Self::V2),
-            other => Err(unsupported("payment payload", other)),
-        }
-    }
-}
+versioned_serde!(PaymentPayload, "payment payload");
 
 /// A 402 challenge of either version: the v2 header or the v1 JSON body.
 // One value per HTTP request: the size difference between versions costs nothing.
@@ -100,25 +108,7 @@ pub enum PaymentRequired {
     V2(v2::PaymentRequired),
 }
 
-impl Serialize for PaymentRequired {
-    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        match self {
-            Self::V1(p) => p.serialize(serializer),
-            Self::V2(p) => p.serialize(serializer),
-        }
-    }
-}
-
-impl<'de> Deserialize<'de> for PaymentRequired {
-    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        let value = Value::deserialize(deserializer)?;
-        match version_of(&value, "payment challenge")? {
-            1 => from_value(value, "v1 payment challenge").map(Self::V1),
-            2 => from_value(value, "v2 payment challenge").map(Self::V2),
-            other => Err(unsupported("payment challenge", other)),
-        }
-    }
-}
+versioned_serde!(PaymentRequired, "payment challenge");
 
 /// What a resource server sends a facilitator's `/verify` and `/settle`: a payment and the
 /// requirements it must meet, both of the same version.
