@@ -76,17 +76,66 @@ pub fn verify_refusal(
     ))
 }
 
+impl ExactEvmFacilitator {
+    /// Verifies `request`: [`Facilitator::verify`].
+    async fn verify_payment(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<VerifyResponse, FacilitatorError> {
+        match self.scheme.verify(request).await {
+            Ok(payment) => Ok(VerifyResponse::valid(payment.payer().to_checksum(None))),
+            Err(error) => verify_refusal(&error, request),
+        }
+    }
+
+    /// Verifies `request` again and sends its transaction: [`Facilitator::settle`].
+    async fn settle_payment(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let network = request.wire_network().clone();
+        let payment = match self.scheme.verify(request).await {
+            Ok(payment) => payment,
+            Err(error) if error.is_retryable() => {
+                return Err(FacilitatorError::Unavailable(error.to_string()));
+            }
+            Err(error) => {
+                return Ok(SettleResponse::failure(
+                    network,
+                    ReasonCode::from(&error),
+                    error.to_string(),
+                    claimed_payer(request),
+                    None,
+                ));
+            }
+        };
+        let payer = payment.payer().to_checksum(None);
+        match self.scheme.settle(payment).await {
+            Ok(settlement) => Ok(SettleResponse::success(
+                network,
+                Some(payer),
+                settlement.tx_hash.to_string(),
+            )),
+            Err(error @ SettleError::ChainUnavailable { .. }) => {
+                Err(FacilitatorError::Unavailable(error.to_string()))
+            }
+            Err(error) => Ok(SettleResponse::failure(
+                network,
+                ReasonCode::from(&error),
+                error.to_string(),
+                Some(payer),
+                error.tx_hash().map(|h| h.to_string()),
+            )),
+        }
+    }
+}
+
 impl Facilitator for ExactEvmFacilitator {
     fn verify<'a>(
         &'a self,
         request: &'a PaymentRequest,
     ) -> BoxFuture<'a, Result<VerifyResponse, FacilitatorError>> {
-        Box::pin(async move {
-            match self.scheme.verify(request).await {
-                Ok(payment) => Ok(VerifyResponse::valid(payment.payer().to_checksum(None))),
-                Err(error) => verify_refusal(&error, request),
-            }
-        })
+        Box::pin(self.verify_payment(request))
     }
 
     fn settle<'a>(
@@ -94,42 +143,7 @@ impl Facilitator for ExactEvmFacilitator {
         request: &'a PaymentRequest,
         _idempotency_key: Option<&'a IdempotencyKey>,
     ) -> BoxFuture<'a, Result<SettleResponse, FacilitatorError>> {
-        Box::pin(async move {
-            let network = request.wire_network().clone();
-            let payment = match self.scheme.verify(request).await {
-                Ok(payment) => payment,
-                Err(error) if error.is_retryable() => {
-                    return Err(FacilitatorError::Unavailable(error.to_string()));
-                }
-                Err(error) => {
-                    return Ok(SettleResponse::failure(
-                        network,
-                        ReasonCode::from(&error),
-                        error.to_string(),
-                        claimed_payer(request),
-                        None,
-                    ));
-                }
-            };
-            let payer = payment.payer().to_checksum(None);
-            match self.scheme.settle(payment).await {
-                Ok(settlement) => Ok(SettleResponse::success(
-                    network,
-                    Some(payer),
-                    settlement.tx_hash.to_string(),
-                )),
-                Err(error @ SettleError::ChainUnavailable { .. }) => {
-                    Err(FacilitatorError::Unavailable(error.to_string()))
-                }
-                Err(error) => Ok(SettleResponse::failure(
-                    network,
-                    ReasonCode::from(&error),
-                    error.to_string(),
-                    Some(payer),
-                    error.tx_hash().map(|h| h.to_string()),
-                )),
-            }
-        })
+        Box::pin(self.settle_payment(request))
     }
 
     fn supported(&self) -> BoxFuture<'_, Result<SupportedResponse, FacilitatorError>> {

@@ -59,83 +59,62 @@ impl NodeRefusal {
 mod tests {
     use super::NodeRefusal::{self, *};
 
-    /// Messages as nodes send them (code, message, whether revert data came along).
-    const TABLE: &[(i64, &str, bool, NodeRefusal)] = &[
-        (-32000, "already known", false, AlreadyKnown),
-        (-32010, "Known transaction", false, AlreadyKnown),
-        (-32003, "transaction already imported", false, AlreadyKnown),
-        (-32010, "AlreadyKnown", false, AlreadyKnown),
-        (
-            -32000,
-            "nonce too low: next nonce 5, tx nonce 3",
-            false,
-            NonceUsed,
-        ),
-        (-32003, "Nonce too low", false, NonceUsed),
-        (-32000, "nonce has already been used", false, NonceUsed),
-        (-32010, "OldNonce", false, NonceUsed),
-        (
-            -32000,
-            "replacement transaction underpriced",
-            false,
-            Underpriced,
-        ),
+    /// Messages as nodes send them without revert data: (code, message, what they mean).
+    const TABLE: &[(i64, &str, NodeRefusal)] = &[
+        (-32000, "already known", AlreadyKnown),
+        (-32010, "Known transaction", AlreadyKnown),
+        (-32003, "transaction already imported", AlreadyKnown),
+        (-32010, "AlreadyKnown", AlreadyKnown),
+        (-32000, "nonce too low: next nonce 5, tx nonce 3", NonceUsed),
+        (-32003, "Nonce too low", NonceUsed),
+        (-32000, "nonce has already been used", NonceUsed),
+        (-32010, "OldNonce", NonceUsed),
+        (-32000, "replacement transaction underpriced", Underpriced),
         (
             -32000,
             "transaction underpriced: tip needed 1, tip permitted 0",
-            false,
             Underpriced,
         ),
         (
             -32000,
             "max fee per gas less than block base fee: address 0x1, maxFeePerGas: 1, baseFee: 7",
-            false,
             Underpriced,
         ),
-        (
-            -32000,
-            "fee cap less than block base fee",
-            false,
-            Underpriced,
-        ),
+        (-32000, "fee cap less than block base fee", Underpriced),
         (
             -32009,
             "Gas price below configured minimum gas price",
-            false,
             Underpriced,
         ),
-        (-32010, "FeeTooLow", false, Underpriced),
-        (
-            3,
-            "execution reverted: FiatTokenV2: invalid signature",
-            true,
-            Reverted,
-        ),
-        (-32000, "execution reverted", false, Reverted),
+        (-32010, "FeeTooLow", Underpriced),
+        (-32000, "execution reverted", Reverted),
         (
             -32015,
             "VM Exception while processing transaction: revert",
-            false,
             Reverted,
         ),
-        (
-            -32000,
-            "insufficient funds for gas * price + value",
-            false,
-            Other,
-        ),
-        (429, "Too Many Requests", false, Other),
-        (-32000, "header not found", false, Other),
+        (-32000, "insufficient funds for gas * price + value", Other),
+        (429, "Too Many Requests", Other),
+        (-32000, "header not found", Other),
     ];
 
     #[test]
     fn real_node_messages_are_classified() {
-        for (code, message, revert_data, expected) in TABLE {
+        for (code, message, expected) in TABLE {
             assert_eq!(
-                NodeRefusal::classify(*code, message, *revert_data),
+                NodeRefusal::classify(*code, message, false),
                 *expected,
                 "{code} {message:?}"
             );
         }
+        // A revert that came with its revert data.
+        assert_eq!(
+            NodeRefusal::classify(
+                3,
+                "execution reverted: FiatTokenV2: invalid signature",
+                true
+            ),
+            Reverted
+        );
     }
 }

@@ -2,32 +2,38 @@
 
 use super::*;
 
+/// The `IEip3009` call `$call` of authorization `$auth`: its six fields, then the signature
+/// arguments of that overload.
+macro_rules! authorization_call {
+    ($call:ident, $auth:expr, { $($signature:tt)* }) => {
+        IEip3009::$call {
+            from: $auth.from,
+            to: $auth.to,
+            value: $auth.value,
+            validAfter: $auth.valid_after,
+            validBefore: $auth.valid_before,
+            nonce: $auth.nonce,
+            $($signature)*
+        }
+    };
+}
+
 /// Calldata for `transferWithAuthorization`: the (v, r, s) overload for a 65-byte signature
 /// (which tokens such as USDC v2.2 still route to ERC-1271 when `from` is a contract), the
 /// `bytes` overload otherwise.
 pub(crate) fn transfer_calldata(auth: &Authorization, signature: &Bytes) -> Vec<u8> {
     match Signature::from_raw(signature) {
-        Ok(parsed) if signature.len() == 65 => IEip3009::transferWithAuthorization_0Call {
-            from: auth.from,
-            to: auth.to,
-            value: auth.value,
-            validAfter: auth.valid_after,
-            validBefore: auth.valid_before,
-            nonce: auth.nonce,
-            v: 27 + u8::from(parsed.v()),
-            r: parsed.r().into(),
-            s: parsed.s().into(),
+        Ok(parsed) if signature.len() == 65 => {
+            authorization_call!(transferWithAuthorization_0Call, auth, {
+                v: 27 + u8::from(parsed.v()),
+                r: parsed.r().into(),
+                s: parsed.s().into(),
+            })
+            .abi_encode()
         }
-        .abi_encode(),
-        _ => IEip3009::transferWithAuthorization_1Call {
-            from: auth.from,
-            to: auth.to,
-            value: auth.value,
-            validAfter: auth.valid_after,
-            validBefore: auth.valid_before,
-            nonce: auth.nonce,
+        _ => authorization_call!(transferWithAuthorization_1Call, auth, {
             signature: signature.clone(),
-        }
+        })
         .abi_encode(),
     }
 }
