@@ -267,12 +267,11 @@ impl Devnet {
         owner: Address,
         salt: B256,
     ) -> Result<Address, DevnetError> {
-        let call = IDevWalletFactory::walletAddressCall { owner, salt };
-        let tx = TransactionRequest::default()
-            .with_to(factory)
-            .with_input(call.abi_encode());
-        let out = self.provider.call(tx).await.map_err(rpc_err)?;
-        IDevWalletFactory::walletAddressCall::abi_decode_returns(&out).map_err(rpc_err)
+        self.read(
+            factory,
+            IDevWalletFactory::walletAddressCall { owner, salt },
+        )
+        .await
     }
 
     /// Calldata that makes the factory deploy the wallet of `owner` and `salt` (what an
@@ -373,12 +372,8 @@ impl Devnet {
 
     /// The token balance of `owner`.
     pub async fn balance_of(&self, token: Address, owner: Address) -> Result<U256, DevnetError> {
-        let call = IDevToken::balanceOfCall { account: owner };
-        let tx = TransactionRequest::default()
-            .with_to(token)
-            .with_input(call.abi_encode());
-        let out = self.provider.call(tx).await.map_err(rpc_err)?;
-        IDevToken::balanceOfCall::abi_decode_returns(&out).map_err(rpc_err)
+        self.read(token, IDevToken::balanceOfCall { account: owner })
+            .await
     }
 
     /// Whether `(authorizer, nonce)` was used on `token`.
@@ -388,12 +383,20 @@ impl Devnet {
         authorizer: Address,
         nonce: B256,
     ) -> Result<bool, DevnetError> {
-        let call = IDevToken::authorizationStateCall { authorizer, nonce };
+        self.read(
+            token,
+            IDevToken::authorizationStateCall { authorizer, nonce },
+        )
+        .await
+    }
+
+    /// What the view function `call` of the contract at `to` returns.
+    async fn read<C: SolCall>(&self, to: Address, call: C) -> Result<C::Return, DevnetError> {
         let tx = TransactionRequest::default()
-            .with_to(token)
+            .with_to(to)
             .with_input(call.abi_encode());
         let out = self.provider.call(tx).await.map_err(rpc_err)?;
-        IDevToken::authorizationStateCall::abi_decode_returns(&out).map_err(rpc_err)
+        C::abi_decode_returns(&out).map_err(rpc_err)
     }
 
     /// How many transactions `address` has sent.
