@@ -4,15 +4,13 @@
 //! payments from the dev payers, then drives `/verify` and `/settle` at a fixed concurrency
 //! and checks on chain that the total moved equals the total settled.
 
-use std::sync::Arc;
-use std::time::{Duration, Instant};
-
 use alloy::primitives::U256;
 use anyhow::{Context, bail};
-use serde_json::Value;
 use x402_devnet::{Devnet, DevnetConfig};
 use x402_facilitator::{FacilitatorConfig, Limits, NetworkConfig};
 use x402_proto::{PaymentRequest, Scheme, TokenAmount, v2};
+
+use crate::load::{Call, Success, drive, finish, print_phases, scratch_dir, verdict};
 
 /// Options of `x402-bench facilitator`.
 #[derive(Debug, clap::Args)]
@@ -58,86 +56,6 @@ impl From<Sync> for x402_facilitator::Durability {
     }
 }
 
-#[derive(Debug, serde::Serialize)]
-pub(crate) struct Phase {
-    pub(crate) requests: usize,
-    pub(crate) ok: usize,
-    pub(crate) seconds: f64,
-    pub(crate) per_second: f64,
-    pub(crate) p50_ms: f64,
-    pub(crate) p99_ms: f64,
-    pub(crate) max_ms: f64,
-}
-
-pub(crate) fn summarize(mut latencies: Vec<Duration>, ok: usize, took: Duration) -> Phase {
-    latencies.sort();
-    let at = |q: f64| {
-        latencies
-            .get(((latencies.len() as f64 * q).ceil() as usize).saturating_sub(1))
-            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
-    };
-    Phase {
-        requests: latencies.len(),
-        ok,
-        seconds: took.as_secs_f64(),
-        per_second: latencies.len() as f64 / took.as_secs_f64(),
-        p50_ms: at(0.50),
-        p99_ms: at(0.99),
-        max_ms: latencies.last().map_or(0.0, |d| d.as_secs_f64() * 1000.0),
-    }
-}
-
-async fn drive(
-    url: String,
-    bodies: Arc<Vec<Value>>,
-    concurrency: usize,
-    ok_field: &'static str,
-    jitter_ms: u64,
-) -> anyhow::Result<Phase> {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()?;
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let (http, url, bodies, next) = (http.clone(), url.clone(), bodies.clone(), next.clone());
-        workers.spawn(async move {
-            let mut latencies = Vec::new();
-            let mut ok = 0;
-            let mut failures = Vec::new();
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(body) = bodies.get(i) else { break };
-                if jitter_ms > 0 {
-                    let random = u64::from_le_bytes(alloy::primitives::B64::random().0);
-                    tokio::time::sleep(Duration::from_millis(random % jitter_ms)).await;
-                }
-                let sent = Instant::now();
-                let answer: anyhow::Result<Value> =
-                    async { Ok(http.post(&url).json(body).send().await?.json().await?) }.await;
-                latencies.push(sent.elapsed());
-                match answer {
-                    Ok(answer) if answer[ok_field] == true => ok += 1,
-                    Ok(answer) => failures.push(answer.to_string()),
-                    Err(error) => failures.push(error.to_string()),
-                }
-            }
-            (latencies, ok, failures)
-        });
-    }
-    let mut latencies = Vec::new();
-    let mut ok = 0;
-    for (mut l, o, failures) in workers.join_all().await {
-        latencies.append(&mut l);
-        ok += o;
-        if let Some(first) = failures.first() {
-            eprintln!("  {} failed, e.g. {first}", failures.len());
-        }
-    }
-    Ok(summarize(latencies, ok, started.elapsed()))
-}
-
 pub(crate) async fn run(args: FacilitatorBench) -> anyhow::Result<()> {
     if args.count == 0 || args.concurrency == 0 {
         bail!("--count and --concurrency must be at least 1");
@@ -153,7 +71,7 @@ pub(crate) async fn run(args: FacilitatorBench) -> anyhow::Result<()> {
     })
     .await
     .context("starting anvil")?;
-    let dir = tempfile_dir()?;
+    let dir = scratch_dir("facilitator")?;
     let config = FacilitatorConfig {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
         database: dir.join("facilitator.db"),
@@ -198,7 +116,17 @@ pub(crate) async fn run(args: FacilitatorBench) -> anyhow::Result<()> {
         };
         bodies.push(serde_json::to_value(&request)?);
     }
-    let bodies = Arc::new(bodies);
+    // The same payments, verified in one phase and settled in the next.
+    let calls = |path: &str| -> Vec<Call> {
+        bodies
+            .iter()
+            .map(|body| Call {
+                url: format!("{}/{path}", running.url()),
+                body: Some(body.clone()),
+                payment: None,
+            })
+            .collect()
+    };
     let jitter_ms = args
         .jitter_ms
         .unwrap_or_else(|| args.block_time.map_or(0, |s| s * 1000));
@@ -209,30 +137,13 @@ pub(crate) async fn run(args: FacilitatorBench) -> anyhow::Result<()> {
         .transaction_count(devnet.facilitator().address)
         .await?;
 
-    eprintln!(
-        "verify: {} requests at concurrency {}…",
-        args.count, args.concurrency
-    );
-    let verify = drive(
-        format!("{}/verify", running.url()),
-        bodies.clone(),
-        args.concurrency,
-        "isValid",
-        0,
-    )
-    .await?;
-    eprintln!(
-        "settle: {} requests at concurrency {}…",
-        args.count, args.concurrency
-    );
-    let settle = drive(
-        format!("{}/settle", running.url()),
-        bodies,
-        args.concurrency,
-        "success",
-        jitter_ms,
-    )
-    .await?;
+    // Each phase posts to the route of its name and counts the answers with `ok_field` true.
+    let phase = |name: &'static str, ok_field, jitter_ms| {
+        let success = Success::TrueField(ok_field);
+        drive(name, calls(name), args.concurrency, success, jitter_ms)
+    };
+    let verify = phase("verify", "isValid", 0).await?;
+    let settle = phase("settle", "success", jitter_ms).await?;
 
     let moved = devnet
         .balance_of(token.address, devnet.pay_to().address)
@@ -263,33 +174,11 @@ pub(crate) async fn run(args: FacilitatorBench) -> anyhow::Result<()> {
             "consistent": consistent,
         },
     });
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        for (name, phase) in [("verify", &verify), ("settle", &settle)] {
-            println!(
-                "{name:6} {}/{} ok  {:8.1}/s  p50 {:7.1} ms  p99 {:7.1} ms  max {:7.1} ms",
-                phase.ok,
-                phase.requests,
-                phase.per_second,
-                phase.p50_ms,
-                phase.p99_ms,
-                phase.max_ms
-            );
-        }
+    finish(args.json, &report, consistent, || {
+        print_phases(&[("verify", &verify), ("settle", &settle)], 6, 1);
         println!(
             "chain  moved {moved} atomic units in {sent} transactions (expected {expected}): {}",
-            if consistent { "consistent" } else { "MISMATCH" }
+            verdict(consistent)
         );
-    }
-    if !consistent {
-        bail!("on-chain total does not match the settled total");
-    }
-    Ok(())
-}
-
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("x402-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
+    })
 }

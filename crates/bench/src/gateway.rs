@@ -9,7 +9,6 @@
 //! balance must grow by exactly what was charged.
 
 use std::sync::Arc;
-use std::time::Instant;
 
 use alloy::primitives::U256;
 use anyhow::{Context, bail};
@@ -19,7 +18,7 @@ use x402_devnet::{Devnet, DevnetConfig};
 use x402_paywall::{PaymentOption, Paywall, PaywallConfig, RoutePrice};
 use x402_proto::{Facilitator, encode_header, v2};
 
-use crate::facilitator::{Phase, summarize};
+use crate::load::{Call, Success, drive, finish, print_phases, scratch_dir, verdict};
 
 /// Options of `x402-bench gateway`.
 #[derive(Debug, clap::Args)]
@@ -36,64 +35,6 @@ pub(crate) struct GatewayBench {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-}
-
-/// One request of a phase.
-struct Call {
-    url: String,
-    body: Option<Value>,
-    payment: Option<String>,
-}
-
-async fn drive(calls: Vec<Call>, concurrency: usize, expect: u16) -> anyhow::Result<Phase> {
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()?;
-    let calls = Arc::new(calls);
-    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
-    let started = Instant::now();
-    let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let (http, calls, next) = (http.clone(), calls.clone(), next.clone());
-        workers.spawn(async move {
-            let (mut latencies, mut ok, mut failures) = (Vec::new(), 0, Vec::new());
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(call) = calls.get(i) else { break };
-                let mut request = match &call.body {
-                    Some(body) => http.post(&call.url).json(body),
-                    None => http.get(&call.url),
-                };
-                if let Some(payment) = &call.payment {
-                    request = request.header("PAYMENT-SIGNATURE", payment);
-                }
-                let sent = Instant::now();
-                let answer = async {
-                    let response = request.send().await?;
-                    let status = response.status().as_u16();
-                    let _ = response.bytes().await?;
-                    Ok::<_, reqwest::Error>(status)
-                }
-                .await;
-                latencies.push(sent.elapsed());
-                match answer {
-                    Ok(status) if status == expect => ok += 1,
-                    Ok(status) => failures.push(format!("status {status}")),
-                    Err(error) => failures.push(error.to_string()),
-                }
-            }
-            (latencies, ok, failures)
-        });
-    }
-    let (mut latencies, mut ok) = (Vec::new(), 0);
-    for (mut l, o, failures) in workers.join_all().await {
-        latencies.append(&mut l);
-        ok += o;
-        if let Some(first) = failures.first() {
-            eprintln!("  {} failed, e.g. {first}", failures.len());
-        }
-    }
-    Ok(summarize(latencies, ok, started.elapsed()))
 }
 
 /// The v2 challenge a request gets.
@@ -145,8 +86,7 @@ pub(crate) async fn run(args: GatewayBench) -> anyhow::Result<()> {
     }
     eprintln!("starting anvil (automine), the facilitator and the gateway…");
     let devnet = Devnet::start(DevnetConfig::default()).await?;
-    let dir = std::env::temp_dir().join(format!("x402-bench-gateway-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let dir = scratch_dir("gateway")?;
     let facilitator_config =
         x402_cli::stack::facilitator_config(&devnet, 0, &dir.join("facilitator.db"), None);
     let facilitator =
@@ -198,26 +138,25 @@ pub(crate) async fn run(args: GatewayBench) -> anyhow::Result<()> {
             })
             .collect()
     };
-    eprintln!(
-        "running {} requests per phase at concurrency {}…",
-        args.count, args.concurrency
-    );
-    let free = drive(
+    let phase = |name: &'static str, calls: Vec<Call>, expect: u16| {
+        drive(name, calls, args.concurrency, Success::Status(expect), 0)
+    };
+    let free = phase(
+        "unpaid route",
         calls(&format!("{plain}/free"), None, None),
-        args.concurrency,
         200,
     )
     .await?;
-    let challenged = drive(calls(&paid_url, None, None), args.concurrency, 402).await?;
-    let paid = drive(
+    let challenged = phase("402 challenge", calls(&paid_url, None, None), 402).await?;
+    let paid = phase(
+        "paid route",
         calls(&paid_url, None, Some(&paid_payments)),
-        args.concurrency,
         200,
     )
     .await?;
-    let run = drive(
+    let run = phase(
+        "paid /run embed",
         calls(&run_url, Some(&run_body), Some(&run_payments)),
-        args.concurrency,
         200,
     )
     .await?;
@@ -244,35 +183,20 @@ pub(crate) async fn run(args: GatewayBench) -> anyhow::Result<()> {
         "paywall_overhead_p50_ms": overhead_p50,
         "on_chain": {"moved": moved.to_string(), "expected": expected.to_string(), "consistent": consistent},
     });
-    if args.json {
-        println!("{}", serde_json::to_string_pretty(&report)?);
-    } else {
-        for (name, phase) in [
+    finish(args.json, &report, consistent, || {
+        let phases = [
             ("unpaid route", &free),
             ("402 challenge", &challenged),
             ("paid route", &paid),
             ("paid /run embed", &run),
-        ] {
-            println!(
-                "{name:16} {}/{} ok  {:8.1}/s  p50 {:7.2} ms  p99 {:7.2} ms  max {:7.2} ms",
-                phase.ok,
-                phase.requests,
-                phase.per_second,
-                phase.p50_ms,
-                phase.p99_ms,
-                phase.max_ms
-            );
-        }
+        ];
+        print_phases(&phases, 16, 2);
         println!(
             "paywall overhead (paid − unpaid, p50): {overhead_p50:.2} ms (verify + settle on anvil)"
         );
         println!(
             "chain  moved {moved} atomic units (expected {expected}): {}",
-            if consistent { "consistent" } else { "MISMATCH" }
+            verdict(consistent)
         );
-    }
-    if !consistent {
-        bail!("on-chain total does not match the charged total");
-    }
-    Ok(())
+    })
 }

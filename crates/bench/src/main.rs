@@ -9,9 +9,9 @@
 
 mod facilitator;
 mod gateway;
+mod load;
 
 use clap::{Parser, Subcommand};
-use tracing_subscriber::EnvFilter;
 
 /// Load benchmarks against a local chain (figures for docs/benchmarks.md).
 #[derive(Debug, Parser)]
@@ -32,13 +32,7 @@ enum Target {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+    x402_cli::logging::init("warn");
     match Cli::parse().target {
         Target::Facilitator(args) => facilitator::run(args).await,
         Target::Gateway(args) => gateway::run(args).await,

@@ -5,12 +5,13 @@
 mod common;
 
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
 use alloy::primitives::U256;
 use base64::Engine;
 use common::{Stack, testdata};
 use serde_json::{Value, json};
+use tokio::process::Command;
 
 fn fetch_client() -> PathBuf {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools");
@@ -21,22 +22,19 @@ fn fetch_client() -> PathBuf {
     dir.join("interop/fetch-client.mjs")
 }
 
+/// POSTs `body` to `/run` with the official client, paying as payer `payer`: what the client
+/// prints (status, body and the decoded payment response).
 async fn official_post(stack: &Stack, payer: usize, body: Value) -> Value {
-    let key = stack.payer(payer).to_bytes().to_string();
-    let url = format!("{}/run", stack.url);
-    let output = tokio::task::spawn_blocking(move || {
-        Command::new("node")
-            .arg(fetch_client())
-            .env("URL", url)
-            .env("METHOD", "POST")
-            .env("BODY", body.to_string())
-            .env("PRIVATE_KEY", key)
-            .stderr(Stdio::inherit())
-            .output()
-            .expect("node runs")
-    })
-    .await
-    .unwrap();
+    let output = Command::new("node")
+        .arg(fetch_client())
+        .env("URL", format!("{}/run", stack.url))
+        .env("METHOD", "POST")
+        .env("BODY", body.to_string())
+        .env("PRIVATE_KEY", stack.payer(payer).to_bytes().to_string())
+        .stderr(Stdio::inherit())
+        .output()
+        .await
+        .expect("node runs");
     assert!(output.status.success(), "fetch-client failed");
     serde_json::from_slice(&output.stdout).expect("one JSON line")
 }
