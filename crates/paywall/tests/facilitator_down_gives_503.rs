@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::Shop;
 use x402_paywall::HttpFacilitator;
 use x402_proto::Facilitator;
-use x402_testkit::{Wire, pay_and_retry, payment_for};
+use x402_testkit::{Wire, pay_and_retry};
 
 #[tokio::test]
 async fn an_unreachable_facilitator_gives_503_and_no_content() {
@@ -28,17 +28,9 @@ async fn an_unreachable_facilitator_gives_503_and_no_content() {
     let before = shop.pay_to_balance().await;
     let txs_before = shop.chain.facilitator_tx_count().await;
 
-    // Asking the price needs no facilitator.
-    let first = shop.http.get(&url).send().await.unwrap();
-    assert_eq!(first.status(), 402);
-    let (name, value) = payment_for(first, shop.payer(), Wire::V2).await;
-    let response = shop
-        .http
-        .get(&url)
-        .header(name, value)
-        .send()
-        .await
-        .unwrap();
+    // Asking the price needs no facilitator (`payment_for` checks it is a 402).
+    let payment = shop.payment_for(&url, Wire::V2).await;
+    let response = shop.get_paid(&url, &payment).await;
     assert_eq!(response.status(), 503);
     assert_eq!(response.headers()["retry-after"], "5");
     assert_eq!(response.headers()["cache-control"], "no-store");

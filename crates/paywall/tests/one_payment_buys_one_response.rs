@@ -10,7 +10,6 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use alloy::primitives::U256;
 use common::{PRICE_ATOMIC, Shop, THINK};
 use tokio::io::AsyncWriteExt;
 use x402_paywall::HttpFacilitator;
@@ -90,16 +89,11 @@ fn assert_one_served(answers: &[(u16, String)]) {
 }
 
 async fn attack_at_once(shop: Shop) {
-    let before = shop.pay_to_balance().await;
     let txs_before = shop.chain.facilitator_tx_count().await;
     let (name, value) = think_payment(&shop, "q").await;
     let answers = send_all_at_once(&shop, name, reencodings(&value, COPIES)).await;
     assert_one_served(&answers);
-    assert_eq!(
-        shop.pay_to_balance().await - before,
-        U256::from(PRICE_ATOMIC),
-        "one transfer"
-    );
+    shop.assert_paid(PRICE_ATOMIC).await;
     assert_eq!(
         shop.chain.facilitator_tx_count().await,
         txs_before + 1,
@@ -108,32 +102,35 @@ async fn attack_at_once(shop: Shop) {
     assert_eq!(shop.think_runs(&shop.url).await, 1, "the handler ran once");
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn re_encoded_copies_sent_at_once_buy_one_response() {
-    attack_at_once(Shop::start().await).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn re_encoded_copies_sent_at_once_buy_one_response_through_a_remote_facilitator() {
-    attack_at_once(Shop::start_with(remote_shop_facilitator).await).await;
-}
-
 fn remote_shop_facilitator(running: &x402_facilitator::RunningFacilitator) -> Arc<dyn Facilitator> {
     Arc::new(HttpFacilitator::new(&running.url(), Duration::from_secs(30)).unwrap())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn copies_sent_one_after_another_while_the_first_runs_are_refused() {
-    copies_one_after_another(Shop::start().await).await;
+/// Two tests of `scenario`: `$in_process` with the facilitator in the shop's process, and
+/// `$remote` through it over HTTP.
+macro_rules! in_process_and_remote {
+    ($scenario:ident: $in_process:ident, $remote:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $in_process() {
+            $scenario(Shop::start().await).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $remote() {
+            $scenario(Shop::start_with(remote_shop_facilitator).await).await;
+        }
+    };
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn copies_sent_one_after_another_are_refused_through_a_remote_facilitator() {
-    copies_one_after_another(Shop::start_with(remote_shop_facilitator).await).await;
-}
+in_process_and_remote!(attack_at_once:
+    re_encoded_copies_sent_at_once_buy_one_response,
+    re_encoded_copies_sent_at_once_buy_one_response_through_a_remote_facilitator);
+
+in_process_and_remote!(copies_one_after_another:
+    copies_sent_one_after_another_while_the_first_runs_are_refused,
+    copies_sent_one_after_another_are_refused_through_a_remote_facilitator);
 
 async fn copies_one_after_another(shop: Shop) {
-    let before = shop.pay_to_balance().await;
     let (name, value) = think_payment(&shop, "q").await;
     let mut copies = reencodings(&value, COPIES).into_iter();
     let first = copies.next().unwrap();
@@ -159,16 +156,12 @@ async fn copies_one_after_another(shop: Shop) {
     }
     let first = first.await.unwrap();
     assert_eq!(first.0, 200, "{first:?}");
-    assert_eq!(
-        shop.pay_to_balance().await - before,
-        U256::from(PRICE_ATOMIC)
-    );
+    shop.assert_paid(PRICE_ATOMIC).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_lost_answer_is_served_again_charged_once() {
     let shop = Shop::start().await;
-    let before = shop.pay_to_balance().await;
     let (name, value) = think_payment(&shop, "what is 2+2").await;
 
     // The client sends the paid request and goes away without reading the answer.
@@ -186,7 +179,7 @@ async fn a_lost_answer_is_served_again_charged_once() {
 
     // The handler ran and the payment settled anyway.
     let deadline = Instant::now() + Duration::from_secs(20);
-    while shop.pay_to_balance().await == before {
+    while shop.pay_to_balance().await == shop.paid_at_start {
         assert!(
             Instant::now() < deadline,
             "the paid request was not completed"
@@ -226,17 +219,13 @@ async fn a_lost_answer_is_served_again_charged_once() {
     let other = describe(think(&shop, &shop.url, name, &value, "what is 3+3").await).await;
     assert_eq!(other.0, 402, "{other:?}");
     assert!(other.1.contains("payment_already_used"), "{other:?}");
-    assert_eq!(
-        shop.pay_to_balance().await - before,
-        U256::from(PRICE_ATOMIC),
-        "charged once"
-    );
+    // Charged once.
+    shop.assert_paid(PRICE_ATOMIC).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_restart_the_facilitator_vouches_for_the_request_that_paid() {
     let shop = Shop::start().await;
-    let before = shop.pay_to_balance().await;
     let (name, value) = think_payment(&shop, "q").await;
     let paid = think(&shop, &shop.url, name, &value, "q").await;
     assert_eq!(paid.status(), 200);
@@ -253,16 +242,12 @@ async fn after_a_restart_the_facilitator_vouches_for_the_request_that_paid() {
     );
     let other = describe(think(&shop, &restarted, name, &value, "other").await).await;
     assert_eq!(other.0, 402, "{other:?}");
-    assert_eq!(
-        shop.pay_to_balance().await - before,
-        U256::from(PRICE_ATOMIC)
-    );
+    shop.assert_paid(PRICE_ATOMIC).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_identifier_answers_a_re_signed_retry_and_409s_another_request() {
     let shop = Shop::start().await;
-    let before = shop.pay_to_balance().await;
     let with_id = |header: &str, id: &str| {
         use base64::Engine as _;
         let engine = base64::engine::general_purpose::STANDARD;
@@ -292,9 +277,6 @@ async fn a_payment_identifier_answers_a_re_signed_retry_and_409s_another_request
     let bad = think(&shop, &shop.url, name, &with_id(&third, "short"), "other").await;
     assert_eq!(bad.status(), 400);
     assert!(bad.text().await.unwrap().contains("16 to 128"));
-    assert_eq!(
-        shop.pay_to_balance().await - before,
-        U256::from(PRICE_ATOMIC),
-        "one purchase"
-    );
+    // One purchase.
+    shop.assert_paid(PRICE_ATOMIC).await;
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 use anyhow::Context;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
-use serde_json::json;
+use serde_json::{Value, json};
 use x402_paywall::{
     HttpFacilitator, Paid, PaymentOption, Paywall, PaywallConfig, Quote, Rejection, RoutePrice,
 };
@@ -57,24 +57,10 @@ async fn main() -> anyhow::Result<()> {
     .description("Counts words, $0.0001 each");
 
     let app = Router::new()
-        .route(
-            "/joke",
-            get(|Extension(paid): Extension<Paid>| async move {
-                Json(json!({
-                    "joke": "A 402 walks into a bar. The bartender says: that will be $0.001.",
-                    "paid_by": paid.payer(),
-                }))
-            })
-            .layer(paywall.layer(joke)),
-        )
+        .route("/joke", get(tell_joke).layer(paywall.layer(joke)))
         .route(
             "/count-words",
-            post(
-                |Extension(words): Extension<u64>, Extension(paid): Extension<Paid>| async move {
-                    Json(json!({"words": words, "charged_usd": paid.amount_human()}))
-                },
-            )
-            .layer(paywall.layer(per_word)),
+            post(count_words).layer(paywall.layer(per_word)),
         );
 
     let listener = tokio::net::TcpListener::bind(env("LISTEN", Some("127.0.0.1:3000"))?)
@@ -83,4 +69,20 @@ async fn main() -> anyhow::Result<()> {
     println!("LISTENING {}", listener.local_addr()?.port());
     axum::serve(listener, app).await?;
     Ok(())
+}
+
+/// `GET /joke`: runs only once paid; `Paid` says who paid.
+async fn tell_joke(Extension(paid): Extension<Paid>) -> Json<Value> {
+    Json(json!({
+        "joke": "A 402 walks into a bar. The bartender says: that will be $0.001.",
+        "paid_by": paid.payer(),
+    }))
+}
+
+/// `POST /count-words`: the count the price was computed from, and what was charged for it.
+async fn count_words(
+    Extension(words): Extension<u64>,
+    Extension(paid): Extension<Paid>,
+) -> Json<Value> {
+    Json(json!({"words": words, "charged_usd": paid.amount_human()}))
 }

@@ -9,12 +9,13 @@ use alloy::primitives::{Address, U256};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
+use reqwest::Response;
 use serde_json::{Value, json};
 use tempfile::TempDir;
 use x402_facilitator::RunningFacilitator;
 use x402_paywall::{Paid, PaymentOption, Paywall, PaywallConfig, Quote, Rejection, RoutePrice};
 use x402_proto::Facilitator;
-use x402_testkit::Chain;
+use x402_testkit::{Chain, Wire};
 
 /// Price of the fixed routes, in USD, and in atomic USDC.
 pub const PRICE: &str = "$0.01";
@@ -28,6 +29,8 @@ pub struct Shop {
     pub url: String,
     pub http: reqwest::Client,
     pub dir: TempDir,
+    /// The payee's balance when the shop opened.
+    pub paid_at_start: U256,
 }
 
 /// The accepted option for the devnet's USDC, paid to its payee.
@@ -127,7 +130,9 @@ impl Shop {
         let facilitator = x402_testkit::start_facilitator(&chain, dir.path()).await;
         let paying = make(&facilitator);
         let url = serve(&chain, paying.clone()).await;
+        let paid_at_start = chain.balance(chain.devnet.pay_to().address).await;
         Self {
+            paid_at_start,
             chain,
             facilitator: Some(facilitator),
             paying,
@@ -159,6 +164,32 @@ impl Shop {
 
     pub async fn pay_to_balance(&self) -> U256 {
         self.chain.balance(self.pay_to()).await
+    }
+
+    /// Asserts that the payee received `atomic` units since the shop opened.
+    pub async fn assert_paid(&self, atomic: u64) {
+        assert_eq!(
+            self.pay_to_balance().await - self.paid_at_start,
+            U256::from(atomic),
+            "the payee received {atomic} since the shop opened"
+        );
+    }
+
+    /// A payment for `url`'s challenge (the answer to an unpaid GET), signed by the payer as
+    /// a client of `wire` would: the header's name and value.
+    pub async fn payment_for(&self, url: &str, wire: Wire) -> (&'static str, String) {
+        let challenge = self.http.get(url).send().await.unwrap();
+        x402_testkit::payment_for(challenge, self.payer(), wire).await
+    }
+
+    /// GETs `url` with the payment header `(name, value)`.
+    pub async fn get_paid(&self, url: &str, (name, value): &(&'static str, String)) -> Response {
+        self.http
+            .get(url)
+            .header(*name, value)
+            .send()
+            .await
+            .unwrap()
     }
 }
 
