@@ -6,18 +6,13 @@
 
 use alloy::primitives::U256;
 use alloy::signers::local::PrivateKeySigner;
-use x402_devnet::DevnetConfig;
 use x402_evm::ExactEvmFacilitator;
 use x402_proto::{Facilitator, ReasonCode, TokenAmount};
 use x402_testkit::{Chain, honest_payment, v2_request};
 
 #[tokio::test]
 async fn mined_revert_is_a_failure_with_the_transaction_hash() {
-    let chain = Chain::start_with(DevnetConfig {
-        block_time: Some(1),
-        ..DevnetConfig::default()
-    })
-    .await;
+    let chain = Chain::with_block_time(1).await;
     let payer = PrivateKeySigner::random();
     let token = chain.devnet.token().address;
     chain

@@ -4,7 +4,6 @@
 
 use std::time::{Duration, Instant};
 
-use x402_devnet::DevnetConfig;
 use x402_evm::{ExactEvmScheme, SYNC_SEND_PATIENCE, Sent, SettleError, VerifiedPayment};
 use x402_testkit::{Chain, honest_payment, v2_request};
 
@@ -82,11 +81,7 @@ async fn a_receipt_judged_at_broadcast_still_checks_the_transfer() {
 
 #[tokio::test]
 async fn with_block_times_sync_sends_stop_after_the_first_wait() {
-    let chain = Chain::start_with(DevnetConfig {
-        block_time: Some(2),
-        ..DevnetConfig::default()
-    })
-    .await;
+    let chain = Chain::with_block_time(2).await;
     let sent_before = chain.facilitator_tx_count().await;
     let first = verified(&chain, 0, 1_000).await;
     let (sent, took, first_hash) = broadcast(&chain.scheme, &first).await;

@@ -23,6 +23,15 @@ impl Chain {
         Self::start_with(DevnetConfig::default()).await
     }
 
+    /// Starts a devnet that mines a block every `seconds` and connects a scheme to it.
+    pub async fn with_block_time(seconds: u64) -> Self {
+        Self::start_with(DevnetConfig {
+            block_time: Some(seconds),
+            ..DevnetConfig::default()
+        })
+        .await
+    }
+
     /// Starts a devnet with `config` and connects a scheme to it. The scheme allows the
     /// devnet's smart-wallet factory for ERC-6492 payers.
     pub async fn start_with(config: DevnetConfig) -> Self {

@@ -25,6 +25,7 @@ use alloy::eips::eip2718::{Decodable2718, Encodable2718};
 use alloy::network::{Ethereum, NetworkTransactionBuilder, NetworkWallet, TransactionBuilder};
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::Provider;
+use alloy::rpc::client::{BatchRequest, Waiter};
 use alloy::rpc::json_rpc::RpcError;
 use alloy::rpc::types::{BlockNumberOrTag, TransactionReceipt, TransactionRequest};
 use alloy::sol_types::{SolCall, SolEvent};
@@ -102,6 +103,45 @@ impl Fees {
             max_fee_per_gas: max_fee,
             max_priority_fee_per_gas: priority.min(max_fee),
         }
+    }
+}
+
+/// The node could not be asked: `error` says why.
+fn chain_unavailable(error: impl std::fmt::Display) -> SettleError {
+    SettleError::ChainUnavailable {
+        detail: error.to_string(),
+    }
+}
+
+/// The fee questions of a batch: `eth_gasPrice` and `eth_maxPriorityFeePerGas`.
+struct FeeCalls {
+    gas_price: Waiter<U256>,
+    priority: Waiter<U256>,
+}
+
+impl FeeCalls {
+    /// Adds the fee questions to `batch`.
+    fn add(batch: &mut BatchRequest<'_>) -> Result<Self, SettleError> {
+        Ok(Self {
+            gas_price: batch
+                .add_call("eth_gasPrice", &())
+                .map_err(chain_unavailable)?,
+            priority: batch
+                .add_call("eth_maxPriorityFeePerGas", &())
+                .map_err(chain_unavailable)?,
+        })
+    }
+
+    /// The fees to offer, once the batch is sent.
+    async fn fees(self) -> Result<Fees, SettleError> {
+        let gas_price: u128 = self
+            .gas_price
+            .await
+            .map_err(chain_unavailable)?
+            .saturating_to();
+        // Not every node serves eth_maxPriorityFeePerGas; a tip of zero still gets mined.
+        let priority: u128 = self.priority.await.map(|p| p.saturating_to()).unwrap_or(0);
+        Ok(Fees::from_node(gas_price, priority))
     }
 }
 
@@ -287,22 +327,14 @@ impl ExactEvmScheme {
             .as_ref()
             .is_some_and(|(_, at)| at.elapsed() < FEE_TTL);
         if state.next_nonce.is_none() || !fees_fresh {
-            let unavailable = |e: TransportError| SettleError::ChainUnavailable {
-                detail: e.to_string(),
-            };
             let mut batch = alloy::rpc::client::BatchRequest::new(self.provider().client());
             let count = batch
                 .add_call::<_, U256>(
                     "eth_getTransactionCount",
                     &(self.signer_address(), BlockNumberOrTag::Pending),
                 )
-                .map_err(unavailable)?;
-            let gas_price = batch
-                .add_call::<_, U256>("eth_gasPrice", &())
-                .map_err(unavailable)?;
-            let priority = batch
-                .add_call::<_, U256>("eth_maxPriorityFeePerGas", &())
-                .map_err(unavailable)?;
+                .map_err(chain_unavailable)?;
+            let fees = FeeCalls::add(&mut batch)?;
             let probe = (state.sync_send == SyncSend::Unknown)
                 .then(|| {
                     batch.add_call::<_, serde_json::Value>(
@@ -311,20 +343,18 @@ impl ExactEvmScheme {
                     )
                 })
                 .transpose()
-                .map_err(unavailable)?;
-            batch.send().await.map_err(unavailable)?;
+                .map_err(chain_unavailable)?;
+            batch.send().await.map_err(chain_unavailable)?;
             if let Some(probe) = probe {
                 state.sync_send = SyncSend::from_probe(&probe.await);
                 tracing::debug!(network = %self.network(), sync_send = ?state.sync_send, "asked the node for eth_sendRawTransactionSync");
             }
-            let count = count.await.map_err(unavailable)?;
-            let gas_price: u128 = gas_price.await.map_err(unavailable)?.saturating_to();
-            // Not every node serves eth_maxPriorityFeePerGas; a tip of zero still gets mined.
-            let priority: u128 = priority.await.map(|p| p.saturating_to()).unwrap_or(0);
+            let count = count.await.map_err(chain_unavailable)?;
+            let fees = fees.fees().await?;
             if state.next_nonce.is_none() {
                 state.next_nonce = Some(count.saturating_to());
             }
-            state.fees = Some((Fees::from_node(gas_price, priority), Instant::now()));
+            state.fees = Some((fees, Instant::now()));
         }
         let nonce = state.next_nonce.unwrap_or_default();
         let fees = state.fees.map(|(fees, _)| fees).unwrap_or(Fees {

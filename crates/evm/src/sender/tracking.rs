@@ -44,9 +44,7 @@ impl ExactEvmScheme {
             .provider()
             .get_transaction_receipt(tx_hash)
             .await
-            .map_err(|e| SettleError::ChainUnavailable {
-                detail: e.to_string(),
-            })?;
+            .map_err(chain_unavailable)?;
         Ok(receipt.map(|receipt| judge_receipt(&receipt, expected)))
     }
 
@@ -105,20 +103,10 @@ impl ExactEvmScheme {
 
     /// The fees a new transaction would offer now, asked from the node (one round trip).
     pub(super) async fn current_fees(&self) -> Result<Fees, SettleError> {
-        let unavailable = |e: TransportError| SettleError::ChainUnavailable {
-            detail: e.to_string(),
-        };
         let mut batch = alloy::rpc::client::BatchRequest::new(self.provider().client());
-        let gas_price = batch
-            .add_call::<_, U256>("eth_gasPrice", &())
-            .map_err(unavailable)?;
-        let priority = batch
-            .add_call::<_, U256>("eth_maxPriorityFeePerGas", &())
-            .map_err(unavailable)?;
-        batch.send().await.map_err(unavailable)?;
-        let gas_price: u128 = gas_price.await.map_err(unavailable)?.saturating_to();
-        let priority: u128 = priority.await.map(|p| p.saturating_to()).unwrap_or(0);
-        Ok(Fees::from_node(gas_price, priority))
+        let fees = FeeCalls::add(&mut batch)?;
+        batch.send().await.map_err(chain_unavailable)?;
+        fees.fees().await
     }
 
     /// Sends an already signed transaction again (after a restart, or when the node dropped
@@ -133,9 +121,7 @@ impl ExactEvmScheme {
             .get_transaction_count(self.signer_address())
             .latest()
             .await
-            .map_err(|e| SettleError::ChainUnavailable {
-                detail: e.to_string(),
-            })
+            .map_err(chain_unavailable)
     }
 
     /// Whether `payer`'s authorization `nonce` has been used (or canceled) on `asset`.
@@ -152,13 +138,7 @@ impl ExactEvmScheme {
         let tx = TransactionRequest::default()
             .with_to(asset)
             .with_input(call.abi_encode());
-        let out = self
-            .provider()
-            .call(tx)
-            .await
-            .map_err(|e| SettleError::ChainUnavailable {
-                detail: e.to_string(),
-            })?;
+        let out = self.provider().call(tx).await.map_err(chain_unavailable)?;
         IEip3009::authorizationStateCall::abi_decode_returns(&out).map_err(|e| {
             SettleError::ChainUnavailable {
                 detail: format!("authorizationState answered badly: {e}"),
