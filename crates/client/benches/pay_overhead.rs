@@ -12,15 +12,17 @@ use serde_json::json;
 use x402_client::{Budget, Ledger, PaymentIntent, Policy};
 use x402_proto::{Network, Scheme, TokenAmount, V2, decode_header, encode_header, v2};
 
+/// A 402 offering 0.001 of Base's USDC, as the official SDKs know the token.
 fn challenge() -> String {
+    let usdc = x402_evm::default_asset(&Network::BASE).expect("Base has a default USDC");
     let offer = v2::PaymentRequirements {
         scheme: Scheme::EXACT,
-        network: Network::BASE,
+        network: usdc.network,
         amount: TokenAmount::from_atomic(1_000),
-        asset: "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".into(),
+        asset: usdc.address.to_checksum(None),
         pay_to: "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC".into(),
         max_timeout_seconds: 60,
-        extra: Some(json!({"name": "USD Coin", "version": "2"})),
+        extra: Some(json!({"name": usdc.name, "version": usdc.version})),
     };
     encode_header(&v2::PaymentRequired {
         x402_version: V2::default(),

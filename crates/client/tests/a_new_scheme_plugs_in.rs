@@ -70,6 +70,49 @@ impl ToyFacilitator {
         Ok((payer, pay_to, amount, nonce))
     }
 
+    /// Debits the payer once per nonce; every refusal is a failed settlement, never an error.
+    fn settle_iou(&self, request: &PaymentRequest) -> SettleResponse {
+        let network = request.wire_network().clone();
+        let (payer, pay_to, amount, nonce) = match self.check(request) {
+            Ok(checked) => checked,
+            Err(why) => {
+                return SettleResponse::failure(
+                    network,
+                    ReasonCode::INVALID_PAYLOAD,
+                    why,
+                    None,
+                    None,
+                );
+            }
+        };
+        if !self.spent.lock().unwrap().insert(nonce.clone()) {
+            return SettleResponse::failure(
+                network,
+                ReasonCode::DUPLICATE_SETTLEMENT,
+                "this IOU was already settled",
+                Some(payer),
+                None,
+            );
+        }
+        let mut balances = self.balances.lock().unwrap();
+        let held = balances.get(&payer).copied().unwrap_or(0);
+        if held < amount {
+            return SettleResponse::failure(
+                network,
+                ReasonCode::INSUFFICIENT_FUNDS,
+                format!("{payer} holds {held}"),
+                Some(payer),
+                None,
+            );
+        }
+        balances.insert(payer.clone(), held - amount);
+        *balances.entry(pay_to).or_default() += amount;
+        SettleResponse {
+            amount: Some(TokenAmount::from_atomic(u128::from(amount))),
+            ..SettleResponse::success(network, Some(payer), format!("toy-tx-{nonce}"))
+        }
+    }
+
     fn balance(&self, who: &str) -> u64 {
         self.balances.lock().unwrap().get(who).copied().unwrap_or(0)
     }
@@ -108,47 +151,7 @@ impl Facilitator for ToyFacilitator {
         request: &'a PaymentRequest,
         _idempotency_key: Option<&'a IdempotencyKey>,
     ) -> BoxFuture<'a, Result<SettleResponse, FacilitatorError>> {
-        Box::pin(async move {
-            let network = request.wire_network().clone();
-            let (payer, pay_to, amount, nonce) = match self.check(request) {
-                Ok(checked) => checked,
-                Err(why) => {
-                    return Ok(SettleResponse::failure(
-                        network,
-                        ReasonCode::INVALID_PAYLOAD,
-                        why,
-                        None,
-                        None,
-                    ));
-                }
-            };
-            if !self.spent.lock().unwrap().insert(nonce.clone()) {
-                return Ok(SettleResponse::failure(
-                    network,
-                    ReasonCode::DUPLICATE_SETTLEMENT,
-                    "this IOU was already settled",
-                    Some(payer),
-                    None,
-                ));
-            }
-            let mut balances = self.balances.lock().unwrap();
-            let held = balances.get(&payer).copied().unwrap_or(0);
-            if held < amount {
-                return Ok(SettleResponse::failure(
-                    network,
-                    ReasonCode::INSUFFICIENT_FUNDS,
-                    format!("{payer} holds {held}"),
-                    Some(payer),
-                    None,
-                ));
-            }
-            balances.insert(payer.clone(), held - amount);
-            *balances.entry(pay_to).or_default() += amount;
-            Ok(SettleResponse {
-                amount: Some(TokenAmount::from_atomic(u128::from(amount))),
-                ..SettleResponse::success(network, Some(payer), format!("toy-tx-{nonce}"))
-            })
-        })
+        Box::pin(std::future::ready(Ok(self.settle_iou(request))))
     }
 
     fn payment_id(&self, request: &PaymentRequest) -> Result<PaymentId, PaymentIdError> {

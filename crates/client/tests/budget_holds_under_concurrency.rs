@@ -2,73 +2,22 @@
 //! ledger agrees with the payee's on-chain balance. A price above the client's maximum is
 //! refused without signing anything.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+mod common;
 
 use alloy::primitives::U256;
-use axum::routing::get;
+use common::PaidRoute;
 use x402_client::{
     Budget, Ledger, LedgerError, PayError, PayingClient, Policy, PolicyError, TotalsBy,
 };
-use x402_paywall::RoutePrice;
-use x402_testkit::Settling;
-
-struct Server {
-    settling: Settling,
-    url: String,
-    hits: Arc<AtomicUsize>,
-}
-
-async fn server(price: &str) -> Server {
-    let settling = Settling::start().await;
-    let paywall = settling.paywall();
-    let hits = Arc::new(AtomicUsize::new(0));
-    let counter = hits.clone();
-    let app = axum::Router::new().route(
-        "/data",
-        get(|| async { "paid data" })
-            .layer(paywall.layer(RoutePrice::fixed(price.parse().unwrap())))
-            .layer(axum::middleware::from_fn(
-                move |request, next: axum::middleware::Next| {
-                    let counter = counter.clone();
-                    async move {
-                        if request_has_payment(&request) {
-                            counter.fetch_add(1, Ordering::SeqCst);
-                        }
-                        next.run(request).await
-                    }
-                },
-            )),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/data", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Server {
-        settling,
-        url,
-        hits,
-    }
-}
-
-fn request_has_payment(request: &axum::extract::Request) -> bool {
-    request.headers().contains_key("payment-signature")
-        || request.headers().contains_key("x-payment")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_for_40_allows_exactly_40_of_100_concurrent_payments() {
-    let server = server("$0.01").await;
-    let payee = server.settling.chain.devnet.pay_to().address;
-    let before = server.settling.chain.balance(payee).await;
-    let ledger = Ledger::in_memory().unwrap();
+    let server = PaidRoute::start("$0.01").await;
+    let before = server.payee_balance().await;
+    let client = server.client();
+    let ledger = client.ledger();
     // 40 payments of $0.01 = 400,000 micro-USD.
     ledger.set_budget(&Budget::total(400_000)).unwrap();
-    let client = PayingClient::new(
-        reqwest::Client::new(),
-        server.settling.chain.devnet.payers()[0].signer.clone(),
-        Policy::default(),
-        ledger.clone(),
-    );
 
     let mut calls = tokio::task::JoinSet::new();
     for _ in 0..100 {
@@ -98,8 +47,8 @@ async fn a_budget_for_40_allows_exactly_40_of_100_concurrent_payments() {
     }
     assert_eq!((paid, refused), (40, 60));
     // Refused calls never signed: the server saw exactly 40 payments.
-    assert_eq!(server.hits.load(Ordering::SeqCst), 40);
-    let moved = server.settling.chain.balance(payee).await - before;
+    assert_eq!(server.paid_requests().len(), 40);
+    let moved = server.payee_balance().await - before;
     assert_eq!(moved, U256::from(400_000));
     let totals = ledger.totals(0, TotalsBy::Payee).unwrap();
     assert_eq!(totals.len(), 1);
@@ -115,11 +64,11 @@ async fn a_budget_for_40_allows_exactly_40_of_100_concurrent_payments() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_price_above_the_maximum_is_refused_without_signing() {
-    let server = server("$0.50").await;
+    let server = PaidRoute::start("$0.50").await;
     let ledger = Ledger::in_memory().unwrap();
     let client = PayingClient::new(
         reqwest::Client::new(),
-        server.settling.chain.devnet.payers()[0].signer.clone(),
+        server.payer().clone(),
         Policy {
             max_per_payment: "0.10".parse().unwrap(),
             ..Policy::default()
@@ -134,7 +83,7 @@ async fn a_price_above_the_maximum_is_refused_without_signing() {
         other => panic!("expected AboveMax, got {other:?}"),
     }
     assert_eq!(
-        server.hits.load(Ordering::SeqCst),
+        server.paid_requests().len(),
         0,
         "nothing was signed or sent"
     );

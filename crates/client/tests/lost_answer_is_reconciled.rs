@@ -4,6 +4,8 @@
 //! commits it. The servers here settle through a real facilitator on anvil and then never
 //! answer, or answer 500.
 
+mod common;
+
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -12,9 +14,8 @@ use std::time::Duration;
 use alloy::primitives::U256;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use x402_client::{
-    Budget, Ledger, LedgerError, Outcome, PayError, PayingClient, Policy, Reconciled,
-};
+use common::paying_client;
+use x402_client::{Budget, LedgerError, Outcome, PaidResponse, PayError, PayingClient, Reconciled};
 use x402_proto::{Facilitator, PaymentRequest, SettleResponse, V2, v2};
 use x402_testkit::Chain;
 
@@ -105,6 +106,13 @@ async fn server(behaviour: Behaviour, max_timeout_seconds: u64) -> Server {
     }
 }
 
+impl Server {
+    /// The payee's token balance.
+    async fn payee_balance(&self) -> U256 {
+        self.chain.balance(self.chain.devnet.pay_to().address).await
+    }
+}
+
 async fn handle(
     behaviour: Behaviour,
     headers: HeaderMap,
@@ -149,18 +157,23 @@ async fn handle(
 
 /// A client of payer 0 whose requests give up after 3 s, with a budget for 1.5 payments.
 fn client(server: &Server) -> PayingClient {
-    let ledger = Ledger::in_memory().unwrap();
-    ledger.set_budget(&Budget::total(15_000)).unwrap();
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(3))
         .build()
         .unwrap();
-    PayingClient::new(
-        http,
-        server.chain.devnet.payers()[0].signer.clone(),
-        Policy::default(),
-        ledger,
-    )
+    let client = paying_client(http, &server.chain.devnet.payers()[0].signer);
+    client.ledger().set_budget(&Budget::total(15_000)).unwrap();
+    client
+}
+
+/// `client` pays for the server's route, for `service`.
+async fn pay(
+    client: &PayingClient,
+    server: &Server,
+    service: Option<&str>,
+) -> Result<PaidResponse, PayError> {
+    let request = client.http().get(&server.url).build().unwrap();
+    client.send(request, service).await
 }
 
 fn status_of(client: &PayingClient, id: i64) -> x402_client::PaymentRecord {
@@ -198,12 +211,10 @@ async fn mine_a_block(server: &Server) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_settled_payment_whose_answer_was_lost_is_unknown_then_paid() {
     let server = server(Behaviour::SettleThenHang, 60).await;
-    let payee = server.chain.devnet.pay_to().address;
-    let before = server.chain.balance(payee).await;
+    let before = server.payee_balance().await;
     let client = client(&server);
 
-    let request = client.http().get(&server.url).build().unwrap();
-    let id = match client.send(request, Some("data")).await {
+    let id = match pay(&client, &server, Some("data")).await {
         Err(PayError::AnswerLost { id, detail }) => {
             assert!(detail.contains("retry with the same payment"), "{detail}");
             id
@@ -239,10 +250,7 @@ async fn a_settled_payment_whose_answer_was_lost_is_unknown_then_paid() {
     assert_eq!(client.ledger().spent(0).unwrap(), 10_000);
     assert_budget_counts(&client, 10_000);
     // The payee was paid once.
-    assert_eq!(
-        server.chain.balance(payee).await - before,
-        U256::from(PRICE)
-    );
+    assert_eq!(server.payee_balance().await - before, U256::from(PRICE));
     // Nothing is left to reconcile.
     assert!(
         client
@@ -256,12 +264,10 @@ async fn a_settled_payment_whose_answer_was_lost_is_unknown_then_paid() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_retry_with_the_same_payment_that_gets_a_receipt_commits_it() {
     let server = server(Behaviour::SettleThenHangOnce, 60).await;
-    let payee = server.chain.devnet.pay_to().address;
-    let before = server.chain.balance(payee).await;
+    let before = server.payee_balance().await;
     let client = client(&server);
 
-    let request = client.http().get(&server.url).build().unwrap();
-    let paid = client.send(request, Some("data")).await.unwrap();
+    let paid = pay(&client, &server, Some("data")).await.unwrap();
     assert_eq!(paid.response.status(), 200);
     let receipt = paid.receipt.expect("the retry carries the receipt");
     let (_, id) = paid.paid.expect("paid");
@@ -271,18 +277,14 @@ async fn a_retry_with_the_same_payment_that_gets_a_receipt_commits_it() {
     let settlements = server.settlements.lock().unwrap().clone();
     assert_eq!(settlements.len(), 2, "one request and one retry");
     assert_eq!(settlements[1].transaction, receipt.transaction);
-    assert_eq!(
-        server.chain.balance(payee).await - before,
-        U256::from(PRICE)
-    );
+    assert_eq!(server.payee_balance().await - before, U256::from(PRICE));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_500_after_settling_is_unknown_then_paid() {
     let server = server(Behaviour::SettleThenFail, 60).await;
     let client = client(&server);
-    let request = client.http().get(&server.url).build().unwrap();
-    let answer = client.send(request, None).await.unwrap();
+    let answer = pay(&client, &server, None).await.unwrap();
     assert_eq!(answer.response.status(), 500);
     assert!(answer.paid.is_none());
     let id = answer.unknown.expect("the payment's fate is unknown");
@@ -304,14 +306,12 @@ async fn a_500_after_settling_is_unknown_then_paid() {
 async fn an_unsettled_payment_is_released_once_its_authorization_expired() {
     // Valid for 2 s only.
     let server = server(Behaviour::Hang, 2).await;
-    let payee = server.chain.devnet.pay_to().address;
-    let before = server.chain.balance(payee).await;
+    let before = server.payee_balance().await;
     let sent_before = server.chain.facilitator_tx_count().await;
     let client = client(&server);
     let rpc = server.chain.devnet.rpc_url().to_string();
 
-    let request = client.http().get(&server.url).build().unwrap();
-    let Err(PayError::AnswerLost { id, .. }) = client.send(request, None).await else {
+    let Err(PayError::AnswerLost { id, .. }) = pay(&client, &server, None).await else {
         panic!("expected AnswerLost");
     };
     assert_eq!(status_of(&client, id).status, "unknown");
@@ -355,6 +355,6 @@ async fn an_unsettled_payment_is_released_once_its_authorization_expired() {
             })
             .expect("the budget is free again"),
     );
-    assert_eq!(server.chain.balance(payee).await, before);
+    assert_eq!(server.payee_balance().await, before);
     assert_eq!(server.chain.facilitator_tx_count().await, sent_before);
 }

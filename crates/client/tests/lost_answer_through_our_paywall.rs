@@ -4,53 +4,39 @@
 //! response and its receipt. The ledger row becomes `paid` with the transaction; the handler
 //! ran once and the payee was paid once.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use alloy::primitives::U256;
 use axum::routing::get;
-use x402_client::{Ledger, PayingClient, Policy};
-use x402_paywall::RoutePrice;
-use x402_testkit::Settling;
+use common::{PaidRoute, paying_client};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_answer_lost_to_a_timeout_is_recovered_and_paid_once() {
-    let settling = Settling::start().await;
-    let paywall = settling.paywall();
     let runs = Arc::new(AtomicUsize::new(0));
     let counter = runs.clone();
-    let app = axum::Router::new().route(
-        "/slow",
-        get(move || {
-            let counter = counter.clone();
-            async move {
-                let run = counter.fetch_add(1, Ordering::SeqCst) + 1;
-                tokio::time::sleep(Duration::from_millis(2_500)).await;
-                format!("answer of run {run}")
-            }
-        })
-        .layer(paywall.layer(RoutePrice::fixed("$0.01".parse().unwrap()))),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/slow", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let slow = get(move || {
+        let counter = counter.clone();
+        async move {
+            let run = counter.fetch_add(1, Ordering::SeqCst) + 1;
+            tokio::time::sleep(Duration::from_millis(2_500)).await;
+            format!("answer of run {run}")
+        }
+    });
+    let server = PaidRoute::with_handler("$0.01", slow).await;
 
-    let payee = settling.chain.devnet.pay_to().address;
-    let before = settling.chain.balance(payee).await;
-    let ledger = Ledger::in_memory().unwrap();
+    let before = server.payee_balance().await;
     // The client gives up on an answer after one second; the handler takes 2.5.
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(1))
         .build()
         .unwrap();
-    let client = PayingClient::new(
-        http,
-        settling.chain.devnet.payers()[0].signer.clone(),
-        Policy::default(),
-        ledger.clone(),
-    );
-    let request = client.http().get(&url).build().unwrap();
+    let client = paying_client(http, server.payer());
+    let ledger = client.ledger();
+    let request = client.http().get(&server.url).build().unwrap();
     let paid = client.send(request, Some("slow")).await.expect("recovered");
     assert_eq!(paid.response.status(), 200);
     let receipt = paid.receipt.clone().expect("a receipt");
@@ -66,7 +52,7 @@ async fn a_slow_answer_lost_to_a_timeout_is_recovered_and_paid_once() {
         Some(receipt.transaction.as_str())
     );
     assert_eq!(
-        settling.chain.balance(payee).await,
+        server.payee_balance().await,
         before + U256::from(10_000),
         "paid once"
     );

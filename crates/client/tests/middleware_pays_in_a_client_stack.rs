@@ -4,60 +4,31 @@
 //! with the settlement's transaction, and the payee is paid once. A budget refusal is a
 //! middleware error naming the limit, with nothing signed or paid.
 
+mod common;
+
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 
 use alloy::primitives::U256;
-use axum::routing::get;
+use common::PaidRoute;
 use x402_client::{
     Budget, Ledger, LedgerError, PayError, PayingClient, Payment, PaymentMiddleware, Policy,
     ServiceLabel,
 };
-use x402_paywall::RoutePrice;
 use x402_proto::{SettleResponse, decode_header};
-use x402_testkit::Settling;
 
-struct Server {
-    settling: Settling,
-    url: String,
-    /// The `x-agent` header of every request that carried a payment.
-    paid_agents: Arc<Mutex<Vec<Option<String>>>>,
-}
-
-async fn server(price: &str) -> Server {
-    let settling = Settling::start().await;
-    let paywall = settling.paywall();
-    let paid_agents = Arc::new(Mutex::new(Vec::new()));
-    let seen = paid_agents.clone();
-    let app = axum::Router::new().route(
-        "/data",
-        get(|| async { "paid data" })
-            .layer(paywall.layer(RoutePrice::fixed(price.parse().unwrap())))
-            .layer(axum::middleware::from_fn(
-                move |request: axum::extract::Request, next: axum::middleware::Next| {
-                    let seen = seen.clone();
-                    async move {
-                        if request.headers().contains_key("payment-signature") {
-                            let agent = request
-                                .headers()
-                                .get("x-agent")
-                                .and_then(|v| v.to_str().ok())
-                                .map(str::to_owned);
-                            seen.lock().unwrap().push(agent);
-                        }
-                        next.run(request).await
-                    }
-                },
-            )),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/data", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    Server {
-        settling,
-        url,
-        paid_agents,
-    }
+/// The `x-agent` header of every request that carried a payment.
+fn paid_agents(server: &PaidRoute) -> Vec<Option<String>> {
+    server
+        .paid_requests()
+        .iter()
+        .map(|headers| {
+            headers
+                .get("x-agent")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        })
+        .collect()
 }
 
 /// Counts the requests it sees and, when `agent` is set, adds an `x-agent` header.
@@ -88,10 +59,13 @@ struct Stack {
     client: reqwest_middleware::ClientWithMiddleware,
     before: Arc<AtomicUsize>,
     after: Arc<AtomicUsize>,
+    /// The paying client's ledger.
+    ledger: Ledger,
 }
 
 /// `Counter` (adds `x-agent`) → `PaymentMiddleware` → `Counter`.
 fn stack(payer: PayingClient) -> Stack {
+    let ledger = payer.ledger().clone();
     let (before, after) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
     let client = reqwest_middleware::ClientBuilder::new(reqwest::Client::new())
         .with(Counter {
@@ -108,22 +82,15 @@ fn stack(payer: PayingClient) -> Stack {
         client,
         before,
         after,
+        ledger,
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_middleware_pays_once_and_hands_back_the_receipt() {
-    let server = server("$0.01").await;
-    let payee = server.settling.chain.devnet.pay_to().address;
-    let before = server.settling.chain.balance(payee).await;
-    let ledger = Ledger::in_memory().unwrap();
-    let payer = PayingClient::new(
-        reqwest::Client::new(),
-        server.settling.chain.devnet.payers()[0].signer.clone(),
-        Policy::default(),
-        ledger.clone(),
-    );
-    let stack = stack(payer);
+    let server = PaidRoute::start("$0.01").await;
+    let before = server.payee_balance().await;
+    let stack = stack(server.client());
 
     let response = stack
         .client
@@ -152,12 +119,9 @@ async fn the_middleware_pays_once_and_hands_back_the_receipt() {
     assert_eq!(stack.before.load(Ordering::SeqCst), 1);
     assert_eq!(stack.after.load(Ordering::SeqCst), 2);
     // The paid request went through the whole stack: it carries the header added before us.
-    assert_eq!(
-        *server.paid_agents.lock().unwrap(),
-        vec![Some("stack-test".to_owned())]
-    );
+    assert_eq!(paid_agents(&server), vec![Some("stack-test".to_owned())]);
 
-    let records = ledger.payments(0).unwrap();
+    let records = stack.ledger.payments(0).unwrap();
     assert_eq!(records.len(), 1);
     assert_eq!(records[0].id, row);
     assert_eq!(records[0].status, "paid");
@@ -166,24 +130,16 @@ async fn the_middleware_pays_once_and_hands_back_the_receipt() {
         records[0].transaction.as_deref(),
         Some(receipt.transaction.as_str())
     );
-    let moved = server.settling.chain.balance(payee).await - before;
+    let moved = server.payee_balance().await - before;
     assert_eq!(moved, U256::from(10_000), "paid exactly once");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_budget_refusal_is_a_middleware_error_naming_the_limit() {
-    let server = server("$0.01").await;
-    let payee = server.settling.chain.devnet.pay_to().address;
-    let before = server.settling.chain.balance(payee).await;
-    let ledger = Ledger::in_memory().unwrap();
-    ledger.set_budget(&Budget::total(5_000)).unwrap();
-    let payer = PayingClient::new(
-        reqwest::Client::new(),
-        server.settling.chain.devnet.payers()[0].signer.clone(),
-        Policy::default(),
-        ledger.clone(),
-    );
-    let stack = stack(payer);
+    let server = PaidRoute::start("$0.01").await;
+    let before = server.payee_balance().await;
+    let stack = stack(server.client());
+    stack.ledger.set_budget(&Budget::total(5_000)).unwrap();
 
     let error = stack.client.get(&server.url).send().await.unwrap_err();
     assert!(error.is_middleware(), "{error:?}");
@@ -207,9 +163,9 @@ async fn a_budget_refusal_is_a_middleware_error_naming_the_limit() {
 
     // Only the unpaid request went out; nothing was signed, recorded or paid.
     assert_eq!(stack.after.load(Ordering::SeqCst), 1);
-    assert!(server.paid_agents.lock().unwrap().is_empty());
-    assert!(ledger.payments(0).unwrap().is_empty());
-    assert_eq!(server.settling.chain.balance(payee).await, before);
+    assert!(server.paid_requests().is_empty());
+    assert!(stack.ledger.payments(0).unwrap().is_empty());
+    assert_eq!(server.payee_balance().await, before);
 }
 
 #[tokio::test]

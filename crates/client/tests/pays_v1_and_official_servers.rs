@@ -2,7 +2,8 @@
 //! `X-PAYMENT`), and the official `@x402/express` server (npm 2.27.0) settling through our
 //! facilitator on anvil.
 
-use std::path::PathBuf;
+mod common;
+
 use std::process::Command;
 use std::sync::Arc;
 
@@ -10,7 +11,7 @@ use alloy::primitives::U256;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use x402_client::{Ledger, PayingClient, Policy};
+use common::{paying_client, serve};
 use x402_facilitator::RunningFacilitator;
 use x402_proto::{Facilitator, PaymentRequest, V1, decode_header, encode_header, v1, v2};
 use x402_testkit::Chain;
@@ -82,19 +83,11 @@ async fn a_v1_only_server_is_paid_with_x_payment() {
     let app = axum::Router::new()
         .route("/v1", axum::routing::get(v1_only))
         .with_state(state);
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}/v1", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = serve(app, "/v1").await;
 
     let payee = chain.devnet.pay_to().address;
     let before = chain.balance(payee).await;
-    let ledger = Ledger::in_memory().unwrap();
-    let client = PayingClient::new(
-        reqwest::Client::new(),
-        chain.devnet.payers()[1].signer.clone(),
-        Policy::default(),
-        ledger.clone(),
-    );
+    let client = paying_client(reqwest::Client::new(), &chain.devnet.payers()[1].signer);
     let paid = client
         .send(client.http().get(&url).build().unwrap(), None)
         .await
@@ -104,7 +97,7 @@ async fn a_v1_only_server_is_paid_with_x_payment() {
     assert!(receipt.success);
     assert_eq!(paid.response.text().await.unwrap(), "v1 content");
     assert_eq!(chain.balance(payee).await - before, U256::from(10_000));
-    let record = &ledger.payments(0).unwrap()[0];
+    let record = &client.ledger().payments(0).unwrap()[0];
     assert_eq!(record.status, "paid");
     assert_eq!(
         record.transaction.as_deref(),
@@ -115,11 +108,7 @@ async fn a_v1_only_server_is_paid_with_x_payment() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_express_server_is_paid_and_settles_on_anvil() {
-    let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tools");
-    assert!(
-        tools.join("node_modules/@x402/express").exists(),
-        "run scripts/install-tools.sh"
-    );
+    let tools = x402_testkit::official_sdks("@x402/express");
     let chain = Chain::start().await;
     let dir = tempfile::tempdir().unwrap();
     let running = facilitator(&chain, &dir).await;
@@ -133,13 +122,7 @@ async fn the_official_express_server_is_paid_and_settles_on_anvil() {
     let (_server, port) = x402_testkit::spawn_announcing(command, "LISTENING ").await;
 
     let before = chain.balance(payee).await;
-    let ledger = Ledger::in_memory().unwrap();
-    let client = PayingClient::new(
-        reqwest::Client::new(),
-        chain.devnet.payers()[2].signer.clone(),
-        Policy::default(),
-        ledger.clone(),
-    );
+    let client = paying_client(reqwest::Client::new(), &chain.devnet.payers()[2].signer);
     let url = format!("http://127.0.0.1:{port}/paid");
     let paid = client
         .send(client.http().get(&url).build().unwrap(), Some("express"))
@@ -149,5 +132,5 @@ async fn the_official_express_server_is_paid_and_settles_on_anvil() {
     let receipt = paid.receipt.expect("PAYMENT-RESPONSE");
     assert!(receipt.success, "{receipt:?}");
     assert_eq!(chain.balance(payee).await - before, U256::from(20_000));
-    assert_eq!(ledger.payments(0).unwrap()[0].micro_usd, 20_000);
+    assert_eq!(client.ledger().payments(0).unwrap()[0].micro_usd, 20_000);
 }

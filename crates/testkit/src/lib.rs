@@ -6,6 +6,7 @@
 mod chain;
 mod json;
 mod mock;
+mod official_sdks;
 mod payments;
 mod process;
 mod reencode;
@@ -16,6 +17,7 @@ mod verdicts;
 pub use chain::*;
 pub use json::*;
 pub use mock::*;
+pub use official_sdks::*;
 pub use payments::*;
 pub use process::*;
 pub use reencode::*;
