@@ -1,6 +1,7 @@
 //! Where the node serves `eth_sendRawTransactionSync` and mines at once, a broadcast comes back
 //! with its receipt; on a chain with block times the first sync broadcast that waits turns
-//! sync sends off, and later broadcasts do not hold the next nonce back for a block.
+//! sync sends off, and later broadcasts do not hold the next nonce back for a block. While
+//! another settlement waits for the signer, a broadcast does not wait for mining either.
 
 use std::time::{Duration, Instant};
 
@@ -111,4 +112,38 @@ async fn with_block_times_sync_sends_stop_after_the_first_wait() {
         assert_eq!(settled.tx_hash, hash);
     }
     assert_eq!(chain.facilitator_tx_count().await - sent_before, 2);
+}
+
+#[tokio::test]
+async fn with_another_settlement_waiting_a_broadcast_does_not_wait_for_mining() {
+    let chain = Chain::start().await;
+    let (first, second) = (
+        verified(&chain, 0, 1_000).await,
+        verified(&chain, 1, 2_000).await,
+    );
+    let slot = chain.scheme.reserve_send().await.unwrap();
+    let signed = slot.sign(&first).await.unwrap();
+    // A second settlement asks for the signer while the first holds it.
+    let scheme = chain.scheme.clone();
+    let waiting = tokio::spawn(async move {
+        let slot = scheme.reserve_send().await.unwrap();
+        let signed = slot.sign(&second).await.unwrap();
+        slot.broadcast(&signed)
+            .await
+            .map(|sent| (sent, second.expectation()))
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(slot.broadcast(&signed).await.unwrap(), Sent::Pooled);
+    // Alone again, the second one gets its receipt with the broadcast.
+    let (sent, expected) = waiting.await.unwrap().unwrap();
+    assert!(
+        sent.outcome(&expected).is_some_and(|o| o.is_ok()),
+        "{sent:?}"
+    );
+    let settled = chain
+        .scheme
+        .wait_for_outcome(signed.tx_hash, &first.expectation(), Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(settled.tx_hash, signed.tx_hash);
 }

@@ -25,7 +25,7 @@ use crate::chain::{ChainConfig, FeeBumpPolicy, poll_interval_for};
 use crate::error::VerifyError;
 use crate::node_error::NodeRefusal;
 use crate::payload::{Authorization, ExactEvmPayload, authorization_digest, eip712_domain};
-use crate::sender::SenderState;
+use crate::sender::SendQueue;
 use crate::smart_wallet::{
     Erc6492Deployment, IErc1271, IMulticall3, MULTICALL3_ADDRESS, PayerSignature, is_erc1271_magic,
 };
@@ -202,7 +202,7 @@ pub struct ExactEvmScheme {
     eip6492_allowed_factories: Vec<Address>,
     fee_bump: FeeBumpPolicy,
     stuck_after: Duration,
-    sender: Arc<tokio::sync::Mutex<SenderState>>,
+    sender: Arc<SendQueue>,
 }
 
 /// The longest any single RPC call may take.
@@ -299,7 +299,7 @@ impl ExactEvmScheme {
         &self.wallet
     }
 
-    pub(crate) fn sender_state(&self) -> &tokio::sync::Mutex<SenderState> {
+    pub(crate) fn send_queue(&self) -> &SendQueue {
         &self.sender
     }
 

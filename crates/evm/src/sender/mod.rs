@@ -11,13 +11,16 @@
 //! asks the chain where a sent transaction stands.
 //!
 //! Where the node offers `eth_sendRawTransactionSync` (EIP-7966) and mines at once (a dev chain
-//! on automine, a sequencer with instant inclusion), a broadcast comes back with the receipt
-//! and no receipt poll is needed. The send slot is held until the node answers, so the first
-//! broadcast that is not mined within [`SYNC_SEND_PATIENCE`] turns sync sends off for the chain:
-//! on a chain with block times the next nonce is not held back for a whole block.
+//! on automine, a sequencer with instant inclusion), a broadcast made while no other settlement
+//! waits for the signer comes back with the receipt, and no receipt poll is needed. The send
+//! slot is held until the node answers, so under load (others waiting) broadcasts do not wait
+//! for mining and the pipeline stays full, and the first sync broadcast not mined within
+//! [`SYNC_SEND_PATIENCE`] turns sync sends off for the chain: on a chain with block times the
+//! next nonce is not held back for a whole block.
 
 mod tracking;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use alloy::consensus::{TxEnvelope, TypedTransaction};
@@ -55,6 +58,29 @@ pub const SYNC_SEND_PATIENCE: Duration = Duration::from_millis(200);
 
 /// The JSON-RPC error code of a method the node does not serve.
 const METHOD_NOT_FOUND: i64 = -32601;
+
+/// The signer's send queue: its state, and how many senders wait for it.
+#[derive(Debug, Default)]
+pub(crate) struct SendQueue {
+    state: tokio::sync::Mutex<SenderState>,
+    waiting: AtomicUsize,
+}
+
+/// Counts a sender waiting for the queue while it lives.
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn new(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::SeqCst);
+        Self(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
 
 /// The signer's view of its own transactions: the next nonce and recent fees.
 #[derive(Debug, Default)]
@@ -321,7 +347,11 @@ impl ExactEvmScheme {
     /// Waits for the signer's next nonce, reading it (and gas fees, when stale) from the node
     /// in one batch when it is not known.
     pub async fn reserve_send(&self) -> Result<SendSlot<'_>, SettleError> {
-        let mut state = self.sender_state().lock().await;
+        let queue = self.send_queue();
+        let mut state = {
+            let _waiting = Waiting::new(&queue.waiting);
+            queue.state.lock().await
+        };
         let fees_fresh = state
             .fees
             .as_ref()
@@ -371,7 +401,7 @@ impl ExactEvmScheme {
 
     /// Forgets the local nonce, so the next slot reads it from the node again.
     pub async fn resync_nonce(&self) {
-        self.sender_state().lock().await.next_nonce = None;
+        self.send_queue().state.lock().await.next_nonce = None;
     }
 
     /// Sends a verified payment and waits a bounded time for its receipt: reserve, sign,
@@ -483,7 +513,9 @@ impl SendSlot<'_> {
     /// Where the node mines at once, the answer carries the receipt ([`Sent::Mined`]).
     pub async fn broadcast(mut self, signed: &SignedSettlement) -> Result<Sent, BroadcastError> {
         debug_assert_eq!(signed.signer_nonce, self.nonce);
-        let result = if self.state.sync_send == SyncSend::On {
+        // With others waiting for the slot, waiting here for the block would hold them back.
+        let alone = self.scheme.send_queue().waiting.load(Ordering::SeqCst) == 0;
+        let result = if self.state.sync_send == SyncSend::On && alone {
             let sent = send_raw_sync(self.scheme, &signed.raw).await;
             if matches!(sent, Err(BroadcastError::Uncertain { .. })) {
                 tracing::info!(network = %self.scheme.network(), patience = ?SYNC_SEND_PATIENCE, "the node did not mine a transaction at once; broadcasting without waiting for receipts from now on");
