@@ -2,8 +2,6 @@
 //! nothing has been lost: a payment refused during the outage settles, and a settlement that
 //! was in flight when the RPC went down is confirmed.
 
-mod common;
-
 use alloy::primitives::U256;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -11,10 +9,11 @@ async fn outage_is_reported_and_nothing_is_lost() {
     let chain = x402_testkit::Chain::start().await;
     let rpc = chain.devnet.rpc_url();
     let target = format!("{}:{}", rpc.host_str().unwrap(), rpc.port().unwrap());
-    let proxy = common::Proxy::start(target.parse().unwrap()).await;
+    let proxy = x402_testkit::Proxy::start(target.parse().unwrap()).await;
     let dir = tempfile::tempdir().unwrap();
-    let config = common::config_for(&proxy.url(), dir.path(), "[limits]\nsettle_wait_ms = 1000");
-    let stack = common::Stack::serve(chain, dir, config).await;
+    let config =
+        x402_testkit::config_for(&proxy.url(), dir.path(), "[limits]\nsettle_wait_ms = 1000");
+    let stack = x402_testkit::Stack::serve(chain, dir, config).await;
     let (status, _) = stack.get("/health").await;
     assert_eq!(status, 200);
 

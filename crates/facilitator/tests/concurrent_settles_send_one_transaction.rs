@@ -4,8 +4,6 @@
 //! shared `Idempotency-Key`, all fifty get the same success; after `settlement_pending`, the
 //! identical retry gets the success, once.
 
-mod common;
-
 use alloy::primitives::U256;
 use serde_json::Value;
 
@@ -19,7 +17,7 @@ fn successes(answers: &[(u16, Value)]) -> Vec<&Value> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_concurrent_settles_without_a_key_give_one_success() {
-    let stack = common::Stack::start().await;
+    let stack = x402_testkit::Stack::start().await;
     let request = stack.payment(0, 10_000);
     let before = stack.before().await;
 
@@ -62,7 +60,7 @@ async fn fifty_concurrent_settles_without_a_key_give_one_success() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_idempotency_key_is_answered_the_same_every_time_even_after_a_restart() {
-    let mut stack = common::Stack::start().await;
+    let mut stack = x402_testkit::Stack::start().await;
     let request = stack.payment(0, 10_000);
     let before = stack.before().await;
 
@@ -103,7 +101,7 @@ async fn one_idempotency_key_is_answered_the_same_every_time_even_after_a_restar
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_settlement_pending_the_identical_retry_gets_the_success_once() {
-    let stack = common::Stack::start_with(
+    let stack = x402_testkit::Stack::start_with(
         x402_devnet::DevnetConfig::default(),
         "[limits]\nsettle_wait_ms = 300",
     )
@@ -136,7 +134,7 @@ async fn after_settlement_pending_the_identical_retry_gets_the_success_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn another_payment_reusing_a_settled_nonce_is_refused() {
-    let stack = common::Stack::start().await;
+    let stack = x402_testkit::Stack::start().await;
     let requirements = stack.chain.requirements(10_000);
     let payer = &stack.chain.devnet.payers()[1].signer;
     let payload = x402_testkit::honest_payment(payer, &requirements);
@@ -167,7 +165,7 @@ async fn another_payment_reusing_a_settled_nonce_is_refused() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn many_payments_pipeline_from_one_signer() {
-    let stack = common::Stack::start().await;
+    let stack = x402_testkit::Stack::start().await;
     let before = stack.before().await;
     let mut calls = tokio::task::JoinSet::new();
     for i in 0..24 {

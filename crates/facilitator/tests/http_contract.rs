@@ -1,14 +1,13 @@
 //! The HTTP contract: wire shapes and status codes as the official facilitator, bearer token,
 //! malformed bodies, v1 and v2 payloads, `/supported`, `/metrics`.
 
-mod common;
-
 use serde_json::{Value, json};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn http_contract() {
     let stack =
-        common::Stack::start_with(Default::default(), "[auth]\nbearer_token = \"t0ken\"").await;
+        x402_testkit::Stack::start_with(Default::default(), "[auth]\nbearer_token = \"t0ken\"")
+            .await;
     let http = &stack.http;
     let url = stack.url();
     let request = stack.payment(0, 1_000);

@@ -1,8 +1,6 @@
 //! `/health` fails, naming the gas balance, while the signer's balance is below the chain's
 //! configured floor, and passes again once it is funded.
 
-mod common;
-
 use alloy::primitives::U256;
 use alloy::providers::Provider;
 use serde_json::Value;
@@ -13,7 +11,7 @@ const ETH: u128 = 1_000_000_000_000_000_000;
 async fn health_fails_below_the_gas_floor_and_recovers_above_it() {
     let chain = x402_testkit::Chain::start().await;
     let floor = format!("min_signer_balance_wei = {ETH}");
-    let stack = common::Stack::on_chain(chain, "", &floor).await;
+    let stack = x402_testkit::Stack::on_chain(chain, "", &floor).await;
     let signer = stack.chain.devnet.facilitator().address;
     let provider = stack.chain.devnet.provider();
     let set_balance = |wei: u128| async move {

@@ -3,8 +3,6 @@
 //! official `@x402/fetch` client on anvil; and for the classic failures our `/verify` gives the
 //! same `isValid` and reason code as the official facilitator library on the same chain.
 
-mod common;
-
 use alloy::primitives::U256;
 use serde_json::json;
 use x402_evm::{ExactEvmPayload, unix_now};
@@ -12,16 +10,16 @@ use x402_proto::PaymentRequest;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn official_server_and_client_settle_through_our_facilitator() {
-    let stack = common::Stack::start_with(
+    let stack = x402_testkit::Stack::start_with(
         Default::default(),
         "[auth]\nbearer_token = \"interop-token\"",
     )
     .await;
-    let (server, port) = common::official_express_server(&stack, Some("interop-token")).await;
+    let (server, port) = x402_testkit::official_express_server(&stack, Some("interop-token")).await;
 
     let before = stack.pay_to_balance().await;
     let payer_key = stack.chain.devnet.payers()[2].signer.to_bytes().to_string();
-    let result = common::official_fetch(vec![
+    let result = x402_testkit::official_fetch(vec![
         ("URL", format!("http://127.0.0.1:{port}/paid")),
         ("PRIVATE_KEY", payer_key),
     ])
@@ -36,7 +34,7 @@ async fn official_server_and_client_settle_through_our_facilitator() {
 }
 
 fn signed(
-    stack: &common::Stack,
+    stack: &x402_testkit::Stack,
     payer: usize,
     amount: u128,
     edit: impl FnOnce(&mut x402_evm::Authorization),
@@ -57,7 +55,7 @@ fn signed(
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn our_verify_agrees_with_the_official_facilitator() {
-    let stack = common::Stack::start().await;
+    let stack = x402_testkit::Stack::start().await;
     // A settled payment, to replay.
     let replayed = stack.payment(3, 1_000);
     let (_, settled) = stack.settle(&replayed).await;
@@ -81,12 +79,12 @@ async fn our_verify_agrees_with_the_official_facilitator() {
     ];
 
     let requests: Vec<&PaymentRequest> = cases.iter().map(|(_, request)| request).collect();
-    let official = common::official_verify(&stack.chain.devnet, &requests, &[]).await;
+    let official = x402_testkit::official_verify(&stack.chain.devnet, &requests, &[]).await;
 
     for ((name, request), theirs) in cases.iter().zip(&official) {
         let (status, ours) = stack.verify(request).await;
         assert_eq!(status, 200, "{name}: {ours}");
-        common::assert_same_verdict(name, &ours, theirs);
+        x402_testkit::assert_same_verdict(name, &ours, theirs);
         if *name != "valid" {
             assert_eq!(ours["isValid"], false, "{name}");
         }

@@ -4,8 +4,6 @@
 //! we give the success to one call and refuse the others as duplicates, so it serves one 200
 //! and answers the rest 402, as with the official facilitators. One transfer each time.
 
-mod common;
-
 use alloy::primitives::U256;
 use x402_testkit::{challenge_of, reencodings};
 
@@ -30,7 +28,7 @@ async fn send_at_once(url: &str, headers: Vec<String>) -> Vec<u16> {
 }
 
 /// A payment for the server's challenge, signed as an official client would.
-async fn signed_header(stack: &common::Stack, url: &str, payer: usize) -> String {
+async fn signed_header(stack: &x402_testkit::Stack, url: &str, payer: usize) -> String {
     let challenge = reqwest::get(url).await.unwrap();
     assert_eq!(challenge.status(), 402);
     let challenge = challenge_of(challenge.headers());
@@ -47,8 +45,8 @@ async fn signed_header(stack: &common::Stack, url: &str, payer: usize) -> String
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn one_payment_sent_many_times_at_once_is_served_once() {
-    let stack = common::Stack::start().await;
-    let (_server, port) = common::official_express_server(&stack, None).await;
+    let stack = x402_testkit::Stack::start().await;
+    let (_server, port) = x402_testkit::official_express_server(&stack, None).await;
     let url = format!("http://127.0.0.1:{port}/paid");
     let before = stack.pay_to_balance().await;
     let txs = stack.chain.facilitator_tx_count().await;

@@ -3,13 +3,11 @@
 //! chain with the same ERC-6492 allow-list: a deployed ERC-1271 wallet, one that refuses the
 //! signature, a counterfactual wallet of the allowed factory, and one of another factory.
 
-mod common;
-
 use alloy::primitives::Address;
-use common::Stack;
 use serde_json::Value;
 use x402_devnet::{Artifact, DevnetConfig, WALLET_FACTORY_ARTIFACT};
 use x402_proto::PaymentRequest;
+use x402_testkit::Stack;
 use x402_testkit::{Chain, SmartWallet, v2_request};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -62,7 +60,7 @@ async fn smart_wallet_verdicts_match_the_official_facilitator() {
     ];
 
     let requests: Vec<&PaymentRequest> = cases.iter().map(|(_, request)| request).collect();
-    let official = common::official_verify(
+    let official = x402_testkit::official_verify(
         devnet,
         &requests,
         &[("EIP6492_ALLOWED_FACTORIES", allowed.to_checksum(None))],
@@ -80,6 +78,6 @@ async fn smart_wallet_verdicts_match_the_official_facilitator() {
         assert_eq!(status, 200, "{name}: {ours}");
         assert_eq!(ours["isValid"], valid, "{name}: ours {ours}");
         assert_eq!(ours["invalidReason"], reason, "{name}: ours {ours}");
-        common::assert_same_verdict(name, &ours, theirs);
+        x402_testkit::assert_same_verdict(name, &ours, theirs);
     }
 }

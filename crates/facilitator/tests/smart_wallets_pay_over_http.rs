@@ -2,11 +2,9 @@
 //! log path): an ERC-1271 wallet and an ERC-6492 counterfactual wallet of an allowed factory
 //! pay, a wallet that refuses the signature and a factory outside the allow-list do not.
 
-mod common;
-
 use alloy::primitives::{Address, U256};
-use common::Stack;
 use x402_devnet::DevnetConfig;
+use x402_testkit::Stack;
 use x402_testkit::{Chain, SmartWallet, v2_request};
 
 /// A devnet and our facilitator allowing `factories` for ERC-6492 payers.

@@ -2,8 +2,6 @@
 //! fees and confirms: the payee is paid once, the signer's nonce advances by exactly one, and
 //! the log holds every transaction sent for the settlement.
 
-mod common;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -45,7 +43,7 @@ fn mine_at_base_fee(
     (stop, task)
 }
 
-fn settlement_key(stack: &common::Stack, request: &PaymentRequest) -> SettlementKey {
+fn settlement_key(stack: &x402_testkit::Stack, request: &PaymentRequest) -> SettlementKey {
     let payload = &request.payload()["authorization"];
     SettlementKey {
         chain_id: stack.chain.devnet.chain_id(),
@@ -61,7 +59,7 @@ fn settlement_key(stack: &common::Stack, request: &PaymentRequest) -> Settlement
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_settlement_is_bumped_on_its_nonce_and_confirms() {
-    let stack = common::Stack::on_chain(
+    let stack = x402_testkit::Stack::on_chain(
         x402_testkit::Chain::start().await,
         "[limits]\nsettle_wait_ms = 300",
         "block_time_ms = 500\n[networks.fee_bump]\nstuck_after_ms = 1500\nmax_fee_bumps = 3\nmax_fee_per_gas_cap_gwei = 1000",
@@ -161,7 +159,7 @@ async fn a_stuck_settlement_is_bumped_on_its_nonce_and_confirms() {
 }
 
 /// Polls `/settle` until it succeeds (at most 30 s).
-async fn settle_until_confirmed(stack: &common::Stack, request: &PaymentRequest) -> B256 {
+async fn settle_until_confirmed(stack: &x402_testkit::Stack, request: &PaymentRequest) -> B256 {
     let started = Instant::now();
     loop {
         let (status, answer) = stack.settle(request).await;
@@ -190,7 +188,8 @@ async fn at_the_fee_cap_a_stuck_settlement_waits_on_its_nonce() {
     let fee_bump = format!(
         "block_time_ms = 500\n[networks.fee_bump]\nstuck_after_ms = 500\nmax_fee_bumps = 3\nmax_fee_per_gas_cap_gwei = {cap_gwei}"
     );
-    let stack = common::Stack::on_chain(chain, "[limits]\nsettle_wait_ms = 300", &fee_bump).await;
+    let stack =
+        x402_testkit::Stack::on_chain(chain, "[limits]\nsettle_wait_ms = 300", &fee_bump).await;
     stack.stop_automine().await;
     let before = stack.before().await;
     let request = stack.payment(1, 6_000);

@@ -75,22 +75,3 @@ impl Chain {
             .expect("nonce readable")
     }
 }
-
-/// Our facilitator serving `chain` over HTTP on a free loopback port, with its settlement log
-/// in `dir` and default settings: what most tests settle through.
-pub async fn start_facilitator(
-    chain: &Chain,
-    dir: &std::path::Path,
-) -> x402_facilitator::RunningFacilitator {
-    let text = format!(
-        "listen = \"127.0.0.1:0\"\ndatabase = \"{}\"\n[[networks]]\nchain_id = {}\nrpc_url = \"{}\"\n",
-        dir.join("facilitator.db").display(),
-        chain.devnet.chain_id(),
-        chain.devnet.rpc_url(),
-    );
-    let config = x402_facilitator::FacilitatorConfig::parse(&text, std::iter::empty())
-        .expect("the test facilitator config parses");
-    x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
-        .await
-        .expect("the test facilitator starts")
-}

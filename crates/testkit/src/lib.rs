@@ -1,7 +1,7 @@
 //! Helpers shared by the workspace's integration tests: a devnet with an `exact` scheme
-//! connected to it and our facilitator ([`Chain`], [`start_facilitator`]), builders for honest
-//! and dishonest payments, smart-wallet payers, re-encodings of a payment, and a scripted
-//! [`MockFacilitator`].
+//! connected to it ([`Chain`]) and our facilitator serving it ([`Stack`]), builders for honest
+//! and dishonest payments, verdict assertions, smart-wallet payers, re-encodings of a payment,
+//! a scripted [`MockFacilitator`], a cuttable RPC [`Proxy`], and the official SDKs as peers.
 
 mod chain;
 mod json;
@@ -9,9 +9,10 @@ mod mock;
 mod official_sdks;
 mod payments;
 mod process;
+mod proxy;
 mod reencode;
-mod shop;
 mod smart_wallet;
+mod stack;
 mod verdicts;
 
 pub use chain::*;
@@ -20,7 +21,8 @@ pub use mock::*;
 pub use official_sdks::*;
 pub use payments::*;
 pub use process::*;
+pub use proxy::*;
 pub use reencode::*;
-pub use shop::*;
 pub use smart_wallet::*;
+pub use stack::*;
 pub use verdicts::*;

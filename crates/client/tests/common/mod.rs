@@ -13,7 +13,7 @@ use axum::middleware::Next;
 use axum::routing::{MethodRouter, get};
 use x402_client::{Ledger, PayingClient, Policy};
 use x402_paywall::RoutePrice;
-use x402_testkit::Settling;
+use x402_testkit::Stack;
 
 /// Serves `app` on a free loopback port; the URL of `path` there.
 pub async fn serve(app: axum::Router, path: &str) -> String {
@@ -38,7 +38,7 @@ pub fn paying_client(http: reqwest::Client, signer: &PrivateKeySigner) -> Paying
 /// headers of every request that carried a payment.
 pub struct PaidRoute {
     /// The devnet and the facilitator the paywall settles through.
-    pub settling: Settling,
+    pub settling: Stack,
     /// The route's URL.
     pub url: String,
     paid: Arc<Mutex<Vec<HeaderMap>>>,
@@ -52,7 +52,7 @@ impl PaidRoute {
 
     /// The route answering with `handler` at `price`.
     pub async fn with_handler(price: &str, handler: MethodRouter) -> Self {
-        let settling = Settling::start().await;
+        let settling = Stack::start().await;
         let paywall = settling.paywall();
         let paid = Arc::new(Mutex::new(Vec::new()));
         let seen = paid.clone();
