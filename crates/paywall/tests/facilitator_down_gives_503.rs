@@ -24,9 +24,9 @@ async fn an_unreachable_facilitator_gives_503_and_no_content() {
     assert_eq!(paid.status(), 200);
 
     // Facilitator gone.
-    shop.facilitator.take().unwrap().shutdown().await;
+    shop.base.facilitator.take().unwrap().shutdown().await;
     let before = shop.pay_to_balance().await;
-    let txs_before = shop.chain.facilitator_tx_count().await;
+    let txs_before = shop.base.chain.facilitator_tx_count().await;
 
     // Asking the price needs no facilitator (`payment_for` checks it is a 402).
     let payment = shop.payment_for(&url, Wire::V2).await;
@@ -39,5 +39,5 @@ async fn an_unreachable_facilitator_gives_503_and_no_content() {
     assert!(!body.contains("sunny"), "{body}");
 
     assert_eq!(shop.pay_to_balance().await, before);
-    assert_eq!(shop.chain.facilitator_tx_count().await, txs_before);
+    assert_eq!(shop.base.chain.facilitator_tx_count().await, txs_before);
 }

@@ -150,7 +150,7 @@ fn ten_thousand_generated_payments_break_nothing_and_settle_nothing() {
         let shop = Shop::start().await;
         let paywall = Paywall::new(
             shop.paying.clone(),
-            vec![common::option(&shop.chain)],
+            vec![common::option(&shop.base.chain)],
             PaywallConfig::default(),
         )
         .unwrap();
@@ -168,7 +168,7 @@ fn ten_thousand_generated_payments_break_nothing_and_settle_nothing() {
         (shop, app, valid)
     });
     let before = runtime.block_on(shop.pay_to_balance());
-    let txs_before = runtime.block_on(shop.chain.facilitator_tx_count());
+    let txs_before = runtime.block_on(shop.base.chain.facilitator_tx_count());
     let app = Arc::new(app);
     let statuses = std::cell::RefCell::new(std::collections::BTreeMap::<u16, u32>::new());
 
@@ -218,7 +218,7 @@ fn ten_thousand_generated_payments_break_nothing_and_settle_nothing() {
         "nothing was settled"
     );
     assert_eq!(
-        runtime.block_on(shop.chain.facilitator_tx_count()),
+        runtime.block_on(shop.base.chain.facilitator_tx_count()),
         txs_before,
         "no transaction"
     );

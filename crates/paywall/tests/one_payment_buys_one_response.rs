@@ -89,13 +89,13 @@ fn assert_one_served(answers: &[(u16, String)]) {
 }
 
 async fn attack_at_once(shop: Shop) {
-    let txs_before = shop.chain.facilitator_tx_count().await;
+    let txs_before = shop.base.chain.facilitator_tx_count().await;
     let (name, value) = think_payment(&shop, "q").await;
     let answers = send_all_at_once(&shop, name, reencodings(&value, COPIES)).await;
     assert_one_served(&answers);
     shop.assert_paid(PRICE_ATOMIC).await;
     assert_eq!(
-        shop.chain.facilitator_tx_count().await,
+        shop.base.chain.facilitator_tx_count().await,
         txs_before + 1,
         "one transaction"
     );

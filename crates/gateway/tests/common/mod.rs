@@ -1,26 +1,22 @@
-//! The whole stack for gateway tests: a dev chain, our facilitator (in process), and the
-//! gateway with the real local models from `models/`.
+//! The whole stack for gateway tests: the test kit's [`x402_testkit::Stack`] (a dev chain and
+//! our facilitator, called in process) and the gateway with the real local models from
+//! `models/`.
 #![allow(dead_code, unreachable_pub)]
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use alloy::primitives::{Address, U256};
 use alloy::signers::local::PrivateKeySigner;
 use serde_json::Value;
-use tempfile::TempDir;
-use x402_facilitator::RunningFacilitator;
 use x402_gateway::{GatewayConfig, RunningGateway};
-use x402_proto::Facilitator;
-use x402_testkit::{Chain, Wire};
+use x402_testkit::Wire;
 
 pub struct Stack {
-    pub chain: Chain,
-    pub facilitator: RunningFacilitator,
+    /// The devnet and our facilitator, which the gateway calls in process.
+    pub base: x402_testkit::Stack,
     pub gateway: RunningGateway,
     pub url: String,
     pub http: reqwest::Client,
-    pub dir: TempDir,
 }
 
 /// The models installed by scripts/install-models.sh.
@@ -45,16 +41,19 @@ pub fn testdata(name: &str) -> Vec<u8> {
 impl Stack {
     /// The stack; `extra` is appended to the gateway's TOML (say, `[services.…]` tables).
     pub async fn start(extra: &str) -> Self {
-        let chain = Chain::start().await;
-        let dir = tempfile::tempdir().unwrap();
-        let facilitator = x402_testkit::start_facilitator(&chain, dir.path()).await;
-        let requirements = chain.requirements(1);
+        let base = x402_testkit::Stack::start().await;
+        let requirements = base.chain.requirements(1);
         let extra_json = requirements.extra.clone().unwrap();
         let gateway_toml = format!(
             "listen = \"127.0.0.1:0\"\nmodels_dir = {models:?}\njobs_db = {jobs_db:?}\n\n[payment]\npay_to = \"{pay_to}\"\n\n\
              [[payment.accepts]]\nnetwork = \"{network}\"\nasset = \"{asset}\"\ndecimals = 6\nname = {name}\nversion = {version}\n{extra}\n",
             models = models_dir().display().to_string(),
-            jobs_db = dir.path().join("gateway-jobs.db").display().to_string(),
+            jobs_db = base
+                .dir
+                .path()
+                .join("gateway-jobs.db")
+                .display()
+                .to_string(),
             pay_to = requirements.pay_to,
             network = requirements.network,
             asset = requirements.asset,
@@ -62,30 +61,27 @@ impl Stack {
             version = extra_json["version"],
         );
         let gateway_config = GatewayConfig::parse(&gateway_toml).expect("gateway config parses");
-        let in_process: Arc<dyn Facilitator> = Arc::new(facilitator.service().clone());
-        let gateway = x402_gateway::start(&gateway_config, Some(in_process))
+        let gateway = x402_gateway::start(&gateway_config, Some(base.in_process()))
             .await
             .expect("gateway starts");
         Self {
             url: gateway.url(),
-            chain,
-            facilitator,
+            base,
             gateway,
             http: reqwest::Client::new(),
-            dir,
         }
     }
 
     pub fn payer(&self, i: usize) -> &PrivateKeySigner {
-        &self.chain.devnet.payers()[i].signer
+        &self.base.chain.devnet.payers()[i].signer
     }
 
     pub fn pay_to(&self) -> Address {
-        self.chain.devnet.pay_to().address
+        self.base.chain.devnet.pay_to().address
     }
 
     pub async fn pay_to_balance(&self) -> U256 {
-        self.chain.balance(self.pay_to()).await
+        self.base.pay_to_balance().await
     }
 
     /// POSTs `body` to `path`, pays the 402 with payer `i` over `wire`, and returns the paid

@@ -11,7 +11,6 @@ use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use reqwest::Response;
 use serde_json::{Value, json};
-use tempfile::TempDir;
 use x402_facilitator::RunningFacilitator;
 use x402_paywall::{Paid, PaymentOption, Paywall, PaywallConfig, Quote, Rejection, RoutePrice};
 use x402_proto::Facilitator;
@@ -22,13 +21,12 @@ pub const PRICE: &str = "$0.01";
 pub const PRICE_ATOMIC: u64 = 10_000;
 
 pub struct Shop {
-    pub chain: Chain,
-    pub facilitator: Option<RunningFacilitator>,
+    /// The devnet and our facilitator.
+    pub base: x402_testkit::Stack,
     /// What the shop's paywall settles through.
     pub paying: Arc<dyn Facilitator>,
     pub url: String,
     pub http: reqwest::Client,
-    pub dir: TempDir,
     /// The payee's balance when the shop opened.
     pub paid_at_start: U256,
 }
@@ -125,27 +123,23 @@ impl Shop {
     pub async fn start_with(
         make: impl FnOnce(&RunningFacilitator) -> Arc<dyn Facilitator>,
     ) -> Self {
-        let chain = Chain::start().await;
-        let dir = tempfile::tempdir().unwrap();
-        let facilitator = x402_testkit::start_facilitator(&chain, dir.path()).await;
-        let paying = make(&facilitator);
-        let url = serve(&chain, paying.clone()).await;
-        let paid_at_start = chain.balance(chain.devnet.pay_to().address).await;
+        let base = x402_testkit::Stack::start().await;
+        let paying = make(base.facilitator.as_ref().expect("running"));
+        let url = serve(&base.chain, paying.clone()).await;
+        let paid_at_start = base.pay_to_balance().await;
         Self {
             paid_at_start,
-            chain,
-            facilitator: Some(facilitator),
+            base,
             paying,
             url,
             http: reqwest::Client::new(),
-            dir,
         }
     }
 
     /// The same shop served again by a new process (a new paywall with an empty guard, the
     /// same facilitator): what a restart looks like. Its URL.
     pub async fn serve_again(&self) -> String {
-        serve(&self.chain, self.paying.clone()).await
+        serve(&self.base.chain, self.paying.clone()).await
     }
 
     /// How many times `/think` ran.
@@ -155,15 +149,15 @@ impl Shop {
     }
 
     pub fn payer(&self) -> &alloy::signers::local::PrivateKeySigner {
-        &self.chain.devnet.payers()[0].signer
+        &self.base.chain.devnet.payers()[0].signer
     }
 
     pub fn pay_to(&self) -> Address {
-        self.chain.devnet.pay_to().address
+        self.base.chain.devnet.pay_to().address
     }
 
     pub async fn pay_to_balance(&self) -> U256 {
-        self.chain.balance(self.pay_to()).await
+        self.base.pay_to_balance().await
     }
 
     /// Asserts that the payee received `atomic` units since the shop opened.
