@@ -7,7 +7,8 @@
 //!
 //! A transaction left unmined because its fees are too low is replaced on the same nonce
 //! ([`ExactEvmScheme::replacement`]): the same call with fees raised by at least an eighth,
-//! never above the configured cap, so at most one of them can ever be mined. [`tracking`]
+//! never above the configured cap, so at most one of them can ever be mined. [`fees`] prices
+//! transactions and their replacements, [`broadcast`] hands them to the node, [`tracking`]
 //! asks the chain where a sent transaction stands.
 //!
 //! Where the node offers `eth_sendRawTransactionSync` (EIP-7966) and mines at once (a dev chain
@@ -18,7 +19,13 @@
 //! [`SYNC_SEND_PATIENCE`] turns sync sends off for the chain: on a chain with block times the
 //! next nonce is not held back for a whole block.
 
+mod broadcast;
+mod fees;
 mod tracking;
+
+pub use broadcast::{BroadcastError, SYNC_SEND_PATIENCE, Sent};
+use broadcast::{SyncSend, send_raw, send_raw_sync};
+use fees::{FeeCalls, Fees, bumped_fees};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -53,12 +60,6 @@ const CONTRACT_WALLET_TRANSFER_GAS_LIMIT: u64 = 500_000;
 /// use roughly 100k–400k for the deployment).
 const DEPLOY_AND_TRANSFER_GAS_LIMIT: u64 = 1_500_000;
 
-/// How long a sync broadcast may hold the send slot before sync sends are turned off.
-pub const SYNC_SEND_PATIENCE: Duration = Duration::from_millis(200);
-
-/// The JSON-RPC error code of a method the node does not serve.
-const METHOD_NOT_FOUND: i64 = -32601;
-
 /// The signer's send queue: its state, and how many senders wait for it.
 #[derive(Debug, Default)]
 pub(crate) struct SendQueue {
@@ -91,109 +92,11 @@ pub(crate) struct SenderState {
     sync_send: SyncSend,
 }
 
-/// Whether broadcasts wait for the receipt in the same call (`eth_sendRawTransactionSync`).
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
-enum SyncSend {
-    /// Not asked yet: the node is asked with the first nonce read.
-    #[default]
-    Unknown,
-    /// The node serves it and has mined every sync broadcast in time.
-    On,
-    /// The node does not serve it, or a sync broadcast was not mined in time.
-    Off,
-}
-
-impl SyncSend {
-    /// What the node's answer to a probe (`eth_sendRawTransactionSync("0x")`) says: every
-    /// error but "method not found" means it parsed the call and serves it.
-    fn from_probe<T>(answer: &Result<T, TransportError>) -> Self {
-        match answer {
-            Err(RpcError::ErrorResp(payload)) if payload.code != METHOD_NOT_FOUND => Self::On,
-            _ => Self::Off,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Fees {
-    max_fee_per_gas: u128,
-    max_priority_fee_per_gas: u128,
-}
-
-impl Fees {
-    /// The fees to offer from the node's gas price and suggested tip: twice the price
-    /// survives several blocks of base fee increases.
-    fn from_node(gas_price: u128, priority: u128) -> Self {
-        let max_fee = gas_price.saturating_mul(2).max(1);
-        Self {
-            max_fee_per_gas: max_fee,
-            max_priority_fee_per_gas: priority.min(max_fee),
-        }
-    }
-}
-
 /// The node could not be asked: `error` says why.
 fn chain_unavailable(error: impl std::fmt::Display) -> SettleError {
     SettleError::ChainUnavailable {
         detail: error.to_string(),
     }
-}
-
-/// The fee questions of a batch: `eth_gasPrice` and `eth_maxPriorityFeePerGas`.
-struct FeeCalls {
-    gas_price: Waiter<U256>,
-    priority: Waiter<U256>,
-}
-
-impl FeeCalls {
-    /// Adds the fee questions to `batch`.
-    fn add(batch: &mut BatchRequest<'_>) -> Result<Self, SettleError> {
-        Ok(Self {
-            gas_price: batch
-                .add_call("eth_gasPrice", &())
-                .map_err(chain_unavailable)?,
-            priority: batch
-                .add_call("eth_maxPriorityFeePerGas", &())
-                .map_err(chain_unavailable)?,
-        })
-    }
-
-    /// The fees to offer, once the batch is sent.
-    async fn fees(self) -> Result<Fees, SettleError> {
-        let gas_price: u128 = self
-            .gas_price
-            .await
-            .map_err(chain_unavailable)?
-            .saturating_to();
-        // Not every node serves eth_maxPriorityFeePerGas; a tip of zero still gets mined.
-        let priority: u128 = self.priority.await.map(|p| p.saturating_to()).unwrap_or(0);
-        Ok(Fees::from_node(gas_price, priority))
-    }
-}
-
-/// `fee` raised by an eighth (rounded up, at least 1 wei): above the 10% nodes require of a
-/// replacement.
-fn bump_fee(fee: u128) -> u128 {
-    fee.saturating_add(fee.div_ceil(8).max(1))
-}
-
-/// The fees of a replacement for a transaction that offered `old`: both raised by at least
-/// an eighth, up to what the node suggests now (`current`), never above `cap`. `None` when
-/// the minimum raise would pass the cap.
-fn bumped_fees(old: Fees, current: Fees, cap: u128) -> Option<Fees> {
-    let min_max_fee = bump_fee(old.max_fee_per_gas);
-    let min_tip = bump_fee(old.max_priority_fee_per_gas);
-    if min_max_fee > cap || min_tip > cap {
-        return None;
-    }
-    let max_fee_per_gas = min_max_fee.max(current.max_fee_per_gas).min(cap);
-    let max_priority_fee_per_gas = min_tip
-        .max(current.max_priority_fee_per_gas)
-        .min(max_fee_per_gas);
-    Some(Fees {
-        max_fee_per_gas,
-        max_priority_fee_per_gas,
-    })
 }
 
 /// A settlement transaction signed and not yet broadcast: its hash is final.
@@ -229,81 +132,6 @@ impl VerifiedPayment {
             from: auth.from,
             to: auth.to,
             value: auth.value,
-        }
-    }
-}
-
-/// Why a broadcast did not go through.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum BroadcastError {
-    /// The node answered and refused the transaction: it is not in its pool.
-    #[error("the node refused the transaction: {reason}")]
-    Refused {
-        /// The node's message.
-        reason: String,
-        /// The nonce was already used by another transaction of the signer.
-        nonce_used: bool,
-        /// The node simulated the call and it reverted.
-        reverted: bool,
-    },
-    /// The node could not be reached or did not answer: the transaction may have been sent.
-    #[error("the node did not answer the broadcast: {detail}")]
-    Uncertain {
-        /// The transport error.
-        detail: String,
-    },
-}
-
-impl BroadcastError {
-    /// The node refused the transaction for offering too little gas (below the base fee or
-    /// the pool's minimum): its nonce is still free, and a replacement with higher fees on it
-    /// may go through.
-    pub fn is_underpriced(&self) -> bool {
-        match self {
-            Self::Refused {
-                reason,
-                nonce_used: false,
-                reverted: false,
-            } => NodeRefusal::classify(0, reason, false) == NodeRefusal::Underpriced,
-            _ => false,
-        }
-    }
-
-    /// The settle error a caller should report when it gives up on this broadcast.
-    pub fn into_settle_error(self, tx_hash: B256) -> SettleError {
-        match self {
-            Self::Refused {
-                reason,
-                reverted: true,
-                ..
-            } => SettleError::Rejected {
-                code: reason_for_revert(&reason),
-                reason,
-            },
-            Self::Refused { reason, .. } => SettleError::ChainUnavailable { detail: reason },
-            Self::Uncertain { .. } => SettleError::Pending { tx_hash },
-        }
-    }
-}
-
-/// A broadcast the node took.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Sent {
-    /// The transaction is in the node's pool (or already was).
-    Pooled,
-    /// The node mined it before answering: its receipt.
-    Mined(Box<TransactionReceipt>),
-}
-
-impl Sent {
-    /// The settlement's outcome when the transaction is already mined.
-    pub fn outcome(
-        &self,
-        expected: &TransferExpectation,
-    ) -> Option<Result<Settlement, SettleError>> {
-        match self {
-            Self::Pooled => None,
-            Self::Mined(receipt) => Some(tracking::judge_receipt(receipt, expected)),
         }
     }
 }
@@ -540,122 +368,5 @@ impl SendSlot<'_> {
             }
         }
         result
-    }
-}
-
-async fn send_raw(scheme: &ExactEvmScheme, raw: &Bytes) -> Result<(), BroadcastError> {
-    let sent: Result<B256, TransportError> = scheme
-        .provider()
-        .client()
-        .request("eth_sendRawTransaction", (raw,))
-        .await;
-    sent.map(|_| ()).or_else(refusal_or_known)
-}
-
-/// `eth_sendRawTransactionSync`, given [`SYNC_SEND_PATIENCE`]: the receipt, or, when it takes
-/// longer, [`BroadcastError::Uncertain`] (the transaction may be in the pool; it is tracked).
-async fn send_raw_sync(scheme: &ExactEvmScheme, raw: &Bytes) -> Result<Sent, BroadcastError> {
-    let call = scheme
-        .provider()
-        .client()
-        .request::<_, TransactionReceipt>("eth_sendRawTransactionSync", (raw,));
-    match tokio::time::timeout(SYNC_SEND_PATIENCE, call).await {
-        Ok(Ok(receipt)) => Ok(Sent::Mined(Box::new(receipt))),
-        // Already in the pool from an earlier send: it is followed by receipt polls.
-        Ok(Err(error)) => refusal_or_known(error).map(|()| Sent::Pooled),
-        Err(_) => Err(BroadcastError::Uncertain {
-            detail: format!("not mined within {SYNC_SEND_PATIENCE:?} of a sync send"),
-        }),
-    }
-}
-
-/// How a node's answer to a broadcast that failed is taken: a transaction it already has is
-/// sent; a refusal is classified.
-fn refusal_or_known(error: TransportError) -> Result<(), BroadcastError> {
-    match error {
-        RpcError::ErrorResp(payload) => {
-            let refusal = NodeRefusal::classify(
-                payload.code,
-                &payload.message,
-                payload.as_revert_data().is_some(),
-            );
-            if refusal == NodeRefusal::AlreadyKnown {
-                return Ok(());
-            }
-            Err(BroadcastError::Refused {
-                nonce_used: refusal == NodeRefusal::NonceUsed,
-                reverted: refusal == NodeRefusal::Reverted,
-                reason: payload.message.to_string(),
-            })
-        }
-        error => Err(BroadcastError::Uncertain {
-            detail: error.to_string(),
-        }),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const GWEI: u128 = crate::GWEI;
-
-    fn fees(max_fee_per_gas: u128, max_priority_fee_per_gas: u128) -> Fees {
-        Fees {
-            max_fee_per_gas,
-            max_priority_fee_per_gas,
-        }
-    }
-
-    #[test]
-    fn a_bump_raises_both_fees_by_an_eighth_at_least() {
-        let old = fees(8 * GWEI, 2 * GWEI);
-        let bumped = bumped_fees(old, fees(1, 0), 100 * GWEI).unwrap();
-        assert_eq!(bumped, fees(9 * GWEI, 2 * GWEI + GWEI / 4));
-        // Nodes want +10% on both: an eighth clears it, rounding up.
-        for fee in [0u128, 1, 7, 9, 10, 1_000_000_001] {
-            let raised = bump_fee(fee);
-            assert!(raised > fee, "{fee}");
-            assert!(raised * 100 >= fee * 112, "{fee} -> {raised}");
-        }
-    }
-
-    #[test]
-    fn a_bump_follows_the_node_when_it_asks_for_more() {
-        let old = fees(2 * GWEI, GWEI);
-        let bumped = bumped_fees(old, fees(60 * GWEI, 3 * GWEI), 100 * GWEI).unwrap();
-        assert_eq!(bumped, fees(60 * GWEI, 3 * GWEI));
-    }
-
-    #[test]
-    fn underpriced_refusals_are_told_apart() {
-        let refused = |reason: &str, nonce_used: bool| BroadcastError::Refused {
-            reason: reason.into(),
-            nonce_used,
-            reverted: false,
-        };
-        assert!(refused("replacement transaction underpriced", false).is_underpriced());
-        assert!(refused("max fee per gas less than block base fee", false).is_underpriced());
-        assert!(refused("transaction underpriced", false).is_underpriced());
-        assert!(!refused("nonce too low", true).is_underpriced());
-        assert!(!refused("insufficient funds for gas * price + value", false).is_underpriced());
-        let uncertain = BroadcastError::Uncertain {
-            detail: "underpriced".into(),
-        };
-        assert!(!uncertain.is_underpriced());
-    }
-
-    #[test]
-    fn a_bump_never_passes_the_cap() {
-        let old = fees(2 * GWEI, GWEI);
-        let bumped = bumped_fees(old, fees(500 * GWEI, 400 * GWEI), 100 * GWEI).unwrap();
-        assert_eq!(bumped, fees(100 * GWEI, 100 * GWEI));
-        // At the cap there is nothing left to raise.
-        assert_eq!(bumped_fees(bumped, fees(1, 0), 100 * GWEI), None);
-        // Nor when an eighth more would pass it.
-        assert_eq!(
-            bumped_fees(fees(90 * GWEI, GWEI), fees(1, 0), 100 * GWEI),
-            None
-        );
     }
 }
