@@ -187,7 +187,11 @@ async fn estimate(
             },
         );
     };
-    match pricing::estimate(offered, &query, &state.backends, state.decimals) {
+    // Measuring `text` runs the tokenizer: CPU work, kept off the async workers.
+    let estimate = crate::backend::input::off_the_async_workers(|| {
+        pricing::estimate(offered, &query, &state.backends, state.decimals)
+    });
+    match estimate {
         Ok(estimate) => Json(estimate).into_response(),
         Err(message) => refuse(StatusCode::BAD_REQUEST, ApiError::new(message)),
     }
