@@ -23,7 +23,16 @@ const outDir = join(here, "out");
 const require = createRequire(join(here, "..", "tools", "package.json"));
 
 const EXPECTED_SOLC = "0.8.37";
-const CONTRACTS = ["X402Token", "Multicall3", "X402Wallet", "X402WalletFactory"];
+// Each contract and the source file it is in (named after it, unless it shares one).
+const SOURCE_OF = {
+  X402Token: "X402Token.sol",
+  Multicall3: "Multicall3.sol",
+  X402Wallet: "X402Wallet.sol",
+  X402WalletFactory: "X402WalletFactory.sol",
+  X402ExactPermit2Proxy: "X402Permit2Proxies.sol",
+  X402UptoPermit2Proxy: "X402Permit2Proxies.sol",
+};
+const CONTRACTS = Object.keys(SOURCE_OF);
 
 function fail(message) {
   console.error(`build.mjs: ${message}`);
@@ -49,7 +58,7 @@ if (unknown.length > 0) fail(`unknown argument(s): ${unknown.join(" ")}`);
 const sources = {};
 const sourceHashes = {};
 for (const name of CONTRACTS) {
-  const file = `${name}.sol`;
+  const file = SOURCE_OF[name];
   const bytes = readFileSync(join(srcDir, file));
   sources[file] = { content: bytes.toString("utf8") };
   sourceHashes[name] = createHash("sha256").update(bytes).digest("hex");
@@ -93,8 +102,8 @@ if (errorCount > 0) fail(`compilation failed with ${errorCount} error(s)`);
 // Build the artifacts in memory first.
 const artifacts = {};
 for (const name of CONTRACTS) {
-  const compiled = output.contracts?.[`${name}.sol`]?.[name];
-  if (!compiled) fail(`no output for contract ${name} in ${name}.sol`);
+  const compiled = output.contracts?.[SOURCE_OF[name]]?.[name];
+  if (!compiled) fail(`no output for contract ${name} in ${SOURCE_OF[name]}`);
   // The runtime code is placed with anvil_setCode, where no constructor runs:
   // immutables would be left as zeros, so refuse to produce such code.
   const immutables = compiled.evm.deployedBytecode.immutableReferences ?? {};

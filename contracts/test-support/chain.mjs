@@ -129,3 +129,22 @@ export async function confirmed(publicClient, hash, what = "transaction") {
   assert.equal(receipt.status, "success", `${what} failed`);
   return receipt;
 }
+
+/// Uniswap's Permit2: its canonical `address`, and `deploy(walletClient, publicClient)`, which
+/// deploys it (its creation code as scripts/install-permit2.sh installs it) like on every
+/// chain, unless it is there: CREATE2 through the deterministic deployer with the canonical
+/// salt, sent by `walletClient`.
+export const permit2 = { address: "0x000000000022D473030F116dDEE9F6B43aC78BA3", deploy: deployPermit2 };
+
+async function deployPermit2(walletClient, publicClient) {
+  const PERMIT2 = permit2.address;
+  if ((await publicClient.getCode({ address: PERMIT2 })) !== undefined) return;
+  const initcode = readFileSync(join(toolsDir, "permit2", "Permit2.initcode.hex"), "utf8").trim();
+  const salt = "0x0000000000000000000000000000000000000000d3af2663da51c10215000000";
+  const hash = await walletClient.sendTransaction({
+    to: viem.getAddress("0x4e59b44847b379578588920ca78fbf26c0b4956c"),
+    data: `${salt}${initcode.slice(2)}`,
+  });
+  await confirmed(publicClient, hash, "Permit2 deployment");
+  assert.ok((await publicClient.getCode({ address: PERMIT2 })).length > 2, "Permit2 has code");
+}

@@ -7,8 +7,6 @@
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
-import { join } from "node:path";
 import {
   AUTH_PARAMS,
   CHAIN_ID,
@@ -17,10 +15,10 @@ import {
   confirmed,
   eip712Fields,
   loadArtifact,
+  permit2,
   randomAccount,
   randomBytes32,
   startChain,
-  toolsDir,
   viem,
 } from "../test-support/chain.mjs";
 
@@ -360,19 +358,9 @@ describe("X402Token", () => {
   });
 
   test("(h) Permit2 moves the token by a signed transfer, after a gasless EIP-2612 approval", async () => {
-    // Permit2's creation code, as scripts/install-permit2.sh installs it, deployed like on
-    // every chain: CREATE2 through the deterministic deployer with the canonical salt.
-    const PERMIT2 = "0x000000000022D473030F116dDEE9F6B43aC78BA3";
-    const initcode = readFileSync(join(toolsDir, "permit2", "Permit2.initcode.hex"), "utf8").trim();
-    const salt = "0x0000000000000000000000000000000000000000d3af2663da51c10215000000";
-    if ((await publicClient.getCode({ address: PERMIT2 })) === undefined) {
-      const hash = await wallets[minter.address].sendTransaction({
-        to: getAddress("0x4e59b44847b379578588920ca78fbf26c0b4956c"),
-        data: `${salt}${initcode.slice(2)}`,
-      });
-      await confirmed(publicClient, hash, "Permit2 deployment");
-    }
-    assert.ok((await publicClient.getCode({ address: PERMIT2 })).length > 2);
+    // Permit2 at its canonical address, deployed as on every chain.
+    const PERMIT2 = permit2.address;
+    await permit2.deploy(wallets[minter.address], publicClient);
     const permit2Abi = parseAbi([
       "function permitTransferFrom(((address token, uint256 amount) permitted, uint256 nonce, uint256 deadline) permit, (address to, uint256 requestedAmount) transferDetails, address owner, bytes signature)",
     ]);

@@ -408,8 +408,22 @@ impl Devnet {
     }
 
     /// Deploys Permit2 at [`PERMIT2_ADDRESS`](crate::PERMIT2_ADDRESS) through the CREATE2
-    /// deployer, and checks that its code is there.
+    /// deployer, and checks that its code is there; then places our x402 Permit2 proxies
+    /// (`exact` and `upto`) at their canonical addresses.
     pub async fn deploy_permit2(&self) -> Result<(), DevnetError> {
+        for (address, artifact) in [
+            (
+                crate::EXACT_PERMIT2_PROXY_ADDRESS,
+                crate::EXACT_PERMIT2_PROXY_ARTIFACT,
+            ),
+            (
+                crate::UPTO_PERMIT2_PROXY_ADDRESS,
+                crate::UPTO_PERMIT2_PROXY_ARTIFACT,
+            ),
+        ] {
+            self.set_code(address, Artifact::parse(artifact)?.deployed_bytecode)
+                .await?;
+        }
         let initcode = crate::permit2_initcode()?;
         let at = crate::create2_address(crate::PERMIT2_SALT, &initcode);
         if self.has_code(at).await? {

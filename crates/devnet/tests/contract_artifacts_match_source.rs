@@ -5,7 +5,8 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 use x402_devnet::{
-    Artifact, MULTICALL3_ARTIFACT, TOKEN_ARTIFACT, WALLET_ARTIFACT, WALLET_FACTORY_ARTIFACT,
+    Artifact, EXACT_PERMIT2_PROXY_ARTIFACT, MULTICALL3_ARTIFACT, TOKEN_ARTIFACT,
+    UPTO_PERMIT2_PROXY_ARTIFACT, WALLET_ARTIFACT, WALLET_FACTORY_ARTIFACT,
 };
 
 fn repo_root() -> PathBuf {
@@ -21,6 +22,14 @@ fn artifacts_record_the_hash_of_their_source() {
         (
             WALLET_FACTORY_ARTIFACT,
             "contracts/src/X402WalletFactory.sol",
+        ),
+        (
+            EXACT_PERMIT2_PROXY_ARTIFACT,
+            "contracts/src/X402Permit2Proxies.sol",
+        ),
+        (
+            UPTO_PERMIT2_PROXY_ARTIFACT,
+            "contracts/src/X402Permit2Proxies.sol",
         ),
     ] {
         let artifact = Artifact::parse(artifact).unwrap();

@@ -1,12 +1,15 @@
 //! The devnet deploys Uniswap's Permit2 where every chain has it, by CREATE2 with the canonical
 //! salt: its code answers there, and its EIP-712 domain names that address and the chain, as
-//! official clients sign against.
+//! official clients sign against. The x402 Permit2 proxies answer at their canonical addresses
+//! and name that Permit2.
 
 use alloy::primitives::{Bytes, U256, keccak256};
 use alloy::providers::Provider;
 use alloy::rpc::types::TransactionRequest;
 use alloy::sol_types::SolValue;
-use x402_devnet::{Devnet, DevnetConfig, PERMIT2_ADDRESS};
+use x402_devnet::{
+    Devnet, DevnetConfig, EXACT_PERMIT2_PROXY_ADDRESS, PERMIT2_ADDRESS, UPTO_PERMIT2_PROXY_ADDRESS,
+};
 
 #[tokio::test]
 async fn permit2_answers_at_its_address_with_its_domain() {
@@ -32,6 +35,17 @@ async fn permit2_answers_at_its_address_with_its_domain() {
                 .abi_encode(),
         );
         assert_eq!(answer.as_ref(), expected.as_slice(), "chain {chain_id}");
+        for proxy in [EXACT_PERMIT2_PROXY_ADDRESS, UPTO_PERMIT2_PROXY_ADDRESS] {
+            let call = TransactionRequest::default()
+                .to(proxy)
+                .input(Bytes::from(keccak256("PERMIT2()")[..4].to_vec()).into());
+            let answer = devnet.provider().call(call).await.unwrap();
+            assert_eq!(
+                answer,
+                PERMIT2_ADDRESS.abi_encode(),
+                "{proxy} names Permit2"
+            );
+        }
         // Deploying again finds it there and changes nothing.
         devnet.deploy_permit2().await.unwrap();
     }
