@@ -442,11 +442,38 @@ impl Devnet {
         Ok(())
     }
 
+    /// Approves Permit2 to move any amount of the devnet token for `owner` (a transaction
+    /// `owner` signs and pays gas for): what a payer does once before paying with Permit2.
+    pub async fn approve_permit2(&self, owner: &PrivateKeySigner) -> Result<(), DevnetError> {
+        alloy::sol! {
+            function approve(address spender, uint256 value) external returns (bool);
+        }
+        let input = approveCall {
+            spender: crate::PERMIT2_ADDRESS,
+            value: U256::MAX,
+        }
+        .abi_encode();
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(owner.clone()))
+            .connect_http(self.rpc_url.clone())
+            .erased();
+        Self::send_with(&provider, self.token.address, input).await
+    }
+
     /// Sends a transaction from the facilitator account and waits until it is mined.
     async fn send(&self, to: Address, input: Vec<u8>) -> Result<(), DevnetError> {
+        Self::send_with(&self.provider, to, input).await
+    }
+
+    /// Sends a transaction through `provider` (whose wallet signs it) and waits until it is
+    /// mined.
+    async fn send_with(
+        provider: &DynProvider,
+        to: Address,
+        input: Vec<u8>,
+    ) -> Result<(), DevnetError> {
         let tx = TransactionRequest::default().with_to(to).with_input(input);
-        let receipt = self
-            .provider
+        let receipt = provider
             .send_transaction(tx)
             .await
             .map_err(rpc_err)?

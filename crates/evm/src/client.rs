@@ -142,14 +142,23 @@ where
             let exact = sign_exact(&self.signer, requirements, now)
                 .await
                 .map_err(|e| x402_proto::SchemeSignError(e.to_string()))?;
-            Ok(x402_proto::SignedPayload {
-                nonce: Some(exact.authorization.nonce.to_string()),
-                valid_before: Some(
-                    u64::try_from(exact.authorization.valid_before).unwrap_or(u64::MAX),
-                ),
-                payload: serde_json::to_value(&exact)
-                    .map_err(|e| x402_proto::SchemeSignError(e.to_string()))?,
-            })
+            let auth = &exact.authorization;
+            signed_payload(&exact, auth.nonce.to_string(), auth.valid_before)
         })
     }
+}
+
+/// What a client's ledger keeps of a signed `payload`: it, the `nonce` it spends once, and the
+/// last second it can settle.
+pub(crate) fn signed_payload(
+    payload: &impl serde::Serialize,
+    nonce: String,
+    valid_before: alloy::primitives::U256,
+) -> Result<x402_proto::SignedPayload, x402_proto::SchemeSignError> {
+    Ok(x402_proto::SignedPayload {
+        nonce: Some(nonce),
+        valid_before: Some(u64::try_from(valid_before).unwrap_or(u64::MAX)),
+        payload: serde_json::to_value(payload)
+            .map_err(|e| x402_proto::SchemeSignError(e.to_string()))?,
+    })
 }

@@ -1,11 +1,11 @@
-//! One chain's `exact` scheme behind the [`Facilitator`] trait.
+//! One chain's `exact` scheme behind the [`Facilitator`](x402_proto::Facilitator) trait.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use x402_proto::{
-    BoxFuture, Facilitator, FacilitatorError, IdempotencyKey, Network, PaymentRequest, ReasonCode,
-    Scheme, SettleResponse, SupportedKind, SupportedResponse, VerifyResponse,
+    FacilitatorError, Network, PaymentRequest, ReasonCode, Scheme, SettleResponse, SupportedKind,
+    SupportedResponse, VerifyResponse,
 };
 
 use crate::error::{SettleError, VerifyError};
@@ -130,34 +130,52 @@ impl ExactEvmFacilitator {
     }
 }
 
-impl Facilitator for ExactEvmFacilitator {
-    fn verify<'a>(
-        &'a self,
-        request: &'a PaymentRequest,
-    ) -> BoxFuture<'a, Result<VerifyResponse, FacilitatorError>> {
-        Box::pin(self.verify_payment(request))
-    }
+/// The `signers` of a `/supported` answer for one EVM signer.
+pub(crate) fn evm_signers(signer: alloy::primitives::Address) -> BTreeMap<String, Vec<String>> {
+    BTreeMap::from([("eip155:*".to_owned(), vec![signer.to_checksum(None)])])
+}
 
-    fn settle<'a>(
-        &'a self,
-        request: &'a PaymentRequest,
-        _idempotency_key: Option<&'a IdempotencyKey>,
-    ) -> BoxFuture<'a, Result<SettleResponse, FacilitatorError>> {
-        Box::pin(self.settle_payment(request))
-    }
+/// What a facilitator's methods answer with: a `T`, or no answer at all.
+pub(crate) type Answer<'a, T> = x402_proto::BoxFuture<'a, Result<T, x402_proto::FacilitatorError>>;
 
-    fn supported(&self) -> BoxFuture<'_, Result<SupportedResponse, FacilitatorError>> {
-        Box::pin(async move {
-            let kinds = exact_kinds(self.scheme.network());
-            let signers = BTreeMap::from([(
-                "eip155:*".to_owned(),
-                vec![self.scheme.signer_address().to_checksum(None)],
-            )]);
-            Ok(SupportedResponse {
-                kinds,
-                extensions: Vec::new(),
-                signers,
-            })
-        })
+/// Implements [`Facilitator`](x402_proto::Facilitator) for a type with async
+/// `verify_payment(request)` and `settle_payment(request)` methods and a `supported_now()` answer; the idempotency key is not
+/// used (such a facilitator keeps no record of its own).
+macro_rules! facilitator_from_methods {
+    ($ty:ty) => {
+        impl x402_proto::Facilitator for $ty {
+            fn verify<'a>(
+                &'a self,
+                request: &'a x402_proto::PaymentRequest,
+            ) -> $crate::facilitator::Answer<'a, x402_proto::VerifyResponse> {
+                Box::pin(self.verify_payment(request))
+            }
+
+            fn settle<'a>(
+                &'a self,
+                request: &'a x402_proto::PaymentRequest,
+                _idempotency_key: Option<&'a x402_proto::IdempotencyKey>,
+            ) -> $crate::facilitator::Answer<'a, x402_proto::SettleResponse> {
+                Box::pin(self.settle_payment(request))
+            }
+
+            fn supported(&self) -> $crate::facilitator::Answer<'_, x402_proto::SupportedResponse> {
+                Box::pin(std::future::ready(Ok(self.supported_now())))
+            }
+        }
+    };
+}
+pub(crate) use facilitator_from_methods;
+
+facilitator_from_methods!(ExactEvmFacilitator);
+
+impl ExactEvmFacilitator {
+    /// What `/supported` lists for this chain.
+    fn supported_now(&self) -> SupportedResponse {
+        SupportedResponse {
+            kinds: exact_kinds(self.scheme.network()),
+            extensions: Vec::new(),
+            signers: evm_signers(self.scheme.signer_address()),
+        }
     }
 }

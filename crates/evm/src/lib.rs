@@ -19,6 +19,7 @@ mod payload;
 mod scheme;
 mod sender;
 mod smart_wallet;
+pub mod upto;
 
 pub use abi::{IEip3009, TransferWithAuthorization};
 pub use assets::{AssetInfo, default_asset, default_assets};

@@ -272,6 +272,48 @@ known_values!(ReasonCode {
     ASSET_NOT_DEPLOYED_CONTRACT = "asset_not_deployed_contract",
     /// The payload's shape is not one this scheme understands.
     UNSUPPORTED_PAYLOAD_TYPE = "unsupported_payload_type",
+
+    // `upto` on EVM and the Permit2 checks it shares with `exact`-with-Permit2 (SDK 2.27).
+    /// `scheme` is not `upto`.
+    UPTO_EVM_SCHEME = "invalid_upto_evm_scheme",
+    /// The payload's network differs from the requirements'.
+    UPTO_EVM_NETWORK_MISMATCH = "invalid_upto_evm_network_mismatch",
+    /// The amount to settle is above the signed maximum.
+    UPTO_EVM_SETTLEMENT_EXCEEDS_AMOUNT = "invalid_upto_evm_payload_settlement_exceeds_amount",
+    /// The settlement transaction reverted.
+    UPTO_EVM_TRANSACTION_FAILED = "invalid_upto_evm_transaction_failed",
+    /// The proxy refused an amount above the permitted one.
+    UPTO_AMOUNT_EXCEEDS_PERMITTED = "upto_amount_exceeds_permitted",
+    /// The proxy refused a sender other than the witnessed facilitator.
+    UPTO_UNAUTHORIZED_FACILITATOR = "upto_unauthorized_facilitator",
+    /// `witness.facilitator` is not an address of this facilitator.
+    UPTO_FACILITATOR_MISMATCH = "upto_facilitator_mismatch",
+    /// `spender` is not the scheme's Permit2 proxy.
+    PERMIT2_INVALID_SPENDER = "invalid_permit2_spender",
+    /// `witness.to` is not `payTo`.
+    PERMIT2_RECIPIENT_MISMATCH = "invalid_permit2_recipient_mismatch",
+    /// The permit's deadline has passed or is too close.
+    PERMIT2_DEADLINE_EXPIRED = "permit2_deadline_expired",
+    /// `witness.validAfter` is in the future.
+    PERMIT2_NOT_YET_VALID = "permit2_not_yet_valid",
+    /// The permitted amount differs from the required amount.
+    PERMIT2_AMOUNT_MISMATCH = "permit2_amount_mismatch",
+    /// The permitted token is not the asset.
+    PERMIT2_TOKEN_MISMATCH = "permit2_token_mismatch",
+    /// The Permit2 signature is not the payer's.
+    PERMIT2_INVALID_SIGNATURE = "invalid_permit2_signature",
+    /// No Permit2 proxy answers at its address.
+    PERMIT2_PROXY_NOT_DEPLOYED = "permit2_proxy_not_deployed",
+    /// The payer's balance is below the amount.
+    PERMIT2_INSUFFICIENT_BALANCE = "permit2_insufficient_balance",
+    /// The payer has not approved Permit2 for the amount (a server answers 412).
+    PERMIT2_ALLOWANCE_REQUIRED = "permit2_allowance_required",
+    /// Simulating the settlement failed for another reason.
+    PERMIT2_SIMULATION_FAILED = "permit2_simulation_failed",
+    /// The permit's nonce was used.
+    PERMIT2_INVALID_NONCE = "permit2_invalid_nonce",
+    /// The proxy refused a payment before its `validAfter`.
+    PERMIT2_PAYMENT_TOO_EARLY = "permit2_payment_too_early",
 });
 
 #[cfg(test)]

@@ -310,10 +310,22 @@ impl SendSlot<'_> {
             ECDSA_TRANSFER_GAS_LIMIT
         };
         let (to, input) = settlement_call(payment);
+        self.sign_call(to, input, gas_limit).await
+    }
+
+    /// Builds and signs a transaction calling `to` with `input` and `gas_limit`, with this
+    /// slot's nonce: for settlements of other schemes on this chain and signer.
+    pub async fn sign_call(
+        &self,
+        to: Address,
+        input: impl Into<Bytes>,
+        gas_limit: u64,
+    ) -> Result<SignedSettlement, SettleError> {
+        let scheme = self.scheme;
         let request = TransactionRequest::default()
             .with_from(scheme.signer_address())
             .with_to(to)
-            .with_input(input)
+            .with_input(input.into())
             .with_gas_limit(gas_limit)
             .with_nonce(self.nonce)
             .with_chain_id(scheme.chain_id())

@@ -1,0 +1,112 @@
+//! `upto` as a paying client's scheme plug-in: signs a Permit2 witness transfer of up to the
+//! offer's amount, as official clients do (random nonce, `validAfter` 0, deadline at the
+//! offer's timeout). The payer must have approved Permit2 for the token.
+
+use alloy::primitives::{Address, B256, U256};
+use alloy::signers::Signer;
+use x402_proto::{Network, Scheme, SchemeSignError, SignedPayload, v2};
+
+use super::payload::{Permitted, UPTO_PERMIT2_PROXY, UptoAuthorization, UptoPayload, WireWitness};
+
+/// Pays `upto` offers on `eip155` networks that name the facilitator to witness.
+#[derive(Clone, Debug)]
+pub struct UptoEvmClient<S> {
+    signer: S,
+}
+
+impl<S> UptoEvmClient<S> {
+    /// Pays with `signer`.
+    pub fn new(signer: S) -> Self {
+        Self { signer }
+    }
+}
+
+/// The facilitator an offer names in `extra.facilitatorAddress`.
+fn facilitator_of(requirements: &v2::PaymentRequirements) -> Option<Address> {
+    requirements
+        .extra
+        .as_ref()?
+        .get("facilitatorAddress")?
+        .as_str()?
+        .parse()
+        .ok()
+}
+
+impl<S> UptoEvmClient<S>
+where
+    S: Signer + Send + Sync,
+{
+    /// Signs an `upto` payment of at most `requirements.amount` at Unix time `now`.
+    pub async fn sign_upto(
+        &self,
+        requirements: &v2::PaymentRequirements,
+        now: u64,
+    ) -> Result<UptoPayload, SchemeSignError> {
+        let fail = |what: &str| SchemeSignError(format!("cannot sign this upto offer: {what}"));
+        let chain_id = requirements
+            .network
+            .evm_chain_id()
+            .ok_or_else(|| fail("not an eip155 network"))?;
+        let facilitator = facilitator_of(requirements)
+            .ok_or_else(|| fail("extra.facilitatorAddress is missing"))?;
+        let token: Address = requirements
+            .asset
+            .parse()
+            .map_err(|_| fail("asset is not an address"))?;
+        let to: Address = requirements
+            .pay_to
+            .parse()
+            .map_err(|_| fail("payTo is not an address"))?;
+        let authorization = UptoAuthorization {
+            from: self.signer.address(),
+            permitted: Permitted {
+                token,
+                amount: requirements.amount.0,
+            },
+            spender: UPTO_PERMIT2_PROXY,
+            nonce: U256::from_be_bytes(B256::random().0),
+            deadline: U256::from(now.saturating_add(requirements.max_timeout_seconds)),
+            witness: WireWitness {
+                to,
+                facilitator,
+                valid_after: U256::ZERO,
+            },
+        };
+        let signature = self
+            .signer
+            .sign_hash(&authorization.digest(chain_id))
+            .await
+            .map_err(|e| SchemeSignError(e.to_string()))?;
+        Ok(UptoPayload {
+            signature: signature.as_bytes().into(),
+            permit2_authorization: authorization,
+        })
+    }
+}
+
+impl<S> x402_proto::SchemeClient for UptoEvmClient<S>
+where
+    S: Signer + Send + Sync + std::fmt::Debug + 'static,
+{
+    fn can_pay(&self, requirements: &v2::PaymentRequirements) -> bool {
+        requirements.scheme == Scheme::UPTO
+            && requirements.network.evm_chain_id().is_some()
+            && facilitator_of(requirements).is_some()
+    }
+
+    fn payer(&self, _network: &Network) -> String {
+        self.signer.address().to_checksum(None)
+    }
+
+    fn sign<'a>(
+        &'a self,
+        requirements: &'a v2::PaymentRequirements,
+        now: u64,
+    ) -> x402_proto::BoxFuture<'a, Result<SignedPayload, SchemeSignError>> {
+        Box::pin(async move {
+            let upto = self.sign_upto(requirements, now).await?;
+            let auth = &upto.permit2_authorization;
+            crate::client::signed_payload(&upto, auth.nonce.to_string(), auth.deadline)
+        })
+    }
+}

@@ -1,0 +1,105 @@
+//! `upto` on one EVM chain behind the [`Facilitator`](x402_proto::Facilitator) trait: verify
+//! in the order of the official facilitator (2.27), settle the amount the server names (at
+//! most the signed maximum) through the `upto` Permit2 proxy, sent from the facilitator address
+//! the payer witnessed.
+
+use std::sync::Arc;
+
+use serde_json::json;
+use x402_proto::{
+    FacilitatorError, PaymentRequest, ReasonCode, Scheme, SupportedKind, SupportedResponse,
+    VerifyResponse,
+};
+
+use super::payload::{UptoAuthorization, UptoPayload};
+use crate::scheme::ExactEvmScheme;
+
+/// Seconds a permit must still be valid for when it is judged (the official facilitator's).
+pub(super) const DEADLINE_BUFFER_SECS: u64 = 6;
+
+/// Gas for the proxy's settle (Permit2 signature check and transfer).
+pub(super) const SETTLE_GAS_LIMIT: u64 = 300_000;
+
+/// A facilitator for `upto` on one EVM chain, sending from the chain's signer.
+#[derive(Debug, Clone)]
+pub struct UptoEvmFacilitator {
+    pub(super) chain: Arc<ExactEvmScheme>,
+}
+
+/// Why a payment is refused, as the wire says it.
+#[derive(Debug)]
+pub(super) struct Refusal {
+    pub(super) code: ReasonCode,
+    pub(super) message: String,
+}
+
+pub(super) fn refuse(code: ReasonCode, message: impl Into<String>) -> Refusal {
+    Refusal {
+        code,
+        message: message.into(),
+    }
+}
+
+/// A payment that passed verification.
+#[derive(Debug)]
+pub(super) struct Verified {
+    pub(super) payload: UptoPayload,
+}
+
+impl Verified {
+    pub(super) fn authorization(&self) -> &UptoAuthorization {
+        &self.payload.permit2_authorization
+    }
+}
+
+impl UptoEvmFacilitator {
+    /// Serves `upto` on `chain`'s network with its signer.
+    pub fn new(chain: ExactEvmScheme) -> Self {
+        Self {
+            chain: Arc::new(chain),
+        }
+    }
+
+    /// The kind it serves, with the facilitator address payers must witness.
+    pub fn kind(&self) -> SupportedKind {
+        SupportedKind {
+            x402_version: 2,
+            scheme: Scheme::UPTO,
+            network: self.chain.network().clone(),
+            extra: Some(json!({
+                "facilitatorAddress": self.chain.signer_address().to_checksum(None),
+            })),
+        }
+    }
+
+    async fn verify_payment(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<VerifyResponse, FacilitatorError> {
+        let payer = crate::claimed_payer(request).or_else(|| permit_payer(request));
+        Ok(match self.check(request).await? {
+            Ok(verified) => VerifyResponse::valid(verified.authorization().from.to_checksum(None)),
+            Err(refusal) => VerifyResponse::invalid(refusal.code, refusal.message, payer),
+        })
+    }
+}
+
+/// The payer a request's permit names, for answers about it.
+pub(super) fn permit_payer(request: &PaymentRequest) -> Option<String> {
+    let payload = request.payload();
+    let from = payload.get("permit2Authorization")?.get("from")?.as_str()?;
+    Some(from.to_owned())
+}
+
+crate::facilitator::facilitator_from_methods!(UptoEvmFacilitator);
+
+impl UptoEvmFacilitator {
+    /// What `/supported` lists: `upto` on this chain, and the signer.
+    fn supported_now(&self) -> SupportedResponse {
+        SupportedResponse {
+            kinds: vec![self.kind()],
+            extensions: Vec::new(),
+            signers: crate::facilitator::evm_signers(self.chain.signer_address()),
+        }
+    }
+}

@@ -1,0 +1,195 @@
+//! Settling an `upto` payment: the amount the server names (its usage), verified against the
+//! maximum the permit signs, never above it, nothing sent for zero, from the witnessed
+//! facilitator address through the `upto` proxy.
+
+use alloy::primitives::U256;
+use x402_proto::{FacilitatorError, PaymentRequest, ReasonCode, SettleResponse, TokenAmount, v2};
+
+use super::payload::{UPTO_PERMIT2_PROXY, UptoPayload};
+use crate::sender::{BroadcastError, TransferExpectation};
+
+use super::facilitator::*;
+
+impl UptoEvmFacilitator {
+    /// Settles `requirements.amount` (the usage) of a payment whose permit names the maximum.
+    pub(super) async fn settle_payment(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let network = request.wire_network().clone();
+        let payer = permit_payer(request);
+        let failure = |refusal: Refusal| {
+            SettleResponse::failure(
+                network.clone(),
+                refusal.code,
+                refusal.message,
+                payer.clone(),
+                None,
+            )
+        };
+        let PaymentRequest::V2 {
+            payload,
+            requirements,
+        } = request
+        else {
+            return Ok(failure(refuse(
+                ReasonCode::INVALID_X402_VERSION,
+                "upto is an x402 v2 scheme",
+            )));
+        };
+        let actual = requirements.amount.0;
+        // Verified against the maximum the permit names.
+        let Some(maximum) = serde_json::from_value::<UptoPayload>(payload.payload.clone())
+            .ok()
+            .map(|upto| upto.permit2_authorization.permitted.amount)
+        else {
+            return Ok(failure(refuse(
+                ReasonCode::UNSUPPORTED_PAYLOAD_TYPE,
+                "the payload is not {signature, permit2Authorization}",
+            )));
+        };
+        if actual > maximum {
+            return Ok(failure(refuse(
+                ReasonCode::UPTO_EVM_SETTLEMENT_EXCEEDS_AMOUNT,
+                format!("{actual} is above the signed maximum {maximum}"),
+            )));
+        }
+        let at_maximum = PaymentRequest::V2 {
+            payload: payload.clone(),
+            requirements: v2::PaymentRequirements {
+                amount: TokenAmount(maximum),
+                ..requirements.clone()
+            },
+        };
+        let verified = match self.check(&at_maximum).await? {
+            Ok(verified) => verified,
+            Err(refusal) => return Ok(failure(refusal)),
+        };
+        let mut answer = if actual.is_zero() {
+            // Nothing used, nothing sent.
+            SettleResponse::success(network.clone(), payer.clone(), "")
+        } else {
+            self.send(&verified, actual, network.clone(), payer.clone())
+                .await?
+        };
+        answer.amount = Some(TokenAmount(if answer.success {
+            actual
+        } else {
+            U256::ZERO
+        }));
+        Ok(answer)
+    }
+
+    async fn send(
+        &self,
+        verified: &Verified,
+        amount: U256,
+        network: x402_proto::Network,
+        payer: Option<String>,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let auth = verified.authorization();
+        let unavailable = |e: crate::SettleError| FacilitatorError::Unavailable(e.to_string());
+        let slot = self.chain.reserve_send().await.map_err(unavailable)?;
+        let input = auth.settle_call(amount, verified.payload.signature.clone());
+        let signed = slot
+            .sign_call(UPTO_PERMIT2_PROXY, input, SETTLE_GAS_LIMIT)
+            .await
+            .map_err(unavailable)?;
+        let expected = TransferExpectation {
+            asset: auth.permitted.token,
+            from: auth.from,
+            to: auth.witness.to,
+            value: amount,
+        };
+        let outcome = match slot.broadcast(&signed).await {
+            Ok(sent) => match sent.outcome(&expected) {
+                Some(outcome) => outcome,
+                None => {
+                    self.chain
+                        .wait_for_outcome(signed.tx_hash, &expected, self.chain.receipt_timeout())
+                        .await
+                }
+            },
+            Err(error @ BroadcastError::Uncertain { .. }) => {
+                let _ = error;
+                self.chain
+                    .wait_for_outcome(signed.tx_hash, &expected, self.chain.receipt_timeout())
+                    .await
+            }
+            Err(BroadcastError::Refused { reason, .. }) => {
+                return Ok(SettleResponse::failure(
+                    network,
+                    settle_reason(&reason),
+                    reason,
+                    payer,
+                    None,
+                ));
+            }
+        };
+        Ok(match outcome {
+            Ok(settled) => SettleResponse::success(network, payer, settled.tx_hash.to_string()),
+            Err(crate::SettleError::Pending { tx_hash }) => SettleResponse::failure(
+                network,
+                ReasonCode::SETTLEMENT_PENDING,
+                "sent, not confirmed yet",
+                payer,
+                Some(tx_hash.to_string()),
+            ),
+            Err(error) => SettleResponse::failure(
+                network,
+                ReasonCode::UPTO_EVM_TRANSACTION_FAILED,
+                error.to_string(),
+                payer,
+                error.tx_hash().map(|h| h.to_string()),
+            ),
+        })
+    }
+}
+
+/// The reason code of a proxy or Permit2 revert, by the error it names.
+fn settle_reason(message: &str) -> ReasonCode {
+    for (needle, code) in [
+        (
+            "AmountExceedsPermitted",
+            ReasonCode::UPTO_AMOUNT_EXCEEDS_PERMITTED,
+        ),
+        (
+            "UnauthorizedFacilitator",
+            ReasonCode::UPTO_UNAUTHORIZED_FACILITATOR,
+        ),
+        ("InvalidNonce", ReasonCode::PERMIT2_INVALID_NONCE),
+        ("PaymentTooEarly", ReasonCode::PERMIT2_PAYMENT_TOO_EARLY),
+        ("InvalidSignature", ReasonCode::PERMIT2_INVALID_SIGNATURE),
+        ("SignatureExpired", ReasonCode::PERMIT2_INVALID_SIGNATURE),
+    ] {
+        if message.contains(needle) {
+            return code;
+        }
+    }
+    ReasonCode::UPTO_EVM_TRANSACTION_FAILED
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proxy_and_permit2_errors_map_to_the_official_codes() {
+        for (message, code) in [
+            (
+                "reverted: AmountExceedsPermitted()",
+                "upto_amount_exceeds_permitted",
+            ),
+            (
+                "error UnauthorizedFacilitator()",
+                "upto_unauthorized_facilitator",
+            ),
+            ("InvalidNonce()", "permit2_invalid_nonce"),
+            ("PaymentTooEarly", "permit2_payment_too_early"),
+            ("SignatureExpired(1)", "invalid_permit2_signature"),
+            ("out of gas", "invalid_upto_evm_transaction_failed"),
+        ] {
+            assert_eq!(settle_reason(message).as_str(), code, "{message}");
+        }
+    }
+}
