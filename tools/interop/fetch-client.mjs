@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // The OFFICIAL x402 v2 buyer: @x402/fetch wrapFetchWithPayment over an @x402/core x402Client
-// with the @x402/evm exact client scheme (registered for eip155:*), signing with a viem
-// private-key account. Needs no RPC.
+// with the @x402/evm exact and upto client schemes (registered for eip155:*), signing with a
+// viem private-key account. Needs no RPC (an upto payer must have approved Permit2 already).
 //
 // Env:
 //   URL             required, the resource to request
@@ -24,6 +24,7 @@
 import { decodePaymentResponseHeader, wrapFetchWithPayment, x402Client } from "@x402/fetch";
 import { decodePaymentRequiredHeader } from "@x402/core/http";
 import { ExactEvmScheme } from "@x402/evm/exact/client";
+import { UptoEvmScheme } from "@x402/evm/upto/client";
 import { privateKeyToAccount } from "viem/accounts";
 import { describeError, startScript } from "./script.mjs";
 
@@ -45,7 +46,9 @@ if (body !== undefined) {
 if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) fail(`bad TIMEOUT_MS ${process.env.TIMEOUT_MS}`);
 
 const account = privateKeyToAccount(key);
-const client = new x402Client().register("eip155:*", new ExactEvmScheme(account));
+const client = new x402Client()
+  .register("eip155:*", new ExactEvmScheme(account))
+  .register("eip155:*", new UptoEvmScheme(account));
 if (process.env.SPEND_CONTROLS === "off") client.setSpendControls(false);
 client.onAfterPaymentCreation(async ({ selectedRequirements: r }) => {
   process.stderr.write(

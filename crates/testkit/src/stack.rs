@@ -16,7 +16,6 @@ use crate::Chain;
 
 /// A devnet, and our facilitator serving it over HTTP with its settlement log in a temporary
 /// folder: what most tests of facilitators, servers and paying clients stand on.
-#[derive(Debug)]
 pub struct Stack {
     /// The chain.
     pub chain: Chain,
@@ -28,6 +27,21 @@ pub struct Stack {
     pub dir: TempDir,
     /// Its settings.
     pub config: FacilitatorConfig,
+    /// The scheme plug-ins it serves besides `exact` on EVM.
+    pub schemes: Vec<Arc<dyn Facilitator>>,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("chain", &self.chain)
+            .field(
+                "url",
+                &self.facilitator.as_ref().map(RunningFacilitator::url),
+            )
+            .field("plug_ins", &self.schemes.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// What a test compares with later: the payee's balance and the signer's transaction count.
@@ -84,17 +98,39 @@ pub async fn start_facilitator(chain: &Chain, dir: &std::path::Path) -> RunningF
 impl Stack {
     /// A facilitator with `config` serving `chain`, which logs in `dir`.
     pub async fn serve(chain: Chain, dir: TempDir, config: FacilitatorConfig) -> Self {
-        let facilitator =
-            x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
-                .await
-                .expect("facilitator starts");
-        Self {
+        Self::serve_with(chain, dir, config, Vec::new()).await
+    }
+
+    /// [`Stack::serve`], also serving the scheme plug-ins `schemes`.
+    pub async fn serve_with(
+        chain: Chain,
+        dir: TempDir,
+        config: FacilitatorConfig,
+        schemes: Vec<Arc<dyn Facilitator>>,
+    ) -> Self {
+        let mut stack = Self {
             chain,
-            facilitator: Some(facilitator),
+            facilitator: None,
             http: reqwest::Client::new(),
             dir,
             config,
-        }
+            schemes,
+        };
+        stack.restart().await;
+        stack
+    }
+
+    /// A facilitator with default settings serving `chain` and the scheme plug-ins `schemes`
+    /// that `plug_ins` makes for it.
+    pub async fn with_schemes(
+        chain: Chain,
+        plug_ins: impl FnOnce(&Chain) -> Vec<Arc<dyn Facilitator>>,
+    ) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let rpc_url = chain.devnet.rpc_url().to_string();
+        let config = config_on(chain.devnet.chain_id(), &rpc_url, dir.path(), "", "");
+        let schemes = plug_ins(&chain);
+        Self::serve_with(chain, dir, config, schemes).await
     }
 
     /// Automining devnet, default facilitator.
@@ -257,15 +293,17 @@ impl Stack {
             .expect("a paywall with one option")
     }
 
-    /// Restarts the facilitator on the same log (a clean stop first, when running).
+    /// (Re)starts the facilitator on the same log, with the same plug-ins (a clean stop
+    /// first, when running).
     pub async fn restart(&mut self) {
         if let Some(running) = self.facilitator.take() {
             running.shutdown().await;
         }
+        let signer = self.chain.devnet.facilitator().signer.clone();
         self.facilitator = Some(
-            x402_facilitator::start(&self.config, self.chain.devnet.facilitator().signer.clone())
+            x402_facilitator::start_with_schemes(&self.config, signer, self.schemes.clone())
                 .await
-                .expect("facilitator restarts"),
+                .expect("the facilitator starts"),
         );
     }
 }

@@ -7,6 +7,7 @@
 mod client;
 mod facilitator;
 mod payload;
+mod server;
 mod settle;
 mod verify;
 
@@ -16,3 +17,4 @@ pub use payload::{
     PERMIT2_ADDRESS, PermitWitnessTransferFrom, Permitted, UPTO_PERMIT2_PROXY, UptoAuthorization,
     UptoPayload, WireWitness, permit2_domain,
 };
+pub use server::UptoEvmServer;

@@ -1,0 +1,95 @@
+//! `upto` end to end on a real chain: a route behind our paywall offers up to $0.02, its
+//! handler reports what the call used, and our facilitator (with the `upto` plug-in) settles
+//! exactly that through Permit2 and our proxy. The official `@x402/fetch` client (2.27, `upto`
+//! scheme) and our paying client (with the `upto` plug-in) both pay it; the receipt names the
+//! amount used, and the payer's balance moves by exactly that.
+
+use std::sync::Arc;
+
+use alloy::primitives::U256;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use serde_json::json;
+use x402_evm::upto::{UptoEvmClient, UptoEvmFacilitator, UptoEvmServer};
+use x402_paywall::{PaymentOption, Paywall, PaywallConfig, RoutePrice};
+use x402_proto::{Facilitator, Scheme, TokenAmount, Usage};
+use x402_testkit::{Chain, Stack, official_fetch};
+
+mod common;
+
+/// What the handler says each call used, in atomic units.
+const USED: u128 = 1_858;
+
+/// The stack with the `upto` plug-in, and the metered route's URL.
+async fn metered_route() -> (Stack, String) {
+    let chain = Chain::start().await;
+    for payer in &chain.devnet.payers()[..2] {
+        chain.devnet.approve_permit2(&payer.signer).await.unwrap();
+    }
+    let stack = Stack::with_schemes(chain, |chain| {
+        vec![Arc::new(UptoEvmFacilitator::new(chain.scheme.clone())) as Arc<dyn Facilitator>]
+    })
+    .await;
+    let mut requirements = stack.chain.requirements(1);
+    requirements.scheme = Scheme::UPTO;
+    let option = PaymentOption::from_requirements(&requirements, 6).with_max_timeout(300);
+    let paywall = Paywall::new(stack.in_process(), vec![option], PaywallConfig::default())
+        .unwrap()
+        .with_schemes(vec![Arc::new(UptoEvmServer)]);
+    // The offer gets the facilitator address payers must witness from /supported.
+    paywall.initialize().await.unwrap();
+    let handler = get(|| async {
+        let mut response = axum::Json(json!({"tokens": 42})).into_response();
+        response.extensions_mut().insert(Usage::atomic(USED));
+        response
+    });
+    let route = handler.layer(paywall.layer(RoutePrice::fixed("$0.02".parse().unwrap())));
+    let url = common::serve(axum::Router::new().route("/chat", route), "/chat").await;
+    (stack, url)
+}
+
+#[tokio::test]
+async fn the_official_client_pays_the_usage_not_the_maximum() {
+    let (stack, url) = metered_route().await;
+    let payer = &stack.chain.devnet.payers()[0];
+    let (payer_before, payee_before) = (
+        stack.chain.balance(payer.address).await,
+        stack.pay_to_balance().await,
+    );
+    let result = official_fetch(vec![
+        ("URL", url),
+        ("PRIVATE_KEY", payer.signer.to_bytes().to_string()),
+    ])
+    .await;
+    assert_eq!(result["status"], 200, "{result}");
+    assert_eq!(result["body"]["tokens"], 42);
+    let receipt = &result["paymentResponse"];
+    assert_eq!(receipt["success"], true, "{receipt}");
+    assert_eq!(receipt["amount"], USED.to_string(), "{receipt}");
+    assert_eq!(
+        stack.chain.balance(payer.address).await,
+        payer_before - U256::from(USED)
+    );
+    assert_eq!(
+        stack.pay_to_balance().await,
+        payee_before + U256::from(USED)
+    );
+}
+
+#[tokio::test]
+async fn our_client_pays_the_usage_with_the_upto_plug_in() {
+    let (stack, url) = metered_route().await;
+    let payer = &stack.chain.devnet.payers()[1];
+    let before = stack.pay_to_balance().await;
+    let client = common::paying_client(reqwest::Client::new(), &payer.signer)
+        .with_scheme(Arc::new(UptoEvmClient::new(payer.signer.clone())));
+    let paid = client
+        .send(reqwest::Client::new().get(&url).build().unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(paid.response.status(), 200);
+    let receipt = paid.receipt.expect("a receipt");
+    assert!(receipt.success, "{receipt:?}");
+    assert_eq!(receipt.amount, Some(TokenAmount::from_atomic(USED)));
+    assert_eq!(stack.pay_to_balance().await, before + U256::from(USED));
+}
