@@ -109,6 +109,8 @@ pub fn facilitator_config(
             eip6492_allowed_factories: vec![devnet.wallet_factory()],
             fee_bump: Default::default(),
             min_signer_balance_wei: None,
+            // The devnet has Permit2 and the upto proxy when Permit2's code is installed.
+            upto: true,
         }],
     }
 }

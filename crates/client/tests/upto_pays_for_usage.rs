@@ -1,5 +1,5 @@
 //! `upto` end to end on a real chain: a route behind our paywall offers up to $0.02, its
-//! handler reports what the call used, and our facilitator (with the `upto` plug-in) settles
+//! handler reports what the call used, and our facilitator (serving `upto` by default) settles
 //! exactly that through Permit2 and our proxy. The official `@x402/fetch` client (2.27, `upto`
 //! scheme) and our paying client (with the `upto` plug-in) both pay it; the receipt names the
 //! amount used, and the payer's balance moves by exactly that.
@@ -10,9 +10,9 @@ use alloy::primitives::U256;
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
-use x402_evm::upto::{UptoEvmClient, UptoEvmFacilitator, UptoEvmServer};
+use x402_evm::upto::{UptoEvmClient, UptoEvmServer};
 use x402_paywall::{PaymentOption, Paywall, PaywallConfig, RoutePrice};
-use x402_proto::{Facilitator, Scheme, TokenAmount, Usage};
+use x402_proto::{Scheme, TokenAmount, Usage};
 use x402_testkit::{Chain, Stack, official_fetch};
 
 mod common;
@@ -26,10 +26,10 @@ async fn metered_route() -> (Stack, String) {
     for payer in &chain.devnet.payers()[..2] {
         chain.devnet.approve_permit2(&payer.signer).await.unwrap();
     }
-    let stack = Stack::with_schemes(chain, |chain| {
-        vec![Arc::new(UptoEvmFacilitator::new(chain.scheme.clone())) as Arc<dyn Facilitator>]
-    })
-    .await;
+    // Our facilitator serves `upto` beside `exact` by default.
+    let dir = tempfile::tempdir().unwrap();
+    let config = x402_testkit::config_for(&chain.devnet.rpc_url().to_string(), dir.path(), "");
+    let stack = Stack::serve(chain, dir, config).await;
     let mut requirements = stack.chain.requirements(1);
     requirements.scheme = Scheme::UPTO;
     let option = PaymentOption::from_requirements(&requirements, 6).with_max_timeout(300);

@@ -130,7 +130,7 @@ pub async fn start(
 pub async fn start_with_schemes(
     config: &FacilitatorConfig,
     signer: PrivateKeySigner,
-    schemes: Vec<Arc<dyn Facilitator>>,
+    mut schemes: Vec<Arc<dyn Facilitator>>,
 ) -> Result<RunningFacilitator, StartError> {
     let store: Arc<dyn SettlementStore> = Arc::new(SqliteStore::open_with(
         &config.database,
@@ -150,6 +150,11 @@ pub async fn start_with_schemes(
                 rpc_url: network.rpc_url.to_string(),
                 detail: e.to_string(),
             })?;
+        if network.upto {
+            schemes.push(Arc::new(x402_evm::upto::UptoEvmFacilitator::new(
+                scheme.clone(),
+            )));
+        }
         let mut service = ChainService::new(scheme, network.accepted_assets());
         if let Some(floor) = network.min_signer_balance_wei {
             service = service.with_min_signer_balance(floor);

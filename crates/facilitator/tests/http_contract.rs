@@ -107,7 +107,8 @@ async fn http_contract() {
         "{refused}"
     );
 
-    // /supported needs no token and lists v2 and v1 kinds and the signer.
+    // /supported needs no token and lists the v2 and v1 kinds, `upto` with the address payers
+    // witness, and the signer.
     let (status, supported) = stack.get("/supported").await;
     assert_eq!(status, 200);
     let supported: serde_json::Value = serde_json::from_str(&supported).unwrap();
@@ -117,7 +118,9 @@ async fn http_contract() {
         json!({
             "kinds": [
                 {"x402Version": 2, "scheme": "exact", "network": "eip155:8453"},
-                {"x402Version": 1, "scheme": "exact", "network": "base"}
+                {"x402Version": 1, "scheme": "exact", "network": "base"},
+                {"x402Version": 2, "scheme": "upto", "network": "eip155:8453",
+                 "extra": {"facilitatorAddress": facilitator}}
             ],
             "extensions": [],
             "signers": {"eip155:*": [facilitator]}

@@ -120,19 +120,6 @@ impl Stack {
         stack
     }
 
-    /// A facilitator with default settings serving `chain` and the scheme plug-ins `schemes`
-    /// that `plug_ins` makes for it.
-    pub async fn with_schemes(
-        chain: Chain,
-        plug_ins: impl FnOnce(&Chain) -> Vec<Arc<dyn Facilitator>>,
-    ) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let rpc_url = chain.devnet.rpc_url().to_string();
-        let config = config_on(chain.devnet.chain_id(), &rpc_url, dir.path(), "", "");
-        let schemes = plug_ins(&chain);
-        Self::serve_with(chain, dir, config, schemes).await
-    }
-
     /// Automining devnet, default facilitator.
     pub async fn start() -> Self {
         Self::start_with(DevnetConfig::default(), "").await

@@ -171,6 +171,10 @@ pub struct NetworkConfig {
     /// hold). Not checked when absent.
     #[serde(default, deserialize_with = "deserialize_wei")]
     pub min_signer_balance_wei: Option<U256>,
+    /// Whether to serve `upto` (Permit2, through the x402 `upto` proxy at its canonical
+    /// address) beside `exact`. On by default.
+    #[serde(default = "default_true")]
+    pub upto: bool,
 }
 
 /// Replacing a settlement transaction that sits unmined (underpriced) with a higher-fee one
@@ -252,6 +256,10 @@ impl NetworkConfig {
                 .collect(),
         }
     }
+}
+
+fn default_true() -> bool {
+    true
 }
 
 fn default_listen() -> SocketAddr {
