@@ -90,6 +90,7 @@ pub(crate) async fn run(args: FacilitatorBench) -> anyhow::Result<()> {
             eip6492_allowed_factories: Vec::new(),
             fee_bump: Default::default(),
             min_signer_balance_wei: None,
+            upto: true,
         }],
     };
     let running = x402_facilitator::start(&config, devnet.facilitator().signer.clone()).await?;
