@@ -28,7 +28,7 @@ async fn metered_route() -> (Stack, String) {
     }
     // Our facilitator serves `upto` beside `exact` by default.
     let dir = tempfile::tempdir().unwrap();
-    let config = x402_testkit::config_for(&chain.devnet.rpc_url().to_string(), dir.path(), "");
+    let config = x402_testkit::config_for(chain.devnet.rpc_url().as_ref(), dir.path(), "");
     let stack = Stack::serve(chain, dir, config).await;
     let mut requirements = stack.chain.requirements(1);
     requirements.scheme = Scheme::UPTO;
