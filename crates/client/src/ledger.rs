@@ -455,6 +455,26 @@ impl Reservation {
             .map(drop)
     }
 
+    /// Paid, settled in `transaction` for `amount` atomic units (`micro_usd`): less than was
+    /// reserved when the scheme settles usage (`upto`), so the rest of the reservation goes
+    /// back to the budget.
+    pub fn commit_amount(
+        self,
+        transaction: &str,
+        amount: &str,
+        micro_usd: MicroUsd,
+    ) -> Result<(), LedgerError> {
+        self.ledger.lock().execute(
+            "UPDATE payments SET amount = ?2, micro_usd = ?3 WHERE id = ?1",
+            params![
+                self.id,
+                amount,
+                i64::try_from(micro_usd).unwrap_or(i64::MAX)
+            ],
+        )?;
+        self.commit(transaction)
+    }
+
     /// Signed and sent but refused: kept for the audit, no longer counted. Does nothing to a
     /// row already marked unknown (a refusal after a lost answer proves nothing).
     pub fn fail(mut self, detail: &str, transaction: Option<&str>) -> Result<(), LedgerError> {

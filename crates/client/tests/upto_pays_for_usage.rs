@@ -2,17 +2,19 @@
 //! handler reports what the call used, and our facilitator (serving `upto` by default) settles
 //! exactly that through Permit2 and our proxy. The official `@x402/fetch` client (2.27, `upto`
 //! scheme) and our paying client (with the `upto` plug-in) both pay it; the receipt names the
-//! amount used, and the payer's balance moves by exactly that.
+//! amount used, the payer's balance moves by exactly that, and our client's ledger counts
+//! exactly that against its budget.
 
 use std::sync::Arc;
 
 use alloy::primitives::U256;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
 use x402_evm::upto::{UptoEvmClient, UptoEvmServer};
 use x402_paywall::{PaymentOption, Paywall, PaywallConfig, RoutePrice};
-use x402_proto::{Scheme, TokenAmount, Usage};
+use x402_proto::{Network, Scheme, SettleResponse, TokenAmount, Usage, V2, encode_header, v2};
 use x402_testkit::{Chain, Stack, official_fetch};
 
 mod common;
@@ -92,4 +94,71 @@ async fn our_client_pays_the_usage_with_the_upto_plug_in() {
     assert!(receipt.success, "{receipt:?}");
     assert_eq!(receipt.amount, Some(TokenAmount::from_atomic(USED)));
     assert_eq!(stack.pay_to_balance().await, before + U256::from(USED));
+    // The ledger counts what was taken, not the maximum reserved: the rest is back in the
+    // budget.
+    let (charged, _) = paid.paid.expect("paid");
+    assert_eq!(charged.atomic, TokenAmount::from_atomic(USED));
+    let rows = client.ledger().payments(0).unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(
+        (rows[0].status.as_str(), rows[0].amount.as_str()),
+        ("paid", "1858")
+    );
+    assert_eq!(
+        client.ledger().spent(0).unwrap(),
+        1_858,
+        "micro-USD of $0.001858"
+    );
+}
+
+#[tokio::test]
+async fn a_receipt_claiming_more_than_was_signed_is_counted_at_the_maximum() {
+    // A server whose receipt says it took 20,500 of a 20,000 maximum (Permit2 would never move
+    // more than signed; the receipt lies).
+    let offer = v2::PaymentRequirements {
+        scheme: Scheme::UPTO,
+        network: Network::BASE,
+        amount: TokenAmount::from_atomic(20_000),
+        asset: "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".into(),
+        pay_to: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".into(),
+        max_timeout_seconds: 300,
+        extra: Some(json!({"facilitatorAddress": "0xf39Fd6e51aad88F6F4ce6aB8827279cffFb92266"})),
+    };
+    let handler = move |headers: HeaderMap| {
+        let offer = offer.clone();
+        async move {
+            if !headers.contains_key("payment-signature") {
+                let challenge = v2::PaymentRequired {
+                    x402_version: V2::default(),
+                    error: None,
+                    resource: v2::ResourceInfo {
+                        url: "http://shop.test/chat".into(),
+                        description: None,
+                        mime_type: None,
+                    },
+                    accepts: vec![offer],
+                    extensions: None,
+                };
+                let header = [("payment-required", encode_header(&challenge))];
+                return (StatusCode::PAYMENT_REQUIRED, header, "").into_response();
+            }
+            let mut receipt =
+                SettleResponse::success(Network::BASE, None, format!("0x{}", "ab".repeat(32)));
+            receipt.amount = Some(TokenAmount::from_atomic(20_500));
+            ([("payment-response", encode_header(&receipt))], "answer").into_response()
+        }
+    };
+    let url = common::serve(axum::Router::new().route("/chat", get(handler)), "/chat").await;
+    let signer = alloy::signers::local::PrivateKeySigner::random();
+    let client = common::paying_client(reqwest::Client::new(), &signer)
+        .with_scheme(Arc::new(UptoEvmClient::new(signer.clone())));
+    let paid = client
+        .send(reqwest::Client::new().get(&url).build().unwrap(), None)
+        .await
+        .unwrap();
+    let (charged, _) = paid.paid.expect("paid");
+    assert_eq!(charged.atomic, TokenAmount::from_atomic(20_000));
+    let rows = client.ledger().payments(0).unwrap();
+    assert_eq!(rows[0].amount, "20000");
+    assert_eq!(client.ledger().spent(0).unwrap(), 20_000);
 }

@@ -393,8 +393,23 @@ impl PayingClient {
         let id = reservation.id();
         match &receipt {
             Some(r) if r.success => {
-                reservation.commit(&r.transaction)?;
-                Ok(PaidResponse::paid(response, receipt, amount, id))
+                let Some(settled) = r.amount else {
+                    reservation.commit(&r.transaction)?;
+                    return Ok(PaidResponse::paid(response, receipt, amount, id));
+                };
+                // A scheme that settles usage names what it took: at most what was signed.
+                let signed_max = choice.requirements.amount;
+                if settled.0 > signed_max.0 {
+                    tracing::warn!(%settled, %signed_max, payment = reservation.id(), "the receipt claims more than the payment allowed; counting the signed maximum");
+                }
+                let charged = TokenAmount(settled.0.min(signed_max.0));
+                reservation.commit_amount(
+                    &r.transaction,
+                    &charged.to_string(),
+                    micro_usd(charged, choice.decimals),
+                )?;
+                let charged = AssetAmount::new(charged, choice.decimals);
+                Ok(PaidResponse::paid(response, receipt, charged, id))
             }
             _ if status.is_success() => {
                 // Served without a receipt: count it as paid (the server may settle later).
