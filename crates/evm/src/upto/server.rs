@@ -21,19 +21,15 @@ impl SchemeServer for UptoEvmServer {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use x402_proto::{Network, TokenAmount};
 
     #[test]
     fn the_usage_is_settled_and_no_report_settles_the_maximum() {
-        let paid = v2::PaymentRequirements {
-            scheme: Scheme::UPTO,
-            network: Network::BASE,
-            amount: TokenAmount::from_atomic(20_000),
-            asset: "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".into(),
-            pay_to: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".into(),
-            max_timeout_seconds: 300,
-            extra: None,
-        };
+        let paid: v2::PaymentRequirements = serde_json::from_value(serde_json::json!({
+            "scheme": "upto", "network": "eip155:8453", "amount": "20000", "maxTimeoutSeconds": 300,
+            "asset": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
+            "payTo": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
+        }))
+        .unwrap();
         assert_eq!(
             UptoEvmServer.settlement_amount(&paid, Some(U256::from(1_858))),
             U256::from(1_858)
