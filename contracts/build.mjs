@@ -31,6 +31,7 @@ const SOURCE_OF = {
   X402WalletFactory: "X402WalletFactory.sol",
   X402ExactPermit2Proxy: "X402Permit2Proxies.sol",
   X402UptoPermit2Proxy: "X402Permit2Proxies.sol",
+  PlainToken: "PlainToken.sol",
 };
 const CONTRACTS = Object.keys(SOURCE_OF);
 

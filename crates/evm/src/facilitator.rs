@@ -4,11 +4,12 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use x402_proto::{
-    FacilitatorError, Network, PaymentRequest, ReasonCode, Scheme, SettleResponse, SupportedKind,
-    SupportedResponse, VerifyResponse,
+    Facilitator, FacilitatorError, Network, PaymentRequest, ReasonCode, Scheme, SettleResponse,
+    SupportedKind, SupportedResponse, VerifyResponse,
 };
 
 use crate::error::{SettleError, VerifyError};
+use crate::exact_permit2::{ExactPermit2Facilitator, is_permit2_payload};
 use crate::scheme::ExactEvmScheme;
 
 /// A facilitator for the `exact` scheme on one EVM chain, v1 and v2, with no memory: it
@@ -16,16 +17,22 @@ use crate::scheme::ExactEvmScheme;
 /// chain refuses a used nonce) but its success is not given again to a retry. For a
 /// facilitator that answers retries and hands each success to one caller, use the
 /// facilitator service with its settlement log.
+///
+/// Payloads carrying `permit2Authorization` (`exact` with Permit2, for tokens without
+/// EIP-3009) go to an [`ExactPermit2Facilitator`] on the same chain and signer.
 #[derive(Debug, Clone)]
 pub struct ExactEvmFacilitator {
     scheme: Arc<ExactEvmScheme>,
+    permit2: ExactPermit2Facilitator,
 }
 
 impl ExactEvmFacilitator {
     /// Serves `scheme`'s chain.
     pub fn new(scheme: ExactEvmScheme) -> Self {
+        let scheme = Arc::new(scheme);
         Self {
-            scheme: Arc::new(scheme),
+            permit2: ExactPermit2Facilitator::shared(scheme.clone()),
+            scheme,
         }
     }
 
@@ -82,6 +89,9 @@ impl ExactEvmFacilitator {
         &self,
         request: &PaymentRequest,
     ) -> Result<VerifyResponse, FacilitatorError> {
+        if is_permit2_payload(request) {
+            return self.permit2.verify(request).await;
+        }
         match self.scheme.verify(request).await {
             Ok(payment) => Ok(VerifyResponse::valid(payment.payer().to_checksum(None))),
             Err(error) => verify_refusal(&error, request),
@@ -93,6 +103,9 @@ impl ExactEvmFacilitator {
         &self,
         request: &PaymentRequest,
     ) -> Result<SettleResponse, FacilitatorError> {
+        if is_permit2_payload(request) {
+            return self.permit2.settle(request, None).await;
+        }
         let network = request.wire_network().clone();
         let payment = match self.scheme.verify(request).await {
             Ok(payment) => payment,

@@ -5,6 +5,8 @@
 //!   returns a [`VerifiedPayment`]; [`ExactEvmScheme::settle`] consumes one, so an unverified
 //!   payment cannot be settled.
 //! - [`ExactEvmFacilitator`] serves one chain behind the [`x402_proto::Facilitator`] trait.
+//! - [`exact_permit2`] is `exact` with Permit2, for tokens without EIP-3009; the
+//!   [`ExactEvmFacilitator`] routes payloads carrying `permit2Authorization` to it.
 //! - Smart-wallet payers verify through ERC-1271, and undeployed ones through ERC-6492 from an
 //!   allowed factory ([`ChainConfig::eip6492_allowed_factories`]); see [`PayerSignature`].
 
@@ -13,9 +15,11 @@ mod assets;
 mod chain;
 mod client;
 mod error;
+pub mod exact_permit2;
 mod facilitator;
 mod node_error;
 mod payload;
+mod permit2;
 mod scheme;
 mod sender;
 mod smart_wallet;

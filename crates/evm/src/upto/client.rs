@@ -2,11 +2,12 @@
 //! offer's amount, as official clients do (random nonce, `validAfter` 0, deadline at the
 //! offer's timeout). The payer must have approved Permit2 for the token.
 
-use alloy::primitives::{Address, B256, U256};
+use alloy::primitives::{Address, U256};
 use alloy::signers::Signer;
 use x402_proto::{Network, Scheme, SchemeSignError, SignedPayload, v2};
 
-use super::payload::{Permitted, UPTO_PERMIT2_PROXY, UptoAuthorization, UptoPayload, WireWitness};
+use super::payload::{UPTO_PERMIT2_PROXY, UptoAuthorization, UptoPayload, WireWitness};
+use crate::permit2::{OfferTerms, sign_digest};
 
 /// Pays `upto` offers on `eip155` networks that name the facilitator to witness.
 #[derive(Clone, Debug)]
@@ -42,43 +43,26 @@ where
         requirements: &v2::PaymentRequirements,
         now: u64,
     ) -> Result<UptoPayload, SchemeSignError> {
-        let fail = |what: &str| SchemeSignError(format!("cannot sign this upto offer: {what}"));
-        let chain_id = requirements
-            .network
-            .evm_chain_id()
-            .ok_or_else(|| fail("not an eip155 network"))?;
-        let facilitator = facilitator_of(requirements)
-            .ok_or_else(|| fail("extra.facilitatorAddress is missing"))?;
-        let token: Address = requirements
-            .asset
-            .parse()
-            .map_err(|_| fail("asset is not an address"))?;
-        let to: Address = requirements
-            .pay_to
-            .parse()
-            .map_err(|_| fail("payTo is not an address"))?;
+        let terms = OfferTerms::read(requirements, now, "upto")?;
+        let facilitator = facilitator_of(requirements).ok_or_else(|| {
+            SchemeSignError(
+                "cannot sign this upto offer: extra.facilitatorAddress is missing".into(),
+            )
+        })?;
         let authorization = UptoAuthorization {
             from: self.signer.address(),
-            permitted: Permitted {
-                token,
-                amount: requirements.amount.0,
-            },
+            permitted: terms.permitted,
             spender: UPTO_PERMIT2_PROXY,
-            nonce: U256::from_be_bytes(B256::random().0),
-            deadline: U256::from(now.saturating_add(requirements.max_timeout_seconds)),
+            nonce: terms.nonce,
+            deadline: terms.deadline,
             witness: WireWitness {
-                to,
+                to: terms.to,
                 facilitator,
                 valid_after: U256::ZERO,
             },
         };
-        let signature = self
-            .signer
-            .sign_hash(&authorization.digest(chain_id))
-            .await
-            .map_err(|e| SchemeSignError(e.to_string()))?;
         Ok(UptoPayload {
-            signature: signature.as_bytes().into(),
+            signature: sign_digest(&self.signer, authorization.digest(terms.chain_id)).await?,
             permit2_authorization: authorization,
         })
     }

@@ -7,37 +7,18 @@ use std::sync::Arc;
 
 use serde_json::json;
 use x402_proto::{
-    FacilitatorError, PaymentRequest, ReasonCode, Scheme, SupportedKind, SupportedResponse,
-    VerifyResponse,
+    FacilitatorError, PaymentRequest, Scheme, SupportedKind, SupportedResponse, VerifyResponse,
 };
 
 use super::payload::{UptoAuthorization, UptoPayload};
 use crate::scheme::ExactEvmScheme;
 
-/// Seconds a permit must still be valid for when it is judged (the official facilitator's).
-pub(super) const DEADLINE_BUFFER_SECS: u64 = 6;
-
-/// Gas for the proxy's settle (Permit2 signature check and transfer).
-pub(super) const SETTLE_GAS_LIMIT: u64 = 300_000;
+pub(super) use crate::permit2::{DEADLINE_BUFFER_SECS, Refusal, permit_payer, refuse};
 
 /// A facilitator for `upto` on one EVM chain, sending from the chain's signer.
 #[derive(Debug, Clone)]
 pub struct UptoEvmFacilitator {
     pub(super) chain: Arc<ExactEvmScheme>,
-}
-
-/// Why a payment is refused, as the wire says it.
-#[derive(Debug)]
-pub(super) struct Refusal {
-    pub(super) code: ReasonCode,
-    pub(super) message: String,
-}
-
-pub(super) fn refuse(code: ReasonCode, message: impl Into<String>) -> Refusal {
-    Refusal {
-        code,
-        message: message.into(),
-    }
 }
 
 /// A payment that passed verification.
@@ -82,13 +63,6 @@ impl UptoEvmFacilitator {
             Err(refusal) => VerifyResponse::invalid(refusal.code, refusal.message, payer),
         })
     }
-}
-
-/// The payer a request's permit names, for answers about it.
-pub(super) fn permit_payer(request: &PaymentRequest) -> Option<String> {
-    let payload = request.payload();
-    let from = payload.get("permit2Authorization")?.get("from")?.as_str()?;
-    Some(from.to_owned())
 }
 
 crate::facilitator::facilitator_from_methods!(UptoEvmFacilitator);

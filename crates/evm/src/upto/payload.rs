@@ -2,12 +2,11 @@
 //! typed data its signature covers, and the proxy call that settles it.
 
 use alloy::primitives::{Address, B256, Bytes, U256, address};
-use alloy::sol_types::{Eip712Domain, SolCall, SolStruct};
+use alloy::sol_types::{SolCall, SolStruct};
 use serde::{Deserialize, Serialize};
 use x402_proto::decimal_u256;
 
-/// Uniswap's Permit2, the same on every chain.
-pub const PERMIT2_ADDRESS: Address = address!("000000000022D473030F116dDEE9F6B43aC78BA3");
+pub use crate::permit2::{PERMIT2_ADDRESS, Permitted, permit2_domain};
 
 /// The x402 `upto` proxy every `upto` permit names as its spender, the same on every chain.
 pub const UPTO_PERMIT2_PROXY: Address = address!("4020A4f3b7b90ccA423B9fabCc0CE57C6C240002");
@@ -51,14 +50,6 @@ alloy::sol! {
     #[derive(Debug)]
     interface IUptoPermit2Proxy {
         function settle(PermitTransferFrom permit, uint256 amount, address owner, Witness witness, bytes signature) external;
-        function PERMIT2() external view returns (address);
-    }
-
-    /// What the diagnosis of a failed simulation reads of the token.
-    #[derive(Debug)]
-    interface IErc20Reads {
-        function balanceOf(address owner) external view returns (uint256);
-        function allowance(address owner, address spender) external view returns (uint256);
     }
 }
 
@@ -91,17 +82,6 @@ pub struct UptoAuthorization {
     pub deadline: U256,
     /// Payee, facilitator, earliest time.
     pub witness: WireWitness,
-}
-
-/// `permitted` on the wire.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Permitted {
-    /// The token.
-    pub token: Address,
-    /// The maximum, in atomic units.
-    #[serde(with = "decimal_u256")]
-    pub amount: U256,
 }
 
 /// `witness` on the wire.
@@ -165,17 +145,6 @@ impl UptoAuthorization {
             validAfter: self.witness.valid_after,
         }
     }
-}
-
-/// Permit2's EIP-712 domain on chain `chain_id` (a name, no version).
-pub fn permit2_domain(chain_id: u64) -> Eip712Domain {
-    Eip712Domain::new(
-        Some("Permit2".into()),
-        None,
-        Some(U256::from(chain_id)),
-        Some(PERMIT2_ADDRESS),
-        None,
-    )
 }
 
 #[cfg(test)]

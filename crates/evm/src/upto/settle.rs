@@ -5,8 +5,7 @@
 use alloy::primitives::U256;
 use x402_proto::{FacilitatorError, PaymentRequest, ReasonCode, SettleResponse, TokenAmount, v2};
 
-use super::payload::{UPTO_PERMIT2_PROXY, UptoPayload};
-use crate::sender::{BroadcastError, TransferExpectation};
+use super::payload::UptoPayload;
 
 use super::facilitator::*;
 
@@ -87,62 +86,16 @@ impl UptoEvmFacilitator {
         network: x402_proto::Network,
         payer: Option<String>,
     ) -> Result<SettleResponse, FacilitatorError> {
-        let auth = verified.authorization();
-        let unavailable = |e: crate::SettleError| FacilitatorError::Unavailable(e.to_string());
-        let slot = self.chain.reserve_send().await.map_err(unavailable)?;
-        let input = auth.settle_call(amount, verified.payload.signature.clone());
-        let signed = slot
-            .sign_call(UPTO_PERMIT2_PROXY, input, SETTLE_GAS_LIMIT)
-            .await
-            .map_err(unavailable)?;
-        let expected = TransferExpectation {
-            asset: auth.permitted.token,
-            from: auth.from,
-            to: auth.witness.to,
-            value: amount,
-        };
-        let outcome = match slot.broadcast(&signed).await {
-            Ok(sent) => match sent.outcome(&expected) {
-                Some(outcome) => outcome,
-                None => {
-                    self.chain
-                        .wait_for_outcome(signed.tx_hash, &expected, self.chain.receipt_timeout())
-                        .await
-                }
-            },
-            Err(error @ BroadcastError::Uncertain { .. }) => {
-                let _ = error;
-                self.chain
-                    .wait_for_outcome(signed.tx_hash, &expected, self.chain.receipt_timeout())
-                    .await
-            }
-            Err(BroadcastError::Refused { reason, .. }) => {
-                return Ok(SettleResponse::failure(
-                    network,
-                    settle_reason(&reason),
-                    reason,
-                    payer,
-                    None,
-                ));
-            }
-        };
-        Ok(match outcome {
-            Ok(settled) => SettleResponse::success(network, payer, settled.tx_hash.to_string()),
-            Err(crate::SettleError::Pending { tx_hash }) => SettleResponse::failure(
+        verified
+            .proxy_settle(amount)
+            .send(
+                &self.chain,
                 network,
-                ReasonCode::SETTLEMENT_PENDING,
-                "sent, not confirmed yet",
                 payer,
-                Some(tx_hash.to_string()),
-            ),
-            Err(error) => SettleResponse::failure(
-                network,
                 ReasonCode::UPTO_EVM_TRANSACTION_FAILED,
-                error.to_string(),
-                payer,
-                error.tx_hash().map(|h| h.to_string()),
-            ),
-        })
+                |message| Some(settle_reason(message)),
+            )
+            .await
     }
 }
 
@@ -157,16 +110,13 @@ fn settle_reason(message: &str) -> ReasonCode {
             "UnauthorizedFacilitator",
             ReasonCode::UPTO_UNAUTHORIZED_FACILITATOR,
         ),
-        ("InvalidNonce", ReasonCode::PERMIT2_INVALID_NONCE),
-        ("PaymentTooEarly", ReasonCode::PERMIT2_PAYMENT_TOO_EARLY),
-        ("InvalidSignature", ReasonCode::PERMIT2_INVALID_SIGNATURE),
-        ("SignatureExpired", ReasonCode::PERMIT2_INVALID_SIGNATURE),
     ] {
         if message.contains(needle) {
             return code;
         }
     }
-    ReasonCode::UPTO_EVM_TRANSACTION_FAILED
+    crate::permit2::permit2_revert_reason(message)
+        .unwrap_or(ReasonCode::UPTO_EVM_TRANSACTION_FAILED)
 }
 
 #[cfg(test)]

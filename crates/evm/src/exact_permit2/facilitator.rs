@@ -1,0 +1,233 @@
+//! `exact` with Permit2 on one EVM chain behind the [`Facilitator`](x402_proto::Facilitator)
+//! trait: verify in the order of the official facilitator (2.27) — shape, scheme, network,
+//! spender, payee, deadline, validity start, amount, token, signature (and the asset being a
+//! contract), then a settle simulated from the facilitator address, diagnosed when it fails —
+//! and settle through the `exact` proxy from the chain's signer.
+
+use std::sync::Arc;
+
+use alloy::primitives::{Address, U256};
+use alloy::providers::Provider;
+use x402_proto::{
+    FacilitatorError, PaymentRequest, ReasonCode, Scheme, SettleResponse, SupportedKind,
+    SupportedResponse, VerifyResponse,
+};
+
+use super::payload::{EXACT_PERMIT2_PROXY, ExactPermit2Payload};
+use crate::permit2::{
+    DEADLINE_BUFFER_SECS, Opened, Opening, ProxySettle, Refusal, permit_payer,
+    permit2_revert_reason, refuse, signed_by,
+};
+use crate::scheme::ExactEvmScheme;
+use crate::sender::TransferExpectation;
+
+/// A facilitator for `exact` payments made with Permit2 on one EVM chain, sending from the
+/// chain's signer. [`ExactEvmFacilitator`](crate::ExactEvmFacilitator) hands it the payloads
+/// that carry `permit2Authorization`.
+#[derive(Debug, Clone)]
+pub struct ExactPermit2Facilitator {
+    chain: Arc<ExactEvmScheme>,
+}
+
+/// How `exact` with Permit2 names its first refusals (the official codes: another scheme is
+/// an unsupported payload).
+const OPENING: Opening = Opening {
+    scheme: Scheme::EXACT,
+    name: "exact with Permit2",
+    shape: "{signature, permit2Authorization: {from, permitted, spender, nonce, deadline, witness: {to, validAfter}}}",
+    wrong_scheme: ReasonCode::UNSUPPORTED_PAYLOAD_TYPE,
+    network_mismatch: ReasonCode::EXACT_EVM_NETWORK_MISMATCH,
+};
+
+/// A payment that passed verification.
+#[derive(Debug)]
+struct Verified {
+    payload: ExactPermit2Payload,
+}
+
+impl Verified {
+    /// The proxy's settle, and the transfer it makes: exactly the permitted amount.
+    fn proxy_settle(&self) -> ProxySettle {
+        let auth = &self.payload.permit2_authorization;
+        ProxySettle {
+            proxy: EXACT_PERMIT2_PROXY,
+            input: auth.settle_call(self.payload.signature.clone()),
+            transfer: TransferExpectation {
+                asset: auth.permitted.token,
+                from: auth.from,
+                to: auth.witness.to,
+                value: auth.permitted.amount,
+            },
+        }
+    }
+}
+
+impl ExactPermit2Facilitator {
+    /// Serves `exact` with Permit2 on `chain`'s network with its signer.
+    pub fn new(chain: ExactEvmScheme) -> Self {
+        Self::shared(Arc::new(chain))
+    }
+
+    /// Serves `chain`, shared with its EIP-3009 facilitator.
+    pub(crate) fn shared(chain: Arc<ExactEvmScheme>) -> Self {
+        Self { chain }
+    }
+
+    /// The kind it serves: `exact` (v2) on its network.
+    pub fn kind(&self) -> SupportedKind {
+        SupportedKind {
+            x402_version: 2,
+            scheme: Scheme::EXACT,
+            network: self.chain.network().clone(),
+            extra: None,
+        }
+    }
+
+    /// Runs the checks of the official facilitator, in its order.
+    async fn check(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<Result<Verified, Refusal>, FacilitatorError> {
+        let Opened {
+            payload: permit,
+            requirements,
+            asset,
+        } = match OPENING.open::<ExactPermit2Payload>(request, &self.chain) {
+            Ok(opened) => opened,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let auth = &permit.permit2_authorization;
+        let now = U256::from(crate::unix_now());
+        let terms = [
+            (
+                auth.spender == EXACT_PERMIT2_PROXY,
+                ReasonCode::PERMIT2_INVALID_SPENDER,
+                "the spender must be the exact proxy 0x402085c248EeA27D92E8b30b2C58ed07f9E20001",
+            ),
+            (
+                requirements.pay_to.parse::<Address>().ok() == Some(auth.witness.to),
+                ReasonCode::PERMIT2_RECIPIENT_MISMATCH,
+                "witness.to is not payTo",
+            ),
+            (
+                auth.deadline >= now + U256::from(DEADLINE_BUFFER_SECS),
+                ReasonCode::PERMIT2_DEADLINE_EXPIRED,
+                "the permit's deadline has passed (or is within 6 seconds)",
+            ),
+            (
+                auth.witness.valid_after <= now,
+                ReasonCode::PERMIT2_NOT_YET_VALID,
+                "witness.validAfter is in the future",
+            ),
+            (
+                auth.permitted.amount == requirements.amount.0,
+                ReasonCode::PERMIT2_AMOUNT_MISMATCH,
+                "the permitted amount is not the required amount",
+            ),
+            (
+                auth.permitted.token == asset,
+                ReasonCode::PERMIT2_TOKEN_MISMATCH,
+                "the permitted token is not the asset",
+            ),
+        ];
+        if let Some((_, code, why)) = terms.into_iter().find(|(holds, ..)| !holds) {
+            return Ok(Err(refuse(code, why)));
+        }
+        let digest = auth.digest(self.chain.chain_id());
+        let signed = signed_by(&self.chain, digest, auth.from, &permit.signature).await?;
+        // The official facilitator reports an asset without code before a bad signature.
+        let asset_code = self
+            .chain
+            .provider()
+            .get_code_at(asset)
+            .await
+            .map_err(|e| FacilitatorError::Unavailable(e.to_string()))?;
+        if asset_code.is_empty() {
+            return Ok(Err(refuse(
+                ReasonCode::ASSET_NOT_DEPLOYED_CONTRACT,
+                format!("no contract at {asset}"),
+            )));
+        }
+        if !signed {
+            return Ok(Err(refuse(
+                ReasonCode::PERMIT2_INVALID_SIGNATURE,
+                "the signature is not the payer's",
+            )));
+        }
+        let verified = Verified { payload: permit };
+        if let Some(refusal) = verified.proxy_settle().simulate(&self.chain).await? {
+            return Ok(Err(refusal));
+        }
+        Ok(Ok(verified))
+    }
+
+    async fn verify_payment(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<VerifyResponse, FacilitatorError> {
+        Ok(match self.check(request).await? {
+            Ok(verified) => VerifyResponse::valid(
+                verified
+                    .payload
+                    .permit2_authorization
+                    .from
+                    .to_checksum(None),
+            ),
+            Err(refusal) => {
+                VerifyResponse::invalid(refusal.code, refusal.message, permit_payer(request))
+            }
+        })
+    }
+
+    /// Verifies again (with the simulation, so nothing is sent that would revert) and sends
+    /// the proxy's settle.
+    async fn settle_payment(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let network = request.wire_network().clone();
+        let payer = permit_payer(request);
+        match self.check(request).await? {
+            Ok(verified) => {
+                let from = verified.payload.permit2_authorization.from;
+                verified
+                    .proxy_settle()
+                    .send(
+                        &self.chain,
+                        network,
+                        Some(from.to_checksum(None)),
+                        ReasonCode::EXACT_EVM_TRANSACTION_FAILED,
+                        permit2_revert_reason,
+                    )
+                    .await
+            }
+            Err(refusal) => {
+                // What sending would have reverted with (a spent nonce, say), when the
+                // simulation names it.
+                let code = if refusal.code == ReasonCode::PERMIT2_SIMULATION_FAILED {
+                    permit2_revert_reason(&refusal.message).unwrap_or(refusal.code)
+                } else {
+                    refusal.code
+                };
+                Ok(SettleResponse::failure(
+                    network,
+                    code,
+                    refusal.message,
+                    payer,
+                    None,
+                ))
+            }
+        }
+    }
+
+    /// What `/supported` lists: `exact` on this chain, and the signer.
+    fn supported_now(&self) -> SupportedResponse {
+        SupportedResponse {
+            kinds: vec![self.kind()],
+            extensions: Vec::new(),
+            signers: crate::facilitator::evm_signers(self.chain.signer_address()),
+        }
+    }
+}
+
+crate::facilitator::facilitator_from_methods!(ExactPermit2Facilitator);

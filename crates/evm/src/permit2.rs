@@ -1,0 +1,451 @@
+//! What `exact` with Permit2 and `upto` share: Permit2's address and EIP-712 domain, the
+//! `permitted` wire shape, the first checks of a request, reading an offer and signing for
+//! it, the payer's signature check, the simulated settle from the
+//! facilitator address with the official diagnosis of its failure, and sending a proxy's
+//! settle through the chain's send slot.
+
+use alloy::primitives::{Address, B256, Bytes, Signature, U256, address};
+use alloy::providers::Provider;
+use alloy::rpc::types::TransactionRequest;
+use alloy::signers::Signer;
+use alloy::sol_types::{Eip712Domain, SolCall};
+use serde::{Deserialize, Serialize};
+use x402_proto::{
+    FacilitatorError, Network, PaymentRequest, ReasonCode, Scheme, SchemeSignError, SettleResponse,
+    decimal_u256, v2,
+};
+
+use crate::scheme::ExactEvmScheme;
+use crate::sender::{BroadcastError, TransferExpectation};
+
+/// Uniswap's Permit2, the same on every chain.
+pub const PERMIT2_ADDRESS: Address = address!("000000000022D473030F116dDEE9F6B43aC78BA3");
+
+/// Seconds a permit must still be valid for when it is judged (the official facilitator's).
+pub(crate) const DEADLINE_BUFFER_SECS: u64 = 6;
+
+/// Gas for a proxy's settle (Permit2 signature check and transfer).
+pub(crate) const SETTLE_GAS_LIMIT: u64 = 300_000;
+
+alloy::sol! {
+    /// What the diagnosis of a failed simulation reads of the token and the proxy.
+    #[derive(Debug)]
+    interface IPermit2Reads {
+        function balanceOf(address owner) external view returns (uint256);
+        function allowance(address owner, address spender) external view returns (uint256);
+        function PERMIT2() external view returns (address);
+    }
+}
+
+/// `permitted` on the wire.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Permitted {
+    /// The token.
+    pub token: Address,
+    /// The amount (the maximum, for `upto`), in atomic units.
+    #[serde(with = "decimal_u256")]
+    pub amount: U256,
+}
+
+/// Permit2's EIP-712 domain on chain `chain_id` (a name, no version).
+pub fn permit2_domain(chain_id: u64) -> Eip712Domain {
+    Eip712Domain::new(
+        Some("Permit2".into()),
+        None,
+        Some(U256::from(chain_id)),
+        Some(PERMIT2_ADDRESS),
+        None,
+    )
+}
+
+/// Why a payment is refused, as the wire says it.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    pub(crate) code: ReasonCode,
+    pub(crate) message: String,
+}
+
+pub(crate) fn refuse(code: ReasonCode, message: impl Into<String>) -> Refusal {
+    Refusal {
+        code,
+        message: message.into(),
+    }
+}
+
+/// The parts of a Permit2 scheme's request its first checks read: the payload as `P`, the
+/// requirements and the asset.
+pub(crate) struct Opened<'a, P> {
+    pub(crate) payload: P,
+    pub(crate) requirements: &'a v2::PaymentRequirements,
+    pub(crate) asset: Address,
+}
+
+/// How a Permit2 scheme names its first refusals.
+pub(crate) struct Opening {
+    /// The scheme it serves.
+    pub(crate) scheme: Scheme,
+    /// Its name in messages.
+    pub(crate) name: &'static str,
+    /// The payload shape it takes, for the message refusing another.
+    pub(crate) shape: &'static str,
+    /// The code for another scheme.
+    pub(crate) wrong_scheme: ReasonCode,
+    /// The code for another network.
+    pub(crate) network_mismatch: ReasonCode,
+}
+
+impl Opening {
+    /// The official facilitator's first checks, in its order: an x402 v2 request, the
+    /// payload's shape, the scheme, the network (the one `chain` serves), an asset address.
+    pub(crate) fn open<'a, P: serde::de::DeserializeOwned>(
+        &self,
+        request: &'a PaymentRequest,
+        chain: &ExactEvmScheme,
+    ) -> Result<Opened<'a, P>, Refusal> {
+        let PaymentRequest::V2 {
+            payload,
+            requirements,
+        } = request
+        else {
+            return Err(refuse(
+                ReasonCode::INVALID_X402_VERSION,
+                format!("{} is an x402 v2 scheme", self.name),
+            ));
+        };
+        let parsed = serde_json::from_value::<P>(payload.payload.clone()).map_err(|_| {
+            refuse(
+                ReasonCode::UNSUPPORTED_PAYLOAD_TYPE,
+                format!("the payload is not {}", self.shape),
+            )
+        })?;
+        if payload.accepted.scheme != self.scheme || requirements.scheme != self.scheme {
+            return Err(refuse(
+                self.wrong_scheme.clone(),
+                format!("the scheme is not {}", self.scheme),
+            ));
+        }
+        if payload.accepted.network != requirements.network
+            || !requirements.network.same_as(chain.network())
+        {
+            return Err(refuse(
+                self.network_mismatch.clone(),
+                format!(
+                    "the payment is for {}, this facilitator serves {}",
+                    payload.accepted.network,
+                    chain.network()
+                ),
+            ));
+        }
+        let asset = requirements.asset.parse::<Address>().map_err(|_| {
+            refuse(
+                ReasonCode::INVALID_PAYMENT_REQUIREMENTS,
+                "asset is not an address",
+            )
+        })?;
+        Ok(Opened {
+            payload: parsed,
+            requirements,
+            asset,
+        })
+    }
+}
+
+/// What a Permit2 payer signs for an offer, read from it as official clients do: the
+/// offer's token and amount, its payee, a random 256-bit nonce, the deadline at the offer's
+/// timeout from `now`.
+#[derive(Debug)]
+pub(crate) struct OfferTerms {
+    pub(crate) chain_id: u64,
+    pub(crate) permitted: Permitted,
+    pub(crate) to: Address,
+    pub(crate) nonce: U256,
+    pub(crate) deadline: U256,
+}
+
+impl OfferTerms {
+    /// Reads `requirements` for a `scheme` payment signed at Unix time `now`.
+    pub(crate) fn read(
+        requirements: &v2::PaymentRequirements,
+        now: u64,
+        scheme: &str,
+    ) -> Result<Self, SchemeSignError> {
+        let fail = |what: &str| SchemeSignError(format!("cannot sign this {scheme} offer: {what}"));
+        Ok(Self {
+            chain_id: requirements
+                .network
+                .evm_chain_id()
+                .ok_or_else(|| fail("not an eip155 network"))?,
+            permitted: Permitted {
+                token: requirements
+                    .asset
+                    .parse()
+                    .map_err(|_| fail("asset is not an address"))?,
+                amount: requirements.amount.0,
+            },
+            to: requirements
+                .pay_to
+                .parse()
+                .map_err(|_| fail("payTo is not an address"))?,
+            nonce: U256::from_be_bytes(B256::random().0),
+            deadline: U256::from(now.saturating_add(requirements.max_timeout_seconds)),
+        })
+    }
+}
+
+/// `signer`'s signature over `digest`, as the payload carries it.
+pub(crate) async fn sign_digest<S: Signer + Send + Sync>(
+    signer: &S,
+    digest: B256,
+) -> Result<Bytes, SchemeSignError> {
+    let signature = signer
+        .sign_hash(&digest)
+        .await
+        .map_err(|e| SchemeSignError(e.to_string()))?;
+    Ok(signature.as_bytes().into())
+}
+
+/// The payer a request's permit names, for answers about it.
+pub(crate) fn permit_payer(request: &PaymentRequest) -> Option<String> {
+    let payload = request.payload();
+    let from = payload.get("permit2Authorization")?.get("from")?.as_str()?;
+    Some(from.to_owned())
+}
+
+fn unavailable(error: impl std::fmt::Display) -> FacilitatorError {
+    FacilitatorError::Unavailable(error.to_string())
+}
+
+/// Whether `signature` over `digest` is `from`'s: ECDSA for an address without code,
+/// ERC-1271 for a contract.
+pub(crate) async fn signed_by(
+    chain: &ExactEvmScheme,
+    digest: B256,
+    from: Address,
+    signature: &Bytes,
+) -> Result<bool, FacilitatorError> {
+    let code = chain
+        .provider()
+        .get_code_at(from)
+        .await
+        .map_err(unavailable)?;
+    if code.is_empty() {
+        return Ok(Signature::try_from(signature.as_ref())
+            .ok()
+            .and_then(|signature| signature.recover_address_from_prehash(&digest).ok())
+            == Some(from));
+    }
+    let check = crate::smart_wallet::IErc1271::isValidSignatureCall {
+        hash: digest,
+        signature: signature.clone(),
+    };
+    let call = TransactionRequest::default()
+        .to(from)
+        .input(Bytes::from(check.abi_encode()).into());
+    // A wallet that reverts refuses the signature.
+    let answer = chain.provider().call(call).await.unwrap_or_default();
+    Ok(crate::smart_wallet::is_erc1271_magic(&answer))
+}
+
+/// A proxy settle: which proxy, its calldata, and the transfer it must make.
+#[derive(Debug)]
+pub(crate) struct ProxySettle {
+    pub(crate) proxy: Address,
+    pub(crate) input: Vec<u8>,
+    pub(crate) transfer: TransferExpectation,
+}
+
+impl ProxySettle {
+    /// Simulates the settle from the facilitator address; a failure is diagnosed by reading
+    /// the proxy, the payer's balance and its allowance to Permit2 (the official order).
+    pub(crate) async fn simulate(
+        &self,
+        chain: &ExactEvmScheme,
+    ) -> Result<Option<Refusal>, FacilitatorError> {
+        let call = TransactionRequest::default()
+            .from(chain.signer_address())
+            .to(self.proxy)
+            .input(Bytes::from(self.input.clone()).into());
+        match chain.provider().call(call).await {
+            Ok(_) => Ok(None),
+            Err(alloy::transports::RpcError::ErrorResp(payload)) => {
+                let named = payload.as_revert_data().and_then(|data| revert_name(&data));
+                let message = match named {
+                    Some(name) => format!("{} ({name})", payload.message),
+                    None => payload.message.to_string(),
+                };
+                Ok(Some(self.diagnose(chain, &message).await?))
+            }
+            Err(error) => Err(unavailable(error)),
+        }
+    }
+
+    async fn diagnose(
+        &self,
+        chain: &ExactEvmScheme,
+        message: &str,
+    ) -> Result<Refusal, FacilitatorError> {
+        let provider = chain.provider();
+        let read = |to: Address, input: Vec<u8>| {
+            provider.call(
+                TransactionRequest::default()
+                    .to(to)
+                    .input(Bytes::from(input).into()),
+            )
+        };
+        let proxy = read(self.proxy, IPermit2Reads::PERMIT2Call {}.abi_encode()).await;
+        if !proxy.is_ok_and(|answer| answer.len() == 32) {
+            return Ok(refuse(
+                ReasonCode::PERMIT2_PROXY_NOT_DEPLOYED,
+                format!("no Permit2 proxy answers at {}", self.proxy),
+            ));
+        }
+        let owner = self.transfer.from;
+        let balance = IPermit2Reads::balanceOfCall { owner };
+        let allowance = IPermit2Reads::allowanceCall {
+            owner,
+            spender: PERMIT2_ADDRESS,
+        };
+        for (input, code, why) in [
+            (
+                balance.abi_encode(),
+                ReasonCode::PERMIT2_INSUFFICIENT_BALANCE,
+                "the payer's balance is below the amount",
+            ),
+            (
+                allowance.abi_encode(),
+                ReasonCode::PERMIT2_ALLOWANCE_REQUIRED,
+                "the payer has not approved Permit2 for the amount: approve it once, or sign an EIP-2612 permit",
+            ),
+        ] {
+            let answer = read(self.transfer.asset, input)
+                .await
+                .map_err(unavailable)?;
+            if U256::try_from_be_slice(&answer).unwrap_or_default() < self.transfer.value {
+                return Ok(refuse(code, why));
+            }
+        }
+        Ok(refuse(
+            ReasonCode::PERMIT2_SIMULATION_FAILED,
+            format!("the settlement would fail: {message}"),
+        ))
+    }
+
+    /// Sends the settle from the chain's signer through its send slot and waits for the
+    /// transfer. A refused broadcast is named by `reason_of` (the revert's message); a
+    /// reverted transaction gets `failed`.
+    pub(crate) async fn send(
+        &self,
+        chain: &ExactEvmScheme,
+        network: Network,
+        payer: Option<String>,
+        failed: ReasonCode,
+        reason_of: fn(&str) -> Option<ReasonCode>,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let slot = chain.reserve_send().await.map_err(unavailable)?;
+        let signed = slot
+            .sign_call(self.proxy, self.input.clone(), SETTLE_GAS_LIMIT)
+            .await
+            .map_err(unavailable)?;
+        let expected = &self.transfer;
+        let wait = || chain.wait_for_outcome(signed.tx_hash, expected, chain.receipt_timeout());
+        let outcome = match slot.broadcast(&signed).await {
+            Ok(sent) => match sent.outcome(expected) {
+                Some(outcome) => outcome,
+                None => wait().await,
+            },
+            Err(BroadcastError::Uncertain { .. }) => wait().await,
+            Err(BroadcastError::Refused { reason, .. }) => {
+                let code = reason_of(&reason).unwrap_or(failed);
+                return Ok(SettleResponse::failure(network, code, reason, payer, None));
+            }
+        };
+        Ok(match outcome {
+            Ok(settled) => SettleResponse::success(network, payer, settled.tx_hash.to_string()),
+            Err(crate::SettleError::Pending { tx_hash }) => SettleResponse::failure(
+                network,
+                ReasonCode::SETTLEMENT_PENDING,
+                "sent, not confirmed yet",
+                payer,
+                Some(tx_hash.to_string()),
+            ),
+            Err(error) => SettleResponse::failure(
+                network,
+                failed,
+                error.to_string(),
+                payer,
+                error.tx_hash().map(|h| h.to_string()),
+            ),
+        })
+    }
+}
+
+/// The Permit2 or proxy error a revert's data names, by its selector.
+fn revert_name(data: &[u8]) -> Option<&'static str> {
+    const ERRORS: [&str; 12] = [
+        "InvalidNonce()",
+        "SignatureExpired(uint256)",
+        "InvalidSignature()",
+        "InvalidSigner()",
+        "InvalidSignatureLength()",
+        "InvalidAmount()",
+        "InvalidDestination()",
+        "InvalidOwner()",
+        "PaymentTooEarly()",
+        "AmountExceedsPermitted()",
+        "UnauthorizedFacilitator()",
+        "ReentrancyGuardReentrantCall()",
+    ];
+    let selector = data.get(..4)?;
+    ERRORS
+        .into_iter()
+        .find(|error| &alloy::primitives::keccak256(error.as_bytes())[..4] == selector)
+}
+
+/// The reason code of a Permit2 or proxy revert both schemes share, by the error it names
+/// (as the official `mapSettleError` reads it).
+pub(crate) fn permit2_revert_reason(message: &str) -> Option<ReasonCode> {
+    [
+        ("InvalidNonce", ReasonCode::PERMIT2_INVALID_NONCE),
+        ("PaymentTooEarly", ReasonCode::PERMIT2_PAYMENT_TOO_EARLY),
+        ("InvalidSignature", ReasonCode::PERMIT2_INVALID_SIGNATURE),
+        ("SignatureExpired", ReasonCode::PERMIT2_INVALID_SIGNATURE),
+    ]
+    .into_iter()
+    .find(|(needle, _)| message.contains(needle))
+    .map(|(_, code)| code)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn revert_data_is_named_by_its_selector() {
+        let invalid_nonce = alloy::primitives::keccak256("InvalidNonce()");
+        assert_eq!(revert_name(&invalid_nonce[..4]), Some("InvalidNonce()"));
+        assert_eq!(revert_name(&[0x08, 0xc3, 0x79, 0xa0, 0, 0]), None);
+        assert_eq!(revert_name(&[0x75]), None);
+    }
+
+    #[test]
+    fn permit2_errors_map_to_the_official_codes() {
+        for (message, code) in [
+            (
+                "execution reverted (InvalidNonce())",
+                Some("permit2_invalid_nonce"),
+            ),
+            ("PaymentTooEarly()", Some("permit2_payment_too_early")),
+            ("SignatureExpired(1)", Some("invalid_permit2_signature")),
+            ("out of gas", None),
+        ] {
+            assert_eq!(
+                permit2_revert_reason(message)
+                    .as_ref()
+                    .map(ReasonCode::as_str),
+                code,
+                "{message}"
+            );
+        }
+    }
+}
