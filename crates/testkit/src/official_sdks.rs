@@ -88,6 +88,17 @@ pub async fn official_verify(
 /// The official `@x402/express` server (`GET /paid` at $0.01, paid to the devnet's payee)
 /// in front of this stack's facilitator; the server and its port.
 pub async fn official_express_server(stack: &Stack, token: Option<&str>) -> (KillOnDrop, u16) {
+    official_express_server_with(stack, token, &[]).await
+}
+
+/// [`official_express_server`] with `env` added to the script's environment: `UPTO_PRICE` and
+/// `UPTO_USAGE` also serve `GET /metered` with the `upto` scheme, settled for that usage through
+/// the official `setSettlementOverrides` (see `tools/interop/express-server.mjs`).
+pub async fn official_express_server_with(
+    stack: &Stack,
+    token: Option<&str>,
+    env: &[(&str, String)],
+) -> (KillOnDrop, u16) {
     let mut command = std::process::Command::new("node");
     command
         .arg(interop_dir().join("express-server.mjs"))
@@ -96,7 +107,8 @@ pub async fn official_express_server(stack: &Stack, token: Option<&str>) -> (Kil
             "PAY_TO",
             stack.chain.devnet.pay_to().address.to_checksum(None),
         )
-        .env("PRICE", "$0.01");
+        .env("PRICE", "$0.01")
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     if let Some(token) = token {
         command.env("FACILITATOR_TOKEN", token);
     }
