@@ -112,6 +112,29 @@ async fn our_client_pays_the_usage_with_the_upto_plug_in() {
 }
 
 #[tokio::test]
+async fn a_payer_without_a_permit2_allowance_gets_412_and_pays_nothing() {
+    let (stack, url) = metered_route().await;
+    // Payer 2 never approved Permit2.
+    let payer = &stack.chain.devnet.payers()[2];
+    let before = stack.chain.balance(payer.address).await;
+    let client = common::paying_client(reqwest::Client::new(), &payer.signer)
+        .with_scheme(Arc::new(UptoEvmClient::new(payer.signer.clone())));
+    let refused = client
+        .send(reqwest::Client::new().get(&url).build().unwrap(), None)
+        .await
+        .unwrap_err();
+    match refused {
+        x402_client::PayError::Refused { status, reason, .. } => {
+            assert_eq!(status, 412);
+            assert!(reason.contains("permit2_allowance_required"), "{reason}");
+        }
+        other => panic!("expected a refusal, got {other:?}"),
+    }
+    assert_eq!(stack.chain.balance(payer.address).await, before);
+    assert_eq!(client.ledger().spent(0).unwrap(), 0);
+}
+
+#[tokio::test]
 async fn a_receipt_claiming_more_than_was_signed_is_counted_at_the_maximum() {
     // A server whose receipt says it took 20,500 of a 20,000 maximum (Permit2 would never move
     // more than signed; the receipt lies).

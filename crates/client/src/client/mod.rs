@@ -435,7 +435,10 @@ impl PayingClient {
                         .map(|r| r.transaction.as_str())
                         .filter(|t| !t.is_empty()),
                 );
-                if status == reqwest::StatusCode::PAYMENT_REQUIRED {
+                // 412: the offer needs something of the payer first (a Permit2 approval).
+                if status == reqwest::StatusCode::PAYMENT_REQUIRED
+                    || status == reqwest::StatusCode::PRECONDITION_FAILED
+                {
                     Err(PayError::Refused {
                         status: status.as_u16(),
                         reason,

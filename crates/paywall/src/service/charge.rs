@@ -12,7 +12,7 @@ use http_body_util::{BodyExt, Limited};
 use tokio::sync::watch;
 use tower::Service;
 use x402_proto::{
-    Facilitator, FacilitatorError, IdempotencyKey, PaymentPayload, PaymentRequest,
+    Facilitator, FacilitatorError, IdempotencyKey, PaymentPayload, PaymentRequest, ReasonCode,
     authorization_digest, decode_header, payment_identifier,
 };
 
@@ -211,6 +211,7 @@ where
         Err(Refusal::Invalid {
             message,
             spent: Some(request),
+            ..
         }) => {
             // Spent already: by this same request (its answer was lost before the guard kept
             // it, e.g. across a restart), the facilitator gives our key its receipt again.
@@ -225,8 +226,15 @@ where
                 None => return challenge.respond(&message, &parts.headers, None),
             }
         }
-        Err(Refusal::Invalid { message, .. }) => {
-            return challenge.respond(&message, &parts.headers, None);
+        Err(Refusal::Invalid {
+            message, reason, ..
+        }) => {
+            let mut response = challenge.respond(&message, &parts.headers, None);
+            if reason == Some(ReasonCode::PERMIT2_ALLOWANCE_REQUIRED) {
+                // The payer must approve Permit2 first: 412, as official servers answer.
+                *response.status_mut() = http::StatusCode::PRECONDITION_FAILED;
+            }
+            return response;
         }
     };
 

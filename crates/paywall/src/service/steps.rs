@@ -204,6 +204,8 @@ pub(super) enum Refusal {
     Unavailable(FacilitatorError),
     Invalid {
         message: String,
+        /// The facilitator's reason code for the last refusal.
+        reason: Option<ReasonCode>,
         /// The request the facilitator called spent, if any.
         spent: Option<Box<(PaymentRequest, PaymentOption)>>,
     },
@@ -215,6 +217,7 @@ pub(super) async fn verify(
     receipt: ReceiptHeader,
 ) -> Result<Verified, Refusal> {
     let mut last_refusal = String::new();
+    let mut last_reason = None;
     let mut spent = None;
     for (request, option) in candidates {
         let answer = inner
@@ -238,6 +241,7 @@ pub(super) async fn verify(
         {
             spent = Some(Box::new((request.clone(), option.clone())));
         }
+        last_reason.clone_from(&answer.invalid_reason);
         last_refusal = match (answer.invalid_reason, answer.invalid_message) {
             (Some(reason), Some(message)) => format!("{reason}: {message}"),
             (Some(reason), None) => reason.to_string(),
@@ -247,6 +251,7 @@ pub(super) async fn verify(
     }
     Err(Refusal::Invalid {
         message: last_refusal,
+        reason: last_reason,
         spent,
     })
 }
