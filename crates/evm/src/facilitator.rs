@@ -4,8 +4,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use x402_proto::{
-    Facilitator, FacilitatorError, Network, PaymentRequest, ReasonCode, Scheme, SettleResponse,
-    SupportedKind, SupportedResponse, VerifyResponse,
+    Facilitator, FacilitatorError, Network, PaymentId, PaymentIdError, PaymentRequest, ReasonCode,
+    Scheme, SettleResponse, SupportedKind, SupportedResponse, VerifyResponse,
 };
 
 use crate::error::{SettleError, VerifyError};
@@ -153,9 +153,10 @@ pub(crate) type Answer<'a, T> = x402_proto::BoxFuture<'a, Result<T, x402_proto::
 
 /// Implements [`Facilitator`](x402_proto::Facilitator) for a type with async
 /// `verify_payment(request)` and `settle_payment(request)` methods and a `supported_now()` answer; the idempotency key is not
-/// used (such a facilitator keeps no record of its own).
+/// used (such a facilitator keeps no record of its own). `payment_id: method` names a method
+/// giving payments their identity, instead of [`PaymentId::derive`](x402_proto::PaymentId::derive).
 macro_rules! facilitator_from_methods {
-    ($ty:ty) => {
+    ($ty:ty $(, payment_id: $identify:ident)?) => {
         impl x402_proto::Facilitator for $ty {
             fn verify<'a>(
                 &'a self,
@@ -175,14 +176,31 @@ macro_rules! facilitator_from_methods {
             fn supported(&self) -> $crate::facilitator::Answer<'_, x402_proto::SupportedResponse> {
                 Box::pin(std::future::ready(Ok(self.supported_now())))
             }
+            $(
+                fn payment_id(
+                    &self,
+                    request: &x402_proto::PaymentRequest,
+                ) -> Result<x402_proto::PaymentId, x402_proto::PaymentIdError> {
+                    self.$identify(request)
+                }
+            )?
         }
     };
 }
 pub(crate) use facilitator_from_methods;
 
-facilitator_from_methods!(ExactEvmFacilitator);
+facilitator_from_methods!(ExactEvmFacilitator, payment_id: identify);
 
 impl ExactEvmFacilitator {
+    /// A payment's identity: the Permit2 one for a Permit2 payload, the token's
+    /// (asset, payer, nonce) otherwise.
+    fn identify(&self, request: &PaymentRequest) -> Result<PaymentId, PaymentIdError> {
+        if is_permit2_payload(request) {
+            return self.permit2.payment_id(request);
+        }
+        PaymentId::derive(request)
+    }
+
     /// What `/supported` lists for this chain.
     fn supported_now(&self) -> SupportedResponse {
         SupportedResponse {

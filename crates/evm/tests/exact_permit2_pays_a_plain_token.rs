@@ -4,26 +4,13 @@
 //! refusal carries the official code, the same verdict the official facilitator library
 //! (`@x402/evm` 2.27) gives; and the official client's payment settles too.
 
-use alloy::network::EthereumWallet;
 use alloy::primitives::{Address, U256};
-use alloy::providers::{Provider, ProviderBuilder};
-use alloy::rpc::types::TransactionRequest;
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::SolCall;
 use serde_json::{Value, json};
-use x402_evm::exact_permit2::{ExactPermit2Client, ExactPermit2Payload, PERMIT2_ADDRESS};
+use x402_evm::exact_permit2::{ExactPermit2Client, ExactPermit2Payload};
 use x402_evm::{ExactEvmClient, ExactEvmFacilitator, unix_now};
-use x402_proto::{
-    Facilitator, PaymentRequest, ReasonCode, SchemeClient, TokenAmount, V2, VerifyResponse, v2,
-};
-use x402_testkit::Chain;
-
-alloy::sol! {
-    function approve(address spender, uint256 value) external returns (bool);
-}
-
-/// Where the test places the plain token.
-const PLAIN_TOKEN: Address = Address::repeat_byte(0x91);
+use x402_proto::{Facilitator, PaymentRequest, ReasonCode, SchemeClient, VerifyResponse, v2};
+use x402_testkit::{Chain, PLAIN_TOKEN, official_exact_payload, request_paying};
 
 /// What each payer is minted.
 const MINTED: u128 = 1_000_000;
@@ -39,27 +26,11 @@ impl PlainToken {
     /// Places the token; mints to payers 0 and 1; payer 0 approves Permit2 (payer 1 does not).
     async fn start(price: u128) -> Self {
         let chain = Chain::start().await;
-        let artifact =
-            x402_devnet::Artifact::parse(include_str!("../../../contracts/out/PlainToken.json"))
-                .unwrap();
-        let devnet = &chain.devnet;
-        devnet
-            .set_code(PLAIN_TOKEN, artifact.deployed_bytecode)
-            .await
-            .unwrap();
-        for payer in &devnet.payers()[..2] {
-            devnet
-                .mint(PLAIN_TOKEN, payer.address, TokenAmount::from_atomic(MINTED))
-                .await
-                .unwrap();
-        }
-        approve_permit2(&chain, &devnet.payers()[0].signer).await;
-        let requirements = v2::PaymentRequirements {
-            asset: PLAIN_TOKEN.to_checksum(None),
-            max_timeout_seconds: 300,
-            extra: Some(json!({"assetTransferMethod": "permit2"})),
-            ..chain.requirements(price)
-        };
+        chain.place_plain_token(2, MINTED).await;
+        chain
+            .approve_permit2_for(PLAIN_TOKEN, &chain.devnet.payers()[0].signer)
+            .await;
+        let requirements = chain.plain_token_offer(price);
         Self {
             facilitator: ExactEvmFacilitator::new(chain.scheme.clone()),
             chain,
@@ -84,16 +55,7 @@ impl PlainToken {
 
     /// The request carrying `payload` for the offer.
     fn request(&self, payload: Value) -> PaymentRequest {
-        PaymentRequest::V2 {
-            payload: v2::PaymentPayload {
-                x402_version: V2::default(),
-                resource: None,
-                accepted: self.requirements.clone(),
-                payload,
-                extensions: None,
-            },
-            requirements: self.requirements.clone(),
-        }
+        request_paying(payload, &self.requirements)
     }
 
     async fn verify(&self, payload: Value) -> VerifyResponse {
@@ -149,57 +111,6 @@ impl PlainToken {
     }
 }
 
-/// `owner` approves Permit2 for any amount of the plain token (a transaction it pays for).
-async fn approve_permit2(chain: &Chain, owner: &PrivateKeySigner) {
-    let provider = ProviderBuilder::new()
-        .wallet(EthereumWallet::from(owner.clone()))
-        .connect_http(chain.devnet.rpc_url().clone());
-    let input = approveCall {
-        spender: PERMIT2_ADDRESS,
-        value: U256::MAX,
-    }
-    .abi_encode();
-    let receipt = provider
-        .send_transaction(
-            TransactionRequest::default()
-                .to(PLAIN_TOKEN)
-                .input(input.into()),
-        )
-        .await
-        .unwrap()
-        .get_receipt()
-        .await
-        .unwrap();
-    assert!(receipt.status());
-}
-
-/// The official client's payment for `requirements`, signed by `signer`
-/// (`tools/interop/official-exact-sign.mjs`).
-async fn official_payment(
-    requirements: &v2::PaymentRequirements,
-    signer: &PrivateKeySigner,
-) -> Value {
-    use tokio::io::AsyncWriteExt;
-    let mut child = tokio::process::Command::new("node")
-        .arg(x402_testkit::interop_dir().join("official-exact-sign.mjs"))
-        .env("PRIVATE_KEY", signer.to_bytes().to_string())
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .spawn()
-        .expect("node runs");
-    let mut stdin = child.stdin.take().unwrap();
-    stdin
-        .write_all(&serde_json::to_vec(requirements).unwrap())
-        .await
-        .unwrap();
-    drop(stdin);
-    let output = child.wait_with_output().await.unwrap();
-    assert!(output.status.success(), "the official client did not sign");
-    let signed: Value = serde_json::from_slice(&output.stdout).unwrap();
-    signed["payload"].clone()
-}
-
 #[tokio::test]
 async fn our_payment_settles_exactly_the_price_once() {
     let plain = PlainToken::start(12_345).await;
@@ -214,6 +125,17 @@ async fn our_payment_settles_exactly_the_price_once() {
     let verdict = plain.verify(payload.clone()).await;
     assert!(verdict.is_valid, "{verdict:?}");
     assert_eq!(verdict.payer, Some(payer.to_checksum(None)));
+    // Its identity is the payer's Permit2 nonce; another payment is another.
+    let id = plain
+        .facilitator
+        .payment_id(&plain.request(payload.clone()));
+    let other = plain
+        .facilitator
+        .payment_id(&plain.request(plain.sign(0).await));
+    assert!(
+        id.is_ok() && other.is_ok() && id != other,
+        "{id:?} {other:?}"
+    );
 
     let (paid_before, held_before) = (
         plain.balance(plain.pay_to()).await,
@@ -312,7 +234,10 @@ async fn refusals_carry_the_official_codes_and_verdicts() {
 async fn a_payer_without_an_allowance_is_told_to_approve_permit2() {
     let plain = PlainToken::start(1_000).await;
     // Payer 1 holds the token but never approved Permit2; payer 2 approved but holds none.
-    approve_permit2(&plain.chain, plain.payer(2)).await;
+    plain
+        .chain
+        .approve_permit2_for(PLAIN_TOKEN, plain.payer(2))
+        .await;
     let cases = [
         (
             "no allowance",
@@ -332,7 +257,7 @@ async fn a_payer_without_an_allowance_is_told_to_approve_permit2() {
 async fn the_official_clients_permit2_payment_settles() {
     let plain = PlainToken::start(4_200).await;
     let payer = plain.chain.devnet.payers()[0].address;
-    let payload = official_payment(&plain.requirements, plain.payer(0)).await;
+    let payload = official_exact_payload(&plain.requirements, plain.payer(0)).await;
     assert!(payload.get("permit2Authorization").is_some(), "{payload}");
     let before = plain.balance(plain.pay_to()).await;
     let request = plain.request(payload);
@@ -363,16 +288,7 @@ async fn the_plain_token_cannot_pay_through_eip3009_and_offers_pick_their_client
         .sign(&eip3009_offer, unix_now())
         .await
         .unwrap();
-    let request = PaymentRequest::V2 {
-        payload: v2::PaymentPayload {
-            x402_version: V2::default(),
-            resource: None,
-            accepted: eip3009_offer.clone(),
-            payload: signed.payload,
-            extensions: None,
-        },
-        requirements: eip3009_offer,
-    };
+    let request = request_paying(signed.payload, &eip3009_offer);
     let verdict = plain.facilitator.verify(&request).await.unwrap();
     assert_eq!(
         verdict.invalid_reason,

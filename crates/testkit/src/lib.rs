@@ -1,13 +1,15 @@
 //! Helpers shared by the workspace's integration tests: a devnet with an `exact` scheme
 //! connected to it ([`Chain`]) and our facilitator serving it ([`Stack`]), builders for honest
 //! and dishonest payments, verdict assertions, smart-wallet payers, re-encodings of a payment,
-//! a scripted [`MockFacilitator`], a cuttable RPC [`Proxy`], and the official SDKs as peers.
+//! a scripted [`MockFacilitator`], a cuttable RPC [`Proxy`], a token without EIP-3009 paid
+//! through Permit2, and the official SDKs as peers.
 
 mod chain;
 mod json;
 mod mock;
 mod official_sdks;
 mod payments;
+mod plain_token;
 mod process;
 mod proxy;
 mod reencode;
@@ -20,6 +22,7 @@ pub use json::*;
 pub use mock::*;
 pub use official_sdks::*;
 pub use payments::*;
+pub use plain_token::*;
 pub use process::*;
 pub use proxy::*;
 pub use reencode::*;

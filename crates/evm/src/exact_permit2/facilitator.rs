@@ -9,8 +9,8 @@ use std::sync::Arc;
 use alloy::primitives::{Address, U256};
 use alloy::providers::Provider;
 use x402_proto::{
-    FacilitatorError, PaymentRequest, ReasonCode, Scheme, SettleResponse, SupportedKind,
-    SupportedResponse, VerifyResponse,
+    FacilitatorError, PaymentId, PaymentIdError, PaymentRequest, ReasonCode, Scheme,
+    SettleResponse, SupportedKind, SupportedResponse, VerifyResponse,
 };
 
 use super::payload::{EXACT_PERMIT2_PROXY, ExactPermit2Payload};
@@ -220,6 +220,21 @@ impl ExactPermit2Facilitator {
         }
     }
 
+    /// A payment's identity: its network, payer and Permit2 nonce (Permit2 spends an owner's
+    /// nonce once, whatever the token).
+    fn identify(&self, request: &PaymentRequest) -> Result<PaymentId, PaymentIdError> {
+        let payment: ExactPermit2Payload = serde_json::from_value(request.payload().clone())
+            .map_err(|e| PaymentIdError(format!("the Permit2 payload does not parse: {e}")))?;
+        let auth = &payment.permit2_authorization;
+        Ok(PaymentId::from_parts([
+            Scheme::EXACT.as_str(),
+            request.requirements().network.as_str(),
+            "permit2",
+            &format!("{:#x}", auth.from),
+            &auth.nonce.to_string(),
+        ]))
+    }
+
     /// What `/supported` lists: `exact` on this chain, and the signer.
     fn supported_now(&self) -> SupportedResponse {
         SupportedResponse {
@@ -230,4 +245,4 @@ impl ExactPermit2Facilitator {
     }
 }
 
-crate::facilitator::facilitator_from_methods!(ExactPermit2Facilitator);
+crate::facilitator::facilitator_from_methods!(ExactPermit2Facilitator, payment_id: identify);

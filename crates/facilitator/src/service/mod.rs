@@ -20,6 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use alloy::primitives::{Address, B256, U256, keccak256};
+use x402_evm::exact_permit2::{ExactPermit2Facilitator, is_permit2_payload};
 use x402_evm::{ExactEvmPayload, ExactEvmScheme, VerifyError, claimed_payer, verify_refusal};
 use x402_proto::{
     BoxFuture, Facilitator, FacilitatorError, IdempotencyKey, PaymentId, PaymentIdError,
@@ -39,6 +40,8 @@ use single_flight::{InFlight, anonymous_caller};
 #[derive(Debug)]
 pub struct ChainService {
     scheme: ExactEvmScheme,
+    /// `exact` payments made with Permit2 (payloads carrying `permit2Authorization`).
+    permit2: ExactPermit2Facilitator,
     assets: Vec<AssetConfig>,
     min_signer_balance: Option<U256>,
 }
@@ -47,6 +50,7 @@ impl ChainService {
     /// Serves `scheme`'s chain, accepting `assets`.
     pub fn new(scheme: ExactEvmScheme, assets: Vec<AssetConfig>) -> Self {
         Self {
+            permit2: ExactPermit2Facilitator::new(scheme.clone()),
             scheme,
             assets,
             min_signer_balance: None,
@@ -160,6 +164,16 @@ impl FacilitatorService {
             .map(|p| p.scheme.as_ref())
     }
 
+    /// The chain's `exact` Permit2 path, for an `exact` payload carrying
+    /// `permit2Authorization` (its settlements are not in the log: Permit2 spends the nonce).
+    fn permit2_for(&self, request: &PaymentRequest) -> Option<&ExactPermit2Facilitator> {
+        let exact = request.requirements().scheme == x402_proto::Scheme::EXACT;
+        if !exact || !is_permit2_payload(request) {
+            return None;
+        }
+        self.chain_for(request).ok().map(|chain| &chain.permit2)
+    }
+
     /// The metrics this service records.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
@@ -248,6 +262,9 @@ impl FacilitatorService {
         if let Some(plugin) = self.plugin_for(request) {
             return plugin.verify(request).await;
         }
+        if let Some(permit2) = self.permit2_for(request) {
+            return permit2.verify(request).await;
+        }
         let chain = match self.chain_for(request) {
             Ok(chain) => chain,
             Err(error) => return verify_refusal(&error, request),
@@ -276,9 +293,10 @@ impl FacilitatorService {
             Some(key) => format!("key:{key}"),
             None => anonymous_caller(),
         };
-        let result = match self.plugin_for(request) {
-            Some(plugin) => plugin.settle(request, idempotency_key).await,
-            None => self.settle_inner(request, &asker).await,
+        let result = match (self.plugin_for(request), self.permit2_for(request)) {
+            (Some(plugin), _) => plugin.settle(request, idempotency_key).await,
+            (None, Some(permit2)) => permit2.settle(request, idempotency_key).await,
+            (None, None) => self.settle_inner(request, &asker).await,
         };
         self.inner.metrics.record_settle(&result, started.elapsed());
         result
@@ -333,9 +351,10 @@ impl Facilitator for FacilitatorService {
     }
 
     fn payment_id(&self, request: &PaymentRequest) -> Result<PaymentId, PaymentIdError> {
-        match self.plugin_for(request) {
-            Some(plugin) => plugin.payment_id(request),
-            None => PaymentId::derive(request),
+        match (self.plugin_for(request), self.permit2_for(request)) {
+            (Some(plugin), _) => plugin.payment_id(request),
+            (None, Some(permit2)) => permit2.payment_id(request),
+            (None, None) => PaymentId::derive(request),
         }
     }
 

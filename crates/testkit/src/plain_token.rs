@@ -1,0 +1,111 @@
+//! A token without EIP-3009 on the devnet (`contracts/src/PlainToken.sol`, a bare ERC-20 with
+//! an open `mint`), the `exact` offers that pay it through Permit2, and the official client's
+//! signature of such an offer.
+
+use alloy::network::EthereumWallet;
+use alloy::primitives::{Address, U256};
+use alloy::providers::{Provider, ProviderBuilder};
+use alloy::rpc::types::TransactionRequest;
+use alloy::signers::local::PrivateKeySigner;
+use alloy::sol_types::SolCall;
+use serde_json::{Value, json};
+use x402_proto::{PaymentRequest, TokenAmount, v2};
+
+use crate::Chain;
+
+/// Where [`Chain::place_plain_token`] puts the plain token.
+pub const PLAIN_TOKEN: Address = Address::repeat_byte(0x91);
+
+alloy::sol! {
+    function approve(address spender, uint256 value) external returns (bool);
+}
+
+impl Chain {
+    /// Places the plain token at [`PLAIN_TOKEN`] and mints `minted` of it to each of the first
+    /// `payers` payers.
+    pub async fn place_plain_token(&self, payers: usize, minted: u128) {
+        let artifact =
+            x402_devnet::Artifact::parse(include_str!("../../../contracts/out/PlainToken.json"))
+                .expect("the PlainToken artifact parses");
+        self.devnet
+            .set_code(PLAIN_TOKEN, artifact.deployed_bytecode)
+            .await
+            .expect("code placed");
+        for payer in &self.devnet.payers()[..payers] {
+            self.devnet
+                .mint(PLAIN_TOKEN, payer.address, TokenAmount::from_atomic(minted))
+                .await
+                .expect("minted");
+        }
+    }
+
+    /// `owner` approves Permit2 for any amount of `token` (a transaction it pays for): what a
+    /// payer does once before paying with Permit2.
+    pub async fn approve_permit2_for(&self, token: Address, owner: &PrivateKeySigner) {
+        let provider = ProviderBuilder::new()
+            .wallet(EthereumWallet::from(owner.clone()))
+            .connect_http(self.devnet.rpc_url().clone());
+        let input = approveCall {
+            spender: x402_devnet::PERMIT2_ADDRESS,
+            value: U256::MAX,
+        }
+        .abi_encode();
+        let receipt = provider
+            .send_transaction(TransactionRequest::default().to(token).input(input.into()))
+            .await
+            .expect("approve sent")
+            .get_receipt()
+            .await
+            .expect("approve mined");
+        assert!(receipt.status(), "approve reverted");
+    }
+
+    /// An `exact` offer of `price` atomic units of the plain token, paid through Permit2
+    /// (`extra.assetTransferMethod: "permit2"`), to the devnet's payee.
+    pub fn plain_token_offer(&self, price: u128) -> v2::PaymentRequirements {
+        v2::PaymentRequirements {
+            asset: PLAIN_TOKEN.to_checksum(None),
+            max_timeout_seconds: 300,
+            extra: Some(json!({"assetTransferMethod": "permit2"})),
+            ..self.requirements(price)
+        }
+    }
+}
+
+/// The official client's scheme payload for `requirements`, signed by `signer`
+/// (`tools/interop/official-exact-sign.mjs`: `@x402/evm` 2.27's exact client, which
+/// `@x402/fetch` registers; Permit2 for offers that ask for it).
+pub async fn official_exact_payload(
+    requirements: &v2::PaymentRequirements,
+    signer: &PrivateKeySigner,
+) -> Value {
+    use tokio::io::AsyncWriteExt;
+    let mut child = tokio::process::Command::new("node")
+        .arg(crate::interop_dir().join("official-exact-sign.mjs"))
+        .env("PRIVATE_KEY", signer.to_bytes().to_string())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .expect("node runs");
+    let mut stdin = child.stdin.take().expect("stdin piped");
+    stdin
+        .write_all(&serde_json::to_vec(requirements).expect("requirements serialize"))
+        .await
+        .expect("requirements written");
+    drop(stdin);
+    let output = child.wait_with_output().await.expect("node ends");
+    assert!(output.status.success(), "the official client did not sign");
+    let signed: Value = serde_json::from_slice(&output.stdout).expect("it prints JSON");
+    signed["payload"].clone()
+}
+
+/// The `/verify` or `/settle` request carrying scheme `payload` for `requirements` (x402 v2).
+pub fn request_paying(payload: Value, requirements: &v2::PaymentRequirements) -> PaymentRequest {
+    serde_json::from_value(json!({
+        "x402Version": 2,
+        "paymentPayload": {"x402Version": 2, "accepted": requirements, "payload": payload},
+        "paymentRequirements": requirements,
+    }))
+    .expect("a v2 request")
+}
