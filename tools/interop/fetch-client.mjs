@@ -8,6 +8,8 @@
 //   METHOD          optional, default GET
 //   BODY            optional, a JSON request body (sent with content-type application/json)
 //   PRIVATE_KEY     required, 0x-prefixed 32-byte hex key of the payer
+//   SCHEMES         optional, the schemes to register: "exact,upto" by default, "upto" for an
+//                   upto-only buyer
 //   SPEND_CONTROLS  optional; "off" disables the SDK's spend controls (by default it only pays
 //                   SDK-known assets such as Base USDC, at most $1 per payment)
 //   TIMEOUT_MS      optional, overall request deadline, default 120000
@@ -46,9 +48,12 @@ if (body !== undefined) {
 if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) fail(`bad TIMEOUT_MS ${process.env.TIMEOUT_MS}`);
 
 const account = privateKeyToAccount(key);
-const client = new x402Client()
-  .register("eip155:*", new ExactEvmScheme(account))
-  .register("eip155:*", new UptoEvmScheme(account));
+const schemes = (process.env.SCHEMES || "exact,upto").split(",");
+const unknownScheme = schemes.find((s) => !["exact", "upto"].includes(s));
+if (unknownScheme !== undefined) fail(`SCHEMES names an unknown scheme: ${unknownScheme}`);
+const client = new x402Client();
+if (schemes.includes("exact")) client.register("eip155:*", new ExactEvmScheme(account));
+if (schemes.includes("upto")) client.register("eip155:*", new UptoEvmScheme(account));
 if (process.env.SPEND_CONTROLS === "off") client.setSpendControls(false);
 client.onAfterPaymentCreation(async ({ selectedRequirements: r }) => {
   process.stderr.write(

@@ -130,6 +130,8 @@ pub fn gateway_config(
         decimals: token.decimals,
         name: token.name.clone(),
         version: token.version.clone(),
+        // Our facilitator serves upto: LLM calls on the dev stack are charged by the token.
+        upto: true,
     };
     let payment =
         x402_gateway::PaymentConfig::new(devnet.pay_to().address.to_checksum(None), vec![accept]);

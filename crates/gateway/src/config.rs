@@ -173,6 +173,11 @@ pub struct AcceptConfig {
     /// The token's EIP-712 domain version (default `2`).
     #[serde(default = "default_token_version")]
     pub version: String,
+    /// Also offer `upto` (Permit2) in this token: metered services (LLM chat) then charge the
+    /// tokens used instead of the estimate plus `max_tokens`. The facilitator must serve it
+    /// (ours does). Off by default; `exact` is always offered, first.
+    #[serde(default)]
+    pub upto: bool,
 }
 
 fn default_decimals() -> u8 {

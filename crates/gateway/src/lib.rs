@@ -24,8 +24,9 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use x402_evm::upto::UptoEvmServer;
 use x402_paywall::{HttpFacilitator, PaymentOption, Paywall, PaywallConfig, ResponseCacheConfig};
-use x402_proto::Facilitator;
+use x402_proto::{Facilitator, Scheme, SchemeServer};
 
 pub use config::{
     AcceptConfig, ConfigError, FacilitatorRef, GatewayConfig, GatewayLimits, PaymentConfig,
@@ -63,8 +64,8 @@ pub fn payment_options(config: &GatewayConfig) -> Vec<PaymentOption> {
         .payment
         .accepts
         .iter()
-        .map(|accept| {
-            PaymentOption::exact_evm(
+        .flat_map(|accept| {
+            let exact = PaymentOption::exact_evm(
                 accept.network.clone(),
                 accept.asset.clone(),
                 accept.decimals,
@@ -72,7 +73,17 @@ pub fn payment_options(config: &GatewayConfig) -> Vec<PaymentOption> {
                 &accept.name,
                 &accept.version,
             )
-            .with_max_timeout(config.payment.max_timeout_seconds)
+            .with_max_timeout(config.payment.max_timeout_seconds);
+            let upto = accept.upto.then(|| PaymentOption {
+                scheme: Scheme::UPTO,
+                extra: Some(serde_json::json!({
+                    "name": accept.name,
+                    "version": accept.version,
+                    "assetTransferMethod": "permit2",
+                })),
+                ..exact.clone()
+            });
+            std::iter::once(exact).chain(upto)
         })
         .collect()
 }
@@ -106,6 +117,7 @@ pub async fn app(
     let registry = Registry::new(config, &backends)?;
     let options = payment_options(config);
     let decimals = options.first().map_or(6, |o| o.decimals);
+    let metered: Vec<Arc<dyn SchemeServer>> = vec![Arc::new(UptoEvmServer)];
     let paywall = Paywall::new(
         facilitator,
         options,
@@ -124,7 +136,9 @@ pub async fn app(
     .map_err(|e| ConfigError::Invalid {
         key: "payment.accepts".into(),
         message: e.to_string(),
-    })?;
+    })?
+    // `upto` settles what a metered service reports it used.
+    .with_schemes(metered);
     // Offers carry what the facilitator advertises for their kind; a facilitator that cannot
     // be asked now still gets the configured offers.
     match tokio::time::timeout(Duration::from_secs(5), paywall.initialize()).await {

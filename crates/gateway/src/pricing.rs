@@ -30,6 +30,36 @@ pub fn quote(prepared: &Prepared, offered: &Offered) -> Quote {
     quote.with_extension(prepared.clone())
 }
 
+/// The tokens a chat completion used: what the upstream reports (`usage.total_tokens`, or
+/// prompt plus completion tokens), else the billed prompt estimate plus the answer's
+/// characters at 4 a token.
+pub fn chat_tokens_used(completion: &serde_json::Value, prompt_estimate: u64) -> u64 {
+    let usage = &completion["usage"];
+    let reported = usage["total_tokens"]
+        .as_u64()
+        .or_else(|| Some(usage["prompt_tokens"].as_u64()? + usage["completion_tokens"].as_u64()?));
+    reported.unwrap_or_else(|| {
+        let answer: usize = completion["choices"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|c| c["message"]["content"].as_str())
+            .map(|text| text.chars().count())
+            .sum();
+        prompt_estimate + (answer as u64).div_ceil(4)
+    })
+}
+
+/// What `units` of `offered` cost in atomic units of an asset with `decimals` (rounded up);
+/// `None` when the price does not convert.
+pub fn cost_atomic(offered: &Offered, units: u64, decimals: u8) -> Option<x402_proto::U256> {
+    offered
+        .price
+        .scaled_to_atomic(decimals, units, offered.def.unit.per())
+        .ok()
+        .map(|a| a.0)
+}
+
 /// What `units` of `offered` cost in USD, for an asset with `decimals` (as charged: rounded up).
 pub fn cost_usd(offered: &Offered, units: u64, decimals: u8) -> String {
     offered

@@ -57,11 +57,20 @@ async fn start_upstream() -> (String, Seen) {
     (url, seen)
 }
 
+/// An upstream, and the stack with `settings` (TOML) and `llm-4090` served by it.
+async fn with_upstream(settings: &str) -> (Stack, Seen) {
+    let (upstream, seen) = start_upstream().await;
+    let toml = format!(
+        "{settings}[services.llm-4090.upstream]\nbase_url = \"{upstream}\"\nmodel = \"tiny-test-model\"\n"
+    );
+    (Stack::start(&toml).await, seen)
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chat_completions_are_paid_and_passed_through() {
-    let (upstream, seen) = start_upstream().await;
     // The key is read from the environment; cargo sets CARGO_PKG_NAME for test runs, which
     // spares an unsafe `set_var` (the workspace forbids unsafe code).
+    let (upstream, seen) = start_upstream().await;
     let stack = Stack::start(&format!(
         "[services.llm-4090]\nprice = \"0.001\"\n[services.llm-4090.upstream]\nbase_url = \"{upstream}\"\nmodel = \"tiny-test-model\"\napi_key_env = \"CARGO_PKG_NAME\"\n\
          [services.llm-stream.upstream]\nbase_url = \"{upstream}\"\nmodel = \"tiny-test-model\"\n"
@@ -149,11 +158,7 @@ async fn chat_completions_are_paid_and_passed_through() {
 /// catalog's policy states. The payment moved once.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_paid_job_that_keeps_failing_says_it_was_charged_and_not_refunded() {
-    let (upstream, seen) = start_upstream().await;
-    let stack = Stack::start(&format!(
-        "[limits]\njob_attempts = 2\n[services.llm-4090.upstream]\nbase_url = \"{upstream}\"\nmodel = \"tiny-test-model\"\n"
-    ))
-    .await;
+    let (stack, seen) = with_upstream("[limits]\njob_attempts = 2\n").await;
     let catalog: Value = stack.get_json("/catalog").await;
     assert_eq!(catalog["jobs"]["refunds"], false, "{}", catalog["jobs"]);
     assert_eq!(catalog["jobs"]["max_attempts"], 2);
@@ -181,5 +186,54 @@ async fn a_paid_job_that_keeps_failing_says_it_was_charged_and_not_refunded() {
         stack.pay_to_balance().await,
         before + cost.to_atomic(6).unwrap().0,
         "charged once"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_chat_paid_with_upto_is_charged_for_the_tokens_used() {
+    // The accept entry also offers upto (after exact); the facilitator serves it.
+    let (stack, _) = with_upstream("upto = true\n[services.llm-4090]\nprice = \"0.001\"\n").await;
+    let chain = &stack.base.chain;
+    let payer = &chain.devnet.payers()[0];
+    chain.devnet.approve_permit2(&payer.signer).await.unwrap();
+    let (payer_before, payee_before) = (
+        chain.balance(payer.address).await,
+        stack.pay_to_balance().await,
+    );
+
+    // An upto-only official client; the answer uses 12 tokens of a 1,000-token budget.
+    let request = json!({"model": "tiny-test-model", "messages": [{"role": "user", "content": "hi there"}], "max_tokens": 1000});
+    let result = x402_testkit::official_fetch(vec![
+        ("URL", format!("{}/v1/chat/completions", stack.url)),
+        ("METHOD", "POST".into()),
+        ("BODY", request.to_string()),
+        ("SCHEMES", "upto".into()),
+        ("PRIVATE_KEY", payer.signer.to_bytes().to_string()),
+    ])
+    .await;
+    assert_eq!(result["status"], 200, "{result}");
+    assert_eq!(
+        result["body"]["choices"][0]["message"]["content"],
+        "echo: hi there"
+    );
+    let receipt = &result["paymentResponse"];
+    assert_eq!(receipt["success"], true, "{receipt}");
+    // $0.001 per 1K tokens is one micro-USDC a token: 12 tokens used, not ~1,003 quoted.
+    assert_eq!(receipt["amount"], "12", "{receipt}");
+    assert_eq!(
+        chain.balance(payer.address).await,
+        payer_before - U256::from(12)
+    );
+    assert_eq!(stack.pay_to_balance().await, payee_before + U256::from(12));
+
+    // An exact client still pays the quoted maximum for the same call.
+    let (response, amount) = stack
+        .pay_post("/v1/chat/completions", &request, 1, Wire::V2)
+        .await;
+    assert_eq!(response.status(), 200);
+    assert!(amount > U256::from(1_000), "exact pays the quote: {amount}");
+    assert_eq!(
+        stack.pay_to_balance().await,
+        payee_before + U256::from(12) + amount
     );
 }

@@ -145,6 +145,14 @@ impl ChatJob {
         })
     }
 
+    /// The billed prompt estimate: the billed tokens less `max_tokens`.
+    pub fn prompt_tokens(&self) -> u64 {
+        let max_tokens = self.request["max_tokens"]
+            .as_u64()
+            .unwrap_or(DEFAULT_MAX_TOKENS);
+        self.tokens.saturating_sub(max_tokens)
+    }
+
     /// Whether the answer is an event stream.
     pub fn streams(&self) -> bool {
         self.request["stream"] == Value::Bool(true)

@@ -132,11 +132,40 @@ pub(super) async fn run(
         return job_runner::start_job(&state, prepared, &paid).await;
     }
     match task::run(prepared.task.clone(), &state.backends).await {
-        Ok(output) => match output.gpu_bridge() {
-            Ok(output) => completed(&prepared, output, &paid),
-            Err(stream) => openai::event_stream(stream),
-        },
+        Ok(output) => {
+            let usage = metered_usage(&state, &prepared, &output);
+            let mut response = match output.gpu_bridge() {
+                Ok(output) => completed(&prepared, output, &paid),
+                Err(stream) => openai::event_stream(stream),
+            };
+            report_usage(&mut response, usage);
+            response
+        }
         Err(error) => backend_error(&error),
+    }
+}
+
+/// What a chat completion used, in atomic units of the price: its tokens at the service's
+/// rate. `None` for other outputs (their quote is already their real units).
+pub(super) fn metered_usage(
+    state: &AppState,
+    prepared: &Prepared,
+    output: &Output,
+) -> Option<x402_proto::U256> {
+    let (Output::Chat(completion), task::Task::Chat(job)) = (output, prepared.task.as_ref()) else {
+        return None;
+    };
+    let offered = state.registry.get(prepared.service)?;
+    let tokens = pricing::chat_tokens_used(completion, job.prompt_tokens()).max(1);
+    pricing::cost_atomic(offered, tokens, state.decimals)
+}
+
+/// Tells the paywall what the call used: an `upto` payment settles that; `exact` its price.
+pub(super) fn report_usage(response: &mut Response, usage: Option<x402_proto::U256>) {
+    if let Some(used) = usage {
+        response
+            .extensions_mut()
+            .insert(x402_proto::Usage::Atomic(used));
     }
 }
 

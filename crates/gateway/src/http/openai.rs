@@ -45,9 +45,16 @@ pub(super) async fn openai_chat(
     Extension(prepared): Extension<Prepared>,
 ) -> Response {
     match task::run(prepared.task.clone(), &state.backends).await {
-        Ok(Output::Chat(completion)) => Json(completion).into_response(),
-        Ok(Output::Stream(answer)) => event_stream(answer),
-        Ok(_) => backend_error(&BackendError::Failed("unexpected output".into())),
+        Ok(output) => {
+            let usage = metered_usage(&state, &prepared, &output);
+            let mut response = match output {
+                Output::Chat(completion) => Json(completion).into_response(),
+                Output::Stream(answer) => event_stream(answer),
+                _ => backend_error(&BackendError::Failed("unexpected output".into())),
+            };
+            report_usage(&mut response, usage);
+            response
+        }
         Err(error) => backend_error(&error),
     }
 }
