@@ -13,17 +13,10 @@ import { ExactEvmScheme } from "@x402/evm/exact/client";
 import { privateKeyToAccount } from "viem/accounts";
 import { describeError, startScript } from "./script.mjs";
 
-const { fail, privateKey } = startScript("official-exact-sign");
+const { fail, privateKey, stdinJson } = startScript("official-exact-sign");
 const account = privateKeyToAccount(privateKey("PRIVATE_KEY"));
 
-let requirements;
-try {
-  const chunks = [];
-  for await (const chunk of process.stdin) chunks.push(chunk);
-  requirements = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-} catch (e) {
-  fail(`stdin is not one JSON PaymentRequirements: ${describeError(e)}`);
-}
+const requirements = await stdinJson("one JSON PaymentRequirements");
 
 try {
   const result = await new ExactEvmScheme(account).createPaymentPayload(2, requirements);

@@ -26,7 +26,7 @@ import { privateKeyToAccount } from "viem/accounts";
 import { startScript } from "./script.mjs";
 
 // Library code may console.log; stdout carries only the result array.
-const { fail, privateKey, network: readNetwork } = startScript("official-verify");
+const { fail, privateKey, network: readNetwork, stdinJson } = startScript("official-verify");
 
 function errorMessage(e) {
   if (e instanceof Error) return e.shortMessage ?? e.message;
@@ -40,14 +40,7 @@ const chainId = Number(process.env.CHAIN_ID || "8453");
 if (!rpcUrl) fail("RPC_URL is required");
 if (!Number.isSafeInteger(chainId) || chainId <= 0) fail(`CHAIN_ID must be a positive integer, got ${process.env.CHAIN_ID}`);
 
-let input;
-try {
-  const chunks = [];
-  for await (const chunk of process.stdin) chunks.push(chunk);
-  input = JSON.parse(Buffer.concat(chunks).toString("utf8"));
-} catch (e) {
-  fail(`stdin is not valid JSON: ${errorMessage(e)}`);
-}
+const input = await stdinJson("valid JSON");
 if (!Array.isArray(input)) fail("stdin must be a JSON array of {paymentPayload, paymentRequirements}");
 
 const chain = defineChain({

@@ -35,6 +35,17 @@ export function startScript(name) {
       return value;
     },
 
+    /// Standard input read whole and parsed as JSON; fails saying it should be `what`.
+    async stdinJson(what) {
+      try {
+        const chunks = [];
+        for await (const chunk of process.stdin) chunks.push(chunk);
+        return JSON.parse(Buffer.concat(chunks).toString("utf8"));
+      } catch (e) {
+        fail(`stdin is not ${what}: ${describeError(e)}`);
+      }
+    },
+
     /// The CAIP-2 network in NETWORK, by default Base (eip155:8453).
     network() {
       const value = process.env.NETWORK || "eip155:8453";

@@ -1,7 +1,7 @@
 //! `upto` end to end on a real chain: a route behind our paywall offers up to $0.02, its
 //! handler reports what the call used, and our facilitator (serving `upto` by default) settles
 //! exactly that through Permit2 and our proxy. The official `@x402/fetch` client (2.27, `upto`
-//! scheme) and our paying client (with the `upto` plug-in) both pay it; the receipt names the
+//! scheme) and our paying client (`upto` is one of its plug-ins) both pay it; the receipt names the
 //! amount used, the payer's balance moves by exactly that, and our client's ledger counts
 //! exactly that against its budget.
 
@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
-use x402_evm::upto::{UptoEvmClient, UptoEvmServer};
+use x402_evm::upto::UptoEvmServer;
 use x402_paywall::{PaymentOption, Paywall, PaywallConfig, RoutePrice};
 use x402_proto::{Network, Scheme, SettleResponse, TokenAmount, Usage, V2, encode_header, v2};
 use x402_testkit::{Chain, Stack, official_fetch};
@@ -79,12 +79,12 @@ async fn the_official_client_pays_the_usage_not_the_maximum() {
 }
 
 #[tokio::test]
-async fn our_client_pays_the_usage_with_the_upto_plug_in() {
+async fn our_client_pays_the_usage() {
     let (stack, url) = metered_route().await;
     let payer = &stack.chain.devnet.payers()[1];
     let before = stack.pay_to_balance().await;
-    let client = common::paying_client(reqwest::Client::new(), &payer.signer)
-        .with_scheme(Arc::new(UptoEvmClient::new(payer.signer.clone())));
+    // upto is one of the client's own plug-ins.
+    let client = common::paying_client(reqwest::Client::new(), &payer.signer);
     let paid = client
         .send(reqwest::Client::new().get(&url).build().unwrap(), None)
         .await
@@ -117,8 +117,7 @@ async fn a_payer_without_a_permit2_allowance_gets_412_and_pays_nothing() {
     // Payer 2 never approved Permit2.
     let payer = &stack.chain.devnet.payers()[2];
     let before = stack.chain.balance(payer.address).await;
-    let client = common::paying_client(reqwest::Client::new(), &payer.signer)
-        .with_scheme(Arc::new(UptoEvmClient::new(payer.signer.clone())));
+    let client = common::paying_client(reqwest::Client::new(), &payer.signer);
     let refused = client
         .send(reqwest::Client::new().get(&url).build().unwrap(), None)
         .await
@@ -173,8 +172,7 @@ async fn a_receipt_claiming_more_than_was_signed_is_counted_at_the_maximum() {
     };
     let url = common::serve(axum::Router::new().route("/chat", get(handler)), "/chat").await;
     let signer = alloy::signers::local::PrivateKeySigner::random();
-    let client = common::paying_client(reqwest::Client::new(), &signer)
-        .with_scheme(Arc::new(UptoEvmClient::new(signer.clone())));
+    let client = common::paying_client(reqwest::Client::new(), &signer);
     let paid = client
         .send(reqwest::Client::new().get(&url).build().unwrap(), None)
         .await

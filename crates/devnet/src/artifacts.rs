@@ -10,16 +10,6 @@ pub const MULTICALL3_ADDRESS: Address = address!("cA11bde05977b3631167028862bE2a
 /// factory has no constructor, so its runtime code works anywhere).
 pub const WALLET_FACTORY_ADDRESS: Address = address!("4020000000000000000000000000000000006492");
 
-/// Where official x402 clients send `exact` payments made with Permit2 (the same on every
-/// chain); the devnet places [`EXACT_PERMIT2_PROXY_ARTIFACT`] there.
-pub const EXACT_PERMIT2_PROXY_ADDRESS: Address =
-    address!("402085c248EeA27D92E8b30b2C58ed07f9E20001");
-
-/// Where official x402 clients send `upto` payments (the same on every chain); the devnet
-/// places [`UPTO_PERMIT2_PROXY_ARTIFACT`] there.
-pub const UPTO_PERMIT2_PROXY_ADDRESS: Address =
-    address!("4020A4f3b7b90ccA423B9fabCc0CE57C6C240002");
-
 /// A compiled contract.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -47,9 +37,18 @@ pub const WALLET_FACTORY_ARTIFACT: &str =
 /// Our `exact`-with-Permit2 proxy (`contracts/src/X402Permit2Proxies.sol`).
 pub const EXACT_PERMIT2_PROXY_ARTIFACT: &str =
     include_str!("../../../contracts/out/X402ExactPermit2Proxy.json");
+/// Where official x402 clients send `exact` payments made with Permit2 (the same on every
+/// chain); the devnet places [`EXACT_PERMIT2_PROXY_ARTIFACT`] there.
+pub const EXACT_PERMIT2_PROXY_ADDRESS: Address =
+    address!("402085c248EeA27D92E8b30b2C58ed07f9E20001");
+
 /// Our `upto` proxy (`contracts/src/X402Permit2Proxies.sol`).
 pub const UPTO_PERMIT2_PROXY_ARTIFACT: &str =
     include_str!("../../../contracts/out/X402UptoPermit2Proxy.json");
+/// Where official x402 clients send `upto` payments (the same on every chain); the devnet
+/// places [`UPTO_PERMIT2_PROXY_ARTIFACT`] there.
+pub const UPTO_PERMIT2_PROXY_ADDRESS: Address =
+    address!("4020A4f3b7b90ccA423B9fabCc0CE57C6C240002");
 
 impl Artifact {
     /// Parses one of the committed artifacts.

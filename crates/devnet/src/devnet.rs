@@ -445,6 +445,15 @@ impl Devnet {
     /// Approves Permit2 to move any amount of the devnet token for `owner` (a transaction
     /// `owner` signs and pays gas for): what a payer does once before paying with Permit2.
     pub async fn approve_permit2(&self, owner: &PrivateKeySigner) -> Result<(), DevnetError> {
+        self.approve_permit2_for(self.token.address, owner).await
+    }
+
+    /// [`Devnet::approve_permit2`] for another `token`.
+    pub async fn approve_permit2_for(
+        &self,
+        token: Address,
+        owner: &PrivateKeySigner,
+    ) -> Result<(), DevnetError> {
         alloy::sol! {
             function approve(address spender, uint256 value) external returns (bool);
         }
@@ -457,7 +466,7 @@ impl Devnet {
             .wallet(EthereumWallet::from(owner.clone()))
             .connect_http(self.rpc_url.clone())
             .erased();
-        Self::send_with(&provider, self.token.address, input).await
+        Self::send_with(&provider, token, input).await
     }
 
     /// Sends a transaction from the facilitator account and waits until it is mined.

@@ -106,45 +106,77 @@ pub async fn sign_payment_v1<S: Signer + ?Sized>(
     })
 }
 
-/// `exact` on EVM chains as a paying client's scheme plug-in: pays `exact` offers on any
-/// `eip155` network whose requirements name the token's EIP-712 domain.
-#[derive(Clone, Debug)]
-pub struct ExactEvmClient<S> {
-    signer: S,
+/// Declares a paying client's EVM scheme plug-in `$name` holding a signer: its `new`, and its
+/// [`SchemeClient`](x402_proto::SchemeClient) impl, which pays the offers its `offers`
+/// accepts with what its `signed` method signs.
+macro_rules! evm_scheme_client {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Clone, Debug)]
+        pub struct $name<S> {
+            signer: S,
+        }
+
+        impl<S> $name<S> {
+            /// Pays with `signer`.
+            pub fn new(signer: S) -> Self {
+                Self { signer }
+            }
+        }
+
+        impl<S> x402_proto::SchemeClient for $name<S>
+        where
+            S: alloy::signers::Signer + Send + Sync + std::fmt::Debug + 'static,
+        {
+            fn can_pay(&self, requirements: &x402_proto::v2::PaymentRequirements) -> bool {
+                Self::offers(requirements)
+            }
+
+            fn payer(&self, _network: &x402_proto::Network) -> String {
+                self.signer.address().to_checksum(None)
+            }
+
+            fn sign<'a>(
+                &'a self,
+                requirements: &'a x402_proto::v2::PaymentRequirements,
+                now: u64,
+            ) -> x402_proto::BoxFuture<
+                'a,
+                Result<x402_proto::SignedPayload, x402_proto::SchemeSignError>,
+            > {
+                Box::pin(self.signed(requirements, now))
+            }
+        }
+    };
 }
+pub(crate) use evm_scheme_client;
+
+evm_scheme_client!(
+    /// `exact` on EVM chains as a paying client's scheme plug-in: pays `exact` offers on any
+    /// `eip155` network whose requirements name the token's EIP-712 domain (EIP-3009); offers
+    /// that ask for Permit2 are [`ExactPermit2Client`](crate::exact_permit2::ExactPermit2Client)'s.
+    ExactEvmClient
+);
 
 impl<S> ExactEvmClient<S> {
-    /// Pays with `signer`.
-    pub fn new(signer: S) -> Self {
-        Self { signer }
+    fn offers(requirements: &v2::PaymentRequirements) -> bool {
+        requirements.scheme == Scheme::EXACT
+            && requirements.network.evm_chain_id().is_some()
+            && !crate::exact_permit2::offers_permit2(requirements)
     }
 }
 
-impl<S> x402_proto::SchemeClient for ExactEvmClient<S>
-where
-    S: Signer + Send + Sync + std::fmt::Debug + 'static,
-{
-    fn can_pay(&self, requirements: &v2::PaymentRequirements) -> bool {
-        requirements.scheme == Scheme::EXACT && requirements.network.evm_chain_id().is_some()
-    }
-
-    fn payer(&self, _network: &Network) -> String {
-        self.signer.address().to_checksum(None)
-    }
-
-    fn sign<'a>(
-        &'a self,
-        requirements: &'a v2::PaymentRequirements,
+impl<S: Signer + Send + Sync> ExactEvmClient<S> {
+    async fn signed(
+        &self,
+        requirements: &v2::PaymentRequirements,
         now: u64,
-    ) -> x402_proto::BoxFuture<'a, Result<x402_proto::SignedPayload, x402_proto::SchemeSignError>>
-    {
-        Box::pin(async move {
-            let exact = sign_exact(&self.signer, requirements, now)
-                .await
-                .map_err(|e| x402_proto::SchemeSignError(e.to_string()))?;
-            let auth = &exact.authorization;
-            signed_payload(&exact, auth.nonce.to_string(), auth.valid_before)
-        })
+    ) -> Result<x402_proto::SignedPayload, x402_proto::SchemeSignError> {
+        let exact = sign_exact(&self.signer, requirements, now)
+            .await
+            .map_err(|e| x402_proto::SchemeSignError(e.to_string()))?;
+        let auth = &exact.authorization;
+        signed_payload(&exact, auth.nonce.to_string(), auth.valid_before)
     }
 }
 

@@ -37,6 +37,84 @@ alloy::sol! {
     }
 }
 
+/// A `sol!` block with Permit2's types for a scheme whose `Witness` struct (and proxy
+/// interface) the caller gives: `TokenPermissions`, `PermitTransferFrom` (the permit as a
+/// proxy takes it) and `PermitWitnessTransferFrom` (the EIP-712 message the payer signs).
+macro_rules! permit2_sol {
+    ($($scheme_items:tt)*) => {
+        alloy::sol! {
+            /// The token and the most Permit2 may move of it.
+            #[derive(Debug, PartialEq, Eq)]
+            struct TokenPermissions {
+                address token;
+                uint256 amount;
+            }
+
+            /// The permit as the proxy takes it (Permit2's `PermitTransferFrom`).
+            #[derive(Debug)]
+            struct PermitTransferFrom {
+                TokenPermissions permitted;
+                uint256 nonce;
+                uint256 deadline;
+            }
+
+            /// The EIP-712 message a payer signs (Permit2's witness transfer).
+            #[derive(Debug, PartialEq, Eq)]
+            struct PermitWitnessTransferFrom {
+                TokenPermissions permitted;
+                address spender;
+                uint256 nonce;
+                uint256 deadline;
+                Witness witness;
+            }
+
+            $($scheme_items)*
+        }
+    };
+}
+pub(crate) use permit2_sol;
+
+/// A Permit2 payment on the wire (`payload` of an `upto`, or of an `exact` made with Permit2):
+/// the payer's signature over the `PermitWitnessTransferFrom` that `permit2_authorization`
+/// describes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Permit2Payload<W> {
+    /// The payer's signature.
+    pub signature: Bytes,
+    /// What was signed.
+    pub permit2_authorization: Permit2Authorization<W>,
+}
+
+/// A Permit2 authorization as official clients write it (numbers as decimal strings), with
+/// the scheme's witness `W`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Permit2Authorization<W> {
+    /// The payer.
+    pub from: Address,
+    /// The token and the amount (the price, or the maximum).
+    pub permitted: Permitted,
+    /// The proxy allowed to spend it.
+    pub spender: Address,
+    /// A random Permit2 nonce (each settles once).
+    #[serde(with = "decimal_u256")]
+    pub nonce: U256,
+    /// The last Unix second it may settle.
+    #[serde(with = "decimal_u256")]
+    pub deadline: U256,
+    /// What the scheme binds besides the permit (the payee, …).
+    pub witness: W,
+}
+
+impl<W: Serialize> Permit2Payload<W> {
+    /// What a client's ledger keeps of this payment: it, its Permit2 nonce, its deadline.
+    pub(crate) fn signed(&self) -> Result<x402_proto::SignedPayload, x402_proto::SchemeSignError> {
+        let auth = &self.permit2_authorization;
+        crate::client::signed_payload(self, auth.nonce.to_string(), auth.deadline)
+    }
+}
+
 /// `permitted` on the wire.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

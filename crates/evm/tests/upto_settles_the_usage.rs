@@ -17,7 +17,6 @@ type Edit<'a> = Box<dyn FnOnce(&mut Value) + 'a>;
 
 struct Upto {
     chain: Chain,
-    facilitator: UptoEvmFacilitator,
     requirements: v2::PaymentRequirements,
 }
 
@@ -30,7 +29,6 @@ impl Upto {
             .approve_permit2(&chain.devnet.payers()[0].signer)
             .await
             .unwrap();
-        let facilitator = UptoEvmFacilitator::new(chain.scheme.clone());
         let mut requirements = chain.requirements(maximum);
         requirements.scheme = Scheme::UPTO;
         requirements.max_timeout_seconds = 300;
@@ -39,9 +37,13 @@ impl Upto {
         extra["facilitatorAddress"] = json!(chain.scheme.signer_address().to_checksum(None));
         Self {
             chain,
-            facilitator,
             requirements,
         }
+    }
+
+    /// Our facilitator's `upto` plug-in on the chain (sharing its signer and nonces).
+    fn facilitator(&self) -> UptoEvmFacilitator {
+        UptoEvmFacilitator::new(self.chain.scheme.clone())
     }
 
     /// Payer `index`'s signed payload for the offer.
@@ -73,7 +75,7 @@ impl Upto {
     /// Settles `amount` of `payload`.
     async fn settle(&self, payload: &UptoPayload, amount: u128) -> SettleResponse {
         let request = self.request(payload, amount);
-        self.facilitator.settle(&request, None).await.unwrap()
+        self.facilitator().settle(&request, None).await.unwrap()
     }
 
     async fn paid(&self) -> U256 {
@@ -89,7 +91,7 @@ impl Upto {
         let mut value = serde_json::to_value(payload).unwrap();
         edit(&mut value);
         let maximum = self.requirements.amount.0.to::<u128>();
-        self.facilitator
+        self.facilitator()
             .verify(&self.request(&value, maximum))
             .await
             .unwrap()
@@ -228,7 +230,7 @@ async fn a_payer_without_an_allowance_is_told_to_approve_permit2() {
 #[tokio::test]
 async fn supported_names_the_facilitator_address_payers_witness() {
     let upto = Upto::start(1).await;
-    let supported = upto.facilitator.supported().await.unwrap();
+    let supported = upto.facilitator().supported().await.unwrap();
     assert_eq!(supported.kinds.len(), 1);
     let kind = &supported.kinds[0];
     assert_eq!((kind.x402_version, &kind.scheme), (2, &Scheme::UPTO));

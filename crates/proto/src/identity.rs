@@ -9,7 +9,7 @@
 
 use std::fmt;
 
-use alloy_primitives::{Address, B256, keccak256};
+use alloy_primitives::{Address, B256, U256, keccak256};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -46,6 +46,24 @@ impl PaymentId {
         let requirements = request.requirements();
         let network = requirements.network.as_str();
         let scheme = &requirements.scheme;
+        if let Some(permit) = request.payload().get("permit2Authorization")
+            && network.starts_with("eip155:")
+        {
+            // Permit2 spends a nonce of the owner's, whatever the token or spender.
+            let payer: Address = json_str(permit, "from")?.trim().parse().map_err(|_| {
+                PaymentIdError("permit2Authorization.from is not an address".into())
+            })?;
+            let nonce: U256 = json_str(permit, "nonce")?.trim().parse().map_err(|_| {
+                PaymentIdError("permit2Authorization.nonce is not a decimal number".into())
+            })?;
+            return Ok(Self::from_parts([
+                scheme.as_str(),
+                network,
+                "permit2",
+                &format!("{payer:#x}"),
+                &nonce.to_string(),
+            ]));
+        }
         if *scheme == Scheme::EXACT && network.starts_with("eip155:") {
             let asset: Address = requirements.asset.trim().parse().map_err(|_| {
                 PaymentIdError(format!("asset {:?} is not an address", requirements.asset))
@@ -496,5 +514,33 @@ mod tests {
                 .unwrap_err()
                 .contains("16 to 128")
         );
+    }
+
+    #[test]
+    fn a_permit2_payment_is_its_owner_and_nonce_however_written() {
+        let request = |from: &str, nonce: &str, scheme: &str| {
+            let requirements = json!({
+                "scheme": scheme, "network": "eip155:8453", "amount": "1000",
+                "asset": "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
+                "payTo": "0x70997970C51812dc3A010C7d01b50e0d17dc79C8", "maxTimeoutSeconds": 60,
+            });
+            serde_json::from_value::<PaymentRequest>(json!({
+                "x402Version": 2,
+                "paymentPayload": {"x402Version": 2, "accepted": requirements, "payload": {
+                    "signature": "0x12",
+                    "permit2Authorization": {"from": from, "nonce": nonce, "permitted": {}},
+                }},
+                "paymentRequirements": requirements,
+            }))
+            .unwrap()
+        };
+        let id = |r: &PaymentRequest| PaymentId::derive(r).unwrap();
+        let payer = "0x857b06519E91e3A54538791bDbb0E22373e36b66";
+        let first = id(&request(payer, "42", "exact"));
+        assert_eq!(first, id(&request(&payer.to_lowercase(), "0042", "exact")));
+        assert_ne!(first, id(&request(payer, "43", "exact")));
+        assert_ne!(first, id(&request(payer, "42", "upto")));
+        let broken = request(payer, "not a number", "exact");
+        assert!(PaymentId::derive(&broken).is_err());
     }
 }

@@ -2,12 +2,8 @@
 //! an open `mint`), the `exact` offers that pay it through Permit2, and the official client's
 //! signature of such an offer.
 
-use alloy::network::EthereumWallet;
-use alloy::primitives::{Address, U256};
-use alloy::providers::{Provider, ProviderBuilder};
-use alloy::rpc::types::TransactionRequest;
+use alloy::primitives::Address;
 use alloy::signers::local::PrivateKeySigner;
-use alloy::sol_types::SolCall;
 use serde_json::{Value, json};
 use x402_proto::{PaymentRequest, TokenAmount, v2};
 
@@ -15,10 +11,6 @@ use crate::Chain;
 
 /// Where [`Chain::place_plain_token`] puts the plain token.
 pub const PLAIN_TOKEN: Address = Address::repeat_byte(0x91);
-
-alloy::sol! {
-    function approve(address spender, uint256 value) external returns (bool);
-}
 
 impl Chain {
     /// Places the plain token at [`PLAIN_TOKEN`] and mints `minted` of it to each of the first
@@ -42,22 +34,10 @@ impl Chain {
     /// `owner` approves Permit2 for any amount of `token` (a transaction it pays for): what a
     /// payer does once before paying with Permit2.
     pub async fn approve_permit2_for(&self, token: Address, owner: &PrivateKeySigner) {
-        let provider = ProviderBuilder::new()
-            .wallet(EthereumWallet::from(owner.clone()))
-            .connect_http(self.devnet.rpc_url().clone());
-        let input = approveCall {
-            spender: x402_devnet::PERMIT2_ADDRESS,
-            value: U256::MAX,
-        }
-        .abi_encode();
-        let receipt = provider
-            .send_transaction(TransactionRequest::default().to(token).input(input.into()))
+        self.devnet
+            .approve_permit2_for(token, owner)
             .await
-            .expect("approve sent")
-            .get_receipt()
-            .await
-            .expect("approve mined");
-        assert!(receipt.status(), "approve reverted");
+            .expect("Permit2 approved");
     }
 
     /// An `exact` offer of `price` atomic units of the plain token, paid through Permit2

@@ -136,8 +136,9 @@ pub(crate) fn payment_line(
 
 /// An HTTP client that pays x402 challenges within a policy and a budget.
 ///
-/// It pays with scheme plug-ins ([`SchemeClient`]): `exact` on EVM chains with its signer,
-/// and any added with [`PayingClient::with_scheme`]. An offer is payable when a plug-in can
+/// It pays with scheme plug-ins ([`SchemeClient`]): on EVM chains with its signer, `exact`
+/// (EIP-3009, or Permit2 where the offer asks for it) and `upto` (Permit2: the payer must have
+/// approved Permit2 once), and any added with [`PayingClient::with_scheme`]. An offer is payable when a plug-in can
 /// pay it and the policy allows its asset and price.
 #[derive(Clone, Debug)]
 pub struct PayingClient {
@@ -198,11 +199,17 @@ impl PayingClient {
         policy: Policy,
         ledger: Ledger,
     ) -> Self {
-        let exact: Arc<dyn SchemeClient> = Arc::new(x402_evm::ExactEvmClient::new(signer.clone()));
+        let schemes: Vec<Arc<dyn SchemeClient>> = vec![
+            Arc::new(x402_evm::ExactEvmClient::new(signer.clone())),
+            Arc::new(x402_evm::exact_permit2::ExactPermit2Client::new(
+                signer.clone(),
+            )),
+            Arc::new(x402_evm::upto::UptoEvmClient::new(signer.clone())),
+        ];
         Self {
             http,
             signer,
-            schemes: vec![exact],
+            schemes,
             policy,
             ledger,
         }

@@ -4,23 +4,15 @@
 //! deadline at the offer's timeout). The payer must have approved Permit2 for the token.
 
 use alloy::signers::Signer;
-use x402_proto::{Network, Scheme, SchemeSignError, SignedPayload, v2};
+use x402_proto::{Scheme, SchemeSignError, SignedPayload, v2};
 
 use super::payload::{ExactPermit2Authorization, ExactPermit2Payload};
 use crate::permit2::{OfferTerms, sign_digest};
 
-/// Pays `exact` offers on `eip155` networks whose asset moves through Permit2.
-#[derive(Clone, Debug)]
-pub struct ExactPermit2Client<S> {
-    signer: S,
-}
-
-impl<S> ExactPermit2Client<S> {
-    /// Pays with `signer`.
-    pub fn new(signer: S) -> Self {
-        Self { signer }
-    }
-}
+crate::client::evm_scheme_client!(
+    /// Pays `exact` offers on `eip155` networks whose asset moves through Permit2.
+    ExactPermit2Client
+);
 
 /// Whether an offer asks for Permit2 (`extra.assetTransferMethod == "permit2"`).
 pub(crate) fn offers_permit2(requirements: &v2::PaymentRequirements) -> bool {
@@ -53,29 +45,20 @@ where
     }
 }
 
-impl<S> x402_proto::SchemeClient for ExactPermit2Client<S>
-where
-    S: Signer + Send + Sync + std::fmt::Debug + 'static,
-{
-    fn can_pay(&self, requirements: &v2::PaymentRequirements) -> bool {
+impl<S> ExactPermit2Client<S> {
+    fn offers(requirements: &v2::PaymentRequirements) -> bool {
         requirements.scheme == Scheme::EXACT
             && requirements.network.evm_chain_id().is_some()
             && offers_permit2(requirements)
     }
+}
 
-    fn sign<'a>(
-        &'a self,
-        requirements: &'a v2::PaymentRequirements,
+impl<S: Signer + Send + Sync> ExactPermit2Client<S> {
+    async fn signed(
+        &self,
+        requirements: &v2::PaymentRequirements,
         now: u64,
-    ) -> x402_proto::BoxFuture<'a, Result<SignedPayload, SchemeSignError>> {
-        Box::pin(async move {
-            let payment = self.sign_permit2(requirements, now).await?;
-            let auth = &payment.permit2_authorization;
-            crate::client::signed_payload(&payment, auth.nonce.to_string(), auth.deadline)
-        })
-    }
-
-    fn payer(&self, _network: &Network) -> String {
-        self.signer.address().to_checksum(None)
+    ) -> Result<SignedPayload, SchemeSignError> {
+        self.sign_permit2(requirements, now).await?.signed()
     }
 }

@@ -223,16 +223,10 @@ impl ExactPermit2Facilitator {
     /// A payment's identity: its network, payer and Permit2 nonce (Permit2 spends an owner's
     /// nonce once, whatever the token).
     fn identify(&self, request: &PaymentRequest) -> Result<PaymentId, PaymentIdError> {
-        let payment: ExactPermit2Payload = serde_json::from_value(request.payload().clone())
+        // The same identity a server derives on its own: the owner's Permit2 nonce.
+        serde_json::from_value::<ExactPermit2Payload>(request.payload().clone())
             .map_err(|e| PaymentIdError(format!("the Permit2 payload does not parse: {e}")))?;
-        let auth = &payment.permit2_authorization;
-        Ok(PaymentId::from_parts([
-            Scheme::EXACT.as_str(),
-            request.requirements().network.as_str(),
-            "permit2",
-            &format!("{:#x}", auth.from),
-            &auth.nonce.to_string(),
-        ]))
+        PaymentId::derive(request)
     }
 
     /// What `/supported` lists: `exact` on this chain, and the signer.

@@ -12,6 +12,7 @@ mod payload;
 
 pub use crate::permit2::{PERMIT2_ADDRESS, Permitted, permit2_domain};
 pub use client::ExactPermit2Client;
+pub(crate) use client::offers_permit2;
 pub use facilitator::ExactPermit2Facilitator;
 pub use payload::{
     EXACT_PERMIT2_PROXY, ExactPermit2Authorization, ExactPermit2Payload, ExactPermit2Witness,

@@ -11,38 +11,13 @@ use crate::permit2::{OfferTerms, Permitted, permit2_domain};
 /// The x402 `exact` proxy every `exact` permit names as its spender, the same on every chain.
 pub const EXACT_PERMIT2_PROXY: Address = address!("402085c248EeA27D92E8b30b2C58ed07f9E20001");
 
-alloy::sol! {
-    /// The token and the amount Permit2 moves of it.
-    #[derive(Debug, PartialEq, Eq)]
-    struct TokenPermissions {
-        address token;
-        uint256 amount;
-    }
-
-    /// The permit as the proxy takes it (Permit2's `PermitTransferFrom`).
-    #[derive(Debug)]
-    struct PermitTransferFrom {
-        TokenPermissions permitted;
-        uint256 nonce;
-        uint256 deadline;
-    }
-
+crate::permit2::permit2_sol! {
     /// What an `exact` payer's signature binds besides the permit: the payee and the
     /// earliest time.
     #[derive(Debug, PartialEq, Eq)]
     struct Witness {
         address to;
         uint256 validAfter;
-    }
-
-    /// The EIP-712 message an `exact` Permit2 payer signs (Permit2's witness transfer).
-    #[derive(Debug, PartialEq, Eq)]
-    struct PermitWitnessTransferFrom {
-        TokenPermissions permitted;
-        address spender;
-        uint256 nonce;
-        uint256 deadline;
-        Witness witness;
     }
 
     /// The `exact` proxy's settle call.
@@ -53,35 +28,10 @@ alloy::sol! {
 }
 
 /// `payload` of an `exact` payment made with Permit2.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ExactPermit2Payload {
-    /// The payer's signature over [`PermitWitnessTransferFrom`].
-    pub signature: Bytes,
-    /// What was signed.
-    pub permit2_authorization: ExactPermit2Authorization,
-}
+pub type ExactPermit2Payload = crate::permit2::Permit2Payload<ExactPermit2Witness>;
 
-/// The Permit2 authorization of an `exact` payment: numbers as decimal strings, as official
-/// clients write them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct ExactPermit2Authorization {
-    /// The payer.
-    pub from: Address,
-    /// The token and the price.
-    pub permitted: Permitted,
-    /// The proxy allowed to spend it.
-    pub spender: Address,
-    /// A random Permit2 nonce (each settles once).
-    #[serde(with = "decimal_u256")]
-    pub nonce: U256,
-    /// The last Unix second it may settle.
-    #[serde(with = "decimal_u256")]
-    pub deadline: U256,
-    /// Payee and earliest time.
-    pub witness: ExactPermit2Witness,
-}
+/// The Permit2 authorization of an `exact` payment.
+pub type ExactPermit2Authorization = crate::permit2::Permit2Authorization<ExactPermit2Witness>;
 
 /// `witness` on the wire.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -4,23 +4,15 @@
 
 use alloy::primitives::{Address, U256};
 use alloy::signers::Signer;
-use x402_proto::{Network, Scheme, SchemeSignError, SignedPayload, v2};
+use x402_proto::{Scheme, SchemeSignError, SignedPayload, v2};
 
 use super::payload::{UPTO_PERMIT2_PROXY, UptoAuthorization, UptoPayload, WireWitness};
 use crate::permit2::{OfferTerms, sign_digest};
 
-/// Pays `upto` offers on `eip155` networks that name the facilitator to witness.
-#[derive(Clone, Debug)]
-pub struct UptoEvmClient<S> {
-    signer: S,
-}
-
-impl<S> UptoEvmClient<S> {
-    /// Pays with `signer`.
-    pub fn new(signer: S) -> Self {
-        Self { signer }
-    }
-}
+crate::client::evm_scheme_client!(
+    /// Pays `upto` offers on `eip155` networks that name the facilitator to witness.
+    UptoEvmClient
+);
 
 /// The facilitator an offer names in `extra.facilitatorAddress`.
 fn facilitator_of(requirements: &v2::PaymentRequirements) -> Option<Address> {
@@ -68,29 +60,20 @@ where
     }
 }
 
-impl<S> x402_proto::SchemeClient for UptoEvmClient<S>
-where
-    S: Signer + Send + Sync + std::fmt::Debug + 'static,
-{
-    fn can_pay(&self, requirements: &v2::PaymentRequirements) -> bool {
+impl<S> UptoEvmClient<S> {
+    fn offers(requirements: &v2::PaymentRequirements) -> bool {
         requirements.scheme == Scheme::UPTO
             && requirements.network.evm_chain_id().is_some()
             && facilitator_of(requirements).is_some()
     }
+}
 
-    fn payer(&self, _network: &Network) -> String {
-        self.signer.address().to_checksum(None)
-    }
-
-    fn sign<'a>(
-        &'a self,
-        requirements: &'a v2::PaymentRequirements,
+impl<S: Signer + Send + Sync> UptoEvmClient<S> {
+    async fn signed(
+        &self,
+        requirements: &v2::PaymentRequirements,
         now: u64,
-    ) -> x402_proto::BoxFuture<'a, Result<SignedPayload, SchemeSignError>> {
-        Box::pin(async move {
-            let upto = self.sign_upto(requirements, now).await?;
-            let auth = &upto.permit2_authorization;
-            crate::client::signed_payload(&upto, auth.nonce.to_string(), auth.deadline)
-        })
+    ) -> Result<SignedPayload, SchemeSignError> {
+        self.sign_upto(requirements, now).await?.signed()
     }
 }

@@ -11,14 +11,7 @@ pub use crate::permit2::{PERMIT2_ADDRESS, Permitted, permit2_domain};
 /// The x402 `upto` proxy every `upto` permit names as its spender, the same on every chain.
 pub const UPTO_PERMIT2_PROXY: Address = address!("4020A4f3b7b90ccA423B9fabCc0CE57C6C240002");
 
-alloy::sol! {
-    /// The token and the most Permit2 may move of it.
-    #[derive(Debug, PartialEq, Eq)]
-    struct TokenPermissions {
-        address token;
-        uint256 amount;
-    }
-
+crate::permit2::permit2_sol! {
     /// What an `upto` payer's signature binds besides the permit: the payee, the one
     /// facilitator that may submit, and the earliest time.
     #[derive(Debug, PartialEq, Eq)]
@@ -26,24 +19,6 @@ alloy::sol! {
         address to;
         address facilitator;
         uint256 validAfter;
-    }
-
-    /// The EIP-712 message an `upto` payer signs (Permit2's witness transfer).
-    #[derive(Debug, PartialEq, Eq)]
-    struct PermitWitnessTransferFrom {
-        TokenPermissions permitted;
-        address spender;
-        uint256 nonce;
-        uint256 deadline;
-        Witness witness;
-    }
-
-    /// The permit as the proxy takes it (Permit2's `PermitTransferFrom`).
-    #[derive(Debug)]
-    struct PermitTransferFrom {
-        TokenPermissions permitted;
-        uint256 nonce;
-        uint256 deadline;
     }
 
     /// The `upto` proxy's settle call.
@@ -54,35 +29,10 @@ alloy::sol! {
 }
 
 /// `payload` of an `upto` payment.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UptoPayload {
-    /// The payer's signature over [`PermitWitnessTransferFrom`].
-    pub signature: Bytes,
-    /// What was signed.
-    pub permit2_authorization: UptoAuthorization,
-}
+pub type UptoPayload = crate::permit2::Permit2Payload<WireWitness>;
 
-/// The Permit2 authorization of an `upto` payment: numbers as decimal strings, as official
-/// clients write them.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-pub struct UptoAuthorization {
-    /// The payer.
-    pub from: Address,
-    /// The token and the maximum.
-    pub permitted: Permitted,
-    /// The proxy allowed to spend it.
-    pub spender: Address,
-    /// A random Permit2 nonce (each settles once).
-    #[serde(with = "decimal_u256")]
-    pub nonce: U256,
-    /// The last Unix second it may settle.
-    #[serde(with = "decimal_u256")]
-    pub deadline: U256,
-    /// Payee, facilitator, earliest time.
-    pub witness: WireWitness,
-}
+/// The Permit2 authorization of an `upto` payment.
+pub type UptoAuthorization = crate::permit2::Permit2Authorization<WireWitness>;
 
 /// `witness` on the wire.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
