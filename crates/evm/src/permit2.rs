@@ -325,12 +325,72 @@ pub(crate) async fn signed_by(
     Ok(crate::smart_wallet::is_erc1271_magic(&answer))
 }
 
-/// A proxy settle: which proxy, its calldata, and the transfer it must make.
+/// A proxy settle: which proxy, its calldata, the transfer it must make, and the Permit2
+/// nonce it spends.
 #[derive(Debug)]
 pub(crate) struct ProxySettle {
     pub(crate) proxy: Address,
     pub(crate) input: Vec<u8>,
     pub(crate) transfer: TransferExpectation,
+    pub(crate) nonce: U256,
+}
+
+/// How long a settlement answered `settlement_pending` is remembered.
+const PENDING_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+
+/// A settlement answered pending: its transaction, the transfer it must make, and since when.
+type PendingSend = (B256, TransferExpectation, std::time::Instant);
+
+/// Pending settlements by the owner and Permit2 nonce they spend.
+type PendingByPermit = std::collections::HashMap<(Address, U256), PendingSend>;
+
+/// Settlements whose answer went out as `settlement_pending`, by the owner's Permit2 nonce. A
+/// retry of the same payment (the official server retries once; our paywall until its
+/// patience runs out) waits for that transaction instead of verifying again and sending a
+/// second one (the official facilitator's pending store; in memory, five minutes).
+#[derive(Debug, Default)]
+pub(crate) struct PendingSends(std::sync::Mutex<PendingByPermit>);
+
+impl PendingSends {
+    fn entries(&self) -> std::sync::MutexGuard<'_, PendingByPermit> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn remember(&self, settle: &ProxySettle, tx_hash: B256) {
+        let mut entries = self.entries();
+        entries.retain(|_, (_, _, since)| since.elapsed() < PENDING_TTL);
+        entries.insert(
+            (settle.transfer.from, settle.nonce),
+            (tx_hash, settle.transfer, std::time::Instant::now()),
+        );
+    }
+
+    /// When `request`'s Permit2 payment was answered pending: waits for its transaction and
+    /// answers for it (pending again, and remembered again, when it still is).
+    pub(crate) async fn resume(
+        &self,
+        chain: &ExactEvmScheme,
+        request: &PaymentRequest,
+        failed: ReasonCode,
+    ) -> Option<SettleResponse> {
+        let permit = request.payload().get("permit2Authorization")?;
+        let owner: Address = permit.get("from")?.as_str()?.parse().ok()?;
+        let nonce: U256 = permit.get("nonce")?.as_str()?.parse().ok()?;
+        let (tx_hash, transfer, _) = self.entries().remove(&(owner, nonce))?;
+        let outcome = chain
+            .wait_for_outcome(tx_hash, &transfer, chain.receipt_timeout())
+            .await;
+        let settle = ProxySettle {
+            proxy: Address::ZERO,
+            input: Vec::new(),
+            transfer,
+            nonce,
+        };
+        let network = request.wire_network().clone();
+        Some(settle.answer(outcome, self, network, permit_payer(request), failed))
+    }
 }
 
 impl ProxySettle {
@@ -415,6 +475,7 @@ impl ProxySettle {
     pub(crate) async fn send(
         &self,
         chain: &ExactEvmScheme,
+        pending: &PendingSends,
         network: Network,
         payer: Option<String>,
         failed: ReasonCode,
@@ -438,15 +499,30 @@ impl ProxySettle {
                 return Ok(SettleResponse::failure(network, code, reason, payer, None));
             }
         };
-        Ok(match outcome {
+        Ok(self.answer(outcome, pending, network, payer, failed))
+    }
+
+    /// The answer for the settle's `outcome`; one still pending is remembered in `pending`.
+    fn answer(
+        &self,
+        outcome: Result<crate::Settlement, crate::SettleError>,
+        pending: &PendingSends,
+        network: Network,
+        payer: Option<String>,
+        failed: ReasonCode,
+    ) -> SettleResponse {
+        match outcome {
             Ok(settled) => SettleResponse::success(network, payer, settled.tx_hash.to_string()),
-            Err(crate::SettleError::Pending { tx_hash }) => SettleResponse::failure(
-                network,
-                ReasonCode::SETTLEMENT_PENDING,
-                "sent, not confirmed yet",
-                payer,
-                Some(tx_hash.to_string()),
-            ),
+            Err(crate::SettleError::Pending { tx_hash }) => {
+                pending.remember(self, tx_hash);
+                SettleResponse::failure(
+                    network,
+                    ReasonCode::SETTLEMENT_PENDING,
+                    "sent, not confirmed yet",
+                    payer,
+                    Some(tx_hash.to_string()),
+                )
+            }
             Err(error) => SettleResponse::failure(
                 network,
                 failed,
@@ -454,7 +530,7 @@ impl ProxySettle {
                 payer,
                 error.tx_hash().map(|h| h.to_string()),
             ),
-        })
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 //! once, never above the maximum, nothing at all for zero — from the witnessed address.
 
 use alloy::primitives::{Address, U256};
+use alloy::providers::Provider;
 use serde_json::{Value, json};
 use x402_evm::unix_now;
 use x402_evm::upto::{UptoEvmClient, UptoEvmFacilitator, UptoPayload};
@@ -238,4 +239,50 @@ async fn supported_names_the_facilitator_address_payers_witness() {
         kind.extra.as_ref().unwrap()["facilitatorAddress"],
         json!(upto.chain.scheme.signer_address().to_checksum(None))
     );
+}
+
+#[tokio::test]
+async fn a_retry_of_a_pending_settlement_waits_for_its_transaction_and_sends_no_other() {
+    let upto = Upto::start(20_000).await;
+    let payload = upto.sign(0).await;
+    let devnet = &upto.chain.devnet;
+    // A facilitator that answers `settlement_pending` after half a second without a receipt.
+    let mut config = x402_evm::ChainConfig::new(devnet.chain_id(), devnet.rpc_url().clone());
+    config.receipt_timeout = std::time::Duration::from_millis(500);
+    let scheme = x402_evm::ExactEvmScheme::connect(config, devnet.facilitator().signer.clone())
+        .await
+        .unwrap();
+    let facilitator = UptoEvmFacilitator::new(scheme);
+    let before = upto.paid().await;
+    let sent_before = upto.chain.facilitator_tx_count().await;
+    devnet
+        .provider()
+        .raw_request::<_, ()>("evm_setAutomine".into(), (false,))
+        .await
+        .unwrap();
+
+    let request = upto.request(&payload, 1_000);
+    let first = facilitator.settle(&request, None).await.unwrap();
+    assert_eq!(
+        first.error_reason,
+        Some(ReasonCode::SETTLEMENT_PENDING),
+        "{first:?}"
+    );
+    assert_eq!(first.transaction.len(), 66);
+    // The retry waits for the same transaction: still pending, nothing else sent.
+    let again = facilitator.settle(&request, None).await.unwrap();
+    assert_eq!(
+        again.error_reason,
+        Some(ReasonCode::SETTLEMENT_PENDING),
+        "{again:?}"
+    );
+    assert_eq!(again.transaction, first.transaction);
+
+    devnet.mine().await.unwrap();
+    let settled = facilitator.settle(&request, None).await.unwrap();
+    assert!(settled.success, "{settled:?}");
+    assert_eq!(settled.transaction, first.transaction);
+    assert_eq!(settled.amount, Some(TokenAmount::from_atomic(1_000)));
+    assert_eq!(upto.paid().await, before + U256::from(1_000));
+    assert_eq!(upto.chain.facilitator_tx_count().await, sent_before + 1);
 }

@@ -15,7 +15,7 @@ use x402_proto::{
 
 use super::payload::{EXACT_PERMIT2_PROXY, ExactPermit2Payload};
 use crate::permit2::{
-    DEADLINE_BUFFER_SECS, Opened, Opening, ProxySettle, Refusal, permit_payer,
+    DEADLINE_BUFFER_SECS, Opened, Opening, PendingSends, ProxySettle, Refusal, permit_payer,
     permit2_revert_reason, refuse, signed_by,
 };
 use crate::scheme::ExactEvmScheme;
@@ -27,6 +27,7 @@ use crate::sender::TransferExpectation;
 #[derive(Debug, Clone)]
 pub struct ExactPermit2Facilitator {
     chain: Arc<ExactEvmScheme>,
+    pending: Arc<PendingSends>,
 }
 
 /// How `exact` with Permit2 names its first refusals (the official codes: another scheme is
@@ -58,6 +59,7 @@ impl Verified {
                 to: auth.witness.to,
                 value: auth.permitted.amount,
             },
+            nonce: auth.nonce,
         }
     }
 }
@@ -70,7 +72,10 @@ impl ExactPermit2Facilitator {
 
     /// Serves `chain`, shared with its EIP-3009 facilitator.
     pub(crate) fn shared(chain: Arc<ExactEvmScheme>) -> Self {
-        Self { chain }
+        Self {
+            chain,
+            pending: Arc::default(),
+        }
     }
 
     /// The kind it serves: `exact` (v2) on its network.
@@ -187,6 +192,11 @@ impl ExactPermit2Facilitator {
     ) -> Result<SettleResponse, FacilitatorError> {
         let network = request.wire_network().clone();
         let payer = permit_payer(request);
+        // A retry of a settlement answered pending waits for its transaction.
+        let failed = ReasonCode::EXACT_EVM_TRANSACTION_FAILED;
+        if let Some(answer) = self.pending.resume(&self.chain, request, failed).await {
+            return Ok(answer);
+        }
         match self.check(request).await? {
             Ok(verified) => {
                 let from = verified.payload.permit2_authorization.from;
@@ -194,6 +204,7 @@ impl ExactPermit2Facilitator {
                     .proxy_settle()
                     .send(
                         &self.chain,
+                        &self.pending,
                         network,
                         Some(from.to_checksum(None)),
                         ReasonCode::EXACT_EVM_TRANSACTION_FAILED,

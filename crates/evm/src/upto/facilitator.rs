@@ -19,6 +19,7 @@ pub(super) use crate::permit2::{DEADLINE_BUFFER_SECS, Refusal, permit_payer, ref
 #[derive(Debug, Clone)]
 pub struct UptoEvmFacilitator {
     pub(super) chain: Arc<ExactEvmScheme>,
+    pub(super) pending: Arc<crate::permit2::PendingSends>,
 }
 
 /// A payment that passed verification.
@@ -38,6 +39,7 @@ impl UptoEvmFacilitator {
     pub fn new(chain: ExactEvmScheme) -> Self {
         Self {
             chain: Arc::new(chain),
+            pending: Arc::default(),
         }
     }
 

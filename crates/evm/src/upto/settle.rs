@@ -37,16 +37,25 @@ impl UptoEvmFacilitator {
             )));
         };
         let actual = requirements.amount.0;
-        // Verified against the maximum the permit names.
-        let Some(maximum) = serde_json::from_value::<UptoPayload>(payload.payload.clone())
-            .ok()
-            .map(|upto| upto.permit2_authorization.permitted.amount)
-        else {
+        let Ok(upto) = serde_json::from_value::<UptoPayload>(payload.payload.clone()) else {
             return Ok(failure(refuse(
                 ReasonCode::UNSUPPORTED_PAYLOAD_TYPE,
                 "the payload is not {signature, permit2Authorization}",
             )));
         };
+        let auth = &upto.permit2_authorization;
+        // A retry of a settlement answered pending waits for its transaction.
+        let failed = ReasonCode::UPTO_EVM_TRANSACTION_FAILED;
+        if let Some(mut answer) = self.pending.resume(&self.chain, request, failed).await {
+            answer.amount = Some(TokenAmount(if answer.success {
+                actual
+            } else {
+                U256::ZERO
+            }));
+            return Ok(answer);
+        }
+        // Verified against the maximum the permit names.
+        let maximum = auth.permitted.amount;
         if actual > maximum {
             return Ok(failure(refuse(
                 ReasonCode::UPTO_EVM_SETTLEMENT_EXCEEDS_AMOUNT,
@@ -90,6 +99,7 @@ impl UptoEvmFacilitator {
             .proxy_settle(amount)
             .send(
                 &self.chain,
+                &self.pending,
                 network,
                 payer,
                 ReasonCode::UPTO_EVM_TRANSACTION_FAILED,

@@ -154,6 +154,7 @@ impl Verified {
                 to: auth.witness.to,
                 value: amount,
             },
+            nonce: auth.nonce,
         }
     }
 }
