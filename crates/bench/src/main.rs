@@ -5,8 +5,10 @@
 //! ```sh
 //! cargo run --release -p x402-bench -- facilitator --count 600 --concurrency 8
 //! cargo run --release -p x402-bench -- gateway --count 300 --concurrency 8
+//! cargo run --release -p x402-bench -- costs
 //! ```
 
+mod costs;
 mod facilitator;
 mod gateway;
 mod load;
@@ -28,6 +30,8 @@ enum Target {
     /// Paid requests per second through the paywall and the gateway (settled on anvil), and
     /// the latency the paywall adds over the same route unpaid.
     Gateway(gateway::GatewayBench),
+    /// What a typical LLM chat call costs paid with `exact` and with `upto`, in USD and gas.
+    Costs(costs::CostsBench),
 }
 
 #[tokio::main]
@@ -36,5 +40,6 @@ async fn main() -> anyhow::Result<()> {
     match Cli::parse().target {
         Target::Facilitator(args) => facilitator::run(args).await,
         Target::Gateway(args) => gateway::run(args).await,
+        Target::Costs(args) => costs::run(args).await,
     }
 }
