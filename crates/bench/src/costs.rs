@@ -62,27 +62,12 @@ pub(crate) async fn run(args: CostsBench) -> anyhow::Result<()> {
         TokenAmount::from_atomic(1),
         json!({}),
     );
-    let payload = sign_payment(&devnet.payers()[2].signer, &warm_up, None, unix_now()).await?;
-    let request = PaymentRequest::V2 {
-        payload,
-        requirements: warm_up,
-    };
-    let receipt = ExactEvmFacilitator::new(scheme.clone())
-        .settle(&request, None)
-        .await?;
+    let receipt = pay_exact(&scheme, &devnet.payers()[2].signer, warm_up).await?;
     ensure!(receipt.success, "warm-up payment failed: {receipt:?}");
     let before = before + U256::from(1);
 
     let exact_offer = offer(&devnet, Scheme::EXACT, quoted, json!({}));
-    let payer = &devnet.payers()[0].signer;
-    let payload = sign_payment(payer, &exact_offer, None, unix_now()).await?;
-    let request = PaymentRequest::V2 {
-        payload,
-        requirements: exact_offer,
-    };
-    let receipt = ExactEvmFacilitator::new(scheme.clone())
-        .settle(&request, None)
-        .await?;
+    let receipt = pay_exact(&scheme, &devnet.payers()[0].signer, exact_offer).await?;
     let exact = Paid {
         scheme: "exact (EIP-3009)",
         charged: quoted.0,
@@ -157,6 +142,22 @@ pub(crate) async fn run(args: CostsBench) -> anyhow::Result<()> {
     println!("batch-settlement: not built yet");
     println!("chain  moved {moved} atomic units (exact + upto): consistent");
     Ok(())
+}
+
+/// `payer`'s `exact` (EIP-3009) payment of `offer`, settled by our facilitator.
+async fn pay_exact(
+    scheme: &ExactEvmScheme,
+    payer: &alloy::signers::local::PrivateKeySigner,
+    offer: v2::PaymentRequirements,
+) -> anyhow::Result<SettleResponse> {
+    let payload = sign_payment(payer, &offer, None, unix_now()).await?;
+    let request = PaymentRequest::V2 {
+        payload,
+        requirements: offer,
+    };
+    Ok(ExactEvmFacilitator::new(scheme.clone())
+        .settle(&request, None)
+        .await?)
 }
 
 /// An offer of `amount` in the devnet token, paid to its payee, with `extra` beside the

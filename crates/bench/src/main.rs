@@ -34,12 +34,20 @@ enum Target {
     Costs(costs::CostsBench),
 }
 
+impl Target {
+    /// Runs this benchmark and prints its figures.
+    async fn run(self) -> anyhow::Result<()> {
+        match self {
+            Self::Facilitator(args) => facilitator::run(args).await,
+            Self::Gateway(args) => gateway::run(args).await,
+            Self::Costs(args) => costs::run(args).await,
+        }
+    }
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    let target = Cli::parse().target;
     x402_cli::logging::init("warn");
-    match Cli::parse().target {
-        Target::Facilitator(args) => facilitator::run(args).await,
-        Target::Gateway(args) => gateway::run(args).await,
-        Target::Costs(args) => costs::run(args).await,
-    }
+    target.run().await
 }

@@ -189,6 +189,23 @@ async fn a_paid_job_that_keeps_failing_says_it_was_charged_and_not_refunded() {
     );
 }
 
+/// POSTs `body` to `path` with an upto-only official client paying as `payer`: what it printed.
+async fn pay_upto(
+    stack: &Stack,
+    path: &str,
+    body: &Value,
+    payer: &alloy::signers::local::PrivateKeySigner,
+) -> Value {
+    x402_testkit::official_fetch(vec![
+        ("URL", format!("{}{path}", stack.url)),
+        ("METHOD", "POST".into()),
+        ("BODY", body.to_string()),
+        ("SCHEMES", "upto".into()),
+        ("PRIVATE_KEY", payer.to_bytes().to_string()),
+    ])
+    .await
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_chat_paid_with_upto_is_charged_for_the_tokens_used() {
     // The accept entry also offers upto (after exact); the facilitator serves it.
@@ -203,14 +220,7 @@ async fn a_chat_paid_with_upto_is_charged_for_the_tokens_used() {
 
     // An upto-only official client; the answer uses 12 tokens of a 1,000-token budget.
     let request = json!({"model": "tiny-test-model", "messages": [{"role": "user", "content": "hi there"}], "max_tokens": 1000});
-    let result = x402_testkit::official_fetch(vec![
-        ("URL", format!("{}/v1/chat/completions", stack.url)),
-        ("METHOD", "POST".into()),
-        ("BODY", request.to_string()),
-        ("SCHEMES", "upto".into()),
-        ("PRIVATE_KEY", payer.signer.to_bytes().to_string()),
-    ])
-    .await;
+    let result = pay_upto(&stack, "/v1/chat/completions", &request, &payer.signer).await;
     assert_eq!(result["status"], 200, "{result}");
     assert_eq!(
         result["body"]["choices"][0]["message"]["content"],
@@ -226,6 +236,14 @@ async fn a_chat_paid_with_upto_is_charged_for_the_tokens_used() {
     );
     assert_eq!(stack.pay_to_balance().await, payee_before + U256::from(12));
 
+    // GPU-Bridge `/run`: the answer says what the call cost, the usage.
+    let run = json!({"service": "llm-4090", "input": {"prompt": "hi there", "max_tokens": 1000}});
+    let result = pay_upto(&stack, "/run", &run, &payer.signer).await;
+    assert_eq!(result["status"], 200, "{result}");
+    assert_eq!(result["paymentResponse"]["amount"], "12", "{result}");
+    assert_eq!(result["body"]["cost_usd"], "0.000012", "{result}");
+    assert_eq!(stack.pay_to_balance().await, payee_before + U256::from(24));
+
     // An exact client still pays the quoted maximum for the same call.
     let (response, amount) = stack
         .pay_post("/v1/chat/completions", &request, 1, Wire::V2)
@@ -234,6 +252,6 @@ async fn a_chat_paid_with_upto_is_charged_for_the_tokens_used() {
     assert!(amount > U256::from(1_000), "exact pays the quote: {amount}");
     assert_eq!(
         stack.pay_to_balance().await,
-        payee_before + U256::from(12) + amount
+        payee_before + U256::from(24) + amount
     );
 }

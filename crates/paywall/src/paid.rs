@@ -1,7 +1,7 @@
 //! What a handler behind the paywall learns about the payment for its request.
 
 use tokio::sync::watch;
-use x402_proto::{Network, PaymentRequest, SettleResponse, TokenAmount};
+use x402_proto::{Network, PaymentRequest, Scheme, SettleResponse, TokenAmount};
 
 use crate::price::PaymentOption;
 
@@ -13,6 +13,7 @@ use crate::price::PaymentOption;
 #[derive(Clone, Debug)]
 pub struct Paid {
     pub(crate) payer: String,
+    pub(crate) scheme: Scheme,
     pub(crate) amount: TokenAmount,
     pub(crate) asset: String,
     pub(crate) network: Network,
@@ -32,6 +33,7 @@ impl Paid {
         let (_, settlement) = watch::channel(Some(receipt.clone()));
         Self {
             payer: receipt.payer.clone().unwrap_or_default(),
+            scheme: option.scheme.clone(),
             amount: request.requirements().amount,
             asset: option.asset.clone(),
             network: option.network.clone(),
@@ -55,6 +57,17 @@ impl Paid {
     /// The amount charged in whole units of the asset (USD for USDC), e.g. `"0.0045"`.
     pub fn amount_human(&self) -> String {
         self.amount.to_human(self.decimals)
+    }
+
+    /// The scheme paid with: under `upto` the amount is the maximum, and what is settled is
+    /// what the handler reports it used.
+    pub fn scheme(&self) -> &Scheme {
+        &self.scheme
+    }
+
+    /// `atomic` units of the asset paid with, in whole units.
+    pub fn human(&self, atomic: TokenAmount) -> String {
+        atomic.to_human(self.decimals)
     }
 
     /// The token paid with.

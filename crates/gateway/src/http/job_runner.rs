@@ -22,7 +22,7 @@ pub(super) async fn start_job(state: &Arc<AppState>, prepared: Prepared, paid: &
         tracing::error!(%error, job = %id, "could not record a paid job; running it in the request");
         return match task::run(prepared.task.clone(), &state.backends).await {
             Ok(output) => match output.gpu_bridge() {
-                Ok(output) => completed(&prepared, output, paid),
+                Ok(output) => completed(&prepared, output, paid, paid.amount_human()),
                 Err(_) => charged_failure(
                     &BackendError::Failed("streaming answers cannot run as jobs".into()),
                     paid,

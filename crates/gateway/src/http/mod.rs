@@ -134,8 +134,15 @@ pub(super) async fn run(
     match task::run(prepared.task.clone(), &state.backends).await {
         Ok(output) => {
             let usage = metered_usage(&state, &prepared, &output);
+            // Under upto the charge is the usage; otherwise what was paid.
+            let charged = match usage {
+                Some(used) if *paid.scheme() == x402_proto::Scheme::UPTO => {
+                    paid.human(x402_proto::TokenAmount(used))
+                }
+                _ => paid.amount_human(),
+            };
             let mut response = match output.gpu_bridge() {
-                Ok(output) => completed(&prepared, output, &paid),
+                Ok(output) => completed(&prepared, output, &paid, charged),
                 Err(stream) => openai::event_stream(stream),
             };
             report_usage(&mut response, usage);
@@ -169,13 +176,18 @@ pub(super) fn report_usage(response: &mut Response, usage: Option<x402_proto::U2
     }
 }
 
-pub(super) fn completed(prepared: &Prepared, output: Value, paid: &Paid) -> Response {
+pub(super) fn completed(
+    prepared: &Prepared,
+    output: Value,
+    paid: &Paid,
+    cost_usd: String,
+) -> Response {
     Json(RunCompleted {
         id: format!("run_{}", uuid::Uuid::new_v4().simple()),
         status: JobStatus::Completed,
         service: prepared.service.to_owned(),
         output,
-        cost_usd: paid.amount_human(),
+        cost_usd,
         payer: paid.payer().to_owned(),
     })
     .into_response()

@@ -243,6 +243,7 @@ where
     let timing = quote.settle_timing().unwrap_or(price.settle);
     let mut paid = Paid {
         payer: verified.payer.clone(),
+        scheme: verified.option.scheme.clone(),
         amount: verified.request.requirements().amount,
         asset: verified.option.asset.clone(),
         network: verified.option.network.clone(),
