@@ -198,3 +198,49 @@ fn a_new_wallet_is_owner_only_and_its_key_is_never_printed() {
     );
     assert_eq!(std::fs::read_to_string(&file).unwrap(), key);
 }
+
+#[test]
+fn a_wallet_approves_permit2_once_for_upto() {
+    let dev = DevStack::start();
+    let home = dev.agent_home();
+    let key = dev.state["payer_private_keys"][5].as_str().unwrap();
+    let owner = dev.state["payer_addresses"][5].as_str().unwrap();
+    let state_dir = dev.state_dir();
+    let out = x402(
+        &[
+            "wallet",
+            "approve-permit2",
+            "--dev-state",
+            state_dir.to_str().unwrap(),
+        ],
+        &home,
+        Some(key),
+    );
+    assert_succeeded(&out);
+    let tx = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+    assert_eq!(tx.len(), 66, "{tx}");
+    // allowance(owner, Permit2) on the dev token is now unlimited.
+    let permit2 = "000000000022d473030f116ddee9f6b43ac78ba3";
+    let data = format!(
+        "0xdd62ed3e{:0>64}{:0>64}",
+        owner.trim_start_matches("0x").to_lowercase(),
+        permit2
+    );
+    let rpc = dev.text("rpc_url");
+    let allowance = common::rpc(
+        &rpc,
+        "eth_call",
+        serde_json::json!([{"to": dev.text("asset"), "data": data}, "latest"]),
+    );
+    assert_eq!(allowance, Value::String(format!("0x{}", "f".repeat(64))));
+    // Without a wallet there is nothing to approve with: it says how to make one.
+    let args = [
+        "wallet",
+        "approve-permit2",
+        "--dev-state",
+        state_dir.to_str().unwrap(),
+    ];
+    let empty = tempfile::tempdir().unwrap();
+    let said = refusal(&x402(&args, empty.path(), None));
+    assert!(said.contains("x402 wallet new"), "{said}");
+}

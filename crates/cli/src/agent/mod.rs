@@ -152,6 +152,9 @@ pub(crate) fn explain(error: &PayError, address: &str) -> anyhow::Error {
                 "\n  hint: the wallet {address} lacks the USDC; fund it (see `x402 wallet balance`)"
             )
         }
+        PayError::Refused { reason, .. } if reason.contains("permit2_allowance_required") => {
+            "\n  hint: the offer pays through Permit2: run `x402 wallet approve-permit2 --rpc <URL> --asset <token>` once (it costs gas)".to_owned()
+        }
         PayError::Budget(_) => {
             "\n  hint: `x402 budget show` lists the limits; `x402 budget set` changes them"
                 .to_owned()

@@ -16,19 +16,46 @@ pub(crate) enum WalletCommand {
     Address,
     /// Print the wallet's USDC balance (and gas) on a chain.
     Balance {
-        /// JSON-RPC endpoint; default: the `x402 dev` chain from --dev-state.
-        #[arg(long, value_name = "URL")]
-        rpc: Option<String>,
-        /// Token address; default: the `x402 dev` token (Base USDC's address).
-        #[arg(long, value_name = "ADDRESS")]
-        asset: Option<String>,
+        #[command(flatten)]
+        chain: TokenOnChain,
         /// Token decimals.
         #[arg(long, default_value_t = 6)]
         decimals: u8,
-        /// The `x402 dev` state directory to read the chain from.
-        #[arg(long, value_name = "DIR", default_value = ".x402/dev")]
-        dev_state: PathBuf,
     },
+    /// Let Permit2 move this wallet's tokens, once per token and chain (a transaction this
+    /// wallet pays gas for): what `upto` offers (pay for what was used) and `exact` offers in
+    /// tokens without EIP-3009 need; without it they answer 412 `permit2_allowance_required`.
+    ApprovePermit2 {
+        #[command(flatten)]
+        chain: TokenOnChain,
+    },
+}
+
+/// A token on a chain: given, or the `x402 dev` stack's.
+#[derive(Debug, clap::Args)]
+pub(crate) struct TokenOnChain {
+    /// JSON-RPC endpoint; default: the `x402 dev` chain from --dev-state.
+    #[arg(long, value_name = "URL")]
+    rpc: Option<String>,
+    /// Token address; default: the `x402 dev` token (Base USDC's address).
+    #[arg(long, value_name = "ADDRESS")]
+    asset: Option<String>,
+    /// The `x402 dev` state directory to read the chain from.
+    #[arg(long, value_name = "DIR", default_value = ".x402/dev")]
+    dev_state: PathBuf,
+}
+
+impl TokenOnChain {
+    /// The RPC endpoint and the token address.
+    fn resolve(self) -> anyhow::Result<(String, String)> {
+        let dev = read_dev_state(&self.dev_state).ok();
+        let rpc = chain_rpc(self.rpc, dev.as_ref())?;
+        let asset = self
+            .asset
+            .or_else(|| dev.as_ref().map(|d| d.asset.clone()))
+            .unwrap_or_else(|| "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".to_owned());
+        Ok((rpc, asset))
+    }
 }
 
 pub(crate) async fn wallet(home: &Home, command: WalletCommand) -> anyhow::Result<()> {
@@ -50,17 +77,8 @@ pub(crate) async fn wallet(home: &Home, command: WalletCommand) -> anyhow::Resul
             println!("{}", signer.address());
         }
         WalletCommand::Address => println!("{}", home.signer()?.address()),
-        WalletCommand::Balance {
-            rpc,
-            asset,
-            decimals,
-            dev_state,
-        } => {
-            let dev = read_dev_state(&dev_state).ok();
-            let rpc = chain_rpc(rpc, dev.as_ref())?;
-            let asset = asset
-                .or_else(|| dev.as_ref().map(|d| d.asset.clone()))
-                .unwrap_or_else(|| "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".to_owned());
+        WalletCommand::Balance { chain, decimals } => {
+            let (rpc, asset) = chain.resolve()?;
             let address = home.signer()?.address();
             let http = reqwest::Client::new();
             let token =
@@ -80,6 +98,50 @@ pub(crate) async fn wallet(home: &Home, command: WalletCommand) -> anyhow::Resul
                 gas.to_human(18)
             );
         }
+        WalletCommand::ApprovePermit2 { chain } => {
+            let (rpc, asset) = chain.resolve()?;
+            let tx = approve_permit2(home.signer()?, &rpc, &asset).await?;
+            eprintln!("Permit2 may now move {asset} for this wallet");
+            println!("{tx}");
+        }
     }
     Ok(())
+}
+
+/// Sends `approve(Permit2, max)` on `asset` from `signer` and waits for it: the transaction.
+async fn approve_permit2(signer: PrivateKeySigner, rpc: &str, asset: &str) -> anyhow::Result<B256> {
+    use alloy::network::EthereumWallet;
+    use alloy::providers::{Provider, ProviderBuilder};
+    use alloy::sol_types::SolCall;
+    alloy::sol! {
+        function approve(address spender, uint256 value) external returns (bool);
+    }
+    let token: alloy::primitives::Address = asset
+        .parse()
+        .with_context(|| format!("--asset {asset:?} is not an address"))?;
+    let input = approveCall {
+        spender: x402_devnet::PERMIT2_ADDRESS,
+        value: alloy::primitives::U256::MAX,
+    }
+    .abi_encode();
+    let provider = ProviderBuilder::new()
+        .wallet(EthereumWallet::from(signer))
+        .connect_http(
+            rpc.parse()
+                .with_context(|| format!("--rpc {rpc:?} is not a URL"))?,
+        );
+    let request = alloy::rpc::types::TransactionRequest::default()
+        .to(token)
+        .input(input.into());
+    let receipt = provider
+        .send_transaction(request)
+        .await
+        .context("sending the approval (does the wallet hold ETH for gas?)")?
+        .get_receipt()
+        .await
+        .context("waiting for the approval")?;
+    if !receipt.status() {
+        bail!("the approval reverted: {}", receipt.transaction_hash);
+    }
+    Ok(receipt.transaction_hash)
 }
