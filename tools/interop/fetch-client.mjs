@@ -10,6 +10,9 @@
 //   PRIVATE_KEY     required, 0x-prefixed 32-byte hex key of the payer
 //   SCHEMES         optional, the schemes to register: "exact,upto" by default, "upto" for an
 //                   upto-only buyer
+//   RPC_URL         optional; lets the schemes read the chain, so that a Permit2 payment by a
+//                   payer without an allowance carries an EIP-2612 approval when the server
+//                   declares eip2612GasSponsoring
 //   SPEND_CONTROLS  optional; "off" disables the SDK's spend controls (by default it only pays
 //                   SDK-known assets such as Base USDC, at most $1 per payment)
 //   TIMEOUT_MS      optional, overall request deadline, default 120000
@@ -52,8 +55,9 @@ const schemes = (process.env.SCHEMES || "exact,upto").split(",");
 const unknownScheme = schemes.find((s) => !["exact", "upto"].includes(s));
 if (unknownScheme !== undefined) fail(`SCHEMES names an unknown scheme: ${unknownScheme}`);
 const client = new x402Client();
-if (schemes.includes("exact")) client.register("eip155:*", new ExactEvmScheme(account));
-if (schemes.includes("upto")) client.register("eip155:*", new UptoEvmScheme(account));
+const options = process.env.RPC_URL ? { rpcUrl: process.env.RPC_URL } : undefined;
+if (schemes.includes("exact")) client.register("eip155:*", new ExactEvmScheme(account, options));
+if (schemes.includes("upto")) client.register("eip155:*", new UptoEvmScheme(account, options));
 if (process.env.SPEND_CONTROLS === "off") client.setSpendControls(false);
 client.onAfterPaymentCreation(async ({ selectedRequirements: r }) => {
   process.stderr.write(

@@ -79,6 +79,35 @@ async fn the_official_client_pays_the_usage_not_the_maximum() {
 }
 
 #[tokio::test]
+async fn a_payer_without_an_allowance_pays_in_one_step_with_an_eip2612_approval() {
+    let (stack, url) = metered_route().await;
+    // Payer 3 never approved Permit2 and sends no transaction: the official client (able to
+    // read the chain) signs an EIP-2612 approval of Permit2, which the 402 declares accepted.
+    let payer = &stack.chain.devnet.payers()[3];
+    let before = stack.before().await;
+    let payer_before = stack.chain.balance(payer.address).await;
+    let result = official_fetch(vec![
+        ("URL", url),
+        ("PRIVATE_KEY", payer.signer.to_bytes().to_string()),
+        ("SCHEMES", "upto".into()),
+        ("RPC_URL", stack.chain.devnet.rpc_url().to_string()),
+    ])
+    .await;
+    assert_eq!(result["status"], 200, "{result}");
+    assert_eq!(
+        result["paymentResponse"]["amount"],
+        USED.to_string(),
+        "{result}"
+    );
+    // One transaction (the approval and the transfer together), exactly the usage moved.
+    stack.assert_since(before, 1, USED as u64).await;
+    assert_eq!(
+        stack.chain.balance(payer.address).await,
+        payer_before - U256::from(USED)
+    );
+}
+
+#[tokio::test]
 async fn our_client_pays_the_usage() {
     let (stack, url) = metered_route().await;
     let payer = &stack.chain.devnet.payers()[1];

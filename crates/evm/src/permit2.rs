@@ -58,6 +58,16 @@ macro_rules! permit2_sol {
                 uint256 deadline;
             }
 
+            /// An EIP-2612 approval of Permit2 a proxy tries before settling (gas sponsoring).
+            #[derive(Debug, PartialEq, Eq)]
+            struct Permit2612 {
+                uint256 value;
+                uint256 deadline;
+                bytes32 r;
+                bytes32 s;
+                uint8 v;
+            }
+
             /// The EIP-712 message a payer signs (Permit2's witness transfer).
             #[derive(Debug, PartialEq, Eq)]
             struct PermitWitnessTransferFrom {
@@ -69,6 +79,20 @@ macro_rules! permit2_sol {
             }
 
             $($scheme_items)*
+        }
+
+        impl From<crate::permit2::Permit2612Parts> for Permit2612 {
+            /// The approval as a proxy's `settleWithPermit` takes it (the signature split).
+            fn from(parts: crate::permit2::Permit2612Parts) -> Self {
+                let signature = parts.signature;
+                Self {
+                    value: parts.value,
+                    deadline: parts.deadline,
+                    r: alloy::primitives::B256::from_slice(&signature[..32]),
+                    s: alloy::primitives::B256::from_slice(&signature[32..64]),
+                    v: signature[64],
+                }
+            }
         }
     };
 }
@@ -105,6 +129,18 @@ pub struct Permit2Authorization<W> {
     pub deadline: U256,
     /// What the scheme binds besides the permit (the payee, …).
     pub witness: W,
+}
+
+impl<W> Permit2Payload<W> {
+    /// The EIP-2612 approval of Permit2 riding along with `request`, checked against this
+    /// payment's payer and token ([`eip2612_sponsoring`]).
+    pub(crate) fn sponsoring(
+        &self,
+        request: &PaymentRequest,
+    ) -> Result<Option<Permit2612Parts>, Refusal> {
+        let auth = &self.permit2_authorization;
+        eip2612_sponsoring(request, auth.from, auth.permitted.token)
+    }
 }
 
 impl<W: Serialize> Permit2Payload<W> {
@@ -323,6 +359,110 @@ pub(crate) async fn signed_by(
     // A wallet that reverts refuses the signature.
     let answer = chain.provider().call(call).await.unwrap_or_default();
     Ok(crate::smart_wallet::is_erc1271_magic(&answer))
+}
+
+/// The key of the EIP-2612 gas-sponsoring extension in a payment's `extensions`.
+pub(crate) const EIP2612_GAS_SPONSORING: &str = "eip2612GasSponsoring";
+
+/// The EIP-2612 approval of Permit2 riding along with `request` (the `eip2612GasSponsoring`
+/// extension), checked as the official facilitator checks it against the payer `owner`, the
+/// token paid and the time: `None` when there is none.
+pub(crate) fn eip2612_sponsoring(
+    request: &PaymentRequest,
+    owner: Address,
+    token: Address,
+) -> Result<Option<Permit2612Parts>, Refusal> {
+    let PaymentRequest::V2 { payload, .. } = request else {
+        return Ok(None);
+    };
+    let Some(info) = payload
+        .extensions
+        .as_ref()
+        .and_then(|extensions| extensions.get(EIP2612_GAS_SPONSORING))
+        .and_then(|extension| extension.get("info"))
+    else {
+        return Ok(None);
+    };
+    let text = |key: &str| info.get(key).and_then(serde_json::Value::as_str);
+    // Clients echo the server's declaration ({description, version}) when they sign nothing:
+    // an `info` without the approval's fields carries no approval.
+    let fields = [
+        "from",
+        "asset",
+        "spender",
+        "amount",
+        "nonce",
+        "deadline",
+        "signature",
+        "version",
+    ];
+    if fields.iter().any(|key| text(key).is_none_or(str::is_empty)) {
+        return Ok(None);
+    }
+    let malformed = || {
+        refuse(
+            ReasonCode::EIP2612_EXTENSION_FORMAT,
+            "eip2612GasSponsoring.info needs from, asset, spender (addresses), amount, nonce, \
+             deadline (decimal numbers), a 65-byte hex signature and a version",
+        )
+    };
+    let address = |key: &str| text(key).and_then(|v| v.parse::<Address>().ok());
+    let number = |key: &str| {
+        text(key)
+            .filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|v| U256::from_str_radix(v, 10).ok())
+    };
+    let (Some(from), Some(asset), Some(spender), Some(value), Some(_nonce), Some(deadline)) = (
+        address("from"),
+        address("asset"),
+        address("spender"),
+        number("amount"),
+        number("nonce"),
+        number("deadline"),
+    ) else {
+        return Err(malformed());
+    };
+    let signature = text("signature")
+        .and_then(|v| v.parse::<Bytes>().ok())
+        .filter(|s| s.len() == 65)
+        .ok_or_else(malformed)?;
+    if from != owner {
+        return Err(refuse(
+            ReasonCode::EIP2612_FROM_MISMATCH,
+            "info.from is not the payer",
+        ));
+    }
+    if asset != token {
+        return Err(refuse(
+            ReasonCode::EIP2612_ASSET_MISMATCH,
+            "info.asset is not the token paid",
+        ));
+    }
+    if spender != PERMIT2_ADDRESS {
+        return Err(refuse(
+            ReasonCode::EIP2612_SPENDER_NOT_PERMIT2,
+            "info.spender is not Permit2",
+        ));
+    }
+    if deadline < U256::from(crate::unix_now() + DEADLINE_BUFFER_SECS) {
+        return Err(refuse(
+            ReasonCode::EIP2612_DEADLINE_EXPIRED,
+            "info.deadline has passed",
+        ));
+    }
+    Ok(Some(Permit2612Parts {
+        value,
+        deadline,
+        signature: alloy::primitives::FixedBytes::from_slice(&signature),
+    }))
+}
+
+/// An EIP-2612 approval of Permit2: its value, deadline and 65-byte signature (r, s, v).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Permit2612Parts {
+    pub(crate) value: U256,
+    pub(crate) deadline: U256,
+    pub(crate) signature: alloy::primitives::FixedBytes<65>,
 }
 
 /// A proxy settle: which proxy, its calldata, the transfer it must make, and the Permit2
@@ -600,6 +740,73 @@ mod tests {
                 code,
                 "{message}"
             );
+        }
+    }
+
+    #[test]
+    fn an_eip2612_approval_is_checked_as_the_official_facilitator_checks_it() {
+        let owner = Address::repeat_byte(0x11);
+        let token = Address::repeat_byte(0x22);
+        let later = (crate::unix_now() + 600).to_string();
+        let info = |edit: &dyn Fn(&mut serde_json::Value)| {
+            let mut info = serde_json::json!({
+                "from": owner, "asset": token, "spender": PERMIT2_ADDRESS,
+                "amount": "20000", "nonce": "0", "deadline": later,
+                "signature": format!("0x{}1b", "ab".repeat(64)), "version": "1",
+            });
+            edit(&mut info);
+            let requirements = serde_json::json!({
+                "scheme": "upto", "network": "eip155:8453", "amount": "20000",
+                "asset": token, "payTo": owner, "maxTimeoutSeconds": 60,
+            });
+            let request: PaymentRequest = serde_json::from_value(serde_json::json!({
+                "x402Version": 2,
+                "paymentPayload": {
+                    "x402Version": 2, "accepted": requirements, "payload": {},
+                    "extensions": {EIP2612_GAS_SPONSORING: {"info": info}},
+                },
+                "paymentRequirements": requirements,
+            }))
+            .unwrap();
+            eip2612_sponsoring(&request, owner, token).map_err(|refusal| refusal.code)
+        };
+        let parts = info(&|_| {}).unwrap().unwrap();
+        assert_eq!(
+            (parts.value, parts.signature[64]),
+            (U256::from(20_000), 0x1b)
+        );
+        // The server's declaration echoed back carries no approval.
+        let echoed = info(&|i| *i = serde_json::json!({"description": "…", "version": "1"}));
+        assert_eq!(echoed, Ok(None));
+        let stranger = Address::repeat_byte(0x33);
+        for (edit, code) in [
+            (
+                Box::new(|i: &mut serde_json::Value| i["from"] = serde_json::json!(stranger))
+                    as Box<dyn Fn(&mut serde_json::Value)>,
+                ReasonCode::EIP2612_FROM_MISMATCH,
+            ),
+            (
+                Box::new(|i: &mut serde_json::Value| i["asset"] = serde_json::json!(stranger)),
+                ReasonCode::EIP2612_ASSET_MISMATCH,
+            ),
+            (
+                Box::new(|i: &mut serde_json::Value| i["spender"] = serde_json::json!(stranger)),
+                ReasonCode::EIP2612_SPENDER_NOT_PERMIT2,
+            ),
+            (
+                Box::new(|i: &mut serde_json::Value| i["deadline"] = serde_json::json!("1")),
+                ReasonCode::EIP2612_DEADLINE_EXPIRED,
+            ),
+            (
+                Box::new(|i: &mut serde_json::Value| i["signature"] = serde_json::json!("0x1234")),
+                ReasonCode::EIP2612_EXTENSION_FORMAT,
+            ),
+            (
+                Box::new(|i: &mut serde_json::Value| i["amount"] = serde_json::json!("-1")),
+                ReasonCode::EIP2612_EXTENSION_FORMAT,
+            ),
+        ] {
+            assert_eq!(info(&*edit), Err(code.clone()), "{code}");
         }
     }
 }

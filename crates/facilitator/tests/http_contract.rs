@@ -108,7 +108,7 @@ async fn http_contract() {
     );
 
     // /supported needs no token and lists the v2 and v1 kinds, `upto` with the address payers
-    // witness, and the signer.
+    // witness, the EIP-2612 gas-sponsoring extension, and the signer.
     let (status, supported) = stack.get("/supported").await;
     assert_eq!(status, 200);
     let supported: serde_json::Value = serde_json::from_str(&supported).unwrap();
@@ -122,7 +122,7 @@ async fn http_contract() {
                 {"x402Version": 2, "scheme": "upto", "network": "eip155:8453",
                  "extra": {"facilitatorAddress": facilitator}}
             ],
-            "extensions": [],
+            "extensions": ["eip2612GasSponsoring"],
             "signers": {"eip155:*": [facilitator]}
         })
     );

@@ -63,6 +63,37 @@ pub(crate) struct Challenge {
     usd: Option<String>,
     /// Whether payments must carry a `payment-identifier` id.
     require_payment_identifier: bool,
+    /// Whether the challenge declares `eip2612GasSponsoring`.
+    gas_sponsoring: bool,
+}
+
+/// The `eip2612GasSponsoring` extension's key.
+pub(crate) const EIP2612_GAS_SPONSORING: &str = "eip2612GasSponsoring";
+
+/// The `eip2612GasSponsoring` declaration of a challenge: a payer without a Permit2 allowance
+/// may send an EIP-2612 approval of Permit2 along with its payment, and the facilitator
+/// settles both in one transaction.
+fn gas_sponsoring_declaration() -> serde_json::Value {
+    json!({
+        "info": {
+            "description": "The facilitator accepts an EIP-2612 approval of the canonical Permit2 sent with the payment.",
+            "version": "1",
+        },
+        "schema": {
+            "type": "object",
+            "required": ["from", "asset", "spender", "amount", "nonce", "deadline", "signature", "version"],
+            "properties": {
+                "from": {"type": "string", "pattern": "^0x[a-fA-F0-9]{40}$"},
+                "asset": {"type": "string", "pattern": "^0x[a-fA-F0-9]{40}$"},
+                "spender": {"type": "string", "pattern": "^0x[a-fA-F0-9]{40}$"},
+                "amount": {"type": "string", "pattern": "^[0-9]+$"},
+                "nonce": {"type": "string", "pattern": "^[0-9]+$"},
+                "deadline": {"type": "string", "pattern": "^[0-9]+$"},
+                "signature": {"type": "string", "pattern": "^0x[a-fA-F0-9]+$"},
+                "version": {"type": "string"},
+            },
+        },
+    })
 }
 
 impl Challenge {
@@ -98,7 +129,14 @@ impl Challenge {
             offers,
             usd,
             require_payment_identifier,
+            gas_sponsoring: false,
         })
+    }
+
+    /// Declares `eip2612GasSponsoring` (when `on`).
+    pub(crate) fn with_gas_sponsoring(mut self, on: bool) -> Self {
+        self.gas_sponsoring = on;
+        self
     }
 
     pub(crate) fn resource(&self) -> &v2::ResourceInfo {
@@ -119,15 +157,19 @@ impl Challenge {
         request_headers: &HeaderMap,
         receipt: Option<(ReceiptHeader, &SettleResponse)>,
     ) -> Response<Body> {
+        let mut extensions = json!({
+            payment_identifier::KEY:
+                payment_identifier::declaration(self.require_payment_identifier),
+        });
+        if self.gas_sponsoring {
+            extensions[EIP2612_GAS_SPONSORING] = gas_sponsoring_declaration();
+        }
         let v2_challenge = v2::PaymentRequired {
             x402_version: V2::default(),
             error: Some(error.to_owned()),
             resource: self.resource.clone(),
             accepts: self.offers.iter().map(|(offer, _)| offer.clone()).collect(),
-            extensions: Some(json!({
-                payment_identifier::KEY:
-                    payment_identifier::declaration(self.require_payment_identifier),
-            })),
+            extensions: Some(extensions),
         };
         let v1_challenge = v1::PaymentRequired {
             x402_version: V1::default(),

@@ -314,6 +314,18 @@ known_values!(ReasonCode {
     PERMIT2_INVALID_NONCE = "permit2_invalid_nonce",
     /// The proxy refused a payment before its `validAfter`.
     PERMIT2_PAYMENT_TOO_EARLY = "permit2_payment_too_early",
+
+    // The `eip2612GasSponsoring` extension (an EIP-2612 approval of Permit2 riding along).
+    /// The extension's `info` is not the expected shape.
+    EIP2612_EXTENSION_FORMAT = "invalid_eip2612_extension_format",
+    /// `info.from` is not the payer.
+    EIP2612_FROM_MISMATCH = "eip2612_from_mismatch",
+    /// `info.asset` is not the token paid.
+    EIP2612_ASSET_MISMATCH = "eip2612_asset_mismatch",
+    /// `info.spender` is not Permit2.
+    EIP2612_SPENDER_NOT_PERMIT2 = "eip2612_spender_not_permit2",
+    /// `info.deadline` has passed or is too close.
+    EIP2612_DEADLINE_EXPIRED = "eip2612_deadline_expired",
 });
 
 #[cfg(test)]

@@ -44,6 +44,8 @@ const OPENING: Opening = Opening {
 #[derive(Debug)]
 struct Verified {
     payload: ExactPermit2Payload,
+    /// The EIP-2612 approval of Permit2 that came with it, if any.
+    permit2612: Option<crate::permit2::Permit2612Parts>,
 }
 
 impl Verified {
@@ -52,7 +54,7 @@ impl Verified {
         let auth = &self.payload.permit2_authorization;
         ProxySettle {
             proxy: EXACT_PERMIT2_PROXY,
-            input: auth.settle_call(self.payload.signature.clone()),
+            input: auth.settle_call_with(self.payload.signature.clone(), self.permit2612),
             transfer: TransferExpectation {
                 asset: auth.permitted.token,
                 from: auth.from,
@@ -159,7 +161,15 @@ impl ExactPermit2Facilitator {
                 "the signature is not the payer's",
             )));
         }
-        let verified = Verified { payload: permit };
+        // A gasless EIP-2612 approval of Permit2 may ride along: checked, then used.
+        let permit2612 = match permit.sponsoring(request) {
+            Ok(permit2612) => permit2612,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let verified = Verified {
+            permit2612,
+            payload: permit,
+        };
         if let Some(refusal) = verified.proxy_settle().simulate(&self.chain).await? {
             return Ok(Err(refusal));
         }

@@ -24,6 +24,7 @@ crate::permit2::permit2_sol! {
     #[derive(Debug)]
     interface IExactPermit2Proxy {
         function settle(PermitTransferFrom permit, address owner, Witness witness, bytes signature) external;
+        function settleWithPermit(Permit2612 permit2612, PermitTransferFrom permit, address owner, Witness witness, bytes signature) external;
     }
 }
 
@@ -98,6 +99,16 @@ impl ExactPermit2Authorization {
     /// The proxy's `settle` call with `signature`: the signed message's parts, as the proxy
     /// takes them.
     pub fn settle_call(&self, signature: Bytes) -> Vec<u8> {
+        self.settle_call_with(signature, None)
+    }
+
+    /// [`Self::settle_call`], first trying `permit2612` (an EIP-2612 approval of Permit2) when
+    /// one rides along.
+    pub(crate) fn settle_call_with(
+        &self,
+        signature: Bytes,
+        permit2612: Option<crate::permit2::Permit2612Parts>,
+    ) -> Vec<u8> {
         let PermitWitnessTransferFrom {
             permitted,
             nonce,
@@ -110,6 +121,16 @@ impl ExactPermit2Authorization {
             nonce,
             deadline,
         };
+        if let Some(p) = permit2612 {
+            return IExactPermit2Proxy::settleWithPermitCall {
+                permit2612: p.into(),
+                permit,
+                owner: self.from,
+                witness,
+                signature,
+            }
+            .abi_encode();
+        }
         IExactPermit2Proxy::settleCall {
             permit,
             owner: self.from,

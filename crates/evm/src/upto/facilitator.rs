@@ -26,6 +26,8 @@ pub struct UptoEvmFacilitator {
 #[derive(Debug)]
 pub(super) struct Verified {
     pub(super) payload: UptoPayload,
+    /// The EIP-2612 approval of Permit2 that came with it, if any.
+    pub(super) permit2612: Option<crate::permit2::Permit2612Parts>,
 }
 
 impl Verified {
@@ -74,7 +76,8 @@ impl UptoEvmFacilitator {
     fn supported_now(&self) -> SupportedResponse {
         SupportedResponse {
             kinds: vec![self.kind()],
-            extensions: Vec::new(),
+            // A payer without a Permit2 allowance may send an EIP-2612 approval along.
+            extensions: vec![crate::permit2::EIP2612_GAS_SPONSORING.to_owned()],
             signers: crate::facilitator::evm_signers(self.chain.signer_address()),
         }
     }

@@ -25,6 +25,7 @@ crate::permit2::permit2_sol! {
     #[derive(Debug)]
     interface IUptoPermit2Proxy {
         function settle(PermitTransferFrom permit, uint256 amount, address owner, Witness witness, bytes signature) external;
+        function settleWithPermit(Permit2612 permit2612, PermitTransferFrom permit, uint256 amount, address owner, Witness witness, bytes signature) external;
     }
 }
 
@@ -67,12 +68,35 @@ impl UptoAuthorization {
 
     /// The proxy's `settle` call moving `amount` with `signature`.
     pub fn settle_call(&self, amount: U256, signature: Bytes) -> Vec<u8> {
+        self.settle_call_with(amount, signature, None)
+    }
+
+    /// [`Self::settle_call`], first trying `permit2612` (an EIP-2612 approval of Permit2) when
+    /// one rides along.
+    pub(crate) fn settle_call_with(
+        &self,
+        amount: U256,
+        signature: Bytes,
+        permit2612: Option<crate::permit2::Permit2612Parts>,
+    ) -> Vec<u8> {
+        let permit = PermitTransferFrom {
+            permitted: self.token_permissions(),
+            nonce: self.nonce,
+            deadline: self.deadline,
+        };
+        if let Some(p) = permit2612 {
+            return IUptoPermit2Proxy::settleWithPermitCall {
+                permit2612: p.into(),
+                permit,
+                amount,
+                owner: self.from,
+                witness: self.witness(),
+                signature,
+            }
+            .abi_encode();
+        }
         IUptoPermit2Proxy::settleCall {
-            permit: PermitTransferFrom {
-                permitted: self.token_permissions(),
-                nonce: self.nonce,
-                deadline: self.deadline,
-            },
+            permit,
             amount,
             owner: self.from,
             witness: self.witness(),

@@ -106,7 +106,14 @@ impl UptoEvmFacilitator {
         if let Some(refusal) = self.check_signature(&upto).await? {
             return Ok(Err(refusal));
         }
-        let verified = Verified { payload: upto };
+        // A gasless EIP-2612 approval of Permit2 may ride along: checked, then used.
+        let verified = match upto.sponsoring(request) {
+            Ok(permit2612) => Verified {
+                payload: upto,
+                permit2612,
+            },
+            Err(refusal) => return Ok(Err(refusal)),
+        };
         if let Some(refusal) = self.simulate(&verified, requirements.amount.0).await? {
             return Ok(Err(refusal));
         }
@@ -147,7 +154,7 @@ impl Verified {
         let auth = self.authorization();
         ProxySettle {
             proxy: UPTO_PERMIT2_PROXY,
-            input: auth.settle_call(amount, self.payload.signature.clone()),
+            input: auth.settle_call_with(amount, self.payload.signature.clone(), self.permit2612),
             transfer: TransferExpectation {
                 asset: auth.permitted.token,
                 from: auth.from,

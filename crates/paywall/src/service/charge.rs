@@ -81,7 +81,11 @@ where
         inner_state.config.public_url.as_deref(),
         inner_state.config.require_payment_identifier,
     ) {
-        Ok(challenge) => challenge,
+        Ok(challenge) => challenge.with_gas_sponsoring(
+            inner_state
+                .gas_sponsoring
+                .load(std::sync::atomic::Ordering::Relaxed),
+        ),
         Err(rejection) => return response::rejection(rejection),
     };
 

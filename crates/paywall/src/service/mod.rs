@@ -83,6 +83,9 @@ struct Inner {
     schemes: Vec<Arc<dyn SchemeServer>>,
     /// What the facilitator advertised at [`Paywall::initialize`].
     kinds: Arc<std::sync::RwLock<Vec<SupportedKind>>>,
+    /// Whether challenges declare `eip2612GasSponsoring` (the facilitator supports it and an
+    /// offer pays through Permit2), as found at [`Paywall::initialize`].
+    gas_sponsoring: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl Inner {
@@ -140,6 +143,7 @@ impl Paywall {
                 guard,
                 schemes: Vec::new(),
                 kinds: Arc::default(),
+                gas_sponsoring: Arc::default(),
             }),
         })
     }
@@ -175,6 +179,22 @@ impl Paywall {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         kinds.clone_from(&supported.kinds);
+        let through_permit2 = self.inner.options.iter().any(|option| {
+            option.scheme == x402_proto::Scheme::UPTO
+                || option
+                    .extra
+                    .as_ref()
+                    .and_then(|extra| extra.get("assetTransferMethod"))
+                    .is_some_and(|method| method == "permit2")
+        });
+        let sponsored = supported
+            .extensions
+            .iter()
+            .any(|key| key == crate::response::EIP2612_GAS_SPONSORING);
+        self.inner.gas_sponsoring.store(
+            through_permit2 && sponsored,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         Ok(supported.kinds)
     }
 
