@@ -207,6 +207,7 @@ impl SchemeClient for ToyClient {
                 }),
                 nonce: Some(nonce),
                 valid_before: Some(now + requirements.max_timeout_seconds),
+                extensions: None,
             })
         })
     }

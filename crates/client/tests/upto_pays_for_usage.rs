@@ -12,7 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
-use x402_evm::upto::UptoEvmServer;
+use x402_evm::upto::{UptoEvmClient, UptoEvmServer};
 use x402_paywall::{PaymentOption, Paywall, PaywallConfig, RoutePrice};
 use x402_proto::{Network, Scheme, SettleResponse, TokenAmount, Usage, V2, encode_header, v2};
 use x402_testkit::{Chain, Stack, official_fetch};
@@ -105,6 +105,31 @@ async fn a_payer_without_an_allowance_pays_in_one_step_with_an_eip2612_approval(
         stack.chain.balance(payer.address).await,
         payer_before - U256::from(USED)
     );
+}
+
+#[tokio::test]
+async fn our_client_reading_the_chain_pays_without_an_allowance_in_one_step() {
+    let (stack, url) = metered_route().await;
+    // Payer 4 never approved Permit2; our client reads its allowance and signs an EIP-2612
+    // approval of Permit2 into the payment.
+    let payer = &stack.chain.devnet.payers()[4];
+    let before = stack.before().await;
+    let upto =
+        UptoEvmClient::new(payer.signer.clone()).with_chain(stack.chain.devnet.rpc_url().clone());
+    let client =
+        common::paying_client(reqwest::Client::new(), &payer.signer).with_scheme(Arc::new(upto));
+    let paid = client
+        .send(reqwest::Client::new().get(&url).build().unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(paid.response.status(), 200);
+    let receipt = paid.receipt.expect("a receipt");
+    assert_eq!(
+        receipt.amount,
+        Some(TokenAmount::from_atomic(USED)),
+        "{receipt:?}"
+    );
+    stack.assert_since(before, 1, USED as u64).await;
 }
 
 #[tokio::test]

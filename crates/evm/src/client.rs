@@ -115,12 +115,30 @@ macro_rules! evm_scheme_client {
         #[derive(Clone, Debug)]
         pub struct $name<S> {
             signer: S,
+            /// A chain to read, when the client may (see `with_chain`).
+            chain: Option<alloy::providers::DynProvider>,
         }
 
         impl<S> $name<S> {
-            /// Pays with `signer`.
+            /// Pays with `signer`, reading no chain.
             pub fn new(signer: S) -> Self {
-                Self { signer }
+                Self {
+                    signer,
+                    chain: None,
+                }
+            }
+
+            /// Lets the client read the chain at `rpc_url` where paying needs it (a Permit2
+            /// payer's allowance: when it is short, the payment carries a signed EIP-2612
+            /// approval of Permit2 that the facilitator settles with it).
+            pub fn with_chain(mut self, rpc_url: alloy::transports::http::reqwest::Url) -> Self {
+                use alloy::providers::Provider;
+                self.chain = Some(
+                    alloy::providers::ProviderBuilder::new()
+                        .connect_http(rpc_url)
+                        .erased(),
+                );
+                self
             }
         }
 
@@ -190,6 +208,7 @@ pub(crate) fn signed_payload(
     Ok(x402_proto::SignedPayload {
         nonce: Some(nonce),
         valid_before: Some(u64::try_from(valid_before).unwrap_or(u64::MAX)),
+        extensions: None,
         payload: serde_json::to_value(payload)
             .map_err(|e| x402_proto::SchemeSignError(e.to_string()))?,
     })

@@ -34,7 +34,90 @@ alloy::sol! {
         function balanceOf(address owner) external view returns (uint256);
         function allowance(address owner, address spender) external view returns (uint256);
         function PERMIT2() external view returns (address);
+        function nonces(address owner) external view returns (uint256);
     }
+
+    /// The EIP-2612 approval a payer signs (the token's domain).
+    #[derive(Debug)]
+    struct Permit {
+        address owner;
+        address spender;
+        uint256 value;
+        uint256 nonce;
+        uint256 deadline;
+    }
+}
+
+/// An `eip2612GasSponsoring` extension approving Permit2 for `requirements.amount` until
+/// `deadline`, signed by `signer`, when `chain` says the payer's allowance is short of it
+/// (`None` when it is enough, or the offer does not name the token's EIP-712 domain).
+pub(crate) async fn eip2612_extension<S: Signer + Send + Sync>(
+    signer: &S,
+    chain: &alloy::providers::DynProvider,
+    requirements: &v2::PaymentRequirements,
+    deadline: U256,
+) -> Result<Option<serde_json::Value>, SchemeSignError> {
+    let fail = |what: String| SchemeSignError(format!("cannot sign the EIP-2612 approval: {what}"));
+    let extra = requirements.extra.as_ref();
+    let text = |key: &str| {
+        extra
+            .and_then(|e| e.get(key))
+            .and_then(serde_json::Value::as_str)
+    };
+    let (Some(name), Some(version), Some(chain_id)) = (
+        text("name"),
+        text("version"),
+        requirements.network.evm_chain_id(),
+    ) else {
+        return Ok(None);
+    };
+    let token: Address = requirements
+        .asset
+        .parse()
+        .map_err(|_| fail("asset is not an address".into()))?;
+    let owner = signer.address();
+    let amount = requirements.amount.0;
+    let read = |input: Vec<u8>| async {
+        let answer = chain
+            .call(
+                TransactionRequest::default()
+                    .to(token)
+                    .input(Bytes::from(input).into()),
+            )
+            .await
+            .map_err(|e| fail(e.to_string()))?;
+        Ok::<U256, SchemeSignError>(U256::try_from_be_slice(&answer).unwrap_or_default())
+    };
+    let allowance = IPermit2Reads::allowanceCall {
+        owner,
+        spender: PERMIT2_ADDRESS,
+    };
+    if read(allowance.abi_encode()).await? >= amount {
+        return Ok(None);
+    }
+    let nonce = read(IPermit2Reads::noncesCall { owner }.abi_encode()).await?;
+    let permit = Permit {
+        owner,
+        spender: PERMIT2_ADDRESS,
+        value: amount,
+        nonce,
+        deadline,
+    };
+    let domain = crate::payload::eip712_domain(name, version, chain_id, token);
+    let digest = alloy::sol_types::SolStruct::eip712_signing_hash(&permit, &domain);
+    let signature = sign_digest(signer, digest).await?;
+    Ok(Some(serde_json::json!({
+        EIP2612_GAS_SPONSORING: {"info": {
+            "from": owner.to_checksum(None),
+            "asset": token.to_checksum(None),
+            "spender": PERMIT2_ADDRESS.to_checksum(None),
+            "amount": amount.to_string(),
+            "nonce": nonce.to_string(),
+            "deadline": deadline.to_string(),
+            "signature": signature.to_string(),
+            "version": "1",
+        }}
+    })))
 }
 
 /// A `sol!` block with Permit2's types for a scheme whose `Witness` struct (and proxy
@@ -148,6 +231,22 @@ impl<W: Serialize> Permit2Payload<W> {
     pub(crate) fn signed(&self) -> Result<x402_proto::SignedPayload, x402_proto::SchemeSignError> {
         let auth = &self.permit2_authorization;
         crate::client::signed_payload(self, auth.nonce.to_string(), auth.deadline)
+    }
+
+    /// [`Self::signed`], with an EIP-2612 approval of Permit2 by `signer` riding along when
+    /// `chain` (if the client may read one) says the allowance is short.
+    pub(crate) async fn signed_reading<S: Signer + Send + Sync>(
+        &self,
+        signer: &S,
+        chain: Option<&alloy::providers::DynProvider>,
+        requirements: &v2::PaymentRequirements,
+    ) -> Result<x402_proto::SignedPayload, x402_proto::SchemeSignError> {
+        let mut signed = self.signed()?;
+        if let Some(chain) = chain {
+            let deadline = self.permit2_authorization.deadline;
+            signed.extensions = eip2612_extension(signer, chain, requirements, deadline).await?;
+        }
+        Ok(signed)
     }
 }
 

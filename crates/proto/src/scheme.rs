@@ -78,6 +78,9 @@ pub struct SignedPayload {
     pub nonce: Option<String>,
     /// The Unix time after which it can no longer settle.
     pub valid_before: Option<u64>,
+    /// Extensions the payment carries (`extensions` of the v2 payload), such as an EIP-2612
+    /// approval for gas sponsoring.
+    pub extensions: Option<Value>,
 }
 
 /// Why a client could not sign for an offer.

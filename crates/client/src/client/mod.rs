@@ -298,7 +298,7 @@ impl PayingClient {
             resource: Some(challenge.resource.clone()),
             accepted: choice.requirements.clone(),
             payload: signed.payload,
-            extensions: None,
+            extensions: signed.extensions,
         };
         Ok((payment, choice.requirements.amount, reservation))
     }
@@ -361,7 +361,7 @@ impl PayingClient {
                     resource: Some(c.resource.clone()),
                     accepted: c.accepts[choice.index].clone(),
                     payload: signed.payload,
-                    extensions: None,
+                    extensions: signed.extensions,
                 };
                 (headers::PAYMENT_SIGNATURE, encode_header(&payment))
             }

@@ -59,6 +59,9 @@ impl<S: Signer + Send + Sync> ExactPermit2Client<S> {
         requirements: &v2::PaymentRequirements,
         now: u64,
     ) -> Result<SignedPayload, SchemeSignError> {
-        self.sign_permit2(requirements, now).await?.signed()
+        let payment = self.sign_permit2(requirements, now).await?;
+        payment
+            .signed_reading(&self.signer, self.chain.as_ref(), requirements)
+            .await
     }
 }

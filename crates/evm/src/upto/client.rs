@@ -74,6 +74,9 @@ impl<S: Signer + Send + Sync> UptoEvmClient<S> {
         requirements: &v2::PaymentRequirements,
         now: u64,
     ) -> Result<SignedPayload, SchemeSignError> {
-        self.sign_upto(requirements, now).await?.signed()
+        let payment = self.sign_upto(requirements, now).await?;
+        payment
+            .signed_reading(&self.signer, self.chain.as_ref(), requirements)
+            .await
     }
 }
