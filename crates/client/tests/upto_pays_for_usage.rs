@@ -12,6 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use serde_json::json;
+use x402_client::PayingClient;
 use x402_evm::upto::{UptoEvmClient, UptoEvmServer};
 use x402_paywall::{PaymentOption, Paywall, PaywallConfig, RoutePrice};
 use x402_proto::{Network, Scheme, SettleResponse, TokenAmount, Usage, V2, encode_header, v2};
@@ -48,6 +49,21 @@ async fn metered_route() -> (Stack, String) {
     let route = handler.layer(paywall.layer(RoutePrice::fixed("$0.02".parse().unwrap())));
     let url = common::serve(axum::Router::new().route("/chat", route), "/chat").await;
     (stack, url)
+}
+
+/// `client` GETs `url` (paying): the answer, asserted served and charged exactly the usage.
+async fn pay_for_usage(client: &PayingClient, url: &str) -> x402_client::PaidResponse {
+    let request = reqwest::Client::new().get(url).build().unwrap();
+    let paid = client.send(request, None).await.unwrap();
+    assert_eq!(paid.response.status(), 200);
+    let receipt = paid.receipt.as_ref().expect("a receipt");
+    assert!(receipt.success, "{receipt:?}");
+    assert_eq!(
+        receipt.amount,
+        Some(TokenAmount::from_atomic(USED)),
+        "{receipt:?}"
+    );
+    paid
 }
 
 #[tokio::test]
@@ -118,17 +134,7 @@ async fn our_client_reading_the_chain_pays_without_an_allowance_in_one_step() {
         UptoEvmClient::new(payer.signer.clone()).with_chain(stack.chain.devnet.rpc_url().clone());
     let client =
         common::paying_client(reqwest::Client::new(), &payer.signer).with_scheme(Arc::new(upto));
-    let paid = client
-        .send(reqwest::Client::new().get(&url).build().unwrap(), None)
-        .await
-        .unwrap();
-    assert_eq!(paid.response.status(), 200);
-    let receipt = paid.receipt.expect("a receipt");
-    assert_eq!(
-        receipt.amount,
-        Some(TokenAmount::from_atomic(USED)),
-        "{receipt:?}"
-    );
+    pay_for_usage(&client, &url).await;
     stack.assert_since(before, 1, USED as u64).await;
 }
 
@@ -139,14 +145,7 @@ async fn our_client_pays_the_usage() {
     let before = stack.pay_to_balance().await;
     // upto is one of the client's own plug-ins.
     let client = common::paying_client(reqwest::Client::new(), &payer.signer);
-    let paid = client
-        .send(reqwest::Client::new().get(&url).build().unwrap(), None)
-        .await
-        .unwrap();
-    assert_eq!(paid.response.status(), 200);
-    let receipt = paid.receipt.expect("a receipt");
-    assert!(receipt.success, "{receipt:?}");
-    assert_eq!(receipt.amount, Some(TokenAmount::from_atomic(USED)));
+    let paid = pay_for_usage(&client, &url).await;
     assert_eq!(stack.pay_to_balance().await, before + U256::from(USED));
     // The ledger counts what was taken, not the maximum reserved: the rest is back in the
     // budget.
