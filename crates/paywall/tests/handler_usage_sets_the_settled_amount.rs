@@ -58,8 +58,8 @@ async fn metered_handler(headers: HeaderMap) -> Response {
     response
 }
 
-/// `/metered` (scheme `toy-metered`, $0.0001 = 100 units) and `/fixed` (`exact`, the same price).
-fn shop(facilitator: Arc<MockFacilitator>) -> Router {
+/// Base USDC paid to one payee: by `exact`, and by the toy metered scheme.
+fn options() -> (PaymentOption, PaymentOption) {
     let exact = PaymentOption::exact_evm(
         Network::BASE,
         "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
@@ -72,6 +72,12 @@ fn shop(facilitator: Arc<MockFacilitator>) -> Router {
         scheme: Scheme::new("toy-metered"),
         ..exact.clone()
     };
+    (exact, metered)
+}
+
+/// `/metered` (scheme `toy-metered`, $0.0001 = 100 units) and `/fixed` (`exact`, the same price).
+fn shop(facilitator: Arc<MockFacilitator>) -> Router {
+    let (exact, metered) = options();
     let price = || RoutePrice::fixed("$0.0001".parse().unwrap());
     let paywall = |option| {
         Paywall::new(facilitator.clone(), vec![option], PaywallConfig::default())
@@ -153,4 +159,45 @@ async fn a_fixed_price_route_settles_its_price_whatever_is_reported() {
         assert_eq!((status, leaked), (200, false), "{report:?}");
     }
     assert_eq!(facilitator.settled_amounts(), vec![U256::from(100u64); 3]);
+}
+
+#[tokio::test]
+async fn an_option_the_facilitator_does_not_serve_is_not_offered() {
+    // The facilitator serves exact on Base, not toy-metered.
+    let mut facilitator = MockFacilitator::default();
+    facilitator.supported.kinds = vec![x402_proto::SupportedKind {
+        x402_version: 2,
+        scheme: Scheme::EXACT,
+        network: Network::BASE,
+        extra: None,
+    }];
+    let (exact, metered) = options();
+    let paywall = Paywall::new(
+        Arc::new(facilitator),
+        vec![metered, exact],
+        PaywallConfig::default(),
+    )
+    .unwrap();
+    let app = Router::new().route(
+        "/data",
+        get(|| async { "data" })
+            .layer(paywall.layer(RoutePrice::fixed("$0.0001".parse().unwrap()))),
+    );
+    let offered = |app: Router| async move {
+        let unpaid = app
+            .oneshot(Request::get("/data").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let challenge: v2::PaymentRequired =
+            decode_header(unpaid.headers()["payment-required"].as_bytes()).unwrap();
+        challenge
+            .accepts
+            .iter()
+            .map(|a| a.scheme.to_string())
+            .collect::<Vec<_>>()
+    };
+    // Before the facilitator was asked, every option goes out; after, only what it serves.
+    assert_eq!(offered(app.clone()).await, ["toy-metered", "exact"]);
+    paywall.initialize().await.unwrap();
+    assert_eq!(offered(app).await, ["exact"]);
 }

@@ -16,6 +16,8 @@ pub struct MockFacilitator {
     pub settle_keys: std::sync::Mutex<Vec<Option<x402_proto::IdempotencyKey>>>,
     /// The request of every settle call, in order.
     pub settle_requests: std::sync::Mutex<Vec<PaymentRequest>>,
+    /// What `supported()` answers (nothing, by default).
+    pub supported: x402_proto::SupportedResponse,
 }
 
 /// One scripted answer: a response, or no answer at all.
@@ -46,6 +48,7 @@ impl MockFacilitator {
             verify_calls: Default::default(),
             settle_keys: Default::default(),
             settle_requests: Default::default(),
+            supported: Default::default(),
         }
     }
 
@@ -113,7 +116,7 @@ impl x402_proto::Facilitator for MockFacilitator {
         '_,
         Result<x402_proto::SupportedResponse, x402_proto::FacilitatorError>,
     > {
-        Box::pin(async { Ok(x402_proto::SupportedResponse::default()) })
+        Box::pin(std::future::ready(Ok(self.supported.clone())))
     }
 }
 

@@ -73,7 +73,7 @@ where
         Err(rejection) => return response::rejection(rejection),
     };
     let challenge = match Challenge::build(
-        &inner_state.options,
+        &inner_state.offered(),
         |requirements| inner_state.enhance(requirements),
         &quote,
         &price,

@@ -86,6 +86,9 @@ struct Inner {
     /// Whether challenges declare `eip2612GasSponsoring` (the facilitator supports it and an
     /// offer pays through Permit2), as found at [`Paywall::initialize`].
     gas_sponsoring: Arc<std::sync::atomic::AtomicBool>,
+    /// Which options the facilitator serves (by index), as found at [`Paywall::initialize`];
+    /// `None` until then.
+    served: Arc<std::sync::RwLock<Option<Vec<bool>>>>,
 }
 
 impl Inner {
@@ -109,6 +112,29 @@ impl Inner {
         {
             Some(scheme) => scheme.enhance(requirements, kind),
             None => copy_kind_extra(requirements, kind),
+        }
+    }
+}
+
+impl Inner {
+    /// The options offered: those the facilitator serves, once known (all of them when it
+    /// serves none, so a challenge is never empty).
+    pub(super) fn offered(&self) -> std::borrow::Cow<'_, [PaymentOption]> {
+        let served = self
+            .served
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match served.as_deref() {
+            Some(mask) if mask.iter().any(|s| *s) && mask.iter().any(|s| !*s) => {
+                let offered = self.options.iter().zip(mask);
+                std::borrow::Cow::Owned(
+                    offered
+                        .filter(|(_, s)| **s)
+                        .map(|(o, _)| o.clone())
+                        .collect(),
+                )
+            }
+            _ => std::borrow::Cow::Borrowed(&self.options),
         }
     }
 }
@@ -144,6 +170,7 @@ impl Paywall {
                 schemes: Vec::new(),
                 kinds: Arc::default(),
                 gas_sponsoring: Arc::default(),
+                served: Arc::default(),
             }),
         })
     }
@@ -179,6 +206,28 @@ impl Paywall {
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         kinds.clone_from(&supported.kinds);
+        let served: Vec<bool> = self
+            .inner
+            .options
+            .iter()
+            .map(|option| {
+                let key = SchemeKey {
+                    x402_version: 2,
+                    scheme: option.scheme.clone(),
+                    network: option.network.clone(),
+                };
+                let served = kinds.iter().any(|kind| key.served_by(kind));
+                if !served {
+                    tracing::warn!(scheme = %option.scheme, network = %option.network, "the facilitator does not serve this option; it is not offered");
+                }
+                served
+            })
+            .collect();
+        *self
+            .inner
+            .served
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(served);
         let through_permit2 = self.inner.options.iter().any(|option| {
             option.scheme == x402_proto::Scheme::UPTO
                 || option
