@@ -102,9 +102,10 @@ impl ExactEvmFacilitator {
     async fn settle_payment(
         &self,
         request: &PaymentRequest,
+        idempotency_key: Option<&x402_proto::IdempotencyKey>,
     ) -> Result<SettleResponse, FacilitatorError> {
         if is_permit2_payload(request) {
-            return self.permit2.settle(request, None).await;
+            return self.permit2.settle(request, idempotency_key).await;
         }
         let network = request.wire_network().clone();
         let payment = match self.scheme.verify(request).await {
@@ -170,7 +171,7 @@ macro_rules! facilitator_from_methods {
                 request: &'a x402_proto::PaymentRequest,
                 _idempotency_key: Option<&'a x402_proto::IdempotencyKey>,
             ) -> $crate::facilitator::Answer<'a, x402_proto::SettleResponse> {
-                Box::pin(self.settle_payment(request))
+                Box::pin(self.settle_payment(request, _idempotency_key))
             }
 
             fn supported(&self) -> $crate::facilitator::Answer<'_, x402_proto::SupportedResponse> {

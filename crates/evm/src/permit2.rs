@@ -10,9 +10,11 @@ use alloy::rpc::types::TransactionRequest;
 use alloy::signers::Signer;
 use alloy::sol_types::{Eip712Domain, SolCall};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
+
 use x402_proto::{
-    FacilitatorError, Network, PaymentRequest, ReasonCode, Scheme, SchemeSignError, SettleResponse,
-    decimal_u256, v2,
+    FacilitatorError, IdempotencyKey, Network, PaymentRequest, ReasonCode, Scheme, SchemeSignError,
+    SettleResponse, TokenAmount, decimal_u256, v2,
 };
 
 use crate::scheme::ExactEvmScheme;
@@ -574,50 +576,105 @@ pub(crate) struct ProxySettle {
     pub(crate) nonce: U256,
 }
 
-/// How long a settlement answered `settlement_pending` is remembered.
+/// How long a sent settlement is remembered.
 const PENDING_TTL: std::time::Duration = std::time::Duration::from_secs(300);
 
-/// A settlement answered pending: its transaction, the transfer it must make, and since when.
-type PendingSend = (B256, TransferExpectation, std::time::Instant);
+/// A sent settlement: its transaction, the transfer it must make, since when, and the
+/// idempotency key of the request it was settled for.
+type PendingSend = (
+    B256,
+    TransferExpectation,
+    std::time::Instant,
+    Option<IdempotencyKey>,
+);
 
-/// Pending settlements by the owner and Permit2 nonce they spend.
+/// Sent settlements by the owner and Permit2 nonce they spend.
 type PendingByPermit = std::collections::HashMap<(Address, U256), PendingSend>;
 
-/// Settlements whose answer went out as `settlement_pending`, by the owner's Permit2 nonce. A
-/// retry of the same payment (the official server retries once; our paywall until its
-/// patience runs out) waits for that transaction instead of verifying again and sending a
-/// second one (the official facilitator's pending store; in memory, five minutes).
+/// One settlement of a Permit2 payment at a time: a turn per owner and nonce.
+type Turns = std::collections::HashMap<(Address, U256), Arc<tokio::sync::Mutex<()>>>;
+
+/// Settlements sent for Permit2 payments, by the owner's Permit2 nonce, for five minutes (in
+/// memory). A retry of the same payment (the official server retries once after
+/// `settlement_pending`; our paywall until its patience runs out, or after a lost answer)
+/// waits for that transaction and answers for it instead of verifying again and sending a
+/// second one. One settled for a request with an idempotency key answers that key as often as
+/// it asks (another key gets `duplicate_settlement`); one with no key hands its success out
+/// once. Settlements of one payment take turns, so concurrent calls send one transaction.
 #[derive(Debug, Default)]
-pub(crate) struct PendingSends(std::sync::Mutex<PendingByPermit>);
+pub(crate) struct PendingSends {
+    entries: std::sync::Mutex<PendingByPermit>,
+    turns: std::sync::Mutex<Turns>,
+}
+
+/// The owner and Permit2 nonce a request's payment spends.
+fn permit_key(request: &PaymentRequest) -> Option<(Address, U256)> {
+    let permit = request.payload().get("permit2Authorization")?;
+    let owner: Address = permit.get("from")?.as_str()?.parse().ok()?;
+    let nonce: U256 = permit.get("nonce")?.as_str()?.parse().ok()?;
+    Some((owner, nonce))
+}
 
 impl PendingSends {
     fn entries(&self) -> std::sync::MutexGuard<'_, PendingByPermit> {
-        self.0
+        self.entries
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn remember(&self, settle: &ProxySettle, tx_hash: B256) {
+    fn remember(&self, settle: &ProxySettle, tx_hash: B256, key: Option<&IdempotencyKey>) {
         let mut entries = self.entries();
-        entries.retain(|_, (_, _, since)| since.elapsed() < PENDING_TTL);
+        entries.retain(|_, entry| entry.2.elapsed() < PENDING_TTL);
         entries.insert(
             (settle.transfer.from, settle.nonce),
-            (tx_hash, settle.transfer, std::time::Instant::now()),
+            (
+                tx_hash,
+                settle.transfer,
+                std::time::Instant::now(),
+                key.cloned(),
+            ),
         );
     }
 
-    /// When `request`'s Permit2 payment was answered pending: waits for its transaction and
-    /// answers for it (pending again, and remembered again, when it still is).
+    /// Waits for the turn to settle `request`'s payment (`None` when it names none).
+    pub(crate) async fn turn(
+        &self,
+        request: &PaymentRequest,
+    ) -> Option<tokio::sync::OwnedMutexGuard<()>> {
+        let key = permit_key(request)?;
+        let turn = {
+            let mut turns = self
+                .turns
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            turns.retain(|_, turn| Arc::strong_count(turn) > 1);
+            turns.entry(key).or_default().clone()
+        };
+        Some(turn.lock_owned().await)
+    }
+
+    /// When a settlement of `request`'s payment was sent: waits for its transaction and
+    /// answers for it, with the amount it moves (or `duplicate_settlement` for a request with
+    /// another idempotency key than the one it was settled for).
     pub(crate) async fn resume(
         &self,
         chain: &ExactEvmScheme,
         request: &PaymentRequest,
+        key: Option<&IdempotencyKey>,
         failed: ReasonCode,
     ) -> Option<SettleResponse> {
-        let permit = request.payload().get("permit2Authorization")?;
-        let owner: Address = permit.get("from")?.as_str()?.parse().ok()?;
-        let nonce: U256 = permit.get("nonce")?.as_str()?.parse().ok()?;
-        let (tx_hash, transfer, _) = self.entries().remove(&(owner, nonce))?;
+        let permit = permit_key(request)?;
+        let (tx_hash, transfer, _, settled_for) = self.entries().get(&permit).cloned()?;
+        let network = request.wire_network().clone();
+        if settled_for.is_some() && settled_for.as_ref() != key {
+            return Some(SettleResponse::failure(
+                network,
+                ReasonCode::DUPLICATE_SETTLEMENT,
+                "this payment was settled for another request",
+                permit_payer(request),
+                Some(tx_hash.to_string()),
+            ));
+        }
         let outcome = chain
             .wait_for_outcome(tx_hash, &transfer, chain.receipt_timeout())
             .await;
@@ -625,10 +682,17 @@ impl PendingSends {
             proxy: Address::ZERO,
             input: Vec::new(),
             transfer,
-            nonce,
+            nonce: permit.1,
         };
-        let network = request.wire_network().clone();
-        Some(settle.answer(outcome, self, network, permit_payer(request), failed))
+        let mut answer = settle.answer(outcome, self, key, network, permit_payer(request), failed);
+        if answer.success {
+            answer.amount = Some(TokenAmount(transfer.value));
+            if settled_for.is_none() {
+                // A settlement with no key hands its success out once.
+                self.entries().remove(&permit);
+            }
+        }
+        Some(answer)
     }
 }
 
@@ -662,6 +726,14 @@ impl ProxySettle {
         chain: &ExactEvmScheme,
         message: &str,
     ) -> Result<Refusal, FacilitatorError> {
+        // A spent nonce says the payment was settled already (perhaps for this very request,
+        // whose answer was lost): named, so a server can ask for that settlement's receipt.
+        if permit2_revert_reason(message) == Some(ReasonCode::PERMIT2_INVALID_NONCE) {
+            return Ok(refuse(
+                ReasonCode::PERMIT2_INVALID_NONCE,
+                format!("the permit's nonce is spent: {message}"),
+            ));
+        }
         let provider = chain.provider();
         let read = |to: Address, input: Vec<u8>| {
             provider.call(
@@ -709,12 +781,13 @@ impl ProxySettle {
     }
 
     /// Sends the settle from the chain's signer through its send slot and waits for the
-    /// transfer. A refused broadcast is named by `reason_of` (the revert's message); a
-    /// reverted transaction gets `failed`.
+    /// transfer, remembered in `pending` for the request with idempotency key `key`. A refused
+    /// broadcast is named by `reason_of` (the revert's message); a reverted transaction gets
+    /// `failed`.
     pub(crate) async fn send(
         &self,
         chain: &ExactEvmScheme,
-        pending: &PendingSends,
+        (pending, key): (&PendingSends, Option<&IdempotencyKey>),
         network: Network,
         payer: Option<String>,
         failed: ReasonCode,
@@ -738,22 +811,31 @@ impl ProxySettle {
                 return Ok(SettleResponse::failure(network, code, reason, payer, None));
             }
         };
-        Ok(self.answer(outcome, pending, network, payer, failed))
+        Ok(self.answer(outcome, pending, key, network, payer, failed))
     }
 
-    /// The answer for the settle's `outcome`; one still pending is remembered in `pending`.
+    /// The answer for the settle's `outcome`; a settled or pending one is remembered in
+    /// `pending`, for the request with idempotency key `key`.
     fn answer(
         &self,
         outcome: Result<crate::Settlement, crate::SettleError>,
         pending: &PendingSends,
+        key: Option<&IdempotencyKey>,
         network: Network,
         payer: Option<String>,
         failed: ReasonCode,
     ) -> SettleResponse {
         match outcome {
-            Ok(settled) => SettleResponse::success(network, payer, settled.tx_hash.to_string()),
+            Ok(settled) => {
+                // Kept for the request's key (its lost answer is given again); a success with
+                // no key is handed out once.
+                if key.is_some() {
+                    pending.remember(self, settled.tx_hash, key);
+                }
+                SettleResponse::success(network, payer, settled.tx_hash.to_string())
+            }
             Err(crate::SettleError::Pending { tx_hash }) => {
-                pending.remember(self, tx_hash);
+                pending.remember(self, tx_hash, key);
                 SettleResponse::failure(
                     network,
                     ReasonCode::SETTLEMENT_PENDING,

@@ -286,3 +286,47 @@ async fn a_retry_of_a_pending_settlement_waits_for_its_transaction_and_sends_no_
     assert_eq!(upto.paid().await, before + U256::from(1_000));
     assert_eq!(upto.chain.facilitator_tx_count().await, sent_before + 1);
 }
+
+#[tokio::test]
+async fn a_settled_payment_answers_its_request_again_and_no_other() {
+    let upto = Upto::start(20_000).await;
+    let facilitator = upto.facilitator();
+    let request = upto.request(&upto.sign(0).await, 1_000);
+    let key = |k: &str| x402_proto::IdempotencyKey::new(k).unwrap();
+    let sent_before = upto.chain.facilitator_tx_count().await;
+
+    // Concurrent settles of one payment for one request send one transaction, and all of them
+    // get its success.
+    let k = key("request-a");
+    let settle = || facilitator.settle(&request, Some(&k));
+    let (a, b, c, d) = tokio::join!(settle(), settle(), settle(), settle());
+    let answers = [a, b, c, d];
+    let first = answers[0].as_ref().unwrap().clone();
+    assert!(first.success, "{first:?}");
+    for answer in &answers {
+        let answer = answer.as_ref().unwrap();
+        assert_eq!(
+            (answer.success, &answer.transaction),
+            (true, &first.transaction)
+        );
+        assert_eq!(answer.amount, Some(TokenAmount::from_atomic(1_000)));
+    }
+    assert_eq!(upto.chain.facilitator_tx_count().await, sent_before + 1);
+
+    // Its lost answer is given again to that request; another request, or a caller without a
+    // key, learns that the payment bought something else.
+    let again = facilitator
+        .settle(&request, Some(&key("request-a")))
+        .await
+        .unwrap();
+    assert_eq!(again.transaction, first.transaction);
+    for other in [Some(key("request-b")), None] {
+        let answer = facilitator.settle(&request, other.as_ref()).await.unwrap();
+        assert_eq!(
+            answer.error_reason,
+            Some(ReasonCode::DUPLICATE_SETTLEMENT),
+            "{answer:?}"
+        );
+    }
+    assert_eq!(upto.chain.facilitator_tx_count().await, sent_before + 1);
+}

@@ -400,7 +400,10 @@ impl PayingClient {
         let id = reservation.id();
         match &receipt {
             Some(r) if r.success => {
-                let Some(settled) = r.amount else {
+                // Only a scheme that settles usage names a smaller amount; an `exact` payment
+                // moved its price whatever its receipt says.
+                let metered = choice.requirements.scheme == x402_proto::Scheme::UPTO;
+                let Some(settled) = r.amount.filter(|_| metered) else {
                     reservation.commit(&r.transaction)?;
                     return Ok(PaidResponse::paid(response, receipt, amount, id));
                 };

@@ -199,12 +199,14 @@ impl ExactPermit2Facilitator {
     async fn settle_payment(
         &self,
         request: &PaymentRequest,
+        key: Option<&x402_proto::IdempotencyKey>,
     ) -> Result<SettleResponse, FacilitatorError> {
         let network = request.wire_network().clone();
         let payer = permit_payer(request);
-        // A retry of a settlement answered pending waits for its transaction.
+        // One settlement of a payment at a time; a retry of one sent is answered for it.
+        let _turn = self.pending.turn(request).await;
         let failed = ReasonCode::EXACT_EVM_TRANSACTION_FAILED;
-        if let Some(answer) = self.pending.resume(&self.chain, request, failed).await {
+        if let Some(answer) = self.pending.resume(&self.chain, request, key, failed).await {
             return Ok(answer);
         }
         match self.check(request).await? {
@@ -214,7 +216,7 @@ impl ExactPermit2Facilitator {
                     .proxy_settle()
                     .send(
                         &self.chain,
-                        &self.pending,
+                        (&self.pending, key),
                         network,
                         Some(from.to_checksum(None)),
                         ReasonCode::EXACT_EVM_TRANSACTION_FAILED,

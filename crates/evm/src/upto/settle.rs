@@ -14,7 +14,10 @@ impl UptoEvmFacilitator {
     pub(super) async fn settle_payment(
         &self,
         request: &PaymentRequest,
+        key: Option<&x402_proto::IdempotencyKey>,
     ) -> Result<SettleResponse, FacilitatorError> {
+        // One settlement of a payment at a time: checks, sends and retries in turn.
+        let _turn = self.pending.turn(request).await;
         let network = request.wire_network().clone();
         let payer = permit_payer(request);
         let failure = |refusal: Refusal| {
@@ -44,14 +47,13 @@ impl UptoEvmFacilitator {
             )));
         };
         let auth = &upto.permit2_authorization;
-        // A retry of a settlement answered pending waits for its transaction.
+        // A retry of a settlement sent is answered for it, with the amount its transaction
+        // moves.
         let failed = ReasonCode::UPTO_EVM_TRANSACTION_FAILED;
-        if let Some(mut answer) = self.pending.resume(&self.chain, request, failed).await {
-            answer.amount = Some(TokenAmount(if answer.success {
-                actual
-            } else {
-                U256::ZERO
-            }));
+        if let Some(mut answer) = self.pending.resume(&self.chain, request, key, failed).await {
+            if !answer.success {
+                answer.amount = Some(TokenAmount(U256::ZERO));
+            }
             return Ok(answer);
         }
         // Verified against the maximum the permit names.
@@ -77,7 +79,7 @@ impl UptoEvmFacilitator {
             // Nothing used, nothing sent.
             SettleResponse::success(network.clone(), payer.clone(), "")
         } else {
-            self.send(&verified, actual, network.clone(), payer.clone())
+            self.send(&verified, actual, key, network.clone(), payer.clone())
                 .await?
         };
         answer.amount = Some(TokenAmount(if answer.success {
@@ -92,6 +94,7 @@ impl UptoEvmFacilitator {
         &self,
         verified: &Verified,
         amount: U256,
+        key: Option<&x402_proto::IdempotencyKey>,
         network: x402_proto::Network,
         payer: Option<String>,
     ) -> Result<SettleResponse, FacilitatorError> {
@@ -99,7 +102,7 @@ impl UptoEvmFacilitator {
             .proxy_settle(amount)
             .send(
                 &self.chain,
-                &self.pending,
+                (&self.pending, key),
                 network,
                 payer,
                 ReasonCode::UPTO_EVM_TRANSACTION_FAILED,

@@ -258,8 +258,9 @@ pub(super) async fn verify(
 
 /// Reasons that mean the payment was already spent (so it may have been spent on this very
 /// request, whose answer was lost).
-pub(super) const SPENT_REASONS: [ReasonCode; 2] = [
+pub(super) const SPENT_REASONS: [ReasonCode; 3] = [
     ReasonCode::EXACT_EVM_NONCE_ALREADY_USED,
+    ReasonCode::PERMIT2_INVALID_NONCE,
     ReasonCode::DUPLICATE_SETTLEMENT,
 ];
 
