@@ -18,12 +18,9 @@ const PRICE: u128 = 500_000;
 /// The stack, with the plain token placed and minted to the first two payers (who approved
 /// Permit2 for it), and the URL of a route priced in it.
 async fn plain_token_route() -> (Stack, String) {
-    let stack = Stack::start().await;
+    // Our facilitator accepts the plain token beside the devnet's USDC.
+    let stack = Stack::with_plain_token(2, 10_000_000).await;
     let chain = &stack.chain;
-    chain.place_plain_token(2, 10_000_000).await;
-    for payer in &chain.devnet.payers()[..2] {
-        chain.approve_permit2_for(PLAIN_TOKEN, &payer.signer).await;
-    }
     let option = PaymentOption::from_requirements(&chain.plain_token_offer(PRICE), 6);
     let paywall = Paywall::new(stack.in_process(), vec![option], PaywallConfig::default()).unwrap();
     let route = get(|| async { "paid in a plain token" })

@@ -12,12 +12,9 @@ use x402_testkit::{PLAIN_TOKEN, Stack, official_exact_payload, request_paying};
 
 #[tokio::test]
 async fn official_and_our_permit2_payments_settle_once_over_http() {
-    let stack = Stack::start().await;
+    // Our facilitator accepts the plain token beside the devnet's USDC.
+    let stack = Stack::with_plain_token(2, 1_000_000).await;
     let chain = &stack.chain;
-    chain.place_plain_token(2, 1_000_000).await;
-    for payer in &chain.devnet.payers()[..2] {
-        chain.approve_permit2_for(PLAIN_TOKEN, &payer.signer).await;
-    }
     let offer = chain.plain_token_offer(2_500);
     let payee = chain.devnet.pay_to().address;
     let paid_before = chain.devnet.balance_of(PLAIN_TOKEN, payee).await.unwrap();
@@ -68,4 +65,35 @@ async fn official_and_our_permit2_payments_settle_once_over_http() {
         "{receipt}"
     );
     stack.assert_since(before, 1, 1_000).await;
+}
+
+#[tokio::test]
+async fn a_permit2_payment_in_a_token_not_accepted_is_refused_before_anything_is_sent() {
+    // Default settings: the devnet's USDC only.
+    let stack = Stack::start().await;
+    let chain = &stack.chain;
+    chain.place_plain_token(1, 1_000_000).await;
+    chain
+        .approve_permit2_for(PLAIN_TOKEN, &chain.devnet.payers()[0].signer)
+        .await;
+    let offer = chain.plain_token_offer(2_500);
+    let official = official_exact_payload(&offer, &chain.devnet.payers()[0].signer).await;
+    let request = request_paying(official, &offer);
+    let before = stack.before().await;
+    let (_, verdict) = stack.verify(&request).await;
+    assert_eq!(verdict["isValid"], false, "{verdict}");
+    assert_eq!(
+        verdict["invalidReason"], "invalid_payment_requirements",
+        "{verdict}"
+    );
+    let (_, receipt) = stack.settle(&request).await;
+    assert_eq!(receipt["success"], false, "{receipt}");
+    assert!(
+        receipt["errorMessage"]
+            .as_str()
+            .unwrap()
+            .contains("not accepted"),
+        "{receipt}"
+    );
+    stack.assert_since(before, 0, 0).await;
 }

@@ -52,6 +52,30 @@ impl Chain {
     }
 }
 
+impl crate::Stack {
+    /// A devnet and our facilitator accepting the plain token beside the devnet's USDC; the
+    /// token placed, `minted` of it given to each of the first `payers` payers, who approved
+    /// Permit2 for it.
+    pub async fn with_plain_token(payers: usize, minted: u128) -> Self {
+        let chain = Chain::start().await;
+        let usdc = chain.devnet.token();
+        let accepted = format!(
+            "[[networks.assets]]\naddress = \"{}\"\nname = \"{}\"\nversion = \"{}\"\ndecimals = 6\n\
+             [[networks.assets]]\naddress = \"{}\"\nname = \"Plain\"\nversion = \"1\"\ndecimals = 6\n",
+            usdc.address, usdc.name, usdc.version, PLAIN_TOKEN
+        );
+        let stack = Self::on_chain(chain, "", &accepted).await;
+        stack.chain.place_plain_token(payers, minted).await;
+        for payer in &stack.chain.devnet.payers()[..payers] {
+            stack
+                .chain
+                .approve_permit2_for(PLAIN_TOKEN, &payer.signer)
+                .await;
+        }
+        stack
+    }
+}
+
 /// The official client's scheme payload for `requirements`, signed by `signer`
 /// (`tools/interop/official-exact-sign.mjs`: `@x402/evm` 2.27's exact client, which
 /// `@x402/fetch` registers; Permit2 for offers that ask for it).

@@ -244,6 +244,17 @@ impl FacilitatorService {
         ))
     }
 
+    /// Refuses a Permit2 payment (`upto`, or `exact` carrying `permit2Authorization`) in an
+    /// asset this facilitator does not accept on the chain: a hostile token could pass the
+    /// simulation and revert when sent, at the facilitator's gas.
+    fn check_permit2_asset(&self, request: &PaymentRequest) -> Option<VerifyResponse> {
+        let upto = request.requirements().scheme == x402_proto::Scheme::UPTO;
+        if !upto && self.permit2_for(request).is_none() {
+            return None;
+        }
+        Self::check_asset(self.chain_for(request).ok()?, request)
+    }
+
     /// Verifies a payment: every check of the reference facilitator, one chain round trip.
     pub async fn verify(
         &self,
@@ -259,6 +270,9 @@ impl FacilitatorService {
         &self,
         request: &PaymentRequest,
     ) -> Result<VerifyResponse, FacilitatorError> {
+        if let Some(refused) = self.check_permit2_asset(request) {
+            return Ok(refused);
+        }
         if let Some(plugin) = self.plugin_for(request) {
             return plugin.verify(request).await;
         }
@@ -293,10 +307,15 @@ impl FacilitatorService {
             Some(key) => format!("key:{key}"),
             None => anonymous_caller(),
         };
-        let result = match (self.plugin_for(request), self.permit2_for(request)) {
-            (Some(plugin), _) => plugin.settle(request, idempotency_key).await,
-            (None, Some(permit2)) => permit2.settle(request, idempotency_key).await,
-            (None, None) => self.settle_inner(request, &asker).await,
+        let refused = self.check_permit2_asset(request);
+        let result = match (refused, self.plugin_for(request), self.permit2_for(request)) {
+            (Some(refused), _, _) => Ok(answers::refused_settlement(
+                request.wire_network().clone(),
+                refused,
+            )),
+            (None, Some(plugin), _) => plugin.settle(request, idempotency_key).await,
+            (None, None, Some(permit2)) => permit2.settle(request, idempotency_key).await,
+            (None, None, None) => self.settle_inner(request, &asker).await,
         };
         self.inner.metrics.record_settle(&result, started.elapsed());
         result
