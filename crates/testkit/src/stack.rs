@@ -16,6 +16,7 @@ use crate::Chain;
 
 /// A devnet, and our facilitator serving it over HTTP with its settlement log in a temporary
 /// folder: what most tests of facilitators, servers and paying clients stand on.
+#[derive(Debug)]
 pub struct Stack {
     /// The chain.
     pub chain: Chain,
@@ -27,21 +28,6 @@ pub struct Stack {
     pub dir: TempDir,
     /// Its settings.
     pub config: FacilitatorConfig,
-    /// The scheme plug-ins it serves besides `exact` on EVM.
-    pub schemes: Vec<Arc<dyn Facilitator>>,
-}
-
-impl std::fmt::Debug for Stack {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Stack")
-            .field("chain", &self.chain)
-            .field(
-                "url",
-                &self.facilitator.as_ref().map(RunningFacilitator::url),
-            )
-            .field("plug_ins", &self.schemes.len())
-            .finish_non_exhaustive()
-    }
 }
 
 /// What a test compares with later: the payee's balance and the signer's transaction count.
@@ -98,23 +84,12 @@ pub async fn start_facilitator(chain: &Chain, dir: &std::path::Path) -> RunningF
 impl Stack {
     /// A facilitator with `config` serving `chain`, which logs in `dir`.
     pub async fn serve(chain: Chain, dir: TempDir, config: FacilitatorConfig) -> Self {
-        Self::serve_with(chain, dir, config, Vec::new()).await
-    }
-
-    /// [`Stack::serve`], also serving the scheme plug-ins `schemes`.
-    pub async fn serve_with(
-        chain: Chain,
-        dir: TempDir,
-        config: FacilitatorConfig,
-        schemes: Vec<Arc<dyn Facilitator>>,
-    ) -> Self {
         let mut stack = Self {
             chain,
             facilitator: None,
             http: reqwest::Client::new(),
             dir,
             config,
-            schemes,
         };
         stack.restart().await;
         stack
@@ -280,15 +255,14 @@ impl Stack {
             .expect("a paywall with one option")
     }
 
-    /// (Re)starts the facilitator on the same log, with the same plug-ins (a clean stop
-    /// first, when running).
+    /// (Re)starts the facilitator on the same log (a clean stop first, when running).
     pub async fn restart(&mut self) {
         if let Some(running) = self.facilitator.take() {
             running.shutdown().await;
         }
         let signer = self.chain.devnet.facilitator().signer.clone();
         self.facilitator = Some(
-            x402_facilitator::start_with_schemes(&self.config, signer, self.schemes.clone())
+            x402_facilitator::start(&self.config, signer)
                 .await
                 .expect("the facilitator starts"),
         );
