@@ -36,19 +36,25 @@ import { UptoEvmScheme } from "@x402/evm/upto/server";
 import { describeError, startScript } from "./script.mjs";
 
 // Library code may console.log; stdout carries only the LISTENING line.
-const { fail, requiredUrl, network: readNetwork } = startScript("express-server");
+const {
+  fail,
+  requiredUrl,
+  network: readNetwork,
+  port: readPort,
+  logRequests,
+  listen,
+} = startScript("express-server");
 
 const facilitatorUrl = requiredUrl("FACILITATOR_URL");
 const payTo = process.env.PAY_TO;
 const network = readNetwork();
 const priceRaw = process.env.PRICE || "$0.01";
 const token = process.env.FACILITATOR_TOKEN;
-const port = Number(process.env.PORT || "0");
+const port = readPort();
 const uptoPriceRaw = process.env.UPTO_PRICE;
 const uptoUsage = process.env.UPTO_USAGE;
 
 if (!payTo || !isAddress(payTo, { strict: false })) fail(`PAY_TO must be a 0x address, got ${payTo}`);
-if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`bad PORT ${process.env.PORT}`);
 
 if (uptoUsage !== undefined && !uptoPriceRaw) fail("UPTO_USAGE needs UPTO_PRICE");
 // The amount forms setSettlementOverrides accepts: atomic units, "$" money, a percentage.
@@ -106,13 +112,9 @@ try {
 }
 
 const app = express();
-app.use((req, res, next) => {
-  res.on("finish", () => {
-    const paid = req.get("payment-signature") ? " [PAYMENT-SIGNATURE]" : req.get("x-payment") ? " [X-PAYMENT]" : "";
-    process.stderr.write(`express-server: ${req.method} ${req.originalUrl}${paid} -> ${res.statusCode}\n`);
-  });
-  next();
-});
+logRequests(app, (req) =>
+  req.get("payment-signature") ? " [PAYMENT-SIGNATURE]" : req.get("x-payment") ? " [X-PAYMENT]" : "",
+);
 // Already initialized above, so the middleware must not sync with the facilitator again.
 app.use(paymentMiddlewareFromHTTPServer(httpServer, undefined, undefined, false));
 app.get("/paid", (_req, res) => {
@@ -126,15 +128,4 @@ if (uptoPriceRaw) {
   });
 }
 
-const server = app.listen(port, "127.0.0.1");
-server.on("error", (e) => fail(`cannot listen on 127.0.0.1:${port}: ${e.message}`));
-server.on("listening", () => {
-  process.stdout.write(`LISTENING ${server.address().port}\n`);
-});
-
-for (const sig of ["SIGINT", "SIGTERM"]) {
-  process.on(sig, () => {
-    server.close();
-    process.exit(0);
-  });
-}
+listen(app, port);

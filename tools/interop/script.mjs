@@ -1,10 +1,11 @@
 // What the interop scripts share: stdout kept for their one result, failing with the script's
-// name, error messages with their causes, and reading the settings they take from the
-// environment.
+// name, error messages with their causes, reading the settings they take from the environment,
+// and serving HTTP on a loopback port until killed.
 
 /// Sets up the script `name`: whatever library code logs goes to stderr, so that stdout carries
 /// only the script's result. Returns `fail(message)`, which exits 1 with `name: message` on
-/// stderr, and readers of environment variables that fail the same way when a value is bad.
+/// stderr, readers of environment variables that fail the same way when a value is bad, and,
+/// for scripts that serve HTTP, `logRequests` and `listen`.
 export function startScript(name) {
   console.log = console.info = console.debug = (...args) => console.error(...args);
 
@@ -43,6 +44,40 @@ export function startScript(name) {
         return JSON.parse(Buffer.concat(chunks).toString("utf8"));
       } catch (e) {
         fail(`stdin is not ${what}: ${describeError(e)}`);
+      }
+    },
+
+    /// The port in PORT, by default 0 (any free port).
+    port() {
+      const port = Number(process.env.PORT || "0");
+      if (!Number.isInteger(port) || port < 0 || port > 65535) fail(`bad PORT ${process.env.PORT}`);
+      return port;
+    },
+
+    /// Has the express `app` write one stderr line per request: method, URL, `note(req)` and
+    /// the status.
+    logRequests(app, note = () => "") {
+      app.use((req, res, next) => {
+        res.on("finish", () => {
+          process.stderr.write(`${name}: ${req.method} ${req.originalUrl}${note(req)} -> ${res.statusCode}\n`);
+        });
+        next();
+      });
+    },
+
+    /// Serves the express `app` on 127.0.0.1:`port` until SIGINT or SIGTERM, printing the one
+    /// stdout line "LISTENING <port>" once the socket listens; fails when it cannot listen.
+    listen(app, port) {
+      const server = app.listen(port, "127.0.0.1");
+      server.on("error", (e) => fail(`cannot listen on 127.0.0.1:${port}: ${e.message}`));
+      server.on("listening", () => {
+        process.stdout.write(`LISTENING ${server.address().port}\n`);
+      });
+      for (const sig of ["SIGINT", "SIGTERM"]) {
+        process.on(sig, () => {
+          server.close();
+          process.exit(0);
+        });
       }
     },
 

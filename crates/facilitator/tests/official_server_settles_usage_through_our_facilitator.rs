@@ -4,11 +4,13 @@
 //! signs for up to $0.02, and on anvil the payer pays exactly the usage, through Permit2 and our
 //! proxy, in one transaction; a usage of zero settles nothing and sends nothing.
 
-use alloy::primitives::{B256, U256};
-use alloy::providers::Provider;
+use alloy::primitives::U256;
 use serde_json::{Value, json};
 use x402_evm::upto::UPTO_PERMIT2_PROXY;
-use x402_testkit::{Before, KillOnDrop, Stack, official_express_server_with, official_fetch};
+use x402_testkit::{
+    Before, KillOnDrop, Stack, assert_official_upto_offer, assert_settlement_mined,
+    official_express_server_with, official_fetch,
+};
 
 /// The most `GET /metered` may cost: $0.02 of the devnet's USDC.
 const MAX: u64 = 20_000;
@@ -54,18 +56,8 @@ async fn the_official_server_settles_the_reported_usage_not_the_maximum() {
     let (stack, _server, url) = metered_route(USAGE).await;
 
     // The 402 offers upto for the maximum, witnessing our facilitator's address.
-    let offer = stack.http.get(&url).send().await.unwrap();
-    assert_eq!(offer.status(), 402);
-    let required: Value =
-        x402_proto::decode_header(offer.headers()["payment-required"].as_bytes()).unwrap();
-    let accepted = &required["accepts"][0];
-    assert_eq!(accepted["scheme"], "upto", "{required}");
-    assert_eq!(accepted["amount"], MAX.to_string(), "{required}");
-    assert_eq!(
-        accepted["extra"]["facilitatorAddress"],
-        stack.chain.devnet.facilitator().address.to_checksum(None),
-        "{required}"
-    );
+    let facilitator = stack.chain.devnet.facilitator().address;
+    assert_official_upto_offer(&url, MAX.into(), facilitator).await;
 
     let (result, payer_before, before) = pay(&stack, url).await;
     assert_eq!(result["status"], 200, "{result}");
@@ -80,18 +72,14 @@ async fn the_official_server_settles_the_reported_usage_not_the_maximum() {
     let payer = stack.chain.devnet.payers()[0].address;
     assert_eq!(receipt["payer"], payer.to_checksum(None), "{receipt}");
     // The one transaction: from our facilitator's signer to our upto proxy, mined.
-    let hash: B256 = receipt["transaction"].as_str().unwrap().parse().unwrap();
-    let mined = stack
-        .chain
-        .devnet
-        .provider()
-        .get_transaction_receipt(hash)
-        .await
-        .unwrap()
-        .expect("the settlement is mined");
-    assert!(mined.status(), "{mined:?}");
-    assert_eq!(mined.from, stack.chain.devnet.facilitator().address);
-    assert_eq!(mined.to, Some(UPTO_PERMIT2_PROXY));
+    let transaction = receipt["transaction"].as_str().unwrap();
+    assert_settlement_mined(
+        &stack.chain.devnet,
+        transaction,
+        facilitator,
+        UPTO_PERMIT2_PROXY,
+    )
+    .await;
     assert_eq!(
         stack.chain.balance(payer).await,
         payer_before - U256::from(USAGE)

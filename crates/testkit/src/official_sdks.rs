@@ -1,8 +1,11 @@
 //! The official x402 SDKs as test peers: where they are installed, and the interop scripts that
-//! run their fetch client, express server and facilitator library.
+//! run their fetch client, express server and facilitator library (verifying in process, or
+//! serving HTTP and settling).
 
 use std::path::PathBuf;
 
+use alloy::primitives::Address;
+use alloy::signers::local::PrivateKeySigner;
 use serde_json::Value;
 use x402_proto::PaymentRequest;
 
@@ -50,8 +53,8 @@ pub fn interop_dir() -> PathBuf {
     official_sdks("@x402/express").join("interop")
 }
 
-/// The official facilitator library's verdicts (`@x402/evm` 2.27 `verify`, through
-/// `official-verify.mjs`) on `requests`, against `devnet` with its facilitator key and `env`
+/// The official facilitator library's verdicts (`@x402/evm` 2.27 `verify` with the `exact` and
+/// `upto` schemes, through `official-verify.mjs`) on `requests`, against `devnet` with its facilitator key and `env`
 /// added: one JSON answer per request, in order.
 pub async fn official_verify(
     devnet: &x402_devnet::Devnet,
@@ -60,14 +63,9 @@ pub async fn official_verify(
 ) -> Vec<Value> {
     use std::io::Write;
     let input = serde_json::to_vec(requests).unwrap();
-    let mut command = std::process::Command::new("node");
+    let mut command =
+        facilitator_library("official-verify.mjs", devnet, &devnet.facilitator().signer);
     command
-        .arg(interop_dir().join("official-verify.mjs"))
-        .env("RPC_URL", devnet.rpc_url().to_string())
-        .env(
-            "FACILITATOR_PRIVATE_KEY",
-            devnet.facilitator().signer.to_bytes().to_string(),
-        )
         .envs(env.iter().map(|(k, v)| (*k, v.clone())))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
@@ -85,6 +83,70 @@ pub async fn official_verify(
     official
 }
 
+/// The official facilitator library serving `devnet` over HTTP (`official-facilitator.mjs`:
+/// `@x402/core` `x402Facilitator` with the `@x402/evm` 2.27 `exact` and `upto` schemes), settling
+/// as `key`'s account, which `upto` payments must therefore witness: the process and its base URL.
+pub async fn official_facilitator(
+    devnet: &x402_devnet::Devnet,
+    key: &PrivateKeySigner,
+) -> (KillOnDrop, String) {
+    let command = facilitator_library("official-facilitator.mjs", devnet, key);
+    let (facilitator, port) = crate::spawn_announcing(command, "LISTENING ").await;
+    (facilitator, format!("http://127.0.0.1:{port}"))
+}
+
+/// `node <script>` of the official facilitator library on `devnet` with `key` as its signer.
+fn facilitator_library(
+    script: &str,
+    devnet: &x402_devnet::Devnet,
+    key: &PrivateKeySigner,
+) -> std::process::Command {
+    let mut command = std::process::Command::new("node");
+    command
+        .arg(interop_dir().join(script))
+        .env("RPC_URL", devnet.rpc_url().to_string())
+        .env("FACILITATOR_PRIVATE_KEY", key.to_bytes().to_string())
+        .env("NETWORK", devnet.network().to_string());
+    command
+}
+
+/// Asserts that the official server's `upto` route at `url` answers 402 with an `upto` offer for
+/// `maximum` atomic units that names `facilitator` as the address payers must witness.
+pub async fn assert_official_upto_offer(url: &str, maximum: u128, facilitator: Address) {
+    let offer = reqwest::get(url).await.expect("the server answers");
+    assert_eq!(offer.status(), 402);
+    let required: Value =
+        x402_proto::decode_header(offer.headers()["payment-required"].as_bytes()).unwrap();
+    let accepted = &required["accepts"][0];
+    assert_eq!(accepted["scheme"], "upto", "{required}");
+    assert_eq!(accepted["amount"], maximum.to_string(), "{required}");
+    assert_eq!(
+        accepted["extra"]["facilitatorAddress"],
+        facilitator.to_checksum(None),
+        "{required}"
+    );
+}
+
+/// Asserts that the settlement `transaction` a receipt names (0x hash) was mined on `devnet`
+/// and succeeded, sent by `from` to `to`.
+pub async fn assert_settlement_mined(
+    devnet: &x402_devnet::Devnet,
+    transaction: &str,
+    from: Address,
+    to: Address,
+) {
+    use alloy::providers::Provider;
+    let hash: alloy::primitives::B256 = transaction.parse().expect("a transaction hash");
+    let mined = devnet
+        .provider()
+        .get_transaction_receipt(hash)
+        .await
+        .unwrap()
+        .expect("the settlement is mined");
+    assert!(mined.status(), "{mined:?}");
+    assert_eq!((mined.from, mined.to), (from, Some(to)), "{mined:?}");
+}
+
 /// The official `@x402/express` server (`GET /paid` at $0.01, paid to the devnet's payee)
 /// in front of this stack's facilitator; the server and its port.
 pub async fn official_express_server(stack: &Stack, token: Option<&str>) -> (KillOnDrop, u16) {
@@ -99,14 +161,23 @@ pub async fn official_express_server_with(
     token: Option<&str>,
     env: &[(&str, String)],
 ) -> (KillOnDrop, u16) {
+    official_express_server_at(&stack.chain.devnet, &stack.url(), token, env).await
+}
+
+/// [`official_express_server_with`] in front of the facilitator at `facilitator` (a base URL)
+/// instead of the stack's: any facilitator serving `devnet`, such as [`official_facilitator`].
+pub async fn official_express_server_at(
+    devnet: &x402_devnet::Devnet,
+    facilitator: &str,
+    token: Option<&str>,
+    env: &[(&str, String)],
+) -> (KillOnDrop, u16) {
     let mut command = std::process::Command::new("node");
     command
         .arg(interop_dir().join("express-server.mjs"))
-        .env("FACILITATOR_URL", stack.url())
-        .env(
-            "PAY_TO",
-            stack.chain.devnet.pay_to().address.to_checksum(None),
-        )
+        .env("FACILITATOR_URL", facilitator)
+        .env("PAY_TO", devnet.pay_to().address.to_checksum(None))
+        .env("NETWORK", devnet.network().to_string())
         .env("PRICE", "$0.01")
         .envs(env.iter().map(|(k, v)| (*k, v.as_str())));
     if let Some(token) = token {

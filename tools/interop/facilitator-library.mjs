@@ -1,0 +1,81 @@
+// The OFFICIAL x402 facilitator library (@x402/core x402Facilitator with the @x402/evm
+// facilitator schemes) set up the way the interop scripts run it: a signer on a JSON-RPC
+// endpoint, and one x402Facilitator with every scheme we compare ourselves against registered.
+// Shared by official-verify.mjs (verify only) and official-facilitator.mjs (HTTP, settles).
+
+import { x402Facilitator } from "@x402/core/facilitator";
+import { toFacilitatorEvmSigner } from "@x402/evm";
+import { ExactEvmScheme } from "@x402/evm/exact/facilitator";
+import { UptoEvmScheme } from "@x402/evm/upto/facilitator";
+import { createWalletClient, defineChain, http, publicActions } from "viem";
+import { privateKeyToAccount } from "viem/accounts";
+
+/// The facilitator schemes registered on the network, each built from the signer and the
+/// settings (`eip6492AllowedFactories`). A new scheme is one more line here.
+const SCHEMES = [
+  (signer, { eip6492AllowedFactories }) => new ExactEvmScheme(signer, { eip6492AllowedFactories }),
+  (signer) => new UptoEvmScheme(signer),
+];
+
+/// The official facilitator configured from the environment read through `script` (what
+/// startScript returns): RPC_URL (required), FACILITATOR_PRIVATE_KEY (required), NETWORK (an
+/// eip155 CAIP-2 id, which also gives the chain id) and EIP6492_ALLOWED_FACTORIES (optional,
+/// comma-separated factory addresses the exact scheme lets counterfactual ERC-6492 payers deploy
+/// through). With `sends` false its signer refuses to send transactions. Returns the
+/// x402Facilitator (every scheme of SCHEMES registered on NETWORK for x402 v2), the network and
+/// the signer's address.
+export function facilitatorFromEnv(script, { sends }) {
+  const rpcUrl = script.requiredUrl("RPC_URL");
+  const key = script.privateKey("FACILITATOR_PRIVATE_KEY");
+  const network = script.network();
+  const match = /^eip155:(\d+)$/.exec(network);
+  const chainId = match ? Number(match[1]) : NaN;
+  if (!Number.isSafeInteger(chainId) || chainId <= 0) script.fail(`NETWORK must be eip155:<chain id>, got ${network}`);
+  const eip6492AllowedFactories = (process.env.EIP6492_ALLOWED_FACTORIES || "")
+    .split(",")
+    .map((a) => a.trim())
+    .filter((a) => a.length > 0);
+
+  const signer = facilitatorSigner(rpcUrl, key, chainId, sends);
+  const facilitator = new x402Facilitator();
+  for (const scheme of SCHEMES) facilitator.register(network, scheme(signer, { eip6492AllowedFactories }));
+  return { facilitator, network, address: signer.getAddresses()[0] };
+}
+
+/// The library's facilitator signer for the account of `privateKey` on chain `chainId` at
+/// `rpcUrl`: a viem wallet client with public actions, so that its reads and simulations come
+/// from the facilitator's address. With `sends` false it refuses to send any transaction.
+function facilitatorSigner(rpcUrl, privateKey, chainId, sends) {
+  const chain = defineChain({
+    id: chainId,
+    name: `chain-${chainId}`,
+    nativeCurrency: { name: "Ether", symbol: "ETH", decimals: 18 },
+    rpcUrls: { default: { http: [rpcUrl] } },
+  });
+  const account = privateKeyToAccount(privateKey);
+  // A local chain mines at once: poll for receipts often rather than every 4 s.
+  const client = createWalletClient({ account, chain, transport: http(rpcUrl), pollingInterval: 100 }).extend(
+    publicActions,
+  );
+  const refuse = async () => {
+    throw new Error("this facilitator is verify-only and never sends transactions");
+  };
+  const writes = sends ? {} : { writeContract: refuse, sendTransaction: refuse };
+  return toFacilitatorEvmSigner({ ...client, address: account.address, ...writes });
+}
+
+/// The payload and requirements a /verify or /settle body `body` carries (other fields, such
+/// as x402Version, are ignored), or {error} saying what is wrong with it.
+export function paymentRequest(body) {
+  if (body === null || typeof body !== "object" || Array.isArray(body)) return { error: "is not an object" };
+  for (const field of ["paymentPayload", "paymentRequirements"]) {
+    const part = body[field];
+    if (part === null || typeof part !== "object" || Array.isArray(part)) return { error: `has no ${field} object` };
+  }
+  return { paymentPayload: body.paymentPayload, paymentRequirements: body.paymentRequirements };
+}
+
+/// JSON text of `value`, bigints as decimal strings (library answers may carry bigints).
+export function toJson(value) {
+  return JSON.stringify(value, (_, v) => (typeof v === "bigint" ? v.toString() : v));
+}
