@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use x402_gateway_api::{Estimate, Unit};
 use x402_paywall::Quote;
 
-use crate::backend::chat::DEFAULT_MAX_TOKENS;
+use crate::backend::chat::{DEFAULT_MAX_TOKENS, estimated_tokens};
 use crate::catalog::BackendKind;
 use crate::services::{Backends, Offered};
 use crate::task::Prepared;
@@ -46,7 +46,7 @@ pub fn chat_tokens_used(completion: &serde_json::Value, prompt_estimate: u64) ->
             .filter_map(|c| c["message"]["content"].as_str())
             .map(|text| text.chars().count())
             .sum();
-        prompt_estimate + (answer as u64).div_ceil(4)
+        prompt_estimate + estimated_tokens(answer as u64)
     })
 }
 
@@ -99,7 +99,7 @@ pub fn estimate(
                     model.count_tokens(std::slice::from_ref(t)).unwrap_or(0) as u64
                 }
                 (backend, _) => {
-                    (t.chars().count() as u64).div_ceil(4)
+                    estimated_tokens(t.chars().count() as u64)
                         + DEFAULT_MAX_TOKENS * u64::from(backend == BackendKind::Chat)
                 }
             },

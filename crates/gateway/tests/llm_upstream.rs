@@ -60,10 +60,7 @@ async fn start_upstream() -> (String, Seen) {
 /// An upstream, and the stack with `settings` (TOML) and `llm-4090` served by it.
 async fn with_upstream(settings: &str) -> (Stack, Seen) {
     let (upstream, seen) = start_upstream().await;
-    let toml = format!(
-        "{settings}[services.llm-4090.upstream]\nbase_url = \"{upstream}\"\nmodel = \"tiny-test-model\"\n"
-    );
-    (Stack::start(&toml).await, seen)
+    (Stack::with_llm_upstream(&upstream, settings).await, seen)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

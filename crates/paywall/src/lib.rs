@@ -14,6 +14,11 @@
 //! route (or a single quote) can settle before the handler instead, for long jobs. When the
 //! facilitator cannot be reached the answer is 503: nothing is served for free.
 //!
+//! A handler whose body streams and is charged by usage (`upto`) puts an
+//! [`x402_proto::UsageMeter`] in its response: the response goes out at once and the payment is
+//! settled for the metered usage when the body ends or the client goes away; an event stream
+//! then ends with a [`RECEIPT_EVENT`] carrying the receipt.
+//!
 //! ```no_run
 //! # use std::sync::Arc;
 //! # use axum::{Extension, Router, routing::get};
@@ -43,4 +48,6 @@ pub use guard::{
 pub use paid::Paid;
 pub use price::{PaymentOption, Quote, Rejection, RoutePrice, SettleTiming};
 pub use remote::HttpFacilitator;
-pub use service::{PaymentLayer, PaymentService, Paywall, PaywallConfig, PaywallError};
+pub use service::{
+    PaymentLayer, PaymentService, Paywall, PaywallConfig, PaywallError, RECEIPT_EVENT,
+};

@@ -13,23 +13,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderMap, Request};
 use tower::ServiceExt;
-use x402_paywall::{PaymentOption, Paywall, PaywallConfig, RoutePrice};
-use x402_proto::{Network, Scheme, SchemeServer, U256, Usage, decode_header, v2};
+use x402_paywall::{Paywall, PaywallConfig, RoutePrice};
+use x402_proto::{Network, Scheme, U256, Usage, decode_header, v2};
 use x402_testkit::{MockFacilitator, mock_payment_header};
 
-/// A metered scheme's server side: it settles what was used, nothing when nothing was reported.
-#[derive(Debug)]
-struct Metered;
-
-impl SchemeServer for Metered {
-    fn scheme(&self) -> Scheme {
-        Scheme::new("toy-metered")
-    }
-
-    fn settlement_amount(&self, _paid: &v2::PaymentRequirements, used: Option<U256>) -> U256 {
-        used.unwrap_or(U256::ZERO)
-    }
-}
+mod common;
+use common::{ToyMetered, exact_and_metered_options};
 
 /// Reports the request's `x-report` header as usage: `ext:<usage>` as an extension, anything
 /// else as the `Settlement-Overrides` header's JSON.
@@ -58,31 +47,14 @@ async fn metered_handler(headers: HeaderMap) -> Response {
     response
 }
 
-/// Base USDC paid to one payee: by `exact`, and by the toy metered scheme.
-fn options() -> (PaymentOption, PaymentOption) {
-    let exact = PaymentOption::exact_evm(
-        Network::BASE,
-        "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913",
-        6,
-        "0x70997970C51812dc3A010C7d01b50e0d17dc79C8",
-        "USD Coin",
-        "2",
-    );
-    let metered = PaymentOption {
-        scheme: Scheme::new("toy-metered"),
-        ..exact.clone()
-    };
-    (exact, metered)
-}
-
 /// `/metered` (scheme `toy-metered`, $0.0001 = 100 units) and `/fixed` (`exact`, the same price).
 fn shop(facilitator: Arc<MockFacilitator>) -> Router {
-    let (exact, metered) = options();
+    let (exact, metered) = exact_and_metered_options();
     let price = || RoutePrice::fixed("$0.0001".parse().unwrap());
     let paywall = |option| {
         Paywall::new(facilitator.clone(), vec![option], PaywallConfig::default())
             .unwrap()
-            .with_schemes(vec![Arc::new(Metered)])
+            .with_schemes(vec![Arc::new(ToyMetered)])
     };
     Router::new()
         .route(
@@ -171,7 +143,7 @@ async fn an_option_the_facilitator_does_not_serve_is_not_offered() {
         network: Network::BASE,
         extra: None,
     }];
-    let (exact, metered) = options();
+    let (exact, metered) = exact_and_metered_options();
     let paywall = Paywall::new(
         Arc::new(facilitator),
         vec![metered, exact],

@@ -39,5 +39,5 @@ pub use scheme::{
     SchemeClient, SchemeKey, SchemeServer, SchemeSignError, SignedPayload, copy_kind_extra,
 };
 pub use secret::Secret;
-pub use usage::{SETTLEMENT_OVERRIDES_HEADER, Usage, UsageError};
+pub use usage::{SETTLEMENT_OVERRIDES_HEADER, Usage, UsageError, UsageMeter};
 pub use version::{V1, V2, Version};

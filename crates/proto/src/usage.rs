@@ -1,9 +1,12 @@
 //! What a handler reports it used, for schemes that settle less than the price paid
 //! (`upto`, `batch-settlement`): a handler answers with a [`Usage`] in its response
 //! extensions, or with the `Settlement-Overrides` header the official SDKs read
-//! (`{"amount": "1858" | "33.33%" | "$0.05"}`).
+//! (`{"amount": "1858" | "33.33%" | "$0.05"}`). A handler whose body streams puts a
+//! [`UsageMeter`] there instead, and records the usage as the body goes out: the server settles
+//! what it reads when the body has ended or was dropped.
 
 use std::str::FromStr;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Deserialize;
 
@@ -80,6 +83,40 @@ impl Usage {
             Self::Percent(hundredths) => Ok(paid * U256::from(*hundredths) / U256::from(10_000)),
             Self::Usd(price) => Ok(price.to_atomic(decimals)?.0),
         }
+    }
+}
+
+/// The usage of a response whose body is still streaming: the handler puts one in the
+/// response's extensions and records the usage so far as the body goes out; the server reads it
+/// once the body has ended, or was dropped (the client went away), and settles that. Cheap to
+/// clone: every clone reads and records the same usage.
+///
+/// A meter always holds a reading: it starts at what the response costs before any of its body
+/// is sent (for a chat answer, the prompt).
+#[derive(Clone, Debug)]
+pub struct UsageMeter {
+    used: Arc<Mutex<Usage>>,
+}
+
+impl UsageMeter {
+    /// A meter reading `usage` until something else is recorded.
+    pub fn starting_at(usage: Usage) -> Self {
+        Self {
+            used: Arc::new(Mutex::new(usage)),
+        }
+    }
+
+    /// Records the usage so far (the whole of it, not an increment), replacing the last reading.
+    pub fn record(&self, usage: Usage) {
+        *self.used.lock().unwrap_or_else(PoisonError::into_inner) = usage;
+    }
+
+    /// The usage recorded last.
+    pub fn reading(&self) -> Usage {
+        self.used
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
@@ -174,6 +211,16 @@ mod tests {
                 .resolve(U256::from(1u64), 6),
             Err(UsageError::Amount(_))
         ));
+    }
+
+    #[test]
+    fn a_meter_reads_what_any_clone_recorded_last() {
+        let meter = UsageMeter::starting_at(Usage::atomic(9));
+        assert_eq!(meter.reading(), Usage::atomic(9));
+        let handler_side = meter.clone();
+        handler_side.record(Usage::atomic(12));
+        handler_side.record(Usage::atomic(15));
+        assert_eq!(meter.reading(), Usage::atomic(15));
     }
 
     #[test]

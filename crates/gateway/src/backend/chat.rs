@@ -112,6 +112,12 @@ impl Upstream {
 // ---------------------------------------------------------------------------------------
 // The llm-* services: input, billing units, run.
 
+/// The tokens in `chars` characters of text, as the gateway estimates them for LLMs (4
+/// characters a token, rounded up) when an upstream does not count them.
+pub fn estimated_tokens(chars: u64) -> u64 {
+    chars.div_ceil(4)
+}
+
 /// Default `max_tokens` for LLM requests that do not say; part of the price.
 pub const DEFAULT_MAX_TOKENS: u64 = 512;
 /// The most `max_tokens` one request may ask for.
@@ -212,7 +218,7 @@ pub fn chat_request(
             })?,
     };
     let prompt_chars = messages.to_string().chars().count() as u64;
-    let tokens = prompt_chars.div_ceil(4) + max_tokens;
+    let tokens = estimated_tokens(prompt_chars) + max_tokens;
     let mut request = serde_json::Map::new();
     for key in [
         "temperature",

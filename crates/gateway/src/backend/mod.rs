@@ -1,6 +1,7 @@
 //! The backends that run services: local models and programs, and upstream providers.
 
 pub mod chat;
+pub mod chat_stream;
 pub mod documents;
 pub mod embed;
 pub mod input;

@@ -143,7 +143,7 @@ pub(super) async fn run(
             };
             let mut response = match output.gpu_bridge() {
                 Ok(output) => completed(&prepared, output, &paid, charged),
-                Err(stream) => openai::event_stream(stream),
+                Err(stream) => openai::event_stream(&state, &prepared, stream),
             };
             report_usage(&mut response, usage);
             response

@@ -1,18 +1,78 @@
 //! OpenAI's `/v1/embeddings` and `/v1/chat/completions`, and the event streams they pass
 //! through.
 
-use super::*;
+use x402_proto::{Usage, UsageMeter};
 
-pub(super) fn event_stream(answer: ChatAnswer) -> Response {
+use super::*;
+use crate::backend::chat_stream::CompletionCounter;
+
+/// The upstream's event stream for `prepared`, passed through and metered as it goes: the
+/// response carries a [`UsageMeter`] that the paywall settles under `upto` once the stream is
+/// over (ended, or cut off by the client).
+pub(super) fn event_stream(
+    state: &Arc<AppState>,
+    prepared: &Prepared,
+    answer: ChatAnswer,
+) -> Response {
     let ChatAnswer::Stream(stream) = answer else {
         return backend_error(&BackendError::Failed("expected a stream".into()));
     };
-    let body = Body::from_stream(stream.map(|chunk| chunk.map_err(std::io::Error::other)));
-    Response::builder()
+    let (body, meter) = match chat_meter(state, prepared) {
+        Some((meter, mut passed_on)) => {
+            let stream = stream.map(move |chunk| {
+                if let Ok(bytes) = &chunk {
+                    passed_on(&bytes[..]);
+                }
+                chunk.map_err(std::io::Error::other)
+            });
+            (Body::from_stream(stream), Some(meter))
+        }
+        None => (
+            Body::from_stream(stream.map(|chunk| chunk.map_err(std::io::Error::other))),
+            None,
+        ),
+    };
+    let mut response = Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
         .header(header::CACHE_CONTROL, "no-cache")
         .body(body)
-        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response())
+        .unwrap_or_else(|_| StatusCode::INTERNAL_SERVER_ERROR.into_response());
+    if let Some(meter) = meter {
+        response.extensions_mut().insert(meter);
+    }
+    response
+}
+
+/// The meter of a streamed chat answer, and what to call with each chunk passed on: it reads
+/// the prompt's cost at first, then the cost of the prompt and the completion tokens passed on
+/// so far, never more than the tokens paid for. `None` when the service's price does not
+/// convert (the price paid is then settled).
+fn chat_meter(
+    state: &Arc<AppState>,
+    prepared: &Prepared,
+) -> Option<(UsageMeter, impl FnMut(&[u8]) + Send + 'static)> {
+    let task::Task::Chat(job) = prepared.task.as_ref() else {
+        return None;
+    };
+    let (prompt, paid_for) = (job.prompt_tokens(), job.tokens);
+    let cost = {
+        let (state, service) = (state.clone(), prepared.service);
+        move |tokens: u64| {
+            let offered = state.registry.get(service)?;
+            pricing::cost_atomic(offered, tokens.min(paid_for).max(1), state.decimals)
+        }
+    };
+    cost(paid_for)?;
+    let meter = UsageMeter::starting_at(Usage::Atomic(cost(prompt)?));
+    let recorder = meter.clone();
+    let mut counter = CompletionCounter::default();
+    let passed_on = move |bytes: &[u8]| {
+        counter.feed(bytes);
+        if let Some(used) = cost(prompt.saturating_add(counter.completion_tokens())) {
+            recorder.record(Usage::Atomic(used));
+        }
+    };
+    Some((meter, passed_on))
 }
 
 pub(super) async fn openai_embeddings(
@@ -49,7 +109,7 @@ pub(super) async fn openai_chat(
             let usage = metered_usage(&state, &prepared, &output);
             let mut response = match output {
                 Output::Chat(completion) => Json(completion).into_response(),
-                Output::Stream(answer) => event_stream(answer),
+                Output::Stream(answer) => event_stream(&state, &prepared, answer),
                 _ => backend_error(&BackendError::Failed("unexpected output".into())),
             };
             report_usage(&mut response, usage);

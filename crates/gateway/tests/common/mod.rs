@@ -72,6 +72,15 @@ impl Stack {
         }
     }
 
+    /// The stack with `settings` (TOML, ahead of the service tables) and `llm-4090` served by
+    /// the OpenAI-compatible `upstream` (`http://…/v1`) as `tiny-test-model`.
+    pub async fn with_llm_upstream(upstream: &str, settings: &str) -> Self {
+        Self::start(&format!(
+            "{settings}[services.llm-4090.upstream]\nbase_url = \"{upstream}\"\nmodel = \"tiny-test-model\"\n"
+        ))
+        .await
+    }
+
     pub fn payer(&self, i: usize) -> &PrivateKeySigner {
         &self.base.chain.devnet.payers()[i].signer
     }
@@ -103,6 +112,47 @@ impl Stack {
             x402_testkit::pay_and_retry(|| self.http.post(&url).json(body), self.payer(i), wire)
                 .await;
         (paid, amount)
+    }
+
+    /// POSTs `body` to `path` unpaid and signs, as payer `i` with our `upto` plug-in, a
+    /// payment of the challenge's `upto` offer: the `PAYMENT-SIGNATURE` value and the maximum
+    /// signed. The payer must have approved Permit2.
+    pub async fn upto_payment(&self, path: &str, body: &Value, i: usize) -> (String, U256) {
+        use x402_proto::SchemeClient as _;
+        let first = self.post_json(path, body).await;
+        assert_eq!(first.status(), 402, "{path} should ask for payment first");
+        let challenge = x402_testkit::challenge_of(first.headers());
+        let offer = challenge
+            .accepts
+            .iter()
+            .find(|offer| offer.scheme == x402_proto::Scheme::UPTO)
+            .expect("the challenge offers upto")
+            .clone();
+        let signed = x402_evm::upto::UptoEvmClient::new(self.payer(i).clone())
+            .sign(&offer, x402_evm::unix_now())
+            .await
+            .expect("signs");
+        let maximum = offer.amount.0;
+        let payment = x402_proto::v2::PaymentPayload {
+            x402_version: x402_proto::V2::default(),
+            resource: Some(challenge.resource),
+            accepted: offer,
+            payload: signed.payload,
+            extensions: signed.extensions,
+        };
+        (x402_proto::encode_header(&payment), maximum)
+    }
+
+    /// POSTs the JSON `body` to `path` with the `PAYMENT-SIGNATURE` `payment`: the answer, its
+    /// body not yet read.
+    pub async fn post_paid(&self, path: &str, body: &Value, payment: &str) -> reqwest::Response {
+        answer(
+            self.http
+                .post(format!("{}{path}", self.url))
+                .header("PAYMENT-SIGNATURE", payment)
+                .json(body),
+        )
+        .await
     }
 
     /// Pays for `request` to `/run` as a job (`Prefer: respond-async`) with payer 0: the job

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use tower::Service;
 use x402_proto::{
     Facilitator, FacilitatorError, IdempotencyKey, PaymentPayload, PaymentRequest, ReasonCode,
-    authorization_digest, decode_header, payment_identifier,
+    UsageMeter, authorization_digest, decode_header, payment_identifier,
 };
 
 use crate::guard::{Admission, Lease};
@@ -25,6 +25,7 @@ use super::steps::{
     IN_USE, NO_MATCH, Refusal, SPENT_ELSEWHERE, body_refused, candidates, conflict, fingerprint,
     keep, payment_header, recover, replay, run_paid, settle, verify,
 };
+use super::stream::{Unsettled, settle_when_over};
 use super::{Paywall, usage};
 
 /// A payment that verified, with what is needed to settle it.
@@ -280,11 +281,26 @@ where
         SettleTiming::AfterHandler => {
             let headers = parts.headers.clone();
             let mut response = run_paid(inner, parts, body, paid).await;
+            let meter = response.extensions_mut().remove::<UsageMeter>();
             let report = usage::take_report(&mut response);
             if response.status().as_u16() >= 400 {
                 // Not charged: the payment is never settled, and its authorization expires.
                 // The lease is dropped: the payment may be used again.
                 return response;
+            }
+            if let Some(meter) = meter
+                && usage::settles_by_usage(inner_state, &verified.request)
+            {
+                // A metered body that streams: sent now, settled when it is over.
+                let unsettled = Unsettled {
+                    inner: paywall.inner.clone(),
+                    verified,
+                    key: idempotency_key,
+                    lease,
+                    settled: settled_tx,
+                    meter,
+                };
+                return settle_when_over(unsettled, response);
             }
             let verified = Verified {
                 request: usage::metered(inner_state, &verified.request, &verified.option, report),

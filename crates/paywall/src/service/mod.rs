@@ -2,11 +2,14 @@
 //! (one per priced route) and the [`PaymentService`] it wraps a handler in. [`charge`] runs
 //! one paid request from quote to receipt; [`steps`] holds the steps it takes (verify, settle,
 //! recover, keep and replay responses); [`usage`] turns what a handler used into the amount
-//! settled.
+//! settled; [`stream`] settles a metered response whose body streams once the body is over.
 
 mod charge;
 pub(crate) mod steps;
+mod stream;
 mod usage;
+
+pub use stream::RECEIPT_EVENT;
 
 use charge::charge;
 

@@ -70,6 +70,18 @@ pub(super) fn metered(
     with_amount(request.clone(), amount)
 }
 
+/// Whether the scheme `request` pays with settles what was used rather than a fixed price: its
+/// plug-in settles less than the price for no usage. A metered response whose body streams is
+/// then settled when the body is over; otherwise the price is settled before it goes out.
+pub(super) fn settles_by_usage(inner: &Inner, request: &PaymentRequest) -> bool {
+    let paid = request.requirements();
+    inner
+        .schemes
+        .iter()
+        .find(|s| s.scheme() == paid.scheme)
+        .is_some_and(|scheme| scheme.settlement_amount(&paid, Some(U256::ZERO)) < paid.amount.0)
+}
+
 /// `amount`, never above the price paid.
 fn capped(amount: U256, paid: U256) -> U256 {
     if amount > paid {

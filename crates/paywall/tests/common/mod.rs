@@ -195,3 +195,43 @@ async fn serve(chain: &Chain, facilitator: Arc<dyn Facilitator>) -> String {
     tokio::spawn(async move { axum::serve(listener, app).await });
     url
 }
+
+/// A metered scheme's server side, for routes in front of a scripted facilitator: it settles
+/// what was used, nothing when nothing was reported.
+#[derive(Debug)]
+pub struct ToyMetered;
+
+impl x402_proto::SchemeServer for ToyMetered {
+    fn scheme(&self) -> x402_proto::Scheme {
+        x402_proto::Scheme::new("toy-metered")
+    }
+
+    fn settlement_amount(
+        &self,
+        _paid: &x402_proto::v2::PaymentRequirements,
+        used: Option<x402_proto::U256>,
+    ) -> x402_proto::U256 {
+        used.unwrap_or(x402_proto::U256::ZERO)
+    }
+}
+
+/// USDC on Base, and a payee, for routes in front of a scripted facilitator.
+const BASE_USDC: &str = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913";
+const PAY_TO: &str = "0x70997970C51812dc3A010C7d01b50e0d17dc79C8";
+
+/// Base USDC paid to one payee, by `exact` and by the toy metered scheme ([`ToyMetered`]).
+pub fn exact_and_metered_options() -> (PaymentOption, PaymentOption) {
+    let exact = PaymentOption::exact_evm(
+        x402_proto::Network::BASE,
+        BASE_USDC,
+        6,
+        PAY_TO,
+        "USD Coin",
+        "2",
+    );
+    let metered = PaymentOption {
+        scheme: x402_proto::Scheme::new("toy-metered"),
+        ..exact.clone()
+    };
+    (exact, metered)
+}
