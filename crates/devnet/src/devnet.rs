@@ -129,7 +129,8 @@ pub struct Devnet {
 }
 
 impl Devnet {
-    /// Starts anvil and sets the chain up: token, Multicall3, Permit2, the smart-wallet factory (at
+    /// Starts anvil and sets the chain up: token, Multicall3, Permit2, the `batch-settlement`
+    /// escrow and its deposit collectors, the smart-wallet factory (at
     /// [`WALLET_FACTORY_ADDRESS`]), payer balances.
     ///
     /// Account 0 is the facilitator (it pays gas and may mint), account 1 is the default
@@ -182,6 +183,7 @@ impl Devnet {
         if config.permit2 {
             devnet.deploy_permit2().await?;
         }
+        devnet.place_batch_settlement().await?;
         let factory = Artifact::parse(WALLET_FACTORY_ARTIFACT)?;
         devnet
             .set_code(WALLET_FACTORY_ADDRESS, factory.deployed_bytecode)
@@ -438,6 +440,31 @@ impl Devnet {
             return Err(DevnetError::Permit2(format!(
                 "the CREATE2 deployer left no code at {at}"
             )));
+        }
+        Ok(())
+    }
+
+    /// Places our `batch-settlement` escrow and its EIP-3009 and Permit2 deposit collectors at
+    /// their canonical addresses. They need no set-up: the escrow builds its EIP-712 domain from
+    /// its own address, and the collectors name the escrow and Permit2 at their canonical
+    /// addresses (the Permit2 collector works once Permit2 is there).
+    pub async fn place_batch_settlement(&self) -> Result<(), DevnetError> {
+        for (address, artifact) in [
+            (
+                crate::BATCH_SETTLEMENT_ADDRESS,
+                crate::BATCH_SETTLEMENT_ARTIFACT,
+            ),
+            (
+                crate::ERC3009_DEPOSIT_COLLECTOR_ADDRESS,
+                crate::ERC3009_DEPOSIT_COLLECTOR_ARTIFACT,
+            ),
+            (
+                crate::PERMIT2_DEPOSIT_COLLECTOR_ADDRESS,
+                crate::PERMIT2_DEPOSIT_COLLECTOR_ARTIFACT,
+            ),
+        ] {
+            self.set_code(address, Artifact::parse(artifact)?.deployed_bytecode)
+                .await?;
         }
         Ok(())
     }
