@@ -413,7 +413,7 @@ impl Devnet {
     /// deployer, and checks that its code is there; then places our x402 Permit2 proxies
     /// (`exact` and `upto`) at their canonical addresses.
     pub async fn deploy_permit2(&self) -> Result<(), DevnetError> {
-        for (address, artifact) in [
+        self.place_artifacts(&[
             (
                 crate::EXACT_PERMIT2_PROXY_ADDRESS,
                 crate::EXACT_PERMIT2_PROXY_ARTIFACT,
@@ -422,10 +422,8 @@ impl Devnet {
                 crate::UPTO_PERMIT2_PROXY_ADDRESS,
                 crate::UPTO_PERMIT2_PROXY_ARTIFACT,
             ),
-        ] {
-            self.set_code(address, Artifact::parse(artifact)?.deployed_bytecode)
-                .await?;
-        }
+        ])
+        .await?;
         let initcode = crate::permit2_initcode()?;
         let at = crate::create2_address(crate::PERMIT2_SALT, &initcode);
         if self.has_code(at).await? {
@@ -449,7 +447,7 @@ impl Devnet {
     /// its own address, and the collectors name the escrow and Permit2 at their canonical
     /// addresses (the Permit2 collector works once Permit2 is there).
     pub async fn place_batch_settlement(&self) -> Result<(), DevnetError> {
-        for (address, artifact) in [
+        self.place_artifacts(&[
             (
                 crate::BATCH_SETTLEMENT_ADDRESS,
                 crate::BATCH_SETTLEMENT_ARTIFACT,
@@ -462,8 +460,14 @@ impl Devnet {
                 crate::PERMIT2_DEPOSIT_COLLECTOR_ADDRESS,
                 crate::PERMIT2_DEPOSIT_COLLECTOR_ARTIFACT,
             ),
-        ] {
-            self.set_code(address, Artifact::parse(artifact)?.deployed_bytecode)
+        ])
+        .await
+    }
+
+    /// Puts the runtime code of each committed artifact (its JSON) at its address.
+    async fn place_artifacts(&self, placements: &[(Address, &str)]) -> Result<(), DevnetError> {
+        for (address, artifact) in placements {
+            self.set_code(*address, Artifact::parse(artifact)?.deployed_bytecode)
                 .await?;
         }
         Ok(())

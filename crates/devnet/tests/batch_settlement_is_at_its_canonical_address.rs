@@ -17,15 +17,7 @@ use x402_devnet::{
 };
 
 alloy::sol! {
-    struct ChannelConfig {
-        address payer;
-        address payerAuthorizer;
-        address receiver;
-        address receiverAuthorizer;
-        address token;
-        uint40 withdrawDelay;
-        bytes32 salt;
-    }
+    struct ChannelConfig { address payer; address payerAuthorizer; address receiver; address receiverAuthorizer; address token; uint40 withdrawDelay; bytes32 salt; }
     struct Voucher { ChannelConfig channel; uint128 maxClaimableAmount; }
     struct VoucherClaim { Voucher voucher; bytes signature; uint128 totalClaimed; }
 
@@ -51,18 +43,16 @@ mod signed {
         struct Voucher { bytes32 channelId; uint128 maxClaimableAmount; }
         struct ClaimEntry { bytes32 channelId; uint128 maxClaimableAmount; uint128 totalClaimed; }
         struct ClaimBatch { ClaimEntry[] claims; }
-        struct ReceiveWithAuthorization {
-            address from;
-            address to;
-            uint256 value;
-            uint256 validAfter;
-            uint256 validBefore;
-            bytes32 nonce;
-        }
+        struct ReceiveWithAuthorization { address from; address to; uint256 value; uint256 validAfter; uint256 validBefore; bytes32 nonce; }
     }
 }
 
 const CHAIN_ID: u64 = 84532;
+
+/// What the view `call` of the escrow returns.
+async fn escrow<C: SolCall>(devnet: &Devnet, call: C) -> C::Return {
+    view(devnet, BATCH_SETTLEMENT_ADDRESS, call).await
+}
 
 async fn view<C: SolCall>(devnet: &Devnet, to: Address, call: C) -> C::Return {
     let tx = TransactionRequest::default()
@@ -146,9 +136,8 @@ async fn the_escrow_and_its_collectors_answer_at_their_addresses_and_settle_a_cl
         withdrawDelay: alloy::primitives::aliases::U40::from(900u64),
         salt: B256::repeat_byte(7),
     };
-    let channel_id = view(
+    let channel_id = escrow(
         &devnet,
-        BATCH_SETTLEMENT_ADDRESS,
         IBatchSettlement::getChannelIdCall {
             config: config.clone(),
         },
@@ -194,9 +183,8 @@ async fn the_escrow_and_its_collectors_answer_at_their_addresses_and_settle_a_cl
         },
     )
     .await;
-    let state = view(
+    let state = escrow(
         &devnet,
-        BATCH_SETTLEMENT_ADDRESS,
         IBatchSettlement::channelsCall {
             channelId: channel_id,
         },
@@ -209,9 +197,8 @@ async fn the_escrow_and_its_collectors_answer_at_their_addresses_and_settle_a_cl
         channelId: channel_id,
         maxClaimableAmount: 400,
     };
-    let voucher_digest = view(
+    let voucher_digest = escrow(
         &devnet,
-        BATCH_SETTLEMENT_ADDRESS,
         IBatchSettlement::getVoucherDigestCall {
             channelId: channel_id,
             maxClaimableAmount: 400,
@@ -234,9 +221,8 @@ async fn the_escrow_and_its_collectors_answer_at_their_addresses_and_settle_a_cl
             totalClaimed: 350,
         }],
     };
-    let batch_digest = view(
+    let batch_digest = escrow(
         &devnet,
-        BATCH_SETTLEMENT_ADDRESS,
         IBatchSettlement::getClaimBatchDigestCall {
             voucherClaims: claims.clone(),
         },
