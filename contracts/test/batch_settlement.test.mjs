@@ -4,8 +4,9 @@
 // them, the real Permit2 at its own, and our token. Payloads, vouchers and authorizer
 // signatures are built with the official @x402/evm 2.27 code wherever it exports it (its client
 // builds the deposit and signs vouchers; its facilitator's helpers sign claim batches and
-// refunds and encode collector data), so what passes here is what official peers send. Run from
-// tools/ with `npm run test:contracts`.
+// refunds and encode collector data), so what passes here is what official peers send; the last
+// suite runs the official facilitator itself against these contracts. Run from tools/ with
+// `npm run test:contracts`.
 
 import { after, before, describe, test } from "node:test";
 import assert from "node:assert/strict";
@@ -599,5 +600,68 @@ describe("refund", () => {
     ];
     await rejectsWith(escrow(receiver, "multicall", [failing]), "ClaimExceedsCeiling");
     assert.equal((await channelState(config2)).balance, 100n);
+  });
+});
+
+describe("the official @x402/evm 2.27 facilitator", () => {
+  test("verifies and settles a deposit, vouchers, a claim, a settle and a refund against these contracts", async () => {
+    const { BatchSettlementEvmScheme } = require("@x402/evm/batch-settlement/facilitator");
+    const multicall3 = loadArtifact("Multicall3");
+    // It reads channel state through Multicall3.
+    await chain.testClient.setCode({ address: kit.MULTICALL3, bytecode: multicall3.deployedBytecode });
+    const client = chain.walletClient(operator).extend(viem.publicActions);
+    const signer = sdk.toFacilitatorEvmSigner({ ...client, address: operator.address });
+    const facilitator = new BatchSettlementEvmScheme(signer, receiverAuthorizer);
+    // A receiver of its own, so that `settle` pays this test's claim alone.
+    const payee = kit.randomAccount().address;
+    const config = channel({ payerAuthorizer: payer.address, receiver: payee });
+    const offer = requirements(config);
+    const paid = (payload, accepted = offer) => ({ x402Version: 2, accepted, payload });
+    const voucher = async (max, signer = payer) => ({
+      type: "voucher",
+      channelConfig: config,
+      voucher: await sdkClient.signVoucher(signer, idOf(config), String(max), NETWORK),
+    });
+    const verdict = async (payload) => {
+      const answer = await facilitator.verify(paid(payload), offer);
+      return answer.isValid ? "valid" : answer.invalidReason;
+    };
+    const settled = async (payload, accepted = offer) => {
+      const answer = await facilitator.settle(paid(payload, accepted), accepted);
+      assert.equal(answer.success, true, `${answer.errorReason}: ${answer.errorMessage}`);
+      return answer;
+    };
+
+    const build = sdkClient.createBatchSettlementEIP3009DepositPayload;
+    const { payload: deposit } = await build(payer, 2, offer, config, "1000", "100");
+    assert.equal(await verdict(deposit), "valid");
+    const afterDeposit = await settled(deposit);
+    assert.equal(afterDeposit.amount, "1000");
+    assert.equal(afterDeposit.extra.channelState.balance, "1000");
+    assert.deepEqual(await channelState(config), { balance: 1_000n, totalClaimed: 0n });
+
+    assert.equal(await verdict(await voucher(300)), "valid");
+    assert.equal(await verdict(await voucher(1_001)), "invalid_batch_settlement_evm_cumulative_exceeds_balance");
+    assert.equal(await verdict(await voucher(300, stranger)), "invalid_batch_settlement_evm_voucher_signature");
+
+    // What a server sends once it has charged 300: a claim, then a settle.
+    const server = { scheme: "batch-settlement", network: NETWORK, asset, amount: "0", payTo: payee, maxTimeoutSeconds: 0, extra: {} };
+    const { voucher: latest } = await voucher(300);
+    const claims = [{ voucher: { channel: config, maxClaimableAmount: "300" }, signature: latest.signature, totalClaimed: "300" }];
+    await settled({ type: "claim", claims }, server);
+    assert.deepEqual(await channelState(config), { balance: 1_000n, totalClaimed: 300n });
+    assert.equal(await verdict(await voucher(300)), "invalid_batch_settlement_evm_cumulative_below_claimed");
+    const payout = await settled({ type: "settle", receiver: payee, token: asset }, server);
+    assert.equal(payout.amount, "300", "read from our Settled event");
+    assert.equal(await balance(payee), 300n);
+
+    // The cooperative refund of the rest.
+    const payerBefore = await balance(payer.address);
+    const refund = { type: "refund", channelConfig: config, voucher: latest, amount: "700", refundNonce: "0", claims: [] };
+    const refunded = await settled(refund, server);
+    assert.equal(refunded.amount, "700");
+    assert.equal(await balance(payer.address), payerBefore + 700n);
+    assert.deepEqual(await channelState(config), { balance: 300n, totalClaimed: 300n });
+    assert.equal(await read("refundNonce", [idOf(config)]), 1n);
   });
 });
