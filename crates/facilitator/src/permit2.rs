@@ -114,7 +114,7 @@ impl SendLog for LoggedSends {
             let claim = self.store.claim_with_transaction(&new, &tx, holder);
             Ok(match claim.await.map_err(internal)? {
                 Claim::Fresh => Recorded::Fresh,
-                Claim::Existing(record) => Recorded::Existing(sent(*record)),
+                Claim::Existing(record) => Recorded::Existing(Box::new(sent(*record))),
             })
         })
     }

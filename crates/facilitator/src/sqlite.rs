@@ -689,19 +689,13 @@ mod tests {
         old.execute_batch(&old_schema).unwrap();
         let new = settlement(5);
         let (chain_id, asset, payer, nonce) = key_params(&new.key);
-        old.execute(
+        let (fingerprint, pay_to) = (hex(new.fingerprint), hex(new.pay_to));
+        old.execute_batch(&format!(
             "INSERT INTO settlements (chain_id, asset, payer, auth_nonce, fingerprint, state,
                 pay_to, amount, valid_before, wire_network, request, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'claimed', ?6, '10000', 1900000000, 'base', '{}', 0, 0)",
-            params![
-                chain_id,
-                asset,
-                payer,
-                nonce,
-                hex(new.fingerprint),
-                hex(new.pay_to)
-            ],
-        )
+             VALUES ({chain_id}, '{asset}', '{payer}', '{nonce}', '{fingerprint}', 'claimed',
+                '{pay_to}', '10000', 1900000000, 'base', '{{}}', 0, 0)"
+        ))
         .unwrap();
         drop(old);
         SqliteStore::open(&path).unwrap();

@@ -15,8 +15,8 @@ use x402_proto::{
 
 use super::payload::{EXACT_PERMIT2_PROXY, ExactPermit2Payload};
 use crate::permit2::{
-    DEADLINE_BUFFER_SECS, Opened, Opening, ProxySettle, Refusal, SendLog, Sends, permit_payer,
-    permit2_revert_reason, refuse, signed_by,
+    DEADLINE_BUFFER_SECS, Opened, Opening, Prepared, ProxySettle, Refusal, SendLog, Sends,
+    permit_payer, permit2_revert_reason, refuse, signed_by,
 };
 use crate::scheme::ExactEvmScheme;
 use crate::sender::TransferExpectation;
@@ -221,15 +221,13 @@ impl ExactPermit2Facilitator {
             permit2_revert_reason as fn(&str) -> _,
         );
         let call = Sends::call(&self.chain, request, &permit, key, failures);
-        // One settlement of a payment at a time; a retry of one sent is answered for it.
-        let _turn = self.sends.turn(&call).await;
-        if let Some(answer) = self.sends.recorded(&call).await? {
-            return Ok(answer);
-        }
-        match self.check(request).await? {
-            Ok(verified) => self.sends.send(&call, &verified.proxy_settle()).await,
-            Err(refusal) => Ok(call.failure(settle_code(&refusal), refusal.message, None)),
-        }
+        let fresh = async {
+            Ok(match self.check(request).await? {
+                Ok(verified) => Prepared::Send(verified.proxy_settle()),
+                Err(refusal) => Prepared::Refused(refuse(settle_code(&refusal), refusal.message)),
+            })
+        };
+        self.sends.settle(&call, fresh).await
     }
 
     /// The answer for a payment the checks refuse (or, unexpectedly, pass: it could not be

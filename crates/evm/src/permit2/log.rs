@@ -124,7 +124,7 @@ pub enum Recorded {
     /// The send is recorded; broadcast it.
     Fresh,
     /// A settlement of the nonce was recorded first (and not abandoned): nothing written.
-    Existing(SentSettlement),
+    Existing(Box<SentSettlement>),
 }
 
 /// How a settlement ended.

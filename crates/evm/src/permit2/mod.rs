@@ -31,7 +31,7 @@ mod sponsoring;
 pub use log::{
     Ending, Holder, Permit2Nonce, Permit2Send, Recorded, SendLog, SendState, SentSettlement,
 };
-pub(crate) use sends::Sends;
+pub(crate) use sends::{Prepared, Sends};
 #[cfg(test)]
 use settle::revert_name;
 pub(crate) use settle::{ProxySettle, permit2_revert_reason};

@@ -57,7 +57,7 @@ impl SendLog for PendingSends {
         let mut entries = self.entries();
         let recorded = match entries.get(&send.nonce) {
             Some((existing, _)) if existing.state != SendState::Abandoned => {
-                Recorded::Existing(existing.clone())
+                Recorded::Existing(Box::new(existing.clone()))
             }
             _ => {
                 let record = SentSettlement {
@@ -76,13 +76,13 @@ impl SendLog for PendingSends {
 
     fn finish<'a>(
         &'a self,
-        nonce: &'a Permit2Nonce,
-        ending: Ending,
-        answer: &'a SettleResponse,
+        spent: &'a Permit2Nonce,
+        end: Ending,
+        response: &'a SettleResponse,
     ) -> BoxFuture<'a, Result<(), FacilitatorError>> {
-        self.update(nonce, |record| {
-            record.state = match ending {
-                Ending::Confirmed | Ending::Failed => SendState::Ended(answer.clone()),
+        self.update(spent, |record| {
+            record.state = match end {
+                Ending::Confirmed | Ending::Failed => SendState::Ended(response.clone()),
                 Ending::Abandoned => SendState::Abandoned,
             };
         });

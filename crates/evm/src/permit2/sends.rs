@@ -27,6 +27,16 @@ impl Default for Sends {
     }
 }
 
+/// What a scheme's checks decided for a payment with no settlement recorded.
+pub(crate) enum Prepared {
+    /// Send this settle.
+    Send(ProxySettle),
+    /// Refused: nothing is sent.
+    Refused(Refusal),
+    /// Nothing to move (an `upto` usage of zero): a success without a transaction.
+    Nothing,
+}
+
 /// One settle call: the payment, who asks, and how the scheme names failures.
 pub(crate) struct SettleCall<'a> {
     chain: &'a ExactEvmScheme,
@@ -88,14 +98,32 @@ impl Sends {
         }
     }
 
-    /// Waits for the turn to settle `call`'s payment in this process.
-    pub(crate) async fn turn(&self, call: &SettleCall<'_>) -> tokio::sync::OwnedMutexGuard<()> {
-        self.turns.take(call.nonce).await
+    /// Settles `call`'s payment: in turn with other settlements of it in this process; for
+    /// the settlement recorded already, when there is one; otherwise as `fresh` (the scheme's
+    /// checks, run only then) decides.
+    pub(crate) async fn settle(
+        &self,
+        call: &SettleCall<'_>,
+        fresh: impl Future<Output = Result<Prepared, FacilitatorError>>,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let _turn = self.turns.take(call.nonce).await;
+        if let Some(answer) = self.recorded(call).await? {
+            return Ok(answer);
+        }
+        match fresh.await? {
+            Prepared::Send(settle) => self.send(call, &settle).await,
+            Prepared::Refused(refusal) => Ok(call.failure(refusal.code, refusal.message, None)),
+            Prepared::Nothing => {
+                let network = call.request.wire_network().clone();
+                let nothing = SettleResponse::success(network, call.payer.clone(), "");
+                Ok(call.with_amount(nothing, U256::ZERO))
+            }
+        }
     }
 
     /// The answer for a settlement of `call`'s payment already recorded, or `None` when there
     /// is none (or it was abandoned) and the payment may be settled.
-    pub(crate) async fn recorded(
+    async fn recorded(
         &self,
         call: &SettleCall<'_>,
     ) -> Result<Option<SettleResponse>, FacilitatorError> {
@@ -148,7 +176,7 @@ impl Sends {
 
     /// Sends `settle` for `call`: signed, recorded, broadcast, and waited for (within the
     /// chain's receipt timeout; then `settlement_pending`).
-    pub(crate) async fn send(
+    async fn send(
         &self,
         call: &SettleCall<'_>,
         settle: &ProxySettle,
@@ -175,7 +203,7 @@ impl Sends {
             Recorded::Fresh => {}
             Recorded::Existing(record) => {
                 drop(slot);
-                return self.answer_for(call, record).await?.ok_or_else(|| {
+                return self.answer_for(call, *record).await?.ok_or_else(|| {
                     FacilitatorError::Unavailable(
                         "the settlement was taken over concurrently; settle again".into(),
                     )

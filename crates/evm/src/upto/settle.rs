@@ -6,7 +6,7 @@ use alloy::primitives::U256;
 use x402_proto::{FacilitatorError, PaymentRequest, ReasonCode, SettleResponse, TokenAmount, v2};
 
 use super::payload::UptoPayload;
-use crate::permit2::Sends;
+use crate::permit2::{Prepared, Sends};
 
 use super::facilitator::*;
 
@@ -53,39 +53,31 @@ impl UptoEvmFacilitator {
             settle_reason as fn(&str) -> _,
         );
         let call = Sends::call(&self.chain, request, &upto, key, failures);
-        // One settlement of a payment at a time: checks, sends and retries in turn.
-        let _turn = self.sends.turn(&call).await;
         // A settlement recorded already is answered for, with the amount its transaction
-        // moves.
-        if let Some(answer) = self.sends.recorded(&call).await? {
-            return Ok(answer);
-        }
-        // Verified against the maximum the permit names.
-        let maximum = upto.permit2_authorization.permitted.amount;
-        if actual > maximum {
-            return Ok(call.failure(
-                ReasonCode::UPTO_EVM_SETTLEMENT_EXCEEDS_AMOUNT,
-                format!("{actual} is above the signed maximum {maximum}"),
-                None,
-            ));
-        }
-        let at_maximum = PaymentRequest::V2 {
-            payload: payload.clone(),
-            requirements: v2::PaymentRequirements {
-                amount: TokenAmount(maximum),
-                ..requirements.clone()
-            },
+        // moves; otherwise the payment is verified against the maximum the permit names.
+        let fresh = async {
+            let maximum = upto.permit2_authorization.permitted.amount;
+            if actual > maximum {
+                return Ok(Prepared::Refused(refuse(
+                    ReasonCode::UPTO_EVM_SETTLEMENT_EXCEEDS_AMOUNT,
+                    format!("{actual} is above the signed maximum {maximum}"),
+                )));
+            }
+            let at_maximum = PaymentRequest::V2 {
+                payload: payload.clone(),
+                requirements: v2::PaymentRequirements {
+                    amount: TokenAmount(maximum),
+                    ..requirements.clone()
+                },
+            };
+            Ok(match self.check(&at_maximum).await? {
+                Err(refusal) => Prepared::Refused(refusal),
+                // Nothing used, nothing sent.
+                Ok(_) if actual.is_zero() => Prepared::Nothing,
+                Ok(verified) => Prepared::Send(verified.proxy_settle(actual)),
+            })
         };
-        let verified = match self.check(&at_maximum).await? {
-            Ok(verified) => verified,
-            Err(refusal) => return Ok(call.failure(refusal.code, refusal.message, None)),
-        };
-        if actual.is_zero() {
-            // Nothing used, nothing sent.
-            let nothing = SettleResponse::success(network, payer, "");
-            return Ok(call.with_amount(nothing, U256::ZERO));
-        }
-        self.sends.send(&call, &verified.proxy_settle(actual)).await
+        self.sends.settle(&call, fresh).await
     }
 }
 
