@@ -2,7 +2,8 @@
 //! log: a settle answered `settlement_pending` is answered again after a restart for the
 //! transaction already sent, with the amount it moved, to the request it was sent for (another
 //! request gets `duplicate_settlement`); a settlement left unmined by a stopped facilitator is
-//! concluded at the next start without a new send. The money moves once.
+//! concluded at the next start without a new send; a keyless retry (the official server's) gets
+//! the success once. The money moves once.
 
 use alloy::primitives::{Address, B256, U256};
 use serde_json::{Value, json};
@@ -223,5 +224,36 @@ async fn a_settlement_left_unmined_by_a_stopped_facilitator_is_concluded_at_star
     );
     before
         .assert_one_transfer(&stack, (token, payer), 4_000)
+        .await;
+}
+
+#[tokio::test]
+async fn a_keyless_retry_after_a_restart_gets_the_success_once() {
+    // The official server retries once with the identical body, and sends no key.
+    let (mut stack, request) = upto_payment(700).await;
+    let token = stack.chain.devnet.token().address;
+    let (payer, _) = permit_of(&request);
+    let before = Balances::read(&stack, token, payer).await;
+    stack.stop_automine().await;
+    let pending = settle(&stack, &request, None).await;
+    assert_eq!(pending["errorReason"], "settlement_pending", "{pending}");
+
+    stack.restart().await;
+    stack.mine().await;
+    let settled = settle(&stack, &request, None).await;
+    assert_eq!(
+        (
+            &settled["success"],
+            &settled["transaction"],
+            &settled["amount"]
+        ),
+        (&json!(true), &pending["transaction"], &json!("700")),
+        "{settled}"
+    );
+    // Its success was handed out; to anyone else the permit is spent.
+    let again = settle(&stack, &request, None).await;
+    assert_eq!(again["errorReason"], "permit2_invalid_nonce", "{again}");
+    before
+        .assert_one_transfer(&stack, (token, payer), 700)
         .await;
 }
