@@ -30,7 +30,8 @@ enum Target {
     /// Paid requests per second through the paywall and the gateway (settled on anvil), and
     /// the latency the paywall adds over the same route unpaid.
     Gateway(gateway::GatewayBench),
-    /// What a typical LLM chat call costs paid with `exact` and with `upto`, in USD and gas.
+    /// What a typical LLM chat call costs paid with `exact`, `upto` and `batch-settlement`, in
+    /// USD and gas.
     Costs(costs::CostsBench),
 }
 
