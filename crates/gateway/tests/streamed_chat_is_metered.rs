@@ -3,8 +3,10 @@
 //! more than the signed maximum. Read to its end, the event stream's last event (after
 //! `data: [DONE]`) carries the receipt; cut off by the client midway, the payment is settled
 //! for what went out before the cut, once, and buys nothing else. An `exact` payment of a
-//! stream still settles its price before the stream is sent. Real anvil chain and our
-//! facilitator; a small OpenAI-compatible upstream inside the test stands in for the LLM.
+//! stream still settles its price before the stream is sent. A payment signed with a deadline
+//! shorter than the offer's timeout is cut off in time to settle before it, or refused before
+//! the upstream is asked when it leaves too little time. Real anvil chain and our facilitator;
+//! a small OpenAI-compatible upstream inside the test stands in for the LLM.
 
 mod common;
 
@@ -28,16 +30,21 @@ const FAST_CHUNKS: u64 = 5;
 const CONTENT: &str = "tok ";
 
 /// An upstream streaming `FULL_ANSWER` one-token chunks then `data: [DONE]`: at once, or, when
-/// the last message is "slow", `FAST_CHUNKS` at once and the rest 50 ms apart.
+/// the last message is "slow", `FAST_CHUNKS` at once and the rest 50 ms apart, or when it is
+/// "hang", `FAST_CHUNKS` and then nothing, never ending.
 async fn start_upstream() -> String {
     let app = Router::new().route(
         "/v1/chat/completions",
         post(|Json(request): Json<Value>| async move {
             assert_eq!(request["stream"], true, "this upstream only streams");
             let slow = request["messages"][0]["content"] == "slow";
+            let hang = request["messages"][0]["content"] == "hang";
             let events = futures_util::stream::unfold(0u64, move |sent| async move {
                 if sent > FULL_ANSWER {
                     return None;
+                }
+                if hang && sent >= FAST_CHUNKS {
+                    futures_util::future::pending::<()>().await;
                 }
                 if slow && sent >= FAST_CHUNKS {
                     tokio::time::sleep(Duration::from_millis(50)).await;
@@ -271,4 +278,55 @@ async fn a_stream_on_run_is_metered_too() {
     assert!(charged < maximum, "{charged} of {maximum}");
     assert!(charged > U256::from(FULL_ANSWER));
     assert_eq!(stack.pay_to_balance().await, payee_before + charged);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_short_deadline_is_cut_off_in_time_to_settle_or_refused_up_front() {
+    let stack = stack().await;
+    let (payer_before, payee_before, sent_before) = balances(&stack).await;
+    let (request, prompt_tokens) = chat("hang");
+    // The offer allows 300 s; the payer signs a Permit2 deadline 30 s away. Less the
+    // facilitator's 6 s and the 10-second margin, 14 s to stream: refused, nothing asked of the
+    // upstream or the chain.
+    let offer_timeout = 300;
+    let signed_at = |deadline_in: u64| x402_evm::unix_now() + deadline_in - offer_timeout;
+    let (short, _) = stack
+        .upto_payment_signed_at("/v1/chat/completions", &request, 0, signed_at(30))
+        .await;
+    let refused = stack
+        .post_paid("/v1/chat/completions", &request, &short)
+        .await;
+    assert_eq!(refused.status(), 402);
+    let error = x402_testkit::challenge_of(refused.headers())
+        .error
+        .unwrap_or_default();
+    assert!(error.contains("needs at least 20 s"), "{error}");
+
+    // 40 s away: about 24 s to stream. The upstream sends a few chunks and hangs; the gateway
+    // cuts the stream off before the deadline and settles what went out.
+    let (payment, maximum) = stack
+        .upto_payment_signed_at("/v1/chat/completions", &request, 0, signed_at(40))
+        .await;
+    let response = stack
+        .post_paid("/v1/chat/completions", &request, &payment)
+        .await;
+    assert_eq!(response.status(), 200);
+    let events = tokio::time::timeout(Duration::from_secs(120), response.text())
+        .await
+        .expect("the stream is cut off")
+        .unwrap();
+    assert_eq!(chunks_in(&events), FAST_CHUNKS);
+    let (_, receipt) = events
+        .rsplit_once(&format!("event: {RECEIPT_EVENT}\ndata: "))
+        .expect("a receipt event");
+    let receipt: SettleResponse = decode_header(receipt.trim_end().as_bytes()).unwrap();
+    assert!(receipt.success, "{receipt:?}");
+    let cost = U256::from(prompt_tokens + FAST_CHUNKS);
+    assert_eq!(receipt.amount.map(|a| a.0), Some(cost));
+    assert!(cost < maximum);
+    assert_eq!(
+        balances(&stack).await,
+        (payer_before - cost, payee_before + cost, sent_before + 1),
+        "the cut-off stream was paid, in one settlement"
+    );
 }
