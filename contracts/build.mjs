@@ -12,7 +12,7 @@
 // on the source text and the settings below.
 
 import { createHash } from "node:crypto";
-import { readFileSync, writeFileSync, mkdirSync, existsSync } from "node:fs";
+import { readFileSync, readdirSync, writeFileSync, mkdirSync, existsSync } from "node:fs";
 import { createRequire } from "node:module";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -32,6 +32,9 @@ const SOURCE_OF = {
   X402ExactPermit2Proxy: "X402Permit2Proxies.sol",
   X402UptoPermit2Proxy: "X402Permit2Proxies.sol",
   PlainToken: "PlainToken.sol",
+  X402BatchSettlement: "X402BatchSettlement.sol",
+  ERC3009DepositCollector: "X402DepositCollectors.sol",
+  Permit2DepositCollector: "X402DepositCollectors.sol",
 };
 const CONTRACTS = Object.keys(SOURCE_OF);
 
@@ -55,15 +58,19 @@ const checkOnly = process.argv.includes("--check");
 const unknown = process.argv.slice(2).filter((a) => a !== "--check");
 if (unknown.length > 0) fail(`unknown argument(s): ${unknown.join(" ")}`);
 
-// Read every source once: the same bytes feed both the compiler and the hash.
+// Read every source once: the same bytes feed both the compiler and the hash. Every file in
+// src/ is compiled, so that a contract may import one that holds only a library.
 const sources = {};
+for (const file of readdirSync(srcDir).filter((f) => f.endsWith(".sol")).sort()) {
+  sources[file] = { content: readFileSync(join(srcDir, file)) };
+}
 const sourceHashes = {};
 for (const name of CONTRACTS) {
-  const file = SOURCE_OF[name];
-  const bytes = readFileSync(join(srcDir, file));
-  sources[file] = { content: bytes.toString("utf8") };
+  const bytes = sources[SOURCE_OF[name]]?.content;
+  if (!bytes) fail(`contracts/src/${SOURCE_OF[name]} (of ${name}) is missing`);
   sourceHashes[name] = createHash("sha256").update(bytes).digest("hex");
 }
+for (const file of Object.keys(sources)) sources[file].content = sources[file].content.toString("utf8");
 
 const input = {
   language: "Solidity",

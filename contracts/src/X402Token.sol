@@ -1,6 +1,8 @@
 // SPDX-License-Identifier: MIT
 pragma solidity 0.8.37;
 
+import {Signatures} from "./Signatures.sol";
+
 /// @title X402Token
 /// @notice A small test token that looks like USDC (FiatToken v2.2) from the
 ///         outside: 6 decimals, the symbol "USDC", and EIP-3009 signed
@@ -35,13 +37,6 @@ contract X402Token {
     /// EIP-2612: an allowance granted by a signature instead of a transaction.
     bytes32 public constant PERMIT_TYPEHASH =
         keccak256("Permit(address owner,address spender,uint256 value,uint256 nonce,uint256 deadline)");
-
-    /// Largest `s` accepted in a signature (half the secp256k1 group order),
-    /// which rules out the malleable twin of every valid signature.
-    uint256 private constant MAX_S = 0x7FFFFFFFFFFFFFFFFFFFFFFFFFFFFFFF5D576E7357A4501DDFE92F46681B20A0;
-
-    /// Value an ERC-1271 wallet returns when it accepts a signature.
-    bytes4 private constant ERC1271_MAGIC_VALUE = 0x1626ba7e;
 
     // ---- Storage (slot order is part of the contract: tests may poke it) ----
 
@@ -310,36 +305,6 @@ contract X402Token {
         returns (bool)
     {
         bytes32 digest = keccak256(abi.encodePacked("\x19\x01", DOMAIN_SEPARATOR(), structHash));
-        if (signer.code.length > 0) {
-            // A contract (smart wallet) decides for itself.
-            return _isValidErc1271(signer, digest, signature);
-        }
-        // An externally owned account must have produced the signature.
-        address recovered = _recover(digest, signature);
-        return recovered != address(0) && recovered == signer;
-    }
-
-    /// @dev Asks a smart-contract wallet whether it accepts the signature.
-    function _isValidErc1271(address wallet, bytes32 digest, bytes memory signature) private view returns (bool) {
-        (bool success, bytes memory answer) =
-            wallet.staticcall(abi.encodeWithSignature("isValidSignature(bytes32,bytes)", digest, signature));
-        return success && answer.length >= 32 && abi.decode(answer, (bytes32)) == bytes32(ERC1271_MAGIC_VALUE);
-    }
-
-    /// @dev Recovers the signer of a 65-byte r || s || v signature, returning
-    ///      address(0) for anything malformed (wrong length, high s, v not
-    ///      27/28) so that it can never equal a real signer.
-    function _recover(bytes32 digest, bytes memory signature) private pure returns (address) {
-        if (signature.length != 65) return address(0);
-        bytes32 r;
-        bytes32 s;
-        uint8 v;
-        assembly ("memory-safe") {
-            r := mload(add(signature, 0x20))
-            s := mload(add(signature, 0x40))
-            v := byte(0, mload(add(signature, 0x60)))
-        }
-        if (uint256(s) > MAX_S || (v != 27 && v != 28)) return address(0);
-        return ecrecover(digest, v, r, s);
+        return Signatures.isValidNow(signer, digest, signature);
     }
 }

@@ -104,7 +104,9 @@ function stopAnvil(child) {
 }
 
 /// Starts anvil and connects to it: `publicClient`, `testClient` (anvil's cheat methods), the
-/// first `accounts` dev accounts, `walletClient(account)` to send as one of them, and `stop()`.
+/// first `accounts` dev accounts, `walletClient(account)` to send as one of them,
+/// `call(from, address, abi, functionName, args)` to send a contract call as one of them and
+/// wait for it (simulated first, so a revert rejects with its reason), and `stop()`.
 export async function startChain(accounts) {
   const anvil = await startAnvil(accounts);
   const chain = viem.defineChain({
@@ -114,13 +116,30 @@ export async function startChain(accounts) {
     rpcUrls: { default: { http: [anvil.url] } },
   });
   const transport = viem.http(anvil.url);
+  const publicClient = viem.createPublicClient({ chain, transport, pollingInterval: 50 });
+  const walletClient = (account) => viem.createWalletClient({ account, chain, transport, pollingInterval: 50 });
+  const wallets = new Map();
+  async function call(from, address, abi, functionName, args) {
+    const { request } = await publicClient.simulateContract({ account: from, address, abi, functionName, args });
+    if (!wallets.has(from.address)) wallets.set(from.address, walletClient(from));
+    return confirmed(publicClient, await wallets.get(from.address).writeContract(request), functionName);
+  }
   return {
-    publicClient: viem.createPublicClient({ chain, transport, pollingInterval: 50 }),
+    publicClient,
     testClient: viem.createTestClient({ chain, transport, mode: "anvil", pollingInterval: 50 }),
     accounts: anvil.keys.slice(0, accounts).map((k) => privateKeyToAccount(k)),
-    walletClient: (account) => viem.createWalletClient({ account, chain, transport, pollingInterval: 50 }),
+    walletClient,
+    call,
     stop: () => stopAnvil(anvil.child),
   };
+}
+
+/// Asserts that `promise` rejects naming the custom error (or revert reason) `name`.
+export async function rejectsWith(promise, name) {
+  await assert.rejects(promise, (err) => {
+    assert.match(`${err.message} ${err.cause?.data?.errorName ?? ""}`, new RegExp(name));
+    return true;
+  });
 }
 
 /// Waits for transaction `hash` on `publicClient`'s chain and asserts that `what` succeeded.

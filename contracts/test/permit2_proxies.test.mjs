@@ -9,7 +9,7 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import * as kit from "../test-support/chain.mjs";
 
-const { CHAIN_ID, confirmed, eip712Fields, loadArtifact, viem } = kit;
+const { CHAIN_ID, confirmed, eip712Fields, loadArtifact, rejectsWith, viem } = kit;
 const { toFunctionSelector, toEventSelector, toFunctionSignature, parseSignature } = viem;
 const PERMIT2 = kit.permit2.address;
 
@@ -56,23 +56,10 @@ async function newToken() {
   return address;
 }
 
-/// Sends `functionName(args)` to `address` as `from` (after simulating it, so a revert
-/// rejects with its reason).
-async function call(from, address, abi, functionName, args) {
-  const { request } = await publicClient.simulateContract({ account: from, address, abi, functionName, args });
-  return confirmed(publicClient, await wallets[from.address].writeContract(request), functionName);
-}
+const call = (...args) => chain.call(...args);
 
 const balance = (owner, of = asset) =>
   publicClient.readContract({ address: of, abi: token.abi, functionName: "balanceOf", args: [owner] });
-
-/// Asserts that `promise` rejects naming the custom error `name`.
-async function rejectsWith(promise, name) {
-  await assert.rejects(promise, (err) => {
-    assert.match(`${err.message} ${err.cause?.data?.errorName ?? ""}`, new RegExp(name));
-    return true;
-  });
-}
 
 /// A payer's Permit2 authorization for `amount` of `asset` to the proxy, with the witness the
 /// scheme binds, signed as an x402 client signs it: the settle call's first arguments.

@@ -50,6 +50,30 @@ pub const UPTO_PERMIT2_PROXY_ARTIFACT: &str =
 pub const UPTO_PERMIT2_PROXY_ADDRESS: Address =
     address!("4020A4f3b7b90ccA423B9fabCc0CE57C6C240002");
 
+/// Our batch-settlement escrow (`contracts/src/X402BatchSettlement.sol`).
+pub const BATCH_SETTLEMENT_ARTIFACT: &str =
+    include_str!("../../../contracts/out/X402BatchSettlement.json");
+/// Where official x402 clients find the `batch-settlement` escrow (the same on every chain); the
+/// devnet places [`BATCH_SETTLEMENT_ARTIFACT`] there.
+pub const BATCH_SETTLEMENT_ADDRESS: Address = address!("4020074e9dF2ce1deE5A9C1b5c3f541D02a10003");
+
+/// Our EIP-3009 deposit collector (`contracts/src/X402DepositCollectors.sol`).
+pub const ERC3009_DEPOSIT_COLLECTOR_ARTIFACT: &str =
+    include_str!("../../../contracts/out/ERC3009DepositCollector.json");
+/// Where official x402 clients send `batch-settlement` deposits made with EIP-3009 (the `to` of
+/// the payer's `ReceiveWithAuthorization`); the devnet places
+/// [`ERC3009_DEPOSIT_COLLECTOR_ARTIFACT`] there.
+pub const ERC3009_DEPOSIT_COLLECTOR_ADDRESS: Address =
+    address!("4020806089470a89826cB9fB1f4059150b550004");
+
+/// Our Permit2 deposit collector (`contracts/src/X402DepositCollectors.sol`).
+pub const PERMIT2_DEPOSIT_COLLECTOR_ARTIFACT: &str =
+    include_str!("../../../contracts/out/Permit2DepositCollector.json");
+/// The spender of `batch-settlement` deposits made with Permit2; the devnet places
+/// [`PERMIT2_DEPOSIT_COLLECTOR_ARTIFACT`] there.
+pub const PERMIT2_DEPOSIT_COLLECTOR_ADDRESS: Address =
+    address!("4020425FAf3B746C082C2f942b4E5159887B0005");
+
 impl Artifact {
     /// Parses one of the committed artifacts.
     pub fn parse(json: &str) -> Result<Self, serde_json::Error> {
@@ -70,6 +94,9 @@ mod tests {
             WALLET_FACTORY_ARTIFACT,
             EXACT_PERMIT2_PROXY_ARTIFACT,
             UPTO_PERMIT2_PROXY_ARTIFACT,
+            BATCH_SETTLEMENT_ARTIFACT,
+            ERC3009_DEPOSIT_COLLECTOR_ARTIFACT,
+            PERMIT2_DEPOSIT_COLLECTOR_ARTIFACT,
         ] {
             let artifact = Artifact::parse(json).unwrap();
             assert!(

@@ -129,7 +129,8 @@ pub struct Devnet {
 }
 
 impl Devnet {
-    /// Starts anvil and sets the chain up: token, Multicall3, Permit2, the smart-wallet factory (at
+    /// Starts anvil and sets the chain up: token, Multicall3, Permit2, the `batch-settlement`
+    /// escrow and its deposit collectors, the smart-wallet factory (at
     /// [`WALLET_FACTORY_ADDRESS`]), payer balances.
     ///
     /// Account 0 is the facilitator (it pays gas and may mint), account 1 is the default
@@ -182,6 +183,7 @@ impl Devnet {
         if config.permit2 {
             devnet.deploy_permit2().await?;
         }
+        devnet.place_batch_settlement().await?;
         let factory = Artifact::parse(WALLET_FACTORY_ARTIFACT)?;
         devnet
             .set_code(WALLET_FACTORY_ADDRESS, factory.deployed_bytecode)
@@ -411,7 +413,7 @@ impl Devnet {
     /// deployer, and checks that its code is there; then places our x402 Permit2 proxies
     /// (`exact` and `upto`) at their canonical addresses.
     pub async fn deploy_permit2(&self) -> Result<(), DevnetError> {
-        for (address, artifact) in [
+        self.place_artifacts(&[
             (
                 crate::EXACT_PERMIT2_PROXY_ADDRESS,
                 crate::EXACT_PERMIT2_PROXY_ARTIFACT,
@@ -420,10 +422,8 @@ impl Devnet {
                 crate::UPTO_PERMIT2_PROXY_ADDRESS,
                 crate::UPTO_PERMIT2_PROXY_ARTIFACT,
             ),
-        ] {
-            self.set_code(address, Artifact::parse(artifact)?.deployed_bytecode)
-                .await?;
-        }
+        ])
+        .await?;
         let initcode = crate::permit2_initcode()?;
         let at = crate::create2_address(crate::PERMIT2_SALT, &initcode);
         if self.has_code(at).await? {
@@ -438,6 +438,37 @@ impl Devnet {
             return Err(DevnetError::Permit2(format!(
                 "the CREATE2 deployer left no code at {at}"
             )));
+        }
+        Ok(())
+    }
+
+    /// Places our `batch-settlement` escrow and its EIP-3009 and Permit2 deposit collectors at
+    /// their canonical addresses. They need no set-up: the escrow builds its EIP-712 domain from
+    /// its own address, and the collectors name the escrow and Permit2 at their canonical
+    /// addresses (the Permit2 collector works once Permit2 is there).
+    pub async fn place_batch_settlement(&self) -> Result<(), DevnetError> {
+        self.place_artifacts(&[
+            (
+                crate::BATCH_SETTLEMENT_ADDRESS,
+                crate::BATCH_SETTLEMENT_ARTIFACT,
+            ),
+            (
+                crate::ERC3009_DEPOSIT_COLLECTOR_ADDRESS,
+                crate::ERC3009_DEPOSIT_COLLECTOR_ARTIFACT,
+            ),
+            (
+                crate::PERMIT2_DEPOSIT_COLLECTOR_ADDRESS,
+                crate::PERMIT2_DEPOSIT_COLLECTOR_ARTIFACT,
+            ),
+        ])
+        .await
+    }
+
+    /// Puts the runtime code of each committed artifact (its JSON) at its address.
+    async fn place_artifacts(&self, placements: &[(Address, &str)]) -> Result<(), DevnetError> {
+        for (address, artifact) in placements {
+            self.set_code(*address, Artifact::parse(artifact)?.deployed_bytecode)
+                .await?;
         }
         Ok(())
     }

@@ -5,8 +5,9 @@ use std::process::Command;
 
 use sha2::{Digest, Sha256};
 use x402_devnet::{
-    Artifact, EXACT_PERMIT2_PROXY_ARTIFACT, MULTICALL3_ARTIFACT, TOKEN_ARTIFACT,
-    UPTO_PERMIT2_PROXY_ARTIFACT, WALLET_ARTIFACT, WALLET_FACTORY_ARTIFACT,
+    Artifact, BATCH_SETTLEMENT_ARTIFACT, ERC3009_DEPOSIT_COLLECTOR_ARTIFACT,
+    EXACT_PERMIT2_PROXY_ARTIFACT, MULTICALL3_ARTIFACT, PERMIT2_DEPOSIT_COLLECTOR_ARTIFACT,
+    TOKEN_ARTIFACT, UPTO_PERMIT2_PROXY_ARTIFACT, WALLET_ARTIFACT, WALLET_FACTORY_ARTIFACT,
 };
 
 fn repo_root() -> PathBuf {
@@ -30,6 +31,18 @@ fn artifacts_record_the_hash_of_their_source() {
         (
             UPTO_PERMIT2_PROXY_ARTIFACT,
             "contracts/src/X402Permit2Proxies.sol",
+        ),
+        (
+            BATCH_SETTLEMENT_ARTIFACT,
+            "contracts/src/X402BatchSettlement.sol",
+        ),
+        (
+            ERC3009_DEPOSIT_COLLECTOR_ARTIFACT,
+            "contracts/src/X402DepositCollectors.sol",
+        ),
+        (
+            PERMIT2_DEPOSIT_COLLECTOR_ARTIFACT,
+            "contracts/src/X402DepositCollectors.sol",
         ),
     ] {
         let artifact = Artifact::parse(artifact).unwrap();

@@ -19,7 +19,7 @@ pub mod exact_permit2;
 mod facilitator;
 mod node_error;
 mod payload;
-mod permit2;
+pub mod permit2;
 mod scheme;
 mod sender;
 mod smart_wallet;

@@ -3,11 +3,13 @@
 //!
 //! Every settlement goes through a durable log ([`SettlementStore`], SQLite by default): it is
 //! recorded before its transaction is broadcast, settles at most once per (asset, payer,
-//! nonce), and is reconciled against the chain at start.
+//! nonce) — per (owner, Permit2 nonce) for Permit2 payments, `upto` and `exact` with
+//! Permit2 — and is reconciled against the chain at start.
 
 mod config;
 mod http;
 mod metrics;
+mod permit2;
 mod service;
 mod sqlite;
 mod store;
@@ -151,8 +153,11 @@ pub async fn start_with_schemes(
                 detail: e.to_string(),
             })?;
         if network.upto {
-            schemes.push(Arc::new(x402_evm::upto::UptoEvmFacilitator::new(
+            // Its settlements go through the log too.
+            let log = Arc::new(permit2::LoggedSends::new(store.clone()));
+            schemes.push(Arc::new(x402_evm::upto::UptoEvmFacilitator::with_log(
                 scheme.clone(),
+                log,
             )));
         }
         let mut service = ChainService::new(scheme, network.accepted_assets());

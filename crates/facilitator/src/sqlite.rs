@@ -27,6 +27,7 @@ CREATE TABLE IF NOT EXISTS settlements (
     request      TEXT    NOT NULL,
     response     TEXT,
     answered_to  TEXT,
+    token        TEXT,
     created_at   INTEGER NOT NULL,
     updated_at   INTEGER NOT NULL,
     PRIMARY KEY (chain_id, asset, payer, auth_nonce)
@@ -118,15 +119,40 @@ impl SqliteStore {
     }
 }
 
-/// Brings a log written by an earlier version up to date.
+/// The log's schema version (`PRAGMA user_version`): 1 added `answered_to` (who a success
+/// was handed to), 2 added `token` (the token a settlement moves, for Permit2 settlements,
+/// whose key names Permit2 as the keeper of their nonce; `NULL` means the key's `asset`).
+const SCHEMA_VERSION: i64 = 2;
+
+/// Brings a log written by an earlier version up to date, one version at a time; each step
+/// adds only what is missing, so a log created with the current schema passes through.
 fn migrate(connection: &Connection) -> Result<(), StoreError> {
-    let has_answered_to = connection
-        .prepare("SELECT 1 FROM pragma_table_info('settlements') WHERE name = 'answered_to'")
-        .and_then(|mut statement| statement.exists([]))
+    let version: i64 = connection
+        .query_row("PRAGMA user_version", [], |row| row.get(0))
         .map_err(db_error)?;
-    if !has_answered_to {
+    let steps: [(i64, &str, &str); 2] = [
+        (
+            1,
+            "answered_to",
+            "ALTER TABLE settlements ADD COLUMN answered_to TEXT",
+        ),
+        (2, "token", "ALTER TABLE settlements ADD COLUMN token TEXT"),
+    ];
+    for (step, column, change) in steps {
+        if version >= step {
+            continue;
+        }
+        let present = connection
+            .prepare("SELECT 1 FROM pragma_table_info('settlements') WHERE name = ?1")
+            .and_then(|mut statement| statement.exists([column]))
+            .map_err(db_error)?;
+        if !present {
+            connection.execute_batch(change).map_err(db_error)?;
+        }
+    }
+    if version < SCHEMA_VERSION {
         connection
-            .execute_batch("ALTER TABLE settlements ADD COLUMN answered_to TEXT")
+            .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
             .map_err(db_error)?;
     }
     Ok(())
@@ -179,7 +205,7 @@ fn load(
     let row = connection
         .query_row(
             "SELECT fingerprint, state, pay_to, amount, valid_before, wire_network, request, response,
-                    answered_to
+                    answered_to, token
              FROM settlements WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND auth_nonce = ?4",
             params![chain_id, asset, payer, nonce],
             |row| {
@@ -193,6 +219,7 @@ fn load(
                     row.get::<_, String>(6)?,
                     row.get::<_, Option<String>>(7)?,
                     row.get::<_, Option<String>>(8)?,
+                    row.get::<_, Option<String>>(9)?,
                 ))
             },
         )
@@ -208,6 +235,7 @@ fn load(
         request,
         response,
         answered_to,
+        token,
     )) = row
     else {
         return Ok(None);
@@ -242,6 +270,10 @@ fn load(
         settlement: NewSettlement {
             key: *key,
             fingerprint: parse("fingerprint", &fingerprint)?,
+            token: match token {
+                Some(token) => parse("token", &token)?,
+                None => key.asset,
+            },
             pay_to: parse("pay_to", &pay_to)?,
             amount: parse::<U256>("amount", &amount)?,
             valid_before: u64::try_from(valid_before).unwrap_or_default(),
@@ -256,12 +288,13 @@ fn load(
     }))
 }
 
-/// Inserts `new` in `state`, or takes over an abandoned record of its key; `Existing` (and
-/// nothing written) when someone else holds the key.
+/// Inserts `new` in `state` (its success promised to `answered_to` when given), or takes over
+/// an abandoned record of its key; `Existing` (and nothing written) when someone else holds
+/// the key.
 fn claim_in(
     tx: &rusqlite::Transaction<'_>,
     new: &NewSettlement,
-    state: SettlementState,
+    (state, answered_to): (SettlementState, Option<&str>),
     now: i64,
 ) -> Result<Claim, StoreError> {
     let (chain_id, asset, payer, nonce) = key_params(&new.key);
@@ -269,13 +302,15 @@ fn claim_in(
     let changed = tx
         .execute(
             "INSERT INTO settlements (chain_id, asset, payer, auth_nonce, fingerprint, state,
-                pay_to, amount, valid_before, wire_network, request, response, created_at, updated_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?12, ?6, ?7, ?8, ?9, ?10, NULL, ?11, ?11)
+                pay_to, amount, valid_before, wire_network, request, response, answered_to, token,
+                created_at, updated_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?12, ?6, ?7, ?8, ?9, ?10, NULL, ?13, ?14, ?11, ?11)
              ON CONFLICT (chain_id, asset, payer, auth_nonce) DO UPDATE SET
                 fingerprint = excluded.fingerprint, state = excluded.state, pay_to = excluded.pay_to,
                 amount = excluded.amount, valid_before = excluded.valid_before,
                 wire_network = excluded.wire_network, request = excluded.request,
-                response = NULL, answered_to = NULL, updated_at = excluded.updated_at
+                response = NULL, answered_to = excluded.answered_to, token = excluded.token,
+                updated_at = excluded.updated_at
              WHERE settlements.state = 'abandoned'",
             params![
                 chain_id,
@@ -290,6 +325,8 @@ fn claim_in(
                 new.request,
                 now,
                 state.as_str(),
+                answered_to,
+                hex(new.token),
             ],
         )
         .map_err(db_error)?;
@@ -336,7 +373,7 @@ impl SettlementStore for SqliteStore {
             let tx = connection
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(db_error)?;
-            let claim = claim_in(&tx, &new, SettlementState::Claimed, now_secs())?;
+            let claim = claim_in(&tx, &new, (SettlementState::Claimed, None), now_secs())?;
             tx.commit().map_err(db_error)?;
             Ok(claim)
         }))
@@ -346,15 +383,18 @@ impl SettlementStore for SqliteStore {
         &'a self,
         new: &'a NewSettlement,
         record: &'a TxRecord,
+        answered_to: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Claim, StoreError>> {
         let new = new.clone();
         let record = record.clone();
+        let answered_to = answered_to.map(str::to_owned);
         Box::pin(self.run(move |connection| {
             let tx = connection
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(db_error)?;
             let now = now_secs();
-            let claim = claim_in(&tx, &new, SettlementState::Submitted, now)?;
+            let submitted = (SettlementState::Submitted, answered_to.as_deref());
+            let claim = claim_in(&tx, &new, submitted, now)?;
             if claim == Claim::Fresh {
                 insert_tx(&tx, &new.key, &record, now)?;
                 tx.commit().map_err(db_error)?;
@@ -501,6 +541,7 @@ mod tests {
                 nonce: B256::repeat_byte(n),
             },
             fingerprint: B256::repeat_byte(9),
+            token: Address::repeat_byte(1),
             pay_to: Address::repeat_byte(3),
             amount: U256::from(10_000),
             valid_before: 1_900_000_000,
@@ -636,19 +677,36 @@ mod tests {
         assert_eq!(won, 1);
     }
 
-    #[test]
-    fn a_log_from_before_answered_to_is_migrated() {
+    #[tokio::test]
+    async fn a_log_from_before_answered_to_and_token_is_migrated() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("old.db");
-        let old_schema = SCHEMA.replace("    answered_to  TEXT,\n", "");
-        assert!(!old_schema.contains("answered_to"));
-        Connection::open(&path)
-            .unwrap()
-            .execute_batch(&old_schema)
-            .unwrap();
+        let old_schema = SCHEMA
+            .replace("    answered_to  TEXT,\n", "")
+            .replace("    token        TEXT,\n", "");
+        assert!(!old_schema.contains("answered_to") && !old_schema.contains("token"));
+        let old = Connection::open(&path).unwrap();
+        old.execute_batch(&old_schema).unwrap();
+        let new = settlement(5);
+        let (chain_id, asset, payer, nonce) = key_params(&new.key);
+        let (fingerprint, pay_to) = (hex(new.fingerprint), hex(new.pay_to));
+        old.execute_batch(&format!(
+            "INSERT INTO settlements (chain_id, asset, payer, auth_nonce, fingerprint, state,
+                pay_to, amount, valid_before, wire_network, request, created_at, updated_at)
+             VALUES ({chain_id}, '{asset}', '{payer}', '{nonce}', '{fingerprint}', 'claimed',
+                '{pay_to}', '10000', 1900000000, 'base', '{{}}', 0, 0)"
+        ))
+        .unwrap();
+        drop(old);
         SqliteStore::open(&path).unwrap();
-        // Opening twice must not try to add the column again.
-        SqliteStore::open(&path).unwrap();
+        // Opening twice must not try to add the columns again.
+        let store = SqliteStore::open(&path).unwrap();
+        let record = store.get(&new.key).await.unwrap().unwrap();
+        assert_eq!(
+            record.settlement.token, new.key.asset,
+            "an old row moves its key's asset"
+        );
+        assert_eq!(record.answered_to, None);
     }
 
     #[tokio::test]
@@ -661,7 +719,7 @@ mod tests {
             let new = new.clone();
             tasks.spawn(async move {
                 store
-                    .claim_with_transaction(&new, &tx(n + 1))
+                    .claim_with_transaction(&new, &tx(n + 1), None)
                     .await
                     .unwrap()
             });

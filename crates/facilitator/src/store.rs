@@ -5,18 +5,28 @@
 use alloy::primitives::{Address, B256, Bytes, U256};
 use x402_proto::{BoxFuture, Network, SettleResponse};
 
-/// Identifies a payment on chain: an EIP-3009 authorization nonce is single-use per payer and
-/// token, so at most one transfer can ever exist for a key.
+/// Identifies a payment on chain by the nonce it spends and the contract that keeps that
+/// nonce: an EIP-3009 authorization nonce is single-use per payer and token (`asset` is the
+/// token); a Permit2 nonce is single-use per owner whatever the token (`asset` is Permit2,
+/// [`x402_evm::permit2::PERMIT2_ADDRESS`]). Either way at most one transfer can ever exist for
+/// a key.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct SettlementKey {
     /// The chain.
     pub chain_id: u64,
-    /// The token.
+    /// The contract keeping the nonce: the token (EIP-3009), or Permit2.
     pub asset: Address,
     /// The payer.
     pub payer: Address,
     /// The authorization nonce.
     pub nonce: B256,
+}
+
+impl SettlementKey {
+    /// Whether the payment spends a Permit2 nonce (`upto`, or `exact` with Permit2).
+    pub fn is_permit2(&self) -> bool {
+        self.asset == x402_evm::permit2::PERMIT2_ADDRESS
+    }
 }
 
 impl std::fmt::Display for SettlementKey {
@@ -83,11 +93,13 @@ pub struct NewSettlement {
     /// A digest of the whole signed authorization: a different payment reusing the same
     /// nonce has another fingerprint.
     pub fingerprint: B256,
+    /// The token moved: the key's `asset` for EIP-3009, the permitted token for Permit2.
+    pub token: Address,
     /// The payee.
     pub pay_to: Address,
     /// The amount, atomic units.
     pub amount: U256,
-    /// The authorization's `validBefore` (Unix seconds).
+    /// The authorization's `validBefore`, or the permit's deadline (Unix seconds).
     pub valid_before: u64,
     /// The network as the request named it (`base` or `eip155:8453`), echoed in answers.
     pub wire_network: Network,
@@ -148,12 +160,14 @@ pub trait SettlementStore: Send + Sync + std::fmt::Debug {
 
     /// [`claim`](Self::claim) and [`add_transaction`](Self::add_transaction) in one durable
     /// write: records a new settlement (or takes over an abandoned one) in state `Submitted`
-    /// with its first signed transaction. Nothing is written when someone else holds the key
-    /// (`Existing`). Of concurrent calls for one key, exactly one is `Fresh`.
+    /// with its first signed transaction, its success promised to `answered_to` when given.
+    /// Nothing is written when someone else holds the key (`Existing`). Of concurrent calls
+    /// for one key, exactly one is `Fresh`.
     fn claim_with_transaction<'a>(
         &'a self,
         new: &'a NewSettlement,
         tx: &'a TxRecord,
+        answered_to: Option<&'a str>,
     ) -> BoxFuture<'a, Result<Claim, StoreError>>;
 
     /// Adds a signed transaction and moves the settlement to `Submitted`. Must be durable

@@ -75,3 +75,31 @@ impl Chain {
             .expect("nonce readable")
     }
 }
+
+impl Chain {
+    /// An `upto` offer of at most `maximum` atomic units of the devnet's token (signed
+    /// payments valid five minutes), naming the devnet facilitator's address for payers to
+    /// witness.
+    pub fn upto_offer(&self, maximum: u128) -> v2::PaymentRequirements {
+        let mut offer = self.requirements(maximum);
+        offer.scheme = Scheme::UPTO;
+        offer.max_timeout_seconds = 300;
+        let extra = offer.extra.get_or_insert_with(|| json!({}));
+        extra["assetTransferMethod"] = json!("permit2");
+        extra["facilitatorAddress"] = json!(self.devnet.facilitator().address.to_checksum(None));
+        offer
+    }
+}
+
+/// The `/settle` request for `used` atomic units of an `upto` `payload` signed for `offer`.
+pub fn upto_usage(
+    payload: serde_json::Value,
+    offer: &v2::PaymentRequirements,
+    used: u128,
+) -> x402_proto::PaymentRequest {
+    let mut request = crate::request_paying(payload, offer);
+    if let x402_proto::PaymentRequest::V2 { requirements, .. } = &mut request {
+        requirements.amount = TokenAmount::from_atomic(used);
+    }
+    request
+}

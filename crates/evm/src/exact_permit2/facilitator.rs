@@ -15,8 +15,8 @@ use x402_proto::{
 
 use super::payload::{EXACT_PERMIT2_PROXY, ExactPermit2Payload};
 use crate::permit2::{
-    DEADLINE_BUFFER_SECS, Opened, Opening, PendingSends, ProxySettle, Refusal, permit_payer,
-    permit2_revert_reason, refuse, signed_by,
+    DEADLINE_BUFFER_SECS, Opened, Opening, Prepared, ProxySettle, Refusal, SendLog, Sends,
+    permit_payer, permit2_revert_reason, refuse, signed_by,
 };
 use crate::scheme::ExactEvmScheme;
 use crate::sender::TransferExpectation;
@@ -27,7 +27,7 @@ use crate::sender::TransferExpectation;
 #[derive(Debug, Clone)]
 pub struct ExactPermit2Facilitator {
     chain: Arc<ExactEvmScheme>,
-    pending: Arc<PendingSends>,
+    sends: Sends,
 }
 
 /// How `exact` with Permit2 names its first refusals (the official codes: another scheme is
@@ -61,22 +61,31 @@ impl Verified {
                 to: auth.witness.to,
                 value: auth.permitted.amount,
             },
-            nonce: auth.nonce,
         }
     }
 }
 
 impl ExactPermit2Facilitator {
-    /// Serves `exact` with Permit2 on `chain`'s network with its signer.
+    /// Serves `exact` with Permit2 on `chain`'s network with its signer, remembering what it
+    /// sent in memory (for five minutes).
     pub fn new(chain: ExactEvmScheme) -> Self {
         Self::shared(Arc::new(chain))
+    }
+
+    /// [`Self::new`], recording what it sends in `log` (a facilitator's durable settlement
+    /// log: a retry after a restart is answered for the transaction already sent).
+    pub fn with_log(chain: ExactEvmScheme, log: Arc<dyn SendLog>) -> Self {
+        Self {
+            chain: Arc::new(chain),
+            sends: Sends::new(log),
+        }
     }
 
     /// Serves `chain`, shared with its EIP-3009 facilitator.
     pub(crate) fn shared(chain: Arc<ExactEvmScheme>) -> Self {
         Self {
             chain,
-            pending: Arc::default(),
+            sends: Sends::default(),
         }
     }
 
@@ -195,52 +204,51 @@ impl ExactPermit2Facilitator {
     }
 
     /// Verifies again (with the simulation, so nothing is sent that would revert) and sends
-    /// the proxy's settle.
+    /// the proxy's settle; a settlement of the payment recorded already is answered for.
+    /// Every answer names the amount moved (nothing, for a failure).
     async fn settle_payment(
         &self,
         request: &PaymentRequest,
         key: Option<&x402_proto::IdempotencyKey>,
     ) -> Result<SettleResponse, FacilitatorError> {
-        let network = request.wire_network().clone();
-        let payer = permit_payer(request);
-        // One settlement of a payment at a time; a retry of one sent is answered for it.
-        let _turn = self.pending.turn(request).await;
-        let failed = ReasonCode::EXACT_EVM_TRANSACTION_FAILED;
-        if let Some(answer) = self.pending.resume(&self.chain, request, key, failed).await {
-            return Ok(answer);
-        }
-        match self.check(request).await? {
-            Ok(verified) => {
-                let from = verified.payload.permit2_authorization.from;
-                verified
-                    .proxy_settle()
-                    .send(
-                        &self.chain,
-                        (&self.pending, key),
-                        network,
-                        Some(from.to_checksum(None)),
-                        ReasonCode::EXACT_EVM_TRANSACTION_FAILED,
-                        permit2_revert_reason,
-                    )
-                    .await
-            }
-            Err(refusal) => {
-                // What sending would have reverted with (a spent nonce, say), when the
-                // simulation names it.
-                let code = if refusal.code == ReasonCode::PERMIT2_SIMULATION_FAILED {
-                    permit2_revert_reason(&refusal.message).unwrap_or(refusal.code)
-                } else {
-                    refusal.code
-                };
-                Ok(SettleResponse::failure(
-                    network,
-                    code,
-                    refusal.message,
-                    payer,
-                    None,
-                ))
-            }
-        }
+        let parsed = serde_json::from_value::<ExactPermit2Payload>(request.payload().clone());
+        let Ok(permit) = parsed else {
+            // Not a Permit2 payload: the checks say precisely what is wrong.
+            return self.refused(request).await;
+        };
+        let failures = (
+            ReasonCode::EXACT_EVM_TRANSACTION_FAILED,
+            permit2_revert_reason as fn(&str) -> _,
+        );
+        let call = Sends::call(&self.chain, request, &permit, key, failures);
+        let fresh = async {
+            Ok(match self.check(request).await? {
+                Ok(verified) => Prepared::Send(verified.proxy_settle()),
+                Err(refusal) => Prepared::Refused(refuse(settle_code(&refusal), refusal.message)),
+            })
+        };
+        self.sends.settle(&call, fresh).await
+    }
+
+    /// The answer for a payment the checks refuse (or, unexpectedly, pass: it could not be
+    /// read for settling).
+    async fn refused(&self, request: &PaymentRequest) -> Result<SettleResponse, FacilitatorError> {
+        let refusal = match self.check(request).await? {
+            Err(refusal) => refusal,
+            Ok(_) => refuse(
+                ReasonCode::UNSUPPORTED_PAYLOAD_TYPE,
+                "the Permit2 payload could not be read",
+            ),
+        };
+        let mut answer = SettleResponse::failure(
+            request.wire_network().clone(),
+            settle_code(&refusal),
+            refusal.message,
+            permit_payer(request),
+            None,
+        );
+        answer.amount = Some(x402_proto::TokenAmount(U256::ZERO));
+        Ok(answer)
     }
 
     /// A payment's identity: its network, payer and Permit2 nonce (Permit2 spends an owner's
@@ -263,3 +271,13 @@ impl ExactPermit2Facilitator {
 }
 
 crate::facilitator::facilitator_from_methods!(ExactPermit2Facilitator, payment_id: identify);
+
+/// What sending would have reverted with (a spent nonce, say), when the simulation names it;
+/// the refusal's own code otherwise.
+fn settle_code(refusal: &Refusal) -> ReasonCode {
+    if refusal.code == ReasonCode::PERMIT2_SIMULATION_FAILED {
+        permit2_revert_reason(&refusal.message).unwrap_or_else(|| refusal.code.clone())
+    } else {
+        refusal.code.clone()
+    }
+}

@@ -1,8 +1,10 @@
 //! What `exact` with Permit2 and `upto` share: Permit2's address and EIP-712 domain, the
 //! payload and `permitted` wire shapes, the first checks of a request, reading an offer and
-//! signing for it, and the payer's signature check. [`settle`] simulates and sends a proxy's
-//! settle, [`pending`] remembers sent settlements and keeps one settlement of a payment at a
-//! time, [`sponsoring`] handles the EIP-2612 gas-sponsoring extension.
+//! signing for it, and the payer's signature check. `settle` simulates and diagnoses a proxy's
+//! settle; `sends` runs one settle call from the log lookup to its end, through the seam a
+//! facilitator records its sends in ([`SendLog`]; `pending` is its in-memory default, with the
+//! turns that keep one settlement of a payment at a time); `sponsoring` handles the EIP-2612
+//! gas-sponsoring extension.
 
 use alloy::primitives::{Address, B256, Bytes, Signature, U256, address};
 use alloy::providers::Provider;
@@ -13,18 +15,23 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use x402_proto::{
-    FacilitatorError, IdempotencyKey, Network, PaymentRequest, ReasonCode, Scheme, SchemeSignError,
-    SettleResponse, TokenAmount, decimal_u256, v2,
+    FacilitatorError, PaymentRequest, ReasonCode, Scheme, SchemeSignError, TokenAmount,
+    decimal_u256, v2,
 };
 
 use crate::scheme::ExactEvmScheme;
 use crate::sender::{BroadcastError, TransferExpectation};
 
+mod log;
 mod pending;
+mod sends;
 mod settle;
 mod sponsoring;
 
-pub(crate) use pending::PendingSends;
+pub use log::{
+    Ending, Holder, Permit2Nonce, Permit2Send, Recorded, SendLog, SendState, SentSettlement,
+};
+pub(crate) use sends::{Prepared, Sends};
 #[cfg(test)]
 use settle::revert_name;
 pub(crate) use settle::{ProxySettle, permit2_revert_reason};
@@ -49,6 +56,7 @@ alloy::sol! {
         function allowance(address owner, address spender) external view returns (uint256);
         function PERMIT2() external view returns (address);
         function nonces(address owner) external view returns (uint256);
+        function nonceBitmap(address owner, uint256 wordPos) external view returns (uint256);
     }
 
     /// The EIP-2612 approval a payer signs (the token's domain).
@@ -369,6 +377,28 @@ pub(crate) fn permit_payer(request: &PaymentRequest) -> Option<String> {
 
 fn unavailable(error: impl std::fmt::Display) -> FacilitatorError {
     FacilitatorError::Unavailable(error.to_string())
+}
+
+/// Whether Permit2 on `chain` counts `owner`'s `nonce` as spent (used, or invalidated by its
+/// owner): then no permit with it can move anything any more.
+pub async fn nonce_used(
+    chain: &ExactEvmScheme,
+    owner: Address,
+    nonce: U256,
+) -> Result<bool, FacilitatorError> {
+    let word_pos: U256 = nonce >> 8;
+    let bit = nonce.byte(0);
+    let read = IPermit2Reads::nonceBitmapCall {
+        owner,
+        wordPos: word_pos,
+    };
+    let call = TransactionRequest::default()
+        .to(PERMIT2_ADDRESS)
+        .input(Bytes::from(read.abi_encode()).into());
+    let answer = chain.provider().call(call).await.map_err(unavailable)?;
+    let bitmap =
+        IPermit2Reads::nonceBitmapCall::abi_decode_returns(&answer).map_err(unavailable)?;
+    Ok(bitmap.bit(usize::from(bit)))
 }
 
 /// Whether `signature` over `digest` is `from`'s: ECDSA for an address without code,

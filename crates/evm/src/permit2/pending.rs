@@ -1,129 +1,200 @@
-//! The memory of sent Permit2 settlements and the turns that keep one settlement of a payment
-//! at a time.
+//! The default [`SendLog`]: sent Permit2 settlements remembered in memory for five minutes;
+//! and the turns that keep one settlement of a payment at a time in a process.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use x402_proto::{BoxFuture, FacilitatorError, SettleResponse};
+
+use super::log::{
+    Ending, Holder, Permit2Nonce, Permit2Send, Recorded, SendLog, SendState, SentSettlement,
+};
 use super::*;
 
 /// How long a sent settlement is remembered.
-const PENDING_TTL: std::time::Duration = std::time::Duration::from_secs(300);
+const PENDING_TTL: Duration = Duration::from_secs(300);
 
-/// A sent settlement: its transaction, the transfer it must make, since when, and the
-/// idempotency key of the request it was settled for.
-type PendingSend = (
-    B256,
-    TransferExpectation,
-    std::time::Instant,
-    Option<IdempotencyKey>,
-);
-
-/// Sent settlements by the owner and Permit2 nonce they spend.
-type PendingByPermit = std::collections::HashMap<(Address, U256), PendingSend>;
-
-/// One settlement of a Permit2 payment at a time: a turn per owner and nonce.
-type Turns = std::collections::HashMap<(Address, U256), Arc<tokio::sync::Mutex<()>>>;
-
-/// Settlements sent for Permit2 payments, by the owner's Permit2 nonce, for five minutes (in
-/// memory). A retry of the same payment (the official server retries once after
-/// `settlement_pending`; our paywall until its patience runs out, or after a lost answer)
-/// waits for that transaction and answers for it instead of verifying again and sending a
-/// second one. One settled for a request with an idempotency key answers that key as often as
-/// it asks (another key gets `duplicate_settlement`); one with no key hands its success out
-/// once. Settlements of one payment take turns, so concurrent calls send one transaction.
+/// Settlements sent for Permit2 payments, by the nonce they spend, for five minutes, in
+/// memory: what a facilitator without a durable log knows of them. A restart forgets them.
 #[derive(Debug, Default)]
 pub(crate) struct PendingSends {
-    entries: std::sync::Mutex<PendingByPermit>,
-    turns: std::sync::Mutex<Turns>,
-}
-
-/// The owner and Permit2 nonce a request's payment spends.
-fn permit_key(request: &PaymentRequest) -> Option<(Address, U256)> {
-    let permit = request.payload().get("permit2Authorization")?;
-    let owner: Address = permit.get("from")?.as_str()?.parse().ok()?;
-    let nonce: U256 = permit.get("nonce")?.as_str()?.parse().ok()?;
-    Some((owner, nonce))
+    entries: Mutex<HashMap<Permit2Nonce, (SentSettlement, Instant)>>,
 }
 
 impl PendingSends {
-    fn entries(&self) -> std::sync::MutexGuard<'_, PendingByPermit> {
-        self.entries
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    fn entries(&self) -> MutexGuard<'_, HashMap<Permit2Nonce, (SentSettlement, Instant)>> {
+        let mut entries = self.entries.lock().unwrap_or_else(PoisonError::into_inner);
+        entries.retain(|_, (_, since)| since.elapsed() < PENDING_TTL);
+        entries
     }
 
-    pub(super) fn remember(
+    /// Applies `change` to the record of `nonce`, when there is one.
+    fn update<T>(
         &self,
-        settle: &ProxySettle,
-        tx_hash: B256,
-        key: Option<&IdempotencyKey>,
-    ) {
+        nonce: &Permit2Nonce,
+        change: impl FnOnce(&mut SentSettlement) -> T,
+    ) -> Option<T> {
+        self.entries()
+            .get_mut(nonce)
+            .map(|(record, _)| change(record))
+    }
+}
+
+impl SendLog for PendingSends {
+    fn find<'a>(
+        &'a self,
+        nonce: &'a Permit2Nonce,
+    ) -> BoxFuture<'a, Result<Option<SentSettlement>, FacilitatorError>> {
+        let found = self.entries().get(nonce).map(|(record, _)| record.clone());
+        Box::pin(std::future::ready(Ok(found)))
+    }
+
+    fn record<'a>(
+        &'a self,
+        send: &'a Permit2Send,
+    ) -> BoxFuture<'a, Result<Recorded, FacilitatorError>> {
         let mut entries = self.entries();
-        entries.retain(|_, entry| entry.2.elapsed() < PENDING_TTL);
-        entries.insert(
-            (settle.transfer.from, settle.nonce),
-            (
-                tx_hash,
-                settle.transfer,
-                std::time::Instant::now(),
-                key.cloned(),
-            ),
-        );
-    }
-
-    /// Waits for the turn to settle `request`'s payment (`None` when it names none).
-    pub(crate) async fn turn(
-        &self,
-        request: &PaymentRequest,
-    ) -> Option<tokio::sync::OwnedMutexGuard<()>> {
-        let key = permit_key(request)?;
-        let turn = {
-            let mut turns = self
-                .turns
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            turns.retain(|_, turn| Arc::strong_count(turn) > 1);
-            turns.entry(key).or_default().clone()
-        };
-        Some(turn.lock_owned().await)
-    }
-
-    /// When a settlement of `request`'s payment was sent: waits for its transaction and
-    /// answers for it, with the amount it moves (or `duplicate_settlement` for a request with
-    /// another idempotency key than the one it was settled for).
-    pub(crate) async fn resume(
-        &self,
-        chain: &ExactEvmScheme,
-        request: &PaymentRequest,
-        key: Option<&IdempotencyKey>,
-        failed: ReasonCode,
-    ) -> Option<SettleResponse> {
-        let permit = permit_key(request)?;
-        let (tx_hash, transfer, _, settled_for) = self.entries().get(&permit).cloned()?;
-        let network = request.wire_network().clone();
-        if settled_for.is_some() && settled_for.as_ref() != key {
-            return Some(SettleResponse::failure(
-                network,
-                ReasonCode::DUPLICATE_SETTLEMENT,
-                "this payment was settled for another request",
-                permit_payer(request),
-                Some(tx_hash.to_string()),
-            ));
-        }
-        let outcome = chain
-            .wait_for_outcome(tx_hash, &transfer, chain.receipt_timeout())
-            .await;
-        let settle = ProxySettle {
-            proxy: Address::ZERO,
-            input: Vec::new(),
-            transfer,
-            nonce: permit.1,
-        };
-        let mut answer = settle.answer(outcome, self, key, network, permit_payer(request), failed);
-        if answer.success {
-            answer.amount = Some(TokenAmount(transfer.value));
-            if settled_for.is_none() {
-                // A settlement with no key hands its success out once.
-                self.entries().remove(&permit);
+        let recorded = match entries.get(&send.nonce) {
+            Some((existing, _)) if existing.state != SendState::Abandoned => {
+                Recorded::Existing(Box::new(existing.clone()))
             }
+            _ => {
+                let record = SentSettlement {
+                    fingerprint: send.fingerprint,
+                    transfer: send.transfer,
+                    tx_hashes: vec![send.tx.tx_hash],
+                    state: SendState::Sent,
+                    holder: send.holder.clone(),
+                };
+                entries.insert(send.nonce, (record, Instant::now()));
+                Recorded::Fresh
+            }
+        };
+        Box::pin(std::future::ready(Ok(recorded)))
+    }
+
+    fn finish<'a>(
+        &'a self,
+        spent: &'a Permit2Nonce,
+        end: Ending,
+        response: &'a SettleResponse,
+    ) -> BoxFuture<'a, Result<(), FacilitatorError>> {
+        self.update(spent, |record| {
+            record.state = match end {
+                Ending::Confirmed | Ending::Failed => SendState::Ended(response.clone()),
+                Ending::Abandoned => SendState::Abandoned,
+            };
+        });
+        Box::pin(std::future::ready(Ok(())))
+    }
+
+    fn hand_out<'a>(
+        &'a self,
+        nonce: &'a Permit2Nonce,
+        holder: &'a Holder,
+    ) -> BoxFuture<'a, Result<bool, FacilitatorError>> {
+        let handed = self.update(nonce, |record| match &record.holder {
+            Some(current) => current == holder,
+            None => {
+                record.holder = Some(holder.clone());
+                true
+            }
+        });
+        Box::pin(std::future::ready(Ok(handed.unwrap_or(false))))
+    }
+}
+
+/// One settlement of a Permit2 payment at a time in this process: a turn per nonce.
+#[derive(Debug, Default)]
+pub(crate) struct Turns(Mutex<HashMap<Permit2Nonce, Arc<tokio::sync::Mutex<()>>>>);
+
+impl Turns {
+    /// Waits for the turn to settle a payment spending `nonce`.
+    pub(crate) async fn take(&self, nonce: Permit2Nonce) -> tokio::sync::OwnedMutexGuard<()> {
+        let turn = {
+            let mut turns = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+            turns.retain(|_, turn| Arc::strong_count(turn) > 1);
+            turns.entry(nonce).or_default().clone()
+        };
+        turn.lock_owned().await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::sender::SignedSettlement;
+    use x402_proto::IdempotencyKey;
+
+    fn send(fingerprint: u8, holder: Option<Holder>) -> Permit2Send {
+        let requirements = serde_json::json!({
+            "scheme": "upto", "network": "eip155:8453", "amount": "1", "maxTimeoutSeconds": 60,
+            "asset": Address::ZERO, "payTo": Address::ZERO,
+        });
+        let request = serde_json::from_value(serde_json::json!({
+            "x402Version": 2,
+            "paymentPayload": {"x402Version": 2, "accepted": requirements, "payload": {}},
+            "paymentRequirements": requirements,
+        }))
+        .unwrap();
+        Permit2Send {
+            nonce: Permit2Nonce {
+                chain_id: 8453,
+                owner: Address::repeat_byte(1),
+                nonce: U256::from(7),
+            },
+            fingerprint: B256::repeat_byte(fingerprint),
+            transfer: TransferExpectation {
+                asset: Address::repeat_byte(2),
+                from: Address::repeat_byte(1),
+                to: Address::repeat_byte(3),
+                value: U256::from(10),
+            },
+            deadline: 0,
+            request,
+            holder,
+            signer: Address::ZERO,
+            tx: SignedSettlement {
+                tx_hash: B256::repeat_byte(9),
+                raw: Bytes::new(),
+                signer_nonce: 0,
+            },
         }
-        Some(answer)
+    }
+
+    #[tokio::test]
+    async fn one_record_per_nonce_until_abandoned_and_its_success_to_one_holder() {
+        let log = PendingSends::default();
+        let keyed = Holder::of(Some(&IdempotencyKey::new("k").unwrap()));
+        let first = send(1, Some(keyed.clone()));
+        assert_eq!(log.record(&first).await.unwrap(), Recorded::Fresh);
+        let Recorded::Existing(existing) = log.record(&send(2, None)).await.unwrap() else {
+            panic!("the nonce is taken");
+        };
+        assert_eq!(existing.fingerprint, B256::repeat_byte(1));
+        assert!(log.hand_out(&first.nonce, &keyed).await.unwrap());
+        assert!(
+            !log.hand_out(&first.nonce, &Holder::anonymous())
+                .await
+                .unwrap()
+        );
+
+        let refused = SettleResponse::failure(
+            first.request.wire_network().clone(),
+            ReasonCode::UNEXPECTED_SETTLE_ERROR,
+            "refused",
+            None,
+            None,
+        );
+        log.finish(&first.nonce, Ending::Abandoned, &refused)
+            .await
+            .unwrap();
+        assert_eq!(log.record(&send(2, None)).await.unwrap(), Recorded::Fresh);
+        let found = log.find(&first.nonce).await.unwrap().unwrap();
+        assert_eq!(
+            (found.fingerprint, found.state, found.holder),
+            (B256::repeat_byte(2), SendState::Sent, None)
+        );
     }
 }

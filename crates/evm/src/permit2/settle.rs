@@ -1,16 +1,14 @@
-//! A proxy's settle: simulated from the facilitator address (and diagnosed when it fails),
-//! sent through the chain's send slot, answered; Permit2 and proxy errors named.
+//! A proxy's settle: simulated from the facilitator address (and diagnosed when it fails);
+//! Permit2 and proxy errors named.
 
 use super::*;
 
-/// A proxy settle: which proxy, its calldata, the transfer it must make, and the Permit2
-/// nonce it spends.
+/// A proxy settle: which proxy, its calldata, and the transfer it must make.
 #[derive(Debug)]
 pub(crate) struct ProxySettle {
     pub(crate) proxy: Address,
     pub(crate) input: Vec<u8>,
     pub(crate) transfer: TransferExpectation,
-    pub(crate) nonce: U256,
 }
 
 impl ProxySettle {
@@ -95,80 +93,6 @@ impl ProxySettle {
             ReasonCode::PERMIT2_SIMULATION_FAILED,
             format!("the settlement would fail: {message}"),
         ))
-    }
-
-    /// Sends the settle from the chain's signer through its send slot and waits for the
-    /// transfer, remembered in `pending` for the request with idempotency key `key`. A refused
-    /// broadcast is named by `reason_of` (the revert's message); a reverted transaction gets
-    /// `failed`.
-    pub(crate) async fn send(
-        &self,
-        chain: &ExactEvmScheme,
-        (pending, key): (&PendingSends, Option<&IdempotencyKey>),
-        network: Network,
-        payer: Option<String>,
-        failed: ReasonCode,
-        reason_of: fn(&str) -> Option<ReasonCode>,
-    ) -> Result<SettleResponse, FacilitatorError> {
-        let slot = chain.reserve_send().await.map_err(unavailable)?;
-        let signed = slot
-            .sign_call(self.proxy, self.input.clone(), SETTLE_GAS_LIMIT)
-            .await
-            .map_err(unavailable)?;
-        let expected = &self.transfer;
-        let wait = || chain.wait_for_outcome(signed.tx_hash, expected, chain.receipt_timeout());
-        let outcome = match slot.broadcast(&signed).await {
-            Ok(sent) => match sent.outcome(expected) {
-                Some(outcome) => outcome,
-                None => wait().await,
-            },
-            Err(BroadcastError::Uncertain { .. }) => wait().await,
-            Err(BroadcastError::Refused { reason, .. }) => {
-                let code = reason_of(&reason).unwrap_or(failed);
-                return Ok(SettleResponse::failure(network, code, reason, payer, None));
-            }
-        };
-        Ok(self.answer(outcome, pending, key, network, payer, failed))
-    }
-
-    /// The answer for the settle's `outcome`; a settled or pending one is remembered in
-    /// `pending`, for the request with idempotency key `key`.
-    pub(super) fn answer(
-        &self,
-        outcome: Result<crate::Settlement, crate::SettleError>,
-        pending: &PendingSends,
-        key: Option<&IdempotencyKey>,
-        network: Network,
-        payer: Option<String>,
-        failed: ReasonCode,
-    ) -> SettleResponse {
-        match outcome {
-            Ok(settled) => {
-                // Kept for the request's key (its lost answer is given again); a success with
-                // no key is handed out once.
-                if key.is_some() {
-                    pending.remember(self, settled.tx_hash, key);
-                }
-                SettleResponse::success(network, payer, settled.tx_hash.to_string())
-            }
-            Err(crate::SettleError::Pending { tx_hash }) => {
-                pending.remember(self, tx_hash, key);
-                SettleResponse::failure(
-                    network,
-                    ReasonCode::SETTLEMENT_PENDING,
-                    "sent, not confirmed yet",
-                    payer,
-                    Some(tx_hash.to_string()),
-                )
-            }
-            Err(error) => SettleResponse::failure(
-                network,
-                failed,
-                error.to_string(),
-                payer,
-                error.tx_hash().map(|h| h.to_string()),
-            ),
-        }
     }
 }
 

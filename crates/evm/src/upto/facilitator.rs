@@ -19,7 +19,7 @@ pub(super) use crate::permit2::{DEADLINE_BUFFER_SECS, Refusal, permit_payer, ref
 #[derive(Debug, Clone)]
 pub struct UptoEvmFacilitator {
     pub(super) chain: Arc<ExactEvmScheme>,
-    pub(super) pending: Arc<crate::permit2::PendingSends>,
+    pub(super) sends: crate::permit2::Sends,
 }
 
 /// A payment that passed verification.
@@ -37,11 +37,21 @@ impl Verified {
 }
 
 impl UptoEvmFacilitator {
-    /// Serves `upto` on `chain`'s network with its signer.
+    /// Serves `upto` on `chain`'s network with its signer, remembering what it sent in
+    /// memory (for five minutes).
     pub fn new(chain: ExactEvmScheme) -> Self {
         Self {
             chain: Arc::new(chain),
-            pending: Arc::default(),
+            sends: crate::permit2::Sends::default(),
+        }
+    }
+
+    /// [`Self::new`], recording what it sends in `log` (a facilitator's durable settlement
+    /// log: a retry after a restart is answered for the transaction already sent).
+    pub fn with_log(chain: ExactEvmScheme, log: Arc<dyn crate::permit2::SendLog>) -> Self {
+        Self {
+            chain: Arc::new(chain),
+            sends: crate::permit2::Sends::new(log),
         }
     }
 

@@ -161,7 +161,6 @@ impl Verified {
                 to: auth.witness.to,
                 value: amount,
             },
-            nonce: auth.nonce,
         }
     }
 }

@@ -60,6 +60,7 @@ impl FacilitatorService {
         let new = NewSettlement {
             key: identity.key,
             fingerprint: identity.fingerprint,
+            token: payment.asset(),
             pay_to: payment.pay_to(),
             amount: payment.amount(),
             valid_before: u64::try_from(identity.payload.authorization.valid_before)
@@ -195,7 +196,10 @@ impl FacilitatorService {
                     return Err(SendStop::Answer(Err(internal(error))));
                 }
             } else {
-                match store.claim_with_transaction(settlement, &record).await {
+                match store
+                    .claim_with_transaction(settlement, &record, None)
+                    .await
+                {
                     Ok(Claim::Fresh) => claimed = true,
                     Ok(Claim::Existing(existing)) => {
                         drop(slot);

@@ -40,7 +40,8 @@ use single_flight::{InFlight, anonymous_caller};
 #[derive(Debug)]
 pub struct ChainService {
     scheme: ExactEvmScheme,
-    /// `exact` payments made with Permit2 (payloads carrying `permit2Authorization`).
+    /// `exact` payments made with Permit2 (payloads carrying `permit2Authorization`),
+    /// recording in the service's log once the service holds the chain.
     permit2: ExactPermit2Facilitator,
     assets: Vec<AssetConfig>,
     min_signer_balance: Option<U256>,
@@ -120,9 +121,14 @@ impl FacilitatorService {
         settle_wait: Duration,
         metrics: Metrics,
     ) -> Self {
+        // Exact payments made with Permit2 are recorded in the log too.
+        let log = Arc::new(crate::permit2::LoggedSends::new(store.clone()));
         let chains = chains
             .into_iter()
-            .map(|c| (c.scheme.chain_id(), c))
+            .map(|mut c| {
+                c.permit2 = ExactPermit2Facilitator::with_log(c.scheme.clone(), log.clone());
+                (c.scheme.chain_id(), c)
+            })
             .collect();
         Self {
             inner: Arc::new(Inner {
@@ -165,7 +171,7 @@ impl FacilitatorService {
     }
 
     /// The chain's `exact` Permit2 path, for an `exact` payload carrying
-    /// `permit2Authorization` (its settlements are not in the log: Permit2 spends the nonce).
+    /// `permit2Authorization` (its settlements are in the log, keyed by the Permit2 nonce).
     fn permit2_for(&self, request: &PaymentRequest) -> Option<&ExactPermit2Facilitator> {
         let exact = request.requirements().scheme == x402_proto::Scheme::EXACT;
         if !exact || !is_permit2_payload(request) {

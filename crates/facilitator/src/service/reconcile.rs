@@ -51,7 +51,7 @@ impl FacilitatorService {
                 continue;
             }
             let expected = TransferExpectation {
-                asset: key.asset,
+                asset: record.settlement.token,
                 from: key.payer,
                 to: record.settlement.pay_to,
                 value: record.settlement.amount,

@@ -134,15 +134,10 @@ fn is_anonymous(asker: &str) -> bool {
     asker.starts_with("call:")
 }
 
-/// A name for one anonymous `/settle` call, unique across restarts.
+/// A name for one anonymous `/settle` call, unique across restarts (the Permit2 settle path
+/// names its callers the same way: one log, one spelling of holders).
 pub(super) fn anonymous_caller() -> String {
-    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let started = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("call:{started:x}-{}-{n}", std::process::id())
+    x402_evm::permit2::Holder::anonymous().into()
 }
 
 impl FacilitatorService {

@@ -3,6 +3,7 @@
 
 use std::time::{Duration, Instant};
 
+use alloy::primitives::U256;
 use tokio::sync::watch;
 use x402_evm::{BroadcastError, PollBackoff, Replacement, TransferExpectation, TxStatus};
 use x402_proto::{FacilitatorError, PaymentRequest, SettleResponse};
@@ -51,7 +52,7 @@ impl FacilitatorService {
         let network = settlement.wire_network.clone();
         let payer = Some(settlement.key.payer.to_checksum(None));
         let expected = TransferExpectation {
-            asset: settlement.key.asset,
+            asset: settlement.token,
             from: settlement.key.payer,
             to: settlement.pay_to,
             value: settlement.amount,
@@ -201,8 +202,9 @@ impl FacilitatorService {
         false
     }
 
-    /// Every transaction is dead. If the authorization was used anyway, someone else settled
-    /// it; if it is still usable, send a new transaction; otherwise give up with nothing moved.
+    /// Every transaction is dead. If the authorization (or Permit2 nonce) was used anyway,
+    /// someone else settled it; if an EIP-3009 authorization is still usable, send a new
+    /// transaction; otherwise give up with nothing moved.
     async fn after_dead(
         &self,
         chain: &ChainService,
@@ -213,14 +215,21 @@ impl FacilitatorService {
         let network = settlement.wire_network.clone();
         let key = &settlement.key;
         let payer = Some(key.payer.to_checksum(None));
-        let used = match chain
-            .scheme
-            .authorization_used(key.asset, key.payer, key.nonce)
-            .await
-        {
-            Ok(used) => used,
-            // Cannot tell now; look again at the next check.
-            Err(_) => return Ok(()),
+        let used = if key.is_permit2() {
+            let nonce = U256::from_be_bytes(key.nonce.0);
+            x402_evm::permit2::nonce_used(&chain.scheme, key.payer, nonce)
+                .await
+                .ok()
+        } else {
+            let scheme = &chain.scheme;
+            scheme
+                .authorization_used(key.asset, key.payer, key.nonce)
+                .await
+                .ok()
+        };
+        // Cannot tell now; look again at the next check.
+        let Some(used) = used else {
+            return Ok(());
         };
         if used {
             let answer = answers::used_elsewhere(network, payer);
@@ -228,7 +237,9 @@ impl FacilitatorService {
         }
         let request: Option<PaymentRequest> = serde_json::from_str(&settlement.request).ok();
         let payment = match &request {
-            Some(request) if nonces_used(txs) < MAX_SENDS => {
+            // A Permit2 settlement is not sent again from here: nothing moved, so settling
+            // the payment again verifies it afresh and sends a new one.
+            Some(request) if !key.is_permit2() && nonces_used(txs) < MAX_SENDS => {
                 chain.scheme.verify(request).await.ok()
             }
             _ => None,
