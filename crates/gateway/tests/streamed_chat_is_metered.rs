@@ -289,13 +289,20 @@ async fn a_short_deadline_is_cut_off_in_time_to_settle_or_refused_up_front() {
     // facilitator's 6 s and the 10-second margin, 14 s to stream: refused, nothing asked of the
     // upstream or the chain.
     let offer_timeout = 300;
-    let signed_at = |deadline_in: u64| x402_evm::unix_now() + deadline_in - offer_timeout;
-    let (short, _) = stack
-        .upto_payment_signed_at("/v1/chat/completions", &request, 0, signed_at(30))
-        .await;
-    let refused = stack
-        .post_paid("/v1/chat/completions", &request, &short)
-        .await;
+    // Signed for `request` as long before now as makes its deadline `deadline_in` s away, and
+    // sent: the answer, and the signed maximum.
+    let send_expiring_in = |deadline_in: u64| {
+        let (stack, request) = (&stack, &request);
+        async move {
+            let signed_at = x402_evm::unix_now() + deadline_in - offer_timeout;
+            let path = "/v1/chat/completions";
+            let (payment, maximum) = stack
+                .upto_payment_signed_at(path, request, 0, signed_at)
+                .await;
+            (stack.post_paid(path, request, &payment).await, maximum)
+        }
+    };
+    let (refused, _) = send_expiring_in(30).await;
     assert_eq!(refused.status(), 402);
     let error = x402_testkit::challenge_of(refused.headers())
         .error
@@ -304,12 +311,7 @@ async fn a_short_deadline_is_cut_off_in_time_to_settle_or_refused_up_front() {
 
     // 40 s away: about 24 s to stream. The upstream sends a few chunks and hangs; the gateway
     // cuts the stream off before the deadline and settles what went out.
-    let (payment, maximum) = stack
-        .upto_payment_signed_at("/v1/chat/completions", &request, 0, signed_at(40))
-        .await;
-    let response = stack
-        .post_paid("/v1/chat/completions", &request, &payment)
-        .await;
+    let (response, maximum) = send_expiring_in(40).await;
     assert_eq!(response.status(), 200);
     let events = tokio::time::timeout(Duration::from_secs(120), response.text())
         .await

@@ -124,12 +124,13 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
-/// The header paying `path` (payment `nonce`) that can settle until Unix second `settle_by`.
-async fn payment_until(app: &Router, path: &str, nonce: u8, settle_by: u64) -> String {
+/// Sends `path` with a payment (`nonce`) that can settle for `seconds` more: the answer.
+async fn send_settling_within(app: &Router, path: &str, nonce: u8, seconds: u64) -> Response {
     let header = payment(app, path, nonce).await;
     let mut payment: serde_json::Value = decode_header(header.as_bytes()).unwrap();
+    let settle_by = unix_now() + seconds;
     payment["payload"]["authorization"]["validBefore"] = settle_by.to_string().into();
-    x402_proto::encode_header(&payment)
+    send(app, path, &x402_proto::encode_header(&payment)).await
 }
 
 /// The `error` of a refusal's JSON body, or of its challenge.
@@ -390,8 +391,7 @@ async fn a_payment_whose_deadline_leaves_too_little_time_is_refused_before_the_h
     let facilitator = Arc::new(MockFacilitator::default());
     let (app, runs) = shop(facilitator.clone());
     // 25 s left: less the 10-second margin, 15 s to stream, short of the 20 s needed.
-    let paying = payment_until(&app, "/announced", 30, unix_now() + 25).await;
-    let refusal = send(&app, "/announced", &paying).await;
+    let refusal = send_settling_within(&app, "/announced", 30, 25).await;
     assert_eq!(refusal.status(), 402);
     let message = refusal_message(refusal).await;
     assert!(message.contains("needs at least 20 s"), "{message}");
@@ -405,9 +405,8 @@ async fn a_stream_is_cut_off_in_time_to_settle_before_its_payments_deadline() {
     let facilitator = Arc::new(MockFacilitator::default());
     let (app, _) = shop(facilitator.clone());
     // The offer allows 300 s; the payer signed a deadline 33 s away: about 23 s to stream.
-    let paying = payment_until(&app, "/announced?events=2&hang", 31, unix_now() + 33).await;
     let started = std::time::Instant::now();
-    let response = send(&app, "/announced?events=2&hang", &paying).await;
+    let response = send_settling_within(&app, "/announced?events=2&hang", 31, 33).await;
     assert_eq!(response.status(), 200);
     let body = tokio::time::timeout(Duration::from_secs(120), response.into_body().collect())
         .await
