@@ -12,6 +12,7 @@
 
 mod abi;
 mod assets;
+pub mod batch;
 mod chain;
 mod client;
 mod error;

@@ -193,6 +193,9 @@ known_values!(Scheme {
     EXACT = "exact",
     /// A payment of up to the stated amount, settled for actual usage.
     UPTO = "upto",
+    /// Payment channels: one escrow deposit, then a cumulative signed voucher per request,
+    /// claimed on chain in batches.
+    BATCH_SETTLEMENT = "batch-settlement",
 });
 
 known_values!(ReasonCode {
@@ -314,6 +317,157 @@ known_values!(ReasonCode {
     PERMIT2_INVALID_NONCE = "permit2_invalid_nonce",
     /// The proxy refused a payment before its `validAfter`.
     PERMIT2_PAYMENT_TOO_EARLY = "permit2_payment_too_early",
+
+    // `batch-settlement` on EVM (payment channels), as `@x402/evm` 2.27 names them.
+    /// No channel holds a balance under this id.
+    BATCH_SETTLEMENT_EVM_CHANNEL_NOT_FOUND = "invalid_batch_settlement_evm_channel_not_found",
+    /// `channelConfig.token` is not the asset.
+    BATCH_SETTLEMENT_EVM_TOKEN_MISMATCH = "invalid_batch_settlement_evm_token_mismatch",
+    /// The voucher signature is not the payer authorizer's (or the payer's).
+    BATCH_SETTLEMENT_EVM_VOUCHER_SIGNATURE = "invalid_batch_settlement_evm_voucher_signature",
+    /// The voucher's ceiling is above the channel's balance.
+    BATCH_SETTLEMENT_EVM_CUMULATIVE_EXCEEDS_BALANCE =
+        "invalid_batch_settlement_evm_cumulative_exceeds_balance",
+    /// The voucher's ceiling is not above what was already claimed.
+    BATCH_SETTLEMENT_EVM_CUMULATIVE_BELOW_CLAIMED =
+        "invalid_batch_settlement_evm_cumulative_below_claimed",
+    /// The payer's token balance is below the deposit.
+    BATCH_SETTLEMENT_EVM_INSUFFICIENT_BALANCE = "invalid_batch_settlement_evm_insufficient_balance",
+    /// The deposit transaction reverted.
+    BATCH_SETTLEMENT_EVM_DEPOSIT_TRANSACTION_FAILED =
+        "invalid_batch_settlement_evm_deposit_transaction_failed",
+    /// The claim transaction reverted.
+    BATCH_SETTLEMENT_EVM_CLAIM_TRANSACTION_FAILED =
+        "invalid_batch_settlement_evm_claim_transaction_failed",
+    /// The settle transaction reverted.
+    BATCH_SETTLEMENT_EVM_SETTLE_TRANSACTION_FAILED =
+        "invalid_batch_settlement_evm_settle_transaction_failed",
+    /// `scheme` is not `batch-settlement`.
+    BATCH_SETTLEMENT_EVM_SCHEME = "invalid_batch_settlement_evm_scheme",
+    /// The payload's network differs from the requirements'.
+    BATCH_SETTLEMENT_EVM_NETWORK_MISMATCH = "invalid_batch_settlement_evm_network_mismatch",
+    /// `extra.name` / `extra.version` (the token's EIP-712 domain) are missing.
+    BATCH_SETTLEMENT_EVM_MISSING_EIP712_DOMAIN =
+        "invalid_batch_settlement_evm_missing_eip712_domain",
+    /// The deposit authorization's `validBefore` has passed or is too close.
+    BATCH_SETTLEMENT_EVM_VALID_BEFORE =
+        "invalid_batch_settlement_evm_payload_authorization_valid_before",
+    /// The deposit authorization's `validAfter` is in the future.
+    BATCH_SETTLEMENT_EVM_VALID_AFTER =
+        "invalid_batch_settlement_evm_payload_authorization_valid_after",
+    /// The ERC-3009 `ReceiveWithAuthorization` signature is not the payer's.
+    BATCH_SETTLEMENT_EVM_RECEIVE_AUTHORIZATION_SIGNATURE =
+        "invalid_batch_settlement_evm_receive_authorization_signature",
+    /// The deposit carries no ERC-3009 authorization where one is required.
+    BATCH_SETTLEMENT_EVM_ERC3009_AUTHORIZATION_REQUIRED =
+        "invalid_batch_settlement_evm_erc3009_authorization_required",
+    /// The refund transaction reverted.
+    BATCH_SETTLEMENT_EVM_REFUND_TRANSACTION_FAILED =
+        "invalid_batch_settlement_evm_refund_transaction_failed",
+    /// `payload.type` is not one this operation takes.
+    BATCH_SETTLEMENT_EVM_PAYLOAD_TYPE = "invalid_batch_settlement_evm_payload_type",
+    /// `withdrawDelay` is outside 900 s .. 30 days.
+    BATCH_SETTLEMENT_EVM_WITHDRAW_DELAY_OUT_OF_RANGE =
+        "invalid_batch_settlement_evm_withdraw_delay_out_of_range",
+    /// `voucher.channelId` is not the id of `channelConfig` on this chain.
+    BATCH_SETTLEMENT_EVM_CHANNEL_ID_MISMATCH = "invalid_batch_settlement_evm_channel_id_mismatch",
+    /// `voucher.channelId` is not `0x` and 64 hex digits.
+    BATCH_SETTLEMENT_EVM_CHANNEL_ID_INVALID = "invalid_batch_settlement_evm_channel_id_invalid",
+    /// `channelConfig.receiver` is not `payTo`.
+    BATCH_SETTLEMENT_EVM_RECEIVER_MISMATCH = "invalid_batch_settlement_evm_receiver_mismatch",
+    /// `channelConfig.receiverAuthorizer` is not the offer's (or the offer names none).
+    BATCH_SETTLEMENT_EVM_RECEIVER_AUTHORIZER_MISMATCH =
+        "invalid_batch_settlement_evm_receiver_authorizer_mismatch",
+    /// `channelConfig.withdrawDelay` is not the offer's.
+    BATCH_SETTLEMENT_EVM_WITHDRAW_DELAY_MISMATCH =
+        "invalid_batch_settlement_evm_withdraw_delay_mismatch",
+    /// The rows of a claim name another receiver authorizer than the signer's.
+    BATCH_SETTLEMENT_EVM_AUTHORIZER_ADDRESS_MISMATCH =
+        "invalid_batch_settlement_evm_authorizer_address_mismatch",
+    /// No receiver-authorizer signature came and the facilitator holds no authorizer key.
+    BATCH_SETTLEMENT_EVM_AUTHORIZER_NOT_CONFIGURED =
+        "invalid_batch_settlement_evm_authorizer_not_configured",
+    /// Simulating the deposit failed.
+    BATCH_SETTLEMENT_EVM_DEPOSIT_SIMULATION_FAILED =
+        "invalid_batch_settlement_evm_deposit_simulation_failed",
+    /// The deposit is below the server's `minDeposit`.
+    BATCH_SETTLEMENT_EVM_DEPOSIT_BELOW_MIN_DEPOSIT =
+        "invalid_batch_settlement_evm_deposit_below_min_deposit",
+    /// A counterfactual (ERC-6492) depositor's factory is not allowed.
+    BATCH_SETTLEMENT_EVM_EIP6492_FACTORY_NOT_ALLOWED =
+        "invalid_batch_settlement_evm_eip6492_factory_not_allowed",
+    /// Deploying a counterfactual depositor's wallet failed.
+    BATCH_SETTLEMENT_EVM_SMART_WALLET_DEPLOYMENT_FAILED =
+        "invalid_batch_settlement_evm_smart_wallet_deployment_failed",
+    /// Simulating the claim failed.
+    BATCH_SETTLEMENT_EVM_CLAIM_SIMULATION_FAILED =
+        "invalid_batch_settlement_evm_claim_simulation_failed",
+    /// Simulating the settle failed.
+    BATCH_SETTLEMENT_EVM_SETTLE_SIMULATION_FAILED =
+        "invalid_batch_settlement_evm_settle_simulation_failed",
+    /// The receiver has nothing claimed and unsettled for this token.
+    BATCH_SETTLEMENT_EVM_NOTHING_TO_SETTLE = "invalid_batch_settlement_evm_nothing_to_settle",
+    /// The refund payload is malformed.
+    BATCH_SETTLEMENT_EVM_REFUND_PAYLOAD = "invalid_batch_settlement_evm_refund_payload",
+    /// Simulating the refund failed.
+    BATCH_SETTLEMENT_EVM_REFUND_SIMULATION_FAILED =
+        "invalid_batch_settlement_evm_refund_simulation_failed",
+    /// Reading the channel's state from the chain failed.
+    BATCH_SETTLEMENT_EVM_RPC_READ_FAILED = "invalid_batch_settlement_evm_rpc_read_failed",
+    /// The deposit carries no Permit2 authorization where one is required.
+    BATCH_SETTLEMENT_EVM_PERMIT2_AUTHORIZATION_REQUIRED =
+        "invalid_batch_settlement_evm_permit2_authorization_required",
+    /// The Permit2 `spender` is not the Permit2 deposit collector.
+    BATCH_SETTLEMENT_EVM_PERMIT2_INVALID_SPENDER =
+        "invalid_batch_settlement_evm_permit2_invalid_spender",
+    /// The permitted amount is not the deposit.
+    BATCH_SETTLEMENT_EVM_PERMIT2_AMOUNT_MISMATCH =
+        "invalid_batch_settlement_evm_permit2_amount_mismatch",
+    /// The Permit2 deadline has passed or is too close.
+    BATCH_SETTLEMENT_EVM_PERMIT2_DEADLINE_EXPIRED =
+        "invalid_batch_settlement_evm_permit2_deadline_expired",
+    /// The Permit2 signature is not the payer's.
+    BATCH_SETTLEMENT_EVM_PERMIT2_INVALID_SIGNATURE =
+        "invalid_batch_settlement_evm_permit2_invalid_signature",
+    /// The payer has not approved Permit2 for the deposit.
+    BATCH_SETTLEMENT_EVM_PERMIT2_ALLOWANCE_REQUIRED =
+        "invalid_batch_settlement_evm_permit2_allowance_required",
+    /// The EIP-2612 approval's amount is not the deposit's.
+    BATCH_SETTLEMENT_EVM_EIP2612_AMOUNT_MISMATCH =
+        "invalid_batch_settlement_evm_eip2612_amount_mismatch",
+    /// The EIP-2612 approval's owner is not the payer.
+    BATCH_SETTLEMENT_EVM_EIP2612_OWNER_MISMATCH =
+        "invalid_batch_settlement_evm_eip2612_owner_mismatch",
+    /// The EIP-2612 approval's token is not the asset.
+    BATCH_SETTLEMENT_EVM_EIP2612_ASSET_MISMATCH =
+        "invalid_batch_settlement_evm_eip2612_asset_mismatch",
+    /// The EIP-2612 approval's spender is not Permit2.
+    BATCH_SETTLEMENT_EVM_EIP2612_SPENDER_MISMATCH =
+        "invalid_batch_settlement_evm_eip2612_spender_mismatch",
+    /// The EIP-2612 approval's deadline has passed.
+    BATCH_SETTLEMENT_EVM_EIP2612_DEADLINE_EXPIRED =
+        "invalid_batch_settlement_evm_eip2612_deadline_expired",
+    /// The ERC-20 approval extension cannot be used here.
+    BATCH_SETTLEMENT_EVM_ERC20_APPROVAL_UNAVAILABLE =
+        "invalid_batch_settlement_evm_erc20_approval_unavailable",
+    /// A resource server's refusal: the voucher's ceiling is not the server's charged
+    /// cumulative amount plus this request's price (the 402 carries the server's state).
+    BATCH_SETTLEMENT_EVM_CUMULATIVE_AMOUNT_MISMATCH =
+        "invalid_batch_settlement_evm_cumulative_amount_mismatch",
+    /// A resource server's refusal: another request on this channel is in flight.
+    BATCH_SETTLEMENT_EVM_CHANNEL_BUSY = "invalid_batch_settlement_evm_channel_busy",
+    /// A resource server's refusal: it could not establish the channel's state.
+    BATCH_SETTLEMENT_EVM_VERIFICATION_STATE_UNAVAILABLE =
+        "invalid_batch_settlement_evm_verification_state_unavailable",
+    /// A resource server's refusal: the charge would pass the signed ceiling.
+    BATCH_SETTLEMENT_EVM_CHARGE_EXCEEDS_SIGNED_CUMULATIVE =
+        "invalid_batch_settlement_evm_charge_exceeds_signed_cumulative",
+    /// A resource server's refusal: it holds no record of the channel.
+    BATCH_SETTLEMENT_EVM_MISSING_CHANNEL = "invalid_batch_settlement_evm_missing_channel",
+    /// Nothing is left to refund in the channel.
+    BATCH_SETTLEMENT_EVM_REFUND_NO_BALANCE = "invalid_batch_settlement_evm_refund_no_balance",
+    /// The refund amount is not a positive integer.
+    BATCH_SETTLEMENT_EVM_REFUND_AMOUNT_INVALID = "invalid_batch_settlement_evm_refund_amount_invalid",
 
     // The `eip2612GasSponsoring` extension (an EIP-2612 approval of Permit2 riding along).
     /// The extension's `info` is not the expected shape.
