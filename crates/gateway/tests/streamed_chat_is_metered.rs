@@ -5,7 +5,9 @@
 //! for what went out before the cut, once, and buys nothing else. An `exact` payment of a
 //! stream still settles its price before the stream is sent. A payment signed with a deadline
 //! shorter than the offer's timeout is cut off in time to settle before it, or refused before
-//! the upstream is asked when it leaves too little time. Real anvil chain and our facilitator;
+//! the upstream is asked when it leaves too little time. A payer that revokes its Permit2
+//! approval mid-stream gets that answer unpaid, and no more streams: only what settles before
+//! it leaves (`exact`). Real anvil chain and our facilitator;
 //! a small OpenAI-compatible upstream inside the test stands in for the LLM.
 
 mod common;
@@ -103,6 +105,16 @@ fn chunks_in(events: &str) -> u64 {
         .count() as u64
 }
 
+/// The events of `response` read until its first `FAST_CHUNKS` chunks are in.
+async fn read_fast_chunks(response: &mut reqwest::Response) -> String {
+    let mut events = String::new();
+    while chunks_in(&events) < FAST_CHUNKS {
+        let bytes = response.chunk().await.unwrap().expect("the stream goes on");
+        events.push_str(&String::from_utf8_lossy(&bytes));
+    }
+    events
+}
+
 /// The payer's and the payee's balances and the facilitator's sent transactions.
 async fn balances(stack: &Stack) -> (U256, U256, u64) {
     let chain = &stack.base.chain;
@@ -192,12 +204,7 @@ async fn a_stream_cut_off_by_the_client_is_charged_for_what_was_sent_once() {
     // The client reads the first chunks, then goes away.
     let mut response = paying.send(request).await;
     assert_eq!(response.status(), 200);
-    let mut events = String::new();
-    while chunks_in(&events) < FAST_CHUNKS {
-        let bytes = response.chunk().await.unwrap().expect("the stream goes on");
-        events.push_str(&String::from_utf8_lossy(&bytes));
-    }
-    let read = chunks_in(&events);
+    let read = chunks_in(&read_fast_chunks(&mut response).await);
     drop(response);
 
     // The gateway notices at its next write, and settles what it sent by then.
@@ -331,4 +338,73 @@ async fn a_short_deadline_is_cut_off_in_time_to_settle_or_refused_up_front() {
         (payer_before - cost, payee_before + cost, sent_before + 1),
         "the cut-off stream was paid, in one settlement"
     );
+}
+
+/// Payer 0 takes back its Permit2 approval (a transaction it signs), as a payer draining its
+/// allowance mid-stream would.
+async fn revoke_permit2(stack: &Stack) {
+    use alloy::network::{EthereumWallet, TransactionBuilder as _};
+    use alloy::providers::{Provider as _, ProviderBuilder};
+    use alloy::sol_types::SolCall as _;
+    alloy::sol! {
+        function approve(address spender, uint256 value) external returns (bool);
+    }
+    let devnet = &stack.base.chain.devnet;
+    let wallet = EthereumWallet::from(stack.payer(0).clone());
+    let provider = ProviderBuilder::new()
+        .wallet(wallet)
+        .connect_http(devnet.rpc_url().clone());
+    let revoke = approveCall {
+        spender: x402_devnet::PERMIT2_ADDRESS,
+        value: U256::ZERO,
+    };
+    let tx = alloy::rpc::types::TransactionRequest::default()
+        .with_to(devnet.token().address)
+        .with_input(revoke.abi_encode());
+    let sent = provider.send_transaction(tx).await.unwrap();
+    assert!(sent.get_receipt().await.unwrap().status(), "the revocation");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payer_who_revokes_permit2_mid_stream_gets_no_more_streams_but_may_still_pay_exact() {
+    let paying = UptoChat::sign("slow").await;
+    let (stack, request) = (&paying.stack, &paying.request);
+    let payee_before = stack.pay_to_balance().await;
+
+    // The stream starts; the payer takes its allowance back while it runs.
+    let mut response = paying.send(request).await;
+    assert_eq!(response.status(), 200);
+    let mut events = read_fast_chunks(&mut response).await;
+    revoke_permit2(stack).await;
+    events.push_str(&response.text().await.unwrap());
+    assert_eq!(chunks_in(&events), FULL_ANSWER, "the answer went out whole");
+    let (_, receipt) = events
+        .rsplit_once(&format!("event: {RECEIPT_EVENT}\ndata: "))
+        .expect("a receipt event");
+    let receipt: SettleResponse = decode_header(receipt.trim_end().as_bytes()).unwrap();
+    assert!(!receipt.success, "{receipt:?}");
+    assert_eq!(stack.pay_to_balance().await, payee_before, "it went unpaid");
+
+    // It approves Permit2 again, so that its payments verify, to repeat the trick: its next
+    // stream is refused before the upstream is asked, naming the unpaid settlement.
+    let devnet = &stack.base.chain.devnet;
+    devnet.approve_permit2(stack.payer(0)).await.unwrap();
+    let (next, _) = chat("another answer");
+    let path = "/v1/chat/completions";
+    let (payment, _) = stack.upto_payment(path, &next, 0).await;
+    let refused = stack.post_paid(path, &next, &payment).await;
+    assert_eq!(refused.status(), 402);
+    let error = x402_testkit::challenge_of(refused.headers())
+        .error
+        .unwrap_or_default();
+    assert!(error.contains("left a streamed answer unpaid"), "{error}");
+    let reason = receipt.error_reason.expect("a reason").to_string();
+    assert!(error.contains(&reason), "{error} should name {reason}");
+
+    // `exact` settles before the stream leaves: that it may still buy.
+    let (bought, price) = stack.pay_post(path, &next, 0, Wire::V2).await;
+    assert_eq!(bought.status(), 200);
+    assert!(receipt_of(bought.headers()).expect("a receipt").success);
+    assert_eq!(chunks_in(&bought.text().await.unwrap()), FULL_ANSWER);
+    assert_eq!(stack.pay_to_balance().await, payee_before + price);
 }
