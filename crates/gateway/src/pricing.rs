@@ -27,6 +27,10 @@ pub fn quote(prepared: &Prepared, offered: &Offered) -> Quote {
     if prepared.as_job {
         quote = quote.settle_before_handler();
     }
+    if prepared.task.streams() {
+        // Sent before it settles: the paywall checks the payment and payer before running it.
+        quote = quote.streamed();
+    }
     quote.with_extension(prepared.clone())
 }
 

@@ -5,13 +5,18 @@
 //! authorization) and, when the client sent one, its `payment-identifier` id. The guard is a
 //! store behind [`PaymentGuard`]: [`MemoryGuard`] for one process; a shared database lets
 //! several replicas agree.
+//!
+//! The guard also keeps the payers of metered streams, whose content goes out before their
+//! payment settles: how many of a payer's streams are unsettled right now, and the payers who
+//! left one unpaid (its settlement failed for a reason of theirs). Such a payer is served no
+//! more streams ([`PaymentGuard::admit_stream`]).
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use x402_proto::{BoxFuture, PaymentId, SettleResponse};
+use x402_proto::{BoxFuture, Network, PaymentId, ReasonCode, SettleResponse, U256};
 
 /// A digest of the request a payment pays for (method, path and query, body).
 pub type RequestFingerprint = [u8; 32];
@@ -108,6 +113,113 @@ pub trait PaymentGuard: Send + Sync + std::fmt::Debug {
 
     /// Frees a payment (and purchase id) without recording anything: nothing was charged.
     fn release(&self, payment: &PaymentId, purchase: Option<&str>);
+
+    /// Decides whether `payer` may start a metered stream (content sent before its payment
+    /// settles): not when it left a stream unpaid, nor when `limit` of its streams are
+    /// unsettled right now. Atomic, as [`PaymentGuard::admit`]. A granted stream is held
+    /// until [`PaymentGuard::stream_over`]; hold it with a [`StreamTicket`].
+    fn admit_stream<'a>(
+        &'a self,
+        payer: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<StreamAdmission, GuardError>>;
+
+    /// Records that a payer's stream went out and its settlement failed for a reason of the
+    /// payer's: it is served no more streams.
+    fn record_unpaid_stream(&self, unpaid: UnpaidStream) -> BoxFuture<'_, Result<(), GuardError>>;
+
+    /// A stream granted to `payer` is over (settled, left unpaid and recorded, or never sent).
+    fn stream_over(&self, payer: &str);
+}
+
+/// A metered stream that was sent and never paid: its settlement failed for a reason of the
+/// payer's (funds or allowance moved away, nonce spent, deadline passed, signature).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnpaidStream {
+    /// The payer.
+    pub payer: String,
+    /// The payment whose settlement failed.
+    pub payment: PaymentId,
+    /// Its network.
+    pub network: Network,
+    /// The asset owed.
+    pub asset: String,
+    /// The amount owed, in atomic units (the usage metered when the stream was over).
+    pub amount: U256,
+    /// The facilitator's reason code.
+    pub reason: Option<ReasonCode>,
+    /// The facilitator's message.
+    pub message: Option<String>,
+    /// When the settlement failed, in Unix seconds.
+    pub at: u64,
+}
+
+impl std::fmt::Display for UnpaidStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the settlement of payment {} for a streamed answer ({} atomic units of {} on {}) \
+             failed at {}",
+            self.payment, self.amount, self.asset, self.network, self.at
+        )?;
+        match (&self.reason, &self.message) {
+            (Some(reason), Some(message)) => write!(f, ": {reason}: {message}"),
+            (Some(reason), None) => write!(f, ": {reason}"),
+            (None, Some(message)) => write!(f, ": {message}"),
+            (None, None) => Ok(()),
+        }
+    }
+}
+
+/// The guard's answer for a payer asking for a metered stream.
+#[derive(Debug)]
+pub enum StreamAdmission {
+    /// The stream may go out: hold it with a [`StreamTicket`].
+    Granted,
+    /// The payer left a stream unpaid.
+    Unpaid(Box<UnpaidStream>),
+    /// The payer has this many streams unsettled right now (the limit).
+    Busy {
+        /// How many.
+        streams: usize,
+    },
+}
+
+/// A metered stream granted to a payer. Dropping it tells the guard the stream is over.
+#[derive(Debug)]
+pub struct StreamTicket {
+    guard: Arc<dyn PaymentGuard>,
+    payer: String,
+}
+
+impl StreamTicket {
+    /// Holds a stream that `guard` granted to `payer`.
+    pub fn new(guard: Arc<dyn PaymentGuard>, payer: impl Into<String>) -> Self {
+        Self {
+            guard,
+            payer: payer.into(),
+        }
+    }
+
+    /// The payer.
+    pub fn payer(&self) -> &str {
+        &self.payer
+    }
+}
+
+impl Drop for StreamTicket {
+    fn drop(&mut self) {
+        self.guard.stream_over(&self.payer);
+    }
+}
+
+/// One payer's key: an EVM address in lower case, another as it is written.
+fn payer_key(payer: &str) -> String {
+    if payer.starts_with("0x") || payer.starts_with("0X") {
+        payer.to_ascii_lowercase()
+    } else {
+        payer.to_owned()
+    }
 }
 
 /// A payment granted to one request. Dropping it frees the payment.
@@ -212,6 +324,10 @@ struct State {
     /// Keys of `served` in insertion order, for expiry and eviction.
     order: VecDeque<(Instant, String)>,
     bytes: usize,
+    /// Unsettled metered streams, by payer.
+    streams: HashMap<String, usize>,
+    /// Payers who left a metered stream unpaid (kept for the life of the process).
+    unpaid: HashMap<String, UnpaidStream>,
 }
 
 impl State {
@@ -343,6 +459,45 @@ impl PaymentGuard for MemoryGuard {
         let mut state = self.lock();
         for key in keys_for(payment, purchase) {
             state.in_use.remove(&key);
+        }
+    }
+
+    fn admit_stream<'a>(
+        &'a self,
+        payer: &'a str,
+        limit: usize,
+    ) -> BoxFuture<'a, Result<StreamAdmission, GuardError>> {
+        Box::pin(async move {
+            let key = payer_key(payer);
+            let mut state = self.lock();
+            if let Some(unpaid) = state.unpaid.get(&key) {
+                return Ok(StreamAdmission::Unpaid(Box::new(unpaid.clone())));
+            }
+            let streams = state.streams.entry(key).or_default();
+            if *streams >= limit {
+                return Ok(StreamAdmission::Busy { streams: *streams });
+            }
+            *streams += 1;
+            Ok(StreamAdmission::Granted)
+        })
+    }
+
+    fn record_unpaid_stream(&self, unpaid: UnpaidStream) -> BoxFuture<'_, Result<(), GuardError>> {
+        Box::pin(async move {
+            let key = payer_key(&unpaid.payer);
+            self.lock().unpaid.entry(key).or_insert(unpaid);
+            Ok(())
+        })
+    }
+
+    fn stream_over(&self, payer: &str) {
+        let key = payer_key(payer);
+        let mut state = self.lock();
+        if let Some(streams) = state.streams.get_mut(&key) {
+            *streams = streams.saturating_sub(1);
+            if *streams == 0 {
+                state.streams.remove(&key);
+            }
         }
     }
 }
@@ -486,6 +641,49 @@ mod tests {
                 by_identifier: true
             }
         ));
+    }
+
+    #[tokio::test]
+    async fn a_payer_gets_streams_up_to_the_limit_and_none_once_it_left_one_unpaid() {
+        let guard = guard(ResponseCacheConfig::default());
+        let shared: Arc<dyn PaymentGuard> = guard.clone();
+        let admit = |payer: &'static str| {
+            let guard = guard.clone();
+            async move { guard.admit_stream(payer, 2).await.unwrap() }
+        };
+        assert!(matches!(admit("0xAbC").await, StreamAdmission::Granted));
+        let first = StreamTicket::new(shared.clone(), "0xAbC");
+        assert!(matches!(admit("0xabc").await, StreamAdmission::Granted));
+        let second = StreamTicket::new(shared.clone(), "0xabc");
+        assert!(matches!(
+            admit("0xABC").await,
+            StreamAdmission::Busy { streams: 2 }
+        ));
+        // Another payer is not held up.
+        assert!(matches!(admit("0xdef").await, StreamAdmission::Granted));
+        shared.stream_over("0xdef");
+        drop(first);
+        assert!(matches!(admit("0xabc").await, StreamAdmission::Granted));
+        shared.stream_over("0xabc");
+
+        let unpaid = UnpaidStream {
+            payer: "0xABC".into(),
+            payment: id(4),
+            network: Network::BASE,
+            asset: "0xusdc".into(),
+            amount: U256::from(1_234),
+            reason: Some(ReasonCode::PERMIT2_INSUFFICIENT_BALANCE),
+            message: None,
+            at: 1_760_000_000,
+        };
+        guard.record_unpaid_stream(unpaid.clone()).await.unwrap();
+        drop(second);
+        match admit("0xabc").await {
+            StreamAdmission::Unpaid(found) => assert_eq!(*found, unpaid),
+            other => panic!("{other:?}"),
+        }
+        assert!(unpaid.to_string().contains("permit2_insufficient_balance"));
+        assert!(guard.lock().streams.is_empty(), "every stream is over");
     }
 
     #[tokio::test]

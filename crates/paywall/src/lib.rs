@@ -17,7 +17,11 @@
 //! A handler whose body streams and is charged by usage (`upto`) puts an
 //! [`x402_proto::UsageMeter`] in its response: the response goes out at once and the payment is
 //! settled for the metered usage when the body ends or the client goes away; an event stream
-//! then ends with a [`RECEIPT_EVENT`] carrying the receipt.
+//! then ends with a [`RECEIPT_EVENT`] carrying the receipt. Such a stream is cut off in time to
+//! settle before its payment's deadline; a payment that leaves too little time, a payer with
+//! too many streams unsettled, and a payer who left a stream unpaid are refused before the
+//! handler runs when the quote says the answer streams ([`Quote::streamed`]), else before the
+//! body goes out.
 //!
 //! ```no_run
 //! # use std::sync::Arc;
@@ -43,7 +47,7 @@ mod service;
 
 pub use guard::{
     Admission, GuardError, Lease, MemoryGuard, PaymentGuard, RequestFingerprint,
-    ResponseCacheConfig, Served, StoredResponse,
+    ResponseCacheConfig, Served, StoredResponse, StreamAdmission, StreamTicket, UnpaidStream,
 };
 pub use paid::Paid;
 pub use price::{PaymentOption, Quote, Rejection, RoutePrice, SettleTiming};

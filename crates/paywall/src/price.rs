@@ -107,6 +107,7 @@ pub struct Quote {
     units: u64,
     per: u64,
     settle: Option<SettleTiming>,
+    streamed: bool,
     description: Option<String>,
     extensions: http::Extensions,
 }
@@ -124,6 +125,7 @@ impl Quote {
             units,
             per,
             settle: None,
+            streamed: false,
             description: None,
             extensions: http::Extensions::new(),
         }
@@ -132,6 +134,15 @@ impl Quote {
     /// Settles this request before the handler runs, whatever the route's default.
     pub fn settle_before_handler(mut self) -> Self {
         self.settle = Some(SettleTiming::BeforeHandler);
+        self
+    }
+
+    /// Says that the answer to this request is a metered stream (sent before its payment
+    /// settles), so that the paywall checks before the handler runs that the payment leaves
+    /// time to stream and settle, and that the payer may have another stream (otherwise it
+    /// checks once the handler's stream is ready, before it goes out).
+    pub fn streamed(mut self) -> Self {
+        self.streamed = true;
         self
     }
 
@@ -160,6 +171,10 @@ impl Quote {
 
     pub(crate) fn settle_timing(&self) -> Option<SettleTiming> {
         self.settle
+    }
+
+    pub(crate) fn streams(&self) -> bool {
+        self.streamed
     }
 
     pub(crate) fn description(&self) -> Option<&str> {

@@ -126,6 +126,16 @@ pub trait SchemeServer: Send + Sync + fmt::Debug {
         let _ = used;
         paid.amount.0
     }
+
+    /// The last Unix second at which a payment whose scheme `payload` is this can still be
+    /// settled: its signed deadline, less what facilitators keep in hand before it. A server
+    /// that sends content before it settles (a metered stream) cuts the content off in time
+    /// to settle by then, and refuses up front a payment that leaves too little time. By
+    /// default `None`: the scheme's payments carry no deadline the server needs to heed.
+    fn settle_by(&self, payload: &Value) -> Option<u64> {
+        let _ = payload;
+        None
+    }
 }
 
 /// Copies the keys of `kind.extra` that `requirements.extra` lacks (the default

@@ -118,6 +118,19 @@ impl Stack {
     /// payment of the challenge's `upto` offer: the `PAYMENT-SIGNATURE` value and the maximum
     /// signed. The payer must have approved Permit2.
     pub async fn upto_payment(&self, path: &str, body: &Value, i: usize) -> (String, U256) {
+        self.upto_payment_signed_at(path, body, i, x402_evm::unix_now())
+            .await
+    }
+
+    /// [`Self::upto_payment`], signed as at Unix second `now`: its Permit2 deadline is the
+    /// offer's timeout after `now` (an earlier `now` signs a shorter deadline).
+    pub async fn upto_payment_signed_at(
+        &self,
+        path: &str,
+        body: &Value,
+        i: usize,
+        now: u64,
+    ) -> (String, U256) {
         use x402_proto::SchemeClient as _;
         let first = self.post_json(path, body).await;
         assert_eq!(first.status(), 402, "{path} should ask for payment first");
@@ -129,7 +142,7 @@ impl Stack {
             .expect("the challenge offers upto")
             .clone();
         let signed = x402_evm::upto::UptoEvmClient::new(self.payer(i).clone())
-            .sign(&offer, x402_evm::unix_now())
+            .sign(&offer, now)
             .await
             .expect("signs");
         let maximum = offer.amount.0;

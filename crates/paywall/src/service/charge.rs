@@ -25,7 +25,7 @@ use super::steps::{
     IN_USE, NO_MATCH, Refusal, SPENT_ELSEWHERE, body_refused, candidates, conflict, fingerprint,
     keep, payment_header, recover, replay, run_paid, settle, verify,
 };
-use super::stream::{Unsettled, settle_when_over};
+use super::stream::{self, Unsettled, settle_when_over};
 use super::{Paywall, usage};
 
 /// A payment that verified, with what is needed to settle it.
@@ -246,6 +246,18 @@ where
     // 5. Run and settle, in the order the route asks for.
     let (settled_tx, settled_rx) = watch::channel(None);
     let timing = quote.settle_timing().unwrap_or(price.settle);
+    // A metered stream goes out before its payment settles: admitted before the handler runs
+    // when the quote says the answer streams, else once the handler's stream is ready.
+    let mut admitted = None;
+    if quote.streams()
+        && timing == SettleTiming::AfterHandler
+        && usage::settles_by_usage(inner_state, &verified.request)
+    {
+        match stream::admit(inner_state, &verified, &challenge, &parts.headers).await {
+            Ok(stream) => admitted = Some(stream),
+            Err(refusal) => return refusal,
+        }
+    }
     let mut paid = Paid {
         payer: verified.payer.clone(),
         scheme: verified.option.scheme.clone(),
@@ -291,14 +303,25 @@ where
             if let Some(meter) = meter
                 && usage::settles_by_usage(inner_state, &verified.request)
             {
-                // A metered body that streams: sent now, settled when it is over.
+                // A metered body that streams: sent now, settled when it is over. Not admitted
+                // yet, it is admitted now, or dropped unsent.
+                let admitted = match admitted {
+                    Some(admitted) => admitted,
+                    None => match stream::admit(inner_state, &verified, &challenge, &headers).await
+                    {
+                        Ok(admitted) => admitted,
+                        Err(refusal) => return refusal,
+                    },
+                };
                 let unsettled = Unsettled {
                     inner: paywall.inner.clone(),
                     verified,
+                    payment: payment_id,
                     key: idempotency_key,
                     lease,
                     settled: settled_tx,
                     meter,
+                    admitted,
                 };
                 return settle_when_over(unsettled, response);
             }

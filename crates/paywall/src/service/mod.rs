@@ -45,6 +45,10 @@ pub struct PaywallConfig {
     pub response_cache: ResponseCacheConfig,
     /// Whether every payment must carry a `payment-identifier` id (400 without one).
     pub require_payment_identifier: bool,
+    /// How many metered streams (content sent before its payment settles) one payer may
+    /// have unsettled at once; more are answered 429 until one is over. Each such stream is
+    /// content a payer could leave unpaid by draining its funds before the settlement.
+    pub streams_per_payer: usize,
 }
 
 impl Default for PaywallConfig {
@@ -55,6 +59,7 @@ impl Default for PaywallConfig {
             public_url: None,
             response_cache: ResponseCacheConfig::default(),
             require_payment_identifier: false,
+            streams_per_payer: 1,
         }
     }
 }

@@ -197,7 +197,8 @@ async fn serve(chain: &Chain, facilitator: Arc<dyn Facilitator>) -> String {
 }
 
 /// A metered scheme's server side, for routes in front of a scripted facilitator: it settles
-/// what was used, nothing when nothing was reported.
+/// what was used, nothing when nothing was reported, and by the payload's
+/// `authorization.validBefore` (the scripted payments' deadline).
 #[derive(Debug)]
 pub struct ToyMetered;
 
@@ -212,6 +213,13 @@ impl x402_proto::SchemeServer for ToyMetered {
         used: Option<x402_proto::U256>,
     ) -> x402_proto::U256 {
         used.unwrap_or(x402_proto::U256::ZERO)
+    }
+
+    fn settle_by(&self, payload: &Value) -> Option<u64> {
+        payload["authorization"]["validBefore"]
+            .as_str()?
+            .parse()
+            .ok()
     }
 }
 
