@@ -227,6 +227,37 @@ impl ExactEvmScheme {
         })
     }
 
+    /// `call` as this signer sends a transaction now: from the signer, with `gas_limit` and
+    /// the fees it would offer (the send queue's when fresh, else the node's). Simulated, it
+    /// sees what the sent transaction will (`gasleft()`, `tx.gasprice`, `tx.origin`): a payer's
+    /// contract cannot accept the simulation and refuse the transaction by telling them apart.
+    pub(crate) async fn as_sent(
+        &self,
+        call: TransactionRequest,
+        gas_limit: u64,
+    ) -> Result<TransactionRequest, SettleError> {
+        let cached = self.send_queue().state.try_lock().ok().and_then(|state| {
+            state
+                .fees
+                .filter(|(_, at)| at.elapsed() < FEE_TTL)
+                .map(|(fees, _)| fees)
+        });
+        let fees = match cached {
+            Some(fees) => fees,
+            None => {
+                let mut batch = BatchRequest::new(self.provider().client());
+                let fees = FeeCalls::add(&mut batch)?;
+                batch.send().await.map_err(chain_unavailable)?;
+                fees.fees().await?
+            }
+        };
+        Ok(call
+            .with_from(self.signer_address())
+            .with_gas_limit(gas_limit)
+            .with_max_fee_per_gas(fees.max_fee_per_gas)
+            .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas))
+    }
+
     /// Forgets the local nonce, so the next slot reads it from the node again.
     pub async fn resync_nonce(&self) {
         self.send_queue().state.lock().await.next_nonce = None;
