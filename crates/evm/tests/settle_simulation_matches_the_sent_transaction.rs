@@ -3,7 +3,8 @@
 //! and then make the sent transaction revert: a wallet accepting signatures only with more gas
 //! left than a settlement has is refused at verify, and nothing is sent. A payment whose
 //! settlement was mined and failed is refused at every later verify, even when it would pass
-//! again (the payer refilled its balance): it paid nothing and buys nothing. Real anvil chain,
+//! again (the payer refilled its balance): it paid nothing and buys nothing. The `exact`
+//! (EIP-3009) path simulates a contract payer's settlement the same way. Real anvil chain,
 //! Permit2 and our `upto` proxy.
 
 use std::time::Duration;
@@ -15,10 +16,13 @@ use alloy::rpc::types::TransactionRequest;
 use alloy::signers::Signer;
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::SolCall;
-use x402_evm::unix_now;
 use x402_evm::upto::{UptoEvmClient, UptoEvmFacilitator, UptoPayload};
+use x402_evm::{Erc6492Deployment, ExactEvmFacilitator, unix_now};
 use x402_proto::{Facilitator, PaymentRequest, ReasonCode, v2};
-use x402_testkit::{Chain, GAS_SENSITIVE_MIN_GAS_LEFT, request_paying, upto_usage};
+use x402_testkit::{
+    Chain, GAS_SENSITIVE_MIN_GAS_LEFT, SmartWallet, assert_verifies_and_settles, request_paying,
+    upto_usage, v2_request,
+};
 
 const MAXIMUM: u128 = 20_000;
 
@@ -186,4 +190,41 @@ async fn a_payment_whose_settlement_failed_on_chain_is_refused_at_the_next_verif
             .is_some_and(|m| m.contains("failed on chain")),
         "{verdict:?}"
     );
+}
+
+#[tokio::test]
+async fn an_eip3009_payment_from_such_a_wallet_is_refused_too() {
+    let chain = Chain::start().await;
+    let facilitator = ExactEvmFacilitator::new(chain.scheme.clone());
+    let owner = PrivateKeySigner::random();
+    let requirements = chain.requirements(MAXIMUM);
+    let paying_from = |address: Address| {
+        let wallet = SmartWallet {
+            address,
+            signer: owner.clone(),
+            deployment: Erc6492Deployment {
+                factory: Address::ZERO,
+                factory_calldata: Default::default(),
+            },
+        };
+        v2_request(&wallet.payment(&requirements), &requirements)
+    };
+    let plain = chain.place_gas_sensitive_wallet(&owner, 0, MAXIMUM).await;
+    let sensitive = chain
+        .place_gas_sensitive_wallet(&owner, GAS_SENSITIVE_MIN_GAS_LEFT, MAXIMUM)
+        .await;
+    assert_verifies_and_settles(&facilitator, &paying_from(plain), plain).await;
+
+    let request = paying_from(sensitive);
+    let verdict = facilitator.verify(&request).await.unwrap();
+    assert!(!verdict.is_valid, "{verdict:?}");
+    let sent_before = chain.facilitator_tx_count().await;
+    let receipt = facilitator.settle(&request, None).await.unwrap();
+    assert!(!receipt.success, "{receipt:?}");
+    assert_eq!(
+        chain.facilitator_tx_count().await,
+        sent_before,
+        "nothing sent"
+    );
+    assert_eq!(chain.balance(sensitive).await, U256::from(MAXIMUM));
 }

@@ -92,6 +92,20 @@ pub(crate) struct SenderState {
     sync_send: SyncSend,
 }
 
+/// The gas limit of the transaction settling `payment`. A fixed limit instead of an estimate:
+/// verify has just simulated the transfer (with this limit, for a payer whose code runs in it),
+/// so estimating again costs a round trip and only hides races (which then surface as a mined
+/// revert, reported with its hash).
+pub(crate) fn settlement_gas_limit(payment: &VerifiedPayment) -> u64 {
+    if payment.wallet_deployment().is_some() {
+        DEPLOY_AND_TRANSFER_GAS_LIMIT
+    } else if payment.is_contract_payer() {
+        CONTRACT_WALLET_TRANSFER_GAS_LIMIT
+    } else {
+        ECDSA_TRANSFER_GAS_LIMIT
+    }
+}
+
 /// The node could not be asked: `error` says why.
 fn chain_unavailable(error: impl std::fmt::Display) -> SettleError {
     SettleError::ChainUnavailable {
@@ -330,18 +344,9 @@ impl SendSlot<'_> {
                 ),
             });
         }
-        // A fixed gas limit instead of an estimate: verify has just simulated the transfer, so
-        // estimating again costs a round trip and only hides races (which then surface as a
-        // mined revert, reported with its hash).
-        let gas_limit = if payment.wallet_deployment().is_some() {
-            DEPLOY_AND_TRANSFER_GAS_LIMIT
-        } else if payment.is_contract_payer() {
-            CONTRACT_WALLET_TRANSFER_GAS_LIMIT
-        } else {
-            ECDSA_TRANSFER_GAS_LIMIT
-        };
         let (to, input) = settlement_call(payment);
-        self.sign_call(to, input, gas_limit).await
+        self.sign_call(to, input, settlement_gas_limit(payment))
+            .await
     }
 
     /// Builds and signs a transaction calling `to` with `input` and `gas_limit`, with this
