@@ -28,6 +28,7 @@ const SOURCE_OF = {
   X402Token: "X402Token.sol",
   Multicall3: "Multicall3.sol",
   X402Wallet: "X402Wallet.sol",
+  GasSensitiveWallet: "GasSensitiveWallet.sol",
   X402WalletFactory: "X402WalletFactory.sol",
   X402ExactPermit2Proxy: "X402Permit2Proxies.sol",
   X402UptoPermit2Proxy: "X402Permit2Proxies.sol",

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use x402_gateway_api::{Estimate, Unit};
 use x402_paywall::Quote;
 
-use crate::backend::chat::{DEFAULT_MAX_TOKENS, estimated_tokens};
+use crate::backend::chat::{DEFAULT_MAX_TOKENS, TokenEstimate, answer_texts, estimated_tokens};
 use crate::catalog::BackendKind;
 use crate::services::{Backends, Offered};
 use crate::task::Prepared;
@@ -35,22 +35,26 @@ pub fn quote(prepared: &Prepared, offered: &Offered) -> Quote {
 }
 
 /// The tokens a chat completion used: what the upstream reports (`usage.total_tokens`, or
-/// prompt plus completion tokens), else the billed prompt estimate plus the answer's
-/// characters at 4 a token.
+/// prompt plus completion tokens), else the billed prompt estimate plus the
+/// [`estimated_tokens`] of every text the answer's messages carry (content, reasoning, tool
+/// call arguments, refusal).
 pub fn chat_tokens_used(completion: &serde_json::Value, prompt_estimate: u64) -> u64 {
-    let usage = &completion["usage"];
-    let reported = usage["total_tokens"]
-        .as_u64()
-        .or_else(|| Some(usage["prompt_tokens"].as_u64()? + usage["completion_tokens"].as_u64()?));
-    reported.unwrap_or_else(|| {
-        let answer: usize = completion["choices"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter_map(|c| c["message"]["content"].as_str())
-            .map(|text| text.chars().count())
-            .sum();
-        prompt_estimate + estimated_tokens(answer as u64)
+    reported_tokens(&completion["usage"]).unwrap_or_else(|| {
+        let mut answer = TokenEstimate::default();
+        for choice in completion["choices"].as_array().into_iter().flatten() {
+            answer_texts(&choice["message"]).for_each(|text| answer.add(text));
+        }
+        prompt_estimate + answer.tokens()
+    })
+}
+
+/// The tokens an upstream's `usage` object counts: `total_tokens`, or prompt plus completion
+/// tokens.
+pub fn reported_tokens(usage: &serde_json::Value) -> Option<u64> {
+    usage["total_tokens"].as_u64().or_else(|| {
+        usage["prompt_tokens"]
+            .as_u64()?
+            .checked_add(usage["completion_tokens"].as_u64()?)
     })
 }
 
@@ -103,7 +107,7 @@ pub fn estimate(
                     model.count_tokens(std::slice::from_ref(t)).unwrap_or(0) as u64
                 }
                 (backend, _) => {
-                    estimated_tokens(t.chars().count() as u64)
+                    estimated_tokens(t)
                         + DEFAULT_MAX_TOKENS * u64::from(backend == BackendKind::Chat)
                 }
             },
@@ -139,4 +143,20 @@ pub fn estimate(
         ),
         price_per_second,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn an_answer_without_usage_counts_every_text_it_carries() {
+        let completion =
+            json!({"choices": [{"message": {"content": "abcd", "reasoning_content": "日本"}}]});
+        assert_eq!(chat_tokens_used(&completion, 10), 10 + 1 + 6);
+        let counted = json!({"choices": [], "usage": {"prompt_tokens": 3, "completion_tokens": 4}});
+        assert_eq!(chat_tokens_used(&counted, 10), 7);
+    }
 }

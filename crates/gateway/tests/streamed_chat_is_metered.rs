@@ -72,22 +72,9 @@ async fn start_upstream() -> String {
     url
 }
 
-/// The stack offering `upto` beside `exact`, `llm-4090` at $0.001 per 1K tokens (one
-/// micro-USDC a token) from the streaming upstream; payer 0 has approved Permit2.
+/// The stack offering `upto` and the streaming upstream.
 async fn stack() -> Stack {
-    let upstream = start_upstream().await;
-    let stack = Stack::with_llm_upstream(
-        &upstream,
-        "upto = true\n[services.llm-4090]\nprice = \"0.001\"\n",
-    )
-    .await;
-    let chain = &stack.base.chain;
-    chain
-        .devnet
-        .approve_permit2(&chain.devnet.payers()[0].signer)
-        .await
-        .unwrap();
-    stack
+    Stack::upto_llm(&start_upstream().await).await
 }
 
 /// A streamed chat request whose one message is `content`, and its prompt's estimated tokens.

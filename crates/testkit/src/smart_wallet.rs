@@ -57,20 +57,8 @@ impl SmartWallet {
 
     /// Deploys the wallet by sending its factory call from the devnet's account 0.
     pub async fn deploy(&self, devnet: &Devnet) {
-        use alloy::network::TransactionBuilder;
-        use alloy::providers::Provider;
-        let tx = alloy::rpc::types::TransactionRequest::default()
-            .with_to(self.deployment.factory)
-            .with_input(self.deployment.factory_calldata.clone());
-        let receipt = devnet
-            .provider()
-            .send_transaction(tx)
-            .await
-            .expect("deployment sent")
-            .get_receipt()
-            .await
-            .expect("deployment mined");
-        assert!(receipt.status(), "wallet deployment reverted");
+        let input = self.deployment.factory_calldata.clone();
+        send_from_account_0(devnet, self.deployment.factory, input, "wallet deployment").await;
         assert!(devnet.has_code(self.address).await.expect("code readable"));
     }
 
@@ -129,4 +117,69 @@ impl SmartWallet {
         };
         x402_proto::encode_header(&payment)
     }
+}
+
+/// Gas left that [`Chain::place_gas_sensitive_wallet`]'s wallet asks for by default: more than
+/// any settlement transaction gives it, less than a node's `eth_call` without a gas limit.
+pub const GAS_SENSITIVE_MIN_GAS_LEFT: u64 = 1_000_000;
+
+impl Chain {
+    /// Places a `GasSensitiveWallet` (`contracts/src/GasSensitiveWallet.sol`) at a random
+    /// address: it accepts `owner`'s signatures only while more than `min_gas_left` gas is
+    /// left, holds `minted` of the devnet token and has approved Permit2 for it. Its
+    /// initialization is sent from the facilitator account: place it before settling.
+    pub async fn place_gas_sensitive_wallet(
+        &self,
+        owner: &PrivateKeySigner,
+        min_gas_left: u64,
+        minted: u128,
+    ) -> Address {
+        use alloy::sol_types::SolCall;
+        alloy::sol! {
+            function initialize(address owner_, uint256 minGasLeft_, address token) external;
+        }
+        let artifact = x402_devnet::Artifact::parse(include_str!(
+            "../../../contracts/out/GasSensitiveWallet.json"
+        ))
+        .expect("the GasSensitiveWallet artifact parses");
+        let wallet = Address::random();
+        let devnet = &self.devnet;
+        devnet
+            .set_code(wallet, artifact.deployed_bytecode)
+            .await
+            .expect("code placed");
+        let token = devnet.token().address;
+        let init = initializeCall {
+            owner_: owner.address(),
+            minGasLeft_: alloy::primitives::U256::from(min_gas_left),
+            token,
+        };
+        send_from_account_0(devnet, wallet, init.abi_encode(), "wallet initialization").await;
+        devnet.fund(wallet, minted).await.expect("minted");
+        wallet
+    }
+}
+
+/// Sends a call of `to` with `input` from the devnet's account 0 and waits until it is mined;
+/// panics naming `what` unless it succeeded.
+async fn send_from_account_0(
+    devnet: &Devnet,
+    to: Address,
+    input: impl Into<alloy::primitives::Bytes>,
+    what: &str,
+) {
+    use alloy::network::TransactionBuilder;
+    use alloy::providers::Provider;
+    let tx = alloy::rpc::types::TransactionRequest::default()
+        .with_to(to)
+        .with_input(input.into());
+    let receipt = devnet
+        .provider()
+        .send_transaction(tx)
+        .await
+        .unwrap_or_else(|e| panic!("{what} not sent: {e}"))
+        .get_receipt()
+        .await
+        .unwrap_or_else(|e| panic!("{what} not mined: {e}"));
+    assert!(receipt.status(), "{what} reverted");
 }

@@ -1,7 +1,9 @@
 //! `exact` with Permit2 on one EVM chain behind the [`Facilitator`](x402_proto::Facilitator)
 //! trait: verify in the order of the official facilitator (2.27) — shape, scheme, network,
 //! spender, payee, deadline, validity start, amount, token, signature (and the asset being a
-//! contract), then a settle simulated from the facilitator address, diagnosed when it fails —
+//! contract), then the log's word on an earlier settlement of the permit (one that failed on
+//! chain is not valid again) and a settle simulated as it will be sent (from the facilitator
+//! address, with its gas limit and fees), diagnosed when it fails —
 //! and settle through the `exact` proxy from the chain's signer.
 
 use std::sync::Arc;
@@ -179,7 +181,12 @@ impl ExactPermit2Facilitator {
             permit2612,
             payload: permit,
         };
-        if let Some(refusal) = verified.proxy_settle().simulate(&self.chain).await? {
+        let failed = ReasonCode::EXACT_EVM_TRANSACTION_FAILED;
+        let settle = verified.proxy_settle();
+        let last = self
+            .sends
+            .final_refusal(&self.chain, &verified.payload, failed, settle);
+        if let Some(refusal) = last.await? {
             return Ok(Err(refusal));
         }
         Ok(Ok(verified))

@@ -121,6 +121,64 @@ impl Sends {
         }
     }
 
+    /// The last checks of a Permit2 payment before it is valid: what the log holds for its
+    /// nonce ([`Self::recorded_refusal`]), then `settle` simulated as it will be sent.
+    pub(crate) async fn final_refusal<W: Serialize>(
+        &self,
+        chain: &ExactEvmScheme,
+        payload: &Permit2Payload<W>,
+        failed: ReasonCode,
+        settle: ProxySettle,
+    ) -> Result<Option<Refusal>, FacilitatorError> {
+        match self.recorded_refusal(chain, payload, failed).await? {
+            Some(refusal) => Ok(Some(refusal)),
+            None => settle.simulate(chain).await,
+        }
+    }
+
+    /// Why `payload` is not a valid payment any more by what the log holds for its nonce: its
+    /// settlement was mined and failed (`failed`; Permit2 left the nonce unspent, but the
+    /// payment proved it does not pay, so it must not buy anything again: the payer signs a new
+    /// one), or another payment with its nonce was settled or is being settled.
+    async fn recorded_refusal<W: Serialize>(
+        &self,
+        chain: &ExactEvmScheme,
+        payload: &Permit2Payload<W>,
+        failed: ReasonCode,
+    ) -> Result<Option<Refusal>, FacilitatorError> {
+        let auth = &payload.permit2_authorization;
+        let nonce = Permit2Nonce {
+            chain_id: chain.chain_id(),
+            owner: auth.from,
+            nonce: auth.nonce,
+        };
+        let Some(record) = self.log.find(&nonce).await? else {
+            return Ok(None);
+        };
+        let newest = record
+            .tx_hashes
+            .last()
+            .map_or_else(String::new, |hash| format!(" (transaction {hash})"));
+        Ok(match record.state {
+            SendState::Abandoned => None,
+            _ if record.fingerprint != payload.fingerprint(chain.chain_id()) => Some(refuse(
+                ReasonCode::PERMIT2_INVALID_NONCE,
+                format!(
+                    "another payment with this permit's nonce was settled or is being settled{newest}"
+                ),
+            )),
+            SendState::Ended(answer) if !answer.success => Some(refuse(
+                failed,
+                format!(
+                    "this payment's settlement failed on chain{newest}: {}; it pays nothing \
+                     and is not accepted again, sign a new payment",
+                    answer.error_message.as_deref().unwrap_or("reverted")
+                ),
+            )),
+            _ => None,
+        })
+    }
+
     /// The answer for a settlement of `call`'s payment already recorded, or `None` when there
     /// is none (or it was abandoned) and the payment may be settled.
     async fn recorded(

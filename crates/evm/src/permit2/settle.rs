@@ -1,4 +1,4 @@
-//! A proxy's settle: simulated from the facilitator address (and diagnosed when it fails);
+//! A proxy's settle: simulated as it will be sent (and diagnosed when it fails);
 //! Permit2 and proxy errors named.
 
 use super::*;
@@ -12,16 +12,22 @@ pub(crate) struct ProxySettle {
 }
 
 impl ProxySettle {
-    /// Simulates the settle from the facilitator address; a failure is diagnosed by reading
-    /// the proxy, the payer's balance and its allowance to Permit2 (the official order).
+    /// Simulates the settle as it will be sent: from the facilitator address, with the gas
+    /// limit and fees of the real transaction, so a payer's wallet sees in the simulation what
+    /// it will see when the transaction runs (`gasleft()`, `tx.gasprice`, `tx.origin`). A
+    /// failure is diagnosed by reading the proxy, the payer's balance and its allowance to
+    /// Permit2 (the official order).
     pub(crate) async fn simulate(
         &self,
         chain: &ExactEvmScheme,
     ) -> Result<Option<Refusal>, FacilitatorError> {
         let call = TransactionRequest::default()
-            .from(chain.signer_address())
             .to(self.proxy)
             .input(Bytes::from(self.input.clone()).into());
+        let call = chain
+            .as_sent(call, SETTLE_GAS_LIMIT)
+            .await
+            .map_err(unavailable)?;
         match chain.provider().call(call).await {
             Ok(_) => Ok(None),
             Err(alloy::transports::RpcError::ErrorResp(payload)) => {

@@ -7,7 +7,8 @@ impl ExactEvmScheme {
     /// Verifies a payment as of `now` (Unix seconds), with the checks of the reference
     /// facilitator in its order: scheme, EIP-712 domain, network, signature, recipient,
     /// `validBefore` (with a 6 s buffer), `validAfter`, amount, asset is a contract, then a
-    /// simulated transfer whose failure is diagnosed. The chain is asked once, in one batch.
+    /// simulated transfer whose failure is diagnosed. The chain is asked once, in one batch
+    /// (and a contract payer's settlement once more, simulated exactly as it will be sent).
     ///
     /// The signature is judged by the payer's code: without code, by ECDSA recovery; with
     /// code, by the wallet's ERC-1271 `isValidSignature`. An ERC-6492 signature of a wallet
@@ -82,14 +83,38 @@ impl ExactEvmScheme {
                 revert,
             ));
         }
-        Ok(VerifiedPayment {
+        let verified = VerifiedPayment {
             network: request.wire_network().clone(),
             asset: offline.asset,
             settle_signature: offline.signature.inner,
             payload: offline.payload,
             contract_payer: deployed || deployment.is_some(),
             deployment,
-        })
+        };
+        if verified.is_contract_payer() {
+            self.simulate_as_sent(&verified).await?;
+        }
+        Ok(verified)
+    }
+
+    /// A contract payer runs its own code in the transfer: the settlement is simulated once
+    /// more exactly as it will be sent (the signer, its gas limit and fees), so the wallet
+    /// cannot accept the batch's simulation (no gas limit, no gas price) and refuse the
+    /// transaction. An address without code runs none, and is judged by the batch alone.
+    async fn simulate_as_sent(&self, payment: &VerifiedPayment) -> Result<(), VerifyError> {
+        let unavailable = |detail: String| VerifyError::ChainUnavailable { detail };
+        let (to, input) = settlement_call(payment);
+        let call = TransactionRequest::default().with_to(to).with_input(input);
+        let call = self
+            .as_sent(call, crate::sender::settlement_gas_limit(payment))
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        match self.provider.call(call).await {
+            Ok(_) => Ok(()),
+            Err(error) => Err(VerifyError::SimulationFailed {
+                reason: revert_reason(error).map_err(|e| unavailable(e.to_string()))?,
+            }),
+        }
     }
 
     pub(super) fn check_offline(

@@ -92,6 +92,20 @@ pub(crate) struct SenderState {
     sync_send: SyncSend,
 }
 
+/// The gas limit of the transaction settling `payment`. A fixed limit instead of an estimate:
+/// verify has just simulated the transfer (with this limit, for a payer whose code runs in it),
+/// so estimating again costs a round trip and only hides races (which then surface as a mined
+/// revert, reported with its hash).
+pub(crate) fn settlement_gas_limit(payment: &VerifiedPayment) -> u64 {
+    if payment.wallet_deployment().is_some() {
+        DEPLOY_AND_TRANSFER_GAS_LIMIT
+    } else if payment.is_contract_payer() {
+        CONTRACT_WALLET_TRANSFER_GAS_LIMIT
+    } else {
+        ECDSA_TRANSFER_GAS_LIMIT
+    }
+}
+
 /// The node could not be asked: `error` says why.
 fn chain_unavailable(error: impl std::fmt::Display) -> SettleError {
     SettleError::ChainUnavailable {
@@ -227,6 +241,37 @@ impl ExactEvmScheme {
         })
     }
 
+    /// `call` as this signer sends a transaction now: from the signer, with `gas_limit` and
+    /// the fees it would offer (the send queue's when fresh, else the node's). Simulated, it
+    /// sees what the sent transaction will (`gasleft()`, `tx.gasprice`, `tx.origin`): a payer's
+    /// contract cannot accept the simulation and refuse the transaction by telling them apart.
+    pub(crate) async fn as_sent(
+        &self,
+        call: TransactionRequest,
+        gas_limit: u64,
+    ) -> Result<TransactionRequest, SettleError> {
+        let cached = self.send_queue().state.try_lock().ok().and_then(|state| {
+            state
+                .fees
+                .filter(|(_, at)| at.elapsed() < FEE_TTL)
+                .map(|(fees, _)| fees)
+        });
+        let fees = match cached {
+            Some(fees) => fees,
+            None => {
+                let mut batch = BatchRequest::new(self.provider().client());
+                let fees = FeeCalls::add(&mut batch)?;
+                batch.send().await.map_err(chain_unavailable)?;
+                fees.fees().await?
+            }
+        };
+        Ok(call
+            .with_from(self.signer_address())
+            .with_gas_limit(gas_limit)
+            .with_max_fee_per_gas(fees.max_fee_per_gas)
+            .with_max_priority_fee_per_gas(fees.max_priority_fee_per_gas))
+    }
+
     /// Forgets the local nonce, so the next slot reads it from the node again.
     pub async fn resync_nonce(&self) {
         self.send_queue().state.lock().await.next_nonce = None;
@@ -299,18 +344,9 @@ impl SendSlot<'_> {
                 ),
             });
         }
-        // A fixed gas limit instead of an estimate: verify has just simulated the transfer, so
-        // estimating again costs a round trip and only hides races (which then surface as a
-        // mined revert, reported with its hash).
-        let gas_limit = if payment.wallet_deployment().is_some() {
-            DEPLOY_AND_TRANSFER_GAS_LIMIT
-        } else if payment.is_contract_payer() {
-            CONTRACT_WALLET_TRANSFER_GAS_LIMIT
-        } else {
-            ECDSA_TRANSFER_GAS_LIMIT
-        };
         let (to, input) = settlement_call(payment);
-        self.sign_call(to, input, gas_limit).await
+        self.sign_call(to, input, settlement_gas_limit(payment))
+            .await
     }
 
     /// Builds and signs a transaction calling `to` with `input` and `gas_limit`, with this

@@ -1,6 +1,7 @@
 //! Verifying an `upto` payment in the official order (2.27): shape, scheme, network, asset,
-//! spender, payee, facilitator, deadline, validity start, amount, token, signature, then a
-//! simulated settle sent from the facilitator address, diagnosed when it fails.
+//! spender, payee, facilitator, deadline, validity start, amount, token, signature, then
+//! the log's word on an earlier settlement of the permit (one that failed on chain is not valid
+//! again), then a settle simulated as it will be sent, diagnosed when it fails.
 
 use alloy::primitives::U256;
 use alloy::providers::Provider;
@@ -114,7 +115,12 @@ impl UptoEvmFacilitator {
             },
             Err(refusal) => return Ok(Err(refusal)),
         };
-        if let Some(refusal) = self.simulate(&verified, requirements.amount.0).await? {
+        let settle = verified.proxy_settle(requirements.amount.0);
+        let failed = ReasonCode::UPTO_EVM_TRANSACTION_FAILED;
+        let last = self
+            .sends
+            .final_refusal(&self.chain, &verified.payload, failed, settle);
+        if let Some(refusal) = last.await? {
             return Ok(Err(refusal));
         }
         Ok(Ok(verified))
@@ -135,16 +141,6 @@ impl UptoEvmFacilitator {
                 "the signature is not the payer's",
             )
         }))
-    }
-
-    /// Simulates the proxy's settle of `amount` from the facilitator address; a failure is
-    /// diagnosed by reading the proxy, the payer's balance and its allowance to Permit2.
-    pub(super) async fn simulate(
-        &self,
-        verified: &Verified,
-        amount: U256,
-    ) -> Result<Option<Refusal>, FacilitatorError> {
-        verified.proxy_settle(amount).simulate(&self.chain).await
     }
 }
 

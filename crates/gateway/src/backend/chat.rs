@@ -112,10 +112,55 @@ impl Upstream {
 // ---------------------------------------------------------------------------------------
 // The llm-* services: input, billing units, run.
 
-/// The tokens in `chars` characters of text, as the gateway estimates them for LLMs (4
-/// characters a token, rounded up) when an upstream does not count them.
-pub fn estimated_tokens(chars: u64) -> u64 {
-    chars.div_ceil(4)
+/// The tokens in `text` as the gateway estimates them for LLMs where an upstream does not count
+/// them: ASCII at 4 characters a token (rounded up), and every other character at one token per
+/// byte of its UTF-8 form, the most a byte-level tokenizer (GPT, Llama 3, Qwen) or one with byte
+/// fallback (Llama 2, Mistral) can make of it: CJK or emoji are never counted below what they
+/// cost. The one estimate behind the prompt in a quote, the meter of a stream and an answer
+/// without `usage`.
+pub fn estimated_tokens(text: &str) -> u64 {
+    let mut estimate = TokenEstimate::default();
+    estimate.add(text);
+    estimate.tokens()
+}
+
+/// [`estimated_tokens`] of text that arrives in pieces: the same as of the pieces joined.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TokenEstimate {
+    ascii: u64,
+    other_bytes: u64,
+}
+
+impl TokenEstimate {
+    /// Adds the next piece of text.
+    pub fn add(&mut self, text: &str) {
+        let ascii = text.bytes().filter(u8::is_ascii).count() as u64;
+        self.ascii += ascii;
+        self.other_bytes += text.len() as u64 - ascii;
+    }
+
+    /// The tokens of the text added so far.
+    pub fn tokens(&self) -> u64 {
+        self.ascii.div_ceil(4) + self.other_bytes
+    }
+}
+
+/// The text fields of an answer's `message` or a streamed `delta` that a model writes and an
+/// upstream bills as completion tokens: `content`, `reasoning_content`, `reasoning`, `refusal`,
+/// and the `arguments` of its tool (or legacy function) calls.
+pub fn answer_texts(message: &Value) -> impl Iterator<Item = &str> {
+    let fields = ["content", "reasoning_content", "reasoning", "refusal"]
+        .into_iter()
+        .map(|field| &message[field]);
+    let calls = message["tool_calls"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|call| &call["function"]["arguments"]);
+    fields
+        .chain(calls)
+        .chain(std::iter::once(&message["function_call"]["arguments"]))
+        .filter_map(Value::as_str)
 }
 
 /// Default `max_tokens` for LLM requests that do not say; part of the price.
@@ -171,8 +216,8 @@ impl ChatJob {
 }
 
 /// An OpenAI chat request from `/run` input (`prompt` or `messages`), with `max_tokens` set,
-/// and the tokens it is billed for: the prompt estimated at 4 characters per token, plus
-/// `max_tokens` (the most the answer may use).
+/// and the tokens it is billed for: the prompt's [`estimated_tokens`], plus `max_tokens` (the
+/// most the answer may use). A streamed request asks the upstream for its usage chunk.
 pub fn chat_request(
     input: &Value,
     force_stream: bool,
@@ -217,8 +262,7 @@ pub fn chat_request(
                 ))
             })?,
     };
-    let prompt_chars = messages.to_string().chars().count() as u64;
-    let tokens = estimated_tokens(prompt_chars) + max_tokens;
+    let tokens = estimated_tokens(&messages.to_string()) + max_tokens;
     let mut request = serde_json::Map::new();
     for key in [
         "temperature",
@@ -244,5 +288,47 @@ pub fn chat_request(
             .and_then(Value::as_bool)
             .unwrap_or(false);
     request.insert("stream".into(), json!(stream));
+    if stream {
+        // The upstream's count is what a stream is charged: OpenAI-style upstreams send it in
+        // a last chunk (empty `choices`, a `usage`) only when asked.
+        request.insert("stream_options".into(), json!({"include_usage": true}));
+    }
     Ok((Value::Object(request), tokens))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn ascii_counts_four_characters_a_token_and_other_text_a_token_a_byte() {
+        assert_eq!(estimated_tokens(""), 0);
+        assert_eq!(estimated_tokens("abcde"), 2);
+        // Cyrillic (two bytes), CJK (three), emoji (four).
+        assert_eq!(estimated_tokens("да"), 4);
+        assert_eq!(estimated_tokens("日本語"), 9);
+        assert_eq!(estimated_tokens("🦀"), 4);
+        // In pieces the same as whole.
+        let mut pieces = TokenEstimate::default();
+        ["ab", "c日", "de"].into_iter().for_each(|p| pieces.add(p));
+        assert_eq!(pieces.tokens(), estimated_tokens("abc日de"));
+    }
+
+    #[test]
+    fn a_cjk_prompt_is_billed_at_least_a_token_a_character() {
+        let prompt = "请写一首关于大海的长诗".repeat(10);
+        let (_, tokens) = chat_request(&json!({"prompt": prompt, "max_tokens": 1}), false).unwrap();
+        assert!(tokens > prompt.chars().count() as u64, "{tokens}");
+    }
+
+    #[test]
+    fn a_streamed_request_asks_the_upstream_for_its_usage() {
+        let input = json!({"prompt": "hi", "stream_options": {"include_usage": false}});
+        let (streamed, _) = chat_request(&input, true).unwrap();
+        assert_eq!(streamed["stream_options"], json!({"include_usage": true}));
+        let (whole, _) = chat_request(&input, false).unwrap();
+        assert!(whole.get("stream_options").is_none(), "{whole}");
+    }
 }

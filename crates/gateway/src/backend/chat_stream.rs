@@ -1,25 +1,35 @@
-//! Counting the completion tokens of a streamed chat answer as its bytes go out: the upstream's
+//! Counting the tokens of a streamed chat answer as its bytes go out: the upstream's
 //! server-sent events are read incrementally (an event may be split across chunks, several may
-//! share one), and the text of every `choices[].delta` (its `content`, and the `arguments` of
-//! its tool calls) is counted at the gateway's estimate of 4 characters a token, unless the
-//! upstream's usage chunk was passed on: its `completion_tokens` then count. Lines that are not
-//! `data:`, and data that is not JSON, are skipped; nothing after `data: [DONE]` counts.
+//! share one). The upstream's own count wins when it comes: a `usage` in a chunk whose deltas
+//! carry no text (OpenAI's last chunk under `stream_options.include_usage`, which the gateway
+//! always asks for) is what the stream used, prompt and completion. Until then, or when it never
+//! comes (an upstream that does not count, a stream that breaks), the count is conservative:
+//! the prompt's estimate, plus the most of the [`TokenEstimate`] of every text field of every
+//! delta (content, reasoning, refusal, tool call arguments), the number of deltas carrying text
+//! (an upstream sends at least a token in each), and any `usage` seen along the way (a running
+//! count never lowers the estimate). Lines that are not `data:`, and data that is not JSON, are
+//! skipped; nothing after `data: [DONE]` counts.
 
 use serde_json::Value;
 
-use super::chat::estimated_tokens;
+use super::chat::{TokenEstimate, answer_texts};
 
-/// The completion tokens of the event stream fed so far.
+/// The tokens of the event stream fed so far.
 #[derive(Debug, Default)]
 pub struct CompletionCounter {
     /// The bytes of a line not yet ended.
     line: Vec<u8>,
     /// The `data` of the event being read (its lines joined by `\n`).
     data: String,
-    /// The characters of text in the events read.
-    chars: u64,
-    /// What the upstream's usage chunk said.
-    reported: Option<u64>,
+    /// The estimate of the text in the deltas read.
+    answer: TokenEstimate,
+    /// The deltas read that carry text.
+    deltas: u64,
+    /// The most prompt and completion tokens a `usage` said along the way.
+    running: (u64, u64),
+    /// The prompt plus completion tokens of the upstream's final count, when it was the last
+    /// thing read.
+    counted: Option<u64>,
     /// Whether `data: [DONE]` was read.
     done: bool,
 }
@@ -36,10 +46,15 @@ impl CompletionCounter {
         self.line.extend_from_slice(bytes);
     }
 
-    /// The completion tokens of the events read to their end.
-    pub fn completion_tokens(&self) -> u64 {
-        self.reported
-            .unwrap_or_else(|| estimated_tokens(self.chars))
+    /// The tokens the events read to their end used, prompt and completion, for a prompt the
+    /// gateway estimated at `prompt_estimate`: the upstream's final count, else the
+    /// conservative count.
+    pub fn tokens(&self, prompt_estimate: u64) -> u64 {
+        self.counted.unwrap_or_else(|| {
+            let (prompt, completion) = self.running;
+            let completion = completion.max(self.answer.tokens()).max(self.deltas);
+            prompt_estimate.max(prompt).saturating_add(completion)
+        })
     }
 
     fn read_line(&mut self, line: &[u8]) {
@@ -67,40 +82,76 @@ impl CompletionCounter {
         let Ok(chunk) = serde_json::from_str::<Value>(data) else {
             return;
         };
-        let chars = |text: &Value| text.as_str().map_or(0, |t| t.chars().count() as u64);
+        let mut carries_text = false;
         for choice in chunk["choices"].as_array().into_iter().flatten() {
-            let delta = &choice["delta"];
-            self.chars += chars(&delta["content"]);
-            for call in delta["tool_calls"].as_array().into_iter().flatten() {
-                self.chars += chars(&call["function"]["arguments"]);
+            let mut texts = answer_texts(&choice["delta"])
+                .filter(|t| !t.is_empty())
+                .peekable();
+            if texts.peek().is_some() {
+                carries_text = true;
+                self.deltas += 1;
             }
+            texts.for_each(|text| self.answer.add(text));
         }
-        if let Some(tokens) = chunk["usage"]["completion_tokens"].as_u64() {
-            self.reported = Some(tokens);
+        if carries_text {
+            // Text after a count: that count was not the last word (it stays in `running`).
+            self.counted = None;
+        }
+        let usage = &chunk["usage"];
+        let (Some(prompt), Some(completion)) = (
+            usage["prompt_tokens"].as_u64(),
+            usage["completion_tokens"].as_u64(),
+        ) else {
+            return;
+        };
+        self.running = (self.running.0.max(prompt), self.running.1.max(completion));
+        if !carries_text {
+            self.counted = Some(prompt.saturating_add(completion));
         }
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
-    fn chunk(content: &str) -> String {
-        let chunk = serde_json::json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": {"content": content}}]});
+    fn event(chunk: Value) -> String {
         format!("data: {chunk}\n\n")
     }
 
-    fn counted(stream: &[u8], chunk_size: usize) -> u64 {
+    fn delta(delta: Value) -> String {
+        event(json!({"object": "chat.completion.chunk", "choices": [{"index": 0, "delta": delta}]}))
+    }
+
+    fn chunk(content: &str) -> String {
+        delta(json!({"content": content}))
+    }
+
+    /// OpenAI's last chunk under `include_usage`: no choices, the counts.
+    fn usage_chunk(prompt: u64, completion: u64) -> String {
+        event(
+            json!({"choices": [], "usage": {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}}),
+        )
+    }
+
+    fn fed(stream: &[u8], chunk_size: usize) -> CompletionCounter {
         let mut counter = CompletionCounter::default();
         for piece in stream.chunks(chunk_size) {
             counter.feed(piece);
         }
-        counter.completion_tokens()
+        counter
+    }
+
+    /// The completion tokens counted (no prompt).
+    fn counted(stream: &[u8], chunk_size: usize) -> u64 {
+        fed(stream, chunk_size).tokens(0)
     }
 
     #[test]
     fn events_split_anywhere_count_the_same() {
-        // 12 + 5 + 7 characters: 24, six tokens; "é" is one character in two bytes.
+        // 23 ASCII characters (six tokens) and "é", two bytes (two tokens).
         let stream = format!(
             "{}{}{}data: [DONE]\n\n",
             chunk("Hello there "),
@@ -108,7 +159,7 @@ mod tests {
             chunk(" more!!")
         );
         for size in [1, 2, 3, 7, 64, stream.len()] {
-            assert_eq!(counted(stream.as_bytes(), size), 6, "chunks of {size}");
+            assert_eq!(counted(stream.as_bytes(), size), 8, "chunks of {size}");
         }
     }
 
@@ -118,9 +169,9 @@ mod tests {
         counter.feed(chunk("abcd").as_bytes());
         let next = chunk("efghijkl");
         counter.feed(&next.as_bytes()[..next.len() - 1]);
-        assert_eq!(counter.completion_tokens(), 1);
+        assert_eq!(counter.tokens(0), 1);
         counter.feed(b"\n");
-        assert_eq!(counter.completion_tokens(), 3);
+        assert_eq!(counter.tokens(0), 3);
     }
 
     #[test]
@@ -130,10 +181,93 @@ mod tests {
     }
 
     #[test]
-    fn the_upstreams_usage_chunk_counts_when_it_was_passed_on() {
-        let usage = r#"data: {"choices": [], "usage": {"prompt_tokens": 9, "completion_tokens": 42, "total_tokens": 51}}"#;
-        let stream = format!("{}{usage}\n\ndata: [DONE]\n\n", chunk("abcd"));
-        assert_eq!(counted(stream.as_bytes(), 3), 42);
+    fn cjk_and_emoji_count_at_least_a_token_a_character() {
+        // Four CJK characters of three bytes: not 1 token (4 characters at 4 a token) but 12.
+        let cjk = "你好世界";
+        let stream = chunk(cjk);
+        assert_eq!(counted(stream.as_bytes(), 5), 12);
+        assert!(counted(stream.as_bytes(), 5) >= cjk.chars().count() as u64);
+        // Emoji of four bytes: four tokens each, what a byte-level tokenizer may make of them.
+        let stream = format!("{}{}", chunk("😀🦀"), chunk("🦀"));
+        assert_eq!(counted(stream.as_bytes(), 3), 12);
+    }
+
+    #[test]
+    fn every_delta_carrying_text_is_at_least_a_token() {
+        // Twenty deltas of one character: twenty tokens, not five.
+        let stream = "x"
+            .repeat(20)
+            .chars()
+            .map(|c| chunk(&c.to_string()))
+            .collect::<String>();
+        assert_eq!(counted(stream.as_bytes(), 7), 20);
+        // Deltas without text (a role, an empty content) are not.
+        let stream = format!(
+            "{}{}{}",
+            delta(json!({"role": "assistant"})),
+            chunk(""),
+            chunk("abcd")
+        );
+        assert_eq!(counted(stream.as_bytes(), 7), 1);
+    }
+
+    #[test]
+    fn reasoning_refusals_and_tool_calls_count_like_content() {
+        let stream = [
+            delta(json!({"reasoning_content": "abcdefgh"})),
+            delta(json!({"reasoning": "思考"})),
+            delta(json!({"refusal": "abcd"})),
+            delta(json!({"tool_calls": [{"function": {"arguments": "{}xy"}}]})),
+            delta(json!({"function_call": {"arguments": "abcd"}})),
+        ]
+        .concat();
+        // 20 ASCII characters (five tokens) and two CJK characters (six): 11, over 5 deltas.
+        assert_eq!(counted(stream.as_bytes(), 9), 11);
+    }
+
+    #[test]
+    fn the_upstreams_last_usage_chunk_is_what_the_stream_used() {
+        let stream = format!(
+            "{}{}data: [DONE]\n\n",
+            chunk("你好世界"),
+            usage_chunk(9, 42)
+        );
+        let counter = fed(stream.as_bytes(), 3);
+        // The upstream's prompt and completion tokens, not the estimates (100 and 12).
+        assert_eq!(counter.tokens(100), 51);
+        // Below the conservative estimate too: the upstream counted.
+        let stream = format!("{}{}", chunk("你好世界"), usage_chunk(2, 3));
+        assert_eq!(fed(stream.as_bytes(), 4).tokens(100), 5);
+    }
+
+    #[test]
+    fn a_usage_seen_early_never_lowers_the_estimate() {
+        // A running count in chunks that carry text (vLLM's continuous usage): the most of it
+        // and the estimate.
+        let running = event(
+            json!({"choices": [{"delta": {"content": "你好世界"}}], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}),
+        );
+        let stream = format!("{running}{}", chunk("abcd"));
+        assert_eq!(fed(stream.as_bytes(), 5).tokens(10), 10 + 13);
+        // A count without text followed by more text was not the last word.
+        let stream = format!(
+            "{}{}{}",
+            chunk("abcd"),
+            usage_chunk(3, 1),
+            chunk("你好世界")
+        );
+        assert_eq!(fed(stream.as_bytes(), 5).tokens(10), 10 + 13);
+        // A running count above the estimate is kept when the stream breaks.
+        let running = event(
+            json!({"choices": [{"delta": {"content": "ab"}}], "usage": {"prompt_tokens": 30, "completion_tokens": 40}}),
+        );
+        assert_eq!(fed(running.as_bytes(), 5).tokens(10), 30 + 40);
+    }
+
+    #[test]
+    fn without_a_usage_chunk_the_prompt_estimate_and_the_answer_estimate_count() {
+        let stream = format!("{}{}", chunk("abcdefgh"), chunk("你"));
+        assert_eq!(fed(stream.as_bytes(), 5).tokens(7), 7 + 2 + 3);
     }
 
     #[test]

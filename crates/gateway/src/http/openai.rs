@@ -44,8 +44,9 @@ pub(super) fn event_stream(
 }
 
 /// The meter of a streamed chat answer, and what to call with each chunk passed on: it reads
-/// the prompt's cost at first, then the cost of the prompt and the completion tokens passed on
-/// so far, never more than the tokens paid for. `None` when the service's price does not
+/// the prompt's cost at first, then the cost of the tokens the chunks passed on so far used
+/// (the upstream's count once it comes, else the conservative count of
+/// [`CompletionCounter::tokens`]), never more than the tokens paid for. `None` when the service's price does not
 /// convert (the price paid is then settled).
 fn chat_meter(
     state: &Arc<AppState>,
@@ -68,7 +69,7 @@ fn chat_meter(
     let mut counter = CompletionCounter::default();
     let passed_on = move |bytes: &[u8]| {
         counter.feed(bytes);
-        if let Some(used) = cost(prompt.saturating_add(counter.completion_tokens())) {
+        if let Some(used) = cost(counter.tokens(prompt)) {
             recorder.record(Usage::Atomic(used));
         }
     };

@@ -81,6 +81,23 @@ impl Stack {
         .await
     }
 
+    /// The stack offering `upto` beside `exact`, `llm-4090` at $0.001 per 1K tokens (one
+    /// micro-USDC a token) from `upstream`; payer 0 has approved Permit2.
+    pub async fn upto_llm(upstream: &str) -> Self {
+        let stack = Self::with_llm_upstream(
+            upstream,
+            "upto = true\n[services.llm-4090]\nprice = \"0.001\"\n",
+        )
+        .await;
+        let chain = &stack.base.chain;
+        chain
+            .devnet
+            .approve_permit2(&chain.devnet.payers()[0].signer)
+            .await
+            .unwrap();
+        stack
+    }
+
     pub fn payer(&self, i: usize) -> &PrivateKeySigner {
         &self.base.chain.devnet.payers()[i].signer
     }
