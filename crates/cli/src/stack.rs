@@ -1,7 +1,7 @@
 //! How the local stack is put together: the dev chain for a chain id, the facilitator and
 //! gateway configs that serve it. Used by `x402 dev` and by the benchmarks (`x402-bench`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -94,6 +94,7 @@ pub fn facilitator_config(
         signer: Default::default(),
         auth: Default::default(),
         limits: Default::default(),
+        batch_settlement: Default::default(),
         networks: vec![NetworkConfig {
             chain_id: devnet.chain_id(),
             rpc_url: devnet.rpc_url().clone(),
@@ -111,8 +112,19 @@ pub fn facilitator_config(
             min_signer_balance_wei: None,
             // The devnet has Permit2 and the upto proxy when Permit2's code is installed.
             upto: true,
+            // The devnet has the batch-settlement escrow and its collectors.
+            batch_settlement: true,
         }],
     }
+}
+
+/// Writes the key `x402 dev`'s facilitator signs `batch-settlement` claims and refunds with
+/// (the devnet facilitator's own, a well-known dev key) to `state_dir`, for
+/// `batch_settlement.receiver_authorizer_key_file`: the file's path.
+pub fn write_dev_authorizer_key(devnet: &Devnet, state_dir: &Path) -> std::io::Result<PathBuf> {
+    let path = state_dir.join("receiver-authorizer.key");
+    std::fs::write(&path, devnet.facilitator().signer.to_bytes().to_string())?;
+    Ok(path)
 }
 
 /// The gateway's config for `devnet`: listening on `port`, paid in the devnet's token to its

@@ -52,6 +52,9 @@ pub enum StartError {
         /// What failed.
         detail: String,
     },
+    /// A setting could not be used (a key it names is missing or malformed).
+    #[error("{0}")]
+    Config(String),
     /// A scheme plug-in could not say what it serves.
     #[error("a scheme plug-in could not list what it serves: {0}")]
     Scheme(FacilitatorError),
@@ -134,6 +137,9 @@ pub async fn start_with_schemes(
     signer: PrivateKeySigner,
     mut schemes: Vec<Arc<dyn Facilitator>>,
 ) -> Result<RunningFacilitator, StartError> {
+    let authorizer = config
+        .receiver_authorizer()
+        .map_err(|e| StartError::Config(e.to_string()))?;
     let store: Arc<dyn SettlementStore> = Arc::new(SqliteStore::open_with(
         &config.database,
         config.database_sync,
@@ -158,6 +164,12 @@ pub async fn start_with_schemes(
             schemes.push(Arc::new(x402_evm::upto::UptoEvmFacilitator::with_log(
                 scheme.clone(),
                 log,
+            )));
+        }
+        if network.batch_settlement {
+            schemes.push(Arc::new(x402_evm::batch::BatchEvmFacilitator::new(
+                scheme.clone(),
+                authorizer.clone(),
             )));
         }
         let mut service = ChainService::new(scheme, network.accepted_assets());
