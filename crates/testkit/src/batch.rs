@@ -6,8 +6,8 @@ use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
 use serde_json::{Value, json};
 use x402_evm::batch::{
-    BatchDomain, ChannelConfig, ChannelId, DEFAULT_WITHDRAW_DELAY, channel_config_for,
-    sign_erc3009_deposit, sign_voucher,
+    BatchDomain, ChannelConfig, ChannelId, DEFAULT_WITHDRAW_DELAY, VoucherFields,
+    channel_config_for, sign_erc3009_deposit, sign_voucher,
 };
 use x402_proto::{PaymentRequest, Scheme, TokenAmount, v2};
 
@@ -56,11 +56,21 @@ impl Chain {
         config: &ChannelConfig,
         ceiling: u128,
     ) -> Value {
-        let domain = self.batch_domain();
-        let voucher = sign_voucher(payer, &domain, domain.channel_id(config), ceiling)
-            .await
-            .expect("the voucher signs");
+        let voucher = self.signed_voucher(payer, config, ceiling).await;
         json!({"type": "voucher", "channelConfig": config, "voucher": voucher})
+    }
+
+    /// `payer`'s voucher for `ceiling` in all on `config`'s channel.
+    async fn signed_voucher(
+        &self,
+        payer: &PrivateKeySigner,
+        config: &ChannelConfig,
+        ceiling: u128,
+    ) -> VoucherFields {
+        let domain = self.batch_domain();
+        sign_voucher(payer, &domain, domain.channel_id(config), ceiling)
+            .await
+            .expect("the voucher signs")
     }
 
     /// A `deposit` payload: `payer` deposits `amount` into `config`'s channel by an ERC-3009
@@ -73,10 +83,7 @@ impl Chain {
         amount: u128,
         ceiling: u128,
     ) -> Value {
-        let domain = self.batch_domain();
-        let voucher = sign_voucher(payer, &domain, domain.channel_id(config), ceiling)
-            .await
-            .expect("the voucher signs");
+        let voucher = self.signed_voucher(payer, config, ceiling).await;
         let now = x402_evm::unix_now();
         let deposit =
             sign_erc3009_deposit(payer, offer, *config, voucher, amount, B256::random(), now)

@@ -46,19 +46,7 @@ pub struct BatchEvmFacilitator {
     pub(super) sends: BatchSends,
 }
 
-/// A refusal: the reason code and what to tell people.
-#[derive(Debug)]
-pub(super) struct Refusal {
-    pub(super) code: ReasonCode,
-    pub(super) message: String,
-}
-
-pub(super) fn refuse(code: ReasonCode, message: impl Into<String>) -> Refusal {
-    Refusal {
-        code,
-        message: message.into(),
-    }
-}
+pub(super) use crate::permit2::{Refusal, refuse};
 
 impl From<BatchVerifyError> for Refusal {
     fn from(error: BatchVerifyError) -> Self {
@@ -384,31 +372,27 @@ crate::facilitator::facilitator_from_methods!(BatchEvmFacilitator);
 pub(super) fn opened(
     request: &PaymentRequest,
 ) -> Result<(&v2::PaymentRequirements, &serde_json::Value), Refusal> {
-    let PaymentRequest::V2 {
-        payload,
-        requirements,
-    } = request
-    else {
-        return Err(refuse(
-            ReasonCode::INVALID_X402_VERSION,
-            "batch-settlement is an x402 v2 scheme",
-        ));
+    let (scheme, network) = request.accepted();
+    let requirements = match request {
+        PaymentRequest::V2 { requirements, .. } => requirements,
+        PaymentRequest::V1 { .. } => {
+            let message = "batch-settlement is an x402 v2 scheme";
+            return Err(refuse(ReasonCode::INVALID_X402_VERSION, message));
+        }
     };
-    if payload.accepted.scheme != Scheme::BATCH_SETTLEMENT
-        || requirements.scheme != Scheme::BATCH_SETTLEMENT
-    {
-        return Err(refuse(
-            ReasonCode::BATCH_SETTLEMENT_EVM_SCHEME,
-            "the payment or the requirements are not batch-settlement",
-        ));
+    let batch = Scheme::BATCH_SETTLEMENT;
+    if *scheme != batch || requirements.scheme != batch {
+        let message = "the payment or the requirements are not batch-settlement";
+        return Err(refuse(ReasonCode::BATCH_SETTLEMENT_EVM_SCHEME, message));
     }
-    if payload.accepted.network != requirements.network {
+    if *network != requirements.network {
+        let message = "the payment is for another network than the requirements";
         return Err(refuse(
             ReasonCode::BATCH_SETTLEMENT_EVM_NETWORK_MISMATCH,
-            "the payment is for another network than the requirements",
+            message,
         ));
     }
-    Ok((requirements, &payload.payload))
+    Ok((requirements, request.payload()))
 }
 
 /// The payer a batch-settlement payload names (its channel's), for refusals.

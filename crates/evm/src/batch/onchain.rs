@@ -6,6 +6,7 @@
 use std::time::{Duration, Instant};
 
 use alloy::network::TransactionBuilder;
+use alloy::primitives::aliases::U40;
 use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::providers::Provider;
 use alloy::rpc::types::{TransactionReceipt, TransactionRequest};
@@ -20,40 +21,15 @@ use crate::scheme::ExactEvmScheme;
 use crate::smart_wallet::{IMulticall3, MULTICALL3_ADDRESS};
 
 alloy::sol! {
-    /// A channel's terms as the escrow takes them.
-    #[derive(Debug)]
-    struct ChannelConfig {
-        address payer;
-        address payerAuthorizer;
-        address receiver;
-        address receiverAuthorizer;
-        address token;
-        uint40 withdrawDelay;
-        bytes32 salt;
-    }
-
-    /// A voucher as a claim row carries it.
-    #[derive(Debug)]
-    struct Voucher {
-        ChannelConfig channel;
-        uint128 maxClaimableAmount;
-    }
-
-    /// One claim row.
-    #[derive(Debug)]
-    struct VoucherClaimRow {
-        Voucher voucher;
-        bytes signature;
-        uint128 totalClaimed;
-    }
-
-    /// The escrow's calls the facilitator makes (`@x402/evm` 2.27 `batch-settlement/abi.ts`).
+    /// The escrow's calls the facilitator makes (`@x402/evm` 2.27 `batch-settlement/abi.ts`),
+    /// a channel config as the tuple of the core's typed-data `ChannelConfig`, a claim row as
+    /// `((config, maxClaimableAmount), signature, totalClaimed)`.
     #[derive(Debug)]
     interface IBatchSettlement {
-        function deposit(ChannelConfig config, uint128 amount, address collector, bytes collectorData) external;
-        function claimWithSignature(VoucherClaimRow[] voucherClaims, bytes authorizerSignature) external;
+        function deposit((address,address,address,address,address,uint40,bytes32) config, uint128 amount, address collector, bytes collectorData) external;
+        function claimWithSignature((((address,address,address,address,address,uint40,bytes32),uint128),bytes,uint128)[] voucherClaims, bytes authorizerSignature) external;
         function settle(address receiver, address token) external;
-        function refundWithSignature(ChannelConfig config, uint128 amount, uint256 nonce, bytes receiverAuthorizerSignature) external;
+        function refundWithSignature((address,address,address,address,address,uint40,bytes32) config, uint128 amount, uint256 nonce, bytes receiverAuthorizerSignature) external;
         function multicall(bytes[] data) external returns (bytes[] results);
         function channels(bytes32 channelId) external view returns (uint128 balance, uint128 totalClaimed);
         function pendingWithdrawals(bytes32 channelId) external view returns (uint128 amount, uint40 initiatedAt);
@@ -86,32 +62,26 @@ pub(super) fn claim_gas(rows: usize) -> u64 {
 const STATE_POLL: Duration = Duration::from_secs(2);
 const STATE_POLL_EVERY: Duration = Duration::from_millis(150);
 
+/// A channel config as the escrow's calls take it.
+pub(super) type CallConfig = (Address, Address, Address, Address, Address, U40, B256);
+
 impl wire::ChannelConfig {
-    /// The config as the escrow's calls take it.
-    pub(super) fn to_call(self) -> ChannelConfig {
-        ChannelConfig {
-            payer: self.payer,
-            payerAuthorizer: self.payer_authorizer,
-            receiver: self.receiver,
-            receiverAuthorizer: self.receiver_authorizer,
-            token: self.token,
-            withdrawDelay: alloy::primitives::aliases::U40::saturating_from(self.withdraw_delay),
-            salt: self.salt,
-        }
+    /// The config as the escrow's calls take it (the typed-data struct's fields, in order).
+    pub(super) fn to_call(self) -> CallConfig {
+        self.to_sol().into()
     }
 }
 
 /// Claim rows as `claimWithSignature` takes them.
-pub(super) fn claim_rows(claims: &[VoucherClaim]) -> Vec<VoucherClaimRow> {
+pub(super) fn claim_rows(claims: &[VoucherClaim]) -> Vec<((CallConfig, u128), Bytes, u128)> {
     claims
         .iter()
-        .map(|claim| VoucherClaimRow {
-            voucher: Voucher {
-                channel: claim.voucher.channel.to_call(),
-                maxClaimableAmount: claim.voucher.max_claimable_amount,
-            },
-            signature: claim.signature.clone(),
-            totalClaimed: claim.total_claimed,
+        .map(|claim| {
+            let voucher = (
+                claim.voucher.channel.to_call(),
+                claim.voucher.max_claimable_amount,
+            );
+            (voucher, claim.signature.clone(), claim.total_claimed)
         })
         .collect()
 }

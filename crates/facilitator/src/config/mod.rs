@@ -519,26 +519,20 @@ mod tests {
         let read = parse(&named, &[]).unwrap().receiver_authorizer().unwrap();
         assert_eq!(read.map(|k| k.address()), Some(key.address()));
         std::fs::write(&file, "not a key").unwrap();
-        let error = parse(&named, &[])
-            .unwrap()
-            .receiver_authorizer()
-            .unwrap_err();
-        assert!(
-            error.to_string().contains("receiver-authorizer key"),
-            "{error}"
-        );
-        assert!(!error.to_string().contains("not a key"), "{error}");
         let unset = format!(
             "[batch_settlement]\nreceiver_authorizer_key_env = \"X402_TEST_NO_SUCH_VARIABLE\"\n{MINIMAL}"
         );
-        let error = parse(&unset, &[])
-            .unwrap()
-            .receiver_authorizer()
-            .unwrap_err();
-        assert!(
-            error.to_string().contains("X402_TEST_NO_SUCH_VARIABLE"),
-            "{error}"
-        );
+        for (text, named) in [
+            (&named, "receiver-authorizer key"),
+            (&unset, "X402_TEST_NO_SUCH_VARIABLE"),
+        ] {
+            let error = parse(text, &[]).unwrap().receiver_authorizer().unwrap_err();
+            let error = error.to_string();
+            assert!(
+                error.contains(named) && !error.contains("not a key"),
+                "{error}"
+            );
+        }
         assert_refused(
             &format!("[batch_settlement]\nreceiver_authoriser_key_env = \"K\"\n{MINIMAL}"),
             &[],
