@@ -1,6 +1,6 @@
 //! Our facilitator serves `batch-settlement` over HTTP on a real chain: a deposit (signed with
-//! the core's ERC-3009 deposit and voucher signing) verifies and settles once, however often it
-//! is settled; vouchers verify against the escrow and are refused with the official reason
+//! the core's ERC-3009 deposit and voucher signing) verifies and settles once, however often
+//! and however concurrently it is settled; vouchers verify against the escrow and are refused with the official reason
 //! codes; one claim of several channels' vouchers and one settle pay the receiver exactly what
 //! was claimed; refunds return the rest to the payers.
 
@@ -98,12 +98,17 @@ async fn channels_are_funded_paid_claimed_settled_and_refunded_over_http() {
     assert_eq!(verified["extra"]["balance"], "0");
     assert_eq!(verified["extra"]["withdrawRequestedAt"], 0);
 
-    // It settles once: the payer pays the deposit into the escrow, in one transaction.
+    // It settles once however many ask at once: the payer pays the deposit into the escrow,
+    // in one transaction, and every caller is answered for it.
     let before = balances(&stack, &payer_addresses).await;
     let sent = chain.facilitator_tx_count().await;
-    let (status, settled) = stack.settle(&deposit).await;
+    let answers = stack.settle_concurrently(&deposit, 3, None).await;
+    let (status, settled) = answers[0].clone();
     assert_eq!(status, 200);
     assert_eq!(settled["success"], true, "{settled}");
+    for (_, answer) in &answers {
+        assert_eq!(answer["transaction"], settled["transaction"], "{answer}");
+    }
     assert_eq!(amount(&settled), DEPOSIT);
     assert_eq!(
         settled["extra"]["channelState"]["balance"],

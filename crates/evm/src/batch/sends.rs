@@ -1,6 +1,6 @@
-//! Sending a `batch-settlement` transaction at most once: a deposit (keyed by the payer and its
-//! ERC-3009 nonce), a claim batch (by its EIP-712 digest) or a refund (by the channel and its
-//! refund nonce) is sent once however often and however concurrently it is asked; a repeat is
+//! Sending a `batch-settlement` transaction at most once: a deposit (keyed by the payer, its
+//! ERC-3009 nonce and its signature), a claim batch (by its EIP-712 digest) or a refund (by the
+//! channel, its refund nonce and amount) is sent once however often and however concurrently it is asked; a repeat is
 //! answered for the transaction sent. Sends are recorded through [`BatchSendLog`] before their
 //! transaction is broadcast ([`MemoryBatchLog`], in memory, by default; a facilitator with a
 //! durable log implements the seam over it).
@@ -16,8 +16,9 @@ use super::onchain::{Mined, wait_mined};
 use crate::scheme::ExactEvmScheme;
 use crate::sender::{BroadcastError, Sent};
 
-/// What makes two settle calls the same send: `deposit:<payer>:<erc3009 nonce>`,
-/// `claim:<claim batch digest>`, `refund:<channel id>:<refund nonce>`, each on one chain.
+/// What makes two settle calls the same send: `deposit:<payer>:<erc3009 nonce>:<signature
+/// digest>`, `claim:<claim batch digest>`, `refund:<channel id, refund nonce, amount>`, each on
+/// one chain.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct BatchSendKey(String);
 
@@ -340,12 +341,17 @@ fn unavailable(error: impl std::fmt::Display) -> FacilitatorError {
     FacilitatorError::Unavailable(error.to_string())
 }
 
-/// The key of a deposit: its payer and ERC-3009 nonce.
-pub(super) fn deposit_key(chain_id: u64, payer: Address, nonce: &B256) -> BatchSendKey {
-    BatchSendKey::new(
-        chain_id,
-        &["deposit", &format!("{payer:#x}"), &nonce.to_string()],
-    )
+/// The key of a deposit: its payer, its ERC-3009 nonce and a digest of its signature (another
+/// authorization reusing the nonce is another send, which the token refuses).
+pub(super) fn deposit_key(
+    chain_id: u64,
+    payer: Address,
+    nonce: &B256,
+    signature: &[u8],
+) -> BatchSendKey {
+    let signed = alloy::primitives::keccak256(signature);
+    let (payer, nonce, signed) = (format!("{payer:#x}"), nonce.to_string(), signed.to_string());
+    BatchSendKey::new(chain_id, &["deposit", &payer, &nonce, &signed])
 }
 
 /// The key of anything else: its kind and a digest of what it does.
@@ -363,7 +369,11 @@ mod tests {
     #[tokio::test]
     async fn a_key_is_recorded_once_and_forgotten_only_when_asked() {
         let log = MemoryBatchLog::default();
-        let key = deposit_key(8453, Address::repeat_byte(1), &B256::repeat_byte(2));
+        let key = deposit_key(8453, Address::repeat_byte(1), &B256::repeat_byte(2), &[7]);
+        assert_ne!(
+            key,
+            deposit_key(8453, Address::repeat_byte(1), &B256::repeat_byte(2), &[8])
+        );
         assert!(log.record(&key, B256::repeat_byte(3)).await.unwrap());
         assert!(!log.record(&key, B256::repeat_byte(4)).await.unwrap());
         let sent = log.find(&key).await.unwrap().unwrap();

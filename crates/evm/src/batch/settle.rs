@@ -2,7 +2,8 @@
 //!
 //! - `deposit`: verified again, then `deposit(config, amount, ERC-3009 collector, data)`; the
 //!   answer names the deposit as `amount` and the channel's state after it (read until the
-//!   node shows the deposit) as `extra.channelState`. Sent once per (payer, ERC-3009 nonce).
+//!   node shows the deposit) as `extra.channelState`. Sent once per (payer, ERC-3009 nonce,
+//!   signature).
 //! - `claim`: `claimWithSignature(rows, signature)`, signing the claim batch itself when the
 //!   server sent no signature and every row names this facilitator's authorizer key. Sent once
 //!   per claim batch.
@@ -10,7 +11,7 @@
 //!   `amount` is the escrow's `Settled` log.
 //! - enriched `refund`: `refundWithSignature`, after `claimWithSignature` in one `multicall`
 //!   when claims come with it; `amount` is what went back, `extra.channelState` the channel
-//!   after it. Sent once per (channel, refund nonce).
+//!   after it. Sent once per (channel, refund nonce, amount).
 
 use alloy::primitives::{B256, Bytes, U256};
 use alloy::rpc::types::TransactionReceipt;
@@ -111,7 +112,8 @@ impl BatchEvmFacilitator {
         };
         let channel_id = deposit.voucher.channel_id;
         let nonce = erc3009_deposit_nonce(&channel_id, &authorization.salt);
-        let key = deposit_key(self.chain.chain_id(), config.payer, &nonce);
+        let signature = &authorization.signature;
+        let key = deposit_key(self.chain.chain_id(), config.payer, &nonce, signature);
         let amount = deposit.deposit.amount;
         // The channel's state before the deposit, as verification read it.
         let before = std::sync::Mutex::new(None::<ChannelState>);
@@ -291,8 +293,10 @@ impl BatchEvmFacilitator {
             Err(refusal) => return Ok(failure(network, refusal, payer)),
         };
         let nonce = refund.refund_nonce;
+        // Another amount at the same nonce is another send, which the escrow refuses.
         let mut material = channel_id.as_b256().to_vec();
         material.extend(nonce.to_be_bytes::<32>());
+        material.extend(refund.amount.to_be_bytes());
         let key = digest_key(self.chain.chain_id(), "refund", &material);
         let plan = async {
             if let Err(revert) = onchain::simulate(&self.chain, &input).await {
