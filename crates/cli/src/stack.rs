@@ -198,7 +198,8 @@ mod tests {
 
     /// Every chain id `x402 dev` accepts gives a stack whose token, facilitator and clients
     /// agree: a payment signed as the official clients do (the SDK's default asset for the
-    /// network) settles through the dev facilitator.
+    /// network) settles through the dev facilitator, which serves batch-settlement as its
+    /// receiver authorizer.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_accepted_chain_id_settles_a_payment() {
         let ids: Vec<u64> = x402_evm::default_assets()
@@ -210,11 +211,25 @@ mod tests {
             let usdc = x402_evm::default_asset(&x402_proto::Network::eip155(id)).unwrap();
             assert_eq!(chain.devnet.token().address, usdc.address, "chain {id}");
             let dir = tempfile::tempdir().unwrap();
-            let config = facilitator_config(&chain.devnet, 0, &dir.path().join("f.db"), None);
+            let mut config = facilitator_config(&chain.devnet, 0, &dir.path().join("f.db"), None);
+            let key_file = write_dev_authorizer_key(&chain.devnet, dir.path()).unwrap();
+            config.batch_settlement.receiver_authorizer_key_file = Some(key_file);
             let facilitator =
                 x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
                     .await
                     .unwrap();
+            // batch-settlement is served, the dev facilitator its receiver authorizer.
+            let supported = x402_proto::Facilitator::supported(facilitator.service())
+                .await
+                .unwrap();
+            let authorizer = chain.devnet.facilitator().address.to_checksum(None);
+            assert!(
+                supported.kinds.iter().any(|kind| {
+                    kind.scheme == x402_proto::Scheme::BATCH_SETTLEMENT
+                        && kind.extra.as_ref().unwrap()["receiverAuthorizer"] == authorizer
+                }),
+                "chain {id}: {supported:?}"
+            );
             let requirements = chain.requirements(1_000);
             let payer = &chain.devnet.payers()[0].signer;
             let request = x402_testkit::v2_request(
