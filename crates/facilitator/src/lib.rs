@@ -6,6 +6,7 @@
 //! nonce) — per (owner, Permit2 nonce) for Permit2 payments, `upto` and `exact` with
 //! Permit2 — and is reconciled against the chain at start.
 
+mod batch;
 mod config;
 mod http;
 mod metrics;
@@ -140,10 +141,11 @@ pub async fn start_with_schemes(
     let authorizer = config
         .receiver_authorizer()
         .map_err(|e| StartError::Config(e.to_string()))?;
-    let store: Arc<dyn SettlementStore> = Arc::new(SqliteStore::open_with(
+    let sqlite = Arc::new(SqliteStore::open_with(
         &config.database,
         config.database_sync,
     )?);
+    let store: Arc<dyn SettlementStore> = sqlite.clone();
     let mut chains = Vec::new();
     for network in &config.networks {
         let mut chain = ChainConfig::new(network.chain_id, network.rpc_url.clone());
@@ -167,9 +169,11 @@ pub async fn start_with_schemes(
             )));
         }
         if network.batch_settlement {
-            schemes.push(Arc::new(x402_evm::batch::BatchEvmFacilitator::new(
+            // Its deposits, claims and refunds are recorded in the log too.
+            schemes.push(Arc::new(x402_evm::batch::BatchEvmFacilitator::with_log(
                 scheme.clone(),
                 authorizer.clone(),
+                sqlite.clone(),
             )));
         }
         let mut service = ChainService::new(scheme, network.accepted_assets());

@@ -1,6 +1,6 @@
 //! Our facilitator serves `batch-settlement` over HTTP on a real chain: a deposit (signed with
 //! the core's ERC-3009 deposit and voucher signing) verifies and settles once, however often
-//! and however concurrently it is settled; vouchers verify against the escrow and are refused with the official reason
+//! and however concurrently it is settled, and across a restart; vouchers verify against the escrow and are refused with the official reason
 //! codes; one claim of several channels' vouchers and one settle pay the receiver exactly what
 //! was claimed; refunds return the rest to the payers.
 
@@ -48,7 +48,7 @@ fn amount(answer: &Value) -> u128 {
 #[tokio::test]
 async fn channels_are_funded_paid_claimed_settled_and_refunded_over_http() {
     let authorizer = PrivateKeySigner::random();
-    let stack = Stack::with_receiver_authorizer(Chain::start().await, &authorizer).await;
+    let mut stack = Stack::with_receiver_authorizer(Chain::start().await, &authorizer).await;
     let chain = &stack.chain;
 
     // /supported names the receiver authorizer servers may delegate to.
@@ -117,10 +117,14 @@ async fn channels_are_funded_paid_claimed_settled_and_refunded_over_http() {
     let after = balances(&stack, &payer_addresses).await;
     assert_eq!(after[0], before[0] - U256::from(DEPOSIT));
     assert_eq!(after[2], before[2] + U256::from(DEPOSIT));
-    // Settling it again sends nothing and answers for the same transaction.
+    // Settling it again, even after a restart, sends nothing and answers for the same
+    // transaction (the send is in the settlement log).
+    stack.restart().await;
+    let chain = &stack.chain;
     let (_, again) = stack.settle(&deposit).await;
     assert_eq!(again["success"], true, "{again}");
     assert_eq!(again["transaction"], settled["transaction"]);
+    assert_eq!(again["extra"], settled["extra"]);
     assert_eq!(chain.facilitator_tx_count().await, sent + 1);
     assert_eq!(balances(&stack, &payer_addresses).await, after);
 
