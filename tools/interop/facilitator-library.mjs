@@ -7,21 +7,26 @@ import { x402Facilitator } from "@x402/core/facilitator";
 import { toFacilitatorEvmSigner } from "@x402/evm";
 import { ExactEvmScheme } from "@x402/evm/exact/facilitator";
 import { UptoEvmScheme } from "@x402/evm/upto/facilitator";
+import { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/facilitator";
 import { createWalletClient, defineChain, http, publicActions } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 
 /// The facilitator schemes registered on the network, each built from the signer and the
-/// settings (`eip6492AllowedFactories`). A new scheme is one more line here.
+/// settings (`eip6492AllowedFactories`, the batch-settlement receiver `authorizer`). A new scheme
+/// is one more line here.
 const SCHEMES = [
   (signer, { eip6492AllowedFactories }) => new ExactEvmScheme(signer, { eip6492AllowedFactories }),
   (signer) => new UptoEvmScheme(signer),
+  (signer, { authorizer }) => new BatchSettlementEvmScheme(signer, authorizer),
 ];
 
 /// The official facilitator configured from the environment read through `script` (what
 /// startScript returns): RPC_URL (required), FACILITATOR_PRIVATE_KEY (required), NETWORK (an
 /// eip155 CAIP-2 id, which also gives the chain id) and EIP6492_ALLOWED_FACTORIES (optional,
 /// comma-separated factory addresses the exact scheme lets counterfactual ERC-6492 payers deploy
-/// through). With `sends` false its signer refuses to send transactions. Returns the
+/// through) and RECEIVER_AUTHORIZER_PRIVATE_KEY (optional: the batch-settlement receiver
+/// authorizer's key, the facilitator's own when absent). With `sends` false its signer refuses
+/// to send transactions. Returns the
 /// x402Facilitator (every scheme of SCHEMES registered on NETWORK for x402 v2), the network and
 /// the signer's address.
 export function facilitatorFromEnv(script, { sends }) {
@@ -36,9 +41,14 @@ export function facilitatorFromEnv(script, { sends }) {
     .map((a) => a.trim())
     .filter((a) => a.length > 0);
 
+  const authorizerKey = process.env.RECEIVER_AUTHORIZER_PRIVATE_KEY
+    ? script.privateKey("RECEIVER_AUTHORIZER_PRIVATE_KEY")
+    : key;
+  const authorizer = privateKeyToAccount(authorizerKey);
+
   const signer = facilitatorSigner(rpcUrl, key, chainId, sends);
   const facilitator = new x402Facilitator();
-  for (const scheme of SCHEMES) facilitator.register(network, scheme(signer, { eip6492AllowedFactories }));
+  for (const scheme of SCHEMES) facilitator.register(network, scheme(signer, { eip6492AllowedFactories, authorizer }));
   return { facilitator, network, address: signer.getAddresses()[0] };
 }
 

@@ -82,6 +82,7 @@ pub(crate) async fn run(args: FacilitatorBench) -> anyhow::Result<()> {
             settle_wait_ms: 60_000,
             ..Limits::default()
         },
+        batch_settlement: Default::default(),
         networks: vec![NetworkConfig {
             chain_id: devnet.chain_id(),
             rpc_url: devnet.rpc_url().clone(),
@@ -91,6 +92,7 @@ pub(crate) async fn run(args: FacilitatorBench) -> anyhow::Result<()> {
             fee_bump: Default::default(),
             min_signer_balance_wei: None,
             upto: true,
+            batch_settlement: true,
         }],
     };
     let running = x402_facilitator::start(&config, devnet.facilitator().signer.clone()).await?;

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use x402_cli::stack::{DevState, devnet_config, facilitator_config};
+use x402_cli::stack::{DevState, devnet_config, facilitator_config, write_dev_authorizer_key};
 use x402_devnet::Devnet;
 
 use crate::signals::wait_for_shutdown;
@@ -60,11 +60,19 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let devnet = Devnet::start(config)
         .await
         .context("starting the dev chain")?;
-    let facilitator_config = facilitator_config(
+    let mut facilitator_config = facilitator_config(
         &devnet,
         args.facilitator_port,
         &args.state_dir.join("facilitator.db"),
         args.block_time,
+    );
+    // batch-settlement with the facilitator as the receiver authorizer: servers on the dev
+    // stack need no key of their own.
+    facilitator_config
+        .batch_settlement
+        .receiver_authorizer_key_file = Some(
+        write_dev_authorizer_key(&devnet, &args.state_dir)
+            .context("writing the dev receiver-authorizer key")?,
     );
     let facilitator =
         x402_facilitator::start(&facilitator_config, devnet.facilitator().signer.clone())

@@ -1,7 +1,7 @@
 //! How the local stack is put together: the dev chain for a chain id, the facilitator and
 //! gateway configs that serve it. Used by `x402 dev` and by the benchmarks (`x402-bench`).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -94,6 +94,7 @@ pub fn facilitator_config(
         signer: Default::default(),
         auth: Default::default(),
         limits: Default::default(),
+        batch_settlement: Default::default(),
         networks: vec![NetworkConfig {
             chain_id: devnet.chain_id(),
             rpc_url: devnet.rpc_url().clone(),
@@ -111,8 +112,19 @@ pub fn facilitator_config(
             min_signer_balance_wei: None,
             // The devnet has Permit2 and the upto proxy when Permit2's code is installed.
             upto: true,
+            // The devnet has the batch-settlement escrow and its collectors.
+            batch_settlement: true,
         }],
     }
+}
+
+/// Writes the key `x402 dev`'s facilitator signs `batch-settlement` claims and refunds with
+/// (the devnet facilitator's own, a well-known dev key) to `state_dir`, for
+/// `batch_settlement.receiver_authorizer_key_file`: the file's path.
+pub fn write_dev_authorizer_key(devnet: &Devnet, state_dir: &Path) -> std::io::Result<PathBuf> {
+    let path = state_dir.join("receiver-authorizer.key");
+    std::fs::write(&path, devnet.facilitator().signer.to_bytes().to_string())?;
+    Ok(path)
 }
 
 /// The gateway's config for `devnet`: listening on `port`, paid in the devnet's token to its
@@ -186,7 +198,8 @@ mod tests {
 
     /// Every chain id `x402 dev` accepts gives a stack whose token, facilitator and clients
     /// agree: a payment signed as the official clients do (the SDK's default asset for the
-    /// network) settles through the dev facilitator.
+    /// network) settles through the dev facilitator, which serves batch-settlement as its
+    /// receiver authorizer.
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn every_accepted_chain_id_settles_a_payment() {
         let ids: Vec<u64> = x402_evm::default_assets()
@@ -198,11 +211,25 @@ mod tests {
             let usdc = x402_evm::default_asset(&x402_proto::Network::eip155(id)).unwrap();
             assert_eq!(chain.devnet.token().address, usdc.address, "chain {id}");
             let dir = tempfile::tempdir().unwrap();
-            let config = facilitator_config(&chain.devnet, 0, &dir.path().join("f.db"), None);
+            let mut config = facilitator_config(&chain.devnet, 0, &dir.path().join("f.db"), None);
+            let key_file = write_dev_authorizer_key(&chain.devnet, dir.path()).unwrap();
+            config.batch_settlement.receiver_authorizer_key_file = Some(key_file);
             let facilitator =
                 x402_facilitator::start(&config, chain.devnet.facilitator().signer.clone())
                     .await
                     .unwrap();
+            // batch-settlement is served, the dev facilitator its receiver authorizer.
+            let supported = x402_proto::Facilitator::supported(facilitator.service())
+                .await
+                .unwrap();
+            let authorizer = chain.devnet.facilitator().address.to_checksum(None);
+            assert!(
+                supported.kinds.iter().any(|kind| {
+                    kind.scheme == x402_proto::Scheme::BATCH_SETTLEMENT
+                        && kind.extra.as_ref().unwrap()["receiverAuthorizer"] == authorizer
+                }),
+                "chain {id}: {supported:?}"
+            );
             let requirements = chain.requirements(1_000);
             let payer = &chain.devnet.payers()[0].signer;
             let request = x402_testkit::v2_request(

@@ -6,6 +6,7 @@
 //! nonce) — per (owner, Permit2 nonce) for Permit2 payments, `upto` and `exact` with
 //! Permit2 — and is reconciled against the chain at start.
 
+mod batch;
 mod config;
 mod http;
 mod metrics;
@@ -52,6 +53,9 @@ pub enum StartError {
         /// What failed.
         detail: String,
     },
+    /// A setting could not be used (a key it names is missing or malformed).
+    #[error("{0}")]
+    Config(String),
     /// A scheme plug-in could not say what it serves.
     #[error("a scheme plug-in could not list what it serves: {0}")]
     Scheme(FacilitatorError),
@@ -134,10 +138,14 @@ pub async fn start_with_schemes(
     signer: PrivateKeySigner,
     mut schemes: Vec<Arc<dyn Facilitator>>,
 ) -> Result<RunningFacilitator, StartError> {
-    let store: Arc<dyn SettlementStore> = Arc::new(SqliteStore::open_with(
+    let authorizer = config
+        .receiver_authorizer()
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    let sqlite = Arc::new(SqliteStore::open_with(
         &config.database,
         config.database_sync,
     )?);
+    let store: Arc<dyn SettlementStore> = sqlite.clone();
     let mut chains = Vec::new();
     for network in &config.networks {
         let mut chain = ChainConfig::new(network.chain_id, network.rpc_url.clone());
@@ -158,6 +166,14 @@ pub async fn start_with_schemes(
             schemes.push(Arc::new(x402_evm::upto::UptoEvmFacilitator::with_log(
                 scheme.clone(),
                 log,
+            )));
+        }
+        if network.batch_settlement {
+            // Its deposits, claims and refunds are recorded in the log too.
+            schemes.push(Arc::new(x402_evm::batch::BatchEvmFacilitator::with_log(
+                scheme.clone(),
+                authorizer.clone(),
+                sqlite.clone(),
             )));
         }
         let mut service = ChainService::new(scheme, network.accepted_assets());

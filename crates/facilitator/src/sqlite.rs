@@ -47,6 +47,13 @@ CREATE TABLE IF NOT EXISTS settlement_txs (
 );
 CREATE INDEX IF NOT EXISTS settlement_txs_by_key
     ON settlement_txs (chain_id, asset, payer, auth_nonce);
+CREATE TABLE IF NOT EXISTS batch_sends (
+    send_key     TEXT    PRIMARY KEY,
+    tx_hash      TEXT    NOT NULL,
+    response     TEXT,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL
+);
 ";
 
 /// How hard the log holds on to a commit.
@@ -66,7 +73,7 @@ pub struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
 }
 
-fn db_error(error: impl std::fmt::Display) -> StoreError {
+pub(crate) fn db_error(error: impl std::fmt::Display) -> StoreError {
     StoreError(error.to_string())
 }
 
@@ -102,7 +109,7 @@ impl SqliteStore {
         })
     }
 
-    async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
+    pub(crate) async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> Result<T, StoreError> + Send + 'static,
@@ -171,7 +178,7 @@ fn key_params(key: &SettlementKey) -> (i64, String, String, String) {
     )
 }
 
-fn now_secs() -> i64 {
+pub(crate) fn now_secs() -> i64 {
     i64::try_from(x402_evm::unix_now()).unwrap_or(i64::MAX)
 }
 

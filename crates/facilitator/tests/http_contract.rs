@@ -108,7 +108,8 @@ async fn http_contract() {
     );
 
     // /supported needs no token and lists the v2 and v1 kinds, `upto` with the address payers
-    // witness, the EIP-2612 gas-sponsoring extension, and the signer.
+    // witness, `batch-settlement` (no receiver authorizer without its key), the EIP-2612
+    // gas-sponsoring extension, and the signer.
     let (status, supported) = stack.get("/supported").await;
     assert_eq!(status, 200);
     let supported: serde_json::Value = serde_json::from_str(&supported).unwrap();
@@ -120,7 +121,8 @@ async fn http_contract() {
                 {"x402Version": 2, "scheme": "exact", "network": "eip155:8453"},
                 {"x402Version": 1, "scheme": "exact", "network": "base"},
                 {"x402Version": 2, "scheme": "upto", "network": "eip155:8453",
-                 "extra": {"facilitatorAddress": facilitator}}
+                 "extra": {"facilitatorAddress": facilitator}},
+                {"x402Version": 2, "scheme": "batch-settlement", "network": "eip155:8453"}
             ],
             "extensions": ["eip2612GasSponsoring"],
             "signers": {"eip155:*": [facilitator]}

@@ -30,6 +30,9 @@ pub struct VerifyResponse {
     /// Extension data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extensions: Option<Value>,
+    /// Scheme-specific data about the payment (a `batch-settlement` channel's state on chain).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Value>,
 }
 
 impl VerifyResponse {
@@ -41,6 +44,7 @@ impl VerifyResponse {
             invalid_message: None,
             payer: Some(payer.into()),
             extensions: None,
+            extra: None,
         }
     }
 
@@ -52,6 +56,7 @@ impl VerifyResponse {
             invalid_message: Some(message.into()),
             payer,
             extensions: None,
+            extra: None,
         }
     }
 }
@@ -76,12 +81,32 @@ pub struct SettleResponse {
     pub transaction: String,
     /// The network, as the request named it.
     pub network: Network,
-    /// The amount actually settled (schemes that settle less than the maximum).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// The amount actually settled (schemes that settle less than the maximum). An empty
+    /// string on the wire (as `@x402/evm` writes for a `batch-settlement` voucher or claim)
+    /// reads as none.
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "empty_as_none"
+    )]
     pub amount: Option<TokenAmount>,
     /// Extension data.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub extensions: Option<Value>,
+    /// Scheme-specific data about the settlement (a `batch-settlement` channel's state).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extra: Option<Value>,
+}
+
+/// Reads an optional amount where `""` (and `null`) mean none.
+fn empty_as_none<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<TokenAmount>, D::Error> {
+    match Option::<String>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(text) if text.is_empty() => Ok(None),
+        Some(text) => text.parse().map(Some).map_err(serde::de::Error::custom),
+    }
 }
 
 impl SettleResponse {
@@ -100,6 +125,7 @@ impl SettleResponse {
             network,
             amount: None,
             extensions: None,
+            extra: None,
         }
     }
 
@@ -120,6 +146,7 @@ impl SettleResponse {
             network,
             amount: None,
             extensions: None,
+            extra: None,
         }
     }
 }
@@ -237,5 +264,53 @@ impl<F: Facilitator + ?Sized> Facilitator for std::sync::Arc<F> {
 
     fn payment_id(&self, request: &PaymentRequest) -> Result<PaymentId, PaymentIdError> {
         (**self).payment_id(request)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn an_empty_settled_amount_reads_as_none_and_an_extra_survives_a_round_trip() {
+        let wire = json!({
+            "success": true,
+            "transaction": "",
+            "network": "eip155:8453",
+            "payer": "0x1111111111111111111111111111111111111111",
+            "amount": "",
+            "extra": {"channelState": {"balance": "10"}, "chargedAmount": "1"}
+        });
+        let answer: SettleResponse = serde_json::from_value(wire).unwrap();
+        assert_eq!(answer.amount, None);
+        assert_eq!(answer.extra.as_ref().unwrap()["chargedAmount"], "1");
+        let again = serde_json::to_value(&answer).unwrap();
+        assert!(again.get("amount").is_none());
+        assert_eq!(again["extra"]["channelState"]["balance"], "10");
+    }
+
+    #[test]
+    fn a_settled_amount_still_must_be_a_decimal() {
+        let read = |amount: Value| {
+            serde_json::from_value::<SettleResponse>(json!({
+                "success": true, "transaction": "0x", "network": "eip155:8453", "amount": amount
+            }))
+        };
+        assert_eq!(
+            read(json!("250")).unwrap().amount,
+            Some(TokenAmount::from_atomic(250))
+        );
+        assert!(read(json!("-1")).is_err());
+        assert!(read(json!("0x10")).is_err());
+    }
+
+    #[test]
+    fn answers_without_extra_write_none() {
+        let valid = serde_json::to_value(VerifyResponse::valid("0xabc")).unwrap();
+        assert!(valid.get("extra").is_none());
+        let read: VerifyResponse =
+            serde_json::from_value(json!({"isValid": true, "extra": {"balance": "5"}})).unwrap();
+        assert_eq!(read.extra, Some(json!({"balance": "5"})));
     }
 }

@@ -4,6 +4,7 @@
 //! a scripted [`MockFacilitator`], a cuttable RPC [`Proxy`], a token without EIP-3009 paid
 //! through Permit2, and the official SDKs as peers.
 
+mod batch;
 mod chain;
 mod json;
 mod mock;

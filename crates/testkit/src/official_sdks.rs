@@ -53,8 +53,8 @@ pub fn interop_dir() -> PathBuf {
     official_sdks("@x402/express").join("interop")
 }
 
-/// The official facilitator library's verdicts (`@x402/evm` 2.27 `verify` with the `exact` and
-/// `upto` schemes, through `official-verify.mjs`) on `requests`, against `devnet` with its facilitator key and `env`
+/// The official facilitator library's verdicts (`@x402/evm` 2.27 `verify` with the `exact`,
+/// `upto` and `batch-settlement` schemes, through `official-verify.mjs`) on `requests`, against `devnet` with its facilitator key and `env`
 /// added: one JSON answer per request, in order.
 pub async fn official_verify(
     devnet: &x402_devnet::Devnet,
@@ -84,7 +84,9 @@ pub async fn official_verify(
 }
 
 /// The official facilitator library serving `devnet` over HTTP (`official-facilitator.mjs`:
-/// `@x402/core` `x402Facilitator` with the `@x402/evm` 2.27 `exact` and `upto` schemes), settling
+/// `@x402/core` `x402Facilitator` with the `@x402/evm` 2.27 `exact`, `upto` and `batch-settlement`
+/// schemes, the last signing as the receiver authorizer `RECEIVER_AUTHORIZER_PRIVATE_KEY` names, or
+/// as `key`), settling
 /// as `key`'s account, which `upto` payments must therefore witness: the process and its base URL.
 pub async fn official_facilitator(
     devnet: &x402_devnet::Devnet,

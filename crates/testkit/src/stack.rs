@@ -57,7 +57,7 @@ pub fn config_with_network(
 }
 
 /// The facilitator config for chain `chain_id` at `rpc_url`; see [`config_with_network`].
-fn config_on(
+pub(crate) fn config_on(
     chain_id: u64,
     rpc_url: &str,
     dir: &std::path::Path,

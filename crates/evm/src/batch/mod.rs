@@ -16,10 +16,18 @@
 //!   offer and [`ChannelFunds`] mirrored from the chain, every refusal a [`BatchVerifyError`]
 //!   with its reason code.
 //!
-//! Nothing here reads or writes the chain.
+//! - The facilitator ([`BatchEvmFacilitator`]): `/verify` of deposits, vouchers and refunds
+//!   against the chain, `/settle` of deposits, claims, settles and refunds, each deposit,
+//!   claim batch and refund sent once through a [`BatchSendLog`].
+//!
+//! Only the facilitator reads or writes the chain.
 
 pub mod eip712;
 mod encoding;
+mod facilitator;
+mod onchain;
+mod sends;
+mod settle;
 mod sign;
 mod verify;
 pub mod wire;
@@ -31,6 +39,8 @@ pub use eip712::{BatchDomain, batch_domain, channel_id, erc3009_deposit_nonce};
 pub use encoding::{
     AboveUint128, ChannelId, ChannelIdError, UINT40_MAX, decimal_u128, to_uint128, uint40,
 };
+pub use facilitator::BatchEvmFacilitator;
+pub use sends::{BatchSend, BatchSendKey, BatchSendLog, MemoryBatchLog};
 pub use sign::{
     BatchSignError, channel_config_for, domain_of, next_ceiling, sign_claim_batch,
     sign_erc3009_deposit, sign_refund, sign_voucher,

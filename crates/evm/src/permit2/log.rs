@@ -93,6 +93,8 @@ pub struct Permit2Send {
 }
 
 /// Where a recorded Permit2 settlement stands.
+// A record per settlement in flight: the size of its answer costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq)]
 pub enum SendState {
     /// Sent (or about to be); not known to be mined.

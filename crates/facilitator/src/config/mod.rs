@@ -68,8 +68,25 @@ pub struct FacilitatorConfig {
     /// Limits and timeouts.
     #[serde(default)]
     pub limits: Limits,
+    /// `batch-settlement` (payment channels): the receiver-authorizer key.
+    #[serde(default)]
+    pub batch_settlement: BatchSettlementConfig,
     /// The chains served (at least one).
     pub networks: Vec<NetworkConfig>,
+}
+
+/// `batch-settlement`, served on every network with `batch_settlement = true`.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchSettlementConfig {
+    /// An environment variable holding the receiver-authorizer's hex private key. With a key,
+    /// the facilitator advertises it as `receiverAuthorizer` in `/supported` and signs the
+    /// claims and refunds of channels naming it when servers send them unsigned; without one,
+    /// servers sign their own. Such a facilitator can refund those channels to their payers:
+    /// protect `/settle` with `auth.bearer_token`.
+    pub receiver_authorizer_key_env: Option<String>,
+    /// A file holding that key; used when set, instead of the environment.
+    pub receiver_authorizer_key_file: Option<PathBuf>,
 }
 
 /// Where the signer's private key comes from. The key itself is never written to the config.
@@ -175,6 +192,10 @@ pub struct NetworkConfig {
     /// address) beside `exact`. On by default.
     #[serde(default = "default_true")]
     pub upto: bool,
+    /// Whether to serve `batch-settlement` (payment channels in the x402 escrow at its
+    /// canonical address, ERC-3009 deposits) beside `exact`. On by default.
+    #[serde(default = "default_true")]
+    pub batch_settlement: bool,
 }
 
 /// Replacing a settlement transaction that sits unmined (underpriced) with a higher-fee one
@@ -401,30 +422,61 @@ impl FacilitatorConfig {
     /// Reads the signer key from the key file or the environment. The error never contains
     /// the key.
     pub fn signer(&self) -> Result<PrivateKeySigner, ConfigError> {
-        let (text, source) = match &self.signer.key_file {
-            Some(path) => (
-                std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
-                    path: path.clone(),
-                    source,
-                })?,
-                format!("key file {}", path.display()),
-            ),
-            None => {
-                let name = &self.signer.private_key_env;
-                let value = std::env::var(name).map_err(|_| {
-                    invalid(format!(
-                        "no signer key: set {name} to the facilitator's hex private key, or signer.key_file in the config"
-                    ))
-                })?;
-                (value, format!("environment variable {name}"))
-            }
-        };
-        text.trim().parse().map_err(|_| {
+        let name = &self.signer.private_key_env;
+        let missing = || {
             invalid(format!(
-                "the signer key in {source} is not a 32-byte hex private key"
+                "no signer key: set {name} to the facilitator's hex private key, or signer.key_file in the config"
             ))
-        })
+        };
+        read_key("signer", self.signer.key_file.as_deref(), Some(name))?.ok_or_else(missing)
     }
+
+    /// Reads the `batch-settlement` receiver-authorizer key, when the config names where it
+    /// is (`batch_settlement.receiver_authorizer_key_file` or `…_key_env`). A named source
+    /// that is missing or does not hold a key fails. The error never contains the key.
+    pub fn receiver_authorizer(&self) -> Result<Option<PrivateKeySigner>, ConfigError> {
+        let batch = &self.batch_settlement;
+        let name = batch.receiver_authorizer_key_env.as_deref();
+        let key = read_key(
+            "receiver-authorizer",
+            batch.receiver_authorizer_key_file.as_deref(),
+            name,
+        )?;
+        match (key, name) {
+            (None, Some(name)) => Err(invalid(format!(
+                "no receiver-authorizer key: batch_settlement.receiver_authorizer_key_env names {name}, which is not set"
+            ))),
+            (key, _) => Ok(key),
+        }
+    }
+}
+
+/// The `what` key in `file` when given, else in the environment variable `env` (none when it
+/// is not set). The error never contains the key.
+fn read_key(
+    what: &str,
+    file: Option<&Path>,
+    env: Option<&str>,
+) -> Result<Option<PrivateKeySigner>, ConfigError> {
+    let (text, source) = match (file, env) {
+        (Some(path), _) => (
+            std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                path: path.to_owned(),
+                source,
+            })?,
+            format!("key file {}", path.display()),
+        ),
+        (None, Some(name)) => match std::env::var(name) {
+            Ok(value) => (value, format!("environment variable {name}")),
+            Err(_) => return Ok(None),
+        },
+        (None, None) => return Ok(None),
+    };
+    text.trim().parse().map(Some).map_err(|_| {
+        invalid(format!(
+            "the {what} key in {source} is not a 32-byte hex private key"
+        ))
+    })
 }
 
 #[cfg(test)]
@@ -449,6 +501,50 @@ mod tests {
     fn assert_refused(text: &str, env: &[(&str, &str)], key: &str) {
         let error = parse(text, env).unwrap_err();
         assert!(error.to_string().contains(key), "{error}");
+    }
+
+    #[test]
+    fn the_receiver_authorizer_key_is_read_from_where_the_config_names_and_typos_fail() {
+        let config = parse(MINIMAL, &[]).unwrap();
+        assert!(config.networks[0].batch_settlement);
+        assert!(config.receiver_authorizer().unwrap().is_none());
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("authorizer.key");
+        let key = PrivateKeySigner::random();
+        std::fs::write(&file, format!("{}\n", key.to_bytes())).unwrap();
+        let named = format!(
+            "[batch_settlement]\nreceiver_authorizer_key_file = {:?}\n{MINIMAL}",
+            file.display().to_string()
+        );
+        let read = parse(&named, &[]).unwrap().receiver_authorizer().unwrap();
+        assert_eq!(read.map(|k| k.address()), Some(key.address()));
+        std::fs::write(&file, "not a key").unwrap();
+        let unset = format!(
+            "[batch_settlement]\nreceiver_authorizer_key_env = \"X402_TEST_NO_SUCH_VARIABLE\"\n{MINIMAL}"
+        );
+        for (text, named) in [
+            (&named, "receiver-authorizer key"),
+            (&unset, "X402_TEST_NO_SUCH_VARIABLE"),
+        ] {
+            let error = parse(text, &[]).unwrap().receiver_authorizer().unwrap_err();
+            let error = error.to_string();
+            assert!(
+                error.contains(named) && !error.contains("not a key"),
+                "{error}"
+            );
+        }
+        assert_refused(
+            &format!("[batch_settlement]\nreceiver_authoriser_key_env = \"K\"\n{MINIMAL}"),
+            &[],
+            "receiver_authoriser_key_env",
+        );
+        assert_refused(
+            &format!("{MINIMAL}batch_setlement = false\n"),
+            &[],
+            "batch_setlement",
+        );
+        let off = parse(&format!("{MINIMAL}batch_settlement = false\n"), &[]).unwrap();
+        assert!(!off.networks[0].batch_settlement);
     }
 
     #[test]
@@ -649,5 +745,7 @@ mod example_tests {
         assert!(config.networks[0].eip6492_allowed_factories.is_empty());
         assert!(config.networks[0].min_signer_balance_wei.is_some());
         assert_eq!(config.networks[0].fee_bump.max_fee_bumps, 3);
+        assert!(config.networks[0].batch_settlement);
+        assert!(config.receiver_authorizer().unwrap().is_none());
     }
 }

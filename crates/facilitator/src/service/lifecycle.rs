@@ -26,6 +26,8 @@ pub(super) fn nonces_used(txs: &[TxRecord]) -> usize {
 }
 
 /// Why [`FacilitatorService::send`] stopped before a broadcast.
+// One per settle call: the size of an answer costs nothing.
+#[allow(clippy::large_enum_variant)]
 pub(super) enum SendStop {
     /// The settlement's answer; nothing is in the chain's hands.
     Answer(Result<SettleResponse, FacilitatorError>),

@@ -250,12 +250,16 @@ impl FacilitatorService {
         ))
     }
 
-    /// Refuses a Permit2 payment (`upto`, or `exact` carrying `permit2Authorization`) in an
-    /// asset this facilitator does not accept on the chain: a hostile token could pass the
-    /// simulation and revert when sent, at the facilitator's gas.
+    /// Refuses a Permit2 payment (`upto`, or `exact` carrying `permit2Authorization`) or a
+    /// `batch-settlement` one in an asset this facilitator does not accept on the chain: a
+    /// hostile token could pass the simulation and revert when sent, at the facilitator's gas.
     fn check_permit2_asset(&self, request: &PaymentRequest) -> Option<VerifyResponse> {
-        let upto = request.requirements().scheme == x402_proto::Scheme::UPTO;
-        if !upto && self.permit2_for(request).is_none() {
+        let scheme = &request.requirements().scheme;
+        let own_token = [
+            x402_proto::Scheme::UPTO,
+            x402_proto::Scheme::BATCH_SETTLEMENT,
+        ];
+        if !own_token.contains(scheme) && self.permit2_for(request).is_none() {
             return None;
         }
         Self::check_asset(self.chain_for(request).ok()?, request)
