@@ -295,7 +295,8 @@ pub struct ResponseCacheConfig {
     pub ttl: Duration,
     /// The most bytes kept in all; the oldest go first.
     pub max_bytes: usize,
-    /// The largest single response kept; larger ones are re-run on a retry.
+    /// The largest single response kept; larger ones are re-run on a retry (or, when their
+    /// payment was charged for what it used, refused with 409 and the receipt).
     pub max_entry_bytes: usize,
 }
 

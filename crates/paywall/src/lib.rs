@@ -17,8 +17,10 @@
 //! A handler whose body streams and is charged by usage (`upto`) puts an
 //! [`x402_proto::UsageMeter`] in its response: the response goes out at once and the payment is
 //! settled for the metered usage when the body ends or the client goes away; an event stream
-//! then ends with a [`RECEIPT_EVENT`] carrying the receipt. Such a stream is cut off in time to
-//! settle before its payment's deadline; a payment that leaves too little time, a payer with
+//! then ends with a [`RECEIPT_EVENT`] carrying the receipt. Such a stream is cut off, and
+//! settled whether or not its client still reads, in time to settle before its payment's
+//! deadline; it is never sent again for the same payment (a retry gets 409 with the receipt,
+//! even once the response cache has forgotten it). A payment that leaves too little time, a payer with
 //! too many streams unsettled, and a payer who left a stream unpaid are refused before the
 //! handler runs when the quote says the answer streams ([`Quote::streamed`]), else before the
 //! body goes out.

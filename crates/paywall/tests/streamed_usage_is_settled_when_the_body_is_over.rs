@@ -11,110 +11,21 @@
 //! what it was asked to settle.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
-use axum::body::Body;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use bytes::Bytes;
-use futures_util::StreamExt;
-use http::{Request, StatusCode};
+use axum::response::Response;
+use http::StatusCode;
 use http_body_util::BodyExt;
-use tower::ServiceExt;
-use x402_paywall::{Paywall, PaywallConfig, Quote, RECEIPT_EVENT, RoutePrice};
-use x402_proto::{
-    FacilitatorError, ReasonCode, SettleResponse, U256, Usage, UsageMeter, decode_header, v2,
-};
-use x402_testkit::{MOCK_PAYER, MockFacilitator, mock_payment_header, mock_settled};
+use x402_paywall::{PaywallConfig, RECEIPT_EVENT};
+use x402_proto::{FacilitatorError, ReasonCode, SettleResponse, U256, decode_header, v2};
+use x402_testkit::{MOCK_PAYER, MockFacilitator, mock_settled};
 
 mod common;
-use common::{ToyMetered, exact_and_metered_options};
-
-/// What the meter reads before any event is sent (a prompt), and what each event adds.
-const START: u64 = 5;
-const PER_EVENT: u64 = 10;
-
-/// Streams `?events=N` server-sent events, then `data: [DONE]` (or, with `&hang`, nothing more
-/// and never ends); the meter grows as each event is handed on. Counts its runs.
-fn streaming_handler(runs: Arc<AtomicUsize>) -> axum::routing::MethodRouter {
-    get(move |uri: http::Uri| {
-        let runs = runs.clone();
-        async move {
-            runs.fetch_add(1, Ordering::SeqCst);
-            let query = uri.query().unwrap_or_default().to_owned();
-            let events: u64 = query
-                .split('&')
-                .find_map(|q| q.strip_prefix("events="))
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(3);
-            let hang = query.split('&').any(|q| q == "hang");
-            if query.split('&').any(|q| q == "plain") {
-                // Not streamed: the usage is reported with the whole answer.
-                let mut response: Response = "a plain answer".into_response();
-                response
-                    .extensions_mut()
-                    .insert(Usage::atomic((START + PER_EVENT).into()));
-                return response;
-            }
-            let meter = UsageMeter::starting_at(Usage::atomic(START.into()));
-            let recorder = meter.clone();
-            let sent = futures_util::stream::iter(0..events).map(move |i| {
-                recorder.record(Usage::atomic((START + PER_EVENT * (i + 1)).into()));
-                Ok::<_, std::convert::Infallible>(Bytes::from(format!("data: {{\"n\":{i}}}\n\n")))
-            });
-            let body = if hang {
-                Body::from_stream(sent.chain(futures_util::stream::pending()))
-            } else {
-                let done = Ok(Bytes::from("data: [DONE]\n\n"));
-                Body::from_stream(sent.chain(futures_util::stream::iter([done])))
-            };
-            let mut response: Response =
-                ([(http::header::CONTENT_TYPE, "text/event-stream")], body).into_response();
-            response.extensions_mut().insert(meter);
-            response
-        }
-    })
-}
-
-/// `/metered` (scheme `toy-metered`, 300-second timeout) and `/fixed` (`exact`), both $0.0001
-/// = 100 units, both streaming, `/short`, metered with a 2-second timeout, and `/announced`,
-/// metered, whose quote says it streams, behind the same paywall as `/metered`; the handler's
-/// runs.
-fn shop(facilitator: Arc<MockFacilitator>) -> (Router, Arc<AtomicUsize>) {
-    let (exact, metered) = exact_and_metered_options();
-    let short = metered.clone().with_max_timeout(2);
-    let price = || RoutePrice::fixed("$0.0001".parse().unwrap());
-    let announced =
-        RoutePrice::computed(|_, _| Ok(Quote::usd("$0.0001".parse().unwrap()).streamed()));
-    let paywall = |option| {
-        Paywall::new(facilitator.clone(), vec![option], PaywallConfig::default())
-            .unwrap()
-            .with_schemes(vec![Arc::new(ToyMetered)])
-    };
-    let runs = Arc::new(AtomicUsize::new(0));
-    // One paywall, so one guard, for both metered routes.
-    let metered = paywall(metered);
-    let app = Router::new()
-        .route(
-            "/metered",
-            streaming_handler(runs.clone()).layer(metered.layer(price())),
-        )
-        .route(
-            "/fixed",
-            streaming_handler(runs.clone()).layer(paywall(exact).layer(price())),
-        )
-        .route(
-            "/short",
-            streaming_handler(runs.clone()).layer(paywall(short).layer(price())),
-        )
-        .route(
-            "/announced",
-            streaming_handler(runs.clone()).layer(metered.layer(announced)),
-        );
-    (app, runs)
-}
+use common::streams::{
+    PER_EVENT, START, pay, payment, receipt_event_in, send, settle_calls, shop, two_events_read,
+};
 
 /// Unix time now.
 fn unix_now() -> u64 {
@@ -146,40 +57,6 @@ async fn refusal_message(response: Response) -> String {
     }
 }
 
-/// The header paying `path` (payment `nonce`).
-async fn payment(app: &Router, path: &str, nonce: u8) -> String {
-    let unpaid = app
-        .clone()
-        .oneshot(Request::get(path).body(Body::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(unpaid.status(), 402);
-    let challenge: v2::PaymentRequired =
-        decode_header(unpaid.headers()["payment-required"].as_bytes()).unwrap();
-    mock_payment_header(&challenge.accepts[0], nonce)
-}
-
-/// Pays `path` (payment `nonce`) and sends it: the payment and the answer, whose body is not
-/// read yet.
-async fn pay(app: &Router, path: &str, nonce: u8) -> (String, Response) {
-    let paying = payment(app, path, nonce).await;
-    let response = send(app, path, &paying).await;
-    assert_eq!(response.status(), 200);
-    (paying, response)
-}
-
-async fn send(app: &Router, path: &str, payment: &str) -> Response {
-    app.clone()
-        .oneshot(
-            Request::get(path)
-                .header("PAYMENT-SIGNATURE", payment)
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap()
-}
-
 /// The receipt carried by the last event of `events`, which must be the receipt event after
 /// `data: [DONE]`.
 fn last_event_receipt(events: &str) -> SettleResponse {
@@ -188,33 +65,10 @@ fn last_event_receipt(events: &str) -> SettleResponse {
     receipt_event_in(events)
 }
 
-/// The receipt carried by the last event of `events`, which must be the receipt event.
-fn receipt_event_in(events: &str) -> SettleResponse {
-    let (_, receipt) = events
-        .rsplit_once(&format!("event: {RECEIPT_EVENT}\ndata: "))
-        .unwrap_or_else(|| panic!("no receipt event in {events:?}"));
-    let receipt = receipt.strip_suffix("\n\n").expect("the event is complete");
-    decode_header(receipt.as_bytes()).unwrap()
-}
-
-/// Waits (at most 5 s) until `facilitator` was asked to settle `calls` times.
-async fn settle_calls(facilitator: &MockFacilitator, calls: usize) {
-    for _ in 0..100 {
-        if facilitator.settle_calls() >= calls {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    panic!(
-        "{} settle calls after 5 s, expected {calls}",
-        facilitator.settle_calls()
-    );
-}
-
 #[tokio::test]
 async fn an_event_stream_read_to_its_end_ends_with_its_receipt_and_is_not_sent_again() {
     let facilitator = Arc::new(MockFacilitator::default());
-    let (app, runs) = shop(facilitator.clone());
+    let (app, runs) = shop(facilitator.clone(), PaywallConfig::default());
     let (paying, response) = pay(&app, "/metered?events=3", 1).await;
     assert!(
         !response.headers().contains_key("payment-response"),
@@ -260,13 +114,8 @@ async fn an_event_stream_read_to_its_end_ends_with_its_receipt_and_is_not_sent_a
 #[tokio::test]
 async fn a_stream_dropped_midway_is_settled_once_for_what_was_sent() {
     let facilitator = Arc::new(MockFacilitator::default());
-    let (app, _) = shop(facilitator.clone());
-    let (paying, response) = pay(&app, "/metered?events=1000", 3).await;
-    let mut body = response.into_body();
-    for _ in 0..2 {
-        let frame = body.frame().await.unwrap().unwrap();
-        assert!(frame.is_data());
-    }
+    let (app, _) = shop(facilitator.clone(), PaywallConfig::default());
+    let (paying, body) = two_events_read(&app, "/metered?events=1000", 3).await;
     // The client goes away: the server drops the body.
     drop(body);
     settle_calls(&facilitator, 1).await;
@@ -296,7 +145,7 @@ async fn a_failed_settlement_is_the_last_event() {
             Ok(mock_settled("0xdef")),
         ],
     ));
-    let (app, _) = shop(facilitator.clone());
+    let (app, _) = shop(facilitator.clone(), PaywallConfig::default());
     let mut reasons = Vec::new();
     // The facilitator's failure is not the payer's: it is served its next stream.
     for nonce in [4, 5] {
@@ -319,7 +168,7 @@ async fn a_payer_who_left_a_stream_unpaid_gets_no_more_streams_but_may_still_pay
         vec![Ok(x402_proto::VerifyResponse::valid(MOCK_PAYER))],
         vec![Ok(refused), Ok(mock_settled("0xdef"))],
     ));
-    let (app, runs) = shop(facilitator.clone());
+    let (app, runs) = shop(facilitator.clone(), PaywallConfig::default());
     // The payer drains its balance while its stream runs: the answer went out unpaid.
     let (_, response) = pay(&app, "/announced?events=3", 10).await;
     let body = response.into_body().collect().await.unwrap().to_bytes();
@@ -364,7 +213,7 @@ async fn a_payer_who_left_a_stream_unpaid_gets_no_more_streams_but_may_still_pay
 #[tokio::test]
 async fn a_payer_gets_one_stream_at_a_time() {
     let facilitator = Arc::new(MockFacilitator::default());
-    let (app, runs) = shop(facilitator.clone());
+    let (app, runs) = shop(facilitator.clone(), PaywallConfig::default());
     let (_, running) = pay(&app, "/announced?events=1&hang", 20).await;
     let paying = payment(&app, "/announced", 21).await;
     let busy = send(&app, "/announced", &paying).await;
@@ -389,7 +238,7 @@ async fn a_payer_gets_one_stream_at_a_time() {
 #[tokio::test]
 async fn a_payment_whose_deadline_leaves_too_little_time_is_refused_before_the_handler() {
     let facilitator = Arc::new(MockFacilitator::default());
-    let (app, runs) = shop(facilitator.clone());
+    let (app, runs) = shop(facilitator.clone(), PaywallConfig::default());
     // 25 s left: less the 10-second margin, 15 s to stream, short of the 20 s needed.
     let refusal = send_settling_within(&app, "/announced", 30, 25).await;
     assert_eq!(refusal.status(), 402);
@@ -403,7 +252,7 @@ async fn a_payment_whose_deadline_leaves_too_little_time_is_refused_before_the_h
 #[tokio::test]
 async fn a_stream_is_cut_off_in_time_to_settle_before_its_payments_deadline() {
     let facilitator = Arc::new(MockFacilitator::default());
-    let (app, _) = shop(facilitator.clone());
+    let (app, _) = shop(facilitator.clone(), PaywallConfig::default());
     // The offer allows 300 s; the payer signed a deadline 33 s away: about 23 s to stream.
     let started = std::time::Instant::now();
     let response = send_settling_within(&app, "/announced?events=2&hang", 31, 33).await;
@@ -428,7 +277,7 @@ async fn a_stream_is_cut_off_in_time_to_settle_before_its_payments_deadline() {
 #[tokio::test]
 async fn a_fixed_price_stream_settles_its_price_before_it_is_sent() {
     let facilitator = Arc::new(MockFacilitator::default());
-    let (app, _) = shop(facilitator.clone());
+    let (app, _) = shop(facilitator.clone(), PaywallConfig::default());
     let (_, response) = pay(&app, "/fixed", 6).await;
     assert_eq!(facilitator.settled_amounts(), vec![U256::from(100u64)]);
     assert!(response.headers().contains_key("payment-response"));
@@ -441,7 +290,7 @@ async fn a_fixed_price_stream_settles_its_price_before_it_is_sent() {
 #[tokio::test]
 async fn a_stream_that_would_outlive_its_payment_is_cut_off_and_settled() {
     let facilitator = Arc::new(MockFacilitator::default());
-    let (app, _) = shop(facilitator.clone());
+    let (app, _) = shop(facilitator.clone(), PaywallConfig::default());
     // The handler sends two events, then never ends; the offer's timeout is 2 s.
     let (_, response) = pay(&app, "/short?events=2&hang", 8).await;
     let body = tokio::time::timeout(Duration::from_secs(30), response.into_body().collect())

@@ -23,7 +23,7 @@ use crate::response::{self, Challenge, ReceiptHeader};
 
 use super::steps::{
     IN_USE, NO_MATCH, Refusal, SPENT_ELSEWHERE, body_refused, candidates, conflict, fingerprint,
-    keep, payment_header, recover, replay, run_paid, settle, verify,
+    keep, not_replayed, payment_header, recover, refuse_replay, replay, run_paid, settle, verify,
 };
 use super::stream::{self, Unsettled, settle_when_over};
 use super::{Paywall, usage};
@@ -34,6 +34,8 @@ pub(super) struct Verified {
     pub(super) option: PaymentOption,
     pub(super) payer: String,
     pub(super) receipt: ReceiptHeader,
+    /// When it was sent to be verified: a metered stream's time counts from then.
+    pub(super) at: std::time::Instant,
 }
 
 pub(super) async fn charge<S>(
@@ -174,11 +176,17 @@ where
                 None => {
                     let (request, option) = &candidates[0];
                     let paid = Paid::already_settled(request, option, &served.receipt);
+                    let metered = usage::settles_by_usage(inner_state, request);
+                    let streams = quote.streams();
                     parts.extensions.extend(quote.take_extensions());
                     let body = passthrough.unwrap_or_else(|| Body::from(body));
-                    let mut response = run_paid(inner, parts, body, paid).await;
-                    receipt.attach(response.headers_mut(), &served.receipt);
-                    response
+                    match run_again(inner, parts, body, paid, metered, streams).await {
+                        Some(mut response) => {
+                            receipt.attach(response.headers_mut(), &served.receipt);
+                            response
+                        }
+                        None => replay(not_replayed(receipt, &served.receipt)),
+                    }
                 }
             };
         }
@@ -223,10 +231,16 @@ where
             match recover(inner_state, &request, &idempotency_key).await {
                 Some(recovered) => {
                     let paid = Paid::already_settled(&request.0, &request.1, &recovered);
+                    let metered = usage::settles_by_usage(inner_state, &request.0);
+                    let streams = quote.streams();
                     parts.extensions.extend(quote.take_extensions());
                     let body = passthrough.unwrap_or_else(|| Body::from(body));
-                    let response = run_paid(inner, parts, body, paid).await;
-                    return keep(inner_state, lease, receipt, recovered, response).await;
+                    return match run_again(inner, parts, body, paid, metered, streams).await {
+                        Some(response) => {
+                            keep(inner_state, lease, receipt, recovered, response, metered).await
+                        }
+                        None => refuse_replay(lease, receipt, recovered).await,
+                    };
                 }
                 None => return challenge.respond(&message, &parts.headers, None),
             }
@@ -246,13 +260,11 @@ where
     // 5. Run and settle, in the order the route asks for.
     let (settled_tx, settled_rx) = watch::channel(None);
     let timing = quote.settle_timing().unwrap_or(price.settle);
+    let metered = usage::settles_by_usage(inner_state, &verified.request);
     // A metered stream goes out before its payment settles: admitted before the handler runs
     // when the quote says the answer streams, else once the handler's stream is ready.
     let mut admitted = None;
-    if quote.streams()
-        && timing == SettleTiming::AfterHandler
-        && usage::settles_by_usage(inner_state, &verified.request)
-    {
+    if quote.streams() && timing == SettleTiming::AfterHandler && metered {
         match stream::admit(inner_state, &verified, &challenge, &parts.headers).await {
             Ok(stream) => admitted = Some(stream),
             Err(refusal) => return refusal,
@@ -288,7 +300,8 @@ where
                     "usage reported on a route settled before its handler; the price was settled"
                 );
             }
-            keep(inner_state, lease, verified.receipt, receipt, response).await
+            let kind = verified.receipt;
+            keep(inner_state, lease, kind, receipt, response, metered).await
         }
         SettleTiming::AfterHandler => {
             let headers = parts.headers.clone();
@@ -301,7 +314,7 @@ where
                 return response;
             }
             if let Some(meter) = meter
-                && usage::settles_by_usage(inner_state, &verified.request)
+                && metered
             {
                 // A metered body that streams: sent now, settled when it is over. Not admitted
                 // yet, it is admitted now, or dropped unsent.
@@ -332,11 +345,40 @@ where
             match settle(inner_state, &verified, &idempotency_key).await {
                 Ok(receipt) => {
                     let _ = settled_tx.send(Some(receipt.clone()));
-                    keep(inner_state, lease, verified.receipt, receipt, response).await
+                    let kind = verified.receipt;
+                    keep(inner_state, lease, kind, receipt, response, metered).await
                 }
                 // The handler's body is dropped: nothing paid, nothing served.
                 Err(failure) => challenge.settle_failed(failure, &headers, verified.receipt),
             }
         }
     }
+}
+
+/// Runs the handler again for a request whose payment (`paid`) settled already, charging
+/// nothing more: its answer, or `None` for a metered stream, which is sent once and never
+/// again (a new one would be content nobody pays for). With a payment charged by usage
+/// (`metered`), a stream the quote announced (`streams`) is not run at all, and one that shows
+/// itself by its [`UsageMeter`] is dropped unsent. Any other answer is the lost-answer feature: the same request, the same
+/// payment, served again.
+async fn run_again<S>(
+    inner: S,
+    parts: http::request::Parts,
+    body: Body,
+    paid: Paid,
+    metered: bool,
+    streams: bool,
+) -> Option<Response<Body>>
+where
+    S: Service<Request<Body>, Response = Response<Body>, Error = Infallible>,
+{
+    if metered && streams {
+        return None;
+    }
+    let response = run_paid(inner, parts, body, paid).await;
+    if metered && response.extensions().get::<UsageMeter>().is_some() {
+        tracing::warn!("a settled metered stream was asked for again; it is not sent again");
+        return None;
+    }
+    Some(response)
 }

@@ -123,13 +123,16 @@ pub(super) fn replay(stored: StoredResponse) -> Response<Body> {
 
 /// Attaches the receipt, and records in the guard what the payment bought: the response
 /// itself when its body is in memory and small enough to keep, else only that it was served
-/// (a retry then runs the handler again, charged nothing).
+/// (a retry then runs the handler again, charged nothing), or, for a payment charged for what
+/// it used (`metered`), that it is not served again ([`not_replayed`]): one payment, one
+/// metered answer.
 pub(super) async fn keep(
     inner: &Inner,
     lease: Lease,
     kind: ReceiptHeader,
     receipt: SettleResponse,
     mut response: Response<Body>,
+    metered: bool,
 ) -> Response<Body> {
     kind.attach(response.headers_mut(), &receipt);
     let limit = inner.config.response_cache.max_entry_bytes as u64;
@@ -145,16 +148,7 @@ pub(super) async fn keep(
                 let bytes = collected.to_bytes();
                 let stored = StoredResponse {
                     status: parts.status.as_u16(),
-                    headers: parts
-                        .headers
-                        .iter()
-                        .map(|(name, value)| {
-                            (
-                                name.as_str().to_owned(),
-                                Bytes::copy_from_slice(value.as_bytes()),
-                            )
-                        })
-                        .collect(),
+                    headers: stored_headers(&parts.headers),
                     body: bytes.clone(),
                 };
                 (Response::from_parts(parts, Body::from(bytes)), Some(stored))
@@ -167,10 +161,65 @@ pub(super) async fn keep(
     } else {
         (response, None)
     };
+    let stored = match stored {
+        None if metered => Some(not_replayed(kind, &receipt)),
+        stored => stored,
+    };
     if let Err(error) = lease.served(receipt, stored).await {
         tracing::warn!(%error, "could not keep a paid response; a retry will run it again");
     }
     response
+}
+
+/// Records in the guard that the payment settled with `receipt` bought a metered answer that
+/// is not served again, and answers so ([`not_replayed`]).
+pub(super) async fn refuse_replay(
+    lease: Lease,
+    kind: ReceiptHeader,
+    receipt: SettleResponse,
+) -> Response<Body> {
+    let stored = not_replayed(kind, &receipt);
+    if let Err(error) = lease.served(receipt, Some(stored.clone())).await {
+        tracing::warn!(%error, "could not record a settled metered payment");
+    }
+    replay(stored)
+}
+
+/// What a retry of a request whose payment settled for what its answer used gets: 409, the
+/// receipt, and why. Such an answer (a stream, or one too large to keep) is not sent again:
+/// running the handler again would serve new content that nobody pays for.
+pub(super) fn not_replayed(kind: ReceiptHeader, receipt: &SettleResponse) -> StoredResponse {
+    let rejection = Rejection::bad_request(format!(
+        "{}: this payment bought an answer charged for what it used (a streamed answer, or one \
+         too large to keep), which was sent; it is not sent again, sign a new payment for a \
+         new answer",
+        ReasonCode::PAYMENT_ALREADY_USED
+    ))
+    .with_status(http::StatusCode::CONFLICT);
+    let mut headers = http::HeaderMap::new();
+    headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    kind.attach(&mut headers, receipt);
+    StoredResponse {
+        status: rejection.status.as_u16(),
+        headers: stored_headers(&headers),
+        body: Bytes::from(rejection.body.to_string()),
+    }
+}
+
+/// `headers` as the guard keeps them.
+fn stored_headers(headers: &http::HeaderMap) -> Vec<(String, Bytes)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            (
+                name.as_str().to_owned(),
+                Bytes::copy_from_slice(value.as_bytes()),
+            )
+        })
+        .collect()
 }
 
 pub(super) fn body_refused(
@@ -216,6 +265,7 @@ pub(super) async fn verify(
     candidates: Vec<(PaymentRequest, PaymentOption)>,
     receipt: ReceiptHeader,
 ) -> Result<Verified, Refusal> {
+    let at = Instant::now();
     let mut last_refusal = String::new();
     let mut last_reason = None;
     let mut spent = None;
@@ -232,6 +282,7 @@ pub(super) async fn verify(
                 option,
                 payer,
                 receipt,
+                at,
             });
         }
         if answer

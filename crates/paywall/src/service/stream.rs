@@ -4,14 +4,18 @@
 //! the client went away. An event stream that ended gets one last event carrying the receipt
 //! ([`RECEIPT_EVENT`]); no `PAYMENT-RESPONSE` header can carry it, as the headers left first.
 //!
-//! Settling happens exactly once per response: the settlement is taken out of the body the
-//! first time the body ends, fails or is dropped, and runs in its own task (a drop cannot
-//! wait). A payment cannot settle once it has expired, so a stream is not allowed to outlive
-//! it: one still going [`SETTLE_MARGIN`] before the offer's `maxTimeoutSeconds` have passed
-//! since it started, or [`DEADLINE_MARGIN`] before the last second its payment can settle
+//! Settling happens exactly once per response: the settlement is taken out of a slot the body
+//! shares with a watchdog task the first time the body ends, fails or is dropped, or the
+//! watchdog's time comes, and runs in its own task (a drop cannot wait). A payment cannot
+//! settle once it has expired, so a stream is not allowed to outlive it: one still going
+//! [`SETTLE_MARGIN`] before the offer's `maxTimeoutSeconds` have passed since its payment was
+//! verified, or [`DEADLINE_MARGIN`] before the last second its payment can settle
 //! ([`SchemeServer::settle_by`](x402_proto::SchemeServer::settle_by), the payer's signed
 //! deadline), is cut off there and settled (a client reading slowly, or a payer signing a
-//! short deadline, cannot run the payment out).
+//! short deadline, cannot run the payment out). The watchdog settles at the cut-off whether or
+//! not the body is polled: a client that stops reading but keeps its connection open leaves
+//! the server unable to write, and the server then stops polling the body; the body, polled
+//! again after the cut-off, sends nothing more.
 //!
 //! Content that goes out before its payment settles can be left unpaid: the payer may move its
 //! funds away meanwhile. So a stream is admitted ([`admit`]) only when its payment leaves at
@@ -21,28 +25,29 @@
 //! payer's is recorded in the guard, and that payer is served no more streams.
 
 use std::pin::Pin;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, ready};
 use std::time::Duration;
 
 use axum::body::Body;
 use bytes::Bytes;
-use http::{HeaderMap, HeaderValue, Response, StatusCode, header};
+use http::{HeaderMap, Response, StatusCode, header};
 use http_body::{Frame, SizeHint};
-use tokio::sync::watch;
+use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
+use tokio::time::Instant;
 use x402_proto::{
     FacilitatorError, IdempotencyKey, PaymentId, ReasonCode, SettleResponse, UsageMeter,
     encode_header,
 };
 
-use crate::guard::{Lease, StoredResponse, StreamAdmission, StreamTicket, UnpaidStream};
+use crate::guard::{Lease, StreamAdmission, StreamTicket, UnpaidStream};
 use crate::price::Rejection;
 use crate::response::{self, Challenge};
 
 use super::Inner;
 use super::charge::Verified;
-use super::steps::{SettleFailure, settle};
+use super::steps::{SettleFailure, not_replayed, settle};
 use super::usage::{self, Report};
 
 /// The name of the server-sent event that ends a metered event stream: its `data` is the
@@ -103,11 +108,11 @@ fn unix_now() -> u64 {
         .map_or(0, |since| since.as_secs())
 }
 
-/// A metered stream admitted to go out: its payer's hold on a stream, and how long it may run.
+/// A metered stream admitted to go out: its payer's hold on a stream, and when it is cut off.
 pub(super) struct Admitted {
     /// Held until the stream is over (settled or recorded unpaid); dropped, it lets go.
     _ticket: StreamTicket,
-    window: Duration,
+    cut_off: Instant,
 }
 
 /// Admits the metered stream `verified` pays for, before it goes out (before the handler runs
@@ -128,7 +133,11 @@ pub(super) async fn admit(
         .find(|s| s.scheme() == paid.scheme)
         .and_then(|scheme| scheme.settle_by(verified.request.payload()));
     let now = unix_now();
-    let window = stream_window(paid.max_timeout_seconds, settle_by, now);
+    // The offer's window counts from when the payment was verified (the handler may have
+    // taken a while to start its stream); the payment's deadline is a point in time.
+    let since_verified = verified.at.elapsed();
+    let window = stream_window(paid.max_timeout_seconds, settle_by, now)
+        .min(offer_window(paid.max_timeout_seconds).saturating_sub(since_verified));
     let least = least_window(paid.max_timeout_seconds);
     if window < least {
         let message = format!(
@@ -150,7 +159,7 @@ pub(super) async fn admit(
     {
         Ok(StreamAdmission::Granted) => Ok(Admitted {
             _ticket: StreamTicket::new(guard.clone(), verified.payer.clone()),
-            window,
+            cut_off: Instant::now() + window,
         }),
         Ok(StreamAdmission::Unpaid(unpaid)) => {
             tracing::warn!(payer = %verified.payer, %unpaid, "a payer who left a stream unpaid asked for another; refused");
@@ -304,36 +313,8 @@ fn unavailable(verified: &Verified, error: &FacilitatorError) -> SettleResponse 
     )
 }
 
-/// What a retry of a settled streamed request gets: 409, the receipt, and why.
-fn not_replayed(kind: crate::response::ReceiptHeader, receipt: &SettleResponse) -> StoredResponse {
-    let rejection = Rejection::bad_request(format!(
-        "{}: this payment bought a streamed answer, which was sent and charged for what was \
-         sent; a stream is not sent again, sign a new payment for a new answer",
-        ReasonCode::PAYMENT_ALREADY_USED
-    ))
-    .with_status(StatusCode::CONFLICT);
-    let mut headers = HeaderMap::new();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    kind.attach(&mut headers, receipt);
-    StoredResponse {
-        status: rejection.status.as_u16(),
-        headers: headers
-            .iter()
-            .map(|(name, value)| {
-                (
-                    name.as_str().to_owned(),
-                    Bytes::copy_from_slice(value.as_bytes()),
-                )
-            })
-            .collect(),
-        body: Bytes::from(rejection.body.to_string()),
-    }
-}
-
-/// `response` with its body wrapped so that the payment is settled when the body is over.
+/// `response` with its body wrapped so that the payment is settled when the body is over, or
+/// at the cut-off by a watchdog task if the body is not over by then (polled or not).
 pub(super) fn settle_when_over(unsettled: Unsettled, response: Response<Body>) -> Response<Body> {
     let (parts, body) = response.into_parts();
     let event_stream = parts
@@ -341,11 +322,22 @@ pub(super) fn settle_when_over(unsettled: Unsettled, response: Response<Body>) -
         .get(header::CONTENT_TYPE)
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.trim_start().starts_with("text/event-stream"));
-    let cut_off = unsettled.admitted.window;
+    let cut_off = unsettled.admitted.cut_off;
+    let (receipt_tx, receipt_rx) = oneshot::channel();
+    let slot: Slot = Arc::new(Mutex::new(Some((unsettled, receipt_tx))));
+    let watched = slot.clone();
+    let watchdog = tokio::spawn(async move {
+        tokio::time::sleep_until(cut_off).await;
+        if start_settling(&watched) {
+            tracing::warn!("{CUT_OFF}");
+        }
+    });
     let body = MeteredBody {
         body,
-        cut_off: Box::pin(tokio::time::sleep(cut_off)),
-        unsettled: Some(unsettled),
+        cut_off: Box::pin(tokio::time::sleep_until(cut_off)),
+        slot,
+        watchdog,
+        settled: Some(receipt_rx),
         receipt: None,
         event_stream,
         tail: [b'\n'; 2],
@@ -354,15 +346,53 @@ pub(super) fn settle_when_over(unsettled: Unsettled, response: Response<Body>) -
     Response::from_parts(parts, Body::new(body))
 }
 
+/// Logged when a stream is cut off.
+const CUT_OFF: &str = "a metered stream outlived the time its payment leaves to settle it; it is \
+    cut off and settled";
+
+/// What a stream still has to settle, and where its receipt goes, shared by its body and its
+/// watchdog: whichever takes it first settles (once).
+type Slot = Arc<Mutex<Option<(Unsettled, oneshot::Sender<SettleResponse>)>>>;
+
+/// Starts settling what `slot` holds, in its own task, unless it has started already: whether
+/// this call started it.
+fn start_settling(slot: &Slot) -> bool {
+    let taken = slot
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take();
+    let Some((unsettled, receipt)) = taken else {
+        return false;
+    };
+    match tokio::runtime::Handle::try_current() {
+        Ok(runtime) => {
+            runtime.spawn(async move {
+                let _ = receipt.send(unsettled.settle().await);
+            });
+        }
+        Err(_) => {
+            tracing::error!(
+                payer = %unsettled.verified.payer,
+                "a streamed response ended outside a runtime; it cannot be settled"
+            );
+        }
+    }
+    true
+}
+
 /// The handler's body, passed through; when it is over, the settlement starts.
 struct MeteredBody {
     body: Body,
     /// When the stream is cut off, to be settled while its payment is still good.
     cut_off: Pin<Box<tokio::time::Sleep>>,
-    /// Taken when the settlement starts: it starts once.
-    unsettled: Option<Unsettled>,
-    /// For an event stream that ended: the settlement, whose receipt is the last event.
-    receipt: Option<JoinHandle<SettleResponse>>,
+    /// The settlement, until the body or the watchdog starts it.
+    slot: Slot,
+    /// Settles at the cut-off if the body has not ended by then; stopped once it has.
+    watchdog: JoinHandle<()>,
+    /// The settlement's receipt, whoever started it.
+    settled: Option<oneshot::Receiver<SettleResponse>>,
+    /// For an event stream that ended: the receipt to send as the last event.
+    receipt: Option<oneshot::Receiver<SettleResponse>>,
     event_stream: bool,
     /// The last two bytes sent, to end the last event before the receipt's.
     tail: [u8; 2],
@@ -370,28 +400,22 @@ struct MeteredBody {
 }
 
 impl MeteredBody {
-    /// Ends the stream: settles, and for an event stream waits to send the receipt.
-    fn end(&mut self) {
+    /// Ends the stream: settles, and for an event stream waits to send the receipt. Whether
+    /// this started the settlement.
+    fn end(&mut self) -> bool {
         self.over = true;
-        let settling = self.start_settling();
+        let started = self.settle();
         if self.event_stream {
-            self.receipt = settling;
+            self.receipt = self.settled.take();
         }
+        started
     }
 
-    /// Starts the settlement, unless it has started already.
-    fn start_settling(&mut self) -> Option<JoinHandle<SettleResponse>> {
-        let unsettled = self.unsettled.take()?;
-        match tokio::runtime::Handle::try_current() {
-            Ok(runtime) => Some(runtime.spawn(unsettled.settle())),
-            Err(_) => {
-                tracing::error!(
-                    payer = %unsettled.verified.payer,
-                    "a streamed response ended outside a runtime; it cannot be settled"
-                );
-                None
-            }
-        }
+    /// Starts the settlement unless it has started already (the watchdog is not needed
+    /// then): whether this started it.
+    fn settle(&mut self) -> bool {
+        self.watchdog.abort();
+        start_settling(&self.slot)
     }
 }
 
@@ -432,8 +456,8 @@ impl http_body::Body for MeteredBody {
                 this.receipt = None;
                 return Poll::Ready(match settled {
                     Ok(receipt) => Some(Ok(Frame::data(receipt_event(this.tail, &receipt)))),
-                    Err(error) => {
-                        tracing::error!(%error, "the settlement of a streamed response failed");
+                    Err(_) => {
+                        tracing::error!("the settlement of a streamed response gave no receipt");
                         None
                     }
                 });
@@ -442,11 +466,9 @@ impl http_body::Body for MeteredBody {
                 return Poll::Ready(None);
             }
             if this.cut_off.as_mut().poll(cx).is_ready() {
-                tracing::warn!(
-                    "a metered stream outlived the time its payment leaves to settle it; it is \
-                     cut off and settled"
-                );
-                this.end();
+                if this.end() {
+                    tracing::warn!("{CUT_OFF}");
+                }
                 continue;
             }
             match ready!(Pin::new(&mut this.body).poll_frame(cx)) {
@@ -459,10 +481,12 @@ impl http_body::Body for MeteredBody {
                 Some(Err(error)) => {
                     // The handler's stream broke off: settle what went out before it.
                     this.over = true;
-                    this.start_settling();
+                    this.settle();
                     return Poll::Ready(Some(Err(error)));
                 }
-                None => this.end(),
+                None => {
+                    this.end();
+                }
             }
         }
     }
@@ -477,7 +501,7 @@ impl Drop for MeteredBody {
     fn drop(&mut self) {
         // The client went away (the server drops the body), or the body was read to its end:
         // then the settlement has started already and this does nothing.
-        self.start_settling();
+        self.settle();
     }
 }
 

@@ -2,6 +2,8 @@
 //! an axum app with a few priced routes.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod streams;
+
 use std::sync::Arc;
 use std::time::Duration;
 
