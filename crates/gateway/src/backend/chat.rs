@@ -178,6 +178,10 @@ pub struct ChatJob {
     pub upstream: Upstream,
     /// The billed tokens.
     pub tokens: u64,
+    /// Whether the client asked for the usage chunk of a stream
+    /// (`stream_options.include_usage`); the upstream is always asked, and its usage chunk is
+    /// passed on only then.
+    pub usage_to_client: bool,
 }
 
 impl ChatJob {
@@ -193,6 +197,7 @@ impl ChatJob {
             request,
             upstream,
             tokens,
+            usage_to_client: input["stream_options"]["include_usage"] == Value::Bool(true),
         })
     }
 

@@ -9,6 +9,9 @@
 //! (an upstream sends at least a token in each), and any `usage` seen along the way (a running
 //! count never lowers the estimate). Lines that are not `data:`, and data that is not JSON, are
 //! skipped; nothing after `data: [DONE]` counts.
+//!
+//! OpenAI sends the usage chunk only to a client that asked for it, and a client that did not
+//! may read `choices[0]` of every chunk: [`SseFilter`] passes the stream on without it.
 
 use serde_json::Value;
 
@@ -58,16 +61,11 @@ impl CompletionCounter {
     }
 
     fn read_line(&mut self, line: &[u8]) {
-        let line = line.strip_suffix(b"\r").unwrap_or(line);
-        if line.is_empty() {
+        if is_blank(line) {
             let data = std::mem::take(&mut self.data);
             self.read_event(&data);
-        } else if let Some(value) = line.strip_prefix(b"data:") {
-            let value = value.strip_prefix(b" ").unwrap_or(value);
-            if !self.data.is_empty() {
-                self.data.push('\n');
-            }
-            self.data.push_str(&String::from_utf8_lossy(value));
+        } else if let Some(value) = data_value(line) {
+            push_data(&mut self.data, value);
         }
     }
 
@@ -109,6 +107,86 @@ impl CompletionCounter {
             self.counted = Some(prompt.saturating_add(completion));
         }
     }
+}
+
+/// An event stream passed on without the upstream's usage-only event (a `data:` JSON chunk
+/// whose `choices` are empty or absent and which carries a `usage`), for a client that did not
+/// ask for it. Everything else goes on byte for byte, in order, each event as soon as its
+/// blank line arrives (`\n\n` or `\r\n\r\n`); only the bytes of an event not yet ended are
+/// held, until it ends or [`SseFilter::finish`].
+#[derive(Debug, Default)]
+pub struct SseFilter {
+    /// The bytes of the event not yet ended.
+    held: Vec<u8>,
+    /// Where the line not yet ended starts in `held`.
+    line_start: usize,
+}
+
+impl SseFilter {
+    /// Reads the next bytes of the stream: what to pass on now.
+    pub fn pass(&mut self, bytes: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut event_start = 0;
+        let mut from = self.held.len();
+        self.held.extend_from_slice(bytes);
+        while let Some(newline) = self.held[from..].iter().position(|b| *b == b'\n') {
+            let end = from + newline + 1;
+            if is_blank(&self.held[self.line_start..end - 1]) {
+                let event = &self.held[event_start..end];
+                if !is_usage_only(event) {
+                    out.extend_from_slice(event);
+                }
+                event_start = end;
+            }
+            self.line_start = end;
+            from = end;
+        }
+        self.held.drain(..event_start);
+        self.line_start -= event_start;
+        out
+    }
+
+    /// The stream is over (ended or broken): the bytes still held, passed on as they are.
+    pub fn finish(&mut self) -> Vec<u8> {
+        self.line_start = 0;
+        std::mem::take(&mut self.held)
+    }
+}
+
+/// Whether `event` (its lines, its blank line) is a usage-only chunk.
+fn is_usage_only(event: &[u8]) -> bool {
+    let mut data = String::new();
+    event
+        .split(|b| *b == b'\n')
+        .filter_map(data_value)
+        .for_each(|value| push_data(&mut data, value));
+    let Ok(chunk) = serde_json::from_str::<Value>(&data) else {
+        return false;
+    };
+    let no_choices = chunk
+        .get("choices")
+        .is_none_or(|choices| choices.as_array().is_some_and(Vec::is_empty));
+    no_choices && chunk.get("usage").is_some_and(Value::is_object)
+}
+
+/// Whether a line (without its `\n`) is blank: the end of an event.
+fn is_blank(line: &[u8]) -> bool {
+    line.is_empty() || line == b"\r"
+}
+
+/// The value of a `data:` line (without its `\n`).
+fn data_value(line: &[u8]) -> Option<&[u8]> {
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let value = line.strip_prefix(b"data:")?;
+    Some(value.strip_prefix(b" ").unwrap_or(value))
+}
+
+/// Adds a `data:` line's value to an event's data.
+fn push_data(data: &mut String, value: &[u8]) {
+    if !data.is_empty() {
+        data.push('\n');
+    }
+    data.push_str(&String::from_utf8_lossy(value));
 }
 
 #[cfg(test)]
@@ -284,5 +362,71 @@ mod tests {
     fn a_multi_line_event_is_one_json_document() {
         let stream = "data: {\"choices\": [{\"delta\":\ndata: {\"content\": \"abcdefgh\"}}]}\n\n";
         assert_eq!(counted(stream.as_bytes(), 10), 2);
+    }
+
+    /// What a client gets of `stream` fed in chunks of `size`, and what each feed passed on.
+    fn filtered(stream: &[u8], size: usize) -> (Vec<u8>, Vec<Vec<u8>>) {
+        let mut filter = SseFilter::default();
+        let mut passes: Vec<Vec<u8>> = stream.chunks(size).map(|c| filter.pass(c)).collect();
+        passes.push(filter.finish());
+        (passes.concat(), passes)
+    }
+
+    #[test]
+    fn the_usage_only_event_is_dropped_and_the_rest_passes_byte_for_byte() {
+        let kept = [
+            ": keep-alive\n\n".to_owned(),
+            chunk("你好"),
+            event(
+                json!({"choices": [{"delta": {"content": "ab"}}], "usage": {"prompt_tokens": 3, "completion_tokens": 1}}),
+            ),
+            "event: ping\ndata: not json\n\n".to_owned(),
+        ]
+        .concat();
+        let stream = format!("{kept}{}data: [DONE]\n\n", usage_chunk(9, 42));
+        for size in [1, 2, 5, 13, stream.len()] {
+            let (out, _) = filtered(stream.as_bytes(), size);
+            assert_eq!(
+                String::from_utf8(out).unwrap(),
+                format!("{kept}data: [DONE]\n\n"),
+                "chunks of {size}"
+            );
+        }
+        // A usage without choices at all is dropped too (one with a choice is kept, above).
+        let bare = event(json!({"usage": {"prompt_tokens": 1, "completion_tokens": 1}}));
+        assert!(filtered(bare.as_bytes(), 4).0.is_empty());
+    }
+
+    #[test]
+    fn crlf_events_are_read_and_kept_as_they_came() {
+        let crlf = |s: String| s.replace('\n', "\r\n");
+        let kept = crlf(format!("{}{}", chunk("ab"), "data: [DONE]\n\n"));
+        let stream = format!("{}{}{kept}", crlf(chunk("cd")), crlf(usage_chunk(1, 2)));
+        for size in [1, 3, stream.len()] {
+            let (out, _) = filtered(stream.as_bytes(), size);
+            assert_eq!(out, format!("{}{kept}", crlf(chunk("cd"))).as_bytes());
+        }
+    }
+
+    #[test]
+    fn an_event_goes_on_as_soon_as_it_ends_and_a_partial_one_at_the_end() {
+        let first = chunk("ab");
+        let mut filter = SseFilter::default();
+        // Its blank line not yet come: held.
+        assert!(filter.pass(&first.as_bytes()[..first.len() - 1]).is_empty());
+        // The blank line and the start of the next event: the first goes on, whole.
+        assert_eq!(filter.pass(b"\ndata: {\"cho"), first.as_bytes());
+        // A stream that breaks there: the partial event is flushed as it is.
+        assert_eq!(filter.finish(), b"data: {\"cho");
+        assert!(filter.finish().is_empty());
+        // Several events in one chunk go on at once, a usage-only one in the middle dropped.
+        let stream = format!("{}{}{}", chunk("a"), usage_chunk(1, 1), chunk("b"));
+        let (out, passes) = filtered(stream.as_bytes(), stream.len());
+        assert_eq!(out, format!("{}{}", chunk("a"), chunk("b")).as_bytes());
+        assert!(passes.last().unwrap().is_empty());
+        // An unterminated usage chunk at the end is flushed, not judged.
+        let cut = usage_chunk(1, 1);
+        let cut = cut.trim_end();
+        assert_eq!(filtered(cut.as_bytes(), 7).0, cut.as_bytes());
     }
 }

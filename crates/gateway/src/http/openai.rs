@@ -1,10 +1,12 @@
 //! OpenAI's `/v1/embeddings` and `/v1/chat/completions`, and the event streams they pass
 //! through.
 
+use bytes::Bytes;
+use futures_util::Stream;
 use x402_proto::{Usage, UsageMeter};
 
 use super::*;
-use crate::backend::chat_stream::CompletionCounter;
+use crate::backend::chat_stream::{CompletionCounter, SseFilter};
 
 /// The upstream's event stream for `prepared`, passed through and metered as it goes: the
 /// response carries a [`UsageMeter`] that the paywall settles under `upto` once the stream is
@@ -17,20 +19,21 @@ pub(super) fn event_stream(
     let ChatAnswer::Stream(stream) = answer else {
         return backend_error(&BackendError::Failed("expected a stream".into()));
     };
-    let (body, meter) = match chat_meter(state, prepared) {
-        Some((meter, mut passed_on)) => {
-            let stream = stream.map(move |chunk| {
-                if let Ok(bytes) = &chunk {
-                    passed_on(&bytes[..]);
-                }
-                chunk.map_err(std::io::Error::other)
-            });
-            (Body::from_stream(stream), Some(meter))
+    let (mut passed_on, meter) = match chat_meter(state, prepared) {
+        Some((meter, passed_on)) => (Some(passed_on), Some(meter)),
+        None => (None, None),
+    };
+    let stream = stream.map(move |chunk| {
+        if let (Ok(bytes), Some(passed_on)) = (&chunk, passed_on.as_mut()) {
+            passed_on(&bytes[..]);
         }
-        None => (
-            Body::from_stream(stream.map(|chunk| chunk.map_err(std::io::Error::other))),
-            None,
-        ),
+        chunk.map_err(std::io::Error::other)
+    });
+    let body = match prepared.task.as_ref() {
+        task::Task::Chat(job) if !job.usage_to_client => {
+            Body::from_stream(without_usage_chunk(stream))
+        }
+        _ => Body::from_stream(stream),
     };
     let mut response = Response::builder()
         .header(header::CONTENT_TYPE, "text/event-stream")
@@ -43,11 +46,33 @@ pub(super) fn event_stream(
     response
 }
 
-/// The meter of a streamed chat answer, and what to call with each chunk passed on: it reads
-/// the prompt's cost at first, then the cost of the tokens the chunks passed on so far used
-/// (the upstream's count once it comes, else the conservative count of
-/// [`CompletionCounter::tokens`]), never more than the tokens paid for. `None` when the service's price does not
-/// convert (the price paid is then settled).
+/// `stream` without the upstream's usage-only chunk, for a client that did not ask for it (the
+/// meter has read it before): see [`SseFilter`]. What is held of an event not yet ended goes
+/// on when the stream ends or breaks.
+fn without_usage_chunk(
+    stream: impl Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+) -> impl Stream<Item = std::io::Result<Bytes>> + Send + 'static {
+    stream
+        .map(Some)
+        .chain(futures_util::stream::once(std::future::ready(None)))
+        .scan(SseFilter::default(), |filter, chunk| {
+            let out = match chunk {
+                Some(Ok(bytes)) => vec![Ok(filter.pass(&bytes))],
+                Some(Err(error)) => vec![Ok(filter.finish()), Err(error)],
+                None => vec![Ok(filter.finish())],
+            };
+            std::future::ready(Some(futures_util::stream::iter(out)))
+        })
+        .flatten()
+        .filter(|out| std::future::ready(out.as_ref().map_or(true, |bytes| !bytes.is_empty())))
+        .map(|out| out.map(Bytes::from))
+}
+
+/// The meter of a streamed chat answer, and what to call with each chunk read from the
+/// upstream (before [`without_usage_chunk`] drops any): it reads the prompt's cost at first,
+/// then the cost of the tokens the chunks read so far used (the upstream's count once it comes,
+/// else the conservative count of [`CompletionCounter::tokens`]), never more than the tokens
+/// paid for. `None` when the service's price does not convert (the price paid is then settled).
 fn chat_meter(
     state: &Arc<AppState>,
     prepared: &Prepared,
