@@ -130,6 +130,11 @@ pub struct PaymentConfig {
     /// Whether every payment must carry a `payment-identifier` id (default false).
     #[serde(default)]
     pub require_payment_identifier: bool,
+    /// How many metered streams (answers streamed under `upto`, sent before their payment
+    /// settles) one payer may have unsettled at once (default 1, at least 1); more are
+    /// answered 429 until one is over.
+    #[serde(default = "default_streams_per_payer")]
+    pub streams_per_payer: usize,
 }
 
 impl PaymentConfig {
@@ -142,6 +147,7 @@ impl PaymentConfig {
             paid_response_ttl_seconds: default_paid_response_ttl_seconds(),
             paid_response_cache_bytes: default_paid_response_cache_bytes(),
             require_payment_identifier: false,
+            streams_per_payer: default_streams_per_payer(),
         }
     }
 }
@@ -154,6 +160,9 @@ fn default_paid_response_ttl_seconds() -> u64 {
 }
 fn default_paid_response_cache_bytes() -> usize {
     64 * 1024 * 1024
+}
+fn default_streams_per_payer() -> usize {
+    1
 }
 
 /// One accepted asset.
@@ -318,6 +327,12 @@ impl GatewayConfig {
                 "list at least one accepted asset ([[payment.accepts]] with network and asset)",
             ));
         }
+        if self.payment.streams_per_payer == 0 {
+            return Err(invalid(
+                "payment.streams_per_payer",
+                "at least 1 (a payer's metered streams unsettled at once)",
+            ));
+        }
         for (i, accept) in self.payment.accepts.iter().enumerate() {
             let key = |field: &str| format!("payment.accepts[{i}].{field}");
             if accept.network.evm_chain_id().is_none() {
@@ -396,6 +411,7 @@ asset = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
         assert_eq!(config.payment.accepts[0].decimals, 6);
         assert_eq!(config.payment.accepts[0].name, "USD Coin");
         assert_eq!(config.payment.max_timeout_seconds, 300);
+        assert_eq!(config.payment.streams_per_payer, 1);
         assert!(config.facilitator.is_none());
         assert_eq!(config.jobs_db, Path::new("gateway-jobs.db"));
         assert_eq!(config.limits.job_attempts, 3);
@@ -428,6 +444,14 @@ asset = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
                 &["services.pdf-parse.upstream"],
             ),
             (bad_pay_to, &["payment.pay_to"]),
+            (
+                MINIMAL.replace("[payment]\n", "[payment]\nstreams_per_payer = 0\n"),
+                &["payment.streams_per_payer", "at least 1"],
+            ),
+            (
+                MINIMAL.replace("[payment]\n", "[payment]\nstream_per_payer = 2\n"),
+                &["stream_per_payer"],
+            ),
         ] {
             let refused = GatewayConfig::parse(&text).unwrap_err().to_string();
             for key in named {
@@ -439,6 +463,14 @@ asset = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
     #[test]
     fn the_example_config_parses() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/gateway.toml");
-        GatewayConfig::load(Path::new(path)).unwrap();
+        let config = GatewayConfig::load(Path::new(path)).unwrap();
+        assert_eq!(config.payment.streams_per_payer, 1);
+    }
+
+    #[test]
+    fn streams_per_payer_is_read() {
+        let text = MINIMAL.replace("[payment]\n", "[payment]\nstreams_per_payer = 3\n");
+        let config = GatewayConfig::parse(&text).unwrap();
+        assert_eq!(config.payment.streams_per_payer, 3);
     }
 }

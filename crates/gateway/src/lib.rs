@@ -107,11 +107,25 @@ pub fn configured_facilitator(config: &GatewayConfig) -> Result<Arc<dyn Facilita
     Ok(Arc::new(facilitator))
 }
 
+/// The gateway's routes and the paywall in front of them, which a server shutting down asks
+/// to settle the streams still running ([`Paywall::settle_pending`]).
+#[derive(Clone, Debug)]
+pub struct App {
+    /// The routes (more may be mounted before serving).
+    pub router: axum::Router,
+    /// The paywall the routes are paid through.
+    pub paywall: Paywall,
+}
+
+/// How long a gateway shutting down waits for the settlements of streams still running
+/// (a settlement may wait this long for a facilitator that answers `settlement_pending`).
+pub const SETTLE_AT_SHUTDOWN: Duration = Duration::from_secs(60);
+
 /// Loads the backends and builds the app, paid through `facilitator`.
 pub async fn app(
     config: &GatewayConfig,
     facilitator: Arc<dyn Facilitator>,
-) -> Result<axum::Router, StartError> {
+) -> Result<App, StartError> {
     config.check()?;
     let backends = Backends::load(config).await;
     let registry = Registry::new(config, &backends)?;
@@ -130,6 +144,7 @@ pub async fn app(
                 ..ResponseCacheConfig::default()
             },
             require_payment_identifier: config.payment.require_payment_identifier,
+            streams_per_payer: config.payment.streams_per_payer,
             ..PaywallConfig::default()
         },
     )
@@ -166,7 +181,10 @@ pub async fn app(
     if resumed > 0 {
         tracing::info!(resumed, "jobs left unfinished are running again");
     }
-    Ok(http::router(state, &paywall))
+    Ok(App {
+        router: http::router(state, &paywall),
+        paywall,
+    })
 }
 
 /// A gateway serving in the background.
@@ -175,6 +193,7 @@ pub struct RunningGateway {
     addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
+    paywall: Paywall,
 }
 
 impl RunningGateway {
@@ -188,13 +207,25 @@ impl RunningGateway {
         format!("http://{}", self.addr)
     }
 
-    /// Stops taking requests and lets those in progress finish.
+    /// Stops taking requests and lets those in progress finish; metered streams still
+    /// running are cut off (settled for what they delivered, so that their connections end),
+    /// and their settlements are waited for, at most [`SETTLE_AT_SHUTDOWN`], before this
+    /// returns.
     pub async fn shutdown(mut self) {
         if let Some(signal) = self.shutdown.take() {
             let _ = signal.send(());
         }
+        self.paywall.cut_off_streams();
         if let Err(error) = (&mut self.server).await {
             tracing::warn!(%error, "gateway server task failed");
+        }
+        // After the connections: a stream admitted meanwhile is settled too.
+        let unfinished = self.paywall.settle_pending(SETTLE_AT_SHUTDOWN).await;
+        if unfinished > 0 {
+            tracing::error!(
+                unfinished,
+                "streamed answers' settlements left unfinished at shutdown"
+            );
         }
     }
 }
@@ -214,10 +245,7 @@ pub async fn start(
 }
 
 /// Serves `app` (the gateway's routes, perhaps with more mounted) on `config.listen`.
-pub async fn serve(
-    config: &GatewayConfig,
-    app: axum::Router,
-) -> Result<RunningGateway, StartError> {
+pub async fn serve(config: &GatewayConfig, app: App) -> Result<RunningGateway, StartError> {
     let cannot_bind = |source| StartError::Bind {
         addr: config.listen,
         source,
@@ -229,7 +257,7 @@ pub async fn serve(
     let (shutdown, stop) = oneshot::channel::<()>();
     // The server stops when `shutdown` is sent or dropped.
     let server = tokio::spawn(
-        axum::serve(listener, app)
+        axum::serve(listener, app.router)
             .with_graceful_shutdown(stop.map(drop))
             .into_future(),
     );
@@ -238,5 +266,6 @@ pub async fn serve(
         addr,
         shutdown: Some(shutdown),
         server,
+        paywall: app.paywall,
     })
 }

@@ -5,6 +5,7 @@
 //! settled; [`stream`] settles a metered response whose body streams once the body is over.
 
 mod charge;
+mod deferred;
 pub(crate) mod steps;
 mod stream;
 mod usage;
@@ -97,6 +98,8 @@ struct Inner {
     /// Which options the facilitator serves (by index), as found at [`Paywall::initialize`];
     /// `None` until then.
     served: Arc<std::sync::RwLock<Option<Vec<bool>>>>,
+    /// Settlements deferred until a streamed response is over, for a shutdown to wait for.
+    deferred: Arc<deferred::Deferred>,
 }
 
 impl Inner {
@@ -179,6 +182,7 @@ impl Paywall {
                 kinds: Arc::default(),
                 gas_sponsoring: Arc::default(),
                 served: Arc::default(),
+                deferred: Arc::default(),
             }),
         })
     }
@@ -201,6 +205,34 @@ impl Paywall {
         Self {
             inner: Arc::new(inner),
         }
+    }
+
+    /// For a server shutting down, once it takes no more requests: cuts off the metered
+    /// streams still running (each is settled for what it delivered so far, and an event
+    /// stream still read gets its receipt event), then waits until every settlement deferred
+    /// until a stream's end has finished, at most `timeout`. Those still unfinished then are
+    /// logged with their payer and payment, and counted in the answer (0: all settled).
+    /// Streams that start afterwards are cut off at once.
+    pub async fn settle_pending(&self, timeout: Duration) -> usize {
+        self.cut_off_streams();
+        let unfinished = self.inner.deferred.settled(timeout).await;
+        for (payer, payment) in &unfinished {
+            tracing::error!(
+                %payer,
+                %payment,
+                ?timeout,
+                "a streamed response's settlement did not finish before shutdown; it may be left unpaid"
+            );
+        }
+        unfinished.len()
+    }
+
+    /// Cuts off the metered streams still running, and those that start afterwards (each is
+    /// settled for what it delivered), without waiting for their settlements: for a server
+    /// starting to shut down, so that its connections end; [`Paywall::settle_pending`] then
+    /// waits for the settlements.
+    pub fn cut_off_streams(&self) {
+        self.inner.deferred.close();
     }
 
     /// Asks the facilitator what it serves, so offers carry what it advertises for their

@@ -17,6 +17,10 @@
 //! the server unable to write, and the server then stops polling the body; the body, polled
 //! again after the cut-off, sends nothing more.
 //!
+//! A paywall shutting down ([`Paywall::settle_pending`](super::Paywall::settle_pending)) cuts
+//! off the streams still running the same way, and waits for their settlements: each stream's
+//! settlement is registered with the paywall's [`Deferred`] until it has finished.
+//!
 //! Content that goes out before its payment settles can be left unpaid: the payer may move its
 //! funds away meanwhile. So a stream is admitted ([`admit`]) only when its payment leaves at
 //! least [`least_window`] to stream, its payer has fewer than
@@ -47,6 +51,7 @@ use crate::response::{self, Challenge};
 
 use super::Inner;
 use super::charge::Verified;
+use super::deferred::Registration;
 use super::steps::{SettleFailure, not_replayed, settle};
 use super::usage::{self, Report};
 
@@ -323,18 +328,31 @@ pub(super) fn settle_when_over(unsettled: Unsettled, response: Response<Body>) -
         .and_then(|value| value.to_str().ok())
         .is_some_and(|value| value.trim_start().starts_with("text/event-stream"));
     let cut_off = unsettled.admitted.cut_off;
+    let deferred = unsettled.inner.deferred.clone();
+    let registration = deferred.register(&unsettled.verified.payer, &unsettled.payment);
+    let closing = deferred.closing();
+    let shutdown = deferred.closing();
     let (receipt_tx, receipt_rx) = oneshot::channel();
-    let slot: Slot = Arc::new(Mutex::new(Some((unsettled, receipt_tx))));
+    let slot: Slot = Arc::new(Mutex::new(Some((unsettled, receipt_tx, registration))));
     let watched = slot.clone();
     let watchdog = tokio::spawn(async move {
-        tokio::time::sleep_until(cut_off).await;
-        if start_settling(&watched) {
-            tracing::warn!("{CUT_OFF}");
+        tokio::select! {
+            () = tokio::time::sleep_until(cut_off) => {
+                if start_settling(&watched) {
+                    tracing::warn!("{CUT_OFF}");
+                }
+            }
+            () = shutdown => {
+                if start_settling(&watched) {
+                    tracing::warn!("{SHUT_DOWN}");
+                }
+            }
         }
     });
     let body = MeteredBody {
         body,
         cut_off: Box::pin(tokio::time::sleep_until(cut_off)),
+        closing: Box::pin(closing),
         slot,
         watchdog,
         settled: Some(receipt_rx),
@@ -350,9 +368,14 @@ pub(super) fn settle_when_over(unsettled: Unsettled, response: Response<Body>) -
 const CUT_OFF: &str = "a metered stream outlived the time its payment leaves to settle it; it is \
     cut off and settled";
 
-/// What a stream still has to settle, and where its receipt goes, shared by its body and its
-/// watchdog: whichever takes it first settles (once).
-type Slot = Arc<Mutex<Option<(Unsettled, oneshot::Sender<SettleResponse>)>>>;
+/// Logged when a stream is cut off because the server shuts down.
+const SHUT_DOWN: &str = "a metered stream was still running when the server shut down; it is \
+    cut off and settled";
+
+/// What a stream still has to settle, where its receipt goes, and its registration with the
+/// paywall's deferred settlements, shared by its body and its watchdog: whichever takes it
+/// first settles (once).
+type Slot = Arc<Mutex<Option<(Unsettled, oneshot::Sender<SettleResponse>, Registration)>>>;
 
 /// Starts settling what `slot` holds, in its own task, unless it has started already: whether
 /// this call started it.
@@ -361,13 +384,15 @@ fn start_settling(slot: &Slot) -> bool {
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
         .take();
-    let Some((unsettled, receipt)) = taken else {
+    let Some((unsettled, receipt, registration)) = taken else {
         return false;
     };
     match tokio::runtime::Handle::try_current() {
         Ok(runtime) => {
             runtime.spawn(async move {
                 let _ = receipt.send(unsettled.settle().await);
+                // The settlement has finished: a shutdown waiting for it may go on.
+                drop(registration);
             });
         }
         Err(_) => {
@@ -385,6 +410,8 @@ struct MeteredBody {
     body: Body,
     /// When the stream is cut off, to be settled while its payment is still good.
     cut_off: Pin<Box<tokio::time::Sleep>>,
+    /// Ready once the server shuts down: the stream is cut off then.
+    closing: Pin<Box<dyn Future<Output = ()> + Send>>,
     /// The settlement, until the body or the watchdog starts it.
     slot: Slot,
     /// Settles at the cut-off if the body has not ended by then; stopped once it has.
@@ -468,6 +495,12 @@ impl http_body::Body for MeteredBody {
             if this.cut_off.as_mut().poll(cx).is_ready() {
                 if this.end() {
                     tracing::warn!("{CUT_OFF}");
+                }
+                continue;
+            }
+            if this.closing.as_mut().poll(cx).is_ready() {
+                if this.end() {
+                    tracing::warn!("{SHUT_DOWN}");
                 }
                 continue;
             }

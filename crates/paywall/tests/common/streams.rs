@@ -170,6 +170,16 @@ pub fn receipt_event_in(events: &str) -> SettleResponse {
     decode_header(receipt.as_bytes()).unwrap()
 }
 
+/// Reads the rest of a stream that was cut off after some events: it must be only the receipt
+/// event, a successful one, and the end.
+pub async fn only_a_successful_receipt_follows(body: Body) {
+    let rest = body.collect().await.unwrap().to_bytes();
+    let rest = String::from_utf8(rest.to_vec()).unwrap();
+    assert!(rest.starts_with("event: "), "{rest}");
+    assert!(!rest.contains("\"n\":"), "{rest}");
+    assert!(receipt_event_in(&rest).success, "{rest}");
+}
+
 /// Waits (at most 5 s) until `facilitator` was asked to settle `calls` times.
 pub async fn settle_calls(facilitator: &MockFacilitator, calls: usize) {
     for _ in 0..100 {
