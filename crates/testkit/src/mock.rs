@@ -18,6 +18,10 @@ pub struct MockFacilitator {
     pub settle_requests: std::sync::Mutex<Vec<PaymentRequest>>,
     /// What `supported()` answers (nothing, by default).
     pub supported: x402_proto::SupportedResponse,
+    /// How long each settle call takes before it answers (none, by default).
+    settle_delay: std::time::Duration,
+    /// How many settle calls have answered (after their delay).
+    pub settles_answered: std::sync::atomic::AtomicUsize,
 }
 
 /// One scripted answer: a response, or no answer at all.
@@ -49,7 +53,16 @@ impl MockFacilitator {
             settle_keys: Default::default(),
             settle_requests: Default::default(),
             supported: Default::default(),
+            settle_delay: std::time::Duration::ZERO,
+            settles_answered: Default::default(),
         }
+    }
+
+    /// The same facilitator, each settle call answering only after `delay` (a settlement that
+    /// takes a while).
+    pub fn with_settle_delay(mut self, delay: std::time::Duration) -> Self {
+        self.settle_delay = delay;
+        self
     }
 
     fn next<T: Clone>(
@@ -107,7 +120,14 @@ impl x402_proto::Facilitator for MockFacilitator {
             .expect("mock lock")
             .push(idempotency_key.cloned());
         let answer = Self::next(&self.settle);
-        Box::pin(async move { answer })
+        Box::pin(async move {
+            if !self.settle_delay.is_zero() {
+                tokio::time::sleep(self.settle_delay).await;
+            }
+            self.settles_answered
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            answer
+        })
     }
 
     fn supported(
