@@ -50,7 +50,7 @@ pub fn chat_tokens_used(completion: &serde_json::Value, prompt_estimate: u64) ->
 
 /// The tokens an upstream's `usage` object counts: `total_tokens`, or prompt plus completion
 /// tokens.
-pub fn reported_tokens(usage: &serde_json::Value) -> Option<u64> {
+fn reported_tokens(usage: &serde_json::Value) -> Option<u64> {
     usage["total_tokens"].as_u64().or_else(|| {
         usage["prompt_tokens"]
             .as_u64()?

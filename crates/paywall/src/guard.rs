@@ -200,11 +200,6 @@ impl StreamTicket {
             payer: payer.into(),
         }
     }
-
-    /// The payer.
-    pub fn payer(&self) -> &str {
-        &self.payer
-    }
 }
 
 impl Drop for StreamTicket {

@@ -116,14 +116,18 @@ impl Inner {
             network: requirements.network.clone(),
         };
         let kind = kinds.iter().find(|k| key.served_by(k));
-        match self
-            .schemes
-            .iter()
-            .find(|s| s.scheme() == requirements.scheme)
-        {
+        match self.scheme(&requirements.scheme) {
             Some(scheme) => scheme.enhance(requirements, kind),
             None => copy_kind_extra(requirements, kind),
         }
+    }
+
+    /// The server plug-in of `scheme`, if one was registered.
+    pub(super) fn scheme(&self, scheme: &x402_proto::Scheme) -> Option<&dyn SchemeServer> {
+        self.schemes
+            .iter()
+            .find(|s| s.scheme() == *scheme)
+            .map(|s| &**s)
     }
 }
 

@@ -133,9 +133,7 @@ pub(super) async fn admit(
 ) -> Result<Admitted, Response<Body>> {
     let paid = verified.request.requirements();
     let settle_by = inner
-        .schemes
-        .iter()
-        .find(|s| s.scheme() == paid.scheme)
+        .scheme(&paid.scheme)
         .and_then(|scheme| scheme.settle_by(verified.request.payload()));
     let now = unix_now();
     // The offer's window counts from when the payment was verified (the handler may have

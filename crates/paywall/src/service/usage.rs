@@ -59,7 +59,7 @@ pub(super) fn metered(
             }
         },
     };
-    let plug_in = inner.schemes.iter().find(|s| s.scheme() == paid.scheme);
+    let plug_in = inner.scheme(&paid.scheme);
     let amount = plug_in.map_or(paid.amount.0, |scheme| {
         scheme.settlement_amount(&paid, used)
     });
@@ -76,9 +76,7 @@ pub(super) fn metered(
 pub(super) fn settles_by_usage(inner: &Inner, request: &PaymentRequest) -> bool {
     let paid = request.requirements();
     inner
-        .schemes
-        .iter()
-        .find(|s| s.scheme() == paid.scheme)
+        .scheme(&paid.scheme)
         .is_some_and(|scheme| scheme.settlement_amount(&paid, Some(U256::ZERO)) < paid.amount.0)
 }
 
