@@ -20,8 +20,12 @@
 //!   against the chain, `/settle` of deposits, claims, settles and refunds, each deposit,
 //!   claim batch and refund sent once through a [`BatchSendLog`].
 //!
+//! - A server's record of each channel paid to it ([`ChannelRecord`]), kept through a
+//!   [`ChannelStore`] (one atomic update per channel; [`MemoryChannelStore`] in process).
+//!
 //! Only the facilitator reads or writes the chain.
 
+mod channels;
 pub mod eip712;
 mod encoding;
 mod facilitator;
@@ -35,6 +39,10 @@ pub mod wire;
 use alloy::primitives::{Address, address};
 
 pub use crate::permit2::{Permit2Authorization, Permitted};
+pub use channels::{
+    ChannelRecord, ChannelStore, ChannelStoreError, ChannelWrite, HeldVoucher, MemoryChannelStore,
+    OnchainMirror, Reservation,
+};
 pub use eip712::{BatchDomain, batch_domain, channel_id, erc3009_deposit_nonce};
 pub use encoding::{
     AboveUint128, ChannelId, ChannelIdError, UINT40_MAX, decimal_u128, to_uint128, uint40,
