@@ -79,7 +79,8 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             .await
             .context("starting the facilitator")?;
     let token = devnet.token();
-    let gateway_config = gateway_config(&args, &devnet)?;
+    let operator_token = alloy::primitives::B256::random().to_string();
+    let gateway_config = gateway_config(&args, &devnet, &operator_token)?;
     eprintln!(
         "loading the gateway's models from {}…",
         args.models_dir.display()
@@ -110,13 +111,14 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         wallet_factory: devnet.wallet_factory().to_checksum(None),
         facilitator_url: facilitator.url(),
         gateway_url: gateway.url(),
+        operator_token,
         anvil_pid: devnet.anvil_pid(),
         pid: std::process::id(),
     };
     let state_file = args.state_dir.join("dev.json");
     write_atomically(&state_file, &serde_json::to_vec_pretty(&state)?)?;
     eprintln!(
-        "dev stack ready\n  rpc:         {}\n  facilitator: {}\n  gateway:     {} (GET /catalog, POST /run, MCP at /mcp)\n  network:     {}\n  USDC:        {} (\"{}\" v{}, {} decimals)\n  payers:      {} accounts with 1000 USDC each\n  state:       {}\nCtrl-C stops everything.",
+        "dev stack ready\n  rpc:         {}\n  facilitator: {}\n  gateway:     {} (GET /catalog, POST /run, MCP at /mcp, GET /metrics; POST /operator/claim with the operator_token of dev.json)\n  network:     {}\n  USDC:        {} (\"{}\" v{}, {} decimals)\n  payers:      {} accounts with 1000 USDC each\n  state:       {}\nCtrl-C stops everything.",
         state.rpc_url,
         state.facilitator_url,
         state.gateway_url,
@@ -156,14 +158,25 @@ fn known_chain_id(text: &str) -> Result<u64, String> {
     ))
 }
 
-/// The gateway's config for the dev chain: paid in the devnet's USDC to its payee.
-fn gateway_config(args: &DevArgs, devnet: &Devnet) -> anyhow::Result<x402_gateway::GatewayConfig> {
+/// The gateway's config for the dev chain: paid in the devnet's USDC to its payee, its
+/// batch-settlement channels kept (and claimed from) in the state dir, its operator routes
+/// behind `operator_token`.
+fn gateway_config(
+    args: &DevArgs,
+    devnet: &Devnet,
+    operator_token: &str,
+) -> anyhow::Result<x402_gateway::GatewayConfig> {
     let mut config = x402_cli::stack::gateway_config(
         devnet,
         args.gateway_port,
         &args.models_dir,
         &args.state_dir.join("gateway-jobs.db"),
     );
+    config.operator_token = Some(x402_proto::Secret::new(operator_token));
+    config.batch_settlement = Some(x402_gateway::BatchSettlementConfig {
+        channels_db: args.state_dir.join("gateway-channels.db"),
+        ..Default::default()
+    });
     if let (Some(base_url), Some(model)) = (&args.llm_base_url, &args.llm_model) {
         for service in ["llm-4090", "llm-a100", "llm-l4", "code-4090", "llm-stream"] {
             let upstream = x402_gateway::UpstreamConfig {

@@ -60,11 +60,23 @@ pub(crate) async fn start_with_mcp(
     let app = x402_gateway::app(config, facilitator)
         .await
         .context("starting the gateway")?;
-    let x402_gateway::App { router, paywall } = app;
+    let x402_gateway::App {
+        router,
+        paywall,
+        batch,
+    } = app;
     let router = router
         .clone()
         .nest_service("/mcp", x402_mcp::http_service(router, &mcp_hosts(config)));
-    Ok(x402_gateway::serve(config, x402_gateway::App { router, paywall }).await?)
+    Ok(x402_gateway::serve(
+        config,
+        x402_gateway::App {
+            router,
+            paywall,
+            batch,
+        },
+    )
+    .await?)
 }
 
 /// Host names `/mcp` accepts besides loopback: the public URL's host and the listen address.

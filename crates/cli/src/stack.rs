@@ -40,6 +40,10 @@ pub struct DevState {
     pub facilitator_url: String,
     /// The gateway's URL.
     pub gateway_url: String,
+    /// The token the gateway's operator routes (`POST /operator/claim`) take as
+    /// `Authorization: Bearer <token>`; random per run.
+    #[serde(default)]
+    pub operator_token: String,
     /// anvil's process id, when we started it.
     pub anvil_pid: Option<u32>,
     /// `x402 dev`'s process id.
@@ -179,6 +183,7 @@ mod tests {
             wallet_factory: "0x04".into(),
             facilitator_url: "http://127.0.0.1:8402".into(),
             gateway_url: "http://127.0.0.1:8080".into(),
+            operator_token: "0xabc".into(),
             anvil_pid: Some(7),
             pid: 8,
         };

@@ -14,6 +14,23 @@ fn process_alive(pid: u64) -> bool {
         .unwrap_or(false)
 }
 
+/// POSTs an empty body to `path`, with `token` as a bearer token when given: the whole HTTP
+/// answer.
+fn post(base: &str, path: &str, token: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(host).expect("gateway reachable");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "POST {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Content-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
 fn run_until(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut child = dev_command(dir.path()).spawn().unwrap();
@@ -32,6 +49,7 @@ fn run_until(signal: &str) {
         "payer_private_keys",
         "facilitator_url",
         "gateway_url",
+        "operator_token",
     ] {
         assert!(state.get(key).is_some(), "dev.json lacks {key}: {state:#}");
     }
@@ -65,6 +83,21 @@ fn run_until(signal: &str) {
     let catalog = http_get(state["gateway_url"].as_str().unwrap(), "/catalog");
     assert!(catalog.contains(r#""key":"embed-l4""#), "{catalog}");
     assert!(catalog.contains(r#""active_endpoints":5"#), "{catalog}");
+
+    // The gateway's operator routes take dev.json's operator token, and only it; /metrics
+    // shows the batch-settlement exposure (none yet).
+    let gateway = state["gateway_url"].as_str().unwrap();
+    let token = state["operator_token"].as_str().unwrap();
+    assert!(token.len() >= 32, "{token}");
+    assert!(post(gateway, "/operator/claim", None).starts_with("HTTP/1.1 401"));
+    let claimed = post(gateway, "/operator/claim", Some(token));
+    assert!(claimed.starts_with("HTTP/1.1 200"), "{claimed}");
+    assert!(claimed.contains(r#""transactions":[]"#), "{claimed}");
+    let metrics = http_get(gateway, "/metrics");
+    assert!(
+        metrics.contains("x402_batch_unclaimed_atomic{network=\"eip155:8453\""),
+        "{metrics}"
+    );
 
     let anvil_pid = state["anvil_pid"].as_u64().unwrap();
     assert!(process_alive(anvil_pid));

@@ -72,6 +72,98 @@ pub struct GatewayConfig {
     /// Per-service prices, upstreams and switches, keyed by catalog key.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
+    /// `batch-settlement` channels: where they are kept and when their vouchers are claimed.
+    /// Without this table no channel store is opened and no claimer runs.
+    #[serde(default)]
+    pub batch_settlement: Option<BatchSettlementConfig>,
+    /// The token operator routes (`POST /operator/claim`) require as
+    /// `Authorization: Bearer <token>`. Without it (or `operator_token_env`) they are not
+    /// served.
+    #[serde(default)]
+    pub operator_token: Option<Secret>,
+    /// The environment variable holding the operator token (instead of `operator_token`).
+    #[serde(default)]
+    pub operator_token_env: Option<String>,
+}
+
+/// `[batch_settlement]`: the channels the gateway is paid through and its claiming policy.
+/// Amounts are atomic units of the asset (USDC: 1 000 000 is one dollar).
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchSettlementConfig {
+    /// The SQLite file keeping the channels and the vouchers held (default
+    /// `gateway-channels.db`): lose it and the unclaimed vouchers are lost.
+    pub channels_db: PathBuf,
+    /// Claims whatever is unclaimed at least this often (default 600).
+    pub claim_interval_seconds: u64,
+    /// How often the bounds below are checked (default 5).
+    pub check_interval_seconds: u64,
+    /// How often channels with something unclaimed are read on chain, through the
+    /// facilitator, for withdrawals their payers started (default 60, at most 300: a third of
+    /// the shortest withdraw delay).
+    pub chain_check_interval_seconds: u64,
+    /// A channel with this much unclaimed is claimed at once (default 1 000 000).
+    pub max_unclaimed_per_channel: u64,
+    /// All channels together with this much unclaimed are claimed at once (default
+    /// 10 000 000).
+    pub max_unclaimed_total: u64,
+    /// Claims a channel at once when its payer starts a withdrawal (default true).
+    pub claim_on_withdrawal: bool,
+    /// Most vouchers in one claim transaction (default 100, 1 to 100).
+    pub max_claims_per_batch: usize,
+}
+
+impl Default for BatchSettlementConfig {
+    fn default() -> Self {
+        let policy = x402_evm::batch::ClaimPolicy::default();
+        Self {
+            channels_db: PathBuf::from("gateway-channels.db"),
+            claim_interval_seconds: policy.interval.as_secs(),
+            check_interval_seconds: policy.check_every.as_secs(),
+            chain_check_interval_seconds: policy.chain_check_every.as_secs(),
+            max_unclaimed_per_channel: u64::try_from(policy.max_unclaimed_per_channel)
+                .unwrap_or(u64::MAX),
+            max_unclaimed_total: u64::try_from(policy.max_unclaimed_total).unwrap_or(u64::MAX),
+            claim_on_withdrawal: policy.claim_on_withdrawal,
+            max_claims_per_batch: policy.max_claims_per_batch,
+        }
+    }
+}
+
+impl BatchSettlementConfig {
+    /// The claimer's policy.
+    pub fn policy(&self) -> x402_evm::batch::ClaimPolicy {
+        use std::time::Duration;
+        x402_evm::batch::ClaimPolicy {
+            interval: Duration::from_secs(self.claim_interval_seconds),
+            check_every: Duration::from_secs(self.check_interval_seconds),
+            chain_check_every: Duration::from_secs(self.chain_check_interval_seconds),
+            max_unclaimed_per_channel: u128::from(self.max_unclaimed_per_channel),
+            max_unclaimed_total: u128::from(self.max_unclaimed_total),
+            claim_on_withdrawal: self.claim_on_withdrawal,
+            max_claims_per_batch: self.max_claims_per_batch,
+        }
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let key = |field: &str| format!("batch_settlement.{field}");
+        if self.claim_interval_seconds == 0 || self.check_interval_seconds == 0 {
+            return Err(invalid(
+                key("claim_interval_seconds"),
+                "claim_interval_seconds and check_interval_seconds must be at least 1",
+            ));
+        }
+        if !(1..=300).contains(&self.chain_check_interval_seconds) {
+            return Err(invalid(
+                key("chain_check_interval_seconds"),
+                "1 to 300: withdrawals must be seen well within the 900 s shortest withdraw delay",
+            ));
+        }
+        if !(1..=100).contains(&self.max_claims_per_batch) {
+            return Err(invalid(key("max_claims_per_batch"), "1 to 100"));
+        }
+        Ok(())
+    }
 }
 
 fn default_listen() -> SocketAddr {
@@ -291,6 +383,39 @@ impl GatewayConfig {
             payment,
             limits: GatewayLimits::default(),
             services: BTreeMap::new(),
+            batch_settlement: None,
+            operator_token: None,
+            operator_token_env: None,
+        }
+    }
+
+    /// The operator token: `operator_token`, or the value of the variable `operator_token_env`
+    /// names (read now). `None` when neither is set.
+    pub fn operator_token(&self) -> Result<Option<Secret>, ConfigError> {
+        self.operator_token_from(|name| std::env::var(name).ok())
+    }
+
+    fn operator_token_from(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Secret>, ConfigError> {
+        match (&self.operator_token, &self.operator_token_env) {
+            (Some(_), Some(_)) => Err(invalid(
+                "operator_token",
+                "set operator_token or operator_token_env, not both",
+            )),
+            (Some(token), None) if token.is_empty() => {
+                Err(invalid("operator_token", "must not be empty"))
+            }
+            (Some(token), None) => Ok(Some(token.clone())),
+            (None, Some(name)) => match env(name).filter(|v| !v.is_empty()) {
+                Some(value) => Ok(Some(Secret::new(value))),
+                None => Err(invalid(
+                    "operator_token_env",
+                    format!("the environment variable {name} is not set (or empty)"),
+                )),
+            },
+            (None, None) => Ok(None),
         }
     }
 
@@ -375,6 +500,15 @@ impl GatewayConfig {
             return Err(invalid(
                 "limits",
                 "max_body_bytes and max_batch must be positive",
+            ));
+        }
+        if let Some(batch) = &self.batch_settlement {
+            batch.check()?;
+        }
+        if self.operator_token.is_some() && self.operator_token_env.is_some() {
+            return Err(invalid(
+                "operator_token",
+                "set operator_token or operator_token_env, not both",
             ));
         }
         if self.limits.job_attempts == 0 {
@@ -465,6 +599,61 @@ asset = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../examples/gateway.toml");
         let config = GatewayConfig::load(Path::new(path)).unwrap();
         assert_eq!(config.payment.streams_per_payer, 1);
+        let batch = config.batch_settlement.as_ref().unwrap();
+        assert_eq!(batch.policy(), x402_evm::batch::ClaimPolicy::default());
+        assert_eq!(
+            config.operator_token_env.as_deref(),
+            Some("X402_OPERATOR_TOKEN")
+        );
+    }
+
+    #[test]
+    fn batch_settlement_and_the_operator_token_are_read_and_checked() {
+        let text = format!(
+            "operator_token = \"t0k\"\n{MINIMAL}\n[batch_settlement]\nchannels_db = \"c.db\"\nclaim_interval_seconds = 30\nmax_unclaimed_total = 5\n"
+        );
+        let config = GatewayConfig::parse(&text).unwrap();
+        let batch = config.batch_settlement.as_ref().unwrap();
+        assert_eq!(batch.channels_db, Path::new("c.db"));
+        let policy = batch.policy();
+        assert_eq!(policy.interval.as_secs(), 30);
+        assert_eq!(policy.max_unclaimed_total, 5);
+        assert_eq!(policy.max_unclaimed_per_channel, 1_000_000);
+        assert_eq!(config.operator_token().unwrap().unwrap().expose(), "t0k");
+        for (text, named) in [
+            (
+                format!("{MINIMAL}\n[batch_settlement]\nclaim_every = 3\n"),
+                "claim_every",
+            ),
+            (
+                format!("{MINIMAL}\n[batch_settlement]\nchain_check_interval_seconds = 900\n"),
+                "batch_settlement.chain_check_interval_seconds",
+            ),
+            (
+                format!("{MINIMAL}\n[batch_settlement]\nmax_claims_per_batch = 0\n"),
+                "batch_settlement.max_claims_per_batch",
+            ),
+            (
+                format!("operator_token = \"a\"\noperator_token_env = \"B\"\n{MINIMAL}"),
+                "operator_token",
+            ),
+        ] {
+            let refused = GatewayConfig::parse(&text).unwrap_err().to_string();
+            assert!(refused.contains(named), "{refused}\nshould name {named}");
+        }
+        let from_env =
+            GatewayConfig::parse(&format!("operator_token_env = \"OP\"\n{MINIMAL}")).unwrap();
+        let token =
+            from_env.operator_token_from(|name| (name == "OP").then(|| "s3cret".to_owned()));
+        assert_eq!(token.unwrap().unwrap().expose(), "s3cret");
+        let missing = from_env
+            .operator_token_from(|_| None)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.contains("operator_token_env") && missing.contains("OP"),
+            "{missing}"
+        );
     }
 
     #[test]

@@ -9,6 +9,7 @@
 
 pub mod backend;
 pub mod catalog;
+pub mod channels;
 pub mod config;
 mod http;
 pub mod jobs;
@@ -28,13 +29,15 @@ use x402_evm::upto::UptoEvmServer;
 use x402_paywall::{HttpFacilitator, PaymentOption, Paywall, PaywallConfig, ResponseCacheConfig};
 use x402_proto::{Facilitator, Scheme, SchemeServer};
 
+use channels::BatchClaiming;
 pub use config::{
-    AcceptConfig, ConfigError, FacilitatorRef, GatewayConfig, GatewayLimits, PaymentConfig,
-    ServiceConfig, UpstreamConfig,
+    AcceptConfig, BatchSettlementConfig, ConfigError, FacilitatorRef, GatewayConfig, GatewayLimits,
+    PaymentConfig, ServiceConfig, UpstreamConfig,
 };
 pub use http::AppState;
 use jobs::{Jobs, SqliteJobStore};
 use services::{Backends, Registry};
+use x402_evm::batch::ClaimerTask;
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +51,9 @@ pub enum StartError {
     /// The job store could not be opened or read.
     #[error("jobs_db: {0}")]
     Jobs(#[from] jobs::JobStoreError),
+    /// The batch-settlement channel store could not be opened.
+    #[error("batch_settlement.channels_db: {0}")]
+    Channels(#[from] x402_evm::batch::ChannelStoreError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -108,14 +114,22 @@ pub fn configured_facilitator(config: &GatewayConfig) -> Result<Arc<dyn Facilita
 }
 
 /// The gateway's routes and the paywall in front of them, which a server shutting down asks
-/// to settle the streams still running ([`Paywall::settle_pending`]).
+/// to settle the streams still running ([`Paywall::settle_pending`]), and its
+/// `batch-settlement` channels with their claimers, started with the server and flushed when
+/// it stops.
 #[derive(Clone, Debug)]
 pub struct App {
     /// The routes (more may be mounted before serving).
     pub router: axum::Router,
     /// The paywall the routes are paid through.
     pub paywall: Paywall,
+    /// The channel store and its claimers, when `[batch_settlement]` is configured.
+    pub batch: Option<BatchClaiming>,
 }
+
+/// How long a gateway shutting down waits for the claims of what `batch-settlement`
+/// channels have unclaimed.
+pub const CLAIM_AT_SHUTDOWN: Duration = Duration::from_secs(120);
 
 /// How long a gateway shutting down waits for the settlements of streams still running
 /// (a settlement may wait this long for a facilitator that answers `settlement_pending`).
@@ -132,6 +146,7 @@ pub async fn app(
     let options = payment_options(config);
     let decimals = options.first().map_or(6, |o| o.decimals);
     let metered: Vec<Arc<dyn SchemeServer>> = vec![Arc::new(UptoEvmServer)];
+    let paywall_facilitator = Arc::clone(&facilitator);
     let paywall = Paywall::new(
         facilitator,
         options,
@@ -181,9 +196,22 @@ pub async fn app(
     if resumed > 0 {
         tracing::info!(resumed, "jobs left unfinished are running again");
     }
+    let batch = match &config.batch_settlement {
+        Some(batch) => {
+            // The config check made every asset an address.
+            let accepted = config.payment.accepts.iter().filter_map(|a| {
+                let asset = a.asset.parse().ok()?;
+                Some((a.network.clone(), asset))
+            });
+            Some(BatchClaiming::open(batch, accepted, paywall_facilitator)?)
+        }
+        None => None,
+    };
+    let operator = http::operator_routes(batch.clone(), config.operator_token()?);
     Ok(App {
-        router: http::router(state, &paywall),
+        router: http::router(state, &paywall).merge(operator),
         paywall,
+        batch,
     })
 }
 
@@ -194,6 +222,7 @@ pub struct RunningGateway {
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
     paywall: Paywall,
+    claimers: Vec<ClaimerTask>,
 }
 
 impl RunningGateway {
@@ -226,6 +255,25 @@ impl RunningGateway {
                 unfinished,
                 "streamed answers' settlements left unfinished at shutdown"
             );
+        }
+        // After the settlements: what the last requests charged is claimed too.
+        for task in std::mem::take(&mut self.claimers) {
+            let network = task.claimer().network().clone();
+            match tokio::time::timeout(CLAIM_AT_SHUTDOWN, task.stop(true)).await {
+                Ok(Some(Ok(run))) => {
+                    for failure in &run.failures {
+                        tracing::error!(%network, ?failure, "a claim at shutdown failed; the vouchers stay in the channel store for the next start");
+                    }
+                    tracing::info!(%network, transactions = run.transactions().len(), "batch-settlement vouchers claimed at shutdown");
+                }
+                Ok(Some(Err(error))) => {
+                    tracing::error!(%network, %error, "the channel store could not be read at shutdown");
+                }
+                Ok(None) => {}
+                Err(_) => {
+                    tracing::error!(%network, "claims at shutdown did not finish in time; the vouchers stay in the channel store")
+                }
+            }
         }
     }
 }
@@ -262,10 +310,16 @@ pub async fn serve(config: &GatewayConfig, app: App) -> Result<RunningGateway, S
             .into_future(),
     );
     tracing::info!(%addr, "gateway listening");
+    let claimers = app
+        .batch
+        .iter()
+        .flat_map(|batch| batch.claimers.iter().map(|claimer| claimer.start()))
+        .collect();
     Ok(RunningGateway {
         addr,
         shutdown: Some(shutdown),
         server,
         paywall: app.paywall,
+        claimers,
     })
 }

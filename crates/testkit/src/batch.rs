@@ -1,13 +1,15 @@
 //! `batch-settlement` on the devnet: offers, payer-signed deposits and vouchers (the core's
 //! signing), the server-authored `/settle` requests (claim, settle, refund), and our
-//! facilitator holding a receiver-authorizer key.
+//! facilitator holding a receiver-authorizer key; channels funded and charged, as the record a
+//! server keeps of them.
 
 use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
 use serde_json::{Value, json};
 use x402_evm::batch::{
-    BatchDomain, ChannelConfig, ChannelId, DEFAULT_WITHDRAW_DELAY, VoucherFields,
-    channel_config_for, sign_erc3009_deposit, sign_voucher,
+    BatchDomain, ChannelConfig, ChannelId, ChannelRecord, ChannelStateExtra,
+    DEFAULT_WITHDRAW_DELAY, HeldVoucher, OnchainMirror, VoucherFields, channel_config_for,
+    sign_erc3009_deposit, sign_voucher,
 };
 use x402_proto::{PaymentRequest, Scheme, TokenAmount, v2};
 
@@ -108,6 +110,42 @@ impl Chain {
 }
 
 impl Stack {
+    /// Funds `payer`'s channel (lane `salt`) for `offer` with `deposit` through this
+    /// facilitator, and answers the record a server keeps of it once it has charged `charged`
+    /// on it: the payer's voucher for exactly `charged` held, the chain mirrored from the
+    /// deposit's answer.
+    pub async fn batch_charged_channel(
+        &self,
+        offer: &v2::PaymentRequirements,
+        payer: &PrivateKeySigner,
+        salt: B256,
+        deposit: u128,
+        charged: u128,
+    ) -> ChannelRecord {
+        let chain = &self.chain;
+        let (config, id) = chain.batch_channel(offer, payer, salt);
+        let payload = chain
+            .batch_deposit(offer, payer, &config, deposit, charged)
+            .await;
+        let (_, answer) = self.settle(&request_paying(payload, offer)).await;
+        assert_eq!(answer["success"], true, "the deposit settles: {answer}");
+        let state: ChannelStateExtra =
+            serde_json::from_value(answer["extra"]["channelState"].clone())
+                .expect("the deposit's answer has the channel's state");
+        let voucher = chain.signed_voucher(payer, &config, charged).await;
+        let now = x402_evm::unix_now();
+        ChannelRecord {
+            charged,
+            voucher: Some(HeldVoucher {
+                max_claimable: charged,
+                signature: voucher.signature,
+            }),
+            onchain: OnchainMirror::from_state(&state, now),
+            last_charged_at: now,
+            ..ChannelRecord::new(id, chain.devnet.network(), config)
+        }
+    }
+
     /// Our facilitator serving `chain`, with `authorizer` as its `batch-settlement`
     /// receiver-authorizer key (read from a key file in its folder).
     pub async fn with_receiver_authorizer(chain: Chain, authorizer: &PrivateKeySigner) -> Self {

@@ -22,10 +22,14 @@
 //!
 //! - A server's record of each channel paid to it ([`ChannelRecord`]), kept through a
 //!   [`ChannelStore`] (one atomic update per channel; [`MemoryChannelStore`] in process).
+//! - The server's claiming job ([`BatchClaimer`]): claims the vouchers it holds through a
+//!   facilitator and settles them to the receiver, on a schedule, past bounds of unclaimed
+//!   money ([`ClaimPolicy`]) and at once when a payer starts a withdrawal.
 //!
 //! Only the facilitator reads or writes the chain.
 
 mod channels;
+mod claimer;
 pub mod eip712;
 mod encoding;
 mod facilitator;
@@ -42,6 +46,10 @@ pub use crate::permit2::{Permit2Authorization, Permitted};
 pub use channels::{
     ChannelRecord, ChannelStore, ChannelStoreError, ChannelWrite, HeldVoucher, MemoryChannelStore,
     OnchainMirror, Reservation,
+};
+pub use claimer::{
+    AssetExposure, AuthorizerKey, BatchClaimer, ClaimError, ClaimFailure, ClaimPolicy, ClaimRun,
+    ClaimStats, ClaimerTask, Exposure, SentClaim, SentSettle,
 };
 pub use eip712::{BatchDomain, batch_domain, channel_id, erc3009_deposit_nonce};
 pub use encoding::{

@@ -8,9 +8,11 @@
 
 mod job_runner;
 mod openai;
+mod operator;
 mod quote;
 
 pub(crate) use job_runner::resume_jobs;
+pub(crate) use operator::routes as operator_routes;
 
 use std::collections::HashMap;
 use std::sync::Arc;
