@@ -126,6 +126,8 @@ impl ChannelRecord {
 }
 
 /// What an update does with the record it was shown.
+// Answered once per update and consumed at once: boxing the record would buy nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChannelWrite {
     /// Leaves it as it was (the update refused, or had nothing to change).
