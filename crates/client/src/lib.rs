@@ -13,7 +13,9 @@
 //! gateway's typed API through it.
 
 mod balance;
+mod channels;
 mod client;
+mod refund;
 mod gateway;
 pub mod ledger;
 mod middleware;
@@ -21,10 +23,12 @@ mod policy;
 mod reconcile;
 
 pub use balance::{BalanceError, token_balance};
+pub use channels::{ChannelRow, DepositIntent, FundsRecord};
 pub use client::{PaidResponse, PayError, PayingClient};
+pub use refund::Refunded;
 pub use gateway::{GatewayClient, GatewayError, GatewayRun, RunAnswer, poll_job};
 pub use ledger::{
-    Budget, Ledger, LedgerError, MicroUsd, PaymentIntent, PaymentRecord, Reservation, TotalsBy,
+    Budget, DEFAULT_DEPOSIT_CAP, Ledger, LedgerError, MicroUsd, PaymentIntent, PaymentRecord, Reservation, TotalsBy,
     format_micro_usd,
 };
 pub use middleware::{Payment, PaymentMiddleware, ServiceLabel};

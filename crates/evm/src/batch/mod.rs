@@ -23,9 +23,15 @@
 //! - A server's record of each channel paid to it ([`ChannelRecord`]), kept through a
 //!   [`ChannelStore`] (one atomic update per channel; [`MemoryChannelStore`] in process).
 //!
-//! Only the facilitator reads or writes the chain.
+//! - The paying client's plug-in ([`BatchEvmClient`]): deposit once, then a cumulative voucher
+//!   per request, the charged count advanced by each receipt, corrective 402s checked against
+//!   the payer's own signature and the chain, cooperative refunds; its channels kept through a
+//!   [`ClientChannelStore`] ([`MemoryClientChannels`] by default).
+//!
+//! The facilitator reads and writes the chain; the client plug-in only reads it.
 
 mod channels;
+mod client;
 pub mod eip712;
 mod encoding;
 mod facilitator;
@@ -42,6 +48,10 @@ pub use crate::permit2::{Permit2Authorization, Permitted};
 pub use channels::{
     ChannelRecord, ChannelStore, ChannelStoreError, ChannelWrite, HeldVoucher, MemoryChannelStore,
     OnchainMirror, Reservation,
+};
+pub use client::{
+    BatchEvmClient, ClientChannel, ClientChannelStore, ClientStoreError, DEFAULT_DEPOSIT_MULTIPLIER,
+    DEFAULT_LEASE, MemoryClientChannels, deposit_amount,
 };
 pub use eip712::{BatchDomain, batch_domain, channel_id, erc3009_deposit_nonce};
 pub use encoding::{
