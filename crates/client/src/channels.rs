@@ -82,18 +82,12 @@ impl Ledger {
         let sum = |sql: &str| -> Result<i64, LedgerError> {
             Ok(db.query_row(sql, [], |r| r.get::<_, i64>(0))?)
         };
-        let deposited = sum(
-            "SELECT COALESCE(SUM(micro_usd), 0) FROM channel_funds
-             WHERE kind = 'deposit' AND status IN ('pending', 'done')",
-        )?;
-        let refunded = sum(
-            "SELECT COALESCE(SUM(micro_usd), 0) FROM channel_funds
-             WHERE kind = 'refund' AND status = 'done'",
-        )?;
-        let charged = sum(
-            "SELECT COALESCE(SUM(micro_usd), 0) FROM payments
-             WHERE channel_id IS NOT NULL AND status IN ('reserved', 'unknown', 'paid')",
-        )?;
+        let deposited = sum("SELECT COALESCE(SUM(micro_usd), 0) FROM channel_funds
+             WHERE kind = 'deposit' AND status IN ('pending', 'done')")?;
+        let refunded = sum("SELECT COALESCE(SUM(micro_usd), 0) FROM channel_funds
+             WHERE kind = 'refund' AND status = 'done'")?;
+        let charged = sum("SELECT COALESCE(SUM(micro_usd), 0) FROM payments
+             WHERE channel_id IS NOT NULL AND status IN ('reserved', 'unknown', 'paid')")?;
         Ok((deposited - refunded - charged).max(0) as MicroUsd)
     }
 
@@ -349,7 +343,10 @@ mod tests {
             salt: B256::ZERO,
         };
         let id = ChannelId::new(B256::repeat_byte(9));
-        (id, ClientChannel::empty(config, Network::new("eip155:8453")))
+        (
+            id,
+            ClientChannel::empty(config, Network::new("eip155:8453")),
+        )
     }
 
     fn deposit(id: &ChannelId, micro_usd: MicroUsd) -> DepositIntent {
@@ -397,7 +394,9 @@ mod tests {
         assert_eq!(ledger.locked().unwrap(), 500);
         // The spend budget sees the charge, not the deposit.
         assert_eq!(ledger.spent(0).unwrap(), 300);
-        ledger.record_refund(&key(&id), "500", 500, "0xref").unwrap();
+        ledger
+            .record_refund(&key(&id), "500", 500, "0xref")
+            .unwrap();
         assert_eq!(ledger.locked().unwrap(), 0);
         // A failed deposit locks nothing.
         let failed = ledger.reserve_deposit(&deposit(&id, 900)).unwrap();
@@ -415,7 +414,12 @@ mod tests {
             .collect();
         assert_eq!(
             kinds,
-            ["deposit:800:done", "refund:500:done", "deposit:900:failed", "claim:300:done"]
+            [
+                "deposit:800:done",
+                "refund:500:done",
+                "deposit:900:failed",
+                "claim:300:done"
+            ]
         );
         let listed = ledger.channels().unwrap();
         assert_eq!(listed[0].url.as_deref(), Some("http://shop/x"));

@@ -3,7 +3,7 @@
 //! for the unspent escrow back, and a corrective 402 is resynced and retried once.
 
 use serde::Serialize;
-use x402_proto::{SchemeClient, Scheme, SettleResponse, encode_header, headers, v2};
+use x402_proto::{Scheme, SchemeClient, SettleResponse, encode_header, headers, v2};
 
 use crate::client::{PayError, PayingClient, corrective_of, micro_usd, receipt_of, refusal_reason};
 

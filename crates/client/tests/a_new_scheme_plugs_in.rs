@@ -209,7 +209,7 @@ impl SchemeClient for ToyClient {
                 valid_before: Some(now + requirements.max_timeout_seconds),
                 extensions: None,
                 locks: None,
-        channel: None,
+                channel: None,
             })
         })
     }

@@ -18,9 +18,15 @@ async fn a_refund_returns_the_unspent_deposit_and_the_ledger_records_it() {
         stack.pay(&client).await.unwrap();
     }
     assert_eq!(stack.balance(payer).await, before - U256::from(MIN_DEPOSIT));
-    assert_eq!(u128::from(client.ledger().locked().unwrap()), MIN_DEPOSIT - 3 * USAGE);
+    assert_eq!(
+        u128::from(client.ledger().locked().unwrap()),
+        MIN_DEPOSIT - 3 * USAGE
+    );
 
-    let refunded = client.refund_channel(&stack.resource(), None).await.unwrap();
+    let refunded = client
+        .refund_channel(&stack.resource(), None)
+        .await
+        .unwrap();
     let unspent = MIN_DEPOSIT - 3 * USAGE;
     assert_eq!(refunded.amount, Some(unspent.to_string()));
     assert!(!refunded.transaction.is_empty());
@@ -30,7 +36,10 @@ async fn a_refund_returns_the_unspent_deposit_and_the_ledger_records_it() {
     let refunds: Vec<_> = funds.iter().filter(|f| f.kind == "refund").collect();
     assert_eq!(refunds.len(), 1);
     assert_eq!(refunds[0].amount, unspent.to_string());
-    assert_eq!(refunds[0].transaction.as_deref(), Some(refunded.transaction.as_str()));
+    assert_eq!(
+        refunds[0].transaction.as_deref(),
+        Some(refunded.transaction.as_str())
+    );
     assert_eq!(client.ledger().locked().unwrap(), 0);
     assert!(client.ledger().channels().unwrap()[0].closed);
 

@@ -35,15 +35,24 @@ async fn a_fresh_client_adopts_the_official_servers_count_after_checking_its_vou
     assert_eq!(state["chargedCumulativeAmount"], (4 * USAGE).to_string());
     let rows = fresh.ledger().payments(0).unwrap();
     let statuses: Vec<&str> = rows.iter().map(|r| r.status.as_str()).collect();
-    assert_eq!(statuses, ["paid", "failed"], "the corrected attempt, then the paid one");
+    assert_eq!(
+        statuses,
+        ["paid", "failed"],
+        "the corrected attempt, then the paid one"
+    );
     assert!(
-        rows[1].detail.as_deref().unwrap_or("").contains(
-            ReasonCode::BATCH_SETTLEMENT_EVM_CUMULATIVE_AMOUNT_MISMATCH.as_str()
-        ),
+        rows[1]
+            .detail
+            .as_deref()
+            .unwrap_or("")
+            .contains(ReasonCode::BATCH_SETTLEMENT_EVM_CUMULATIVE_AMOUNT_MISMATCH.as_str()),
         "{:?}",
         rows[1].detail
     );
-    assert_eq!(fresh.ledger().channels().unwrap()[0].record.charged, 4 * USAGE);
+    assert_eq!(
+        fresh.ledger().channels().unwrap()[0].record.charged,
+        4 * USAGE
+    );
     // No second deposit: the chain showed the channel funded.
     assert!(fresh.ledger().channel_funds(None).unwrap().is_empty());
 }
@@ -65,7 +74,8 @@ impl Liar {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let kept = seen.clone();
         let handler = move |request_headers: HeaderMap| {
-            let (offer, kept, voucher_signer) = (offer.clone(), kept.clone(), voucher_signer.clone());
+            let (offer, kept, voucher_signer) =
+                (offer.clone(), kept.clone(), voucher_signer.clone());
             async move {
                 let mut required = v2::PaymentRequired {
                     x402_version: x402_proto::V2::default(),
@@ -83,7 +93,9 @@ impl Liar {
                     let voucher = payment.payload["voucher"].clone();
                     kept.lock().unwrap().push(voucher.clone());
                     let id: ChannelId = voucher["channelId"].as_str().unwrap().parse().unwrap();
-                    let held = sign_voucher(&voucher_signer, &domain, id, SIGNED).await.unwrap();
+                    let held = sign_voucher(&voucher_signer, &domain, id, SIGNED)
+                        .await
+                        .unwrap();
                     required.error = Some(
                         ReasonCode::BATCH_SETTLEMENT_EVM_CUMULATIVE_AMOUNT_MISMATCH
                             .as_str()
@@ -106,7 +118,11 @@ impl Liar {
                     .into_response()
             }
         };
-        let url = common::serve(axum::Router::new().route("/batched", get(handler)), "/batched").await;
+        let url = common::serve(
+            axum::Router::new().route("/batched", get(handler)),
+            "/batched",
+        )
+        .await;
         Self { url, seen }
     }
 
@@ -140,7 +156,11 @@ async fn a_corrective_402_with_a_voucher_the_client_never_signed_is_not_adopted(
     let liar = Liar::start(&chain, PrivateKeySigner::random()).await;
     let lied_to = client(&chain, &payer);
     match pay(&lied_to, &liar.url).await {
-        Err(PayError::Refused { status: 402, reason, .. }) => {
+        Err(PayError::Refused {
+            status: 402,
+            reason,
+            ..
+        }) => {
             assert!(reason.contains("cumulative_amount_mismatch"), "{reason}")
         }
         other => panic!("expected a refusal, got {other:?}"),
@@ -156,5 +176,8 @@ async fn a_corrective_402_with_a_voucher_the_client_never_signed_is_not_adopted(
     let vouchers = honest.vouchers();
     assert_eq!(vouchers.len(), 2, "one retry");
     assert_eq!(vouchers[0]["maxClaimableAmount"], PRICE.to_string());
-    assert_eq!(vouchers[1]["maxClaimableAmount"], (CLAIMED + PRICE).to_string());
+    assert_eq!(
+        vouchers[1]["maxClaimableAmount"],
+        (CLAIMED + PRICE).to_string()
+    );
 }

@@ -55,5 +55,8 @@ async fn deposits_stay_under_the_cap_and_charges_count_against_the_budget() {
     }
     assert_eq!(u128::from(client.ledger().spent(0).unwrap()), 3 * USAGE);
     assert_eq!(stack.balance(payer).await, before - U256::from(cap));
-    assert_eq!(u128::from(client.ledger().locked().unwrap()), cap - 3 * USAGE);
+    assert_eq!(
+        u128::from(client.ledger().locked().unwrap()),
+        cap - 3 * USAGE
+    );
 }

@@ -59,8 +59,15 @@ async fn two_hundred_requests_take_one_deposit_and_the_payee_gets_exactly_what_w
     let ledger = client.ledger();
     let rows = ledger.payments(0).unwrap();
     assert_eq!(rows.len(), REQUESTS as usize);
-    assert!(rows.iter().all(|r| r.status == "paid" && r.amount == USAGE.to_string()));
-    assert_eq!(u128::from(ledger.spent(0).unwrap()), USAGE * REQUESTS, "micro-USD");
+    assert!(
+        rows.iter()
+            .all(|r| r.status == "paid" && r.amount == USAGE.to_string())
+    );
+    assert_eq!(
+        u128::from(ledger.spent(0).unwrap()),
+        USAGE * REQUESTS,
+        "micro-USD"
+    );
     let funds = ledger.channel_funds(None).unwrap();
     let deposits: Vec<_> = funds.iter().filter(|f| f.kind == "deposit").collect();
     assert_eq!(deposits.len(), 1, "{funds:?}");

@@ -119,7 +119,11 @@ async fn refund(
     let targets: Vec<_> = channels
         .iter()
         .filter(|c| !c.closed)
-        .filter(|c| all || id.as_deref().is_some_and(|id| id.eq_ignore_ascii_case(&c.id)))
+        .filter(|c| {
+            all || id
+                .as_deref()
+                .is_some_and(|id| id.eq_ignore_ascii_case(&c.id))
+        })
         .collect();
     if targets.is_empty() {
         bail!("no such open channel; `x402 channels` lists them");
@@ -144,7 +148,12 @@ async fn refund(
     Ok(())
 }
 
-async fn withdraw(home: &Home, id: &str, finalize: bool, rpc: Option<String>) -> anyhow::Result<()> {
+async fn withdraw(
+    home: &Home,
+    id: &str,
+    finalize: bool,
+    rpc: Option<String>,
+) -> anyhow::Result<()> {
     let signer = home.signer()?;
     let rpc = chain_rpc(rpc, dev_state(home).as_ref())?;
     let channel_id: ChannelId = id.parse().map_err(|e| anyhow!("{id}: {e}"))?;
@@ -157,7 +166,10 @@ async fn withdraw(home: &Home, id: &str, finalize: bool, rpc: Option<String>) ->
     let config: ChannelConfig = row.record.config;
     let call_config = config.to_sol().into();
     let input = if finalize {
-        IBatchWithdraw::finalizeWithdrawCall { config: call_config }.abi_encode()
+        IBatchWithdraw::finalizeWithdrawCall {
+            config: call_config,
+        }
+        .abi_encode()
     } else {
         let amount = row.record.balance.saturating_sub(row.record.total_claimed);
         IBatchWithdraw::initiateWithdrawCall {
@@ -182,7 +194,10 @@ async fn withdraw(home: &Home, id: &str, finalize: bool, rpc: Option<String>) ->
         bail!("the withdrawal reverted in {}", receipt.transaction_hash);
     }
     if finalize {
-        println!("withdrawal of {channel_id} finalized in {}", receipt.transaction_hash);
+        println!(
+            "withdrawal of {channel_id} finalized in {}",
+            receipt.transaction_hash
+        );
     } else {
         println!(
             "withdrawal of {channel_id} started in {}; after {} s run `x402 channels withdraw {channel_id} --finalize`",

@@ -205,7 +205,8 @@ impl PayingClient {
         policy: Policy,
         ledger: Ledger,
     ) -> Self {
-        let batch = Arc::new(BatchEvmClient::new(signer.clone()).with_store(ledger.channel_store()));
+        let batch =
+            Arc::new(BatchEvmClient::new(signer.clone()).with_store(ledger.channel_store()));
         let schemes: Vec<Arc<dyn SchemeClient>> = vec![
             batch.clone(),
             Arc::new(x402_evm::ExactEvmClient::new(signer.clone())),
@@ -268,7 +269,9 @@ impl PayingClient {
         self.policy
             .assets
             .iter()
-            .find(|a| a.network.same_as(&offer.network) && a.address.eq_ignore_ascii_case(&offer.asset))
+            .find(|a| {
+                a.network.same_as(&offer.network) && a.address.eq_ignore_ascii_case(&offer.asset)
+            })
             .map_or(6, |a| a.decimals)
     }
 
@@ -405,7 +408,15 @@ impl PayingClient {
         for attempt in 1..=2 {
             let next = request.try_clone();
             let paid = self
-                .pay_once(&mut transport, request, &challenge, &choice, scheme, &url, service)
+                .pay_once(
+                    &mut transport,
+                    request,
+                    &challenge,
+                    &choice,
+                    scheme,
+                    &url,
+                    service,
+                )
                 .await?;
             match (paid, next) {
                 (Attempt::Done(paid), _) => return Ok(paid),
@@ -435,9 +446,11 @@ impl PayingClient {
         let Some(room) = self.ledger.deposit_room()? else {
             return Ok(None);
         };
-        let scale = alloy::primitives::U256::from(10u8).pow(alloy::primitives::U256::from(decimals));
+        let scale =
+            alloy::primitives::U256::from(10u8).pow(alloy::primitives::U256::from(decimals));
         Ok(Some(TokenAmount(
-            alloy::primitives::U256::from(room) * scale / alloy::primitives::U256::from(1_000_000u64),
+            alloy::primitives::U256::from(room) * scale
+                / alloy::primitives::U256::from(1_000_000u64),
         )))
     }
 
@@ -529,13 +542,16 @@ impl PayingClient {
         match &receipt {
             Some(r) if r.success => {
                 if let Some(deposit) = deposit {
-                    self.ledger.finish_funds(deposit, true, Some(&r.transaction))?;
+                    self.ledger
+                        .finish_funds(deposit, true, Some(&r.transaction))?;
                 }
                 // A scheme that charges less than the price (`upto`'s usage, a
                 // `batch-settlement` voucher's chargedAmount) says what it took.
                 let Some(charged) = scheme.charged(&choice.requirements, r) else {
                     reservation.commit(&r.transaction)?;
-                    return Ok(Attempt::Done(PaidResponse::paid(response, receipt, amount, id)));
+                    return Ok(Attempt::Done(PaidResponse::paid(
+                        response, receipt, amount, id,
+                    )));
                 };
                 let signed_max = choice.requirements.amount;
                 if charged.0 > signed_max.0 {
@@ -548,12 +564,16 @@ impl PayingClient {
                     micro_usd(charged, choice.decimals),
                 )?;
                 let charged = AssetAmount::new(charged, choice.decimals);
-                Ok(Attempt::Done(PaidResponse::paid(response, receipt, charged, id)))
+                Ok(Attempt::Done(PaidResponse::paid(
+                    response, receipt, charged, id,
+                )))
             }
             _ if status.is_success() => {
                 // Served without a receipt: count it as paid (the server may settle later).
                 reservation.commit("")?;
-                Ok(Attempt::Done(PaidResponse::paid(response, receipt, amount, id)))
+                Ok(Attempt::Done(PaidResponse::paid(
+                    response, receipt, amount, id,
+                )))
             }
             None if status.is_server_error() => {
                 // The server failed and says nothing of the payment: it may have settled
@@ -647,7 +667,8 @@ impl<'a> Report<'a> {
 
     fn done(&self, receipt: Option<&SettleResponse>) {
         if !self.reported.replace(true) {
-            self.scheme.on_response(self.requirements, self.signed, receipt);
+            self.scheme
+                .on_response(self.requirements, self.signed, receipt);
         }
     }
 }

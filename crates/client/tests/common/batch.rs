@@ -59,8 +59,13 @@ impl OfficialBatch {
 
     /// A client paying as `signer`, recording in `ledger`, reading the devnet.
     pub fn client_with(&self, signer: &PrivateKeySigner, ledger: Ledger) -> PayingClient {
-        PayingClient::new(reqwest::Client::new(), signer.clone(), Policy::default(), ledger)
-            .with_chain(self.chain.devnet.rpc_url().clone())
+        PayingClient::new(
+            reqwest::Client::new(),
+            signer.clone(),
+            Policy::default(),
+            ledger,
+        )
+        .with_chain(self.chain.devnet.rpc_url().clone())
     }
 
     /// The `index`th payer's client, its ledger in memory.

@@ -114,7 +114,9 @@ pub struct MemoryClientChannels(Mutex<HashMap<ChannelId, ClientChannel>>);
 
 impl MemoryClientChannels {
     fn map(&self) -> std::sync::MutexGuard<'_, HashMap<ChannelId, ClientChannel>> {
-        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 }
 
@@ -172,7 +174,9 @@ fn charged_amount(receipt: &SettleResponse) -> Result<Option<u128>, String> {
         Some(serde_json::Value::String(s))
             if !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()) =>
         {
-            s.parse().map(Some).map_err(|e| format!("chargedAmount {s}: {e}"))
+            s.parse()
+                .map(Some)
+                .map_err(|e| format!("chargedAmount {s}: {e}"))
         }
         Some(other) => Err(format!("chargedAmount {other} is not a decimal string")),
     }
@@ -202,7 +206,10 @@ impl Leases {
         loop {
             let freed = self.freed.notified();
             {
-                let mut held = self.held.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+                let mut held = self
+                    .held
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let now = Instant::now();
                 match held.get(&id) {
                     Some(until) if *until > now => {}
@@ -219,8 +226,8 @@ impl Leases {
                 )));
             }
             // Woken when a lease is given back; otherwise look again when one may have lapsed.
-            let _ = tokio::time::timeout((deadline - now).min(Duration::from_millis(250)), freed)
-                .await;
+            let _ =
+                tokio::time::timeout((deadline - now).min(Duration::from_millis(250)), freed).await;
         }
     }
 
@@ -772,7 +779,10 @@ mod tests {
     fn deposits_are_sized_as_the_official_client_sizes_them() {
         // Five requests' worth, or the server's minDeposit when it is at least the price.
         assert_eq!(deposit_amount(100, 100, None, 5, None).unwrap(), 500);
-        assert_eq!(deposit_amount(100, 100, Some(1_000), 5, None).unwrap(), 1_000);
+        assert_eq!(
+            deposit_amount(100, 100, Some(1_000), 5, None).unwrap(),
+            1_000
+        );
         assert_eq!(deposit_amount(100, 100, Some(50), 5, None).unwrap(), 500);
         // What the next ceiling needs wins over the target.
         assert_eq!(deposit_amount(100, 900, None, 5, None).unwrap(), 900);
@@ -792,7 +802,11 @@ mod tests {
         assert_eq!(first.payload["type"], "deposit");
         assert_eq!(first.payload["voucher"]["maxClaimableAmount"], "100");
         // The server charged 60 of the 100: the next ceiling is 160.
-        client.on_response(&offer, &first, Some(&receipt(json!({"chargedAmount": "60"}))));
+        client.on_response(
+            &offer,
+            &first,
+            Some(&receipt(json!({"chargedAmount": "60"}))),
+        );
         let (_, id, _) = client.channel_for(&offer).unwrap();
         let kept = client.store().get(&id).unwrap().unwrap();
         assert_eq!((kept.charged, kept.balance), (60, 500));
@@ -801,7 +815,11 @@ mod tests {
         assert_eq!(second.locks, None);
         assert_eq!(second.payload["voucher"]["maxClaimableAmount"], "160");
         // A receipt claiming more than the price is not counted.
-        client.on_response(&offer, &second, Some(&receipt(json!({"chargedAmount": "101"}))));
+        client.on_response(
+            &offer,
+            &second,
+            Some(&receipt(json!({"chargedAmount": "101"}))),
+        );
         assert_eq!(client.store().get(&id).unwrap().unwrap().charged, 60);
         assert_eq!(
             client.charged(&offer, &receipt(json!({"chargedAmount": "101"}))),
@@ -844,15 +862,19 @@ mod tests {
         };
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!waiting.is_finished(), "signed on the same ceiling");
-        client.on_response(&offer, &first, Some(&receipt(json!({"chargedAmount": "100"}))));
+        client.on_response(
+            &offer,
+            &first,
+            Some(&receipt(json!({"chargedAmount": "100"}))),
+        );
         let second = waiting.await.unwrap().unwrap();
         assert_eq!(second.payload["voucher"]["maxClaimableAmount"], "200");
     }
 
     #[tokio::test]
     async fn a_lost_answer_frees_the_channel_when_its_lease_lapses() {
-        let client = BatchEvmClient::new(PrivateKeySigner::random())
-            .with_lease(Duration::from_millis(300));
+        let client =
+            BatchEvmClient::new(PrivateKeySigner::random()).with_lease(Duration::from_millis(300));
         let offer = offer(100, json!({}));
         let _lost = client.sign(&offer, 1_000).await.unwrap();
         let started = Instant::now();
@@ -868,7 +890,11 @@ mod tests {
         let offer = offer(100, json!({}));
         assert!(client.sign_refund(&offer, None).await.is_err());
         let deposit = client.sign(&offer, 1_000).await.unwrap();
-        client.on_response(&offer, &deposit, Some(&receipt(json!({"chargedAmount": "100"}))));
+        client.on_response(
+            &offer,
+            &deposit,
+            Some(&receipt(json!({"chargedAmount": "100"}))),
+        );
         let refund = client.sign_refund(&offer, None).await.unwrap();
         assert_eq!(refund.payload["type"], "refund");
         assert_eq!(refund.payload["voucher"]["maxClaimableAmount"], "100");

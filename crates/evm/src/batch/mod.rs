@@ -50,8 +50,8 @@ pub use channels::{
     OnchainMirror, Reservation,
 };
 pub use client::{
-    BatchEvmClient, ClientChannel, ClientChannelStore, ClientStoreError, DEFAULT_DEPOSIT_MULTIPLIER,
-    DEFAULT_LEASE, MemoryClientChannels, deposit_amount,
+    BatchEvmClient, ClientChannel, ClientChannelStore, ClientStoreError,
+    DEFAULT_DEPOSIT_MULTIPLIER, DEFAULT_LEASE, MemoryClientChannels, deposit_amount,
 };
 pub use eip712::{BatchDomain, batch_domain, channel_id, erc3009_deposit_nonce};
 pub use encoding::{
