@@ -726,15 +726,11 @@ where
         corrective: &'a v2::PaymentRequired,
     ) -> BoxFuture<'a, Result<bool, SchemeSignError>> {
         Box::pin(async move {
-            let resyncs = [
-                ReasonCode::BATCH_SETTLEMENT_EVM_CUMULATIVE_AMOUNT_MISMATCH.as_str(),
-                ReasonCode::BATCH_SETTLEMENT_EVM_CUMULATIVE_BELOW_CLAIMED.as_str(),
-            ];
-            if !corrective
-                .error
-                .as_deref()
-                .is_some_and(|error| resyncs.contains(&error))
-            {
+            let resyncs = |error: &str| {
+                error == ReasonCode::BATCH_SETTLEMENT_EVM_CUMULATIVE_AMOUNT_MISMATCH.as_str()
+                    || error == ReasonCode::BATCH_SETTLEMENT_EVM_CUMULATIVE_BELOW_CLAIMED.as_str()
+            };
+            if !corrective.error.as_deref().is_some_and(resyncs) {
                 return Ok(false);
             }
             let Some(offer) = corrective.accepts.iter().find(|offer| offers(offer)) else {
