@@ -19,9 +19,23 @@
 //                      to the official setSettlementOverrides as {amount}: atomic units ("1234"),
 //                      a money string ("$0.001") or a percentage of the maximum ("50%"). Unset:
 //                      no override, so the maximum is settled.
+//   BATCH_PRICE        optional; when set, also serves GET /batched with scheme "batch-settlement"
+//                      (the @x402/evm batch-settlement server scheme, its channels in memory, the
+//                      facilitator's advertised receiver authorizer) at this price per request
+//                      (same forms as PRICE), and POST /batch/claim-and-settle, which runs the
+//                      official channel manager's claimAndSettle() through the facilitator and
+//                      answers 200 {"claims":[{vouchers,transaction}],"settle":{transaction}|null}
+//                      (500 {"error"} when it throws). The facilitator must then support
+//                      batch-settlement on NETWORK.
+//   BATCH_MIN_DEPOSIT  optional, only with BATCH_PRICE: the route's extra.minDeposit (atomic
+//                      units), the deposit the server asks for; unset, the SDK's 10 x price.
+//   BATCH_USAGE        optional, only with BATCH_PRICE: what GET /batched reports it used (the
+//                      forms of UPTO_USAGE); unset, the price is charged.
 //
 // Routes: GET /paid -> 200 {"ok":true} behind the paywall; with UPTO_PRICE also
-//         GET /metered -> 200 {"ok":true,"usage":<UPTO_USAGE or null>}, settled for the usage.
+//         GET /metered -> 200 {"ok":true,"usage":<UPTO_USAGE or null>}, settled for the usage;
+//         with BATCH_PRICE also GET /batched -> 200 {"ok":true,"usage":<BATCH_USAGE or null>}
+//         and POST /batch/claim-and-settle.
 // stdout: exactly one line "LISTENING <port>", printed after the facilitator's /supported has been
 //         fetched and the route checked against it, and the socket is listening.
 // stderr: diagnostics, one line per request. Exit 1 on bad env or if the facilitator cannot be
@@ -33,6 +47,7 @@ import { paymentMiddlewareFromHTTPServer, setSettlementOverrides } from "@x402/e
 import { HTTPFacilitatorClient, x402HTTPResourceServer, x402ResourceServer } from "@x402/core/server";
 import { ExactEvmScheme } from "@x402/evm/exact/server";
 import { UptoEvmScheme } from "@x402/evm/upto/server";
+import { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/server";
 import { describeError, startScript } from "./script.mjs";
 
 // Library code may console.log; stdout carries only the LISTENING line.
@@ -53,13 +68,22 @@ const token = process.env.FACILITATOR_TOKEN;
 const port = readPort();
 const uptoPriceRaw = process.env.UPTO_PRICE;
 const uptoUsage = process.env.UPTO_USAGE;
+const batchPriceRaw = process.env.BATCH_PRICE;
+const batchUsage = process.env.BATCH_USAGE;
+const batchMinDeposit = process.env.BATCH_MIN_DEPOSIT;
 
 if (!payTo || !isAddress(payTo, { strict: false })) fail(`PAY_TO must be a 0x address, got ${payTo}`);
 
 if (uptoUsage !== undefined && !uptoPriceRaw) fail("UPTO_USAGE needs UPTO_PRICE");
 // The amount forms setSettlementOverrides accepts: atomic units, "$" money, a percentage.
-if (uptoUsage !== undefined && !/^(\d+|\$\d+(\.\d+)?|\d+(\.\d{1,2})?%)$/.test(uptoUsage)) {
-  fail(`UPTO_USAGE must be atomic units ("1234"), money ("$0.001") or a percentage ("50%"), got ${uptoUsage}`);
+for (const [name, usage] of [["UPTO_USAGE", uptoUsage], ["BATCH_USAGE", batchUsage]]) {
+  if (usage !== undefined && !/^(\d+|\$\d+(\.\d+)?|\d+(\.\d{1,2})?%)$/.test(usage)) {
+    fail(`${name} must be atomic units ("1234"), money ("$0.001") or a percentage ("50%"), got ${usage}`);
+  }
+}
+if (batchUsage !== undefined && !batchPriceRaw) fail("BATCH_USAGE needs BATCH_PRICE");
+if (batchMinDeposit !== undefined && !(batchPriceRaw && /^\d+$/.test(batchMinDeposit))) {
+  fail(`BATCH_MIN_DEPOSIT needs BATCH_PRICE and must be atomic units, got ${batchMinDeposit}`);
 }
 
 /// The price in the env variable `name` (raw value `raw`): a money string, or JSON AssetAmount.
@@ -80,7 +104,8 @@ if (token) {
   facilitatorConfig.createAuthHeaders = async () => ({ verify: auth, settle: auth, supported: auth });
 }
 
-const resourceServer = new x402ResourceServer(new HTTPFacilitatorClient(facilitatorConfig)).register(
+const facilitatorClient = new HTTPFacilitatorClient(facilitatorConfig);
+const resourceServer = new x402ResourceServer(facilitatorClient).register(
   network,
   new ExactEvmScheme(),
 );
@@ -97,6 +122,24 @@ if (uptoPriceRaw) {
   routes["GET /metered"] = {
     accepts: { scheme: "upto", price: readPrice("UPTO_PRICE", uptoPriceRaw), network, payTo },
     description: "x402 interop metered resource",
+    mimeType: "application/json",
+  };
+}
+
+let batchScheme;
+if (batchPriceRaw) {
+  // Channels in memory; the receiver authorizer is the one the facilitator advertises.
+  batchScheme = new BatchSettlementEvmScheme(payTo);
+  resourceServer.register(network, batchScheme);
+  routes["GET /batched"] = {
+    accepts: {
+      scheme: "batch-settlement",
+      price: readPrice("BATCH_PRICE", batchPriceRaw),
+      network,
+      payTo,
+      ...(batchMinDeposit ? { extra: { minDeposit: batchMinDeposit } } : {}),
+    },
+    description: "x402 interop batched resource",
     mimeType: "application/json",
   };
 }
@@ -125,6 +168,24 @@ if (uptoPriceRaw) {
     // The official way to settle less than the maximum: the middleware reads it before settling.
     if (uptoUsage !== undefined) setSettlementOverrides(res, { amount: uptoUsage });
     res.json({ ok: true, usage: uptoUsage ?? null });
+  });
+}
+
+if (batchScheme) {
+  app.get("/batched", (_req, res) => {
+    if (batchUsage !== undefined) setSettlementOverrides(res, { amount: batchUsage });
+    res.json({ ok: true, usage: batchUsage ?? null });
+  });
+  // Not a paid route: the official channel manager claims every charged voucher and settles.
+  app.post("/batch/claim-and-settle", async (_req, res) => {
+    try {
+      const manager = batchScheme.createChannelManager(facilitatorClient, network);
+      const { claims, settle } = await manager.claimAndSettle();
+      res.json({ claims, settle: settle ?? null });
+    } catch (e) {
+      process.stderr.write(`express-server: claimAndSettle threw: ${describeError(e)}\n`);
+      res.status(500).json({ error: describeError(e) });
+    }
   });
 }
 

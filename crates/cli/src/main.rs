@@ -48,6 +48,10 @@ enum Command {
     /// Show or set spending limits (per payment, hour, day, total).
     #[command(subcommand)]
     Budget(agent::BudgetCommand),
+    /// The wallet's batch-settlement payment channels (deposits held in escrow): list them
+    /// (network, id, receiver, balance, charged, claimed), `refund <id|--all>` through the
+    /// server each was opened with, or `withdraw <id>` (then `--finalize` after the delay).
+    Channels(agent::ChannelsArgs),
     /// An MCP server (stdio) with GPU-Bridge's tools (gpu_run, gpu_catalog, gpu_status,
     /// gpu_balance, gpu_estimate), paid from this wallet within its budget.
     Mcp(mcp::McpArgs),
@@ -70,6 +74,7 @@ async fn main() -> anyhow::Result<()> {
         Command::Catalog(args) => agent::catalog(args).await,
         Command::Receipts(args) => agent::receipts(&home, args).await,
         Command::Budget(command) => agent::budget(&home, command),
+        Command::Channels(args) => agent::channels(&home, args).await,
         Command::Demo(args) => demo::run(args).await,
         Command::Mcp(args) => mcp::run(&home, args).await,
     }

@@ -27,8 +27,21 @@ pub fn format_micro_usd(micro: MicroUsd) -> String {
     x402_proto::TokenAmount::from_atomic(u128::from(micro)).to_human(6)
 }
 
+/// The deposit cap a ledger has until one is set: $5 in escrow at once, what the official
+/// client allows by default (five times its $1 most per payment).
+pub const DEFAULT_DEPOSIT_CAP: MicroUsd = 5_000_000;
+
+fn default_deposit_cap() -> Option<MicroUsd> {
+    Some(DEFAULT_DEPOSIT_CAP)
+}
+
 /// Spending limits, in micro-USD. `None` is no limit.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+///
+/// Charges (what payments cost) count against `per_payment`, `per_hour`, `per_day` and
+/// `total`. Deposits into payment channels (`batch-settlement`) are not spent, only locked in
+/// escrow until charged, refunded or withdrawn: what is locked and unspent counts against
+/// `deposit_cap` instead.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Budget {
     /// Most per payment.
     pub per_payment: Option<MicroUsd>,
@@ -38,6 +51,22 @@ pub struct Budget {
     pub per_day: Option<MicroUsd>,
     /// Most in total.
     pub total: Option<MicroUsd>,
+    /// Most held in payment channels' escrow at once, deposited and not yet charged or
+    /// returned ([`DEFAULT_DEPOSIT_CAP`] unless set).
+    #[serde(default = "default_deposit_cap")]
+    pub deposit_cap: Option<MicroUsd>,
+}
+
+impl Default for Budget {
+    fn default() -> Self {
+        Self {
+            per_payment: None,
+            per_hour: None,
+            per_day: None,
+            total: None,
+            deposit_cap: default_deposit_cap(),
+        }
+    }
 }
 
 impl Budget {
@@ -70,6 +99,9 @@ pub enum LedgerError {
     /// The database failed.
     #[error("ledger database: {0}")]
     Database(#[from] rusqlite::Error),
+    /// A stored channel record does not read back.
+    #[error("ledger channel record: {0}")]
+    Record(String),
 }
 
 /// What a payment is for, recorded when it is reserved.
@@ -132,7 +164,52 @@ pub struct Ledger {
     db: Arc<Mutex<Connection>>,
 }
 
-fn now() -> i64 {
+/// The ledger's schema version (`PRAGMA user_version`): 1 added payment channels
+/// (`channels`: each channel's record; `channel_funds`: deposits, claims seen and refunds;
+/// `payments.channel_id`: the channel a charge was paid on).
+const SCHEMA_VERSION: i64 = 1;
+
+/// Brings a ledger written by an earlier version up to date, one version at a time.
+fn migrate(db: &Connection) -> Result<(), LedgerError> {
+    let version: i64 = db.query_row("PRAGMA user_version", [], |r| r.get(0))?;
+    if version < 1 {
+        let present = db
+            .prepare("SELECT 1 FROM pragma_table_info('payments') WHERE name = 'channel_id'")?
+            .exists([])?;
+        if !present {
+            db.execute_batch("ALTER TABLE payments ADD COLUMN channel_id TEXT")?;
+        }
+        db.execute_batch(
+            "CREATE TABLE IF NOT EXISTS channels (
+                 id TEXT PRIMARY KEY,
+                 network TEXT NOT NULL,
+                 asset TEXT NOT NULL,
+                 receiver TEXT NOT NULL,
+                 record TEXT NOT NULL,
+                 closed INTEGER NOT NULL DEFAULT 0,
+                 updated_at INTEGER NOT NULL
+             );
+             CREATE TABLE IF NOT EXISTS channel_funds (
+                 id INTEGER PRIMARY KEY,
+                 created_at INTEGER NOT NULL,
+                 channel_id TEXT NOT NULL,
+                 kind TEXT NOT NULL,
+                 amount TEXT NOT NULL,
+                 micro_usd INTEGER NOT NULL,
+                 status TEXT NOT NULL,
+                 tx TEXT,
+                 url TEXT
+             );
+             CREATE INDEX IF NOT EXISTS channel_funds_channel ON channel_funds (channel_id);",
+        )?;
+    }
+    if version < SCHEMA_VERSION {
+        db.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+    }
+    Ok(())
+}
+
+pub(crate) fn now() -> i64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map_or(0, |d| d.as_secs() as i64)
@@ -181,12 +258,13 @@ impl Ledger {
                 db.execute_batch(&format!("ALTER TABLE payments ADD COLUMN {column} {kind}"))?;
             }
         }
+        migrate(&db)?;
         Ok(Self {
             db: Arc::new(Mutex::new(db)),
         })
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.db
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -473,6 +551,17 @@ impl Reservation {
             ],
         )?;
         self.commit(transaction)
+    }
+
+    /// Records that the payment was made on payment channel `channel_id` (a
+    /// `batch-settlement` voucher or deposit): its charge then counts as spent out of the
+    /// channel's escrow, freeing room under the deposit cap.
+    pub fn in_channel(&self, channel_id: &str) -> Result<(), LedgerError> {
+        self.ledger.lock().execute(
+            "UPDATE payments SET channel_id = ?2 WHERE id = ?1",
+            params![self.id, channel_id],
+        )?;
+        Ok(())
     }
 
     /// Signed and sent but refused: kept for the audit, no longer counted. Does nothing to a

@@ -13,20 +13,24 @@
 //! gateway's typed API through it.
 
 mod balance;
+mod channels;
 mod client;
 mod gateway;
 pub mod ledger;
 mod middleware;
 mod policy;
 mod reconcile;
+mod refund;
 
 pub use balance::{BalanceError, token_balance};
+pub use channels::{ChannelRow, DepositIntent, FundsRecord};
 pub use client::{PaidResponse, PayError, PayingClient};
 pub use gateway::{GatewayClient, GatewayError, GatewayRun, RunAnswer, poll_job};
 pub use ledger::{
-    Budget, Ledger, LedgerError, MicroUsd, PaymentIntent, PaymentRecord, Reservation, TotalsBy,
-    format_micro_usd,
+    Budget, DEFAULT_DEPOSIT_CAP, Ledger, LedgerError, MicroUsd, PaymentIntent, PaymentRecord,
+    Reservation, TotalsBy, format_micro_usd,
 };
 pub use middleware::{Payment, PaymentMiddleware, ServiceLabel};
 pub use policy::{Choice, KnownAsset, Policy, PolicyError};
 pub use reconcile::{Outcome, RELEASE_GRACE_SECS, ReconcileError, Reconciled};
+pub use refund::Refunded;

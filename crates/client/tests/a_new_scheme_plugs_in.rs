@@ -208,6 +208,8 @@ impl SchemeClient for ToyClient {
                 nonce: Some(nonce),
                 valid_before: Some(now + requirements.max_timeout_seconds),
                 extensions: None,
+                locks: None,
+                channel: None,
             })
         })
     }

@@ -164,6 +164,14 @@ macro_rules! evm_scheme_client {
             > {
                 Box::pin(self.signed(requirements, now))
             }
+
+            fn charged(
+                &self,
+                _requirements: &x402_proto::v2::PaymentRequirements,
+                receipt: &x402_proto::SettleResponse,
+            ) -> Option<x402_proto::TokenAmount> {
+                Self::receipt_charge(receipt)
+            }
         }
     };
 }
@@ -177,6 +185,11 @@ evm_scheme_client!(
 );
 
 impl<S> ExactEvmClient<S> {
+    /// An `exact` payment moves its price, whatever its receipt says.
+    fn receipt_charge(_receipt: &x402_proto::SettleResponse) -> Option<x402_proto::TokenAmount> {
+        None
+    }
+
     fn offers(requirements: &v2::PaymentRequirements) -> bool {
         requirements.scheme == Scheme::EXACT
             && requirements.network.evm_chain_id().is_some()
@@ -209,6 +222,8 @@ pub(crate) fn signed_payload(
         nonce: Some(nonce),
         valid_before: Some(u64::try_from(valid_before).unwrap_or(u64::MAX)),
         extensions: None,
+        locks: None,
+        channel: None,
         payload: serde_json::to_value(payload)
             .map_err(|e| x402_proto::SchemeSignError(e.to_string()))?,
     })

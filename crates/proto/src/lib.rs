@@ -36,7 +36,8 @@ pub use matching::{extra_contains, requirements_match};
 pub use names::{Network, ReasonCode, Scheme};
 pub use payload::{PaymentPayload, PaymentRequest, PaymentRequired, SettleRequest, VerifyRequest};
 pub use scheme::{
-    SchemeClient, SchemeKey, SchemeServer, SchemeSignError, SignedPayload, copy_kind_extra,
+    SchemeClient, SchemeKey, SchemeServer, SchemeSignError, SignLimits, SignedPayload,
+    copy_kind_extra,
 };
 pub use secret::Secret;
 pub use usage::{SETTLEMENT_OVERRIDES_HEADER, Usage, UsageError, UsageMeter};

@@ -17,7 +17,10 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::{BoxFuture, Network, PaymentRequest, Scheme, SupportedKind, U256, v2};
+use crate::{
+    BoxFuture, Network, PaymentRequest, Scheme, SettleResponse, SupportedKind, TokenAmount, U256,
+    v2,
+};
 
 /// The key a request is routed by: its protocol version, scheme and network (as written on
 /// the wire: a v1 request names `base`, a v2 one `eip155:8453`).
@@ -81,6 +84,35 @@ pub struct SignedPayload {
     /// Extensions the payment carries (`extensions` of the v2 payload), such as an EIP-2612
     /// approval for gas sponsoring.
     pub extensions: Option<Value>,
+    /// Funds the payment locks beside its price (a `batch-settlement` deposit into escrow):
+    /// not spent, but out of the payer's hands until refunded or withdrawn. The client's
+    /// ledger counts it against its deposit cap, not its spending budget.
+    pub locks: Option<TokenAmount>,
+    /// The payment channel it pays on, if any (a `batch-settlement` channel id), so the
+    /// client's ledger can tie the charge and any deposit to it.
+    pub channel: Option<String>,
+}
+
+impl SignedPayload {
+    /// A payload that spends nothing once and locks nothing (a voucher).
+    pub fn plain(payload: Value) -> Self {
+        Self {
+            payload,
+            nonce: None,
+            valid_before: None,
+            extensions: None,
+            locks: None,
+            channel: None,
+        }
+    }
+}
+
+/// What a client lets a signature commit it to beyond the price.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SignLimits {
+    /// The most a deposit signed now may lock, in atomic units of the offer's asset; `None`
+    /// is no limit. A scheme that needs more refuses before signing anything.
+    pub max_lock: Option<TokenAmount>,
 }
 
 /// Why a client could not sign for an offer.
@@ -103,6 +135,57 @@ pub trait SchemeClient: Send + Sync + fmt::Debug {
         requirements: &'a v2::PaymentRequirements,
         now: u64,
     ) -> BoxFuture<'a, Result<SignedPayload, SchemeSignError>>;
+
+    /// [`sign`](Self::sign) within `limits`. By default the limits are ignored: a scheme that
+    /// locks nothing cannot cross them.
+    fn sign_within<'a>(
+        &'a self,
+        requirements: &'a v2::PaymentRequirements,
+        now: u64,
+        limits: SignLimits,
+    ) -> BoxFuture<'a, Result<SignedPayload, SchemeSignError>> {
+        let _ = limits;
+        self.sign(requirements, now)
+    }
+
+    /// What a payment signed for `requirements` actually cost, by its successful `receipt`:
+    /// `upto`'s settled amount, `batch-settlement`'s `chargedAmount`. `None` means the price
+    /// (the default: a fixed-price scheme moves its price whatever the receipt says). The
+    /// client never counts more than the price, whatever this answers.
+    fn charged(
+        &self,
+        requirements: &v2::PaymentRequirements,
+        receipt: &SettleResponse,
+    ) -> Option<TokenAmount> {
+        let _ = (requirements, receipt);
+        None
+    }
+
+    /// Called once for every payment this plug-in signed, when its answer is known:
+    /// `receipt` is the settlement receipt that came back (successful or not), `None` when
+    /// there was none (refused without one, or the answer was lost). A stateful scheme
+    /// (`batch-settlement`) advances its channel here and lets the next request on it sign.
+    /// By default nothing.
+    fn on_response(
+        &self,
+        requirements: &v2::PaymentRequirements,
+        signed: &SignedPayload,
+        receipt: Option<&SettleResponse>,
+    ) {
+        let _ = (requirements, signed, receipt);
+    }
+
+    /// Given a 402 that refused a payment this plug-in signed (`corrective`, with the server's
+    /// reason in `error` and its offers), resynchronizes the plug-in's state when the server
+    /// says it is off (a `batch-settlement` cumulative-amount mismatch). `Ok(true)` means the
+    /// client should sign again and retry once. By default `Ok(false)`.
+    fn recover<'a>(
+        &'a self,
+        corrective: &'a v2::PaymentRequired,
+    ) -> BoxFuture<'a, Result<bool, SchemeSignError>> {
+        let _ = corrective;
+        Box::pin(async { Ok(false) })
+    }
 }
 
 /// A payment mechanism as a server offers it.

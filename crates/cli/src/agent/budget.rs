@@ -10,7 +10,7 @@ use x402_proto::Price;
 pub(crate) enum BudgetCommand {
     /// Print the limits and what was spent against them.
     Show,
-    /// Set limits in USD (`--per-day 5`); `none` removes one.
+    /// Set limits in USD (`--per-day 5`, `--deposit-cap 2`); `none` removes one.
     Set {
         /// Most per payment.
         #[arg(long, value_name = "USD")]
@@ -24,6 +24,11 @@ pub(crate) enum BudgetCommand {
         /// Most in total.
         #[arg(long, value_name = "USD")]
         total: Option<String>,
+        /// Most held in batch-settlement channels' escrow at once (deposited, not yet charged
+        /// or refunded; $5 unless set). A deposit that would cross it is refused before
+        /// anything is signed.
+        #[arg(long, value_name = "USD")]
+        deposit_cap: Option<String>,
     },
 }
 
@@ -48,6 +53,7 @@ pub(crate) fn budget(home: &Home, command: BudgetCommand) -> anyhow::Result<()> 
         per_hour,
         per_day,
         total,
+        deposit_cap,
     } = command
     {
         for (field, value) in [
@@ -55,6 +61,7 @@ pub(crate) fn budget(home: &Home, command: BudgetCommand) -> anyhow::Result<()> 
             (&mut budget.per_hour, per_hour),
             (&mut budget.per_day, per_day),
             (&mut budget.total, total),
+            (&mut budget.deposit_cap, deposit_cap),
         ] {
             if let Some(text) = value {
                 *field = limit(&text)?;
@@ -89,5 +96,13 @@ fn show_budget(ledger: &Ledger, budget: &Budget) -> anyhow::Result<()> {
             None => println!("{name:12} {limit:>14}"),
         }
     }
+    let cap = budget
+        .deposit_cap
+        .map_or("no limit".to_owned(), |l| format!("${}", usd(l)));
+    println!(
+        "{:12} {cap:>14}   locked ${} in channels (see `x402 channels`)",
+        "deposit cap",
+        usd(ledger.locked()?)
+    );
     Ok(())
 }

@@ -1,16 +1,18 @@
 //! The agent's commands: `x402 wallet`, `x402 pay`, `x402 run`, `x402 catalog`,
-//! `x402 receipts`, `x402 budget`, a module each. Shared here: the agent's home (key file and
+//! `x402 receipts`, `x402 budget`, `x402 channels`, a module each. Shared here: the agent's home (key file and
 //! ledger), the paying client, the chain helpers and the words for a payment's outcome. State
 //! lives in `$X402_HOME` (default `~/.x402`): the key file `wallet.key` (owner-only) and the
 //! ledger `ledger.db`.
 
 mod budget;
+mod channels;
 mod pay;
 mod receipts;
 mod run;
 mod wallet;
 
 pub(crate) use budget::{BudgetCommand, budget};
+pub(crate) use channels::{ChannelsArgs, channels};
 pub(crate) use pay::{PayArgs, pay};
 pub(crate) use receipts::{ReceiptsArgs, receipts};
 pub(crate) use run::{CatalogArgs, RunArgs, catalog, run, run_service};
@@ -40,7 +42,7 @@ pub(crate) struct Home {
 }
 
 impl Home {
-    fn dir(&self) -> anyhow::Result<PathBuf> {
+    pub(crate) fn dir(&self) -> anyhow::Result<PathBuf> {
         let dir = match &self.home {
             Some(dir) => dir.clone(),
             None => {

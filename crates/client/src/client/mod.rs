@@ -6,15 +6,20 @@
 
 mod wire;
 
+pub(crate) use wire::{corrective_of, receipt_of, refusal_reason};
+
 use wire::*;
 
 use std::sync::Arc;
 
 use alloy::signers::local::PrivateKeySigner;
 use x402_proto::{
-    AssetAmount, SchemeClient, SettleResponse, SignedPayload, TokenAmount, decode_header,
-    encode_header, headers, v1, v2,
+    AssetAmount, SchemeClient, SettleResponse, SignLimits, SignedPayload, TokenAmount,
+    decode_header, encode_header, headers, v1, v2,
 };
+
+use crate::channels::DepositIntent;
+use x402_evm::batch::BatchEvmClient;
 
 use crate::ledger::{Ledger, LedgerError, MicroUsd, PaymentIntent, Reservation};
 use crate::policy::{Choice, Policy, PolicyError};
@@ -145,11 +150,12 @@ pub struct PayingClient {
     http: reqwest::Client,
     signer: PrivateKeySigner,
     schemes: Vec<Arc<dyn SchemeClient>>,
+    batch: Arc<BatchEvmClient<PrivateKeySigner>>,
     policy: Policy,
     ledger: Ledger,
 }
 
-fn micro_usd(amount: TokenAmount, decimals: u8) -> MicroUsd {
+pub(crate) fn micro_usd(amount: TokenAmount, decimals: u8) -> MicroUsd {
     let value = amount.0;
     let scale = alloy::primitives::U256::from(10u8).pow(alloy::primitives::U256::from(decimals));
     let micro = (value * alloy::primitives::U256::from(1_000_000u64)).div_ceil(scale);
@@ -199,7 +205,10 @@ impl PayingClient {
         policy: Policy,
         ledger: Ledger,
     ) -> Self {
+        let batch =
+            Arc::new(BatchEvmClient::new(signer.clone()).with_store(ledger.channel_store()));
         let schemes: Vec<Arc<dyn SchemeClient>> = vec![
+            batch.clone(),
             Arc::new(x402_evm::ExactEvmClient::new(signer.clone())),
             Arc::new(x402_evm::exact_permit2::ExactPermit2Client::new(
                 signer.clone(),
@@ -210,9 +219,35 @@ impl PayingClient {
             http,
             signer,
             schemes,
+            batch,
             policy,
             ledger,
         }
+    }
+
+    /// Lets `batch-settlement` read channels on the chain at `rpc_url`: a channel with no
+    /// record in the ledger starts from what was claimed on chain, and a server's corrective
+    /// 402 is adopted only when its voucher is this client's and the chain agrees (without a
+    /// chain it never is).
+    pub fn with_chain(mut self, rpc_url: alloy::transports::http::reqwest::Url) -> Self {
+        let batch = Arc::new(
+            BatchEvmClient::new(self.signer.clone())
+                .with_store(self.ledger.channel_store())
+                .with_chain(rpc_url),
+        );
+        let old = Arc::as_ptr(&self.batch);
+        for scheme in &mut self.schemes {
+            if std::ptr::addr_eq(Arc::as_ptr(scheme), old) {
+                *scheme = batch.clone();
+            }
+        }
+        self.batch = batch;
+        self
+    }
+
+    /// The `batch-settlement` plug-in (its channels, refunds).
+    pub fn batch(&self) -> &BatchEvmClient<PrivateKeySigner> {
+        &self.batch
     }
 
     /// Also pays with `scheme` (tried before the ones registered earlier).
@@ -227,6 +262,17 @@ impl PayingClient {
             .iter()
             .find(|s| s.can_pay(requirements))
             .map(|s| s.as_ref())
+    }
+
+    /// The decimals the policy knows for `offer`'s asset (6, USDC's, when it knows none).
+    pub(crate) fn decimals_of(&self, offer: &v2::PaymentRequirements) -> u8 {
+        self.policy
+            .assets
+            .iter()
+            .find(|a| {
+                a.network.same_as(&offer.network) && a.address.eq_ignore_ascii_case(&offer.asset)
+            })
+            .map_or(6, |a| a.decimals)
     }
 
     /// Chooses among `offers` those a plug-in can pay, by policy.
@@ -350,18 +396,109 @@ impl PayingClient {
                 .collect(),
         };
         let choice = self.choose(&offers)?;
-        let intent = self.intent(&choice, url, service);
+        let scheme = self.scheme_for(&choice.requirements).ok_or_else(|| {
+            PayError::Sign(format!(
+                "no scheme plug-in pays {} on {}",
+                choice.requirements.scheme, choice.requirements.network
+            ))
+        })?;
+        let mut request = retry;
+        // A stateful scheme may be told by the server that its state is off (a
+        // `batch-settlement` charged count): it resyncs, and the request is paid once more.
+        for attempt in 1..=2 {
+            let next = request.try_clone();
+            let paid = self
+                .pay_once(
+                    &mut transport,
+                    request,
+                    &challenge,
+                    &choice,
+                    scheme,
+                    &url,
+                    service,
+                )
+                .await?;
+            match (paid, next) {
+                (Attempt::Done(paid), _) => return Ok(paid),
+                (Attempt::Refused(refused), Some(next)) if attempt == 1 => {
+                    let recovered = match &refused.corrective {
+                        Some(corrective) => scheme
+                            .recover(corrective)
+                            .await
+                            .map_err(|e| PayError::Sign(e.to_string()))?,
+                        None => false,
+                    };
+                    if !recovered {
+                        return Err(refused.into_error());
+                    }
+                    tracing::info!(reason = %refused.reason, "the server corrected the payment's state; paying again");
+                    request = next;
+                }
+                (Attempt::Refused(refused), _) => return Err(refused.into_error()),
+            }
+        }
+        unreachable!("the second attempt always returns")
+    }
+
+    /// Micro-USD the budget's deposit cap still allows, in atomic units of an asset with
+    /// `decimals` (`None`: no cap).
+    fn deposit_room(&self, decimals: u8) -> Result<Option<TokenAmount>, LedgerError> {
+        let Some(room) = self.ledger.deposit_room()? else {
+            return Ok(None);
+        };
+        let scale =
+            alloy::primitives::U256::from(10u8).pow(alloy::primitives::U256::from(decimals));
+        Ok(Some(TokenAmount(
+            alloy::primitives::U256::from(room) * scale
+                / alloy::primitives::U256::from(1_000_000u64),
+        )))
+    }
+
+    /// Reserves, signs and sends one payment of `choice` with `request`, and records what came
+    /// of it.
+    #[allow(clippy::too_many_arguments)]
+    async fn pay_once(
+        &self,
+        transport: &mut Transport<'_>,
+        mut request: reqwest::Request,
+        challenge: &Challenge,
+        choice: &Choice,
+        scheme: &dyn SchemeClient,
+        url: &str,
+        service: Option<&str>,
+    ) -> Result<Attempt, PayError> {
+        let intent = self.intent(choice, url.to_owned(), service);
         let mut reservation = self.ledger.reserve(&intent)?;
-        let signed = self.sign(&choice.requirements).await?;
+        let limits = SignLimits {
+            max_lock: self.deposit_room(choice.decimals)?,
+        };
+        let signed = scheme
+            .sign_within(&choice.requirements, x402_evm::unix_now(), limits)
+            .await
+            .map_err(|e| PayError::Sign(e.to_string()))?;
+        let report = Report::new(scheme, &choice.requirements, &signed);
         record_authorization(&reservation, &signed)?;
-        let (name, value) = match &challenge {
+        if let Some(channel) = &signed.channel {
+            reservation.in_channel(channel)?;
+        }
+        // A deposit locks funds beside the price: the deposit cap must hold it too.
+        let deposit = match (signed.locks, &signed.channel) {
+            (Some(locks), Some(channel)) => Some(self.ledger.reserve_deposit(&DepositIntent {
+                channel_id: channel.clone(),
+                url: url.to_owned(),
+                amount: locks.to_string(),
+                micro_usd: micro_usd(locks, choice.decimals),
+            })?),
+            _ => None,
+        };
+        let (name, value) = match challenge {
             Challenge::V2(c) => {
                 let payment = v2::PaymentPayload {
                     x402_version: x402_proto::V2::default(),
                     resource: Some(c.resource.clone()),
                     accepted: c.accepts[choice.index].clone(),
-                    payload: signed.payload,
-                    extensions: signed.extensions,
+                    payload: signed.payload.clone(),
+                    extensions: signed.extensions.clone(),
                 };
                 (headers::PAYMENT_SIGNATURE, encode_header(&payment))
             }
@@ -371,73 +508,88 @@ impl PayingClient {
                     x402_version: x402_proto::V1::default(),
                     scheme: offer.scheme.clone(),
                     network: offer.network.clone(),
-                    payload: signed.payload,
+                    payload: signed.payload.clone(),
                 };
                 (headers::X_PAYMENT, encode_header(&payment))
             }
         };
-        let mut retry = retry;
         let name = reqwest::header::HeaderName::from_bytes(name.as_bytes())
             .map_err(|e| PayError::Sign(e.to_string()))?;
-        retry.headers_mut().insert(
+        request.headers_mut().insert(
             name,
             reqwest::header::HeaderValue::from_str(&value)
                 .map_err(|e| PayError::Sign(e.to_string()))?,
         );
         let amount = AssetAmount::new(choice.requirements.amount, choice.decimals);
-        let again = retry.try_clone();
-        let response = match transport.execute(retry).await {
+        let again = request.try_clone();
+        let response = match transport.execute(request).await {
             Ok(response) => response,
             Err(error) => {
-                // Sent, answer lost: the payment may have settled. It stays counted.
+                // Sent, answer lost: the payment may have settled. It stays counted, and so
+                // does a deposit it carried.
+                report.done(None);
                 let detail = format!("sent, no answer: {error}");
                 reservation.mark_unknown(&detail)?;
-                return send_again(transport, again, reservation, detail, amount).await;
+                return send_again(transport, again, reservation, detail, amount)
+                    .await
+                    .map(Attempt::Done);
             }
         };
         let receipt = receipt_of(response.headers());
         let status = response.status();
         let id = reservation.id();
+        report.done(receipt.as_ref());
         match &receipt {
             Some(r) if r.success => {
-                // Only a scheme that settles usage names a smaller amount; an `exact` payment
-                // moved its price whatever its receipt says.
-                let metered = choice.requirements.scheme == x402_proto::Scheme::UPTO;
-                let Some(settled) = r.amount.filter(|_| metered) else {
-                    reservation.commit(&r.transaction)?;
-                    return Ok(PaidResponse::paid(response, receipt, amount, id));
-                };
-                // A scheme that settles usage names what it took: at most what was signed.
-                let signed_max = choice.requirements.amount;
-                if settled.0 > signed_max.0 {
-                    tracing::warn!(%settled, %signed_max, payment = reservation.id(), "the receipt claims more than the payment allowed; counting the signed maximum");
+                if let Some(deposit) = deposit {
+                    self.ledger
+                        .finish_funds(deposit, true, Some(&r.transaction))?;
                 }
-                let charged = TokenAmount(settled.0.min(signed_max.0));
+                // A scheme that charges less than the price (`upto`'s usage, a
+                // `batch-settlement` voucher's chargedAmount) says what it took.
+                let Some(charged) = scheme.charged(&choice.requirements, r) else {
+                    reservation.commit(&r.transaction)?;
+                    return Ok(Attempt::Done(PaidResponse::paid(
+                        response, receipt, amount, id,
+                    )));
+                };
+                let signed_max = choice.requirements.amount;
+                if charged.0 > signed_max.0 {
+                    tracing::warn!(%charged, %signed_max, payment = reservation.id(), "the receipt claims more than the payment allowed; counting the signed maximum");
+                }
+                let charged = TokenAmount(charged.0.min(signed_max.0));
                 reservation.commit_amount(
                     &r.transaction,
                     &charged.to_string(),
                     micro_usd(charged, choice.decimals),
                 )?;
                 let charged = AssetAmount::new(charged, choice.decimals);
-                Ok(PaidResponse::paid(response, receipt, charged, id))
+                Ok(Attempt::Done(PaidResponse::paid(
+                    response, receipt, charged, id,
+                )))
             }
             _ if status.is_success() => {
                 // Served without a receipt: count it as paid (the server may settle later).
                 reservation.commit("")?;
-                Ok(PaidResponse::paid(response, receipt, amount, id))
+                Ok(Attempt::Done(PaidResponse::paid(
+                    response, receipt, amount, id,
+                )))
             }
             None if status.is_server_error() => {
                 // The server failed and says nothing of the payment: it may have settled
                 // before failing. Hand the answer back; the chain will tell.
                 reservation
                     .mark_unknown(&format!("the server answered {status} without a receipt"))?;
-                Ok(PaidResponse {
+                Ok(Attempt::Done(PaidResponse {
                     unknown: Some(id),
                     ..PaidResponse::unpaid(response, receipt)
-                })
+                }))
             }
             _ => {
                 let reason = refusal_reason(&response, receipt.as_ref());
+                if let Some(deposit) = deposit {
+                    self.ledger.finish_funds(deposit, false, None)?;
+                }
                 let _ = reservation.fail(
                     &reason,
                     receipt
@@ -449,17 +601,81 @@ impl PayingClient {
                 if status == reqwest::StatusCode::PAYMENT_REQUIRED
                     || status == reqwest::StatusCode::PRECONDITION_FAILED
                 {
-                    Err(PayError::Refused {
+                    Ok(Attempt::Refused(Refusal {
+                        corrective: corrective_of(&response),
                         status: status.as_u16(),
                         reason,
                         receipt,
-                    })
+                    }))
                 } else {
                     // Not charged (the handler failed): hand the answer back.
-                    Ok(PaidResponse::unpaid(response, receipt))
+                    Ok(Attempt::Done(PaidResponse::unpaid(response, receipt)))
                 }
             }
         }
+    }
+}
+
+/// What one paid attempt came to.
+enum Attempt {
+    /// An answer to hand back.
+    Done(PaidResponse),
+    /// Refused with a 402 or 412.
+    Refused(Refusal),
+}
+
+/// A refused payment, and the server's new challenge when it sent one.
+struct Refusal {
+    corrective: Option<v2::PaymentRequired>,
+    status: u16,
+    reason: String,
+    receipt: Option<SettleResponse>,
+}
+
+impl Refusal {
+    fn into_error(self) -> PayError {
+        PayError::Refused {
+            status: self.status,
+            reason: self.reason,
+            receipt: self.receipt,
+        }
+    }
+}
+
+/// Tells a scheme plug-in once what came of a payment it signed (its channel is freed even
+/// when the answer never comes: dropped unreported, it reports no receipt).
+struct Report<'a> {
+    scheme: &'a dyn SchemeClient,
+    requirements: &'a v2::PaymentRequirements,
+    signed: &'a SignedPayload,
+    reported: std::cell::Cell<bool>,
+}
+
+impl<'a> Report<'a> {
+    fn new(
+        scheme: &'a dyn SchemeClient,
+        requirements: &'a v2::PaymentRequirements,
+        signed: &'a SignedPayload,
+    ) -> Self {
+        Self {
+            scheme,
+            requirements,
+            signed,
+            reported: std::cell::Cell::new(false),
+        }
+    }
+
+    fn done(&self, receipt: Option<&SettleResponse>) {
+        if !self.reported.replace(true) {
+            self.scheme
+                .on_response(self.requirements, self.signed, receipt);
+        }
+    }
+}
+
+impl Drop for Report<'_> {
+    fn drop(&mut self) {
+        self.done(None);
     }
 }
 

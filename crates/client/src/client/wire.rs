@@ -8,7 +8,7 @@ use super::*;
 /// receipt, and one that did not can still settle it. Only a receipt (or a success)
 /// finishes the `unknown` row; any other answer leaves it for [`PayingClient::reconcile`].
 pub(super) async fn send_again(
-    mut transport: Transport<'_>,
+    transport: &mut Transport<'_>,
     again: Option<reqwest::Request>,
     reservation: Reservation,
     detail: String,
@@ -90,14 +90,14 @@ pub(super) async fn read_challenge(response: reqwest::Response) -> Result<Challe
     Ok(Challenge::V1(challenge))
 }
 
-pub(super) fn receipt_of(headers: &reqwest::header::HeaderMap) -> Option<SettleResponse> {
+pub(crate) fn receipt_of(headers: &reqwest::header::HeaderMap) -> Option<SettleResponse> {
     let header = headers
         .get(headers::PAYMENT_RESPONSE)
         .or_else(|| headers.get(headers::X_PAYMENT_RESPONSE))?;
     decode_header(header.as_bytes()).ok()
 }
 
-pub(super) fn refusal_reason(
+pub(crate) fn refusal_reason(
     response: &reqwest::Response,
     receipt: Option<&SettleResponse>,
 ) -> String {
@@ -119,4 +119,11 @@ pub(super) fn refusal_reason(
         return error;
     }
     format!("the server answered {}", response.status())
+}
+
+/// The new challenge a refusing 402 carries in `PAYMENT-REQUIRED` (a corrective one names
+/// why in `error`), when it carries one.
+pub(crate) fn corrective_of(response: &reqwest::Response) -> Option<v2::PaymentRequired> {
+    let header = response.headers().get(headers::PAYMENT_REQUIRED)?;
+    decode_header(header.as_bytes()).ok()
 }

@@ -3,6 +3,8 @@
 //! ledger of its own.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod batch;
+
 use std::sync::{Arc, Mutex};
 
 use alloy::primitives::U256;

@@ -26,10 +26,16 @@
 //!   facilitator and settles them to the receiver, on a schedule, past bounds of unclaimed
 //!   money ([`ClaimPolicy`]) and at once when a payer starts a withdrawal.
 //!
-//! Only the facilitator reads or writes the chain.
+//! - The paying client's plug-in ([`BatchEvmClient`]): deposit once, then a cumulative voucher
+//!   per request, the charged count advanced by each receipt, corrective 402s checked against
+//!   the payer's own signature and the chain, cooperative refunds; its channels kept through a
+//!   [`ClientChannelStore`] ([`MemoryClientChannels`] by default).
+//!
+//! The facilitator reads and writes the chain; the client plug-in only reads it.
 
 mod channels;
 mod claimer;
+mod client;
 pub mod eip712;
 mod encoding;
 mod facilitator;
@@ -50,6 +56,10 @@ pub use channels::{
 pub use claimer::{
     AssetExposure, AuthorizerKey, BatchClaimer, ClaimError, ClaimFailure, ClaimPolicy, ClaimRun,
     ClaimStats, ClaimerTask, Exposure, SentClaim, SentSettle,
+};
+pub use client::{
+    BatchEvmClient, ClientChannel, ClientChannelStore, ClientStoreError,
+    DEFAULT_DEPOSIT_MULTIPLIER, DEFAULT_LEASE, MemoryClientChannels, deposit_amount,
 };
 pub use eip712::{BatchDomain, batch_domain, channel_id, erc3009_deposit_nonce};
 pub use encoding::{

@@ -46,6 +46,11 @@ where
 }
 
 impl<S> ExactPermit2Client<S> {
+    /// An `exact` payment moves its price, whatever its receipt says.
+    fn receipt_charge(_receipt: &x402_proto::SettleResponse) -> Option<x402_proto::TokenAmount> {
+        None
+    }
+
     fn offers(requirements: &v2::PaymentRequirements) -> bool {
         requirements.scheme == Scheme::EXACT
             && requirements.network.evm_chain_id().is_some()

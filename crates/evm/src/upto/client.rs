@@ -61,6 +61,11 @@ where
 }
 
 impl<S> UptoEvmClient<S> {
+    /// An `upto` payment costs what its receipt says was settled (at most its maximum).
+    fn receipt_charge(receipt: &x402_proto::SettleResponse) -> Option<x402_proto::TokenAmount> {
+        receipt.amount
+    }
+
     fn offers(requirements: &v2::PaymentRequirements) -> bool {
         requirements.scheme == Scheme::UPTO
             && requirements.network.evm_chain_id().is_some()
