@@ -17,7 +17,7 @@ use std::fmt;
 
 use serde_json::Value;
 
-use crate::{BoxFuture, Network, PaymentRequest, Scheme, SupportedKind, U256, v2};
+use crate::{BoxFuture, Network, PaymentHooks, PaymentRequest, Scheme, SupportedKind, U256, v2};
 
 /// The key a request is routed by: its protocol version, scheme and network (as written on
 /// the wire: a v1 request names `base`, a v2 one `eip155:8453`).
@@ -135,6 +135,20 @@ pub trait SchemeServer: Send + Sync + fmt::Debug {
     fn settle_by(&self, payload: &Value) -> Option<u64> {
         let _ = payload;
         None
+    }
+
+    /// The hooks a scheme whose server keeps state (payment channels) runs around the
+    /// facilitator ([`PaymentHooks`]). By default none: the facilitator verifies and settles.
+    fn hooks(&self) -> Option<&dyn PaymentHooks> {
+        None
+    }
+
+    /// Whether this plug-in can offer what the facilitator advertised as `kind` (checked at
+    /// start): a problem to report, and the option not offered, when it cannot. By default it
+    /// can.
+    fn check_support(&self, kind: &SupportedKind) -> Result<(), String> {
+        let _ = kind;
+        Ok(())
     }
 }
 

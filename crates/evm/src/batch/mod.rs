@@ -22,6 +22,9 @@
 //!
 //! - A server's record of each channel paid to it ([`ChannelRecord`]), kept through a
 //!   [`ChannelStore`] (one atomic update per channel; [`MemoryChannelStore`] in process).
+//! - The server plug-in ([`BatchServer`]): offers, and the paywall's hooks that verify
+//!   vouchers locally, reserve a channel per request, charge what the handler used up to the
+//!   signed ceiling, answer corrective 402s and enrich refunds.
 //!
 //! Only the facilitator reads or writes the chain.
 
@@ -31,6 +34,7 @@ mod encoding;
 mod facilitator;
 mod onchain;
 mod sends;
+mod server;
 mod settle;
 mod sign;
 mod verify;
@@ -48,6 +52,10 @@ pub use encoding::{
     AboveUint128, ChannelId, ChannelIdError, UINT40_MAX, decimal_u128, to_uint128, uint40,
 };
 pub use facilitator::BatchEvmFacilitator;
+pub use server::{
+    BatchServer, ChannelRefusal, MIN_DEPOSIT_MULTIPLIER, corrective_extra, expected_ceiling,
+    mirror_is_fresh, onchain_state_ttl, reservation_ttl,
+};
 pub use sends::{BatchSend, BatchSendKey, BatchSendLog, MemoryBatchLog};
 pub use sign::{
     BatchSignError, channel_config_for, domain_of, next_ceiling, sign_claim_batch,
