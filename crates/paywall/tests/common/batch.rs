@@ -46,14 +46,19 @@ pub struct Answer {
     pub body: String,
 }
 
-/// Reports `x-used` atomic units as its usage, answers with `x-status` (200 by default), after
-/// `x-sleep-ms`.
-async fn handler(runs: Arc<AtomicUsize>, headers: HeaderMap) -> Response {
+/// Reports `x-used` (or the query's `used`) atomic units as its usage, answers with `x-status`
+/// (200 by default), after `x-sleep-ms`.
+async fn handler(runs: Arc<AtomicUsize>, uri: http::Uri, headers: HeaderMap) -> Response {
     runs.fetch_add(1, Ordering::SeqCst);
+    let query = uri.query().unwrap_or_default().to_owned();
     let header = |name: &str| {
+        let in_query = name
+            .strip_prefix("x-")
+            .and_then(|key| query.split('&').find_map(|kv| kv.strip_prefix(&format!("{key}="))));
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
+            .or(in_query)
             .and_then(|v| v.parse::<u64>().ok())
     };
     if let Some(ms) = header("x-sleep-ms") {
@@ -88,7 +93,7 @@ pub async fn open(configure: impl FnOnce(BatchServer) -> BatchServer) -> BatchSh
     let counted = runs.clone();
     let app = Router::new().route(
         "/units",
-        get(move |headers: HeaderMap| handler(counted.clone(), headers))
+        get(move |uri: http::Uri, headers: HeaderMap| handler(counted.clone(), uri, headers))
             .layer(paywall.layer(RoutePrice::fixed("$0.001".parse().unwrap()))),
     );
     let unpaid = app
@@ -113,6 +118,15 @@ pub async fn open(configure: impl FnOnce(BatchServer) -> BatchServer) -> BatchSh
 impl BatchShop {
     pub fn chain(&self) -> &Chain {
         &self.stack.chain
+    }
+
+    /// Serves the shop over HTTP on a loopback port: its base URL.
+    pub async fn serve(&self) -> String {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let address = listener.local_addr().unwrap();
+        let app = self.app.clone();
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        format!("http://{address}")
     }
 
     /// Payer `index`'s first channel for the shop's offer.
