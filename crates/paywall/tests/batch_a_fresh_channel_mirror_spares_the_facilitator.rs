@@ -23,7 +23,11 @@ async fn a_stale_mirror_sends_the_voucher_to_the_facilitator() {
     let verifies = shop.facilitator.verifies();
 
     pay(&shop, &mut payer).await;
-    assert_eq!(shop.facilitator.verifies(), verifies, "fresh: verified here");
+    assert_eq!(
+        shop.facilitator.verifies(),
+        verifies,
+        "fresh: verified here"
+    );
 
     // Five minutes and a second later the mirror is stale: the facilitator verifies.
     offset.store(301, Ordering::SeqCst);

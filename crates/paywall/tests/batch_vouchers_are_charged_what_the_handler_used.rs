@@ -18,7 +18,12 @@ async fn a_deposit_then_vouchers_are_each_charged_their_usage() {
 
     // The offer names the facilitator's receiver authorizer and the official defaults.
     let extra = shop.offer.extra.as_ref().unwrap();
-    assert!(extra["receiverAuthorizer"].as_str().unwrap().starts_with("0x"));
+    assert!(
+        extra["receiverAuthorizer"]
+            .as_str()
+            .unwrap()
+            .starts_with("0x")
+    );
     assert_eq!(extra["withdrawDelay"], 900);
     assert_eq!(extra["minDeposit"], (10 * PRICE).to_string());
 
@@ -26,7 +31,10 @@ async fn a_deposit_then_vouchers_are_each_charged_their_usage() {
     let deposit = shop.deposit(&mut payer, 300).await;
     let receipt = deposit.receipt.as_ref().unwrap();
     assert!(receipt.transaction.starts_with("0x"), "{receipt:?}");
-    assert_eq!(receipt.amount.unwrap().0, alloy::primitives::U256::from(DEPOSIT));
+    assert_eq!(
+        receipt.amount.unwrap().0,
+        alloy::primitives::U256::from(DEPOSIT)
+    );
     assert_eq!(charged_amount(&deposit), 300);
     assert_eq!(charged_cumulative(&deposit), 300);
     let state = &receipt.extra.as_ref().unwrap()["channelState"];
@@ -43,8 +51,7 @@ async fn a_deposit_then_vouchers_are_each_charged_their_usage() {
     let mut expected_total = 300;
     for used in [Some(1_000), Some(1), Some(0), Some(999), None] {
         let payload = payer.voucher(chain, &shop.offer).await;
-        let headers: Vec<(&str, String)> =
-            used.iter().map(|u| ("x-used", u.to_string())).collect();
+        let headers: Vec<(&str, String)> = used.iter().map(|u| ("x-used", u.to_string())).collect();
         let headers: Vec<(&str, &str)> = headers.iter().map(|(n, v)| (*n, v.as_str())).collect();
         let answer = shop.pay(payload, &headers).await;
         assert_eq!(answer.status, 200, "{answer:?}");

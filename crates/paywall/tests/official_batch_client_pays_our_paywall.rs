@@ -40,7 +40,12 @@ async fn the_official_client_deposits_pays_vouchers_and_is_refunded() {
     }
     // The first paid with a deposit, on chain; the others with vouchers, charged here.
     let deposit = text(&requests[0]["paymentResponse"]["amount"]);
-    assert!(requests[0]["paymentResponse"]["transaction"].as_str().unwrap().starts_with("0x"));
+    assert!(
+        requests[0]["paymentResponse"]["transaction"]
+            .as_str()
+            .unwrap()
+            .starts_with("0x")
+    );
     for request in &requests[1..] {
         assert_eq!(request["paymentResponse"]["transaction"], "");
     }

@@ -7,11 +7,11 @@
 use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use x402_evm::batch::{
     BatchDomain, ChannelConfig, ChannelId, DEFAULT_WITHDRAW_DELAY, VoucherFields,
     channel_config_for, sign_erc3009_deposit, sign_voucher,
 };
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use x402_proto::{
     BoxFuture, Facilitator, FacilitatorError, IdempotencyKey, PaymentId, PaymentIdError,
@@ -149,7 +149,12 @@ pub struct BatchPayer {
 
 impl Chain {
     /// Devnet payer `index`'s channel (lane `salt`) for `offer`, nothing charged on it yet.
-    pub fn batch_payer(&self, offer: &v2::PaymentRequirements, index: usize, salt: B256) -> BatchPayer {
+    pub fn batch_payer(
+        &self,
+        offer: &v2::PaymentRequirements,
+        index: usize,
+        salt: B256,
+    ) -> BatchPayer {
         let signer = self.devnet.payers()[index].signer.clone();
         let (config, id) = self.batch_channel(offer, &signer, salt);
         BatchPayer {
@@ -168,7 +173,12 @@ impl BatchPayer {
     }
 
     /// A `deposit` of `amount` paying `offer` (its voucher at [`Self::next_ceiling`]).
-    pub async fn deposit(&self, chain: &Chain, offer: &v2::PaymentRequirements, amount: u128) -> Value {
+    pub async fn deposit(
+        &self,
+        chain: &Chain,
+        offer: &v2::PaymentRequirements,
+        amount: u128,
+    ) -> Value {
         let ceiling = self.next_ceiling(offer);
         chain
             .batch_deposit(offer, &self.signer, &self.config, amount, ceiling)
@@ -182,7 +192,9 @@ impl BatchPayer {
 
     /// A `voucher` for `ceiling` in all.
     pub async fn voucher_at(&self, chain: &Chain, ceiling: u128) -> Value {
-        chain.batch_voucher(&self.signer, &self.config, ceiling).await
+        chain
+            .batch_voucher(&self.signer, &self.config, ceiling)
+            .await
     }
 
     /// A `refund` request (a zero-charge voucher at what was charged), of `amount` or of

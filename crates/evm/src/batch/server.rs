@@ -133,7 +133,9 @@ impl From<&ChannelRefusal> for ReasonCode {
             R::DepositBelowMinimum { .. } => Self::BATCH_SETTLEMENT_EVM_DEPOSIT_BELOW_MIN_DEPOSIT,
             R::RefundNoBalance => Self::BATCH_SETTLEMENT_EVM_REFUND_NO_BALANCE,
             R::RefundAmountInvalid => Self::BATCH_SETTLEMENT_EVM_REFUND_AMOUNT_INVALID,
-            R::Store(_) | R::Signing(_) => Self::BATCH_SETTLEMENT_EVM_VERIFICATION_STATE_UNAVAILABLE,
+            R::Store(_) | R::Signing(_) => {
+                Self::BATCH_SETTLEMENT_EVM_VERIFICATION_STATE_UNAVAILABLE
+            }
         }
     }
 }
@@ -190,10 +192,7 @@ pub fn mirror_is_fresh(mirror: &OnchainMirror, ttl: u64, withdraw_delay: u64, no
         return false;
     }
     mirror.withdraw_requested_at == 0
-        || now.saturating_add(ttl)
-            < mirror
-                .withdraw_requested_at
-                .saturating_add(withdraw_delay)
+        || now.saturating_add(ttl) < mirror.withdraw_requested_at.saturating_add(withdraw_delay)
 }
 
 /// What [`ChargeOutcome`] a charge of `charge` against a record at `ticket` comes to: the
@@ -479,7 +478,11 @@ impl BatchServer {
                 .into());
             }
         }
-        let record = self.store.get(&paid.id()).await.map_err(ChannelRefusal::from)?;
+        let record = self
+            .store
+            .get(&paid.id())
+            .await
+            .map_err(ChannelRefusal::from)?;
         let (price, purpose, ceiling) = (paid.amount(), paid.purpose(), paid.ceiling());
         let charged = record
             .as_ref()
@@ -568,7 +571,9 @@ impl BatchServer {
                     .map_or_else(|| inferred_charged(ceiling, price, purpose), |r| r.charged);
                 let expected = expected_ceiling(charged, price, purpose);
                 if expected != Some(ceiling) {
-                    let view = current.cloned().unwrap_or_else(|| paid.provisional(charged));
+                    let view = current
+                        .cloned()
+                        .unwrap_or_else(|| paid.provisional(charged));
                     let refusal = ChannelRefusal::CumulativeMismatch {
                         signed: ceiling,
                         expected,
@@ -602,7 +607,11 @@ impl BatchServer {
             BatchPayload::Voucher(_) => self.charge(&paid, request, ticket).await,
             BatchPayload::Deposit(_) => {
                 // The deposit goes on chain first; what it is charged must fit the voucher.
-                let record = self.store.get(&paid.id()).await.map_err(ChannelRefusal::from)?;
+                let record = self
+                    .store
+                    .get(&paid.id())
+                    .await
+                    .map_err(ChannelRefusal::from)?;
                 let record = record.ok_or(ChannelRefusal::MissingChannel)?;
                 if record.pending.as_ref().map(|p| p.id) != Some(ticket.id()) {
                     return Err(ChannelRefusal::ReservationLost.into());
@@ -632,16 +641,20 @@ impl BatchServer {
         let charge = paid.amount();
         let mut outcome = Err(Refused::from(ChannelRefusal::MissingChannel));
         self.store
-            .update(&paid.id(), &mut |current| {
-                match charge_voucher(current, ticket.id(), charge, paid.held(), now) {
-                    Ok(record) => {
-                        outcome = Ok(record.clone());
-                        ChannelWrite::Put(record)
-                    }
-                    Err((refusal, released)) => {
-                        outcome = Err(refusal.into());
-                        released.map_or(ChannelWrite::Keep, ChannelWrite::Put)
-                    }
+            .update(&paid.id(), &mut |current| match charge_voucher(
+                current,
+                ticket.id(),
+                charge,
+                paid.held(),
+                now,
+            ) {
+                Ok(record) => {
+                    outcome = Ok(record.clone());
+                    ChannelWrite::Put(record)
+                }
+                Err((refusal, released)) => {
+                    outcome = Err(refusal.into());
+                    released.map_or(ChannelWrite::Keep, ChannelWrite::Put)
                 }
             })
             .await
@@ -944,11 +957,7 @@ impl PaymentHooks for BatchServer {
         verified: &'a VerifyResponse,
         by: VerifiedBy,
     ) -> BoxFuture<'a, Result<Ticket, HookRefusal>> {
-        Box::pin(async move {
-            self.reserve(request, verified, by)
-                .await
-                .map_err(|r| r.0)
-        })
+        Box::pin(async move { self.reserve(request, verified, by).await.map_err(|r| r.0) })
     }
 
     fn skip_handler(&self, request: &PaymentRequest) -> Option<Value> {

@@ -36,7 +36,11 @@ impl std::fmt::Debug for Held {
 
 impl Held {
     /// The reservation `ticket` made by `scheme`'s hooks for `request`.
-    pub(super) fn new(scheme: Arc<dyn SchemeServer>, request: PaymentRequest, ticket: Ticket) -> Self {
+    pub(super) fn new(
+        scheme: Arc<dyn SchemeServer>,
+        request: PaymentRequest,
+        ticket: Ticket,
+    ) -> Self {
         Self {
             scheme,
             request,

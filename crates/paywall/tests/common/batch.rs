@@ -52,9 +52,11 @@ async fn handler(runs: Arc<AtomicUsize>, uri: http::Uri, headers: HeaderMap) -> 
     runs.fetch_add(1, Ordering::SeqCst);
     let query = uri.query().unwrap_or_default().to_owned();
     let header = |name: &str| {
-        let in_query = name
-            .strip_prefix("x-")
-            .and_then(|key| query.split('&').find_map(|kv| kv.strip_prefix(&format!("{key}="))));
+        let in_query = name.strip_prefix("x-").and_then(|key| {
+            query
+                .split('&')
+                .find_map(|kv| kv.strip_prefix(&format!("{key}=")))
+        });
         headers
             .get(name)
             .and_then(|v| v.to_str().ok())
@@ -188,13 +190,25 @@ impl BatchShop {
 
 /// `chargedAmount` of a receipt.
 pub fn charged_amount(answer: &Answer) -> u128 {
-    let extra = answer.receipt.as_ref().expect("a receipt").extra.as_ref().expect("extra");
+    let extra = answer
+        .receipt
+        .as_ref()
+        .expect("a receipt")
+        .extra
+        .as_ref()
+        .expect("extra");
     extra["chargedAmount"].as_str().unwrap().parse().unwrap()
 }
 
 /// `channelState.chargedCumulativeAmount` of a receipt.
 pub fn charged_cumulative(answer: &Answer) -> u128 {
-    let extra = answer.receipt.as_ref().expect("a receipt").extra.as_ref().expect("extra");
+    let extra = answer
+        .receipt
+        .as_ref()
+        .expect("a receipt")
+        .extra
+        .as_ref()
+        .expect("extra");
     extra["channelState"]["chargedCumulativeAmount"]
         .as_str()
         .unwrap()
