@@ -344,7 +344,10 @@ fn escape(text: &str) -> String {
 
 /// `offer`, with `corrective`'s keys merged into its `extra` when it is the offer they are for
 /// (same scheme, network, asset and payee).
-fn corrected(offer: &v2::PaymentRequirements, corrective: Option<&Corrective>) -> v2::PaymentRequirements {
+fn corrected(
+    offer: &v2::PaymentRequirements,
+    corrective: Option<&Corrective>,
+) -> v2::PaymentRequirements {
     let mut offer = offer.clone();
     let Some(corrective) = corrective else {
         return offer;

@@ -160,6 +160,15 @@ pub trait PaymentHooks: Send + Sync + fmt::Debug {
         receipt: SettleResponse,
     ) -> BoxFuture<'a, SettleResponse>;
 
+    /// Whether `request`, settled with `receipt`, is used up: a server keeps its answer for a
+    /// retry of the same payment rather than charge it twice. By default it is; a payment that
+    /// was charged nothing and can pay again as it is (a `batch-settlement` voucher whose
+    /// request used nothing: the client's next voucher is the same one) is not.
+    fn spent(&self, request: &PaymentRequest, receipt: &SettleResponse) -> bool {
+        let _ = (request, receipt);
+        true
+    }
+
     /// The request ends uncharged: lets go of what `ticket` reserved (only that).
     fn cancel<'a>(&'a self, request: &'a PaymentRequest, ticket: &'a Ticket) -> BoxFuture<'a, ()>;
 }

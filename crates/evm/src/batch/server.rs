@@ -60,9 +60,10 @@ pub enum ChannelRefusal {
     /// The voucher's ceiling is not this server's count plus the price: the client is behind
     /// (or ahead); the 402 carries the server's view.
     #[error(
-        "the voucher's ceiling {signed} is not the {expected} this server expects (what it \
-         charged on the channel, plus this request's price for a payment); resync from the \
-         channel state in the offer"
+        "the voucher's ceiling {signed} is not the {} this server expects (what it charged on \
+         the channel, plus this request's price for a payment); resync from the channel state \
+         in the offer",
+        expected.map_or_else(|| "amount past uint128".to_owned(), |e| e.to_string())
     )]
     CumulativeMismatch {
         /// The voucher's ceiling.
@@ -987,6 +988,22 @@ impl PaymentHooks for BatchServer {
         Box::pin(self.record_settlement(request, ticket, receipt))
     }
 
+    /// A voucher charged nothing leaves the count where it was, so the client's next voucher
+    /// is this same one: it is not used up. Anything else is (a deposit's authorization is
+    /// spent on chain).
+    fn spent(&self, request: &PaymentRequest, receipt: &SettleResponse) -> bool {
+        let voucher = matches!(
+            read(request).map(|paid| paid.payload),
+            Ok(BatchPayload::Voucher(_))
+        );
+        let charged_nothing = receipt
+            .extra
+            .as_ref()
+            .and_then(|extra| extra.get("chargedAmount"))
+            .is_some_and(|charged| charged == "0");
+        !(voucher && charged_nothing)
+    }
+
     fn cancel<'a>(&'a self, request: &'a PaymentRequest, ticket: &'a Ticket) -> BoxFuture<'a, ()> {
         Box::pin(self.release(request, ticket))
     }
@@ -1057,7 +1074,7 @@ mod tests {
             charged,
             pending: pending.map(|id| Reservation {
                 id,
-                max_claimable: charged + 1_000,
+                max_claimable: charged.saturating_add(1_000),
                 expires_at: 2_000,
             }),
             ..ChannelRecord::new(id, x402_proto::Network::new("eip155:8453"), config)

@@ -21,11 +21,12 @@ use crate::paid::Paid;
 use crate::price::{PaymentOption, Rejection, RoutePrice, SettleTiming};
 use crate::response::{self, Challenge, ReceiptHeader};
 
+use super::hooks::Held;
 use super::steps::{
     IN_USE, NO_MATCH, Refusal, SPENT_ELSEWHERE, body_refused, candidates, conflict, fingerprint,
-    keep, not_replayed, payment_header, recover, refuse_replay, replay, run_paid, settle, verify,
+    keep, not_replayed, not_spent, payment_header, recover, refuse_replay, replay, run_paid,
+    settle, spent, verify,
 };
-use super::hooks::Held;
 use super::stream::{self, Unsettled, settle_when_over};
 use super::{Paywall, usage};
 
@@ -272,7 +273,15 @@ where
         return match settle(inner_state, &mut verified, &idempotency_key).await {
             Ok(receipt) => {
                 let response = response::json(http::StatusCode::OK, &body);
-                keep(inner_state, lease, verified.receipt, receipt, response, false).await
+                keep(
+                    inner_state,
+                    lease,
+                    verified.receipt,
+                    receipt,
+                    response,
+                    false,
+                )
+                .await
             }
             Err(failure) => challenge.settle_failed(failure, &parts.headers, verified.receipt),
         };
@@ -371,6 +380,9 @@ where
                 Ok(receipt) => {
                     let _ = settled_tx.send(Some(receipt.clone()));
                     let kind = verified.receipt;
+                    if !spent(inner_state, &verified.request, &receipt) {
+                        return not_spent(lease, kind, &receipt, response);
+                    }
                     keep(inner_state, lease, kind, receipt, response, metered).await
                 }
                 // The handler's body is dropped: nothing paid, nothing served.

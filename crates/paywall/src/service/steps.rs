@@ -9,8 +9,8 @@ use axum::body::HttpBody as _;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt;
-use tower::{Service, ServiceExt};
 use serde_json::Value;
+use tower::{Service, ServiceExt};
 use x402_proto::{
     Facilitator, FacilitatorError, HookRefusal, IdempotencyKey, PaymentPayload, PaymentRequest,
     ReasonCode, SettleResponse, VerifiedBy, headers, request_fingerprint, requirements_match, v1,
@@ -171,6 +171,30 @@ pub(super) async fn keep(
     if let Err(error) = lease.served(receipt, stored).await {
         tracing::warn!(%error, "could not keep a paid response; a retry will run it again");
     }
+    response
+}
+
+/// Whether `request`, settled with `receipt`, is used up (see
+/// [`PaymentHooks::spent`](x402_proto::PaymentHooks::spent)): always, but for a scheme whose
+/// hooks say a payment charged nothing can pay again.
+pub(super) fn spent(inner: &Inner, request: &PaymentRequest, receipt: &SettleResponse) -> bool {
+    let scheme = inner.hooked(&request.requirements().scheme);
+    scheme
+        .as_deref()
+        .and_then(|scheme| scheme.hooks())
+        .is_none_or(|hooks| hooks.spent(request, receipt))
+}
+
+/// The answer to a payment that was not used up: the receipt attached, nothing kept, the
+/// payment free to pay again (its lease dropped).
+pub(super) fn not_spent(
+    lease: Lease,
+    kind: ReceiptHeader,
+    receipt: &SettleResponse,
+    mut response: Response<Body>,
+) -> Response<Body> {
+    drop(lease);
+    kind.attach(response.headers_mut(), receipt);
     response
 }
 
@@ -414,7 +438,10 @@ pub(super) async fn settle(
     key: &IdempotencyKey,
 ) -> Result<SettleResponse, SettleFailure> {
     match verified.held.take() {
-        Some(held) => held.settle(inner, &verified.request, &verified.payer, key).await,
+        Some(held) => {
+            held.settle(inner, &verified.request, &verified.payer, key)
+                .await
+        }
         None => settle_request(inner, &verified.request, &verified.payer, key).await,
     }
 }
