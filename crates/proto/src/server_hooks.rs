@@ -107,6 +107,8 @@ impl fmt::Debug for Ticket {
 }
 
 /// What [`PaymentHooks::before_settle`] decided.
+// One per settled request: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq)]
 pub enum BeforeSettle {
     /// Charged by the server itself: this is the receipt (the facilitator is not called).

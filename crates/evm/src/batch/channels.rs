@@ -126,6 +126,8 @@ impl ChannelRecord {
 }
 
 /// What an update does with the record it was shown.
+// One per update: the size difference between the variants costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ChannelWrite {
     /// Leaves it as it was (the update refused, or had nothing to change).

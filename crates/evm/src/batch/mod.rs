@@ -52,11 +52,11 @@ pub use encoding::{
     AboveUint128, ChannelId, ChannelIdError, UINT40_MAX, decimal_u128, to_uint128, uint40,
 };
 pub use facilitator::BatchEvmFacilitator;
+pub use sends::{BatchSend, BatchSendKey, BatchSendLog, MemoryBatchLog};
 pub use server::{
     BatchServer, ChannelRefusal, MIN_DEPOSIT_MULTIPLIER, corrective_extra, expected_ceiling,
     mirror_is_fresh, onchain_state_ttl, reservation_ttl,
 };
-pub use sends::{BatchSend, BatchSendKey, BatchSendLog, MemoryBatchLog};
 pub use sign::{
     BatchSignError, channel_config_for, domain_of, next_ceiling, sign_claim_batch,
     sign_erc3009_deposit, sign_refund, sign_voucher,

@@ -196,20 +196,22 @@ pub fn mirror_is_fresh(mirror: &OnchainMirror, ttl: u64, withdraw_delay: u64, no
         || now.saturating_add(ttl) < mirror.withdraw_requested_at.saturating_add(withdraw_delay)
 }
 
-/// What [`ChargeOutcome`] a charge of `charge` against a record at `ticket` comes to: the
-/// record charged (and its reservation gone), or why not. Pure: the store's update applies it.
+/// A charge of `charge` against `current` by the request holding reservation `ticket`: the
+/// record charged (its reservation gone, `voucher` held), or why not and whether the
+/// reservation is to be let go of (the charge passes the ceiling: this request is over).
+/// Pure: the store's update applies it.
 fn charge_voucher(
     current: Option<&ChannelRecord>,
     ticket: u64,
     charge: u128,
     voucher: HeldVoucher,
     now: u64,
-) -> Result<ChannelRecord, (ChannelRefusal, Option<ChannelRecord>)> {
+) -> Result<ChannelRecord, (ChannelRefusal, bool)> {
     let Some(record) = current else {
-        return Err((ChannelRefusal::MissingChannel, None));
+        return Err((ChannelRefusal::MissingChannel, false));
     };
     if record.pending.as_ref().map(|p| p.id) != Some(ticket) {
-        return Err((ChannelRefusal::ReservationLost, None));
+        return Err((ChannelRefusal::ReservationLost, false));
     }
     let signed = voucher.max_claimable;
     match record.charged.checked_add(charge) {
@@ -221,16 +223,12 @@ fn charge_voucher(
             ..record.clone()
         }),
         total => {
-            let released = ChannelRecord {
-                pending: None,
-                ..record.clone()
-            };
             let refusal = ChannelRefusal::ChargeExceedsSigned {
                 charge,
                 total: total.unwrap_or(u128::MAX),
                 signed,
             };
-            Err((refusal, Some(released)))
+            Err((refusal, true))
         }
     }
 }
@@ -653,9 +651,15 @@ impl BatchServer {
                     outcome = Ok(record.clone());
                     ChannelWrite::Put(record)
                 }
-                Err((refusal, released)) => {
+                Err((refusal, release)) => {
                     outcome = Err(refusal.into());
-                    released.map_or(ChannelWrite::Keep, ChannelWrite::Put)
+                    match current {
+                        Some(record) if release => ChannelWrite::Put(ChannelRecord {
+                            pending: None,
+                            ..record.clone()
+                        }),
+                        _ => ChannelWrite::Keep,
+                    }
                 }
             })
             .await
@@ -1103,24 +1107,23 @@ mod tests {
                 .charged,
             6_000
         );
-        // Past it: refused, nothing charged, the reservation released.
-        let (refusal, released) =
+        // Past it: refused, nothing charged, the reservation to be released.
+        let (refusal, release) =
             charge_voucher(Some(&current), 42, 1_001, held(6_000), 77).unwrap_err();
         assert_eq!(
             ReasonCode::from(&refusal),
             ReasonCode::BATCH_SETTLEMENT_EVM_CHARGE_EXCEEDS_SIGNED_CUMULATIVE
         );
-        let released = released.unwrap();
-        assert_eq!((released.charged, released.pending), (5_000, None));
+        assert!(release);
         // Another request's reservation, none, or no record: nothing happens.
         for (current, ticket) in [
             (Some(record(5_000, Some(41))), 42),
             (Some(record(5_000, None)), 42),
             (None, 42),
         ] {
-            let (refusal, released) =
+            let (refusal, release) =
                 charge_voucher(current.as_ref(), ticket, 1, held(6_000), 77).unwrap_err();
-            assert!(released.is_none());
+            assert!(!release);
             assert!(matches!(
                 refusal,
                 ChannelRefusal::ReservationLost | ChannelRefusal::MissingChannel

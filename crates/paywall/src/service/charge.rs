@@ -257,7 +257,7 @@ where
             ..
         }) => {
             let mut response =
-                challenge.respond_corrected(&message, &parts.headers, corrective.as_ref());
+                challenge.respond_corrected(&message, &parts.headers, corrective.as_deref());
             if reason == Some(ReasonCode::PERMIT2_ALLOWANCE_REQUIRED) {
                 // The payer must approve Permit2 first: 412, as official servers answer.
                 *response.status_mut() = http::StatusCode::PRECONDITION_FAILED;

@@ -286,7 +286,7 @@ pub(super) enum Refusal {
         spent: Option<Box<(PaymentRequest, PaymentOption)>>,
         /// For a client whose view of the scheme's state is behind: the offer it paid and the
         /// keys its challenge gains (a corrective 402).
-        corrective: Option<Corrective>,
+        corrective: Option<Box<Corrective>>,
     },
 }
 
@@ -308,10 +308,10 @@ impl Refusal {
             return Self::Unavailable(FacilitatorError::Unavailable(refusal.to_string()));
         }
         let corrective = match (refusal.corrective, request) {
-            (Some(extra), PaymentRequest::V2 { requirements, .. }) => Some(Corrective {
+            (Some(extra), PaymentRequest::V2 { requirements, .. }) => Some(Box::new(Corrective {
                 offer: requirements.clone(),
                 extra,
-            }),
+            })),
             _ => None,
         };
         Self::Invalid {
