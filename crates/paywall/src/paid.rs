@@ -39,7 +39,7 @@ impl Paid {
             network: option.network.clone(),
             decimals: option.decimals,
             version: request.version(),
-            transaction: Some(receipt.transaction.clone()),
+            transaction: Some(receipt.transaction.clone()).filter(|tx| !tx.is_empty()),
             settlement,
         }
     }
@@ -85,7 +85,8 @@ impl Paid {
         self.version
     }
 
-    /// The settlement transaction, when the route settles before the handler.
+    /// The settlement transaction, when the route settles before the handler and the payment
+    /// settled in one (a `batch-settlement` voucher is charged without a transaction).
     pub fn transaction(&self) -> Option<&str> {
         self.transaction.as_deref()
     }

@@ -10,7 +10,7 @@ use x402_proto::{
 };
 
 use crate::price::{PaymentOption, Quote, Rejection, RoutePrice};
-use crate::service::steps::SettleFailure;
+use crate::service::steps::{Corrective, SettleFailure};
 
 /// The headers a browser script must be allowed to read.
 const EXPOSED: &str = "PAYMENT-REQUIRED, PAYMENT-RESPONSE, X-PAYMENT-RESPONSE";
@@ -157,6 +157,27 @@ impl Challenge {
         request_headers: &HeaderMap,
         receipt: Option<(ReceiptHeader, &SettleResponse)>,
     ) -> Response<Body> {
+        self.respond_with(error, request_headers, receipt, None)
+    }
+
+    /// [`Self::respond`], the offer a client paid gaining `corrective`'s keys in its `extra`
+    /// (a corrective 402: the scheme's view of the client's state, for it to catch up).
+    pub(crate) fn respond_corrected(
+        &self,
+        error: &str,
+        request_headers: &HeaderMap,
+        corrective: Option<&Corrective>,
+    ) -> Response<Body> {
+        self.respond_with(error, request_headers, None, corrective)
+    }
+
+    fn respond_with(
+        &self,
+        error: &str,
+        request_headers: &HeaderMap,
+        receipt: Option<(ReceiptHeader, &SettleResponse)>,
+        corrective: Option<&Corrective>,
+    ) -> Response<Body> {
         let mut extensions = json!({
             payment_identifier::KEY:
                 payment_identifier::declaration(self.require_payment_identifier),
@@ -168,7 +189,11 @@ impl Challenge {
             x402_version: V2::default(),
             error: Some(error.to_owned()),
             resource: self.resource.clone(),
-            accepts: self.offers.iter().map(|(offer, _)| offer.clone()).collect(),
+            accepts: self
+                .offers
+                .iter()
+                .map(|(offer, _)| corrected(offer, corrective))
+                .collect(),
             extensions: Some(extensions),
         };
         let v1_challenge = v1::PaymentRequired {
@@ -315,6 +340,43 @@ fn escape(text: &str) -> String {
         }
     }
     out
+}
+
+/// `offer`, with `corrective`'s keys merged into its `extra` when it is the offer they are for
+/// (same scheme, network, asset and payee).
+fn corrected(
+    offer: &v2::PaymentRequirements,
+    corrective: Option<&Corrective>,
+) -> v2::PaymentRequirements {
+    let mut offer = offer.clone();
+    let Some(corrective) = corrective else {
+        return offer;
+    };
+    let paid = &corrective.offer;
+    let same = offer.scheme == paid.scheme
+        && offer.network == paid.network
+        && offer.asset.eq_ignore_ascii_case(&paid.asset)
+        && offer.pay_to.eq_ignore_ascii_case(&paid.pay_to);
+    if let (true, serde_json::Value::Object(keys)) = (same, &corrective.extra) {
+        let extra = offer
+            .extra
+            .get_or_insert_with(|| serde_json::Value::Object(Default::default()));
+        if let serde_json::Value::Object(extra) = extra {
+            extra.extend(keys.clone());
+        }
+    }
+    offer
+}
+
+/// A JSON answer the paywall writes itself (a refund acknowledged).
+pub(crate) fn json(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
+    let mut response = Response::new(Body::from(body.to_string()));
+    *response.status_mut() = status;
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
 }
 
 /// 503: no facilitator answered, so nothing can be verified or settled and nothing is served.

@@ -16,6 +16,7 @@ mod names;
 mod payload;
 mod scheme;
 mod secret;
+mod server_hooks;
 mod usage;
 pub mod v1;
 pub mod v2;
@@ -40,5 +41,6 @@ pub use scheme::{
     copy_kind_extra,
 };
 pub use secret::Secret;
+pub use server_hooks::{BeforeSettle, HookRefusal, PaymentHooks, Ticket, VerifiedBy};
 pub use usage::{SETTLEMENT_OVERRIDES_HEADER, Usage, UsageError, UsageMeter};
 pub use version::{V1, V2, Version};

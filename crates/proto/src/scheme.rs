@@ -18,8 +18,8 @@ use std::fmt;
 use serde_json::Value;
 
 use crate::{
-    BoxFuture, Network, PaymentRequest, Scheme, SettleResponse, SupportedKind, TokenAmount, U256,
-    v2,
+    BoxFuture, Network, PaymentHooks, PaymentRequest, Scheme, SettleResponse, SupportedKind,
+    TokenAmount, U256, v2,
 };
 
 /// The key a request is routed by: its protocol version, scheme and network (as written on
@@ -218,6 +218,20 @@ pub trait SchemeServer: Send + Sync + fmt::Debug {
     fn settle_by(&self, payload: &Value) -> Option<u64> {
         let _ = payload;
         None
+    }
+
+    /// The hooks a scheme whose server keeps state (payment channels) runs around the
+    /// facilitator ([`PaymentHooks`]). By default none: the facilitator verifies and settles.
+    fn hooks(&self) -> Option<&dyn PaymentHooks> {
+        None
+    }
+
+    /// Whether this plug-in can offer what the facilitator advertised as `kind` (checked at
+    /// start): a problem to report, and the option not offered, when it cannot. By default it
+    /// can.
+    fn check_support(&self, kind: &SupportedKind) -> Result<(), String> {
+        let _ = kind;
+        Ok(())
     }
 }
 

@@ -1,17 +1,23 @@
 //! `batch-settlement` on the devnet: offers, payer-signed deposits and vouchers (the core's
-//! signing), the server-authored `/settle` requests (claim, settle, refund), and our
-//! facilitator holding a receiver-authorizer key; channels funded and charged, as the record a
-//! server keeps of them.
+//! signing), a payer keeping its count as the official client does ([`BatchPayer`]), the
+//! server-authored `/settle` requests (claim, settle, refund), our facilitator holding a
+//! receiver-authorizer key, channels funded and charged as the record a server keeps of them,
+//! and a facilitator wrapper counting the calls a server makes ([`CountingFacilitator`]).
 
 use alloy::primitives::{Address, B256};
 use alloy::signers::local::PrivateKeySigner;
 use serde_json::{Value, json};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use x402_evm::batch::{
     BatchDomain, ChannelConfig, ChannelId, ChannelRecord, ChannelStateExtra,
     DEFAULT_WITHDRAW_DELAY, HeldVoucher, OnchainMirror, VoucherFields, channel_config_for,
     sign_erc3009_deposit, sign_voucher,
 };
-use x402_proto::{PaymentRequest, Scheme, TokenAmount, v2};
+
+use x402_proto::{
+    BoxFuture, Facilitator, FacilitatorError, IdempotencyKey, PaymentId, PaymentIdError,
+    PaymentRequest, Scheme, SettleResponse, SupportedResponse, TokenAmount, VerifyResponse, v2,
+};
 
 use crate::{Chain, Stack, request_paying};
 
@@ -160,5 +166,156 @@ impl Stack {
         let config =
             crate::stack::config_on(chain.devnet.chain_id(), &rpc_url, dir.path(), &extra, "");
         Self::serve(chain, dir, config).await
+    }
+}
+
+/// A payer of `batch-settlement` offers, paying as the official client pays: one channel
+/// (lane `salt`) whose payer signs its own vouchers, and what it believes it was charged on it
+/// so far (`charged`, which a test advances from the receipts it gets).
+#[derive(Debug, Clone)]
+pub struct BatchPayer {
+    /// The payer's key (it signs deposits and vouchers).
+    pub signer: PrivateKeySigner,
+    /// The channel.
+    pub config: ChannelConfig,
+    /// Its id.
+    pub id: ChannelId,
+    /// What the payer believes the server charged on the channel so far.
+    pub charged: u128,
+}
+
+impl Chain {
+    /// Devnet payer `index`'s channel (lane `salt`) for `offer`, nothing charged on it yet.
+    pub fn batch_payer(
+        &self,
+        offer: &v2::PaymentRequirements,
+        index: usize,
+        salt: B256,
+    ) -> BatchPayer {
+        let signer = self.devnet.payers()[index].signer.clone();
+        let (config, id) = self.batch_channel(offer, &signer, salt);
+        BatchPayer {
+            signer,
+            config,
+            id,
+            charged: 0,
+        }
+    }
+}
+
+impl BatchPayer {
+    /// The ceiling of the voucher paying `offer` next: what was charged plus its price.
+    pub fn next_ceiling(&self, offer: &v2::PaymentRequirements) -> u128 {
+        self.charged + u128::try_from(offer.amount.0).expect("a price within uint128")
+    }
+
+    /// A `deposit` of `amount` paying `offer` (its voucher at [`Self::next_ceiling`]).
+    pub async fn deposit(
+        &self,
+        chain: &Chain,
+        offer: &v2::PaymentRequirements,
+        amount: u128,
+    ) -> Value {
+        let ceiling = self.next_ceiling(offer);
+        chain
+            .batch_deposit(offer, &self.signer, &self.config, amount, ceiling)
+            .await
+    }
+
+    /// A `voucher` paying `offer` (at [`Self::next_ceiling`]).
+    pub async fn voucher(&self, chain: &Chain, offer: &v2::PaymentRequirements) -> Value {
+        self.voucher_at(chain, self.next_ceiling(offer)).await
+    }
+
+    /// A `voucher` for `ceiling` in all.
+    pub async fn voucher_at(&self, chain: &Chain, ceiling: u128) -> Value {
+        chain
+            .batch_voucher(&self.signer, &self.config, ceiling)
+            .await
+    }
+
+    /// A `refund` request (a zero-charge voucher at what was charged), of `amount` or of
+    /// everything left.
+    pub async fn refund(&self, chain: &Chain, amount: Option<u128>) -> Value {
+        let mut payload = self.voucher_at(chain, self.charged).await;
+        payload["type"] = json!("refund");
+        if let Some(amount) = amount {
+            payload["amount"] = json!(amount.to_string());
+        }
+        payload
+    }
+
+    /// The `PAYMENT-SIGNATURE` header paying `offer` with `payload`.
+    pub fn header(offer: &v2::PaymentRequirements, payload: Value) -> String {
+        let payment: x402_proto::PaymentPayload = serde_json::from_value(json!({
+            "x402Version": 2, "accepted": offer, "payload": payload,
+        }))
+        .expect("a v2 payment");
+        x402_proto::encode_header(&payment)
+    }
+}
+
+/// A facilitator that counts the verify and settle calls it passes on to another (to prove a
+/// server verified locally, or sent nothing).
+pub struct CountingFacilitator {
+    inner: std::sync::Arc<dyn Facilitator>,
+    verifies: AtomicUsize,
+    settles: AtomicUsize,
+}
+
+impl std::fmt::Debug for CountingFacilitator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CountingFacilitator")
+            .field("verifies", &self.verifies())
+            .field("settles", &self.settles())
+            .finish_non_exhaustive()
+    }
+}
+
+impl CountingFacilitator {
+    /// Counts the calls passed on to `inner`.
+    pub fn new(inner: std::sync::Arc<dyn Facilitator>) -> Self {
+        Self {
+            inner,
+            verifies: AtomicUsize::new(0),
+            settles: AtomicUsize::new(0),
+        }
+    }
+
+    /// Verify calls so far.
+    pub fn verifies(&self) -> usize {
+        self.verifies.load(Ordering::SeqCst)
+    }
+
+    /// Settle calls so far.
+    pub fn settles(&self) -> usize {
+        self.settles.load(Ordering::SeqCst)
+    }
+}
+
+impl Facilitator for CountingFacilitator {
+    fn verify<'a>(
+        &'a self,
+        request: &'a PaymentRequest,
+    ) -> BoxFuture<'a, Result<VerifyResponse, FacilitatorError>> {
+        self.verifies.fetch_add(1, Ordering::SeqCst);
+        self.inner.verify(request)
+    }
+
+    fn settle<'a>(
+        &'a self,
+        request: &'a PaymentRequest,
+        idempotency_key: Option<&'a IdempotencyKey>,
+    ) -> BoxFuture<'a, Result<SettleResponse, FacilitatorError>> {
+        self.settles.fetch_add(1, Ordering::SeqCst);
+        self.inner.settle(request, idempotency_key)
+    }
+
+    fn supported(&self) -> BoxFuture<'_, Result<SupportedResponse, FacilitatorError>> {
+        self.inner.supported()
+    }
+
+    fn payment_id(&self, request: &PaymentRequest) -> Result<PaymentId, PaymentIdError> {
+        self.inner.payment_id(request)
     }
 }

@@ -18,6 +18,7 @@ mod smart_wallet;
 mod stack;
 mod verdicts;
 
+pub use batch::{BatchPayer, CountingFacilitator};
 pub use chain::*;
 pub use json::*;
 pub use mock::*;

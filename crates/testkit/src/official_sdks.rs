@@ -48,6 +48,21 @@ pub async fn official_fetch(env: Vec<(&'static str, String)>) -> Value {
     serde_json::from_slice(&output.stdout).expect("fetch client prints JSON")
 }
 
+/// The official `batch-settlement` client (`batch-fetch-client.mjs`: several paid requests on
+/// one channel, then a refund when asked) run with `env` (`URL`, `PRIVATE_KEY`, `COUNT`,
+/// `REFUND`): the JSON it prints.
+pub async fn official_batch_fetch(env: Vec<(&'static str, String)>) -> Value {
+    let output = tokio::process::Command::new("node")
+        .arg(interop_dir().join("batch-fetch-client.mjs"))
+        .envs(env)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .await
+        .expect("node runs");
+    assert!(output.status.success(), "batch fetch client failed");
+    serde_json::from_slice(&output.stdout).expect("batch fetch client prints JSON")
+}
+
 /// The official SDKs' interop scripts (`tools/interop`), checked to be installed.
 pub fn interop_dir() -> PathBuf {
     official_sdks("@x402/express").join("interop")

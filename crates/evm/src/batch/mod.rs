@@ -25,6 +25,9 @@
 //! - The server's claiming job ([`BatchClaimer`]): claims the vouchers it holds through a
 //!   facilitator and settles them to the receiver, on a schedule, past bounds of unclaimed
 //!   money ([`ClaimPolicy`]) and at once when a payer starts a withdrawal.
+//! - The server plug-in ([`BatchServer`]): offers, and the paywall's hooks that verify
+//!   vouchers locally, reserve a channel per request, charge what the handler used up to the
+//!   signed ceiling, answer corrective 402s and enrich refunds.
 //!
 //! - The paying client's plug-in ([`BatchEvmClient`]): deposit once, then a cumulative voucher
 //!   per request, the charged count advanced by each receipt, corrective 402s checked against
@@ -41,6 +44,7 @@ mod encoding;
 mod facilitator;
 mod onchain;
 mod sends;
+mod server;
 mod settle;
 mod sign;
 mod verify;
@@ -67,6 +71,10 @@ pub use encoding::{
 };
 pub use facilitator::BatchEvmFacilitator;
 pub use sends::{BatchSend, BatchSendKey, BatchSendLog, MemoryBatchLog};
+pub use server::{
+    BatchServer, ChannelRefusal, MIN_DEPOSIT_MULTIPLIER, corrective_extra, expected_ceiling,
+    mirror_is_fresh, onchain_state_ttl, reservation_ttl,
+};
 pub use sign::{
     BatchSignError, channel_config_for, domain_of, next_ceiling, sign_claim_batch,
     sign_erc3009_deposit, sign_refund, sign_voucher,

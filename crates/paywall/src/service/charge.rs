@@ -21,9 +21,11 @@ use crate::paid::Paid;
 use crate::price::{PaymentOption, Rejection, RoutePrice, SettleTiming};
 use crate::response::{self, Challenge, ReceiptHeader};
 
+use super::hooks::Held;
 use super::steps::{
     IN_USE, NO_MATCH, Refusal, SPENT_ELSEWHERE, body_refused, candidates, conflict, fingerprint,
-    keep, not_replayed, payment_header, recover, refuse_replay, replay, run_paid, settle, verify,
+    keep, not_replayed, not_spent, payment_header, recover, refuse_replay, replay, run_paid,
+    settle, spent, verify,
 };
 use super::stream::{self, Unsettled, settle_when_over};
 use super::{Paywall, usage};
@@ -36,6 +38,9 @@ pub(super) struct Verified {
     pub(super) receipt: ReceiptHeader,
     /// When it was sent to be verified: a metered stream's time counts from then.
     pub(super) at: std::time::Instant,
+    /// What its scheme's hooks reserved for it, charged when it settles and let go of if it
+    /// never does.
+    pub(super) held: Option<Held>,
 }
 
 pub(super) async fn charge<S>(
@@ -246,9 +251,13 @@ where
             }
         }
         Err(Refusal::Invalid {
-            message, reason, ..
+            message,
+            reason,
+            corrective,
+            ..
         }) => {
-            let mut response = challenge.respond(&message, &parts.headers, None);
+            let mut response =
+                challenge.respond_corrected(&message, &parts.headers, corrective.as_deref());
             if reason == Some(ReasonCode::PERMIT2_ALLOWANCE_REQUIRED) {
                 // The payer must approve Permit2 first: 412, as official servers answer.
                 *response.status_mut() = http::StatusCode::PRECONDITION_FAILED;
@@ -256,6 +265,27 @@ where
             return response;
         }
     };
+
+    // A payment that buys no handler run (a refund request): settled now, answered with the
+    // scheme's body and the receipt.
+    let mut verified = verified;
+    if let Some(body) = verified.held.as_ref().and_then(Held::skip_handler) {
+        return match settle(inner_state, &mut verified, &idempotency_key).await {
+            Ok(receipt) => {
+                let response = response::json(http::StatusCode::OK, &body);
+                keep(
+                    inner_state,
+                    lease,
+                    verified.receipt,
+                    receipt,
+                    response,
+                    false,
+                )
+                .await
+            }
+            Err(failure) => challenge.settle_failed(failure, &parts.headers, verified.receipt),
+        };
+    }
 
     // 5. Run and settle, in the order the route asks for.
     let (settled_tx, settled_rx) = watch::channel(None);
@@ -286,13 +316,13 @@ where
 
     match timing {
         SettleTiming::BeforeHandler => {
-            let receipt = match settle(inner_state, &verified, &idempotency_key).await {
+            let receipt = match settle(inner_state, &mut verified, &idempotency_key).await {
                 Ok(receipt) => receipt,
                 Err(response) => {
                     return challenge.settle_failed(response, &parts.headers, verified.receipt);
                 }
             };
-            paid.transaction = Some(receipt.transaction.clone());
+            paid.transaction = Some(receipt.transaction.clone()).filter(|tx| !tx.is_empty());
             let _ = settled_tx.send(Some(receipt.clone()));
             let mut response = run_paid(inner, parts, body, paid).await;
             if !matches!(usage::take_report(&mut response), usage::Report::None) {
@@ -310,7 +340,11 @@ where
             let report = usage::take_report(&mut response);
             if response.status().as_u16() >= 400 {
                 // Not charged: the payment is never settled, and its authorization expires.
-                // The lease is dropped: the payment may be used again.
+                // The lease is dropped and what the scheme reserved let go of: the payment
+                // may be used again.
+                if let Some(held) = verified.held.take() {
+                    held.release().await;
+                }
                 return response;
             }
             if let Some(meter) = meter
@@ -338,14 +372,17 @@ where
                 };
                 return settle_when_over(unsettled, response);
             }
-            let verified = Verified {
+            let mut verified = Verified {
                 request: usage::metered(inner_state, &verified.request, &verified.option, report),
                 ..verified
             };
-            match settle(inner_state, &verified, &idempotency_key).await {
+            match settle(inner_state, &mut verified, &idempotency_key).await {
                 Ok(receipt) => {
                     let _ = settled_tx.send(Some(receipt.clone()));
                     let kind = verified.receipt;
+                    if !spent(inner_state, &verified.request, &receipt) {
+                        return not_spent(lease, kind, &receipt, response);
+                    }
                     keep(inner_state, lease, kind, receipt, response, metered).await
                 }
                 // The handler's body is dropped: nothing paid, nothing served.

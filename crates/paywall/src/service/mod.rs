@@ -6,6 +6,7 @@
 
 mod charge;
 mod deferred;
+mod hooks;
 pub(crate) mod steps;
 mod stream;
 mod usage;
@@ -120,6 +121,14 @@ impl Inner {
             Some(scheme) => scheme.enhance(requirements, kind),
             None => copy_kind_extra(requirements, kind),
         }
+    }
+
+    /// The server plug-in of `scheme` when it runs hooks around the facilitator.
+    pub(super) fn hooked(&self, scheme: &x402_proto::Scheme) -> Option<Arc<dyn SchemeServer>> {
+        self.schemes
+            .iter()
+            .find(|s| s.scheme() == *scheme && s.hooks().is_some())
+            .cloned()
     }
 
     /// The server plug-in of `scheme`, if one was registered.
@@ -260,11 +269,17 @@ impl Paywall {
                     scheme: option.scheme.clone(),
                     network: option.network.clone(),
                 };
-                let served = kinds.iter().any(|kind| key.served_by(kind));
-                if !served {
+                let Some(kind) = kinds.iter().find(|kind| key.served_by(kind)) else {
                     tracing::warn!(scheme = %option.scheme, network = %option.network, "the facilitator does not serve this option; it is not offered");
+                    return false;
+                };
+                match self.inner.scheme(&option.scheme).map(|s| s.check_support(kind)) {
+                    Some(Err(problem)) => {
+                        tracing::error!(scheme = %option.scheme, network = %option.network, %problem, "this option cannot be offered");
+                        false
+                    }
+                    _ => true,
                 }
-                served
             })
             .collect();
         *self

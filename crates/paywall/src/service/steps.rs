@@ -9,10 +9,12 @@ use axum::body::HttpBody as _;
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
 use http_body_util::BodyExt;
+use serde_json::Value;
 use tower::{Service, ServiceExt};
 use x402_proto::{
-    Facilitator, FacilitatorError, IdempotencyKey, PaymentPayload, PaymentRequest, ReasonCode,
-    SettleResponse, headers, request_fingerprint, requirements_match, v1,
+    Facilitator, FacilitatorError, HookRefusal, IdempotencyKey, PaymentPayload, PaymentRequest,
+    ReasonCode, SettleResponse, VerifiedBy, headers, request_fingerprint, requirements_match, v1,
+    v2,
 };
 
 use crate::guard::{Lease, RequestFingerprint, StoredResponse};
@@ -22,6 +24,7 @@ use crate::response::{self, Challenge, ReceiptHeader};
 
 use super::Inner;
 use super::charge::Verified;
+use super::hooks::Held;
 
 pub(super) const NO_MATCH: &str = "No matching payment requirements: the payment does not match any \
     option of this request's challenge (scheme, network, asset, amount, payTo); pay one of \
@@ -171,6 +174,30 @@ pub(super) async fn keep(
     response
 }
 
+/// Whether `request`, settled with `receipt`, is used up (see
+/// [`PaymentHooks::spent`](x402_proto::PaymentHooks::spent)): always, but for a scheme whose
+/// hooks say a payment charged nothing can pay again.
+pub(super) fn spent(inner: &Inner, request: &PaymentRequest, receipt: &SettleResponse) -> bool {
+    let scheme = inner.hooked(&request.requirements().scheme);
+    scheme
+        .as_deref()
+        .and_then(|scheme| scheme.hooks())
+        .is_none_or(|hooks| hooks.spent(request, receipt))
+}
+
+/// The answer to a payment that was not used up: the receipt attached, nothing kept, the
+/// payment free to pay again (its lease dropped).
+pub(super) fn not_spent(
+    lease: Lease,
+    kind: ReceiptHeader,
+    receipt: &SettleResponse,
+    mut response: Response<Body>,
+) -> Response<Body> {
+    drop(lease);
+    kind.attach(response.headers_mut(), receipt);
+    response
+}
+
 /// Records in the guard that the payment settled with `receipt` bought a metered answer that
 /// is not served again, and answers so ([`not_replayed`]).
 pub(super) async fn refuse_replay(
@@ -257,7 +284,43 @@ pub(super) enum Refusal {
         reason: Option<ReasonCode>,
         /// The request the facilitator called spent, if any.
         spent: Option<Box<(PaymentRequest, PaymentOption)>>,
+        /// For a client whose view of the scheme's state is behind: the offer it paid and the
+        /// keys its challenge gains (a corrective 402).
+        corrective: Option<Box<Corrective>>,
     },
+}
+
+/// The keys a corrective 402 adds to the `extra` of the offer that was paid.
+pub(crate) struct Corrective {
+    /// The offer paid.
+    pub(crate) offer: v2::PaymentRequirements,
+    /// The keys.
+    pub(crate) extra: Value,
+}
+
+impl Refusal {
+    /// A scheme hook's refusal of `request`: 503 when the server's own state failed, else a
+    /// 402 whose error is exactly the reason code (as official clients match it), with the
+    /// hook's corrective keys.
+    fn from_hook(refusal: HookRefusal, request: &PaymentRequest) -> Self {
+        tracing::info!(reason = %refusal.reason, message = %refusal.message, "the scheme refused a payment");
+        if refusal.unavailable {
+            return Self::Unavailable(FacilitatorError::Unavailable(refusal.to_string()));
+        }
+        let corrective = match (refusal.corrective, request) {
+            (Some(extra), PaymentRequest::V2 { requirements, .. }) => Some(Box::new(Corrective {
+                offer: requirements.clone(),
+                extra,
+            })),
+            _ => None,
+        };
+        Self::Invalid {
+            message: refusal.reason.to_string(),
+            reason: Some(refusal.reason),
+            spent: None,
+            corrective,
+        }
+    }
 }
 
 pub(super) async fn verify(
@@ -270,12 +333,37 @@ pub(super) async fn verify(
     let mut last_reason = None;
     let mut spent = None;
     for (request, option) in candidates {
-        let answer = inner
-            .facilitator
-            .verify(&request)
-            .await
-            .map_err(Refusal::Unavailable)?;
+        let hooked = inner.hooked(&request.requirements().scheme);
+        let hooks = hooked.as_deref().and_then(|scheme| scheme.hooks());
+        let verdict = match hooks {
+            Some(hooks) => hooks
+                .before_verify(&request)
+                .await
+                .map_err(|refusal| Refusal::from_hook(refusal, &request))?,
+            None => None,
+        };
+        let (answer, by) = match verdict {
+            Some(answer) => (answer, VerifiedBy::Server),
+            None => (
+                inner
+                    .facilitator
+                    .verify(&request)
+                    .await
+                    .map_err(Refusal::Unavailable)?,
+                VerifiedBy::Facilitator,
+            ),
+        };
         if answer.is_valid {
+            let held = match (&hooked, hooks) {
+                (Some(scheme), Some(hooks)) => {
+                    let ticket = hooks
+                        .after_verify(&request, &answer, by)
+                        .await
+                        .map_err(|refusal| Refusal::from_hook(refusal, &request))?;
+                    Some(Held::new(scheme.clone(), request.clone(), ticket))
+                }
+                _ => None,
+            };
             let payer = answer.payer.unwrap_or_default();
             return Ok(Verified {
                 request,
@@ -283,6 +371,7 @@ pub(super) async fn verify(
                 payer,
                 receipt,
                 at,
+                held,
             });
         }
         if answer
@@ -294,6 +383,9 @@ pub(super) async fn verify(
         }
         last_reason.clone_from(&answer.invalid_reason);
         last_refusal = match (answer.invalid_reason, answer.invalid_message) {
+            // A scheme with hooks is answered as official servers answer it: the code alone,
+            // which its clients match on.
+            (Some(reason), _) if hooks.is_some() => reason.to_string(),
             (Some(reason), Some(message)) => format!("{reason}: {message}"),
             (Some(reason), None) => reason.to_string(),
             (None, Some(message)) => message,
@@ -304,6 +396,7 @@ pub(super) async fn verify(
         message: last_refusal,
         reason: last_reason,
         spent,
+        corrective: None,
     })
 }
 
@@ -337,16 +430,35 @@ pub(crate) enum SettleFailure {
     Unavailable(FacilitatorError),
 }
 
+/// Settles what `verified` pays: through its scheme's hooks when it holds a reservation of
+/// theirs (charged there, or sent to the facilitator as they say), else by the facilitator.
 pub(super) async fn settle(
     inner: &Inner,
-    verified: &Verified,
+    verified: &mut Verified,
+    key: &IdempotencyKey,
+) -> Result<SettleResponse, SettleFailure> {
+    match verified.held.take() {
+        Some(held) => {
+            held.settle(inner, &verified.request, &verified.payer, key)
+                .await
+        }
+        None => settle_request(inner, &verified.request, &verified.payer, key).await,
+    }
+}
+
+/// Settles `request` (paid by `payer`) with the facilitator, waiting out `settlement_pending`
+/// for the paywall's patience.
+pub(super) async fn settle_request(
+    inner: &Inner,
+    request: &PaymentRequest,
+    payer: &str,
     key: &IdempotencyKey,
 ) -> Result<SettleResponse, SettleFailure> {
     let started = Instant::now();
     loop {
         let answer = inner
             .facilitator
-            .settle(&verified.request, Some(key))
+            .settle(request, Some(key))
             .await
             .map_err(SettleFailure::Unavailable)?;
         if answer.success {
@@ -355,7 +467,7 @@ pub(super) async fn settle(
         let pending = answer.error_reason.as_ref() == Some(&ReasonCode::SETTLEMENT_PENDING);
         if !pending || started.elapsed() >= inner.config.settle_patience {
             tracing::warn!(
-                payer = %verified.payer,
+                %payer,
                 reason = ?answer.error_reason,
                 message = ?answer.error_message,
                 transaction = %answer.transaction,

@@ -241,7 +241,7 @@ impl Unsettled {
             admitted,
         } = self;
         let usage = meter.reading();
-        let verified = Verified {
+        let mut verified = Verified {
             request: usage::metered(
                 &inner,
                 &verified.request,
@@ -250,7 +250,7 @@ impl Unsettled {
             ),
             ..verified
         };
-        match settle(&inner, &verified, &key).await {
+        match settle(&inner, &mut verified, &key).await {
             Ok(receipt) => {
                 let _ = settled.send(Some(receipt.clone()));
                 // The stream cannot be sent again: a retry of this request is told so, with

@@ -63,7 +63,12 @@ pub(super) fn metered(
     let amount = plug_in.map_or(paid.amount.0, |scheme| {
         scheme.settlement_amount(&paid, used)
     });
-    let amount = capped(amount, paid.amount.0);
+    // A scheme with hooks judges the amount itself (`batch-settlement` refuses a charge above
+    // what the payer signed); any other settles at most the price paid.
+    let amount = match plug_in.and_then(|scheme| scheme.hooks()) {
+        Some(_) => amount,
+        None => capped(amount, paid.amount.0),
+    };
     if amount == paid.amount.0 {
         return request.clone();
     }

@@ -2,6 +2,7 @@
 //! an axum app with a few priced routes.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod batch;
 pub mod streams;
 
 use std::sync::Arc;
