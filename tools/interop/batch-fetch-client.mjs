@@ -8,6 +8,8 @@
 //   URL          required, the resource to request
 //   PRIVATE_KEY  required, 0x-prefixed 32-byte hex key of the payer
 //   COUNT        optional, how many paid requests, default 3
+//   METHOD       optional, default GET
+//   BODY         optional, a JSON request body (sent with content-type application/json)
 //   REFUND       optional, "1" to ask for a refund of what is left afterwards
 //   TIMEOUT_MS   optional, each request's deadline, default 120000
 //
@@ -27,6 +29,15 @@ const key = privateKey("PRIVATE_KEY");
 const count = Number(process.env.COUNT || "3");
 const timeoutMs = Number(process.env.TIMEOUT_MS || "120000");
 if (!Number.isSafeInteger(count) || count < 0) fail(`bad COUNT ${process.env.COUNT}`);
+const method = process.env.METHOD || "GET";
+const body = process.env.BODY;
+if (body !== undefined) {
+  try {
+    JSON.parse(body);
+  } catch (e) {
+    fail(`BODY is not JSON: ${describeError(e)}`);
+  }
+}
 
 const account = privateKeyToAccount(key);
 const scheme = new BatchSettlementEvmScheme(account);
@@ -38,17 +49,22 @@ const fetchWithPayment = wrapFetchWithPayment(globalThis.fetch, client);
 const output = { requests: [], refund: null };
 try {
   for (let i = 0; i < count; i++) {
-    const response = await fetchWithPayment(url, { signal: AbortSignal.timeout(timeoutMs) });
+    const init = { method, signal: AbortSignal.timeout(timeoutMs) };
+    if (body !== undefined) {
+      init.body = body;
+      init.headers = { "content-type": "application/json" };
+    }
+    const response = await fetchWithPayment(url, init);
     const text = await response.text();
-    let body = text;
+    let answer = text;
     try {
-      body = JSON.parse(text);
+      answer = JSON.parse(text);
     } catch {
       // not JSON: keep the text
     }
     const header = response.headers.get("PAYMENT-RESPONSE");
     const paymentResponse = header === null ? null : decodePaymentResponseHeader(header);
-    output.requests.push({ status: response.status, body, paymentResponse });
+    output.requests.push({ status: response.status, body: answer, paymentResponse });
   }
   if (process.env.REFUND === "1") {
     output.refund = await scheme.refund(url);

@@ -250,6 +250,26 @@ pub struct Catalog {
     /// How paid jobs are handled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub jobs: Option<JobPolicy>,
+    /// The ways to pay every paid route, in the order offered.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub payment_methods: Vec<PaymentMethod>,
+}
+
+/// One way to pay the gateway's paid routes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PaymentMethod {
+    /// The x402 scheme (`exact`, `upto`, `batch-settlement`).
+    pub scheme: String,
+    /// The CAIP-2 network.
+    pub network: String,
+    /// The token paid in.
+    pub asset: String,
+    /// What a call is charged: `price` (the quoted price) or `usage` (what the call used, at
+    /// most the quoted price).
+    pub charges: String,
+    /// How it settles: `per call` (one transaction each), or `channel` (a deposit once, then
+    /// signed vouchers claimed in batches).
+    pub settles: String,
 }
 
 impl Catalog {

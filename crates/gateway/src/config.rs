@@ -111,6 +111,10 @@ pub struct BatchSettlementConfig {
     pub claim_on_withdrawal: bool,
     /// Most vouchers in one claim transaction (default 100, 1 to 100).
     pub max_claims_per_batch: usize,
+    /// The smallest deposit offers ask for (`minDeposit`, a hint to clients; default 100 000,
+    /// $0.10 of USDC), or the price when that is more: each deposit is a transaction, so a
+    /// deposit should cover many calls.
+    pub min_deposit: u64,
 }
 
 impl Default for BatchSettlementConfig {
@@ -126,6 +130,7 @@ impl Default for BatchSettlementConfig {
             max_unclaimed_total: u64::try_from(policy.max_unclaimed_total).unwrap_or(u64::MAX),
             claim_on_withdrawal: policy.claim_on_withdrawal,
             max_claims_per_batch: policy.max_claims_per_batch,
+            min_deposit: 100_000,
         }
     }
 }

@@ -25,6 +25,7 @@ use std::time::Duration;
 use futures_util::FutureExt;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
+use x402_evm::batch::BatchServer;
 use x402_evm::upto::UptoEvmServer;
 use x402_paywall::{HttpFacilitator, PaymentOption, Paywall, PaywallConfig, ResponseCacheConfig};
 use x402_proto::{Facilitator, Scheme, SchemeServer};
@@ -89,7 +90,35 @@ pub fn payment_options(config: &GatewayConfig) -> Vec<PaymentOption> {
                 })),
                 ..exact.clone()
             });
-            std::iter::once(exact).chain(upto)
+            // `batch-settlement` (payment channels): offered whenever the gateway keeps
+            // channels; vouchers are charged what a call used.
+            let batch = config.batch_settlement.is_some().then(|| PaymentOption {
+                scheme: Scheme::BATCH_SETTLEMENT,
+                extra: Some(serde_json::json!({
+                    "name": accept.name,
+                    "version": accept.version,
+                })),
+                ..exact.clone()
+            });
+            std::iter::once(exact).chain(upto).chain(batch)
+        })
+        .collect()
+}
+
+/// The ways to pay `options`, as the catalog lists them.
+fn payment_methods(options: &[PaymentOption]) -> Vec<x402_gateway_api::PaymentMethod> {
+    options
+        .iter()
+        .map(|option| {
+            let channel = option.scheme == Scheme::BATCH_SETTLEMENT;
+            let metered = channel || option.scheme == Scheme::UPTO;
+            x402_gateway_api::PaymentMethod {
+                scheme: option.scheme.to_string(),
+                network: option.network.to_string(),
+                asset: option.asset.clone(),
+                charges: if metered { "usage" } else { "price" }.into(),
+                settles: if channel { "channel" } else { "per call" }.into(),
+            }
         })
         .collect()
 }
@@ -145,8 +174,29 @@ pub async fn app(
     let registry = Registry::new(config, &backends)?;
     let options = payment_options(config);
     let decimals = options.first().map_or(6, |o| o.decimals);
-    let metered: Vec<Arc<dyn SchemeServer>> = vec![Arc::new(UptoEvmServer)];
-    let paywall_facilitator = Arc::clone(&facilitator);
+    let batch = match &config.batch_settlement {
+        Some(batch) => {
+            // The config check made every asset an address.
+            let accepted = config.payment.accepts.iter().filter_map(|a| {
+                let asset = a.asset.parse().ok()?;
+                Some((a.network.clone(), asset))
+            });
+            Some(BatchClaiming::open(
+                batch,
+                accepted,
+                Arc::clone(&facilitator),
+            )?)
+        }
+        None => None,
+    };
+    // `upto` settles what a metered service reports it used; `batch-settlement` charges it
+    // to the payer's channel.
+    let mut metered: Vec<Arc<dyn SchemeServer>> = vec![Arc::new(UptoEvmServer)];
+    if let (Some(batch), Some(settings)) = (&batch, &config.batch_settlement) {
+        let server = BatchServer::new(Arc::clone(&batch.store))
+            .with_min_deposit(u128::from(settings.min_deposit), false);
+        metered.push(Arc::new(server));
+    }
     let paywall = Paywall::new(
         facilitator,
         options,
@@ -167,7 +217,6 @@ pub async fn app(
         key: "payment.accepts".into(),
         message: e.to_string(),
     })?
-    // `upto` settles what a metered service reports it used.
     .with_schemes(metered);
     // Offers carry what the facilitator advertises for their kind; a facilitator that cannot
     // be asked now still gets the configured offers.
@@ -191,22 +240,12 @@ pub async fn app(
             config.limits.job_attempts,
         ),
         decimals,
+        payment_methods: payment_methods(paywall.options()),
     });
     let resumed = http::resume_jobs(&state).await?;
     if resumed > 0 {
         tracing::info!(resumed, "jobs left unfinished are running again");
     }
-    let batch = match &config.batch_settlement {
-        Some(batch) => {
-            // The config check made every asset an address.
-            let accepted = config.payment.accepts.iter().filter_map(|a| {
-                let asset = a.asset.parse().ok()?;
-                Some((a.network.clone(), asset))
-            });
-            Some(BatchClaiming::open(batch, accepted, paywall_facilitator)?)
-        }
-        None => None,
-    };
     let operator = http::operator_routes(batch.clone(), config.operator_token()?);
     Ok(App {
         router: http::router(state, &paywall).merge(operator),

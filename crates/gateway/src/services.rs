@@ -187,6 +187,7 @@ impl Registry {
                 .map(|o| catalog_entry(o, decimals))
                 .collect(),
             jobs: None,
+            payment_methods: Vec::new(),
         }
     }
 }

@@ -14,6 +14,7 @@ use crate::price::PaymentOption;
 pub struct Paid {
     pub(crate) payer: String,
     pub(crate) scheme: Scheme,
+    pub(crate) metered: bool,
     pub(crate) amount: TokenAmount,
     pub(crate) asset: String,
     pub(crate) network: Network,
@@ -29,11 +30,13 @@ impl Paid {
         request: &PaymentRequest,
         option: &PaymentOption,
         receipt: &SettleResponse,
+        metered: bool,
     ) -> Self {
         let (_, settlement) = watch::channel(Some(receipt.clone()));
         Self {
             payer: receipt.payer.clone().unwrap_or_default(),
             scheme: option.scheme.clone(),
+            metered,
             amount: request.requirements().amount,
             asset: option.asset.clone(),
             network: option.network.clone(),
@@ -42,6 +45,12 @@ impl Paid {
             transaction: Some(receipt.transaction.clone()).filter(|tx| !tx.is_empty()),
             settlement,
         }
+    }
+
+    /// Whether the payment is charged what the handler reports it used (`upto`,
+    /// `batch-settlement`): [`Self::amount`] is then the most it may be charged.
+    pub fn metered(&self) -> bool {
+        self.metered
     }
 
     /// The paying address.

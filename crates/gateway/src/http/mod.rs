@@ -52,6 +52,8 @@ pub struct AppState {
     pub jobs: Jobs,
     /// Decimals of the preferred asset, for USD figures.
     pub decimals: u8,
+    /// The ways to pay, as the catalog lists them.
+    pub payment_methods: Vec<x402_gateway_api::PaymentMethod>,
 }
 
 /// The router: free discovery routes and paid service routes.
@@ -136,11 +138,9 @@ pub(super) async fn run(
     match task::run(prepared.task.clone(), &state.backends).await {
         Ok(output) => {
             let usage = metered_usage(&state, &prepared, &output);
-            // Under upto the charge is the usage; otherwise what was paid.
+            // Under a metered scheme the charge is the usage; otherwise what was paid.
             let charged = match usage {
-                Some(used) if *paid.scheme() == x402_proto::Scheme::UPTO => {
-                    paid.human(x402_proto::TokenAmount(used))
-                }
+                Some(used) if paid.metered() => paid.human(x402_proto::TokenAmount(used)),
                 _ => paid.amount_human(),
             };
             let mut response = match output.gpu_bridge() {
@@ -201,6 +201,7 @@ pub(super) fn completed(
 async fn catalog(State(state): State<Arc<AppState>>) -> Json<Catalog> {
     let mut catalog = state.registry.catalog(state.decimals);
     catalog.jobs = Some(jobs::policy(state.jobs.max_attempts()));
+    catalog.payment_methods.clone_from(&state.payment_methods);
     Json(catalog)
 }
 

@@ -180,8 +180,8 @@ where
                 Some(stored) => replay(stored),
                 None => {
                     let (request, option) = &candidates[0];
-                    let paid = Paid::already_settled(request, option, &served.receipt);
                     let metered = usage::settles_by_usage(inner_state, request);
+                    let paid = Paid::already_settled(request, option, &served.receipt, metered);
                     let streams = quote.streams();
                     parts.extensions.extend(quote.take_extensions());
                     let body = passthrough.unwrap_or_else(|| Body::from(body));
@@ -235,8 +235,8 @@ where
             // it, e.g. across a restart), the facilitator gives our key its receipt again.
             match recover(inner_state, &request, &idempotency_key).await {
                 Some(recovered) => {
-                    let paid = Paid::already_settled(&request.0, &request.1, &recovered);
                     let metered = usage::settles_by_usage(inner_state, &request.0);
+                    let paid = Paid::already_settled(&request.0, &request.1, &recovered, metered);
                     let streams = quote.streams();
                     parts.extensions.extend(quote.take_extensions());
                     let body = passthrough.unwrap_or_else(|| Body::from(body));
@@ -303,6 +303,7 @@ where
     let mut paid = Paid {
         payer: verified.payer.clone(),
         scheme: verified.option.scheme.clone(),
+        metered,
         amount: verified.request.requirements().amount,
         asset: verified.option.asset.clone(),
         network: verified.option.network.clone(),
