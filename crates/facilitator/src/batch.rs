@@ -200,7 +200,9 @@ impl BatchSendLog for SqliteStore {
         })
     }
 
-    fn unfinished(&self) -> BoxFuture<'_, Result<Vec<(BatchSendKey, BatchSend)>, FacilitatorError>> {
+    fn unfinished(
+        &self,
+    ) -> BoxFuture<'_, Result<Vec<(BatchSendKey, BatchSend)>, FacilitatorError>> {
         Box::pin(async move {
             let open = self.run(move |connection| {
                 let mut statement = connection

@@ -91,13 +91,23 @@ async fn a_send_the_node_lost_is_rebroadcast_at_start_and_mined_once() {
         .raw_request::<_, Value>("anvil_dropTransaction".into(), (tx,))
         .await
         .unwrap();
-    assert!(provider.get_transaction_by_hash(tx).await.unwrap().is_none());
+    assert!(
+        provider
+            .get_transaction_by_hash(tx)
+            .await
+            .unwrap()
+            .is_none()
+    );
 
     stack.restart().await;
     let reconciled = stack.facilitator.as_ref().unwrap().reconciled();
     assert_eq!(reconciled.tracking, 1, "{reconciled:?}");
     assert!(
-        provider.get_transaction_by_hash(tx).await.unwrap().is_some(),
+        provider
+            .get_transaction_by_hash(tx)
+            .await
+            .unwrap()
+            .is_some(),
         "rebroadcast at start"
     );
     stack.mine().await;

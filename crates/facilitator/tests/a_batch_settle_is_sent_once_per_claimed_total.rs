@@ -38,7 +38,9 @@ async fn funded(authorizer: &PrivateKeySigner, settle_wait_ms: u64) -> (Stack, C
 async fn claim(stack: &Stack, config: &ChannelConfig, claimed: u128) -> x402_proto::PaymentRequest {
     let chain = &stack.chain;
     let payer = chain.devnet.payers()[0].signer.clone();
-    let row = chain.batch_claim_row(&payer, config, claimed, claimed).await;
+    let row = chain
+        .batch_claim_row(&payer, config, claimed, claimed)
+        .await;
     chain.batch_settle_request(json!({"type": "claim", "claims": [row]}))
 }
 
@@ -69,7 +71,10 @@ async fn a_settle_is_answered_for_its_transaction_after_a_restart_and_sent_once(
     for (status, answer) in &answers {
         assert_eq!(*status, 200, "{answer}");
         assert_eq!(answer["success"], true, "{answer}");
-        assert_eq!(answer["transaction"], answers[0].1["transaction"], "{answer}");
+        assert_eq!(
+            answer["transaction"], answers[0].1["transaction"],
+            "{answer}"
+        );
         assert_eq!(amount(answer), 3 * PRICE, "{answer}");
     }
     assert_eq!(stack.chain.facilitator_tx_count().await, sent + 1);

@@ -118,8 +118,7 @@ async fn a_permit2_deposit_without_an_allowance_is_refused_and_sends_nothing() {
     let sent = chain.facilitator_tx_count().await;
     let (_, verified) = stack.verify(&deposit).await;
     assert_eq!(
-        verified["invalidReason"],
-        "invalid_batch_settlement_evm_permit2_allowance_required",
+        verified["invalidReason"], "invalid_batch_settlement_evm_permit2_allowance_required",
         "{verified}"
     );
     let (status, settled) = stack.settle(&deposit).await;

@@ -95,7 +95,10 @@ impl<'a> PayerCode<'a> {
             .code
             .get_or_try_init(|| crate::permit2::code_at(self.chain, self.payer))
             .await?;
-        Ok(crate::permit2::signed_given_code(self.chain, code, digest, self.payer, signature).await)
+        Ok(
+            crate::permit2::signed_given_code(self.chain, code, digest, self.payer, signature)
+                .await,
+        )
     }
 }
 
@@ -391,19 +394,17 @@ impl BatchEvmFacilitator {
             &token_domain,
         );
         let inner = inner_signature(&authorization.signature);
-        Ok(
-            if code.signed(digest, &inner).await? {
-                Ok(())
-            } else {
-                Err(refuse(
-                    ReasonCode::BATCH_SETTLEMENT_EVM_RECEIVE_AUTHORIZATION_SIGNATURE,
-                    format!(
-                        "the deposit is not {}'s receiveWithAuthorization to the ERC-3009 collector",
-                        config.payer
-                    ),
-                ))
-            },
-        )
+        Ok(if code.signed(digest, &inner).await? {
+            Ok(())
+        } else {
+            Err(refuse(
+                ReasonCode::BATCH_SETTLEMENT_EVM_RECEIVE_AUTHORIZATION_SIGNATURE,
+                format!(
+                    "the deposit is not {}'s receiveWithAuthorization to the ERC-3009 collector",
+                    config.payer
+                ),
+            ))
+        })
     }
 }
 

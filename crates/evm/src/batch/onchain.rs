@@ -296,7 +296,10 @@ pub(super) fn settled_amount(
 }
 
 /// The amount of the `Refunded(channel_id, …)` log the escrow wrote in `receipt`, if any.
-pub(super) fn refunded_amount(receipt: &TransactionReceipt, channel_id: &ChannelId) -> Option<u128> {
+pub(super) fn refunded_amount(
+    receipt: &TransactionReceipt,
+    channel_id: &ChannelId,
+) -> Option<u128> {
     receipt
         .inner
         .logs()

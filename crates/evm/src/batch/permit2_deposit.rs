@@ -45,7 +45,10 @@ impl BatchEvmFacilitator {
         if permit.from != payer {
             return Ok(Err(refuse(
                 ReasonCode::BATCH_SETTLEMENT_EVM_PERMIT2_INVALID_SIGNATURE,
-                format!("the permit is {}'s, the channel's payer is {payer}", permit.from),
+                format!(
+                    "the permit is {}'s, the channel's payer is {payer}",
+                    permit.from
+                ),
             )));
         }
         if permit.spender != PERMIT2_DEPOSIT_COLLECTOR_ADDRESS {
@@ -241,7 +244,8 @@ mod tests {
             signature: FixedBytes::from(rsv),
         };
         let sponsored = collector_data(&authorization, Some(approval));
-        let (_, _, _, eip2612) = <(U256, U256, Bytes, Bytes)>::abi_decode_params(&sponsored).unwrap();
+        let (_, _, _, eip2612) =
+            <(U256, U256, Bytes, Bytes)>::abi_decode_params(&sponsored).unwrap();
         let (value, deadline, v, r, s) =
             <(U256, U256, U256, B256, B256)>::abi_decode_params(&eip2612).unwrap();
         assert_eq!(

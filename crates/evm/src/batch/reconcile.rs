@@ -91,7 +91,8 @@ impl BatchEvmFacilitator {
                 self.sends.claiming(key, receivers_of(&claim.claims));
             }
             FacilitatorSettlePayload::Refund(refund) => {
-                self.sends.claiming(key, receivers_of(&refund.claims.claims));
+                self.sends
+                    .claiming(key, receivers_of(&refund.claims.claims));
             }
             _ => {}
         }

@@ -117,7 +117,8 @@ pub trait BatchSendLog: Send + Sync + std::fmt::Debug {
     fn forget<'a>(&'a self, key: &'a BatchSendKey) -> BoxFuture<'a, Result<(), FacilitatorError>>;
 
     /// The sends without an answer yet (to reconcile at start).
-    fn unfinished(&self) -> BoxFuture<'_, Result<Vec<(BatchSendKey, BatchSend)>, FacilitatorError>>;
+    fn unfinished(&self)
+    -> BoxFuture<'_, Result<Vec<(BatchSendKey, BatchSend)>, FacilitatorError>>;
 }
 
 /// [`BatchSendLog`] in memory: lost at restart.
@@ -187,7 +188,9 @@ impl BatchSendLog for MemoryBatchLog {
         Box::pin(std::future::ready(Ok(())))
     }
 
-    fn unfinished(&self) -> BoxFuture<'_, Result<Vec<(BatchSendKey, BatchSend)>, FacilitatorError>> {
+    fn unfinished(
+        &self,
+    ) -> BoxFuture<'_, Result<Vec<(BatchSendKey, BatchSend)>, FacilitatorError>> {
         let open = self
             .sends()
             .iter()
@@ -242,8 +245,11 @@ pub(super) struct BatchSends {
     pub(super) log: Arc<dyn BatchSendLog>,
     turns: Arc<Turns<BatchSendKey>>,
     followed: Arc<Mutex<HashSet<BatchSendKey>>>,
-    claims: Arc<Mutex<HashMap<(Address, Address), HashSet<BatchSendKey>>>>,
+    claims: Arc<Mutex<Claiming>>,
 }
+
+/// The sends claiming for each (receiver, token), until known mined.
+type Claiming = HashMap<(Address, Address), HashSet<BatchSendKey>>;
 
 impl BatchSends {
     pub(super) fn new(log: Arc<dyn BatchSendLog>) -> Self {
@@ -391,7 +397,11 @@ impl BatchSends {
 
     /// Where the transactions of `send` stand: one mined, all dead (the nonce they share went
     /// to another transaction), or pending. `None` when the chain could not be asked.
-    pub(super) async fn standing(&self, chain: &ExactEvmScheme, send: &BatchSend) -> Option<Standing> {
+    pub(super) async fn standing(
+        &self,
+        chain: &ExactEvmScheme,
+        send: &BatchSend,
+    ) -> Option<Standing> {
         // The nonce first: a transaction mined after the receipts were asked is not taken
         // for dead.
         let mined_nonce = chain.mined_nonce().await.ok()?;
@@ -431,7 +441,11 @@ impl BatchSends {
         });
     }
 
-    async fn track(&self, chain: &ExactEvmScheme, key: &BatchSendKey) -> Result<(), FacilitatorError> {
+    async fn track(
+        &self,
+        chain: &ExactEvmScheme,
+        key: &BatchSendKey,
+    ) -> Result<(), FacilitatorError> {
         let mut since = Instant::now();
         let mut last_check = Instant::now();
         let mut bumps_done = false;
@@ -448,7 +462,10 @@ impl BatchSends {
                 match self.standing(chain, &send).await {
                     Some(Standing::Mined) => return Ok(()),
                     Some(Standing::Dead) => {
-                        tracing::info!(key = key.as_str(), "a batch-settlement transaction lost its nonce to another; forgetting it");
+                        tracing::info!(
+                            key = key.as_str(),
+                            "a batch-settlement transaction lost its nonce to another; forgetting it"
+                        );
                         return self.log.forget(key).await;
                     }
                     Some(Standing::Pending) => keep_in_pool(chain, &send).await,
@@ -505,15 +522,23 @@ impl BatchSends {
         };
         self.log.add_transaction(key, &tx).await?;
         match chain.rebroadcast(&signed.raw).await {
-            Ok(()) => tracing::info!(key = key.as_str(), replaced = %newest.tx_hash, tx_hash = %tx.tx_hash, "replaced an unmined batch-settlement transaction with higher fees"),
-            Err(error) => tracing::info!(key = key.as_str(), tx_hash = %tx.tx_hash, %error, "fee bump not accepted"),
+            Ok(()) => {
+                tracing::info!(key = key.as_str(), replaced = %newest.tx_hash, tx_hash = %tx.tx_hash, "replaced an unmined batch-settlement transaction with higher fees")
+            }
+            Err(error) => {
+                tracing::info!(key = key.as_str(), tx_hash = %tx.tx_hash, %error, "fee bump not accepted")
+            }
         }
         Ok(false)
     }
 
     /// Notes that the send under `key` claims for each of `receivers` (receiver, token): a
     /// settle of one waits for it to be mined first.
-    pub(super) fn claiming(&self, key: &BatchSendKey, receivers: impl IntoIterator<Item = (Address, Address)>) {
+    pub(super) fn claiming(
+        &self,
+        key: &BatchSendKey,
+        receivers: impl IntoIterator<Item = (Address, Address)>,
+    ) {
         let mut claims = self.claims.lock().unwrap_or_else(PoisonError::into_inner);
         for receiver in receivers {
             claims.entry(receiver).or_default().insert(key.clone());
@@ -570,7 +595,10 @@ enum Waited {
 }
 
 /// The receipt of whichever transaction of `send` is mined, if one is.
-async fn mined(chain: &ExactEvmScheme, send: &BatchSend) -> Option<(B256, Box<TransactionReceipt>)> {
+async fn mined(
+    chain: &ExactEvmScheme,
+    send: &BatchSend,
+) -> Option<(B256, Box<TransactionReceipt>)> {
     for tx in send.txs.iter().rev() {
         match chain.provider().get_transaction_receipt(tx.tx_hash).await {
             Ok(Some(receipt)) => return Some((tx.tx_hash, Box::new(receipt))),
@@ -586,9 +614,15 @@ pub(super) async fn keep_in_pool(chain: &ExactEvmScheme, send: &BatchSend) {
     let Some(newest) = send.newest().filter(|tx| !tx.raw.is_empty()) else {
         return;
     };
-    if let Ok(None) = chain.provider().get_transaction_by_hash(newest.tx_hash).await {
+    if let Ok(None) = chain
+        .provider()
+        .get_transaction_by_hash(newest.tx_hash)
+        .await
+    {
         match chain.rebroadcast(&newest.raw).await {
-            Ok(()) => tracing::info!(tx_hash = %newest.tx_hash, "rebroadcast a batch-settlement transaction the node had lost"),
+            Ok(()) => {
+                tracing::info!(tx_hash = %newest.tx_hash, "rebroadcast a batch-settlement transaction the node had lost")
+            }
             Err(error) => tracing::info!(tx_hash = %newest.tx_hash, %error, "rebroadcast refused"),
         }
     }

@@ -118,7 +118,10 @@ impl BatchEvmFacilitator {
     }
 
     /// Runs `call`'s payload, or resumes the send it recorded.
-    pub(super) async fn settle_call(&self, call: &Call<'_>) -> Result<SettleResponse, FacilitatorError> {
+    pub(super) async fn settle_call(
+        &self,
+        call: &Call<'_>,
+    ) -> Result<SettleResponse, FacilitatorError> {
         let (request, network) = (call.request, &call.network);
         let raw = match opened(request) {
             Ok((_, raw)) => raw,
@@ -333,7 +336,10 @@ impl BatchEvmFacilitator {
         let (receiver, token) = (settle.receiver, settle.token);
         // Claims this facilitator sent for the receiver count once mined.
         if call.resume.is_none()
-            && let Err(tx_hash) = self.sends.claims_mined(&self.chain, receiver, token).await?
+            && let Err(tx_hash) = self
+                .sends
+                .claims_mined(&self.chain, receiver, token)
+                .await?
         {
             return Err(FacilitatorError::Unavailable(format!(
                 "a claim for this receiver and token (transaction {tx_hash}) is not mined yet; settle again once it is"
@@ -398,7 +404,8 @@ impl BatchEvmFacilitator {
         material.extend(nonce.to_be_bytes::<32>());
         material.extend(refund.amount.to_be_bytes());
         let key = digest_key(self.chain.chain_id(), "refund", &material);
-        self.sends.claiming(&key, receivers_of(&refund.claims.claims));
+        self.sends
+            .claiming(&key, receivers_of(&refund.claims.claims));
         let before = Learned::<ChannelState>::new();
         let plan = async {
             let state = match onchain::read_channel(&self.chain, &channel_id, None).await {
@@ -442,12 +449,13 @@ impl BatchEvmFacilitator {
                 (None, None) => None,
             };
             // What the escrow says it refunded; else what the balance lost.
-            let refunded = onchain::refunded_amount(&receipt, &channel_id).unwrap_or_else(|| {
-                match (before, after) {
-                    (Some(before), Some(after)) => before.balance.saturating_sub(after.balance),
-                    _ => 0,
-                }
-            });
+            let refunded =
+                onchain::refunded_amount(&receipt, &channel_id).unwrap_or_else(|| {
+                    match (before, after) {
+                        (Some(before), Some(after)) => before.balance.saturating_sub(after.balance),
+                        _ => 0,
+                    }
+                });
             let channel = after.map(|after| (channel_id, after));
             with_channel(network, payer, tx_hash, refunded, channel)
         };

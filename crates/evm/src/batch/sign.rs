@@ -12,8 +12,8 @@ use super::wire::{
     Erc3009Authorization, Permit2DepositAuthorization, VoucherClaim, VoucherFields,
 };
 use super::{BatchDomain, DEFAULT_WITHDRAW_DELAY, PERMIT2_DEPOSIT_COLLECTOR_ADDRESS};
-use crate::permit2::{Permit2Authorization, Permitted};
 use crate::payload::eip712_domain;
+use crate::permit2::{Permit2Authorization, Permitted};
 
 /// Why a `batch-settlement` message could not be built or signed.
 #[derive(Debug, thiserror::Error)]
@@ -432,9 +432,10 @@ mod tests {
             .await
             .unwrap();
         let nonce = U256::from(77);
-        let signed = sign_permit2_deposit(&payer, &requirements, config, voucher, 5_000, nonce, 100)
-            .await
-            .unwrap();
+        let signed =
+            sign_permit2_deposit(&payer, &requirements, config, voucher, 5_000, nonce, 100)
+                .await
+                .unwrap();
         let DepositAuthorization::Permit2Authorization(auth) = signed.deposit.authorization else {
             panic!("a Permit2 deposit");
         };
