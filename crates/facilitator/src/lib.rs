@@ -147,6 +147,7 @@ pub async fn start_with_schemes(
     )?);
     let store: Arc<dyn SettlementStore> = sqlite.clone();
     let mut chains = Vec::new();
+    let mut batches = Vec::new();
     for network in &config.networks {
         let mut chain = ChainConfig::new(network.chain_id, network.rpc_url.clone());
         chain.block_time = network.block_time_ms.map(std::time::Duration::from_millis);
@@ -169,12 +170,14 @@ pub async fn start_with_schemes(
             )));
         }
         if network.batch_settlement {
-            // Its deposits, claims and refunds are recorded in the log too.
-            schemes.push(Arc::new(x402_evm::batch::BatchEvmFacilitator::with_log(
+            // Its deposits, claims, settles and refunds are recorded in the log too.
+            let batch = x402_evm::batch::BatchEvmFacilitator::with_log(
                 scheme.clone(),
                 authorizer.clone(),
                 sqlite.clone(),
-            )));
+            );
+            batches.push(batch.clone());
+            schemes.push(Arc::new(batch));
         }
         let mut service = ChainService::new(scheme, network.accepted_assets());
         if let Some(floor) = network.min_signer_balance_wei {
@@ -187,7 +190,17 @@ pub async fn start_with_schemes(
             .with_schemes(schemes)
             .await
             .map_err(StartError::Scheme)?;
-    let reconciled = service.reconcile().await?;
+    let mut reconciled = service.reconcile().await?;
+    for batch in &batches {
+        let sends = batch
+            .reconcile()
+            .await
+            .map_err(|e| StoreError(format!("reconciling batch-settlement sends: {e}")))?;
+        reconciled.confirmed += sends.confirmed;
+        reconciled.failed += sends.failed;
+        reconciled.abandoned += sends.abandoned;
+        reconciled.tracking += sends.tracking;
+    }
     if reconciled != ReconcileReport::default() {
         tracing::info!(
             ?reconciled,

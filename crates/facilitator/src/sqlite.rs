@@ -51,9 +51,20 @@ CREATE TABLE IF NOT EXISTS batch_sends (
     send_key     TEXT    PRIMARY KEY,
     tx_hash      TEXT    NOT NULL,
     response     TEXT,
+    request      TEXT,
     created_at   INTEGER NOT NULL,
     updated_at   INTEGER NOT NULL
 );
+CREATE INDEX IF NOT EXISTS batch_sends_unfinished
+    ON batch_sends (send_key) WHERE response IS NULL;
+CREATE TABLE IF NOT EXISTS batch_send_txs (
+    tx_hash      TEXT    PRIMARY KEY,
+    send_key     TEXT    NOT NULL,
+    raw_tx       BLOB    NOT NULL,
+    signer_nonce INTEGER NOT NULL,
+    created_at   INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batch_send_txs_by_key ON batch_send_txs (send_key);
 ";
 
 /// How hard the log holds on to a commit.
@@ -128,8 +139,10 @@ impl SqliteStore {
 
 /// The log's schema version (`PRAGMA user_version`): 1 added `answered_to` (who a success
 /// was handed to), 2 added `token` (the token a settlement moves, for Permit2 settlements,
-/// whose key names Permit2 as the keeper of their nonce; `NULL` means the key's `asset`).
-const SCHEMA_VERSION: i64 = 2;
+/// whose key names Permit2 as the keeper of their nonce; `NULL` means the key's `asset`), 3
+/// added the batch sends' `request` (what a send answers, to reconcile it at start; their
+/// signed transactions are in `batch_send_txs`, created with the schema).
+const SCHEMA_VERSION: i64 = 3;
 
 /// Brings a log written by an earlier version up to date, one version at a time; each step
 /// adds only what is missing, so a log created with the current schema passes through.
@@ -137,21 +150,33 @@ fn migrate(connection: &Connection) -> Result<(), StoreError> {
     let version: i64 = connection
         .query_row("PRAGMA user_version", [], |row| row.get(0))
         .map_err(db_error)?;
-    let steps: [(i64, &str, &str); 2] = [
+    let steps: [(i64, &str, &str, &str); 3] = [
         (
             1,
+            "settlements",
             "answered_to",
             "ALTER TABLE settlements ADD COLUMN answered_to TEXT",
         ),
-        (2, "token", "ALTER TABLE settlements ADD COLUMN token TEXT"),
+        (
+            2,
+            "settlements",
+            "token",
+            "ALTER TABLE settlements ADD COLUMN token TEXT",
+        ),
+        (
+            3,
+            "batch_sends",
+            "request",
+            "ALTER TABLE batch_sends ADD COLUMN request TEXT",
+        ),
     ];
-    for (step, column, change) in steps {
+    for (step, table, column, change) in steps {
         if version >= step {
             continue;
         }
         let present = connection
-            .prepare("SELECT 1 FROM pragma_table_info('settlements') WHERE name = ?1")
-            .and_then(|mut statement| statement.exists([column]))
+            .prepare("SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2")
+            .and_then(|mut statement| statement.exists([table, column]))
             .map_err(db_error)?;
         if !present {
             connection.execute_batch(change).map_err(db_error)?;

@@ -4,14 +4,14 @@
 //! receiver-authorizer key, channels funded and charged as the record a server keeps of them,
 //! and a facilitator wrapper counting the calls a server makes ([`CountingFacilitator`]).
 
-use alloy::primitives::{Address, B256};
+use alloy::primitives::{Address, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
 use serde_json::{Value, json};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use x402_evm::batch::{
     BatchDomain, ChannelConfig, ChannelId, ChannelRecord, ChannelStateExtra,
     DEFAULT_WITHDRAW_DELAY, HeldVoucher, OnchainMirror, VoucherFields, channel_config_for,
-    sign_erc3009_deposit, sign_voucher,
+    sign_erc3009_deposit, sign_permit2_deposit, sign_voucher,
 };
 
 use x402_proto::{
@@ -37,6 +37,19 @@ impl Chain {
         extra["receiverAuthorizer"] = json!(receiver_authorizer.to_checksum(None));
         extra["withdrawDelay"] = json!(DEFAULT_WITHDRAW_DELAY);
         extra["assetTransferMethod"] = json!("eip3009");
+        offer
+    }
+
+    /// [`Chain::batch_offer`] taking Permit2 deposits (`assetTransferMethod: "permit2"`).
+    pub fn batch_permit2_offer(
+        &self,
+        price: u128,
+        receiver_authorizer: Address,
+    ) -> v2::PaymentRequirements {
+        let mut offer = self.batch_offer(price, receiver_authorizer);
+        if let Some(extra) = offer.extra.as_mut() {
+            extra["assetTransferMethod"] = json!("permit2");
+        }
         offer
     }
 
@@ -100,6 +113,45 @@ impl Chain {
         let mut payload = serde_json::to_value(deposit).unwrap();
         payload["type"] = json!("deposit");
         payload
+    }
+
+    /// A `deposit` payload: `payer` deposits `amount` into `config`'s channel by a Permit2
+    /// witness transfer to the Permit2 deposit collector (a random Permit2 nonce) and vouches
+    /// for `ceiling` in all. The payer must have approved Permit2 (or send an EIP-2612
+    /// approval beside it).
+    pub async fn batch_permit2_deposit(
+        &self,
+        offer: &v2::PaymentRequirements,
+        payer: &PrivateKeySigner,
+        config: &ChannelConfig,
+        amount: u128,
+        ceiling: u128,
+    ) -> Value {
+        let voucher = self.signed_voucher(payer, config, ceiling).await;
+        let nonce = U256::from_be_bytes(B256::random().0);
+        let now = x402_evm::unix_now();
+        let deposit = sign_permit2_deposit(payer, offer, *config, voucher, amount, nonce, now)
+            .await
+            .expect("the deposit signs");
+        let mut payload = serde_json::to_value(deposit).unwrap();
+        payload["type"] = json!("deposit");
+        payload
+    }
+
+    /// A claim row for `payer`'s voucher of `ceiling` on `config`, claiming `claimed` in all.
+    pub async fn batch_claim_row(
+        &self,
+        payer: &PrivateKeySigner,
+        config: &ChannelConfig,
+        ceiling: u128,
+        claimed: u128,
+    ) -> Value {
+        let voucher = self.signed_voucher(payer, config, ceiling).await;
+        json!({
+            "voucher": {"channel": config, "maxClaimableAmount": ceiling.to_string()},
+            "signature": voucher.signature,
+            "totalClaimed": claimed.to_string(),
+        })
     }
 
     /// The `/settle` request of a server-authored `payload` (claim, settle, enriched refund)

@@ -8,12 +8,13 @@
 //! claim batches and refunds servers send unsigned. Such a facilitator can refund any channel
 //! naming its key to the payer: put it behind the service's bearer token.
 //!
-//! Deposits are ERC-3009 `receiveWithAuthorization`s to the ERC-3009 collector; Permit2
-//! deposits are refused (`invalid_batch_settlement_evm_payload_type`) for now.
+//! Deposits are ERC-3009 `receiveWithAuthorization`s to the ERC-3009 collector, or Permit2
+//! witness transfers to the Permit2 collector (see [`super::permit2_deposit`]), as the offer's
+//! `assetTransferMethod` says (else the payload's form).
 
 use std::sync::Arc;
 
-use alloy::primitives::{Address, U256};
+use alloy::primitives::{Address, Bytes, U256};
 use alloy::signers::local::PrivateKeySigner;
 use alloy::sol_types::{SolCall, SolValue};
 use serde_json::json;
@@ -29,7 +30,10 @@ use super::wire::{
     AssetTransferMethod, BatchPayload, ChannelConfig, DepositAuthorization, DepositPayload,
     Erc3009Authorization, VoucherFields,
 };
-use super::{BatchDomain, BatchVerifyError, ChannelFunds, ERC3009_DEPOSIT_COLLECTOR_ADDRESS};
+use super::{
+    BatchDomain, BatchVerifyError, ChannelFunds, ERC3009_DEPOSIT_COLLECTOR_ADDRESS,
+    PERMIT2_DEPOSIT_COLLECTOR_ADDRESS,
+};
 use crate::payload::eip712_domain;
 use crate::scheme::ExactEvmScheme;
 use crate::smart_wallet::PayerSignature;
@@ -54,12 +58,48 @@ impl From<BatchVerifyError> for Refusal {
     }
 }
 
-/// What a valid payment's verification read: the payer and the channel's state before it.
+/// What a valid payment's verification read: the payer and the channel's state before it,
+/// and for a deposit the escrow call running it.
 #[derive(Debug)]
 pub(super) struct Verified {
     pub(super) payer: Address,
     pub(super) channel_id: super::ChannelId,
     pub(super) state: ChannelState,
+    pub(super) deposit_call: Option<Vec<u8>>,
+}
+
+/// The payer's code, read once however many of its signatures a check judges.
+pub(super) struct PayerCode<'a> {
+    chain: &'a ExactEvmScheme,
+    payer: Address,
+    code: tokio::sync::OnceCell<Bytes>,
+}
+
+impl<'a> PayerCode<'a> {
+    pub(super) fn new(chain: &'a ExactEvmScheme, payer: Address) -> Self {
+        Self {
+            chain,
+            payer,
+            code: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Whether `signature` over `digest` is the payer's: ECDSA for an account without code,
+    /// ERC-1271 for a contract.
+    pub(super) async fn signed(
+        &self,
+        digest: alloy::primitives::B256,
+        signature: &Bytes,
+    ) -> Result<bool, FacilitatorError> {
+        let code = self
+            .code
+            .get_or_try_init(|| crate::permit2::code_at(self.chain, self.payer))
+            .await?;
+        Ok(
+            crate::permit2::signed_given_code(self.chain, code, digest, self.payer, signature)
+                .await,
+        )
+    }
 }
 
 impl BatchEvmFacilitator {
@@ -149,7 +189,8 @@ impl BatchEvmFacilitator {
         };
         match &payload {
             BatchPayload::Deposit(deposit) => {
-                self.check_deposit(&terms, requirements, deposit).await
+                self.check_deposit(request, &terms, requirements, deposit)
+                    .await
             }
             BatchPayload::Voucher(p) => {
                 let purpose = VoucherPurpose::Payment;
@@ -170,6 +211,7 @@ impl BatchEvmFacilitator {
         &self,
         config: &ChannelConfig,
         voucher: &VoucherFields,
+        code: &PayerCode<'_>,
     ) -> Result<Result<(), Refusal>, FacilitatorError> {
         if !config.payer_authorizer.is_zero() {
             return Ok(
@@ -180,9 +222,7 @@ impl BatchEvmFacilitator {
         let digest = self
             .domain
             .voucher_digest(&voucher.channel_id, voucher.max_claimable_amount);
-        let signed =
-            crate::permit2::signed_by(&self.chain, digest, config.payer, &voucher.signature)
-                .await?;
+        let signed = code.signed(digest, &voucher.signature).await?;
         Ok(if signed {
             Ok(())
         } else {
@@ -205,7 +245,8 @@ impl BatchEvmFacilitator {
         if let Err(error) = terms.check_config(config, &voucher.channel_id) {
             return Ok(Err(error.into()));
         }
-        if let Err(refusal) = self.voucher_signed(config, voucher).await? {
+        let code = PayerCode::new(&self.chain, config.payer);
+        if let Err(refusal) = self.voucher_signed(config, voucher, &code).await? {
             return Ok(Err(refusal));
         }
         let (state, _) = onchain::read_channel(&self.chain, &voucher.channel_id, None)
@@ -222,13 +263,16 @@ impl BatchEvmFacilitator {
             payer: config.payer,
             channel_id: voucher.channel_id,
             state,
+            deposit_call: None,
         }))
     }
 
-    /// A `deposit`: the config, the ERC-3009 authorization, the voucher, the payer's balance
-    /// and the ceiling against the channel after the deposit, then a simulation of it.
+    /// A `deposit`: the config, the authorization (ERC-3009 or Permit2, as the offer asks),
+    /// the voucher, the payer's balance and the ceiling against the channel after the
+    /// deposit, then a simulation of it.
     async fn check_deposit(
         &self,
+        request: &PaymentRequest,
         terms: &ChannelTerms,
         requirements: &v2::PaymentRequirements,
         deposit: &DepositPayload,
@@ -238,31 +282,31 @@ impl BatchEvmFacilitator {
         if let Err(error) = terms.check_config(config, &voucher.channel_id) {
             return Ok(Err(error.into()));
         }
-        let authorization = match (
-            transfer_method(requirements, deposit),
-            &deposit.deposit.authorization,
-        ) {
-            (AssetTransferMethod::Eip3009, DepositAuthorization::Erc3009Authorization(a)) => a,
-            (AssetTransferMethod::Eip3009, _) => {
-                return Ok(Err(refuse(
-                    ReasonCode::BATCH_SETTLEMENT_EVM_ERC3009_AUTHORIZATION_REQUIRED,
-                    "the offer takes ERC-3009 deposits; this one carries no erc3009Authorization",
-                )));
-            }
-            (AssetTransferMethod::Permit2, _) => {
-                return Ok(Err(refuse(
-                    ReasonCode::BATCH_SETTLEMENT_EVM_PAYLOAD_TYPE,
-                    "Permit2 deposits are not served by this facilitator; deposit with ERC-3009",
-                )));
-            }
+        let code = PayerCode::new(&self.chain, config.payer);
+        let authorization = &deposit.deposit.authorization;
+        let collection = match (transfer_method(requirements, deposit), authorization) {
+            (AssetTransferMethod::Eip3009, DepositAuthorization::Erc3009Authorization(a)) => self
+                .check_erc3009(requirements, deposit, a, &code)
+                .await?
+                .map(|()| (ERC3009_DEPOSIT_COLLECTOR_ADDRESS, erc3009_collector_data(a))),
+            (AssetTransferMethod::Eip3009, _) => Err(refuse(
+                ReasonCode::BATCH_SETTLEMENT_EVM_ERC3009_AUTHORIZATION_REQUIRED,
+                "the offer takes ERC-3009 deposits; this one carries no erc3009Authorization",
+            )),
+            (AssetTransferMethod::Permit2, DepositAuthorization::Permit2Authorization(a)) => self
+                .check_permit2(request, requirements, deposit, a, &code)
+                .await?
+                .map(|data| (PERMIT2_DEPOSIT_COLLECTOR_ADDRESS, data)),
+            (AssetTransferMethod::Permit2, _) => Err(refuse(
+                ReasonCode::BATCH_SETTLEMENT_EVM_PAYLOAD_TYPE,
+                "the offer takes Permit2 deposits; this one carries no permit2Authorization",
+            )),
         };
-        if let Err(refusal) = self
-            .check_erc3009(requirements, deposit, authorization)
-            .await?
-        {
-            return Ok(Err(refusal));
-        }
-        if let Err(refusal) = self.voucher_signed(config, voucher).await? {
+        let (collector, collector_data) = match collection {
+            Ok(collection) => collection,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        if let Err(refusal) = self.voucher_signed(config, voucher, &code).await? {
             return Ok(Err(refusal));
         }
         let amount = deposit.deposit.amount;
@@ -295,9 +339,8 @@ impl BatchEvmFacilitator {
             }
             .into()));
         }
-        if let Err(revert) =
-            onchain::simulate(&self.chain, &deposit_call(deposit, authorization)).await
-        {
+        let call = deposit_call(deposit, collector, collector_data);
+        if let Err(revert) = onchain::simulate(&self.chain, &call).await {
             return Ok(Err(refuse(
                 ReasonCode::BATCH_SETTLEMENT_EVM_DEPOSIT_SIMULATION_FAILED,
                 revert,
@@ -307,6 +350,7 @@ impl BatchEvmFacilitator {
             payer: config.payer,
             channel_id: voucher.channel_id,
             state,
+            deposit_call: Some(call),
         }))
     }
 
@@ -318,6 +362,7 @@ impl BatchEvmFacilitator {
         requirements: &v2::PaymentRequirements,
         deposit: &DepositPayload,
         authorization: &Erc3009Authorization,
+        code: &PayerCode<'_>,
     ) -> Result<Result<(), Refusal>, FacilitatorError> {
         let extra = requirements.extra.as_ref();
         let field = |key: &str| extra?.get(key)?.as_str().filter(|s| !s.is_empty());
@@ -349,19 +394,17 @@ impl BatchEvmFacilitator {
             &token_domain,
         );
         let inner = inner_signature(&authorization.signature);
-        Ok(
-            if crate::permit2::signed_by(&self.chain, digest, config.payer, &inner).await? {
-                Ok(())
-            } else {
-                Err(refuse(
-                    ReasonCode::BATCH_SETTLEMENT_EVM_RECEIVE_AUTHORIZATION_SIGNATURE,
-                    format!(
-                        "the deposit is not {}'s receiveWithAuthorization to the ERC-3009 collector",
-                        config.payer
-                    ),
-                ))
-            },
-        )
+        Ok(if code.signed(digest, &inner).await? {
+            Ok(())
+        } else {
+            Err(refuse(
+                ReasonCode::BATCH_SETTLEMENT_EVM_RECEIVE_AUTHORIZATION_SIGNATURE,
+                format!(
+                    "the deposit is not {}'s receiveWithAuthorization to the ERC-3009 collector",
+                    config.payer
+                ),
+            ))
+        })
     }
 }
 
@@ -422,30 +465,36 @@ fn transfer_method(
 
 /// A signature with any ERC-6492 wrapper taken off (what the token judges once the wallet is
 /// deployed).
-fn inner_signature(signature: &alloy::primitives::Bytes) -> alloy::primitives::Bytes {
+pub(super) fn inner_signature(signature: &Bytes) -> Bytes {
     PayerSignature::parse(signature)
         .map(|parsed| parsed.inner)
         .unwrap_or_else(|_| signature.clone())
 }
 
-/// The escrow call running `deposit` through the ERC-3009 collector: `collectorData` is
-/// `abi.encode(validAfter, validBefore, salt, signature)`.
-pub(super) fn deposit_call(
-    deposit: &DepositPayload,
-    authorization: &Erc3009Authorization,
-) -> Vec<u8> {
-    let collector_data = (
+/// The ERC-3009 collector's `collectorData`: `abi.encode(validAfter, validBefore, salt,
+/// signature)`.
+fn erc3009_collector_data(authorization: &Erc3009Authorization) -> Bytes {
+    (
         authorization.valid_after,
         authorization.valid_before,
         authorization.salt,
         inner_signature(&authorization.signature),
     )
-        .abi_encode_params();
+        .abi_encode_params()
+        .into()
+}
+
+/// The escrow call running `deposit` through `collector` with `collector_data`.
+pub(super) fn deposit_call(
+    deposit: &DepositPayload,
+    collector: Address,
+    collector_data: Bytes,
+) -> Vec<u8> {
     IBatchSettlement::depositCall {
         config: deposit.channel_config.to_call(),
         amount: deposit.deposit.amount,
-        collector: ERC3009_DEPOSIT_COLLECTOR_ADDRESS,
-        collectorData: collector_data.into(),
+        collector,
+        collectorData: collector_data,
     }
     .abi_encode()
 }

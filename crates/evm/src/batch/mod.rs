@@ -10,15 +10,16 @@
 //! - Typed data ([`eip712`]): [`BatchDomain`] (one per chain) computes [`channel_id`]s and the
 //!   voucher, refund and claim-batch digests; [`erc3009_deposit_nonce`] binds a deposit to its
 //!   channel.
-//! - Signing: [`channel_config_for`] an offer, [`sign_voucher`], [`sign_erc3009_deposit`] (payer
-//!   side); [`sign_claim_batch`], [`sign_refund`] (receiver authorizer).
+//! - Signing: [`channel_config_for`] an offer, [`sign_voucher`], [`sign_erc3009_deposit`],
+//!   [`sign_permit2_deposit`] (payer side); [`sign_claim_batch`], [`sign_refund`] (receiver authorizer).
 //! - Local verification: [`verify_voucher_locally`] against [`ChannelTerms`] read once from an
 //!   offer and [`ChannelFunds`] mirrored from the chain, every refusal a [`BatchVerifyError`]
 //!   with its reason code.
 //!
 //! - The facilitator ([`BatchEvmFacilitator`]): `/verify` of deposits, vouchers and refunds
-//!   against the chain, `/settle` of deposits, claims, settles and refunds, each deposit,
-//!   claim batch and refund sent once through a [`BatchSendLog`].
+//!   against the chain, `/settle` of deposits, claims, settles and refunds, each sent once
+//!   through a [`BatchSendLog`]; unmined sends are followed (rebroadcasts, fee bumps) and
+//!   reconciled at start ([`BatchEvmFacilitator::reconcile`]).
 //!
 //! - A server's record of each channel paid to it ([`ChannelRecord`]), kept through a
 //!   [`ChannelStore`] (one atomic update per channel; [`MemoryChannelStore`] in process).
@@ -43,6 +44,8 @@ pub mod eip712;
 mod encoding;
 mod facilitator;
 mod onchain;
+mod permit2_deposit;
+mod reconcile;
 mod sends;
 mod server;
 mod settle;
@@ -70,14 +73,15 @@ pub use encoding::{
     AboveUint128, ChannelId, ChannelIdError, UINT40_MAX, decimal_u128, to_uint128, uint40,
 };
 pub use facilitator::BatchEvmFacilitator;
-pub use sends::{BatchSend, BatchSendKey, BatchSendLog, MemoryBatchLog};
+pub use reconcile::BatchReconcileReport;
+pub use sends::{BatchSend, BatchSendKey, BatchSendLog, BatchTx, MemoryBatchLog};
 pub use server::{
     BatchServer, ChannelRefusal, MIN_DEPOSIT_MULTIPLIER, corrective_extra, expected_ceiling,
     mirror_is_fresh, onchain_state_ttl, reservation_ttl,
 };
 pub use sign::{
     BatchSignError, channel_config_for, domain_of, next_ceiling, sign_claim_batch,
-    sign_erc3009_deposit, sign_refund, sign_voucher,
+    sign_erc3009_deposit, sign_permit2_deposit, sign_refund, sign_voucher,
 };
 pub use verify::{
     BatchVerifyError, ChannelFunds, ChannelTerms, VerifiedVoucher, VoucherPurpose, check_ceiling,

@@ -16,7 +16,6 @@ use x402_proto::FacilitatorError;
 use super::BATCH_SETTLEMENT_ADDRESS;
 use super::encoding::ChannelId;
 use super::wire::{self, ChannelStateExtra, VoucherClaim};
-use crate::chain::PollBackoff;
 use crate::scheme::ExactEvmScheme;
 use crate::smart_wallet::{IMulticall3, MULTICALL3_ADDRESS};
 
@@ -36,6 +35,7 @@ alloy::sol! {
         function refundNonce(bytes32 channelId) external view returns (uint256);
         function receivers(address receiver, address token) external view returns (uint128 totalClaimed, uint128 totalSettled);
         event Settled(address indexed receiver, address indexed token, address indexed sender, uint128 amount);
+        event Refunded(bytes32 indexed channelId, address indexed payer, uint128 amount);
     }
 
     /// The token read of a deposit's checks.
@@ -295,27 +295,17 @@ pub(super) fn settled_amount(
         .map_or(0, |log| log.amount)
 }
 
-/// What became of a transaction sent.
-pub(super) enum Mined {
-    /// Mined: its receipt.
-    Receipt(Box<TransactionReceipt>),
-    /// Not mined within the wait.
-    Pending,
-}
-
-/// Polls for the receipt of `tx_hash` for at most the chain's receipt timeout.
-pub(super) async fn wait_mined(chain: &ExactEvmScheme, tx_hash: B256) -> Mined {
-    let started = Instant::now();
-    let mut backoff = PollBackoff::new(chain.poll_interval());
-    loop {
-        match chain.provider().get_transaction_receipt(tx_hash).await {
-            Ok(Some(receipt)) => return Mined::Receipt(Box::new(receipt)),
-            Ok(None) => {}
-            Err(error) => tracing::debug!(%tx_hash, %error, "receipt poll failed"),
-        }
-        if started.elapsed() >= chain.receipt_timeout() {
-            return Mined::Pending;
-        }
-        tokio::time::sleep(backoff.next_wait()).await;
-    }
+/// The amount of the `Refunded(channel_id, …)` log the escrow wrote in `receipt`, if any.
+pub(super) fn refunded_amount(
+    receipt: &TransactionReceipt,
+    channel_id: &ChannelId,
+) -> Option<u128> {
+    receipt
+        .inner
+        .logs()
+        .iter()
+        .filter(|log| log.address() == BATCH_SETTLEMENT_ADDRESS)
+        .filter_map(|log| IBatchSettlement::Refunded::decode_log(&log.inner).ok())
+        .find(|log| log.channelId == *channel_id.as_b256())
+        .map(|log| log.amount)
 }

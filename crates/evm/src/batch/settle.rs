@@ -1,19 +1,27 @@
 //! `/settle` of `batch-settlement`, as the official facilitator runs each payload:
 //!
-//! - `deposit`: verified again, then `deposit(config, amount, ERC-3009 collector, data)`; the
-//!   answer names the deposit as `amount` and the channel's state after it (read until the
-//!   node shows the deposit) as `extra.channelState`. Sent once per (payer, ERC-3009 nonce,
-//!   signature).
+//! - `deposit`: verified again, then `deposit(config, amount, collector, data)` through the
+//!   ERC-3009 or the Permit2 collector; the answer names the deposit as `amount` and the
+//!   channel's state after it (read until the node shows the deposit) as
+//!   `extra.channelState`. Sent once per (payer, ERC-3009 or Permit2 nonce, signature).
 //! - `claim`: `claimWithSignature(rows, signature)`, signing the claim batch itself when the
 //!   server sent no signature and every row names this facilitator's authorizer key. Sent once
 //!   per claim batch.
-//! - `settle`: `settle(receiver, token)` when the receiver has claimed more than it was paid;
-//!   `amount` is the escrow's `Settled` log.
+//! - `settle`: `settle(receiver, token)` when the receiver has claimed more than it was paid,
+//!   once the claims this facilitator sent for them are mined (a settle read before a claim
+//!   pays less, or nothing: x402 issue #2471); `amount` is the escrow's `Settled` log. Sent
+//!   once per (receiver, token, total claimed): a retry, or a concurrent twin, is answered for
+//!   the transaction sent, not `nothing_to_settle`.
 //! - enriched `refund`: `refundWithSignature`, after `claimWithSignature` in one `multicall`
 //!   when claims come with it; `amount` is what went back, `extra.channelState` the channel
 //!   after it. Sent once per (channel, refund nonce, amount).
+//!
+//! The log is asked before any check: a send recorded is answered for whatever the chain says
+//! now (a refund's channel emptied by it, a receiver settled by it).
 
-use alloy::primitives::{B256, Bytes, U256};
+use std::sync::{Mutex, PoisonError};
+
+use alloy::primitives::{Address, B256, Bytes, U256};
 use alloy::rpc::types::TransactionReceipt;
 use alloy::sol_types::SolCall;
 use x402_proto::{
@@ -21,11 +29,11 @@ use x402_proto::{
     TokenAmount,
 };
 
-use super::facilitator::{
-    BatchEvmFacilitator, Refusal, deposit_call, opened, payload_payer, refuse,
-};
+use super::facilitator::{BatchEvmFacilitator, Refusal, Verified, opened, payload_payer, refuse};
 use super::onchain::{self, ChannelState, IBatchSettlement};
-use super::sends::{Plan, Planned, deposit_key, digest_key};
+use super::sends::{
+    BatchSendKey, Naming, Plan, Planned, deposit_key, digest_key, permit2_deposit_key, settle_key,
+};
 use super::wire::{
     ChannelSnapshot, ClaimPayload, DepositAuthorization, DepositPayload, EnrichedRefundPayload,
     FacilitatorSettlePayload, PaymentResponseExtra, SettlePayload,
@@ -62,6 +70,43 @@ fn signing_failed(error: super::BatchSignError) -> FacilitatorError {
     FacilitatorError::Internal(format!("signing as the receiver authorizer: {error}"))
 }
 
+/// One `/settle` call: its request (recorded with what it sends), its network, and, when it
+/// resumes a send recorded by a previous run, that send's key (then nothing new is sent).
+pub(super) struct Call<'a> {
+    request: &'a PaymentRequest,
+    network: Network,
+    json: String,
+    resume: Option<BatchSendKey>,
+}
+
+impl<'a> Call<'a> {
+    pub(super) fn new(request: &'a PaymentRequest, resume: Option<BatchSendKey>) -> Self {
+        Self {
+            request,
+            network: request.wire_network().clone(),
+            json: serde_json::to_string(request).unwrap_or_default(),
+            resume,
+        }
+    }
+}
+
+/// A value a send's checks learn and its answer reads (a channel's state before it).
+struct Learned<T>(Mutex<Option<T>>);
+
+impl<T: Copy> Learned<T> {
+    fn new() -> Self {
+        Self(Mutex::new(None))
+    }
+
+    fn set(&self, value: T) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(value);
+    }
+
+    fn get(&self) -> Option<T> {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 impl BatchEvmFacilitator {
     /// Runs the payload on chain: [`x402_proto::Facilitator::settle`].
     pub(super) async fn settle_payment(
@@ -69,71 +114,124 @@ impl BatchEvmFacilitator {
         request: &PaymentRequest,
         _key: Option<&IdempotencyKey>,
     ) -> Result<SettleResponse, FacilitatorError> {
-        let network = request.wire_network().clone();
+        self.settle_call(&Call::new(request, None)).await
+    }
+
+    /// Runs `call`'s payload, or resumes the send it recorded.
+    pub(super) async fn settle_call(
+        &self,
+        call: &Call<'_>,
+    ) -> Result<SettleResponse, FacilitatorError> {
+        let (request, network) = (call.request, &call.network);
         let raw = match opened(request) {
             Ok((_, raw)) => raw,
-            Err(refusal) => return Ok(failure(&network, refusal, payload_payer(request))),
+            Err(refusal) => return Ok(failure(network, refusal, payload_payer(request))),
         };
         let Ok(payload) = serde_json::from_value::<FacilitatorSettlePayload>(raw.clone()) else {
             let refusal = refuse(
                 ReasonCode::BATCH_SETTLEMENT_EVM_PAYLOAD_TYPE,
                 "the payload is not a batch-settlement deposit, claim, settle or enriched refund",
             );
-            return Ok(failure(&network, refusal, payload_payer(request)));
+            return Ok(failure(network, refusal, payload_payer(request)));
         };
         match payload {
-            FacilitatorSettlePayload::Deposit(deposit) => {
-                self.settle_deposit(request, &network, &deposit).await
-            }
-            FacilitatorSettlePayload::Claim(claim) => self.settle_claim(&network, &claim).await,
-            FacilitatorSettlePayload::Settle(settle) => {
-                self.settle_receiver(&network, &settle).await
-            }
-            FacilitatorSettlePayload::Refund(refund) => self.settle_refund(&network, &refund).await,
+            FacilitatorSettlePayload::Deposit(deposit) => self.settle_deposit(call, &deposit).await,
+            FacilitatorSettlePayload::Claim(claim) => self.settle_claim(call, &claim).await,
+            FacilitatorSettlePayload::Settle(settle) => self.settle_receiver(call, &settle).await,
+            FacilitatorSettlePayload::Refund(refund) => self.settle_refund(call, &refund).await,
         }
+    }
+
+    /// Sends once under `key` (the resumed send's, when resuming) what `plan` decides.
+    async fn send_once<S, F>(
+        &self,
+        call: &Call<'_>,
+        (key, naming): (BatchSendKey, Naming),
+        plan: impl Future<Output = Result<Plan, FacilitatorError>>,
+        success: S,
+    ) -> Result<SettleResponse, FacilitatorError>
+    where
+        S: Fn(B256, Box<TransactionReceipt>, Option<String>) -> F,
+        F: Future<Output = SettleResponse>,
+    {
+        let resuming = call.resume.is_some();
+        let key = call.resume.clone().unwrap_or(key);
+        let plan = async move {
+            if resuming {
+                // The send resumed is no longer recorded: a previous run's request sends
+                // nothing new.
+                return Err(FacilitatorError::Internal(
+                    "the batch-settlement send to resume is no longer recorded".into(),
+                ));
+            }
+            plan.await
+        };
+        self.sends
+            .once(
+                &self.chain,
+                &call.network,
+                key,
+                (&call.json, &naming),
+                plan,
+                success,
+            )
+            .await
     }
 
     async fn settle_deposit(
         &self,
-        request: &PaymentRequest,
-        network: &Network,
+        call: &Call<'_>,
         deposit: &DepositPayload,
     ) -> Result<SettleResponse, FacilitatorError> {
+        let network = &call.network;
         let config = &deposit.channel_config;
         let payer = Some(config.payer.to_checksum(None));
-        let DepositAuthorization::Erc3009Authorization(authorization) =
-            &deposit.deposit.authorization
-        else {
-            let refusal = refuse(
-                ReasonCode::BATCH_SETTLEMENT_EVM_PAYLOAD_TYPE,
-                "Permit2 deposits are not served by this facilitator; deposit with ERC-3009",
-            );
-            return Ok(failure(network, refusal, payer));
-        };
         let channel_id = deposit.voucher.channel_id;
-        let nonce = erc3009_deposit_nonce(&channel_id, &authorization.salt);
-        let signature = &authorization.signature;
-        let key = deposit_key(self.chain.chain_id(), config.payer, &nonce, signature);
+        let key = match &deposit.deposit.authorization {
+            DepositAuthorization::Erc3009Authorization(authorization) => {
+                let nonce = erc3009_deposit_nonce(&channel_id, &authorization.salt);
+                let signature = &authorization.signature;
+                deposit_key(self.chain.chain_id(), config.payer, &nonce, signature)
+            }
+            DepositAuthorization::Permit2Authorization(authorization) => {
+                let permit = &authorization.permit;
+                permit2_deposit_key(
+                    self.chain.chain_id(),
+                    permit.from,
+                    permit.nonce,
+                    &authorization.signature,
+                )
+            }
+        };
         let amount = deposit.deposit.amount;
         // The channel's state before the deposit, as verification read it.
-        let before = std::sync::Mutex::new(None::<ChannelState>);
+        let before = Learned::<ChannelState>::new();
         let plan = async {
-            Ok(match self.check(request).await? {
+            Ok(match self.check(call.request).await? {
                 Err(refusal) => Plan::Refused(failure(network, refusal, payer.clone())),
-                Ok(verified) => {
-                    *before.lock().unwrap_or_else(|e| e.into_inner()) = Some(verified.state);
+                Ok(Verified {
+                    state,
+                    deposit_call: Some(input),
+                    ..
+                }) => {
+                    before.set(state);
                     Plan::Send(Planned {
-                        input: deposit_call(deposit, authorization),
+                        input,
                         gas: onchain::DEPOSIT_GAS,
-                        failed: ReasonCode::BATCH_SETTLEMENT_EVM_DEPOSIT_TRANSACTION_FAILED,
-                        payer: payer.clone(),
                     })
+                }
+                Ok(_) => {
+                    let refusal = refuse(
+                        ReasonCode::BATCH_SETTLEMENT_EVM_PAYLOAD_TYPE,
+                        "the payload is not a deposit",
+                    );
+                    Plan::Refused(failure(network, refusal, payer.clone()))
                 }
             })
         };
         let before = &before;
         let success = |tx_hash: B256, _: Box<TransactionReceipt>, payer: Option<String>| async move {
-            let before = *before.lock().unwrap_or_else(|e| e.into_inner());
+            let before = before.get();
             let expected = before.map(|state| state.balance.saturating_add(amount));
             let read = onchain::read_until(&self.chain, &channel_id, |state| {
                 expected.is_none_or(|expected| state.balance >= expected)
@@ -151,27 +249,31 @@ impl BatchEvmFacilitator {
             let channel = state.map(|state| (channel_id, state));
             with_channel(network, payer, tx_hash, amount, channel)
         };
-        self.sends
-            .once(&self.chain, network, Some(key), plan, success)
-            .await
+        let naming = Naming {
+            failed: ReasonCode::BATCH_SETTLEMENT_EVM_DEPOSIT_TRANSACTION_FAILED,
+            payer: payer.clone(),
+        };
+        self.send_once(call, (key, naming), plan, success).await
     }
 
     async fn settle_claim(
         &self,
-        network: &Network,
+        call: &Call<'_>,
         claim: &ClaimPayload,
     ) -> Result<SettleResponse, FacilitatorError> {
-        let signature = match &claim.claim_authorizer_signature {
-            Some(signature) => signature.clone(),
-            None => match self.claim_signature(claim).await? {
-                Ok(signature) => signature,
-                Err(refusal) => return Ok(failure(network, refusal, None)),
-            },
-        };
-        let input = claim_call(claim, signature);
+        let network = &call.network;
         let digest = self.domain.claim_batch_digest(&claim.claims);
         let key = digest_key(self.chain.chain_id(), "claim", digest.as_slice());
+        self.sends.claiming(&key, receivers_of(&claim.claims));
         let plan = async {
+            let signature = match &claim.claim_authorizer_signature {
+                Some(signature) => signature.clone(),
+                None => match self.claim_signature(claim).await? {
+                    Ok(signature) => signature,
+                    Err(refusal) => return Ok(Plan::Refused(failure(network, refusal, None))),
+                },
+            };
+            let input = claim_call(claim, signature);
             if let Err(revert) = onchain::simulate(&self.chain, &input).await {
                 let refusal = refuse(
                     ReasonCode::BATCH_SETTLEMENT_EVM_CLAIM_SIMULATION_FAILED,
@@ -180,18 +282,18 @@ impl BatchEvmFacilitator {
                 return Ok(Plan::Refused(failure(network, refusal, None)));
             }
             Ok(Plan::Send(Planned {
-                input: input.clone(),
+                input,
                 gas: onchain::claim_gas(claim.claims.len()),
-                failed: ReasonCode::BATCH_SETTLEMENT_EVM_CLAIM_TRANSACTION_FAILED,
-                payer: None,
             }))
         };
         let success = |tx_hash: B256, _: Box<TransactionReceipt>, payer: Option<String>| async move {
             SettleResponse::success(network.clone(), payer, tx_hash.to_string())
         };
-        self.sends
-            .once(&self.chain, network, Some(key), plan, success)
-            .await
+        let naming = Naming {
+            failed: ReasonCode::BATCH_SETTLEMENT_EVM_CLAIM_TRANSACTION_FAILED,
+            payer: None,
+        };
+        self.send_once(call, (key, naming), plan, success).await
     }
 
     /// This facilitator's signature over a claim batch whose rows all name its key.
@@ -227,78 +329,101 @@ impl BatchEvmFacilitator {
 
     async fn settle_receiver(
         &self,
-        network: &Network,
+        call: &Call<'_>,
         settle: &SettlePayload,
     ) -> Result<SettleResponse, FacilitatorError> {
+        let network = &call.network;
         let (receiver, token) = (settle.receiver, settle.token);
-        match onchain::read_receiver(&self.chain, receiver, token).await {
-            Err(error) => {
-                let refusal = refuse(ReasonCode::BATCH_SETTLEMENT_EVM_RPC_READ_FAILED, error);
-                return Ok(failure(network, refusal, None));
-            }
-            Ok((claimed, settled)) if claimed <= settled => {
+        // Claims this facilitator sent for the receiver count once mined.
+        if call.resume.is_none()
+            && let Err(tx_hash) = self
+                .sends
+                .claims_mined(&self.chain, receiver, token)
+                .await?
+        {
+            return Err(FacilitatorError::Unavailable(format!(
+                "a claim for this receiver and token (transaction {tx_hash}) is not mined yet; settle again once it is"
+            )));
+        }
+        let (claimed, settled) = match &call.resume {
+            // The key is the resumed send's; nothing is sent.
+            Some(_) => (0, 0),
+            None => match onchain::read_receiver(&self.chain, receiver, token).await {
+                Ok(state) => state,
+                Err(error) => {
+                    let refusal = refuse(ReasonCode::BATCH_SETTLEMENT_EVM_RPC_READ_FAILED, error);
+                    return Ok(failure(network, refusal, None));
+                }
+            },
+        };
+        let key = settle_key(self.chain.chain_id(), receiver, token, claimed);
+        let plan = async {
+            if claimed <= settled {
                 let refusal = refuse(
                     ReasonCode::BATCH_SETTLEMENT_EVM_NOTHING_TO_SETTLE,
                     "nothing to settle for receiver and token",
                 );
-                return Ok(failure(network, refusal, None));
+                return Ok(Plan::Refused(failure(network, refusal, None)));
             }
-            Ok(_) => {}
-        }
-        let input = IBatchSettlement::settleCall { receiver, token }.abi_encode();
-        if let Err(revert) = onchain::simulate(&self.chain, &input).await {
-            let refusal = refuse(
-                ReasonCode::BATCH_SETTLEMENT_EVM_SETTLE_SIMULATION_FAILED,
-                revert,
-            );
-            return Ok(failure(network, refusal, None));
-        }
-        let plan = std::future::ready(Ok(Plan::Send(Planned {
-            input,
-            gas: onchain::SETTLE_GAS,
-            failed: ReasonCode::BATCH_SETTLEMENT_EVM_SETTLE_TRANSACTION_FAILED,
-            payer: None,
-        })));
+            let input = IBatchSettlement::settleCall { receiver, token }.abi_encode();
+            if let Err(revert) = onchain::simulate(&self.chain, &input).await {
+                let refusal = refuse(
+                    ReasonCode::BATCH_SETTLEMENT_EVM_SETTLE_SIMULATION_FAILED,
+                    revert,
+                );
+                return Ok(Plan::Refused(failure(network, refusal, None)));
+            }
+            Ok(Plan::Send(Planned {
+                input,
+                gas: onchain::SETTLE_GAS,
+            }))
+        };
         let success = |tx_hash: B256, receipt: Box<TransactionReceipt>, payer: Option<String>| async move {
             let amount = onchain::settled_amount(&receipt, receiver, token);
             with_channel(network, payer, tx_hash, amount, None)
         };
-        // Not keyed: settling again later pays what was claimed since.
-        self.sends
-            .once(&self.chain, network, None, plan, success)
-            .await
+        let naming = Naming {
+            failed: ReasonCode::BATCH_SETTLEMENT_EVM_SETTLE_TRANSACTION_FAILED,
+            payer: None,
+        };
+        self.send_once(call, (key, naming), plan, success).await
     }
 
     async fn settle_refund(
         &self,
-        network: &Network,
+        call: &Call<'_>,
         refund: &EnrichedRefundPayload,
     ) -> Result<SettleResponse, FacilitatorError> {
+        let network = &call.network;
         let config = &refund.channel_config;
         let payer = Some(config.payer.to_checksum(None));
         let channel_id = self.domain.channel_id(config);
-        let before = match onchain::read_channel(&self.chain, &channel_id, None).await {
-            Ok((state, _)) => state,
-            Err(error) => return Err(error.into_facilitator()),
-        };
-        if refundable(refund, &before, &channel_id, &self.domain) == Some(0) {
-            let refusal = refuse(
-                ReasonCode::BATCH_SETTLEMENT_EVM_REFUND_NO_BALANCE,
-                "Nothing to refund",
-            );
-            return Ok(failure(network, refusal, payer));
-        }
-        let input = match self.refund_call(refund, &channel_id).await? {
-            Ok(input) => input,
-            Err(refusal) => return Ok(failure(network, refusal, payer)),
-        };
         let nonce = refund.refund_nonce;
         // Another amount at the same nonce is another send, which the escrow refuses.
         let mut material = channel_id.as_b256().to_vec();
         material.extend(nonce.to_be_bytes::<32>());
         material.extend(refund.amount.to_be_bytes());
         let key = digest_key(self.chain.chain_id(), "refund", &material);
+        self.sends
+            .claiming(&key, receivers_of(&refund.claims.claims));
+        let before = Learned::<ChannelState>::new();
         let plan = async {
+            let state = match onchain::read_channel(&self.chain, &channel_id, None).await {
+                Ok((state, _)) => state,
+                Err(error) => return Err(error.into_facilitator()),
+            };
+            before.set(state);
+            if refundable(refund, &state, &channel_id, &self.domain) == Some(0) {
+                let refusal = refuse(
+                    ReasonCode::BATCH_SETTLEMENT_EVM_REFUND_NO_BALANCE,
+                    "Nothing to refund",
+                );
+                return Ok(Plan::Refused(failure(network, refusal, payer.clone())));
+            }
+            let input = match self.refund_call(refund, &channel_id).await? {
+                Ok(input) => input,
+                Err(refusal) => return Ok(Plan::Refused(failure(network, refusal, payer.clone()))),
+            };
             if let Err(revert) = onchain::simulate(&self.chain, &input).await {
                 let refusal = refuse(
                     ReasonCode::BATCH_SETTLEMENT_EVM_REFUND_SIMULATION_FAILED,
@@ -307,24 +432,38 @@ impl BatchEvmFacilitator {
                 return Ok(Plan::Refused(failure(network, refusal, payer.clone())));
             }
             Ok(Plan::Send(Planned {
-                input: input.clone(),
+                input,
                 gas: onchain::claim_gas(refund.claims.claims.len() + 1),
-                failed: ReasonCode::BATCH_SETTLEMENT_EVM_REFUND_TRANSACTION_FAILED,
-                payer: payer.clone(),
             }))
         };
-        let success = |tx_hash: B256, _: Box<TransactionReceipt>, payer: Option<String>| async move {
-            let after =
+        let before = &before;
+        let success = |tx_hash: B256, receipt: Box<TransactionReceipt>, payer: Option<String>| async move {
+            let before = before.get();
+            let read =
                 onchain::read_until(&self.chain, &channel_id, |state| state.refund_nonce > nonce)
                     .await
-                    .filter(|state| state.refund_nonce > nonce)
-                    .unwrap_or_else(|| expected_after_refund(refund, &before));
-            let refunded = before.balance.saturating_sub(after.balance);
-            with_channel(network, payer, tx_hash, refunded, Some((channel_id, after)))
+                    .filter(|state| state.refund_nonce > nonce);
+            let after = match (read, before) {
+                (Some(read), _) => Some(read),
+                (None, Some(before)) => Some(expected_after_refund(refund, &before)),
+                (None, None) => None,
+            };
+            // What the escrow says it refunded; else what the balance lost.
+            let refunded =
+                onchain::refunded_amount(&receipt, &channel_id).unwrap_or_else(|| {
+                    match (before, after) {
+                        (Some(before), Some(after)) => before.balance.saturating_sub(after.balance),
+                        _ => 0,
+                    }
+                });
+            let channel = after.map(|after| (channel_id, after));
+            with_channel(network, payer, tx_hash, refunded, channel)
         };
-        self.sends
-            .once(&self.chain, network, Some(key), plan, success)
-            .await
+        let naming = Naming {
+            failed: ReasonCode::BATCH_SETTLEMENT_EVM_REFUND_TRANSACTION_FAILED,
+            payer: payer.clone(),
+        };
+        self.send_once(call, (key, naming), plan, success).await
     }
 
     /// The refund's escrow call: `refundWithSignature`, behind `claimWithSignature` in one
@@ -389,6 +528,14 @@ impl BatchEvmFacilitator {
         }
         .abi_encode()))
     }
+}
+
+/// The (receiver, token) pairs that `rows` claim for.
+pub(super) fn receivers_of(
+    rows: &[super::VoucherClaim],
+) -> impl Iterator<Item = (Address, Address)> + '_ {
+    rows.iter()
+        .map(|row| (row.voucher.channel.receiver, row.voucher.channel.token))
 }
 
 /// `claimWithSignature(rows, signature)` for `claim`.

@@ -1,5 +1,5 @@
 //! Signing `batch-settlement` messages. Payer side, as the official client does: the channel
-//! config for an offer, a voucher, the ERC-3009 deposit authorization. Receiver side: the
+//! config for an offer, a voucher, the ERC-3009 or Permit2 deposit authorization. Receiver side: the
 //! receiver authorizer's claim batch and refund.
 
 use alloy::primitives::{Address, B256, Bytes, U256};
@@ -8,11 +8,12 @@ use x402_proto::{Network, v2};
 
 use super::encoding::{AboveUint128, ChannelId, UINT40_MAX, to_uint128};
 use super::wire::{
-    ChannelConfig, Deposit, DepositAuthorization, DepositPayload, Erc3009Authorization,
-    VoucherClaim, VoucherFields,
+    ChannelConfig, Deposit, DepositAuthorization, DepositPayload, DepositWitness,
+    Erc3009Authorization, Permit2DepositAuthorization, VoucherClaim, VoucherFields,
 };
-use super::{BatchDomain, DEFAULT_WITHDRAW_DELAY};
+use super::{BatchDomain, DEFAULT_WITHDRAW_DELAY, PERMIT2_DEPOSIT_COLLECTOR_ADDRESS};
 use crate::payload::eip712_domain;
+use crate::permit2::{Permit2Authorization, Permitted};
 
 /// Why a `batch-settlement` message could not be built or signed.
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +199,61 @@ pub async fn sign_erc3009_deposit<S: Signer + ?Sized>(
     })
 }
 
+/// A `deposit` payload funding `config` with `amount` through Permit2, as the official client
+/// signs it: `signer` (the payer) signs a Permit2 witness transfer of exactly `amount` of the
+/// offer's asset to the Permit2 deposit collector, the channel as witness, with Permit2 nonce
+/// `nonce` (draw it at random: each settles once) and deadline `now + maxTimeoutSeconds`;
+/// `voucher` pays this request. The payer must have approved Permit2 for the token (or send
+/// an EIP-2612 approval of it alongside).
+pub async fn sign_permit2_deposit<S: Signer + ?Sized>(
+    signer: &S,
+    requirements: &v2::PaymentRequirements,
+    config: ChannelConfig,
+    voucher: VoucherFields,
+    amount: u128,
+    nonce: U256,
+    now: u64,
+) -> Result<DepositPayload, BatchSignError> {
+    if signer.address() != config.payer {
+        return Err(BatchSignError::PayerMismatch {
+            signer: signer.address(),
+            payer: config.payer,
+        });
+    }
+    let domain = domain_of(requirements)?;
+    let channel_id = domain.channel_id(&config);
+    if voucher.channel_id != channel_id {
+        return Err(BatchSignError::VoucherForAnotherChannel {
+            voucher: voucher.channel_id,
+            config: channel_id,
+        });
+    }
+    let token = address_field("asset", &requirements.asset)?;
+    let mut authorization = Permit2DepositAuthorization {
+        permit: Permit2Authorization {
+            from: config.payer,
+            permitted: Permitted {
+                token,
+                amount: U256::from(amount),
+            },
+            spender: PERMIT2_DEPOSIT_COLLECTOR_ADDRESS,
+            nonce,
+            deadline: U256::from(now.saturating_add(requirements.max_timeout_seconds)),
+            witness: DepositWitness { channel_id },
+        },
+        signature: Bytes::new(),
+    };
+    authorization.signature = sign(signer, authorization.digest(domain.chain_id())).await?;
+    Ok(DepositPayload {
+        channel_config: config,
+        voucher,
+        deposit: Deposit {
+            amount,
+            authorization: DepositAuthorization::Permit2Authorization(authorization),
+        },
+    })
+}
+
 /// The receiver authorizer's signature letting anyone submit `claims` in one
 /// `claimWithSignature`.
 pub async fn sign_claim_batch<S: Signer + ?Sized>(
@@ -361,5 +417,43 @@ mod tests {
         };
         assert_eq!(auth.valid_before, U256::from(300));
         assert_eq!(auth.signature.len(), 65);
+    }
+
+    #[tokio::test]
+    async fn a_permit2_deposit_is_the_payers_witness_transfer_to_the_collector() {
+        let payer = PrivateKeySigner::random();
+        let requirements = offer(json!({"receiverAuthorizer": Address::repeat_byte(3)}));
+        let config =
+            channel_config_for(&requirements, payer.address(), payer.address(), B256::ZERO)
+                .unwrap();
+        let domain = domain_of(&requirements).unwrap();
+        let channel_id = domain.channel_id(&config);
+        let voucher = sign_voucher(&payer, &domain, channel_id, 1_000)
+            .await
+            .unwrap();
+        let nonce = U256::from(77);
+        let signed =
+            sign_permit2_deposit(&payer, &requirements, config, voucher, 5_000, nonce, 100)
+                .await
+                .unwrap();
+        let DepositAuthorization::Permit2Authorization(auth) = signed.deposit.authorization else {
+            panic!("a Permit2 deposit");
+        };
+        let permit = &auth.permit;
+        assert_eq!(permit.spender, PERMIT2_DEPOSIT_COLLECTOR_ADDRESS);
+        assert_eq!((permit.from, permit.nonce), (payer.address(), nonce));
+        assert_eq!(permit.permitted.amount, U256::from(5_000));
+        assert_eq!(permit.deadline, U256::from(400));
+        assert_eq!(permit.witness.channel_id, channel_id);
+        let signature = alloy::primitives::Signature::try_from(auth.signature.as_ref()).unwrap();
+        let signer = signature
+            .recover_address_from_prehash(&auth.digest(domain.chain_id()))
+            .unwrap();
+        assert_eq!(signer, payer.address());
+        // Written as the official client writes it.
+        let wire = serde_json::to_value(&auth).unwrap();
+        assert_eq!(wire["witness"]["channelId"], json!(channel_id));
+        assert_eq!(wire["nonce"], "77");
+        assert!(wire["signature"].is_string());
     }
 }

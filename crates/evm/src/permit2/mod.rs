@@ -31,6 +31,7 @@ mod sponsoring;
 pub use log::{
     Ending, Holder, Permit2Nonce, Permit2Send, Recorded, SendLog, SendState, SentSettlement,
 };
+pub(crate) use pending::Turns;
 pub(crate) use sends::{Prepared, Sends};
 #[cfg(test)]
 use settle::revert_name;
@@ -375,7 +376,8 @@ pub(crate) fn permit_payer(request: &PaymentRequest) -> Option<String> {
     Some(from.to_owned())
 }
 
-fn unavailable(error: impl std::fmt::Display) -> FacilitatorError {
+/// The node could not be asked: `error` says why.
+pub(crate) fn unavailable(error: impl std::fmt::Display) -> FacilitatorError {
     FacilitatorError::Unavailable(error.to_string())
 }
 
@@ -409,16 +411,36 @@ pub(crate) async fn signed_by(
     from: Address,
     signature: &Bytes,
 ) -> Result<bool, FacilitatorError> {
-    let code = chain
+    let code = code_at(chain, from).await?;
+    Ok(signed_given_code(chain, &code, digest, from, signature).await)
+}
+
+/// The code at `address` on `chain` (empty for an account without code).
+pub(crate) async fn code_at(
+    chain: &ExactEvmScheme,
+    address: Address,
+) -> Result<Bytes, FacilitatorError> {
+    chain
         .provider()
-        .get_code_at(from)
+        .get_code_at(address)
         .await
-        .map_err(unavailable)?;
+        .map_err(unavailable)
+}
+
+/// [`signed_by`] when `from`'s `code` was read already: ECDSA when it is empty, ERC-1271
+/// otherwise.
+pub(crate) async fn signed_given_code(
+    chain: &ExactEvmScheme,
+    code: &Bytes,
+    digest: B256,
+    from: Address,
+    signature: &Bytes,
+) -> bool {
     if code.is_empty() {
-        return Ok(Signature::try_from(signature.as_ref())
+        return Signature::try_from(signature.as_ref())
             .ok()
             .and_then(|signature| signature.recover_address_from_prehash(&digest).ok())
-            == Some(from));
+            == Some(from);
     }
     let check = crate::smart_wallet::IErc1271::isValidSignatureCall {
         hash: digest,
@@ -429,7 +451,7 @@ pub(crate) async fn signed_by(
         .input(Bytes::from(check.abi_encode()).into());
     // A wallet that reverts refuses the signature.
     let answer = chain.provider().call(call).await.unwrap_or_default();
-    Ok(crate::smart_wallet::is_erc1271_magic(&answer))
+    crate::smart_wallet::is_erc1271_magic(&answer)
 }
 
 #[cfg(test)]

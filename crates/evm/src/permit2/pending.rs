@@ -105,17 +105,24 @@ impl SendLog for PendingSends {
     }
 }
 
-/// One settlement of a Permit2 payment at a time in this process: a turn per nonce.
-#[derive(Debug, Default)]
-pub(crate) struct Turns(Mutex<HashMap<Permit2Nonce, Arc<tokio::sync::Mutex<()>>>>);
+/// One settlement at a time per key `K` in this process (a Permit2 nonce, a batch send's
+/// key): a turn per key, dropped once nobody holds or waits for it.
+#[derive(Debug)]
+pub(crate) struct Turns<K = Permit2Nonce>(Mutex<HashMap<K, Arc<tokio::sync::Mutex<()>>>>);
 
-impl Turns {
-    /// Waits for the turn to settle a payment spending `nonce`.
-    pub(crate) async fn take(&self, nonce: Permit2Nonce) -> tokio::sync::OwnedMutexGuard<()> {
+impl<K> Default for Turns<K> {
+    fn default() -> Self {
+        Self(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<K: std::hash::Hash + Eq> Turns<K> {
+    /// Waits for the turn of `key`.
+    pub(crate) async fn take(&self, key: K) -> tokio::sync::OwnedMutexGuard<()> {
         let turn = {
             let mut turns = self.0.lock().unwrap_or_else(PoisonError::into_inner);
             turns.retain(|_, turn| Arc::strong_count(turn) > 1);
-            turns.entry(nonce).or_default().clone()
+            turns.entry(key).or_default().clone()
         };
         turn.lock_owned().await
     }

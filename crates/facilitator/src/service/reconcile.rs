@@ -12,7 +12,8 @@ use super::single_flight::{InFlight, InFlightEntry, Progress};
 use super::{FacilitatorService, answers};
 use crate::store::{SettlementRecord, SettlementState, StoreError};
 
-/// What reconciliation at start did.
+/// What reconciliation at start did, `batch-settlement` sends (deposits, claims, settles,
+/// refunds) counted with the settlements.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 pub struct ReconcileReport {
     /// Settlements found confirmed on chain.
