@@ -129,8 +129,6 @@ impl ChannelRecord {
 // Answered once per update and consumed at once: boxing the record would buy nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Clone, Debug, PartialEq, Eq)]
-// One per update: the size of a record costs nothing.
-#[allow(clippy::large_enum_variant)]
 pub enum ChannelWrite {
     /// Leaves it as it was (the update refused, or had nothing to change).
     Keep,
