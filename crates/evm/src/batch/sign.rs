@@ -158,20 +158,7 @@ pub async fn sign_erc3009_deposit<S: Signer + ?Sized>(
     salt: B256,
     now: u64,
 ) -> Result<DepositPayload, BatchSignError> {
-    if signer.address() != config.payer {
-        return Err(BatchSignError::PayerMismatch {
-            signer: signer.address(),
-            payer: config.payer,
-        });
-    }
-    let domain = domain_of(requirements)?;
-    let channel_id = domain.channel_id(&config);
-    if voucher.channel_id != channel_id {
-        return Err(BatchSignError::VoucherForAnotherChannel {
-            voucher: voucher.channel_id,
-            config: channel_id,
-        });
-    }
+    let (domain, channel_id) = deposit_channel(signer.address(), requirements, &config, &voucher)?;
     let extra = requirements.extra.as_ref();
     let field = |key: &str| extra?.get(key)?.as_str().filter(|s| !s.is_empty());
     let (Some(name), Some(version)) = (field("name"), field("version")) else {
@@ -199,6 +186,31 @@ pub async fn sign_erc3009_deposit<S: Signer + ?Sized>(
     })
 }
 
+/// The offer's domain and the channel a deposit by `signer` funds: refused when `signer` is not
+/// the channel's payer or `voucher` pays another channel.
+fn deposit_channel(
+    signer: Address,
+    requirements: &v2::PaymentRequirements,
+    config: &ChannelConfig,
+    voucher: &VoucherFields,
+) -> Result<(BatchDomain, ChannelId), BatchSignError> {
+    if signer != config.payer {
+        return Err(BatchSignError::PayerMismatch {
+            signer,
+            payer: config.payer,
+        });
+    }
+    let domain = domain_of(requirements)?;
+    let channel_id = domain.channel_id(config);
+    if voucher.channel_id != channel_id {
+        return Err(BatchSignError::VoucherForAnotherChannel {
+            voucher: voucher.channel_id,
+            config: channel_id,
+        });
+    }
+    Ok((domain, channel_id))
+}
+
 /// A `deposit` payload funding `config` with `amount` through Permit2, as the official client
 /// signs it: `signer` (the payer) signs a Permit2 witness transfer of exactly `amount` of the
 /// offer's asset to the Permit2 deposit collector, the channel as witness, with Permit2 nonce
@@ -214,20 +226,7 @@ pub async fn sign_permit2_deposit<S: Signer + ?Sized>(
     nonce: U256,
     now: u64,
 ) -> Result<DepositPayload, BatchSignError> {
-    if signer.address() != config.payer {
-        return Err(BatchSignError::PayerMismatch {
-            signer: signer.address(),
-            payer: config.payer,
-        });
-    }
-    let domain = domain_of(requirements)?;
-    let channel_id = domain.channel_id(&config);
-    if voucher.channel_id != channel_id {
-        return Err(BatchSignError::VoucherForAnotherChannel {
-            voucher: voucher.channel_id,
-            config: channel_id,
-        });
-    }
+    let (domain, channel_id) = deposit_channel(signer.address(), requirements, &config, &voucher)?;
     let token = address_field("asset", &requirements.asset)?;
     let mut authorization = Permit2DepositAuthorization {
         permit: Permit2Authorization {
