@@ -11,14 +11,16 @@
 use std::sync::Arc;
 
 use alloy::primitives::U256;
-use anyhow::{Context, bail};
+use anyhow::bail;
 use axum::routing::get;
 use serde_json::{Value, json};
 use x402_devnet::{Devnet, DevnetConfig};
 use x402_paywall::{PaymentOption, Paywall, PaywallConfig, RoutePrice};
-use x402_proto::{Facilitator, encode_header, v2};
+use x402_proto::Facilitator;
 
-use crate::load::{Call, Success, drive, finish, print_phases, scratch_dir, verdict};
+use crate::load::{
+    Call, Success, challenge, drive, finish, print_phases, scratch_dir, sign_exact, verdict,
+};
 
 /// Options of `x402-bench gateway`.
 #[derive(Debug, clap::Args)]
@@ -35,49 +37,6 @@ pub(crate) struct GatewayBench {
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
-}
-
-/// The v2 challenge a request gets.
-async fn challenge(
-    http: &reqwest::Client,
-    url: &str,
-    body: Option<&Value>,
-) -> anyhow::Result<v2::PaymentRequired> {
-    let request = match body {
-        Some(body) => http.post(url).json(body),
-        None => http.get(url),
-    };
-    let response = request.send().await?;
-    if response.status() != 402 {
-        bail!("{url} answered {} instead of 402", response.status());
-    }
-    let header = response
-        .headers()
-        .get("payment-required")
-        .context("402 without PAYMENT-REQUIRED")?;
-    Ok(x402_proto::decode_header(header.as_bytes())?)
-}
-
-/// `count` payments for `challenge`, signed round-robin by the dev payers.
-async fn sign(
-    devnet: &Devnet,
-    challenge: &v2::PaymentRequired,
-    count: usize,
-) -> anyhow::Result<Vec<String>> {
-    let payers = devnet.payers();
-    let now = x402_evm::unix_now();
-    let mut payments = Vec::with_capacity(count);
-    for i in 0..count {
-        let payment = x402_evm::sign_payment(
-            &payers[i % payers.len()].signer,
-            &challenge.accepts[0],
-            Some(challenge.resource.clone()),
-            now,
-        )
-        .await?;
-        payments.push(encode_header(&payment));
-    }
-    Ok(payments)
 }
 
 pub(crate) async fn run(args: GatewayBench) -> anyhow::Result<()> {
@@ -124,8 +83,20 @@ pub(crate) async fn run(args: GatewayBench) -> anyhow::Result<()> {
     let paid_challenge = challenge(&http, &paid_url, None).await?;
     let run_challenge = challenge(&http, &run_url, Some(&run_body)).await?;
     eprintln!("signing {} payments…", 2 * args.count);
-    let paid_payments = sign(&devnet, &paid_challenge, args.count).await?;
-    let run_payments = sign(&devnet, &run_challenge, args.count).await?;
+    let paid_payments = sign_exact(
+        &devnet,
+        &paid_challenge,
+        &paid_challenge.accepts[0],
+        args.count,
+    )
+    .await?;
+    let run_payments = sign_exact(
+        &devnet,
+        &run_challenge,
+        &run_challenge.accepts[0],
+        args.count,
+    )
+    .await?;
     let payee = devnet.pay_to().address;
     let balance_before = devnet.balance_of(token.address, payee).await?;
 

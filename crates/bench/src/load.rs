@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
+use x402_proto::v2;
 
 /// One request of a phase: a GET, or a POST of `body`, with a payment header or not.
 #[derive(Debug, Clone)]
@@ -46,7 +47,7 @@ pub(crate) struct Phase {
     /// Answers that looked like a success.
     pub(crate) ok: usize,
     seconds: f64,
-    per_second: f64,
+    pub(crate) per_second: f64,
     /// The median latency.
     pub(crate) p50_ms: f64,
     p99_ms: f64,
@@ -85,20 +86,57 @@ pub(crate) async fn drive(
         "{name}: {} requests at concurrency {concurrency}…",
         calls.len()
     );
-    let http = reqwest::Client::builder()
-        .pool_max_idle_per_host(concurrency)
-        .build()?;
     let calls = Arc::new(calls);
     let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let queues = (0..concurrency).map(|_| {
+        let (calls, next) = (calls.clone(), next.clone());
+        move || {
+            let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            calls.get(i).cloned()
+        }
+    });
+    run_workers(queues, success, jitter_ms).await
+}
+
+/// Sends each lane's calls in order, one request in flight per lane and all lanes at once
+/// (calls that must follow each other, such as the cumulative vouchers of one channel).
+pub(crate) async fn drive_lanes(
+    name: &str,
+    lanes: Vec<Vec<Call>>,
+    success: Success,
+) -> anyhow::Result<Phase> {
+    let count: usize = lanes.iter().map(Vec::len).sum();
+    eprintln!(
+        "{name}: {count} requests in {} lanes, one in flight per lane…",
+        lanes.len()
+    );
+    let queues = lanes.into_iter().map(|lane| {
+        let mut lane = lane.into_iter();
+        move || lane.next()
+    });
+    run_workers(queues, success, 0).await
+}
+
+/// One worker per queue, each sending its queue's calls one after the other until it runs
+/// dry; the phase's figures over all of them.
+async fn run_workers<Q>(
+    queues: impl ExactSizeIterator<Item = Q>,
+    success: Success,
+    jitter_ms: u64,
+) -> anyhow::Result<Phase>
+where
+    Q: FnMut() -> Option<Call> + Send + 'static,
+{
+    let http = reqwest::Client::builder()
+        .pool_max_idle_per_host(queues.len())
+        .build()?;
     let started = Instant::now();
     let mut workers = tokio::task::JoinSet::new();
-    for _ in 0..concurrency {
-        let (http, calls, next) = (http.clone(), calls.clone(), next.clone());
+    for mut queue in queues {
+        let http = http.clone();
         workers.spawn(async move {
             let (mut latencies, mut ok, mut failures) = (Vec::new(), 0, Vec::new());
-            loop {
-                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                let Some(call) = calls.get(i) else { break };
+            while let Some(call) = queue() {
                 if jitter_ms > 0 {
                     let random = u64::from_le_bytes(alloy::primitives::B64::random().0);
                     tokio::time::sleep(Duration::from_millis(random % jitter_ms)).await;
@@ -138,6 +176,51 @@ pub(crate) async fn drive(
         }
     }
     Ok(summarize(latencies, ok, started.elapsed()))
+}
+
+/// The v2 challenge a request to `url` gets (a POST of `body`, or a GET).
+pub(crate) async fn challenge(
+    http: &reqwest::Client,
+    url: &str,
+    body: Option<&Value>,
+) -> anyhow::Result<v2::PaymentRequired> {
+    let request = match body {
+        Some(body) => http.post(url).json(body),
+        None => http.get(url),
+    };
+    let response = request.send().await?;
+    if response.status() != 402 {
+        anyhow::bail!("{url} answered {} instead of 402", response.status());
+    }
+    let header = response
+        .headers()
+        .get("payment-required")
+        .ok_or_else(|| anyhow::anyhow!("402 without PAYMENT-REQUIRED"))?;
+    Ok(x402_proto::decode_header(header.as_bytes())?)
+}
+
+/// `count` `exact` payments of `offer` (from `challenge`), signed round-robin by the dev
+/// payers.
+pub(crate) async fn sign_exact(
+    devnet: &x402_devnet::Devnet,
+    challenge: &v2::PaymentRequired,
+    offer: &v2::PaymentRequirements,
+    count: usize,
+) -> anyhow::Result<Vec<String>> {
+    let payers = devnet.payers();
+    let now = x402_evm::unix_now();
+    let mut payments = Vec::with_capacity(count);
+    for i in 0..count {
+        let payment = x402_evm::sign_payment(
+            &payers[i % payers.len()].signer,
+            offer,
+            Some(challenge.resource.clone()),
+            now,
+        )
+        .await?;
+        payments.push(x402_proto::encode_header(&payment));
+    }
+    Ok(payments)
 }
 
 /// Prints one line per phase, names padded to `width`, milliseconds with `decimals`.

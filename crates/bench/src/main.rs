@@ -5,9 +5,11 @@
 //! ```sh
 //! cargo run --release -p x402-bench -- facilitator --count 600 --concurrency 8
 //! cargo run --release -p x402-bench -- gateway --count 300 --concurrency 8
+//! cargo run --release -p x402-bench -- batch --count 4000 --concurrency 8
 //! cargo run --release -p x402-bench -- costs
 //! ```
 
+mod batch;
 mod costs;
 mod facilitator;
 mod gateway;
@@ -30,6 +32,9 @@ enum Target {
     /// Paid requests per second through the paywall and the gateway (settled on anvil), and
     /// the latency the paywall adds over the same route unpaid.
     Gateway(gateway::GatewayBench),
+    /// Paid calls per second through the gateway's paywall with `batch-settlement` vouchers
+    /// against `exact` in the same run, and the transactions and gas per 1,000 calls.
+    Batch(batch::BatchBench),
     /// What a typical LLM chat call costs paid with `exact`, `upto` and `batch-settlement`, in
     /// USD and gas.
     Costs(costs::CostsBench),
@@ -41,6 +46,7 @@ impl Target {
         match self {
             Self::Facilitator(args) => facilitator::run(args).await,
             Self::Gateway(args) => gateway::run(args).await,
+            Self::Batch(args) => batch::run(args).await,
             Self::Costs(args) => costs::run(args).await,
         }
     }

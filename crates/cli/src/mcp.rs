@@ -35,9 +35,9 @@ pub(crate) struct McpArgs {
 }
 
 pub(crate) async fn run(home: &Home, args: McpArgs) -> anyhow::Result<()> {
-    let (client, address) = client(home, args.max)?;
     let dev = read_dev_state(&args.dev_state).ok();
     let rpc = args.rpc.or_else(|| dev.as_ref().map(|d| d.rpc_url.clone()));
+    let (client, address) = client(home, args.max, rpc.as_deref())?;
     let asset = args
         .asset
         .or_else(|| dev.as_ref().map(|d| d.asset.clone()))

@@ -2,19 +2,29 @@
 //! ([`SqliteChannelStore`]) so that the vouchers it holds, and with them the money charged
 //! and not yet claimed, survive a restart.
 //!
-//! One row per channel; amounts are exact (`u128` written as decimal text). An update is one
-//! `BEGIN IMMEDIATE` transaction (read, the caller's closure, write), so updates of one
-//! channel from several tasks or processes sharing the file never interleave. The database
-//! calls run on the blocking pool; the closure runs on the caller's task, between them.
+//! One row per channel; amounts are exact (`u128` written as decimal text). The file belongs
+//! to one process (SQLite's exclusive locking mode: a second gateway on the same file is
+//! refused at start; several instances share Postgres instead). That process keeps every
+//! record in memory behind a lock per channel, so an update is atomic without a database
+//! round trip, and writes through to the file before the update returns:
+//!
+//! - a write that changes what money depends on (what was charged, the voucher held, the
+//!   chain's state, the channel itself) is committed with `synchronous = FULL` before the
+//!   update returns: a charge acknowledged to a client is on disk;
+//! - a write that only takes or drops a request's reservation stays in memory, and
+//!   reservations are never written: no request outlives the process that admitted it.
+//!
+//! Durable writes from all channels go to one writer thread that commits whatever is queued in
+//! one transaction (group commit): one `fsync` serves every request that charged meanwhile.
 //!
 //! [`BatchClaiming`] is that store with the claimers that turn its vouchers into money.
 
+use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
 use alloy_primitives::{Address, Bytes, U256};
-use rusqlite::{Connection, OptionalExtension, params};
-use tokio::sync::{Mutex, OwnedMutexGuard};
+use rusqlite::{Connection, TransactionBehavior, params};
 use x402_evm::batch::{
     BatchClaimer, ChannelConfig, ChannelId, ChannelRecord, ChannelStore, ChannelStoreError,
     ChannelWrite, ClaimError, ClaimRun, HeldVoucher, OnchainMirror, Reservation,
@@ -46,9 +56,8 @@ CREATE TABLE IF NOT EXISTS channels (
 /// The schema's version (`PRAGMA user_version`); a file written by a later version is refused.
 const SCHEMA_VERSION: i64 = 1;
 
-/// How many times an update is tried when the file stays locked by another process past the
-/// busy timeout.
-const BUSY_ATTEMPTS: usize = 3;
+/// The most writes one commit takes.
+const MAX_GROUP: usize = 512;
 
 const COLUMNS: &str = "id, network, config, charged, voucher_max, voucher_signature, balance, \
      total_claimed, withdraw_requested_at, refund_nonce, read_at, pending_id, pending_max, \
@@ -58,14 +67,25 @@ fn db_error(error: impl std::fmt::Display) -> ChannelStoreError {
     ChannelStoreError(error.to_string())
 }
 
-/// Channels in one SQLite file (WAL, every commit synced to disk).
+/// One channel's record in memory (`None`: no such channel), locked while it is updated.
+type Cell = Arc<tokio::sync::Mutex<Option<ChannelRecord>>>;
+
+/// Channels in one SQLite file owned by this process, served from memory and written through
+/// (WAL, durable writes synced to disk before they are acknowledged).
 #[derive(Debug, Clone)]
 pub struct SqliteChannelStore {
-    connection: Arc<Mutex<Connection>>,
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    cells: std::sync::Mutex<HashMap<ChannelId, Cell>>,
+    writer: Writer,
 }
 
 impl SqliteChannelStore {
-    /// Opens (creating if needed) the channel table at `path`.
+    /// Opens (creating if needed) the channel table at `path` and reads every channel in it,
+    /// taking the file for this process: a file another process holds is refused.
     pub fn open(path: &Path) -> Result<Self, ChannelStoreError> {
         if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
             std::fs::create_dir_all(parent)
@@ -73,111 +93,177 @@ impl SqliteChannelStore {
         }
         let connection = Connection::open(path)
             .map_err(|e| db_error(format!("opening {}: {e}", path.display())))?;
-        // FULL: a charge acknowledged to a client is on disk, whatever happens next.
+        let in_use = |error: rusqlite::Error| {
+            if is_busy(&error) {
+                db_error(format!(
+                    "{} is in use by another process: one gateway per channel file (several \
+                     instances share a Postgres database instead)",
+                    path.display()
+                ))
+            } else {
+                db_error(format!("{}: {error}", path.display()))
+            }
+        };
+        // Exclusive before WAL: the WAL index lives in this process's memory, and the first
+        // write below takes the file until the connection closes. FULL: a durable write is on
+        // disk before it is acknowledged.
         connection
             .execute_batch(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
+                "PRAGMA busy_timeout = 2000; PRAGMA locking_mode = EXCLUSIVE; \
+                 PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;",
             )
-            .map_err(db_error)?;
+            .map_err(in_use)?;
         let version: i64 = connection
             .query_row("PRAGMA user_version", [], |row| row.get(0))
-            .map_err(db_error)?;
+            .map_err(in_use)?;
         if version > SCHEMA_VERSION {
             return Err(db_error(format!(
                 "{} was written by a later version (schema {version}, this one knows {SCHEMA_VERSION})",
                 path.display()
             )));
         }
-        connection.execute_batch(SCHEMA).map_err(db_error)?;
         connection
-            .execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))
-            .map_err(db_error)?;
+            .execute_batch(&format!(
+                "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
+            ))
+            .map_err(in_use)?;
+        let mut cells = HashMap::new();
+        for mut record in read_all(&connection)? {
+            // No request outlives the process that admitted it (a file written before
+            // reservations stayed in memory may hold some).
+            record.pending = None;
+            cells.insert(record.id, Arc::new(tokio::sync::Mutex::new(Some(record))));
+        }
         Ok(Self {
-            connection: Arc::new(Mutex::new(connection)),
+            inner: Arc::new(Inner {
+                cells: std::sync::Mutex::new(cells),
+                writer: Writer::start(connection)?,
+            }),
         })
     }
 
-    /// The connection, held until the returned guard is dropped.
-    async fn connection(&self) -> Held {
-        Held(Arc::clone(&self.connection).lock_owned().await)
-    }
-
-    /// Runs `work` on the blocking pool with the connection, handing it back after.
-    async fn blocking<T, F>(mut held: Held, work: F) -> Result<(Held, T), ChannelStoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&mut Connection) -> Result<T, ChannelStoreError> + Send + 'static,
-    {
-        tokio::task::spawn_blocking(move || {
-            let result = work(&mut held.0)?;
-            Ok((held, result))
-        })
-        .await
-        .map_err(db_error)?
-    }
-
-    /// Tries one update: `BEGIN IMMEDIATE`, read, closure, write, `COMMIT`. `Ok(false)` when
-    /// the database stayed busy (nothing was written; try again).
-    async fn try_update(
-        &self,
-        id: &ChannelId,
-        update: &mut (dyn FnMut(Option<&ChannelRecord>) -> ChannelWrite + Send),
-    ) -> Result<bool, ChannelStoreError> {
-        let key = id.to_string();
-        let guard = self.connection().await;
-        let read_key = key.clone();
-        let (guard, current) = Self::blocking(guard, move |connection| {
-            match connection.execute_batch("BEGIN IMMEDIATE") {
-                Ok(()) => {}
-                Err(error) if is_busy(&error) => return Ok(None),
-                Err(error) => return Err(db_error(error)),
-            }
-            let read = read_one(connection, &read_key);
-            if read.is_err() {
-                let _ = connection.execute_batch("ROLLBACK");
-            }
-            read.map(Some)
-        })
-        .await?;
-        let Some(current) = current else {
-            return Ok(false);
-        };
-        let write = update(current.as_ref());
-        let (_, committed) = Self::blocking(guard, move |connection| {
-            let written = match write {
-                ChannelWrite::Keep => Ok(()),
-                ChannelWrite::Put(record) => write_one(connection, &key, &record),
-                ChannelWrite::Delete => connection
-                    .execute("DELETE FROM channels WHERE id = ?1", params![key])
-                    .map(drop)
-                    .map_err(db_error),
-            };
-            let finished = written.and_then(|()| match connection.execute_batch("COMMIT") {
-                Ok(()) => Ok(true),
-                Err(error) if is_busy(&error) => Ok(false),
-                Err(error) => Err(db_error(error)),
-            });
-            if !matches!(finished, Ok(true)) && !connection.is_autocommit() {
-                let _ = connection.execute_batch("ROLLBACK");
-            }
-            finished
-        })
-        .await?;
-        Ok(committed)
+    /// The cell of `id`, made empty when the channel is new.
+    fn cell(&self, id: &ChannelId) -> Cell {
+        let mut cells = self
+            .inner
+            .cells
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        Arc::clone(cells.entry(*id).or_default())
     }
 }
 
-/// The connection while one call uses it. An update abandoned between its read and its
-/// write (its caller was cancelled) leaves a transaction open: it is rolled back here, so
-/// the write lock is not kept from other processes.
-struct Held(OwnedMutexGuard<Connection>);
-
-impl Drop for Held {
-    fn drop(&mut self) {
-        if !self.0.is_autocommit() {
-            let _ = self.0.execute_batch("ROLLBACK");
+/// Whether `new` differs from `old` in more than the reservation (a write the file must get).
+fn durable_change(old: Option<&ChannelRecord>, new: &ChannelRecord) -> bool {
+    match old {
+        None => true,
+        Some(old) => {
+            let mut same_reservation = new.clone();
+            same_reservation.pending.clone_from(&old.pending);
+            same_reservation != *old
         }
     }
+}
+
+/// A write the file must get.
+#[derive(Debug)]
+enum Durable {
+    Put(Box<Row>),
+    Delete(ChannelId),
+}
+
+/// A durable write and who waits for its commit.
+struct Job {
+    write: Durable,
+    committed: tokio::sync::oneshot::Sender<Result<(), ChannelStoreError>>,
+}
+
+/// The thread that owns the connection and commits queued writes in groups.
+#[derive(Debug)]
+struct Writer {
+    queue: Option<std::sync::mpsc::Sender<Job>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Writer {
+    fn start(connection: Connection) -> Result<Self, ChannelStoreError> {
+        let (queue, jobs) = std::sync::mpsc::channel::<Job>();
+        let thread = std::thread::Builder::new()
+            .name("channel-store".into())
+            .spawn(move || write_groups(connection, &jobs))
+            .map_err(db_error)?;
+        Ok(Self {
+            queue: Some(queue),
+            thread: Some(thread),
+        })
+    }
+
+    /// Queues `write` and waits until it is committed. Once queued it is committed even if
+    /// the caller stops waiting.
+    async fn commit(&self, write: Durable) -> Result<(), ChannelStoreError> {
+        let (committed, done) = tokio::sync::oneshot::channel();
+        let gone = || ChannelStoreError("the channel store's writer stopped".into());
+        self.queue
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(Job { write, committed })
+            .map_err(|_| gone())?;
+        done.await.map_err(|_| gone())?
+    }
+}
+
+impl Drop for Writer {
+    /// Lets the thread commit what is queued and close the file, so that the file can be
+    /// opened again as soon as the store is gone.
+    fn drop(&mut self) {
+        drop(self.queue.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+/// The writer thread: waits for a write, takes every other one queued meanwhile, commits them
+/// in one transaction and tells each writer the outcome.
+fn write_groups(mut connection: Connection, jobs: &std::sync::mpsc::Receiver<Job>) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let outcome = commit_group(&mut connection, &group);
+        for job in group {
+            let _ = job.committed.send(outcome.clone());
+        }
+    }
+    // The store is gone: everything into the main file, so that whoever opens it next, in
+    // whatever locking mode, reads it from there.
+    if let Err(error) = connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
+        tracing::warn!(%error, "the channel store's last checkpoint failed; the WAL keeps it");
+    }
+}
+
+fn commit_group(connection: &mut Connection, group: &[Job]) -> Result<(), ChannelStoreError> {
+    let transaction = connection
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .map_err(db_error)?;
+    for job in group {
+        match &job.write {
+            Durable::Put(row) => write_row(&transaction, row)?,
+            Durable::Delete(id) => {
+                transaction
+                    .execute(
+                        "DELETE FROM channels WHERE id = ?1",
+                        params![id.to_string()],
+                    )
+                    .map_err(db_error)?;
+            }
+        }
+    }
+    transaction.commit().map_err(db_error)
 }
 
 fn is_busy(error: &rusqlite::Error) -> bool {
@@ -195,57 +281,57 @@ fn to_i64(value: u64, column: &str, id: &str) -> Result<i64, ChannelStoreError> 
     i64::try_from(value).map_err(|_| corrupt(column, id))
 }
 
-fn read_one(connection: &Connection, id: &str) -> Result<Option<ChannelRecord>, ChannelStoreError> {
-    connection
-        .query_row(
-            &format!("SELECT {COLUMNS} FROM channels WHERE id = ?1"),
-            params![id],
-            row_record,
-        )
-        .optional()
-        .map_err(db_error)?
-        .transpose()
+fn read_all(connection: &Connection) -> Result<Vec<ChannelRecord>, ChannelStoreError> {
+    let mut statement = connection
+        .prepare(&format!("SELECT {COLUMNS} FROM channels ORDER BY id"))
+        .map_err(db_error)?;
+    let rows = statement.query_map([], row_record).map_err(db_error)?;
+    rows.map(|row| row.map_err(db_error)?).collect()
 }
 
-fn write_one(
-    connection: &Connection,
-    id: &str,
-    record: &ChannelRecord,
-) -> Result<(), ChannelStoreError> {
-    if record.id.to_string() != id {
-        return Err(ChannelStoreError(format!(
-            "an update of channel {id} wrote channel {}",
-            record.id
-        )));
-    }
-    let config = serde_json::to_string(&record.config).map_err(db_error)?;
+/// A record as the row [`write_row`] writes: reservations are never written (no request
+/// outlives the process that admitted it).
+type Row = [rusqlite::types::Value; 15];
+
+fn encode(record: &ChannelRecord) -> Result<Row, ChannelStoreError> {
+    use rusqlite::types::Value;
+    let id = record.id.to_string();
+    let text = |value: String| Value::Text(value);
+    let time = |value: u64, column: &str| to_i64(value, column, &id).map(Value::Integer);
     let onchain = &record.onchain;
-    let pending = record.pending.as_ref();
+    Ok([
+        text(id.clone()),
+        text(record.network.to_string()),
+        text(serde_json::to_string(&record.config).map_err(db_error)?),
+        text(record.charged.to_string()),
+        record
+            .voucher
+            .as_ref()
+            .map_or(Value::Null, |v| text(v.max_claimable.to_string())),
+        record
+            .voucher
+            .as_ref()
+            .map_or(Value::Null, |v| text(v.signature.to_string())),
+        text(onchain.balance.to_string()),
+        text(onchain.total_claimed.to_string()),
+        time(onchain.withdraw_requested_at, "withdraw_requested_at")?,
+        text(onchain.refund_nonce.to_string()),
+        time(onchain.read_at, "read_at")?,
+        Value::Null,
+        Value::Null,
+        Value::Null,
+        time(record.last_charged_at, "last_charged_at")?,
+    ])
+}
+
+fn write_row(connection: &Connection, row: &Row) -> Result<(), ChannelStoreError> {
     connection
         .execute(
             &format!(
                 "INSERT OR REPLACE INTO channels ({COLUMNS})
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
             ),
-            params![
-                id,
-                record.network.to_string(),
-                config,
-                record.charged.to_string(),
-                record.voucher.as_ref().map(|v| v.max_claimable.to_string()),
-                record.voucher.as_ref().map(|v| v.signature.to_string()),
-                onchain.balance.to_string(),
-                onchain.total_claimed.to_string(),
-                to_i64(onchain.withdraw_requested_at, "withdraw_requested_at", id)?,
-                onchain.refund_nonce.to_string(),
-                to_i64(onchain.read_at, "read_at", id)?,
-                pending.map(|p| p.id.to_string()),
-                pending.map(|p| p.max_claimable.to_string()),
-                pending
-                    .map(|p| to_i64(p.expires_at, "pending_expires_at", id))
-                    .transpose()?,
-                to_i64(record.last_charged_at, "last_charged_at", id)?,
-            ],
+            rusqlite::params_from_iter(row.iter()),
         )
         .map_err(db_error)?;
     Ok(())
@@ -321,13 +407,7 @@ impl ChannelStore for SqliteChannelStore {
         &'a self,
         id: &'a ChannelId,
     ) -> BoxFuture<'a, Result<Option<ChannelRecord>, ChannelStoreError>> {
-        let key = id.to_string();
-        Box::pin(async move {
-            let guard = self.connection().await;
-            let (_, record) =
-                Self::blocking(guard, move |connection| read_one(connection, &key)).await?;
-            Ok(record)
-        })
+        Box::pin(async move { Ok(self.cell(id).lock().await.clone()) })
     }
 
     fn update<'a>(
@@ -336,28 +416,56 @@ impl ChannelStore for SqliteChannelStore {
         update: &'a mut (dyn FnMut(Option<&ChannelRecord>) -> ChannelWrite + Send),
     ) -> BoxFuture<'a, Result<(), ChannelStoreError>> {
         Box::pin(async move {
-            for _ in 0..BUSY_ATTEMPTS {
-                if self.try_update(id, update).await? {
-                    return Ok(());
+            let cell = self.cell(id);
+            let mut current = cell.lock().await;
+            let (durable, next) = match update(current.as_ref()) {
+                ChannelWrite::Keep => return Ok(()),
+                ChannelWrite::Put(record) if record.id != *id => {
+                    return Err(ChannelStoreError(format!(
+                        "an update of channel {id} wrote channel {}",
+                        record.id
+                    )));
                 }
+                ChannelWrite::Put(record) => {
+                    let durable = if durable_change(current.as_ref(), &record) {
+                        Some(Durable::Put(Box::new(encode(&record)?)))
+                    } else {
+                        None
+                    };
+                    (durable, Some(record))
+                }
+                ChannelWrite::Delete => (current.is_some().then_some(Durable::Delete(*id)), None),
+            };
+            // Memory first, so that a caller that stops waiting leaves memory as the file will
+            // be once the queued write commits; undone if the commit fails.
+            let before = std::mem::replace(&mut *current, next);
+            if let Some(write) = durable
+                && let Err(error) = self.inner.writer.commit(write).await
+            {
+                *current = before;
+                return Err(error);
             }
-            Err(ChannelStoreError(format!(
-                "channel {id}: the database stayed locked through {BUSY_ATTEMPTS} attempts"
-            )))
+            Ok(())
         })
     }
 
     fn all(&self) -> BoxFuture<'_, Result<Vec<ChannelRecord>, ChannelStoreError>> {
         Box::pin(async move {
-            let guard = self.connection().await;
-            let (_, records) = Self::blocking(guard, |connection| {
-                let mut statement = connection
-                    .prepare(&format!("SELECT {COLUMNS} FROM channels ORDER BY id"))
-                    .map_err(db_error)?;
-                let rows = statement.query_map([], row_record).map_err(db_error)?;
-                rows.map(|row| row.map_err(db_error)?).collect()
-            })
-            .await?;
+            let cells: Vec<Cell> = self
+                .inner
+                .cells
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .values()
+                .cloned()
+                .collect();
+            let mut records = Vec::with_capacity(cells.len());
+            for cell in cells {
+                if let Some(record) = cell.lock().await.clone() {
+                    records.push(record);
+                }
+            }
+            records.sort_by_key(|record| record.id);
             Ok(records)
         })
     }
@@ -473,9 +581,14 @@ mod tests {
                 .await
                 .unwrap();
         }
+        // Everything but the reservation: no request outlives the process that admitted it.
         let store = SqliteChannelStore::open(&path).unwrap();
-        assert_eq!(store.get(&full.id).await.unwrap(), Some(full.clone()));
-        assert_eq!(store.all().await.unwrap(), [full.clone()]);
+        let kept = ChannelRecord {
+            pending: None,
+            ..full.clone()
+        };
+        assert_eq!(store.get(&full.id).await.unwrap(), Some(kept.clone()));
+        assert_eq!(store.all().await.unwrap(), [kept]);
         store
             .update(&full.id, &mut |_| ChannelWrite::Delete)
             .await
@@ -514,22 +627,23 @@ mod tests {
         assert!(refused.0.contains("later version"), "{refused}");
     }
 
-    /// Two tasks, each with its own connection to one file (as two processes would be),
-    /// charge one channel concurrently: every increment is kept.
+    /// Tasks charging one channel at once never lose an increment, and each increment is
+    /// in the file when its update returns (read back by a store opened after this one).
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_updates_from_two_connections_never_lose_an_increment() {
+    async fn concurrent_updates_of_one_channel_never_lose_an_increment() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.db");
         let id = record(0).id;
+        let store = SqliteChannelStore::open(&path).unwrap();
         let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..2 {
-            let store = SqliteChannelStore::open(&path).unwrap();
+        for _ in 0..4 {
+            let store = store.clone();
             tasks.spawn(async move {
                 for _ in 0..50 {
                     store
                         .update(&id, &mut |current| {
                             let charged = current.map_or(0, |r| r.charged);
-                            // Give the other task a chance to interleave, were it allowed.
+                            // Give the other tasks a chance to interleave, were it allowed.
                             std::thread::yield_now();
                             ChannelWrite::Put(record(charged + 1))
                         })
@@ -540,7 +654,71 @@ mod tests {
             });
         }
         tasks.join_all().await;
+        assert_eq!(store.get(&id).await.unwrap().unwrap().charged, 200);
+        drop(store);
+        let reopened = SqliteChannelStore::open(&path).unwrap();
+        assert_eq!(reopened.get(&id).await.unwrap().unwrap().charged, 200);
+    }
+
+    /// A reservation taken or dropped is not written (only money is), and a write of what money
+    /// depends on carries the record as it is.
+    #[tokio::test]
+    async fn only_writes_that_move_money_reach_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let id = record(0).id;
         let store = SqliteChannelStore::open(&path).unwrap();
-        assert_eq!(store.get(&id).await.unwrap().unwrap().charged, 100);
+        store
+            .update(&id, &mut |_| ChannelWrite::Put(record(3)))
+            .await
+            .unwrap();
+        let reserved = ChannelRecord {
+            pending: Some(Reservation {
+                id: 1,
+                max_claimable: 4,
+                expires_at: u64::MAX,
+            }),
+            ..record(3)
+        };
+        store
+            .update(&id, &mut |_| ChannelWrite::Put(reserved.clone()))
+            .await
+            .unwrap();
+        assert_eq!(store.get(&id).await.unwrap(), Some(reserved.clone()));
+        let on_disk = || {
+            let file = Connection::open(&path).unwrap();
+            read_all(&file).unwrap()
+        };
+        drop(store);
+        assert_eq!(on_disk(), [record(3)]);
+        let store = SqliteChannelStore::open(&path).unwrap();
+        store
+            .update(&id, &mut |_| ChannelWrite::Put(reserved.clone()))
+            .await
+            .unwrap();
+        store
+            .update(&id, &mut |_| {
+                ChannelWrite::Put(ChannelRecord {
+                    charged: 4,
+                    ..reserved.clone()
+                })
+            })
+            .await
+            .unwrap();
+        drop(store);
+        assert_eq!(on_disk()[0].charged, 4);
+    }
+
+    /// A second store on a file another holds (another gateway process) is refused, saying
+    /// why; the file opens again once the first is gone.
+    #[tokio::test]
+    async fn a_file_in_use_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let first = SqliteChannelStore::open(&path).unwrap();
+        let refused = SqliteChannelStore::open(&path).unwrap_err();
+        assert!(refused.0.contains("in use by another process"), "{refused}");
+        drop(first);
+        SqliteChannelStore::open(&path).unwrap();
     }
 }

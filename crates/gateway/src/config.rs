@@ -102,7 +102,8 @@ pub struct BatchSettlementConfig {
     /// facilitator, for withdrawals their payers started (default 60, at most 300: a third of
     /// the shortest withdraw delay).
     pub chain_check_interval_seconds: u64,
-    /// A channel with this much unclaimed is claimed at once (default 1 000 000).
+    /// A channel with this much unclaimed is claimed at once (default 1 000 000); no request
+    /// is served that could take a channel past twice this until its claim lands (503, retry).
     pub max_unclaimed_per_channel: u64,
     /// All channels together with this much unclaimed are claimed at once (default
     /// 10 000 000).

@@ -193,8 +193,10 @@ pub async fn app(
     // to the payer's channel.
     let mut metered: Vec<Arc<dyn SchemeServer>> = vec![Arc::new(UptoEvmServer)];
     if let (Some(batch), Some(settings)) = (&batch, &config.batch_settlement) {
+        // Claimed at the per-channel bound; never charged past twice it.
         let server = BatchServer::new(Arc::clone(&batch.store))
-            .with_min_deposit(u128::from(settings.min_deposit), false);
+            .with_min_deposit(u128::from(settings.min_deposit), false)
+            .with_max_unclaimed(u128::from(settings.max_unclaimed_per_channel).saturating_mul(2));
         metered.push(Arc::new(server));
     }
     let paywall = Paywall::new(

@@ -59,6 +59,7 @@ async fn records_written_before_a_restart_are_claimed_after_it() {
     assert_eq!(chain.balance(receiver).await, before + U256::from(charged));
 
     // The claims are recorded in the file: a third store sees nothing left to claim.
+    drop((claimer, store));
     let reopened = SqliteChannelStore::open(&path).unwrap();
     for record in reopened.all().await.unwrap() {
         assert_eq!(record.onchain.total_claimed, record.charged);

@@ -52,15 +52,8 @@ async fn the_operator_route_claims_with_the_token_and_metrics_show_the_exposure(
         name = extra["name"],
         version = extra["version"],
     );
-    let config = GatewayConfig::parse(&toml).unwrap();
-    let gateway = x402_gateway::start(&config, Some(stack.in_process()))
-        .await
-        .unwrap();
-    let url = gateway.url();
-    let http = reqwest::Client::new();
-
-    // Two channels charged, as the paywall would have recorded them (another connection to
-    // the gateway's file, as another process sharing it).
+    // Two channels charged, as the paywall would have recorded them, in the file the gateway
+    // then starts on (the file is one process's at a time).
     let offer = chain.batch_offer(PRICE, authorizer.address());
     let store = Arc::new(SqliteChannelStore::open(&channels_db).unwrap());
     let mut charged = 0;
@@ -75,6 +68,14 @@ async fn the_operator_route_claims_with_the_token_and_metrics_show_the_exposure(
             .await
             .unwrap();
     }
+    drop(store);
+    let config = GatewayConfig::parse(&toml).unwrap();
+    let gateway = x402_gateway::start(&config, Some(stack.in_process()))
+        .await
+        .unwrap();
+    let url = gateway.url();
+    let http = reqwest::Client::new();
+
     let asset = format!("{:#x}", chain.devnet.token().address);
     let series = format!(
         "x402_batch_unclaimed_atomic{{network=\"{}\",asset=\"{asset}\"}}",

@@ -59,10 +59,6 @@ pub(crate) enum ChannelsCommand {
     },
 }
 
-fn dev_state(home: &Home) -> Option<DevState> {
-    home.dir().ok().and_then(|dir| read_dev_state(&dir).ok())
-}
-
 pub(crate) async fn channels(home: &Home, args: ChannelsArgs) -> anyhow::Result<()> {
     match args.command {
         None => list(home, args.all),
@@ -112,9 +108,8 @@ async fn refund(
     all: bool,
     rpc: Option<String>,
 ) -> anyhow::Result<()> {
-    let (client, _) = client(home, "1000".parse()?)?;
     let rpc = chain_rpc(rpc, dev_state(home).as_ref())?;
-    let client = client.with_chain(rpc.parse().context("--rpc is not a URL")?);
+    let (client, _) = client(home, "1000".parse()?, Some(&rpc))?;
     let channels = client.ledger().channels()?;
     let targets: Vec<_> = channels
         .iter()

@@ -92,6 +92,17 @@ fn parse_key(text: &str) -> anyhow::Result<PrivateKeySigner> {
 // ---------------------------------------------------------------------------------------
 // wallet
 
+/// The `x402 dev` stack described in `home`'s directory, if one runs there.
+fn dev_state(home: &Home) -> Option<DevState> {
+    home.dir().ok().and_then(|dir| read_dev_state(&dir).ok())
+}
+
+/// The chain a paying command checks channels against: `--rpc`, else the `x402 dev` chain,
+/// else none.
+fn paying_rpc(home: &Home, rpc: Option<String>) -> Option<String> {
+    rpc.or_else(|| dev_state(home).map(|dev| dev.rpc_url))
+}
+
 /// The chain to read: `--rpc`, else the `x402 dev` chain described in `dev`.
 fn chain_rpc(rpc: Option<String>, dev: Option<&DevState>) -> anyhow::Result<String> {
     rpc.or_else(|| dev.map(|d| d.rpc_url.clone()))
@@ -176,7 +187,15 @@ pub(crate) fn explain(error: &PayError, address: &str) -> anyhow::Error {
     anyhow!("{error}{hint}")
 }
 
-pub(crate) fn client(home: &Home, max: Price) -> anyhow::Result<(PayingClient, String)> {
+/// The paying client of `home`'s wallet, paying at most `max` a request. With a chain
+/// (`rpc`), `batch-settlement` channels are read on it: a server's corrective 402 is adopted
+/// only when the chain agrees (without one it never is, and the channel stays as the ledger
+/// has it).
+pub(crate) fn client(
+    home: &Home,
+    max: Price,
+    rpc: Option<&str>,
+) -> anyhow::Result<(PayingClient, String)> {
     let signer = home.signer()?;
     let address = signer.address().to_checksum(None);
     let policy = Policy {
@@ -186,10 +205,14 @@ pub(crate) fn client(home: &Home, max: Price) -> anyhow::Result<(PayingClient, S
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(300))
         .build()?;
-    Ok((
-        PayingClient::new(http, signer, policy, home.ledger()?),
-        address,
-    ))
+    let mut client = PayingClient::new(http, signer, policy, home.ledger()?);
+    if let Some(rpc) = rpc {
+        client = client.with_chain(
+            rpc.parse()
+                .with_context(|| format!("--rpc {rpc:?} is not a URL"))?,
+        );
+    }
+    Ok((client, address))
 }
 
 /// What a failed answer means for the payment sent with it.

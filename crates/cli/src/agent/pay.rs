@@ -27,10 +27,16 @@ pub(crate) struct PayArgs {
     /// Label the payment with a service name in the ledger.
     #[arg(long)]
     service: Option<String>,
+    /// A chain RPC URL to check `batch-settlement` channels against (default: the `x402 dev`
+    /// chain when it runs); without one a server's claim that the channel moved on is not
+    /// adopted.
+    #[arg(long, value_name = "URL")]
+    rpc: Option<String>,
 }
 
 pub(crate) async fn pay(home: &Home, args: PayArgs) -> anyhow::Result<()> {
-    let (client, address) = client(home, args.max)?;
+    let rpc = paying_rpc(home, args.rpc.clone());
+    let (client, address) = client(home, args.max, rpc.as_deref())?;
     let method: reqwest::Method = args
         .method
         .parse()

@@ -23,6 +23,11 @@ pub(crate) struct RunArgs {
     /// Ask for a job (answered at once with a job id, then polled).
     #[arg(long = "async")]
     run_async: bool,
+    /// A chain RPC URL to check `batch-settlement` channels against (default: the `x402 dev`
+    /// chain when it runs); without one a server's claim that the channel moved on is not
+    /// adopted.
+    #[arg(long, value_name = "URL")]
+    rpc: Option<String>,
 }
 
 pub(crate) async fn run(home: &Home, args: RunArgs) -> anyhow::Result<()> {
@@ -31,7 +36,8 @@ pub(crate) async fn run(home: &Home, args: RunArgs) -> anyhow::Result<()> {
         None => args.input.clone(),
     };
     let input: Value = serde_json::from_str(&input_text).context("the input is not JSON")?;
-    let (client, address) = client(home, args.max)?;
+    let rpc = paying_rpc(home, args.rpc.clone());
+    let (client, address) = client(home, args.max, rpc.as_deref())?;
     let (output, run) = run_service(
         &client,
         &address,

@@ -13,9 +13,10 @@
 //! needs no RPC endpoint of its own and works with any facilitator, in process or remote.
 //!
 //! The money at risk is what was charged and not yet claimed: [`BatchClaimer::exposure`]
-//! reports it, and [`BatchClaimer::must_claim_before_serving`] tells a server which channels
-//! have reached their bound (the server holds their requests until the claim is mined, and
-//! calls [`BatchClaimer::notify`] after charging so thresholds are checked at once).
+//! reports it. The claimer bounds it softly (a channel at its bound is claimed within
+//! [`ClaimPolicy::check_every`]); the server bounds it hard
+//! ([`super::BatchServer::with_max_unclaimed`]: no request that could take a channel past its
+//! limit is served until the claim lands).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -274,12 +275,6 @@ impl BatchClaimer {
     /// Its counters.
     pub fn stats(&self) -> ClaimStats {
         *self.stats.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// Whether `record` has reached its unclaimed bound: a server serves no more on it until
-    /// it is claimed (a run claims it at once, reservation or not).
-    pub fn must_claim_before_serving(&self, record: &ChannelRecord) -> bool {
-        self.policy.over_limit(record)
     }
 
     /// Wakes the running task to check the bounds now (a server calls it after charging).

@@ -93,6 +93,21 @@ pub enum ChannelRefusal {
         /// The voucher's ceiling.
         signed: u128,
     },
+    /// The channel has as much charged and not yet claimed as this server lets a channel
+    /// owe: it serves it again once its claim lands.
+    #[error(
+        "the channel owes {unclaimed} charged and not yet claimed, and this request could add \
+         {price}: above this server's limit of {limit} per channel; it is being claimed on \
+         chain, retry in a few seconds"
+    )]
+    UnclaimedAtLimit {
+        /// Charged and not yet claimed.
+        unclaimed: u128,
+        /// This request's price.
+        price: u128,
+        /// The server's limit.
+        limit: u128,
+    },
     /// The server holds no record of the channel (it was verified on another server, or
     /// forgotten).
     #[error("this server holds no record of the channel")]
@@ -126,7 +141,9 @@ impl From<&ChannelRefusal> for ReasonCode {
             R::Payload(_) => Self::BATCH_SETTLEMENT_EVM_PAYLOAD_TYPE,
             R::Verify(error) => error.reason(),
             R::CumulativeMismatch { .. } => Self::BATCH_SETTLEMENT_EVM_CUMULATIVE_AMOUNT_MISMATCH,
-            R::ChannelBusy | R::ReservationLost => Self::BATCH_SETTLEMENT_EVM_CHANNEL_BUSY,
+            R::ChannelBusy | R::ReservationLost | R::UnclaimedAtLimit { .. } => {
+                Self::BATCH_SETTLEMENT_EVM_CHANNEL_BUSY
+            }
             R::ChargeExceedsSigned { .. } => {
                 Self::BATCH_SETTLEMENT_EVM_CHARGE_EXCEEDS_SIGNED_CUMULATIVE
             }
@@ -145,7 +162,9 @@ impl From<ChannelRefusal> for HookRefusal {
     fn from(refusal: ChannelRefusal) -> Self {
         let reason = ReasonCode::from(&refusal);
         match refusal {
-            ChannelRefusal::Store(_) | ChannelRefusal::Signing(_) => {
+            ChannelRefusal::Store(_)
+            | ChannelRefusal::Signing(_)
+            | ChannelRefusal::UnclaimedAtLimit { .. } => {
                 HookRefusal::unavailable(reason, refusal.to_string())
             }
             _ => HookRefusal::new(reason, refusal.to_string()),
@@ -325,6 +344,7 @@ pub struct BatchServer {
     enforce_min_deposit: bool,
     asset_transfer_method: Option<AssetTransferMethod>,
     onchain_ttl: u64,
+    max_unclaimed: Option<u128>,
     clock: Clock,
 }
 
@@ -356,6 +376,7 @@ impl BatchServer {
             enforce_min_deposit: false,
             asset_transfer_method: None,
             onchain_ttl: onchain_state_ttl(DEFAULT_WITHDRAW_DELAY),
+            max_unclaimed: None,
             clock: Arc::new(crate::unix_now),
         }
     }
@@ -387,6 +408,15 @@ impl BatchServer {
     pub fn with_min_deposit(mut self, atomic: u128, enforce: bool) -> Self {
         self.min_deposit = Some(atomic);
         self.enforce_min_deposit = enforce;
+        self
+    }
+
+    /// Serves no request that could bring a channel's charged-and-unclaimed amount above
+    /// `atomic` (answered 503, retry): what a payer who withdraws could leave unpaid is bounded
+    /// by it. The claimer must claim well before (at half of it, say), or such channels stall
+    /// until it does.
+    pub fn with_max_unclaimed(mut self, atomic: u128) -> Self {
+        self.max_unclaimed = Some(atomic);
         self
     }
 
@@ -559,6 +589,7 @@ impl BatchServer {
             expires_at: now + reservation_ttl(paid.offer.max_timeout_seconds),
         };
         let (price, purpose, ceiling) = (paid.amount(), paid.purpose(), paid.ceiling());
+        let max_unclaimed = self.max_unclaimed;
         let mut outcome = Ok(());
         self.store
             .update(&paid.id(), &mut |current| {
@@ -584,6 +615,17 @@ impl BatchServer {
                     charged,
                     ..ChannelRecord::new(paid.id(), paid.offer.network.clone(), *paid.config())
                 });
+                if let Some(limit) = max_unclaimed
+                    && purpose == VoucherPurpose::Payment
+                    && record.unclaimed().saturating_add(price) > limit
+                {
+                    outcome = Err(Refused::from(ChannelRefusal::UnclaimedAtLimit {
+                        unclaimed: record.unclaimed(),
+                        price,
+                        limit,
+                    }));
+                    return ChannelWrite::Keep;
+                }
                 if let Some(mirror) = &mirror {
                     record.onchain = mirror.clone();
                 }
