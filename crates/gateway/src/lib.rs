@@ -264,9 +264,16 @@ pub struct RunningGateway {
     server: JoinHandle<std::io::Result<()>>,
     paywall: Paywall,
     claimers: Vec<ClaimerTask>,
+    channels: Option<Arc<dyn x402_evm::batch::ChannelStore>>,
 }
 
 impl RunningGateway {
+    /// Its `batch-settlement` channels, when it keeps any (the store its paywall charges
+    /// into: the channel file is this process's, so this is how to read it while it runs).
+    pub fn channels(&self) -> Option<&Arc<dyn x402_evm::batch::ChannelStore>> {
+        self.channels.as_ref()
+    }
+
     /// The bound address.
     pub fn addr(&self) -> SocketAddr {
         self.addr
@@ -362,5 +369,6 @@ pub async fn serve(config: &GatewayConfig, app: App) -> Result<RunningGateway, S
         server,
         paywall: app.paywall,
         claimers,
+        channels: app.batch.map(|batch| batch.store),
     })
 }

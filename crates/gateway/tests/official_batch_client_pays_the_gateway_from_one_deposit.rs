@@ -8,40 +8,17 @@ mod common;
 
 use alloy::primitives::U256;
 use alloy::signers::local::PrivateKeySigner;
+use common::Stack;
 use serde_json::{Value, json};
-use x402_gateway::GatewayConfig;
-use x402_testkit::{Chain, Stack};
 
-const TOKEN: &str = "operator-secret-2";
 const CALLS: usize = 200;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_batch_client_pays_200_calls_from_one_deposit() {
-    let authorizer = PrivateKeySigner::random();
-    let stack = Stack::with_receiver_authorizer(Chain::start().await, &authorizer).await;
-    let chain = &stack.chain;
-    let dir = tempfile::tempdir().unwrap();
-    let requirements = chain.requirements(1);
-    let extra = requirements.extra.clone().unwrap();
-    let toml = format!(
-        "listen = \"127.0.0.1:0\"\nmodels_dir = {models:?}\njobs_db = {jobs:?}\noperator_token = \"{TOKEN}\"\n\
-         [payment]\npay_to = \"{pay_to}\"\n[[payment.accepts]]\nnetwork = \"{network}\"\nasset = \"{asset}\"\nname = {name}\nversion = {version}\n\
-         [batch_settlement]\nchannels_db = {channels:?}\nclaim_interval_seconds = 3600\nchain_check_interval_seconds = 300\n",
-        models = common::models_dir().display().to_string(),
-        jobs = dir.path().join("jobs.db").display().to_string(),
-        channels = dir.path().join("channels.db").display().to_string(),
-        pay_to = requirements.pay_to,
-        network = requirements.network,
-        asset = requirements.asset,
-        name = extra["name"],
-        version = extra["version"],
-    );
-    let config = GatewayConfig::parse(&toml).unwrap();
-    let gateway = x402_gateway::start(&config, Some(stack.in_process()))
-        .await
-        .unwrap();
-    let url = gateway.url();
-    let http = reqwest::Client::new();
+    let stack = Stack::with_batch(&PrivateKeySigner::random(), "").await;
+    let chain = &stack.base.chain;
+    let url = &stack.url;
+    let http = &stack.http;
 
     // The catalog lists both ways to pay.
     let catalog: Value = http
@@ -134,15 +111,7 @@ async fn the_official_batch_client_pays_200_calls_from_one_deposit() {
     );
 
     // The operator claims and settles now.
-    let claimed: Value = http
-        .post(format!("{url}/operator/claim"))
-        .bearer_auth(TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let claimed = stack.operator_claim().await;
     assert_eq!(
         stack.pay_to_balance().await - payee_before,
         charged,
@@ -153,5 +122,5 @@ async fn the_official_batch_client_pays_200_calls_from_one_deposit() {
         transactions <= 3,
         "{transactions} transactions for {CALLS} calls: {claimed}"
     );
-    gateway.shutdown().await;
+    stack.gateway.shutdown().await;
 }

@@ -3,18 +3,18 @@
 //! operator token: refused 401 without it or with another, answered with the transactions
 //! sent with it, after which `/metrics` shows nothing unclaimed.
 
+mod common;
+
 use std::sync::Arc;
 
 use alloy::primitives::{B256, U256};
 use alloy::signers::local::PrivateKeySigner;
-use serde_json::Value;
+use common::OPERATOR_TOKEN;
 use x402_evm::batch::{ChannelStore, ChannelWrite};
-use x402_gateway::GatewayConfig;
 use x402_gateway::channels::SqliteChannelStore;
 use x402_testkit::{Chain, Stack};
 
 const PRICE: u128 = 1_000;
-const TOKEN: &str = "operator-secret-1";
 
 /// The value of the metric line starting with `prefix`.
 fn metric(text: &str, prefix: &str) -> u128 {
@@ -31,35 +31,17 @@ fn metric(text: &str, prefix: &str) -> u128 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_operator_route_claims_with_the_token_and_metrics_show_the_exposure() {
     let authorizer = PrivateKeySigner::random();
-    let stack = Stack::with_receiver_authorizer(Chain::start().await, &authorizer).await;
-    let chain = &stack.chain;
-    let dir = tempfile::tempdir().unwrap();
-    let channels_db = dir.path().join("gateway-channels.db");
-    let requirements = chain.requirements(1);
-    let extra = requirements.extra.clone().unwrap();
-    // No models: the gateway's local services are listed as unavailable, which is beside
-    // the point here. The claimer never claims on its own during the test.
-    let toml = format!(
-        "listen = \"127.0.0.1:0\"\nmodels_dir = {models:?}\njobs_db = {jobs:?}\noperator_token = \"{TOKEN}\"\n\
-         [payment]\npay_to = \"{pay_to}\"\n[[payment.accepts]]\nnetwork = \"{network}\"\nasset = \"{asset}\"\nname = {name}\nversion = {version}\n\
-         [batch_settlement]\nchannels_db = {channels:?}\nclaim_interval_seconds = 3600\nchain_check_interval_seconds = 300\n",
-        models = dir.path().join("no-models").display().to_string(),
-        jobs = dir.path().join("jobs.db").display().to_string(),
-        channels = channels_db.display().to_string(),
-        pay_to = requirements.pay_to,
-        network = requirements.network,
-        asset = requirements.asset,
-        name = extra["name"],
-        version = extra["version"],
-    );
+    let base = Stack::with_receiver_authorizer(Chain::start().await, &authorizer).await;
+    let chain = &base.chain;
+
     // Two channels charged, as the paywall would have recorded them, in the file the gateway
     // then starts on (the file is one process's at a time).
     let offer = chain.batch_offer(PRICE, authorizer.address());
-    let store = Arc::new(SqliteChannelStore::open(&channels_db).unwrap());
+    let store = Arc::new(SqliteChannelStore::open(&base.dir.path().join("gateway-channels.db")).unwrap());
     let mut charged = 0;
     for i in 0..2u8 {
         let payer = &chain.devnet.payers()[usize::from(i)].signer;
-        let record = stack
+        let record = base
             .batch_charged_channel(&offer, payer, B256::ZERO, 10 * PRICE, 3 * PRICE)
             .await;
         charged += record.charged;
@@ -69,12 +51,9 @@ async fn the_operator_route_claims_with_the_token_and_metrics_show_the_exposure(
             .unwrap();
     }
     drop(store);
-    let config = GatewayConfig::parse(&toml).unwrap();
-    let gateway = x402_gateway::start(&config, Some(stack.in_process()))
-        .await
-        .unwrap();
-    let url = gateway.url();
-    let http = reqwest::Client::new();
+    let stack = common::Stack::with_batch_on(base, "").await;
+    let chain = &stack.base.chain;
+    let (url, http) = (&stack.url, &stack.http);
 
     let asset = format!("{:#x}", chain.devnet.token().address);
     let series = format!(
@@ -97,7 +76,7 @@ async fn the_operator_route_claims_with_the_token_and_metrics_show_the_exposure(
     for request in [
         http.post(&claim),
         http.post(&claim).bearer_auth("operator-secret-2"),
-        http.post(&claim).header("authorization", TOKEN),
+        http.post(&claim).header("authorization", OPERATOR_TOKEN),
     ] {
         let answer = request.send().await.unwrap();
         assert_eq!(answer.status(), 401);
@@ -107,9 +86,7 @@ async fn the_operator_route_claims_with_the_token_and_metrics_show_the_exposure(
     // With it, everything is claimed and settled now.
     let receiver = chain.devnet.pay_to().address;
     let received_before = chain.balance(receiver).await;
-    let answer = http.post(&claim).bearer_auth(TOKEN).send().await.unwrap();
-    assert_eq!(answer.status(), 200);
-    let body: Value = answer.json().await.unwrap();
+    let body = stack.operator_claim().await;
     let transactions = body["transactions"].as_array().unwrap();
     assert_eq!(transactions.len(), 2, "a claim and a settle: {body}");
     assert_eq!(body["runs"][0]["run"]["failures"], serde_json::json!([]));
@@ -126,8 +103,7 @@ async fn the_operator_route_claims_with_the_token_and_metrics_show_the_exposure(
     assert!(metric(&after, "x402_batch_last_claim_timestamp_seconds{") > 0);
 
     // Asked again, it sends nothing.
-    let answer = http.post(&claim).bearer_auth(TOKEN).send().await.unwrap();
-    let body: Value = answer.json().await.unwrap();
+    let body = stack.operator_claim().await;
     assert_eq!(body["transactions"], serde_json::json!([]));
-    gateway.shutdown().await;
+    stack.gateway.shutdown().await;
 }

@@ -38,14 +38,30 @@ pub fn testdata(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// The bearer token of the operator's routes on a stack started [`Stack::with_batch`].
+pub const OPERATOR_TOKEN: &str = "operator-secret";
+
+/// `llm-4090` served by the OpenAI-compatible `upstream` (`http://…/v1`) as `tiny-test-model`:
+/// its upstream table.
+pub fn llm_upstream(upstream: &str) -> String {
+    format!(
+        "[services.llm-4090.upstream]\nbase_url = \"{upstream}\"\nmodel = \"tiny-test-model\"\n"
+    )
+}
+
 impl Stack {
     /// The stack; `extra` is appended to the gateway's TOML (say, `[services.…]` tables).
     pub async fn start(extra: &str) -> Self {
-        let base = x402_testkit::Stack::start().await;
+        Self::on(x402_testkit::Stack::start().await, "", extra).await
+    }
+
+    /// The gateway over `base`, with `top` (top-level TOML keys) ahead of its tables and
+    /// `extra` appended (its first keys land in the `[[payment.accepts]]` entry).
+    async fn on(base: x402_testkit::Stack, top: &str, extra: &str) -> Self {
         let requirements = base.chain.requirements(1);
         let extra_json = requirements.extra.clone().unwrap();
         let gateway_toml = format!(
-            "listen = \"127.0.0.1:0\"\nmodels_dir = {models:?}\njobs_db = {jobs_db:?}\n\n[payment]\npay_to = \"{pay_to}\"\n\n\
+            "listen = \"127.0.0.1:0\"\nmodels_dir = {models:?}\njobs_db = {jobs_db:?}\n{top}\n[payment]\npay_to = \"{pay_to}\"\n\n\
              [[payment.accepts]]\nnetwork = \"{network}\"\nasset = \"{asset}\"\ndecimals = 6\nname = {name}\nversion = {version}\n{extra}\n",
             models = models_dir().display().to_string(),
             jobs_db = base
@@ -72,13 +88,44 @@ impl Stack {
         }
     }
 
+    /// The stack offering `batch-settlement` beside `exact` (`[batch_settlement]`, channels in
+    /// [`Self::channels_db`], claimed hourly: within a test only past the default bounds, at
+    /// shutdown, or when the operator asks with [`OPERATOR_TOKEN`]), our facilitator holding
+    /// `authorizer` as its receiver-authorizer key; `extra` as for [`Self::start`].
+    pub async fn with_batch(authorizer: &PrivateKeySigner, extra: &str) -> Self {
+        let chain = x402_testkit::Chain::start().await;
+        let base = x402_testkit::Stack::with_receiver_authorizer(chain, authorizer).await;
+        Self::with_batch_on(base, extra).await
+    }
+
+    /// [`Self::with_batch`] on `base` (a facilitator holding the receiver-authorizer key),
+    /// whose folder may already hold the channel file the gateway starts on.
+    pub async fn with_batch_on(base: x402_testkit::Stack, extra: &str) -> Self {
+        let channels = base.dir.path().join("gateway-channels.db");
+        let batch = format!(
+            "[batch_settlement]\nchannels_db = {:?}\nclaim_interval_seconds = 3600\nchain_check_interval_seconds = 300\n",
+            channels.display().to_string()
+        );
+        let top = format!("operator_token = \"{OPERATOR_TOKEN}\"\n");
+        Self::on(base, &top, &format!("{extra}\n{batch}")).await
+    }
+
+    /// `POST /operator/claim` with the operator's token: the answer, which must be 200.
+    pub async fn operator_claim(&self) -> Value {
+        let answer = answer(
+            self.http
+                .post(format!("{}/operator/claim", self.url))
+                .bearer_auth(OPERATOR_TOKEN),
+        )
+        .await;
+        assert_eq!(answer.status(), 200, "the operator's claim");
+        answer.json().await.unwrap()
+    }
+
     /// The stack with `settings` (TOML, ahead of the service tables) and `llm-4090` served by
     /// the OpenAI-compatible `upstream` (`http://…/v1`) as `tiny-test-model`.
     pub async fn with_llm_upstream(upstream: &str, settings: &str) -> Self {
-        Self::start(&format!(
-            "{settings}[services.llm-4090.upstream]\nbase_url = \"{upstream}\"\nmodel = \"tiny-test-model\"\n"
-        ))
-        .await
+        Self::start(&format!("{settings}{}", llm_upstream(upstream))).await
     }
 
     /// The stack offering `upto` beside `exact`, `llm-4090` at $0.001 per 1K tokens (one
@@ -251,4 +298,13 @@ impl Stack {
 
 async fn answer(request: reqwest::RequestBuilder) -> reqwest::Response {
     request.send().await.expect("the gateway answers")
+}
+
+/// The receipt a metered event stream ends with (its last [`x402_paywall::RECEIPT_EVENT`]), and
+/// the events before it; `None` when it has none.
+pub fn receipt_in_stream(events: &str) -> Option<(&str, x402_proto::SettleResponse)> {
+    let marker = format!("event: {}\ndata: ", x402_paywall::RECEIPT_EVENT);
+    let (before, data) = events.rsplit_once(&marker)?;
+    let receipt = x402_proto::decode_header(data.trim_end().as_bytes()).expect("receipt decodes");
+    Some((before, receipt))
 }
