@@ -92,7 +92,8 @@ pub struct GatewayConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct BatchSettlementConfig {
     /// The SQLite file keeping the channels and the vouchers held (default
-    /// `gateway-channels.db`): lose it and the unclaimed vouchers are lost.
+    /// `gateway-channels.db`): lose it and the unclaimed vouchers are lost. One gateway
+    /// process per file (a second is refused at start).
     pub channels_db: PathBuf,
     /// Claims whatever is unclaimed at least this often (default 600).
     pub claim_interval_seconds: u64,
