@@ -37,7 +37,8 @@ async fn the_operator_route_claims_with_the_token_and_metrics_show_the_exposure(
     // Two channels charged, as the paywall would have recorded them, in the file the gateway
     // then starts on (the file is one process's at a time).
     let offer = chain.batch_offer(PRICE, authorizer.address());
-    let store = Arc::new(SqliteChannelStore::open(&base.dir.path().join("gateway-channels.db")).unwrap());
+    let store =
+        Arc::new(SqliteChannelStore::open(&base.dir.path().join("gateway-channels.db")).unwrap());
     let mut charged = 0;
     for i in 0..2u8 {
         let payer = &chain.devnet.payers()[usize::from(i)].signer;

@@ -226,7 +226,10 @@ async fn voucher_paid_chats_are_charged_the_tokens_used_and_claimed_exactly() {
     total += assert_charged(&mut payer, &answer, offer.amount.0, STREAMED_USAGE);
 
     // An upstream failure charges nothing: the channel's record is as it was, nothing held.
-    let store = stack.gateway.channels().expect("the gateway keeps channels");
+    let store = stack
+        .gateway
+        .channels()
+        .expect("the gateway keeps channels");
     let failing = chat("fail", false);
     let offer = batch_offer(&stack, &failing).await;
     let voucher = payer.voucher(chain, &offer).await;

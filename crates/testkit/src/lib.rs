@@ -2,7 +2,8 @@
 //! connected to it ([`Chain`]) and our facilitator serving it ([`Stack`]), builders for honest
 //! and dishonest payments, verdict assertions, smart-wallet payers, re-encodings of a payment,
 //! a scripted [`MockFacilitator`], a cuttable RPC [`Proxy`], a token without EIP-3009 paid
-//! through Permit2, and the official SDKs as peers.
+//! through Permit2, the official SDKs as peers, and a throwaway Postgres database
+//! ([`TempDatabase`]).
 
 mod batch;
 mod chain;
@@ -11,6 +12,7 @@ mod mock;
 mod official_sdks;
 mod payments;
 mod plain_token;
+mod postgres;
 mod process;
 mod proxy;
 mod reencode;
@@ -25,6 +27,7 @@ pub use mock::*;
 pub use official_sdks::*;
 pub use payments::*;
 pub use plain_token::*;
+pub use postgres::TempDatabase;
 pub use process::*;
 pub use proxy::*;
 pub use reencode::*;
