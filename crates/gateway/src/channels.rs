@@ -324,15 +324,21 @@ fn encode(record: &ChannelRecord) -> Result<Row, ChannelStoreError> {
     ])
 }
 
+/// The statement writing a row (its text built once; SQLite keeps it prepared).
+fn upsert_sql() -> &'static str {
+    static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SQL.get_or_init(|| {
+        format!(
+            "INSERT OR REPLACE INTO channels ({COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+        )
+    })
+}
+
 fn write_row(connection: &Connection, row: &Row) -> Result<(), ChannelStoreError> {
     connection
-        .execute(
-            &format!(
-                "INSERT OR REPLACE INTO channels ({COLUMNS})
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
-            ),
-            rusqlite::params_from_iter(row.iter()),
-        )
+        .prepare_cached(upsert_sql())
+        .and_then(|mut statement| statement.execute(rusqlite::params_from_iter(row.iter())))
         .map_err(db_error)?;
     Ok(())
 }

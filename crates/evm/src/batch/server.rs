@@ -23,6 +23,7 @@ use std::sync::Arc;
 
 use alloy::primitives::{Address, B256, U256};
 use alloy::signers::local::PrivateKeySigner;
+use serde::Deserialize as _;
 use serde_json::{Value, json};
 use x402_proto::{
     BeforeSettle, BoxFuture, HookRefusal, PaymentHooks, PaymentRequest, ReasonCode, Scheme,
@@ -310,7 +311,7 @@ fn read(request: &PaymentRequest) -> Result<Paid<'_>, ChannelRefusal> {
             "batch-settlement is an x402 v2 scheme".into(),
         ));
     };
-    let payload = serde_json::from_value::<BatchPayload>(request.payload().clone())
+    let payload = BatchPayload::deserialize(request.payload())
         .map_err(|error| ChannelRefusal::Payload(error.to_string()))?;
     Ok(Paid {
         offer: requirements,
