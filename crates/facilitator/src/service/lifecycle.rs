@@ -57,7 +57,17 @@ impl FacilitatorService {
         }
         let payment = match chain.scheme.verify(&request).await {
             Ok(payment) => payment,
-            Err(error) => return answers::settle_refusal(&error, &request),
+            Err(error) => {
+                // Another instance sharing the log may have recorded and settled the payment
+                // between our lookup and our verify (its nonce is spent now): its record
+                // answers, not the refusal.
+                if let Some(record) = store.get(&identity.key).await?
+                    && let Some(answer) = self.resume(chain, &identity, record, progress).await?
+                {
+                    return Ok(answer);
+                }
+                return answers::settle_refusal(&error, &request);
+            }
         };
         let new = NewSettlement {
             key: identity.key,
