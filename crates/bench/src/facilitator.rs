@@ -74,8 +74,9 @@ pub(crate) async fn run(args: FacilitatorBench) -> anyhow::Result<()> {
     let dir = scratch_dir("facilitator")?;
     let config = FacilitatorConfig {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        database: dir.join("facilitator.db"),
+        database: dir.join("facilitator.db").into(),
         database_sync: args.database_sync.into(),
+        postgres: Default::default(),
         signer: Default::default(),
         auth: Default::default(),
         limits: Limits {

@@ -27,7 +27,7 @@ pub(crate) async fn run(args: FacilitatorArgs) -> anyhow::Result<()> {
     if args.check {
         println!("config ok: {}", args.config.display());
         println!("  listen:   {}", config.listen);
-        println!("  database: {}", config.database.display());
+        println!("  database: {}", config.database);
         println!("  signer:   {}", signer.address());
         for network in &config.networks {
             let assets: Vec<String> = network

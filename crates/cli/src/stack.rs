@@ -93,8 +93,9 @@ pub fn facilitator_config(
 ) -> FacilitatorConfig {
     FacilitatorConfig {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], port)),
-        database: database.to_owned(),
+        database: database.to_owned().into(),
         database_sync: Default::default(),
+        postgres: Default::default(),
         signer: Default::default(),
         auth: Default::default(),
         limits: Default::default(),

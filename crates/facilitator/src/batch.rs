@@ -14,10 +14,6 @@ use x402_proto::{BoxFuture, FacilitatorError, SettleResponse};
 use crate::sqlite::{SqliteStore, db_error, now_secs};
 use crate::store::StoreError;
 
-fn internal(error: StoreError) -> FacilitatorError {
-    FacilitatorError::Internal(error.to_string())
-}
-
 /// The transactions recorded for `key`, oldest first.
 fn transactions(connection: &Connection, key: &str) -> Result<Vec<BatchTx>, StoreError> {
     let mut statement = connection
@@ -117,7 +113,7 @@ impl BatchSendLog for SqliteStore {
                     .map_err(db_error)?;
                 row.map(|row| send_of(connection, &key, row)).transpose()
             });
-            found.await.map_err(internal)
+            found.await.map_err(FacilitatorError::from)
         })
     }
 
@@ -146,7 +142,7 @@ impl BatchSendLog for SqliteStore {
                 transaction.commit().map_err(db_error)?;
                 Ok(inserted == 1)
             });
-            inserted.await.map_err(internal)
+            inserted.await.map_err(FacilitatorError::from)
         })
     }
 
@@ -159,7 +155,7 @@ impl BatchSendLog for SqliteStore {
         Box::pin(async move {
             let added =
                 self.run(move |connection| insert_transaction(connection, &key, &tx, now_secs()));
-            added.await.map_err(internal)
+            added.await.map_err(FacilitatorError::from)
         })
     }
 
@@ -180,7 +176,7 @@ impl BatchSendLog for SqliteStore {
                     )
                     .map_err(db_error)
             });
-            updated.await.map(|_| ()).map_err(internal)
+            updated.await.map(|_| ()).map_err(FacilitatorError::from)
         })
     }
 
@@ -196,7 +192,7 @@ impl BatchSendLog for SqliteStore {
                 }
                 transaction.commit().map_err(db_error)
             });
-            deleted.await.map_err(internal)
+            deleted.await.map_err(FacilitatorError::from)
         })
     }
 
@@ -208,7 +204,7 @@ impl BatchSendLog for SqliteStore {
                 let mut statement = connection
                     .prepare(
                         "SELECT send_key, tx_hash, request, response FROM batch_sends
-                         WHERE response IS NULL ORDER BY created_at",
+                         WHERE response IS NULL ORDER BY created_at, rowid",
                     )
                     .map_err(db_error)?;
                 let rows = statement
@@ -228,54 +224,7 @@ impl BatchSendLog for SqliteStore {
                     })
                     .collect()
             });
-            open.await.map_err(internal)
+            open.await.map_err(FacilitatorError::from)
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use alloy::primitives::B256;
-    use x402_proto::Network;
-
-    fn tx(byte: u8, signer_nonce: u64) -> BatchTx {
-        BatchTx {
-            tx_hash: B256::repeat_byte(byte),
-            raw: Bytes::from(vec![byte; 3]),
-            signer_nonce,
-        }
-    }
-
-    #[tokio::test]
-    async fn a_send_is_recorded_once_with_its_transactions_and_kept_across_opens() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log.db");
-        let key = BatchSendKey::stored("eip155:8453:claim:0x01");
-        let other = BatchSendKey::stored("eip155:8453:claim:0x02");
-        {
-            let log = SqliteStore::open(&path).unwrap();
-            assert!(log.find(&key).await.unwrap().is_none());
-            assert!(log.record(&key, &tx(5, 7), "{\"a\":1}").await.unwrap());
-            assert!(!log.record(&key, &tx(6, 8), "{}").await.unwrap());
-            log.add_transaction(&key, &tx(9, 7)).await.unwrap();
-            assert!(log.record(&other, &tx(10, 8), "{}").await.unwrap());
-            let sent = log.find(&key).await.unwrap().unwrap();
-            assert_eq!(sent.txs, vec![tx(5, 7), tx(9, 7)]);
-            assert_eq!((sent.request.as_str(), sent.answer), ("{\"a\":1}", None));
-            let answer = SettleResponse::success(Network::eip155(8453), None, "0x05");
-            log.finish(&other, &answer).await.unwrap();
-        }
-        let log = SqliteStore::open(&path).unwrap();
-        let open = log.unfinished().await.unwrap();
-        assert_eq!(open.len(), 1, "{open:?}");
-        assert_eq!((&open[0].0, open[0].1.txs.len()), (&key, 2));
-        let ended = log.find(&other).await.unwrap().unwrap();
-        assert_eq!(ended.answer.unwrap().transaction, "0x05");
-        log.forget(&key).await.unwrap();
-        assert!(log.find(&key).await.unwrap().is_none());
-        // Its transactions went with it: recording the key again starts afresh.
-        assert!(log.record(&key, &tx(11, 9), "{}").await.unwrap());
-        assert_eq!(log.find(&key).await.unwrap().unwrap().txs, vec![tx(11, 9)]);
     }
 }

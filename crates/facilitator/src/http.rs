@@ -232,20 +232,30 @@ async fn supported(State(service): State<FacilitatorService>) -> Response {
 }
 
 async fn health(State(service): State<FacilitatorService>) -> Response {
-    let chains = service.health(HEALTH_TIMEOUT).await;
-    let healthy = chains.iter().all(|c| c.healthy);
+    let (chains, database) = tokio::join!(
+        service.health(HEALTH_TIMEOUT),
+        service.database_health(HEALTH_TIMEOUT)
+    );
+    let healthy = chains.iter().all(|c| c.healthy) && database.reachable;
     let status = if healthy {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    let reasons: Vec<String> = chains
+    let mut reasons: Vec<String> = chains
         .iter()
         .filter_map(|c| c.reason.as_ref().map(|r| format!("{}: {r}", c.network)))
         .collect();
+    if let Some(error) = &database.error {
+        reasons.push(format!(
+            "database: the settlement log ({}) is unreachable, nothing can settle: {error}",
+            database.backend
+        ));
+    }
     let mut body = json!({
         "status": if healthy { "ok" } else { "unhealthy" },
         "chains": chains,
+        "database": database,
         "pendingSettlements": service.in_flight(),
     });
     if !reasons.is_empty() {

@@ -1,8 +1,9 @@
 //! An x402 facilitator: `POST /verify`, `POST /settle`, `GET /supported`, `GET /health`,
 //! `GET /metrics`, settling `exact` payments on EVM chains.
 //!
-//! Every settlement goes through a durable log ([`SettlementStore`], SQLite by default): it is
-//! recorded before its transaction is broadcast, settles at most once per (asset, payer,
+//! Every settlement goes through a durable log ([`SettlementStore`]: [`SqliteStore`] by
+//! default, for one process; [`PostgresStore`] when `database` is a `postgres://` URL, shared
+//! by several instances): it is recorded before its transaction is broadcast, settles at most once per (asset, payer,
 //! nonce) — per (owner, Permit2 nonce) for Permit2 payments, `upto` and `exact` with
 //! Permit2 — and is reconciled against the chain at start.
 
@@ -11,6 +12,7 @@ mod config;
 mod http;
 mod metrics;
 mod permit2;
+mod postgres;
 mod service;
 mod sqlite;
 mod store;
@@ -25,12 +27,15 @@ use x402_evm::{ChainConfig, ExactEvmScheme};
 use x402_proto::{Facilitator, FacilitatorError};
 
 pub use config::{
-    AssetConfig, AuthConfig, ConfigError, DEFAULT_KEY_ENV, ENV_PREFIX, FacilitatorConfig,
-    FeeBumpConfig, Limits, NetworkConfig, SignerConfig,
+    AssetConfig, AuthConfig, ConfigError, DEFAULT_KEY_ENV, Database, ENV_PREFIX, FacilitatorConfig,
+    FeeBumpConfig, Limits, NetworkConfig, PostgresConfig, PostgresUrl, SignerConfig,
 };
 pub use http::{HttpOptions, router};
 pub use metrics::Metrics;
-pub use service::{ChainHealthReport, ChainService, FacilitatorService, ReconcileReport};
+pub use postgres::{PostgresOptions, PostgresStore};
+pub use service::{
+    ChainHealthReport, ChainService, DatabaseHealthReport, FacilitatorService, ReconcileReport,
+};
 pub use sqlite::{Durability, SqliteStore};
 pub use store::{
     Claim, NewSettlement, SettlementKey, SettlementRecord, SettlementState, SettlementStore,
@@ -122,6 +127,31 @@ impl RunningFacilitator {
     }
 }
 
+/// Opens the settlement log `config.database` names: the store, and the same log as the
+/// `batch-settlement` sends' seam.
+async fn open_log(
+    config: &FacilitatorConfig,
+) -> Result<
+    (
+        Arc<dyn SettlementStore>,
+        Arc<dyn x402_evm::batch::BatchSendLog>,
+    ),
+    StoreError,
+> {
+    Ok(match &config.database {
+        Database::Sqlite(path) => {
+            let log = Arc::new(SqliteStore::open_with(path, config.database_sync)?);
+            (log.clone(), log)
+        }
+        Database::Postgres(url) => {
+            let options = config.postgres.options();
+            let log = Arc::new(PostgresStore::connect(url.expose(), &options).await?);
+            tracing::info!(database = %url, pool_size = options.pool_size, "settlement log in Postgres");
+            (log.clone(), log)
+        }
+    })
+}
+
 /// Opens the log, connects to every chain, reconciles what a previous run left in flight,
 /// then serves `exact` on every configured chain.
 pub async fn start(
@@ -141,11 +171,7 @@ pub async fn start_with_schemes(
     let authorizer = config
         .receiver_authorizer()
         .map_err(|e| StartError::Config(e.to_string()))?;
-    let sqlite = Arc::new(SqliteStore::open_with(
-        &config.database,
-        config.database_sync,
-    )?);
-    let store: Arc<dyn SettlementStore> = sqlite.clone();
+    let (store, sends) = open_log(config).await?;
     let mut chains = Vec::new();
     let mut batches = Vec::new();
     for network in &config.networks {
@@ -174,7 +200,7 @@ pub async fn start_with_schemes(
             let batch = x402_evm::batch::BatchEvmFacilitator::with_log(
                 scheme.clone(),
                 authorizer.clone(),
-                sqlite.clone(),
+                sends.clone(),
             );
             batches.push(batch.clone());
             schemes.push(Arc::new(batch));

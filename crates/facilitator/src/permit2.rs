@@ -23,7 +23,7 @@ use x402_proto::{BoxFuture, FacilitatorError, SettleResponse};
 
 use crate::store::{
     Claim, NewSettlement, SettlementKey, SettlementRecord, SettlementState, SettlementStore,
-    StoreError, TxRecord,
+    TxRecord,
 };
 
 /// The Permit2 settle path's sends, recorded in the facilitator's settlement log.
@@ -47,10 +47,6 @@ fn key(nonce: &Permit2Nonce) -> SettlementKey {
         payer: nonce.owner,
         nonce: B256::from(nonce.nonce.to_be_bytes::<32>()),
     }
-}
-
-fn internal(error: StoreError) -> FacilitatorError {
-    FacilitatorError::Internal(error.to_string())
 }
 
 /// A log record as the Permit2 settle path reads it.
@@ -83,7 +79,11 @@ impl SendLog for LoggedSends {
         nonce: &'a Permit2Nonce,
     ) -> BoxFuture<'a, Result<Option<SentSettlement>, FacilitatorError>> {
         Box::pin(async move {
-            let record = self.store.get(&key(nonce)).await.map_err(internal)?;
+            let record = self
+                .store
+                .get(&key(nonce))
+                .await
+                .map_err(FacilitatorError::from)?;
             Ok(record.map(sent))
         })
     }
@@ -112,7 +112,7 @@ impl SendLog for LoggedSends {
             };
             let holder = send.holder.as_ref().map(Holder::as_str);
             let claim = self.store.claim_with_transaction(&new, &tx, holder);
-            Ok(match claim.await.map_err(internal)? {
+            Ok(match claim.await.map_err(FacilitatorError::from)? {
                 Claim::Fresh => Recorded::Fresh,
                 Claim::Existing(record) => Recorded::Existing(Box::new(sent(*record))),
             })
@@ -133,7 +133,7 @@ impl SendLog for LoggedSends {
         Box::pin(async move {
             let key = key(nonce);
             let finish = self.store.finish(&key, state, answer, None);
-            finish.await.map_err(internal)
+            finish.await.map_err(FacilitatorError::from)
         })
     }
 
@@ -145,7 +145,7 @@ impl SendLog for LoggedSends {
         Box::pin(async move {
             let key = key(nonce);
             let handed = self.store.hand_out(&key, holder.as_str());
-            handed.await.map_err(internal)
+            handed.await.map_err(FacilitatorError::from)
         })
     }
 }

@@ -399,6 +399,18 @@ fn insert_tx(
 }
 
 impl SettlementStore for SqliteStore {
+    fn backend(&self) -> &'static str {
+        "sqlite"
+    }
+
+    fn check(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(self.run(|connection| {
+            connection
+                .query_row("SELECT count(*) FROM settlements", [], |_| Ok(()))
+                .map_err(db_error)
+        }))
+    }
+
     fn claim<'a>(&'a self, new: &'a NewSettlement) -> BoxFuture<'a, Result<Claim, StoreError>> {
         let new = new.clone();
         Box::pin(self.run(move |connection| {
@@ -536,7 +548,7 @@ impl SettlementStore for SqliteStore {
                 let mut statement = connection
                     .prepare(
                         "SELECT chain_id, asset, payer, auth_nonce FROM settlements
-                         WHERE state IN ('claimed', 'submitted') ORDER BY created_at",
+                         WHERE state IN ('claimed', 'submitted') ORDER BY created_at, rowid",
                     )
                     .map_err(db_error)?;
                 collect_rows(
@@ -562,152 +574,9 @@ impl SettlementStore for SqliteStore {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use x402_proto::ReasonCode;
 
-    fn settlement(n: u8) -> NewSettlement {
-        NewSettlement {
-            key: SettlementKey {
-                chain_id: 8453,
-                asset: Address::repeat_byte(1),
-                payer: Address::repeat_byte(2),
-                nonce: B256::repeat_byte(n),
-            },
-            fingerprint: B256::repeat_byte(9),
-            token: Address::repeat_byte(1),
-            pay_to: Address::repeat_byte(3),
-            amount: U256::from(10_000),
-            valid_before: 1_900_000_000,
-            wire_network: Network::BASE,
-            request: "{}".into(),
-        }
-    }
-
-    /// A new log in a temporary folder (kept while the folder lives), and its path for
-    /// reopening it.
-    fn new_log() -> (tempfile::TempDir, std::path::PathBuf, SqliteStore) {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("log.db");
-        let store = SqliteStore::open(&path).unwrap();
-        (dir, path, store)
-    }
-
-    /// A settlement answer that failed for `reason`.
-    fn failure(reason: ReasonCode) -> SettleResponse {
-        SettleResponse::failure(Network::BASE, reason, "x", None, None)
-    }
-
-    /// Claims `settlement(n)` and finishes it in `state` with `response`, handed to
-    /// `answered_to` when given.
-    async fn claim_and_finish(
-        store: &SqliteStore,
-        n: u8,
-        state: SettlementState,
-        response: &SettleResponse,
-        answered_to: Option<&str>,
-    ) -> NewSettlement {
-        let new = settlement(n);
-        store.claim(&new).await.unwrap();
-        store
-            .finish(&new.key, state, response, answered_to)
-            .await
-            .unwrap();
-        new
-    }
-
-    fn tx(n: u8) -> TxRecord {
-        TxRecord {
-            tx_hash: B256::repeat_byte(n),
-            raw: Bytes::from(vec![n; 10]),
-            signer: Address::repeat_byte(4),
-            signer_nonce: u64::from(n),
-        }
-    }
-
-    #[tokio::test]
-    async fn one_claim_wins_and_the_record_survives_reopening() {
-        let (_dir, path, store) = new_log();
-        let new = settlement(7);
-        assert_eq!(store.claim(&new).await.unwrap(), Claim::Fresh);
-        let Claim::Existing(existing) = store.claim(&new).await.unwrap() else {
-            panic!("second claim must see the first");
-        };
-        assert_eq!(existing.state, SettlementState::Claimed);
-        store.add_transaction(&new.key, &tx(1)).await.unwrap();
-        store.add_transaction(&new.key, &tx(2)).await.unwrap();
-        drop(store);
-
-        let store = SqliteStore::open(&path).unwrap();
-        let unfinished = store.unfinished().await.unwrap();
-        assert_eq!(unfinished.len(), 1);
-        assert_eq!(unfinished[0].state, SettlementState::Submitted);
-        assert_eq!(unfinished[0].txs, vec![tx(1), tx(2)]);
-        assert_eq!(unfinished[0].settlement, new);
-
-        let response = failure(ReasonCode::SETTLEMENT_PENDING);
-        store
-            .finish(&new.key, SettlementState::Confirmed, &response, None)
-            .await
-            .unwrap();
-        assert!(store.unfinished().await.unwrap().is_empty());
-        let stored = store.get(&new.key).await.unwrap().unwrap();
-        assert_eq!(stored.response, Some(response));
-    }
-
-    #[tokio::test]
-    async fn an_abandoned_settlement_can_be_claimed_again() {
-        let (_dir, _, store) = new_log();
-        let response = failure(ReasonCode::CHAIN_UNAVAILABLE);
-        let new = claim_and_finish(&store, 1, SettlementState::Abandoned, &response, None).await;
-        assert_eq!(store.claim(&new).await.unwrap(), Claim::Fresh);
-        store
-            .finish(&new.key, SettlementState::Confirmed, &response, None)
-            .await
-            .unwrap();
-        assert!(matches!(
-            store.claim(&new).await.unwrap(),
-            Claim::Existing(_)
-        ));
-    }
-
-    #[tokio::test]
-    async fn an_answer_is_handed_to_one_holder_and_kept_across_reopening() {
-        let (_dir, path, store) = new_log();
-        let response = failure(ReasonCode::SETTLEMENT_PENDING);
-        let new = claim_and_finish(
-            &store,
-            5,
-            SettlementState::Confirmed,
-            &response,
-            Some("key:a"),
-        )
-        .await;
-        assert!(store.hand_out(&new.key, "key:a").await.unwrap());
-        assert!(!store.hand_out(&new.key, "call:b").await.unwrap());
-        drop(store);
-        let store = SqliteStore::open(&path).unwrap();
-        assert_eq!(
-            store
-                .get(&new.key)
-                .await
-                .unwrap()
-                .unwrap()
-                .answered_to
-                .as_deref(),
-            Some("key:a")
-        );
-        assert!(!store.hand_out(&new.key, "key:c").await.unwrap());
-
-        // Unmarked at the end: the first to ask takes it, once.
-        let other = claim_and_finish(&store, 6, SettlementState::Confirmed, &response, None).await;
-        let mut tasks = tokio::task::JoinSet::new();
-        for n in 0..20 {
-            let store = store.clone();
-            let key = other.key;
-            tasks.spawn(async move { store.hand_out(&key, &format!("call:{n}")).await.unwrap() });
-        }
-        let won = tasks.join_all().await.into_iter().filter(|w| *w).count();
-        assert_eq!(won, 1);
-    }
+    // What every log does is tested on every backend in `store::behaviour`; this is SQLite's
+    // own migration of files written by earlier versions.
 
     #[tokio::test]
     async fn a_log_from_before_answered_to_and_token_is_migrated() {
@@ -719,9 +588,14 @@ mod tests {
         assert!(!old_schema.contains("answered_to") && !old_schema.contains("token"));
         let old = Connection::open(&path).unwrap();
         old.execute_batch(&old_schema).unwrap();
-        let new = settlement(5);
-        let (chain_id, asset, payer, nonce) = key_params(&new.key);
-        let (fingerprint, pay_to) = (hex(new.fingerprint), hex(new.pay_to));
+        let key = SettlementKey {
+            chain_id: 8453,
+            asset: Address::repeat_byte(1),
+            payer: Address::repeat_byte(2),
+            nonce: B256::repeat_byte(5),
+        };
+        let (chain_id, asset, payer, nonce) = key_params(&key);
+        let (fingerprint, pay_to) = (hex(B256::repeat_byte(9)), hex(Address::repeat_byte(3)));
         old.execute_batch(&format!(
             "INSERT INTO settlements (chain_id, asset, payer, auth_nonce, fingerprint, state,
                 pay_to, amount, valid_before, wire_network, request, created_at, updated_at)
@@ -733,73 +607,11 @@ mod tests {
         SqliteStore::open(&path).unwrap();
         // Opening twice must not try to add the columns again.
         let store = SqliteStore::open(&path).unwrap();
-        let record = store.get(&new.key).await.unwrap().unwrap();
+        let record = store.get(&key).await.unwrap().unwrap();
         assert_eq!(
-            record.settlement.token, new.key.asset,
+            record.settlement.token, key.asset,
             "an old row moves its key's asset"
         );
         assert_eq!(record.answered_to, None);
-    }
-
-    #[tokio::test]
-    async fn a_claim_with_its_first_transaction_is_one_write_and_one_winner() {
-        let (_dir, path, store) = new_log();
-        let new = settlement(8);
-        let mut tasks = tokio::task::JoinSet::new();
-        for n in 0..10u8 {
-            let store = store.clone();
-            let new = new.clone();
-            tasks.spawn(async move {
-                store
-                    .claim_with_transaction(&new, &tx(n + 1), None)
-                    .await
-                    .unwrap()
-            });
-        }
-        let claims = tasks.join_all().await;
-        assert_eq!(claims.iter().filter(|c| **c == Claim::Fresh).count(), 1);
-        drop(store);
-        let store = SqliteStore::open(&path).unwrap();
-        let stored = store.get(&new.key).await.unwrap().unwrap();
-        assert_eq!(stored.state, SettlementState::Submitted);
-        assert_eq!(
-            stored.txs.len(),
-            1,
-            "only the winner's transaction is recorded"
-        );
-        let unfinished = store.unfinished().await.unwrap();
-        assert_eq!(
-            unfinished.len(),
-            1,
-            "a submitted settlement is reconciled at start"
-        );
-    }
-
-    #[tokio::test]
-    async fn concurrent_claims_have_one_winner() {
-        let (_dir, _, store) = new_log();
-        let new = settlement(3);
-        let claims = futures_join_all(&store, &new, 20).await;
-        assert_eq!(claims.iter().filter(|c| **c == Claim::Fresh).count(), 1);
-    }
-
-    async fn futures_join_all(store: &SqliteStore, new: &NewSettlement, n: usize) -> Vec<Claim> {
-        let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..n {
-            let store = store.clone();
-            let new = new.clone();
-            tasks.spawn(async move { store.claim(&new).await.unwrap() });
-        }
-        tasks.join_all().await
-    }
-
-    #[tokio::test]
-    async fn a_transaction_needs_a_claim() {
-        let (_dir, _, store) = new_log();
-        let error = store
-            .add_transaction(&settlement(5).key, &tx(5))
-            .await
-            .unwrap_err();
-        assert!(error.to_string().contains("not claimed"), "{error}");
     }
 }

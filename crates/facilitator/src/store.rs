@@ -5,6 +5,9 @@
 use alloy::primitives::{Address, B256, Bytes, U256};
 use x402_proto::{BoxFuture, Network, SettleResponse};
 
+#[cfg(test)]
+mod behaviour;
+
 /// Identifies a payment on chain by the nonce it spends and the contract that keeps that
 /// nonce: an EIP-3009 authorization nonce is single-use per payer and token (`asset` is the
 /// token); a Permit2 nonce is single-use per owner whatever the token (`asset` is Permit2,
@@ -151,9 +154,24 @@ pub enum Claim {
 #[error("settlement log: {0}")]
 pub struct StoreError(pub String);
 
-/// A durable settlement log. SQLite embedded by default; a shared database lets several
-/// facilitator instances settle without duplicates.
+/// A log that cannot be read or written is an outage, answered like an unreachable chain: a
+/// 503 saying why, nothing sent and nothing served; asking again once it is back gets the
+/// answer.
+impl From<StoreError> for x402_proto::FacilitatorError {
+    fn from(error: StoreError) -> Self {
+        Self::Unavailable(error.to_string())
+    }
+}
+
+/// A durable settlement log. SQLite embedded by default, for one process; a Postgres database
+/// lets several facilitator instances share one log.
 pub trait SettlementStore: Send + Sync + std::fmt::Debug {
+    /// What keeps the log: `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+
+    /// Whether the log can be read right now (one round trip), for `/health`.
+    fn check(&self) -> BoxFuture<'_, Result<(), StoreError>>;
+
     /// Records a new settlement in state `Claimed`, unless one exists for the key that is not
     /// `Abandoned`. Atomic: of concurrent claims for one key, exactly one is `Fresh`.
     fn claim<'a>(&'a self, new: &'a NewSettlement) -> BoxFuture<'a, Result<Claim, StoreError>>;

@@ -8,7 +8,7 @@
 use tokio_postgres::NoTls;
 
 /// The server tests create their databases on.
-pub fn postgres_server() -> String {
+pub(crate) fn postgres_server() -> String {
     std::env::var("X402_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
@@ -37,6 +37,29 @@ impl TempDatabase {
             None => panic!("X402_TEST_POSTGRES {server:?} names no database"),
         };
         Self { url, name, server }
+    }
+}
+
+impl TempDatabase {
+    /// An outage: the database refuses new connections and the open ones are cut, until
+    /// [`restore`](Self::restore).
+    pub async fn cut(&self) {
+        let name = &self.name;
+        run(
+            &self.server,
+            &format!(
+                "ALTER DATABASE {name} ALLOW_CONNECTIONS false;
+                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+                 WHERE datname = '{name}' AND pid <> pg_backend_pid();"
+            ),
+        )
+        .await;
+    }
+
+    /// Ends an outage started by [`cut`](Self::cut).
+    pub async fn restore(&self) {
+        let sql = format!("ALTER DATABASE {} ALLOW_CONNECTIONS true", self.name);
+        run(&self.server, &sql).await;
     }
 }
 

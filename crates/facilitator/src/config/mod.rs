@@ -14,7 +14,10 @@ use serde::Deserialize;
 use x402_evm::{AssetInfo, FeeBumpPolicy, GWEI, default_assets};
 use x402_proto::{Network, Secret};
 
+mod database;
 mod env;
+
+pub use database::{Database, PostgresConfig, PostgresUrl};
 
 use env::apply_override;
 
@@ -51,14 +54,20 @@ pub struct FacilitatorConfig {
     /// Where to listen (`127.0.0.1:8402` by default).
     #[serde(default = "default_listen")]
     pub listen: SocketAddr,
-    /// The settlement log: a SQLite file path (`facilitator.db` by default).
+    /// The settlement log: a SQLite file path (`facilitator.db` by default), for one process,
+    /// or a `postgres://user[:password]@host[:port]/dbname` URL, which several instances can
+    /// share.
     #[serde(default = "default_database")]
-    pub database: PathBuf,
-    /// `full` (default): every log write is synced to disk before the transaction it
-    /// records is broadcast. `normal`: survives the process being killed but not power loss,
-    /// for more settlements per second (see docs/benchmarks.md).
+    pub database: Database,
+    /// SQLite only. `full` (default): every log write is synced to disk before the
+    /// transaction it records is broadcast. `normal`: survives the process being killed but
+    /// not power loss, for more settlements per second (see docs/benchmarks.md). Postgres
+    /// commits are always synchronous.
     #[serde(default)]
     pub database_sync: crate::sqlite::Durability,
+    /// Postgres only: the connection pool.
+    #[serde(default)]
+    pub postgres: PostgresConfig,
     /// The signer that sends settlement transactions.
     #[serde(default)]
     pub signer: SignerConfig,
@@ -286,8 +295,8 @@ fn default_true() -> bool {
 fn default_listen() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 8402))
 }
-fn default_database() -> PathBuf {
-    PathBuf::from("facilitator.db")
+fn default_database() -> Database {
+    Database::Sqlite(PathBuf::from("facilitator.db"))
 }
 fn default_key_env() -> String {
     DEFAULT_KEY_ENV.to_owned()
@@ -356,14 +365,31 @@ impl FacilitatorConfig {
         for (key, value) in overrides {
             apply_override(&mut table, &key, &value)?;
         }
+        let pool_given = table.contains_key("postgres");
         let config: Self = toml::Value::Table(table)
             .try_into()
             .map_err(|e: toml::de::Error| invalid(format!("facilitator config: {e}")))?;
         config.validate()?;
+        if pool_given && !config.database.is_postgres() {
+            return Err(invalid(format!(
+                "facilitator config: [postgres] sets the pool of a Postgres database, but `database` is {}; set database = \"postgres://…\" or remove [postgres]",
+                config.database
+            )));
+        }
         Ok(config)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        if self.database.is_postgres() {
+            if self.database_sync != crate::sqlite::Durability::Full {
+                return Err(invalid(
+                    "facilitator config: database_sync applies to a SQLite file; a Postgres database commits synchronously (remove database_sync)",
+                ));
+            }
+            if let Some(problem) = self.postgres.problem() {
+                return Err(invalid(format!("facilitator config: {problem}")));
+            }
+        }
         if self.networks.is_empty() {
             return Err(invalid(
                 "facilitator config: `networks` is empty; add a [[networks]] table with chain_id and rpc_url",
@@ -623,6 +649,53 @@ max_fee_per_gas_cap_gwei = 50
         )
         .unwrap();
         assert_eq!(config.networks[0].fee_bump.max_fee_bumps, 0);
+    }
+
+    #[test]
+    fn the_log_is_a_sqlite_file_or_a_postgres_url_and_a_bad_one_stops_the_start() {
+        let config = parse(MINIMAL, &[]).unwrap();
+        assert_eq!(config.database, Database::Sqlite("facilitator.db".into()));
+        let url = "postgres://x402:pw@db.internal:5432/x402";
+        let text = format!(
+            "database = \"{url}\"\n[postgres]\npool_size = 4\nstatement_timeout_ms = 2000\n{MINIMAL}"
+        );
+        let config = parse(&text, &[]).unwrap();
+        let Database::Postgres(given) = &config.database else {
+            panic!("a postgres URL is Postgres: {:?}", config.database);
+        };
+        assert_eq!(given.expose(), url);
+        let options = config.postgres.options();
+        assert_eq!(options.pool_size, 4);
+        assert_eq!(options.statement_timeout, Duration::from_secs(2));
+        assert_eq!(options.connect_timeout, Duration::from_secs(5));
+        let from_env = parse(MINIMAL, &[("X402_FACILITATOR__DATABASE", url)]).unwrap();
+        assert!(from_env.database.is_postgres());
+
+        assert_refused(
+            &format!("database = \"postgres://u@h:port/db\"\n{MINIMAL}"),
+            &[],
+            "not a usable Postgres URL",
+        );
+        assert_refused(
+            &format!("database = \"{url}\"\ndatabase_sync = \"normal\"\n{MINIMAL}"),
+            &[],
+            "database_sync",
+        );
+        assert_refused(
+            &format!("database = \"{url}\"\n[postgres]\npool_size = 0\n{MINIMAL}"),
+            &[],
+            "pool_size",
+        );
+        assert_refused(
+            &format!("[postgres]\npool_size = 2\n{MINIMAL}"),
+            &[],
+            "[postgres]",
+        );
+        assert_refused(
+            &format!("database = \"{url}\"\n[postgres]\npool = 2\n{MINIMAL}"),
+            &[],
+            "pool",
+        );
     }
 
     #[test]

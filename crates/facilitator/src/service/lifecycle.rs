@@ -50,14 +50,24 @@ impl FacilitatorService {
             .get(&identity.key.chain_id)
             .ok_or_else(|| FacilitatorError::Internal("chain vanished".into()))?;
         let store = &self.inner.store;
-        if let Some(record) = store.get(&identity.key).await.map_err(internal)?
+        if let Some(record) = store.get(&identity.key).await?
             && let Some(answer) = self.resume(chain, &identity, record, progress).await?
         {
             return Ok(answer);
         }
         let payment = match chain.scheme.verify(&request).await {
             Ok(payment) => payment,
-            Err(error) => return answers::settle_refusal(&error, &request),
+            Err(error) => {
+                // Another instance sharing the log may have recorded and settled the payment
+                // between our lookup and our verify (its nonce is spent now): its record
+                // answers, not the refusal.
+                if let Some(record) = store.get(&identity.key).await?
+                    && let Some(answer) = self.resume(chain, &identity, record, progress).await?
+                {
+                    return Ok(answer);
+                }
+                return answers::settle_refusal(&error, &request);
+            }
         };
         let new = NewSettlement {
             key: identity.key,
@@ -132,13 +142,7 @@ impl FacilitatorService {
                 let deadline = Instant::now() + self.inner.settle_wait;
                 while Instant::now() < deadline {
                     tokio::time::sleep(chain.scheme.poll_interval()).await;
-                    let Some(now) = self
-                        .inner
-                        .store
-                        .get(&identity.key)
-                        .await
-                        .map_err(internal)?
-                    else {
+                    let Some(now) = self.inner.store.get(&identity.key).await? else {
                         return Ok(None);
                     };
                     if now.state != SettlementState::Claimed {
@@ -195,7 +199,7 @@ impl FacilitatorService {
             if claimed {
                 if let Err(error) = store.add_transaction(&settlement.key, &record).await {
                     drop(slot);
-                    return Err(SendStop::Answer(Err(internal(error))));
+                    return Err(SendStop::Answer(Err(error.into())));
                 }
             } else {
                 match store
@@ -209,7 +213,7 @@ impl FacilitatorService {
                     }
                     Err(error) => {
                         drop(slot);
-                        return Err(SendStop::Answer(Err(internal(error))));
+                        return Err(SendStop::Answer(Err(error.into())));
                     }
                 }
             }
@@ -259,8 +263,7 @@ impl FacilitatorService {
             self.inner
                 .store
                 .finish(&settlement.key, SettlementState::Abandoned, &answer, None)
-                .await
-                .map_err(internal)?;
+                .await?;
         }
         if error.is_retryable() {
             Err(FacilitatorError::Unavailable(error.to_string()))
@@ -308,8 +311,7 @@ impl FacilitatorService {
         self.inner
             .store
             .finish(key, state, &answer, holder.as_deref())
-            .await
-            .map_err(internal)?;
+            .await?;
         Ok(answer)
     }
 }

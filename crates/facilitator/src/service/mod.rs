@@ -32,7 +32,7 @@ use crate::metrics::Metrics;
 use crate::store::{SettlementKey, SettlementStore};
 
 pub use reconcile::ReconcileReport;
-pub use status::ChainHealthReport;
+pub use status::{ChainHealthReport, DatabaseHealthReport};
 
 use single_flight::{InFlight, anonymous_caller};
 

@@ -9,7 +9,7 @@ use tokio::sync::watch;
 use x402_evm::claimed_payer;
 use x402_proto::{FacilitatorError, PaymentRequest, SettleResponse};
 
-use super::{FacilitatorService, answers, identify, internal};
+use super::{FacilitatorService, answers, identify};
 use crate::store::SettlementKey;
 
 /// Where a settlement in flight stands, as its waiters see it.
@@ -260,13 +260,7 @@ impl FacilitatorService {
             HandOut::AskTheLog => {}
         }
         // Settled earlier, or nobody was waiting when it ended: the log decides.
-        if self
-            .inner
-            .store
-            .hand_out(key, asker)
-            .await
-            .map_err(internal)?
-        {
+        if self.inner.store.hand_out(key, asker).await? {
             Ok(answer)
         } else {
             Ok(answers::duplicate(answer.network, answer.payer))

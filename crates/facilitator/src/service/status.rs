@@ -9,6 +9,21 @@ use x402_proto::{Network, SupportedResponse};
 
 use super::FacilitatorService;
 
+/// What the settlement log's health check found.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseHealthReport {
+    /// What keeps the log: `sqlite` or `postgres`.
+    pub backend: &'static str,
+    /// Whether it answered.
+    pub reachable: bool,
+    /// How long it took to answer, in milliseconds, when it did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub latency_ms: Option<u64>,
+    /// What went wrong, when unreachable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
 /// What one chain's health check found.
 #[derive(Debug, Clone, Serialize)]
 pub struct ChainHealthReport {
@@ -77,6 +92,25 @@ impl FacilitatorService {
             kinds,
             extensions,
             signers,
+        }
+    }
+
+    /// Reads the settlement log once, bounded by `timeout`: without it nothing can settle.
+    pub async fn database_health(&self, timeout: Duration) -> DatabaseHealthReport {
+        let store = &self.inner.store;
+        let started = std::time::Instant::now();
+        let error = match tokio::time::timeout(timeout, store.check()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(error)) => Some(error.to_string()),
+            Err(_) => Some(format!("no answer within {timeout:?}")),
+        };
+        DatabaseHealthReport {
+            backend: store.backend(),
+            reachable: error.is_none(),
+            latency_ms: error
+                .is_none()
+                .then(|| u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX)),
+            error,
         }
     }
 

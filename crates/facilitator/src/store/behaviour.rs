@@ -1,0 +1,429 @@
+//! What every settlement log does, one body per behaviour, run on each backend: SQLite in a
+//! temporary folder and Postgres in a database of its own on the machine's server
+//! ([`x402_testkit::TempDatabase`]: a server that cannot be reached fails the test). "Another
+//! instance" is the log opened again on the same data, as another process would.
+
+use std::sync::Arc;
+
+use alloy::primitives::{Address, B256, Bytes, U256};
+use x402_evm::batch::{BatchSendKey, BatchSendLog, BatchTx};
+use x402_proto::{Network, ReasonCode, SettleResponse};
+
+use super::{
+    Claim, NewSettlement, SettlementKey, SettlementState, SettlementStore, StoreError, TxRecord,
+};
+use crate::postgres::{PostgresOptions, PostgresStore};
+use crate::sqlite::SqliteStore;
+
+/// Where a log is kept. Each opening is a new instance on the same data.
+trait Backend {
+    /// The log, which is also the `batch-settlement` sends' seam.
+    type Store: SettlementStore + BatchSendLog + 'static;
+
+    async fn open_log(&self) -> Self::Store;
+
+    /// The settlement log.
+    async fn open(&self) -> Arc<dyn SettlementStore> {
+        Arc::new(self.open_log().await)
+    }
+
+    /// The same log as the batch sends' seam.
+    async fn open_sends(&self) -> Arc<dyn BatchSendLog> {
+        Arc::new(self.open_log().await)
+    }
+
+    /// `n` instances of the settlement log on the same data.
+    async fn instances(&self, n: usize) -> Vec<Arc<dyn SettlementStore>> {
+        let mut stores = Vec::with_capacity(n);
+        for _ in 0..n {
+            stores.push(self.open().await);
+        }
+        stores
+    }
+}
+
+/// A SQLite file in a temporary folder (kept while this lives).
+struct Sqlite(tempfile::TempDir);
+
+impl Sqlite {
+    fn new() -> Self {
+        Self(tempfile::tempdir().unwrap())
+    }
+}
+
+impl Backend for Sqlite {
+    type Store = SqliteStore;
+
+    async fn open_log(&self) -> SqliteStore {
+        SqliteStore::open(&self.0.path().join("log.db")).unwrap()
+    }
+}
+
+/// A Postgres database created for the test (dropped with this).
+struct Postgres(x402_testkit::TempDatabase);
+
+impl Postgres {
+    async fn new() -> Self {
+        Self(x402_testkit::TempDatabase::create().await)
+    }
+}
+
+impl Backend for Postgres {
+    type Store = PostgresStore;
+
+    async fn open_log(&self) -> PostgresStore {
+        PostgresStore::connect(&self.0.url, &PostgresOptions::default())
+            .await
+            .unwrap()
+    }
+}
+
+/// Runs each behaviour on SQLite (`store::behaviour::sqlite::…`) and on Postgres
+/// (`store::behaviour::postgres::…`).
+macro_rules! on_every_backend {
+    ($($behaviour:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $behaviour() {
+                    super::$behaviour(super::Sqlite::new()).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $behaviour() {
+                    super::$behaviour(super::Postgres::new().await).await;
+                }
+            )*
+        }
+    };
+}
+
+on_every_backend!(
+    one_claim_wins_and_the_record_survives_reopening,
+    concurrent_claims_from_several_instances_have_one_winner,
+    a_claim_with_its_first_transaction_is_one_write_and_one_winner,
+    an_abandoned_settlement_is_taken_over_by_one_claimant,
+    an_answer_is_handed_to_one_holder_and_kept_across_reopening,
+    a_transaction_needs_a_claim,
+    amounts_keep_every_digit_of_a_uint256,
+    a_send_is_recorded_once_with_its_transactions_and_kept_across_opens,
+);
+
+fn settlement(n: u8) -> NewSettlement {
+    NewSettlement {
+        key: SettlementKey {
+            chain_id: 8453,
+            asset: Address::repeat_byte(1),
+            payer: Address::repeat_byte(2),
+            nonce: B256::repeat_byte(n),
+        },
+        fingerprint: B256::repeat_byte(9),
+        token: Address::repeat_byte(1),
+        pay_to: Address::repeat_byte(3),
+        amount: U256::from(10_000),
+        valid_before: 1_900_000_000,
+        wire_network: Network::BASE,
+        request: "{}".into(),
+    }
+}
+
+fn tx(n: u8) -> TxRecord {
+    TxRecord {
+        tx_hash: B256::repeat_byte(n),
+        raw: Bytes::from(vec![n; 10]),
+        signer: Address::repeat_byte(4),
+        signer_nonce: u64::from(n),
+    }
+}
+
+/// A settlement answer that failed for `reason`.
+fn failure(reason: ReasonCode) -> SettleResponse {
+    SettleResponse::failure(Network::BASE, reason, "x", None, None)
+}
+
+/// Claims `settlement(n)` and finishes it in `state` with `response`, handed to
+/// `answered_to` when given.
+async fn claim_and_finish(
+    store: &dyn SettlementStore,
+    n: u8,
+    state: SettlementState,
+    response: &SettleResponse,
+    answered_to: Option<&str>,
+) -> NewSettlement {
+    let new = settlement(n);
+    store.claim(&new).await.unwrap();
+    store
+        .finish(&new.key, state, response, answered_to)
+        .await
+        .unwrap();
+    new
+}
+
+/// `calls` concurrent calls of `call`, spread over `stores` in turn; their results.
+async fn concurrently<S, T, F>(stores: &[S], calls: usize, call: F) -> Vec<T>
+where
+    S: Clone,
+    T: Send + 'static,
+    F: Fn(S, usize) -> x402_proto::BoxFuture<'static, T>,
+{
+    let mut tasks = tokio::task::JoinSet::new();
+    for n in 0..calls {
+        tasks.spawn(call(stores[n % stores.len()].clone(), n));
+    }
+    tasks.join_all().await
+}
+
+async fn one_claim_wins_and_the_record_survives_reopening(backend: impl Backend) {
+    let store = backend.open().await;
+    let new = settlement(7);
+    assert_eq!(store.claim(&new).await.unwrap(), Claim::Fresh);
+    let Claim::Existing(existing) = store.claim(&new).await.unwrap() else {
+        panic!("second claim must see the first");
+    };
+    assert_eq!(existing.state, SettlementState::Claimed);
+    store.add_transaction(&new.key, &tx(1)).await.unwrap();
+    store.add_transaction(&new.key, &tx(2)).await.unwrap();
+    let later = settlement(8);
+    store.claim(&later).await.unwrap();
+    drop(store);
+
+    let store = backend.open().await;
+    let unfinished = store.unfinished().await.unwrap();
+    assert_eq!(unfinished.len(), 2, "{unfinished:?}");
+    assert_eq!(unfinished[0].state, SettlementState::Submitted);
+    assert_eq!(unfinished[0].txs, vec![tx(1), tx(2)]);
+    assert_eq!(unfinished[0].settlement, new);
+    assert_eq!(
+        (unfinished[1].state, unfinished[1].txs.len()),
+        (SettlementState::Claimed, 0),
+        "oldest first"
+    );
+
+    let response = failure(ReasonCode::SETTLEMENT_PENDING);
+    for key in [new.key, later.key] {
+        store
+            .finish(&key, SettlementState::Confirmed, &response, None)
+            .await
+            .unwrap();
+    }
+    assert!(store.unfinished().await.unwrap().is_empty());
+    let stored = store.get(&new.key).await.unwrap().unwrap();
+    assert_eq!(stored.response, Some(response));
+    assert_eq!(stored.txs, vec![tx(1), tx(2)], "kept once final");
+    assert!(store.get(&settlement(99).key).await.unwrap().is_none());
+}
+
+async fn concurrent_claims_from_several_instances_have_one_winner(backend: impl Backend) {
+    let stores = backend.instances(3).await;
+    let claims = concurrently(&stores, 20, |store, _| {
+        Box::pin(async move { store.claim(&settlement(3)).await.unwrap() })
+    })
+    .await;
+    assert_eq!(claims.iter().filter(|c| **c == Claim::Fresh).count(), 1);
+    for claim in claims.iter().filter(|c| **c != Claim::Fresh) {
+        let Claim::Existing(record) = claim else {
+            unreachable!()
+        };
+        assert_eq!(
+            record.settlement,
+            settlement(3),
+            "the losers see the record"
+        );
+    }
+}
+
+async fn a_claim_with_its_first_transaction_is_one_write_and_one_winner(backend: impl Backend) {
+    let stores = backend.instances(3).await;
+    let claims = concurrently(&stores, 10, |store, n| {
+        Box::pin(async move {
+            let n = u8::try_from(n).unwrap();
+            let (new, tx, holder) = (settlement(8), tx(n + 1), format!("call:{n}"));
+            let claim = store.claim_with_transaction(&new, &tx, Some(&holder));
+            claim.await.unwrap()
+        })
+    })
+    .await;
+    assert_eq!(claims.iter().filter(|c| **c == Claim::Fresh).count(), 1);
+    drop(stores);
+    let store = backend.open().await;
+    let stored = store.get(&settlement(8).key).await.unwrap().unwrap();
+    assert_eq!(stored.state, SettlementState::Submitted);
+    assert_eq!(
+        stored.txs.len(),
+        1,
+        "only the winner's transaction is recorded"
+    );
+    let winner = stored.txs[0].signer_nonce - 1;
+    assert_eq!(
+        stored.answered_to,
+        Some(format!("call:{winner}")),
+        "promised to the winner's caller in the same write"
+    );
+    let unfinished = store.unfinished().await.unwrap();
+    assert_eq!(
+        unfinished.len(),
+        1,
+        "a submitted settlement is reconciled at start"
+    );
+}
+
+async fn an_abandoned_settlement_is_taken_over_by_one_claimant(backend: impl Backend) {
+    let store = backend.open().await;
+    let response = failure(ReasonCode::CHAIN_UNAVAILABLE);
+    let new = claim_and_finish(&*store, 1, SettlementState::Abandoned, &response, None).await;
+    assert_eq!(store.claim(&new).await.unwrap(), Claim::Fresh);
+    let taken = store.get(&new.key).await.unwrap().unwrap();
+    assert_eq!(
+        (taken.state, taken.response),
+        (SettlementState::Claimed, None)
+    );
+    store
+        .finish(&new.key, SettlementState::Confirmed, &response, None)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store.claim(&new).await.unwrap(),
+        Claim::Existing(_)
+    ));
+
+    // Abandoned again, then claimed by several instances at once: one takes it over.
+    let other = claim_and_finish(&*store, 2, SettlementState::Abandoned, &response, None).await;
+    let stores = backend.instances(3).await;
+    let claims = concurrently(&stores, 12, |store, n| {
+        Box::pin(async move {
+            let (new, tx) = (settlement(2), tx(u8::try_from(n).unwrap() + 10));
+            store.claim_with_transaction(&new, &tx, None).await.unwrap()
+        })
+    })
+    .await;
+    assert_eq!(claims.iter().filter(|c| **c == Claim::Fresh).count(), 1);
+    let stored = store.get(&other.key).await.unwrap().unwrap();
+    assert_eq!(
+        (stored.state, stored.txs.len()),
+        (SettlementState::Submitted, 1)
+    );
+}
+
+async fn an_answer_is_handed_to_one_holder_and_kept_across_reopening(backend: impl Backend) {
+    let store = backend.open().await;
+    let response = failure(ReasonCode::SETTLEMENT_PENDING);
+    let new = claim_and_finish(
+        &*store,
+        5,
+        SettlementState::Confirmed,
+        &response,
+        Some("key:a"),
+    )
+    .await;
+    assert!(store.hand_out(&new.key, "key:a").await.unwrap());
+    assert!(!store.hand_out(&new.key, "call:b").await.unwrap());
+    drop(store);
+    let store = backend.open().await;
+    let stored = store.get(&new.key).await.unwrap().unwrap();
+    assert_eq!(stored.answered_to.as_deref(), Some("key:a"));
+    assert!(!store.hand_out(&new.key, "key:c").await.unwrap());
+
+    // Unmarked at the end: the first to ask, on any instance, takes it, once.
+    let other = claim_and_finish(&*store, 6, SettlementState::Confirmed, &response, None).await;
+    let stores = backend.instances(3).await;
+    let key = other.key;
+    let won = concurrently(&stores, 20, move |store, n| {
+        Box::pin(async move { store.hand_out(&key, &format!("call:{n}")).await.unwrap() })
+    })
+    .await;
+    assert_eq!(won.into_iter().filter(|w| *w).count(), 1);
+}
+
+async fn a_transaction_needs_a_claim(backend: impl Backend) {
+    let store = backend.open().await;
+    let error: StoreError = store
+        .add_transaction(&settlement(5).key, &tx(5))
+        .await
+        .unwrap_err();
+    assert!(error.to_string().contains("not claimed"), "{error}");
+    let response = failure(ReasonCode::CHAIN_UNAVAILABLE);
+    let ended = claim_and_finish(&*store, 6, SettlementState::Failed, &response, None).await;
+    let error = store.add_transaction(&ended.key, &tx(6)).await.unwrap_err();
+    assert!(error.to_string().contains("not claimed"), "{error}");
+    assert!(store.get(&ended.key).await.unwrap().unwrap().txs.is_empty());
+}
+
+async fn amounts_keep_every_digit_of_a_uint256(backend: impl Backend) {
+    let store = backend.open().await;
+    for (n, amount) in [
+        (1, U256::MAX),
+        (2, U256::ZERO),
+        (3, U256::MAX - U256::from(1)),
+    ] {
+        let mut new = settlement(n);
+        new.amount = amount;
+        store.claim(&new).await.unwrap();
+        let stored = store.get(&new.key).await.unwrap().unwrap();
+        assert_eq!(stored.settlement.amount, amount);
+    }
+}
+
+fn batch_tx(byte: u8, signer_nonce: u64) -> BatchTx {
+    BatchTx {
+        tx_hash: B256::repeat_byte(byte),
+        raw: Bytes::from(vec![byte; 3]),
+        signer_nonce,
+    }
+}
+
+async fn a_send_is_recorded_once_with_its_transactions_and_kept_across_opens(
+    backend: impl Backend,
+) {
+    let key = BatchSendKey::stored("eip155:8453:claim:0x01");
+    let other = BatchSendKey::stored("eip155:8453:claim:0x02");
+    {
+        let log = backend.open_sends().await;
+        assert!(log.find(&key).await.unwrap().is_none());
+        assert!(
+            log.record(&key, &batch_tx(5, 7), "{\"a\":1}")
+                .await
+                .unwrap()
+        );
+        assert!(!log.record(&key, &batch_tx(6, 8), "{}").await.unwrap());
+        log.add_transaction(&key, &batch_tx(9, 7)).await.unwrap();
+        assert!(log.record(&other, &batch_tx(10, 8), "{}").await.unwrap());
+        let sent = log.find(&key).await.unwrap().unwrap();
+        assert_eq!(sent.txs, vec![batch_tx(5, 7), batch_tx(9, 7)]);
+        assert_eq!((sent.request.as_str(), sent.answer), ("{\"a\":1}", None));
+        let answer = SettleResponse::success(Network::eip155(8453), None, "0x05");
+        log.finish(&other, &answer).await.unwrap();
+    }
+    let log = backend.open_sends().await;
+    let open = log.unfinished().await.unwrap();
+    assert_eq!(open.len(), 1, "{open:?}");
+    assert_eq!((&open[0].0, open[0].1.txs.len()), (&key, 2));
+    let ended = log.find(&other).await.unwrap().unwrap();
+    assert_eq!(ended.answer.unwrap().transaction, "0x05");
+    log.forget(&key).await.unwrap();
+    assert!(log.find(&key).await.unwrap().is_none());
+    // Its transactions went with it: recording the key again starts afresh.
+    assert!(log.record(&key, &batch_tx(11, 9), "{}").await.unwrap());
+    assert_eq!(
+        log.find(&key).await.unwrap().unwrap().txs,
+        vec![batch_tx(11, 9)]
+    );
+
+    // Of concurrent records of one key on several instances, one is written.
+    let mut stores = Vec::new();
+    for _ in 0..3 {
+        stores.push(backend.open_sends().await);
+    }
+    let fresh = BatchSendKey::stored("eip155:8453:settle:0x03");
+    let recorded = concurrently(&stores, 12, move |log, n| {
+        let key = fresh.clone();
+        Box::pin(async move {
+            let tx = batch_tx(u8::try_from(n + 20).unwrap(), 3);
+            log.record(&key, &tx, "{}").await.unwrap()
+        })
+    })
+    .await;
+    assert_eq!(recorded.into_iter().filter(|r| *r).count(), 1);
+}
