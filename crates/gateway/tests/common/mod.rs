@@ -91,6 +91,13 @@ impl Stack {
         Self::on(x402_testkit::Stack::start().await, "", extra).await
     }
 
+    /// The stack with its gateway keeping its state in the Postgres `database` (a URL);
+    /// `extra` as for [`Self::start`].
+    pub async fn with_database(database: &str, extra: &str) -> Self {
+        let top = format!("database = {database:?}\n");
+        Self::on(x402_testkit::Stack::start().await, &top, extra).await
+    }
+
     /// The gateway over `base`, with `top` (top-level TOML keys) ahead of its tables and
     /// `extra` appended (its first keys land in the `[[payment.accepts]]` entry).
     async fn on(base: x402_testkit::Stack, top: &str, extra: &str) -> Self {
