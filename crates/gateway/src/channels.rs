@@ -281,12 +281,116 @@ fn to_i64(value: u64, column: &str, id: &str) -> Result<i64, ChannelStoreError> 
     i64::try_from(value).map_err(|_| corrupt(column, id))
 }
 
+/// A channel record as the columns of a row, in SQLite or Postgres alike: amounts exact
+/// (`u128` as decimal text), times in Unix seconds, the config as JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct ChannelRow {
+    pub(crate) id: String,
+    pub(crate) network: String,
+    pub(crate) config: String,
+    pub(crate) charged: String,
+    pub(crate) voucher_max: Option<String>,
+    pub(crate) voucher_signature: Option<String>,
+    pub(crate) balance: String,
+    pub(crate) total_claimed: String,
+    pub(crate) withdraw_requested_at: i64,
+    pub(crate) refund_nonce: String,
+    pub(crate) read_at: i64,
+    pub(crate) pending_id: Option<String>,
+    pub(crate) pending_max: Option<String>,
+    pub(crate) pending_expires_at: Option<i64>,
+    pub(crate) last_charged_at: i64,
+}
+
+impl ChannelRow {
+    /// The row of `record`, its reservation included only `with_reservation`.
+    pub(crate) fn of(
+        record: &ChannelRecord,
+        with_reservation: bool,
+    ) -> Result<Self, ChannelStoreError> {
+        let id = record.id.to_string();
+        let onchain = &record.onchain;
+        let pending = record.pending.as_ref().filter(|_| with_reservation);
+        Ok(Self {
+            network: record.network.to_string(),
+            config: serde_json::to_string(&record.config).map_err(db_error)?,
+            charged: record.charged.to_string(),
+            voucher_max: record.voucher.as_ref().map(|v| v.max_claimable.to_string()),
+            voucher_signature: record.voucher.as_ref().map(|v| v.signature.to_string()),
+            balance: onchain.balance.to_string(),
+            total_claimed: onchain.total_claimed.to_string(),
+            withdraw_requested_at: to_i64(
+                onchain.withdraw_requested_at,
+                "withdraw_requested_at",
+                &id,
+            )?,
+            refund_nonce: onchain.refund_nonce.to_string(),
+            read_at: to_i64(onchain.read_at, "read_at", &id)?,
+            pending_id: pending.map(|r| r.id.to_string()),
+            pending_max: pending.map(|r| r.max_claimable.to_string()),
+            pending_expires_at: pending
+                .map(|r| to_i64(r.expires_at, "pending_expires_at", &id))
+                .transpose()?,
+            last_charged_at: to_i64(record.last_charged_at, "last_charged_at", &id)?,
+            id,
+        })
+    }
+
+    /// The record this row holds.
+    pub(crate) fn record(self) -> Result<ChannelRecord, ChannelStoreError> {
+        let id = self.id;
+        let amount =
+            |column: &str, text: &str| text.parse::<u128>().map_err(|_| corrupt(column, &id));
+        let time =
+            |column: &str, value: i64| u64::try_from(value).map_err(|_| corrupt(column, &id));
+        let voucher = match (self.voucher_max, self.voucher_signature) {
+            (Some(max), Some(signature)) => Some(HeldVoucher {
+                max_claimable: amount("voucher_max", &max)?,
+                signature: signature
+                    .parse::<Bytes>()
+                    .map_err(|_| corrupt("voucher_signature", &id))?,
+            }),
+            (None, None) => None,
+            _ => return Err(corrupt("voucher", &id)),
+        };
+        let pending = match (self.pending_id, self.pending_max, self.pending_expires_at) {
+            (Some(pid), Some(max), Some(expires_at)) => Some(Reservation {
+                id: pid.parse().map_err(|_| corrupt("pending_id", &id))?,
+                max_claimable: amount("pending_max", &max)?,
+                expires_at: time("pending_expires_at", expires_at)?,
+            }),
+            (None, None, None) => None,
+            _ => return Err(corrupt("pending", &id)),
+        };
+        Ok(ChannelRecord {
+            id: id.parse::<ChannelId>().map_err(|_| corrupt("id", &id))?,
+            network: Network::new(self.network),
+            config: serde_json::from_str::<ChannelConfig>(&self.config)
+                .map_err(|_| corrupt("config", &id))?,
+            charged: amount("charged", &self.charged)?,
+            voucher,
+            onchain: OnchainMirror {
+                balance: amount("balance", &self.balance)?,
+                total_claimed: amount("total_claimed", &self.total_claimed)?,
+                withdraw_requested_at: time("withdraw_requested_at", self.withdraw_requested_at)?,
+                refund_nonce: self
+                    .refund_nonce
+                    .parse::<U256>()
+                    .map_err(|_| corrupt("refund_nonce", &id))?,
+                read_at: time("read_at", self.read_at)?,
+            },
+            pending,
+            last_charged_at: time("last_charged_at", self.last_charged_at)?,
+        })
+    }
+}
+
 fn read_all(connection: &Connection) -> Result<Vec<ChannelRecord>, ChannelStoreError> {
     let mut statement = connection
         .prepare(&format!("SELECT {COLUMNS} FROM channels ORDER BY id"))
         .map_err(db_error)?;
     let rows = statement.query_map([], row_record).map_err(db_error)?;
-    rows.map(|row| row.map_err(db_error)?).collect()
+    rows.map(|row| row.map_err(db_error)?.record()).collect()
 }
 
 /// A record as the row [`write_row`] writes: reservations are never written (no request
@@ -295,32 +399,25 @@ type Row = [rusqlite::types::Value; 15];
 
 fn encode(record: &ChannelRecord) -> Result<Row, ChannelStoreError> {
     use rusqlite::types::Value;
-    let id = record.id.to_string();
-    let text = |value: String| Value::Text(value);
-    let time = |value: u64, column: &str| to_i64(value, column, &id).map(Value::Integer);
-    let onchain = &record.onchain;
+    let row = ChannelRow::of(record, false)?;
+    let text = Value::Text;
+    let optional = |value: Option<String>| value.map_or(Value::Null, Value::Text);
     Ok([
-        text(id.clone()),
-        text(record.network.to_string()),
-        text(serde_json::to_string(&record.config).map_err(db_error)?),
-        text(record.charged.to_string()),
-        record
-            .voucher
-            .as_ref()
-            .map_or(Value::Null, |v| text(v.max_claimable.to_string())),
-        record
-            .voucher
-            .as_ref()
-            .map_or(Value::Null, |v| text(v.signature.to_string())),
-        text(onchain.balance.to_string()),
-        text(onchain.total_claimed.to_string()),
-        time(onchain.withdraw_requested_at, "withdraw_requested_at")?,
-        text(onchain.refund_nonce.to_string()),
-        time(onchain.read_at, "read_at")?,
+        text(row.id),
+        text(row.network),
+        text(row.config),
+        text(row.charged),
+        optional(row.voucher_max),
+        optional(row.voucher_signature),
+        text(row.balance),
+        text(row.total_claimed),
+        Value::Integer(row.withdraw_requested_at),
+        text(row.refund_nonce),
+        Value::Integer(row.read_at),
         Value::Null,
         Value::Null,
         Value::Null,
-        time(record.last_charged_at, "last_charged_at")?,
+        Value::Integer(row.last_charged_at),
     ])
 }
 
@@ -343,69 +440,25 @@ fn write_row(connection: &Connection, row: &Row) -> Result<(), ChannelStoreError
     Ok(())
 }
 
-/// A row selected as [`COLUMNS`], read back into a record.
-fn row_record(
-    row: &rusqlite::Row<'_>,
-) -> rusqlite::Result<Result<ChannelRecord, ChannelStoreError>> {
-    let id: String = row.get("id")?;
-    let network: String = row.get("network")?;
-    let config: String = row.get("config")?;
-    let charged: String = row.get("charged")?;
-    let voucher_max: Option<String> = row.get("voucher_max")?;
-    let voucher_signature: Option<String> = row.get("voucher_signature")?;
-    let balance: String = row.get("balance")?;
-    let total_claimed: String = row.get("total_claimed")?;
-    let withdraw_requested_at: i64 = row.get("withdraw_requested_at")?;
-    let refund_nonce: String = row.get("refund_nonce")?;
-    let read_at: i64 = row.get("read_at")?;
-    let pending_id: Option<String> = row.get("pending_id")?;
-    let pending_max: Option<String> = row.get("pending_max")?;
-    let pending_expires_at: Option<i64> = row.get("pending_expires_at")?;
-    let last_charged_at: i64 = row.get("last_charged_at")?;
-    Ok((|| {
-        let amount =
-            |column: &str, text: &str| text.parse::<u128>().map_err(|_| corrupt(column, &id));
-        let time =
-            |column: &str, value: i64| u64::try_from(value).map_err(|_| corrupt(column, &id));
-        let voucher = match (voucher_max, voucher_signature) {
-            (Some(max), Some(signature)) => Some(HeldVoucher {
-                max_claimable: amount("voucher_max", &max)?,
-                signature: signature
-                    .parse::<Bytes>()
-                    .map_err(|_| corrupt("voucher_signature", &id))?,
-            }),
-            (None, None) => None,
-            _ => return Err(corrupt("voucher", &id)),
-        };
-        let pending = match (pending_id, pending_max, pending_expires_at) {
-            (Some(pid), Some(max), Some(expires_at)) => Some(Reservation {
-                id: pid.parse().map_err(|_| corrupt("pending_id", &id))?,
-                max_claimable: amount("pending_max", &max)?,
-                expires_at: time("pending_expires_at", expires_at)?,
-            }),
-            (None, None, None) => None,
-            _ => return Err(corrupt("pending", &id)),
-        };
-        Ok(ChannelRecord {
-            id: id.parse::<ChannelId>().map_err(|_| corrupt("id", &id))?,
-            network: Network::new(network),
-            config: serde_json::from_str::<ChannelConfig>(&config)
-                .map_err(|_| corrupt("config", &id))?,
-            charged: amount("charged", &charged)?,
-            voucher,
-            onchain: OnchainMirror {
-                balance: amount("balance", &balance)?,
-                total_claimed: amount("total_claimed", &total_claimed)?,
-                withdraw_requested_at: time("withdraw_requested_at", withdraw_requested_at)?,
-                refund_nonce: refund_nonce
-                    .parse::<U256>()
-                    .map_err(|_| corrupt("refund_nonce", &id))?,
-                read_at: time("read_at", read_at)?,
-            },
-            pending,
-            last_charged_at: time("last_charged_at", last_charged_at)?,
-        })
-    })())
+/// A row selected as [`COLUMNS`].
+fn row_record(row: &rusqlite::Row<'_>) -> rusqlite::Result<ChannelRow> {
+    Ok(ChannelRow {
+        id: row.get("id")?,
+        network: row.get("network")?,
+        config: row.get("config")?,
+        charged: row.get("charged")?,
+        voucher_max: row.get("voucher_max")?,
+        voucher_signature: row.get("voucher_signature")?,
+        balance: row.get("balance")?,
+        total_claimed: row.get("total_claimed")?,
+        withdraw_requested_at: row.get("withdraw_requested_at")?,
+        refund_nonce: row.get("refund_nonce")?,
+        read_at: row.get("read_at")?,
+        pending_id: row.get("pending_id")?,
+        pending_max: row.get("pending_max")?,
+        pending_expires_at: row.get("pending_expires_at")?,
+        last_charged_at: row.get("last_charged_at")?,
+    })
 }
 
 impl ChannelStore for SqliteChannelStore {
@@ -490,14 +543,14 @@ pub struct BatchClaiming {
 }
 
 impl BatchClaiming {
-    /// Opens the store `config` names and sets up a claimer per network of `accepted` (the
-    /// networks and assets the gateway is paid in).
-    pub fn open(
+    /// Sets up a claimer per network of `accepted` (the networks and assets the gateway is
+    /// paid in), claiming from `store` as `config` says.
+    pub fn new(
+        store: Arc<dyn ChannelStore>,
         config: &BatchSettlementConfig,
         accepted: impl IntoIterator<Item = (Network, Address)>,
         facilitator: Arc<dyn Facilitator>,
-    ) -> Result<Self, ChannelStoreError> {
-        let store: Arc<dyn ChannelStore> = Arc::new(SqliteChannelStore::open(&config.channels_db)?);
+    ) -> Self {
         let assets: Vec<(Network, Address)> = accepted.into_iter().collect();
         let mut seen = std::collections::BTreeSet::new();
         let claimers = assets
@@ -512,11 +565,11 @@ impl BatchClaiming {
                 ))
             })
             .collect();
-        Ok(Self {
+        Self {
             store,
             claimers,
             assets,
-        })
+        }
     }
 
     /// Claims and settles everything unclaimed on every network now.
@@ -554,10 +607,34 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn a_record_reads_back_exactly_after_a_restart() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("channels.db");
+    /// A store over a fresh database on the test server, opened anew (a new pool: another
+    /// process) by each call of the returned closure.
+    async fn postgres() -> (
+        x402_testkit::TempDatabase,
+        impl AsyncFn() -> Arc<dyn ChannelStore>,
+    ) {
+        use crate::postgres::{Database, Leases, PostgresChannelStore};
+        let temp = x402_testkit::TempDatabase::create().await;
+        let url = temp.url.clone();
+        let open = async move || {
+            let database = Database::connect(&url, Leases::default()).await.unwrap();
+            Arc::new(PostgresChannelStore::new(database)) as Arc<dyn ChannelStore>
+        };
+        (temp, open)
+    }
+
+    /// A store over the SQLite file `path`, opened anew by each call (the last one closed).
+    fn sqlite(path: std::path::PathBuf) -> impl AsyncFn() -> Arc<dyn ChannelStore> {
+        async move || Arc::new(SqliteChannelStore::open(&path).unwrap()) as Arc<dyn ChannelStore>
+    }
+
+    /// A record written by one store is read back exactly by a new one over the same data (a
+    /// restarted gateway, or another replica), its reservation only when the store keeps them
+    /// (Postgres does: replicas share them; SQLite does not: no request outlives its process).
+    async fn a_record_reads_back_exactly(
+        open: impl AsyncFn() -> Arc<dyn ChannelStore>,
+        keeps_reservations: bool,
+    ) {
         let mut full = record(u128::MAX - 1);
         full.voucher = Some(HeldVoucher {
             max_claimable: u128::MAX,
@@ -577,7 +654,7 @@ mod tests {
         });
         full.last_charged_at = 1_700_000_002;
         {
-            let store = SqliteChannelStore::open(&path).unwrap();
+            let store = open().await;
             let put = full.clone();
             store
                 .update(&full.id, &mut |current| {
@@ -587,10 +664,9 @@ mod tests {
                 .await
                 .unwrap();
         }
-        // Everything but the reservation: no request outlives the process that admitted it.
-        let store = SqliteChannelStore::open(&path).unwrap();
+        let store = open().await;
         let kept = ChannelRecord {
-            pending: None,
+            pending: full.pending.clone().filter(|_| keeps_reservations),
             ..full.clone()
         };
         assert_eq!(store.get(&full.id).await.unwrap(), Some(kept.clone()));
@@ -600,25 +676,49 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(store.get(&full.id).await.unwrap(), None);
+        drop(store);
+        assert_eq!(open().await.all().await.unwrap(), []);
     }
 
     #[tokio::test]
-    async fn an_update_that_writes_another_channel_is_refused_and_nothing_is_written() {
+    async fn a_record_reads_back_exactly_after_a_restart_but_its_reservation() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteChannelStore::open(&dir.path().join("c.db")).unwrap();
+        a_record_reads_back_exactly(sqlite(dir.path().join("channels.db")), false).await;
+    }
+
+    #[tokio::test]
+    async fn a_record_reads_back_exactly_in_another_replica_with_its_reservation() {
+        let (_database, open) = postgres().await;
+        a_record_reads_back_exactly(open, true).await;
+    }
+
+    async fn an_update_that_writes_another_channel_is_refused(store: Arc<dyn ChannelStore>) {
         let other = ChannelId::new(B256::repeat_byte(1));
         let refused = store
             .update(&other, &mut |_| ChannelWrite::Put(record(1)))
             .await;
         assert!(refused.is_err());
         assert_eq!(store.all().await.unwrap(), []);
-        // The connection is usable after the failed transaction.
+        // The store is usable after the failed update.
         let id = record(0).id;
         store
             .update(&id, &mut |_| ChannelWrite::Put(record(5)))
             .await
             .unwrap();
         assert_eq!(store.get(&id).await.unwrap().unwrap().charged, 5);
+    }
+
+    #[tokio::test]
+    async fn an_update_that_writes_another_channel_is_refused_and_nothing_is_written_in_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        an_update_that_writes_another_channel_is_refused(sqlite(dir.path().join("c.db"))().await)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn an_update_that_writes_another_channel_is_refused_and_nothing_is_written_in_postgres() {
+        let (_database, open) = postgres().await;
+        an_update_that_writes_another_channel_is_refused(open().await).await;
     }
 
     #[tokio::test]
@@ -633,16 +733,15 @@ mod tests {
         assert!(refused.0.contains("later version"), "{refused}");
     }
 
-    /// Tasks charging one channel at once never lose an increment, and each increment is
-    /// in the file when its update returns (read back by a store opened after this one).
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn concurrent_updates_of_one_channel_never_lose_an_increment() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("c.db");
+    /// Tasks charging one channel at once through `stores` never lose an increment, and each
+    /// increment is durable when its update returns (read back by a store opened after).
+    async fn concurrent_updates_never_lose_an_increment(
+        stores: Vec<Arc<dyn ChannelStore>>,
+        open: impl AsyncFn() -> Arc<dyn ChannelStore>,
+    ) {
         let id = record(0).id;
-        let store = SqliteChannelStore::open(&path).unwrap();
         let mut tasks = tokio::task::JoinSet::new();
-        for _ in 0..4 {
+        for store in &stores {
             let store = store.clone();
             tasks.spawn(async move {
                 for _ in 0..50 {
@@ -660,10 +759,26 @@ mod tests {
             });
         }
         tasks.join_all().await;
-        assert_eq!(store.get(&id).await.unwrap().unwrap().charged, 200);
-        drop(store);
-        let reopened = SqliteChannelStore::open(&path).unwrap();
-        assert_eq!(reopened.get(&id).await.unwrap().unwrap().charged, 200);
+        let total = 50 * stores.len() as u128;
+        assert_eq!(stores[0].get(&id).await.unwrap().unwrap().charged, total);
+        drop(stores);
+        assert_eq!(open().await.get(&id).await.unwrap().unwrap().charged, total);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_updates_of_one_channel_never_lose_an_increment() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = sqlite(dir.path().join("c.db"));
+        let store = open().await;
+        concurrent_updates_never_lose_an_increment(vec![store; 4], open).await;
+    }
+
+    /// Two stores on two pools, as two gateway processes, charging one channel at once.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_replicas_charging_one_channel_never_lose_an_increment() {
+        let (_database, open) = postgres().await;
+        let (a, b) = (open().await, open().await);
+        concurrent_updates_never_lose_an_increment(vec![a.clone(), b.clone(), a, b], open).await;
     }
 
     /// A reservation taken or dropped is not written (only money is), and a write of what money

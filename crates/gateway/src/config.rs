@@ -61,6 +61,13 @@ pub struct GatewayConfig {
     /// restart (default `gateway-jobs.db`, beside the facilitator's `facilitator.db`).
     #[serde(default = "default_jobs_db")]
     pub jobs_db: PathBuf,
+    /// The Postgres database several gateway replicas share
+    /// (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`). When set, jobs, the
+    /// `batch-settlement` channels and the one-payment-one-response guard with its paid
+    /// responses are kept there instead of `jobs_db`, `[batch_settlement] channels_db` and
+    /// this process's memory; the schema is created and migrated at start.
+    #[serde(default)]
+    pub database: Option<Secret>,
     /// The facilitator that verifies and settles payments.
     #[serde(default)]
     pub facilitator: Option<FacilitatorRef>,
@@ -386,6 +393,7 @@ impl GatewayConfig {
             models_dir: default_models_dir(),
             tts_program: default_tts_program(),
             jobs_db: default_jobs_db(),
+            database: None,
             facilitator: None,
             payment,
             limits: GatewayLimits::default(),
@@ -517,6 +525,10 @@ impl GatewayConfig {
                 "operator_token",
                 "set operator_token or operator_token_env, not both",
             ));
+        }
+        if let Some(url) = &self.database {
+            crate::postgres::check_url(url.expose())
+                .map_err(|message| invalid("database", message))?;
         }
         if self.limits.job_attempts == 0 {
             return Err(invalid(
@@ -661,6 +673,27 @@ asset = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
             missing.contains("operator_token_env") && missing.contains("OP"),
             "{missing}"
         );
+    }
+
+    #[test]
+    fn a_database_url_is_read_and_a_malformed_one_refused() {
+        let url = "postgres://gateway:s3cret@db.internal:5432/x402";
+        let config = GatewayConfig::parse(&format!("database = \"{url}\"\n{MINIMAL}")).unwrap();
+        assert_eq!(config.database.as_ref().unwrap().expose(), url);
+        assert!(
+            !format!("{config:?}").contains("s3cret"),
+            "the password is not logged"
+        );
+        assert!(GatewayConfig::parse(MINIMAL).unwrap().database.is_none());
+        for bad in ["mysql://u@h/db", "postgres://u@h:port/db", "postgres://u@h"] {
+            let refused = GatewayConfig::parse(&format!("database = \"{bad}\"\n{MINIMAL}"))
+                .unwrap_err()
+                .to_string();
+            assert!(
+                refused.starts_with("database: ") && refused.contains("postgres://"),
+                "{bad}: {refused}"
+            );
+        }
     }
 
     #[test]

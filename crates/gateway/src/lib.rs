@@ -13,6 +13,7 @@ pub mod channels;
 pub mod config;
 mod http;
 pub mod jobs;
+pub mod postgres;
 pub mod pricing;
 pub mod services;
 pub mod task;
@@ -36,7 +37,8 @@ pub use config::{
     PaymentConfig, ServiceConfig, UpstreamConfig,
 };
 pub use http::AppState;
-use jobs::{Jobs, SqliteJobStore};
+use jobs::{JobStore, Jobs, SqliteJobStore};
+use postgres::{Database, Leases, PostgresChannelStore, PostgresGuard, PostgresJobStore};
 use services::{Backends, Registry};
 use x402_evm::batch::ClaimerTask;
 
@@ -55,6 +57,9 @@ pub enum StartError {
     /// The batch-settlement channel store could not be opened.
     #[error("batch_settlement.channels_db: {0}")]
     Channels(#[from] x402_evm::batch::ChannelStoreError),
+    /// The Postgres database (`database`) could not be connected to or migrated.
+    #[error("database: {0}")]
+    Database(#[from] postgres::DatabaseError),
     /// The listen address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -174,6 +179,12 @@ pub async fn app(
     let registry = Registry::new(config, &backends)?;
     let options = payment_options(config);
     let decimals = options.first().map_or(6, |o| o.decimals);
+    // One database for every replica, when configured: channels, jobs and the payment
+    // guard are kept there instead of this process's files and memory.
+    let database = match &config.database {
+        Some(url) => Some(Database::connect(url.expose(), Leases::default()).await?),
+        None => None,
+    };
     let batch = match &config.batch_settlement {
         Some(batch) => {
             // The config check made every asset an address.
@@ -181,11 +192,16 @@ pub async fn app(
                 let asset = a.asset.parse().ok()?;
                 Some((a.network.clone(), asset))
             });
-            Some(BatchClaiming::open(
+            let store: Arc<dyn x402_evm::batch::ChannelStore> = match &database {
+                Some(database) => Arc::new(PostgresChannelStore::new(database.clone())),
+                None => Arc::new(channels::SqliteChannelStore::open(&batch.channels_db)?),
+            };
+            Some(BatchClaiming::new(
+                store,
                 batch,
                 accepted,
                 Arc::clone(&facilitator),
-            )?)
+            ))
         }
         None => None,
     };
@@ -199,17 +215,18 @@ pub async fn app(
             .with_max_unclaimed(u128::from(settings.max_unclaimed_per_channel).saturating_mul(2));
         metered.push(Arc::new(server));
     }
+    let response_cache = ResponseCacheConfig {
+        ttl: std::time::Duration::from_secs(config.payment.paid_response_ttl_seconds),
+        max_bytes: config.payment.paid_response_cache_bytes,
+        ..ResponseCacheConfig::default()
+    };
     let paywall = Paywall::new(
         facilitator,
         options,
         PaywallConfig {
             max_body_bytes: config.limits.max_body_bytes,
             public_url: config.public_url.clone(),
-            response_cache: ResponseCacheConfig {
-                ttl: std::time::Duration::from_secs(config.payment.paid_response_ttl_seconds),
-                max_bytes: config.payment.paid_response_cache_bytes,
-                ..ResponseCacheConfig::default()
-            },
+            response_cache,
             require_payment_identifier: config.payment.require_payment_identifier,
             streams_per_payer: config.payment.streams_per_payer,
             ..PaywallConfig::default()
@@ -220,6 +237,13 @@ pub async fn app(
         message: e.to_string(),
     })?
     .with_schemes(metered);
+    let paywall = match &database {
+        Some(database) => paywall.with_guard(Arc::new(PostgresGuard::new(
+            database.clone(),
+            response_cache,
+        ))),
+        None => paywall,
+    };
     // Offers carry what the facilitator advertises for their kind; a facilitator that cannot
     // be asked now still gets the configured offers.
     match tokio::time::timeout(Duration::from_secs(5), paywall.initialize()).await {
@@ -231,13 +255,16 @@ pub async fn app(
             "the facilitator's /supported did not answer within 5 s; offers go out as configured"
         ),
     }
-    let store = SqliteJobStore::open(&config.jobs_db)?;
+    let store: Arc<dyn JobStore> = match &database {
+        Some(database) => Arc::new(PostgresJobStore::new(database.clone())),
+        None => Arc::new(SqliteJobStore::open(&config.jobs_db)?),
+    };
     let state = Arc::new(AppState {
         registry,
         backends,
         limits: config.limits.clone(),
         jobs: Jobs::new(
-            Arc::new(store),
+            store,
             Duration::from_secs(config.limits.job_ttl_seconds),
             config.limits.job_attempts,
         ),

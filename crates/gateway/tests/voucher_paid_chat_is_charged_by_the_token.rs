@@ -17,7 +17,6 @@ use axum::routing::post;
 use axum::{Json, Router};
 use common::{Stack, receipt_in_stream};
 use serde_json::{Value, json};
-use x402_evm::batch::ChannelStore as _;
 use x402_proto::{Scheme, SettleResponse, v2};
 use x402_testkit::{BatchPayer, challenge_of, receipt_of};
 

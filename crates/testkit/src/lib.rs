@@ -27,7 +27,7 @@ pub use mock::*;
 pub use official_sdks::*;
 pub use payments::*;
 pub use plain_token::*;
-pub use postgres::TempDatabase;
+pub use postgres::{TempDatabase, postgres_server};
 pub use process::*;
 pub use proxy::*;
 pub use reencode::*;

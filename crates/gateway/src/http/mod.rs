@@ -251,7 +251,7 @@ async fn status(State(state): State<Arc<AppState>>, Path(job_id): Path<String>) 
         Err(error) => {
             tracing::error!(%error, job = %job_id, "cannot read the job store");
             refuse(
-                StatusCode::INTERNAL_SERVER_ERROR,
+                StatusCode::SERVICE_UNAVAILABLE,
                 ApiError::new("job status is unavailable right now; try again"),
             )
         }

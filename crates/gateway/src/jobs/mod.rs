@@ -22,7 +22,7 @@ use x402_proto::BoxFuture;
 /// Why the job store failed.
 #[derive(Debug, thiserror::Error)]
 #[error("job store: {0}")]
-pub struct JobStoreError(String);
+pub struct JobStoreError(pub(crate) String);
 
 fn db_error(error: impl std::fmt::Display) -> JobStoreError {
     JobStoreError(error.to_string())
@@ -42,7 +42,7 @@ pub enum JobState {
 }
 
 impl JobState {
-    fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             JobState::Queued => "queued",
             JobState::Running => "running",
@@ -51,7 +51,7 @@ impl JobState {
         }
     }
 
-    fn parse(text: &str) -> Option<Self> {
+    pub(crate) fn parse(text: &str) -> Option<Self> {
         Some(match text {
             "queued" => JobState::Queued,
             "running" => JobState::Running,
@@ -302,12 +302,14 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn jobs_survive_reopening_and_report_progress_then_output() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("jobs.db");
-        let store = SqliteJobStore::open(&path).unwrap();
-        let jobs = Jobs::new(Arc::new(store), Duration::from_secs(60), 3);
+    /// Jobs survive reopening the store (a gateway that crashed, started again; or another
+    /// replica once the crashed one's leases lapsed), report progress then their output, and
+    /// finished ones are purged in time. `open` opens the store anew (the last one dropped).
+    async fn jobs_survive_reopening_and_report_progress_then_output(
+        open: impl AsyncFn() -> Arc<dyn JobStore>,
+    ) {
+        let store = open().await;
+        let jobs = Jobs::new(store, Duration::from_secs(60), 3);
         jobs.accept(&job("job_a")).await.unwrap();
         jobs.accept(&job("job_b")).await.unwrap();
         assert_eq!(
@@ -322,7 +324,7 @@ mod tests {
         drop(jobs);
 
         // Reopened, as after a crash: both jobs are found, with their input.
-        let store = Arc::new(SqliteJobStore::open(&path).unwrap());
+        let store = open().await;
         let jobs = Jobs::new(store.clone(), Duration::from_secs(60), 3);
         let left = jobs.unfinished().await.unwrap();
         assert_eq!(left.len(), 2);
@@ -375,5 +377,75 @@ mod tests {
         assert_eq!(store.purge_finished(now_ms() + 1).await.unwrap(), 2);
         assert!(jobs.view("job_b").await.unwrap().is_none());
         assert_eq!(jobs.unfinished().await.unwrap().len(), 1);
+    }
+
+    #[tokio::test]
+    async fn jobs_survive_reopening_the_sqlite_file_and_report_progress_then_output() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jobs.db");
+        jobs_survive_reopening_and_report_progress_then_output(async || {
+            Arc::new(SqliteJobStore::open(&path).unwrap()) as Arc<dyn JobStore>
+        })
+        .await;
+    }
+
+    /// In Postgres a store is reopened as another process would (a new pool); it finds the
+    /// jobs once the leases of the one before have lapsed (it stopped renewing them).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn jobs_survive_reopening_the_postgres_database_and_report_progress_then_output() {
+        use crate::postgres::{Database, Leases, PostgresJobStore};
+        let temp = x402_testkit::TempDatabase::create().await;
+        let leases = Leases {
+            ttl: Duration::from_millis(500),
+            refresh: Duration::from_millis(100),
+        };
+        jobs_survive_reopening_and_report_progress_then_output(async || {
+            // The last store's leases lapse.
+            tokio::time::sleep(leases.ttl * 2).await;
+            let database = Database::connect(&temp.url, leases).await.unwrap();
+            Arc::new(PostgresJobStore::new(database)) as Arc<dyn JobStore>
+        })
+        .await;
+    }
+
+    /// Two replicas: a job one accepted is reported by the other, and not taken up by the
+    /// other while the first runs it (renewing its lease), however long; it is once the
+    /// first dies and its lease lapses.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_replica_reports_anothers_job_and_takes_it_up_only_once_that_one_died() {
+        use crate::postgres::{Database, Leases, PostgresJobStore};
+        let temp = x402_testkit::TempDatabase::create().await;
+        let leases = Leases {
+            ttl: Duration::from_millis(500),
+            refresh: Duration::from_millis(100),
+        };
+        let replica = async || {
+            let database = Database::connect(&temp.url, leases).await.unwrap();
+            Jobs::new(
+                Arc::new(PostgresJobStore::new(database)),
+                Duration::from_secs(60),
+                3,
+            )
+        };
+        let (first, second) = (replica().await, replica().await);
+        first.accept(&job("job_a")).await.unwrap();
+        assert_eq!(first.store().start_attempt("job_a").await.unwrap(), 1);
+        let seen = second.view("job_a").await.unwrap().unwrap();
+        assert_eq!(seen.status, JobStatus::Running);
+        assert_eq!(seen.transaction.as_deref(), Some("0x01"));
+
+        tokio::time::sleep(leases.ttl * 3).await;
+        assert!(
+            second.unfinished().await.unwrap().is_empty(),
+            "a live replica's job is its own"
+        );
+        drop(first);
+        tokio::time::sleep(leases.ttl * 2).await;
+        let taken = second.unfinished().await.unwrap();
+        assert_eq!(taken.len(), 1);
+        assert_eq!(taken[0].job, job("job_a"));
+        // Taken once: a third replica finds nothing to take up.
+        assert!(replica().await.unfinished().await.unwrap().is_empty());
+        assert_eq!(second.store().start_attempt("job_a").await.unwrap(), 2);
     }
 }

@@ -38,6 +38,42 @@ pub fn testdata(name: &str) -> Vec<u8> {
     .unwrap()
 }
 
+/// The config of a gateway over `base` (listening on a free port, jobs in `base`'s folder),
+/// with `top` (top-level TOML keys) ahead of its tables and `extra` appended (its first keys
+/// land in the `[[payment.accepts]]` entry).
+pub fn gateway_config(base: &x402_testkit::Stack, top: &str, extra: &str) -> GatewayConfig {
+    let requirements = base.chain.requirements(1);
+    let extra_json = requirements.extra.clone().unwrap();
+    let gateway_toml = format!(
+        "listen = \"127.0.0.1:0\"\nmodels_dir = {models:?}\njobs_db = {jobs_db:?}\n{top}\n[payment]\npay_to = \"{pay_to}\"\n\n\
+         [[payment.accepts]]\nnetwork = \"{network}\"\nasset = \"{asset}\"\ndecimals = 6\nname = {name}\nversion = {version}\n{extra}\n",
+        models = models_dir().display().to_string(),
+        jobs_db = base
+            .dir
+            .path()
+            .join("gateway-jobs.db")
+            .display()
+            .to_string(),
+        pay_to = requirements.pay_to,
+        network = requirements.network,
+        asset = requirements.asset,
+        name = extra_json["name"],
+        version = extra_json["version"],
+    );
+    GatewayConfig::parse(&gateway_toml).expect("gateway config parses")
+}
+
+/// The `[batch_settlement]` table of a stack offering it: channels in `base`'s folder (unless
+/// the config names a database), claimed hourly: within a test only past the default bounds,
+/// at shutdown, or when the operator asks.
+pub fn batch_table(base: &x402_testkit::Stack) -> String {
+    let channels = base.dir.path().join("gateway-channels.db");
+    format!(
+        "[batch_settlement]\nchannels_db = {:?}\nclaim_interval_seconds = 3600\nchain_check_interval_seconds = 300\n",
+        channels.display().to_string()
+    )
+}
+
 /// The bearer token of the operator's routes on a stack started [`Stack::with_batch`].
 pub const OPERATOR_TOKEN: &str = "operator-secret";
 
@@ -55,28 +91,17 @@ impl Stack {
         Self::on(x402_testkit::Stack::start().await, "", extra).await
     }
 
+    /// The stack with its gateway keeping its state in the Postgres `database` (a URL);
+    /// `extra` as for [`Self::start`].
+    pub async fn with_database(database: &str, extra: &str) -> Self {
+        let top = format!("database = {database:?}\n");
+        Self::on(x402_testkit::Stack::start().await, &top, extra).await
+    }
+
     /// The gateway over `base`, with `top` (top-level TOML keys) ahead of its tables and
     /// `extra` appended (its first keys land in the `[[payment.accepts]]` entry).
     async fn on(base: x402_testkit::Stack, top: &str, extra: &str) -> Self {
-        let requirements = base.chain.requirements(1);
-        let extra_json = requirements.extra.clone().unwrap();
-        let gateway_toml = format!(
-            "listen = \"127.0.0.1:0\"\nmodels_dir = {models:?}\njobs_db = {jobs_db:?}\n{top}\n[payment]\npay_to = \"{pay_to}\"\n\n\
-             [[payment.accepts]]\nnetwork = \"{network}\"\nasset = \"{asset}\"\ndecimals = 6\nname = {name}\nversion = {version}\n{extra}\n",
-            models = models_dir().display().to_string(),
-            jobs_db = base
-                .dir
-                .path()
-                .join("gateway-jobs.db")
-                .display()
-                .to_string(),
-            pay_to = requirements.pay_to,
-            network = requirements.network,
-            asset = requirements.asset,
-            name = extra_json["name"],
-            version = extra_json["version"],
-        );
-        let gateway_config = GatewayConfig::parse(&gateway_toml).expect("gateway config parses");
+        let gateway_config = gateway_config(&base, top, extra);
         let gateway = x402_gateway::start(&gateway_config, Some(base.in_process()))
             .await
             .expect("gateway starts");
@@ -101,13 +126,37 @@ impl Stack {
     /// [`Self::with_batch`] on `base` (a facilitator holding the receiver-authorizer key),
     /// whose folder may already hold the channel file the gateway starts on.
     pub async fn with_batch_on(base: x402_testkit::Stack, extra: &str) -> Self {
-        let channels = base.dir.path().join("gateway-channels.db");
-        let batch = format!(
-            "[batch_settlement]\nchannels_db = {:?}\nclaim_interval_seconds = 3600\nchain_check_interval_seconds = 300\n",
-            channels.display().to_string()
-        );
+        let batch = batch_table(&base);
         let top = format!("operator_token = \"{OPERATOR_TOKEN}\"\n");
         Self::on(base, &top, &format!("{extra}\n{batch}")).await
+    }
+
+    /// Two replicas of the gateway on one stack, sharing the Postgres database at
+    /// `database` (channels, jobs and the payment guard in it), offering `batch-settlement`
+    /// beside `exact` (as [`Self::with_batch`], our facilitator holding `authorizer` as its
+    /// receiver-authorizer key); `extra` as for [`Self::start`]. The stack, whose gateway is
+    /// the first replica, and the second, started from the same config.
+    pub async fn replicas(
+        authorizer: &PrivateKeySigner,
+        database: &str,
+        extra: &str,
+    ) -> (Self, RunningGateway) {
+        let chain = x402_testkit::Chain::start().await;
+        let base = x402_testkit::Stack::with_receiver_authorizer(chain, authorizer).await;
+        let top = format!("database = {database:?}\noperator_token = \"{OPERATOR_TOKEN}\"\n");
+        let config = gateway_config(&base, &top, &format!("{extra}\n{}", batch_table(&base)));
+        let (first, second) = tokio::join!(
+            x402_gateway::start(&config, Some(base.in_process())),
+            x402_gateway::start(&config, Some(base.in_process())),
+        );
+        let gateway = first.expect("the first replica starts");
+        let stack = Self {
+            url: gateway.url(),
+            base,
+            gateway,
+            http: reqwest::Client::new(),
+        };
+        (stack, second.expect("the second replica starts"))
     }
 
     /// `POST /operator/claim` with the operator's token: the answer, which must be 200.
