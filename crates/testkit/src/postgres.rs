@@ -8,7 +8,7 @@
 use tokio_postgres::NoTls;
 
 /// The server tests create their databases on.
-pub(crate) fn postgres_server() -> String {
+pub fn postgres_server() -> String {
     std::env::var("X402_TEST_POSTGRES")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
 }
