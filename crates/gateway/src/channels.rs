@@ -27,7 +27,7 @@ use alloy_primitives::{Address, Bytes, U256};
 use rusqlite::{Connection, TransactionBehavior, params};
 use x402_evm::batch::{
     BatchClaimer, ChannelConfig, ChannelId, ChannelRecord, ChannelStore, ChannelStoreError,
-    ChannelWrite, ClaimError, ClaimRun, HeldVoucher, OnchainMirror, Reservation,
+    ChannelWrite, ClaimError, ClaimLock, ClaimRun, HeldVoucher, OnchainMirror, Reservation,
 };
 use x402_proto::{BoxFuture, Facilitator, Network};
 
@@ -544,12 +544,14 @@ pub struct BatchClaiming {
 
 impl BatchClaiming {
     /// Sets up a claimer per network of `accepted` (the networks and assets the gateway is
-    /// paid in), claiming from `store` as `config` says.
+    /// paid in), claiming from `store` as `config` says; each run holding `lock` when given
+    /// (replicas sharing the store take turns under it).
     pub fn new(
         store: Arc<dyn ChannelStore>,
         config: &BatchSettlementConfig,
         accepted: impl IntoIterator<Item = (Network, Address)>,
         facilitator: Arc<dyn Facilitator>,
+        lock: Option<Arc<dyn ClaimLock>>,
     ) -> Self {
         let assets: Vec<(Network, Address)> = accepted.into_iter().collect();
         let mut seen = std::collections::BTreeSet::new();
@@ -557,12 +559,16 @@ impl BatchClaiming {
             .iter()
             .filter(|(network, _)| seen.insert(network.to_string()))
             .map(|(network, _)| {
-                Arc::new(BatchClaimer::new(
+                let claimer = BatchClaimer::new(
                     Arc::clone(&store),
                     Arc::clone(&facilitator),
                     network.clone(),
                     config.policy(),
-                ))
+                );
+                Arc::new(match &lock {
+                    Some(lock) => claimer.with_lock(Arc::clone(lock)),
+                    None => claimer,
+                })
             })
             .collect();
         Self {

@@ -38,9 +38,11 @@ pub use config::{
 };
 pub use http::AppState;
 use jobs::{JobStore, Jobs, SqliteJobStore};
-use postgres::{Database, Leases, PostgresChannelStore, PostgresGuard, PostgresJobStore};
+use postgres::{
+    Database, Leases, PostgresChannelStore, PostgresClaimLock, PostgresGuard, PostgresJobStore,
+};
 use services::{Backends, Registry};
-use x402_evm::batch::ClaimerTask;
+use x402_evm::batch::{ChannelStore, ClaimLock, ClaimerTask};
 
 /// Why the gateway could not start.
 #[derive(Debug, thiserror::Error)]
@@ -161,6 +163,10 @@ pub struct App {
     pub batch: Option<BatchClaiming>,
 }
 
+/// How often a replica on a shared database looks for jobs a stopped replica left (they are
+/// free once its lease lapses, [`Leases::ttl`]).
+pub const JOB_SWEEP: Duration = Duration::from_secs(5);
+
 /// How long a gateway shutting down waits for the claims of what `batch-settlement`
 /// channels have unclaimed.
 pub const CLAIM_AT_SHUTDOWN: Duration = Duration::from_secs(120);
@@ -192,15 +198,24 @@ pub async fn app(
                 let asset = a.asset.parse().ok()?;
                 Some((a.network.clone(), asset))
             });
-            let store: Arc<dyn x402_evm::batch::ChannelStore> = match &database {
-                Some(database) => Arc::new(PostgresChannelStore::new(database.clone())),
-                None => Arc::new(channels::SqliteChannelStore::open(&batch.channels_db)?),
+            // Every replica claims the shared channels, one run at a time among them.
+            let (store, lock): (Arc<dyn ChannelStore>, Option<Arc<dyn ClaimLock>>) = match &database
+            {
+                Some(database) => (
+                    Arc::new(PostgresChannelStore::new(database.clone())),
+                    Some(Arc::new(PostgresClaimLock::new(database.clone()))),
+                ),
+                None => (
+                    Arc::new(channels::SqliteChannelStore::open(&batch.channels_db)?),
+                    None,
+                ),
             };
             Some(BatchClaiming::new(
                 store,
                 batch,
                 accepted,
                 Arc::clone(&facilitator),
+                lock,
             ))
         }
         None => None,
@@ -270,10 +285,15 @@ pub async fn app(
         ),
         decimals,
         payment_methods: payment_methods(paywall.options()),
+        database: database.clone(),
     });
     let resumed = http::resume_jobs(&state).await?;
     if resumed > 0 {
         tracing::info!(resumed, "jobs left unfinished are running again");
+    }
+    // Replicas share the jobs: one that dies mid-job leaves it to a live one.
+    if database.is_some() {
+        http::sweep_every(&state, JOB_SWEEP);
     }
     let operator = http::operator_routes(batch.clone(), config.operator_token()?);
     Ok(App {

@@ -12,6 +12,11 @@
 //! holds (the facilitator answers the channel's state, `withdrawRequestedAt` included), so it
 //! needs no RPC endpoint of its own and works with any facilitator, in process or remote.
 //!
+//! Several servers sharing one channel store (replicas of a gateway on one database) each run a
+//! claimer; a [`ClaimLock`] given to each ([`BatchClaimer::with_lock`]) keeps their runs to one
+//! at a time, so that no two send claims for the same vouchers. Each run reads the store after
+//! taking the lock, so a run that waited finds claimed what the other claimed.
+//!
 //! The money at risk is what was charged and not yet claimed: [`BatchClaimer::exposure`]
 //! reports it. The claimer bounds it softly (a channel at its bound is claimed within
 //! [`ClaimPolicy::check_every`]); the server bounds it hard
@@ -29,7 +34,8 @@ use serde_json::{Value, json};
 use tokio::sync::Notify;
 use tokio::time::Instant;
 use x402_proto::{
-    Facilitator, Network, PaymentRequest, ReasonCode, Scheme, SettleResponse, TokenAmount, V2, v2,
+    BoxFuture, Facilitator, Network, PaymentRequest, ReasonCode, Scheme, SettleResponse,
+    TokenAmount, V2, v2,
 };
 
 use super::channels::{ChannelRecord, ChannelStore, ChannelStoreError, ChannelWrite};
@@ -193,6 +199,24 @@ pub enum ClaimError {
     Store(#[from] ChannelStoreError),
 }
 
+/// Keeps the claim runs of every server sharing one channel store to one at a time, per network:
+/// a run takes it before it reads the channels and lets go of it after its settles. The store's
+/// own lock is per channel and per update; this one spans a run's transactions.
+pub trait ClaimLock: Send + Sync + std::fmt::Debug {
+    /// Waits until no other claimer of `network` holds the lock, then holds it until the
+    /// answer is released (or dropped, which must let go of it too).
+    fn acquire<'a>(
+        &'a self,
+        network: &'a Network,
+    ) -> BoxFuture<'a, Result<Box<dyn HeldClaimLock>, ChannelStoreError>>;
+}
+
+/// A [`ClaimLock`] held by one run.
+pub trait HeldClaimLock: Send {
+    /// Lets go of the lock.
+    fn release(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
 /// The reason of a failure when the facilitator could not be asked.
 const UNAVAILABLE: &str = "unavailable";
 
@@ -207,8 +231,10 @@ pub struct BatchClaimer {
     domain: Option<BatchDomain>,
     authorizer: Option<AuthorizerKey>,
     policy: ClaimPolicy,
-    /// One run at a time.
+    /// One run at a time (in this process).
     running: tokio::sync::Mutex<()>,
+    /// One run at a time among the servers sharing the store, when they are several.
+    lock: Option<Arc<dyn ClaimLock>>,
     /// Receivers and tokens claimed for and not yet settled; `None` until the first run,
     /// which settles every pair the store names (a crash may have come between a claim and
     /// its settle).
@@ -250,6 +276,7 @@ impl BatchClaimer {
             authorizer: None,
             policy,
             running: tokio::sync::Mutex::new(()),
+            lock: None,
             unsettled: Mutex::new(None),
             stats: Mutex::new(ClaimStats::default()),
             wake: Notify::new(),
@@ -259,6 +286,13 @@ impl BatchClaimer {
     /// Signs claim batches with `key` for the channels naming it as receiver authorizer.
     pub fn with_authorizer(mut self, key: AuthorizerKey) -> Self {
         self.authorizer = Some(key);
+        self
+    }
+
+    /// Runs only while holding `lock`, which every other server sharing the channel store
+    /// takes too: no two of them claim at once.
+    pub fn with_lock(mut self, lock: Arc<dyn ClaimLock>) -> Self {
+        self.lock = Some(lock);
         self
     }
 
@@ -315,6 +349,19 @@ impl BatchClaimer {
     /// when `all` or when they are urgent), then settles each receiver and token claimed for.
     pub async fn claim_and_settle(&self, all: bool) -> Result<ClaimRun, ClaimError> {
         let _one = self.running.lock().await;
+        let held = match &self.lock {
+            Some(lock) => Some(lock.acquire(&self.network).await?),
+            None => None,
+        };
+        let run = self.run(all).await;
+        if let Some(held) = held {
+            held.release().await;
+        }
+        run
+    }
+
+    /// One run, holding the locks.
+    async fn run(&self, all: bool) -> Result<ClaimRun, ClaimError> {
         let now = crate::unix_now();
         let records = self.records().await?;
         let mut run = ClaimRun::default();

@@ -61,8 +61,8 @@ pub use channels::{
     OnchainMirror, Reservation,
 };
 pub use claimer::{
-    AssetExposure, AuthorizerKey, BatchClaimer, ClaimError, ClaimFailure, ClaimPolicy, ClaimRun,
-    ClaimStats, ClaimerTask, Exposure, SentClaim, SentSettle,
+    AssetExposure, AuthorizerKey, BatchClaimer, ClaimError, ClaimFailure, ClaimLock, ClaimPolicy,
+    ClaimRun, ClaimStats, ClaimerTask, Exposure, HeldClaimLock, SentClaim, SentSettle,
 };
 pub use client::{
     BatchEvmClient, ClientChannel, ClientChannelStore, ClientStoreError,

@@ -102,6 +102,39 @@ pub(super) async fn work(state: &AppState, id: &str, prepared: &Prepared) {
 /// Runs again the jobs left unfinished when the gateway last stopped. Returns how many.
 pub(crate) async fn resume_jobs(state: &Arc<AppState>) -> Result<usize, JobStoreError> {
     let left = state.jobs.unfinished().await?;
+    run_again(state, left).await
+}
+
+/// Takes up the jobs another replica sharing the job store died with. Returns how many.
+pub(crate) async fn sweep_jobs(state: &Arc<AppState>) -> Result<usize, JobStoreError> {
+    let orphaned = state.jobs.store().orphaned().await?;
+    run_again(state, orphaned).await
+}
+
+/// Sweeps for orphaned jobs every `every`, while the gateway's state lives (the sweep stops
+/// with the router).
+pub(crate) fn sweep_every(state: &Arc<AppState>, every: Duration) {
+    let state = Arc::downgrade(state);
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(every);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            let Some(state) = state.upgrade() else { return };
+            match sweep_jobs(&state).await {
+                Ok(0) => {}
+                Ok(taken) => tracing::info!(taken, "jobs a stopped replica left are running here"),
+                Err(error) => {
+                    tracing::warn!(%error, "sweeping for jobs a stopped replica left failed; retrying")
+                }
+            }
+        }
+    });
+}
+
+/// Runs `left` (jobs taken for this process) again, or fails those that cannot run here.
+async fn run_again(state: &Arc<AppState>, left: Vec<JobRecord>) -> Result<usize, JobStoreError> {
     let count = left.len();
     for record in left {
         let id = record.job.id.clone();

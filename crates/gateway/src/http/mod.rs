@@ -11,7 +11,7 @@ mod openai;
 mod operator;
 mod quote;
 
-pub(crate) use job_runner::resume_jobs;
+pub(crate) use job_runner::{resume_jobs, sweep_every};
 pub(crate) use operator::routes as operator_routes;
 
 use std::collections::HashMap;
@@ -54,7 +54,13 @@ pub struct AppState {
     pub decimals: u8,
     /// The ways to pay, as the catalog lists them.
     pub payment_methods: Vec<x402_gateway_api::PaymentMethod>,
+    /// The Postgres database the replicas share, when the config names one (`/health`
+    /// reports it).
+    pub database: Option<crate::postgres::Database>,
 }
+
+/// How long `/health` waits for the database.
+const HEALTH_TIMEOUT: Duration = Duration::from_secs(3);
 
 /// The router: free discovery routes and paid service routes.
 pub(crate) fn router(state: Arc<AppState>, paywall: &Paywall) -> Router {
@@ -273,17 +279,48 @@ async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({"object": "list", "data": data}))
 }
 
-async fn health(State(state): State<Arc<AppState>>) -> Json<Value> {
+async fn health(State(state): State<Arc<AppState>>) -> Response {
     let status = |r: Result<(), &String>| match r {
         Ok(()) => json!({"ok": true}),
         Err(why) => json!({"ok": false, "error": why}),
     };
-    Json(json!({
+    let mut body = json!({
         "status": "ok",
         "available_services": state.registry.available_keys().len(),
         "backends": {
             "embeddings": status(state.backends.embeddings.as_ref().map(|_| ())),
             "speech": status(state.backends.speech.as_ref().map(|_| ())),
         },
-    }))
+    });
+    // Without its database a replica can serve nothing paid (nor report jobs): unhealthy, so
+    // that a load balancer sends requests elsewhere.
+    let Some(database) = &state.database else {
+        return Json(body).into_response();
+    };
+    let started = std::time::Instant::now();
+    let error = match tokio::time::timeout(HEALTH_TIMEOUT, database.check()).await {
+        Ok(Ok(())) => None,
+        Ok(Err(error)) => Some(error.to_string()),
+        Err(_) => Some(format!("no answer within {HEALTH_TIMEOUT:?}")),
+    };
+    let reachable = error.is_none();
+    body["database"] = json!({
+        "backend": "postgres",
+        "reachable": reachable,
+    });
+    match error {
+        None => {
+            let latency = u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            body["database"]["latency_ms"] = json!(latency);
+            Json(body).into_response()
+        }
+        Some(error) => {
+            body["status"] = json!("unhealthy");
+            body["database"]["error"] = json!(error);
+            body["reasons"] = json!([format!(
+                "database: the gateway's database (postgres) is unreachable; paid routes and /status answer 503: {error}"
+            )]);
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
 }

@@ -146,6 +146,14 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
     /// Jobs `queued` or `running`, oldest first: left over when the gateway last stopped.
     fn unfinished(&self) -> BoxFuture<'_, Result<Vec<JobRecord>, JobStoreError>>;
 
+    /// Jobs `queued` or `running` that nobody runs any more, taken for this process: those
+    /// another replica ran and died with (its lease lapsed). A replica sweeps for them while
+    /// it runs; a store one process owns has none (its leftovers are [`Self::unfinished`] at
+    /// the next start).
+    fn orphaned(&self) -> BoxFuture<'_, Result<Vec<JobRecord>, JobStoreError>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
+
     /// Deletes jobs that finished before `before_ms` (unix milliseconds); returns how many.
     fn purge_finished(&self, before_ms: i64) -> BoxFuture<'_, Result<u64, JobStoreError>>;
 }

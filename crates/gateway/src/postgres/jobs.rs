@@ -1,8 +1,9 @@
 //! Jobs in Postgres, shared by every gateway replica: any replica reports any job on
 //! `/status`. A job is run by one replica at a time: the one that accepted it, or one that
 //! found it unfinished with nobody running it. The runner renews its lease on the job while it
-//! holds it; a job whose runner died is free again once the lease lapses, and the next
-//! gateway to start takes it up ([`JobStore::unfinished`]).
+//! holds it; a job whose runner died is free again once the lease lapses, and a running
+//! replica's sweep ([`JobStore::orphaned`]) or the next gateway to start
+//! ([`JobStore::unfinished`]) takes it up.
 
 use serde_json::Value;
 use x402_proto::BoxFuture;
@@ -122,7 +123,17 @@ impl JobStore for PostgresJobStore {
     fn start_attempt<'a>(&'a self, id: &'a str) -> BoxFuture<'a, Result<u32, JobStoreError>> {
         Box::pin(async move {
             self.hold(id);
-            let client = self.database.client().await.map_err(store_error)?;
+            // The runner gives the job up when this fails: let its lease lapse, so that a
+            // sweep (here or in another replica) takes it up again.
+            let let_go = |error: String| {
+                self.database.held().jobs.remove(id);
+                store_error(error)
+            };
+            let client = self
+                .database
+                .client()
+                .await
+                .map_err(|e| let_go(e.to_string()))?;
             let row = client
                 .query_opt(
                     "UPDATE gateway_jobs SET state = 'running', attempts = attempts + 1,
@@ -137,7 +148,7 @@ impl JobStore for PostgresJobStore {
                     ],
                 )
                 .await
-                .map_err(store_error)?;
+                .map_err(|e| let_go(e.to_string()))?;
             let Some(row) = row else {
                 self.database.held().jobs.remove(id);
                 return Err(JobStoreError(format!("job {id} is not waiting to run")));
@@ -228,6 +239,44 @@ impl JobStore for PostgresJobStore {
                          RETURNING {COLUMNS}"
                     ),
                     &[&self.database.inner.instance, &self.database.ttl_seconds()],
+                )
+                .await
+                .map_err(store_error)?;
+            let mut records = rows.iter().map(record).collect::<Result<Vec<_>, _>>()?;
+            records.sort_by(|a, b| (a.created_at_ms, &a.job.id).cmp(&(b.created_at_ms, &b.job.id)));
+            let mut held = self.database.held();
+            for record in &records {
+                held.jobs.insert(record.job.id.clone());
+            }
+            Ok(records)
+        })
+    }
+
+    /// The unfinished jobs whose lease lapsed and that this process does not hold (those it
+    /// holds it is running, their lease renewed when the database answers again), which become
+    /// this process's.
+    fn orphaned(&self) -> BoxFuture<'_, Result<Vec<JobRecord>, JobStoreError>> {
+        Box::pin(async move {
+            let held: Vec<String> = self.database.held().jobs.iter().cloned().collect();
+            let client = self.database.client().await.map_err(store_error)?;
+            let rows = client
+                .query(
+                    &format!(
+                        "UPDATE gateway_jobs SET runner = $1,
+                            lease_until = now() + make_interval(secs => $2)
+                         WHERE id IN (
+                            SELECT id FROM gateway_jobs
+                            WHERE state IN ('queued', 'running')
+                              AND (lease_until IS NULL OR lease_until < now())
+                              AND NOT (id = ANY($3))
+                            FOR UPDATE SKIP LOCKED)
+                         RETURNING {COLUMNS}"
+                    ),
+                    &[
+                        &self.database.inner.instance,
+                        &self.database.ttl_seconds(),
+                        &held,
+                    ],
                 )
                 .await
                 .map_err(store_error)?;

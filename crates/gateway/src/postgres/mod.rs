@@ -11,10 +11,14 @@
 //! within [`Leases::ttl`], and one that is alive never loses what it holds. Times that decide
 //! between replicas are the database's (`now()`), never a replica's clock.
 //!
+//! Each replica also runs a `batch-settlement` claimer over the shared channels; their runs take
+//! turns under one advisory lock per network ([`PostgresClaimLock`]).
+//!
 //! A database error is the trait's error in each store, which the paywall answers 503 (a
 //! payment is never served, nor charged, on a store it cannot read).
 
 mod channels;
+mod claims;
 mod guard;
 mod jobs;
 
@@ -26,6 +30,7 @@ use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod, Runtime};
 use tokio_postgres::NoTls;
 
 pub use channels::PostgresChannelStore;
+pub use claims::PostgresClaimLock;
 pub use guard::PostgresGuard;
 pub use jobs::PostgresJobStore;
 
@@ -153,6 +158,9 @@ const MIGRATIONS: &[&str] = &[
 
 /// The advisory locks' first key: the gateway's (the second names what is locked).
 const LOCK_CLASS: i32 = 0x7840_2047;
+/// The claim runs' advisory locks' first key (the second names the network): session locks,
+/// held for a whole run, kept apart from the transaction-scoped ones above.
+const CLAIM_LOCK_CLASS: i32 = LOCK_CLASS + 1;
 /// The second key of the migrations' lock.
 const MIGRATIONS_LOCK: i32 = 0;
 
@@ -303,6 +311,14 @@ impl Database {
             .await
             .map_err(db_error)?;
         Ok(row.get(0))
+    }
+
+    /// Asks the database one round trip (`SELECT 1`), for `/health`: whether this replica
+    /// can read and write its state right now.
+    pub async fn check(&self) -> Result<(), DatabaseError> {
+        let client = self.client().await?;
+        client.execute("SELECT 1", &[]).await.map_err(db_error)?;
+        Ok(())
     }
 
     async fn client(&self) -> Result<deadpool_postgres::Object, DatabaseError> {
