@@ -1,8 +1,10 @@
 //! `x402-bench facilitator`: load on a facilitator settling on a real (local) chain.
 //!
-//! Starts anvil (automine, or `--block-time`), our facilitator on loopback HTTP, pre-signs
-//! payments from the dev payers, then drives `/verify` and `/settle` at a fixed concurrency
-//! and checks on chain that the total moved equals the total settled.
+//! Starts anvil (automine, or `--block-time`), our facilitator on loopback HTTP (or
+//! `--instances` of them sharing one Postgres log with `--postgres`, signing with `--signers`
+//! keys between them), pre-signs payments from the dev payers, then drives `/verify` and
+//! `/settle` at a fixed concurrency, spread round-robin over the instances, and checks on chain
+//! that the total moved equals the total settled, in as many transactions.
 
 use alloy::primitives::U256;
 use anyhow::{Context, bail};
@@ -35,9 +37,61 @@ pub(crate) struct FacilitatorBench {
     /// each block and always wait a whole block). Default: the block time, or 0 on automine.
     #[arg(long, value_name = "MS")]
     jitter_ms: Option<u64>,
+    /// Keep the settlement log on Postgres: the URL of a server and a database to connect to
+    /// (e.g. postgres://postgres@127.0.0.1:5432/test); the bench creates a fresh database
+    /// there and drops it at the end. Default: a SQLite file.
+    #[arg(long, value_name = "URL")]
+    postgres: Option<String>,
+    /// Facilitator instances sharing the log (more than one needs --postgres).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=8))]
+    instances: u32,
+    /// Signer keys the instances share out round-robin (1: all sign with one key).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..=4))]
+    signers: u32,
     /// Print the report as JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// A database created on a Postgres server for one run, dropped after it.
+struct BenchDatabase {
+    server: String,
+    name: String,
+    url: String,
+}
+
+impl BenchDatabase {
+    async fn create(server: &str) -> anyhow::Result<Self> {
+        let name = format!("x402_bench_{}", std::process::id());
+        let (base, _) = server
+            .rsplit_once('/')
+            .context("--postgres must name a database to connect to")?;
+        let database = Self {
+            url: format!("{base}/{name}"),
+            server: server.to_owned(),
+            name,
+        };
+        database
+            .run(&format!("DROP DATABASE IF EXISTS {0}; CREATE DATABASE {0}", database.name))
+            .await?;
+        Ok(database)
+    }
+
+    async fn run(&self, sql: &str) -> anyhow::Result<()> {
+        let (client, connection) = tokio_postgres::connect(&self.server, tokio_postgres::NoTls)
+            .await
+            .with_context(|| format!("connecting to {}", self.server))?;
+        let driver = tokio::spawn(connection);
+        client.batch_execute(sql).await?;
+        drop(client);
+        let _ = driver.await;
+        Ok(())
+    }
+
+    async fn drop_it(self) -> anyhow::Result<()> {
+        self.run(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+            .await
+    }
 }
 
 /// The `--database-sync` choices.
@@ -71,10 +125,22 @@ pub(crate) async fn run(args: FacilitatorBench) -> anyhow::Result<()> {
     })
     .await
     .context("starting anvil")?;
+    if args.instances > 1 && args.postgres.is_none() {
+        bail!("--instances above 1 share a log on Postgres: give --postgres URL");
+    }
     let dir = scratch_dir("facilitator")?;
+    let database = match &args.postgres {
+        Some(server) => Some(BenchDatabase::create(server).await?),
+        None => None,
+    };
     let config = FacilitatorConfig {
         listen: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
-        database: dir.join("facilitator.db").into(),
+        database: match &database {
+            Some(database) => {
+                x402_facilitator::Database::parse(&database.url).map_err(anyhow::Error::msg)?
+            }
+            None => dir.join("facilitator.db").into(),
+        },
         database_sync: args.database_sync.into(),
         postgres: Default::default(),
         signer: Default::default(),
@@ -96,7 +162,22 @@ pub(crate) async fn run(args: FacilitatorBench) -> anyhow::Result<()> {
             batch_settlement: true,
         }],
     };
-    let running = x402_facilitator::start(&config, devnet.facilitator().signer.clone()).await?;
+    // Signer keys: the dev facilitator's, then the last dev payers' (they hold ETH); the
+    // payments come from the payers left.
+    let extra_signers = args.signers as usize - 1;
+    let all_payers = devnet.payers();
+    if all_payers.len() <= extra_signers {
+        bail!("the devnet has too few accounts for --signers {}", args.signers);
+    }
+    let (payers, signer_accounts) = all_payers.split_at(all_payers.len() - extra_signers);
+    let signers: Vec<_> = std::iter::once(devnet.facilitator())
+        .chain(signer_accounts)
+        .collect();
+    let mut instances = Vec::new();
+    for i in 0..args.instances as usize {
+        let signer = signers[i % signers.len()].signer.clone();
+        instances.push(x402_facilitator::start(&config, signer).await?);
+    }
 
     let token = devnet.token();
     let requirements = v2::PaymentRequirements {
@@ -112,7 +193,7 @@ pub(crate) async fn run(args: FacilitatorBench) -> anyhow::Result<()> {
     let now = x402_evm::unix_now();
     let mut bodies = Vec::with_capacity(args.count);
     for i in 0..args.count {
-        let payer = &devnet.payers()[i % devnet.payers().len()].signer;
+        let payer = &payers[i % payers.len()].signer;
         let payload = x402_evm::sign_payment(payer, &requirements, None, now).await?;
         let request = PaymentRequest::V2 {
             payload,
@@ -124,8 +205,9 @@ pub(crate) async fn run(args: FacilitatorBench) -> anyhow::Result<()> {
     let calls = |path: &str| -> Vec<Call> {
         bodies
             .iter()
-            .map(|body| Call {
-                url: format!("{}/{path}", running.url()),
+            .enumerate()
+            .map(|(i, body)| Call {
+                url: format!("{}/{path}", instances[i % instances.len()].url()),
                 body: Some(body.clone()),
                 payment: None,
             })
@@ -137,9 +219,14 @@ pub(crate) async fn run(args: FacilitatorBench) -> anyhow::Result<()> {
     let before = devnet
         .balance_of(token.address, devnet.pay_to().address)
         .await?;
-    let nonce_before = devnet
-        .transaction_count(devnet.facilitator().address)
-        .await?;
+    let sent_by_signers = || async {
+        let mut sent = 0;
+        for signer in &signers {
+            sent += devnet.transaction_count(signer.address).await?;
+        }
+        Ok::<u64, anyhow::Error>(sent)
+    };
+    let nonce_before = sent_by_signers().await?;
 
     // Each phase posts to the route of its name and counts the answers with `ok_field` true.
     let phase = |name: &'static str, ok_field, jitter_ms| {
@@ -153,15 +240,17 @@ pub(crate) async fn run(args: FacilitatorBench) -> anyhow::Result<()> {
         .balance_of(token.address, devnet.pay_to().address)
         .await?
         - before;
-    let sent = devnet
-        .transaction_count(devnet.facilitator().address)
-        .await?
-        - nonce_before;
+    let sent = sent_by_signers().await? - nonce_before;
     let expected = U256::from(args.amount) * U256::from(settle.ok);
     let consistent = moved == expected && sent == settle.ok as u64;
-    running.shutdown().await;
+    for running in instances {
+        running.shutdown().await;
+    }
     devnet.stop().await;
     let _ = std::fs::remove_dir_all(&dir);
+    if let Some(database) = database {
+        database.drop_it().await?;
+    }
 
     let report = serde_json::json!({
         "chain": args.block_time.map_or("automine".to_owned(), |s| format!("block-time {s}s")),
@@ -169,6 +258,9 @@ pub(crate) async fn run(args: FacilitatorBench) -> anyhow::Result<()> {
         "concurrency": args.concurrency,
         "jitter_ms": jitter_ms,
         "database_sync": format!("{:?}", args.database_sync).to_lowercase(),
+        "log": if args.postgres.is_some() { "postgres" } else { "sqlite" },
+        "instances": args.instances,
+        "signers": args.signers,
         "verify": verify,
         "settle": settle,
         "on_chain": {
