@@ -71,8 +71,12 @@ impl BenchDatabase {
             server: server.to_owned(),
             name,
         };
+        // One statement per call: CREATE DATABASE cannot run inside a transaction block.
         database
-            .run(&format!("DROP DATABASE IF EXISTS {0}; CREATE DATABASE {0}", database.name))
+            .run(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", database.name))
+            .await?;
+        database
+            .run(&format!("CREATE DATABASE {}", database.name))
             .await?;
         Ok(database)
     }
