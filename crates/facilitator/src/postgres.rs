@@ -19,6 +19,8 @@ use tokio_postgres::{NoTls, Row};
 use x402_evm::batch::{BatchSend, BatchSendKey, BatchSendLog, BatchTx};
 use x402_proto::{BoxFuture, FacilitatorError, Network, SettleResponse};
 
+mod nonces;
+
 use crate::store::{
     Claim, NewSettlement, SettlementKey, SettlementRecord, SettlementState, SettlementStore,
     StoreError, TxRecord,
@@ -60,10 +62,11 @@ struct Migration {
 }
 
 /// The schema, one version at a time; never edit a step that has shipped, add one.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "settlements and their transactions; batch-settlement sends and theirs",
-    sql: "
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "settlements and their transactions; batch-settlement sends and theirs",
+        sql: "
 CREATE TABLE settlements (
     chain_id     BIGINT        NOT NULL,
     asset        TEXT          NOT NULL,
@@ -121,7 +124,21 @@ CREATE TABLE batch_send_txs (
 );
 CREATE INDEX batch_send_txs_by_key ON batch_send_txs (send_key, seq);
 ",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "signer nonces leased by the instances sharing a signer",
+        sql: "
+CREATE TABLE signer_nonces (
+    chain_id   BIGINT      NOT NULL,
+    signer     TEXT        NOT NULL,
+    next_nonce BIGINT      NOT NULL DEFAULT 0 CHECK (next_nonce >= 0),
+    leased_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (chain_id, signer)
+);
+",
+    },
+];
 
 /// The newest schema version this build knows.
 fn latest_version() -> i32 {
