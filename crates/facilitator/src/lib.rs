@@ -82,6 +82,8 @@ pub struct RunningFacilitator {
     reconciled: ReconcileReport,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
+    /// Writes the heartbeat and takes over dead instances' settlements (Postgres).
+    heartbeat: Option<JoinHandle<()>>,
     grace: std::time::Duration,
 }
 
@@ -117,6 +119,13 @@ impl RunningFacilitator {
             tracing::warn!(%error, "HTTP server task failed");
         }
         let left = self.service.drain(self.grace).await;
+        if let Some(heartbeat) = self.heartbeat.take() {
+            heartbeat.abort();
+            // What is left in flight goes to the next instance that starts or beats.
+            if let Err(error) = self.service.retire().await {
+                tracing::warn!(%error, "could not mark this instance stopped in the log");
+            }
+        }
         if left > 0 {
             tracing::warn!(
                 left,
@@ -151,8 +160,9 @@ async fn open_log(config: &FacilitatorConfig) -> Result<Log, StoreError> {
         }
         Database::Postgres(url) => {
             let options = config.postgres.options();
-            let log = Arc::new(PostgresStore::connect(url.expose(), &options).await?);
-            tracing::info!(database = %url, pool_size = options.pool_size, "settlement log in Postgres");
+            let instance = config.postgres.instance_id();
+            let log = Arc::new(PostgresStore::connect_as(url.expose(), &options, &instance).await?);
+            tracing::info!(database = %url, pool_size = options.pool_size, %instance, "settlement log in Postgres");
             Log {
                 store: log.clone(),
                 sends: log.clone(),
@@ -234,7 +244,8 @@ pub async fn start_with_schemes(
             .with_schemes(schemes)
             .await
             .map_err(StartError::Scheme)?;
-    let mut reconciled = service.reconcile().await?;
+    let takeover_after = config.postgres.takeover_after();
+    let mut reconciled = service.reconcile(takeover_after).await?;
     for batch in &batches {
         let sends = batch
             .reconcile()
@@ -269,6 +280,11 @@ pub async fn start_with_schemes(
             request_timeout: config.limits.request_timeout(),
         },
     );
+    // Instances sharing the log tell each other they are alive, and finish what dead ones left.
+    let heartbeat = config
+        .database
+        .is_postgres()
+        .then(|| service.spawn_heartbeat(config.postgres.heartbeat(), takeover_after));
     let (shutdown, stop) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -284,6 +300,7 @@ pub async fn start_with_schemes(
         reconciled,
         shutdown: Some(shutdown),
         server,
+        heartbeat,
         grace: config.limits.shutdown_grace(),
     })
 }
