@@ -253,6 +253,13 @@ pub enum SettleError {
         /// The transport error.
         detail: String,
     },
+    /// The record of a signer's nonces shared with other instances could not be reached;
+    /// nothing was signed.
+    #[error("the shared signer nonce record is unavailable: {detail}")]
+    NonceLeaseUnavailable {
+        /// What failed.
+        detail: String,
+    },
 }
 
 impl SettleError {
@@ -262,14 +269,19 @@ impl SettleError {
             Self::Reverted { tx_hash }
             | Self::Pending { tx_hash }
             | Self::TransferEventMissing { tx_hash } => Some(*tx_hash),
-            Self::Rejected { .. } | Self::ChainUnavailable { .. } => None,
+            Self::Rejected { .. }
+            | Self::ChainUnavailable { .. }
+            | Self::NonceLeaseUnavailable { .. } => None,
         }
     }
 
     /// Whether sending again later may succeed. Not `Pending`: that transaction may still
     /// confirm, and its outcome must be awaited, not raced by a second one.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, Self::ChainUnavailable { .. })
+        matches!(
+            self,
+            Self::ChainUnavailable { .. } | Self::NonceLeaseUnavailable { .. }
+        )
     }
 }
 
@@ -280,7 +292,9 @@ impl From<&SettleError> for ReasonCode {
             SettleError::Reverted { .. } => Self::EXACT_EVM_TRANSACTION_FAILED,
             SettleError::TransferEventMissing { .. } => Self::EXACT_EVM_TRANSFER_EVENT_MISMATCH,
             SettleError::Pending { .. } => Self::SETTLEMENT_PENDING,
-            SettleError::ChainUnavailable { .. } => Self::CHAIN_UNAVAILABLE,
+            SettleError::ChainUnavailable { .. } | SettleError::NonceLeaseUnavailable { .. } => {
+                Self::CHAIN_UNAVAILABLE
+            }
         }
     }
 }

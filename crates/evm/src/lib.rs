@@ -36,8 +36,8 @@ pub use node_error::NodeRefusal;
 pub use payload::{Authorization, ExactEvmPayload, authorization_digest, eip712_domain};
 pub use scheme::{ChainHealth, ExactEvmScheme, Settlement, VerifiedPayment};
 pub use sender::{
-    BroadcastError, Replacement, SYNC_SEND_PATIENCE, SendSlot, Sent, SignedSettlement,
-    TransferExpectation, TxStatus,
+    BroadcastError, NonceLease, NonceLeases, Replacement, SYNC_SEND_PATIENCE, SendSlot, Sent,
+    SignedSettlement, TransferExpectation, TxStatus,
 };
 pub use smart_wallet::{
     ERC1271_MAGIC_VALUE, ERC6492_MAGIC_SUFFIX, Erc6492DecodeError, Erc6492Deployment,

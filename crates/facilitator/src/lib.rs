@@ -82,6 +82,8 @@ pub struct RunningFacilitator {
     reconciled: ReconcileReport,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
+    /// Writes the heartbeat and takes over dead instances' settlements (Postgres).
+    heartbeat: Option<JoinHandle<()>>,
     grace: std::time::Duration,
 }
 
@@ -117,6 +119,13 @@ impl RunningFacilitator {
             tracing::warn!(%error, "HTTP server task failed");
         }
         let left = self.service.drain(self.grace).await;
+        if let Some(heartbeat) = self.heartbeat.take() {
+            heartbeat.abort();
+            // What is left in flight goes to the next instance that starts or beats.
+            if let Err(error) = self.service.retire().await {
+                tracing::warn!(%error, "could not mark this instance stopped in the log");
+            }
+        }
         if left > 0 {
             tracing::warn!(
                 left,
@@ -127,27 +136,38 @@ impl RunningFacilitator {
     }
 }
 
-/// Opens the settlement log `config.database` names: the store, and the same log as the
-/// `batch-settlement` sends' seam.
-async fn open_log(
-    config: &FacilitatorConfig,
-) -> Result<
-    (
-        Arc<dyn SettlementStore>,
-        Arc<dyn x402_evm::batch::BatchSendLog>,
-    ),
-    StoreError,
-> {
+/// The settlement log `config.database` names, seen through each seam it serves.
+struct Log {
+    /// The settlement log.
+    store: Arc<dyn SettlementStore>,
+    /// The same log, as the `batch-settlement` sends' seam.
+    sends: Arc<dyn x402_evm::batch::BatchSendLog>,
+    /// Where signer nonces are leased, when instances may share the log (and a signer).
+    nonce_leases: Option<Arc<dyn x402_evm::NonceLeases>>,
+}
+
+/// Opens the settlement log `config.database` names.
+async fn open_log(config: &FacilitatorConfig) -> Result<Log, StoreError> {
     Ok(match &config.database {
         Database::Sqlite(path) => {
+            // One process owns the file: the send queue's lock is enough.
             let log = Arc::new(SqliteStore::open_with(path, config.database_sync)?);
-            (log.clone(), log)
+            Log {
+                store: log.clone(),
+                sends: log,
+                nonce_leases: None,
+            }
         }
         Database::Postgres(url) => {
             let options = config.postgres.options();
-            let log = Arc::new(PostgresStore::connect(url.expose(), &options).await?);
-            tracing::info!(database = %url, pool_size = options.pool_size, "settlement log in Postgres");
-            (log.clone(), log)
+            let instance = config.postgres.instance_id();
+            let log = Arc::new(PostgresStore::connect_as(url.expose(), &options, &instance).await?);
+            tracing::info!(database = %url, pool_size = options.pool_size, %instance, "settlement log in Postgres");
+            Log {
+                store: log.clone(),
+                sends: log.clone(),
+                nonce_leases: Some(log),
+            }
         }
     })
 }
@@ -171,7 +191,11 @@ pub async fn start_with_schemes(
     let authorizer = config
         .receiver_authorizer()
         .map_err(|e| StartError::Config(e.to_string()))?;
-    let (store, sends) = open_log(config).await?;
+    let Log {
+        store,
+        sends,
+        nonce_leases,
+    } = open_log(config).await?;
     let mut chains = Vec::new();
     let mut batches = Vec::new();
     for network in &config.networks {
@@ -180,13 +204,17 @@ pub async fn start_with_schemes(
         chain.receipt_timeout = config.limits.settle_wait();
         chain.eip6492_allowed_factories = network.eip6492_allowed_factories.clone();
         chain.fee_bump = network.fee_bump.policy();
-        let scheme = ExactEvmScheme::connect(chain, signer.clone())
+        let mut scheme = ExactEvmScheme::connect(chain, signer.clone())
             .await
             .map_err(|e| StartError::Chain {
                 chain_id: network.chain_id,
                 rpc_url: network.rpc_url.to_string(),
                 detail: e.to_string(),
             })?;
+        if let Some(leases) = &nonce_leases {
+            // Before the scheme is cloned into plug-ins: every send of the signer leases.
+            scheme = scheme.with_nonce_leases(leases.clone());
+        }
         if network.upto {
             // Its settlements go through the log too.
             let log = Arc::new(permit2::LoggedSends::new(store.clone()));
@@ -216,7 +244,8 @@ pub async fn start_with_schemes(
             .with_schemes(schemes)
             .await
             .map_err(StartError::Scheme)?;
-    let mut reconciled = service.reconcile().await?;
+    let takeover_after = config.postgres.takeover_after();
+    let mut reconciled = service.reconcile(takeover_after).await?;
     for batch in &batches {
         let sends = batch
             .reconcile()
@@ -251,6 +280,11 @@ pub async fn start_with_schemes(
             request_timeout: config.limits.request_timeout(),
         },
     );
+    // Instances sharing the log tell each other they are alive, and finish what dead ones left.
+    let heartbeat = config
+        .database
+        .is_postgres()
+        .then(|| service.spawn_heartbeat(config.postgres.heartbeat(), takeover_after));
     let (shutdown, stop) = oneshot::channel::<()>();
     let server = tokio::spawn(async move {
         axum::serve(listener, app)
@@ -266,6 +300,7 @@ pub async fn start_with_schemes(
         reconciled,
         shutdown: Some(shutdown),
         server,
+        heartbeat,
         grace: config.limits.shutdown_grace(),
     })
 }

@@ -19,6 +19,8 @@ use tokio_postgres::{NoTls, Row};
 use x402_evm::batch::{BatchSend, BatchSendKey, BatchSendLog, BatchTx};
 use x402_proto::{BoxFuture, FacilitatorError, Network, SettleResponse};
 
+mod nonces;
+
 use crate::store::{
     Claim, NewSettlement, SettlementKey, SettlementRecord, SettlementState, SettlementStore,
     StoreError, TxRecord,
@@ -60,10 +62,11 @@ struct Migration {
 }
 
 /// The schema, one version at a time; never edit a step that has shipped, add one.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "settlements and their transactions; batch-settlement sends and theirs",
-    sql: "
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "settlements and their transactions; batch-settlement sends and theirs",
+        sql: "
 CREATE TABLE settlements (
     chain_id     BIGINT        NOT NULL,
     asset        TEXT          NOT NULL,
@@ -121,7 +124,36 @@ CREATE TABLE batch_send_txs (
 );
 CREATE INDEX batch_send_txs_by_key ON batch_send_txs (send_key, seq);
 ",
-}];
+    },
+    Migration {
+        version: 2,
+        name: "signer nonces leased by the instances sharing a signer",
+        sql: "
+CREATE TABLE signer_nonces (
+    chain_id   BIGINT      NOT NULL,
+    signer     TEXT        NOT NULL,
+    next_nonce BIGINT      NOT NULL DEFAULT 0 CHECK (next_nonce >= 0),
+    leased_at  TIMESTAMPTZ NOT NULL DEFAULT now(),
+    PRIMARY KEY (chain_id, signer)
+);
+",
+    },
+    Migration {
+        version: 3,
+        name: "settlement owners and instance heartbeats",
+        sql: "
+ALTER TABLE settlements ADD COLUMN owner TEXT
+    DEFAULT current_setting('x402.instance', true);
+CREATE INDEX settlements_unfinished_by_owner ON settlements (owner, seq)
+    WHERE state IN ('claimed', 'submitted');
+CREATE TABLE facilitator_instances (
+    id           TEXT        PRIMARY KEY,
+    started_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
+    heartbeat_at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+",
+    },
+];
 
 /// The newest schema version this build knows.
 fn latest_version() -> i32 {
@@ -148,7 +180,33 @@ macro_rules! select_settlements {
 const GET: &str =
     select_settlements!("s.chain_id = $1 AND s.asset = $2 AND s.payer = $3 AND s.auth_nonce = $4");
 
-const UNFINISHED: &str = select_settlements!("s.state IN ('claimed', 'submitted')");
+/// This instance's unfinished settlements (every connection names its instance in
+/// `x402.instance`).
+const UNFINISHED: &str = select_settlements!(
+    "s.state IN ('claimed', 'submitted') AND s.owner = current_setting('x402.instance', true)"
+);
+
+/// Marks this instance alive now.
+const HEARTBEAT: &str = "
+    INSERT INTO facilitator_instances (id) VALUES (current_setting('x402.instance', true))
+    ON CONFLICT (id) DO UPDATE SET heartbeat_at = now()";
+
+/// Marks this instance stopped: its heartbeat is as old as can be.
+const RETIRE: &str = "
+    UPDATE facilitator_instances SET heartbeat_at = '-infinity'
+    WHERE id = current_setting('x402.instance', true)";
+
+/// Makes this instance the owner of the unfinished settlements of every other instance whose
+/// heartbeat is older than `$1` milliseconds (or that never wrote one); their keys. A row two
+/// instances reach together goes to the first: the second finds its owner alive.
+const TAKE_OVER: &str = "
+    UPDATE settlements SET owner = current_setting('x402.instance', true), updated_at = now()
+    WHERE state IN ('claimed', 'submitted')
+      AND owner IS DISTINCT FROM current_setting('x402.instance', true)
+      AND (owner IS NULL OR owner NOT IN (
+          SELECT id FROM facilitator_instances
+          WHERE heartbeat_at > now() - $1::bigint * interval '1 millisecond'))
+    RETURNING chain_id, asset, payer, auth_nonce";
 
 /// Inserts a settlement, or takes over an abandoned one; touches nothing held by anyone else.
 /// The row lock `ON CONFLICT` takes makes concurrent claims for one key queue, and each sees
@@ -163,7 +221,7 @@ macro_rules! claim_settlement {
             pay_to = excluded.pay_to, amount = excluded.amount,
             valid_before = excluded.valid_before, wire_network = excluded.wire_network,
             request = excluded.request, response = NULL, answered_to = excluded.answered_to,
-            updated_at = now()
+            owner = excluded.owner, updated_at = now()
          WHERE settlements.state = 'abandoned'"
     };
 }
@@ -254,6 +312,39 @@ pub struct PostgresStore {
     pool: Pool,
     /// `host:port/dbname`, for messages (never the password).
     target: String,
+    /// This instance's id, the owner of the settlements it records.
+    instance: String,
+}
+
+/// An instance id when none is configured: the host name, the process id and a random
+/// suffix (several instances may run in one process).
+pub(crate) fn default_instance_id() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|name| {
+            name.trim()
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'))
+                .take(40)
+                .collect::<String>()
+        })
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "facilitator".into());
+    let suffix = alloy::primitives::FixedBytes::<3>::random();
+    format!(
+        "{host}-{}-{}",
+        std::process::id(),
+        alloy::hex::encode(suffix)
+    )
+}
+
+/// Whether `id` can name an instance (it is passed in the connection's options).
+pub(crate) fn is_instance_id(id: &str) -> bool {
+    (1..=63).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':'))
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -288,6 +379,22 @@ impl PostgresStore {
     /// and brings its schema up to date. Fails when it cannot be reached within the connect
     /// timeout, or holds a schema newer than this build knows.
     pub async fn connect(url: &str, options: &PostgresOptions) -> Result<Self, StoreError> {
+        Self::connect_as(url, options, &default_instance_id()).await
+    }
+
+    /// [`connect`](Self::connect), as the instance `instance` (see
+    /// [`PostgresConfig::instance_id`](crate::PostgresConfig::instance_id)): the settlements
+    /// it records are its own.
+    pub async fn connect_as(
+        url: &str,
+        options: &PostgresOptions,
+        instance: &str,
+    ) -> Result<Self, StoreError> {
+        if !is_instance_id(instance) {
+            return Err(StoreError(format!(
+                "{instance:?} cannot name an instance: use 1 to 63 letters, digits, `.`, `_`, `-` or `:`"
+            )));
+        }
         let mut config = tokio_postgres::Config::from_str(url)
             .map_err(|e| StoreError(format!("the Postgres URL cannot be used: {e}")))?;
         let target = target_of(&config);
@@ -297,8 +404,9 @@ impl PostgresStore {
         }
         // Every commit is durable before it is acknowledged (whatever the server's default),
         // and no statement runs forever.
+        // Each connection names the instance: the settlements it records are that instance's.
         let session = format!(
-            "-c synchronous_commit=on -c statement_timeout={}",
+            "-c synchronous_commit=on -c statement_timeout={} -c x402.instance={instance}",
             options.statement_timeout.as_millis()
         );
         let merged = match config.get_options() {
@@ -322,9 +430,18 @@ impl PostgresStore {
             .recycle_timeout(wait)
             .build()
             .map_err(|e| StoreError(format!("a Postgres pool for {target}: {e}")))?;
-        let store = Self { pool, target };
+        let store = Self {
+            pool,
+            target,
+            instance: instance.to_owned(),
+        };
         store.migrate().await?;
         Ok(store)
+    }
+
+    /// This instance's id.
+    pub fn instance_id(&self) -> &str {
+        &self.instance
     }
 
     fn error(&self, error: impl std::fmt::Display) -> StoreError {
@@ -641,6 +758,32 @@ impl SettlementStore for PostgresStore {
 
     fn unfinished(&self) -> BoxFuture<'_, Result<Vec<SettlementRecord>, StoreError>> {
         Box::pin(async move { settlements(&self.query(UNFINISHED, &[]).await?) })
+    }
+
+    fn heartbeat(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move { self.execute(HEARTBEAT, &[]).await.map(|_| ()) })
+    }
+
+    fn retire(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async move { self.execute(RETIRE, &[]).await.map(|_| ()) })
+    }
+
+    fn take_over(
+        &self,
+        stale_after: Duration,
+    ) -> BoxFuture<'_, Result<Vec<SettlementRecord>, StoreError>> {
+        Box::pin(async move {
+            let millis = i64::try_from(stale_after.as_millis()).unwrap_or(i64::MAX);
+            let mut taken = Vec::new();
+            for row in self.query(TAKE_OVER, &[&millis]).await? {
+                let key = key_of(&row)?;
+                if let Some(record) = self.get(&key).await? {
+                    tracing::warn!(%key, instance = %self.instance, "took over a settlement of an instance whose heartbeat is stale");
+                    taken.push(record);
+                }
+            }
+            Ok(taken)
+        })
     }
 }
 

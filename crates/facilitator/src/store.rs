@@ -220,6 +220,30 @@ pub trait SettlementStore: Send + Sync + std::fmt::Debug {
         key: &'a SettlementKey,
     ) -> BoxFuture<'a, Result<Option<SettlementRecord>, StoreError>>;
 
-    /// Settlements not yet final (`Claimed` or `Submitted`), oldest first.
+    /// Settlements not yet final (`Claimed` or `Submitted`) that this instance owns, oldest
+    /// first: every one, for a log one process keeps.
     fn unfinished(&self) -> BoxFuture<'_, Result<Vec<SettlementRecord>, StoreError>>;
+
+    /// Marks this instance alive now, for the others sharing the log. Nothing to do for a
+    /// log one process keeps.
+    fn heartbeat(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Marks this instance stopped: its unfinished settlements go to the next instance that
+    /// starts or writes its heartbeat, without waiting for its heartbeat to go stale.
+    fn retire(&self) -> BoxFuture<'_, Result<(), StoreError>> {
+        Box::pin(async { Ok(()) })
+    }
+
+    /// Makes this instance the owner of the unfinished settlements of the other instances
+    /// whose heartbeat is older than `stale_after` (presumed dead), and returns them; each is
+    /// taken over by one instance. None for a log one process keeps.
+    fn take_over(
+        &self,
+        stale_after: std::time::Duration,
+    ) -> BoxFuture<'_, Result<Vec<SettlementRecord>, StoreError>> {
+        let _ = stale_after;
+        Box::pin(async { Ok(Vec::new()) })
+    }
 }

@@ -25,7 +25,7 @@ use crate::chain::{ChainConfig, FeeBumpPolicy, poll_interval_for};
 use crate::error::VerifyError;
 use crate::node_error::NodeRefusal;
 use crate::payload::{Authorization, ExactEvmPayload, authorization_digest, eip712_domain};
-use crate::sender::SendQueue;
+use crate::sender::{NonceLeases, SendQueue};
 use crate::smart_wallet::{
     Erc6492Deployment, IErc1271, IMulticall3, MULTICALL3_ADDRESS, PayerSignature, is_erc1271_magic,
 };
@@ -203,6 +203,8 @@ pub struct ExactEvmScheme {
     fee_bump: FeeBumpPolicy,
     stuck_after: Duration,
     sender: Arc<SendQueue>,
+    /// Where the signer's nonces are leased when other instances share it.
+    nonce_leases: Option<Arc<dyn NonceLeases>>,
 }
 
 /// The longest any single RPC call may take.
@@ -246,7 +248,20 @@ impl ExactEvmScheme {
             fee_bump: config.fee_bump,
             stuck_after: config.fee_bump.stuck_after_for(block_time),
             sender: Arc::default(),
+            nonce_leases: None,
         })
+    }
+
+    /// The scheme with its signer shared by other instances: every send also holds a lease
+    /// on the signer's next nonce in `leases` (see [`NonceLeases`]), so no two instances sign
+    /// two transactions with one nonce. Set it before cloning the scheme into plug-ins.
+    pub fn with_nonce_leases(mut self, leases: Arc<dyn NonceLeases>) -> Self {
+        self.nonce_leases = Some(leases);
+        self
+    }
+
+    pub(crate) fn nonce_leases(&self) -> Option<&dyn NonceLeases> {
+        self.nonce_leases.as_deref()
     }
 
     /// The CAIP-2 network served.

@@ -21,11 +21,13 @@
 
 mod broadcast;
 mod fees;
+mod lease;
 mod tracking;
 
 pub use broadcast::{BroadcastError, SYNC_SEND_PATIENCE, Sent};
 use broadcast::{SyncSend, send_raw, send_raw_sync};
 use fees::{FeeCalls, Fees, bumped_fees};
+pub use lease::{NonceLease, NonceLeases};
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -176,13 +178,17 @@ pub enum TxStatus {
 }
 
 /// The right to send the signer's next transaction. While it lives, no other transaction is
-/// signed; dropping it without a successful broadcast leaves the nonce for the next one.
+/// signed (by this process, or by another instance sharing the signer through
+/// [`NonceLeases`]); dropping it without a successful broadcast leaves the nonce for the next
+/// one.
 #[derive(Debug)]
 pub struct SendSlot<'a> {
     scheme: &'a ExactEvmScheme,
     state: MutexGuard<'a, SenderState>,
     nonce: u64,
     fees: Fees,
+    /// The shared record's lease, when the signer is shared by several instances.
+    lease: Option<Box<dyn NonceLease>>,
 }
 
 impl ExactEvmScheme {
@@ -193,6 +199,20 @@ impl ExactEvmScheme {
         let mut state = {
             let _waiting = Waiting::new(&queue.waiting);
             queue.state.lock().await
+        };
+        // Shared with other instances: wait for the shared record's lease too, then read the
+        // node's pending count under it (another instance may have sent since).
+        let lease = match self.nonce_leases() {
+            Some(leases) => {
+                let _waiting = Waiting::new(&queue.waiting);
+                let lease = leases
+                    .lease(self.chain_id(), self.signer_address())
+                    .await
+                    .map_err(|detail| SettleError::NonceLeaseUnavailable { detail })?;
+                state.next_nonce = None;
+                Some(lease)
+            }
+            None => None,
         };
         let fees_fresh = state
             .fees
@@ -228,7 +248,10 @@ impl ExactEvmScheme {
             }
             state.fees = Some((fees, Instant::now()));
         }
-        let nonce = state.next_nonce.unwrap_or_default();
+        let mut nonce = state.next_nonce.unwrap_or_default();
+        if let Some(lease) = &lease {
+            nonce = nonce.max(lease.recorded_next());
+        }
         let fees = state.fees.map(|(fees, _)| fees).unwrap_or(Fees {
             max_fee_per_gas: 1,
             max_priority_fee_per_gas: 0,
@@ -238,6 +261,7 @@ impl ExactEvmScheme {
             state,
             nonce,
             fees,
+            lease,
         })
     }
 
@@ -414,6 +438,16 @@ impl SendSlot<'_> {
                     self.state.fees = None;
                 }
             }
+        }
+        // The shared record moves past the nonce when the node has the transaction (or may
+        // have it: it is recorded, and tracking rebroadcasts it until it is mined); after a
+        // refusal the lease is let go of as it was, and the next holder signs the nonce again.
+        if let Some(lease) = self.lease.take()
+            && matches!(result, Ok(_) | Err(BroadcastError::Uncertain { .. }))
+            && let Err(detail) = lease.consume(self.nonce).await
+        {
+            // Harmless: the next holder reads the node's pending count, which counts this one.
+            tracing::warn!(nonce = self.nonce, %detail, "could not move the shared nonce record");
         }
         result
     }

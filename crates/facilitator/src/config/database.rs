@@ -171,6 +171,21 @@ pub struct PostgresConfig {
     /// default).
     #[serde(default = "default_statement_timeout_ms")]
     pub statement_timeout_ms: u64,
+    /// This instance's name among those sharing the database, recorded on the settlements it
+    /// owns (letters, digits, `.`, `_`, `-`, `:`; at most 63). By default the host name,
+    /// the process id and a random suffix: a restart is then a new instance, and its earlier
+    /// self's settlements are taken over once that one's heartbeat is stale. Give each
+    /// instance its own; one reused by two live instances lets both follow the same rows.
+    #[serde(default)]
+    pub instance_id: Option<String>,
+    /// How often this instance writes its heartbeat and looks for settlements of instances
+    /// whose heartbeat is stale, in milliseconds (2000 by default).
+    #[serde(default = "default_heartbeat_ms")]
+    pub heartbeat_ms: u64,
+    /// How old another instance's heartbeat must be before this one takes over its
+    /// unfinished settlements, in milliseconds (15000 by default; keep it several heartbeats).
+    #[serde(default = "default_takeover_after_ms")]
+    pub takeover_after_ms: u64,
 }
 
 impl Default for PostgresConfig {
@@ -179,6 +194,9 @@ impl Default for PostgresConfig {
             pool_size: default_pool_size(),
             connect_timeout_ms: default_connect_timeout_ms(),
             statement_timeout_ms: default_statement_timeout_ms(),
+            instance_id: None,
+            heartbeat_ms: default_heartbeat_ms(),
+            takeover_after_ms: default_takeover_after_ms(),
         }
     }
 }
@@ -193,6 +211,24 @@ impl PostgresConfig {
         }
     }
 
+    /// This instance's id: the configured one, or the host name, process id and a random
+    /// suffix.
+    pub fn instance_id(&self) -> String {
+        self.instance_id
+            .clone()
+            .unwrap_or_else(crate::postgres::default_instance_id)
+    }
+
+    /// How often the heartbeat is written.
+    pub fn heartbeat(&self) -> Duration {
+        Duration::from_millis(self.heartbeat_ms)
+    }
+
+    /// How stale another instance's heartbeat must be before its settlements are taken over.
+    pub fn takeover_after(&self) -> Duration {
+        Duration::from_millis(self.takeover_after_ms)
+    }
+
     /// What is wrong with the settings, if anything.
     pub(super) fn problem(&self) -> Option<&'static str> {
         if self.pool_size == 0 {
@@ -201,6 +237,18 @@ impl PostgresConfig {
         if self.connect_timeout_ms == 0 || self.statement_timeout_ms == 0 {
             return Some(
                 "postgres.connect_timeout_ms and postgres.statement_timeout_ms must be positive",
+            );
+        }
+        if let Some(id) = &self.instance_id
+            && !crate::postgres::is_instance_id(id)
+        {
+            return Some(
+                "postgres.instance_id must be 1 to 63 letters, digits, `.`, `_`, `-` or `:`",
+            );
+        }
+        if self.heartbeat_ms == 0 || self.takeover_after_ms <= self.heartbeat_ms {
+            return Some(
+                "postgres.heartbeat_ms must be positive and postgres.takeover_after_ms longer than it",
             );
         }
         None
@@ -215,6 +263,12 @@ fn default_connect_timeout_ms() -> u64 {
 }
 fn default_statement_timeout_ms() -> u64 {
     millis(PostgresOptions::default().statement_timeout)
+}
+fn default_heartbeat_ms() -> u64 {
+    2_000
+}
+fn default_takeover_after_ms() -> u64 {
+    15_000
 }
 fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)

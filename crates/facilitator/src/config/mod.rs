@@ -699,6 +699,40 @@ max_fee_per_gas_cap_gwei = 50
     }
 
     #[test]
+    fn instances_sharing_postgres_are_named_and_a_bad_name_or_timing_stops_the_start() {
+        let url = "postgres://x402@db.internal/x402";
+        let text = format!(
+            "database = \"{url}\"\n[postgres]\ninstance_id = \"fac-a:1\"\nheartbeat_ms = 500\ntakeover_after_ms = 3000\n{MINIMAL}"
+        );
+        let config = parse(&text, &[]).unwrap();
+        assert_eq!(config.postgres.instance_id(), "fac-a:1");
+        assert_eq!(config.postgres.heartbeat(), Duration::from_millis(500));
+        assert_eq!(config.postgres.takeover_after(), Duration::from_secs(3));
+        let config = parse(&format!("database = \"{url}\"\n{MINIMAL}"), &[]).unwrap();
+        let (one, two) = (config.postgres.instance_id(), config.postgres.instance_id());
+        assert_ne!(
+            one, two,
+            "a default id differs per instance, even in one process"
+        );
+        assert!(one.contains(&std::process::id().to_string()), "{one}");
+        for (postgres, said) in [
+            ("instance_id = \"a b\"", "instance_id"),
+            ("instance_id = \"\"", "instance_id"),
+            ("heartbeat_ms = 0", "heartbeat_ms"),
+            (
+                "heartbeat_ms = 2000\ntakeover_after_ms = 2000",
+                "takeover_after_ms",
+            ),
+        ] {
+            assert_refused(
+                &format!("database = \"{url}\"\n[postgres]\n{postgres}\n{MINIMAL}"),
+                &[],
+                said,
+            );
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         assert_refused(&format!("lisen = \"0.0.0.0:1\"\n{MINIMAL}"), &[], "lisen");
         assert_refused(&format!("{MINIMAL}\nrpc_ur = \"x\""), &[], "rpc_ur");

@@ -2,6 +2,7 @@
 //! tracked in the background before new work is taken.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use serde::Serialize;
 use tokio::sync::watch;
@@ -32,15 +33,93 @@ impl FacilitatorService {
     /// never sent are abandoned (nothing moved; a retry starts over), sent ones are looked
     /// up on chain, and those still unmined are rebroadcast when the node lost them and then
     /// tracked in the background.
-    pub async fn reconcile(&self) -> Result<ReconcileReport, StoreError> {
+    ///
+    /// With a log shared by several instances, "a previous run" is this instance's own rows
+    /// and those of instances whose heartbeat is older than `takeover_after` (presumed dead),
+    /// which this instance takes over; a live instance's rows are left to it.
+    pub async fn reconcile(&self, takeover_after: Duration) -> Result<ReconcileReport, StoreError> {
         let mut report = ReconcileReport::default();
-        for record in self.inner.store.unfinished().await? {
+        let store = &self.inner.store;
+        store.heartbeat().await?;
+        let mut records = store.unfinished().await?;
+        records.extend(store.take_over(takeover_after).await?);
+        for record in records {
+            self.reconcile_one(record, &mut report).await?;
+        }
+        Ok(report)
+    }
+
+    /// Finishes what instances that stopped writing their heartbeat more than
+    /// `takeover_after` ago left in flight (see [`reconcile`](Self::reconcile)); run
+    /// periodically, with this instance's heartbeat, while it serves.
+    pub async fn take_over_stale(
+        &self,
+        takeover_after: Duration,
+    ) -> Result<ReconcileReport, StoreError> {
+        let mut report = ReconcileReport::default();
+        for record in self.inner.store.take_over(takeover_after).await? {
+            // A caller here may already be following it (a retry of the same payment).
+            if self.lock_in_flight().contains_key(&record.settlement.key) {
+                continue;
+            }
+            self.reconcile_one(record, &mut report).await?;
+        }
+        Ok(report)
+    }
+
+    /// Writes this instance's heartbeat every `every` and finishes what dead instances left
+    /// (see [`take_over_stale`](Self::take_over_stale)), until aborted. A log one process
+    /// keeps needs none of it.
+    pub(crate) fn spawn_heartbeat(
+        &self,
+        every: Duration,
+        takeover_after: Duration,
+    ) -> tokio::task::JoinHandle<()> {
+        let service = self.clone();
+        tokio::spawn(async move {
+            let mut ticks = tokio::time::interval(every);
+            ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                ticks.tick().await;
+                if let Err(error) = service.inner.store.heartbeat().await {
+                    tracing::warn!(%error, "could not write this instance's heartbeat");
+                    continue;
+                }
+                match service.take_over_stale(takeover_after).await {
+                    Ok(report) if report != ReconcileReport::default() => {
+                        tracing::warn!(
+                            ?report,
+                            "finished settlements of an instance presumed dead"
+                        );
+                    }
+                    Ok(_) => {}
+                    Err(error) => {
+                        tracing::warn!(%error, "could not take over a dead instance's settlements");
+                    }
+                }
+            }
+        })
+    }
+
+    /// Marks this instance stopped in a log shared with others: its unfinished settlements go
+    /// to the next instance that starts or writes its heartbeat.
+    pub(crate) async fn retire(&self) -> Result<(), StoreError> {
+        self.inner.store.retire().await
+    }
+
+    /// Concludes, abandons or tracks one unfinished settlement.
+    async fn reconcile_one(
+        &self,
+        record: SettlementRecord,
+        report: &mut ReconcileReport,
+    ) -> Result<(), StoreError> {
+        {
             let key = record.settlement.key;
             let network = record.settlement.wire_network.clone();
             let payer = Some(key.payer.to_checksum(None));
             let Some(chain) = self.inner.chains.get(&key.chain_id) else {
                 tracing::warn!(%key, "unfinished settlement on a chain no longer configured; left as is");
-                continue;
+                return Ok(());
             };
             if record.state == SettlementState::Claimed || record.txs.is_empty() {
                 let answer = answers::never_sent(network, payer);
@@ -49,7 +128,7 @@ impl FacilitatorService {
                     .finish(&key, SettlementState::Abandoned, &answer, None)
                     .await?;
                 report.abandoned += 1;
-                continue;
+                return Ok(());
             }
             let expected = TransferExpectation {
                 asset: record.settlement.token,
@@ -73,14 +152,14 @@ impl FacilitatorService {
                 self.conclude(&record.settlement, network, payer, outcome)
                     .await
                     .map_err(|e| StoreError(e.to_string()))?;
-                continue;
+                return Ok(());
             }
             // Rebroadcast now what the node lost, then follow it in the background.
             self.any_alive(chain, &record.txs, &expected).await;
             report.tracking += 1;
             self.track_in_background(record);
         }
-        Ok(report)
+        Ok(())
     }
 
     fn track_in_background(&self, record: SettlementRecord) {

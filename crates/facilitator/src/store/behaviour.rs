@@ -72,7 +72,8 @@ impl Backend for Postgres {
     type Store = PostgresStore;
 
     async fn open_log(&self) -> PostgresStore {
-        PostgresStore::connect(&self.0.url, &PostgresOptions::default())
+        // One instance, reopened under its configured name: its rows are its own.
+        PostgresStore::connect_as(&self.0.url, &PostgresOptions::default(), "behaviour")
             .await
             .unwrap()
     }
