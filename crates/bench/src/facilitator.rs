@@ -73,7 +73,10 @@ impl BenchDatabase {
         };
         // One statement per call: CREATE DATABASE cannot run inside a transaction block.
         database
-            .run(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", database.name))
+            .run(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                database.name
+            ))
             .await?;
         database
             .run(&format!("CREATE DATABASE {}", database.name))
@@ -93,8 +96,11 @@ impl BenchDatabase {
     }
 
     async fn drop_it(self) -> anyhow::Result<()> {
-        self.run(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
-            .await
+        self.run(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            self.name
+        ))
+        .await
     }
 }
 
@@ -171,7 +177,10 @@ pub(crate) async fn run(args: FacilitatorBench) -> anyhow::Result<()> {
     let extra_signers = args.signers as usize - 1;
     let all_payers = devnet.payers();
     if all_payers.len() <= extra_signers {
-        bail!("the devnet has too few accounts for --signers {}", args.signers);
+        bail!(
+            "the devnet has too few accounts for --signers {}",
+            args.signers
+        );
     }
     let (payers, signer_accounts) = all_payers.split_at(all_payers.len() - extra_signers);
     let signers: Vec<_> = std::iter::once(devnet.facilitator())
