@@ -186,6 +186,14 @@ pub trait SchemeClient: Send + Sync + fmt::Debug {
         let _ = corrective;
         Box::pin(async { Ok(false) })
     }
+
+    /// Whether its payments need the server's answer handed back through
+    /// [`on_response`](Self::on_response) to keep its state right (a channel's count). Such a
+    /// scheme pays only on paths that hand answers back, not through a bare signature for a
+    /// challenge that came by another transport. By default `false`.
+    fn needs_response(&self) -> bool {
+        false
+    }
 }
 
 /// A payment mechanism as a server offers it.

@@ -328,13 +328,18 @@ impl PayingClient {
     /// Pays a v2 challenge that arrived by another transport (an MCP tool result, say):
     /// chooses by policy, reserves the budget, signs (the row keeps the authorization's nonce).
     /// The caller sends the payment and then commits or fails the [`Reservation`], or marks it
-    /// unknown when the answer is lost (dropping it unmarked releases the budget).
+    /// unknown when the answer is lost (dropping it unmarked releases the budget). Offers of a
+    /// scheme whose state needs the server's answer back (`batch-settlement`) are passed over:
+    /// this path never hands the answer to the plug-in.
     pub async fn pay_challenge(
         &self,
         challenge: &v2::PaymentRequired,
         service: Option<&str>,
     ) -> Result<(v2::PaymentPayload, TokenAmount, Reservation), PayError> {
-        let choice = self.choose(&challenge.accepts)?;
+        let choice = self.policy.choose_payable(&challenge.accepts, |offer| {
+            self.scheme_for(offer)
+                .is_some_and(|scheme| !scheme.needs_response())
+        })?;
         let intent = self.intent(&choice, challenge.resource.url.clone(), service);
         let reservation = self.ledger.reserve(&intent)?;
         let signed = self.sign(&choice.requirements).await?;
@@ -682,6 +687,7 @@ impl Drop for Report<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use x402_proto::{Network, Scheme};
 
     #[tokio::test]
     async fn a_streamed_body_is_refused_before_anything_is_sent() {
@@ -705,6 +711,53 @@ mod tests {
             client.send(request, None).await,
             Err(PayError::BodyNotReplayable)
         ));
+    }
+
+    /// A challenge that arrives by another transport is never paid by voucher: nothing would
+    /// hand the answer back to the channel. It is paid by `exact` when offered, and refused
+    /// with nothing reserved when not.
+    #[tokio::test]
+    async fn a_challenge_paid_by_another_transport_passes_over_batch_settlement() {
+        let client = PayingClient::new(
+            reqwest::Client::new(),
+            PrivateKeySigner::random(),
+            Policy::default(),
+            Ledger::in_memory().unwrap(),
+        );
+        let offer = |scheme: Scheme| v2::PaymentRequirements {
+            scheme,
+            network: Network::new("eip155:8453"),
+            amount: TokenAmount::from_atomic(1_000),
+            asset: "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".into(),
+            pay_to: "0x70997970C51812dc3A010C7d01b50e0d17dc79C8".into(),
+            max_timeout_seconds: 300,
+            extra: Some(serde_json::json!({
+                "name": "USD Coin", "version": "2",
+                "receiverAuthorizer": "0x3C44CdDdB6a900fa2b585dd299e03d12FA4293BC",
+            })),
+        };
+        let challenge = |accepts| v2::PaymentRequired {
+            x402_version: x402_proto::V2::default(),
+            error: None,
+            resource: v2::ResourceInfo {
+                url: "https://example.com/tool".into(),
+                description: None,
+                mime_type: None,
+            },
+            accepts,
+            extensions: None,
+        };
+        let batch = offer(Scheme::BATCH_SETTLEMENT);
+        assert!(
+            client.scheme_for(&batch).is_some(),
+            "the client pays vouchers"
+        );
+        let both = challenge(vec![batch.clone(), offer(Scheme::EXACT)]);
+        let (payment, _, reservation) = client.pay_challenge(&both, None).await.unwrap();
+        assert_eq!(payment.accepted.scheme, Scheme::EXACT);
+        drop(reservation);
+        let only_batch = challenge(vec![batch]);
+        assert!(client.pay_challenge(&only_batch, None).await.is_err());
     }
 
     #[test]

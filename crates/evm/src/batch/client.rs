@@ -674,6 +674,11 @@ where
         self.signer.address().to_checksum(None)
     }
 
+    /// A voucher leaves its channel leased until its answer comes back.
+    fn needs_response(&self) -> bool {
+        true
+    }
+
     fn sign<'a>(
         &'a self,
         requirements: &'a v2::PaymentRequirements,
