@@ -2,18 +2,15 @@
 //! saying why (never a 500, never a settlement it cannot record) and `/health` fails naming
 //! the database; once the database is back the same payment settles, once.
 
-use x402_facilitator::Database;
-use x402_testkit::{Chain, Stack, TempDatabase, config_for};
+use x402_testkit::{Stack, TempDatabase};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_outage_is_a_503_with_its_reason_and_nothing_is_sent() {
     let database = TempDatabase::create().await;
-    let chain = Chain::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config_for(chain.devnet.rpc_url().as_ref(), dir.path(), "");
-    config.database = Database::parse(&database.url).unwrap();
-    config.postgres.connect_timeout_ms = 1_000;
-    let stack = Stack::serve(chain, dir, config).await;
+    let stack = Stack::on_postgres(&database, |config| {
+        config.postgres.connect_timeout_ms = 1_000;
+    })
+    .await;
     let before = stack.before().await;
     let request = stack.payment(0, 3_000);
 

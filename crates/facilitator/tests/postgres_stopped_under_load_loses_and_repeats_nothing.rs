@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use x402_facilitator::Database;
-use x402_testkit::{Chain, Stack, TempDatabase, config_for};
+use x402_testkit::{Stack, TempDatabase};
 
 const PAYMENTS: usize = 200;
 const AMOUNT: u128 = 1_000;
@@ -17,12 +16,12 @@ const CONCURRENCY: usize = 4;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_outage_under_load_loses_nothing_and_settles_nothing_twice() {
     let database = TempDatabase::create().await;
-    let chain = Chain::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config_for(chain.devnet.rpc_url().as_ref(), dir.path(), "");
-    config.database = Database::parse(&database.url).unwrap();
-    config.postgres.connect_timeout_ms = 1_000;
-    let stack = Arc::new(Stack::serve(chain, dir, config).await);
+    let stack = Arc::new(
+        Stack::on_postgres(&database, |config| {
+            config.postgres.connect_timeout_ms = 1_000;
+        })
+        .await,
+    );
     let before = stack.before().await;
     let payers = stack.chain.devnet.payers().len();
     let requests: Arc<Vec<_>> = Arc::new(

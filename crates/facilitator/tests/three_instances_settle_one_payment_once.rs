@@ -2,23 +2,14 @@
 //! concurrent `/settle` calls of one payment, with one `Idempotency-Key`, spread across them,
 //! send one transaction and get fifty identical successes.
 
-use x402_facilitator::{Database, RunningFacilitator};
-use x402_testkit::{Chain, Stack, TempDatabase, config_for};
+use x402_facilitator::RunningFacilitator;
+use x402_testkit::{Stack, TempDatabase};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fifty_settles_of_one_payment_across_three_instances_send_one_transaction() {
     let database = TempDatabase::create().await;
-    let chain = Chain::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config_for(chain.devnet.rpc_url().as_ref(), dir.path(), "");
-    config.database = Database::parse(&database.url).unwrap();
-    let stack = Stack::serve(chain, dir, config).await;
-    let signer = stack.chain.devnet.facilitator().signer.clone();
-    let mut others: Vec<RunningFacilitator> = Vec::new();
-    for _ in 0..2 {
-        let started = x402_facilitator::start(&stack.config, signer.clone()).await;
-        others.push(started.expect("another instance starts on the same database"));
-    }
+    let stack = Stack::on_postgres(&database, |_| {}).await;
+    let others = stack.more_instances(2).await;
     let urls: Vec<String> = std::iter::once(stack.url())
         .chain(others.iter().map(RunningFacilitator::url))
         .collect();

@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use alloy::primitives::{B256, U256};
 use alloy::providers::Provider;
-use x402_facilitator::{Database, RunningFacilitator};
-use x402_testkit::{Chain, Stack, TempDatabase, config_for};
+use x402_facilitator::RunningFacilitator;
+use x402_testkit::{Stack, TempDatabase};
 
 const PAYMENTS: usize = 300;
 const CONCURRENCY: usize = 16;
@@ -17,17 +17,8 @@ const CONCURRENCY: usize = 16;
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_hundred_payments_across_three_instances_use_three_hundred_consecutive_nonces() {
     let database = TempDatabase::create().await;
-    let chain = Chain::start().await;
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = config_for(chain.devnet.rpc_url().as_ref(), dir.path(), "");
-    config.database = Database::parse(&database.url).unwrap();
-    let stack = Stack::serve(chain, dir, config).await;
-    let signer = stack.chain.devnet.facilitator().signer.clone();
-    let mut others: Vec<RunningFacilitator> = Vec::new();
-    for _ in 0..2 {
-        let started = x402_facilitator::start(&stack.config, signer.clone()).await;
-        others.push(started.expect("another instance starts on the same database"));
-    }
+    let stack = Stack::on_postgres(&database, |_| {}).await;
+    let others = stack.more_instances(2).await;
     let urls: Arc<Vec<String>> = Arc::new(
         std::iter::once(stack.url())
             .chain(others.iter().map(RunningFacilitator::url))

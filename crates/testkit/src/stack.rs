@@ -95,6 +95,32 @@ impl Stack {
         stack
     }
 
+    /// Our facilitator on an automining devnet with its settlement log in `database`
+    /// (Postgres), its config changed by `tune` first.
+    pub async fn on_postgres(
+        database: &crate::TempDatabase,
+        tune: impl FnOnce(&mut FacilitatorConfig),
+    ) -> Self {
+        let chain = Chain::start().await;
+        let dir = tempfile::tempdir().unwrap();
+        let mut config = config_for(chain.devnet.rpc_url().as_ref(), dir.path(), "");
+        config.database = x402_facilitator::Database::parse(&database.url).expect("a Postgres URL");
+        tune(&mut config);
+        Self::serve(chain, dir, config).await
+    }
+
+    /// `count` more instances of this facilitator, on its config (so sharing its settlement
+    /// log) and its signer key.
+    pub async fn more_instances(&self, count: usize) -> Vec<RunningFacilitator> {
+        let signer = &self.chain.devnet.facilitator().signer;
+        let mut instances = Vec::with_capacity(count);
+        for _ in 0..count {
+            let started = x402_facilitator::start(&self.config, signer.clone()).await;
+            instances.push(started.expect("another instance starts on the same database"));
+        }
+        instances
+    }
+
     /// Automining devnet, default facilitator.
     pub async fn start() -> Self {
         Self::start_with(DevnetConfig::default(), "").await

@@ -164,6 +164,52 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
+/// A column of a job row that does not read back as what was written.
+pub(crate) fn corrupt(column: &str, id: &str) -> JobStoreError {
+    JobStoreError(format!("corrupt {column} of job {id}"))
+}
+
+/// A job row as both stores keep it (input, output and state as text), before it is read back
+/// into a [`JobRecord`].
+pub(crate) struct JobRow {
+    /// What was accepted, its input still [`Value::Null`].
+    pub(crate) job: NewJob,
+    pub(crate) input: String,
+    pub(crate) state: String,
+    pub(crate) attempts: i64,
+    pub(crate) output: Option<String>,
+    pub(crate) error: Option<String>,
+    pub(crate) refunded: bool,
+    pub(crate) refund_amount_usd: String,
+    pub(crate) created_at_ms: i64,
+    pub(crate) finished_at_ms: Option<i64>,
+}
+
+impl JobRow {
+    /// The record, or which column of the row is corrupt.
+    pub(crate) fn decode(self) -> Result<JobRecord, JobStoreError> {
+        let id = &self.job.id;
+        let input = serde_json::from_str(&self.input).map_err(|_| corrupt("input", id))?;
+        let output = match &self.output {
+            Some(text) => Some(serde_json::from_str(text).map_err(|_| corrupt("output", id))?),
+            None => None,
+        };
+        let state = JobState::parse(&self.state).ok_or_else(|| corrupt("state", id))?;
+        let attempts = u32::try_from(self.attempts).map_err(|_| corrupt("attempts", id))?;
+        Ok(JobRecord {
+            job: NewJob { input, ..self.job },
+            state,
+            attempts,
+            output,
+            error: self.error,
+            refunded: self.refunded,
+            refund_amount_usd: self.refund_amount_usd,
+            created_at_ms: self.created_at_ms,
+            finished_at_ms: self.finished_at_ms,
+        })
+    }
+}
+
 mod sqlite;
 
 pub use sqlite::SqliteJobStore;

@@ -7,7 +7,10 @@ use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::Value;
 use x402_proto::BoxFuture;
 
-use super::{JobOutcome, JobRecord, JobState, JobStore, JobStoreError, NewJob, db_error, now_ms};
+use super::{
+    JobOutcome, JobRecord, JobRow, JobState, JobStore, JobStoreError, NewJob, corrupt, db_error,
+    now_ms,
+};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS jobs (
@@ -81,52 +84,31 @@ impl SqliteJobStore {
     }
 }
 
-/// A column of a job row that does not read back as what was written.
-fn corrupt(column: &str, id: &str) -> JobStoreError {
-    JobStoreError(format!("corrupt {column} of job {id}"))
-}
-
 /// A job row selected as [`COLUMNS`], read by column name.
 fn record(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<JobRecord, JobStoreError>> {
-    let id: String = row.get("id")?;
-    let input: String = row.get("input")?;
-    let state: String = row.get("state")?;
-    let output: Option<String> = row.get("output")?;
-    let attempts: i64 = row.get("attempts")?;
-    let job = NewJob {
-        id: id.clone(),
-        service: row.get("service")?,
-        input: Value::Null,
-        payer: row.get("payer")?,
-        amount: row.get("amount")?,
-        cost_usd: row.get("cost_usd")?,
-        asset: row.get("asset")?,
-        network: row.get("network")?,
-        transaction: row.get("settle_tx")?,
+    let row = JobRow {
+        job: NewJob {
+            id: row.get("id")?,
+            service: row.get("service")?,
+            input: Value::Null,
+            payer: row.get("payer")?,
+            amount: row.get("amount")?,
+            cost_usd: row.get("cost_usd")?,
+            asset: row.get("asset")?,
+            network: row.get("network")?,
+            transaction: row.get("settle_tx")?,
+        },
+        input: row.get("input")?,
+        state: row.get("state")?,
+        attempts: row.get("attempts")?,
+        output: row.get("output")?,
+        error: row.get("error")?,
+        refunded: row.get("refunded")?,
+        refund_amount_usd: row.get("refund_amount_usd")?,
+        created_at_ms: row.get("created_at")?,
+        finished_at_ms: row.get("finished_at")?,
     };
-    let error: Option<String> = row.get("error")?;
-    let refunded: bool = row.get("refunded")?;
-    let refund_amount_usd: String = row.get("refund_amount_usd")?;
-    let created_at_ms: i64 = row.get("created_at")?;
-    let finished_at_ms: Option<i64> = row.get("finished_at")?;
-    Ok((|| {
-        let input = serde_json::from_str(&input).map_err(|_| corrupt("input", &id))?;
-        let output = match output {
-            Some(text) => Some(serde_json::from_str(&text).map_err(|_| corrupt("output", &id))?),
-            None => None,
-        };
-        Ok(JobRecord {
-            job: NewJob { input, ..job },
-            state: JobState::parse(&state).ok_or_else(|| corrupt("state", &id))?,
-            attempts: u32::try_from(attempts).map_err(|_| corrupt("attempts", &id))?,
-            output,
-            error,
-            refunded,
-            refund_amount_usd,
-            created_at_ms,
-            finished_at_ms,
-        })
-    })())
+    Ok(row.decode())
 }
 
 impl JobStore for SqliteJobStore {

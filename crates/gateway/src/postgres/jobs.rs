@@ -9,17 +9,15 @@ use serde_json::Value;
 use x402_proto::BoxFuture;
 
 use super::Database;
-use crate::jobs::{JobOutcome, JobRecord, JobState, JobStore, JobStoreError, NewJob, now_ms};
+use crate::jobs::{
+    JobOutcome, JobRecord, JobRow, JobState, JobStore, JobStoreError, NewJob, corrupt, now_ms,
+};
 
 const COLUMNS: &str = "id, service, input, payer, amount, cost_usd, asset, network, settle_tx, \
      state, attempts, output, error, refunded, refund_amount_usd, created_at, finished_at";
 
 fn store_error(error: impl std::fmt::Display) -> JobStoreError {
     JobStoreError(format!("database: {error}"))
-}
-
-fn corrupt(column: &str, id: &str) -> JobStoreError {
-    JobStoreError(format!("corrupt {column} of job {id}"))
 }
 
 /// Jobs in the gateway's Postgres database.
@@ -41,50 +39,31 @@ impl PostgresJobStore {
 }
 
 fn record(row: &tokio_postgres::Row) -> Result<JobRecord, JobStoreError> {
-    let id: String = row.try_get("id").map_err(store_error)?;
-    let read = || -> Result<_, tokio_postgres::Error> {
-        let job = NewJob {
-            id: id.clone(),
-            service: row.try_get("service")?,
-            input: Value::Null,
-            payer: row.try_get("payer")?,
-            amount: row.try_get("amount")?,
-            cost_usd: row.try_get("cost_usd")?,
-            asset: row.try_get("asset")?,
-            network: row.try_get("network")?,
-            transaction: row.try_get("settle_tx")?,
-        };
-        let input: String = row.try_get("input")?;
-        let state: String = row.try_get("state")?;
-        let attempts: i32 = row.try_get("attempts")?;
-        let output: Option<String> = row.try_get("output")?;
-        let fields = (
-            row.try_get::<_, Option<String>>("error")?,
-            row.try_get::<_, bool>("refunded")?,
-            row.try_get::<_, String>("refund_amount_usd")?,
-            row.try_get::<_, i64>("created_at")?,
-            row.try_get::<_, Option<i64>>("finished_at")?,
-        );
-        Ok((job, input, state, attempts, output, fields))
+    let read = || -> Result<JobRow, tokio_postgres::Error> {
+        Ok(JobRow {
+            job: NewJob {
+                id: row.try_get("id")?,
+                service: row.try_get("service")?,
+                input: Value::Null,
+                payer: row.try_get("payer")?,
+                amount: row.try_get("amount")?,
+                cost_usd: row.try_get("cost_usd")?,
+                asset: row.try_get("asset")?,
+                network: row.try_get("network")?,
+                transaction: row.try_get("settle_tx")?,
+            },
+            input: row.try_get("input")?,
+            state: row.try_get("state")?,
+            attempts: i64::from(row.try_get::<_, i32>("attempts")?),
+            output: row.try_get("output")?,
+            error: row.try_get("error")?,
+            refunded: row.try_get("refunded")?,
+            refund_amount_usd: row.try_get("refund_amount_usd")?,
+            created_at_ms: row.try_get("created_at")?,
+            finished_at_ms: row.try_get("finished_at")?,
+        })
     };
-    let (job, input, state, attempts, output, fields) = read().map_err(store_error)?;
-    let (error, refunded, refund_amount_usd, created_at_ms, finished_at_ms) = fields;
-    let input = serde_json::from_str(&input).map_err(|_| corrupt("input", &id))?;
-    let output = match output {
-        Some(text) => Some(serde_json::from_str(&text).map_err(|_| corrupt("output", &id))?),
-        None => None,
-    };
-    Ok(JobRecord {
-        job: NewJob { input, ..job },
-        state: JobState::parse(&state).ok_or_else(|| corrupt("state", &id))?,
-        attempts: u32::try_from(attempts).map_err(|_| corrupt("attempts", &id))?,
-        output,
-        error,
-        refunded,
-        refund_amount_usd,
-        created_at_ms,
-        finished_at_ms,
-    })
+    read().map_err(store_error)?.decode()
 }
 
 impl JobStore for PostgresJobStore {
