@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and the gateway need, only those that are missing:
 #   espeak-ng   text-to-speech backend
+#   chromium    headless browser for the dashboard and spending-report tests (driven by
+#               playwright-core from tools/)
 # Runs apt-get update only when something must be installed; uses sudo when not root.
 set -euo pipefail
 
-packages=(espeak-ng)
+packages=(espeak-ng chromium)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -30,7 +32,7 @@ if [ "$(id -u)" -ne 0 ]; then
   fi
 fi
 
-echo "installing Debian packages: ${missing[*]} (espeak-ng: text-to-speech backend)" >&2
+echo "installing Debian packages: ${missing[*]} (espeak-ng: text-to-speech backend; chromium: browser tests)" >&2
 "${sudo[@]}" apt-get update -qq >&2
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
   apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends "${missing[@]}" >&2
