@@ -157,17 +157,27 @@ mod tests {
         let operator = Operator::new(Secret::new("s3cret"));
         let session = operator.session().to_owned();
         assert_ne!(session, "s3cret", "the cookie never holds the token");
-        let cases = [
-            (vec![(header::AUTHORIZATION, "Bearer s3cret")], Access::Bearer),
-            (vec![(header::AUTHORIZATION, "Bearer s3cre")], Access::Denied),
+        let good_cookie = format!("a=b; {COOKIE}={session}");
+        let token_as_cookie = format!("{COOKIE}=s3cret");
+        let other_cookie = format!("other={session}");
+        let only_cookie = format!("{COOKIE}={session}");
+        let cases: [(Vec<(header::HeaderName, &str)>, Access); 8] = [
+            (
+                vec![(header::AUTHORIZATION, "Bearer s3cret")],
+                Access::Bearer,
+            ),
+            (
+                vec![(header::AUTHORIZATION, "Bearer s3cre")],
+                Access::Denied,
+            ),
             (vec![(header::AUTHORIZATION, "s3cret")], Access::Denied),
-            (vec![(header::COOKIE, &*format!("a=b; {COOKIE}={session}"))], Access::Cookie),
-            (vec![(header::COOKIE, &*format!("{COOKIE}=s3cret"))], Access::Denied),
-            (vec![(header::COOKIE, &*format!("other={session}"))], Access::Denied),
+            (vec![(header::COOKIE, &good_cookie)], Access::Cookie),
+            (vec![(header::COOKIE, &token_as_cookie)], Access::Denied),
+            (vec![(header::COOKIE, &other_cookie)], Access::Denied),
             (
                 vec![
                     (header::AUTHORIZATION, "Bearer wrong"),
-                    (header::COOKIE, &*format!("{COOKIE}={session}")),
+                    (header::COOKIE, &only_cookie),
                 ],
                 Access::Denied,
             ),
