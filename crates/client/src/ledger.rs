@@ -471,11 +471,7 @@ impl Ledger {
         since: i64,
         key: TotalsBy,
     ) -> Result<Vec<(String, MicroUsd, u64)>, LedgerError> {
-        let group = match key {
-            TotalsBy::Day => "date(created_at, 'unixepoch')",
-            TotalsBy::Service => "COALESCE(service, url)",
-            TotalsBy::Payee => "pay_to",
-        };
+        let group = key.column();
         let db = self.lock();
         let mut statement = db.prepare(&format!(
             "SELECT {group} AS k, SUM(micro_usd), COUNT(*) FROM payments
@@ -490,6 +486,41 @@ impl Ledger {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+
+    /// Micro-USD paid since `since`, grouped by `key` as [`totals`](Self::totals) groups and
+    /// each group split by calendar day (UTC): summed over days, a key's rows give its
+    /// `totals` row; summed over keys, a day's rows give its `TotalsBy::Day` row. Ordered by
+    /// day, then key.
+    pub fn daily_totals(&self, since: i64, key: TotalsBy) -> Result<Vec<DailyTotal>, LedgerError> {
+        let (day, group) = (TotalsBy::Day.column(), key.column());
+        let db = self.lock();
+        let mut statement = db.prepare(&format!(
+            "SELECT {day} AS d, {group} AS k, SUM(micro_usd), COUNT(*) FROM payments
+             WHERE status = 'paid' AND created_at >= ?1 GROUP BY d, k ORDER BY d, k"
+        ))?;
+        let rows = statement.query_map(params![since], |r| {
+            Ok(DailyTotal {
+                day: r.get(0)?,
+                key: r.get(1)?,
+                micro_usd: r.get::<_, i64>(2)? as MicroUsd,
+                payments: r.get::<_, i64>(3)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// One day's share of a [`Ledger::daily_totals`] group.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DailyTotal {
+    /// The calendar day (UTC), `YYYY-MM-DD`.
+    pub day: String,
+    /// The group, as [`Ledger::totals`] names it with the same [`TotalsBy`].
+    pub key: String,
+    /// Micro-USD paid that day in the group.
+    pub micro_usd: MicroUsd,
+    /// How many payments.
+    pub payments: u64,
 }
 
 /// How [`Ledger::totals`] groups.
@@ -501,6 +532,17 @@ pub enum TotalsBy {
     Service,
     /// Payee address.
     Payee,
+}
+
+impl TotalsBy {
+    /// The SQL expression a payment row is grouped by (constant, never input).
+    fn column(self) -> &'static str {
+        match self {
+            Self::Day => "date(created_at, 'unixepoch')",
+            Self::Service => "COALESCE(service, url)",
+            Self::Payee => "pay_to",
+        }
+    }
 }
 
 /// A reserved payment: commit it, fail it, mark it unknown, or let it drop (released).
@@ -646,6 +688,74 @@ mod tests {
         assert_eq!(statuses, ["failed", "released", "paid"]);
         assert_eq!(ledger.totals(0, TotalsBy::Payee).unwrap()[0].1, 10);
         assert_eq!(ledger.spent(0).unwrap(), 10);
+    }
+
+    #[test]
+    fn daily_totals_split_each_groups_total_by_day() {
+        let ledger = Ledger::in_memory().unwrap();
+        let pay = |service: &str, pay_to: &str, micro_usd: MicroUsd, at: i64| {
+            let reservation = ledger
+                .reserve(&PaymentIntent {
+                    service: Some(service.into()),
+                    pay_to: pay_to.into(),
+                    ..intent(micro_usd)
+                })
+                .unwrap();
+            let id = reservation.id();
+            reservation.commit("0xabc").unwrap();
+            ledger
+                .lock()
+                .execute(
+                    "UPDATE payments SET created_at = ?2 WHERE id = ?1",
+                    params![id, at],
+                )
+                .unwrap();
+        };
+        // 2024-03-01 and 2024-03-02 (UTC).
+        let (first, second) = (1_709_251_200, 1_709_337_600);
+        pay("embed", "0xA", 1, first + 10);
+        pay("embed", "0xA", 2, first + 86_399);
+        pay("parse", "0xB", 30, first + 5);
+        pay("parse", "0xB", 400, second);
+        // Unpaid rows count nowhere.
+        drop(ledger.reserve(&intent(5_000)).unwrap());
+
+        let daily = ledger.daily_totals(0, TotalsBy::Service).unwrap();
+        let rows: Vec<(&str, &str, MicroUsd, u64)> = daily
+            .iter()
+            .map(|t| (t.day.as_str(), t.key.as_str(), t.micro_usd, t.payments))
+            .collect();
+        assert_eq!(
+            rows,
+            [
+                ("2024-03-01", "embed", 3, 2),
+                ("2024-03-01", "parse", 30, 1),
+                ("2024-03-02", "parse", 400, 1),
+            ]
+        );
+        // Summed over days: the totals by service; over keys: the totals by day.
+        for (key, micro_usd, _) in ledger.totals(0, TotalsBy::Service).unwrap() {
+            let sum: MicroUsd = daily
+                .iter()
+                .filter(|t| t.key == key)
+                .map(|t| t.micro_usd)
+                .sum();
+            assert_eq!(sum, micro_usd, "{key}");
+        }
+        for (day, micro_usd, _) in ledger.totals(0, TotalsBy::Day).unwrap() {
+            let sum: MicroUsd = daily
+                .iter()
+                .filter(|t| t.day == day)
+                .map(|t| t.micro_usd)
+                .sum();
+            assert_eq!(sum, micro_usd, "{day}");
+        }
+        let by_payee = ledger.daily_totals(second, TotalsBy::Payee).unwrap();
+        assert_eq!(by_payee.len(), 1);
+        assert_eq!(
+            (by_payee[0].key.as_str(), by_payee[0].micro_usd),
+            ("0xB", 400)
+        );
     }
 
     fn status(ledger: &Ledger, id: i64) -> String {

@@ -27,8 +27,8 @@ pub use channels::{ChannelRow, DepositIntent, FundsRecord};
 pub use client::{PaidResponse, PayError, PayingClient};
 pub use gateway::{GatewayClient, GatewayError, GatewayRun, RunAnswer, poll_job};
 pub use ledger::{
-    Budget, DEFAULT_DEPOSIT_CAP, Ledger, LedgerError, MicroUsd, PaymentIntent, PaymentRecord,
-    Reservation, TotalsBy, format_micro_usd,
+    Budget, DEFAULT_DEPOSIT_CAP, DailyTotal, Ledger, LedgerError, MicroUsd, PaymentIntent,
+    PaymentRecord, Reservation, TotalsBy, format_micro_usd,
 };
 pub use middleware::{Payment, PaymentMiddleware, ServiceLabel};
 pub use policy::{Choice, KnownAsset, Policy, PolicyError};

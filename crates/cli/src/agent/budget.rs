@@ -2,7 +2,7 @@
 
 use super::*;
 use anyhow::anyhow;
-use x402_client::{Budget, Ledger, MicroUsd};
+use x402_client::{Ledger, MicroUsd};
 use x402_proto::Price;
 
 /// `x402 budget`.
@@ -69,40 +69,106 @@ pub(crate) fn budget(home: &Home, command: BudgetCommand) -> anyhow::Result<()> 
         }
         ledger.set_budget(&budget)?;
     }
-    show_budget(&ledger, &budget)
+    show_budget(&ledger)
 }
 
-fn show_budget(ledger: &Ledger, budget: &Budget) -> anyhow::Result<()> {
+/// What counts against a limit now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Against {
+    /// Each payment alone (`per payment`).
+    EachPayment,
+    /// Payments in a rolling window: paid, and reserved or unknown (in flight, or sent with
+    /// the answer lost), which count until settled.
+    Window {
+        /// Paid within the window.
+        spent: MicroUsd,
+        /// Reserved or unknown within the window.
+        outstanding: MicroUsd,
+    },
+    /// What is locked in `batch-settlement` channels' escrow (`deposit cap`).
+    Escrow {
+        /// Deposited and not yet charged or refunded.
+        locked: MicroUsd,
+    },
+}
+
+impl Against {
+    /// What counts against the limit, all told.
+    pub(crate) fn used(self) -> Option<MicroUsd> {
+        match self {
+            Self::EachPayment => None,
+            Self::Window { spent, outstanding } => Some(spent + outstanding),
+            Self::Escrow { locked } => Some(locked),
+        }
+    }
+}
+
+/// One limit of the budget and what counts against it now, as `x402 budget show` prints it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct BudgetLine {
+    /// `per payment`, `per hour`, `per day`, `total` or `deposit cap`.
+    pub(crate) name: &'static str,
+    /// The limit; `None` is no limit.
+    pub(crate) limit: Option<MicroUsd>,
+    /// What counts against it.
+    pub(crate) against: Against,
+}
+
+/// The budget's limits and what counts against each now (rolling windows end now).
+pub(crate) fn budget_lines(ledger: &Ledger) -> anyhow::Result<Vec<BudgetLine>> {
+    let budget = ledger.budget()?;
     let now = x402_evm::unix_now() as i64;
-    let spent = |since: i64| -> anyhow::Result<_> {
-        Ok((ledger.spent(since)?, ledger.outstanding(since)?))
+    let window = |since: i64| -> anyhow::Result<Against> {
+        Ok(Against::Window {
+            spent: ledger.spent(since)?,
+            outstanding: ledger.outstanding(since)?,
+        })
     };
-    let rows = [
-        ("per payment", budget.per_payment, None),
-        ("per hour", budget.per_hour, Some(spent(now - 3600)?)),
-        ("per day", budget.per_day, Some(spent(now - 86_400)?)),
-        ("total", budget.total, Some(spent(0)?)),
-    ];
-    for (name, limit, spent) in rows {
+    let line = |name, limit, against| BudgetLine {
+        name,
+        limit,
+        against,
+    };
+    Ok(vec![
+        line("per payment", budget.per_payment, Against::EachPayment),
+        line("per hour", budget.per_hour, window(now - 3600)?),
+        line("per day", budget.per_day, window(now - 86_400)?),
+        line("total", budget.total, window(0)?),
+        line(
+            "deposit cap",
+            budget.deposit_cap,
+            Against::Escrow {
+                locked: ledger.locked()?,
+            },
+        ),
+    ])
+}
+
+fn show_budget(ledger: &Ledger) -> anyhow::Result<()> {
+    for BudgetLine {
+        name,
+        limit,
+        against,
+    } in budget_lines(ledger)?
+    {
         let limit = limit.map_or("no limit".to_owned(), |l| format!("${}", usd(l)));
-        match spent {
-            Some((spent, 0)) => println!("{name:12} {limit:>14}   spent ${}", usd(spent)),
+        match against {
+            Against::Window {
+                spent,
+                outstanding: 0,
+            } => println!("{name:12} {limit:>14}   spent ${}", usd(spent)),
             // Payments in flight or whose answer was lost count too (see `x402 receipts`).
-            Some((spent, outstanding)) => println!(
+            Against::Window { spent, outstanding } => println!(
                 "{name:12} {limit:>14}   spent ${} + ${} in flight or unknown",
                 usd(spent),
                 usd(outstanding)
             ),
-            None => println!("{name:12} {limit:>14}"),
+            Against::EachPayment => println!("{name:12} {limit:>14}"),
+            Against::Escrow { locked } => println!(
+                "{name:12} {limit:>14}   locked ${} in channels (see `x402 channels`)",
+                usd(locked)
+            ),
         }
     }
-    let cap = budget
-        .deposit_cap
-        .map_or("no limit".to_owned(), |l| format!("${}", usd(l)));
-    println!(
-        "{:12} {cap:>14}   locked ${} in channels (see `x402 channels`)",
-        "deposit cap",
-        usd(ledger.locked()?)
-    );
     Ok(())
 }

@@ -8,6 +8,7 @@ mod budget;
 mod channels;
 mod pay;
 mod receipts;
+mod report;
 mod run;
 mod wallet;
 

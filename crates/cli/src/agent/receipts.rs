@@ -1,4 +1,5 @@
-//! `x402 receipts`: the ledger, totals, and reconciling payments whose answer was lost.
+//! `x402 receipts`: the ledger, totals (with bars), the HTML spending report, and reconciling
+//! payments whose answer was lost.
 
 use std::path::PathBuf;
 
@@ -6,6 +7,8 @@ use super::*;
 use anyhow::{Context, bail};
 use serde_json::Value;
 use x402_client::{Ledger, MicroUsd, Outcome, Reconciled, TotalsBy};
+
+use super::report::{Report, day_text, parse_day};
 
 /// Options of `x402 receipts`.
 #[derive(Debug, clap::Args)]
@@ -19,6 +22,11 @@ pub(crate) struct ReceiptsArgs {
     /// JSON output.
     #[arg(long)]
     json: bool,
+    /// Write the spending report, a self-contained HTML page (charts of spend per day by
+    /// service and payee, the budget, every payment with its transaction), to FILE (`-`:
+    /// standard output).
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["by", "json"])]
+    html: Option<PathBuf>,
     /// First ask the chain what became of payments recorded `unknown` (sent, answer lost) and
     /// of reservations left unfinished: a used authorization is `paid`, an expired unused one
     /// `released`.
@@ -109,9 +117,37 @@ pub(crate) async fn receipts(home: &Home, args: ReceiptsArgs) -> anyhow::Result<
                 .collect();
             println!("{}", serde_json::to_string_pretty(&rows)?);
         } else {
-            for (key, micro, count) in totals {
-                println!("{key:44} ${:>10}  {count} payments", usd(micro));
+            let largest = totals.iter().map(|(_, m, _)| *m).max().unwrap_or(0);
+            for (key, micro, count) in &totals {
+                println!(
+                    "{key:44} ${:>10}  {}  {count} payments",
+                    usd(*micro),
+                    bar(*micro, largest, BAR_WIDTH)
+                );
             }
+            if matches!(by, By::Day)
+                && let Some(line) = day_sparkline(&totals)
+            {
+                println!("{line}");
+            }
+        }
+        return Ok(());
+    }
+    if let Some(file) = args.html {
+        let report = Report::read(&ledger, since, args.since.clone())?;
+        let page = report.html();
+        if file.as_os_str() == "-" {
+            print!("{page}");
+        } else {
+            std::fs::write(&file, page).with_context(|| format!("writing {}", file.display()))?;
+            let (unknown, _) = report.sum("unknown");
+            eprintln!(
+                "wrote {}: {} payments, ${} paid, ${} unknown",
+                file.display(),
+                report.payments.len(),
+                usd(report.paid),
+                usd(unknown)
+            );
         }
         return Ok(());
     }
@@ -150,4 +186,123 @@ pub(crate) async fn receipts(home: &Home, args: ReceiptsArgs) -> anyhow::Result<
         );
     }
     Ok(())
+}
+
+/// How many cells the `--by` bars take at most.
+const BAR_WIDTH: usize = 24;
+
+/// A bar of `value` out of `largest` in `width` cells, drawn in eighths of a cell with Unicode
+/// blocks and padded with spaces to `width`; anything above zero shows at least an eighth.
+fn bar(value: MicroUsd, largest: MicroUsd, width: usize) -> String {
+    const EIGHTHS: [char; 8] = [' ', '▏', '▎', '▍', '▌', '▋', '▊', '▉'];
+    let eighths = if largest == 0 {
+        0
+    } else {
+        let exact = u128::from(value.min(largest)) * (width as u128) * 8;
+        let rounded = (exact + u128::from(largest) / 2) / u128::from(largest);
+        (rounded as usize).max(usize::from(value > 0))
+    };
+    let mut bar = "█".repeat(eighths / 8);
+    if eighths % 8 > 0 {
+        bar.push(EIGHTHS[eighths % 8]);
+    }
+    let drawn = bar.chars().count();
+    bar.extend(std::iter::repeat_n(' ', width.saturating_sub(drawn)));
+    bar
+}
+
+/// One character per value, its height in eighths of the largest (`▁` … `█`); zero is a
+/// space.
+fn sparkline(values: &[MicroUsd]) -> String {
+    const LEVELS: [char; 8] = ['▁', '▂', '▃', '▄', '▅', '▆', '▇', '█'];
+    let largest = values.iter().copied().max().unwrap_or(0);
+    values
+        .iter()
+        .map(|&value| {
+            if value == 0 || largest == 0 {
+                return ' ';
+            }
+            // 1..=8 eighths, rounded up so that the smallest payment still shows.
+            let level = (u128::from(value) * 8).div_ceil(u128::from(largest));
+            LEVELS[(level as usize).clamp(1, 8) - 1]
+        })
+        .collect()
+}
+
+/// How many days the `--by day` sparkline shows at most (the latest).
+const SPARK_DAYS: i64 = 90;
+
+/// The `--by day` trend: every day from the first with payments to the last (at most the
+/// last [`SPARK_DAYS`]), days without payments blank.
+fn day_sparkline(totals: &[(String, MicroUsd, u64)]) -> Option<String> {
+    let days: Vec<(i64, MicroUsd)> = totals
+        .iter()
+        .filter_map(|(day, micro, _)| Some((parse_day(day)?, *micro)))
+        .collect();
+    let last = days.iter().map(|(d, _)| *d).max()?;
+    let first = days
+        .iter()
+        .map(|(d, _)| *d)
+        .min()?
+        .max(last - SPARK_DAYS + 1);
+    let mut values = vec![0; (last - first + 1) as usize];
+    for (day, micro) in days {
+        if day >= first {
+            values[(day - first) as usize] += micro;
+        }
+    }
+    Some(format!(
+        "{:44}  {}  {} … {}",
+        "per day",
+        sparkline(&values),
+        day_text(first),
+        day_text(last)
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bars_are_scaled_to_the_largest_total_in_eighths() {
+        assert_eq!(bar(100, 100, 4), "████");
+        assert_eq!(bar(50, 100, 4), "██  ");
+        // 4 cells = 32 eighths; 10% of that is 3.2 → 3 eighths.
+        assert_eq!(bar(10, 100, 4), "▍   ");
+        assert_eq!(bar(55, 100, 4), "██▎ ");
+        // The smallest payment still shows; nothing shows nothing.
+        assert_eq!(bar(1, 1_000_000, 4), "▏   ");
+        assert_eq!(bar(0, 100, 4), "    ");
+        assert_eq!(bar(0, 0, 3), "   ");
+        for value in [0, 1, 7, 33, 99, 100] {
+            assert_eq!(bar(value, 100, BAR_WIDTH).chars().count(), BAR_WIDTH);
+        }
+    }
+
+    #[test]
+    fn the_day_sparkline_fills_days_without_payments() {
+        assert_eq!(sparkline(&[0, 1, 4, 8, 0]), " ▁▄█ ");
+        assert_eq!(sparkline(&[1, 1_000_000]), "▁█");
+        assert_eq!(sparkline(&[]), "");
+        let totals = vec![
+            ("2024-02-28".to_owned(), 8, 1),
+            ("2024-03-01".to_owned(), 2, 1),
+            ("2024-03-02".to_owned(), 4, 2),
+        ];
+        let line = day_sparkline(&totals).unwrap();
+        // 2024 is a leap year: 28, 29 (nothing), 1, 2.
+        assert!(
+            line.ends_with("  █ ▂▄  2024-02-28 … 2024-03-02"),
+            "{line:?}"
+        );
+        assert_eq!(day_sparkline(&[]), None);
+        // Only the latest days.
+        let long = vec![
+            ("2020-01-01".to_owned(), 1, 1),
+            ("2024-03-02".to_owned(), 1, 1),
+        ];
+        let line = day_sparkline(&long).unwrap();
+        assert!(line.contains("2023-12-04 … 2024-03-02"), "{line}");
+    }
 }
