@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
-# Runs every test: installs what the tests use first (the npm tools: anvil, solc, official
-# SDKs; espeak-ng; the MiniLM model), then the contract tests and the Rust workspace tests
-# (unit, integration on a real anvil chain with real models, doc tests).
+# Runs every test: installs what the tests use first (the npm tools: anvil, LiteSVM, solc,
+# official SDKs; espeak-ng; the MiniLM model), then the contract tests, the local Solana chain's
+# tests and the Rust workspace tests (unit, integration on a real anvil chain with real models,
+# doc tests).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$root"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/x402/target}"
 scripts/install-deps.sh
 (cd tools && npm run --silent test:contracts)
+(cd tools && npm run --silent test:solana)
 cargo test --workspace --locked
