@@ -12,6 +12,9 @@
       if (value === undefined || value === null || value === false) continue;
       if (name.startsWith("on") && typeof value === "function") {
         node.addEventListener(name.slice(2), value);
+      } else if (name === "style") {
+        // Through the CSSOM: the page's CSP refuses inline `style` attributes.
+        node.style.cssText = String(value);
       } else {
         node.setAttribute(name, value === true ? "" : String(value));
       }

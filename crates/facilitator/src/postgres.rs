@@ -20,10 +20,12 @@ use x402_evm::batch::{BatchSend, BatchSendKey, BatchSendLog, BatchTx};
 use x402_proto::{BoxFuture, FacilitatorError, Network, SettleResponse};
 
 mod nonces;
+mod reads;
 
 use crate::store::{
-    Claim, NewSettlement, SettlementKey, SettlementRecord, SettlementState, SettlementStore,
-    StoreError, TxRecord,
+    Claim, LogHealth, NewSettlement, Party, PartyTally, SeriesPoint, SettlementFilter,
+    SettlementKey, SettlementPage, SettlementRecord, SettlementState, SettlementStore,
+    SettlementSummary, StoreError, TokenTally, TxRecord,
 };
 
 /// How the log connects to Postgres.
@@ -151,6 +153,17 @@ CREATE TABLE facilitator_instances (
     started_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
     heartbeat_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+",
+    },
+    Migration {
+        version: 4,
+        name: "indexes for the operators' dashboard: by time, state, payer, payee and signer",
+        sql: "
+CREATE INDEX settlements_by_time ON settlements (created_at, seq);
+CREATE INDEX settlements_by_state ON settlements (state, created_at);
+CREATE INDEX settlements_by_payer ON settlements (payer, created_at);
+CREATE INDEX settlements_by_payee ON settlements (pay_to, created_at);
+CREATE INDEX settlement_txs_by_signer ON settlement_txs (chain_id, signer);
 ",
     },
 ];
@@ -758,6 +771,44 @@ impl SettlementStore for PostgresStore {
 
     fn unfinished(&self) -> BoxFuture<'_, Result<Vec<SettlementRecord>, StoreError>> {
         Box::pin(async move { settlements(&self.query(UNFINISHED, &[]).await?) })
+    }
+
+    fn settled(&self, since: u64) -> BoxFuture<'_, Result<Vec<TokenTally>, StoreError>> {
+        Box::pin(self.read_settled(since))
+    }
+
+    fn settled_series(
+        &self,
+        since: u64,
+        bucket_seconds: u64,
+    ) -> BoxFuture<'_, Result<Vec<SeriesPoint>, StoreError>> {
+        Box::pin(self.read_series(since, bucket_seconds))
+    }
+
+    fn top_parties(
+        &self,
+        party: Party,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<PartyTally>, StoreError>> {
+        Box::pin(self.read_top(party, limit))
+    }
+
+    fn settlements<'a>(
+        &'a self,
+        filter: &'a SettlementFilter,
+    ) -> BoxFuture<'a, Result<SettlementPage, StoreError>> {
+        Box::pin(self.read_page(filter))
+    }
+
+    fn summary<'a>(
+        &'a self,
+        key: &'a SettlementKey,
+    ) -> BoxFuture<'a, Result<Option<SettlementSummary>, StoreError>> {
+        Box::pin(self.read_summary(key))
+    }
+
+    fn log_health(&self) -> BoxFuture<'_, Result<LogHealth, StoreError>> {
+        Box::pin(self.read_health())
     }
 
     fn heartbeat(&self) -> BoxFuture<'_, Result<(), StoreError>> {

@@ -8,9 +8,12 @@ use rusqlite::{Connection, OptionalExtension, params};
 use x402_proto::{BoxFuture, Network, SettleResponse};
 
 use crate::store::{
-    Claim, NewSettlement, SettlementKey, SettlementRecord, SettlementState, SettlementStore,
-    StoreError, TxRecord,
+    Claim, LogHealth, NewSettlement, Party, PartyTally, SeriesPoint, SettlementFilter,
+    SettlementKey, SettlementPage, SettlementRecord, SettlementState, SettlementStore,
+    SettlementSummary, StoreError, TokenTally, TxRecord,
 };
+
+mod reads;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS settlements (
@@ -47,6 +50,11 @@ CREATE TABLE IF NOT EXISTS settlement_txs (
 );
 CREATE INDEX IF NOT EXISTS settlement_txs_by_key
     ON settlement_txs (chain_id, asset, payer, auth_nonce);
+CREATE INDEX IF NOT EXISTS settlement_txs_by_signer ON settlement_txs (chain_id, signer);
+CREATE INDEX IF NOT EXISTS settlements_by_time ON settlements (created_at);
+CREATE INDEX IF NOT EXISTS settlements_by_state ON settlements (state, created_at);
+CREATE INDEX IF NOT EXISTS settlements_by_payer ON settlements (payer, created_at);
+CREATE INDEX IF NOT EXISTS settlements_by_payee ON settlements (pay_to, created_at);
 CREATE TABLE IF NOT EXISTS batch_sends (
     send_key     TEXT    PRIMARY KEY,
     tx_hash      TEXT    NOT NULL,
@@ -78,10 +86,12 @@ pub enum Durability {
     Normal,
 }
 
-/// A settlement log in one SQLite file. Calls run on the blocking pool, one at a time.
+/// A settlement log in one SQLite file. Calls run on the blocking pool, writes one at a
+/// time; the dashboard's reads on a connection of their own, beside them.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
 }
 
 pub(crate) fn db_error(error: impl std::fmt::Display) -> StoreError {
@@ -115,9 +125,33 @@ impl SqliteStore {
             .map_err(db_error)?;
         connection.execute_batch(SCHEMA).map_err(db_error)?;
         migrate(&connection)?;
+        let reader = Connection::open(path)
+            .map_err(|e| StoreError(format!("opening {}: {e}", path.display())))?;
+        reader
+            .execute_batch("PRAGMA busy_timeout = 5000;")
+            .map_err(db_error)?;
+        reads::register(&reader)?;
         Ok(Self {
             connection: Arc::new(Mutex::new(connection)),
+            reader: Arc::new(Mutex::new(reader)),
         })
+    }
+
+    /// Runs `work` on the reading connection, on the blocking pool.
+    async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let reader = Arc::clone(&self.reader);
+        tokio::task::spawn_blocking(move || {
+            let reader = reader
+                .lock()
+                .map_err(|_| StoreError("settlement log lock poisoned".into()))?;
+            work(&reader)
+        })
+        .await
+        .map_err(db_error)?
     }
 
     pub(crate) async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
@@ -540,6 +574,48 @@ impl SettlementStore for SqliteStore {
     ) -> BoxFuture<'a, Result<Option<SettlementRecord>, StoreError>> {
         let key = *key;
         Box::pin(self.run(move |connection| load(connection, &key)))
+    }
+
+    fn settled(&self, since: u64) -> BoxFuture<'_, Result<Vec<TokenTally>, StoreError>> {
+        Box::pin(self.read(move |connection| reads::settled(connection, since)))
+    }
+
+    fn settled_series(
+        &self,
+        since: u64,
+        bucket_seconds: u64,
+    ) -> BoxFuture<'_, Result<Vec<SeriesPoint>, StoreError>> {
+        Box::pin(
+            self.read(move |connection| reads::settled_series(connection, since, bucket_seconds)),
+        )
+    }
+
+    fn top_parties(
+        &self,
+        party: Party,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<PartyTally>, StoreError>> {
+        Box::pin(self.read(move |connection| reads::top_parties(connection, party, limit)))
+    }
+
+    fn settlements<'a>(
+        &'a self,
+        filter: &'a SettlementFilter,
+    ) -> BoxFuture<'a, Result<SettlementPage, StoreError>> {
+        let filter = filter.clone();
+        Box::pin(self.read(move |connection| reads::settlements(connection, &filter)))
+    }
+
+    fn summary<'a>(
+        &'a self,
+        key: &'a SettlementKey,
+    ) -> BoxFuture<'a, Result<Option<SettlementSummary>, StoreError>> {
+        let key = *key;
+        Box::pin(self.read(move |connection| reads::summary(connection, &key)))
+    }
+
+    fn log_health(&self) -> BoxFuture<'_, Result<LogHealth, StoreError>> {
+        Box::pin(self.read(reads::log_health))
     }
 
     fn unfinished(&self) -> BoxFuture<'_, Result<Vec<SettlementRecord>, StoreError>> {
