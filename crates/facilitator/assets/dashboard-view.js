@@ -25,7 +25,9 @@
   const plural = (n, one, many = `${one}s`) => `${n} ${Number(n) === 1 ? one : many}`;
   /** A hash or address, shortened on screen and whole for screen readers and copying. */
   const hex = (value) => value ? el("code", { title: value }, short(value)) : "–";
-  const stateBadge = (state) => el("span", { class: `state state-${state}` }, state);
+  const stateBadge = (state) => el("span", { class: `state state-${state} nowrap` }, state);
+  /** Whole units for a chart's axis: up to 6 significant digits. */
+  const axis = (v) => Number(v).toLocaleString(undefined, { maximumSignificantDigits: 6 });
 
   /** Key figures with their exact atomic amounts in `data-*` attributes (for scripts). */
   function figures(items) {
@@ -62,7 +64,7 @@
       const name = line.asset_name || short(line.asset);
       container.append(el("section", { class: "card wide" },
         el("h2", {}, `Settled per day in ${name} on ${line.network}, last 30 days`),
-        lineChart(points, { label: `Settled per day in ${name}`, format: (v) => String(v) }),
+        lineChart(points, { label: `Settled per day in ${name}`, format: axis }),
         el("details", {}, el("summary", {}, "As a table"),
           table({
             caption: `Settled per day in ${name}`,
@@ -111,6 +113,7 @@
       el("button", { type: "submit" }, "Search"));
     const holder = el("div", { id: "settlement-table", "aria-live": "polite" });
     const details = el("div", { id: "settlement-details" });
+    details.style.gridColumn = "1 / -1";
     container.append(el("section", { class: "card wide" }, el("h2", {}, "Settlements"), form, holder), details);
     tableHolder = { holder, details };
     await reloadTable();
@@ -119,7 +122,7 @@
   let tableHolder = null;
 
   async function reloadTable() {
-    if (!tableHolder || !tableHolder.holder.isConnected) return;
+    if (!tableHolder) return;
     const { holder, details } = tableHolder;
     let data;
     try {
@@ -134,7 +137,7 @@
       { label: "Payer", render: (r) => hex(r.payer) },
       { label: "Payee", render: (r) => hex(r.pay_to) },
       { label: "Amount", numeric: true, render: (r) => amountOf(r) },
-      { label: "Network", render: (r) => r.network },
+      { label: "Network", render: (r) => el("span", { class: "nowrap" }, r.network) },
       { label: "State", render: (r) => [stateBadge(r.state), r.error_reason ? el("span", { class: "muted" }, ` ${r.error_reason}`) : null] },
       { label: "Transaction", render: (r) => r.tx_hash ? el("code", { class: "tx", title: r.tx_hash }, r.tx_hash) : "–" },
       { label: "Details", render: (r) => el("button", { type: "button", class: "link",
