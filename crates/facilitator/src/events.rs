@@ -13,7 +13,7 @@ use x402_proto::{BoxFuture, FacilitatorError, SettleResponse};
 use crate::store::{
     Claim, LogHealth, NewSettlement, Party, PartyTally, SeriesPoint, SettlementFilter,
     SettlementKey, SettlementPage, SettlementRecord, SettlementState, SettlementStore,
-    SettlementSummary, StoreError, TokenTally, TxRecord,
+    SettlementSummary, StoreError, TxRecord,
 };
 
 /// One write to the log.
@@ -165,8 +165,8 @@ impl SettlementStore for Watched<dyn SettlementStore> {
         self.log.unfinished()
     }
 
-    fn settled(&self, since: u64) -> BoxFuture<'_, Result<Vec<TokenTally>, StoreError>> {
-        self.log.settled(since)
+    fn settled_days(&self, since: u64) -> BoxFuture<'_, Result<Vec<SeriesPoint>, StoreError>> {
+        self.log.settled_days(since)
     }
 
     fn settled_series(

@@ -43,7 +43,7 @@ pub use sqlite::{Durability, SqliteStore};
 pub use store::{
     Backlog, BadSettlementKey, Claim, FailureTally, LogHealth, NewSettlement, Party, PartyTally,
     Search, SeriesPoint, SettlementFilter, SettlementKey, SettlementPage, SettlementRecord,
-    SettlementState, SettlementStore, SettlementSummary, StoreError, Tally, TokenTally, TxRecord,
+    SettlementState, SettlementStore, SettlementSummary, StoreError, Tally, TxRecord,
 };
 
 /// Why the facilitator could not start.

@@ -10,10 +10,11 @@ use x402_proto::{BoxFuture, Network, SettleResponse};
 use crate::store::{
     Claim, LogHealth, NewSettlement, Party, PartyTally, SeriesPoint, SettlementFilter,
     SettlementKey, SettlementPage, SettlementRecord, SettlementState, SettlementStore,
-    SettlementSummary, StoreError, TokenTally, TxRecord,
+    SettlementSummary, StoreError, TxRecord,
 };
 
 mod reads;
+mod rollups;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS settlements (
@@ -124,6 +125,10 @@ impl SqliteStore {
             ))
             .map_err(db_error)?;
         connection.execute_batch(SCHEMA).map_err(db_error)?;
+        connection
+            .execute_batch(rollups::SCHEMA)
+            .map_err(db_error)?;
+        reads::register(&connection)?;
         migrate(&connection)?;
         let reader = Connection::open(path)
             .map_err(|e| StoreError(format!("opening {}: {e}", path.display())))?;
@@ -175,8 +180,10 @@ impl SqliteStore {
 /// was handed to), 2 added `token` (the token a settlement moves, for Permit2 settlements,
 /// whose key names Permit2 as the keeper of their nonce; `NULL` means the key's `asset`), 3
 /// added the batch sends' `request` (what a send answers, to reconcile it at start; their
-/// signed transactions are in `batch_send_txs`, created with the schema).
-const SCHEMA_VERSION: i64 = 3;
+/// signed transactions are in `batch_send_txs`, created with the schema), 4 added the sums
+/// of confirmed settlements per day and per payer and payee (`settled_days`,
+/// `settled_parties`, created with the schema and filled from the log's confirmed rows).
+const SCHEMA_VERSION: i64 = 4;
 
 /// Brings a log written by an earlier version up to date, one version at a time; each step
 /// adds only what is missing, so a log created with the current schema passes through.
@@ -215,6 +222,16 @@ fn migrate(connection: &Connection) -> Result<(), StoreError> {
         if !present {
             connection.execute_batch(change).map_err(db_error)?;
         }
+    }
+    if version < 4 {
+        // The sums start from every settlement confirmed so far, in one transaction with the
+        // version that says they are kept.
+        connection
+            .execute_batch(&format!(
+                "BEGIN IMMEDIATE; {} PRAGMA user_version = 4; COMMIT;",
+                rollups::REBUILD
+            ))
+            .map_err(db_error)?;
     }
     if version < SCHEMA_VERSION {
         connection
@@ -524,24 +541,58 @@ impl SettlementStore for SqliteStore {
             let response = response?;
             self.run(move |connection| {
                 let (chain_id, asset, payer, nonce) = key_params(&key);
-                connection
-                    .execute(
-                        "UPDATE settlements SET state = ?5, response = ?6, updated_at = ?7,
-                            answered_to = COALESCE(answered_to, ?8)
-                         WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND auth_nonce = ?4",
-                        params![
-                            chain_id,
-                            asset,
-                            payer,
-                            nonce,
-                            state.as_str(),
-                            response,
-                            now_secs(),
-                            answered_to,
-                        ],
-                    )
+                // The outcome and the settled sums change together.
+                let tx = connection
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                     .map_err(db_error)?;
-                Ok(())
+                let before = tx
+                    .query_row(
+                        "SELECT state, created_at, pay_to, COALESCE(token, asset), amount
+                         FROM settlements
+                         WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND auth_nonce = ?4",
+                        params![chain_id, asset, payer, nonce],
+                        |row| {
+                            Ok((
+                                row.get::<_, String>(0)?,
+                                rollups::Counted {
+                                    chain_id,
+                                    token: row.get(3)?,
+                                    created_at: row.get(1)?,
+                                    payer: payer.clone(),
+                                    pay_to: row.get(2)?,
+                                    amount: row.get(4)?,
+                                },
+                            ))
+                        },
+                    )
+                    .optional()
+                    .map_err(db_error)?;
+                tx.execute(
+                    "UPDATE settlements SET state = ?5, response = ?6, updated_at = ?7,
+                        answered_to = COALESCE(answered_to, ?8)
+                     WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND auth_nonce = ?4",
+                    params![
+                        chain_id,
+                        asset,
+                        payer,
+                        nonce,
+                        state.as_str(),
+                        response,
+                        now_secs(),
+                        answered_to,
+                    ],
+                )
+                .map_err(db_error)?;
+                if let Some((was, settlement)) = before {
+                    let confirmed = SettlementState::Confirmed.as_str();
+                    let is = state == SettlementState::Confirmed;
+                    match (was == confirmed, is) {
+                        (false, true) => rollups::count(&tx, &settlement, rollups::Change::Add)?,
+                        (true, false) => rollups::count(&tx, &settlement, rollups::Change::Remove)?,
+                        _ => {}
+                    }
+                }
+                tx.commit().map_err(db_error)
             })
             .await
         })
@@ -576,8 +627,8 @@ impl SettlementStore for SqliteStore {
         Box::pin(self.run(move |connection| load(connection, &key)))
     }
 
-    fn settled(&self, since: u64) -> BoxFuture<'_, Result<Vec<TokenTally>, StoreError>> {
-        Box::pin(self.read(move |connection| reads::settled(connection, since)))
+    fn settled_days(&self, since: u64) -> BoxFuture<'_, Result<Vec<SeriesPoint>, StoreError>> {
+        Box::pin(self.read(move |connection| reads::settled_days(connection, since)))
     }
 
     fn settled_series(
@@ -676,7 +727,11 @@ mod tests {
             "INSERT INTO settlements (chain_id, asset, payer, auth_nonce, fingerprint, state,
                 pay_to, amount, valid_before, wire_network, request, created_at, updated_at)
              VALUES ({chain_id}, '{asset}', '{payer}', '{nonce}', '{fingerprint}', 'claimed',
-                '{pay_to}', '10000', 1900000000, 'base', '{{}}', 0, 0)"
+                '{pay_to}', '10000', 1900000000, 'base', '{{}}', 0, 0);
+             INSERT INTO settlements (chain_id, asset, payer, auth_nonce, fingerprint, state,
+                pay_to, amount, valid_before, wire_network, request, created_at, updated_at)
+             VALUES ({chain_id}, '{asset}', '{payer}', '0x01', '{fingerprint}', 'confirmed',
+                '{pay_to}', '25000', 1900000000, 'base', '{{}}', 90000, 90000)"
         ))
         .unwrap();
         drop(old);
@@ -689,5 +744,18 @@ mod tests {
             "an old row moves its key's asset"
         );
         assert_eq!(record.answered_to, None);
+        // What was confirmed before the sums were kept is in them.
+        let days = store.settled_days(0).await.unwrap();
+        assert_eq!(days.len(), 1, "{days:?}");
+        assert_eq!((days[0].start, days[0].token), (86_400, key.asset));
+        assert_eq!(days[0].tally.amount, U256::from(25_000));
+        let payers = store
+            .top_parties(crate::store::Party::Payer, 5)
+            .await
+            .unwrap();
+        assert_eq!(
+            (payers[0].address, payers[0].tally.settlements),
+            (key.payer, 1)
+        );
     }
 }

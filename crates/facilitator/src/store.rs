@@ -201,17 +201,6 @@ pub struct Tally {
     pub amount: U256,
 }
 
-/// A [`Tally`] of one token on one chain.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct TokenTally {
-    /// The chain.
-    pub chain_id: u64,
-    /// The token moved.
-    pub token: Address,
-    /// What was settled in it.
-    pub tally: Tally,
-}
-
 /// One interval of a series of confirmed settlements.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SeriesPoint {
@@ -407,13 +396,15 @@ pub trait SettlementStore: Send + Sync + std::fmt::Debug {
     /// first: every one, for a log one process keeps.
     fn unfinished(&self) -> BoxFuture<'_, Result<Vec<SettlementRecord>, StoreError>>;
 
-    /// What confirmed settlements moved per chain and token, of those recorded at or after
-    /// `since` (Unix seconds; 0 for all).
-    fn settled(&self, since: u64) -> BoxFuture<'_, Result<Vec<TokenTally>, StoreError>>;
+    /// What confirmed settlements moved per UTC day (by when they were recorded), chain and
+    /// token, from the day holding `since` (Unix seconds; 0 for all) on; days without any are
+    /// left out. Oldest first. Read from sums kept as settlements are confirmed, not from
+    /// every row: as exact, and as fast for a long log as for a short one.
+    fn settled_days(&self, since: u64) -> BoxFuture<'_, Result<Vec<SeriesPoint>, StoreError>>;
 
     /// Confirmed settlements recorded at or after `since`, in intervals of `bucket_seconds`
     /// (aligned to multiples of it), per chain and token; intervals without any are left out.
-    /// Oldest first.
+    /// Oldest first. Read from the rows: for short spans (the last hour).
     fn settled_series(
         &self,
         since: u64,
@@ -421,7 +412,7 @@ pub trait SettlementStore: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'_, Result<Vec<SeriesPoint>, StoreError>>;
 
     /// The `limit` payers or payees (per chain and token) whose confirmed settlements moved
-    /// the most, most first.
+    /// the most, most first (from the kept sums, like [`settled_days`](Self::settled_days)).
     fn top_parties(
         &self,
         party: Party,

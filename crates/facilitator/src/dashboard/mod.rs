@@ -2,8 +2,9 @@
 //! view and its JSON API under `/dashboard/api/`, read from the settlement log (nothing
 //! estimated, nothing kept on the side):
 //!
-//! - `overview`: settled per network and token today (UTC), over 7 days and in all, settles per
-//!   minute over the last hour, a daily series over 30 days, top payers and payees;
+//! - `overview`: settled per network and token today (UTC), over the last 7 days (today and
+//!   the 6 before) and in all, settles per minute over the last hour, a daily series over 30
+//!   days, top payers and payees;
 //! - `settlements?q=&page=&per_page=&state=`: a page of the log, newest first, searched by
 //!   payer, payee or transaction hash, and `settlements/{key}`: one with its request, answer
 //!   and transactions;
@@ -128,6 +129,20 @@ fn token_info(service: &FacilitatorService, chain_id: u64, token: Address) -> (V
         })
 }
 
+/// Two tallies of one token together.
+fn add(a: Tally, b: Tally) -> Result<Tally, Failure> {
+    let amount = a.amount.checked_add(b.amount).ok_or_else(|| {
+        Failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "a settled total exceeds uint256".into(),
+        )
+    })?;
+    Ok(Tally {
+        settlements: a.settlements + b.settlements,
+        amount,
+    })
+}
+
 fn tally(tally: Tally) -> Value {
     json!({ "settlements": tally.settlements, "amount": tally.amount.to_string() })
 }
@@ -160,16 +175,14 @@ async fn overview(
     let log = service.log();
     let now = now();
     let today = now - now % DAY;
-    let week = now.saturating_sub(7 * DAY);
+    // The last 7 days: today and the 6 before (UTC).
+    let week = today.saturating_sub(6 * DAY);
     let minute = now - now % 60;
     let hour = minute.saturating_sub(59 * 60);
     let series_from = today.saturating_sub((SERIES_DAYS - 1) * DAY);
-    let (all, day, seven, minutes, series, payers, payees) = tokio::try_join!(
-        log.settled(0),
-        log.settled(today),
-        log.settled(week),
+    let (days, minutes, payers, payees) = tokio::try_join!(
+        log.settled_days(0),
         log.settled_series(hour, 60),
-        log.settled_series(series_from, DAY),
         log.top_parties(Party::Payer, TOP),
         log.top_parties(Party::Payee, TOP),
     )?;
@@ -184,9 +197,12 @@ async fn overview(
             );
         }
     }
-    for (slot, tallies) in [(0, &day), (1, &seven), (2, &all)] {
-        for t in tallies {
-            tokens.entry((t.chain_id, t.token)).or_default()[slot] = t.tally;
+    for point in &days {
+        let totals = tokens.entry((point.chain_id, point.token)).or_default();
+        for (slot, from) in [(0, today), (1, week), (2, 0)] {
+            if point.start >= from {
+                totals[slot] = add(totals[slot], point.tally)?;
+            }
         }
     }
     let assets: Vec<Value> = tokens
@@ -198,7 +214,6 @@ async fn overview(
             )
         })
         .collect();
-
     let mut per_minute: BTreeMap<u64, u64> = (0..60).map(|i| (hour + i * 60, 0)).collect();
     for point in &minutes {
         *per_minute.entry(point.start).or_default() += point.tally.settlements;
@@ -206,9 +221,9 @@ async fn overview(
     let last_hour: u64 = per_minute.values().sum();
 
     // A point per day for each token with anything settled in the window.
-    let mut days: BTreeMap<(u64, Address), BTreeMap<u64, Tally>> = BTreeMap::new();
-    for point in &series {
-        let line = days
+    let mut lines: BTreeMap<(u64, Address), BTreeMap<u64, Tally>> = BTreeMap::new();
+    for point in days.iter().filter(|p| p.start >= series_from) {
+        let line = lines
             .entry((point.chain_id, point.token))
             .or_insert_with(|| {
                 (0..SERIES_DAYS)
@@ -217,7 +232,7 @@ async fn overview(
             });
         line.insert(point.start, point.tally);
     }
-    let series: Vec<Value> = days
+    let series: Vec<Value> = lines
         .into_iter()
         .map(|((chain_id, token), points)| {
             let points: Vec<Value> = points

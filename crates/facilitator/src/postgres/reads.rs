@@ -11,13 +11,11 @@ use super::{PostgresStore, column, hex, key_params, parse};
 use crate::store::{
     Backlog, FailureTally, LogHealth, Party, PartyTally, Search, SeriesPoint, SettlementFilter,
     SettlementKey, SettlementPage, SettlementState, SettlementSummary, StoreError, Tally,
-    TokenTally,
 };
 
-const SETTLED: &str = "
-    SELECT chain_id, token, count(*), sum(amount)::text FROM settlements
-    WHERE state = 'confirmed' AND created_at >= to_timestamp($1::bigint)
-    GROUP BY 1, 2 ORDER BY 1, 2";
+const DAYS: &str = "
+    SELECT day, chain_id, token, settlements, amount::text FROM settled_days
+    WHERE day >= $1::bigint AND settlements > 0 ORDER BY 1, 2, 3";
 
 const SERIES: &str = "
     SELECT (floor(extract(epoch FROM created_at))::bigint / $2::bigint) * $2::bigint,
@@ -25,15 +23,12 @@ const SERIES: &str = "
     FROM settlements WHERE state = 'confirmed' AND created_at >= to_timestamp($1::bigint)
     GROUP BY 1, 2, 3 ORDER BY 1, 2, 3";
 
-const TOP_PAYERS: &str = "
-    SELECT payer, chain_id, token, count(*), sum(amount)::text FROM settlements
-    WHERE state = 'confirmed'
-    GROUP BY 1, 2, 3 ORDER BY sum(amount) DESC, count(*) DESC, 1 LIMIT $1::bigint";
-
-const TOP_PAYEES: &str = "
-    SELECT pay_to, chain_id, token, count(*), sum(amount)::text FROM settlements
-    WHERE state = 'confirmed'
-    GROUP BY 1, 2, 3 ORDER BY sum(amount) DESC, count(*) DESC, 1 LIMIT $1::bigint";
+const TOP: &str = "
+    SELECT p.address, p.chain_id, p.token, p.settlements, p.amount::text
+    FROM settled_parties p
+    WHERE p.side = $1 AND p.settlements > 0
+    -- The number, not its text (the output column of the same name).
+    ORDER BY p.amount DESC, p.settlements DESC, p.address LIMIT $2::bigint";
 
 /// The columns of a [`SettlementSummary`]: the transaction is the one the answer names, else
 /// the last one sent.
@@ -140,14 +135,16 @@ fn conditions(filter: &SettlementFilter) -> (String, Vec<String>) {
 }
 
 impl PostgresStore {
-    pub(super) async fn read_settled(&self, since: u64) -> Result<Vec<TokenTally>, StoreError> {
-        let rows = self.query(SETTLED, &[&seconds(since)]).await?;
+    pub(super) async fn read_days(&self, since: u64) -> Result<Vec<SeriesPoint>, StoreError> {
+        let day = seconds(since - since % 86_400);
+        let rows = self.query(DAYS, &[&day]).await?;
         rows.iter()
             .map(|row| {
-                Ok(TokenTally {
-                    chain_id: unsigned(column(row, 0)?),
-                    token: parse("token", column(row, 1)?)?,
-                    tally: tally(row, 2)?,
+                Ok(SeriesPoint {
+                    start: unsigned(column(row, 0)?),
+                    chain_id: unsigned(column(row, 1)?),
+                    token: parse("token", column(row, 2)?)?,
+                    tally: tally(row, 3)?,
                 })
             })
             .collect()
@@ -177,11 +174,11 @@ impl PostgresStore {
         party: Party,
         limit: u32,
     ) -> Result<Vec<PartyTally>, StoreError> {
-        let sql = match party {
-            Party::Payer => TOP_PAYERS,
-            Party::Payee => TOP_PAYEES,
+        let side = match party {
+            Party::Payer => "payer",
+            Party::Payee => "payee",
         };
-        let rows = self.query(sql, &[&i64::from(limit)]).await?;
+        let rows = self.query(TOP, &[&side, &i64::from(limit)]).await?;
         rows.iter()
             .map(|row| {
                 Ok(PartyTally {

@@ -17,7 +17,6 @@ use super::{db_error, hex, parse};
 use crate::store::{
     Backlog, FailureTally, LogHealth, Party, PartyTally, Search, SeriesPoint, SettlementFilter,
     SettlementKey, SettlementPage, SettlementState, SettlementSummary, StoreError, Tally,
-    TokenTally,
 };
 
 /// Digits of the largest `uint256`: every sum is padded to this width.
@@ -47,10 +46,7 @@ impl Aggregate<U256, String> for U256Sum {
     }
 
     fn finalize(&self, _: &mut Context<'_>, sum: Option<U256>) -> rusqlite::Result<String> {
-        Ok(format!(
-            "{:0>SUM_DIGITS$}",
-            sum.unwrap_or(U256::ZERO).to_string()
-        ))
+        Ok(padded(sum.unwrap_or(U256::ZERO)))
     }
 }
 
@@ -80,8 +76,13 @@ pub(super) fn register(connection: &Connection) -> Result<(), StoreError> {
         .map_err(db_error)
 }
 
+/// An amount as `u256_sum` writes it: 78 digits, zero-padded.
+pub(super) fn padded(amount: U256) -> String {
+    format!("{:0>SUM_DIGITS$}", amount.to_string())
+}
+
 /// A sum as `u256_sum` writes it.
-fn sum_of(text: &str) -> Result<U256, StoreError> {
+pub(super) fn sum_of(text: &str) -> Result<U256, StoreError> {
     let digits = text.trim_start_matches('0');
     parse::<U256>("sum", if digits.is_empty() { "0" } else { digits })
 }
@@ -97,27 +98,32 @@ fn tally(count: i64, sum: &str) -> Result<Tally, StoreError> {
     })
 }
 
-pub(super) fn settled(connection: &Connection, since: u64) -> Result<Vec<TokenTally>, StoreError> {
+pub(super) fn settled_days(
+    connection: &Connection,
+    since: u64,
+) -> Result<Vec<SeriesPoint>, StoreError> {
     let mut statement = connection
         .prepare_cached(
-            "SELECT chain_id, COALESCE(token, asset), count(*), u256_sum(amount)
-             FROM settlements WHERE state = 'confirmed' AND created_at >= ?1
-             GROUP BY 1, 2 ORDER BY 1, 2",
+            "SELECT day, chain_id, token, settlements, amount FROM settled_days
+             WHERE day >= ?1 AND settlements > 0 ORDER BY 1, 2, 3",
         )
         .map_err(db_error)?;
+    let day = since - since % 86_400;
     let rows = statement
-        .query_map([seconds(since)], |row| {
+        .query_map([seconds(day)], |row| {
             Ok((
                 row.get::<_, i64>(0)?,
-                row.get::<_, String>(1)?,
-                row.get::<_, i64>(2)?,
-                row.get::<_, String>(3)?,
+                row.get::<_, i64>(1)?,
+                row.get::<_, String>(2)?,
+                row.get::<_, i64>(3)?,
+                row.get::<_, String>(4)?,
             ))
         })
         .map_err(db_error)?;
     rows.map(|row| {
-        let (chain_id, token, count, sum) = row.map_err(db_error)?;
-        Ok(TokenTally {
+        let (start, chain_id, token, count, sum) = row.map_err(db_error)?;
+        Ok(SeriesPoint {
+            start: unsigned(start),
             chain_id: unsigned(chain_id),
             token: parse("token", &token)?,
             tally: tally(count, &sum)?,
@@ -170,21 +176,19 @@ pub(super) fn top_parties(
     party: Party,
     limit: u32,
 ) -> Result<Vec<PartyTally>, StoreError> {
-    let sql = match party {
-        Party::Payer => {
-            "SELECT payer, chain_id, COALESCE(token, asset), count(*), u256_sum(amount) AS total
-             FROM settlements WHERE state = 'confirmed'
-             GROUP BY 1, 2, 3 ORDER BY total DESC, 4 DESC, 1 LIMIT ?1"
-        }
-        Party::Payee => {
-            "SELECT pay_to, chain_id, COALESCE(token, asset), count(*), u256_sum(amount) AS total
-             FROM settlements WHERE state = 'confirmed'
-             GROUP BY 1, 2, 3 ORDER BY total DESC, 4 DESC, 1 LIMIT ?1"
-        }
+    let side = match party {
+        Party::Payer => "payer",
+        Party::Payee => "payee",
     };
-    let mut statement = connection.prepare_cached(sql).map_err(db_error)?;
+    let mut statement = connection
+        .prepare_cached(
+            "SELECT address, chain_id, token, settlements, amount FROM settled_parties
+             WHERE side = ?1 AND settlements > 0
+             ORDER BY amount DESC, settlements DESC, address LIMIT ?2",
+        )
+        .map_err(db_error)?;
     let rows = statement
-        .query_map([i64::from(limit)], |row| {
+        .query_map(params![side, i64::from(limit)], |row| {
             Ok((
                 row.get::<_, String>(0)?,
                 row.get::<_, i64>(1)?,

@@ -522,9 +522,11 @@ async fn totals_series_and_top_lists_add_up_confirmed_settlements_exactly(backen
         settlements,
         amount,
     };
-    let all = store.settled(0).await.unwrap();
-    let summed: Vec<(u64, Address, Tally)> =
-        all.iter().map(|t| (t.chain_id, t.token, t.tally)).collect();
+    let days = store.settled_days(0).await.unwrap();
+    let summed: Vec<(u64, Address, Tally)> = days
+        .iter()
+        .map(|t| (t.chain_id, t.token, t.tally))
+        .collect();
     assert_eq!(
         summed,
         [
@@ -533,23 +535,21 @@ async fn totals_series_and_top_lists_add_up_confirmed_settlements_exactly(backen
         ],
         "every digit of the sum, per token"
     );
-    let later = x402_evm::unix_now() + 3600;
+    let today = x402_evm::unix_now();
+    assert_eq!(
+        days[0].start,
+        today - today % 86_400,
+        "today, on its boundary"
+    );
+    let later = today + 86_400;
     assert!(
-        store.settled(later).await.unwrap().is_empty(),
-        "nothing recorded after now"
+        store.settled_days(later).await.unwrap().is_empty(),
+        "nothing recorded tomorrow"
     );
 
+    // The same sums from the rows.
     let series = store.settled_series(0, 86_400).await.unwrap();
-    assert_eq!(series.len(), 2, "{series:?}");
-    assert_eq!(
-        series[0].start % 86_400,
-        0,
-        "intervals start on their boundary"
-    );
-    assert_eq!(
-        (series[0].token, series[0].tally),
-        (usdc, tally(3, big + U256::from(350)))
-    );
+    assert_eq!(series, days);
     let minutes = store.settled_series(0, 60).await.unwrap();
     let counted: u64 = minutes.iter().map(|p| p.tally.settlements).sum();
     assert_eq!(counted, 4);
@@ -577,6 +577,39 @@ async fn totals_series_and_top_lists_add_up_confirmed_settlements_exactly(backen
     assert_eq!(
         (payees[0].address, payees[0].tally),
         (Address::repeat_byte(0x21), tally(2, big + U256::from(100)))
+    );
+
+    // Confirmed twice counts once; leaving `confirmed` takes it back out; the sums are kept
+    // across opens.
+    let answer = SettleResponse::success(Network::BASE, None, tx(1).tx_hash.to_string());
+    let first = payment(1, 0x11, 0x21, U256::from(100));
+    store
+        .finish(&first.key, confirmed, &answer, None)
+        .await
+        .unwrap();
+    let second = payment(2, 0x11, 0x22, U256::from(250));
+    let reverted = failure(ReasonCode::EXACT_EVM_SIGNATURE);
+    store
+        .finish(&second.key, failed, &reverted, None)
+        .await
+        .unwrap();
+    drop(store);
+    let store = backend.open().await;
+    let days = store.settled_days(0).await.unwrap();
+    assert_eq!(days[0].tally, tally(2, big + U256::from(100)));
+    let payers = store.top_parties(Party::Payer, 10).await.unwrap();
+    let p11: Vec<Tally> = payers
+        .iter()
+        .filter(|p| p.address == Address::repeat_byte(0x11) && p.token == usdc)
+        .map(|p| p.tally)
+        .collect();
+    assert_eq!(p11, [tally(1, U256::from(100))]);
+    let payees = store.top_parties(Party::Payee, 10).await.unwrap();
+    assert!(
+        payees
+            .iter()
+            .all(|p| p.address != Address::repeat_byte(0x22)),
+        "a payee with nothing settled is not listed: {payees:?}"
     );
 }
 
