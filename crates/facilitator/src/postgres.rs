@@ -227,8 +227,9 @@ INSERT INTO settled_parties (side, address, chain_id, token, settlements, amount
     FROM settlements WHERE state = 'confirmed' GROUP BY 2, 3, 4;
 CREATE INDEX settlements_by_time ON settlements (created_at, seq);
 CREATE INDEX settlements_by_state ON settlements (state, created_at);
-CREATE INDEX settlements_by_payer ON settlements (payer, created_at);
-CREATE INDEX settlements_by_payee ON settlements (pay_to, created_at);
+CREATE INDEX settlements_by_payer ON settlements (payer text_pattern_ops, created_at);
+CREATE INDEX settlements_by_payee ON settlements (pay_to text_pattern_ops, created_at);
+CREATE INDEX settlement_txs_by_hash ON settlement_txs (tx_hash text_pattern_ops);
 CREATE INDEX settlement_txs_by_signer ON settlement_txs (chain_id, signer);
 ",
     },

@@ -248,6 +248,19 @@ pub enum Search {
     Prefix(String),
 }
 
+impl Search {
+    /// The bounds of a [`Search::Prefix`]: the prefix itself, and the first text after every
+    /// text that starts with it (its last character raised by one), compared byte by byte.
+    pub(crate) fn prefix_bounds(prefix: &str) -> (String, String) {
+        let mut upper = prefix.to_owned();
+        match upper.pop() {
+            Some(last) => upper.push(char::from_u32(u32::from(last) + 1).unwrap_or(char::MAX)),
+            None => upper.push(char::MAX),
+        }
+        (prefix.to_owned(), upper)
+    }
+}
+
 /// Which settlements a page lists, and where it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SettlementFilter {
@@ -456,5 +469,29 @@ pub trait SettlementStore: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'_, Result<Vec<SettlementRecord>, StoreError>> {
         let _ = stale_after;
         Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_reads_back_from_its_text_and_a_prefix_has_bounds() {
+        let key = SettlementKey {
+            chain_id: 8453,
+            asset: Address::repeat_byte(0xab),
+            payer: Address::repeat_byte(2),
+            nonce: B256::repeat_byte(3),
+        };
+        assert_eq!(key.to_string().parse::<SettlementKey>(), Ok(key));
+        for bad in ["", "8453:0x1", "x:0x0:0x0:0x0", &format!("{key}:1")] {
+            assert!(bad.parse::<SettlementKey>().is_err(), "{bad}");
+        }
+        let (lower, upper) = Search::prefix_bounds("0xa9");
+        assert_eq!((lower.as_str(), upper.as_str()), ("0xa9", "0xa:"));
+        assert!("0xa9ff" >= lower.as_str() && "0xa9ff" < upper.as_str());
+        assert!("0xaa00" >= upper.as_str());
+        assert_eq!(Search::prefix_bounds("0xf").1, "0xg");
     }
 }

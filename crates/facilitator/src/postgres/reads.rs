@@ -118,10 +118,24 @@ fn conditions(filter: &SettlementFilter) -> (String, Vec<String>) {
             vec![hex(*address)],
         ),
         Some(Search::Transaction(hash)) => (format!(" AND {BY_TX} = $1)"), vec![hex(*hash)]),
-        Some(Search::Prefix(prefix)) => (
-            format!(" AND (s.payer LIKE $1 OR s.pay_to LIKE $1 OR {BY_TX} LIKE $1))"),
-            vec![format!("{prefix}%")],
-        ),
+        Some(Search::Prefix(prefix)) => {
+            // Byte-wise ranges (`~>=~`, `~<~`: the indexes' `text_pattern_ops`), one index
+            // range each, their keys together.
+            let (lower, upper) = Search::prefix_bounds(prefix);
+            (
+                " AND (s.chain_id, s.asset, s.payer, s.auth_nonce) IN (
+                    SELECT chain_id, asset, payer, auth_nonce FROM settlements
+                    WHERE payer ~>=~ $1 AND payer ~<~ $2
+                    UNION ALL
+                    SELECT chain_id, asset, payer, auth_nonce FROM settlements
+                    WHERE pay_to ~>=~ $1 AND pay_to ~<~ $2
+                    UNION ALL
+                    SELECT chain_id, asset, payer, auth_nonce FROM settlement_txs
+                    WHERE tx_hash ~>=~ $1 AND tx_hash ~<~ $2)"
+                    .to_owned(),
+                vec![lower, upper],
+            )
+        }
     };
     if !filter.states.is_empty() {
         let states: Vec<String> = filter

@@ -267,10 +267,21 @@ fn conditions(filter: &SettlementFilter) -> (String, Vec<Box<dyn ToSql>>) {
             values.push(Box::new(hex(*hash)));
         }
         Some(Search::Prefix(prefix)) => {
-            sql.push_str(&format!(
-                " AND (s.payer LIKE ?1 OR s.pay_to LIKE ?1 OR {BY_TX} LIKE ?1))"
-            ));
-            values.push(Box::new(format!("{prefix}%")));
+            // One index range each, their rows together (an `OR` of them scans the table).
+            sql.push_str(
+                " AND s.rowid IN (
+                    SELECT rowid FROM settlements WHERE payer >= ?1 AND payer < ?2
+                    UNION ALL
+                    SELECT rowid FROM settlements WHERE pay_to >= ?1 AND pay_to < ?2
+                    UNION ALL
+                    SELECT x.rowid FROM settlement_txs t JOIN settlements x
+                        ON x.chain_id = t.chain_id AND x.asset = t.asset
+                       AND x.payer = t.payer AND x.auth_nonce = t.auth_nonce
+                    WHERE t.tx_hash >= ?1 AND t.tx_hash < ?2)",
+            );
+            let (lower, upper) = Search::prefix_bounds(prefix);
+            values.push(Box::new(lower));
+            values.push(Box::new(upper));
         }
     }
     if !filter.states.is_empty() {
