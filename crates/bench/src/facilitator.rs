@@ -160,6 +160,9 @@ pub(crate) async fn run(args: FacilitatorBench) -> anyhow::Result<()> {
             ..Limits::default()
         },
         batch_settlement: Default::default(),
+        operator_token: None,
+        operator_token_env: None,
+        dashboard_listen: None,
         networks: vec![NetworkConfig {
             chain_id: devnet.chain_id(),
             rpc_url: devnet.rpc_url().clone(),

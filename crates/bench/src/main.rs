@@ -7,10 +7,12 @@
 //! cargo run --release -p x402-bench -- gateway --count 300 --concurrency 8
 //! cargo run --release -p x402-bench -- batch --count 4000 --concurrency 8
 //! cargo run --release -p x402-bench -- costs
+//! cargo run --release -p x402-bench -- facilitator-dashboard --settlements 100000
 //! ```
 
 mod batch;
 mod costs;
+mod dashboard;
 mod facilitator;
 mod gateway;
 mod load;
@@ -38,6 +40,9 @@ enum Target {
     /// What a typical LLM chat call costs paid with `exact`, `upto` and `batch-settlement`, in
     /// USD and gas.
     Costs(costs::CostsBench),
+    /// How fast the facilitator's dashboard API answers with 100,000 settlements in its log
+    /// (SQLite): p50 and p99 per route.
+    FacilitatorDashboard(dashboard::DashboardBench),
 }
 
 impl Target {
@@ -48,6 +53,7 @@ impl Target {
             Self::Gateway(args) => gateway::run(args).await,
             Self::Batch(args) => batch::run(args).await,
             Self::Costs(args) => costs::run(args).await,
+            Self::FacilitatorDashboard(args) => dashboard::run(args).await,
         }
     }
 }

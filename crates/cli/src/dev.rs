@@ -74,12 +74,14 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         write_dev_authorizer_key(&devnet, &args.state_dir)
             .context("writing the dev receiver-authorizer key")?,
     );
+    // One operator token for the gateway and the facilitator's dashboard.
+    let operator_token = alloy::primitives::B256::random().to_string();
+    facilitator_config.operator_token = Some(x402_proto::Secret::new(&operator_token));
     let facilitator =
         x402_facilitator::start(&facilitator_config, devnet.facilitator().signer.clone())
             .await
             .context("starting the facilitator")?;
     let token = devnet.token();
-    let operator_token = alloy::primitives::B256::random().to_string();
     let gateway_config = gateway_config(&args, &devnet, &operator_token)?;
     eprintln!(
         "loading the gateway's models from {}…",

@@ -1,5 +1,6 @@
 //! `x402 facilitator --config facilitator.toml`: serve `/verify`, `/settle`, `/supported`,
-//! `/health` and `/metrics` until SIGINT or SIGTERM.
+//! `/health` and `/metrics` (and the operators' `/dashboard` when an operator token is set)
+//! until SIGINT or SIGTERM.
 
 use std::path::PathBuf;
 
@@ -24,9 +25,15 @@ pub(crate) struct FacilitatorArgs {
 pub(crate) async fn run(args: FacilitatorArgs) -> anyhow::Result<()> {
     let config = FacilitatorConfig::load(&args.config)?;
     let signer = config.signer()?;
+    let operator_token = config.operator_token()?;
     if args.check {
         println!("config ok: {}", args.config.display());
         println!("  listen:   {}", config.listen);
+        match (&operator_token, config.dashboard_listen) {
+            (None, _) => println!("  dashboard: off (no operator_token)"),
+            (Some(_), Some(apart)) => println!("  dashboard: http://{apart}/dashboard"),
+            (Some(_), None) => println!("  dashboard: http://{}/dashboard", config.listen),
+        }
         println!("  database: {}", config.database);
         println!("  signer:   {}", signer.address());
         for network in &config.networks {
@@ -49,6 +56,9 @@ pub(crate) async fn run(args: FacilitatorArgs) -> anyhow::Result<()> {
         .context("starting the facilitator")?;
     // One line on stdout for scripts; logs go to stderr.
     println!("facilitator listening on {}", running.url());
+    if let Some(dashboard) = running.dashboard_url() {
+        eprintln!("operators' dashboard at {dashboard}");
+    }
     wait_for_shutdown().await?;
     tracing::info!("shutting down: finishing settlements in flight");
     let left = running.shutdown().await;

@@ -100,6 +100,9 @@ pub fn facilitator_config(
         auth: Default::default(),
         limits: Default::default(),
         batch_settlement: Default::default(),
+        operator_token: None,
+        operator_token_env: None,
+        dashboard_listen: None,
         networks: vec![NetworkConfig {
             chain_id: devnet.chain_id(),
             rpc_url: devnet.rpc_url().clone(),

@@ -31,6 +31,22 @@ fn post(base: &str, path: &str, token: Option<&str>) -> String {
     response
 }
 
+/// GETs `path` with `token` as a bearer token when given: the whole HTTP answer.
+fn get_with(base: &str, path: &str, token: Option<&str>) -> String {
+    use std::io::{Read, Write};
+    let host = base.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(host).expect("reachable");
+    let auth = token.map_or(String::new(), |t| format!("Authorization: Bearer {t}\r\n"));
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\n{auth}Connection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
 fn run_until(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut child = dev_command(dir.path()).spawn().unwrap();
@@ -93,6 +109,13 @@ fn run_until(signal: &str) {
     let claimed = post(gateway, "/operator/claim", Some(token));
     assert!(claimed.starts_with("HTTP/1.1 200"), "{claimed}");
     assert!(claimed.contains(r#""transactions":[]"#), "{claimed}");
+    // The facilitator's dashboard takes the same token, and only it.
+    let facilitator = state["facilitator_url"].as_str().unwrap();
+    let overview = "/dashboard/api/overview";
+    assert!(get_with(facilitator, overview, None).starts_with("HTTP/1.1 401"));
+    let settled = get_with(facilitator, overview, Some(token));
+    assert!(settled.starts_with("HTTP/1.1 200"), "{settled}");
+    assert!(settled.contains(r#""all_time""#), "{settled}");
     let metrics = http_get(gateway, "/metrics");
     assert!(
         metrics.contains("x402_batch_unclaimed_atomic{network=\"eip155:8453\""),

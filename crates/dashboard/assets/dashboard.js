@@ -12,6 +12,9 @@
       if (value === undefined || value === null || value === false) continue;
       if (name.startsWith("on") && typeof value === "function") {
         node.addEventListener(name.slice(2), value);
+      } else if (name === "style") {
+        // Through the CSSOM: the page's CSP refuses inline `style` attributes.
+        node.style.cssText = String(value);
       } else {
         node.setAttribute(name, value === true ? "" : String(value));
       }
@@ -85,13 +88,15 @@
     }
     const ts = points.map((p) => p.t), vs = points.map((p) => p.v);
     const t0 = Math.min(...ts), t1 = Math.max(...ts), vmax = Math.max(...vs, 0) || 1;
-    const x = (t) => pad + (t1 === t0 ? (width - 2 * pad) / 2 : ((t - t0) / (t1 - t0)) * (width - 2 * pad));
+    // Room on the left for the axis label (about 7 units per character at this size).
+    const left = Math.max(pad, 8 + 7 * String(format(vmax)).length);
+    const x = (t) => left + (t1 === t0 ? (width - left - pad) / 2 : ((t - t0) / (t1 - t0)) * (width - left - pad));
     const y = (v) => height - pad - (v / vmax) * (height - 2 * pad);
     svg.append(
-      el("line", { x1: pad, y1: height - pad, x2: width - pad, y2: height - pad, class: "axis-line" }),
-      el("line", { x1: pad, y1: pad, x2: pad, y2: height - pad, class: "axis-line" }),
-      el("text", { x: pad - 4, y: pad + 4, "text-anchor": "end", class: "axis" }, format(vmax)),
-      el("text", { x: pad, y: height - 8, class: "axis" }, new Date(t0).toLocaleDateString()),
+      el("line", { x1: left, y1: height - pad, x2: width - pad, y2: height - pad, class: "axis-line" }),
+      el("line", { x1: left, y1: pad, x2: left, y2: height - pad, class: "axis-line" }),
+      el("text", { x: left - 4, y: pad + 4, "text-anchor": "end", class: "axis" }, format(vmax)),
+      el("text", { x: left, y: height - 8, class: "axis" }, new Date(t0).toLocaleDateString()),
       el("text", { x: width - pad, y: height - 8, "text-anchor": "end", class: "axis" }, new Date(t1).toLocaleDateString()),
       el("polyline", { class: "series", points: points.map((p) => `${x(p.t)},${y(p.v)}`).join(" ") }),
       ...points.map((p) => el("circle", { cx: x(p.t), cy: y(p.v), r: 3, class: "dot" },

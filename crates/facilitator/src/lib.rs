@@ -9,6 +9,8 @@
 
 mod batch;
 mod config;
+mod dashboard;
+mod events;
 mod http;
 mod metrics;
 mod permit2;
@@ -30,6 +32,7 @@ pub use config::{
     AssetConfig, AuthConfig, ConfigError, DEFAULT_KEY_ENV, Database, ENV_PREFIX, FacilitatorConfig,
     FeeBumpConfig, Limits, NetworkConfig, PostgresConfig, PostgresUrl, SignerConfig,
 };
+pub use events::LogEvent;
 pub use http::{HttpOptions, router};
 pub use metrics::Metrics;
 pub use postgres::{PostgresOptions, PostgresStore};
@@ -38,8 +41,9 @@ pub use service::{
 };
 pub use sqlite::{Durability, SqliteStore};
 pub use store::{
-    Claim, NewSettlement, SettlementKey, SettlementRecord, SettlementState, SettlementStore,
-    StoreError, TxRecord,
+    Backlog, BadSettlementKey, Claim, FailureTally, LogHealth, NewSettlement, Party, PartyTally,
+    Search, SeriesPoint, SettlementFilter, SettlementKey, SettlementPage, SettlementRecord,
+    SettlementState, SettlementStore, SettlementSummary, StoreError, Tally, TxRecord,
 };
 
 /// Why the facilitator could not start.
@@ -78,6 +82,12 @@ pub enum StartError {
 #[derive(Debug)]
 pub struct RunningFacilitator {
     addr: SocketAddr,
+    /// Where the operators' dashboard is served, when it is.
+    dashboard: Option<SocketAddr>,
+    /// Turns `true` at shutdown: the dashboard's event streams end and its listener stops.
+    closing: tokio::sync::watch::Sender<bool>,
+    /// The dashboard's own listener (`dashboard_listen`).
+    dashboard_server: Option<JoinHandle<std::io::Result<()>>>,
     service: FacilitatorService,
     reconciled: ReconcileReport,
     shutdown: Option<oneshot::Sender<()>>,
@@ -98,6 +108,13 @@ impl RunningFacilitator {
         format!("http://{}", self.addr)
     }
 
+    /// `http://<addr>/dashboard`, where the operators' dashboard is served (on `listen`, or
+    /// on `dashboard_listen`), when an operator token is configured.
+    pub fn dashboard_url(&self) -> Option<String> {
+        self.dashboard
+            .map(|addr| format!("http://{addr}/dashboard"))
+    }
+
     /// The service behind the HTTP layer.
     pub fn service(&self) -> &FacilitatorService {
         &self.service
@@ -112,11 +129,18 @@ impl RunningFacilitator {
     /// configured grace) for settlements in flight. Returns how many were still in flight;
     /// they stay recorded as submitted and are reconciled at the next start.
     pub async fn shutdown(mut self) -> usize {
+        // Open dashboards' event streams end first: they would keep the server waiting.
+        let _ = self.closing.send(true);
         if let Some(signal) = self.shutdown.take() {
             let _ = signal.send(());
         }
         if let Err(error) = (&mut self.server).await {
             tracing::warn!(%error, "HTTP server task failed");
+        }
+        if let Some(server) = self.dashboard_server.take()
+            && let Err(error) = server.await
+        {
+            tracing::warn!(%error, "dashboard server task failed");
         }
         let left = self.service.drain(self.grace).await;
         if let Some(heartbeat) = self.heartbeat.take() {
@@ -191,13 +215,17 @@ pub async fn start_with_schemes(
     let authorizer = config
         .receiver_authorizer()
         .map_err(|e| StartError::Config(e.to_string()))?;
+    let operator_token = config
+        .operator_token()
+        .map_err(|e| StartError::Config(e.to_string()))?;
     let Log {
         store,
         sends,
         nonce_leases,
     } = open_log(config).await?;
     let mut chains = Vec::new();
-    let mut batches = Vec::new();
+    // Each chain's scheme, for the plug-ins made once the service (and its watched log) is.
+    let mut served = Vec::new();
     for network in &config.networks {
         let mut chain = ChainConfig::new(network.chain_id, network.rpc_url.clone());
         chain.block_time = network.block_time_ms.map(std::time::Duration::from_millis);
@@ -215,9 +243,22 @@ pub async fn start_with_schemes(
             // Before the scheme is cloned into plug-ins: every send of the signer leases.
             scheme = scheme.with_nonce_leases(leases.clone());
         }
+        served.push((network, scheme.clone()));
+        let mut service = ChainService::new(scheme, network.accepted_assets());
+        if let Some(floor) = network.min_signer_balance_wei {
+            service = service.with_min_signer_balance(floor);
+        }
+        chains.push(service);
+    }
+    let service =
+        FacilitatorService::new(chains, store, config.limits.settle_wait(), Metrics::new());
+    // The plug-ins record through the service's log, so that its listeners hear of them.
+    let sends = service.watch_sends(sends);
+    let mut batches = Vec::new();
+    for (network, scheme) in served {
         if network.upto {
             // Its settlements go through the log too.
-            let log = Arc::new(permit2::LoggedSends::new(store.clone()));
+            let log = Arc::new(permit2::LoggedSends::new(service.log()));
             schemes.push(Arc::new(x402_evm::upto::UptoEvmFacilitator::with_log(
                 scheme.clone(),
                 log,
@@ -226,24 +267,18 @@ pub async fn start_with_schemes(
         if network.batch_settlement {
             // Its deposits, claims, settles and refunds are recorded in the log too.
             let batch = x402_evm::batch::BatchEvmFacilitator::with_log(
-                scheme.clone(),
+                scheme,
                 authorizer.clone(),
                 sends.clone(),
             );
             batches.push(batch.clone());
             schemes.push(Arc::new(batch));
         }
-        let mut service = ChainService::new(scheme, network.accepted_assets());
-        if let Some(floor) = network.min_signer_balance_wei {
-            service = service.with_min_signer_balance(floor);
-        }
-        chains.push(service);
     }
-    let service =
-        FacilitatorService::new(chains, store, config.limits.settle_wait(), Metrics::new())
-            .with_schemes(schemes)
-            .await
-            .map_err(StartError::Scheme)?;
+    let service = service
+        .with_schemes(schemes)
+        .await
+        .map_err(StartError::Scheme)?;
     let takeover_after = config.postgres.takeover_after();
     let mut reconciled = service.reconcile(takeover_after).await?;
     for batch in &batches {
@@ -280,6 +315,26 @@ pub async fn start_with_schemes(
             request_timeout: config.limits.request_timeout(),
         },
     );
+    let (closing, closed) = tokio::sync::watch::channel(false);
+    let mut dashboard = None;
+    let mut dashboard_server = None;
+    let app = match (operator_token, config.dashboard_listen) {
+        (None, _) => app,
+        (Some(token), None) => {
+            dashboard = Some(addr);
+            app.merge(dashboard::routes(token, service.clone(), closed.clone()))
+        }
+        (Some(token), Some(listen)) => {
+            let routes = dashboard::routes(token, service.clone(), closed.clone());
+            let (bound, server) = serve_dashboard(listen, routes, closed.clone()).await?;
+            dashboard = Some(bound);
+            dashboard_server = Some(server);
+            app
+        }
+    };
+    if let Some(dashboard) = dashboard {
+        tracing::info!(url = %format!("http://{dashboard}/dashboard"), "operators' dashboard");
+    }
     // Instances sharing the log tell each other they are alive, and finish what dead ones left.
     let heartbeat = config
         .database
@@ -296,6 +351,9 @@ pub async fn start_with_schemes(
     tracing::info!(%addr, networks = config.networks.len(), "facilitator listening");
     Ok(RunningFacilitator {
         addr,
+        dashboard,
+        closing,
+        dashboard_server,
         service,
         reconciled,
         shutdown: Some(shutdown),
@@ -303,4 +361,27 @@ pub async fn start_with_schemes(
         heartbeat,
         grace: config.limits.shutdown_grace(),
     })
+}
+
+/// Serves the dashboard's `routes` on their own listener at `listen` until `closing` turns
+/// `true`; the bound address and the server's task.
+async fn serve_dashboard(
+    listen: SocketAddr,
+    routes: axum::Router,
+    mut closing: tokio::sync::watch::Receiver<bool>,
+) -> Result<(SocketAddr, JoinHandle<std::io::Result<()>>), StartError> {
+    let bind = |source| StartError::Bind {
+        addr: listen,
+        source,
+    };
+    let listener = tokio::net::TcpListener::bind(listen).await.map_err(bind)?;
+    let bound = listener.local_addr().map_err(bind)?;
+    let server = tokio::spawn(async move {
+        axum::serve(listener, routes)
+            .with_graceful_shutdown(async move {
+                let _ = closing.wait_for(|closing| *closing).await;
+            })
+            .await
+    });
+    Ok((bound, server))
 }

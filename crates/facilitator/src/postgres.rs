@@ -20,10 +20,12 @@ use x402_evm::batch::{BatchSend, BatchSendKey, BatchSendLog, BatchTx};
 use x402_proto::{BoxFuture, FacilitatorError, Network, SettleResponse};
 
 mod nonces;
+mod reads;
 
 use crate::store::{
-    Claim, NewSettlement, SettlementKey, SettlementRecord, SettlementState, SettlementStore,
-    StoreError, TxRecord,
+    Claim, LogHealth, NewSettlement, Party, PartyTally, SeriesPoint, SettlementFilter,
+    SettlementKey, SettlementPage, SettlementRecord, SettlementState, SettlementStore,
+    SettlementSummary, StoreError, TxRecord,
 };
 
 /// How the log connects to Postgres.
@@ -151,6 +153,84 @@ CREATE TABLE facilitator_instances (
     started_at   TIMESTAMPTZ NOT NULL DEFAULT now(),
     heartbeat_at TIMESTAMPTZ NOT NULL DEFAULT now()
 );
+",
+    },
+    Migration {
+        version: 4,
+        name: "for the operators' dashboard: settled sums per day and per payer and payee, \
+               kept by a trigger as settlements are confirmed; indexes by time, state, payer, \
+               payee and signer",
+        sql: "
+-- Nobody writes a settlement while the sums start from the confirmed ones.
+LOCK TABLE settlements IN SHARE MODE;
+CREATE TABLE settled_days (
+    chain_id    BIGINT        NOT NULL,
+    token       TEXT          NOT NULL,
+    day         BIGINT        NOT NULL,
+    settlements BIGINT        NOT NULL,
+    amount      NUMERIC(78,0) NOT NULL,
+    PRIMARY KEY (chain_id, token, day)
+);
+CREATE TABLE settled_parties (
+    side        TEXT          NOT NULL CHECK (side IN ('payer', 'payee')),
+    address     TEXT          NOT NULL,
+    chain_id    BIGINT        NOT NULL,
+    token       TEXT          NOT NULL,
+    settlements BIGINT        NOT NULL,
+    amount      NUMERIC(78,0) NOT NULL,
+    PRIMARY KEY (side, address, chain_id, token)
+);
+CREATE INDEX settled_parties_top ON settled_parties (side, amount DESC, settlements DESC);
+CREATE FUNCTION x402_count_settled(s settlements, sign integer) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO settled_days AS d (chain_id, token, day, settlements, amount)
+    VALUES (s.chain_id, s.token,
+            (floor(extract(epoch FROM s.created_at))::bigint / 86400) * 86400,
+            sign, sign * s.amount)
+    ON CONFLICT (chain_id, token, day) DO UPDATE
+        SET settlements = d.settlements + excluded.settlements,
+            amount = d.amount + excluded.amount;
+    INSERT INTO settled_parties AS p (side, address, chain_id, token, settlements, amount)
+    VALUES ('payer', s.payer, s.chain_id, s.token, sign, sign * s.amount),
+           ('payee', s.pay_to, s.chain_id, s.token, sign, sign * s.amount)
+    ON CONFLICT (side, address, chain_id, token) DO UPDATE
+        SET settlements = p.settlements + excluded.settlements,
+            amount = p.amount + excluded.amount;
+END $$;
+CREATE FUNCTION x402_settled_changed() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'UPDATE' AND OLD.state = 'confirmed' THEN
+        PERFORM x402_count_settled(OLD, -1);
+    END IF;
+    IF NEW.state = 'confirmed' THEN
+        PERFORM x402_count_settled(NEW, 1);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER settled_on_insert AFTER INSERT ON settlements FOR EACH ROW
+    WHEN (NEW.state = 'confirmed') EXECUTE FUNCTION x402_settled_changed();
+CREATE TRIGGER settled_on_update AFTER UPDATE ON settlements FOR EACH ROW
+    WHEN ((OLD.state = 'confirmed' OR NEW.state = 'confirmed')
+          AND (OLD.state, OLD.amount, OLD.token, OLD.pay_to, OLD.created_at)
+              IS DISTINCT FROM (NEW.state, NEW.amount, NEW.token, NEW.pay_to, NEW.created_at))
+    EXECUTE FUNCTION x402_settled_changed();
+INSERT INTO settled_days (chain_id, token, day, settlements, amount)
+    SELECT chain_id, token, (floor(extract(epoch FROM created_at))::bigint / 86400) * 86400,
+           count(*), sum(amount)
+    FROM settlements WHERE state = 'confirmed' GROUP BY 1, 2, 3;
+INSERT INTO settled_parties (side, address, chain_id, token, settlements, amount)
+    SELECT 'payer', payer, chain_id, token, count(*), sum(amount)
+    FROM settlements WHERE state = 'confirmed' GROUP BY 2, 3, 4;
+INSERT INTO settled_parties (side, address, chain_id, token, settlements, amount)
+    SELECT 'payee', pay_to, chain_id, token, count(*), sum(amount)
+    FROM settlements WHERE state = 'confirmed' GROUP BY 2, 3, 4;
+CREATE INDEX settlements_by_time ON settlements (created_at, seq);
+CREATE INDEX settlements_by_state ON settlements (state, created_at);
+CREATE INDEX settlements_by_payer ON settlements (payer text_pattern_ops, created_at);
+CREATE INDEX settlements_by_payee ON settlements (pay_to text_pattern_ops, created_at);
+CREATE INDEX settlement_txs_by_hash ON settlement_txs (tx_hash text_pattern_ops);
+CREATE INDEX settlement_txs_by_signer ON settlement_txs (chain_id, signer);
 ",
     },
 ];
@@ -758,6 +838,44 @@ impl SettlementStore for PostgresStore {
 
     fn unfinished(&self) -> BoxFuture<'_, Result<Vec<SettlementRecord>, StoreError>> {
         Box::pin(async move { settlements(&self.query(UNFINISHED, &[]).await?) })
+    }
+
+    fn settled_days(&self, since: u64) -> BoxFuture<'_, Result<Vec<SeriesPoint>, StoreError>> {
+        Box::pin(self.read_days(since))
+    }
+
+    fn settled_series(
+        &self,
+        since: u64,
+        bucket_seconds: u64,
+    ) -> BoxFuture<'_, Result<Vec<SeriesPoint>, StoreError>> {
+        Box::pin(self.read_series(since, bucket_seconds))
+    }
+
+    fn top_parties(
+        &self,
+        party: Party,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<PartyTally>, StoreError>> {
+        Box::pin(self.read_top(party, limit))
+    }
+
+    fn settlements<'a>(
+        &'a self,
+        filter: &'a SettlementFilter,
+    ) -> BoxFuture<'a, Result<SettlementPage, StoreError>> {
+        Box::pin(self.read_page(filter))
+    }
+
+    fn summary<'a>(
+        &'a self,
+        key: &'a SettlementKey,
+    ) -> BoxFuture<'a, Result<Option<SettlementSummary>, StoreError>> {
+        Box::pin(self.read_summary(key))
+    }
+
+    fn log_health(&self) -> BoxFuture<'_, Result<LogHealth, StoreError>> {
+        Box::pin(self.read_health())
     }
 
     fn heartbeat(&self) -> BoxFuture<'_, Result<(), StoreError>> {

@@ -8,9 +8,13 @@ use rusqlite::{Connection, OptionalExtension, params};
 use x402_proto::{BoxFuture, Network, SettleResponse};
 
 use crate::store::{
-    Claim, NewSettlement, SettlementKey, SettlementRecord, SettlementState, SettlementStore,
-    StoreError, TxRecord,
+    Claim, LogHealth, NewSettlement, Party, PartyTally, SeriesPoint, SettlementFilter,
+    SettlementKey, SettlementPage, SettlementRecord, SettlementState, SettlementStore,
+    SettlementSummary, StoreError, TxRecord,
 };
+
+mod reads;
+mod rollups;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS settlements (
@@ -47,6 +51,11 @@ CREATE TABLE IF NOT EXISTS settlement_txs (
 );
 CREATE INDEX IF NOT EXISTS settlement_txs_by_key
     ON settlement_txs (chain_id, asset, payer, auth_nonce);
+CREATE INDEX IF NOT EXISTS settlement_txs_by_signer ON settlement_txs (chain_id, signer);
+CREATE INDEX IF NOT EXISTS settlements_by_time ON settlements (created_at);
+CREATE INDEX IF NOT EXISTS settlements_by_state ON settlements (state, created_at);
+CREATE INDEX IF NOT EXISTS settlements_by_payer ON settlements (payer, created_at);
+CREATE INDEX IF NOT EXISTS settlements_by_payee ON settlements (pay_to, created_at);
 CREATE TABLE IF NOT EXISTS batch_sends (
     send_key     TEXT    PRIMARY KEY,
     tx_hash      TEXT    NOT NULL,
@@ -78,10 +87,12 @@ pub enum Durability {
     Normal,
 }
 
-/// A settlement log in one SQLite file. Calls run on the blocking pool, one at a time.
+/// A settlement log in one SQLite file. Calls run on the blocking pool, writes one at a
+/// time; the dashboard's reads on a connection of their own, beside them.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
     connection: Arc<Mutex<Connection>>,
+    reader: Arc<Mutex<Connection>>,
 }
 
 pub(crate) fn db_error(error: impl std::fmt::Display) -> StoreError {
@@ -114,10 +125,38 @@ impl SqliteStore {
             ))
             .map_err(db_error)?;
         connection.execute_batch(SCHEMA).map_err(db_error)?;
+        connection
+            .execute_batch(rollups::SCHEMA)
+            .map_err(db_error)?;
+        reads::register(&connection)?;
         migrate(&connection)?;
+        let reader = Connection::open(path)
+            .map_err(|e| StoreError(format!("opening {}: {e}", path.display())))?;
+        reader
+            .execute_batch("PRAGMA busy_timeout = 5000;")
+            .map_err(db_error)?;
+        reads::register(&reader)?;
         Ok(Self {
             connection: Arc::new(Mutex::new(connection)),
+            reader: Arc::new(Mutex::new(reader)),
         })
+    }
+
+    /// Runs `work` on the reading connection, on the blocking pool.
+    async fn read<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let reader = Arc::clone(&self.reader);
+        tokio::task::spawn_blocking(move || {
+            let reader = reader
+                .lock()
+                .map_err(|_| StoreError("settlement log lock poisoned".into()))?;
+            work(&reader)
+        })
+        .await
+        .map_err(db_error)?
     }
 
     pub(crate) async fn run<T, F>(&self, work: F) -> Result<T, StoreError>
@@ -141,8 +180,10 @@ impl SqliteStore {
 /// was handed to), 2 added `token` (the token a settlement moves, for Permit2 settlements,
 /// whose key names Permit2 as the keeper of their nonce; `NULL` means the key's `asset`), 3
 /// added the batch sends' `request` (what a send answers, to reconcile it at start; their
-/// signed transactions are in `batch_send_txs`, created with the schema).
-const SCHEMA_VERSION: i64 = 3;
+/// signed transactions are in `batch_send_txs`, created with the schema), 4 added the sums
+/// of confirmed settlements per day and per payer and payee (`settled_days`,
+/// `settled_parties`, created with the schema and filled from the log's confirmed rows).
+const SCHEMA_VERSION: i64 = 4;
 
 /// Brings a log written by an earlier version up to date, one version at a time; each step
 /// adds only what is missing, so a log created with the current schema passes through.
@@ -181,6 +222,16 @@ fn migrate(connection: &Connection) -> Result<(), StoreError> {
         if !present {
             connection.execute_batch(change).map_err(db_error)?;
         }
+    }
+    if version < 4 {
+        // The sums start from every settlement confirmed so far, in one transaction with the
+        // version that says they are kept.
+        connection
+            .execute_batch(&format!(
+                "BEGIN IMMEDIATE; {} PRAGMA user_version = 4; COMMIT;",
+                rollups::REBUILD
+            ))
+            .map_err(db_error)?;
     }
     if version < SCHEMA_VERSION {
         connection
@@ -490,24 +541,58 @@ impl SettlementStore for SqliteStore {
             let response = response?;
             self.run(move |connection| {
                 let (chain_id, asset, payer, nonce) = key_params(&key);
-                connection
-                    .execute(
-                        "UPDATE settlements SET state = ?5, response = ?6, updated_at = ?7,
-                            answered_to = COALESCE(answered_to, ?8)
-                         WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND auth_nonce = ?4",
-                        params![
-                            chain_id,
-                            asset,
-                            payer,
-                            nonce,
-                            state.as_str(),
-                            response,
-                            now_secs(),
-                            answered_to,
-                        ],
-                    )
+                // The outcome and the settled sums change together.
+                let tx = connection
+                    .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                     .map_err(db_error)?;
-                Ok(())
+                let before = tx
+                    .query_row(
+                        "SELECT state, created_at, pay_to, COALESCE(token, asset), amount
+                         FROM settlements
+                         WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND auth_nonce = ?4",
+                        params![chain_id, asset, payer, nonce],
+                        |row| {
+                            Ok((
+                                row.get::<_, String>(0)?,
+                                rollups::Counted {
+                                    chain_id,
+                                    token: row.get(3)?,
+                                    created_at: row.get(1)?,
+                                    payer: payer.clone(),
+                                    pay_to: row.get(2)?,
+                                    amount: row.get(4)?,
+                                },
+                            ))
+                        },
+                    )
+                    .optional()
+                    .map_err(db_error)?;
+                tx.execute(
+                    "UPDATE settlements SET state = ?5, response = ?6, updated_at = ?7,
+                        answered_to = COALESCE(answered_to, ?8)
+                     WHERE chain_id = ?1 AND asset = ?2 AND payer = ?3 AND auth_nonce = ?4",
+                    params![
+                        chain_id,
+                        asset,
+                        payer,
+                        nonce,
+                        state.as_str(),
+                        response,
+                        now_secs(),
+                        answered_to,
+                    ],
+                )
+                .map_err(db_error)?;
+                if let Some((was, settlement)) = before {
+                    let confirmed = SettlementState::Confirmed.as_str();
+                    let is = state == SettlementState::Confirmed;
+                    match (was == confirmed, is) {
+                        (false, true) => rollups::count(&tx, &settlement, rollups::Change::Add)?,
+                        (true, false) => rollups::count(&tx, &settlement, rollups::Change::Remove)?,
+                        _ => {}
+                    }
+                }
+                tx.commit().map_err(db_error)
             })
             .await
         })
@@ -540,6 +625,48 @@ impl SettlementStore for SqliteStore {
     ) -> BoxFuture<'a, Result<Option<SettlementRecord>, StoreError>> {
         let key = *key;
         Box::pin(self.run(move |connection| load(connection, &key)))
+    }
+
+    fn settled_days(&self, since: u64) -> BoxFuture<'_, Result<Vec<SeriesPoint>, StoreError>> {
+        Box::pin(self.read(move |connection| reads::settled_days(connection, since)))
+    }
+
+    fn settled_series(
+        &self,
+        since: u64,
+        bucket_seconds: u64,
+    ) -> BoxFuture<'_, Result<Vec<SeriesPoint>, StoreError>> {
+        Box::pin(
+            self.read(move |connection| reads::settled_series(connection, since, bucket_seconds)),
+        )
+    }
+
+    fn top_parties(
+        &self,
+        party: Party,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<PartyTally>, StoreError>> {
+        Box::pin(self.read(move |connection| reads::top_parties(connection, party, limit)))
+    }
+
+    fn settlements<'a>(
+        &'a self,
+        filter: &'a SettlementFilter,
+    ) -> BoxFuture<'a, Result<SettlementPage, StoreError>> {
+        let filter = filter.clone();
+        Box::pin(self.read(move |connection| reads::settlements(connection, &filter)))
+    }
+
+    fn summary<'a>(
+        &'a self,
+        key: &'a SettlementKey,
+    ) -> BoxFuture<'a, Result<Option<SettlementSummary>, StoreError>> {
+        let key = *key;
+        Box::pin(self.read(move |connection| reads::summary(connection, &key)))
+    }
+
+    fn log_health(&self) -> BoxFuture<'_, Result<LogHealth, StoreError>> {
+        Box::pin(self.read(reads::log_health))
     }
 
     fn unfinished(&self) -> BoxFuture<'_, Result<Vec<SettlementRecord>, StoreError>> {
@@ -600,7 +727,11 @@ mod tests {
             "INSERT INTO settlements (chain_id, asset, payer, auth_nonce, fingerprint, state,
                 pay_to, amount, valid_before, wire_network, request, created_at, updated_at)
              VALUES ({chain_id}, '{asset}', '{payer}', '{nonce}', '{fingerprint}', 'claimed',
-                '{pay_to}', '10000', 1900000000, 'base', '{{}}', 0, 0)"
+                '{pay_to}', '10000', 1900000000, 'base', '{{}}', 0, 0);
+             INSERT INTO settlements (chain_id, asset, payer, auth_nonce, fingerprint, state,
+                pay_to, amount, valid_before, wire_network, request, created_at, updated_at)
+             VALUES ({chain_id}, '{asset}', '{payer}', '0x01', '{fingerprint}', 'confirmed',
+                '{pay_to}', '25000', 1900000000, 'base', '{{}}', 90000, 90000)"
         ))
         .unwrap();
         drop(old);
@@ -613,5 +744,18 @@ mod tests {
             "an old row moves its key's asset"
         );
         assert_eq!(record.answered_to, None);
+        // What was confirmed before the sums were kept is in them.
+        let days = store.settled_days(0).await.unwrap();
+        assert_eq!(days.len(), 1, "{days:?}");
+        assert_eq!((days[0].start, days[0].token), (86_400, key.asset));
+        assert_eq!(days[0].tally.amount, U256::from(25_000));
+        let payers = store
+            .top_parties(crate::store::Party::Payer, 5)
+            .await
+            .unwrap();
+        assert_eq!(
+            (payers[0].address, payers[0].tally.settlements),
+            (key.payer, 1)
+        );
     }
 }

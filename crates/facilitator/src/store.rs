@@ -32,6 +32,35 @@ impl SettlementKey {
     }
 }
 
+/// Why a text does not name a settlement.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "a settlement is named `<chain id>:<asset>:<payer>:<nonce>` (as the dashboard lists it): {0}"
+)]
+pub struct BadSettlementKey(String);
+
+impl std::str::FromStr for SettlementKey {
+    type Err = BadSettlementKey;
+
+    /// Reads the [`Display`](std::fmt::Display) form back.
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        let parts: Vec<&str> = text.split(':').collect();
+        let [chain_id, asset, payer, nonce] = parts[..] else {
+            return Err(BadSettlementKey(format!(
+                "{} parts separated by `:`, not 4",
+                parts.len()
+            )));
+        };
+        let bad = |what: &str, value: &str| BadSettlementKey(format!("{what} {value:?}"));
+        Ok(Self {
+            chain_id: chain_id.parse().map_err(|_| bad("chain id", chain_id))?,
+            asset: asset.parse().map_err(|_| bad("asset", asset))?,
+            payer: payer.parse().map_err(|_| bad("payer", payer))?,
+            nonce: nonce.parse().map_err(|_| bad("nonce", nonce))?,
+        })
+    }
+}
+
 impl std::fmt::Display for SettlementKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
@@ -163,6 +192,162 @@ impl From<StoreError> for x402_proto::FacilitatorError {
     }
 }
 
+/// How many settlements moved money, and how much, in one token on one chain.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// How many confirmed settlements.
+    pub settlements: u64,
+    /// What they moved, atomic units of the token.
+    pub amount: U256,
+}
+
+/// One interval of a series of confirmed settlements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SeriesPoint {
+    /// Where the interval starts (Unix seconds, a multiple of its length).
+    pub start: u64,
+    /// The chain.
+    pub chain_id: u64,
+    /// The token moved.
+    pub token: Address,
+    /// What was settled in the interval.
+    pub tally: Tally,
+}
+
+/// Which side of a payment a top list ranks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Party {
+    /// Who paid.
+    Payer,
+    /// Who was paid.
+    Payee,
+}
+
+/// What one payer or payee settled in one token on one chain.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartyTally {
+    /// The payer or payee.
+    pub address: Address,
+    /// The chain.
+    pub chain_id: u64,
+    /// The token moved.
+    pub token: Address,
+    /// What was settled.
+    pub tally: Tally,
+}
+
+/// What to look for in the log's settlements.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Search {
+    /// Settlements paid by or to this address.
+    Address(Address),
+    /// The settlement that sent this transaction.
+    Transaction(B256),
+    /// Settlements whose payer, payee or one of whose transactions' hashes starts with this
+    /// lowercase hex (`0x` and at least one digit).
+    Prefix(String),
+}
+
+impl Search {
+    /// The bounds of a [`Search::Prefix`]: the prefix itself, and the first text after every
+    /// text that starts with it (its last character raised by one), compared byte by byte.
+    pub(crate) fn prefix_bounds(prefix: &str) -> (String, String) {
+        let mut upper = prefix.to_owned();
+        match upper.pop() {
+            Some(last) => upper.push(char::from_u32(u32::from(last) + 1).unwrap_or(char::MAX)),
+            None => upper.push(char::MAX),
+        }
+        (prefix.to_owned(), upper)
+    }
+}
+
+/// Which settlements a page lists, and where it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettlementFilter {
+    /// Only those matching this, when given.
+    pub search: Option<Search>,
+    /// Only those in these states; every state when empty.
+    pub states: Vec<SettlementState>,
+    /// Oldest first instead of newest first (by when they were recorded).
+    pub oldest_first: bool,
+    /// How many to skip.
+    pub offset: u64,
+    /// How many to list at most.
+    pub limit: u32,
+}
+
+/// A settlement as a table lists it: what it moves, where it stands, its transaction.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettlementSummary {
+    /// The payment.
+    pub key: SettlementKey,
+    /// Where it stands.
+    pub state: SettlementState,
+    /// The token moved.
+    pub token: Address,
+    /// The payee.
+    pub pay_to: Address,
+    /// The amount, atomic units.
+    pub amount: U256,
+    /// The network as the request named it.
+    pub wire_network: Network,
+    /// When it was recorded (Unix seconds).
+    pub created_at: u64,
+    /// When it last changed (Unix seconds).
+    pub updated_at: u64,
+    /// The transaction its answer names, else the last one sent for it; none before one is
+    /// signed.
+    pub tx_hash: Option<B256>,
+    /// Why it failed, when its answer says (a reason code).
+    pub error_reason: Option<String>,
+}
+
+/// One page of settlements, and how many match in all.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SettlementPage {
+    /// How many settlements match the filter.
+    pub total: u64,
+    /// This page of them.
+    pub rows: Vec<SettlementSummary>,
+}
+
+/// Settlements of one state not yet final.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// How many.
+    pub count: u64,
+    /// When the oldest was recorded (Unix seconds), when there is one.
+    pub oldest_at: Option<u64>,
+}
+
+/// Settlements that ended without moving money for one reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FailureTally {
+    /// `failed` or `abandoned`.
+    pub state: SettlementState,
+    /// The reason code of their answer (empty when the answer gives none).
+    pub reason: String,
+    /// How many.
+    pub count: u64,
+    /// When the latest of them ended (Unix seconds).
+    pub last_at: u64,
+}
+
+/// What the log says about settling right now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LogHealth {
+    /// Settlements recorded with no transaction signed yet.
+    pub claimed: Backlog,
+    /// Settlements with a transaction sent and no outcome yet.
+    pub submitted: Backlog,
+    /// Settlements that ended without moving money, by state and reason, most first.
+    pub failures: Vec<FailureTally>,
+    /// `batch-settlement` sends (deposits, claims, settles, refunds) with no answer yet.
+    pub batch_sends: Backlog,
+    /// Every (chain, signer) that has sent a settlement transaction recorded here.
+    pub signers: Vec<(u64, Address)>,
+}
+
 /// A durable settlement log. SQLite embedded by default, for one process; a Postgres database
 /// lets several facilitator instances share one log.
 pub trait SettlementStore: Send + Sync + std::fmt::Debug {
@@ -224,6 +409,45 @@ pub trait SettlementStore: Send + Sync + std::fmt::Debug {
     /// first: every one, for a log one process keeps.
     fn unfinished(&self) -> BoxFuture<'_, Result<Vec<SettlementRecord>, StoreError>>;
 
+    /// What confirmed settlements moved per UTC day (by when they were recorded), chain and
+    /// token, from the day holding `since` (Unix seconds; 0 for all) on; days without any are
+    /// left out. Oldest first. Read from sums kept as settlements are confirmed, not from
+    /// every row: as exact, and as fast for a long log as for a short one.
+    fn settled_days(&self, since: u64) -> BoxFuture<'_, Result<Vec<SeriesPoint>, StoreError>>;
+
+    /// Confirmed settlements recorded at or after `since`, in intervals of `bucket_seconds`
+    /// (aligned to multiples of it), per chain and token; intervals without any are left out.
+    /// Oldest first. Read from the rows: for short spans (the last hour).
+    fn settled_series(
+        &self,
+        since: u64,
+        bucket_seconds: u64,
+    ) -> BoxFuture<'_, Result<Vec<SeriesPoint>, StoreError>>;
+
+    /// The `limit` payers or payees (per chain and token) whose confirmed settlements moved
+    /// the most, most first (from the kept sums, like [`settled_days`](Self::settled_days)).
+    fn top_parties(
+        &self,
+        party: Party,
+        limit: u32,
+    ) -> BoxFuture<'_, Result<Vec<PartyTally>, StoreError>>;
+
+    /// A page of settlements matching `filter`, newest first unless asked otherwise, and how
+    /// many match.
+    fn settlements<'a>(
+        &'a self,
+        filter: &'a SettlementFilter,
+    ) -> BoxFuture<'a, Result<SettlementPage, StoreError>>;
+
+    /// The settlement for a key, as a table lists it.
+    fn summary<'a>(
+        &'a self,
+        key: &'a SettlementKey,
+    ) -> BoxFuture<'a, Result<Option<SettlementSummary>, StoreError>>;
+
+    /// What is pending, what failed and why, and which signers have sent.
+    fn log_health(&self) -> BoxFuture<'_, Result<LogHealth, StoreError>>;
+
     /// Marks this instance alive now, for the others sharing the log. Nothing to do for a
     /// log one process keeps.
     fn heartbeat(&self) -> BoxFuture<'_, Result<(), StoreError>> {
@@ -245,5 +469,29 @@ pub trait SettlementStore: Send + Sync + std::fmt::Debug {
     ) -> BoxFuture<'_, Result<Vec<SettlementRecord>, StoreError>> {
         let _ = stale_after;
         Box::pin(async { Ok(Vec::new()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_reads_back_from_its_text_and_a_prefix_has_bounds() {
+        let key = SettlementKey {
+            chain_id: 8453,
+            asset: Address::repeat_byte(0xab),
+            payer: Address::repeat_byte(2),
+            nonce: B256::repeat_byte(3),
+        };
+        assert_eq!(key.to_string().parse::<SettlementKey>(), Ok(key));
+        for bad in ["", "8453:0x1", "x:0x0:0x0:0x0", &format!("{key}:1")] {
+            assert!(bad.parse::<SettlementKey>().is_err(), "{bad}");
+        }
+        let (lower, upper) = Search::prefix_bounds("0xa9");
+        assert_eq!((lower.as_str(), upper.as_str()), ("0xa9", "0xa:"));
+        assert!("0xa9ff" >= lower.as_str() && "0xa9ff" < upper.as_str());
+        assert!("0xaa00" >= upper.as_str());
+        assert_eq!(Search::prefix_bounds("0xf").1, "0xg");
     }
 }

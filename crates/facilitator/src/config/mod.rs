@@ -80,6 +80,18 @@ pub struct FacilitatorConfig {
     /// `batch-settlement` (payment channels): the receiver-authorizer key.
     #[serde(default)]
     pub batch_settlement: BatchSettlementConfig,
+    /// The operator token: whoever presents it (`Authorization: Bearer <token>`, or through
+    /// the sign-in form) reaches the operators' dashboard at `/dashboard` and its API. Without
+    /// it (or `operator_token_env`) no dashboard is served.
+    #[serde(default)]
+    pub operator_token: Option<Secret>,
+    /// The environment variable holding the operator token (instead of `operator_token`).
+    #[serde(default)]
+    pub operator_token_env: Option<String>,
+    /// Where the dashboard listens, apart from `/verify` and `/settle` (say, an address only
+    /// operators reach); on `listen`, beside them, when absent. Needs an operator token.
+    #[serde(default)]
+    pub dashboard_listen: Option<SocketAddr>,
     /// The chains served (at least one).
     pub networks: Vec<NetworkConfig>,
 }
@@ -380,6 +392,37 @@ impl FacilitatorConfig {
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
+        match (&self.operator_token, &self.operator_token_env) {
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "facilitator config: operator_token: set operator_token or operator_token_env, not both",
+                ));
+            }
+            (Some(token), None) if token.is_empty() => {
+                return Err(invalid(
+                    "facilitator config: operator_token is empty; remove it (no dashboard) or set a token",
+                ));
+            }
+            (None, Some(name)) if name.trim().is_empty() => {
+                return Err(invalid(
+                    "facilitator config: operator_token_env is empty; name the environment variable holding the operator token",
+                ));
+            }
+            (None, None) if self.dashboard_listen.is_some() => {
+                return Err(invalid(
+                    "facilitator config: dashboard_listen serves the operators' dashboard, which needs operator_token or operator_token_env",
+                ));
+            }
+            _ => {}
+        }
+        if let Some(dashboard) = self.dashboard_listen
+            && dashboard == self.listen
+            && dashboard.port() != 0
+        {
+            return Err(invalid(format!(
+                "facilitator config: dashboard_listen is listen ({dashboard}); remove dashboard_listen to serve the dashboard there"
+            )));
+        }
         if self.database.is_postgres() {
             if self.database_sync != crate::sqlite::Durability::Full {
                 return Err(invalid(
@@ -443,6 +486,34 @@ impl FacilitatorConfig {
             ));
         }
         Ok(())
+    }
+
+    /// The operator token: `operator_token`, or the value of the variable `operator_token_env`
+    /// names (read now). `None` when neither is set: no dashboard.
+    pub fn operator_token(&self) -> Result<Option<Secret>, ConfigError> {
+        self.operator_token_from(|name| std::env::var(name).ok())
+    }
+
+    fn operator_token_from(
+        &self,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Option<Secret>, ConfigError> {
+        match (&self.operator_token, &self.operator_token_env) {
+            (Some(_), Some(_)) => Err(invalid(
+                "facilitator config: operator_token: set operator_token or operator_token_env, not both",
+            )),
+            (Some(token), None) if token.is_empty() => Err(invalid(
+                "facilitator config: operator_token is empty; remove it (no dashboard) or set a token",
+            )),
+            (Some(token), None) => Ok(Some(token.clone())),
+            (None, Some(name)) => match env(name).filter(|v| !v.is_empty()) {
+                Some(value) => Ok(Some(Secret::new(value))),
+                None => Err(invalid(format!(
+                    "facilitator config: operator_token_env: the environment variable {name} is not set (or empty)"
+                ))),
+            },
+            (None, None) => Ok(None),
+        }
     }
 
     /// Reads the signer key from the key file or the environment. The error never contains
@@ -733,6 +804,59 @@ max_fee_per_gas_cap_gwei = 50
     }
 
     #[test]
+    fn the_operator_token_and_the_dashboard_address_are_read_and_checked() {
+        let config = parse(MINIMAL, &[]).unwrap();
+        assert!(
+            config.operator_token().unwrap().is_none(),
+            "no token, no dashboard"
+        );
+        assert_eq!(config.dashboard_listen, None);
+        let config = parse(
+            &format!("operator_token = \"t0k\"\ndashboard_listen = \"127.0.0.1:9402\"\n{MINIMAL}"),
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.operator_token().unwrap().unwrap().expose(), "t0k");
+        assert_eq!(config.dashboard_listen.unwrap().port(), 9402);
+        assert!(!format!("{config:?}").contains("t0k"));
+        let from_env = parse(&format!("operator_token_env = \"OP\"\n{MINIMAL}"), &[]).unwrap();
+        let token = from_env.operator_token_from(|name| (name == "OP").then(|| "s3cret".into()));
+        assert_eq!(token.unwrap().unwrap().expose(), "s3cret");
+        let missing = from_env
+            .operator_token_from(|_| Some(String::new()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            missing.contains("operator_token_env") && missing.contains("OP"),
+            "{missing}"
+        );
+        let overridden = parse(MINIMAL, &[("X402_FACILITATOR__OPERATOR_TOKEN", "e")]).unwrap();
+        assert_eq!(overridden.operator_token().unwrap().unwrap().expose(), "e");
+        for (text, named) in [
+            (
+                "operator_token = \"a\"\noperator_token_env = \"B\"",
+                "not both",
+            ),
+            ("operator_token = \"\"", "operator_token is empty"),
+            ("operator_token_env = \" \"", "operator_token_env is empty"),
+            (
+                "dashboard_listen = \"127.0.0.1:9402\"",
+                "needs operator_token",
+            ),
+            (
+                "operator_token = \"a\"\nlisten = \"127.0.0.1:9402\"\ndashboard_listen = \"127.0.0.1:9402\"",
+                "dashboard_listen is listen",
+            ),
+            (
+                "operator_token = \"a\"\ndashboard_listen = \"nowhere\"",
+                "dashboard_listen",
+            ),
+        ] {
+            assert_refused(&format!("{text}\n{MINIMAL}"), &[], named);
+        }
+    }
+
+    #[test]
     fn unknown_keys_are_named() {
         assert_refused(&format!("lisen = \"0.0.0.0:1\"\n{MINIMAL}"), &[], "lisen");
         assert_refused(&format!("{MINIMAL}\nrpc_ur = \"x\""), &[], "rpc_ur");
@@ -854,5 +978,10 @@ mod example_tests {
         assert_eq!(config.networks[0].fee_bump.max_fee_bumps, 3);
         assert!(config.networks[0].batch_settlement);
         assert!(config.receiver_authorizer().unwrap().is_none());
+        assert_eq!(
+            config.operator_token_env.as_deref(),
+            Some("X402_OPERATOR_TOKEN")
+        );
+        assert_eq!(config.dashboard_listen.map(|a| a.port()), Some(8403));
     }
 }

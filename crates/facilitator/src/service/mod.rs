@@ -28,6 +28,7 @@ use x402_proto::{
 };
 
 use crate::config::AssetConfig;
+use crate::events::{LogEvents, Watched};
 use crate::metrics::Metrics;
 use crate::store::{SettlementKey, SettlementStore};
 
@@ -68,12 +69,24 @@ impl ChainService {
     pub fn scheme(&self) -> &ExactEvmScheme {
         &self.scheme
     }
+
+    /// The tokens accepted.
+    pub fn assets(&self) -> &[AssetConfig] {
+        &self.assets
+    }
+
+    /// The signer balance below which the chain is unhealthy, when configured.
+    pub fn min_signer_balance(&self) -> Option<U256> {
+        self.min_signer_balance
+    }
 }
 
 #[derive(Debug)]
 struct Inner {
     chains: BTreeMap<u64, ChainService>,
+    /// The log, told of every write (`events`).
     store: Arc<dyn SettlementStore>,
+    events: LogEvents,
     in_flight: Mutex<HashMap<SettlementKey, InFlight>>,
     settle_wait: Duration,
     metrics: Metrics,
@@ -121,6 +134,9 @@ impl FacilitatorService {
         settle_wait: Duration,
         metrics: Metrics,
     ) -> Self {
+        // Whoever listens (the dashboard) hears of every write to the log.
+        let events = LogEvents::new();
+        let store: Arc<dyn SettlementStore> = Arc::new(Watched::new(store, events.clone()));
         // Exact payments made with Permit2 are recorded in the log too.
         let log = Arc::new(crate::permit2::LoggedSends::new(store.clone()));
         let chains = chains
@@ -134,6 +150,7 @@ impl FacilitatorService {
             inner: Arc::new(Inner {
                 chains,
                 store,
+                events,
                 in_flight: Mutex::new(HashMap::new()),
                 settle_wait,
                 metrics,
@@ -178,6 +195,26 @@ impl FacilitatorService {
             return None;
         }
         self.chain_for(request).ok().map(|chain| &chain.permit2)
+    }
+
+    /// The settlement log, as the service records in it: plug-ins that record settlements
+    /// (`upto`) should record through this, so that listeners hear of them.
+    pub fn log(&self) -> Arc<dyn SettlementStore> {
+        self.inner.store.clone()
+    }
+
+    /// `sends` (a `batch-settlement` plug-in's log), telling this service's listeners of each
+    /// write.
+    pub fn watch_sends(
+        &self,
+        sends: Arc<dyn x402_evm::batch::BatchSendLog>,
+    ) -> Arc<dyn x402_evm::batch::BatchSendLog> {
+        Arc::new(Watched::new(sends, self.inner.events.clone()))
+    }
+
+    /// Hears of every write to the log from now on.
+    pub fn subscribe(&self) -> tokio::sync::broadcast::Receiver<crate::LogEvent> {
+        self.inner.events.subscribe()
     }
 
     /// The metrics this service records.

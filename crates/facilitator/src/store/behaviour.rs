@@ -10,7 +10,8 @@ use x402_evm::batch::{BatchSendKey, BatchSendLog, BatchTx};
 use x402_proto::{Network, ReasonCode, SettleResponse};
 
 use super::{
-    Claim, NewSettlement, SettlementKey, SettlementState, SettlementStore, StoreError, TxRecord,
+    Backlog, Claim, FailureTally, NewSettlement, Party, Search, SettlementFilter, SettlementKey,
+    SettlementState, SettlementStore, StoreError, Tally, TxRecord,
 };
 use crate::postgres::{PostgresOptions, PostgresStore};
 use crate::sqlite::SqliteStore;
@@ -111,6 +112,9 @@ on_every_backend!(
     a_transaction_needs_a_claim,
     amounts_keep_every_digit_of_a_uint256,
     a_send_is_recorded_once_with_its_transactions_and_kept_across_opens,
+    totals_series_and_top_lists_add_up_confirmed_settlements_exactly,
+    pages_of_settlements_are_searched_filtered_and_newest_first,
+    health_counts_what_is_pending_what_failed_and_who_signed,
 );
 
 fn settlement(n: u8) -> NewSettlement {
@@ -427,4 +431,393 @@ async fn a_send_is_recorded_once_with_its_transactions_and_kept_across_opens(
     })
     .await;
     assert_eq!(recorded.into_iter().filter(|r| *r).count(), 1);
+}
+
+/// `settlement(n)` paid by `payer` to `pay_to` (address bytes), of `amount`.
+fn payment(n: u8, payer: u8, pay_to: u8, amount: U256) -> NewSettlement {
+    let mut new = settlement(n);
+    new.key.payer = Address::repeat_byte(payer);
+    new.pay_to = Address::repeat_byte(pay_to);
+    new.amount = amount;
+    new
+}
+
+/// Records `new` with its first transaction `tx(n)` and ends it in `state`: a success naming
+/// that transaction when confirmed, a failure for `reason` otherwise.
+async fn settle(
+    store: &dyn SettlementStore,
+    new: &NewSettlement,
+    n: u8,
+    state: SettlementState,
+    reason: &ReasonCode,
+) {
+    let claim = store
+        .claim_with_transaction(new, &tx(n), None)
+        .await
+        .unwrap();
+    assert_eq!(claim, Claim::Fresh);
+    let answer = match state {
+        SettlementState::Confirmed => {
+            SettleResponse::success(Network::BASE, None, tx(n).tx_hash.to_string())
+        }
+        _ => failure(reason.clone()),
+    };
+    store.finish(&new.key, state, &answer, None).await.unwrap();
+}
+
+fn filter(search: Option<Search>, states: &[SettlementState]) -> SettlementFilter {
+    SettlementFilter {
+        search,
+        states: states.to_vec(),
+        oldest_first: false,
+        offset: 0,
+        limit: 50,
+    }
+}
+
+async fn totals_series_and_top_lists_add_up_confirmed_settlements_exactly(backend: impl Backend) {
+    let store = backend.open().await;
+    let big = U256::MAX / U256::from(4);
+    let confirmed = SettlementState::Confirmed;
+    let none = ReasonCode::SETTLEMENT_PENDING;
+    settle(
+        &*store,
+        &payment(1, 0x11, 0x21, U256::from(100)),
+        1,
+        confirmed,
+        &none,
+    )
+    .await;
+    settle(
+        &*store,
+        &payment(2, 0x11, 0x22, U256::from(250)),
+        2,
+        confirmed,
+        &none,
+    )
+    .await;
+    settle(&*store, &payment(3, 0x12, 0x21, big), 3, confirmed, &none).await;
+    // A failure and a pending one move nothing.
+    let failed = SettlementState::Failed;
+    settle(
+        &*store,
+        &payment(4, 0x12, 0x21, U256::from(7)),
+        4,
+        failed,
+        &ReasonCode::EXACT_EVM_SIGNATURE,
+    )
+    .await;
+    store
+        .claim(&payment(5, 0x13, 0x21, U256::from(9)))
+        .await
+        .unwrap();
+    // Another token (a Permit2 payment names Permit2 as its key's asset).
+    let mut other = payment(6, 0x11, 0x21, U256::from(5));
+    other.key.asset = Address::repeat_byte(0x0f);
+    other.token = Address::repeat_byte(0x0e);
+    settle(&*store, &other, 6, confirmed, &none).await;
+
+    let usdc = Address::repeat_byte(1);
+    let tally = |settlements: u64, amount: U256| Tally {
+        settlements,
+        amount,
+    };
+    let days = store.settled_days(0).await.unwrap();
+    let summed: Vec<(u64, Address, Tally)> = days
+        .iter()
+        .map(|t| (t.chain_id, t.token, t.tally))
+        .collect();
+    assert_eq!(
+        summed,
+        [
+            (8453, usdc, tally(3, big + U256::from(350))),
+            (8453, other.token, tally(1, U256::from(5))),
+        ],
+        "every digit of the sum, per token"
+    );
+    let today = x402_evm::unix_now();
+    assert_eq!(
+        days[0].start,
+        today - today % 86_400,
+        "today, on its boundary"
+    );
+    let later = today + 86_400;
+    assert!(
+        store.settled_days(later).await.unwrap().is_empty(),
+        "nothing recorded tomorrow"
+    );
+
+    // The same sums from the rows.
+    let series = store.settled_series(0, 86_400).await.unwrap();
+    assert_eq!(series, days);
+    let minutes = store.settled_series(0, 60).await.unwrap();
+    let counted: u64 = minutes.iter().map(|p| p.tally.settlements).sum();
+    assert_eq!(counted, 4);
+
+    let payers = store.top_parties(Party::Payer, 10).await.unwrap();
+    let ranked: Vec<(Address, Address, Tally)> = payers
+        .iter()
+        .map(|p| (p.address, p.token, p.tally))
+        .collect();
+    assert_eq!(
+        ranked,
+        [
+            (Address::repeat_byte(0x12), usdc, tally(1, big)),
+            (Address::repeat_byte(0x11), usdc, tally(2, U256::from(350))),
+            (
+                Address::repeat_byte(0x11),
+                other.token,
+                tally(1, U256::from(5))
+            ),
+        ],
+        "most first, by the exact amount"
+    );
+    let payees = store.top_parties(Party::Payee, 1).await.unwrap();
+    assert_eq!(payees.len(), 1);
+    assert_eq!(
+        (payees[0].address, payees[0].tally),
+        (Address::repeat_byte(0x21), tally(2, big + U256::from(100)))
+    );
+
+    // Confirmed twice counts once; leaving `confirmed` takes it back out; the sums are kept
+    // across opens.
+    let answer = SettleResponse::success(Network::BASE, None, tx(1).tx_hash.to_string());
+    let first = payment(1, 0x11, 0x21, U256::from(100));
+    store
+        .finish(&first.key, confirmed, &answer, None)
+        .await
+        .unwrap();
+    let second = payment(2, 0x11, 0x22, U256::from(250));
+    let reverted = failure(ReasonCode::EXACT_EVM_SIGNATURE);
+    store
+        .finish(&second.key, failed, &reverted, None)
+        .await
+        .unwrap();
+    drop(store);
+    let store = backend.open().await;
+    let days = store.settled_days(0).await.unwrap();
+    assert_eq!(days[0].tally, tally(2, big + U256::from(100)));
+    let payers = store.top_parties(Party::Payer, 10).await.unwrap();
+    let p11: Vec<Tally> = payers
+        .iter()
+        .filter(|p| p.address == Address::repeat_byte(0x11) && p.token == usdc)
+        .map(|p| p.tally)
+        .collect();
+    assert_eq!(p11, [tally(1, U256::from(100))]);
+    let payees = store.top_parties(Party::Payee, 10).await.unwrap();
+    assert!(
+        payees
+            .iter()
+            .all(|p| p.address != Address::repeat_byte(0x22)),
+        "a payee with nothing settled is not listed: {payees:?}"
+    );
+}
+
+async fn pages_of_settlements_are_searched_filtered_and_newest_first(backend: impl Backend) {
+    let store = backend.open().await;
+    let confirmed = SettlementState::Confirmed;
+    let none = ReasonCode::SETTLEMENT_PENDING;
+    for n in 1..=5u8 {
+        let new = payment(n, 0x10 + n % 2, 0x20 + n, U256::from(u64::from(n) * 10));
+        settle(&*store, &new, n, confirmed, &none).await;
+    }
+    let failed = payment(6, 0x11, 0x26, U256::from(60));
+    settle(
+        &*store,
+        &failed,
+        6,
+        SettlementState::Failed,
+        &ReasonCode::EXACT_EVM_SIGNATURE,
+    )
+    .await;
+    let pending = payment(7, 0x11, 0x27, U256::from(70));
+    store
+        .claim_with_transaction(&pending, &tx(7), None)
+        .await
+        .unwrap();
+    store.add_transaction(&pending.key, &tx(8)).await.unwrap();
+
+    let page = store.settlements(&filter(None, &[])).await.unwrap();
+    assert_eq!(page.total, 7);
+    let order: Vec<B256> = page.rows.iter().map(|r| r.key.nonce).collect();
+    let expected: Vec<B256> = (1..=7u8).rev().map(B256::repeat_byte).collect();
+    assert_eq!(order, expected, "newest first");
+    let newest = &page.rows[0];
+    assert_eq!(newest.state, SettlementState::Submitted);
+    assert_eq!(
+        newest.tx_hash,
+        Some(tx(8).tx_hash),
+        "the last transaction sent"
+    );
+    let failure = &page.rows[1];
+    assert_eq!(
+        failure.error_reason.as_deref(),
+        Some("invalid_exact_evm_signature")
+    );
+    let first = &page.rows[6];
+    assert_eq!(
+        (first.pay_to, first.amount, first.token, first.tx_hash),
+        (
+            Address::repeat_byte(0x21),
+            U256::from(10),
+            Address::repeat_byte(1),
+            Some(tx(1).tx_hash)
+        )
+    );
+    assert!(first.created_at > 0 && first.updated_at >= first.created_at);
+    assert_eq!(
+        store.summary(&first.key).await.unwrap().as_ref(),
+        Some(first)
+    );
+    assert_eq!(store.summary(&settlement(99).key).await.unwrap(), None);
+
+    let mut second = filter(None, &[]);
+    (second.offset, second.limit) = (2, 2);
+    let page = store.settlements(&second).await.unwrap();
+    assert_eq!(page.total, 7, "the total of every match, not of the page");
+    let nonces: Vec<B256> = page.rows.iter().map(|r| r.key.nonce).collect();
+    assert_eq!(nonces, [B256::repeat_byte(5), B256::repeat_byte(4)]);
+    second.oldest_first = true;
+    let page = store.settlements(&second).await.unwrap();
+    assert_eq!(page.rows[0].key.nonce, B256::repeat_byte(3));
+
+    let found = |search: Search, states: &'static [SettlementState]| {
+        let store = store.clone();
+        async move {
+            let page = store
+                .settlements(&filter(Some(search), states))
+                .await
+                .unwrap();
+            let mut nonces: Vec<u8> = page.rows.iter().map(|r| r.key.nonce[0]).collect();
+            nonces.sort_unstable();
+            assert_eq!(page.total, nonces.len() as u64);
+            nonces
+        }
+    };
+    // Payer 0x10 paid 2 and 4; 0x23 was paid by 3; a transaction names its settlement.
+    assert_eq!(
+        found(Search::Address(Address::repeat_byte(0x10)), &[]).await,
+        [2, 4]
+    );
+    assert_eq!(
+        found(Search::Address(Address::repeat_byte(0x23)), &[]).await,
+        [3]
+    );
+    assert_eq!(found(Search::Transaction(tx(8).tx_hash), &[]).await, [7]);
+    assert_eq!(
+        found(Search::Transaction(tx(7).tx_hash), &[]).await,
+        [7],
+        "any of its transactions"
+    );
+    assert_eq!(
+        found(Search::Transaction(B256::repeat_byte(0x99)), &[]).await,
+        Vec::<u8>::new()
+    );
+    assert_eq!(
+        found(Search::Prefix("0x2525".into()), &[]).await,
+        [5],
+        "a payee's start"
+    );
+    assert_eq!(
+        found(Search::Prefix("0x0606".into()), &[]).await,
+        [6],
+        "a transaction's start"
+    );
+    assert_eq!(
+        found(Search::Prefix("0x1111".into()), &[]).await,
+        [1, 3, 5, 6, 7]
+    );
+    let pending_states = &[SettlementState::Claimed, SettlementState::Submitted];
+    assert_eq!(
+        found(Search::Prefix("0x11".into()), pending_states).await,
+        [7]
+    );
+    let only_failed = &[SettlementState::Failed];
+    assert_eq!(
+        found(Search::Address(Address::repeat_byte(0x11)), only_failed).await,
+        [6]
+    );
+}
+
+async fn health_counts_what_is_pending_what_failed_and_who_signed(backend: impl Backend) {
+    let store = backend.open().await;
+    let empty = store.log_health().await.unwrap();
+    assert_eq!(
+        (empty.claimed, empty.submitted),
+        (Backlog::default(), Backlog::default())
+    );
+    assert!(empty.failures.is_empty() && empty.signers.is_empty());
+
+    let before = x402_evm::unix_now();
+    store.claim(&settlement(1)).await.unwrap();
+    store
+        .claim_with_transaction(&settlement(2), &tx(2), None)
+        .await
+        .unwrap();
+    let failed = SettlementState::Failed;
+    settle(
+        &*store,
+        &settlement(3),
+        3,
+        failed,
+        &ReasonCode::EXACT_EVM_SIGNATURE,
+    )
+    .await;
+    settle(
+        &*store,
+        &settlement(4),
+        4,
+        failed,
+        &ReasonCode::EXACT_EVM_SIGNATURE,
+    )
+    .await;
+    let abandoned = SettlementState::Abandoned;
+    settle(
+        &*store,
+        &settlement(5),
+        5,
+        abandoned,
+        &ReasonCode::CHAIN_UNAVAILABLE,
+    )
+    .await;
+    let mut other_signer = tx(6);
+    other_signer.signer = Address::repeat_byte(0x44);
+    store
+        .claim_with_transaction(&settlement(6), &other_signer, None)
+        .await
+        .unwrap();
+    let sends = backend.open_sends().await;
+    let key = BatchSendKey::stored("eip155:8453:claim:0x07");
+    assert!(sends.record(&key, &batch_tx(7, 1), "{}").await.unwrap());
+
+    let health = store.log_health().await.unwrap();
+    assert_eq!(health.claimed.count, 1);
+    assert_eq!(health.submitted.count, 2);
+    let oldest = health.claimed.oldest_at.unwrap();
+    assert!(
+        (before..=x402_evm::unix_now()).contains(&oldest),
+        "{oldest}"
+    );
+    let failures: Vec<(SettlementState, &str, u64)> = health
+        .failures
+        .iter()
+        .map(|f: &FailureTally| (f.state, f.reason.as_str(), f.count))
+        .collect();
+    assert_eq!(
+        failures,
+        [
+            (failed, "invalid_exact_evm_signature", 2),
+            (abandoned, "chain_unavailable", 1),
+        ],
+        "by reason, most first"
+    );
+    assert!(health.failures.iter().all(|f| f.last_at >= before));
+    assert_eq!(health.batch_sends.count, 1);
+    assert_eq!(
+        health.signers,
+        [
+            (8453, Address::repeat_byte(4)),
+            (8453, Address::repeat_byte(0x44))
+        ]
+    );
 }
