@@ -6,11 +6,13 @@
 //! cargo run --release -p x402-bench -- facilitator --count 600 --concurrency 8
 //! cargo run --release -p x402-bench -- gateway --count 300 --concurrency 8
 //! cargo run --release -p x402-bench -- batch --count 4000 --concurrency 8
+//! cargo run --release -p x402-bench -- dashboard --payments 100000
 //! cargo run --release -p x402-bench -- costs
 //! ```
 
 mod batch;
 mod costs;
+mod dashboard;
 mod facilitator;
 mod gateway;
 mod load;
@@ -35,6 +37,8 @@ enum Target {
     /// Paid calls per second through the gateway's paywall with `batch-settlement` vouchers
     /// against `exact` in the same run, and the transactions and gas per 1,000 calls.
     Batch(batch::BatchBench),
+    /// The gateway's operator dashboard API's latency with 100,000 payments in its journal.
+    Dashboard(dashboard::DashboardBench),
     /// What a typical LLM chat call costs paid with `exact`, `upto` and `batch-settlement`, in
     /// USD and gas.
     Costs(costs::CostsBench),
@@ -47,6 +51,7 @@ impl Target {
             Self::Facilitator(args) => facilitator::run(args).await,
             Self::Gateway(args) => gateway::run(args).await,
             Self::Batch(args) => batch::run(args).await,
+            Self::Dashboard(args) => dashboard::run(args).await,
             Self::Costs(args) => costs::run(args).await,
         }
     }

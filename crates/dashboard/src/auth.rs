@@ -157,17 +157,32 @@ mod tests {
         let operator = Operator::new(Secret::new("s3cret"));
         let session = operator.session().to_owned();
         assert_ne!(session, "s3cret", "the cookie never holds the token");
+        let (signed_in, with_token, other_cookie, session_cookie) = (
+            format!("a=b; {COOKIE}={session}"),
+            format!("{COOKIE}=s3cret"),
+            format!("other={session}"),
+            format!("{COOKIE}={session}"),
+        );
         let cases = [
-            (vec![(header::AUTHORIZATION, "Bearer s3cret")], Access::Bearer),
-            (vec![(header::AUTHORIZATION, "Bearer s3cre")], Access::Denied),
+            (
+                vec![(header::AUTHORIZATION, "Bearer s3cret")],
+                Access::Bearer,
+            ),
+            (
+                vec![(header::AUTHORIZATION, "Bearer s3cre")],
+                Access::Denied,
+            ),
             (vec![(header::AUTHORIZATION, "s3cret")], Access::Denied),
-            (vec![(header::COOKIE, &*format!("a=b; {COOKIE}={session}"))], Access::Cookie),
-            (vec![(header::COOKIE, &*format!("{COOKIE}=s3cret"))], Access::Denied),
-            (vec![(header::COOKIE, &*format!("other={session}"))], Access::Denied),
+            (vec![(header::COOKIE, signed_in.as_str())], Access::Cookie),
+            (vec![(header::COOKIE, with_token.as_str())], Access::Denied),
+            (
+                vec![(header::COOKIE, other_cookie.as_str())],
+                Access::Denied,
+            ),
             (
                 vec![
                     (header::AUTHORIZATION, "Bearer wrong"),
-                    (header::COOKIE, &*format!("{COOKIE}={session}")),
+                    (header::COOKIE, session_cookie.as_str()),
                 ],
                 Access::Denied,
             ),

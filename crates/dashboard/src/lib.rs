@@ -54,7 +54,10 @@ pub fn routes(token: Secret, view: View, api: Router) -> Router {
         .route("/dashboard/login", post(page::login))
         .route("/dashboard/logout", post(page::logout))
         .with_state(page::Shell { operator, view })
-        .route("/dashboard/assets/dashboard.css", get(|| asset(CSS, "text/css")))
+        .route(
+            "/dashboard/assets/dashboard.css",
+            get(|| asset(CSS, "text/css")),
+        )
         .route(
             "/dashboard/assets/dashboard.js",
             get(|| asset(JS, "text/javascript")),
@@ -70,10 +73,7 @@ async fn asset(body: &'static str, kind: &'static str) -> Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(kind));
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache"),
-    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     headers.insert(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),

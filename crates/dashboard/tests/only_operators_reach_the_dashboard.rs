@@ -56,9 +56,15 @@ async fn signed_in_cookie() -> String {
     assert_eq!(headers[header::LOCATION], "/dashboard");
     let cookie = headers[header::SET_COOKIE].to_str().unwrap().to_owned();
     for attribute in ["HttpOnly", "SameSite=Strict", "Path=/dashboard"] {
-        assert!(cookie.contains(attribute), "{attribute} missing from {cookie}");
+        assert!(
+            cookie.contains(attribute),
+            "{attribute} missing from {cookie}"
+        );
     }
-    assert!(!cookie.contains(TOKEN), "the cookie holds the token: {cookie}");
+    assert!(
+        !cookie.contains(TOKEN),
+        "the cookie holds the token: {cookie}"
+    );
     cookie.split(';').next().unwrap().to_owned()
 }
 
@@ -84,7 +90,10 @@ async fn without_the_token_the_page_is_a_sign_in_form_and_the_api_answers_401() 
         let (status, _, body) = send(get_with("/dashboard/api/overview", wrong.clone())).await;
         assert_eq!(status, StatusCode::UNAUTHORIZED, "{wrong:?}");
         assert!(!body.contains(SECRET_DATA));
-        assert!(body.contains("Bearer"), "the refusal says what to send: {body}");
+        assert!(
+            body.contains("Bearer"),
+            "the refusal says what to send: {body}"
+        );
     }
 }
 
@@ -122,7 +131,10 @@ async fn the_bearer_token_and_the_sign_in_cookie_both_reach_the_page_and_the_api
     assert_eq!(status, StatusCode::OK);
     assert!(page.contains("/dashboard/assets/view.js"));
     let (status, _, script) = send(get_with("/dashboard/assets/view.js", None)).await;
-    assert_eq!((status, script.as_str()), (StatusCode::OK, "window.viewLoaded = true;"));
+    assert_eq!(
+        (status, script.as_str()),
+        (StatusCode::OK, "window.viewLoaded = true;")
+    );
 }
 
 #[tokio::test]
