@@ -54,7 +54,8 @@ pub(crate) struct Phase {
     max_ms: f64,
 }
 
-fn summarize(mut latencies: Vec<Duration>, ok: usize, took: Duration) -> Phase {
+/// The figures of a phase whose requests took `latencies`, `ok` of them successes, in `took`.
+pub(crate) fn summarize(mut latencies: Vec<Duration>, ok: usize, took: Duration) -> Phase {
     latencies.sort();
     let at = |q: f64| {
         latencies

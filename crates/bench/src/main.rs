@@ -6,6 +6,7 @@
 //! cargo run --release -p x402-bench -- facilitator --count 600 --concurrency 8
 //! cargo run --release -p x402-bench -- gateway --count 300 --concurrency 8
 //! cargo run --release -p x402-bench -- batch --count 4000 --concurrency 8
+//! cargo run --release -p x402-bench -- dashboard --payments 100000
 //! cargo run --release -p x402-bench -- costs
 //! cargo run --release -p x402-bench -- facilitator-dashboard --settlements 100000
 //! ```
@@ -14,6 +15,7 @@ mod batch;
 mod costs;
 mod dashboard;
 mod facilitator;
+mod facilitator_dashboard;
 mod gateway;
 mod load;
 
@@ -37,12 +39,14 @@ enum Target {
     /// Paid calls per second through the gateway's paywall with `batch-settlement` vouchers
     /// against `exact` in the same run, and the transactions and gas per 1,000 calls.
     Batch(batch::BatchBench),
+    /// The gateway's operator dashboard API's latency with 100,000 payments in its journal.
+    Dashboard(dashboard::DashboardBench),
     /// What a typical LLM chat call costs paid with `exact`, `upto` and `batch-settlement`, in
     /// USD and gas.
     Costs(costs::CostsBench),
     /// How fast the facilitator's dashboard API answers with 100,000 settlements in its log
     /// (SQLite): p50 and p99 per route.
-    FacilitatorDashboard(dashboard::DashboardBench),
+    FacilitatorDashboard(facilitator_dashboard::DashboardBench),
 }
 
 impl Target {
@@ -52,8 +56,9 @@ impl Target {
             Self::Facilitator(args) => facilitator::run(args).await,
             Self::Gateway(args) => gateway::run(args).await,
             Self::Batch(args) => batch::run(args).await,
+            Self::Dashboard(args) => dashboard::run(args).await,
             Self::Costs(args) => costs::run(args).await,
-            Self::FacilitatorDashboard(args) => dashboard::run(args).await,
+            Self::FacilitatorDashboard(args) => facilitator_dashboard::run(args).await,
         }
     }
 }

@@ -29,6 +29,13 @@ pub(crate) async fn run(args: GatewayArgs) -> anyhow::Result<()> {
             Some(f) => println!("  facilitator: {}", f.url),
             None => println!("  facilitator: none (set [facilitator] url)"),
         }
+        match &config.database {
+            Some(_) => println!("  payments:    in the database"),
+            None => println!("  payments:    {}", config.payments_db().display()),
+        }
+        if let Some(address) = config.dashboard_listen {
+            println!("  dashboard:   http://{address}/dashboard");
+        }
         println!("  pay to:      {}", config.payment.pay_to);
         for accept in &config.payment.accepts {
             println!(
@@ -41,6 +48,12 @@ pub(crate) async fn run(args: GatewayArgs) -> anyhow::Result<()> {
     let running = start_with_mcp(&config, None).await?;
     // One line on stdout for scripts; logs go to stderr.
     println!("gateway listening on {}", running.url());
+    if config.operator_token.is_some() || config.operator_token_env.is_some() {
+        eprintln!(
+            "operator dashboard at {} (sign in with the operator token)",
+            running.dashboard_url()
+        );
+    }
     wait_for_shutdown().await?;
     tracing::info!("shutting down the gateway");
     running.shutdown().await;
@@ -62,8 +75,10 @@ pub(crate) async fn start_with_mcp(
         .context("starting the gateway")?;
     let x402_gateway::App {
         router,
+        dashboard,
         paywall,
         batch,
+        journal,
     } = app;
     let router = router
         .clone()
@@ -72,8 +87,10 @@ pub(crate) async fn start_with_mcp(
         config,
         x402_gateway::App {
             router,
+            dashboard,
             paywall,
             batch,
+            journal,
         },
     )
     .await?)

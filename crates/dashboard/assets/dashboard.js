@@ -74,9 +74,11 @@
 
   /**
    * A line chart of `points` ([{t, v}], t in ms, v a number) as an accessible SVG: its label
-   * and a summary are read out; a table of the points follows for screen readers.
+   * and a summary are read out, and each point's value is in its title. The axis shows dates,
+   * or times of day with `clock: true`.
    */
-  function lineChart(points, { label, format = String } = {}) {
+  function lineChart(points, { label, format = String, clock = false } = {}) {
+    const tick = (t) => (clock ? new Date(t).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" }) : new Date(t).toLocaleDateString());
     const width = 640, height = 200, pad = 32;
     const svg = el("svg", {
       viewBox: `0 0 ${width} ${height}`, role: "img", class: "chart",
@@ -96,8 +98,8 @@
       el("line", { x1: left, y1: height - pad, x2: width - pad, y2: height - pad, class: "axis-line" }),
       el("line", { x1: left, y1: pad, x2: left, y2: height - pad, class: "axis-line" }),
       el("text", { x: left - 4, y: pad + 4, "text-anchor": "end", class: "axis" }, format(vmax)),
-      el("text", { x: left, y: height - 8, class: "axis" }, new Date(t0).toLocaleDateString()),
-      el("text", { x: width - pad, y: height - 8, "text-anchor": "end", class: "axis" }, new Date(t1).toLocaleDateString()),
+      el("text", { x: left, y: height - 8, class: "axis" }, tick(t0)),
+      el("text", { x: width - pad, y: height - 8, "text-anchor": "end", class: "axis" }, tick(t1)),
       el("polyline", { class: "series", points: points.map((p) => `${x(p.t)},${y(p.v)}`).join(" ") }),
       ...points.map((p) => el("circle", { cx: x(p.t), cy: y(p.v), r: 3, class: "dot" },
         el("title", {}, `${new Date(p.t).toLocaleString()}: ${format(p.v)}`))),
@@ -153,27 +155,36 @@
 
   /**
    * An action that asks first: a button that, clicked, shows `question` with Confirm and
-   * Cancel; Confirm runs `action` and shows what it answered.
+   * Cancel; Confirm runs `action` and shows what it answered. The box's `data-state` says
+   * where it stands (`idle`, `asking`, `working`), so that a view does not redraw it mid-way.
    */
   function confirmed(label, question, action) {
-    const box = el("div", { class: "confirm" });
+    const box = el("div", { class: "confirm", "data-state": "idle" });
     const start = el("button", { type: "button", class: "danger" }, label);
     const status = el("p", { role: "status", class: "muted" });
     const ask = () => {
+      box.dataset.state = "asking";
+      const confirm = el("button", { type: "button", class: "danger", onclick: run }, "Confirm");
       box.replaceChildren(
         el("p", {}, question),
-        el("button", { type: "button", class: "danger", onclick: run }, "Confirm"),
+        confirm,
         el("button", { type: "button", onclick: reset }, "Cancel"), status);
+      confirm.focus();
     };
-    const reset = () => box.replaceChildren(start, status);
+    const reset = () => {
+      box.dataset.state = "idle";
+      box.replaceChildren(start, status);
+    };
     const run = async () => {
+      box.dataset.state = "working";
       status.textContent = "working…";
       try {
         status.textContent = await action();
       } catch (error) {
         status.textContent = `Failed: ${error.message}`;
       }
-      box.replaceChildren(start, status);
+      reset();
+      start.focus();
     };
     start.addEventListener("click", ask);
     reset();
@@ -205,35 +216,83 @@
   }
 
   /**
-   * The page's sections: [{id, title, render(container) → Promise}]. The nav shows one at a
-   * time (`#id` in the address); `refresh()` renders the shown one again.
+   * The page's sections: [{id, title, render(container, param) → Promise, update?(container,
+   * param) → Promise}]. The nav shows one at a time: `#id` in the address, or `#id/param` (a
+   * section's own route, such as one payment's details). `refresh()` brings the shown one up
+   * to date: with its `update` when it has one (which changes the container in place, so that
+   * what the reader is doing, such as typing in a search box, is kept), else by rendering it
+   * again. Refreshes asked for while one runs are folded into one more.
    */
   function sections(list) {
     const nav = document.getElementById("nav");
     const app = document.getElementById("app");
     let current = null;
+    let param = "";
+    let shown = null;
+    let running = null;
+    let again = false;
     const links = list.map((s) => el("a", { href: `#${s.id}`, "data-section": s.id }, s.title));
     nav.replaceChildren(el("ul", {}, links.map((a) => el("li", {}, a))));
-    const show = async () => {
-      const id = (window.location.hash || `#${list[0].id}`).slice(1);
-      current = list.find((s) => s.id === id) || list[0];
-      for (const a of links) {
-        if (a.dataset.section === current.id) a.setAttribute("aria-current", "page");
-        else a.removeAttribute("aria-current");
-      }
-      await refresh();
+    const route = () => {
+      const [id, ...rest] = (window.location.hash || `#${list[0].id}`).slice(1).split("/");
+      return { id, param: rest.map((part) => decodeURIComponent(part)).join("/") };
     };
-    const refresh = async () => {
+    const render = async () => {
       const section = current;
       const container = el("div", { id: `section-${section.id}`, class: "section" });
       try {
-        await section.render(container);
+        await section.render(container, param);
       } catch (error) {
         container.replaceChildren(failure(error));
       }
       if (section === current) {
         app.replaceChildren(container);
-        app.dataset.loaded = section.id;
+        shown = container;
+        app.dataset.loaded = param ? `${section.id}/${param}` : section.id;
+      }
+    };
+    const show = async (event) => {
+      const wanted = route();
+      current = list.find((s) => s.id === wanted.id) || list[0];
+      param = current.id === wanted.id ? wanted.param : "";
+      for (const a of links) {
+        if (a.dataset.section === current.id) a.setAttribute("aria-current", "page");
+        else a.removeAttribute("aria-current");
+      }
+      shown = null;
+      await render();
+      // Moving between sections takes the reader's focus to the new content.
+      if (event) app.focus({ preventScroll: true });
+    };
+    const once = async () => {
+      const section = current;
+      if (section.update && shown) {
+        try {
+          await section.update(shown, param);
+        } catch (error) {
+          // What is shown stays; the header says the update failed.
+          const badge = document.getElementById("live");
+          if (badge) badge.textContent = `update failed: ${error.message}`;
+        }
+        return;
+      }
+      await render();
+    };
+    const refresh = async () => {
+      if (running) {
+        again = true;
+        return running;
+      }
+      running = (async () => {
+        do {
+          again = false;
+          await once();
+        } while (again);
+      })();
+      try {
+        await running;
+      } finally {
+        running = null;
       }
     };
     window.addEventListener("hashchange", show);

@@ -61,6 +61,11 @@ pub struct GatewayConfig {
     /// restart (default `gateway-jobs.db`, beside the facilitator's `facilitator.db`).
     #[serde(default = "default_jobs_db")]
     pub jobs_db: PathBuf,
+    /// The SQLite file recording every payment's outcome (settled, charged, pending, failed),
+    /// which the operator dashboard reads; by default `gateway-payments.db` beside `jobs_db`.
+    /// With `database` set, payments are kept there instead.
+    #[serde(default)]
+    pub payments_db: Option<PathBuf>,
     /// The Postgres database several gateway replicas share
     /// (`postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE`). When set, jobs, the
     /// `batch-settlement` channels and the one-payment-one-response guard with its paid
@@ -91,6 +96,11 @@ pub struct GatewayConfig {
     /// The environment variable holding the operator token (instead of `operator_token`).
     #[serde(default)]
     pub operator_token_env: Option<String>,
+    /// Where the operator dashboard (`/dashboard`) and the operator routes (`/operator/*`)
+    /// are served: an address of their own (say a private interface), instead of `listen`.
+    /// Unset: on `listen`, with the other routes. Either way only with an operator token.
+    #[serde(default)]
+    pub dashboard_listen: Option<SocketAddr>,
 }
 
 /// `[batch_settlement]`: the channels the gateway is paid through and its claiming policy.
@@ -393,6 +403,7 @@ impl GatewayConfig {
             models_dir: default_models_dir(),
             tts_program: default_tts_program(),
             jobs_db: default_jobs_db(),
+            payments_db: None,
             database: None,
             facilitator: None,
             payment,
@@ -401,7 +412,16 @@ impl GatewayConfig {
             batch_settlement: None,
             operator_token: None,
             operator_token_env: None,
+            dashboard_listen: None,
         }
+    }
+
+    /// The payment journal's SQLite file: `payments_db`, or `gateway-payments.db` beside
+    /// `jobs_db`.
+    pub fn payments_db(&self) -> PathBuf {
+        self.payments_db
+            .clone()
+            .unwrap_or_else(|| self.jobs_db.with_file_name("gateway-payments.db"))
     }
 
     /// The operator token: `operator_token`, or the value of the variable `operator_token_env`
@@ -526,6 +546,20 @@ impl GatewayConfig {
                 "set operator_token or operator_token_env, not both",
             ));
         }
+        if let Some(address) = self.dashboard_listen {
+            if self.operator_token.is_none() && self.operator_token_env.is_none() {
+                return Err(invalid(
+                    "dashboard_listen",
+                    "the dashboard needs an operator token: set operator_token_env (or operator_token) too",
+                ));
+            }
+            if address == self.listen {
+                return Err(invalid(
+                    "dashboard_listen",
+                    "must differ from listen (leave it unset to serve the dashboard on listen)",
+                ));
+            }
+        }
         if let Some(url) = &self.database {
             crate::postgres::check_url(url.expose())
                 .map_err(|message| invalid("database", message))?;
@@ -567,7 +601,47 @@ asset = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
         assert_eq!(config.payment.streams_per_payer, 1);
         assert!(config.facilitator.is_none());
         assert_eq!(config.jobs_db, Path::new("gateway-jobs.db"));
+        assert_eq!(config.payments_db(), Path::new("gateway-payments.db"));
+        assert_eq!(config.dashboard_listen, None);
         assert_eq!(config.limits.job_attempts, 3);
+    }
+
+    #[test]
+    fn the_payment_journal_sits_beside_the_jobs_unless_named() {
+        let beside =
+            GatewayConfig::parse(&format!("jobs_db = \"state/jobs.db\"\n{MINIMAL}")).unwrap();
+        assert_eq!(beside.payments_db(), Path::new("state/gateway-payments.db"));
+        let named = GatewayConfig::parse(&format!(
+            "jobs_db = \"state/jobs.db\"\npayments_db = \"p.db\"\n{MINIMAL}"
+        ))
+        .unwrap();
+        assert_eq!(named.payments_db(), Path::new("p.db"));
+    }
+
+    #[test]
+    fn the_dashboard_listens_apart_only_with_an_operator_token_and_another_address() {
+        let config = GatewayConfig::parse(&format!(
+            "operator_token_env = \"OP\"\ndashboard_listen = \"127.0.0.1:9090\"\n{MINIMAL}"
+        ))
+        .unwrap();
+        assert_eq!(config.dashboard_listen.unwrap().port(), 9090);
+        for (text, says) in [
+            (
+                format!("dashboard_listen = \"127.0.0.1:9090\"\n{MINIMAL}"),
+                "operator token",
+            ),
+            (
+                format!("operator_token = \"t\"\ndashboard_listen = \"127.0.0.1:8080\"\n{MINIMAL}"),
+                "must differ from listen",
+            ),
+            (
+                format!("operator_token = \"t\"\ndashboard_listen = \"nowhere\"\n{MINIMAL}"),
+                "dashboard_listen",
+            ),
+        ] {
+            let refused = GatewayConfig::parse(&text).unwrap_err().to_string();
+            assert!(refused.contains(says), "{refused}\nshould say {says}");
+        }
     }
 
     #[test]
@@ -623,6 +697,11 @@ asset = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
         assert_eq!(
             config.operator_token_env.as_deref(),
             Some("X402_OPERATOR_TOKEN")
+        );
+        assert_eq!(config.payments_db(), Path::new("gateway-payments.db"));
+        assert_eq!(
+            config.dashboard_listen,
+            Some("127.0.0.1:8081".parse().unwrap())
         );
     }
 

@@ -13,6 +13,7 @@ pub mod channels;
 pub mod config;
 mod http;
 pub mod jobs;
+pub mod payments;
 pub mod postgres;
 pub mod pricing;
 pub mod services;
@@ -38,8 +39,10 @@ pub use config::{
 };
 pub use http::AppState;
 use jobs::{JobStore, Jobs, SqliteJobStore};
+use payments::{Journal, PaymentStore, SqlitePaymentStore};
 use postgres::{
     Database, Leases, PostgresChannelStore, PostgresClaimLock, PostgresGuard, PostgresJobStore,
+    PostgresPaymentStore,
 };
 use services::{Backends, Registry};
 use x402_evm::batch::{ChannelStore, ClaimLock, ClaimerTask};
@@ -59,6 +62,9 @@ pub enum StartError {
     /// The batch-settlement channel store could not be opened.
     #[error("batch_settlement.channels_db: {0}")]
     Channels(#[from] x402_evm::batch::ChannelStoreError),
+    /// The payment journal could not be opened.
+    #[error("payments_db: {0}")]
+    Payments(#[from] payments::PaymentStoreError),
     /// The Postgres database (`database`) could not be connected to or migrated.
     #[error("database: {0}")]
     Database(#[from] postgres::DatabaseError),
@@ -150,17 +156,22 @@ pub fn configured_facilitator(config: &GatewayConfig) -> Result<Arc<dyn Facilita
 }
 
 /// The gateway's routes and the paywall in front of them, which a server shutting down asks
-/// to settle the streams still running ([`Paywall::settle_pending`]), and its
-/// `batch-settlement` channels with their claimers, started with the server and flushed when
-/// it stops.
+/// to settle the streams still running ([`Paywall::settle_pending`]), its `batch-settlement`
+/// channels with their claimers, started with the server and flushed when it stops, and its
+/// payment journal.
 #[derive(Clone, Debug)]
 pub struct App {
     /// The routes (more may be mounted before serving).
     pub router: axum::Router,
+    /// The operator dashboard and `/operator/*` when `dashboard_listen` serves them apart
+    /// (otherwise they are in `router`, when an operator token is configured).
+    pub dashboard: Option<axum::Router>,
     /// The paywall the routes are paid through.
     pub paywall: Paywall,
     /// The channel store and its claimers, when `[batch_settlement]` is configured.
     pub batch: Option<BatchClaiming>,
+    /// Every payment's outcome, as the paywall records it (the dashboard reads it).
+    pub journal: Journal,
 }
 
 /// How often a replica on a shared database looks for jobs a stopped replica left (they are
@@ -230,11 +241,18 @@ pub async fn app(
             .with_max_unclaimed(u128::from(settings.max_unclaimed_per_channel).saturating_mul(2));
         metered.push(Arc::new(server));
     }
+    // Every payment's outcome, before its response goes out.
+    let payment_store: Arc<dyn PaymentStore> = match &database {
+        Some(database) => Arc::new(PostgresPaymentStore::new(database.clone())),
+        None => Arc::new(SqlitePaymentStore::open(&config.payments_db())?),
+    };
+    let journal = Journal::new(payment_store);
     let response_cache = ResponseCacheConfig {
         ttl: std::time::Duration::from_secs(config.payment.paid_response_ttl_seconds),
         max_bytes: config.payment.paid_response_cache_bytes,
         ..ResponseCacheConfig::default()
     };
+    let facilitator_for_dashboard = Arc::clone(&facilitator);
     let paywall = Paywall::new(
         facilitator,
         options,
@@ -251,7 +269,8 @@ pub async fn app(
         key: "payment.accepts".into(),
         message: e.to_string(),
     })?
-    .with_schemes(metered);
+    .with_schemes(metered)
+    .with_journal(Arc::new(journal.clone()));
     let paywall = match &database {
         Some(database) => paywall.with_guard(Arc::new(PostgresGuard::new(
             database.clone(),
@@ -279,7 +298,7 @@ pub async fn app(
         backends,
         limits: config.limits.clone(),
         jobs: Jobs::new(
-            store,
+            Arc::clone(&store),
             Duration::from_secs(config.limits.job_ttl_seconds),
             config.limits.job_attempts,
         ),
@@ -295,12 +314,57 @@ pub async fn app(
     if database.is_some() {
         http::sweep_every(&state, JOB_SWEEP);
     }
-    let operator = http::operator_routes(batch.clone(), config.operator_token()?);
+    let mut router = http::router(state, &paywall).merge(http::metrics_routes(batch.clone()));
+    // With an operator token: `/operator/claim` and the dashboard, on `listen` or apart.
+    let mut dashboard = None;
+    if let Some(token) = config.operator_token()? {
+        let api = http::dashboard_api(http::Dashboard {
+            journal: journal.clone(),
+            jobs: store,
+            batch: batch.clone(),
+            facilitator: facilitator_for_dashboard,
+            facilitator_url: config.facilitator.as_ref().map(|f| f.url.clone()),
+            assets: asset_names(config),
+        });
+        let operator = http::operator_routes(batch.clone(), token.clone())
+            .merge(x402_dashboard::routes(token, http::DASHBOARD_VIEW, api));
+        match config.dashboard_listen {
+            Some(_) => dashboard = Some(operator),
+            None => router = router.merge(operator),
+        }
+    }
     Ok(App {
-        router: http::router(state, &paywall).merge(operator),
+        router,
+        dashboard,
         paywall,
         batch,
+        journal,
     })
+}
+
+/// The accepted assets as the dashboard names them: USDC where the asset is a network's
+/// USDC, else its EIP-712 name.
+fn asset_names(config: &GatewayConfig) -> Vec<http::AssetName> {
+    config
+        .payment
+        .accepts
+        .iter()
+        .map(|accept| {
+            let usdc = x402_evm::default_asset(&accept.network).is_some_and(|usdc| {
+                format!("{:#x}", usdc.address).eq_ignore_ascii_case(&accept.asset)
+            });
+            http::AssetName {
+                asset: accept.asset.clone(),
+                network: accept.network.to_string(),
+                decimals: accept.decimals,
+                symbol: if usdc || accept.name == "USD Coin" || accept.name == "USDC" {
+                    "USDC".to_owned()
+                } else {
+                    accept.name.clone()
+                },
+            }
+        })
+        .collect()
 }
 
 /// A gateway serving in the background.
@@ -309,6 +373,14 @@ pub struct RunningGateway {
     addr: SocketAddr,
     shutdown: Option<oneshot::Sender<()>>,
     server: JoinHandle<std::io::Result<()>>,
+    /// The dashboard's own listener, when `dashboard_listen` is set: its address, its stop
+    /// signal and its server.
+    dashboard: Option<(
+        SocketAddr,
+        oneshot::Sender<()>,
+        JoinHandle<std::io::Result<()>>,
+    )>,
+    journal: Journal,
     paywall: Paywall,
     claimers: Vec<ClaimerTask>,
     channels: Option<Arc<dyn x402_evm::batch::ChannelStore>>,
@@ -331,6 +403,20 @@ impl RunningGateway {
         format!("http://{}", self.addr)
     }
 
+    /// Where the operator dashboard is served: `http://<dashboard_listen>/dashboard` when it
+    /// has its own address, else on [`Self::url`] (only with an operator token).
+    pub fn dashboard_url(&self) -> String {
+        match &self.dashboard {
+            Some((addr, _, _)) => format!("http://{addr}/dashboard"),
+            None => format!("{}/dashboard", self.url()),
+        }
+    }
+
+    /// The payment journal the paywall records into.
+    pub fn journal(&self) -> &Journal {
+        &self.journal
+    }
+
     /// Stops taking requests and lets those in progress finish; metered streams still
     /// running are cut off (settled for what they delivered, so that their connections end),
     /// and their settlements are waited for, at most [`SETTLE_AT_SHUTDOWN`], before this
@@ -339,7 +425,15 @@ impl RunningGateway {
         if let Some(signal) = self.shutdown.take() {
             let _ = signal.send(());
         }
+        // The dashboard's live streams end, so that their connections close.
+        self.journal.close();
         self.paywall.cut_off_streams();
+        if let Some((_, signal, server)) = self.dashboard.take() {
+            let _ = signal.send(());
+            if let Err(error) = server.await {
+                tracing::warn!(%error, "dashboard server task failed");
+            }
+        }
         if let Err(error) = (&mut self.server).await {
             tracing::warn!(%error, "gateway server task failed");
         }
@@ -405,6 +499,27 @@ pub async fn serve(config: &GatewayConfig, app: App) -> Result<RunningGateway, S
             .into_future(),
     );
     tracing::info!(%addr, "gateway listening");
+    let dashboard = match (config.dashboard_listen, app.dashboard) {
+        (Some(dashboard_addr), Some(router)) => {
+            let cannot_bind = |source| StartError::Bind {
+                addr: dashboard_addr,
+                source,
+            };
+            let listener = tokio::net::TcpListener::bind(dashboard_addr)
+                .await
+                .map_err(cannot_bind)?;
+            let bound = listener.local_addr().map_err(cannot_bind)?;
+            let (signal, stop) = oneshot::channel::<()>();
+            let server = tokio::spawn(
+                axum::serve(listener, router)
+                    .with_graceful_shutdown(stop.map(drop))
+                    .into_future(),
+            );
+            tracing::info!(addr = %bound, "operator dashboard listening");
+            Some((bound, signal, server))
+        }
+        _ => None,
+    };
     let claimers = app
         .batch
         .iter()
@@ -414,6 +529,8 @@ pub async fn serve(config: &GatewayConfig, app: App) -> Result<RunningGateway, S
         addr,
         shutdown: Some(shutdown),
         server,
+        dashboard,
+        journal: app.journal,
         paywall: app.paywall,
         claimers,
         channels: app.batch.map(|batch| batch.store),

@@ -24,8 +24,13 @@ pub fn quote(prepared: &Prepared, offered: &Offered) -> Quote {
             prepared.units,
             unit.measure()
         ));
+    // The journal names the service sold, and the job the payment starts.
+    quote = quote.service(prepared.service);
     if prepared.as_job {
         quote = quote.settle_before_handler();
+    }
+    if let Some(job) = &prepared.job_id {
+        quote = quote.job(job.clone());
     }
     if prepared.task.streams() {
         // Sent before it settles: the paywall checks the payment and payer before running it.

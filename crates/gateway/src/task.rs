@@ -45,6 +45,9 @@ pub struct Prepared {
     pub as_job: bool,
     /// For a job, the checked input, recorded so the job can be run again after a restart.
     pub job_input: Option<Value>,
+    /// For a job, its id (`job_…`), chosen before payment so that the payment journal ties
+    /// the payment to it.
+    pub job_id: Option<String>,
 }
 
 impl Task {
@@ -104,6 +107,7 @@ pub fn prepare(
         units,
         as_job,
         job_input: as_job.then(|| input.clone()),
+        job_id: as_job.then(|| format!("job_{}", uuid::Uuid::new_v4().simple())),
     })
 }
 

@@ -41,6 +41,7 @@
 //! ```
 
 mod guard;
+mod journal;
 mod paid;
 mod price;
 mod remote;
@@ -51,6 +52,7 @@ pub use guard::{
     Admission, GuardError, Lease, MemoryGuard, PaymentGuard, RequestFingerprint,
     ResponseCacheConfig, Served, StoredResponse, StreamAdmission, StreamTicket, UnpaidStream,
 };
+pub use journal::{JournalError, MemoryJournal, PaymentEntry, PaymentJournal, PaymentState};
 pub use paid::Paid;
 pub use price::{PaymentOption, Quote, Rejection, RoutePrice, SettleTiming};
 pub use remote::HttpFacilitator;

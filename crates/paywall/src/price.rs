@@ -109,6 +109,8 @@ pub struct Quote {
     settle: Option<SettleTiming>,
     streamed: bool,
     description: Option<String>,
+    service: Option<String>,
+    job: Option<String>,
     extensions: http::Extensions,
 }
 
@@ -127,6 +129,8 @@ impl Quote {
             settle: None,
             streamed: false,
             description: None,
+            service: None,
+            job: None,
             extensions: http::Extensions::new(),
         }
     }
@@ -149,6 +153,19 @@ impl Quote {
     /// Describes what this request buys, in the challenge.
     pub fn describe(mut self, description: impl Into<String>) -> Self {
         self.description = Some(description.into());
+        self
+    }
+
+    /// Names what this request buys (a service id) in the payment journal; without it the
+    /// journal names the request's method and path.
+    pub fn service(mut self, service: impl Into<String>) -> Self {
+        self.service = Some(service.into());
+        self
+    }
+
+    /// Names the job this request starts, so that the payment journal ties the payment to it.
+    pub fn job(mut self, job: impl Into<String>) -> Self {
+        self.job = Some(job.into());
         self
     }
 
@@ -179,6 +196,14 @@ impl Quote {
 
     pub(crate) fn description(&self) -> Option<&str> {
         self.description.as_deref()
+    }
+
+    pub(crate) fn service_label(&self) -> Option<&str> {
+        self.service.as_deref()
+    }
+
+    pub(crate) fn job_label(&self) -> Option<&str> {
+        self.job.as_deref()
     }
 
     pub(crate) fn take_extensions(&mut self) -> http::Extensions {

@@ -4,7 +4,10 @@ use super::*;
 
 /// Records a paid job and starts it; answers `202 {job_id}`.
 pub(super) async fn start_job(state: &Arc<AppState>, prepared: Prepared, paid: &Paid) -> Response {
-    let id = format!("job_{}", uuid::Uuid::new_v4().simple());
+    let id = prepared
+        .job_id
+        .clone()
+        .unwrap_or_else(|| format!("job_{}", uuid::Uuid::new_v4().simple()));
     let job = NewJob {
         id: id.clone(),
         service: prepared.service.to_owned(),

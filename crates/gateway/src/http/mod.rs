@@ -4,15 +4,18 @@
 //!
 //! This module holds the router, the error answers and the GPU-Bridge and free handlers;
 //! [`quote`] prices requests before payment, [`job_runner`] runs paid jobs in the background
-//! and after a restart, [`openai`] answers the OpenAI routes.
+//! and after a restart, [`openai`] answers the OpenAI routes; [`operator`] and [`dashboard`]
+//! are what operators see and do.
 
+mod dashboard;
 mod job_runner;
 mod openai;
 mod operator;
 mod quote;
 
+pub(crate) use dashboard::{AssetName, Dashboard, VIEW as DASHBOARD_VIEW, api as dashboard_api};
 pub(crate) use job_runner::{resume_jobs, sweep_every};
-pub(crate) use operator::routes as operator_routes;
+pub(crate) use operator::{metrics_routes, operator_routes};
 
 use std::collections::HashMap;
 use std::sync::Arc;

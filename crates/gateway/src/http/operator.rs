@@ -1,6 +1,7 @@
 //! What operators see and do: `GET /metrics` (Prometheus text: the `batch-settlement` money
 //! charged and not yet claimed, channels, claims sent) and `POST /operator/claim` (claim and
-//! settle everything now; behind the operator token).
+//! settle everything now; behind the operator token). The dashboard (`dashboard.rs`) claims
+//! through the same [`flush`].
 
 use std::fmt::Write as _;
 use std::sync::Arc;
@@ -17,24 +18,23 @@ use x402_proto::Secret;
 
 use crate::channels::BatchClaiming;
 
-/// `/metrics`, and `/operator/claim` when an operator token is configured.
-pub(crate) fn routes(batch: Option<BatchClaiming>, token: Option<Secret>) -> Router {
-    let batch = Arc::new(batch);
-    let metrics = Router::new()
+/// `/metrics`: open to whoever reaches the gateway (scrapers).
+pub(crate) fn metrics_routes(batch: Option<BatchClaiming>) -> Router {
+    Router::new()
         .route("/metrics", get(metrics))
-        .with_state(Arc::clone(&batch));
-    let Some(token) = token else {
-        return metrics;
-    };
+        .with_state(Arc::new(batch))
+}
+
+/// `/operator/claim`, behind `token`.
+pub(crate) fn operator_routes(batch: Option<BatchClaiming>, token: Secret) -> Router {
     let token = Arc::new(token);
-    let operator = Router::new()
+    Router::new()
         .route("/operator/claim", post(claim))
         .route_layer(middleware::from_fn(move |request: Request, next: Next| {
             let token = Arc::clone(&token);
             async move { require_token(&token, request, next).await }
         }))
-        .with_state(batch);
-    metrics.merge(operator)
+        .with_state(Arc::new(batch))
 }
 
 async fn require_token(expected: &Secret, request: Request, next: Next) -> Response {
@@ -61,6 +61,13 @@ async fn claim(State(batch): State<Arc<Option<BatchClaiming>>>) -> Response {
     let Some(batch) = batch.as_ref() else {
         return Json(json!({"transactions": [], "runs": []})).into_response();
     };
+    let (status, body) = flush(batch).await;
+    (status, Json(body)).into_response()
+}
+
+/// Claims and settles every channel of `batch` now: the status and body of the answer (the
+/// transactions sent, each network's run or why it could not start).
+pub(crate) async fn flush(batch: &BatchClaiming) -> (StatusCode, serde_json::Value) {
     let mut transactions = Vec::new();
     let mut runs = Vec::new();
     let mut status = StatusCode::OK;
@@ -77,8 +84,7 @@ async fn claim(State(batch): State<Arc<Option<BatchClaiming>>>) -> Response {
             }
         }
     }
-    let body = json!({"transactions": transactions, "runs": runs});
-    (status, Json(body)).into_response()
+    (status, json!({"transactions": transactions, "runs": runs}))
 }
 
 /// Prometheus text exposition of the batch-settlement exposure and claims.

@@ -154,6 +154,14 @@ pub trait JobStore: Send + Sync + std::fmt::Debug {
         Box::pin(async { Ok(Vec::new()) })
     }
 
+    /// Jobs in one of `states`, newest first, at most `limit`, without their input (read with
+    /// [`Self::get`]): what the operator dashboard lists.
+    fn listed<'a>(
+        &'a self,
+        states: &'a [JobState],
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<JobRecord>, JobStoreError>>;
+
     /// Deletes jobs that finished before `before_ms` (unix milliseconds); returns how many.
     fn purge_finished(&self, before_ms: i64) -> BoxFuture<'_, Result<u64, JobStoreError>>;
 }
@@ -426,9 +434,41 @@ mod tests {
         assert!(jobs.unfinished().await.unwrap().is_empty());
         assert!(jobs.view("job_nope").await.unwrap().is_none());
 
+        // Listed by state, newest first, without their input.
+        store.insert(&job("job_d")).await.unwrap();
+        let listed = store
+            .listed(&[JobState::Failed, JobState::Queued], 10)
+            .await
+            .unwrap();
+        let ids: Vec<&str> = listed.iter().map(|r| &*r.job.id).collect();
+        assert_eq!(ids, ["job_d", "job_b"]);
+        assert_eq!(listed[1].error.as_deref(), Some("broken"));
+        assert_eq!(listed[1].job.input, Value::Null);
+        assert_eq!(listed[1].job.transaction.as_deref(), Some("0x01"));
+        assert_eq!(
+            store
+                .listed(&[JobState::Completed], 10)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        assert_eq!(
+            store
+                .listed(&[JobState::Failed, JobState::Queued], 1)
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        store
+            .finish("job_d", &JobOutcome::Failed("dropped".into()))
+            .await
+            .unwrap();
+
         // Finished jobs past their time are purged; unfinished ones never are.
         store.insert(&job("job_c")).await.unwrap();
-        assert_eq!(store.purge_finished(now_ms() + 1).await.unwrap(), 2);
+        assert_eq!(store.purge_finished(now_ms() + 1).await.unwrap(), 3);
         assert!(jobs.view("job_b").await.unwrap().is_none());
         assert_eq!(jobs.unfinished().await.unwrap().len(), 1);
     }

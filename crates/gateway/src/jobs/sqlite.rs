@@ -228,6 +228,28 @@ impl JobStore for SqliteJobStore {
         }))
     }
 
+    fn listed<'a>(
+        &'a self,
+        states: &'a [JobState],
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<JobRecord>, JobStoreError>> {
+        let states: Vec<&'static str> = states.iter().map(|s| s.as_str()).collect();
+        Box::pin(self.run(move |connection| {
+            let marks = vec!["?"; states.len()].join(", ");
+            let mut statement = connection
+                .prepare(&format!(
+                    "SELECT {} FROM jobs WHERE state IN ({marks})
+                     ORDER BY created_at DESC, id DESC LIMIT {limit}",
+                    COLUMNS.replacen("input", "'null' AS input", 1)
+                ))
+                .map_err(db_error)?;
+            let rows = statement
+                .query_map(rusqlite::params_from_iter(states.iter()), record)
+                .map_err(db_error)?;
+            rows.map(|row| row.map_err(db_error)?).collect()
+        }))
+    }
+
     fn purge_finished(&self, before_ms: i64) -> BoxFuture<'_, Result<u64, JobStoreError>> {
         Box::pin(self.run(move |connection| {
             let deleted = connection

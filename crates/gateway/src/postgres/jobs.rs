@@ -202,6 +202,29 @@ impl JobStore for PostgresJobStore {
 
     /// The unfinished jobs nobody else runs: this process's, and those whose runner's lease
     /// lapsed (it died), which become this process's.
+    fn listed<'a>(
+        &'a self,
+        states: &'a [JobState],
+        limit: u32,
+    ) -> BoxFuture<'a, Result<Vec<JobRecord>, JobStoreError>> {
+        Box::pin(async move {
+            let states: Vec<&str> = states.iter().map(|s| s.as_str()).collect();
+            let client = self.database.client().await.map_err(store_error)?;
+            let rows = client
+                .query(
+                    &format!(
+                        "SELECT {} FROM gateway_jobs WHERE state = ANY($1)
+                         ORDER BY created_at DESC, id DESC LIMIT $2",
+                        COLUMNS.replacen("input", "'null' AS input", 1)
+                    ),
+                    &[&states, &i64::from(limit)],
+                )
+                .await
+                .map_err(store_error)?;
+            rows.iter().map(record).collect()
+        })
+    }
+
     fn unfinished(&self) -> BoxFuture<'_, Result<Vec<JobRecord>, JobStoreError>> {
         Box::pin(async move {
             let client = self.database.client().await.map_err(store_error)?;

@@ -1,6 +1,7 @@
 //! The gateway's state in Postgres, for several gateway replicas behind one load balancer:
-//! `batch-settlement` channels ([`PostgresChannelStore`]), jobs ([`PostgresJobStore`]) and
-//! the one-payment-one-response guard with the paid responses it keeps ([`PostgresGuard`]).
+//! `batch-settlement` channels ([`PostgresChannelStore`]), jobs ([`PostgresJobStore`]), the
+//! one-payment-one-response guard with the paid responses it keeps ([`PostgresGuard`]) and the
+//! payment journal the operator dashboard reads ([`PostgresPaymentStore`]).
 //! Selected by the config's `database = "postgres://…"`.
 //!
 //! One [`Database`] per process: a connection pool, the schema's versioned migrations applied
@@ -21,6 +22,7 @@ mod channels;
 mod claims;
 mod guard;
 mod jobs;
+mod payments;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -33,6 +35,7 @@ pub use channels::PostgresChannelStore;
 pub use claims::PostgresClaimLock;
 pub use guard::PostgresGuard;
 pub use jobs::PostgresJobStore;
+pub use payments::PostgresPaymentStore;
 
 /// Why the database could not be used.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -153,6 +156,34 @@ const MIGRATIONS: &[&str] = &[
         message TEXT,
         at      BIGINT NOT NULL
     );
+    ",
+    // 2: the payment journal the operator dashboard reads (one row per payment; searched
+    // columns in the C collation, so that prefix ranges use their indexes).
+    "
+    CREATE TABLE gateway_payments (
+        id          BIGSERIAL      PRIMARY KEY,
+        payment     TEXT COLLATE \"C\" NOT NULL UNIQUE,
+        at_ms       BIGINT         NOT NULL,
+        service     TEXT COLLATE \"C\" NOT NULL,
+        resource    TEXT           NOT NULL,
+        payer       TEXT COLLATE \"C\" NOT NULL,
+        amount      NUMERIC(78, 0) NOT NULL,
+        asset       TEXT           NOT NULL,
+        network     TEXT           NOT NULL,
+        decimals    SMALLINT       NOT NULL,
+        scheme      TEXT           NOT NULL,
+        state       TEXT           NOT NULL,
+        tx          TEXT COLLATE \"C\",
+        reason      TEXT,
+        fingerprint TEXT           NOT NULL,
+        receipt     TEXT           NOT NULL,
+        job         TEXT
+    );
+    CREATE INDEX gateway_payments_time ON gateway_payments (at_ms, id);
+    CREATE INDEX gateway_payments_payer ON gateway_payments (payer, at_ms);
+    CREATE INDEX gateway_payments_service ON gateway_payments (service, at_ms);
+    CREATE INDEX gateway_payments_tx ON gateway_payments (tx) WHERE tx IS NOT NULL;
+    CREATE INDEX gateway_payments_state ON gateway_payments (state, at_ms);
     ",
 ];
 

@@ -22,6 +22,7 @@ use crate::price::{PaymentOption, Rejection, RoutePrice, SettleTiming};
 use crate::response::{self, Challenge, ReceiptHeader};
 
 use super::hooks::Held;
+use super::record::Note;
 use super::steps::{
     IN_USE, NO_MATCH, Refusal, SPENT_ELSEWHERE, body_refused, candidates, conflict, fingerprint,
     keep, not_replayed, not_spent, payment_header, recover, refuse_replay, replay, run_paid,
@@ -135,6 +136,13 @@ where
     // 3. One payment, one response: a payment in use or spent on another request is
     // refused; one spent on this same request gets its answer again.
     let fingerprint = fingerprint(&parts, passthrough.is_none().then_some(&body));
+    let note = Note::new(
+        payment_id.to_string(),
+        &parts,
+        &fingerprint,
+        quote.service_label().map(str::to_owned),
+        quote.job_label().map(str::to_owned),
+    );
     let authorization = authorization_digest(first);
     let guard = &inner_state.guard;
     let lease = match guard
@@ -235,6 +243,16 @@ where
             // it, e.g. across a restart), the facilitator gives our key its receipt again.
             match recover(inner_state, &request, &idempotency_key).await {
                 Some(recovered) => {
+                    let verified = Verified {
+                        request: request.0.clone(),
+                        option: request.1.clone(),
+                        payer: recovered.payer.clone().unwrap_or_default(),
+                        receipt,
+                        at: std::time::Instant::now(),
+                        held: None,
+                    };
+                    note.settled(inner_state, &verified, &request.0, &recovered)
+                        .await;
                     let metered = usage::settles_by_usage(inner_state, &request.0);
                     let paid = Paid::already_settled(&request.0, &request.1, &recovered, metered);
                     let streams = quote.streams();
@@ -319,10 +337,14 @@ where
         SettleTiming::BeforeHandler => {
             let receipt = match settle(inner_state, &mut verified, &idempotency_key).await {
                 Ok(receipt) => receipt,
-                Err(response) => {
-                    return challenge.settle_failed(response, &parts.headers, verified.receipt);
+                Err(failure) => {
+                    note.failed(inner_state, &verified, &verified.request, &failure)
+                        .await;
+                    return challenge.settle_failed(failure, &parts.headers, verified.receipt);
                 }
             };
+            note.settled(inner_state, &verified, &verified.request, &receipt)
+                .await;
             paid.transaction = Some(receipt.transaction.clone()).filter(|tx| !tx.is_empty());
             let _ = settled_tx.send(Some(receipt.clone()));
             let mut response = run_paid(inner, parts, body, paid).await;
@@ -363,6 +385,7 @@ where
                 };
                 let unsettled = Unsettled {
                     inner: paywall.inner.clone(),
+                    note,
                     verified,
                     payment: payment_id,
                     key: idempotency_key,
@@ -384,10 +407,16 @@ where
                     if !spent(inner_state, &verified.request, &receipt) {
                         return not_spent(lease, kind, &receipt, response);
                     }
+                    note.settled(inner_state, &verified, &verified.request, &receipt)
+                        .await;
                     keep(inner_state, lease, kind, receipt, response, metered).await
                 }
                 // The handler's body is dropped: nothing paid, nothing served.
-                Err(failure) => challenge.settle_failed(failure, &headers, verified.receipt),
+                Err(failure) => {
+                    note.failed(inner_state, &verified, &verified.request, &failure)
+                        .await;
+                    challenge.settle_failed(failure, &headers, verified.receipt)
+                }
             }
         }
     }

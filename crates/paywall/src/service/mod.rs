@@ -7,6 +7,7 @@
 mod charge;
 mod deferred;
 mod hooks;
+mod record;
 pub(crate) mod steps;
 mod stream;
 mod usage;
@@ -29,6 +30,7 @@ use x402_proto::{
 };
 
 use crate::guard::{MemoryGuard, PaymentGuard, ResponseCacheConfig};
+use crate::journal::PaymentJournal;
 use crate::price::{PaymentOption, Rejection, RoutePrice};
 use crate::response::{self};
 
@@ -101,6 +103,8 @@ struct Inner {
     served: Arc<std::sync::RwLock<Option<Vec<bool>>>>,
     /// Settlements deferred until a streamed response is over, for a shutdown to wait for.
     deferred: Arc<deferred::Deferred>,
+    /// Where each payment's outcome is recorded, if anywhere.
+    journal: Option<Arc<dyn PaymentJournal>>,
 }
 
 impl Inner {
@@ -196,6 +200,7 @@ impl Paywall {
                 gas_sponsoring: Arc::default(),
                 served: Arc::default(),
                 deferred: Arc::default(),
+                journal: None,
             }),
         })
     }
@@ -205,6 +210,16 @@ impl Paywall {
     pub fn with_guard(self, guard: Arc<dyn PaymentGuard>) -> Self {
         let mut inner = (*self.inner).clone();
         inner.guard = guard;
+        Self {
+            inner: Arc::new(inner),
+        }
+    }
+
+    /// Records every payment's outcome in `journal` (settled, charged, pending or failed),
+    /// before the paid response goes out; see [`PaymentJournal`].
+    pub fn with_journal(self, journal: Arc<dyn PaymentJournal>) -> Self {
+        let mut inner = (*self.inner).clone();
+        inner.journal = Some(journal);
         Self {
             inner: Arc::new(inner),
         }

@@ -197,6 +197,7 @@ pub(super) async fn admit(
 /// and letting the payer's hold on a stream go.
 pub(super) struct Unsettled {
     pub(super) inner: Arc<Inner>,
+    pub(super) note: super::record::Note,
     pub(super) verified: Verified,
     pub(super) payment: PaymentId,
     pub(super) key: IdempotencyKey,
@@ -232,6 +233,7 @@ impl Unsettled {
     async fn settle(self) -> SettleResponse {
         let Self {
             inner,
+            note,
             verified,
             payment,
             key,
@@ -252,6 +254,8 @@ impl Unsettled {
         };
         match settle(&inner, &mut verified, &key).await {
             Ok(receipt) => {
+                note.settled(&inner, &verified, &verified.request, &receipt)
+                    .await;
                 let _ = settled.send(Some(receipt.clone()));
                 // The stream cannot be sent again: a retry of this request is told so, with
                 // the receipt, rather than served a new answer it did not pay for.
@@ -262,6 +266,8 @@ impl Unsettled {
                 receipt
             }
             Err(failure) => {
+                note.failed(&inner, &verified, &verified.request, &failure)
+                    .await;
                 let (receipt, refused) = match failure {
                     SettleFailure::Refused(receipt) => (receipt, true),
                     SettleFailure::Unavailable(error) => (unavailable(&verified, &error), false),
