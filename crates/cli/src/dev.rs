@@ -120,11 +120,12 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let state_file = args.state_dir.join("dev.json");
     write_atomically(&state_file, &serde_json::to_vec_pretty(&state)?)?;
     eprintln!(
-        "dev stack ready\n  rpc:         {}\n  facilitator: {}\n  gateway:     {} (GET /catalog, POST /run, MCP at /mcp, GET /metrics; POST /operator/claim with the operator_token of dev.json)\n  dashboard:   {} (sign in with the operator_token of dev.json)\n  network:     {}\n  USDC:        {} (\"{}\" v{}, {} decimals)\n  payers:      {} accounts with 1000 USDC each\n  state:       {}\nCtrl-C stops everything.",
+        "dev stack ready\n  rpc:         {}\n  facilitator: {}\n  gateway:     {} (GET /catalog, POST /run, MCP at /mcp, GET /metrics; POST /operator/claim with the operator_token of dev.json)\n  dashboards:  {} and {}/dashboard (sign in with the operator_token of dev.json)\n  network:     {}\n  USDC:        {} (\"{}\" v{}, {} decimals)\n  payers:      {} accounts with 1000 USDC each\n  state:       {}\nCtrl-C stops everything.",
         state.rpc_url,
         state.facilitator_url,
         state.gateway_url,
         gateway.dashboard_url(),
+        state.facilitator_url,
         state.network,
         state.asset,
         state.asset_name,
