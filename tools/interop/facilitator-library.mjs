@@ -8,6 +8,10 @@ import { toFacilitatorEvmSigner } from "@x402/evm";
 import { ExactEvmScheme } from "@x402/evm/exact/facilitator";
 import { UptoEvmScheme } from "@x402/evm/upto/facilitator";
 import { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/facilitator";
+import { toFacilitatorSvmSigner } from "@x402/svm";
+import { ExactSvmScheme } from "@x402/svm/exact/facilitator";
+import { ExactSvmSchemeV1 } from "@x402/svm/exact/v1/facilitator";
+import { createKeyPairSignerFromBytes, getBase58Encoder } from "@solana/kit";
 import { createWalletClient, defineChain, http, publicActions } from "viem";
 import { privateKeyToAccount } from "viem/accounts";
 
@@ -29,8 +33,13 @@ const SCHEMES = [
 /// to send transactions. Returns the
 /// x402Facilitator (every scheme of SCHEMES registered on NETWORK for x402 v2), the network and
 /// the signer's address.
-export function facilitatorFromEnv(script, { sends }) {
+///
+/// On a `solana:` NETWORK it is the @x402/svm `exact` scheme instead (v2 on NETWORK, v1 on the
+/// SDK's v1 names), with FACILITATOR_PRIVATE_KEY a base58 64-byte secret key (the fee payer);
+/// see solanaFacilitatorFromEnv.
+export async function facilitatorFromEnv(script, { sends }) {
   const rpcUrl = script.requiredUrl("RPC_URL");
+  if (script.network().startsWith("solana:")) return solanaFacilitatorFromEnv(script, rpcUrl, sends);
   const key = script.privateKey("FACILITATOR_PRIVATE_KEY");
   const network = script.network();
   const match = /^eip155:(\d+)$/.exec(network);
@@ -50,6 +59,30 @@ export function facilitatorFromEnv(script, { sends }) {
   const facilitator = new x402Facilitator();
   for (const scheme of SCHEMES) facilitator.register(network, scheme(signer, { eip6492AllowedFactories, authorizer }));
   return { facilitator, network, address: signer.getAddresses()[0] };
+}
+
+/// The official facilitator of `exact` on Solana: the fee payer's key from
+/// FACILITATOR_PRIVATE_KEY (base58, 64 bytes), the v2 scheme on NETWORK and the v1 scheme on
+/// `solana-devnet`, `solana-testnet` and `solana`. With `sends` false its signer refuses to
+/// send transactions.
+async function solanaFacilitatorFromEnv(script, rpcUrl, sends) {
+  const network = script.network();
+  let keyPair;
+  try {
+    keyPair = await createKeyPairSignerFromBytes(getBase58Encoder().encode(process.env.FACILITATOR_PRIVATE_KEY ?? ""));
+  } catch (e) {
+    script.fail(`FACILITATOR_PRIVATE_KEY must be a base58 64-byte Solana secret key: ${e.message}`);
+  }
+  const signer = toFacilitatorSvmSigner(keyPair, { defaultRpcUrl: rpcUrl });
+  if (!sends) {
+    signer.sendTransaction = async () => {
+      throw new Error("this facilitator is verify-only and never sends transactions");
+    };
+  }
+  const facilitator = new x402Facilitator();
+  facilitator.register(network, new ExactSvmScheme(signer));
+  facilitator.registerV1(["solana-devnet", "solana-testnet", "solana"], new ExactSvmSchemeV1(signer));
+  return { facilitator, network, address: keyPair.address };
 }
 
 /// The library's facilitator signer for the account of `privateKey` on chain `chainId` at

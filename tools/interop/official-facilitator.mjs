@@ -33,7 +33,7 @@ import { describeError, startScript } from "./script.mjs";
 // Library code may console.log; stdout carries only the LISTENING line.
 const script = startScript("official-facilitator");
 const port = script.port();
-const { facilitator, network, address } = facilitatorFromEnv(script, { sends: true });
+const { facilitator, network, address } = await facilitatorFromEnv(script, { sends: true });
 
 function answer(res, status, body) {
   res.status(status).type("application/json").send(toJson(body));

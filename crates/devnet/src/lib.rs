@@ -11,6 +11,7 @@ mod anvil;
 mod artifacts;
 mod devnet;
 mod permit2;
+mod solana;
 
 pub use anvil::{AnvilProcess, find_anvil};
 pub use artifacts::{
@@ -26,3 +27,4 @@ pub use permit2::{
     CREATE2_DEPLOYER, PERMIT2_ADDRESS, PERMIT2_INITCODE_HASH, PERMIT2_SALT, create2_address,
     create2_calldata, permit2_initcode,
 };
+pub use solana::{SolanaChain, SolanaChainConfig, SolanaChainState, find_solana_front};
