@@ -78,11 +78,18 @@ async fn main() {
             LoadState::Loading => tokio::time::sleep(Duration::from_millis(5)).await,
         }
     };
-    println!("model {SMOLLM2_NAME}: loaded in {load_ms} ms, RSS {before:.0} MB before, {:.0} MB after", rss_mb());
+    println!(
+        "model {SMOLLM2_NAME}: loaded in {load_ms} ms, RSS {before:.0} MB before, {:.0} MB after",
+        rss_mb()
+    );
     let long_prompt = "Summarize the following text in one sentence. ".to_owned()
         + &"x402 lets an HTTP server ask for a payment in USDC, and a client pays it with a signed authorization that a facilitator settles on chain. ".repeat(12);
     for (label, prompt, max_tokens) in [
-        ("short prompt, 200 tokens", "Write a short story about a robot who learns to paint.", 200),
+        (
+            "short prompt, 200 tokens",
+            "Write a short story about a robot who learns to paint.",
+            200,
+        ),
         ("long prompt, 64 tokens", long_prompt.as_str(), 64),
     ] {
         for _ in 0..runs {

@@ -88,8 +88,14 @@ async fn the_official_fetch_client_pays_for_a_local_llm_answer() {
     assert_eq!(result["status"], 200, "{result}");
     assert_eq!(result["paymentResponse"]["success"], true, "{result}");
     let output = &result["body"]["output"];
-    assert!(output["text"].as_str().unwrap().contains("Paris"), "{result}");
+    assert!(
+        output["text"].as_str().unwrap().contains("Paris"),
+        "{result}"
+    );
     assert_eq!(output["model"], "SmolLM2-135M-Instruct", "{result}");
-    assert!(output["usage"]["total_tokens"].as_u64().unwrap() > 0, "{result}");
+    assert!(
+        output["usage"]["total_tokens"].as_u64().unwrap() > 0,
+        "{result}"
+    );
     assert!(stack.pay_to_balance().await > before);
 }

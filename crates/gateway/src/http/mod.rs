@@ -34,8 +34,8 @@ use x402_paywall::{Paid, Paywall, Rejection, RoutePrice};
 
 use crate::backend::BackendError;
 use crate::backend::chat::ChatAnswer;
-use crate::backend::local_llm::{LoadState, LocalLlm};
 use crate::backend::embed::MODEL_NAME;
+use crate::backend::local_llm::{LoadState, LocalLlm};
 use crate::catalog::BackendKind;
 use crate::config::GatewayLimits;
 use crate::jobs::{self, JobOutcome, JobRecord, JobStoreError, Jobs, NewJob};

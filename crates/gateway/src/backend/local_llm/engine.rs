@@ -4,8 +4,8 @@
 
 use std::path::Path;
 
-use candle_core::quantized::gguf_file;
 use candle_core::quantized::tokenizer::TokenizerFromGguf;
+use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use candle_transformers::models::quantized_llama::ModelWeights;
@@ -22,7 +22,7 @@ use super::text::TextOut;
 pub const CONTEXT_TOKENS: usize = 2048;
 
 /// A loaded chat model.
-pub struct Engine {
+pub(super) struct Engine {
     /// The weights as loaded; each generation runs on a clone (the weights are shared, the
     /// attention cache and masks are its own).
     model: ModelWeights,
@@ -70,7 +70,7 @@ pub struct Finish {
 
 impl Engine {
     /// Loads the GGUF file at `path`.
-    pub fn load(path: &Path) -> Result<Self, String> {
+    pub(super) fn load(path: &Path) -> Result<Self, String> {
         let what = |e: &dyn std::fmt::Display| format!("{}: {e}", path.display());
         let mut file = std::fs::File::open(path).map_err(|e| what(&e))?;
         let content = gguf_file::Content::read(&mut file).map_err(|e| what(&e))?;
@@ -97,7 +97,10 @@ impl Engine {
             stop_ids.push(eos);
         }
         let device = Device::Cpu;
-        let model = ModelWeights::from_gguf(content, &mut file, &device).map_err(|e| what(&e))?;
+        let (content, mut weights) =
+            requantized(content, &mut file, &device).map_err(|e| what(&e))?;
+        let model =
+            ModelWeights::from_gguf(content, &mut weights, &device).map_err(|e| what(&e))?;
         Ok(Self {
             model,
             tokenizer,
@@ -108,7 +111,7 @@ impl Engine {
     }
 
     /// The tokens of `text` (special tokens written in it are read as such).
-    pub fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
+    pub(super) fn encode(&self, text: &str) -> Result<Vec<u32>, String> {
         self.tokenizer
             .encode(text, false)
             .map(|e| e.get_ids().to_vec())
@@ -116,7 +119,7 @@ impl Engine {
     }
 
     /// The text of `ids`, special tokens left out.
-    pub fn decode(&self, ids: &[u32]) -> Result<String, String> {
+    pub(super) fn decode(&self, ids: &[u32]) -> Result<String, String> {
         self.tokenizer
             .decode(ids, true)
             .map_err(|e| format!("tokenizer: {e}"))
@@ -124,13 +127,13 @@ impl Engine {
 
     /// The prompt for `messages` (role, content) in the model's chat template, ready for the
     /// assistant's answer.
-    pub fn prompt(&self, messages: &[(String, String)]) -> String {
+    pub(super) fn prompt(&self, messages: &[(String, String)]) -> String {
         self.template.render(messages)
     }
 
     /// Generates the answer to `prompt` (its tokens), giving each new piece of text to `out`;
     /// stops early when `out` returns `false` (nobody listens any more).
-    pub fn generate(
+    pub(super) fn generate(
         &self,
         prompt: &[u32],
         params: &Params,
@@ -199,6 +202,37 @@ impl Engine {
     }
 }
 
+/// The file's tensors, its Q4_1 ones turned into Q8_0, as a GGUF file in memory: candle 0.11
+/// multiplies Q4_1 blocks (SmolLM2's file) with a scalar loop only, Q8_0 ones with SIMD.
+/// Q8_0 keeps each Q4_1 value to within half a step of 1/127 of its block's largest.
+fn requantized(
+    content: gguf_file::Content,
+    file: &mut std::fs::File,
+    device: &Device,
+) -> candle_core::Result<(gguf_file::Content, std::io::Cursor<Vec<u8>>)> {
+    let mut tensors = Vec::new();
+    for name in content.tensor_infos.keys() {
+        let tensor = content.tensor(file, name, device)?;
+        let tensor = if tensor.dtype() == GgmlDType::Q4_1 {
+            QTensor::quantize(&tensor.dequantize(device)?, GgmlDType::Q8_0)?
+        } else {
+            tensor
+        };
+        tensors.push((name.as_str(), tensor));
+    }
+    let metadata: Vec<(&str, &gguf_file::Value)> = content
+        .metadata
+        .iter()
+        .map(|(key, value)| (key.as_str(), value))
+        .collect();
+    let tensors: Vec<(&str, &QTensor)> = tensors.iter().map(|(n, t)| (*n, t)).collect();
+    let mut buffer = std::io::Cursor::new(Vec::new());
+    gguf_file::write(&mut buffer, &metadata, &tensors)?;
+    buffer.set_position(0);
+    let content = gguf_file::Content::read(&mut buffer)?;
+    Ok((content, buffer))
+}
+
 /// The byte-level BPE tokenizer the GGUF file carries (vocabulary, merges, special tokens),
 /// read by candle; for SmolLM2's `smollm` pre-tokenizer, which candle does not know, its
 /// splitting: every digit apart, then GPT-2's byte-level split without a leading space.
@@ -235,12 +269,22 @@ mod tests {
     fn smollm2s_file_gives_its_template_tokens_and_stops() {
         let engine = smollm2();
         let prompt = engine.prompt(&[("user".into(), "Hi 2024".into())]);
-        assert!(prompt.starts_with("<|im_start|>system\nYou are a helpful AI assistant named SmolLM"), "{prompt}");
+        assert!(
+            prompt.starts_with("<|im_start|>system\nYou are a helpful AI assistant named SmolLM"),
+            "{prompt}"
+        );
         let ids = engine.encode(&prompt).unwrap();
         // The markers are single special tokens, the text around them ordinary ones.
         assert_eq!(ids[0], 1, "<|im_start|>");
-        assert_eq!(ids.iter().filter(|id| **id == 2).count(), 2, "<|im_end|> twice");
-        assert_eq!(engine.decode(&ids).unwrap(), prompt.replace("<|im_start|>", "").replace("<|im_end|>", ""));
+        assert_eq!(
+            ids.iter().filter(|id| **id == 2).count(),
+            2,
+            "<|im_end|> twice"
+        );
+        assert_eq!(
+            engine.decode(&ids).unwrap(),
+            prompt.replace("<|im_start|>", "").replace("<|im_end|>", "")
+        );
         // Digits one by one, words with their leading space.
         let digits = engine.encode("2024").unwrap();
         assert_eq!(digits.len(), 4);
@@ -277,7 +321,10 @@ mod tests {
         assert!(!finish.length);
         assert_eq!(finish.prompt_tokens, prompt.len() as u64);
         assert_eq!(answer(&params).0, first);
-        let (short, finish) = answer(&Params { max_tokens: 2, ..params.clone() });
+        let (short, finish) = answer(&Params {
+            max_tokens: 2,
+            ..params.clone()
+        });
         assert!(finish.length && finish.completion_tokens == 2, "{short}");
         assert!(first.starts_with(&short));
     }

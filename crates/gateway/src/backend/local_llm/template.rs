@@ -5,28 +5,32 @@
 
 /// A ChatML template.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ChatTemplate {
+pub(super) struct ChatTemplate {
     /// The system message put first when the conversation has none.
     default_system: Option<String>,
 }
 
 impl ChatTemplate {
     /// Reads the Jinja `template` from a GGUF file's `tokenizer.chat_template`.
-    pub fn from_jinja(template: &str) -> Result<Self, String> {
+    pub(super) fn from_jinja(template: &str) -> Result<Self, String> {
         if !template.contains("<|im_start|>") || !template.contains("<|im_end|>") {
             return Err("the chat template is not ChatML".into());
         }
-        const OPEN: &str = "<|im_start|>system\\n";
-        let default_system = template.split_once(OPEN).and_then(|(_, rest)| {
+        // The newline is written `\n` in a Jinja string, or as itself.
+        let opened = ["<|im_start|>system\\n", "<|im_start|>system\n"]
+            .iter()
+            .find_map(|open| template.split_once(open));
+        let default_system = opened.and_then(|(_, rest)| {
             let (text, _) = rest.split_once("<|im_end|>")?;
             // A literal prompt, not an expression of the template.
-            (!text.is_empty() && !text.contains(['{', '}', '\'', '"', '+'])).then(|| text.to_owned())
+            (!text.is_empty() && !text.contains(['{', '}', '\'', '"', '+']))
+                .then(|| text.to_owned())
         });
         Ok(Self { default_system })
     }
 
     /// The prompt for `messages` (role, content), ready for the assistant's answer.
-    pub fn render(&self, messages: &[(String, String)]) -> String {
+    pub(super) fn render(&self, messages: &[(String, String)]) -> String {
         let mut prompt = String::new();
         let mut turn = |role: &str, content: &str| {
             prompt.push_str("<|im_start|>");
@@ -73,6 +77,15 @@ mod tests {
         assert_eq!(
             template.render(&messages(&[("system", "Be brief."), ("user", "Hi")])),
             "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+        );
+    }
+
+    #[test]
+    fn a_newline_written_as_itself_is_read_too() {
+        let template = ChatTemplate::from_jinja(&SMOLLM2.replace("\\n", "\n")).unwrap();
+        assert_eq!(
+            template.default_system.as_deref(),
+            Some("You are a helpful AI assistant named SmolLM, trained by Hugging Face")
         );
     }
 

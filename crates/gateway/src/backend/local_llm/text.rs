@@ -5,7 +5,7 @@
 
 /// The text given out so far, and what ends it.
 #[derive(Debug)]
-pub struct TextOut {
+pub(super) struct TextOut {
     stops: Vec<String>,
     text: String,
     given: usize,
@@ -13,7 +13,7 @@ pub struct TextOut {
 
 impl TextOut {
     /// Text ending at any of `stops` (empty ones ignored).
-    pub fn new(stops: &[String]) -> Self {
+    pub(super) fn new(stops: &[String]) -> Self {
         Self {
             stops: stops.iter().filter(|s| !s.is_empty()).cloned().collect(),
             text: String::new(),
@@ -23,7 +23,7 @@ impl TextOut {
 
     /// With the whole answer decoded so far: the piece that can go out now, and whether a stop
     /// string was reached (the piece then ends just before it).
-    pub fn update(&mut self, decoded: &str) -> (&str, bool) {
+    pub(super) fn update(&mut self, decoded: &str) -> (&str, bool) {
         self.text.clear();
         self.text.push_str(decoded);
         let from = self.given;
@@ -54,7 +54,7 @@ impl TextOut {
     }
 
     /// What was held back, at the answer's end.
-    pub fn finish(&mut self) -> &str {
+    pub(super) fn finish(&mut self) -> &str {
         let from = self.given;
         self.given = self.text.len();
         self.text.get(from..).unwrap_or("")
@@ -99,7 +99,10 @@ mod tests {
 
     #[test]
     fn a_stop_string_ends_the_text_before_it_even_across_steps() {
-        let (pieces, stopped, _) = run(&["\n\nUser:"], &["Paris.", "Paris.\n", "Paris.\n\nUs", "Paris.\n\nUser: hi"]);
+        let (pieces, stopped, _) = run(
+            &["\n\nUser:"],
+            &["Paris.", "Paris.\n", "Paris.\n\nUs", "Paris.\n\nUser: hi"],
+        );
         assert_eq!(pieces.concat(), "Paris.");
         assert_eq!(pieces, ["Paris.", "", "", ""]);
         assert!(stopped);
@@ -107,10 +110,10 @@ mod tests {
 
     #[test]
     fn held_text_that_is_no_stop_goes_out_later_or_at_the_end() {
-        let (pieces, stopped, rest) = run(&["END"], &["a E", "a En", "a EN"]);
-        assert_eq!(pieces, ["a ", "En", ""]);
+        let (pieces, stopped, rest) = run(&["END"], &["a E", "a EN", "a ENx", "a ENxE"]);
+        assert_eq!(pieces, ["a ", "", "ENx", ""]);
         assert!(!stopped);
-        assert_eq!(rest, "EN");
+        assert_eq!(rest, "E");
     }
 
     #[test]
