@@ -87,7 +87,12 @@ impl Engine {
         let template = meta("tokenizer.chat_template")
             .and_then(|v| v.to_string().ok())
             .ok_or_else(|| what(&"no tokenizer.chat_template"))
-            .and_then(|t| ChatTemplate::from_jinja(t).map_err(|e| what(&e)))?;
+            .and_then(|t| ChatTemplate::from_jinja(t).map_err(|e| what(&e)))?
+            // With SmolLM2's default system prompt put first, the model (its weights as
+            // re-quantized below) answered "What is the capital of France?" with unrelated
+            // French text; without it, "The capital of France is Paris." A conversation that
+            // wants a system prompt carries its own.
+            .without_default_system();
         let tokenizer = tokenizer(&content).map_err(|e| what(&e))?;
         let mut stop_ids: Vec<u32> = ["<|im_end|>", "<|endoftext|>"]
             .iter()
@@ -269,17 +274,14 @@ mod tests {
     fn smollm2s_file_gives_its_template_tokens_and_stops() {
         let engine = smollm2();
         let prompt = engine.prompt(&[("user".into(), "Hi 2024".into())]);
-        assert!(
-            prompt.starts_with("<|im_start|>system\nYou are a helpful AI assistant named SmolLM"),
-            "{prompt}"
-        );
+        assert!(prompt.starts_with("<|im_start|>user\nHi 2024"), "{prompt}");
         let ids = engine.encode(&prompt).unwrap();
         // The markers are single special tokens, the text around them ordinary ones.
         assert_eq!(ids[0], 1, "<|im_start|>");
         assert_eq!(
             ids.iter().filter(|id| **id == 2).count(),
-            2,
-            "<|im_end|> twice"
+            1,
+            "<|im_end|> once"
         );
         assert_eq!(
             engine.decode(&ids).unwrap(),

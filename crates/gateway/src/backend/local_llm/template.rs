@@ -29,6 +29,13 @@ impl ChatTemplate {
         Ok(Self { default_system })
     }
 
+    /// The same template without its default system prompt.
+    pub(super) fn without_default_system(self) -> Self {
+        Self {
+            default_system: None,
+        }
+    }
+
     /// The prompt for `messages` (role, content), ready for the assistant's answer.
     pub(super) fn render(&self, messages: &[(String, String)]) -> String {
         let mut prompt = String::new();
