@@ -137,7 +137,7 @@ pub(crate) async fn run(args: DemoArgs) -> anyhow::Result<()> {
         }
     } else {
         println!(
-            "  (no LLM upstream configured: skipping the summary; see `x402 dev --llm-base-url`)"
+            "  (no LLM available: skipping the summary; run scripts/install-models.sh for the local model, or see `x402 dev --llm-base-url`)"
         );
     }
 

@@ -34,7 +34,7 @@ pub(crate) struct DevArgs {
     #[arg(long, value_name = "DIR", default_value = "models")]
     models_dir: PathBuf,
     /// An OpenAI-compatible API for the gateway's LLM services (e.g.
-    /// https://api.groq.com/openai/v1); without it they are listed as unavailable.
+    /// https://api.groq.com/openai/v1); without it the local model answers them.
     #[arg(long, value_name = "URL", requires = "llm_model")]
     llm_base_url: Option<String>,
     /// The model to ask the LLM upstream for.

@@ -98,7 +98,12 @@ fn run_until(signal: &str) {
     // The gateway runs with its local models and prices them in the dev USDC.
     let catalog = http_get(state["gateway_url"].as_str().unwrap(), "/catalog");
     assert!(catalog.contains(r#""key":"embed-l4""#), "{catalog}");
-    assert!(catalog.contains(r#""active_endpoints":5"#), "{catalog}");
+    // Five local services, and the five LLM services answered by the local model.
+    assert!(catalog.contains(r#""active_endpoints":10"#), "{catalog}");
+    assert!(
+        catalog.contains(r#""models":["SmolLM2-135M-Instruct"]"#),
+        "{catalog}"
+    );
 
     // The gateway's operator routes take dev.json's operator token, and only it; /metrics
     // shows the batch-settlement exposure (none yet).

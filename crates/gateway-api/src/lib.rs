@@ -219,6 +219,9 @@ pub struct CatalogEntry {
     /// Why not, when it cannot.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub unavailable_reason: Option<String>,
+    /// Whether its local model is still loading (requests wait for it).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub loading: bool,
 }
 
 /// How paid jobs are handled.

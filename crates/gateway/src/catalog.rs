@@ -17,7 +17,8 @@ pub enum BackendKind {
     Documents,
     /// Local text-to-speech (espeak-ng).
     Speech,
-    /// An OpenAI-compatible chat completions upstream.
+    /// A chat LLM: the service's OpenAI-compatible upstream when configured, else the local
+    /// model.
     Chat,
     /// No backend in this gateway: listed, never faked.
     None,
@@ -67,7 +68,7 @@ use Unit as U;
 
 /// Every service, in catalog order.
 pub static SERVICES: &[ServiceDef] = &[
-    // LLMs: an OpenAI-compatible upstream.
+    // LLMs: an OpenAI-compatible upstream, else the local model.
     def(
         "llm-4090",
         &[],

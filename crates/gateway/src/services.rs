@@ -8,8 +8,9 @@ use std::time::Duration;
 use x402_gateway_api::{Catalog, CatalogEntry, Pricing};
 use x402_proto::Price;
 
-use crate::backend::chat::Upstream;
+use crate::backend::chat::{ChatBackend, Upstream};
 use crate::backend::embed::{self, MiniLm};
+use crate::backend::local_llm::{self, LoadState, LocalLlm};
 use crate::backend::speech::Espeak;
 use crate::catalog::{BackendKind, SERVICES, ServiceDef};
 use crate::config::{ConfigError, GatewayConfig};
@@ -21,10 +22,13 @@ pub struct Backends {
     pub embeddings: Result<Arc<MiniLm>, String>,
     /// espeak-ng for speech.
     pub speech: Result<Espeak, String>,
+    /// The local chat LLM, for LLM services without an upstream (loading in the background).
+    pub chat: Result<LocalLlm, String>,
 }
 
 impl Backends {
-    /// Loads what is installed: the MiniLM model from `models_dir`, espeak-ng from PATH.
+    /// Loads what is installed: the MiniLM model from `models_dir`, espeak-ng from PATH; starts
+    /// loading the local chat LLM from `models_dir` in the background.
     pub async fn load(config: &GatewayConfig) -> Self {
         let dir = config.models_dir.join("all-minilm-l6-v2");
         let embeddings = tokio::task::spawn_blocking(move || MiniLm::load(&dir))
@@ -40,7 +44,18 @@ impl Backends {
         if let Err(why) = &speech {
             tracing::warn!(%why, "text to speech is unavailable");
         }
-        Self { embeddings, speech }
+        let chat = LocalLlm::start(
+            &config.models_dir.join(local_llm::SMOLLM2_FILE),
+            local_llm::SMOLLM2_NAME,
+        );
+        if let Err(why) = &chat {
+            tracing::warn!(%why, "LLM services without an upstream are unavailable");
+        }
+        Self {
+            embeddings,
+            speech,
+            chat,
+        }
     }
 }
 
@@ -51,8 +66,8 @@ pub struct Offered {
     pub def: &'static ServiceDef,
     /// Its price per unit.
     pub price: Price,
-    /// Its upstream, for LLM services.
-    pub upstream: Option<Upstream>,
+    /// What answers it, for LLM services: its upstream, else the local model.
+    pub chat: Option<ChatBackend>,
     /// `Err(why)` when it cannot run here.
     pub available: Result<(), String>,
 }
@@ -65,7 +80,7 @@ impl Offered {
             BackendKind::Rerank => Some(format!("{} (bi-encoder)", embed::MODEL_NAME)),
             BackendKind::Documents => Some("pdf-extract + lopdf, docx-rs, html2text".to_owned()),
             BackendKind::Speech => Some("espeak-ng".to_owned()),
-            BackendKind::Chat => self.upstream.as_ref().map(|u| u.model().to_owned()),
+            BackendKind::Chat => self.chat.as_ref().map(|c| c.model().to_owned()),
             BackendKind::None => None,
         }
     }
@@ -135,22 +150,29 @@ impl Registry {
                     }
                     BackendKind::Documents => Ok(()),
                     BackendKind::Chat if upstream.is_some() => Ok(()),
-                    BackendKind::Chat => Err(format!(
-                        "no upstream configured: set [services.{}.upstream] base_url and model (any OpenAI-compatible API)",
-                        def.key
-                    )),
+                    BackendKind::Chat => backends.chat.as_ref().map(|_| ()).map_err(|why| {
+                        format!(
+                            "no upstream configured (set [services.{}.upstream] base_url and model, any OpenAI-compatible API), and {why}",
+                            def.key
+                        )
+                    }),
                     BackendKind::None => Err(format!(
                         "no backend: this gateway has no local {} model and no upstream adapter for it",
                         def.category
                     )),
                 }
             };
+            let chat = match (def.backend, upstream) {
+                (BackendKind::Chat, Some(upstream)) => Some(ChatBackend::Upstream(upstream)),
+                (BackendKind::Chat, None) => backends.chat.clone().ok().map(ChatBackend::Local),
+                _ => None,
+            };
             services.insert(
                 def.key,
                 Offered {
                     def,
                     price,
-                    upstream,
+                    chat,
                     available,
                 },
             );
@@ -194,6 +216,17 @@ impl Registry {
 
 fn catalog_entry(offered: &Offered, decimals: u8) -> CatalogEntry {
     let def = offered.def;
+    // The local LLM loads in the background: said while it does, and if it fails.
+    let (mut available, mut loading) = (offered.available.clone(), false);
+    if let (Ok(()), Some(ChatBackend::Local(local))) = (&available, &offered.chat) {
+        match local.state() {
+            LoadState::Loading => loading = true,
+            LoadState::Failed(why) => {
+                available = Err(format!("the local LLM cannot be loaded: {why}"));
+            }
+            LoadState::Ready { .. } => {}
+        }
+    }
     CatalogEntry {
         key: def.key.into(),
         aliases: def.aliases.iter().map(|a| (*a).to_owned()).collect(),
@@ -206,13 +239,15 @@ fn catalog_entry(offered: &Offered, decimals: u8) -> CatalogEntry {
         },
         default_cost_usd: crate::pricing::cost_usd(offered, def.unit.per(), decimals),
         models: offered.model().into_iter().collect(),
-        backend: match def.backend {
-            BackendKind::Chat => "upstream",
-            BackendKind::None => "none",
+        backend: match (def.backend, &offered.chat) {
+            (BackendKind::Chat, Some(chat)) => chat.kind(),
+            (BackendKind::Chat, None) => "upstream",
+            (BackendKind::None, _) => "none",
             _ => "local",
         }
         .into(),
-        available: offered.available.is_ok(),
-        unavailable_reason: offered.available.clone().err(),
+        available: available.is_ok(),
+        unavailable_reason: available.err(),
+        loading,
     }
 }

@@ -28,7 +28,7 @@ pub enum Task {
     Parse(ParseJob),
     /// Speak text.
     Speak(SpeakJob),
-    /// A chat completion upstream.
+    /// A chat completion.
     Chat(ChatJob),
 }
 
@@ -51,7 +51,7 @@ pub struct Prepared {
 }
 
 impl Task {
-    /// Whether the answer is an upstream event stream (never run as a job).
+    /// Whether the answer is an event stream (never run as a job).
     pub fn streams(&self) -> bool {
         matches!(self, Task::Chat(chat) if chat.streams())
     }
@@ -87,11 +87,11 @@ pub fn prepare(
             (Task::Speak(job), chars, chars >= 20_000)
         }
         BackendKind::Chat => {
-            let upstream = offered
-                .upstream
+            let backend = offered
+                .chat
                 .clone()
-                .ok_or_else(|| bad(format!("service {service} has no upstream")))?;
-            let job = ChatJob::prepare(input, upstream, service == "llm-stream")?;
+                .ok_or_else(|| bad(format!("service {service} has no LLM here")))?;
+            let job = ChatJob::prepare(input, backend, service == "llm-stream")?;
             let tokens = job.tokens;
             (Task::Chat(job), tokens, false)
         }
@@ -120,7 +120,7 @@ pub enum Output {
     Chat(Value),
     /// A result with one shape in every API (ranking, document text, speech).
     Json(Value),
-    /// An upstream event stream to pass through.
+    /// A chat backend's event stream to pass through.
     Stream(ChatAnswer),
 }
 

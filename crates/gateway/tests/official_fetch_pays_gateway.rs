@@ -1,6 +1,6 @@
 //! Interop: the official `@x402/fetch` client (npm 2.27.0, pinned in `tools/`) pays
-//! `POST /run` on our gateway for embeddings and for pdf-parse, gets the real result and a
-//! receipt, and the payee's balance moves on anvil.
+//! `POST /run` on our gateway for embeddings, for pdf-parse and for a chat answered by the local
+//! LLM, gets the real result and a receipt, and the payee's balance moves on anvil.
 
 mod common;
 
@@ -73,4 +73,29 @@ async fn the_official_fetch_client_pays_for_embeddings_and_documents() {
         stack.pay_to_balance().await - after_embeddings,
         U256::from(2000)
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_fetch_client_pays_for_a_local_llm_answer() {
+    let stack = Stack::start("").await;
+    let before = stack.pay_to_balance().await;
+    let result = official_post(
+        &stack,
+        7,
+        json!({"service": "llm-4090", "input": {"prompt": "What is the capital of France?", "max_tokens": 32, "temperature": 0}}),
+    )
+    .await;
+    assert_eq!(result["status"], 200, "{result}");
+    assert_eq!(result["paymentResponse"]["success"], true, "{result}");
+    let output = &result["body"]["output"];
+    assert!(
+        output["text"].as_str().unwrap().contains("Paris"),
+        "{result}"
+    );
+    assert_eq!(output["model"], "SmolLM2-135M-Instruct", "{result}");
+    assert!(
+        output["usage"]["total_tokens"].as_u64().unwrap() > 0,
+        "{result}"
+    );
+    assert!(stack.pay_to_balance().await > before);
 }

@@ -191,11 +191,14 @@ async fn the_catalog_lists_prices_models_and_availability() {
     assert_eq!(embed["models"], json!(["all-MiniLM-L6-v2"]));
     assert_eq!(embed["pricing"]["per"], "per 1K tokens");
     assert_text_at(find("rerank"), "/models/0", "bi-encoder");
-    for (key, why) in [("flux-schnell", "no backend"), ("llm-4090", "upstream")] {
-        assert_eq!(find(key)["available"], false);
-        assert_text_at(find(key), "/unavailable_reason", why);
-    }
-    assert_eq!(catalog["active_endpoints"], 5, "{catalog}");
+    assert_text_at(find("flux-schnell"), "/unavailable_reason", "no backend");
+    assert_eq!(find("flux-schnell")["available"], false);
+    // Without an upstream, the LLM services are the local model's.
+    let llm = find("llm-4090");
+    assert_eq!(llm["available"], true);
+    assert_eq!(llm["backend"], "local");
+    assert_eq!(llm["models"], json!(["SmolLM2-135M-Instruct"]));
+    assert_eq!(catalog["active_endpoints"], 10, "{catalog}");
 
     let estimate = stack
         .get_json("/catalog/estimate?service=embedding-l4&tokens=2500")

@@ -1,6 +1,7 @@
-//! LLMs through any OpenAI-compatible upstream (`POST {base_url}/chat/completions`): Groq,
-//! OpenAI, Together, vLLM, Ollama, llama.cpp's server. Streaming answers are passed through
-//! as they arrive.
+//! The LLM services: their input, billing and backend, which is a service's OpenAI-compatible
+//! upstream when one is configured (`POST {base_url}/chat/completions`: Groq, OpenAI, Together,
+//! vLLM, Ollama, llama.cpp's server; streaming answers passed through as they arrive), else the
+//! local model ([`super::local_llm`]), which answers in the same shapes.
 
 use std::time::Duration;
 
@@ -9,6 +10,43 @@ use futures_util::Stream;
 use serde_json::Value;
 
 use super::BackendError;
+use super::local_llm::LocalLlm;
+
+/// What answers an LLM service: its upstream, which wins when configured, or the local model.
+#[derive(Clone, Debug)]
+pub enum ChatBackend {
+    /// An OpenAI-compatible upstream.
+    Upstream(Upstream),
+    /// The model run in process.
+    Local(LocalLlm),
+}
+
+impl ChatBackend {
+    /// The model that answers.
+    pub fn model(&self) -> &str {
+        match self {
+            Self::Upstream(upstream) => upstream.model(),
+            Self::Local(local) => local.name(),
+        }
+    }
+
+    /// `upstream` or `local`, for the catalog.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Upstream(_) => "upstream",
+            Self::Local(_) => "local",
+        }
+    }
+
+    /// Answers an OpenAI chat completions request paid for `billed` tokens (prompt and
+    /// answer): the local model never uses more; an upstream is trusted with `max_tokens`.
+    pub async fn chat(&self, request: Value, billed: u64) -> Result<ChatAnswer, BackendError> {
+        match self {
+            Self::Upstream(upstream) => upstream.chat(request).await,
+            Self::Local(local) => local.chat(&request, billed).await,
+        }
+    }
+}
 
 /// One upstream: where it is, the key, and the model to ask for.
 #[derive(Clone, Debug)]
@@ -19,11 +57,11 @@ pub struct Upstream {
     http: reqwest::Client,
 }
 
-/// An upstream's answer: a JSON completion, or an event stream to pass through.
+/// A chat backend's answer: a JSON completion, or an event stream to pass through.
 pub enum ChatAnswer {
     /// `stream: false`.
     Complete(Value),
-    /// `stream: true`: the upstream's `text/event-stream` bytes.
+    /// `stream: true`: the `text/event-stream` bytes.
     Stream(Box<dyn Stream<Item = Result<Bytes, reqwest::Error>> + Send + Unpin>),
 }
 
@@ -168,14 +206,14 @@ pub const DEFAULT_MAX_TOKENS: u64 = 512;
 /// The most `max_tokens` one request may ask for.
 pub const MAX_MAX_TOKENS: u64 = 32_768;
 
-/// A chat completion for an upstream: billed by the prompt's estimated tokens plus
+/// A chat completion: billed by the prompt's estimated tokens plus
 /// `max_tokens`.
 #[derive(Debug)]
 pub struct ChatJob {
     /// The OpenAI request, `max_tokens` set to what was paid for.
     pub request: Value,
-    /// The upstream.
-    pub upstream: Upstream,
+    /// What answers it.
+    pub backend: ChatBackend,
     /// The billed tokens.
     pub tokens: u64,
     /// Whether the client asked for the usage chunk of a stream
@@ -186,16 +224,21 @@ pub struct ChatJob {
 
 impl ChatJob {
     /// Reads a GPU-Bridge `/run` input (`prompt` or `messages`) or an OpenAI request for
-    /// `upstream`; `force_stream` for services that always stream.
+    /// `backend`; `force_stream` for services that always stream.
     pub fn prepare(
         input: &Value,
-        upstream: Upstream,
+        backend: ChatBackend,
         force_stream: bool,
     ) -> Result<Self, x402_paywall::Rejection> {
-        let (request, tokens) = chat_request(input, force_stream)?;
+        let (request, mut tokens) = chat_request(input, force_stream)?;
+        if let ChatBackend::Local(_) = backend {
+            // The local template's own tokens (the model's default system prompt, the turn
+            // markers) are part of the prompt it reads.
+            tokens += super::local_llm::TEMPLATE_TOKENS;
+        }
         Ok(Self {
             request,
-            upstream,
+            backend,
             tokens,
             usage_to_client: input["stream_options"]["include_usage"] == Value::Bool(true),
         })
@@ -214,9 +257,9 @@ impl ChatJob {
         self.request["stream"] == Value::Bool(true)
     }
 
-    /// Asks the upstream.
+    /// Asks the backend.
     pub async fn run(&self) -> Result<ChatAnswer, BackendError> {
-        self.upstream.chat(self.request.clone()).await
+        self.backend.chat(self.request.clone(), self.tokens).await
     }
 }
 

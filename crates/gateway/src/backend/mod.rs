@@ -5,6 +5,7 @@ pub mod chat_stream;
 pub mod documents;
 pub mod embed;
 pub mod input;
+pub mod local_llm;
 pub mod speech;
 
 /// Why a backend could not produce a result.

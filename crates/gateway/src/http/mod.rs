@@ -35,6 +35,7 @@ use x402_paywall::{Paid, Paywall, Rejection, RoutePrice};
 use crate::backend::BackendError;
 use crate::backend::chat::ChatAnswer;
 use crate::backend::embed::MODEL_NAME;
+use crate::backend::local_llm::{LoadState, LocalLlm};
 use crate::catalog::BackendKind;
 use crate::config::GatewayLimits;
 use crate::jobs::{self, JobOutcome, JobRecord, JobStoreError, Jobs, NewJob};
@@ -277,9 +278,22 @@ async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
         .all()
         .filter(|o| o.def.backend == BackendKind::Chat && o.available.is_ok())
     {
-        data.push(json!({"id": offered.def.key, "object": "model", "owned_by": "upstream"}));
+        let owned_by = offered.chat.as_ref().map_or("upstream", |c| c.kind());
+        data.push(json!({"id": offered.def.key, "object": "model", "owned_by": owned_by}));
     }
     Json(json!({"object": "list", "data": data}))
+}
+
+/// The local LLM in `/health`: `ok`, and `loading` while it is read (requests then wait).
+fn local_llm_health(chat: &Result<LocalLlm, String>) -> Value {
+    match chat.as_ref().map(|llm| (llm.name(), llm.state())) {
+        Ok((model, LoadState::Ready { load_ms })) => {
+            json!({"ok": true, "model": model, "loading": false, "load_ms": load_ms})
+        }
+        Ok((model, LoadState::Loading)) => json!({"ok": true, "model": model, "loading": true}),
+        Ok((model, LoadState::Failed(why))) => json!({"ok": false, "model": model, "error": why}),
+        Err(why) => json!({"ok": false, "error": why}),
+    }
 }
 
 async fn health(State(state): State<Arc<AppState>>) -> Response {
@@ -293,6 +307,7 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
         "backends": {
             "embeddings": status(state.backends.embeddings.as_ref().map(|_| ())),
             "speech": status(state.backends.speech.as_ref().map(|_| ())),
+            "llm": local_llm_health(&state.backends.chat),
         },
     });
     // Without its database a replica can serve nothing paid (nor report jobs): unhealthy, so

@@ -127,14 +127,14 @@ pub(super) fn quote_openai_chat(
             .flat_map(|o| {
                 [
                     Some(o.def.key.to_owned()),
-                    o.upstream.as_ref().map(|u| u.model().to_owned()),
+                    o.chat.as_ref().map(|c| c.model().to_owned()),
                 ]
             })
             .flatten()
             .collect::<Vec<_>>()
     };
     let offered = chat()
-        .find(|o| o.def.key == model || o.upstream.as_ref().is_some_and(|u| u.model() == model))
+        .find(|o| o.def.key == model || o.chat.as_ref().is_some_and(|c| c.model() == model))
         .ok_or_else(|| {
             Rejection::bad_request(format!("model {model:?} is not served here"))
                 .with("models", chat_services())
