@@ -32,6 +32,7 @@ use x402_evm::batch::{
 use x402_proto::{BoxFuture, Facilitator, Network};
 
 use crate::config::BatchSettlementConfig;
+use crate::group_commit::{GroupCommit, GroupWriter};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS channels (
@@ -80,7 +81,7 @@ pub struct SqliteChannelStore {
 #[derive(Debug)]
 struct Inner {
     cells: std::sync::Mutex<HashMap<ChannelId, Cell>>,
-    writer: Writer,
+    writer: GroupWriter<ChannelWrites>,
 }
 
 impl SqliteChannelStore {
@@ -137,7 +138,7 @@ impl SqliteChannelStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 cells: std::sync::Mutex::new(cells),
-                writer: Writer::start(connection)?,
+                writer: GroupWriter::start(connection, "channel-store").map_err(db_error)?,
             }),
         })
     }
@@ -172,86 +173,30 @@ enum Durable {
     Delete(ChannelId),
 }
 
-/// A durable write and who waits for its commit.
-struct Job {
-    write: Durable,
-    committed: tokio::sync::oneshot::Sender<Result<(), ChannelStoreError>>,
-}
+/// The channel store's writes, committed in groups by its writer thread.
+struct ChannelWrites;
 
-/// The thread that owns the connection and commits queued writes in groups.
-#[derive(Debug)]
-struct Writer {
-    queue: Option<std::sync::mpsc::Sender<Job>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+impl GroupCommit for ChannelWrites {
+    type Write = Durable;
+    type Error = ChannelStoreError;
+    const NAME: &'static str = "the channel store";
+    const MAX_ROWS: usize = MAX_GROUP;
 
-impl Writer {
-    fn start(connection: Connection) -> Result<Self, ChannelStoreError> {
-        let (queue, jobs) = std::sync::mpsc::channel::<Job>();
-        let thread = std::thread::Builder::new()
-            .name("channel-store".into())
-            .spawn(move || write_groups(connection, &jobs))
-            .map_err(db_error)?;
-        Ok(Self {
-            queue: Some(queue),
-            thread: Some(thread),
-        })
+    fn commit(connection: &mut Connection, group: &[Durable]) -> Result<(), ChannelStoreError> {
+        commit_group(connection, group)
     }
 
-    /// Queues `write` and waits until it is committed. Once queued it is committed even if
-    /// the caller stops waiting.
-    async fn commit(&self, write: Durable) -> Result<(), ChannelStoreError> {
-        let (committed, done) = tokio::sync::oneshot::channel();
-        let gone = || ChannelStoreError("the channel store's writer stopped".into());
-        self.queue
-            .as_ref()
-            .ok_or_else(gone)?
-            .send(Job { write, committed })
-            .map_err(|_| gone())?;
-        done.await.map_err(|_| gone())?
+    fn stopped() -> ChannelStoreError {
+        ChannelStoreError("the channel store's writer stopped".into())
     }
 }
 
-impl Drop for Writer {
-    /// Lets the thread commit what is queued and close the file, so that the file can be
-    /// opened again as soon as the store is gone.
-    fn drop(&mut self) {
-        drop(self.queue.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-/// The writer thread: waits for a write, takes every other one queued meanwhile, commits them
-/// in one transaction and tells each writer the outcome.
-fn write_groups(mut connection: Connection, jobs: &std::sync::mpsc::Receiver<Job>) {
-    while let Ok(first) = jobs.recv() {
-        let mut group = vec![first];
-        while group.len() < MAX_GROUP {
-            match jobs.try_recv() {
-                Ok(job) => group.push(job),
-                Err(_) => break,
-            }
-        }
-        let outcome = commit_group(&mut connection, &group);
-        for job in group {
-            let _ = job.committed.send(outcome.clone());
-        }
-    }
-    // The store is gone: everything into the main file, so that whoever opens it next, in
-    // whatever locking mode, reads it from there.
-    if let Err(error) = connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
-        tracing::warn!(%error, "the channel store's last checkpoint failed; the WAL keeps it");
-    }
-}
-
-fn commit_group(connection: &mut Connection, group: &[Job]) -> Result<(), ChannelStoreError> {
+fn commit_group(connection: &mut Connection, group: &[Durable]) -> Result<(), ChannelStoreError> {
     let transaction = connection
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_error)?;
-    for job in group {
-        match &job.write {
+    for write in group {
+        match write {
             Durable::Put(row) => write_row(&transaction, row)?,
             Durable::Delete(id) => {
                 transaction

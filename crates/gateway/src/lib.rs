@@ -11,6 +11,7 @@ pub mod backend;
 pub mod catalog;
 pub mod channels;
 pub mod config;
+mod group_commit;
 mod http;
 pub mod jobs;
 pub mod payments;

@@ -25,6 +25,7 @@ use super::{
     BUCKET_MS, DayRevenue, Earned, FailureCount, Page, PageQuery, PaymentRecord, PaymentStore,
     PaymentStoreError, Ranked, db_error, normalized, prefix_end,
 };
+use crate::group_commit::{GroupCommit, GroupWriter};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS payments (
@@ -97,7 +98,7 @@ pub struct SqlitePaymentStore {
 #[derive(Debug)]
 struct Inner {
     reader: Mutex<Connection>,
-    writer: Writer,
+    writer: GroupWriter<JournalWrites>,
 }
 
 impl SqlitePaymentStore {
@@ -160,7 +161,7 @@ impl SqlitePaymentStore {
         Ok(Self {
             inner: Arc::new(Inner {
                 reader: Mutex::new(reader),
-                writer: Writer::start(writer)?,
+                writer: GroupWriter::start(writer, "payment-journal").map_err(db_error)?,
             }),
         })
     }
@@ -223,75 +224,28 @@ impl Aggregate<U256, String> for U256Sum {
     }
 }
 
-/// A group of entries and who waits for their commit.
-struct Job {
-    entries: Vec<PaymentEntry>,
-    committed: tokio::sync::oneshot::Sender<Result<(), PaymentStoreError>>,
-}
+/// The journal's writes (each a few entries), committed in groups by its writer thread.
+struct JournalWrites;
 
-/// The thread that owns the writing connection and commits queued entries in groups.
-#[derive(Debug)]
-struct Writer {
-    queue: Option<std::sync::mpsc::Sender<Job>>,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
+impl GroupCommit for JournalWrites {
+    type Write = Vec<PaymentEntry>;
+    type Error = PaymentStoreError;
+    const NAME: &'static str = "the payment journal";
+    const MAX_ROWS: usize = MAX_GROUP;
 
-impl Writer {
-    fn start(connection: Connection) -> Result<Self, PaymentStoreError> {
-        let (queue, jobs) = std::sync::mpsc::channel::<Job>();
-        let thread = std::thread::Builder::new()
-            .name("payment-journal".into())
-            .spawn(move || write_groups(connection, &jobs))
-            .map_err(db_error)?;
-        Ok(Self {
-            queue: Some(queue),
-            thread: Some(thread),
-        })
+    fn rows(entries: &Vec<PaymentEntry>) -> usize {
+        entries.len()
     }
 
-    /// Queues `entries` and waits until they are committed.
-    async fn commit(&self, entries: Vec<PaymentEntry>) -> Result<(), PaymentStoreError> {
-        let (committed, done) = tokio::sync::oneshot::channel();
-        let gone = || PaymentStoreError("the payment journal's writer stopped".into());
-        self.queue
-            .as_ref()
-            .ok_or_else(gone)?
-            .send(Job { entries, committed })
-            .map_err(|_| gone())?;
-        done.await.map_err(|_| gone())?
+    fn commit(
+        connection: &mut Connection,
+        group: &[Vec<PaymentEntry>],
+    ) -> Result<(), PaymentStoreError> {
+        commit_group(connection, group)
     }
-}
 
-impl Drop for Writer {
-    /// Lets the thread commit what is queued and close the file.
-    fn drop(&mut self) {
-        drop(self.queue.take());
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-}
-
-fn write_groups(mut connection: Connection, jobs: &std::sync::mpsc::Receiver<Job>) {
-    while let Ok(first) = jobs.recv() {
-        let mut group = vec![first];
-        let mut size = group[0].entries.len();
-        while size < MAX_GROUP {
-            match jobs.try_recv() {
-                Ok(job) => {
-                    size += job.entries.len();
-                    group.push(job);
-                }
-                Err(_) => break,
-            }
-        }
-        let outcome = commit_group(&mut connection, &group);
-        for job in group {
-            let _ = job.committed.send(outcome.clone());
-        }
-    }
-    if let Err(error) = connection.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)") {
-        tracing::warn!(%error, "the payment journal's last checkpoint failed; the WAL keeps it");
+    fn stopped() -> PaymentStoreError {
+        PaymentStoreError("the payment journal's writer stopped".into())
     }
 }
 
@@ -339,7 +293,10 @@ fn add<K: std::hash::Hash + Eq>(
     Ok(())
 }
 
-fn commit_group(connection: &mut Connection, group: &[Job]) -> Result<(), PaymentStoreError> {
+fn commit_group(
+    connection: &mut Connection,
+    group: &[Vec<PaymentEntry>],
+) -> Result<(), PaymentStoreError> {
     let transaction = connection
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .map_err(db_error)?;
@@ -348,7 +305,7 @@ fn commit_group(connection: &mut Connection, group: &[Job]) -> Result<(), Paymen
         // What the group earned, added to the running totals once per total.
         let mut buckets: Totals<(i64, &str, &str, u8, &str)> = Totals::new();
         let mut names: Totals<(&str, String, &str, &str, u8)> = Totals::new();
-        for entry in group.iter().flat_map(|job| &job.entries) {
+        for entry in group.iter().flatten() {
             let receipt = serde_json::to_string(&entry.receipt).map_err(db_error)?;
             let payer = entry.payer.to_lowercase();
             // A row comes back when the payment is new or replaces a pending or failed
