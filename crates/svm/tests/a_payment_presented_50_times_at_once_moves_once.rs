@@ -3,6 +3,8 @@
 //! later, still refused as a duplicate. Its payment id is the message's, the same for every
 //! presentation.
 
+mod common;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,9 +12,8 @@ use serde_json::json;
 use x402_devnet::{SolanaChain, SolanaChainConfig};
 use x402_proto::{Facilitator, Network, PaymentRequest};
 use x402_svm::{
-    DEFAULT_COMPUTE_UNIT_LIMIT, DEFAULT_COMPUTE_UNIT_PRICE_MICROLAMPORTS, ExactSvmFacilitator,
-    ExactSvmPayload, ExactSvmScheme, FeePayers, Keypair, PaymentTransaction, Pubkey, SettlePolicy,
-    SolanaRpc, VerifyLimits, build_payment, random_memo,
+    DEFAULT_COMPUTE_UNIT_PRICE_MICROLAMPORTS, ExactSvmFacilitator, ExactSvmPayload, ExactSvmScheme,
+    FeePayers, Keypair, SettlePolicy, SolanaRpc, VerifyLimits, build_payment,
 };
 
 #[tokio::test]
@@ -25,21 +26,9 @@ async fn fifty_presentations_at_once_settle_one_transfer() {
     .await
     .expect("the local Solana chain starts (npm install in tools/)");
     let state = chain.state();
-    let address = |text: &str| text.parse::<Pubkey>().unwrap();
     let rpc = SolanaRpc::new(&state.rpc_url, Duration::from_secs(10));
     let payer = Keypair::try_from_base58_string(&state.payer_keys[0]).unwrap();
-    let parts = PaymentTransaction {
-        fee_payer: address(&state.fee_payer),
-        mint: address(&state.mint),
-        token_program: address(&state.token_program),
-        decimals: state.decimals,
-        pay_to: address(&state.pay_to),
-        amount: 777,
-        recent_blockhash: rpc.latest_blockhash().await.unwrap().blockhash,
-        memo: random_memo(),
-        compute_unit_limit: DEFAULT_COMPUTE_UNIT_LIMIT,
-        compute_unit_price: DEFAULT_COMPUTE_UNIT_PRICE_MICROLAMPORTS,
-    };
+    let parts = common::transfer(state, &rpc, 777, DEFAULT_COMPUTE_UNIT_PRICE_MICROLAMPORTS).await;
     let payload = ExactSvmPayload::of(&build_payment(&payer, &parts).unwrap());
     let requirements = json!({
         "scheme": "exact", "network": state.network, "amount": "777",
@@ -84,7 +73,7 @@ async fn fifty_presentations_at_once_settle_one_transfer() {
         ]
     );
 
-    let pay_to_account = address(&state.pay_to_token_account);
+    let pay_to_account = common::address(&state.pay_to_token_account);
     let before = rpc.token_balance(&pay_to_account).await.unwrap();
     let answers = futures_join(&facilitator, &request, 50).await;
     let successes: Vec<_> = answers.iter().filter(|a| a.success).collect();

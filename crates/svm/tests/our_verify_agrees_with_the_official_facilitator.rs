@@ -9,18 +9,16 @@ use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+mod common;
+
 use serde_json::{Value, json};
 use x402_devnet::{SolanaChain, SolanaChainConfig, SolanaChainState};
 use x402_proto::PaymentRequest;
 use x402_svm::{
-    DEFAULT_COMPUTE_UNIT_LIMIT, DEFAULT_COMPUTE_UNIT_PRICE_MICROLAMPORTS, DecodedPayment,
-    ExactSvmPayload, ExactSvmScheme, FeePayers, Keypair, MAX_COMPUTE_UNIT_PRICE_MICROLAMPORTS,
-    PaymentTransaction, Pubkey, SolanaRpc, VerifyLimits, build_payment, random_memo,
+    DEFAULT_COMPUTE_UNIT_PRICE_MICROLAMPORTS, DecodedPayment, ExactSvmPayload, ExactSvmScheme,
+    FeePayers, Keypair, MAX_COMPUTE_UNIT_PRICE_MICROLAMPORTS, Pubkey, SolanaRpc, VerifyLimits,
+    build_payment,
 };
-
-fn address(text: &str) -> Pubkey {
-    text.parse().unwrap()
-}
 
 fn requirements(state: &SolanaChainState, amount: u64) -> Value {
     json!({
@@ -40,18 +38,7 @@ async fn payload(
     price: u64,
 ) -> Value {
     let payer = Keypair::try_from_base58_string(payer).unwrap();
-    let parts = PaymentTransaction {
-        fee_payer: address(&state.fee_payer),
-        mint: address(&state.mint),
-        token_program: address(&state.token_program),
-        decimals: state.decimals,
-        pay_to: address(&state.pay_to),
-        amount,
-        recent_blockhash: rpc.latest_blockhash().await.unwrap().blockhash,
-        memo: random_memo(),
-        compute_unit_limit: DEFAULT_COMPUTE_UNIT_LIMIT,
-        compute_unit_price: price,
-    };
+    let parts = common::transfer(state, rpc, amount, price).await;
     serde_json::to_value(ExactSvmPayload::of(&build_payment(&payer, &parts).unwrap())).unwrap()
 }
 

@@ -3,15 +3,16 @@
 //! moving exactly the amount; one built on an expired blockhash or spending more than the
 //! payer holds is refused with the simulation's reason code.
 
+mod common;
+
 use std::time::Duration;
 
 use serde_json::{Value, json};
 use x402_devnet::{SolanaChain, SolanaChainConfig, SolanaChainState};
 use x402_proto::{PaymentRequest, v2};
 use x402_svm::{
-    DEFAULT_COMPUTE_UNIT_LIMIT, DEFAULT_COMPUTE_UNIT_PRICE_MICROLAMPORTS, ExactSvmPayload,
-    ExactSvmScheme, FeePayers, Keypair, Landing, PaymentTransaction, Pubkey, SolanaRpc,
-    VerifyLimits, build_payment, random_memo,
+    DEFAULT_COMPUTE_UNIT_PRICE_MICROLAMPORTS, ExactSvmPayload, ExactSvmScheme, FeePayers, Keypair,
+    Landing, SolanaRpc, VerifyLimits, build_payment,
 };
 
 async fn chain() -> SolanaChain {
@@ -33,10 +34,6 @@ fn scheme(state: &SolanaChainState) -> ExactSvmScheme {
     )
 }
 
-fn address(text: &str) -> Pubkey {
-    text.parse().unwrap()
-}
-
 /// Payer `i` pays `amount` through our builder, as a v2 request.
 async fn payment(
     state: &SolanaChainState,
@@ -51,18 +48,8 @@ async fn payment(
     }))
     .unwrap();
     let payer = Keypair::try_from_base58_string(&state.payer_keys[i]).unwrap();
-    let parts = PaymentTransaction {
-        fee_payer: address(&state.fee_payer),
-        mint: address(&state.mint),
-        token_program: address(&state.token_program),
-        decimals: state.decimals,
-        pay_to: address(&state.pay_to),
-        amount,
-        recent_blockhash: rpc.latest_blockhash().await.unwrap().blockhash,
-        memo: random_memo(),
-        compute_unit_limit: DEFAULT_COMPUTE_UNIT_LIMIT,
-        compute_unit_price: DEFAULT_COMPUTE_UNIT_PRICE_MICROLAMPORTS,
-    };
+    let parts =
+        common::transfer(state, rpc, amount, DEFAULT_COMPUTE_UNIT_PRICE_MICROLAMPORTS).await;
     let payload =
         serde_json::to_value(ExactSvmPayload::of(&build_payment(&payer, &parts).unwrap())).unwrap();
     let payload: v2::PaymentPayload = serde_json::from_value(json!({
@@ -91,7 +78,7 @@ async fn a_built_payment_verifies_and_settles_once_cosigned() {
     assert!(verdict.is_valid, "{verdict:?}");
     assert_eq!(verdict.payer.as_deref(), Some(state.payers[0].as_str()));
 
-    let pay_to_account = address(&state.pay_to_token_account);
+    let pay_to_account = common::address(&state.pay_to_token_account);
     let before = rpc.token_balance(&pay_to_account).await.unwrap();
     let verified = scheme.verify(&request).await.unwrap();
     let signed = scheme.cosign(&verified).unwrap();
