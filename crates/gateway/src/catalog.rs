@@ -17,6 +17,8 @@ pub enum BackendKind {
     Documents,
     /// Local text-to-speech (espeak-ng).
     Speech,
+    /// Local speech-to-text (Whisper, candle).
+    Transcribe,
     /// A chat LLM: the service's OpenAI-compatible upstream when configured, else the local
     /// model.
     Chat,
@@ -187,16 +189,16 @@ pub static SERVICES: &[ServiceDef] = &[
         "stt",
         U::Minute,
         "0.005",
-        B::None,
+        B::Transcribe,
     ),
     def(
         "whisper-a100",
         &[],
-        "Speech to text (Whisper large)",
+        "Speech to text (Whisper, A100 class)",
         "stt",
         U::Minute,
         "0.008",
-        B::None,
+        B::Transcribe,
     ),
     def(
         "diarize-l4",

@@ -81,6 +81,10 @@ pub struct GatewayConfig {
     /// Input limits.
     #[serde(default)]
     pub limits: GatewayLimits,
+    /// Inputs given by URL (`audio_url`, `image_url`): which hosts `http` URLs may name, and
+    /// size and time limits. By default only `data:` URLs are accepted.
+    #[serde(default)]
+    pub inputs: crate::backend::fetch_input::InputsConfig,
     /// Per-service prices, upstreams and switches, keyed by catalog key.
     #[serde(default)]
     pub services: BTreeMap<String, ServiceConfig>,
@@ -335,6 +339,10 @@ pub struct GatewayLimits {
     pub job_attempts: u32,
     /// Longest wait for an LLM upstream (default 120 000 ms).
     pub upstream_timeout_ms: u64,
+    /// Longest audio transcribed in one request, in seconds (default 3600).
+    pub max_audio_seconds: u64,
+    /// Audio at least this long (seconds) is transcribed as a job (default 120).
+    pub job_over_audio_seconds: u64,
 }
 
 impl Default for GatewayLimits {
@@ -347,6 +355,8 @@ impl Default for GatewayLimits {
             job_ttl_seconds: 3600,
             job_attempts: 3,
             upstream_timeout_ms: 120_000,
+            max_audio_seconds: 3600,
+            job_over_audio_seconds: 120,
         }
     }
 }
@@ -408,6 +418,7 @@ impl GatewayConfig {
             facilitator: None,
             payment,
             limits: GatewayLimits::default(),
+            inputs: Default::default(),
             services: BTreeMap::new(),
             batch_settlement: None,
             operator_token: None,
@@ -537,6 +548,10 @@ impl GatewayConfig {
                 "max_body_bytes and max_batch must be positive",
             ));
         }
+        if self.limits.max_audio_seconds == 0 {
+            return Err(invalid("limits.max_audio_seconds", "must be positive"));
+        }
+        crate::backend::fetch_input::InputFetcher::new(&self.inputs)?;
         if let Some(batch) = &self.batch_settlement {
             batch.check()?;
         }

@@ -10,8 +10,10 @@ use x402_proto::Price;
 
 use crate::backend::chat::{ChatBackend, Upstream};
 use crate::backend::embed::{self, MiniLm};
+use crate::backend::fetch_input::InputFetcher;
 use crate::backend::local_llm::{self, LoadState, LocalLlm};
 use crate::backend::speech::Espeak;
+use crate::backend::whisper::{self, SpeechToText};
 use crate::catalog::{BackendKind, SERVICES, ServiceDef};
 use crate::config::{ConfigError, GatewayConfig};
 
@@ -24,6 +26,10 @@ pub struct Backends {
     pub speech: Result<Espeak, String>,
     /// The local chat LLM, for LLM services without an upstream (loading in the background).
     pub chat: Result<LocalLlm, String>,
+    /// Whisper, for speech to text (loading in the background).
+    pub transcribe: Result<SpeechToText, String>,
+    /// Fetches inputs given by URL, as `[inputs]` allows.
+    pub inputs: InputFetcher,
 }
 
 impl Backends {
@@ -51,10 +57,25 @@ impl Backends {
         if let Err(why) = &chat {
             tracing::warn!(%why, "LLM services without an upstream are unavailable");
         }
+        let transcribe = SpeechToText::start(
+            &config.models_dir.join(whisper::TINY_EN_DIR),
+            whisper::TINY_EN_NAME,
+            true,
+        );
+        if let Err(why) = &transcribe {
+            tracing::warn!(%why, "speech to text is unavailable");
+        }
+        // Checked when the configuration was: a bad entry never gets here.
+        let inputs = InputFetcher::new(&config.inputs).unwrap_or_else(|e| {
+            tracing::error!(%e, "[inputs] is invalid; only data: URLs are accepted");
+            InputFetcher::new(&Default::default()).expect("the default [inputs] is valid")
+        });
         Self {
             embeddings,
             speech,
             chat,
+            transcribe,
+            inputs,
         }
     }
 }
@@ -80,6 +101,7 @@ impl Offered {
             BackendKind::Rerank => Some(format!("{} (bi-encoder)", embed::MODEL_NAME)),
             BackendKind::Documents => Some("pdf-extract + lopdf, docx-rs, html2text".to_owned()),
             BackendKind::Speech => Some("espeak-ng".to_owned()),
+            BackendKind::Transcribe => Some(whisper::TINY_EN_NAME.to_owned()),
             BackendKind::Chat => self.chat.as_ref().map(|c| c.model().to_owned()),
             BackendKind::None => None,
         }
@@ -90,6 +112,8 @@ impl Offered {
 #[derive(Debug, Clone)]
 pub struct Registry {
     services: BTreeMap<&'static str, Offered>,
+    /// Whisper, whose loading the catalog reports.
+    transcribe: Option<SpeechToText>,
 }
 
 impl Registry {
@@ -148,6 +172,11 @@ impl Registry {
                     BackendKind::Speech => {
                         backends.speech.as_ref().map(|_| ()).map_err(Clone::clone)
                     }
+                    BackendKind::Transcribe => backends
+                        .transcribe
+                        .as_ref()
+                        .map(|_| ())
+                        .map_err(Clone::clone),
                     BackendKind::Documents => Ok(()),
                     BackendKind::Chat if upstream.is_some() => Ok(()),
                     BackendKind::Chat => backends.chat.as_ref().map(|_| ()).map_err(|why| {
@@ -177,7 +206,10 @@ impl Registry {
                 },
             );
         }
-        Ok(Self { services })
+        Ok(Self {
+            services,
+            transcribe: backends.transcribe.clone().ok(),
+        })
     }
 
     /// The service `key` names (by key or alias).
@@ -206,7 +238,7 @@ impl Registry {
             services: SERVICES
                 .iter()
                 .filter_map(|def| self.services.get(def.key))
-                .map(|o| catalog_entry(o, decimals))
+                .map(|o| catalog_entry(o, self.transcribe.as_ref(), decimals))
                 .collect(),
             jobs: None,
             payment_methods: Vec::new(),
@@ -214,7 +246,11 @@ impl Registry {
     }
 }
 
-fn catalog_entry(offered: &Offered, decimals: u8) -> CatalogEntry {
+fn catalog_entry(
+    offered: &Offered,
+    transcribe: Option<&SpeechToText>,
+    decimals: u8,
+) -> CatalogEntry {
     let def = offered.def;
     // The local LLM loads in the background: said while it does, and if it fails.
     let (mut available, mut loading) = (offered.available.clone(), false);
@@ -224,6 +260,13 @@ fn catalog_entry(offered: &Offered, decimals: u8) -> CatalogEntry {
             LoadState::Failed(why) => {
                 available = Err(format!("the local LLM cannot be loaded: {why}"));
             }
+            LoadState::Ready { .. } => {}
+        }
+    }
+    if let (Ok(()), BackendKind::Transcribe, Some(stt)) = (&available, def.backend, transcribe) {
+        match stt.state() {
+            LoadState::Loading => loading = true,
+            LoadState::Failed(why) => available = Err(format!("Whisper cannot be loaded: {why}")),
             LoadState::Ready { .. } => {}
         }
     }

@@ -13,6 +13,7 @@ use crate::backend::documents::ParseJob;
 use crate::backend::embed::{DIMENSIONS, EmbedJob, Embeddings, MODEL_NAME, RerankJob};
 use crate::backend::input::bad;
 use crate::backend::speech::SpeakJob;
+use crate::backend::whisper::TranscribeJob;
 use crate::catalog::BackendKind;
 use crate::config::GatewayLimits;
 use crate::services::{Backends, Offered};
@@ -30,6 +31,8 @@ pub enum Task {
     Speak(SpeakJob),
     /// A chat completion.
     Chat(ChatJob),
+    /// Transcribe audio.
+    Transcribe(TranscribeJob),
 }
 
 /// A checked request: the service, the work, how many units it is billed for.
@@ -85,6 +88,13 @@ pub fn prepare(
             let job = SpeakJob::prepare(input, limits)?;
             let chars = job.characters();
             (Task::Speak(job), chars, chars >= 20_000)
+        }
+        BackendKind::Transcribe => {
+            let job =
+                TranscribeJob::prepare(input, &backends.transcribe, &backends.inputs, limits)?;
+            let seconds = job.seconds();
+            let big = seconds >= limits.job_over_audio_seconds;
+            (Task::Transcribe(job), seconds, big)
         }
         BackendKind::Chat => {
             let backend = offered
@@ -189,6 +199,17 @@ pub async fn run(task: Arc<Task>, backends: &Backends) -> Result<Output, Backend
         Task::Speak(job) => {
             let espeak = backends.speech.clone().map_err(BackendError::Unavailable)?;
             job.run(&espeak).await.map(Output::Json)
+        }
+        Task::Transcribe(_) => {
+            let task = task.clone();
+            blocking(
+                "transcription",
+                Box::new(move || match &*task {
+                    Task::Transcribe(job) => job.run().map(Output::Json),
+                    _ => unreachable!("matched above"),
+                }),
+            )
+            .await
         }
         Task::Chat(job) => match job.run().await? {
             ChatAnswer::Complete(body) => Ok(Output::Chat(body)),

@@ -4,9 +4,11 @@ pub mod chat;
 pub mod chat_stream;
 pub mod documents;
 pub mod embed;
+pub mod fetch_input;
 pub mod input;
 pub mod local_llm;
 pub mod speech;
+pub mod whisper;
 
 /// Why a backend could not produce a result.
 #[derive(Debug, Clone, thiserror::Error)]

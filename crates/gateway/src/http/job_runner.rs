@@ -81,6 +81,18 @@ pub(super) async fn work(state: &AppState, id: &str, prepared: &Prepared) {
             ));
         }
         tracing::info!(job = id, service = prepared.service, attempt, "running job");
+        if let task::Task::Transcribe(job) = prepared.task.as_ref() {
+            let (jobs, id) = (state.jobs.clone(), id.to_owned());
+            jobs.set_progress(&id, "transcribing", 1);
+            job.report_progress(Box::new(move |done, total| {
+                let percent = (done * 100 / total.max(1)).min(99) as u8;
+                jobs.set_progress(
+                    &id,
+                    &format!("transcribed {done} of {total} 30-second windows"),
+                    percent,
+                );
+            }));
+        }
         let error = match task::run(prepared.task.clone(), &state.backends).await {
             Ok(output) => match output.gpu_bridge() {
                 Ok(output) => break JobOutcome::Completed(output),
@@ -97,6 +109,7 @@ pub(super) async fn work(state: &AppState, id: &str, prepared: &Prepared) {
         }
         tokio::time::sleep(Duration::from_millis(500) * attempt).await;
     };
+    state.jobs.clear_progress(id);
     if let Err(error) = store.finish(id, &outcome).await {
         tracing::error!(%error, job = id, "could not record a finished job; it runs again at the next start");
     }

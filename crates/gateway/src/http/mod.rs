@@ -286,7 +286,12 @@ async fn models(State(state): State<Arc<AppState>>) -> Json<Value> {
 
 /// The local LLM in `/health`: `ok`, and `loading` while it is read (requests then wait).
 fn local_llm_health(chat: &Result<LocalLlm, String>) -> Value {
-    match chat.as_ref().map(|llm| (llm.name(), llm.state())) {
+    model_health(chat.as_ref().map(|llm| (llm.name(), llm.state())))
+}
+
+/// A model loaded in the background, in `/health`: `ok`, and `loading` while it is read.
+fn model_health(model: Result<(&str, LoadState), &String>) -> Value {
+    match model {
         Ok((model, LoadState::Ready { load_ms })) => {
             json!({"ok": true, "model": model, "loading": false, "load_ms": load_ms})
         }
@@ -308,6 +313,13 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
             "embeddings": status(state.backends.embeddings.as_ref().map(|_| ())),
             "speech": status(state.backends.speech.as_ref().map(|_| ())),
             "llm": local_llm_health(&state.backends.chat),
+            "stt": model_health(
+                state
+                    .backends
+                    .transcribe
+                    .as_ref()
+                    .map(|stt| (stt.name(), stt.state())),
+            ),
         },
     });
     // Without its database a replica can serve nothing paid (nor report jobs): unhealthy, so

@@ -229,6 +229,8 @@ pub struct Jobs {
     store: Arc<dyn JobStore>,
     ttl: Duration,
     attempts: u32,
+    /// Progress of the jobs running in this process that report it: phase and percent.
+    progress: Arc<std::sync::Mutex<std::collections::HashMap<String, (String, u8)>>>,
 }
 
 /// The policy for paid jobs, as `/catalog` states it.
@@ -252,6 +254,7 @@ impl Jobs {
             store,
             ttl,
             attempts: attempts.max(1),
+            progress: Default::default(),
         }
     }
 
@@ -285,7 +288,31 @@ impl Jobs {
 
     /// `GET /status/{id}`; `None` for an unknown (or purged) id.
     pub async fn view(&self, id: &str) -> Result<Option<JobView>, JobStoreError> {
-        Ok(self.store.get(id).await?.map(|record| view(&record)))
+        let Some(record) = self.store.get(id).await? else {
+            return Ok(None);
+        };
+        let mut view = view(&record);
+        if record.state == JobState::Running {
+            let progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some((phase, percent)) = progress.get(id) {
+                view.progress.phase.clone_from(phase);
+                view.progress.percent_estimate = *percent;
+            }
+        }
+        Ok(Some(view))
+    }
+
+    /// Records how far job `id` (running here) has got: `phase` and `percent` (0 to 99),
+    /// which `/status` reports while it runs.
+    pub fn set_progress(&self, id: &str, phase: &str, percent: u8) {
+        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        progress.insert(id.to_owned(), (phase.to_owned(), percent.min(99)));
+    }
+
+    /// Forgets job `id`'s progress (it finished).
+    pub fn clear_progress(&self, id: &str) {
+        let mut progress = self.progress.lock().unwrap_or_else(|e| e.into_inner());
+        progress.remove(id);
     }
 }
 

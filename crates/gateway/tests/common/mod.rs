@@ -3,6 +3,8 @@
 //! `models/`.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod speech;
+
 use std::path::PathBuf;
 
 use alloy::primitives::{Address, U256};
