@@ -99,7 +99,7 @@ fn run_until(signal: &str) {
     let catalog = http_get(state["gateway_url"].as_str().unwrap(), "/catalog");
     assert!(catalog.contains(r#""key":"embed-l4""#), "{catalog}");
     // Five local services, and the five LLM services answered by the local model.
-    assert!(catalog.contains(r#""active_endpoints":10"#), "{catalog}");
+    assert!(catalog.contains(r#""active_endpoints":12"#), "{catalog}");
     assert!(
         catalog.contains(r#""models":["SmolLM2-135M-Instruct"]"#),
         "{catalog}"

@@ -21,6 +21,9 @@ async fn a_flac_recording_in_a_data_url_is_transcribed() {
     );
 
     let url = format!("data:audio/flac;base64,{}", b64(&flac));
+    let request = json!({"service": "whisper-a100", "input": {"audio_url": &url}});
+    let quote = stack.post_json("/run", &request).await;
+    assert_eq!(quote.status(), 402, "{}", quote.text().await.unwrap());
     let (response, _) = stack
         .pay_run(
             "whisper-a100",

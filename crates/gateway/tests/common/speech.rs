@@ -4,7 +4,7 @@
 use base64::Engine;
 
 /// The sentence the tests speak and read back.
-pub const SENTENCE: &str = "The quick brown fox jumps over the lazy dog near the river bank.";
+pub const SENTENCE: &str = "Hello from the gateway. This is an offline text to speech test. Please send the payment today.";
 
 /// `text` spoken by espeak-ng (a Debian package, scripts/install-system-deps.sh): a WAV file,
 /// 22 050 Hz 16-bit mono.
@@ -62,6 +62,16 @@ pub fn wav_of(samples: &[i16], rate: u32) -> Vec<u8> {
         out.extend_from_slice(&s.to_le_bytes());
     }
     out
+}
+
+/// A WAV file at half the sample rate (pairs of samples averaged): smaller, still speech.
+pub fn half_rate(wav: &[u8]) -> Vec<u8> {
+    let (samples, rate) = wav_samples(wav);
+    let halved: Vec<i16> = samples
+        .chunks(2)
+        .map(|pair| (pair.iter().map(|s| i32::from(*s)).sum::<i32>() / pair.len() as i32) as i16)
+        .collect();
+    wav_of(&halved, rate / 2)
 }
 
 /// `seconds` of silence as a 16 kHz WAV.

@@ -110,8 +110,8 @@ pub fn decode(bytes: &[u8], max_seconds: u64) -> Result<Audio, AudioError> {
         }
         let decoded = match decoder.decode(&packet) {
             Ok(decoded) => decoded,
-            // A damaged packet: skip it, as players do.
-            Err(SymphoniaError::DecodeError(_)) => continue,
+            // A damaged or cut packet: skip it, as players do.
+            Err(SymphoniaError::DecodeError(_) | SymphoniaError::IoError(_)) => continue,
             Err(e) => return Err(AudioError::Format(e.to_string())),
         };
         let spec = *decoded.spec();
@@ -272,6 +272,25 @@ mod tests {
         assert!((audio.seconds() - 2.0).abs() < 0.01, "{}", audio.seconds());
         let peak = audio.samples.iter().fold(0f32, |m, s| m.max(s.abs()));
         assert!((peak - 10_000.0 / 32_768.0).abs() < 0.02, "{peak}");
+    }
+
+    #[test]
+    fn flac_decodes_to_the_same_samples() {
+        use flacenc::component::BitRepr;
+        use flacenc::error::Verify;
+        let tone: Vec<i32> = (0..16_000)
+            .map(|i| ((f64::from(i) * 0.1).sin() * 8_000.0) as i32)
+            .collect();
+        let config = flacenc::config::Encoder::default().into_verified().unwrap();
+        let source = flacenc::source::MemSource::from_samples(&tone, 1, 16, 16_000);
+        let stream =
+            flacenc::encode_with_fixed_block_size(&config, source, config.block_size).unwrap();
+        let mut sink = flacenc::bitsink::ByteSink::new();
+        stream.write(&mut sink).unwrap();
+        let audio = decode(sink.as_slice(), 60).unwrap();
+        assert_eq!(audio.format, "flac");
+        assert_eq!(audio.samples.len(), 16_000);
+        assert!((audio.samples[100] - tone[100] as f32 / 32_768.0).abs() < 1e-3);
     }
 
     #[test]

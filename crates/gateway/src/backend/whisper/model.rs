@@ -61,6 +61,10 @@ pub struct WhisperModel {
     suppress_begin: Vec<u32>,
     /// Language tokens (multilingual models), with their codes.
     languages: Vec<(u32, String)>,
+    /// Whether the model transcribes many languages (its vocabulary has the language
+    /// tokens' slots: 51 865 tokens or more, as OpenAI tells them apart); `.en` models' files
+    /// list language tokens too, which they were not trained to follow.
+    multilingual: bool,
 }
 
 impl std::fmt::Debug for WhisperModel {
@@ -111,6 +115,7 @@ impl WhisperModel {
                 Some((id, code))
             })
             .collect();
+        let multilingual = loaded.config.vocab_size >= 51_865 && tokens.transcribe.is_some();
         let filters = mel_filters(SAMPLE_RATE, w::N_FFT, loaded.config.num_mel_bins);
         let vb = VarBuilder::from_tensors(loaded.tensors, w::DTYPE, &Device::Cpu);
         let model = Whisper::load(&vb, loaded.config).map_err(candle)?;
@@ -122,12 +127,13 @@ impl WhisperModel {
             suppress: config.suppress_ids,
             suppress_begin: config.suppress_ids_begin,
             languages,
+            multilingual,
         })
     }
 
     /// Whether the model transcribes many languages (else English only).
     pub fn multilingual(&self) -> bool {
-        !self.languages.is_empty() && self.tokens.transcribe.is_some()
+        self.multilingual
     }
 
     /// Whether `code` (`en`, `de`, …) is a language the model knows.
