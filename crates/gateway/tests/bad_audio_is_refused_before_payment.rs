@@ -25,7 +25,7 @@ async fn bad_audio_is_a_400_and_no_payment_is_taken() {
         ),
         (
             json!({"audio_base64": b64(png)}),
-            "WAV (PCM), FLAC, Ogg Vorbis or MP3",
+            "WAV (PCM or ADPCM), FLAC, Ogg Vorbis or MP3",
         ),
         (json!({"audio_base64": ""}), "empty"),
         (json!({"audio_url": "data:audio/wav;base64,"}), "empty"),

@@ -6,16 +6,17 @@ mod common;
 
 use alloy::primitives::U256;
 use common::Stack;
-use common::speech::{b64, espeak_wav, half_rate, word_recall};
+use common::speech::{adpcm_of, b64, espeak_wav, word_recall};
 use serde_json::json;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_official_fetch_client_pays_for_a_transcription() {
     let stack = Stack::start("").await;
     let before = stack.pay_to_balance().await;
-    // Short, at 11 kHz: the client takes the body in an environment variable (< 128 KiB).
+    // Short and compressed (IMA ADPCM): the client takes the body in an environment variable
+    // (< 128 KiB).
     let sentence = "This is an offline text to speech test.";
-    let audio = half_rate(&espeak_wav(sentence));
+    let audio = adpcm_of(&espeak_wav(sentence));
     let body = json!({"service": "whisper-l4", "input": {"audio_base64": b64(&audio)}});
     let quote = stack.post_json("/run", &body).await;
     assert_eq!(quote.status(), 402);

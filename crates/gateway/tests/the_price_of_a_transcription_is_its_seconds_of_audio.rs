@@ -6,7 +6,7 @@ mod common;
 
 use alloy::primitives::U256;
 use common::Stack;
-use common::speech::{b64, flac_of, silence_wav};
+use common::speech::{adpcm_of, b64, silence_wav};
 use serde_json::{Value, json};
 
 async fn quoted(stack: &Stack, input: Value) -> U256 {
@@ -30,8 +30,8 @@ async fn the_402_asks_for_the_seconds_of_audio_sent() {
     assert_eq!(three, U256::from(250));
     let thirty = quoted(&stack, json!({"audio_base64": b64(&silence_wav(30))})).await;
     assert_eq!(thirty, U256::from(2500));
-    // The same 30 s as FLAC in a data: URL costs the same.
-    let url = format!("data:audio/flac;base64,{}", b64(&flac_of(&silence_wav(30))));
+    // The same 30 s compressed (IMA ADPCM) in a data: URL costs the same.
+    let url = format!("data:audio/wav;base64,{}", b64(&adpcm_of(&silence_wav(30))));
     assert_eq!(quoted(&stack, json!({"audio_url": url})).await, thirty);
 
     let catalog = stack.get_json("/catalog").await;

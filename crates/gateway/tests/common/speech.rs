@@ -1,5 +1,5 @@
 //! Speech for the speech-to-text tests: a known sentence spoken by espeak-ng (WAV), the same
-//! audio compressed (FLAC), and how many of its words a transcript gives back.
+//! audio compressed (IMA ADPCM), and how many of its words a transcript gives back.
 
 use base64::Engine;
 
@@ -64,36 +64,85 @@ pub fn wav_of(samples: &[i16], rate: u32) -> Vec<u8> {
     out
 }
 
-/// A WAV file at half the sample rate (pairs of samples averaged): smaller, still speech.
-pub fn half_rate(wav: &[u8]) -> Vec<u8> {
-    let (samples, rate) = wav_samples(wav);
-    let halved: Vec<i16> = samples
-        .chunks(2)
-        .map(|pair| (pair.iter().map(|s| i32::from(*s)).sum::<i32>() / pair.len() as i32) as i16)
-        .collect();
-    wav_of(&halved, rate / 2)
-}
-
 /// `seconds` of silence as a 16 kHz WAV.
 pub fn silence_wav(seconds: u32) -> Vec<u8> {
     wav_of(&vec![0; 16_000 * seconds as usize], 16_000)
 }
 
-/// A PCM WAV file compressed to FLAC (a real encoder: LPC, Rice coding).
-pub fn flac_of(wav: &[u8]) -> Vec<u8> {
-    use flacenc::component::BitRepr;
-    use flacenc::error::Verify;
-    let (samples, rate) = wav_samples(wav);
-    let samples: Vec<i32> = samples.into_iter().map(i32::from).collect();
-    let config = flacenc::config::Encoder::default()
-        .into_verified()
-        .expect("the default FLAC config is valid");
-    let source = flacenc::source::MemSource::from_samples(&samples, 1, 16, rate as usize);
-    let stream = flacenc::encode_with_fixed_block_size(&config, source, config.block_size)
-        .expect("FLAC encodes");
-    let mut sink = flacenc::bitsink::ByteSink::new();
-    stream.write(&mut sink).expect("FLAC writes");
-    sink.as_slice().to_vec()
+/// A PCM WAV file compressed 4:1 to IMA ADPCM in WAV (format 0x11, blocks of 1024 bytes),
+/// the codec of many voice recorders and phone systems.
+pub fn adpcm_of(wav: &[u8]) -> Vec<u8> {
+    const INDEX: [i32; 16] = [-1, -1, -1, -1, 2, 4, 6, 8, -1, -1, -1, -1, 2, 4, 6, 8];
+    const STEP: [i32; 89] = [
+        7, 8, 9, 10, 11, 12, 13, 14, 16, 17, 19, 21, 23, 25, 28, 31, 34, 37, 41, 45, 50, 55, 60,
+        66, 73, 80, 88, 97, 107, 118, 130, 143, 157, 173, 190, 209, 230, 253, 279, 307, 337, 371,
+        408, 449, 494, 544, 598, 658, 724, 796, 876, 963, 1060, 1166, 1282, 1411, 1552, 1707, 1878,
+        2066, 2272, 2499, 2749, 3024, 3327, 3660, 4026, 4428, 4871, 5358, 5894, 6484, 7132, 7845,
+        8630, 9493, 10442, 11487, 12635, 13899, 15289, 16818, 18500, 20350, 22385, 24623, 27086,
+        29794, 32767,
+    ];
+    const BLOCK: usize = 1024;
+    const PER_BLOCK: usize = (BLOCK - 4) * 2 + 1;
+    let (mut samples, rate) = wav_samples(wav);
+    let frames = samples.len();
+    samples.resize(frames.div_ceil(PER_BLOCK) * PER_BLOCK, 0);
+    let mut data = Vec::new();
+    let mut index = 0i32;
+    for block in samples.chunks(PER_BLOCK) {
+        let mut predictor = i32::from(block[0]);
+        data.extend_from_slice(&block[0].to_le_bytes());
+        data.extend_from_slice(&[index as u8, 0]);
+        let mut nibbles = block[1..].iter().map(|&sample| {
+            let mut step = STEP[index as usize];
+            let mut diff = i32::from(sample) - predictor;
+            let mut nibble = 0u8;
+            if diff < 0 {
+                nibble = 8;
+                diff = -diff;
+            }
+            let mut delta = step >> 3;
+            for bit in [4u8, 2, 1] {
+                if diff >= step {
+                    nibble |= bit;
+                    diff -= step;
+                    delta += step;
+                }
+                step >>= 1;
+            }
+            predictor = if nibble & 8 != 0 {
+                predictor - delta
+            } else {
+                predictor + delta
+            }
+            .clamp(-32768, 32767);
+            index = (index + INDEX[nibble as usize]).clamp(0, 88);
+            nibble
+        });
+        while let (Some(low), Some(high)) = (nibbles.next(), nibbles.next()) {
+            data.push(low | (high << 4));
+        }
+    }
+    let mut out = Vec::new();
+    let riff = 4 + (8 + 20) + (8 + 4) + (8 + data.len());
+    out.extend_from_slice(b"RIFF");
+    out.extend_from_slice(&(riff as u32).to_le_bytes());
+    out.extend_from_slice(b"WAVEfmt ");
+    out.extend_from_slice(&20u32.to_le_bytes());
+    out.extend_from_slice(&0x11u16.to_le_bytes());
+    out.extend_from_slice(&1u16.to_le_bytes());
+    out.extend_from_slice(&rate.to_le_bytes());
+    out.extend_from_slice(&((rate as usize * BLOCK / PER_BLOCK) as u32).to_le_bytes());
+    out.extend_from_slice(&(BLOCK as u16).to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&(PER_BLOCK as u16).to_le_bytes());
+    out.extend_from_slice(b"fact");
+    out.extend_from_slice(&4u32.to_le_bytes());
+    out.extend_from_slice(&(frames as u32).to_le_bytes());
+    out.extend_from_slice(b"data");
+    out.extend_from_slice(&(data.len() as u32).to_le_bytes());
+    out.extend_from_slice(&data);
+    out
 }
 
 /// `bytes` in base64.
