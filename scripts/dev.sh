@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The main job: installs what is missing (npm tools, espeak-ng, the MiniLM and SmolLM2 models), builds and
+# The main job: installs what is missing (npm tools, espeak-ng, the MiniLM, SmolLM2 and Whisper tiny.en models), builds and
 # installs the `x402` binary (cargo install, into ~/.cargo/bin), and runs the local stack until Ctrl-C: a chain that looks like Base (USDC at its real
 # address), our facilitator, and the pay-per-call inference gateway. State: .x402/dev/dev.json.
 set -euo pipefail

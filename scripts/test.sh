@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Runs every test: installs what the tests use first (the npm tools: anvil, LiteSVM, solc,
-# official SDKs; espeak-ng; the MiniLM model), then the contract tests, the local Solana chain's
+# official SDKs; espeak-ng; the MiniLM, SmolLM2 and Whisper tiny.en models), then the contract tests, the local Solana chain's
 # tests and the Rust workspace tests (unit, integration on a real anvil chain with real models,
 # doc tests).
 set -euo pipefail

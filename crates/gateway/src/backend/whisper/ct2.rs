@@ -168,10 +168,9 @@ pub fn load(bytes: &[u8], suppress_tokens: Vec<u32>) -> Result<Ct2Whisper, Ct2Er
     let conv1 = get("encoder/conv1/weight")?;
     let num_mel_bins = conv1.dims3()?.1;
     let positions = |name: &str| -> Result<usize, Ct2Error> {
-        Ok(vars
-            .get(name)
+        vars.get(name)
             .and_then(|v| v.dims.first().copied())
-            .ok_or_else(|| Ct2Error::Missing(name.to_owned()))?)
+            .ok_or_else(|| Ct2Error::Missing(name.to_owned()))
     };
     let config = Config {
         num_mel_bins,
