@@ -30,9 +30,14 @@ async fn the_402_asks_for_the_seconds_of_audio_sent() {
     assert_eq!(three, U256::from(250));
     let thirty = quoted(&stack, json!({"audio_base64": b64(&silence_wav(30))})).await;
     assert_eq!(thirty, U256::from(2500));
-    // The same 30 s compressed (IMA ADPCM) in a data: URL costs the same.
+    // The same 30 s compressed (IMA ADPCM) in a data: URL costs the same, up to the padding
+    // of its last 2041-frame block (< 0.13 s) when a file declares no frame count.
     let url = format!("data:audio/wav;base64,{}", b64(&adpcm_of(&silence_wav(30))));
-    assert_eq!(quoted(&stack, json!({"audio_url": url})).await, thirty);
+    let compressed = quoted(&stack, json!({"audio_url": url})).await;
+    assert!(
+        compressed >= thirty && compressed <= U256::from(2584),
+        "{compressed}"
+    );
 
     let catalog = stack.get_json("/catalog").await;
     let whisper = catalog["services"]

@@ -92,7 +92,10 @@ pub fn decode(bytes: &[u8], max_seconds: u64) -> Result<Audio, AudioError> {
     let track_id = track.id;
     // Frames the file says it holds (a WAV's fact chunk, FLAC's stream info): block codecs pad
     // their last block, which is not audio.
-    let declared_frames = track.codec_params.n_frames;
+    let declared_frames = match (track.codec_params.n_frames, wav_fact_frames(bytes)) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    };
     let format = format_name(track.codec_params.codec);
     let mut decoder = symphonia::default::get_codecs()
         .make(&track.codec_params, &DecoderOptions::default())
@@ -149,6 +152,27 @@ pub fn decode(bytes: &[u8], max_seconds: u64) -> Result<Audio, AudioError> {
         format,
         source_rate: rate,
     })
+}
+
+/// The frame count a WAV file's `fact` chunk declares (compressed WAVs carry one).
+fn wav_fact_frames(bytes: &[u8]) -> Option<u64> {
+    if bytes.len() < 12 || &bytes[0..4] != b"RIFF" || &bytes[8..12] != b"WAVE" {
+        return None;
+    }
+    let mut at = 12usize;
+    while at.checked_add(8)? <= bytes.len() {
+        let size = u32::from_le_bytes(bytes[at + 4..at + 8].try_into().ok()?) as usize;
+        if &bytes[at..at + 4] == b"fact" && size >= 4 && at + 12 <= bytes.len() {
+            return Some(u64::from(u32::from_le_bytes(
+                bytes[at + 8..at + 12].try_into().ok()?,
+            )));
+        }
+        if &bytes[at..at + 4] == b"data" {
+            return None;
+        }
+        at = at.checked_add(8 + size + (size & 1))?;
+    }
+    None
 }
 
 /// Resamples `samples` from `from` Hz to `to` Hz with a windowed-sinc filter (low-passed
