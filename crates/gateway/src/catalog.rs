@@ -17,6 +17,12 @@ pub enum BackendKind {
     Documents,
     /// Local text-to-speech (espeak-ng).
     Speech,
+    /// Local natural text-to-speech (a Piper voice, ONNX).
+    NeuralSpeech,
+    /// Local OCR (tesseract).
+    Ocr,
+    /// Local image safety (open_nsfw, ONNX).
+    ImageSafety,
     /// A chat LLM: the service's OpenAI-compatible upstream when configured, else the local
     /// model.
     Chat,
@@ -165,11 +171,11 @@ pub static SERVICES: &[ServiceDef] = &[
     def(
         "tts-l4",
         &[],
-        "Text to speech, neural (40+ voices)",
+        "Text to speech, neural (Piper en_US-joe-medium, WAV)",
         "tts",
         U::Chars1k,
         "0.005",
-        B::None,
+        B::NeuralSpeech,
     ),
     def(
         "bark-4090",
@@ -265,11 +271,11 @@ pub static SERVICES: &[ServiceDef] = &[
     def(
         "ocr-l4",
         &["ocr"],
-        "Optical character recognition",
+        "Optical character recognition (tesseract; PNG, JPEG, PDF pages)",
         "vision",
-        U::Image,
+        U::Page,
         "0.002",
-        B::None,
+        B::Ocr,
     ),
     def(
         "rembg-l4",
@@ -292,11 +298,11 @@ pub static SERVICES: &[ServiceDef] = &[
     def(
         "nsfw-detect",
         &[],
-        "NSFW detection",
+        "NSFW detection (Yahoo open_nsfw)",
         "vision",
         U::Image,
         "0.001",
-        B::None,
+        B::ImageSafety,
     ),
     // Audio and video.
     def(

@@ -4,8 +4,14 @@ pub mod chat;
 pub mod chat_stream;
 pub mod documents;
 pub mod embed;
+pub mod image_input;
 pub mod input;
+pub mod loading;
 pub mod local_llm;
+pub mod nsfw;
+pub mod ocr;
+pub mod onnx;
+pub mod piper;
 pub mod speech;
 
 /// Why a backend could not produce a result.
