@@ -179,6 +179,6 @@ async fn the_official_fetch_client_pays_for_ocr_image_safety_and_natural_speech(
         output["duration_seconds"].as_f64().unwrap() > 1.5,
         "{output}"
     );
-    // 38 × 0.005 / 1000 USD = 0.19 micro-USDC, rounded up to 1.
-    assert_eq!(stack.pay_to_balance().await - after_nsfw, U256::from(1));
+    // 38 characters at $0.005 per 1K = $0.00019 = 190 micro-USDC.
+    assert_eq!(stack.pay_to_balance().await - after_nsfw, U256::from(190));
 }
