@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what is missing of everything the tests and the local stack use besides crates: the
-# npm tools (anvil, solc, the official SDKs, Permit2's creation code), espeak-ng and the MiniLM
-# model. Each step skips what is already there.
+# npm tools (anvil, solc, the official SDKs, Permit2's creation code), the Debian packages
+# (espeak-ng, tesseract, poppler-utils, chromium) and the models (MiniLM, SmolLM2, ONNX Runtime,
+# open_nsfw, the Piper voice). Each step skips what is already there.
 set -euo pipefail
 here="$(dirname "$0")"
 "$here/install-tools.sh"

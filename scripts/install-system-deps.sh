@@ -1,12 +1,16 @@
 #!/usr/bin/env bash
 # Installs the Debian packages the tests and the gateway need, only those that are missing:
-#   espeak-ng   text-to-speech backend
+#   espeak-ng   text-to-speech backend (and the phonemiser of the Piper voice)
+#   tesseract-ocr, tesseract-ocr-eng
+#               OCR backend (ocr-l4) and its English language data
+#   poppler-utils
+#               pdftoppm, which renders PDF pages for OCR
 #   chromium    headless browser for the dashboard and spending-report tests (driven by
 #               playwright-core from tools/)
 # Runs apt-get update only when something must be installed; uses sudo when not root.
 set -euo pipefail
 
-packages=(espeak-ng chromium)
+packages=(espeak-ng tesseract-ocr tesseract-ocr-eng poppler-utils chromium)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -32,7 +36,7 @@ if [ "$(id -u)" -ne 0 ]; then
   fi
 fi
 
-echo "installing Debian packages: ${missing[*]} (espeak-ng: text-to-speech backend; chromium: browser tests)" >&2
+echo "installing Debian packages: ${missing[*]} (espeak-ng: text-to-speech; tesseract-ocr, poppler-utils: OCR; chromium: browser tests)" >&2
 "${sudo[@]}" apt-get update -qq >&2
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
   apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends "${missing[@]}" >&2

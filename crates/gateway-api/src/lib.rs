@@ -32,6 +32,8 @@ pub enum Unit {
     Second,
     /// Per image.
     Image,
+    /// Per page (an image is one page; a PDF is as many as it has).
+    Page,
 }
 
 impl Unit {
@@ -54,6 +56,7 @@ impl Unit {
             Self::Query => "queries",
             Self::Minute | Self::Second => "seconds",
             Self::Image => "images",
+            Self::Page => "pages",
         }
     }
 
@@ -68,6 +71,7 @@ impl Unit {
             Self::Minute => "per minute",
             Self::Second => "per second",
             Self::Image => "per image",
+            Self::Page => "per page",
         }
     }
 }

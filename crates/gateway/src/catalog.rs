@@ -19,6 +19,12 @@ pub enum BackendKind {
     Speech,
     /// Local speech-to-text (Whisper, candle).
     Transcribe,
+    /// Local natural text-to-speech (a Piper voice, ONNX).
+    NeuralSpeech,
+    /// Local OCR (tesseract).
+    Ocr,
+    /// Local image safety (open_nsfw, ONNX).
+    ImageSafety,
     /// A chat LLM: the service's OpenAI-compatible upstream when configured, else the local
     /// model.
     Chat,
@@ -167,11 +173,11 @@ pub static SERVICES: &[ServiceDef] = &[
     def(
         "tts-l4",
         &[],
-        "Text to speech, neural (40+ voices)",
+        "Text to speech, neural (Piper en_US-joe-medium, WAV)",
         "tts",
         U::Chars1k,
         "0.005",
-        B::None,
+        B::NeuralSpeech,
     ),
     def(
         "bark-4090",
@@ -267,11 +273,11 @@ pub static SERVICES: &[ServiceDef] = &[
     def(
         "ocr-l4",
         &["ocr"],
-        "Optical character recognition",
+        "Optical character recognition (tesseract; PNG, JPEG, PDF pages)",
         "vision",
-        U::Image,
+        U::Page,
         "0.002",
-        B::None,
+        B::Ocr,
     ),
     def(
         "rembg-l4",
@@ -294,11 +300,11 @@ pub static SERVICES: &[ServiceDef] = &[
     def(
         "nsfw-detect",
         &[],
-        "NSFW detection",
+        "NSFW detection (Yahoo open_nsfw)",
         "vision",
         U::Image,
         "0.001",
-        B::None,
+        B::ImageSafety,
     ),
     // Audio and video.
     def(

@@ -57,6 +57,11 @@ pub struct GatewayConfig {
     /// The text-to-speech program (default `espeak-ng`).
     #[serde(default = "default_tts_program")]
     pub tts_program: String,
+    /// The ONNX Runtime shared library the ONNX models (open_nsfw, the Piper voice) run on;
+    /// by default `$ORT_DYLIB_PATH`, else `onnxruntime/libonnxruntime.so.1.31.1` under
+    /// `models_dir` (where `scripts/install-models.sh` puts it).
+    #[serde(default)]
+    pub onnxruntime_library: Option<PathBuf>,
     /// The SQLite file recording jobs (input, payment, state, output), so they survive a
     /// restart (default `gateway-jobs.db`, beside the facilitator's `facilitator.db`).
     #[serde(default = "default_jobs_db")]
@@ -412,6 +417,7 @@ impl GatewayConfig {
             public_url: None,
             models_dir: default_models_dir(),
             tts_program: default_tts_program(),
+            onnxruntime_library: None,
             jobs_db: default_jobs_db(),
             payments_db: None,
             database: None,

@@ -3,7 +3,9 @@
 //! `/v1/chat/completions`), paid per request with x402 through [`x402_paywall`].
 //!
 //! Local backends run real models (all-MiniLM-L6-v2 embeddings and rerank in candle,
-//! document parsing, espeak-ng speech); LLM services go to any OpenAI-compatible upstream.
+//! document parsing, espeak-ng speech, a local chat LLM, tesseract OCR, open_nsfw image safety
+//! and Piper speech on ONNX Runtime); LLM services go to an OpenAI-compatible upstream when one
+//! is configured.
 //! A service with no backend is listed as unavailable, never faked. Every request is checked
 //! and priced before payment; the price quoted is the price charged.
 

@@ -122,6 +122,7 @@ pub fn estimate(
             .or(text.map(|t| t.chars().count() as u64))
             .unwrap_or(1000),
         Unit::Minute | Unit::Second => number("seconds")?.unwrap_or(60),
+        Unit::Page => number("pages")?.unwrap_or(1),
         _ => 1,
     }
     .max(1);

@@ -11,7 +11,12 @@ use x402_proto::Price;
 use crate::backend::chat::{ChatBackend, Upstream};
 use crate::backend::embed::{self, MiniLm};
 use crate::backend::fetch_input::InputFetcher;
+use crate::backend::loading::Loading;
 use crate::backend::local_llm::{self, LoadState, LocalLlm};
+use crate::backend::nsfw::{self, OpenNsfw};
+use crate::backend::ocr::Tesseract;
+use crate::backend::onnx;
+use crate::backend::piper::{self, PiperVoice};
 use crate::backend::speech::Espeak;
 use crate::backend::whisper::{self, SpeechToText};
 use crate::catalog::{BackendKind, SERVICES, ServiceDef};
@@ -30,6 +35,13 @@ pub struct Backends {
     pub transcribe: Result<SpeechToText, String>,
     /// Fetches inputs given by URL, as `[inputs]` allows.
     pub inputs: InputFetcher,
+    /// tesseract (and pdftoppm) for OCR.
+    pub ocr: Result<Tesseract, String>,
+    /// open_nsfw for image safety (loading in the background).
+    pub nsfw: Result<Loading<OpenNsfw>, String>,
+    /// The Piper voice for natural speech (loading in the background), and the espeak-ng
+    /// program that phonemises for it.
+    pub piper: Result<(Loading<PiperVoice>, String), String>,
 }
 
 impl Backends {
@@ -70,13 +82,100 @@ impl Backends {
             tracing::error!(%e, "[inputs] is invalid; only data: URLs are accepted");
             InputFetcher::new(&Default::default()).expect("the default [inputs] is valid")
         });
+        let ocr = Tesseract::detect().await.map_err(|e| e.to_string());
+        if let Err(why) = &ocr {
+            tracing::warn!(%why, "OCR is unavailable");
+        }
+        let (nsfw, piper) = Self::start_onnx_models(config, &speech);
         Self {
             embeddings,
             speech,
             chat,
             transcribe,
             inputs,
+            ocr,
+            nsfw,
+            piper,
         }
+    }
+
+    /// Starts loading the ONNX models in the background, each when its file is there (and,
+    /// for the Piper voice, espeak-ng to phonemise for it).
+    #[allow(clippy::type_complexity)]
+    fn start_onnx_models(
+        config: &GatewayConfig,
+        speech: &Result<Espeak, String>,
+    ) -> (
+        Result<Loading<OpenNsfw>, String>,
+        Result<(Loading<PiperVoice>, String), String>,
+    ) {
+        let library = onnx::library_path(config.onnxruntime_library.as_deref(), &config.models_dir);
+        let installed = |path: &std::path::Path, what: &str| {
+            if !library.is_file() {
+                Err(format!(
+                    "the ONNX Runtime library for {what} is not installed ({} is missing): run scripts/install-models.sh",
+                    library.display()
+                ))
+            } else if !path.is_file() {
+                Err(format!(
+                    "{what} is not installed ({} is missing): run scripts/install-models.sh",
+                    path.display()
+                ))
+            } else {
+                Ok(())
+            }
+        };
+        let model = config.models_dir.join(nsfw::MODEL_FILE);
+        let nsfw = installed(&model, "open_nsfw").and_then(|()| {
+            let library = library.clone();
+            Loading::start(nsfw::MODEL_NAME, move || OpenNsfw::load(&library, &model))
+        });
+        if let Err(why) = &nsfw {
+            tracing::warn!(%why, "nsfw-detect is unavailable");
+        }
+        let voice = config.models_dir.join(piper::VOICE_FILE);
+        let piper = installed(&voice, "the Piper voice")
+            .and_then(|()| {
+                speech
+                    .as_ref()
+                    .map(|_| ())
+                    .map_err(|why| format!("the Piper voice needs espeak-ng to phonemise: {why}"))
+            })
+            .and_then(|()| {
+                let library = library.clone();
+                Loading::start(piper::VOICE_NAME, move || {
+                    PiperVoice::load(&library, &voice)
+                })
+            })
+            .map(|voice| (voice, config.tts_program.clone()));
+        if let Err(why) = &piper {
+            tracing::warn!(%why, "tts-l4 is unavailable");
+        }
+        (nsfw, piper)
+    }
+
+    /// A model loading in the background that runs services of `kind`, if any.
+    pub fn loading_state(&self, kind: BackendKind) -> Option<LoadState> {
+        match kind {
+            BackendKind::ImageSafety => self.nsfw.as_ref().ok().map(Loading::state),
+            BackendKind::NeuralSpeech => self.piper.as_ref().ok().map(|(v, _)| v.state()),
+            BackendKind::Transcribe => self.transcribe.as_ref().ok().map(SpeechToText::state),
+            _ => None,
+        }
+    }
+}
+
+/// The health of a backend loading in the background: `ok`, `loading`, and the load time or
+/// why it failed.
+pub fn loading_health<T>(model: Result<&Loading<T>, &String>) -> serde_json::Value {
+    use serde_json::json;
+    match model.map(|m| (m.name(), m.state())) {
+        Ok((model, LoadState::Ready { load_ms })) => {
+            json!({"ok": true, "model": model, "loading": false, "load_ms": load_ms})
+        }
+        Ok((model, LoadState::Loading)) => json!({"ok": true, "model": model, "loading": true}),
+        Ok((model, LoadState::Failed(why))) => json!({"ok": false, "model": model, "error": why}),
+        Err(why) => json!({"ok": false, "error": why}),
     }
 }
 
@@ -102,6 +201,9 @@ impl Offered {
             BackendKind::Documents => Some("pdf-extract + lopdf, docx-rs, html2text".to_owned()),
             BackendKind::Speech => Some("espeak-ng".to_owned()),
             BackendKind::Transcribe => Some(whisper::TINY_EN_NAME.to_owned()),
+            BackendKind::NeuralSpeech => Some(format!("Piper {}", piper::VOICE_NAME)),
+            BackendKind::Ocr => Some("tesseract (eng)".to_owned()),
+            BackendKind::ImageSafety => Some(nsfw::MODEL_NAME.to_owned()),
             BackendKind::Chat => self.chat.as_ref().map(|c| c.model().to_owned()),
             BackendKind::None => None,
         }
@@ -112,8 +214,6 @@ impl Offered {
 #[derive(Debug, Clone)]
 pub struct Registry {
     services: BTreeMap<&'static str, Offered>,
-    /// Whisper, whose loading the catalog reports.
-    transcribe: Option<SpeechToText>,
 }
 
 impl Registry {
@@ -178,6 +278,13 @@ impl Registry {
                         .map(|_| ())
                         .map_err(Clone::clone),
                     BackendKind::Documents => Ok(()),
+                    BackendKind::Ocr => backends.ocr.as_ref().map(|_| ()).map_err(Clone::clone),
+                    BackendKind::ImageSafety => {
+                        backends.nsfw.as_ref().map(|_| ()).map_err(Clone::clone)
+                    }
+                    BackendKind::NeuralSpeech => {
+                        backends.piper.as_ref().map(|_| ()).map_err(Clone::clone)
+                    }
                     BackendKind::Chat if upstream.is_some() => Ok(()),
                     BackendKind::Chat => backends.chat.as_ref().map(|_| ()).map_err(|why| {
                         format!(
@@ -208,7 +315,6 @@ impl Registry {
         }
         Ok(Self {
             services,
-            transcribe: backends.transcribe.clone().ok(),
         })
     }
 
@@ -231,14 +337,14 @@ impl Registry {
     }
 
     /// `GET /catalog` (without the job policy, which the jobs own).
-    pub fn catalog(&self, decimals: u8) -> Catalog {
+    pub fn catalog(&self, decimals: u8, backends: &Backends) -> Catalog {
         Catalog {
             active_endpoints: self.available_keys().len(),
             currency: "USD (paid in USDC with x402)".into(),
             services: SERVICES
                 .iter()
                 .filter_map(|def| self.services.get(def.key))
-                .map(|o| catalog_entry(o, self.transcribe.as_ref(), decimals))
+                .map(|o| catalog_entry(o, decimals, backends))
                 .collect(),
             jobs: None,
             payment_methods: Vec::new(),
@@ -246,27 +352,25 @@ impl Registry {
     }
 }
 
-fn catalog_entry(
-    offered: &Offered,
-    transcribe: Option<&SpeechToText>,
-    decimals: u8,
-) -> CatalogEntry {
+fn catalog_entry(offered: &Offered, decimals: u8, backends: &Backends) -> CatalogEntry {
     let def = offered.def;
-    // The local LLM loads in the background: said while it does, and if it fails.
+    // Local models load in the background: said while they do, and if they fail.
     let (mut available, mut loading) = (offered.available.clone(), false);
-    if let (Ok(()), Some(ChatBackend::Local(local))) = (&available, &offered.chat) {
-        match local.state() {
+    let state = match &offered.chat {
+        Some(ChatBackend::Local(local)) => Some(local.state()),
+        _ => backends.loading_state(def.backend),
+    };
+    if let (Ok(()), Some(state)) = (&available, state) {
+        match state {
             LoadState::Loading => loading = true,
             LoadState::Failed(why) => {
-                available = Err(format!("the local LLM cannot be loaded: {why}"));
+                let what = match def.backend {
+                    BackendKind::Chat => "the local LLM",
+                    BackendKind::Transcribe => "Whisper",
+                    _ => "the local model",
+                };
+                available = Err(format!("{what} cannot be loaded: {why}"));
             }
-            LoadState::Ready { .. } => {}
-        }
-    }
-    if let (Ok(()), BackendKind::Transcribe, Some(stt)) = (&available, def.backend, transcribe) {
-        match stt.state() {
-            LoadState::Loading => loading = true,
-            LoadState::Failed(why) => available = Err(format!("Whisper cannot be loaded: {why}")),
             LoadState::Ready { .. } => {}
         }
     }

@@ -12,6 +12,9 @@ use crate::backend::chat::{ChatAnswer, ChatJob};
 use crate::backend::documents::ParseJob;
 use crate::backend::embed::{DIMENSIONS, EmbedJob, Embeddings, MODEL_NAME, RerankJob};
 use crate::backend::input::bad;
+use crate::backend::nsfw::NsfwJob;
+use crate::backend::ocr::OcrJob;
+use crate::backend::piper::PiperJob;
 use crate::backend::speech::SpeakJob;
 use crate::backend::whisper::TranscribeJob;
 use crate::catalog::BackendKind;
@@ -33,6 +36,12 @@ pub enum Task {
     Chat(ChatJob),
     /// Transcribe audio.
     Transcribe(TranscribeJob),
+    /// Speak text with the Piper voice.
+    SpeakNaturally(PiperJob),
+    /// Read the text of an image or PDF.
+    Ocr(OcrJob),
+    /// Score an image's safety.
+    Nsfw(NsfwJob),
 }
 
 /// A checked request: the service, the work, how many units it is billed for.
@@ -96,6 +105,17 @@ pub fn prepare(
             let big = seconds >= limits.job_over_audio_seconds;
             (Task::Transcribe(job), seconds, big)
         }
+        BackendKind::NeuralSpeech => {
+            let job = PiperJob::prepare(input, limits)?;
+            let chars = job.characters();
+            (Task::SpeakNaturally(job), chars, chars >= 20_000)
+        }
+        BackendKind::Ocr => {
+            let job = OcrJob::prepare(input, &backends.ocr, limits)?;
+            let (pages, long) = (job.pages as u64, job.is_long());
+            (Task::Ocr(job), pages, long)
+        }
+        BackendKind::ImageSafety => (Task::Nsfw(NsfwJob::prepare(input, limits)?), 1, false),
         BackendKind::Chat => {
             let backend = offered
                 .chat
@@ -206,6 +226,31 @@ pub async fn run(task: Arc<Task>, backends: &Backends) -> Result<Output, Backend
                 "transcription",
                 Box::new(move || match &*task {
                     Task::Transcribe(job) => job.run().map(Output::Json),
+                    _ => unreachable!("matched above"),
+                }),
+            )
+            .await
+        }
+        Task::SpeakNaturally(job) => {
+            let (voice, espeak) = backends.piper.clone().map_err(BackendError::Unavailable)?;
+            job.run(voice.get().await?, &espeak).await.map(Output::Json)
+        }
+        Task::Ocr(job) => {
+            let ocr = backends.ocr.clone().map_err(BackendError::Unavailable)?;
+            job.run(&ocr).await.map(Output::Json)
+        }
+        Task::Nsfw(_) => {
+            let model = backends
+                .nsfw
+                .clone()
+                .map_err(BackendError::Unavailable)?
+                .get()
+                .await?;
+            let task = task.clone();
+            blocking(
+                "image safety",
+                Box::new(move || match &*task {
+                    Task::Nsfw(job) => job.run(&model).map(Output::Json),
                     _ => unreachable!("matched above"),
                 }),
             )

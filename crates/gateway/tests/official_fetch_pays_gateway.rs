@@ -1,6 +1,7 @@
 //! Interop: the official `@x402/fetch` client (npm 2.27.0, pinned in `tools/`) pays
-//! `POST /run` on our gateway for embeddings, for pdf-parse and for a chat answered by the local
-//! LLM, gets the real result and a receipt, and the payee's balance moves on anvil.
+//! `POST /run` on our gateway for embeddings, for pdf-parse, for a chat answered by the local
+//! LLM, and for OCR, image safety and natural speech, gets the real result and a receipt, and
+//! the payee's balance moves on anvil.
 
 mod common;
 
@@ -9,7 +10,7 @@ use std::process::Stdio;
 
 use alloy::primitives::U256;
 use base64::Engine;
-use common::{Stack, testdata};
+use common::{Stack, base64_of, neutral_png, one_page_pdf, testdata};
 use serde_json::{Value, json};
 use tokio::process::Command;
 
@@ -98,4 +99,86 @@ async fn the_official_fetch_client_pays_for_a_local_llm_answer() {
         "{result}"
     );
     assert!(stack.pay_to_balance().await > before);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_official_fetch_client_pays_for_ocr_image_safety_and_natural_speech() {
+    let stack = Stack::start("").await;
+    let health = stack.get_json("/health").await;
+    for backend in ["ocr", "nsfw", "piper"] {
+        assert_eq!(health["backends"][backend]["ok"], true, "{health}");
+    }
+    let catalog = stack.get_json("/catalog").await;
+    for key in ["ocr-l4", "nsfw-detect", "tts-l4"] {
+        let entry = catalog["services"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["key"] == key)
+            .unwrap();
+        assert_eq!(entry["available"], true, "{entry}");
+        assert_eq!(entry["backend"], "local", "{entry}");
+    }
+
+    // OCR of a one-page PDF: one page at $0.002.
+    let before = stack.pay_to_balance().await;
+    let pdf = one_page_pdf("Agents pay for OCR by the page");
+    let result = official_post(
+        &stack,
+        4,
+        json!({"service": "ocr", "input": {"file_base64": base64_of(&pdf)}}),
+    )
+    .await;
+    assert_eq!(result["status"], 200, "{result}");
+    assert_eq!(result["paymentResponse"]["success"], true, "{result}");
+    let text = result["body"]["output"]["text"].as_str().unwrap();
+    assert!(text.contains("pay for OCR by the page"), "{text}");
+    let after_ocr = stack.pay_to_balance().await;
+    assert_eq!(after_ocr - before, U256::from(2000));
+
+    // Image safety: one image at $0.001.
+    let result = official_post(
+        &stack,
+        4,
+        json!({"service": "nsfw-detect", "input": {"image_url": format!("data:image/png;base64,{}", base64_of(&neutral_png()))}}),
+    )
+    .await;
+    assert_eq!(result["status"], 200, "{result}");
+    assert_eq!(result["paymentResponse"]["success"], true, "{result}");
+    let output = &result["body"]["output"];
+    assert_eq!(output["label"], "sfw", "{result}");
+    assert!(output["nsfw_score"].as_f64().unwrap() < 0.2, "{result}");
+    let after_nsfw = stack.pay_to_balance().await;
+    assert_eq!(after_nsfw - after_ocr, U256::from(1000));
+
+    // Natural speech: 38 characters at $0.005 per 1K, a GPU-Bridge voice mapped to Piper's.
+    let text = "Piper speaks for the x402 gateway now.";
+    assert_eq!(text.chars().count(), 38);
+    let result = official_post(
+        &stack,
+        4,
+        json!({"service": "tts-l4", "input": {"text": text, "voice": "af_alloy"}}),
+    )
+    .await;
+    assert_eq!(result["status"], 200, "{result}");
+    assert_eq!(result["paymentResponse"]["success"], true, "{result}");
+    let output = &result["body"]["output"];
+    assert_eq!(output["sample_rate"], 22050, "{output}");
+    assert_eq!(output["voice"], "en_US-joe-medium", "{output}");
+    assert!(
+        output["output_notice"]
+            .as_str()
+            .unwrap()
+            .contains("af_alloy")
+    );
+    let wav = base64::engine::general_purpose::STANDARD
+        .decode(output["audio_base64"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(&wav[0..4], b"RIFF");
+    assert!(
+        output["duration_seconds"].as_f64().unwrap() > 1.5,
+        "{output}"
+    );
+    // 38 characters at $0.005 per 1K = $0.00019 = 190 micro-USDC.
+    assert_eq!(stack.pay_to_balance().await - after_nsfw, U256::from(190));
 }

@@ -5,8 +5,14 @@ pub mod chat_stream;
 pub mod documents;
 pub mod embed;
 pub mod fetch_input;
+pub mod image_input;
 pub mod input;
+pub mod loading;
 pub mod local_llm;
+pub mod nsfw;
+pub mod ocr;
+pub mod onnx;
+pub mod piper;
 pub mod speech;
 pub mod whisper;
 

@@ -209,7 +209,7 @@ pub(super) fn completed(
 // Free routes.
 
 async fn catalog(State(state): State<Arc<AppState>>) -> Json<Catalog> {
-    let mut catalog = state.registry.catalog(state.decimals);
+    let mut catalog = state.registry.catalog(state.decimals, &state.backends);
     catalog.jobs = Some(jobs::policy(state.jobs.max_attempts()));
     catalog.payment_methods.clone_from(&state.payment_methods);
     Json(catalog)
@@ -320,6 +320,9 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
                     .as_ref()
                     .map(|stt| (stt.name(), stt.state())),
             ),
+            "ocr": status(state.backends.ocr.as_ref().map(|_| ())),
+            "nsfw": crate::services::loading_health(state.backends.nsfw.as_ref()),
+            "piper": crate::services::loading_health(state.backends.piper.as_ref().map(|(v, _)| v)),
         },
     });
     // Without its database a replica can serve nothing paid (nor report jobs): unhealthy, so

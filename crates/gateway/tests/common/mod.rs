@@ -359,3 +359,92 @@ pub fn receipt_in_stream(events: &str) -> Option<(&str, x402_proto::SettleRespon
     let receipt = x402_proto::decode_header(data.trim_end().as_bytes()).expect("receipt decodes");
     Some((before, receipt))
 }
+
+/// A one-page A4 PDF with `line` in 28-point Helvetica near the top (a font every PDF
+/// renderer has).
+pub fn one_page_pdf(line: &str) -> Vec<u8> {
+    use lopdf::content::{Content, Operation};
+    use lopdf::{Document, Object, Stream, dictionary};
+    let mut doc = Document::with_version("1.5");
+    let pages_id = doc.new_object_id();
+    let font_id = doc.add_object(dictionary! {
+        "Type" => "Font",
+        "Subtype" => "Type1",
+        "BaseFont" => "Helvetica",
+    });
+    let resources_id = doc.add_object(dictionary! {
+        "Font" => dictionary! { "F1" => font_id },
+    });
+    let content = Content {
+        operations: vec![
+            Operation::new("BT", vec![]),
+            Operation::new("Tf", vec!["F1".into(), 28.into()]),
+            Operation::new("Td", vec![60.into(), 700.into()]),
+            Operation::new("Tj", vec![Object::string_literal(line)]),
+            Operation::new("ET", vec![]),
+        ],
+    };
+    let content_id = doc.add_object(Stream::new(dictionary! {}, content.encode().unwrap()));
+    let page_id = doc.add_object(dictionary! {
+        "Type" => "Page",
+        "Parent" => pages_id,
+        "Contents" => content_id,
+    });
+    let pages = dictionary! {
+        "Type" => "Pages",
+        "Kids" => vec![page_id.into()],
+        "Count" => 1,
+        "Resources" => resources_id,
+        "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
+    };
+    doc.objects.insert(pages_id, Object::Dictionary(pages));
+    let catalog_id = doc.add_object(dictionary! {
+        "Type" => "Catalog",
+        "Pages" => pages_id,
+    });
+    doc.trailer.set("Root", catalog_id);
+    let mut pdf = Vec::new();
+    doc.save_to(&mut pdf).unwrap();
+    pdf
+}
+
+/// The first page of `pdf` as a PNG at 150 dpi, rendered by poppler's `pdftoppm` (Debian
+/// poppler-utils, installed by scripts/install-system-deps.sh).
+pub fn render_png(pdf: &[u8]) -> Vec<u8> {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.pdf");
+    std::fs::write(&input, pdf).unwrap();
+    let status = std::process::Command::new("pdftoppm")
+        .args(["-r", "150", "-png", "-singlefile"])
+        .arg(&input)
+        .arg(dir.path().join("page"))
+        .status()
+        .expect("pdftoppm runs (poppler-utils: scripts/install-system-deps.sh)");
+    assert!(status.success());
+    std::fs::read(dir.path().join("page.png")).unwrap()
+}
+
+/// A neutral picture (a white card with grey lines of "text" on a blue background) as PNG.
+pub fn neutral_png() -> Vec<u8> {
+    let image = image::RgbImage::from_fn(640, 480, |x, y| {
+        let card = (80..560).contains(&x) && (60..420).contains(&y);
+        let line =
+            card && (100..380).contains(&y) && y % 40 < 12 && (120..(520 - y % 80)).contains(&x);
+        match (card, line) {
+            (_, true) => image::Rgb([70, 70, 80]),
+            (true, false) => image::Rgb([250, 250, 245]),
+            _ => image::Rgb([30, 80, 170]),
+        }
+    });
+    let mut png = Vec::new();
+    image::DynamicImage::ImageRgb8(image)
+        .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
+        .unwrap();
+    png
+}
+
+/// `bytes` in base64.
+pub fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
