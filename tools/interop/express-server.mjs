@@ -31,8 +31,14 @@
 //                      units), the deposit the server asks for; unset, the SDK's 10 x price.
 //   BATCH_USAGE        optional, only with BATCH_PRICE: what GET /batched reports it used (the
 //                      forms of UPTO_USAGE); unset, the price is charged.
+//   SVM_PAY_TO         optional; when set (a Solana address), also serves GET /paid-svm with the
+//                      @x402/svm exact server scheme on SVM_NETWORK (default Solana devnet) at
+//                      SVM_PRICE (default "$0.01", the SDK's USDC there). The offer gets
+//                      extra.feePayer from the facilitator's /supported, which must then list
+//                      exact on SVM_NETWORK.
 //
-// Routes: GET /paid -> 200 {"ok":true} behind the paywall; with UPTO_PRICE also
+// Routes: GET /paid -> 200 {"ok":true} behind the paywall; with SVM_PAY_TO also
+//         GET /paid-svm -> 200 {"ok":true}; with UPTO_PRICE also
 //         GET /metered -> 200 {"ok":true,"usage":<UPTO_USAGE or null>}, settled for the usage;
 //         with BATCH_PRICE also GET /batched -> 200 {"ok":true,"usage":<BATCH_USAGE or null>}
 //         and POST /batch/claim-and-settle.
@@ -48,6 +54,7 @@ import { HTTPFacilitatorClient, x402HTTPResourceServer, x402ResourceServer } fro
 import { ExactEvmScheme } from "@x402/evm/exact/server";
 import { UptoEvmScheme } from "@x402/evm/upto/server";
 import { BatchSettlementEvmScheme } from "@x402/evm/batch-settlement/server";
+import { ExactSvmScheme } from "@x402/svm/exact/server";
 import { describeError, startScript } from "./script.mjs";
 
 // Library code may console.log; stdout carries only the LISTENING line.
@@ -144,6 +151,17 @@ if (batchPriceRaw) {
   };
 }
 
+const svmPayTo = process.env.SVM_PAY_TO;
+if (svmPayTo) {
+  const svmNetwork = process.env.SVM_NETWORK || "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1";
+  resourceServer.register(svmNetwork, new ExactSvmScheme());
+  routes["GET /paid-svm"] = {
+    accepts: { scheme: "exact", price: readPrice("SVM_PRICE", process.env.SVM_PRICE || "$0.01"), network: svmNetwork, payTo: svmPayTo },
+    description: "x402 interop Solana resource",
+    mimeType: "application/json",
+  };
+}
+
 let httpServer;
 try {
   httpServer = new x402HTTPResourceServer(resourceServer, routes);
@@ -163,6 +181,11 @@ app.use(paymentMiddlewareFromHTTPServer(httpServer, undefined, undefined, false)
 app.get("/paid", (_req, res) => {
   res.json({ ok: true });
 });
+if (svmPayTo) {
+  app.get("/paid-svm", (_req, res) => {
+    res.json({ ok: true });
+  });
+}
 if (uptoPriceRaw) {
   app.get("/metered", (_req, res) => {
     // The official way to settle less than the maximum: the middleware reads it before settling.

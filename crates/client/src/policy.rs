@@ -17,8 +17,9 @@ pub struct KnownAsset {
 /// The client's rules for choosing an offer.
 #[derive(Clone, Debug)]
 pub struct Policy {
-    /// Assets that may be paid, in order of preference. By default the USDC deployments the
-    /// official SDKs know.
+    /// Assets that may be paid, in order of preference; their networks are the networks
+    /// allowed. By default the USDC deployments the official SDKs know: on EVM chains first,
+    /// then on Solana (mainnet and devnet).
     pub assets: Vec<KnownAsset>,
     /// The most one payment may cost, in whole units of the asset (USD for USDC).
     pub max_per_payment: Price,
@@ -33,9 +34,36 @@ impl Default for Policy {
                     address: a.address.to_checksum(None),
                     decimals: a.decimals,
                 })
+                .chain(solana_usdc())
                 .collect(),
             max_per_payment: "0.10".parse().expect("a valid price"),
         }
+    }
+}
+
+/// USDC on Solana mainnet and devnet (6 decimals).
+fn solana_usdc() -> impl Iterator<Item = KnownAsset> {
+    [x402_svm::SOLANA_MAINNET, x402_svm::SOLANA_DEVNET]
+        .into_iter()
+        .filter_map(|network| {
+            Some(KnownAsset {
+                network: Network::new(network),
+                address: x402_svm::usdc_mint(network)?.to_string(),
+                decimals: 6,
+            })
+        })
+}
+
+impl Policy {
+    /// The networks allowed: those of the allowed assets, each once, in order.
+    pub fn networks(&self) -> Vec<Network> {
+        let mut networks: Vec<Network> = Vec::new();
+        for asset in &self.assets {
+            if !networks.iter().any(|n| n.same_as(&asset.network)) {
+                networks.push(asset.network.clone());
+            }
+        }
+        networks
     }
 }
 
@@ -169,6 +197,27 @@ mod tests {
         let choice = policy.choose(&offers).unwrap();
         assert_eq!(choice.index, 1);
         assert_eq!(choice.decimals, 6);
+    }
+
+    #[test]
+    fn solana_usdc_is_allowed_by_default_after_the_evm_assets() {
+        let policy = Policy::default();
+        let networks = policy.networks();
+        assert!(networks.contains(&Network::new(x402_svm::SOLANA_MAINNET)));
+        assert!(networks.contains(&Network::new(x402_svm::SOLANA_DEVNET)));
+        assert!(networks[0].as_str().starts_with("eip155:"));
+        let devnet_usdc = "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU";
+        let solana = v2::PaymentRequirements {
+            network: Network::new(x402_svm::SOLANA_DEVNET),
+            asset: devnet_usdc.into(),
+            amount: TokenAmount::from_atomic(1_000),
+            ..offer("eip155:8453", BASE_USDC, 1)
+        };
+        let choice = policy.choose(std::slice::from_ref(&solana)).unwrap();
+        assert_eq!((choice.index, choice.decimals), (0, 6));
+        // Base USDC is preferred when both are offered.
+        let both = [solana, offer("eip155:8453", BASE_USDC, 1_000)];
+        assert_eq!(policy.choose(&both).unwrap().index, 1);
     }
 
     #[test]

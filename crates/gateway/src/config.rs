@@ -260,6 +260,83 @@ pub struct PaymentConfig {
     /// answered 429 until one is over.
     #[serde(default = "default_streams_per_payer")]
     pub streams_per_payer: usize,
+    /// Also accept `exact` on Solana (`[payment.solana]`): offered on every paid route after
+    /// the EVM assets, paid to its own `pay_to`.
+    #[serde(default)]
+    pub solana: Option<SolanaAcceptConfig>,
+}
+
+/// Payments on Solana: an SPL token (USDC by default) paid to a Solana address. The
+/// facilitator pays the transaction fee; its fee payer comes from its `/supported`.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SolanaAcceptConfig {
+    /// CAIP-2 network (`solana:5eykt4UsFv8P8NJdTREpY1vzqKqZKvdp` for mainnet,
+    /// `solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1` for devnet).
+    pub network: Network,
+    /// The Solana address paid (base58); payments go to its associated token account.
+    pub pay_to: String,
+    /// The token's mint (base58); by default the network's USDC.
+    #[serde(default)]
+    pub mint: Option<String>,
+    /// Token decimals (default 6, as USDC).
+    #[serde(default = "default_decimals")]
+    pub decimals: u8,
+}
+
+impl SolanaAcceptConfig {
+    /// The mint paid in: `mint`, else the network's USDC (checked to exist by
+    /// [`GatewayConfig::check`]).
+    pub fn mint(&self) -> String {
+        self.mint.clone().unwrap_or_else(|| {
+            x402_svm::usdc_mint(self.network.as_str())
+                .map(|m| m.to_string())
+                .unwrap_or_default()
+        })
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        if self.network.namespace() != Some("solana") {
+            return Err(invalid(
+                "payment.solana.network",
+                format!(
+                    "{:?} is not a Solana network; write CAIP-2 such as \"{}\" (devnet) or \"{}\" (mainnet)",
+                    self.network,
+                    x402_svm::SOLANA_DEVNET,
+                    x402_svm::SOLANA_MAINNET
+                ),
+            ));
+        }
+        if !is_solana_address(&self.pay_to) {
+            return Err(invalid(
+                "payment.solana.pay_to",
+                format!("{:?} is not a base58 Solana address", self.pay_to),
+            ));
+        }
+        match &self.mint {
+            Some(mint) if !is_solana_address(mint) => {
+                return Err(invalid(
+                    "payment.solana.mint",
+                    format!("{mint:?} is not a base58 Solana address"),
+                ));
+            }
+            None if x402_svm::usdc_mint(self.network.as_str()).is_none() => {
+                return Err(invalid(
+                    "payment.solana.mint",
+                    format!("no default USDC on {}; set the mint", self.network),
+                ));
+            }
+            _ => {}
+        }
+        if self.decimals > 36 {
+            return Err(invalid("payment.solana.decimals", "at most 36"));
+        }
+        Ok(())
+    }
+}
+
+fn is_solana_address(text: &str) -> bool {
+    text.parse::<x402_svm::Pubkey>().is_ok()
 }
 
 impl PaymentConfig {
@@ -273,6 +350,7 @@ impl PaymentConfig {
             paid_response_cache_bytes: default_paid_response_cache_bytes(),
             require_payment_identifier: false,
             streams_per_payer: default_streams_per_payer(),
+            solana: None,
         }
     }
 }
@@ -510,6 +588,9 @@ impl GatewayConfig {
                 "at least 1 (a payer's metered streams unsettled at once)",
             ));
         }
+        if let Some(solana) = &self.payment.solana {
+            solana.check()?;
+        }
         for (i, accept) in self.payment.accepts.iter().enumerate() {
             let key = |field: &str| format!("payment.accepts[{i}].{field}");
             if accept.network.evm_chain_id().is_none() {
@@ -702,6 +783,58 @@ asset = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
             ),
         ] {
             let refused = GatewayConfig::parse(&text).unwrap_err().to_string();
+            for key in named {
+                assert!(refused.contains(key), "{refused}\nshould name {key}");
+            }
+        }
+    }
+
+    #[test]
+    fn solana_payments_are_configured_apart_and_checked() {
+        let devnet_usdc = "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU";
+        let table = |body: &str| format!("{MINIMAL}\n[payment.solana]\n{body}\n");
+        let config = GatewayConfig::parse(&table(
+            "network = \"solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1\"\npay_to = \"FZEDhCPULpJtPfm6jcAZVukjdPVZ2xwPTn7kRoe4xPQG\"",
+        ))
+        .unwrap();
+        let solana = config.payment.solana.as_ref().unwrap();
+        assert_eq!(solana.mint(), devnet_usdc);
+        assert_eq!(solana.decimals, 6);
+        assert!(
+            GatewayConfig::parse(MINIMAL)
+                .unwrap()
+                .payment
+                .solana
+                .is_none()
+        );
+        let pay_to = "pay_to = \"FZEDhCPULpJtPfm6jcAZVukjdPVZ2xwPTn7kRoe4xPQG\"";
+        for (body, named) in [
+            (
+                format!("network = \"solana-devnet\"\n{pay_to}"),
+                &["payment.solana.network", "CAIP-2"][..],
+            ),
+            (
+                format!("network = \"eip155:8453\"\n{pay_to}"),
+                &["payment.solana.network"],
+            ),
+            (
+                "network = \"solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1\"\npay_to = \"0x70997970C51812dc3A010C7d01b50e0d17dc79C8\"".to_owned(),
+                &["payment.solana.pay_to"],
+            ),
+            (
+                format!("network = \"solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1\"\n{pay_to}\nmint = \"usdc\""),
+                &["payment.solana.mint"],
+            ),
+            (
+                format!("network = \"solana:someforkwithnousdc\"\n{pay_to}"),
+                &["payment.solana.mint", "set the mint"],
+            ),
+            (
+                format!("network = \"solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1\"\n{pay_to}\npayto = \"x\""),
+                &["payto"],
+            ),
+        ] {
+            let refused = GatewayConfig::parse(&table(&body)).unwrap_err().to_string();
             for key in named {
                 assert!(refused.contains(key), "{refused}\nshould name {key}");
             }

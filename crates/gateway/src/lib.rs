@@ -38,7 +38,7 @@ use x402_proto::{Facilitator, Scheme, SchemeServer};
 use channels::BatchClaiming;
 pub use config::{
     AcceptConfig, BatchSettlementConfig, ConfigError, FacilitatorRef, GatewayConfig, GatewayLimits,
-    PaymentConfig, ServiceConfig, UpstreamConfig,
+    PaymentConfig, ServiceConfig, SolanaAcceptConfig, UpstreamConfig,
 };
 pub use http::AppState;
 use jobs::{JobStore, Jobs, SqliteJobStore};
@@ -118,6 +118,15 @@ pub fn payment_options(config: &GatewayConfig) -> Vec<PaymentOption> {
             });
             std::iter::once(exact).chain(upto).chain(batch)
         })
+        .chain(config.payment.solana.as_ref().map(|solana| {
+            PaymentOption::exact_svm(
+                solana.network.clone(),
+                solana.mint(),
+                solana.decimals,
+                solana.pay_to.clone(),
+            )
+            .with_max_timeout(config.payment.max_timeout_seconds)
+        }))
         .collect()
 }
 
@@ -367,6 +376,17 @@ fn asset_names(config: &GatewayConfig) -> Vec<http::AssetName> {
                 },
             }
         })
+        .chain(config.payment.solana.iter().map(|solana| {
+            let mint = solana.mint();
+            let usdc = x402_svm::usdc_mint(solana.network.as_str())
+                .is_some_and(|usdc| usdc.to_string() == mint);
+            http::AssetName {
+                asset: mint,
+                network: solana.network.to_string(),
+                decimals: solana.decimals,
+                symbol: if usdc { "USDC" } else { "SPL token" }.to_owned(),
+            }
+        }))
         .collect()
 }
 

@@ -52,6 +52,44 @@ impl PaymentOption {
         }
     }
 
+    /// `exact` on Solana: an SPL token (`mint`, with `decimals`) paid to `pay_to`'s associated
+    /// token account; a signed payment stays valid for five minutes. The offer gains the
+    /// facilitator's `extra.feePayer` from its `/supported` ([`Paywall::initialize`]); until
+    /// it is known, the option is not offered (no client can pay it without one).
+    ///
+    /// [`Paywall::initialize`]: crate::Paywall::initialize
+    pub fn exact_svm(
+        network: Network,
+        mint: impl Into<String>,
+        decimals: u8,
+        pay_to: impl Into<String>,
+    ) -> Self {
+        Self {
+            scheme: Scheme::EXACT,
+            network,
+            asset: mint.into(),
+            decimals,
+            pay_to: pay_to.into(),
+            max_timeout_seconds: 300,
+            extra: None,
+        }
+    }
+
+    /// Whether requirements completed for this option can be paid: `exact` on Solana needs
+    /// the facilitator's fee payer in `extra.feePayer`.
+    pub(crate) fn payable(requirements: &v2::PaymentRequirements) -> bool {
+        let solana = requirements
+            .network
+            .to_caip2()
+            .is_some_and(|n| n.namespace() == Some("solana"));
+        !(solana && requirements.scheme == Scheme::EXACT)
+            || requirements
+                .extra
+                .as_ref()
+                .and_then(|extra| extra.get("feePayer"))
+                .is_some_and(Value::is_string)
+    }
+
     /// The option behind `requirements` (their scheme, network, asset, payee, timeout and
     /// `extra`; the amount is the route's), for an asset with `decimals`.
     pub fn from_requirements(requirements: &v2::PaymentRequirements, decimals: u8) -> Self {

@@ -115,6 +115,11 @@ impl Challenge {
             enhance(&mut requirements);
             offers.push((requirements, option.clone()));
         }
+        // Offers no client can pay yet (a Solana offer before the facilitator named its fee
+        // payer) are left out, unless that would leave none.
+        if offers.iter().any(|(r, _)| PaymentOption::payable(r)) {
+            offers.retain(|(r, _)| PaymentOption::payable(r));
+        }
         let usd = options.first().and_then(|o| quote.usd_string(o.decimals));
         let description = quote
             .description()

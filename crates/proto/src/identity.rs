@@ -88,6 +88,23 @@ impl PaymentId {
                 &format!("{nonce:#x}"),
             ]));
         }
+        if *scheme == Scheme::EXACT
+            && let Some(caip2) = request.wire_network().to_caip2()
+            && caip2.namespace() == Some("solana")
+        {
+            // One signed message is one payment, whatever signatures ride with it.
+            let text = request
+                .payload()
+                .get("transaction")
+                .and_then(Value::as_str)
+                .ok_or_else(|| PaymentIdError("payload.transaction is missing".into()))?;
+            return Ok(Self::from_parts([
+                scheme.as_str(),
+                caip2.as_str(),
+                "svm",
+                &solana_message_key(text)?,
+            ]));
+        }
         let digest = keccak256(canonical_json(request.payload()).as_bytes());
         Ok(Self::from_parts([
             scheme.as_str(),
@@ -106,6 +123,38 @@ impl fmt::Display for PaymentId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.0)
     }
+}
+
+/// The key a Solana payment is known by, as the official facilitator's duplicate cache keys
+/// it: base64 of the SHA-256 of the message bytes of the base64 wire transaction `text` (what
+/// follows its compact-u16 signature count and the signatures).
+pub fn solana_message_key(text: &str) -> Result<String, PaymentIdError> {
+    use base64::Engine as _;
+    use sha2::Digest as _;
+    let undecodable = |why: &str| PaymentIdError(format!("payload.transaction {why}"));
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(text.trim())
+        .map_err(|_| undecodable("is not base64"))?;
+    // compact-u16: 7 bits a byte, at most 3 bytes.
+    let (mut count, mut at) = (0usize, 0usize);
+    loop {
+        let byte = *bytes
+            .get(at)
+            .ok_or_else(|| undecodable("ends before its signatures"))?;
+        count |= usize::from(byte & 0x7f) << (7 * at);
+        at += 1;
+        if byte & 0x80 == 0 {
+            break;
+        }
+        if at == 3 {
+            return Err(undecodable("has a bad signature count"));
+        }
+    }
+    let message = bytes
+        .get(at + count * 64..)
+        .filter(|m| count > 0 && !m.is_empty())
+        .ok_or_else(|| undecodable("has no message after its signatures"))?;
+    Ok(base64::engine::general_purpose::STANDARD.encode(sha2::Sha256::digest(message)))
 }
 
 fn json_str<'a>(object: &'a Value, field: &str) -> Result<&'a str, PaymentIdError> {

@@ -31,7 +31,7 @@ pub use facilitator::{
 };
 pub use identity::{
     IdempotencyKey, IdempotencyKeyError, PaymentId, PaymentIdError, authorization_digest,
-    payment_identifier, request_fingerprint,
+    payment_identifier, request_fingerprint, solana_message_key,
 };
 pub use matching::{extra_contains, requirements_match};
 pub use names::{Network, ReasonCode, Scheme};

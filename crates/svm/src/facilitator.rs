@@ -297,3 +297,46 @@ impl Facilitator for ExactSvmFacilitator {
         ]))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{FeePayers, SolanaRpc, VerifyLimits};
+
+    #[test]
+    fn the_payment_id_is_the_one_any_paywall_derives() {
+        let golden: serde_json::Value =
+            serde_json::from_str(include_str!("../../../testdata/svm/official-exact.json"))
+                .unwrap();
+        let facilitator = ExactSvmFacilitator::new(
+            Network::new(golden["chain"]["network"].as_str().unwrap()),
+            ExactSvmScheme::new(
+                SolanaRpc::new("http://127.0.0.1:9", Duration::from_secs(1)),
+                FeePayers::new(Vec::new()),
+                VerifyLimits::default(),
+            ),
+            SettlePolicy::default(),
+        );
+        let v2: PaymentRequest = serde_json::from_value(json!({
+            "paymentPayload": {"x402Version": 2, "accepted": golden["v2Memo"]["requirements"],
+                               "payload": golden["v2Memo"]["payload"]},
+            "paymentRequirements": golden["v2Memo"]["requirements"],
+        }))
+        .unwrap();
+        let ours = facilitator.payment_id(&v2).unwrap();
+        assert_eq!(ours, PaymentId::derive(&v2).unwrap());
+        let key = DecodedPayment::decode(&golden["v2Memo"]["payload"])
+            .unwrap()
+            .message_key();
+        assert!(ours.as_str().ends_with(&key), "{ours}");
+        let v1: PaymentRequest = serde_json::from_value(json!({
+            "paymentPayload": golden["v1"]["payload"],
+            "paymentRequirements": golden["v1"]["requirements"],
+        }))
+        .unwrap();
+        assert_eq!(
+            facilitator.payment_id(&v1).unwrap(),
+            PaymentId::derive(&v1).unwrap()
+        );
+    }
+}

@@ -9,8 +9,10 @@
 //!   reason code ([`VerifyError::reason`], the one place errors meet wire codes).
 //! - [`ExactSvmScheme`] adds the chain: simulation for verify, and the fee payer's co-signature
 //!   for settlement, over [`SolanaRpc`], our small JSON-RPC client.
+//! - [`ExactSvmClient`] pays `exact` Solana offers as a paying client's scheme plug-in.
 
 mod build;
+mod client;
 mod error;
 mod facilitator;
 mod payload;
@@ -19,6 +21,7 @@ mod scheme;
 mod verify;
 
 pub use build::{PaymentTransaction, build_payment, random_memo};
+pub use client::ExactSvmClient;
 pub use error::VerifyError;
 pub use facilitator::{ExactSvmFacilitator, SettlePolicy};
 pub use payload::{DecodedPayment, ExactSvmPayload};

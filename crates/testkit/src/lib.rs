@@ -3,7 +3,7 @@
 //! and dishonest payments, verdict assertions, smart-wallet payers, re-encodings of a payment,
 //! a scripted [`MockFacilitator`], a cuttable RPC [`Proxy`], a token without EIP-3009 paid
 //! through Permit2, the official SDKs as peers, and a throwaway Postgres database
-//! ([`TempDatabase`]).
+//! ([`TempDatabase`]); the local Solana chain and Solana payers ([`Solana`]).
 
 mod batch;
 mod chain;
@@ -18,6 +18,7 @@ mod proxy;
 mod reencode;
 mod smart_wallet;
 mod stack;
+mod svm_payer;
 mod verdicts;
 
 pub use batch::{BatchPayer, CountingFacilitator};
@@ -33,4 +34,5 @@ pub use proxy::*;
 pub use reencode::*;
 pub use smart_wallet::*;
 pub use stack::*;
+pub use svm_payer::*;
 pub use verdicts::*;

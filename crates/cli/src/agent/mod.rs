@@ -34,6 +34,14 @@ use x402_proto::Price;
 /// The environment variable holding the wallet key (takes precedence over the key file).
 pub(crate) const KEY_ENV: &str = "X402_PRIVATE_KEY";
 
+/// The environment variable holding the Solana key, base58 of its 64-byte secret (takes
+/// precedence over the Solana key file).
+pub(crate) const SOLANA_KEY_ENV: &str = "X402_SOLANA_KEY";
+
+/// The environment variable naming the Solana JSON-RPC to pay Solana offers through (else the
+/// `x402 dev` stack's, when it runs one).
+pub(crate) const SOLANA_RPC_ENV: &str = "X402_SOLANA_RPC";
+
 /// Where the agent keeps its key file and ledger.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Home {
@@ -57,6 +65,28 @@ impl Home {
 
     fn key_file(&self) -> anyhow::Result<PathBuf> {
         Ok(self.dir()?.join("wallet.key"))
+    }
+
+    /// The Solana key file: `wallet-solana.key`, base58 of the 64-byte secret (as Solana
+    /// tools write keys), owner-only.
+    fn solana_key_file(&self) -> anyhow::Result<PathBuf> {
+        Ok(self.dir()?.join("wallet-solana.key"))
+    }
+
+    /// The Solana wallet: `X402_SOLANA_KEY`, else the Solana key file; `None` when neither.
+    pub(crate) fn solana_keypair(&self) -> anyhow::Result<Option<x402_svm::Keypair>> {
+        if let Ok(key) = std::env::var(SOLANA_KEY_ENV) {
+            return parse_solana_key(&key)
+                .map(Some)
+                .with_context(|| format!("{SOLANA_KEY_ENV} is not a base58 64-byte secret key"));
+        }
+        let file = self.solana_key_file()?;
+        let Ok(text) = std::fs::read_to_string(&file) else {
+            return Ok(None);
+        };
+        parse_solana_key(&text)
+            .map(Some)
+            .with_context(|| format!("{} does not hold a valid Solana key", file.display()))
     }
 
     pub(crate) fn ledger(&self) -> anyhow::Result<Ledger> {
@@ -90,12 +120,48 @@ fn parse_key(text: &str) -> anyhow::Result<PrivateKeySigner> {
     Ok(PrivateKeySigner::from_bytes(&bytes)?)
 }
 
+/// A Solana secret key: base58 of 64 bytes, or the JSON byte array `solana-keygen` writes.
+fn parse_solana_key(text: &str) -> anyhow::Result<x402_svm::Keypair> {
+    let text = text.trim();
+    let bytes: Vec<u8> = if text.starts_with('[') {
+        serde_json::from_str(text).map_err(|_| anyhow!("not a JSON array of bytes"))?
+    } else {
+        bs58::decode(text)
+            .into_vec()
+            .map_err(|_| anyhow!("not base58"))?
+    };
+    x402_svm::Keypair::try_from(bytes.as_slice())
+        .map_err(|_| anyhow!("not a 64-byte Solana secret key"))
+}
+
 // ---------------------------------------------------------------------------------------
 // wallet
 
 /// The `x402 dev` stack described in `home`'s directory, if one runs there.
 fn dev_state(home: &Home) -> Option<DevState> {
     home.dir().ok().and_then(|dir| read_dev_state(&dir).ok())
+}
+
+/// The Solana side of the `x402 dev` stack described in `home`'s directory (its `dev.json`
+/// keys `solana_rpc_url`, `solana_network`, `solana_mint`), if any.
+#[derive(Debug, Default, serde::Deserialize)]
+pub(crate) struct DevSolana {
+    #[serde(rename = "solana_rpc_url")]
+    pub(crate) rpc_url: Option<String>,
+    #[serde(rename = "solana_network")]
+    pub(crate) network: Option<String>,
+    #[serde(rename = "solana_mint")]
+    pub(crate) mint: Option<String>,
+}
+
+/// [`DevSolana`] read from `dir/dev.json`.
+pub(crate) fn read_dev_solana(dir: &Path) -> Option<DevSolana> {
+    let text = std::fs::read_to_string(dir.join("dev.json")).ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+fn dev_solana(home: &Home) -> Option<DevSolana> {
+    home.dir().ok().and_then(|dir| read_dev_solana(&dir))
 }
 
 /// The chain a paying command checks channels against: `--rpc`, else the `x402 dev` chain,
@@ -207,6 +273,24 @@ pub(crate) fn client(
         .timeout(Duration::from_secs(300))
         .build()?;
     let mut client = PayingClient::new(http, signer, policy, home.ledger()?);
+    // Solana offers, with a Solana key and a Solana RPC to read mints and blockhashes from.
+    if let Some(keypair) = home.solana_keypair()? {
+        let dev = dev_solana(home);
+        let solana_rpc = std::env::var(SOLANA_RPC_ENV)
+            .ok()
+            .or_else(|| dev.as_ref().and_then(|d| d.rpc_url.clone()));
+        if let Some(solana_rpc) = solana_rpc {
+            // Only on the network that RPC serves, when known.
+            let networks = match dev.and_then(|d| d.network) {
+                Some(network) => vec![x402_proto::Network::new(network)],
+                None => vec![
+                    x402_proto::Network::new(x402_svm::SOLANA_MAINNET),
+                    x402_proto::Network::new(x402_svm::SOLANA_DEVNET),
+                ],
+            };
+            client = client.with_solana(keypair, &solana_rpc, networks);
+        }
+    }
     if let Some(rpc) = rpc {
         client = client.with_chain(
             rpc.parse()

@@ -14,7 +14,7 @@ use std::sync::Arc;
 
 use alloy::signers::local::PrivateKeySigner;
 use x402_proto::{
-    AssetAmount, SchemeClient, SettleResponse, SignLimits, SignedPayload, TokenAmount,
+    AssetAmount, Network, SchemeClient, SettleResponse, SignLimits, SignedPayload, TokenAmount,
     decode_header, encode_header, headers, v1, v2,
 };
 
@@ -248,6 +248,20 @@ impl PayingClient {
     /// The `batch-settlement` plug-in (its channels, refunds).
     pub fn batch(&self) -> &BatchEvmClient<PrivateKeySigner> {
         &self.batch
+    }
+
+    /// Also pays `exact` offers on Solana, as `payer`, reading mints and blockhashes from
+    /// the Solana JSON-RPC at `rpc_url` (only on `networks`, CAIP-2: the ones that RPC
+    /// serves). Budgets and the ledger count these payments as any other.
+    pub fn with_solana(
+        self,
+        payer: x402_svm::Keypair,
+        rpc_url: &str,
+        networks: Vec<Network>,
+    ) -> Self {
+        let rpc = x402_svm::SolanaRpc::new(rpc_url, std::time::Duration::from_secs(30));
+        let client = x402_svm::ExactSvmClient::new(payer, rpc).on_networks(networks);
+        self.with_scheme(Arc::new(client))
     }
 
     /// Also pays with `scheme` (tried before the ones registered earlier).

@@ -258,11 +258,22 @@ pub(crate) fn decimal<S: serde::Serializer>(
     serializer.collect_str(value)
 }
 
-/// The search text as the stores compare it: trimmed; hex (addresses, hashes) lowercased.
+/// The search text as the stores compare it: trimmed, and as payers and transactions are
+/// stored ([`stored_case`]).
 pub(crate) fn normalized(search: &str) -> (String, String) {
     let text = search.trim().to_owned();
-    let lower = text.to_lowercase();
+    let lower = stored_case(&text);
     (text, lower)
+}
+
+/// A payer or transaction as the stores keep it: `0x` hex (EVM addresses, hashes) lowercased;
+/// anything else (Solana's base58 addresses and signatures, where case matters) as it is.
+pub(crate) fn stored_case(text: &str) -> String {
+    if text.starts_with("0x") || text.starts_with("0X") {
+        text.to_lowercase()
+    } else {
+        text.to_owned()
+    }
 }
 
 /// The first string after every string starting with `prefix` (for index range scans).

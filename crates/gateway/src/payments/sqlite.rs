@@ -307,7 +307,7 @@ fn commit_group(
         let mut names: Totals<(&str, String, &str, &str, u8)> = Totals::new();
         for entry in group.iter().flatten() {
             let receipt = serde_json::to_string(&entry.receipt).map_err(db_error)?;
-            let payer = entry.payer.to_lowercase();
+            let payer = super::stored_case(&entry.payer);
             // A row comes back when the payment is new or replaces a pending or failed
             // outcome; none when it was earned already (and is left as it was).
             let written = upsert
@@ -324,7 +324,10 @@ fn commit_group(
                         entry.decimals,
                         entry.scheme.as_str(),
                         entry.state.as_str(),
-                        entry.transaction.as_deref().map(str::to_lowercase),
+                        entry
+                            .transaction
+                            .as_deref()
+                            .map(crate::payments::stored_case),
                         entry.reason,
                         entry.fingerprint,
                         receipt,

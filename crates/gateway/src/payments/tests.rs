@@ -355,3 +355,11 @@ async fn concurrent_payments_are_committed_together_and_all_kept() {
     assert_eq!(earned[0].calls, 200);
     assert_eq!(earned[0].settled, U256::from((0..200u32).sum::<u32>()));
 }
+
+#[test]
+fn hex_is_kept_lowercased_and_base58_as_it_is() {
+    assert_eq!(stored_case("0xAbC9"), "0xabc9");
+    let solana = "23pM7Npwz3e2y2vYssSzXhPBNowyKWgSXWt1TgBxvX7i";
+    assert_eq!(stored_case(solana), solana);
+    assert_eq!(normalized(&format!(" {solana} ")).1, solana);
+}

@@ -96,10 +96,13 @@ async fn commit_group(database: &Database, group: &[Job]) -> Result<(), PaymentS
     let statement = transaction.prepare(UPSERT).await.map_err(store_error)?;
     for entry in group.iter().flat_map(|job| &job.entries) {
         let receipt = serde_json::to_string(&entry.receipt).map_err(store_error)?;
-        let payer = entry.payer.to_lowercase();
+        let payer = crate::payments::stored_case(&entry.payer);
         let amount = entry.amount.0.to_string();
         let decimals = i16::from(entry.decimals);
-        let tx = entry.transaction.as_deref().map(str::to_lowercase);
+        let tx = entry
+            .transaction
+            .as_deref()
+            .map(crate::payments::stored_case);
         let params: [&(dyn ToSql + Sync); 16] = [
             &entry.payment,
             &entry.at_ms,

@@ -87,7 +87,36 @@ pub fn llm_upstream(upstream: &str) -> String {
     )
 }
 
+/// The `[payment.solana]` table paying the local Solana chain's payee in its USDC.
+pub fn solana_table(solana: &x402_testkit::Solana) -> String {
+    let state = solana.state();
+    format!(
+        "[payment.solana]\nnetwork = \"{}\"\npay_to = \"{}\"\nmint = \"{}\"\n",
+        state.network, state.pay_to, state.mint
+    )
+}
+
 impl Stack {
+    /// The stack offering `solana`'s USDC beside the devnet's, through our facilitator serving
+    /// both (the Solana plug-in registered at start), called over HTTP.
+    pub async fn with_solana(solana: &x402_testkit::Solana) -> Self {
+        let chain = x402_testkit::Chain::start().await;
+        let base = x402_testkit::serve_with_solana(chain, solana).await;
+        let config = gateway_config(&base, "", &solana_table(solana));
+        let remote =
+            x402_paywall::HttpFacilitator::new(&base.url(), std::time::Duration::from_secs(60))
+                .expect("an HTTP facilitator");
+        let gateway = x402_gateway::start(&config, Some(std::sync::Arc::new(remote)))
+            .await
+            .expect("gateway starts");
+        Self {
+            url: gateway.url(),
+            base,
+            gateway,
+            http: reqwest::Client::new(),
+        }
+    }
+
     /// The stack; `extra` is appended to the gateway's TOML (say, `[services.…]` tables).
     pub async fn start(extra: &str) -> Self {
         Self::on(x402_testkit::Stack::start().await, "", extra).await

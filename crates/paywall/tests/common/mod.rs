@@ -4,6 +4,7 @@
 
 pub mod batch;
 pub mod streams;
+pub mod svm;
 
 use std::sync::Arc;
 use std::time::Duration;
