@@ -18,6 +18,7 @@ mod proxy;
 mod reencode;
 mod smart_wallet;
 mod stack;
+mod svm;
 mod verdicts;
 
 pub use batch::{BatchPayer, CountingFacilitator};
@@ -33,4 +34,5 @@ pub use proxy::*;
 pub use reencode::*;
 pub use smart_wallet::*;
 pub use stack::*;
+pub use svm::*;
 pub use verdicts::*;
