@@ -80,7 +80,7 @@ if (svmKey) {
 if (process.env.SPEND_CONTROLS === "off") client.setSpendControls(false);
 client.onAfterPaymentCreation(async ({ selectedRequirements: r }) => {
   process.stderr.write(
-    `fetch-client: ${account.address} pays ${r.amount} of ${r.asset} to ${r.payTo} on ${r.network} (${r.scheme})\n`,
+    `fetch-client: ${payerName} pays ${r.amount} of ${r.asset} to ${r.payTo} on ${r.network} (${r.scheme})\n`,
   );
 });
 
