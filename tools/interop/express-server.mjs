@@ -31,14 +31,17 @@
 //                      units), the deposit the server asks for; unset, the SDK's 10 x price.
 //   BATCH_USAGE        optional, only with BATCH_PRICE: what GET /batched reports it used (the
 //                      forms of UPTO_USAGE); unset, the price is charged.
-//   SVM_PAY_TO         optional; when set (a Solana address), also serves GET /paid-svm with the
-//                      @x402/svm exact server scheme on SVM_NETWORK (default Solana devnet) at
-//                      SVM_PRICE (default "$0.01", the SDK's USDC there). The offer gets
-//                      extra.feePayer from the facilitator's /supported, which must then list
-//                      exact on SVM_NETWORK.
+//   SVM_PAY_TO         optional; when set, also serves GET /solana with scheme "exact" on
+//                      SVM_NETWORK (the @x402/svm exact server scheme), paid to this base58
+//                      owner. PAY_TO may then be left out: only /solana is served.
+//   SVM_NETWORK        default "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1" (devnet, which the
+//                      local Solana chain poses as)
+//   SVM_PRICE          default "$0.001" (the network's USDC), or a JSON AssetAmount
+//   SVM_RPC_URL        optional; the server scheme then adds extra.recentBlockhash and
+//                      extra.lastValidBlockHeight to the offer, read from this node
 //
-// Routes: GET /paid -> 200 {"ok":true} behind the paywall; with SVM_PAY_TO also
-//         GET /paid-svm -> 200 {"ok":true}; with UPTO_PRICE also
+// Routes: GET /paid -> 200 {"ok":true} behind the paywall (with PAY_TO); with SVM_PAY_TO also
+//         GET /solana -> 200 {"ok":true}; with UPTO_PRICE also
 //         GET /metered -> 200 {"ok":true,"usage":<UPTO_USAGE or null>}, settled for the usage;
 //         with BATCH_PRICE also GET /batched -> 200 {"ok":true,"usage":<BATCH_USAGE or null>}
 //         and POST /batch/claim-and-settle.
@@ -79,7 +82,17 @@ const batchPriceRaw = process.env.BATCH_PRICE;
 const batchUsage = process.env.BATCH_USAGE;
 const batchMinDeposit = process.env.BATCH_MIN_DEPOSIT;
 
-if (!payTo || !isAddress(payTo, { strict: false })) fail(`PAY_TO must be a 0x address, got ${payTo}`);
+const svmPayTo = process.env.SVM_PAY_TO;
+const svmNetwork = process.env.SVM_NETWORK || "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1";
+const svmPriceRaw = process.env.SVM_PRICE || "$0.001";
+const svmRpcUrl = process.env.SVM_RPC_URL;
+if (svmPayTo !== undefined && !/^[1-9A-HJ-NP-Za-km-z]{32,44}$/.test(svmPayTo)) {
+  fail(`SVM_PAY_TO must be a base58 Solana address, got ${svmPayTo}`);
+}
+if (!/^solana:[1-9A-HJ-NP-Za-km-z]{32}$/.test(svmNetwork)) fail(`SVM_NETWORK must be a CAIP-2 Solana id, got ${svmNetwork}`);
+if (!(svmPayTo && payTo === undefined) && (!payTo || !isAddress(payTo, { strict: false }))) {
+  fail(`PAY_TO must be a 0x address, got ${payTo}`);
+}
 
 if (uptoUsage !== undefined && !uptoPriceRaw) fail("UPTO_USAGE needs UPTO_PRICE");
 // The amount forms setSettlementOverrides accepts: atomic units, "$" money, a percentage.
@@ -112,17 +125,25 @@ if (token) {
 }
 
 const facilitatorClient = new HTTPFacilitatorClient(facilitatorConfig);
-const resourceServer = new x402ResourceServer(facilitatorClient).register(
-  network,
-  new ExactEvmScheme(),
-);
-const routes = {
-  "GET /paid": {
+const resourceServer = new x402ResourceServer(facilitatorClient);
+const routes = {};
+if (payTo !== undefined) {
+  resourceServer.register(network, new ExactEvmScheme());
+  routes["GET /paid"] = {
     accepts: { scheme: "exact", price, network, payTo },
     description: "x402 interop test resource",
     mimeType: "application/json",
-  },
-};
+  };
+}
+if (svmPayTo !== undefined) {
+  // The SDK's exact on Solana: the network's USDC, extra.feePayer from /supported.
+  resourceServer.register(svmNetwork, new ExactSvmScheme(svmRpcUrl ? { rpcUrl: svmRpcUrl } : undefined));
+  routes["GET /solana"] = {
+    accepts: { scheme: "exact", price: readPrice("SVM_PRICE", svmPriceRaw), network: svmNetwork, payTo: svmPayTo },
+    description: "x402 interop Solana resource",
+    mimeType: "application/json",
+  };
+}
 if (uptoPriceRaw) {
   // The upto scheme adds the facilitator address from /supported to the offer.
   resourceServer.register(network, new UptoEvmScheme());
@@ -151,17 +172,6 @@ if (batchPriceRaw) {
   };
 }
 
-const svmPayTo = process.env.SVM_PAY_TO;
-if (svmPayTo) {
-  const svmNetwork = process.env.SVM_NETWORK || "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1";
-  resourceServer.register(svmNetwork, new ExactSvmScheme());
-  routes["GET /paid-svm"] = {
-    accepts: { scheme: "exact", price: readPrice("SVM_PRICE", process.env.SVM_PRICE || "$0.01"), network: svmNetwork, payTo: svmPayTo },
-    description: "x402 interop Solana resource",
-    mimeType: "application/json",
-  };
-}
-
 let httpServer;
 try {
   httpServer = new x402HTTPResourceServer(resourceServer, routes);
@@ -181,11 +191,9 @@ app.use(paymentMiddlewareFromHTTPServer(httpServer, undefined, undefined, false)
 app.get("/paid", (_req, res) => {
   res.json({ ok: true });
 });
-if (svmPayTo) {
-  app.get("/paid-svm", (_req, res) => {
-    res.json({ ok: true });
-  });
-}
+app.get("/solana", (_req, res) => {
+  res.json({ ok: true });
+});
 if (uptoPriceRaw) {
   app.get("/metered", (_req, res) => {
     // The official way to settle less than the maximum: the middleware reads it before settling.

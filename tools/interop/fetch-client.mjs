@@ -16,6 +16,10 @@
 //   SPEND_CONTROLS  optional; "off" disables the SDK's spend controls (by default it only pays
 //                   SDK-known assets such as Base USDC, at most $1 per payment)
 //   TIMEOUT_MS      optional, overall request deadline, default 120000
+//   SVM_PRIVATE_KEY optional; a base58 64-byte Solana secret key: registers the @x402/svm
+//                   exact client scheme for solana:* (PRIVATE_KEY may then be left out)
+//   SVM_RPC_URL     optional, with SVM_PRIVATE_KEY: the Solana node the scheme reads the mint
+//                   and the latest blockhash from
 //
 // Does one request (paying on a 402 as the SDK does: one retry with PAYMENT-SIGNATURE) and prints
 // one JSON line to stdout:
@@ -30,6 +34,8 @@ import { decodePaymentResponseHeader, wrapFetchWithPayment, x402Client } from "@
 import { decodePaymentRequiredHeader } from "@x402/core/http";
 import { ExactEvmScheme } from "@x402/evm/exact/client";
 import { UptoEvmScheme } from "@x402/evm/upto/client";
+import { ExactSvmScheme } from "@x402/svm/exact/client";
+import { createKeyPairSignerFromBytes, getBase58Encoder } from "@solana/kit";
 import { privateKeyToAccount } from "viem/accounts";
 import { describeError, startScript } from "./script.mjs";
 
@@ -37,7 +43,8 @@ import { describeError, startScript } from "./script.mjs";
 const { fail, requiredUrl, privateKey } = startScript("fetch-client");
 
 const url = requiredUrl("URL");
-const key = privateKey("PRIVATE_KEY");
+const svmKey = process.env.SVM_PRIVATE_KEY;
+const key = svmKey && !process.env.PRIVATE_KEY ? undefined : privateKey("PRIVATE_KEY");
 const timeoutMs = Number(process.env.TIMEOUT_MS || "120000");
 const method = process.env.METHOD || "GET";
 const body = process.env.BODY;
@@ -50,18 +57,30 @@ if (body !== undefined) {
 }
 if (!Number.isSafeInteger(timeoutMs) || timeoutMs <= 0) fail(`bad TIMEOUT_MS ${process.env.TIMEOUT_MS}`);
 
-const account = privateKeyToAccount(key);
+const account = key ? privateKeyToAccount(key) : undefined;
 const schemes = (process.env.SCHEMES || "exact,upto").split(",");
 const unknownScheme = schemes.find((s) => !["exact", "upto"].includes(s));
 if (unknownScheme !== undefined) fail(`SCHEMES names an unknown scheme: ${unknownScheme}`);
 const client = new x402Client();
 const options = process.env.RPC_URL ? { rpcUrl: process.env.RPC_URL } : undefined;
-if (schemes.includes("exact")) client.register("eip155:*", new ExactEvmScheme(account, options));
-if (schemes.includes("upto")) client.register("eip155:*", new UptoEvmScheme(account, options));
+if (account && schemes.includes("exact")) client.register("eip155:*", new ExactEvmScheme(account, options));
+if (account && schemes.includes("upto")) client.register("eip155:*", new UptoEvmScheme(account, options));
+let payerName = account?.address;
+if (svmKey) {
+  let signer;
+  try {
+    signer = await createKeyPairSignerFromBytes(getBase58Encoder().encode(svmKey));
+  } catch (e) {
+    fail(`SVM_PRIVATE_KEY is not a base58 64-byte secret key: ${describeError(e)}`);
+  }
+  const svmRpc = process.env.SVM_RPC_URL;
+  client.register("solana:*", new ExactSvmScheme(signer, svmRpc ? { rpcUrl: svmRpc } : undefined));
+  payerName = payerName ? `${payerName}/${signer.address}` : signer.address;
+}
 if (process.env.SPEND_CONTROLS === "off") client.setSpendControls(false);
 client.onAfterPaymentCreation(async ({ selectedRequirements: r }) => {
   process.stderr.write(
-    `fetch-client: ${account.address} pays ${r.amount} of ${r.asset} to ${r.payTo} on ${r.network} (${r.scheme})\n`,
+    `fetch-client: ${payerName} pays ${r.amount} of ${r.asset} to ${r.payTo} on ${r.network} (${r.scheme})\n`,
   );
 });
 

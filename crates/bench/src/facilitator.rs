@@ -174,6 +174,7 @@ pub(crate) async fn run(args: FacilitatorBench) -> anyhow::Result<()> {
             upto: true,
             batch_settlement: true,
         }],
+        solana_networks: Vec::new(),
     };
     // Signer keys: the dev facilitator's, then the last dev payers' (they hold ETH); the
     // payments come from the payers left.

@@ -3,8 +3,11 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use x402_cli::stack::{DevState, devnet_config, facilitator_config, write_dev_authorizer_key};
-use x402_devnet::Devnet;
+use x402_cli::stack::{
+    DevState, SolanaDevState, devnet_config, facilitator_config, solana_network_config,
+    write_dev_authorizer_key, write_solana_fee_payer_key,
+};
+use x402_devnet::{Devnet, SolanaChain, SolanaChainConfig};
 
 use crate::signals::wait_for_shutdown;
 
@@ -60,6 +63,10 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     let devnet = Devnet::start(config)
         .await
         .context("starting the dev chain")?;
+    eprintln!("starting the local Solana chain (posing as devnet)…");
+    let solana = SolanaChain::start(&SolanaChainConfig::default())
+        .await
+        .context("starting the local Solana chain (tools/solana; npm install in tools/)")?;
     let mut facilitator_config = facilitator_config(
         &devnet,
         args.facilitator_port,
@@ -74,6 +81,12 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         write_dev_authorizer_key(&devnet, &args.state_dir)
             .context("writing the dev receiver-authorizer key")?,
     );
+    // exact on the local Solana chain, its fees paid by the chain's funded fee payer.
+    let fee_payer_key = write_solana_fee_payer_key(&solana, &args.state_dir)
+        .context("writing the dev Solana fee-payer key")?;
+    facilitator_config
+        .solana_networks
+        .push(solana_network_config(&solana, fee_payer_key));
     // One operator token for the gateway and the facilitator's dashboard.
     let operator_token = alloy::primitives::B256::random().to_string();
     facilitator_config.operator_token = Some(x402_proto::Secret::new(&operator_token));
@@ -116,11 +129,12 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         operator_token,
         anvil_pid: devnet.anvil_pid(),
         pid: std::process::id(),
+        solana: Some(SolanaDevState::of(&solana)),
     };
     let state_file = args.state_dir.join("dev.json");
     write_atomically(&state_file, &serde_json::to_vec_pretty(&state)?)?;
     eprintln!(
-        "dev stack ready\n  rpc:         {}\n  facilitator: {}\n  gateway:     {} (GET /catalog, POST /run, MCP at /mcp, GET /metrics; POST /operator/claim with the operator_token of dev.json)\n  dashboards:  {} and {}/dashboard (sign in with the operator_token of dev.json)\n  network:     {}\n  USDC:        {} (\"{}\" v{}, {} decimals)\n  payers:      {} accounts with 1000 USDC each\n  state:       {}\nCtrl-C stops everything.",
+        "dev stack ready\n  rpc:         {}\n  facilitator: {}\n  gateway:     {} (GET /catalog, POST /run, MCP at /mcp, GET /metrics; POST /operator/claim with the operator_token of dev.json)\n  dashboards:  {} and {}/dashboard (sign in with the operator_token of dev.json)\n  network:     {}\n  USDC:        {} (\"{}\" v{}, {} decimals)\n  payers:      {} accounts with 1000 USDC each\n  solana:      {} ({}, USDC {}, {} payers)\n  state:       {}\nCtrl-C stops everything.",
         state.rpc_url,
         state.facilitator_url,
         state.gateway_url,
@@ -132,6 +146,10 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
         state.asset_version,
         state.decimals,
         state.payer_addresses.len(),
+        solana.rpc_url(),
+        solana.state().network,
+        solana.state().mint,
+        solana.state().payer_keys.len(),
         state_file.display(),
     );
 
@@ -140,6 +158,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
     gateway.shutdown().await;
     facilitator.shutdown().await;
     devnet.stop().await;
+    solana.stop().await;
     let _ = std::fs::remove_file(&state_file);
     Ok(())
 }

@@ -5,8 +5,8 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use x402_devnet::{Devnet, DevnetConfig};
-use x402_facilitator::{FacilitatorConfig, NetworkConfig};
+use x402_devnet::{Devnet, DevnetConfig, SolanaChain};
+use x402_facilitator::{FacilitatorConfig, NetworkConfig, SolanaNetworkConfig};
 
 /// What `dev.json` says about a running `x402 dev` stack: written by `x402 dev`, read by the
 /// agent commands, the demo and the MCP server, always through this type.
@@ -48,6 +48,80 @@ pub struct DevState {
     pub anvil_pid: Option<u32>,
     /// `x402 dev`'s process id.
     pub pid: u32,
+    /// The local Solana chain beside anvil (`solana_*` keys), when it runs.
+    #[serde(flatten)]
+    pub solana: Option<SolanaDevState>,
+}
+
+/// What `dev.json` says about the local Solana chain (posing as devnet) and how the dev
+/// facilitator serves it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SolanaDevState {
+    /// Its JSON-RPC URL.
+    pub solana_rpc_url: String,
+    /// Its CAIP-2 network (devnet's, which the official SDKs know).
+    pub solana_network: String,
+    /// The USDC mint (at devnet USDC's address, 6 decimals).
+    pub solana_mint: String,
+    /// Who the gateway is paid to (an owner; its token account is the associated one).
+    pub solana_pay_to: String,
+    /// The facilitator's fee payer (`extra.feePayer`).
+    pub solana_fee_payer: String,
+    /// Funded payers' secret keys, base58 of the 64-byte secret as Solana tools write them.
+    pub solana_payer_keys: Vec<String>,
+    /// The chain's process id.
+    pub solana_pid: Option<u32>,
+}
+
+impl SolanaDevState {
+    /// What `chain` holds.
+    pub fn of(chain: &SolanaChain) -> Self {
+        let state = chain.state();
+        Self {
+            solana_rpc_url: state.rpc_url.clone(),
+            solana_network: state.network.clone(),
+            solana_mint: state.mint.clone(),
+            solana_pay_to: state.pay_to.clone(),
+            solana_fee_payer: state.fee_payer.clone(),
+            solana_payer_keys: state.payer_keys.clone(),
+            solana_pid: chain.pid(),
+        }
+    }
+}
+
+/// Writes the local Solana chain's fee-payer key to `state_dir` as the Solana CLI writes key
+/// files (a JSON array of the 64 secret bytes), for `solana_networks[].fee_payer_key_file`:
+/// the file's path.
+pub fn write_solana_fee_payer_key(
+    chain: &SolanaChain,
+    state_dir: &Path,
+) -> std::io::Result<PathBuf> {
+    let key = x402_svm::parse_keypair(&chain.state().fee_payer_key)
+        .map_err(|why| std::io::Error::new(std::io::ErrorKind::InvalidData, why))?;
+    let path = state_dir.join("solana-fee-payer.json");
+    let json = serde_json::to_string(&key.to_bytes().to_vec())?;
+    std::fs::write(&path, json)?;
+    Ok(path)
+}
+
+/// The facilitator's config for the local Solana chain: `exact` on its network, in its USDC,
+/// fees paid by the key in `fee_payer_key_file`.
+pub fn solana_network_config(
+    chain: &SolanaChain,
+    fee_payer_key_file: PathBuf,
+) -> SolanaNetworkConfig {
+    let state = chain.state();
+    SolanaNetworkConfig {
+        network: x402_proto::Network::new(state.network.clone()),
+        rpc_url: state
+            .rpc_url
+            .parse()
+            .expect("the Solana front prints a valid URL"),
+        fee_payer_key_env: None,
+        fee_payer_key_file: Some(fee_payer_key_file),
+        mints: Some(vec![state.mint.clone()]),
+        min_fee_payer_lamports: None,
+    }
 }
 
 impl DevState {
@@ -123,6 +197,7 @@ pub fn facilitator_config(
             // The devnet has the batch-settlement escrow and its collectors.
             batch_settlement: true,
         }],
+        solana_networks: Vec::new(),
     }
 }
 
@@ -190,6 +265,15 @@ mod tests {
             operator_token: "0xabc".into(),
             anvil_pid: Some(7),
             pid: 8,
+            solana: Some(SolanaDevState {
+                solana_rpc_url: "http://127.0.0.1:8899".into(),
+                solana_network: "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1".into(),
+                solana_mint: "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU".into(),
+                solana_pay_to: "Pay".into(),
+                solana_fee_payer: "Fee".into(),
+                solana_payer_keys: vec!["Key".into()],
+                solana_pid: Some(9),
+            }),
         };
         std::fs::write(
             dir.path().join("dev.json"),
@@ -197,6 +281,22 @@ mod tests {
         )
         .unwrap();
         assert_eq!(DevState::read(dir.path()).unwrap(), state);
+        let written = serde_json::to_value(&state).unwrap();
+        assert_eq!(
+            written["solana_network"],
+            "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1"
+        );
+        // A dev.json without the Solana chain still reads.
+        let without = DevState {
+            solana: None,
+            ..state.clone()
+        };
+        std::fs::write(
+            dir.path().join("dev.json"),
+            serde_json::to_vec(&without).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(DevState::read(dir.path()).unwrap(), without);
         std::fs::write(dir.path().join("dev.json"), b"{}").unwrap();
         assert!(
             DevState::read(dir.path())

@@ -47,6 +47,24 @@ fn get_with(base: &str, path: &str, token: Option<&str>) -> String {
     response
 }
 
+/// Calls the JSON-RPC `method` (no params) at `url`: the whole HTTP answer (the Solana
+/// front answers chunked, which `common::rpc` does not read).
+fn solana_rpc(url: &str, method: &str) -> String {
+    use std::io::{Read, Write};
+    let body = format!(r#"{{"jsonrpc":"2.0","id":1,"method":"{method}","params":[]}}"#);
+    let host = url.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = std::net::TcpStream::connect(host).expect("the Solana chain is reachable");
+    write!(
+        stream,
+        "POST / HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut response = String::new();
+    stream.read_to_string(&mut response).unwrap();
+    response
+}
+
 fn run_until(signal: &str) {
     let dir = tempfile::tempdir().unwrap();
     let mut child = dev_command(dir.path()).spawn().unwrap();
@@ -66,6 +84,12 @@ fn run_until(signal: &str) {
         "facilitator_url",
         "gateway_url",
         "operator_token",
+        "solana_rpc_url",
+        "solana_network",
+        "solana_mint",
+        "solana_pay_to",
+        "solana_fee_payer",
+        "solana_payer_keys",
     ] {
         assert!(state.get(key).is_some(), "dev.json lacks {key}: {state:#}");
     }
@@ -94,6 +118,43 @@ fn run_until(signal: &str) {
         supported.contains(state["facilitator_address"].as_str().unwrap()),
         "{supported}"
     );
+
+    // The local Solana chain runs beside anvil, posing as devnet with USDC at devnet's
+    // address, and the facilitator serves it (v2, and v1 as solana-devnet) with its fee payer.
+    let solana_network = "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1";
+    assert_eq!(state["solana_network"], solana_network);
+    assert_eq!(
+        state["solana_mint"],
+        "4zMMC9srt5Ri5X14GAgXhaHii3GnPAEERYPJgZJDncDU"
+    );
+    let solana_keys = state["solana_payer_keys"].as_array().unwrap();
+    assert!(!solana_keys.is_empty(), "{state:#}");
+    for key in solana_keys {
+        let key = key.as_str().unwrap();
+        // base58 of a 64-byte secret key, as Solana tools write it.
+        assert!(x402_svm::parse_keypair(key).is_ok(), "{key}");
+    }
+    let solana_url = state["solana_rpc_url"].as_str().unwrap();
+    let health = solana_rpc(solana_url, "getHealth");
+    assert!(health.contains(r#""result":"ok""#), "{health}");
+    let fee_payer = state["solana_fee_payer"].as_str().unwrap();
+    let supported_json: serde_json::Value = serde_json::from_str(&supported).unwrap();
+    let solana_kinds: Vec<_> = supported_json["kinds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["network"] == solana_network || k["network"] == "solana-devnet")
+        .collect();
+    assert_eq!(solana_kinds.len(), 2, "{supported}");
+    for kind in solana_kinds {
+        assert_eq!(kind["scheme"], "exact");
+        assert_eq!(kind["extra"]["feePayer"], fee_payer, "{supported}");
+    }
+    let health = http_get(state["facilitator_url"].as_str().unwrap(), "/health");
+    assert!(health.contains(solana_network), "{health}");
+    assert!(health.contains("signer_balance_lamports"), "{health}");
+    let solana_pid = state["solana_pid"].as_u64().unwrap();
+    assert!(process_alive(solana_pid));
 
     // The gateway runs with its local models and prices them in the dev USDC.
     let catalog = http_get(state["gateway_url"].as_str().unwrap(), "/catalog");
@@ -145,6 +206,14 @@ fn run_until(signal: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while process_alive(anvil_pid) {
         assert!(Instant::now() < deadline, "anvil outlived x402 dev");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while process_alive(solana_pid) {
+        assert!(
+            Instant::now() < deadline,
+            "the Solana chain outlived x402 dev"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     assert!(

@@ -22,10 +22,13 @@ async fn our_client_pays_the_official_solana_route_within_its_budget() {
         &base.chain.devnet,
         &base.url(),
         None,
-        &[("SVM_PAY_TO", state.pay_to.clone())],
+        &[
+            ("SVM_PAY_TO", state.pay_to.clone()),
+            ("SVM_PRICE", "$0.01".to_owned()),
+        ],
     )
     .await;
-    let url = format!("http://127.0.0.1:{port}/paid-svm");
+    let url = format!("http://127.0.0.1:{port}/solana");
 
     let client = common::paying_client(
         reqwest::Client::new(),

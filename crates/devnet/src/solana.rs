@@ -177,4 +177,9 @@ impl SolanaChain {
     pub fn pid(&self) -> Option<u32> {
         self.child.id()
     }
+
+    /// Stops it and waits for it to exit.
+    pub async fn stop(mut self) {
+        let _ = self.child.kill().await;
+    }
 }

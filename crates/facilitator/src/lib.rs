@@ -18,6 +18,7 @@ mod postgres;
 mod service;
 mod sqlite;
 mod store;
+mod svm;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -31,6 +32,7 @@ use x402_proto::{Facilitator, FacilitatorError};
 pub use config::{
     AssetConfig, AuthConfig, ConfigError, DEFAULT_KEY_ENV, Database, ENV_PREFIX, FacilitatorConfig,
     FeeBumpConfig, Limits, NetworkConfig, PostgresConfig, PostgresUrl, SignerConfig,
+    SolanaNetworkConfig,
 };
 pub use events::LogEvent;
 pub use http::{HttpOptions, router};
@@ -38,6 +40,7 @@ pub use metrics::Metrics;
 pub use postgres::{PostgresOptions, PostgresStore};
 pub use service::{
     ChainHealthReport, ChainService, DatabaseHealthReport, FacilitatorService, ReconcileReport,
+    SolanaHealth,
 };
 pub use sqlite::{Durability, SqliteStore};
 pub use store::{
@@ -57,6 +60,16 @@ pub enum StartError {
     Chain {
         /// The chain.
         chain_id: u64,
+        /// Its RPC endpoint.
+        rpc_url: String,
+        /// What failed.
+        detail: String,
+    },
+    /// A Solana network's node could not be reached.
+    #[error("cannot reach Solana network {network} at {rpc_url}: {detail}")]
+    Solana {
+        /// The network (CAIP-2).
+        network: String,
         /// Its RPC endpoint.
         rpc_url: String,
         /// What failed.
@@ -275,10 +288,17 @@ pub async fn start_with_schemes(
             schemes.push(Arc::new(batch));
         }
     }
+    let mut solana_health = Vec::new();
+    for solana in &config.solana_networks {
+        let (plugin, health) = solana_plugin(solana, config, sends.clone()).await?;
+        schemes.push(plugin);
+        solana_health.push(health);
+    }
     let service = service
         .with_schemes(schemes)
         .await
-        .map_err(StartError::Scheme)?;
+        .map_err(StartError::Scheme)?
+        .with_solana_health(solana_health);
     let takeover_after = config.postgres.takeover_after();
     let mut reconciled = service.reconcile(takeover_after).await?;
     for batch in &batches {
@@ -361,6 +381,52 @@ pub async fn start_with_schemes(
         heartbeat,
         grace: config.limits.shutdown_grace(),
     })
+}
+
+/// `exact` on the Solana network `solana`, its settlements recorded in `sends` (the log),
+/// and what `/health` checks of it. Fails when its key cannot be read or its node does not
+/// answer.
+async fn solana_plugin(
+    solana: &SolanaNetworkConfig,
+    config: &FacilitatorConfig,
+    sends: Arc<dyn x402_evm::batch::BatchSendLog>,
+) -> Result<(Arc<dyn Facilitator>, SolanaHealth), StartError> {
+    use x402_svm::Signer as _;
+    let fee_payer = solana
+        .fee_payer()
+        .map_err(|e| StartError::Config(e.to_string()))?;
+    let mints = solana.accepted_mints().map_err(StartError::Config)?;
+    let rpc_timeout = std::time::Duration::from_secs(10);
+    let rpc = || x402_svm::SolanaRpc::new(solana.rpc_url.as_str(), rpc_timeout);
+    if let Err(error) = rpc().latest_blockhash().await {
+        return Err(StartError::Solana {
+            network: solana.network.to_string(),
+            rpc_url: solana.rpc_url.to_string(),
+            detail: error.to_string(),
+        });
+    }
+    let health = SolanaHealth::new(
+        solana.network.clone(),
+        rpc(),
+        fee_payer.pubkey(),
+        solana.min_fee_payer_lamports,
+    );
+    let scheme = x402_svm::ExactSvmScheme::new(
+        rpc(),
+        x402_svm::FeePayers::new(vec![fee_payer]),
+        x402_svm::VerifyLimits::default(),
+    );
+    let plugin = x402_svm::ExactSvmFacilitator::with_log(
+        solana.network.clone(),
+        scheme,
+        x402_svm::SettlePolicy {
+            confirm_within: config.limits.settle_wait(),
+        },
+        Arc::new(svm::LoggedSvmSends::new(sends)),
+    )
+    .with_mints(mints);
+    tracing::info!(network = %solana.network, rpc_url = %solana.rpc_url, "serving exact on Solana");
+    Ok((Arc::new(plugin), health))
 }
 
 /// Serves the dashboard's `routes` on their own listener at `listen` until `closing` turns

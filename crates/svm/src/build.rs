@@ -64,6 +64,18 @@ pub fn build_payment(
     payer: &Keypair,
     parts: &PaymentTransaction,
 ) -> Result<VersionedTransaction, String> {
+    build_payment_with(payer, parts, &[], &[])
+}
+
+/// [`build_payment`] with `before` inserted between the compute-budget instructions and the
+/// transfer, and `after` appended after the memo: the layouts wallets that add their own
+/// instructions (Phantom's Lighthouse guards) produce, for tests of how verify treats them.
+pub fn build_payment_with(
+    payer: &Keypair,
+    parts: &PaymentTransaction,
+    before: &[Instruction],
+    after: &[Instruction],
+) -> Result<VersionedTransaction, String> {
     if parts.memo.len() > MAX_MEMO_BYTES {
         return Err(format!("extra.memo exceeds maximum {MAX_MEMO_BYTES} bytes"));
     }
@@ -84,16 +96,20 @@ pub fn build_payment(
         }
         .pack(),
     };
-    let instructions = [
+    let memo = Instruction {
+        program_id: MEMO_PROGRAM,
+        accounts: Vec::new(),
+        data: parts.memo.clone(),
+    };
+    let instructions: Vec<Instruction> = [
         ComputeBudgetInstruction::set_compute_unit_limit(parts.compute_unit_limit),
         ComputeBudgetInstruction::set_compute_unit_price(parts.compute_unit_price),
-        transfer,
-        Instruction {
-            program_id: MEMO_PROGRAM,
-            accounts: Vec::new(),
-            data: parts.memo.clone(),
-        },
-    ];
+    ]
+    .into_iter()
+    .chain(before.iter().cloned())
+    .chain([transfer, memo])
+    .chain(after.iter().cloned())
+    .collect();
     let message = compile_as_kit(
         &parts.fee_payer,
         &instructions,

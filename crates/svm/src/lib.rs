@@ -18,10 +18,12 @@ mod facilitator;
 mod payload;
 mod rpc;
 mod scheme;
+mod sends;
 mod verify;
 
-pub use build::{PaymentTransaction, build_payment, random_memo};
+
 pub use client::ExactSvmClient;
+pub use build::{PaymentTransaction, build_payment, build_payment_with, random_memo};
 pub use error::VerifyError;
 pub use facilitator::{ExactSvmFacilitator, SettlePolicy};
 pub use payload::{DecodedPayment, ExactSvmPayload};
@@ -29,7 +31,9 @@ pub use rpc::{
     AccountInfo, LatestBlockhash, RpcError, SignatureStatus, SimulationOutcome, SolanaRpc,
 };
 pub use scheme::{ExactSvmScheme, FeePayers, Landing, VerifiedPayment};
+pub use sends::{MemorySvmLog, SvmSend, SvmSendLog};
 pub use solana_hash::Hash;
+pub use solana_instruction::{AccountMeta, Instruction};
 pub use solana_keypair::Keypair;
 pub use solana_pubkey::Pubkey;
 pub use solana_signer::Signer;
@@ -87,4 +91,44 @@ pub fn associated_token_account(owner: &Pubkey, mint: &Pubkey, token_program: &P
         mint,
         token_program,
     )
+}
+
+/// Reads a Solana secret key as Solana tools write it: base58 of the 64-byte secret (what
+/// wallets export), or the Solana CLI's key file, a JSON array of those 64 bytes. The error
+/// never contains the key.
+pub fn parse_keypair(text: &str) -> Result<Keypair, String> {
+    let text = text.trim();
+    let keypair = if text.starts_with('[') {
+        let bytes: Vec<u8> = serde_json::from_str(text)
+            .map_err(|_| "a JSON key file holds an array of 64 numbers from 0 to 255".to_owned())?;
+        Keypair::try_from(bytes.as_slice())
+    } else {
+        let mut bytes = [0u8; 64];
+        match bs58::decode(text).onto(&mut bytes[..]) {
+            Ok(64) => Keypair::try_from(&bytes[..]),
+            _ => return Err("not base58 of a 64-byte secret key".to_owned()),
+        }
+    };
+    keypair.map_err(|_| "the 64 bytes are not a secret key followed by its public key".to_owned())
+}
+
+#[cfg(test)]
+mod key_tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_read_as_base58_or_as_the_cli_json_array() {
+        let key = Keypair::new();
+        let from_base58 = parse_keypair(&format!(" {}\n", key.to_base58_string())).unwrap();
+        assert_eq!(from_base58.pubkey(), key.pubkey());
+        let json = serde_json::to_string(&key.to_bytes().to_vec()).unwrap();
+        assert_eq!(parse_keypair(&json).unwrap().pubkey(), key.pubkey());
+        for bad in ["", "xyz0", "[1,2,3]", &key.pubkey().to_string(), "[300]"] {
+            assert!(parse_keypair(bad).is_err(), "{bad}");
+        }
+        let mut mismatched = key.to_bytes();
+        mismatched[40] ^= 1;
+        let error = parse_keypair(&bs58::encode(mismatched).into_string()).unwrap_err();
+        assert!(!error.contains(&key.to_base58_string()));
+    }
 }

@@ -19,6 +19,7 @@ mod reencode;
 mod smart_wallet;
 mod stack;
 mod svm_payer;
+mod svm;
 mod verdicts;
 
 pub use batch::{BatchPayer, CountingFacilitator};
@@ -35,4 +36,5 @@ pub use reencode::*;
 pub use smart_wallet::*;
 pub use stack::*;
 pub use svm_payer::*;
+pub use svm::*;
 pub use verdicts::*;

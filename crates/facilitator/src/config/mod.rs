@@ -16,8 +16,10 @@ use x402_proto::{Network, Secret};
 
 mod database;
 mod env;
+mod solana;
 
 pub use database::{Database, PostgresConfig, PostgresUrl};
+pub use solana::SolanaNetworkConfig;
 
 use env::apply_override;
 
@@ -92,8 +94,12 @@ pub struct FacilitatorConfig {
     /// operators reach); on `listen`, beside them, when absent. Needs an operator token.
     #[serde(default)]
     pub dashboard_listen: Option<SocketAddr>,
-    /// The chains served (at least one).
+    /// The EVM chains served (at least one, unless Solana networks are).
+    #[serde(default)]
     pub networks: Vec<NetworkConfig>,
+    /// The Solana networks served with `exact` (`[[solana_networks]]`), beside the EVM chains.
+    #[serde(default)]
+    pub solana_networks: Vec<SolanaNetworkConfig>,
 }
 
 /// `batch-settlement`, served on every network with `batch_settlement = true`.
@@ -433,9 +439,9 @@ impl FacilitatorConfig {
                 return Err(invalid(format!("facilitator config: {problem}")));
             }
         }
-        if self.networks.is_empty() {
+        if self.networks.is_empty() && self.solana_networks.is_empty() {
             return Err(invalid(
-                "facilitator config: `networks` is empty; add a [[networks]] table with chain_id and rpc_url",
+                "facilitator config: `networks` is empty; add a [[networks]] table with chain_id and rpc_url (or a [[solana_networks]] table)",
             ));
         }
         for (i, network) in self.networks.iter().enumerate() {
@@ -462,6 +468,22 @@ impl FacilitatorConfig {
                 return Err(invalid(format!(
                     "facilitator config: networks[{i}].assets: chain {} has no default asset; list its tokens as [[networks.assets]] with address, name, version, decimals",
                     network.chain_id
+                )));
+            }
+        }
+        for (i, solana) in self.solana_networks.iter().enumerate() {
+            if let Some(problem) = solana.problem() {
+                return Err(invalid(format!(
+                    "facilitator config: solana_networks[{i}]: {problem}"
+                )));
+            }
+            if self.solana_networks[..i]
+                .iter()
+                .any(|n| n.network == solana.network)
+            {
+                return Err(invalid(format!(
+                    "facilitator config: solana_networks[{i}].network {} is listed twice",
+                    solana.network
                 )));
             }
         }
@@ -962,6 +984,101 @@ max_fee_per_gas_cap_gwei = 50
         let error = config.signer().unwrap_err().to_string();
         assert!(error.contains("not a 32-byte hex private key"), "{error}");
         assert!(!error.contains("secret"), "{error}");
+    }
+
+    const SOLANA: &str = r#"
+        [[solana_networks]]
+        network = "solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1"
+        rpc_url = "http://127.0.0.1:8899"
+        fee_payer_key_env = "X402_TEST_SOLANA_KEY"
+    "#;
+
+    #[test]
+    fn solana_networks_default_to_usdc_and_refuse_typos_and_bad_values() {
+        let config = parse(&format!("{MINIMAL}{SOLANA}"), &[]).unwrap();
+        let solana = &config.solana_networks[0];
+        assert_eq!(
+            solana.accepted_mints().unwrap(),
+            vec![x402_svm::usdc_mint(x402_svm::SOLANA_DEVNET).unwrap()]
+        );
+        // No Solana network unless configured.
+        assert!(parse(MINIMAL, &[]).unwrap().solana_networks.is_empty());
+        // A typo in a key, and each bad value, fail naming what to fix.
+        assert_refused(
+            &format!("{MINIMAL}{SOLANA}fee_payer_key_fil = \"k\"\n"),
+            &[],
+            "fee_payer_key_fil",
+        );
+        for (line, expected) in [
+            ("mints = [\"not-a-mint\"]", "not-a-mint"),
+            ("mints = []", "mints is empty"),
+            ("fee_payer_key_file = \"k.json\"", "not both"),
+        ] {
+            assert_refused(&format!("{MINIMAL}{SOLANA}{line}\n"), &[], expected);
+        }
+        let devnet = "network = \"solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1\"";
+        for bad in ["network = \"solana-devnet\"", "network = \"eip155:8453\""] {
+            let text = format!("{MINIMAL}{}", SOLANA.replace(devnet, bad));
+            assert_refused(&text, &[], "not a CAIP-2 Solana network");
+        }
+        let no_key = SOLANA.replace("fee_payer_key_env = \"X402_TEST_SOLANA_KEY\"", "");
+        assert_refused(&format!("{MINIMAL}{no_key}"), &[], "no fee payer");
+        assert_refused(&format!("{MINIMAL}{SOLANA}{SOLANA}"), &[], "listed twice");
+        // Overridden from the environment like any key.
+        let config = parse(
+            &format!("{MINIMAL}{SOLANA}"),
+            &[(
+                "X402_FACILITATOR__SOLANA_NETWORKS__0__MIN_FEE_PAYER_LAMPORTS",
+                "5000",
+            )],
+        )
+        .unwrap();
+        assert_eq!(config.solana_networks[0].min_fee_payer_lamports, Some(5000));
+    }
+
+    #[test]
+    fn the_solana_fee_payer_is_read_from_a_cli_key_file_or_base58_and_never_echoed() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = x402_svm::Keypair::new();
+        let json = dir.path().join("id.json");
+        std::fs::write(
+            &json,
+            serde_json::to_string(&key.to_bytes().to_vec()).unwrap(),
+        )
+        .unwrap();
+        let base58 = dir.path().join("key.b58");
+        std::fs::write(&base58, key.to_base58_string()).unwrap();
+        for file in [&json, &base58] {
+            let text = SOLANA.replace(
+                "fee_payer_key_env = \"X402_TEST_SOLANA_KEY\"",
+                &format!("fee_payer_key_file = {:?}", file.display().to_string()),
+            );
+            let config = parse(&format!("{MINIMAL}{text}"), &[]).unwrap();
+            let read = config.solana_networks[0].fee_payer().unwrap();
+            assert_eq!(
+                x402_svm::Signer::pubkey(&read),
+                x402_svm::Signer::pubkey(&key)
+            );
+        }
+        let secret = "5eykt4UsFv8P8NJdTREpY1vzqKqZKvdpKuc147dw2N9d";
+        std::fs::write(&base58, secret).unwrap();
+        let text = SOLANA.replace(
+            "fee_payer_key_env = \"X402_TEST_SOLANA_KEY\"",
+            &format!("fee_payer_key_file = {:?}", base58.display().to_string()),
+        );
+        let config = parse(&format!("{MINIMAL}{text}"), &[]).unwrap();
+        let error = config.solana_networks[0]
+            .fee_payer()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("cannot be used"), "{error}");
+        assert!(!error.contains(secret), "{error}");
+        let config = parse(&format!("{MINIMAL}{SOLANA}"), &[]).unwrap();
+        let error = config.solana_networks[0]
+            .fee_payer()
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("X402_TEST_SOLANA_KEY"), "{error}");
     }
 }
 

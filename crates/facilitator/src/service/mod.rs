@@ -33,7 +33,7 @@ use crate::metrics::Metrics;
 use crate::store::{SettlementKey, SettlementStore};
 
 pub use reconcile::ReconcileReport;
-pub use status::{ChainHealthReport, DatabaseHealthReport};
+pub use status::{ChainHealthReport, DatabaseHealthReport, SolanaHealth};
 
 use single_flight::{InFlight, anonymous_caller};
 
@@ -102,6 +102,8 @@ struct Inner {
 pub struct FacilitatorService {
     inner: Arc<Inner>,
     schemes: Arc<[Plugin]>,
+    /// The Solana networks `/health` checks.
+    solana: Arc<[status::SolanaHealth]>,
 }
 
 /// A registered scheme plug-in and what it serves (asked once, at registration).
@@ -156,7 +158,15 @@ impl FacilitatorService {
                 metrics,
             }),
             schemes: Arc::from(Vec::new()),
+            solana: Arc::from(Vec::new()),
         }
+    }
+
+    /// Has `/health` check these Solana networks (their RPC and fee payer's balance) beside
+    /// the EVM chains.
+    pub fn with_solana_health(mut self, networks: Vec<SolanaHealth>) -> Self {
+        self.solana = Arc::from(networks);
+        self
     }
 
     /// Serves `schemes` beside the built-in `exact` on EVM, each for the kinds its

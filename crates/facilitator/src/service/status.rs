@@ -42,6 +42,12 @@ pub struct ChainHealthReport {
     /// The balance below which the chain is unhealthy, in wei, when configured.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub min_signer_balance_wei: Option<String>,
+    /// Solana: the fee payer's SOL balance in lamports, when reachable.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub signer_balance_lamports: Option<u64>,
+    /// Solana: the balance below which the network is unhealthy, when configured.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub min_signer_balance_lamports: Option<u64>,
     /// What went wrong, when unreachable.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -142,11 +148,84 @@ impl FacilitatorService {
                 signer,
                 signer_balance_wei: balance.map(|b: U256| b.to_string()),
                 min_signer_balance_wei: chain.min_signer_balance.map(|f| f.to_string()),
+                signer_balance_lamports: None,
+                min_signer_balance_lamports: None,
                 error,
                 healthy: reason.is_none(),
                 reason,
             }
         });
-        futures_util::future::join_all(checks).await
+        let solana = self.solana.iter().map(|network| network.health(timeout));
+        let (mut reports, solana) = futures_util::future::join(
+            futures_util::future::join_all(checks),
+            futures_util::future::join_all(solana),
+        )
+        .await;
+        reports.extend(solana);
+        reports
+    }
+}
+
+/// A Solana network served, as `/health` checks it: its RPC, and its fee payer's SOL.
+#[derive(Debug)]
+pub struct SolanaHealth {
+    network: Network,
+    rpc: x402_svm::SolanaRpc,
+    fee_payer: x402_svm::Pubkey,
+    min_lamports: Option<u64>,
+}
+
+impl SolanaHealth {
+    /// `network`'s node at `rpc`, where `fee_payer` pays fees; unhealthy while its balance is
+    /// below `min_lamports`, when set.
+    pub fn new(
+        network: Network,
+        rpc: x402_svm::SolanaRpc,
+        fee_payer: x402_svm::Pubkey,
+        min_lamports: Option<u64>,
+    ) -> Self {
+        Self {
+            network,
+            rpc,
+            fee_payer,
+            min_lamports,
+        }
+    }
+
+    /// The slot and the fee payer's balance, each asked within `timeout`.
+    async fn health(&self, timeout: Duration) -> ChainHealthReport {
+        let signer = self.fee_payer.to_string();
+        let asked = tokio::time::timeout(timeout, async {
+            let slot = self.rpc.call("getSlot", serde_json::json!([])).await?;
+            let balance = self.rpc.balance(&self.fee_payer).await?;
+            Ok::<_, x402_svm::RpcError>((slot.as_u64(), balance))
+        })
+        .await;
+        let (slot, balance, error) = match asked {
+            Ok(Ok((slot, balance))) => (slot, Some(balance), None),
+            Ok(Err(error)) => (None, None, Some(error.to_string())),
+            Err(_) => (None, None, Some(format!("no answer within {timeout:?}"))),
+        };
+        let reason = match (&error, balance, self.min_lamports) {
+            (Some(error), _, _) => Some(format!("the Solana RPC is unreachable: {error}")),
+            (None, Some(balance), Some(floor)) if balance < floor => Some(format!(
+                "the fee payer {signer}'s SOL balance of {balance} lamports is below the floor of \
+                 {floor} lamports (min_fee_payer_lamports); fund it to keep settling"
+            )),
+            _ => None,
+        };
+        ChainHealthReport {
+            network: self.network.clone(),
+            reachable: error.is_none(),
+            block_number: slot,
+            signer,
+            signer_balance_wei: None,
+            min_signer_balance_wei: None,
+            signer_balance_lamports: balance,
+            min_signer_balance_lamports: self.min_lamports,
+            error,
+            healthy: reason.is_none(),
+            reason,
+        }
     }
 }
