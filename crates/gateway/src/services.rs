@@ -313,9 +313,7 @@ impl Registry {
                 },
             );
         }
-        Ok(Self {
-            services,
-        })
+        Ok(Self { services })
     }
 
     /// The service `key` names (by key or alias).

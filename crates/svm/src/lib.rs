@@ -21,9 +21,8 @@ mod scheme;
 mod sends;
 mod verify;
 
-
-pub use client::ExactSvmClient;
 pub use build::{PaymentTransaction, build_payment, build_payment_with, random_memo};
+pub use client::ExactSvmClient;
 pub use error::VerifyError;
 pub use facilitator::{ExactSvmFacilitator, SettlePolicy};
 pub use payload::{DecodedPayment, ExactSvmPayload};

@@ -18,8 +18,8 @@ mod proxy;
 mod reencode;
 mod smart_wallet;
 mod stack;
-mod svm_payer;
 mod svm;
+mod svm_payer;
 mod verdicts;
 
 pub use batch::{BatchPayer, CountingFacilitator};
@@ -35,6 +35,6 @@ pub use proxy::*;
 pub use reencode::*;
 pub use smart_wallet::*;
 pub use stack::*;
-pub use svm_payer::*;
 pub use svm::*;
+pub use svm_payer::*;
 pub use verdicts::*;
