@@ -95,7 +95,7 @@ pub(crate) async fn run(args: DevArgs) -> anyhow::Result<()> {
             .await
             .context("starting the facilitator")?;
     let token = devnet.token();
-    let gateway_config = gateway_config(&args, &devnet, &operator_token)?;
+    let gateway_config = gateway_config(&args, &devnet, solana.state(), &operator_token)?;
     eprintln!(
         "loading the gateway's models from {}…",
         args.models_dir.display()
@@ -181,12 +181,13 @@ fn known_chain_id(text: &str) -> Result<u64, String> {
     ))
 }
 
-/// The gateway's config for the dev chain: paid in the devnet's USDC to its payee, its
-/// batch-settlement channels kept (and claimed from) in the state dir, its operator routes
-/// behind `operator_token`.
+/// The gateway's config for the dev chains: paid in the devnet's USDC to its payee and in the
+/// local Solana chain's USDC to its payee, its batch-settlement channels kept (and claimed
+/// from) in the state dir, its operator routes behind `operator_token`.
 fn gateway_config(
     args: &DevArgs,
     devnet: &Devnet,
+    solana: &x402_devnet::SolanaChainState,
     operator_token: &str,
 ) -> anyhow::Result<x402_gateway::GatewayConfig> {
     let mut config = x402_cli::stack::gateway_config(
@@ -196,6 +197,12 @@ fn gateway_config(
         &args.state_dir.join("gateway-jobs.db"),
     );
     config.operator_token = Some(x402_proto::Secret::new(operator_token));
+    config.payment.solana = Some(x402_gateway::SolanaAcceptConfig {
+        network: x402_proto::Network::new(solana.network.clone()),
+        pay_to: solana.pay_to.clone(),
+        mint: Some(solana.mint.clone()),
+        decimals: solana.decimals,
+    });
     config.batch_settlement = Some(x402_gateway::BatchSettlementConfig {
         channels_db: args.state_dir.join("gateway-channels.db"),
         ..Default::default()

@@ -159,8 +159,14 @@ fn run_until(signal: &str) {
     // The gateway runs with its local models and prices them in the dev USDC.
     let catalog = http_get(state["gateway_url"].as_str().unwrap(), "/catalog");
     assert!(catalog.contains(r#""key":"embed-l4""#), "{catalog}");
-    // Five local services, and the five LLM services answered by the local model.
-    assert!(catalog.contains(r#""active_endpoints":12"#), "{catalog}");
+    // Ten local services (embeddings ×2, rerank, documents, espeak-ng, Piper, Whisper ×2,
+    // OCR, image safety), and the five LLM services answered by the local model.
+    assert!(catalog.contains(r#""active_endpoints":15"#), "{catalog}");
+    // Solana USDC is offered beside Base USDC.
+    assert!(
+        catalog.contains(r#""scheme":"exact","network":"solana:EtWTRABZaYq6iMfeYKouRu166VU2xqa1""#),
+        "{catalog}"
+    );
     assert!(
         catalog.contains(r#""models":["SmolLM2-135M-Instruct"]"#),
         "{catalog}"

@@ -75,7 +75,9 @@ async fn main() {
         match llm.state() {
             LoadState::Ready { load_ms } => break load_ms,
             LoadState::Failed(why) => panic!("{why}"),
-            LoadState::Loading => tokio::time::sleep(Duration::from_millis(5)).await,
+            LoadState::Loading | LoadState::OnFirstUse => {
+                tokio::time::sleep(Duration::from_millis(5)).await
+            }
         }
     };
     println!(

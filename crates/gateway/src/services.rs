@@ -128,7 +128,9 @@ impl Backends {
         let model = config.models_dir.join(nsfw::MODEL_FILE);
         let nsfw = installed(&model, "open_nsfw").and_then(|()| {
             let library = library.clone();
-            Loading::start(nsfw::MODEL_NAME, move || OpenNsfw::load(&library, &model))
+            Ok(Loading::on_first_use(nsfw::MODEL_NAME, move || {
+                OpenNsfw::load(&library, &model)
+            }))
         });
         if let Err(why) = &nsfw {
             tracing::warn!(%why, "nsfw-detect is unavailable");
@@ -143,9 +145,9 @@ impl Backends {
             })
             .and_then(|()| {
                 let library = library.clone();
-                Loading::start(piper::VOICE_NAME, move || {
+                Ok(Loading::on_first_use(piper::VOICE_NAME, move || {
                     PiperVoice::load(&library, &voice)
-                })
+                }))
             })
             .map(|voice| (voice, config.tts_program.clone()));
         if let Err(why) = &piper {
@@ -174,6 +176,9 @@ pub fn loading_health<T>(model: Result<&Loading<T>, &String>) -> serde_json::Val
             json!({"ok": true, "model": model, "loading": false, "load_ms": load_ms})
         }
         Ok((model, LoadState::Loading)) => json!({"ok": true, "model": model, "loading": true}),
+        Ok((model, LoadState::OnFirstUse)) => {
+            json!({"ok": true, "model": model, "loading": false, "loads_on_first_use": true})
+        }
         Ok((model, LoadState::Failed(why))) => json!({"ok": false, "model": model, "error": why}),
         Err(why) => json!({"ok": false, "error": why}),
     }
@@ -361,6 +366,7 @@ fn catalog_entry(offered: &Offered, decimals: u8, backends: &Backends) -> Catalo
     if let (Ok(()), Some(state)) = (&available, state) {
         match state {
             LoadState::Loading => loading = true,
+            LoadState::OnFirstUse => {}
             LoadState::Failed(why) => {
                 let what = match def.backend {
                     BackendKind::Chat => "the local LLM",

@@ -198,7 +198,7 @@ async fn the_catalog_lists_prices_models_and_availability() {
     assert_eq!(llm["available"], true);
     assert_eq!(llm["backend"], "local");
     assert_eq!(llm["models"], json!(["SmolLM2-135M-Instruct"]));
-    assert_eq!(catalog["active_endpoints"], 12, "{catalog}");
+    assert_eq!(catalog["active_endpoints"], 15, "{catalog}");
 
     let estimate = stack
         .get_json("/catalog/estimate?service=embedding-l4&tokens=2500")

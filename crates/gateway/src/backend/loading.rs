@@ -27,10 +27,14 @@ impl<T> Clone for Slot<T> {
     }
 }
 
+/// A load not begun yet: begun by the first [`Loading::get`].
+type Deferred = Arc<std::sync::Mutex<Option<Box<dyn FnOnce() + Send>>>>;
+
 /// A handle on a model loading (or loaded) in the background (cheap to clone).
 pub struct Loading<T> {
     name: Arc<str>,
     slot: watch::Receiver<Slot<T>>,
+    deferred: Deferred,
 }
 
 impl<T> Clone for Loading<T> {
@@ -38,6 +42,7 @@ impl<T> Clone for Loading<T> {
         Self {
             name: Arc::clone(&self.name),
             slot: self.slot.clone(),
+            deferred: Arc::clone(&self.deferred),
         }
     }
 }
@@ -58,6 +63,40 @@ impl<T: Send + Sync + 'static> Loading<T> {
         load: impl FnOnce() -> Result<T, String> + Send + 'static,
     ) -> Result<Self, String> {
         let (sender, slot) = watch::channel(Slot::Loading);
+        Self::spawn(name, sender, load)?;
+        Ok(Self {
+            name: name.into(),
+            slot,
+            deferred: Arc::default(),
+        })
+    }
+
+    /// Runs `load` on a new thread named after `name` when the model is first asked for
+    /// ([`Loading::get`]), not before: a model few requests use costs nothing until then.
+    pub fn on_first_use(
+        name: &str,
+        load: impl FnOnce() -> Result<T, String> + Send + 'static,
+    ) -> Self {
+        let (sender, slot) = watch::channel(Slot::Loading);
+        let thread_name = name.to_owned();
+        let begin = move || {
+            let fail = sender.clone();
+            if let Err(why) = Self::spawn(&thread_name, sender, load) {
+                let _ = fail.send(Slot::Failed(why));
+            }
+        };
+        Self {
+            name: name.into(),
+            slot,
+            deferred: Arc::new(std::sync::Mutex::new(Some(Box::new(begin)))),
+        }
+    }
+
+    fn spawn(
+        name: &str,
+        sender: watch::Sender<Slot<T>>,
+        load: impl FnOnce() -> Result<T, String> + Send + 'static,
+    ) -> Result<(), String> {
         let thread_name = name.to_owned();
         std::thread::Builder::new()
             .name(format!("load {name}"))
@@ -76,11 +115,8 @@ impl<T: Send + Sync + 'static> Loading<T> {
                 };
                 let _ = sender.send(outcome);
             })
-            .map_err(|e| format!("cannot start loading {name}: {e}"))?;
-        Ok(Self {
-            name: name.into(),
-            slot,
-        })
+            .map(|_| ())
+            .map_err(|e| format!("cannot start loading {name}: {e}"))
     }
 }
 
@@ -90,8 +126,17 @@ impl<T> Loading<T> {
         &self.name
     }
 
-    /// Whether it is loading, loaded or failed.
+    fn deferred(&self) -> std::sync::MutexGuard<'_, Option<Box<dyn FnOnce() + Send>>> {
+        self.deferred
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Whether it waits for its first use, is loading, loaded or failed.
     pub fn state(&self) -> LoadState {
+        if self.deferred().is_some() {
+            return LoadState::OnFirstUse;
+        }
         match &*self.slot.borrow() {
             Slot::Loading => LoadState::Loading,
             Slot::Ready(_, load_ms) => LoadState::Ready { load_ms: *load_ms },
@@ -101,6 +146,10 @@ impl<T> Loading<T> {
 
     /// The model, once loaded (waits while it loads).
     pub async fn get(&self) -> Result<Arc<T>, BackendError> {
+        let begin = self.deferred().take();
+        if let Some(begin) = begin {
+            begin();
+        }
         let mut slot = self.slot.clone();
         let ready = slot
             .wait_for(|s| !matches!(s, Slot::Loading))

@@ -296,6 +296,9 @@ fn model_health(model: Result<(&str, LoadState), &String>) -> Value {
             json!({"ok": true, "model": model, "loading": false, "load_ms": load_ms})
         }
         Ok((model, LoadState::Loading)) => json!({"ok": true, "model": model, "loading": true}),
+        Ok((model, LoadState::OnFirstUse)) => {
+            json!({"ok": true, "model": model, "loading": false, "loads_on_first_use": true})
+        }
         Ok((model, LoadState::Failed(why))) => json!({"ok": false, "model": model, "error": why}),
         Err(why) => json!({"ok": false, "error": why}),
     }

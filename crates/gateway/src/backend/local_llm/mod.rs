@@ -44,6 +44,8 @@ const QUEUE: usize = 4;
 /// The local model's state.
 #[derive(Clone, Debug, PartialEq)]
 pub enum LoadState {
+    /// Loaded by the first request that needs it (which waits for it), not before.
+    OnFirstUse,
     /// Being read; requests wait.
     Loading,
     /// Loaded, in this many milliseconds.
