@@ -126,11 +126,9 @@ impl Backends {
             }
         };
         let model = config.models_dir.join(nsfw::MODEL_FILE);
-        let nsfw = installed(&model, "open_nsfw").and_then(|()| {
+        let nsfw = installed(&model, "open_nsfw").map(|()| {
             let library = library.clone();
-            Ok(Loading::on_first_use(nsfw::MODEL_NAME, move || {
-                OpenNsfw::load(&library, &model)
-            }))
+            Loading::on_first_use(nsfw::MODEL_NAME, move || OpenNsfw::load(&library, &model))
         });
         if let Err(why) = &nsfw {
             tracing::warn!(%why, "nsfw-detect is unavailable");
@@ -143,11 +141,11 @@ impl Backends {
                     .map(|_| ())
                     .map_err(|why| format!("the Piper voice needs espeak-ng to phonemise: {why}"))
             })
-            .and_then(|()| {
+            .map(|()| {
                 let library = library.clone();
-                Ok(Loading::on_first_use(piper::VOICE_NAME, move || {
+                Loading::on_first_use(piper::VOICE_NAME, move || {
                     PiperVoice::load(&library, &voice)
-                }))
+                })
             })
             .map(|voice| (voice, config.tts_program.clone()));
         if let Err(why) = &piper {
