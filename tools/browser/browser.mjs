@@ -43,3 +43,20 @@ export async function withPage(steps, { viewport = { width: 1280, height: 900 } 
 export function report(findings) {
   process.stdout.write(`${JSON.stringify(findings)}\n`);
 }
+
+/**
+ * Saves a full-page screenshot of `page` at `path`. Headless Chromium sometimes answers
+ * "Unable to capture screenshot" on a loaded 2-core machine while it is still compositing: a
+ * screenshot is evidence, not the thing under test, so it is tried again (three times in all,
+ * a frame apart) before the error is let through.
+ */
+export async function screenshot(page, path) {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await screenshot(page, path);
+    } catch (error) {
+      if (attempt >= 3 || !String(error?.message).includes("Unable to capture screenshot")) throw error;
+      await page.waitForTimeout(250 * attempt);
+    }
+  }
+}

@@ -9,14 +9,14 @@
 // health section, and the page at 390 px.
 import { mkdirSync } from "node:fs";
 import { join } from "node:path";
-import { withPage, report } from "./browser.mjs";
+import { withPage, report, screenshot } from "./browser.mjs";
 
 const { DASHBOARD, TOKEN, FACILITATOR, PAYMENTS, SCREENSHOTS } = process.env;
 const payments = JSON.parse(PAYMENTS);
 mkdirSync(SCREENSHOTS, { recursive: true });
 const shot = async (page, name) => {
   const path = join(SCREENSHOTS, `facilitator-${name}.png`);
-  await page.screenshot({ path, fullPage: true });
+  await screenshot(page, path);
   return path;
 };
 

@@ -9,7 +9,7 @@
 // Env: DASHBOARD_URL (…/dashboard), TOKEN (the operator token), SCREENSHOTS (a directory).
 import { mkdirSync } from "node:fs";
 import { createInterface } from "node:readline";
-import { report, withPage } from "./browser.mjs";
+import { report, screenshot, withPage } from "./browser.mjs";
 
 const url = process.env.DASHBOARD_URL;
 const token = process.env.TOKEN;
@@ -38,7 +38,7 @@ await withPage(async (page, context) => {
   const tile = async (id) => (await page.locator(`[data-testid="${id}"] dd`).first().innerText()).trim();
   const shoot = async (name) => {
     const path = `${shots}/gateway-${name}.png`;
-    await page.screenshot({ path, fullPage: true });
+    await screenshot(page, path);
     findings.screenshots.push(path);
   };
   const show = async (section) => {

@@ -8,7 +8,7 @@
 import { mkdirSync } from "node:fs";
 import { resolve, join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { report, withPage } from "./browser.mjs";
+import { report, screenshot as takeScreenshot, withPage } from "./browser.mjs";
 
 const [file, shots] = process.argv.slice(2);
 if (!file || !shots) {
@@ -116,7 +116,7 @@ const desktop = await withPage(async (page) => {
   const seen = await open(page);
   const findings = await page.evaluate(read);
   const screenshot = join(shots, "spending-report.png");
-  await page.screenshot({ path: screenshot, fullPage: true });
+  await takeScreenshot(page, screenshot);
   return { ...findings, ...seen, screenshot };
 });
 
@@ -136,7 +136,7 @@ const narrow = await withPage(
         .map((el) => `${el.tagName.toLowerCase()}.${el.className}`),
     );
     const screenshot = join(shots, "spending-report-390px.png");
-    await page.screenshot({ path: screenshot, fullPage: true });
+    await takeScreenshot(page, screenshot);
     return { viewport: findings.viewport, widestPayment: widest, scrollers, requests: seen.requests, errors: seen.errors, screenshot };
   },
   { viewport: { width: 390, height: 844 } },
