@@ -53,7 +53,7 @@ export function report(findings) {
 export async function screenshot(page, path) {
   for (let attempt = 1; ; attempt++) {
     try {
-      return await screenshot(page, path);
+      return await page.screenshot({ path, fullPage: true });
     } catch (error) {
       if (attempt >= 3 || !String(error?.message).includes("Unable to capture screenshot")) throw error;
       await page.waitForTimeout(250 * attempt);
