@@ -165,23 +165,6 @@ impl Backends {
     }
 }
 
-/// The health of a backend loading in the background: `ok`, `loading`, and the load time or
-/// why it failed.
-pub fn loading_health<T>(model: Result<&Loading<T>, &String>) -> serde_json::Value {
-    use serde_json::json;
-    match model.map(|m| (m.name(), m.state())) {
-        Ok((model, LoadState::Ready { load_ms })) => {
-            json!({"ok": true, "model": model, "loading": false, "load_ms": load_ms})
-        }
-        Ok((model, LoadState::Loading)) => json!({"ok": true, "model": model, "loading": true}),
-        Ok((model, LoadState::OnFirstUse)) => {
-            json!({"ok": true, "model": model, "loading": false, "loads_on_first_use": true})
-        }
-        Ok((model, LoadState::Failed(why))) => json!({"ok": false, "model": model, "error": why}),
-        Err(why) => json!({"ok": false, "error": why}),
-    }
-}
-
 /// One service as this gateway offers it.
 #[derive(Debug, Clone)]
 pub struct Offered {

@@ -245,28 +245,13 @@ impl SolanaStack {
 /// What the official facilitator library (`@x402/svm` 2.27 through `official-verify.mjs`, its
 /// fee payer the chain's) answers each `/verify` body on `state`'s chain, in order.
 pub async fn official_svm_verify(state: &SolanaChainState, bodies: &[Value]) -> Vec<Value> {
-    use std::io::Write as _;
     let mut command = std::process::Command::new("node");
     command
         .arg(crate::interop_dir().join("official-verify.mjs"))
         .env("RPC_URL", &state.rpc_url)
         .env("NETWORK", &state.network)
-        .env("FACILITATOR_PRIVATE_KEY", &state.fee_payer_key)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit());
-    let input = serde_json::to_vec(bodies).unwrap();
-    let output = tokio::task::spawn_blocking(move || {
-        let mut child = command.spawn().expect("node runs");
-        child.stdin.take().unwrap().write_all(&input).unwrap();
-        child.wait_with_output().unwrap()
-    })
-    .await
-    .unwrap();
-    assert!(output.status.success(), "official-verify.mjs failed");
-    let answers: Vec<Value> = serde_json::from_slice(&output.stdout).unwrap();
-    assert_eq!(answers.len(), bodies.len());
-    answers
+        .env("FACILITATOR_PRIVATE_KEY", &state.fee_payer_key);
+    crate::run_official_verify(command, serde_json::to_vec(bodies).unwrap()).await
 }
 
 /// A verify answer as (validity, reason code), the part both facilitators must agree on.

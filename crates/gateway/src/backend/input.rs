@@ -28,6 +28,20 @@ pub fn required_text(input: &Value, field: &str) -> Result<String, Rejection> {
         .ok_or_else(|| bad(format!("input.{field} (a non-empty string) is required")))
 }
 
+/// `input.text` to be spoken: required, non-blank, at most `limits.max_text_chars`
+/// characters.
+pub fn text_to_speak(input: &Value, limits: &GatewayLimits) -> Result<String, Rejection> {
+    let text = required_text(input, "text")?;
+    let chars = text.chars().count();
+    if chars > limits.max_text_chars {
+        return Err(bad(format!(
+            "input.text has {chars} characters; at most {}",
+            limits.max_text_chars
+        )));
+    }
+    Ok(text)
+}
+
 /// One text or a list of texts (strings or `{"text": …}`), within the batch and size limits.
 pub fn text_list(
     value: &Value,

@@ -202,15 +202,8 @@ impl SpeakJob {
         input: &serde_json::Value,
         limits: &crate::config::GatewayLimits,
     ) -> Result<Self, x402_paywall::Rejection> {
-        use super::input::{bad, required_text, string_field};
-        let text = required_text(input, "text")?;
-        let chars = text.chars().count();
-        if chars > limits.max_text_chars {
-            return Err(bad(format!(
-                "input.text has {chars} characters; at most {}",
-                limits.max_text_chars
-            )));
-        }
+        use super::input::{bad, string_field, text_to_speak};
+        let text = text_to_speak(input, limits)?;
         let voice = string_field(input, "voice")?.map(str::to_owned);
         let speed = match input.get("speed") {
             None | Some(serde_json::Value::Null) => None,

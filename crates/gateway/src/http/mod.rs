@@ -324,8 +324,12 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
                     .map(|stt| (stt.name(), stt.state())),
             ),
             "ocr": status(state.backends.ocr.as_ref().map(|_| ())),
-            "nsfw": crate::services::loading_health(state.backends.nsfw.as_ref()),
-            "piper": crate::services::loading_health(state.backends.piper.as_ref().map(|(v, _)| v)),
+            "nsfw": model_health(
+                state.backends.nsfw.as_ref().map(|m| (m.name(), m.state())),
+            ),
+            "piper": model_health(
+                state.backends.piper.as_ref().map(|(v, _)| (v.name(), v.state())),
+            ),
         },
     });
     // Without its database a replica can serve nothing paid (nor report jobs): unhealthy, so

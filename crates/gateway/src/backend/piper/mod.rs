@@ -286,15 +286,8 @@ impl PiperJob {
         input: &serde_json::Value,
         limits: &crate::config::GatewayLimits,
     ) -> Result<Self, x402_paywall::Rejection> {
-        use super::input::{bad, required_text, string_field};
-        let text = required_text(input, "text")?;
-        let chars = text.chars().count();
-        if chars > limits.max_text_chars {
-            return Err(bad(format!(
-                "input.text has {chars} characters; at most {}",
-                limits.max_text_chars
-            )));
-        }
+        use super::input::{bad, string_field, text_to_speak};
+        let text = text_to_speak(input, limits)?;
         if !text.chars().any(char::is_alphanumeric) {
             return Err(bad(
                 "input.text has nothing to speak (no letters or digits)",
