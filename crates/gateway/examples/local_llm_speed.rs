@@ -3,14 +3,15 @@
 //! loaded. Greedy decoding through the same path the gateway answers with (`LocalLlm::chat`,
 //! streamed).
 //!
-//! `cargo run --release -p x402-gateway --example local_llm_speed -- [models_dir] [runs]`
+//! `cargo run --release -p x402-gateway --example local_llm_speed -- [models_dir] [runs] [model]`
+//! (model: `smollm2-135m-instruct`, the default, or `qwen2.5-coder-0.5b-instruct`)
 
 use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use serde_json::{Value, json};
 use x402_gateway::backend::chat::ChatAnswer;
-use x402_gateway::backend::local_llm::{LoadState, LocalLlm, SMOLLM2_FILE, SMOLLM2_NAME};
+use x402_gateway::backend::local_llm::{LoadState, LocalChatModel, LocalLlm};
 
 fn rss_mb() -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
@@ -68,8 +69,13 @@ async fn main() {
     let mut args = std::env::args().skip(1);
     let dir = args.next().unwrap_or_else(|| "models".into());
     let runs: usize = args.next().and_then(|r| r.parse().ok()).unwrap_or(3);
+    let model: LocalChatModel = args
+        .next()
+        .map(|m| serde_json::from_value(json!(m)).expect("a model this gateway knows"))
+        .unwrap_or(LocalChatModel::Smollm2);
+    let name = model.name();
     let before = rss_mb();
-    let llm = LocalLlm::start(&std::path::Path::new(&dir).join(SMOLLM2_FILE), SMOLLM2_NAME)
+    let llm = LocalLlm::start(&std::path::Path::new(&dir).join(model.file()), name)
         .expect("the model is installed");
     let load_ms = loop {
         match llm.state() {
@@ -81,7 +87,7 @@ async fn main() {
         }
     };
     println!(
-        "model {SMOLLM2_NAME}: loaded in {load_ms} ms, RSS {before:.0} MB before, {:.0} MB after",
+        "model {name}: loaded in {load_ms} ms, RSS {before:.0} MB before, {:.0} MB after",
         rss_mb()
     );
     let long_prompt = "Summarize the following text in one sentence. ".to_owned()

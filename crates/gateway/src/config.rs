@@ -457,6 +457,13 @@ pub struct ServiceConfig {
     /// For LLM services: the OpenAI-compatible upstream.
     #[serde(default)]
     pub upstream: Option<UpstreamConfig>,
+    /// For LLM services without an upstream: the local model that answers,
+    /// `"smollm2-135m-instruct"` or `"qwen2.5-coder-0.5b-instruct"`. By default the code
+    /// services (`code-*`) use Qwen2.5-Coder when it is installed
+    /// (`scripts/install-models.sh --qwen-coder`), every other one SmolLM2. A model named here
+    /// that is not installed makes the service unavailable (never another model).
+    #[serde(default)]
+    pub local_model: Option<crate::backend::local_llm::LocalChatModel>,
 }
 
 fn yes() -> bool {
@@ -469,6 +476,7 @@ impl Default for ServiceConfig {
             price: None,
             enabled: true,
             upstream: None,
+            local_model: None,
         }
     }
 }
@@ -628,6 +636,18 @@ impl GatewayConfig {
                     "only LLM services (llm-*, code-*) take an OpenAI-compatible upstream",
                 ));
             }
+            if service.local_model.is_some() && def.backend != BackendKind::Chat {
+                return Err(invalid(
+                    format!("services.{name}.local_model"),
+                    "only LLM services (llm-*, code-*) take a local chat model",
+                ));
+            }
+            if service.local_model.is_some() && service.upstream.is_some() {
+                return Err(invalid(
+                    format!("services.{name}.local_model"),
+                    "set an upstream or a local model, not both (the upstream would answer)",
+                ));
+            }
         }
         if self.limits.max_body_bytes == 0 || self.limits.max_batch == 0 {
             return Err(invalid(
@@ -781,12 +801,51 @@ asset = "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913"
                 MINIMAL.replace("[payment]\n", "[payment]\nstream_per_payer = 2\n"),
                 &["stream_per_payer"],
             ),
+            (
+                format!("{MINIMAL}\n[services.code-4090]\nlocal_model = \"qwen2.5-coder\"\n"),
+                &[
+                    "local_model",
+                    "qwen2.5-coder",
+                    "smollm2-135m-instruct",
+                    "qwen2.5-coder-0.5b-instruct",
+                ],
+            ),
+            (
+                format!(
+                    "{MINIMAL}\n[services.whisper-l4]\nlocal_model = \"smollm2-135m-instruct\"\n"
+                ),
+                &["services.whisper-l4.local_model"],
+            ),
+            (
+                format!(
+                    "{MINIMAL}\n[services.llm-l4]\nlocal_model = \"smollm2-135m-instruct\"\n[services.llm-l4.upstream]\nbase_url = \"http://x\"\nmodel = \"m\"\n"
+                ),
+                &["services.llm-l4.local_model", "not both"],
+            ),
         ] {
             let refused = GatewayConfig::parse(&text).unwrap_err().to_string();
             for key in named {
                 assert!(refused.contains(key), "{refused}\nshould name {key}");
             }
         }
+    }
+
+    #[test]
+    fn a_service_names_its_local_chat_model() {
+        use crate::backend::local_llm::LocalChatModel;
+        let config = GatewayConfig::parse(&format!(
+            "{MINIMAL}\n[services.llm-4090]\nlocal_model = \"qwen2.5-coder-0.5b-instruct\"\n\
+             [services.code-4090]\nlocal_model = \"smollm2-135m-instruct\"\n"
+        ))
+        .unwrap();
+        assert_eq!(
+            config.services["llm-4090"].local_model,
+            Some(LocalChatModel::QwenCoder)
+        );
+        assert_eq!(
+            config.services["code-4090"].local_model,
+            Some(LocalChatModel::Smollm2)
+        );
     }
 
     #[test]

@@ -12,13 +12,13 @@ use crate::backend::chat::{ChatBackend, Upstream};
 use crate::backend::embed::{self, MiniLm};
 use crate::backend::fetch_input::InputFetcher;
 use crate::backend::loading::Loading;
-use crate::backend::local_llm::{self, LoadState, LocalLlm};
+use crate::backend::local_llm::{LoadState, LocalChatModel, LocalLlm};
 use crate::backend::nsfw::{self, OpenNsfw};
 use crate::backend::ocr::Tesseract;
 use crate::backend::onnx;
 use crate::backend::piper::{self, PiperVoice};
 use crate::backend::speech::Espeak;
-use crate::backend::whisper::{self, SpeechToText};
+use crate::backend::whisper;
 use crate::catalog::{BackendKind, SERVICES, ServiceDef};
 use crate::config::{ConfigError, GatewayConfig};
 
@@ -29,10 +29,15 @@ pub struct Backends {
     pub embeddings: Result<Arc<MiniLm>, String>,
     /// espeak-ng for speech.
     pub speech: Result<Espeak, String>,
-    /// The local chat LLM, for LLM services without an upstream (loading in the background).
+    /// The default local chat LLM (SmolLM2), for LLM services without an upstream (loading in
+    /// the background).
     pub chat: Result<LocalLlm, String>,
-    /// Whisper, for speech to text (loading in the background).
-    pub transcribe: Result<SpeechToText, String>,
+    /// The optional local code LLM (Qwen2.5-Coder), for the `code-*` services without an
+    /// upstream and those configured to use it (loaded on first use).
+    pub qwen_coder: Result<LocalLlm, String>,
+    /// Whisper for speech to text: tiny.en (loading in the background), and base,
+    /// multilingual, when installed, for other languages (loaded on first use).
+    pub transcribe: Result<whisper::Transcribers, String>,
     /// Fetches inputs given by URL, as `[inputs]` allows.
     pub inputs: InputFetcher,
     /// tesseract (and pdftoppm) for OCR.
@@ -62,18 +67,15 @@ impl Backends {
         if let Err(why) = &speech {
             tracing::warn!(%why, "text to speech is unavailable");
         }
-        let chat = LocalLlm::start(
-            &config.models_dir.join(local_llm::SMOLLM2_FILE),
-            local_llm::SMOLLM2_NAME,
-        );
+        let chat = LocalLlm::installed(&config.models_dir, LocalChatModel::Smollm2);
         if let Err(why) = &chat {
             tracing::warn!(%why, "LLM services without an upstream are unavailable");
         }
-        let transcribe = SpeechToText::start(
-            &config.models_dir.join(whisper::TINY_EN_DIR),
-            whisper::TINY_EN_NAME,
-            true,
-        );
+        let qwen_coder = LocalLlm::installed(&config.models_dir, LocalChatModel::QwenCoder);
+        if let Err(why) = &qwen_coder {
+            tracing::info!(%why, "code services without an upstream use the default local LLM");
+        }
+        let transcribe = whisper::Transcribers::start(&config.models_dir);
         if let Err(why) = &transcribe {
             tracing::warn!(%why, "speech to text is unavailable");
         }
@@ -91,6 +93,7 @@ impl Backends {
             embeddings,
             speech,
             chat,
+            qwen_coder,
             transcribe,
             inputs,
             ocr,
@@ -159,8 +162,23 @@ impl Backends {
         match kind {
             BackendKind::ImageSafety => self.nsfw.as_ref().ok().map(Loading::state),
             BackendKind::NeuralSpeech => self.piper.as_ref().ok().map(|(v, _)| v.state()),
-            BackendKind::Transcribe => self.transcribe.as_ref().ok().map(SpeechToText::state),
+            BackendKind::Transcribe => self.transcribe.as_ref().ok().map(|t| t.english().state()),
             _ => None,
+        }
+    }
+
+    /// The local model that answers LLM service `key` (configured `choice`, else
+    /// [`LocalChatModel::default_for`]), or why none can.
+    pub fn local_chat(
+        &self,
+        key: &str,
+        choice: Option<LocalChatModel>,
+    ) -> Result<LocalLlm, String> {
+        let model =
+            choice.unwrap_or_else(|| LocalChatModel::default_for(key, self.qwen_coder.is_ok()));
+        match model {
+            LocalChatModel::Smollm2 => self.chat.clone(),
+            LocalChatModel::QwenCoder => self.qwen_coder.clone(),
         }
     }
 }
@@ -174,25 +192,29 @@ pub struct Offered {
     pub price: Price,
     /// What answers it, for LLM services: its upstream, else the local model.
     pub chat: Option<ChatBackend>,
+    /// The Whisper models that run it, for speech to text (tiny.en; base for other languages
+    /// when installed).
+    pub transcribers: Vec<String>,
     /// `Err(why)` when it cannot run here.
     pub available: Result<(), String>,
 }
 
 impl Offered {
-    /// The model (or engine) that runs it, for the catalog.
-    pub fn model(&self) -> Option<String> {
-        match self.def.backend {
+    /// The models (or engines) that run it, for the catalog.
+    pub fn models(&self) -> Vec<String> {
+        let one = match self.def.backend {
             BackendKind::Embeddings => Some(embed::MODEL_NAME.to_owned()),
             BackendKind::Rerank => Some(format!("{} (bi-encoder)", embed::MODEL_NAME)),
             BackendKind::Documents => Some("pdf-extract + lopdf, docx-rs, html2text".to_owned()),
             BackendKind::Speech => Some("espeak-ng".to_owned()),
-            BackendKind::Transcribe => Some(whisper::TINY_EN_NAME.to_owned()),
+            BackendKind::Transcribe => return self.transcribers.clone(),
             BackendKind::NeuralSpeech => Some(format!("Piper {}", piper::VOICE_NAME)),
             BackendKind::Ocr => Some("tesseract (eng)".to_owned()),
             BackendKind::ImageSafety => Some(nsfw::MODEL_NAME.to_owned()),
             BackendKind::Chat => self.chat.as_ref().map(|c| c.model().to_owned()),
             BackendKind::None => None,
-        }
+        };
+        one.into_iter().collect()
     }
 }
 
@@ -272,12 +294,15 @@ impl Registry {
                         backends.piper.as_ref().map(|_| ()).map_err(Clone::clone)
                     }
                     BackendKind::Chat if upstream.is_some() => Ok(()),
-                    BackendKind::Chat => backends.chat.as_ref().map(|_| ()).map_err(|why| {
-                        format!(
-                            "no upstream configured (set [services.{}.upstream] base_url and model, any OpenAI-compatible API), and {why}",
-                            def.key
-                        )
-                    }),
+                    BackendKind::Chat => backends
+                        .local_chat(def.key, settings.local_model)
+                        .map(|_| ())
+                        .map_err(|why| {
+                            format!(
+                                "no upstream configured (set [services.{}.upstream] base_url and model, any OpenAI-compatible API), and {why}",
+                                def.key
+                            )
+                        }),
                     BackendKind::None => Err(format!(
                         "no backend: this gateway has no local {} model and no upstream adapter for it",
                         def.category
@@ -286,8 +311,16 @@ impl Registry {
             };
             let chat = match (def.backend, upstream) {
                 (BackendKind::Chat, Some(upstream)) => Some(ChatBackend::Upstream(upstream)),
-                (BackendKind::Chat, None) => backends.chat.clone().ok().map(ChatBackend::Local),
+                (BackendKind::Chat, None) => backends
+                    .local_chat(def.key, settings.local_model)
+                    .ok()
+                    .map(ChatBackend::Local),
                 _ => None,
+            };
+            let transcribers = match (&backends.transcribe, def.backend) {
+                (Ok(whisper), BackendKind::Transcribe) => whisper.names(),
+                (Err(_), BackendKind::Transcribe) => vec![whisper::TINY_EN_NAME.to_owned()],
+                _ => Vec::new(),
             };
             services.insert(
                 def.key,
@@ -295,6 +328,7 @@ impl Registry {
                     def,
                     price,
                     chat,
+                    transcribers,
                     available,
                 },
             );
@@ -370,7 +404,7 @@ fn catalog_entry(offered: &Offered, decimals: u8, backends: &Backends) -> Catalo
             price_usd: offered.price.as_str().into(),
         },
         default_cost_usd: crate::pricing::cost_usd(offered, def.unit.per(), decimals),
-        models: offered.model().into_iter().collect(),
+        models: offered.models(),
         backend: match (def.backend, &offered.chat) {
             (BackendKind::Chat, Some(chat)) => chat.kind(),
             (BackendKind::Chat, None) => "upstream",

@@ -1,5 +1,5 @@
 //! Audio that cannot be transcribed (not audio, in no format read here, empty, longer than the
-//! gateway's limit, or no audio field at all) is a 400 that says what to fix, before any
+//! gateway's limit, no audio field at all, or in a language Whisper does not know) is a 400 that says what to fix, before any
 //! payment: a request carrying a real payment is refused and nothing is charged.
 
 mod common;
@@ -36,8 +36,8 @@ async fn bad_audio_is_a_400_and_no_payment_is_taken() {
         (json!({"audio_base64": b64(&silence_wav(6))}), "at most 5 s"),
         (json!({"audio": "hello.wav"}), "input.audio_url"),
         (
-            json!({"audio_base64": b64(&silence_wav(1)), "language": "de"}),
-            "English only",
+            json!({"audio_base64": b64(&silence_wav(1)), "language": "klingon"}),
+            "not a language Whisper knows",
         ),
     ] {
         // Unpaid: refused without a payment challenge.

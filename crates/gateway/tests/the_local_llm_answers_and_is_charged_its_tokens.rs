@@ -9,12 +9,9 @@ mod common;
 
 use std::time::Duration;
 
-use alloy::primitives::U256;
-use common::{Stack, receipt_in_stream};
+use common::Stack;
+use common::chat::{ask_whole_and_streamed, catalog_entry};
 use serde_json::{Value, json};
-use x402_testkit::receipt_of;
-
-const PATH: &str = "/v1/chat/completions";
 
 /// The stack offering `upto`, `llm-4090` at $0.001 per 1K tokens (one micro-USDC a token) and
 /// no upstream; payer 0 has approved Permit2; the local model loaded.
@@ -38,105 +35,20 @@ async fn stack() -> Stack {
     panic!("the local LLM did not load in 30 s");
 }
 
-fn question(stream: bool) -> Value {
-    json!({
-        "model": "llm-4090",
-        "messages": [{"role": "user", "content": "What is the capital of France?"}],
-        "max_tokens": 48,
-        "temperature": 0,
-        "stream": stream,
-        "stream_options": {"include_usage": true},
-    })
-}
-
-/// Prompt, completion and total tokens of a `usage` object, checked to add up.
-fn tokens(usage: &Value) -> (u64, u64, u64) {
-    let prompt = usage["prompt_tokens"].as_u64().unwrap();
-    let completion = usage["completion_tokens"].as_u64().unwrap();
-    let total = usage["total_tokens"].as_u64().unwrap();
-    assert_eq!(prompt + completion, total, "{usage}");
-    assert!(prompt > 10 && completion > 0, "{usage}");
-    (prompt, completion, total)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_local_llm_says_paris_streams_the_same_text_and_is_charged_its_usage() {
     let stack = stack().await;
 
-    let catalog = stack.get_json("/catalog").await;
-    let llm = catalog["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|s| s["key"] == "llm-4090")
-        .unwrap();
+    let llm = catalog_entry(&stack, "llm-4090").await;
     assert_eq!(llm["backend"], "local", "{llm}");
     assert_eq!(llm["available"], true, "{llm}");
     assert_eq!(llm["models"], json!(["SmolLM2-135M-Instruct"]), "{llm}");
     assert!(llm.get("loading").is_none(), "{llm}");
 
-    // Whole, paid by `upto`: charged its reported tokens.
-    let whole = question(false);
-    let (payment, maximum) = stack.upto_payment(PATH, &whole, 0).await;
-    let payee_before = stack.pay_to_balance().await;
-    let response = stack.post_paid(PATH, &whole, &payment).await;
-    assert_eq!(response.status(), 200);
-    let receipt = receipt_of(response.headers()).expect("a receipt");
-    let completion: Value = response.json().await.unwrap();
-    let answer = completion["choices"][0]["message"]["content"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    assert!(answer.contains("Paris"), "{completion}");
-    assert_eq!(completion["choices"][0]["finish_reason"], "stop");
-    assert_eq!(completion["model"], "SmolLM2-135M-Instruct");
-    let (_, _, total) = tokens(&completion["usage"]);
-    assert!(receipt.success, "{receipt:?}");
-    assert_eq!(receipt.amount.map(|a| a.0), Some(U256::from(total)));
-    assert!(U256::from(total) < maximum);
-    let payee_after_whole = stack.pay_to_balance().await;
-    assert_eq!(payee_after_whole - payee_before, U256::from(total));
-
-    // Streamed: the same text in deltas, its usage chunk, charged its tokens.
-    let streamed = question(true);
-    let (payment, _) = stack.upto_payment(PATH, &streamed, 0).await;
-    let response = stack.post_paid(PATH, &streamed, &payment).await;
-    assert_eq!(response.status(), 200);
-    assert_eq!(response.headers()["content-type"], "text/event-stream");
-    let events = response.text().await.unwrap();
-    let (events, receipt) = receipt_in_stream(&events).expect("a receipt event");
-    let mut text = String::new();
-    let mut usage = None;
-    let mut finish = None;
-    let mut done = false;
-    for data in events.lines().filter_map(|l| l.strip_prefix("data: ")) {
-        if data == "[DONE]" {
-            done = true;
-            continue;
-        }
-        let chunk: Value = serde_json::from_str(data).unwrap();
-        assert_eq!(chunk["object"], "chat.completion.chunk");
-        if let Some(choice) = chunk["choices"].get(0) {
-            text.push_str(choice["delta"]["content"].as_str().unwrap_or(""));
-            if let Some(reason) = choice["finish_reason"].as_str() {
-                finish = Some(reason.to_owned());
-            }
-        }
-        if chunk["usage"].is_object() {
-            usage = Some(chunk["usage"].clone());
-        }
-    }
-    assert!(done, "{events}");
-    assert_eq!(text, answer, "streamed and whole answers differ");
-    assert_eq!(finish.as_deref(), Some("stop"));
-    let usage = usage.expect("a usage chunk");
-    assert_eq!(tokens(&usage), tokens(&completion["usage"]));
-    assert!(receipt.success, "{receipt:?}");
-    assert_eq!(receipt.amount.map(|a| a.0), Some(U256::from(total)));
-    assert_eq!(
-        stack.pay_to_balance().await - payee_after_whole,
-        U256::from(total)
-    );
+    let (answer, model) =
+        ask_whole_and_streamed(&stack, "llm-4090", "What is the capital of France?", 48).await;
+    assert!(answer.contains("Paris"), "{answer}");
+    assert_eq!(model, "SmolLM2-135M-Instruct");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

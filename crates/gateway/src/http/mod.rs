@@ -309,18 +309,36 @@ async fn health(State(state): State<Arc<AppState>>) -> Response {
         Ok(()) => json!({"ok": true}),
         Err(why) => json!({"ok": false, "error": why}),
     };
+    // Which model answers each local chat and speech-to-text service.
+    let served_by: serde_json::Map<String, Value> = state
+        .registry
+        .all()
+        .filter(|o| o.available.is_ok())
+        .filter(|o| matches!(o.def.backend, BackendKind::Chat | BackendKind::Transcribe))
+        .map(|o| (o.def.key.to_owned(), json!(o.models())))
+        .collect();
     let mut body = json!({
         "status": "ok",
         "available_services": state.registry.available_keys().len(),
+        "served_by": served_by,
         "backends": {
             "embeddings": status(state.backends.embeddings.as_ref().map(|_| ())),
             "speech": status(state.backends.speech.as_ref().map(|_| ())),
             "llm": local_llm_health(&state.backends.chat),
+            "llm_qwen_coder": local_llm_health(&state.backends.qwen_coder),
             "stt": model_health(
                 state
                     .backends
                     .transcribe
                     .as_ref()
+                    .map(|stt| (stt.english().name(), stt.english().state())),
+            ),
+            "stt_multilingual": model_health(
+                state
+                    .backends
+                    .transcribe
+                    .as_ref()
+                    .and_then(|stt| stt.multilingual())
                     .map(|stt| (stt.name(), stt.state())),
             ),
             "ocr": status(state.backends.ocr.as_ref().map(|_| ())),

@@ -3,6 +3,7 @@
 //! `models/`.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod chat;
 pub mod speech;
 
 use std::path::PathBuf;

@@ -9,10 +9,15 @@ pub const SENTENCE: &str = "Hello from the gateway. This is an offline text to s
 /// `text` spoken by espeak-ng (a Debian package, scripts/install-system-deps.sh): a WAV file,
 /// 22 050 Hz 16-bit mono.
 pub fn espeak_wav(text: &str) -> Vec<u8> {
+    espeak_wav_in("en-us", text)
+}
+
+/// `text` spoken by espeak-ng's `voice` (`en-us`, `de`, `fr`, …), as [`espeak_wav`].
+pub fn espeak_wav_in(voice: &str, text: &str) -> Vec<u8> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("speech.wav");
     let status = std::process::Command::new("espeak-ng")
-        .args(["-v", "en-us", "-s", "150", "-w"])
+        .args(["-v", voice, "-s", "150", "-w"])
         .arg(&path)
         .arg(text)
         .status()

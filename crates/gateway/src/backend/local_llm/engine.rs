@@ -1,6 +1,6 @@
-//! The model itself: a GGUF chat model (llama architecture, e.g. SmolLM2) run by candle's
-//! quantized llama on the CPU, with the tokenizer and the chat template its file carries.
-//! Blocking: only the worker thread calls it.
+//! The model itself: a GGUF chat model run on the CPU by candle's quantized llama (SmolLM2) or
+//! quantized qwen2 (Qwen2.5-Coder), as the file's architecture says, with the tokenizer and
+//! the chat template the file carries. Blocking: only the worker thread calls it.
 
 use std::path::Path;
 
@@ -8,7 +8,7 @@ use candle_core::quantized::tokenizer::TokenizerFromGguf;
 use candle_core::quantized::{GgmlDType, QTensor, gguf_file};
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::quantized_llama::ModelWeights;
+use candle_transformers::models::{quantized_llama, quantized_qwen2};
 use tokenizers::Tokenizer;
 use tokenizers::pre_tokenizers::PreTokenizerWrapper;
 use tokenizers::pre_tokenizers::byte_level::ByteLevel;
@@ -21,11 +21,25 @@ use super::text::TextOut;
 /// The longest context (prompt and answer) one generation may use.
 pub const CONTEXT_TOKENS: usize = 2048;
 
+/// The network, by architecture. Each generation starts at position 0, which resets its
+/// attention cache.
+enum Weights {
+    Llama(quantized_llama::ModelWeights),
+    Qwen2(quantized_qwen2::ModelWeights),
+}
+
+impl Weights {
+    fn forward(&mut self, input: &Tensor, position: usize) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Llama(model) => model.forward(input, position),
+            Self::Qwen2(model) => model.forward(input, position),
+        }
+    }
+}
+
 /// A loaded chat model.
 pub(super) struct Engine {
-    /// The weights as loaded; each generation runs on a clone (the weights are shared, the
-    /// attention cache and masks are its own).
-    model: ModelWeights,
+    model: Weights,
     tokenizer: Tokenizer,
     template: ChatTemplate,
     /// Tokens that end an answer (`<|im_end|>`, `<|endoftext|>`, the file's eos).
@@ -79,20 +93,25 @@ impl Engine {
             .and_then(|v| v.to_string().ok())
             .cloned()
             .unwrap_or_default();
-        if arch != "llama" {
+        if arch != "llama" && arch != "qwen2" {
             return Err(what(&format!(
-                "architecture {arch:?} is not supported (llama only)"
+                "architecture {arch:?} is not supported (llama or qwen2 only)"
             )));
         }
         let template = meta("tokenizer.chat_template")
             .and_then(|v| v.to_string().ok())
             .ok_or_else(|| what(&"no tokenizer.chat_template"))
-            .and_then(|t| ChatTemplate::from_jinja(t).map_err(|e| what(&e)))?
-            // With SmolLM2's default system prompt put first, the model (its weights as
-            // re-quantized below) answered "What is the capital of France?" with unrelated
-            // French text; without it, "The capital of France is Paris." A conversation that
-            // wants a system prompt carries its own.
-            .without_default_system();
+            .and_then(|t| ChatTemplate::from_jinja(t).map_err(|e| what(&e)))?;
+        // With SmolLM2's default system prompt put first, the model (its weights as
+        // re-quantized below) answered "What is the capital of France?" with unrelated
+        // French text; without it, "The capital of France is Paris." A conversation that
+        // wants a system prompt carries its own. Qwen's ("You are Qwen, created by Alibaba
+        // Cloud. You are a helpful assistant.") is the one it was tuned with: kept.
+        let template = if arch == "llama" {
+            template.without_default_system()
+        } else {
+            template
+        };
         let tokenizer = tokenizer(&content).map_err(|e| what(&e))?;
         let mut stop_ids: Vec<u32> = ["<|im_end|>", "<|endoftext|>"]
             .iter()
@@ -104,8 +123,14 @@ impl Engine {
         let device = Device::Cpu;
         let (content, mut weights) =
             requantized(content, &mut file, &device).map_err(|e| what(&e))?;
-        let model =
-            ModelWeights::from_gguf(content, &mut weights, &device).map_err(|e| what(&e))?;
+        let model = if arch == "llama" {
+            quantized_llama::ModelWeights::from_gguf(content, &mut weights, &device)
+                .map(Weights::Llama)
+        } else {
+            quantized_qwen2::ModelWeights::from_gguf(content, &mut weights, &device)
+                .map(Weights::Qwen2)
+        }
+        .map_err(|e| what(&e))?;
         Ok(Self {
             model,
             tokenizer,
@@ -139,13 +164,12 @@ impl Engine {
     /// Generates the answer to `prompt` (its tokens), giving each new piece of text to `out`;
     /// stops early when `out` returns `false` (nobody listens any more).
     pub(super) fn generate(
-        &self,
+        &mut self,
         prompt: &[u32],
         params: &Params,
         mut out: impl FnMut(&str) -> bool,
     ) -> Result<Finish, String> {
         let fail = |e: candle_core::Error| format!("inference: {e}");
-        let mut model = self.model.clone();
         let sampling = if params.temperature <= 0.0 {
             Sampling::ArgMax
         } else {
@@ -175,7 +199,8 @@ impl Engine {
             .map_err(fail)?;
         let mut position = 0;
         while (finish.completion_tokens as usize) < budget {
-            let logits = model
+            let logits = self
+                .model
                 .forward(&input, position)
                 .and_then(|l| l.squeeze(0))
                 .map_err(fail)?;
@@ -207,9 +232,10 @@ impl Engine {
     }
 }
 
-/// The file's tensors, its Q4_1 ones turned into Q8_0, as a GGUF file in memory: candle 0.11
-/// multiplies Q4_1 blocks (SmolLM2's file) with a scalar loop only, Q8_0 ones with SIMD.
-/// Q8_0 keeps each Q4_1 value to within half a step of 1/127 of its block's largest.
+/// The file's tensors, its Q4_1, Q5_0 and Q5_1 ones turned into Q8_0, as a GGUF file in
+/// memory: candle 0.11 multiplies those blocks (SmolLM2's Q4_1, most of Qwen2.5-Coder's
+/// Q5_0) with a scalar loop only, Q8_0 ones with SIMD. Q8_0 keeps each value to within half a
+/// step of 1/127 of its block's largest (finer than the 1/15 or 1/31 steps it had).
 fn requantized(
     content: gguf_file::Content,
     file: &mut std::fs::File,
@@ -218,7 +244,11 @@ fn requantized(
     let mut tensors = Vec::new();
     for name in content.tensor_infos.keys() {
         let tensor = content.tensor(file, name, device)?;
-        let tensor = if tensor.dtype() == GgmlDType::Q4_1 {
+        let scalar_only = matches!(
+            tensor.dtype(),
+            GgmlDType::Q4_1 | GgmlDType::Q5_0 | GgmlDType::Q5_1
+        );
+        let tensor = if scalar_only {
             QTensor::quantize(&tensor.dequantize(device)?, GgmlDType::Q8_0)?
         } else {
             tensor
@@ -262,12 +292,49 @@ fn tokenizer(content: &gguf_file::Content) -> Result<Tokenizer, String> {
 mod tests {
     use super::*;
 
+    fn installed(file: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../../models")
+            .join(file)
+    }
+
     /// The default model, installed by scripts/install-models.sh.
     fn smollm2() -> Engine {
-        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("../../models")
-            .join(super::super::SMOLLM2_FILE);
-        Engine::load(&path).expect("SmolLM2 is installed: run scripts/install-models.sh")
+        Engine::load(&installed(super::super::SMOLLM2_FILE))
+            .expect("SmolLM2 is installed: run scripts/install-models.sh")
+    }
+
+    #[test]
+    fn qwen_coders_file_gives_its_tokenizer_template_and_stops() {
+        let path = installed(super::super::QWEN_CODER_FILE);
+        let mut file = std::fs::File::open(&path)
+            .expect("Qwen2.5-Coder is installed: run scripts/install-models.sh --qwen-coder");
+        let content = gguf_file::Content::read(&mut file).unwrap();
+        let tokenizer = tokenizer(&content).unwrap();
+        let template = content.metadata["tokenizer.chat_template"]
+            .to_string()
+            .unwrap();
+        let prompt = ChatTemplate::from_jinja(template)
+            .unwrap()
+            .render(&[("user".into(), "Hi 2024".into())]);
+        assert_eq!(
+            prompt,
+            "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n\
+             <|im_start|>user\nHi 2024<|im_end|>\n<|im_start|>assistant\n"
+        );
+        let ids = tokenizer.encode(prompt.as_str(), false).unwrap();
+        let ids = ids.get_ids();
+        // The markers are single special tokens (<|im_start|> 151644, <|im_end|> 151645).
+        assert_eq!(ids[0], 151_644);
+        assert_eq!(ids.iter().filter(|id| **id == 151_645).count(), 2);
+        assert_eq!(
+            tokenizer.decode(ids, true).unwrap(),
+            prompt.replace("<|im_start|>", "").replace("<|im_end|>", "")
+        );
+        // qwen2's split: digits one by one, words with their leading space.
+        assert_eq!(tokenizer.encode("2024", false).unwrap().len(), 4);
+        assert_eq!(tokenizer.encode("the capital", false).unwrap().len(), 2);
+        assert_eq!(tokenizer.token_to_id("<|im_end|>"), Some(151_645));
     }
 
     #[test]
@@ -297,7 +364,7 @@ mod tests {
 
     #[test]
     fn greedy_decoding_is_deterministic_and_bounded() {
-        let engine = smollm2();
+        let mut engine = smollm2();
         let prompt = engine
             .encode(&engine.prompt(&[("user".into(), "What is the capital of France?".into())]))
             .unwrap();
@@ -308,7 +375,7 @@ mod tests {
             seed: 1,
             stop: Vec::new(),
         };
-        let answer = |params: &Params| {
+        let mut answer = |params: &Params| {
             let mut text = String::new();
             let finish = engine
                 .generate(&prompt, params, |piece| {

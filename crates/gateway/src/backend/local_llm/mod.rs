@@ -1,11 +1,12 @@
-//! The local chat LLM: a small GGUF model (SmolLM2-135M-Instruct by default) run in process by
-//! candle, answering OpenAI chat completion requests in OpenAI's shapes (a completion with its
+//! The local chat LLMs: small GGUF models (SmolLM2-135M-Instruct by default; the optional
+//! Qwen2.5-Coder-0.5B-Instruct for the code services) run in process by candle, answering OpenAI chat completion requests in OpenAI's shapes (a completion with its
 //! `usage`, or server-sent `chat.completion.chunk` events ending with a usage chunk and
 //! `[DONE]`), the same shapes an upstream gives, so that metering and charging do not tell
 //! them apart.
 //!
-//! The model loads on a worker thread of its own when the gateway starts, so the gateway is up
-//! at once; requests that come meanwhile wait in its queue. The worker runs one generation at a
+//! Each model has a worker thread of its own, which loads it when the gateway starts (or, for
+//! an optional model, when its first request comes), so the gateway is up at once; requests
+//! that come meanwhile wait in its queue. The worker runs one generation at a
 //! time, off the async runtime; a few requests may wait (`QUEUE`), more are refused as busy
 //! (503, not charged). A generation stops when its listener goes away (a client that hung up).
 
@@ -32,6 +33,60 @@ use engine::Engine;
 pub const SMOLLM2_FILE: &str = "smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf";
 /// The default model's name, as answers and the catalog give it.
 pub const SMOLLM2_NAME: &str = "SmolLM2-135M-Instruct";
+/// Where `scripts/install-models.sh --qwen-coder` puts the optional code model.
+pub const QWEN_CODER_FILE: &str =
+    "qwen2.5-coder-0.5b-instruct/qwen2.5-coder-0.5b-instruct-q4_k_m.gguf";
+/// The optional code model's name, as answers and the catalog give it.
+pub const QWEN_CODER_NAME: &str = "Qwen2.5-Coder-0.5B-Instruct";
+
+/// The local chat models a service may be answered by (`local_model` in a service's
+/// configuration).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Deserialize)]
+pub enum LocalChatModel {
+    /// SmolLM2-135M-Instruct, the default (installed by default).
+    #[serde(rename = "smollm2-135m-instruct")]
+    Smollm2,
+    /// Qwen2.5-Coder-0.5B-Instruct (`scripts/install-models.sh --qwen-coder`): better
+    /// answers, slower.
+    #[serde(rename = "qwen2.5-coder-0.5b-instruct")]
+    QwenCoder,
+}
+
+impl LocalChatModel {
+    /// The model's file under the models directory.
+    pub fn file(self) -> &'static str {
+        match self {
+            Self::Smollm2 => SMOLLM2_FILE,
+            Self::QwenCoder => QWEN_CODER_FILE,
+        }
+    }
+
+    /// The model's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Smollm2 => SMOLLM2_NAME,
+            Self::QwenCoder => QWEN_CODER_NAME,
+        }
+    }
+
+    /// The install script's command that installs it.
+    pub fn install_command(self) -> &'static str {
+        match self {
+            Self::Smollm2 => "scripts/install-models.sh",
+            Self::QwenCoder => "scripts/install-models.sh --qwen-coder",
+        }
+    }
+
+    /// The model for service `key` when its configuration names none: the code model for
+    /// `code-*` services when it is installed, else the default.
+    pub fn default_for(key: &str, qwen_coder_installed: bool) -> Self {
+        if key.starts_with("code-") && qwen_coder_installed {
+            Self::QwenCoder
+        } else {
+            Self::Smollm2
+        }
+    }
+}
 /// The most tokens one local answer may have (a request asking for more gets this many).
 pub const MAX_ANSWER_TOKENS: usize = 1024;
 /// The tokens the chat template adds to a conversation's estimate (SmolLM2's default system
@@ -97,6 +152,34 @@ impl LocalLlm {
     /// Starts loading the GGUF model at `path` on a worker thread, named `name` in answers;
     /// `Err` at once when the file is not there.
     pub fn start(path: &Path, name: &str) -> Result<Self, String> {
+        Self::launch(path, name, true)
+    }
+
+    /// Starts a worker thread for the GGUF model at `path`, named `name` in answers, that
+    /// loads it when the first request comes (which waits for it), so that a model few
+    /// requests use costs no memory until then; `Err` at once when the file is not there.
+    pub fn on_first_use(path: &Path, name: &str) -> Result<Self, String> {
+        Self::launch(path, name, false)
+    }
+
+    /// `model` from `models_dir`: the default model now, the optional one on first use.
+    pub fn installed(models_dir: &Path, model: LocalChatModel) -> Result<Self, String> {
+        let path = models_dir.join(model.file());
+        if !path.is_file() {
+            return Err(format!(
+                "the local LLM {} is not installed ({} is missing): run {}",
+                model.name(),
+                path.display(),
+                model.install_command()
+            ));
+        }
+        match model {
+            LocalChatModel::Smollm2 => Self::start(&path, model.name()),
+            LocalChatModel::QwenCoder => Self::on_first_use(&path, model.name()),
+        }
+    }
+
+    fn launch(path: &Path, name: &str, now: bool) -> Result<Self, String> {
         if !path.is_file() {
             return Err(format!(
                 "the local LLM is not installed ({} is missing): run scripts/install-models.sh",
@@ -104,14 +187,28 @@ impl LocalLlm {
             ));
         }
         let (queue, jobs) = std::sync::mpsc::sync_channel::<Job>(QUEUE);
-        let state = Arc::new(Mutex::new(LoadState::Loading));
+        let state = Arc::new(Mutex::new(if now {
+            LoadState::Loading
+        } else {
+            LoadState::OnFirstUse
+        }));
         let path: PathBuf = path.to_owned();
         let worker_state = state.clone();
         std::thread::Builder::new()
             .name("local-llm".into())
             .spawn(move || {
+                // Loaded on first use: when the first request comes.
+                let first = if now {
+                    None
+                } else {
+                    match jobs.recv() {
+                        Ok(job) => Some(job),
+                        Err(_) => return,
+                    }
+                };
+                set(&worker_state, LoadState::Loading);
                 let started = Instant::now();
-                let engine = match Engine::load(&path) {
+                let mut engine = match Engine::load(&path) {
                     Ok(engine) => {
                         let load_ms = started.elapsed().as_millis() as u64;
                         tracing::info!(model = %path.display(), load_ms, "the local LLM is loaded");
@@ -121,7 +218,7 @@ impl LocalLlm {
                     Err(why) => {
                         tracing::warn!(%why, "the local LLM cannot be loaded");
                         set(&worker_state, LoadState::Failed(why.clone()));
-                        for job in jobs {
+                        for job in first.into_iter().chain(jobs) {
                             let _ =
                                 job.events
                                     .send(Event::Failed(BackendError::Unavailable(format!(
@@ -131,8 +228,8 @@ impl LocalLlm {
                         return;
                     }
                 };
-                for job in jobs {
-                    serve(&engine, job);
+                for job in first.into_iter().chain(jobs) {
+                    serve(&mut engine, job);
                 }
             })
             .map_err(|e| format!("cannot start the local LLM's worker: {e}"))?;
@@ -224,7 +321,7 @@ fn set(state: &Mutex<LoadState>, to: LoadState) {
 }
 
 /// Runs `job` on the worker.
-fn serve(engine: &Engine, job: Job) {
+fn serve(engine: &mut Engine, job: Job) {
     let Job {
         messages,
         billed,

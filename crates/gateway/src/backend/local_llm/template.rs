@@ -16,16 +16,20 @@ impl ChatTemplate {
         if !template.contains("<|im_start|>") || !template.contains("<|im_end|>") {
             return Err("the chat template is not ChatML".into());
         }
-        // The newline is written `\n` in a Jinja string, or as itself.
-        let opened = ["<|im_start|>system\\n", "<|im_start|>system\n"]
+        // The newline is written `\n` in a Jinja string, or as itself. The first system turn
+        // written out whole is the default (Qwen's template opens one in its tool-calling
+        // branch first, with an expression for its text).
+        let default_system = ["<|im_start|>system\\n", "<|im_start|>system\n"]
             .iter()
-            .find_map(|open| template.split_once(open));
-        let default_system = opened.and_then(|(_, rest)| {
-            let (text, _) = rest.split_once("<|im_end|>")?;
-            // A literal prompt, not an expression of the template.
-            (!text.is_empty() && !text.contains(['{', '}', '\'', '"', '+']))
-                .then(|| text.to_owned())
-        });
+            .flat_map(|open| template.match_indices(open).map(|(at, o)| at + o.len()))
+            .filter_map(|start| {
+                let (text, _) = template[start..].split_once("<|im_end|>")?;
+                // A literal prompt, not an expression of the template.
+                (!text.is_empty() && !text.contains(['{', '}', '\'', '"', '+']))
+                    .then(|| (start, text.to_owned()))
+            })
+            .min_by_key(|(start, _)| *start)
+            .map(|(_, text)| text);
         Ok(Self { default_system })
     }
 
@@ -93,6 +97,20 @@ mod tests {
         assert_eq!(
             template.default_system.as_deref(),
             Some("You are a helpful AI assistant named SmolLM, trained by Hugging Face")
+        );
+    }
+
+    #[test]
+    fn a_default_written_after_an_expression_is_found() {
+        // The shape of Qwen2.5's template: a system turn built from an expression in the
+        // tool-calling branch, then the literal default.
+        let qwen = "{%- if tools %}{{- '<|im_start|>system\\n' }}{{- messages[0]['content'] }}{{- '<|im_end|>\\n' }}\
+                    {%- else %}{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}\
+                    {%- else %}{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\\n' }}{%- endif %}{%- endif %}";
+        let template = ChatTemplate::from_jinja(qwen).unwrap();
+        assert_eq!(
+            template.default_system.as_deref(),
+            Some("You are Qwen, created by Alibaba Cloud. You are a helpful assistant.")
         );
     }
 

@@ -1,14 +1,18 @@
-//! Speech to text: Whisper (tiny.en by default) run in process by candle, from the
-//! CTranslate2 weights `scripts/install-models.sh` installs.
+//! Speech to text: Whisper run in process by candle, from the CTranslate2 weights
+//! `scripts/install-models.sh` installs: tiny.en by default, and, when installed
+//! (`--whisper-base`), base (multilingual) for requests in another language than English or
+//! asking for the language to be detected (`language: "auto"`).
 //!
-//! The model loads on a thread of its own when the gateway starts, so the gateway is up at
-//! once; transcriptions that come meanwhile wait for it. One transcription runs at a time.
+//! tiny.en loads on a thread of its own when the gateway starts, so the gateway is up at
+//! once; transcriptions that come meanwhile wait for it. base loads when its first
+//! transcription comes. One transcription runs at a time on each.
 //! Input audio (WAV, FLAC, Ogg Vorbis, MP3; by `audio_url` or `audio_base64`) is decoded and
 //! measured before payment: the price is per second of audio, and audio that cannot be read
 //! is a 400 before anything is paid.
 
 pub mod audio;
 pub mod ct2;
+pub mod languages;
 pub mod model;
 
 use std::path::{Path, PathBuf};
@@ -30,14 +34,40 @@ use model::WhisperModel;
 pub const TINY_EN_DIR: &str = "whisper-tiny-en";
 /// Its name, as answers and the catalog give it.
 pub const TINY_EN_NAME: &str = "whisper-tiny.en";
+/// Where `scripts/install-models.sh --whisper-base` puts Whisper base (multilingual).
+pub const BASE_DIR: &str = "whisper-base";
+/// Its name, as answers and the catalog give it.
+pub const BASE_NAME: &str = "whisper-base";
 
 /// Progress of a transcription: windows done, windows in all.
 pub type ProgressFn = Box<dyn FnMut(usize, usize) + Send>;
 
 struct Shared {
+    dir: PathBuf,
     state: Mutex<LoadState>,
     loaded: Condvar,
     model: Mutex<Option<WhisperModel>>,
+}
+
+impl Shared {
+    /// Loads the model (blocking) and tells whoever waits for it.
+    fn load(&self) {
+        let started = Instant::now();
+        let state = match WhisperModel::load(&self.dir) {
+            Ok(model) => {
+                *lock(&self.model) = Some(model);
+                let load_ms = started.elapsed().as_millis() as u64;
+                tracing::info!(model = %self.dir.display(), load_ms, "Whisper is loaded");
+                LoadState::Ready { load_ms }
+            }
+            Err(why) => {
+                tracing::warn!(%why, "Whisper cannot be loaded");
+                LoadState::Failed(why)
+            }
+        };
+        *lock(&self.state) = state;
+        self.loaded.notify_all();
+    }
 }
 
 /// A handle on the Whisper model (cheap to clone).
@@ -61,43 +91,37 @@ impl SpeechToText {
     /// Starts loading the model in `dir` (named `name`; `english_only` for `.en` models) on a
     /// thread of its own; `Err` at once when it is not installed.
     pub fn start(dir: &Path, name: &str, english_only: bool) -> Result<Self, String> {
+        let stt = Self::new(dir, name, english_only, LoadState::Loading)?;
+        let loader = stt.shared.clone();
+        std::thread::Builder::new()
+            .name("whisper-load".into())
+            .spawn(move || loader.load())
+            .map_err(|e| format!("cannot start loading Whisper: {e}"))?;
+        Ok(stt)
+    }
+
+    /// The model in `dir` (named `name`; `english_only` for `.en` models), loaded by its first
+    /// transcription (which waits for it); `Err` at once when it is not installed.
+    pub fn on_first_use(dir: &Path, name: &str, english_only: bool) -> Result<Self, String> {
+        Self::new(dir, name, english_only, LoadState::OnFirstUse)
+    }
+
+    fn new(dir: &Path, name: &str, english_only: bool, state: LoadState) -> Result<Self, String> {
         if !dir.join("model.bin").is_file() {
             return Err(format!(
                 "speech to text is not installed ({} is missing): run scripts/install-models.sh",
                 dir.join("model.bin").display()
             ));
         }
-        let shared = Arc::new(Shared {
-            state: Mutex::new(LoadState::Loading),
-            loaded: Condvar::new(),
-            model: Mutex::new(None),
-        });
-        let dir: PathBuf = dir.to_owned();
-        let loader = shared.clone();
-        std::thread::Builder::new()
-            .name("whisper-load".into())
-            .spawn(move || {
-                let started = Instant::now();
-                let state = match WhisperModel::load(&dir) {
-                    Ok(model) => {
-                        *lock(&loader.model) = Some(model);
-                        let load_ms = started.elapsed().as_millis() as u64;
-                        tracing::info!(model = %dir.display(), load_ms, "Whisper is loaded");
-                        LoadState::Ready { load_ms }
-                    }
-                    Err(why) => {
-                        tracing::warn!(%why, "Whisper cannot be loaded");
-                        LoadState::Failed(why)
-                    }
-                };
-                *lock(&loader.state) = state;
-                loader.loaded.notify_all();
-            })
-            .map_err(|e| format!("cannot start loading Whisper: {e}"))?;
         Ok(Self {
             name: name.into(),
             english_only,
-            shared,
+            shared: Arc::new(Shared {
+                dir: dir.to_owned(),
+                state: Mutex::new(state),
+                loaded: Condvar::new(),
+                model: Mutex::new(None),
+            }),
         })
     }
 
@@ -111,6 +135,11 @@ impl SpeechToText {
         lock(&self.shared.state).clone()
     }
 
+    /// Whether it transcribes English only (a `.en` model).
+    pub fn english_only(&self) -> bool {
+        self.english_only
+    }
+
     /// Transcribes 16 kHz mono `samples`, blocking until the model is loaded and free.
     pub fn transcribe(
         &self,
@@ -119,6 +148,13 @@ impl SpeechToText {
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<(String, Vec<Segment>), BackendError> {
         let mut state = lock(&self.shared.state);
+        if *state == LoadState::OnFirstUse {
+            // This transcription loads it; others wait as for a load begun at start.
+            *state = LoadState::Loading;
+            drop(state);
+            self.shared.load();
+            state = lock(&self.shared.state);
+        }
         while *state == LoadState::Loading {
             state = self
                 .shared
@@ -142,6 +178,79 @@ impl SpeechToText {
     }
 }
 
+/// The Whisper models of this gateway: tiny.en, and base (multilingual) when installed.
+#[derive(Clone, Debug)]
+pub struct Transcribers {
+    english: SpeechToText,
+    multilingual: Result<SpeechToText, String>,
+}
+
+impl Transcribers {
+    /// tiny.en from `models_dir` (loading now), and base if it is installed (loaded on first
+    /// use); `Err` when tiny.en is not installed.
+    pub fn start(models_dir: &Path) -> Result<Self, String> {
+        let english = SpeechToText::start(&models_dir.join(TINY_EN_DIR), TINY_EN_NAME, true)?;
+        let multilingual = SpeechToText::on_first_use(&models_dir.join(BASE_DIR), BASE_NAME, false)
+            .map_err(|why| {
+                format!("{why} --whisper-base (Whisper base, for other languages than English)")
+            });
+        if let Err(why) = &multilingual {
+            tracing::info!(%why, "speech to text is in English only");
+        }
+        Ok(Self {
+            english,
+            multilingual,
+        })
+    }
+
+    /// tiny.en.
+    pub fn english(&self) -> &SpeechToText {
+        &self.english
+    }
+
+    /// base, or why it is not there.
+    pub fn multilingual(&self) -> Result<&SpeechToText, &String> {
+        self.multilingual.as_ref()
+    }
+
+    /// The models' names.
+    pub fn names(&self) -> Vec<String> {
+        std::iter::once(&self.english)
+            .chain(self.multilingual.as_ref().ok())
+            .map(|m| m.name().to_owned())
+            .collect()
+    }
+
+    /// The model for `input.language` as asked (lower case; `None` when absent), and the
+    /// language code to force on it (`None`: English for tiny.en, detected by base). English
+    /// (or no language) goes to tiny.en; another language, or `auto`, to base.
+    fn pick(&self, asked: Option<&str>) -> Result<(SpeechToText, Option<String>), Rejection> {
+        let Some(asked) = asked else {
+            return Ok((self.english.clone(), None));
+        };
+        if asked == "auto" {
+            // Without base, as before it came: tiny.en, which hears English.
+            let stt = self.multilingual.as_ref().unwrap_or(&self.english);
+            return Ok((stt.clone(), None));
+        }
+        let code = languages::code(asked).ok_or_else(|| {
+            bad(format!(
+                "input.language {asked:?} is not a language Whisper knows: write an ISO 639-1 code such as \"en\" or \"de\" (or the language's English name), or \"auto\" to detect it"
+            ))
+        })?;
+        if code == "en" {
+            return Ok((self.english.clone(), Some(code.to_owned())));
+        }
+        match &self.multilingual {
+            Ok(base) => Ok((base.clone(), Some(code.to_owned()))),
+            Err(why) => Err(bad(format!(
+                "input.language {asked:?}: this gateway's Whisper ({}) transcribes English only; send English audio with language \"en\" or none ({why})",
+                self.english.name
+            ))),
+        }
+    }
+}
+
 fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
@@ -153,7 +262,7 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub struct TranscribeJob {
     /// 16 kHz mono samples.
     pub audio: audio::Audio,
-    /// The language asked for (`en`).
+    /// The language asked for (`en`, `de`, …; `None`: English for tiny.en, detected by base).
     pub language: Option<String>,
     /// The model that will run it.
     stt: SpeechToText,
@@ -176,26 +285,17 @@ impl TranscribeJob {
     /// or `input.audio_base64`) and `input.language`; decodes and measures the audio.
     pub fn prepare(
         input: &Value,
-        stt: &Result<SpeechToText, String>,
+        whisper: &Result<Transcribers, String>,
         fetcher: &InputFetcher,
         limits: &GatewayLimits,
     ) -> Result<Self, Rejection> {
-        let stt = stt
-            .clone()
+        let whisper = whisper
+            .as_ref()
             .map_err(|why| bad(format!("speech to text is not available here: {why}")))?;
-        let language = string_field(input, "language")?
+        let asked = string_field(input, "language")?
             .map(|l| l.trim().to_ascii_lowercase())
-            .filter(|l| !l.is_empty() && l != "auto");
-        if let Some(language) = &language
-            && stt.english_only
-            && language != "en"
-            && language != "english"
-        {
-            return Err(bad(format!(
-                "input.language {language:?}: this gateway's Whisper ({}) transcribes English only; send English audio with language \"en\" or none",
-                stt.name
-            )));
-        }
+            .filter(|l| !l.is_empty());
+        let (stt, language) = whisper.pick(asked.as_deref())?;
         let bytes = if let Some(url) = string_field(input, "audio_url")? {
             off_the_async_workers(|| fetcher.fetch(url, "audio_url"))?.bytes
         } else if let Some(encoded) = string_field(input, "audio_base64")? {
@@ -232,7 +332,7 @@ impl TranscribeJob {
         }
         Ok(Self {
             audio,
-            language: language.map(|l| if l == "english" { "en".into() } else { l }),
+            language,
             stt,
             progress: Mutex::new(None),
         })
@@ -276,5 +376,85 @@ impl TranscribeJob {
             "input_format": self.audio.format,
             "processing_seconds": (elapsed * 1000.0).round() / 1000.0,
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The installed models, not loaded (`on_first_use` only checks their files).
+    fn models() -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models")
+    }
+
+    fn tiny_en() -> SpeechToText {
+        SpeechToText::on_first_use(&models().join(TINY_EN_DIR), TINY_EN_NAME, true)
+            .expect("Whisper tiny.en is installed: run scripts/install-models.sh")
+    }
+
+    fn picked(
+        whisper: &Transcribers,
+        asked: Option<&str>,
+    ) -> Result<(String, Option<String>), String> {
+        whisper
+            .pick(asked)
+            .map(|(stt, language)| (stt.name().to_owned(), language))
+            .map_err(|r| format!("{r:?}"))
+    }
+
+    #[test]
+    fn english_goes_to_tiny_en_other_languages_and_auto_to_base() {
+        let base = SpeechToText::on_first_use(&models().join(BASE_DIR), BASE_NAME, false)
+            .expect("Whisper base is installed: run scripts/install-models.sh --whisper-base");
+        let whisper = Transcribers {
+            english: tiny_en(),
+            multilingual: Ok(base),
+        };
+        let tiny = TINY_EN_NAME.to_owned();
+        let base = BASE_NAME.to_owned();
+        assert_eq!(picked(&whisper, None), Ok((tiny.clone(), None)));
+        assert_eq!(
+            picked(&whisper, Some("en")),
+            Ok((tiny.clone(), Some("en".into())))
+        );
+        assert_eq!(
+            picked(&whisper, Some("english")),
+            Ok((tiny, Some("en".into())))
+        );
+        assert_eq!(
+            picked(&whisper, Some("de")),
+            Ok((base.clone(), Some("de".into())))
+        );
+        assert_eq!(
+            picked(&whisper, Some("french")),
+            Ok((base.clone(), Some("fr".into())))
+        );
+        assert_eq!(picked(&whisper, Some("auto")), Ok((base, None)));
+        let unknown = picked(&whisper, Some("klingon")).unwrap_err();
+        assert!(
+            unknown.contains("not a language Whisper knows"),
+            "{unknown}"
+        );
+        assert_eq!(whisper.names(), [TINY_EN_NAME, BASE_NAME]);
+    }
+
+    #[test]
+    fn without_base_other_languages_are_refused_and_auto_is_english() {
+        let whisper = Transcribers {
+            english: tiny_en(),
+            multilingual: Err("whisper-base is not installed".into()),
+        };
+        let refused = picked(&whisper, Some("de")).unwrap_err();
+        assert!(refused.contains("English only"), "{refused}");
+        assert!(
+            refused.contains("whisper-base is not installed"),
+            "{refused}"
+        );
+        assert_eq!(
+            picked(&whisper, Some("auto")),
+            Ok((TINY_EN_NAME.into(), None))
+        );
+        assert_eq!(whisper.names(), [TINY_EN_NAME]);
     }
 }
