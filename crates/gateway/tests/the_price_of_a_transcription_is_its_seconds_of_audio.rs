@@ -49,7 +49,11 @@ async fn the_402_asks_for_the_seconds_of_audio_sent() {
         .clone();
     assert_eq!(whisper["available"], true, "{whisper}");
     assert_eq!(whisper["backend"], "local");
-    assert_eq!(whisper["models"], json!(["whisper-tiny.en"]));
+    // tiny.en, and base for other languages (scripts/test.sh installs both).
+    assert_eq!(
+        whisper["models"],
+        json!(["whisper-tiny.en", "whisper-base"])
+    );
     let health = stack.get_json("/health").await;
     assert_eq!(health["backends"]["stt"]["model"], "whisper-tiny.en");
     assert_eq!(health["backends"]["stt"]["ok"], true, "{health}");
