@@ -144,7 +144,11 @@ struct OfficialFacilitator {
 impl OfficialFacilitator {
     /// Starts `official-facilitator.mjs` on `state`'s chain, fees paid by `fee_payer`, its
     /// diagnostics (a line per request) written to `log`.
-    async fn start(state: &SolanaChainState, fee_payer: &Keypair, log: &Path) -> anyhow::Result<Self> {
+    async fn start(
+        state: &SolanaChainState,
+        fee_payer: &Keypair,
+        log: &Path,
+    ) -> anyhow::Result<Self> {
         let script = official_script()?;
         let node = std::env::var_os("X402_NODE").unwrap_or_else(|| "node".into());
         let mut child = tokio::process::Command::new(node)
@@ -159,7 +163,10 @@ impl OfficialFacilitator {
             .kill_on_drop(true)
             .spawn()
             .with_context(|| format!("node {}", script.display()))?;
-        let stdout = child.stdout.take().context("the official facilitator's stdout")?;
+        let stdout = child
+            .stdout
+            .take()
+            .context("the official facilitator's stdout")?;
         let mut lines = BufReader::new(stdout).lines();
         let line = tokio::time::timeout(Duration::from_secs(60), lines.next_line()).await;
         let port = match line {
@@ -200,7 +207,9 @@ fn official_script() -> anyhow::Result<PathBuf> {
             }
         }
     }
-    bail!("the official facilitator needs {OFFICIAL_SCRIPT} and the official SDKs installed in tools/ (scripts/install-tools.sh)")
+    bail!(
+        "the official facilitator needs {OFFICIAL_SCRIPT} and the official SDKs installed in tools/ (scripts/install-tools.sh)"
+    )
 }
 
 /// `count` `/verify` and `/settle` bodies of payments of `amount` to `state`'s payee, each a
@@ -326,16 +335,16 @@ pub(crate) async fn run(args: SvmBench) -> anyhow::Result<()> {
     let official_key = Keypair::new();
     rpc.call(
         "requestAirdrop",
-        json!([official_key.pubkey().to_string(), OFFICIAL_FEE_PAYER_LAMPORTS]),
+        json!([
+            official_key.pubkey().to_string(),
+            OFFICIAL_FEE_PAYER_LAMPORTS
+        ]),
     )
     .await
     .context("funding the official facilitator's fee payer")?;
-    let official = OfficialFacilitator::start(
-        &state,
-        &official_key,
-        &dir.join("official-facilitator.log"),
-    )
-    .await?;
+    let official =
+        OfficialFacilitator::start(&state, &official_key, &dir.join("official-facilitator.log"))
+            .await?;
 
     eprintln!("pre-signing {} payments for each…", args.count);
     let payers = state
@@ -344,7 +353,14 @@ pub(crate) async fn run(args: SvmBench) -> anyhow::Result<()> {
         .map(|key| x402_svm::parse_keypair(key).map_err(anyhow::Error::msg))
         .collect::<anyhow::Result<Vec<_>>>()?;
     let blockhash = rpc.latest_blockhash().await?.blockhash;
-    let our_bodies = sign_payments(&state, &payers, &our_fee_payer, &blockhash, args.amount, args.count)?;
+    let our_bodies = sign_payments(
+        &state,
+        &payers,
+        &our_fee_payer,
+        &blockhash,
+        args.amount,
+        args.count,
+    )?;
     let official_bodies = sign_payments(
         &state,
         &payers,
@@ -483,7 +499,16 @@ mod tests {
         assert_eq!(args.amount, 1000);
         assert!(matches!(args.database_sync, Sync::Full));
         assert!(!args.json);
-        let args = parse(&["--count", "50", "-c", "2", "--database-sync", "normal", "--json"]).unwrap();
+        let args = parse(&[
+            "--count",
+            "50",
+            "-c",
+            "2",
+            "--database-sync",
+            "normal",
+            "--json",
+        ])
+        .unwrap();
         assert_eq!((args.count, args.concurrency), (50, 2));
         assert!(matches!(args.database_sync, Sync::Normal) && args.json);
     }
