@@ -1,11 +1,13 @@
 //! `x402-bench`: the load generators behind `docs/benchmarks.md`, kept out of the product
 //! binary. Each starts its own local chain and stack, drives it at a fixed concurrency, and
-//! checks on chain that exactly what was charged moved.
+//! checks on chain that exactly what was charged moved. `svm` also runs the official TypeScript
+//! facilitator beside ours, on the local Solana chain.
 //!
 //! ```sh
 //! cargo run --release -p x402-bench -- facilitator --count 600 --concurrency 8
 //! cargo run --release -p x402-bench -- gateway --count 300 --concurrency 8
 //! cargo run --release -p x402-bench -- batch --count 4000 --concurrency 8
+//! cargo run --release -p x402-bench -- svm --count 300 --concurrency 8
 //! cargo run --release -p x402-bench -- dashboard --payments 100000
 //! cargo run --release -p x402-bench -- costs
 //! cargo run --release -p x402-bench -- facilitator-dashboard --settlements 100000
@@ -18,6 +20,7 @@ mod facilitator;
 mod facilitator_dashboard;
 mod gateway;
 mod load;
+mod svm;
 
 use clap::{Parser, Subcommand};
 
@@ -47,6 +50,9 @@ enum Target {
     /// How fast the facilitator's dashboard API answers with 100,000 settlements in its log
     /// (SQLite): p50 and p99 per route.
     FacilitatorDashboard(facilitator_dashboard::DashboardBench),
+    /// Verify and settle throughput and latency of our facilitator against the official
+    /// TypeScript one, `exact` on the local Solana chain, in the same run.
+    Svm(svm::SvmBench),
 }
 
 impl Target {
@@ -59,6 +65,7 @@ impl Target {
             Self::Dashboard(args) => dashboard::run(args).await,
             Self::Costs(args) => costs::run(args).await,
             Self::FacilitatorDashboard(args) => facilitator_dashboard::run(args).await,
+            Self::Svm(args) => svm::run(args).await,
         }
     }
 }
