@@ -32,7 +32,7 @@ pub const TINY_EN_DIR: &str = "whisper-tiny-en";
 pub const TINY_EN_NAME: &str = "whisper-tiny.en";
 
 /// Progress of a transcription: windows done, windows in all.
-pub type ProgressFn = Box<dyn FnMut(usize, usize) + Send>;
+pub use super::ProgressFn;
 
 struct Shared {
     state: Mutex<LoadState>,
