@@ -1,6 +1,6 @@
 //! Inputs by `https` URL: fetched from a host the operator allows, its certificate verified
 //! against the system's roots plus `[inputs] extra_root_certificates` (here a CA made at test
-//! time with the `openssl` command, serving on 127.0.0.1); refused as a 400 before payment
+//! time with the `openssl` command, serving on 127.0.0.2); refused as a 400 before payment
 //! when the host is not allowed, when it resolves to a loopback address not listed, when a
 //! redirect leads to such an address, or when its certificate is not trusted.
 
@@ -32,7 +32,7 @@ fn openssl(dir: &Path, args: &[&str]) {
     );
 }
 
-/// A CA (`ca.pem`) and a server certificate it signed for 127.0.0.1 and localhost
+/// A CA (`ca.pem`) and a server certificate it signed for 127.0.0.2 and localhost
 /// (`server.pem`, key `server.key`), made in `dir`.
 fn make_certificates(dir: &Path) {
     openssl(
@@ -76,7 +76,7 @@ fn make_certificates(dir: &Path) {
     std::fs::write(
         dir.join("server.ext"),
         "basicConstraints=critical,CA:FALSE\nkeyUsage=critical,digitalSignature\n\
-         extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.1,DNS:localhost\n",
+         extendedKeyUsage=serverAuth\nsubjectAltName=IP:127.0.0.2,DNS:localhost\n",
     )
     .unwrap();
     openssl(
@@ -101,7 +101,7 @@ fn make_certificates(dir: &Path) {
     );
 }
 
-/// An https server on 127.0.0.1 with `dir`'s server certificate: `/speech.wav` is `wav`,
+/// An https server on 127.0.0.2 with `dir`'s server certificate: `/speech.wav` is `wav`,
 /// `/to/{path}` redirects (302) to `{path}` with `https://` before it; its port and how many
 /// requests reached it.
 async fn https_server(dir: &Path, wav: Vec<u8>) -> (u16, Arc<AtomicUsize>) {
@@ -117,7 +117,7 @@ async fn https_server(dir: &Path, wav: Vec<u8>) -> (u16, Arc<AtomicUsize>) {
         .with_single_cert(certs, key)
         .unwrap();
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let listener = tokio::net::TcpListener::bind("127.0.0.2:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let hits = Arc::new(AtomicUsize::new(0));
     let counted = hits.clone();
@@ -182,16 +182,16 @@ async fn an_allowed_https_host_is_fetched_and_others_are_400_before_payment() {
     let certs = tempfile::tempdir().unwrap();
     make_certificates(certs.path());
     let (port, hits) = https_server(certs.path(), espeak_wav(SENTENCE)).await;
-    // 127.0.0.1 is listed as an address; localhost only by name (its loopback addresses are
+    // 127.0.0.2 is listed as an address; localhost only by name (its loopback addresses are
     // not listed, so it is refused once resolved).
     let stack = Stack::start(&format!(
-        "[inputs]\nallowed_hosts = [\"127.0.0.1\", \"localhost\"]\nextra_root_certificates = {:?}\n",
+        "[inputs]\nallowed_hosts = [\"127.0.0.2\", \"localhost\"]\nextra_root_certificates = {:?}\n",
         certs.path().join("ca.pem").display().to_string()
     ))
     .await;
 
     // Allowed: fetched over https, quoted, paid, transcribed.
-    let url = format!("https://127.0.0.1:{port}/speech.wav");
+    let url = format!("https://127.0.0.2:{port}/speech.wav");
     let (response, _) = stack
         .pay_run("whisper-l4", json!({"audio_url": &url}), 2)
         .await;
@@ -200,7 +200,7 @@ async fn an_allowed_https_host_is_fetched_and_others_are_400_before_payment() {
     let text = body["output"]["text"].as_str().unwrap();
     assert!(word_recall(SENTENCE, text) >= 0.8, "{body}");
     // A redirect to an allowed URL is followed.
-    let hop = format!("https://127.0.0.1:{port}/to/127.0.0.1:{port}/speech.wav");
+    let hop = format!("https://127.0.0.2:{port}/to/127.0.0.2:{port}/speech.wav");
     let quote = stack
         .post_json("/run", &run(json!({"audio_url": hop})))
         .await;
@@ -220,12 +220,12 @@ async fn an_allowed_https_host_is_fetched_and_others_are_400_before_payment() {
             false,
         ),
         (
-            format!("https://127.0.0.1:{port}/to/localhost:{port}/speech.wav"),
+            format!("https://127.0.0.2:{port}/to/localhost:{port}/speech.wav"),
             "redirected to https://localhost",
             true,
         ),
         (
-            format!("https://127.0.0.1:{port}/to/169.254.169.254/latest"),
+            format!("https://127.0.0.2:{port}/to/169.254.169.254/latest"),
             "not one this gateway fetches from",
             true,
         ),
@@ -256,10 +256,10 @@ async fn a_server_whose_certificate_is_not_trusted_is_refused() {
     let certs = tempfile::tempdir().unwrap();
     make_certificates(certs.path());
     let (port, hits) = https_server(certs.path(), espeak_wav("hello")).await;
-    let url = format!("https://127.0.0.1:{port}/speech.wav");
+    let url = format!("https://127.0.0.2:{port}/speech.wav");
     let fetch = |extra: Option<&Path>| {
         let fetcher = InputFetcher::new(&InputsConfig {
-            allowed_hosts: vec!["127.0.0.1".into()],
+            allowed_hosts: vec!["127.0.0.2".into()],
             extra_root_certificates: extra.map(Path::to_owned),
             ..InputsConfig::default()
         })

@@ -18,11 +18,9 @@ const PAGES: [&str; 6] = [
     "Page six closes the ledger",
 ];
 
+/// `text` in lower case without whitespace (tesseract sometimes splits a word: "p age").
 fn normalized(text: &str) -> String {
-    text.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .to_lowercase()
+    text.split_whitespace().collect::<String>().to_lowercase()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -153,7 +153,8 @@ pub enum Encoder {
     Flac,
     /// `oggenc` (package vorbis-tools): Ogg Vorbis, quality 2 (about 96 kbit/s).
     Vorbis,
-    /// `lame` (package lame): MP3 at 32 kbit/s.
+    /// `lame` (package lame): MP3 at 64 kbit/s (enough room in a frame for the LAME header
+    /// that gives the encoder's delay and padding, so the length read is exact).
     Mp3,
 }
 
@@ -202,7 +203,7 @@ impl Encoder {
             }
             Encoder::Mp3 => {
                 let mut c = std::process::Command::new("lame");
-                c.args(["--quiet", "-b", "32"]).arg(&input).arg(&output);
+                c.args(["--quiet", "-b", "64"]).arg(&input).arg(&output);
                 c
             }
         };
