@@ -7,10 +7,12 @@
 #               pdftoppm, which renders PDF pages for OCR
 #   chromium    headless browser for the dashboard and spending-report tests (driven by
 #               playwright-core from tools/)
+#   flac, vorbis-tools, lame
+#               encoders the speech-to-text tests make FLAC, Ogg Vorbis and MP3 recordings with
 # Runs apt-get update only when something must be installed; uses sudo when not root.
 set -euo pipefail
 
-packages=(espeak-ng tesseract-ocr tesseract-ocr-eng poppler-utils chromium)
+packages=(espeak-ng tesseract-ocr tesseract-ocr-eng poppler-utils chromium flac vorbis-tools lame)
 
 missing=()
 for p in "${packages[@]}"; do
@@ -36,7 +38,7 @@ if [ "$(id -u)" -ne 0 ]; then
   fi
 fi
 
-echo "installing Debian packages: ${missing[*]} (espeak-ng: text-to-speech; tesseract-ocr, poppler-utils: OCR; chromium: browser tests)" >&2
+echo "installing Debian packages: ${missing[*]} (espeak-ng: text-to-speech; tesseract-ocr, poppler-utils: OCR; chromium: browser tests; flac, vorbis-tools, lame: compressed audio for the speech-to-text tests)" >&2
 "${sudo[@]}" apt-get update -qq >&2
 "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive \
   apt-get install -y -qq -o Dpkg::Use-Pty=0 --no-install-recommends "${missing[@]}" >&2

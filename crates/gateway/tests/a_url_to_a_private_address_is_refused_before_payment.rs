@@ -57,7 +57,10 @@ async fn urls_to_private_addresses_or_unlisted_hosts_are_400_before_payment() {
             "http://169.254.169.254/latest/meta-data".to_owned(),
             "not one this gateway fetches from",
         ),
-        ("https://localhost/speech.wav".to_owned(), "https"),
+        (
+            "https://localhost/speech.wav".to_owned(),
+            "loopback address",
+        ),
         ("ftp://localhost/speech.wav".to_owned(), "ftp: scheme"),
     ] {
         let response = stack

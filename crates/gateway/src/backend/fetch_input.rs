@@ -1,14 +1,20 @@
-//! Inputs given by URL (`audio_url`, `image_url`): `data:` URLs always; `http` URLs only to
-//! hosts the operator lists in `[inputs] allowed_hosts`, within a size and a time limit.
+//! Inputs given by URL (`audio_url`, `image_url`): `data:` URLs always; `http` and `https`
+//! URLs only to hosts the operator lists in `[inputs] allowed_hosts`, within a size and a time
+//! limit.
 //!
 //! A host name is resolved first and every address it resolves to is checked: loopback,
 //! private, link-local, unspecified and other non-public addresses are refused unless the
 //! operator listed that address (or a network holding it). The request then goes to the
 //! checked address only (the name is not resolved again), so a name that changes its answer
-//! between the check and the connection (DNS rebinding) reaches nothing unchecked. Redirects
-//! are not followed. Every refusal is a 400 before payment that says why.
+//! between the check and the connection (DNS rebinding) reaches nothing unchecked. A redirect
+//! is followed (at most [`MAX_REDIRECTS`]) only to a URL that passes the same checks, never
+//! from `https` down to `http`. `https` servers are verified against the system's roots plus
+//! any the operator adds (`[inputs] extra_root_certificates`). Every refusal is a 400 before
+//! payment that says why.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -28,8 +34,11 @@ pub struct InputsConfig {
     pub allowed_hosts: Vec<String>,
     /// Largest file fetched (default 25 MiB).
     pub max_bytes: usize,
-    /// Longest a fetch may take, resolving included (default 20 000 ms).
+    /// Longest a fetch may take, resolving and redirects included (default 20 000 ms).
     pub timeout_ms: u64,
+    /// A PEM file of certificates trusted as roots for `https` inputs, besides the system's
+    /// (an internal CA). Unset (the default): the system's roots only.
+    pub extra_root_certificates: Option<PathBuf>,
 }
 
 impl Default for InputsConfig {
@@ -38,6 +47,7 @@ impl Default for InputsConfig {
             allowed_hosts: Vec::new(),
             max_bytes: 25 * 1024 * 1024,
             timeout_ms: 20_000,
+            extra_root_certificates: None,
         }
     }
 }
@@ -219,12 +229,42 @@ pub struct Fetched {
     pub media_type: Option<String>,
 }
 
+/// The most redirects followed for one input.
+pub const MAX_REDIRECTS: usize = 5;
+
 /// Fetches inputs given by URL, as the operator's `[inputs]` allows.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct InputFetcher {
     rules: Vec<HostRule>,
     max_bytes: usize,
     timeout: Duration,
+    /// Roots trusted for `https` besides the system's.
+    extra_roots: Arc<[reqwest::Certificate]>,
+}
+
+impl std::fmt::Debug for InputFetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InputFetcher")
+            .field("rules", &self.rules)
+            .field("max_bytes", &self.max_bytes)
+            .field("timeout", &self.timeout)
+            .field("extra_roots", &self.extra_roots.len())
+            .finish()
+    }
+}
+
+/// The certificates of the PEM file at `path`; `Err` says what is wrong with it.
+fn read_roots(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let roots = reqwest::Certificate::from_pem_bundle(&pem)
+        .map_err(|e| format!("{} is not a PEM certificate file: {e}", path.display()))?;
+    if roots.is_empty() {
+        return Err(format!(
+            "{} holds no certificate (expected PEM blocks \"BEGIN CERTIFICATE\")",
+            path.display()
+        ));
+    }
+    Ok(roots)
 }
 
 impl InputFetcher {
@@ -247,10 +287,20 @@ impl InputFetcher {
                 message: "max_bytes and timeout_ms must be positive".into(),
             });
         }
+        let extra_roots = match &config.extra_root_certificates {
+            None => Vec::new(),
+            Some(path) => {
+                read_roots(path).map_err(|message| crate::config::ConfigError::Invalid {
+                    key: "inputs.extra_root_certificates".into(),
+                    message,
+                })?
+            }
+        };
         Ok(Self {
             rules,
             max_bytes: config.max_bytes,
             timeout: Duration::from_millis(config.timeout_ms),
+            extra_roots: extra_roots.into(),
         })
     }
 
@@ -300,7 +350,7 @@ impl InputFetcher {
         let host = url.host_str().unwrap_or_default();
         if !self.host_allowed(host) {
             return Err(if self.rules.is_empty() {
-                "this gateway fetches no http URLs (its operator allows no hosts); send the file as a data: URL or in base64".to_owned()
+                "this gateway fetches no http(s) URLs (its operator allows no hosts); send the file as a data: URL or in base64".to_owned()
             } else {
                 format!(
                     "host {host:?} is not one this gateway fetches from (its operator allows: {}); send the file as a data: URL or in base64",
@@ -339,8 +389,8 @@ impl InputFetcher {
             .join(", ")
     }
 
-    /// Fetches `url` (the value of `input.field`): a `data:` URL is decoded; an `http` URL is
-    /// fetched if allowed. Blocks the calling thread up to the time limit (call it off the
+    /// Fetches `url` (the value of `input.field`): a `data:` URL is decoded; an `http` or
+    /// `https` URL is fetched if allowed. Blocks the calling thread up to the time limit (call it off the
     /// async workers). Every refusal is a 400 that names `field` and says why.
     pub fn fetch(&self, url: &str, field: &str) -> Result<Fetched, Rejection> {
         let refuse = |why: String| bad(format!("input.{field} is refused: {why}"));
@@ -354,15 +404,10 @@ impl InputFetcher {
         let parsed =
             reqwest::Url::parse(trimmed).map_err(|e| refuse(format!("not a URL ({e})")))?;
         match parsed.scheme() {
-            "http" => {}
-            "https" => {
-                return Err(refuse(
-                    "https URLs are not fetched by this gateway (it has no TLS client); send the file as a data: URL or in base64".into(),
-                ));
-            }
+            "http" | "https" => {}
             other => {
                 return Err(refuse(format!(
-                    "the {other}: scheme is not fetched; use a data: URL (or an http URL to a host the operator allows)"
+                    "the {other}: scheme is not fetched; use a data: URL (or an http(s) URL to a host the operator allows)"
                 )));
             }
         }
@@ -385,70 +430,131 @@ impl InputFetcher {
         }
     }
 
+    /// Fetches `url`, following redirects that pass the same checks (blocking; runs on a
+    /// thread of its own).
     fn fetch_http(&self, url: reqwest::Url) -> Result<Fetched, String> {
-        let addresses = self.checked_addresses(&url)?;
-        let host = url.host_str().unwrap_or_default().to_owned();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .map_err(|e| format!("cannot fetch: {e}"))?;
         runtime.block_on(async move {
-            // The name resolves to the checked addresses only; no proxy from the environment.
-            let mut client = reqwest::Client::builder()
-                .no_proxy()
-                .redirect(reqwest::redirect::Policy::none())
-                .timeout(self.timeout);
-            if url.domain().is_some() {
-                client = client.resolve_to_addrs(&host, &addresses);
+            let mut url = url;
+            let mut redirects = 0;
+            loop {
+                let response = self.get_once(&url).await?;
+                let status = response.status();
+                if !status.is_redirection() {
+                    return self.read_body(response).await;
+                }
+                let location = response
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                    .ok_or_else(|| format!("{url} answered {status} without a Location"))?;
+                let next = url
+                    .join(location)
+                    .map_err(|e| format!("{url} redirected to {location:?}, not a URL ({e})"))?;
+                redirects += 1;
+                if redirects > MAX_REDIRECTS {
+                    return Err(format!(
+                        "it redirected more than {MAX_REDIRECTS} times; give the final URL"
+                    ));
+                }
+                match (url.scheme(), next.scheme()) {
+                    ("https", "http") => {
+                        return Err(format!(
+                            "it redirected from https to http ({next}), which is not followed"
+                        ));
+                    }
+                    (_, "http" | "https") => {}
+                    (_, other) => {
+                        return Err(format!(
+                            "it redirected to a {other}: URL, which is not followed"
+                        ));
+                    }
+                }
+                // The next URL is checked as the first was, before any request to it.
+                self.checked_addresses(&next)
+                    .map_err(|why| format!("it redirected to {next}, which is refused: {why}"))?;
+                url = next;
             }
-            let client = client.build().map_err(|e| format!("cannot fetch: {e}"))?;
-            let response = client
-                .get(url)
-                .send()
-                .await
-                .map_err(|e| format!("fetching it failed: {e}"))?;
-            let status = response.status();
-            if status.is_redirection() {
+        })
+    }
+
+    /// One GET of `url`, checked first and sent to its checked addresses only, redirects not
+    /// followed.
+    async fn get_once(&self, url: &reqwest::Url) -> Result<reqwest::Response, String> {
+        let addresses = self.checked_addresses(url)?;
+        let host = url.host_str().unwrap_or_default().to_owned();
+        // The name resolves to the checked addresses only; no proxy from the environment.
+        let mut client = reqwest::Client::builder()
+            .no_proxy()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(self.timeout)
+            .tls_certs_merge(self.extra_roots.iter().cloned());
+        if url.domain().is_some() {
+            client = client.resolve_to_addrs(&host, &addresses);
+        }
+        let client = client.build().map_err(|e| format!("cannot fetch: {e}"))?;
+        client
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| format!("fetching {url} failed: {}", error_chain(&e)))
+    }
+
+    /// The body of a response that is not a redirect, within the size limit.
+    async fn read_body(&self, mut response: reqwest::Response) -> Result<Fetched, String> {
+        let status = response.status();
+        if !status.is_success() {
+            return Err(format!("{} answered {status}", response.url()));
+        }
+        if response
+            .content_length()
+            .is_some_and(|n| n > self.max_bytes as u64)
+        {
+            return Err(format!(
+                "it is {} bytes; at most {} bytes are fetched",
+                response.content_length().unwrap_or_default(),
+                self.max_bytes
+            ));
+        }
+        let media_type = response
+            .headers()
+            .get(reqwest::header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let mut bytes = Vec::new();
+        while let Some(chunk) = response
+            .chunk()
+            .await
+            .map_err(|e| format!("reading it failed: {}", error_chain(&e)))?
+        {
+            if bytes.len() + chunk.len() > self.max_bytes {
                 return Err(format!(
-                    "it answered {status} (a redirect); redirects are not followed: give the final URL"
-                ));
-            }
-            if !status.is_success() {
-                return Err(format!("it answered {status}"));
-            }
-            if response
-                .content_length()
-                .is_some_and(|n| n > self.max_bytes as u64)
-            {
-                return Err(format!(
-                    "it is {} bytes; at most {} bytes are fetched",
-                    response.content_length().unwrap_or_default(),
+                    "it is larger than {} bytes, the most that is fetched",
                     self.max_bytes
                 ));
             }
-            let media_type = response
-                .headers()
-                .get(reqwest::header::CONTENT_TYPE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let mut bytes = Vec::new();
-            let mut response = response;
-            while let Some(chunk) = response
-                .chunk()
-                .await
-                .map_err(|e| format!("reading it failed: {e}"))?
-            {
-                if bytes.len() + chunk.len() > self.max_bytes {
-                    return Err(format!(
-                        "it is larger than {} bytes, the most that is fetched",
-                        self.max_bytes
-                    ));
-                }
-                bytes.extend_from_slice(&chunk);
-            }
-            Ok(Fetched { bytes, media_type })
-        })
+            bytes.extend_from_slice(&chunk);
+        }
+        Ok(Fetched { bytes, media_type })
     }
+}
+
+/// An error and its causes, `: `-separated (a TLS failure's reason is in its sources).
+fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let line = cause.to_string();
+        if !text.contains(&line) {
+            text.push_str(": ");
+            text.push_str(&line);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Decodes the part of a `data:` URL after `data:`.
@@ -670,8 +776,10 @@ mod tests {
         // localhost is listed by name but resolves to loopback, which is not listed.
         let why = refusal(some.fetch("http://localhost:9/a.wav", "audio_url"));
         assert!(why.contains("loopback"), "{why}");
-        let why = refusal(some.fetch("https://files.example.com/a.wav", "audio_url"));
-        assert!(why.contains("https"), "{why}");
+        let why = refusal(some.fetch("https://localhost:9/a.wav", "audio_url"));
+        assert!(why.contains("loopback"), "{why}");
+        let why = refusal(some.fetch("https://10.0.0.1/a.wav", "audio_url"));
+        assert!(why.contains("files.example.com"), "{why}");
         let why = refusal(some.fetch("file:///etc/passwd", "audio_url"));
         assert!(why.contains("file: scheme"), "{why}");
         let why = refusal(some.fetch("not a url", "audio_url"));

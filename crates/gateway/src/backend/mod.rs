@@ -16,6 +16,10 @@ pub mod piper;
 pub mod speech;
 pub mod whisper;
 
+/// Where a long task reports its progress: steps done, steps in all (30-second windows of
+/// audio, pages of a PDF).
+pub type ProgressFn = Box<dyn FnMut(usize, usize) + Send>;
+
 /// Why a backend could not produce a result.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {

@@ -6,14 +6,15 @@
 
 use std::path::Path;
 use std::process::Stdio;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
-use super::BackendError;
+use super::{BackendError, ProgressFn};
+
 use super::image_input::{FileKind, decode_image, input_file};
 
 /// The tesseract and pdftoppm programs, if they run here.
@@ -160,12 +161,14 @@ impl Tesseract {
         parse_tsv(&tsv, 1)
     }
 
-    /// Renders each page of a PDF and reads it, in page order.
+    /// Renders each page of a PDF and reads it, in page order, telling `progress` (pages read,
+    /// pages in all) before the first page and after each.
     pub async fn read_pdf(
         &self,
         pdf: &[u8],
         pages: usize,
         language: &str,
+        progress: &mut (dyn FnMut(usize, usize) + Send),
     ) -> Result<Vec<Page>, BackendError> {
         let dir = tempfile::tempdir()
             .map_err(|e| BackendError::Failed(format!("cannot make a temporary folder: {e}")))?;
@@ -174,11 +177,13 @@ impl Tesseract {
             .await
             .map_err(|e| BackendError::Failed(format!("cannot write the PDF: {e}")))?;
         let mut read = Vec::with_capacity(pages);
+        progress(0, pages);
         for number in 1..=pages {
             let png = self.render_page(&input, dir.path(), number).await?;
             let _permit = self.running.acquire().await.map_err(|_| closed())?;
             let tsv = self.tesseract_tsv(&png, language).await?;
             read.push(parse_tsv(&tsv, number)?);
+            progress(number, pages);
         }
         Ok(read)
     }
@@ -350,7 +355,6 @@ pub fn parse_tsv(tsv: &str, page: usize) -> Result<Page, BackendError> {
 // The ocr-l4 service: input, billing units, run.
 
 /// What to read: one image, or the pages of a PDF. Billed per page (an image is one page).
-#[derive(Debug)]
 pub struct OcrJob {
     /// The file.
     pub bytes: Vec<u8>,
@@ -360,6 +364,19 @@ pub struct OcrJob {
     pub pages: usize,
     /// The tesseract language (`eng`).
     pub language: String,
+    /// Where the job reports its progress (pages read, pages in all), when it runs as one.
+    progress: Mutex<Option<ProgressFn>>,
+}
+
+impl std::fmt::Debug for OcrJob {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OcrJob")
+            .field("bytes", &self.bytes.len())
+            .field("kind", &self.kind)
+            .field("pages", &self.pages)
+            .field("language", &self.language)
+            .finish()
+    }
 }
 
 impl OcrJob {
@@ -421,7 +438,13 @@ impl OcrJob {
             kind,
             pages,
             language,
+            progress: Mutex::new(None),
         })
+    }
+
+    /// Where to report progress (pages read, pages in all) when it runs.
+    pub fn report_progress(&self, progress: ProgressFn) {
+        *self.progress.lock().unwrap_or_else(|e| e.into_inner()) = Some(progress);
     }
 
     /// Whether it is long enough to run as a job.
@@ -431,9 +454,19 @@ impl OcrJob {
 
     /// Reads the file: the text (pages separated by a form feed) and each page's lines.
     pub async fn run(&self, ocr: &Tesseract) -> Result<serde_json::Value, BackendError> {
+        let mut report = self
+            .progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        let mut progress = |done: usize, total: usize| {
+            if let Some(report) = report.as_mut() {
+                report(done, total);
+            }
+        };
         let pages = match self.kind {
             FileKind::Pdf => {
-                ocr.read_pdf(&self.bytes, self.pages, &self.language)
+                ocr.read_pdf(&self.bytes, self.pages, &self.language, &mut progress)
                     .await?
             }
             FileKind::Png | FileKind::Jpeg => {

@@ -1,6 +1,7 @@
 //! Jobs: recorded before the 202, run in the background, run again after a restart.
 
 use super::*;
+use crate::backend::ProgressFn;
 
 /// Records a paid job and starts it; answers `202 {job_id}`.
 pub(super) async fn start_job(state: &Arc<AppState>, prepared: Prepared, paid: &Paid) -> Response {
@@ -81,17 +82,16 @@ pub(super) async fn work(state: &AppState, id: &str, prepared: &Prepared) {
             ));
         }
         tracing::info!(job = id, service = prepared.service, attempt, "running job");
-        if let task::Task::Transcribe(job) = prepared.task.as_ref() {
-            let (jobs, id) = (state.jobs.clone(), id.to_owned());
-            jobs.set_progress(&id, "transcribing", 1);
-            job.report_progress(Box::new(move |done, total| {
-                let percent = (done * 100 / total.max(1)).min(99) as u8;
-                jobs.set_progress(
-                    &id,
-                    &format!("transcribed {done} of {total} 30-second windows"),
-                    percent,
-                );
-            }));
+        match prepared.task.as_ref() {
+            task::Task::Transcribe(job) => {
+                state.jobs.set_progress(id, "transcribing", 1);
+                job.report_progress(progress_of(state, id, "transcribed", "30-second windows"));
+            }
+            task::Task::Ocr(job) => {
+                state.jobs.set_progress(id, "reading", 1);
+                job.report_progress(progress_of(state, id, "read", "pages"));
+            }
+            _ => {}
         }
         let error = match task::run(prepared.task.clone(), &state.backends).await {
             Ok(output) => match output.gpu_bridge() {
@@ -113,6 +113,25 @@ pub(super) async fn work(state: &AppState, id: &str, prepared: &Prepared) {
     if let Err(error) = store.finish(id, &outcome).await {
         tracing::error!(%error, job = id, "could not record a finished job; it runs again at the next start");
     }
+}
+
+/// Where a job's task reports its steps: `/status` shows "{done} {total} {steps}" ("read 3
+/// of 12 pages") and the share done.
+fn progress_of(
+    state: &AppState,
+    id: &str,
+    done_verb: &'static str,
+    steps: &'static str,
+) -> ProgressFn {
+    let (jobs, id) = (state.jobs.clone(), id.to_owned());
+    Box::new(move |done, total| {
+        let percent = (done * 100 / total.max(1)).clamp(1, 99) as u8;
+        jobs.set_progress(
+            &id,
+            &format!("{done_verb} {done} of {total} {steps}"),
+            percent,
+        );
+    })
 }
 
 /// Runs again the jobs left unfinished when the gateway last stopped. Returns how many.

@@ -393,6 +393,12 @@ pub fn receipt_in_stream(events: &str) -> Option<(&str, x402_proto::SettleRespon
 /// A one-page A4 PDF with `line` in 28-point Helvetica near the top (a font every PDF
 /// renderer has).
 pub fn one_page_pdf(line: &str) -> Vec<u8> {
+    pdf_of_pages(&[line])
+}
+
+/// An A4 PDF with one page per entry of `lines`, each line in 28-point Helvetica near the top
+/// of its page.
+pub fn pdf_of_pages(lines: &[&str]) -> Vec<u8> {
     use lopdf::content::{Content, Operation};
     use lopdf::{Document, Object, Stream, dictionary};
     let mut doc = Document::with_version("1.5");
@@ -405,25 +411,31 @@ pub fn one_page_pdf(line: &str) -> Vec<u8> {
     let resources_id = doc.add_object(dictionary! {
         "Font" => dictionary! { "F1" => font_id },
     });
-    let content = Content {
-        operations: vec![
-            Operation::new("BT", vec![]),
-            Operation::new("Tf", vec!["F1".into(), 28.into()]),
-            Operation::new("Td", vec![60.into(), 700.into()]),
-            Operation::new("Tj", vec![Object::string_literal(line)]),
-            Operation::new("ET", vec![]),
-        ],
-    };
-    let content_id = doc.add_object(Stream::new(dictionary! {}, content.encode().unwrap()));
-    let page_id = doc.add_object(dictionary! {
-        "Type" => "Page",
-        "Parent" => pages_id,
-        "Contents" => content_id,
-    });
+    let kids: Vec<Object> = lines
+        .iter()
+        .map(|line| {
+            let content = Content {
+                operations: vec![
+                    Operation::new("BT", vec![]),
+                    Operation::new("Tf", vec!["F1".into(), 28.into()]),
+                    Operation::new("Td", vec![60.into(), 700.into()]),
+                    Operation::new("Tj", vec![Object::string_literal(*line)]),
+                    Operation::new("ET", vec![]),
+                ],
+            };
+            let content_id = doc.add_object(Stream::new(dictionary! {}, content.encode().unwrap()));
+            doc.add_object(dictionary! {
+                "Type" => "Page",
+                "Parent" => pages_id,
+                "Contents" => content_id,
+            })
+            .into()
+        })
+        .collect();
     let pages = dictionary! {
         "Type" => "Pages",
-        "Kids" => vec![page_id.into()],
-        "Count" => 1,
+        "Count" => kids.len() as i64,
+        "Kids" => kids,
         "Resources" => resources_id,
         "MediaBox" => vec![0.into(), 0.into(), 595.into(), 842.into()],
     };

@@ -1,5 +1,6 @@
 //! Speech for the speech-to-text tests: a known sentence spoken by espeak-ng (WAV), the same
-//! audio compressed (IMA ADPCM), and how many of its words a transcript gives back.
+//! audio compressed (IMA ADPCM here; FLAC, Ogg Vorbis and MP3 by Debian's encoders), and how
+//! many of its words a transcript gives back.
 
 use base64::Engine;
 
@@ -148,6 +149,75 @@ pub fn adpcm_of(wav: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&(data.len() as u32).to_le_bytes());
     out.extend_from_slice(&data);
     out
+}
+
+/// A compressed format made by a Debian encoder (scripts/install-system-deps.sh installs them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Encoder {
+    /// `flac` (package flac): lossless.
+    Flac,
+    /// `oggenc` (package vorbis-tools): Ogg Vorbis, quality 2 (about 96 kbit/s).
+    Vorbis,
+    /// `lame` (package lame): MP3 at 64 kbit/s (enough room in a frame for the LAME header
+    /// that gives the encoder's delay and padding, so the length read is exact).
+    Mp3,
+}
+
+impl Encoder {
+    /// All of them.
+    pub const ALL: [Encoder; 3] = [Encoder::Flac, Encoder::Vorbis, Encoder::Mp3];
+
+    /// The `input_format` the gateway reports for it.
+    pub fn format(self) -> &'static str {
+        match self {
+            Encoder::Flac => "flac",
+            Encoder::Vorbis => "vorbis",
+            Encoder::Mp3 => "mp3",
+        }
+    }
+
+    /// Its media type, for `data:` URLs.
+    pub fn media_type(self) -> &'static str {
+        match self {
+            Encoder::Flac => "audio/flac",
+            Encoder::Vorbis => "audio/ogg",
+            Encoder::Mp3 => "audio/mpeg",
+        }
+    }
+
+    /// The WAV file `wav` encoded by this encoder's command-line tool.
+    pub fn encode(self, wav: &[u8]) -> Vec<u8> {
+        let dir = tempfile::tempdir().unwrap();
+        let input = dir.path().join("in.wav");
+        let output = dir.path().join("out");
+        std::fs::write(&input, wav).unwrap();
+        let mut command = match self {
+            Encoder::Flac => {
+                let mut c = std::process::Command::new("flac");
+                c.args(["--silent", "--force", "-o"])
+                    .arg(&output)
+                    .arg(&input);
+                c
+            }
+            Encoder::Vorbis => {
+                let mut c = std::process::Command::new("oggenc");
+                c.args(["--quiet", "-q", "2", "-o"])
+                    .arg(&output)
+                    .arg(&input);
+                c
+            }
+            Encoder::Mp3 => {
+                let mut c = std::process::Command::new("lame");
+                c.args(["--quiet", "-b", "64"]).arg(&input).arg(&output);
+                c
+            }
+        };
+        let status = command.status().unwrap_or_else(|e| {
+            panic!("{self:?}'s encoder runs (scripts/install-system-deps.sh installs it): {e}")
+        });
+        assert!(status.success(), "{self:?}: {status}");
+        std::fs::read(output).unwrap()
+    }
 }
 
 /// `bytes` in base64.

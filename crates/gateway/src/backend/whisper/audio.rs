@@ -79,7 +79,12 @@ pub fn decode(bytes: &[u8], max_seconds: u64) -> Result<Audio, AudioError> {
         .format(
             &Hint::new(),
             stream,
-            &FormatOptions::default(),
+            // Gapless: the encoder's delay and padding (an MP3's LAME header) are not audio,
+            // so they are neither billed nor transcribed.
+            &FormatOptions {
+                enable_gapless: true,
+                ..FormatOptions::default()
+            },
             &MetadataOptions::default(),
         )
         .map_err(|e| AudioError::Format(e.to_string()))?;

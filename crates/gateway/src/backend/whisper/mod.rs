@@ -40,7 +40,7 @@ pub const BASE_DIR: &str = "whisper-base";
 pub const BASE_NAME: &str = "whisper-base";
 
 /// Progress of a transcription: windows done, windows in all.
-pub type ProgressFn = Box<dyn FnMut(usize, usize) + Send>;
+pub use super::ProgressFn;
 
 struct Shared {
     dir: PathBuf,
