@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use common::Stack;
-use common::speech::{SENTENCE, b64, espeak_wav, refused_though_paid, silence_wav, word_recall};
+use common::speech::{
+    SENTENCE, assert_audio_url_refused, b64, espeak_wav, silence_wav, word_recall,
+};
 use serde_json::{Value, json};
-use x402_testkit::assert_text_at;
 
 /// A server on 127.0.0.1 serving `wav` at any path: its port and how many requests it got.
 async fn audio_server(wav: Vec<u8>) -> (u16, Arc<AtomicUsize>) {
@@ -63,19 +64,7 @@ async fn urls_to_private_addresses_or_unlisted_hosts_are_400_before_payment() {
         ),
         ("ftp://localhost/speech.wav".to_owned(), "ftp: scheme"),
     ] {
-        let response = stack
-            .post_json("/run", &run(json!({"audio_url": url})))
-            .await;
-        assert!(
-            !response.headers().contains_key("payment-required"),
-            "{url}"
-        );
-        assert_eq!(response.status(), 400, "{url}");
-        let body: Value = response.json().await.unwrap();
-        assert_text_at(&body, "/error", "input.audio_url is refused");
-        assert_text_at(&body, "/error", says);
-        let body = refused_though_paid(&stack, &good, &run(json!({"audio_url": url}))).await;
-        assert_text_at(&body, "/error", says);
+        assert_audio_url_refused(&stack, &good, &url, says).await;
     }
     assert_eq!(
         hits.load(Ordering::SeqCst),

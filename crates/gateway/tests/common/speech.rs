@@ -279,3 +279,27 @@ pub async fn refused_though_paid(
     assert_eq!(stack.pay_to_balance().await, before, "nothing was charged");
     body
 }
+
+/// Asserts that `POST /run` of `whisper-l4` with `audio_url: url` is a 400 naming the input and saying `says`,
+/// before any 402, and again when a valid payment (for `good`) comes with it, which is not
+/// charged.
+#[allow(dead_code)]
+pub async fn assert_audio_url_refused(
+    stack: &super::Stack,
+    good: &serde_json::Value,
+    url: &str,
+    says: &str,
+) {
+    let bad = serde_json::json!({"service": "whisper-l4", "input": {"audio_url": url}});
+    let response = stack.post_json("/run", &bad).await;
+    assert!(
+        !response.headers().contains_key("payment-required"),
+        "{url}"
+    );
+    assert_eq!(response.status(), 400, "{url}");
+    let body: serde_json::Value = response.json().await.unwrap();
+    x402_testkit::assert_text_at(&body, "/error", "input.audio_url is refused");
+    x402_testkit::assert_text_at(&body, "/error", says);
+    let body = refused_though_paid(stack, good, &bad).await;
+    x402_testkit::assert_text_at(&body, "/error", says);
+}
