@@ -17,22 +17,33 @@
 //! Durable writes from all channels go to one writer thread that commits whatever is queued in
 //! one transaction (group commit): one `fsync` serves every request that charged meanwhile.
 //!
+//! Once it journals charges ([`SqliteChannelStore::journal_charges`]), a charge's payment journal
+//! entry (the paywall's [`ChargeNote`](x402_proto::ChargeNote)) is committed with the charge, in
+//! its transaction, into `charge_notes`; then moved to the payment journal in large groups off
+//! the paid path and forgotten here. A charge is never without its entry, and the paid path
+//! waits for one synced commit, not two. Notes left by a process that stopped before moving
+//! them are moved when the file is next opened (the journal keeps one entry per payment).
+//!
 //! [`BatchClaiming`] is that store with the claimers that turn its vouchers into money.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use alloy_primitives::{Address, Bytes, U256};
 use rusqlite::{Connection, TransactionBehavior, params};
 use x402_evm::batch::{
     BatchClaimer, ChannelConfig, ChannelId, ChannelRecord, ChannelStore, ChannelStoreError,
-    ChannelWrite, ClaimError, ClaimLock, ClaimRun, HeldVoucher, OnchainMirror, Reservation,
+    ChannelWrite, ClaimError, ClaimLock, ClaimRun, HeldVoucher, NotedUpdate, OnchainMirror,
+    Reservation,
 };
+use x402_paywall::PaymentEntry;
 use x402_proto::{BoxFuture, Facilitator, Network};
 
 use crate::config::BatchSettlementConfig;
 use crate::group_commit::{GroupCommit, GroupWriter};
+use crate::payments::{Backlog, Journal};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS channels (
@@ -52,10 +63,15 @@ CREATE TABLE IF NOT EXISTS channels (
     pending_expires_at    INTEGER,
     last_charged_at       INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS charge_notes (
+    seq  INTEGER PRIMARY KEY,
+    note BLOB    NOT NULL
+);
 ";
 
 /// The schema's version (`PRAGMA user_version`); a file written by a later version is refused.
-const SCHEMA_VERSION: i64 = 1;
+/// 2: `charge_notes`.
+const SCHEMA_VERSION: i64 = 2;
 
 /// The most writes one commit takes.
 const MAX_GROUP: usize = 512;
@@ -82,6 +98,45 @@ pub struct SqliteChannelStore {
 struct Inner {
     cells: std::sync::Mutex<HashMap<ChannelId, Cell>>,
     writer: GroupWriter<ChannelWrites>,
+    notes: Notes,
+}
+
+/// The journal entries of charges, committed with them (`charge_notes`) until the payment
+/// journal has them.
+#[derive(Debug)]
+struct Notes {
+    /// The next note's number.
+    next: AtomicI64,
+    /// Where a committed note goes; unset (and no note kept) until the store journals charges.
+    outlet: OnceLock<NoteOutlet>,
+    /// The notes in the file when it was opened, handed over first.
+    left: std::sync::Mutex<Vec<ChargeNoteRow>>,
+}
+
+/// A charge's journal entry as `charge_notes` keeps it.
+#[derive(Clone, Debug)]
+struct ChargeNoteRow {
+    seq: i64,
+    note: Vec<u8>,
+}
+
+/// The way from the store to the task that moves notes into the journal, counting each note
+/// in the journal's backlog.
+#[derive(Clone, Debug)]
+struct NoteOutlet {
+    notes: tokio::sync::mpsc::UnboundedSender<ChargeNoteRow>,
+    backlog: Arc<Backlog>,
+}
+
+impl NoteOutlet {
+    fn send(&self, note: ChargeNoteRow) {
+        self.backlog.handed(1);
+        if self.notes.send(note).is_err() {
+            // The mover stopped (the gateway is stopping): the note stays in the file and is
+            // moved when it is next opened.
+            self.backlog.moved(1);
+        }
+    }
 }
 
 impl SqliteChannelStore {
@@ -128,6 +183,8 @@ impl SqliteChannelStore {
                 "BEGIN IMMEDIATE; {SCHEMA} PRAGMA user_version = {SCHEMA_VERSION}; COMMIT;"
             ))
             .map_err(in_use)?;
+        let left = read_notes(&connection)?;
+        let next = left.last().map_or(1, |note| note.seq + 1);
         let mut cells = HashMap::new();
         for mut record in read_all(&connection)? {
             // No request outlives the process that admitted it (a file written before
@@ -139,8 +196,53 @@ impl SqliteChannelStore {
             inner: Arc::new(Inner {
                 cells: std::sync::Mutex::new(cells),
                 writer: GroupWriter::start(connection, "channel-store").map_err(db_error)?,
+                notes: Notes {
+                    next: AtomicI64::new(next),
+                    outlet: OnceLock::new(),
+                    left: std::sync::Mutex::new(left),
+                },
             }),
         })
+    }
+
+    /// From now on, commits the journal entry the paywall notes for each charge with the
+    /// charge, and moves the entries into `journal` (with any this file held from before)
+    /// in groups, off the paid path: [`Journal::caught_up`] waits for them. Called once, in
+    /// a runtime; later calls change nothing.
+    pub fn journal_charges(&self, journal: &Journal) {
+        let notes = &self.inner.notes;
+        if notes.outlet.get().is_some() {
+            tracing::warn!("the channel store journals its charges already");
+            return;
+        }
+        let (sender, receiver) = tokio::sync::mpsc::unbounded_channel();
+        let outlet = NoteOutlet {
+            notes: sender,
+            backlog: journal.backlog(),
+        };
+        let left = std::mem::take(
+            &mut *notes
+                .left
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner),
+        );
+        if !left.is_empty() {
+            tracing::info!(
+                notes = left.len(),
+                "moving the journal entries of charges the last run did not move"
+            );
+        }
+        for note in left {
+            outlet.send(note);
+        }
+        if notes.outlet.set(outlet).is_err() {
+            return;
+        }
+        tokio::spawn(move_notes(
+            receiver,
+            journal.clone(),
+            Arc::downgrade(&self.inner),
+        ));
     }
 
     /// The cell of `id`, made empty when the channel is new.
@@ -151,6 +253,64 @@ impl SqliteChannelStore {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         Arc::clone(cells.entry(*id).or_default())
+    }
+}
+
+impl SqliteChannelStore {
+    /// One update of `id`, with the note its closure may answer: kept (committed with the
+    /// write, then handed to the journal) when the store journals charges. Answers whether it
+    /// was.
+    async fn change(
+        &self,
+        id: &ChannelId,
+        update: &mut NotedUpdate<'_>,
+    ) -> Result<bool, ChannelStoreError> {
+        let cell = self.cell(id);
+        let mut current = cell.lock().await;
+        let (write, note) = update(current.as_ref());
+        let notes = &self.inner.notes;
+        let outlet = notes.outlet.get();
+        let (durable, next, noted) = match write {
+            ChannelWrite::Keep => return Ok(false),
+            ChannelWrite::Put(record) if record.id != *id => {
+                return Err(ChannelStoreError(format!(
+                    "an update of channel {id} wrote channel {}",
+                    record.id
+                )));
+            }
+            ChannelWrite::Put(record) => match (note, outlet) {
+                (Some(note), Some(outlet)) => {
+                    let seq = notes.next.fetch_add(1, Ordering::Relaxed);
+                    let row = ChargeNoteRow { seq, note };
+                    let durable =
+                        Durable::PutNoted(Box::new(encode(&record)?), row, outlet.clone());
+                    (Some(durable), Some(record), true)
+                }
+                _ => {
+                    let durable = if durable_change(current.as_ref(), &record) {
+                        Some(Durable::Put(Box::new(encode(&record)?)))
+                    } else {
+                        None
+                    };
+                    (durable, Some(record), false)
+                }
+            },
+            ChannelWrite::Delete => (
+                current.is_some().then_some(Durable::Delete(*id)),
+                None,
+                false,
+            ),
+        };
+        // Memory first, so that a caller that stops waiting leaves memory as the file will
+        // be once the queued write commits; undone if the commit fails.
+        let before = std::mem::replace(&mut *current, next);
+        if let Some(write) = durable
+            && let Err(error) = self.inner.writer.commit(write).await
+        {
+            *current = before;
+            return Err(error);
+        }
+        Ok(noted)
     }
 }
 
@@ -170,7 +330,72 @@ fn durable_change(old: Option<&ChannelRecord>, new: &ChannelRecord) -> bool {
 #[derive(Debug)]
 enum Durable {
     Put(Box<Row>),
+    /// A record, with the journal entry of the charge it makes, handed to the outlet once
+    /// committed (by the writer, before the charge's request hears back: whether or not it
+    /// still waits).
+    PutNoted(Box<Row>, ChargeNoteRow, NoteOutlet),
     Delete(ChannelId),
+    /// Notes the journal has now.
+    Forget(Vec<i64>),
+}
+
+/// The most notes moved into the journal in one commit.
+const NOTES_PER_MOVE: usize = 512;
+
+/// Moves the notes the store hands over into `journal`, as many at a time as are waiting (up
+/// to [`NOTES_PER_MOVE`]), then forgets them in the store's file. Ends when the store is gone;
+/// notes not moved by then stay in its file.
+async fn move_notes(
+    mut notes: tokio::sync::mpsc::UnboundedReceiver<ChargeNoteRow>,
+    journal: Journal,
+    store: std::sync::Weak<Inner>,
+) {
+    let backlog = journal.backlog();
+    let mut group = Vec::with_capacity(NOTES_PER_MOVE);
+    while notes.recv_many(&mut group, NOTES_PER_MOVE).await > 0 {
+        let mut entries = Vec::with_capacity(group.len());
+        for note in &group {
+            match PaymentEntry::from_note(&note.note) {
+                Ok(entry) => entries.push(entry),
+                Err(error) => tracing::error!(
+                    seq = note.seq,
+                    %error,
+                    "PAYMENT NOT JOURNALED: a charge's journal entry cannot be read; it is dropped"
+                ),
+            }
+        }
+        while let Err(error) = journal.record_many(&entries).await {
+            if store.strong_count() == 0 {
+                // Stopping: the notes stay in the file, for the next start.
+                return;
+            }
+            tracing::error!(%error, notes = entries.len(), "the payment journal refused the charges' entries; retrying in 1 s (they are kept with the charges)");
+            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        }
+        let done = group.len();
+        let seqs = group.drain(..).map(|note| note.seq).collect();
+        // Not waited for: forgotten with the next group the store commits. The store is held
+        // only to queue it, never across a wait.
+        if let Some(inner) = store.upgrade() {
+            inner.writer.enqueue(Durable::Forget(seqs));
+        }
+        backlog.moved(done);
+    }
+}
+
+fn read_notes(connection: &Connection) -> Result<Vec<ChargeNoteRow>, ChannelStoreError> {
+    let mut statement = connection
+        .prepare("SELECT seq, note FROM charge_notes ORDER BY seq")
+        .map_err(db_error)?;
+    let rows = statement
+        .query_map([], |row| {
+            Ok(ChargeNoteRow {
+                seq: row.get(0)?,
+                note: row.get(1)?,
+            })
+        })
+        .map_err(db_error)?;
+    rows.map(|row| row.map_err(db_error)).collect()
 }
 
 /// The channel store's writes, committed in groups by its writer thread.
@@ -198,6 +423,21 @@ fn commit_group(connection: &mut Connection, group: &[Durable]) -> Result<(), Ch
     for write in group {
         match write {
             Durable::Put(row) => write_row(&transaction, row)?,
+            Durable::PutNoted(row, note, _) => {
+                write_row(&transaction, row)?;
+                transaction
+                    .prepare_cached("INSERT INTO charge_notes (seq, note) VALUES (?1, ?2)")
+                    .and_then(|mut insert| insert.execute(params![note.seq, note.note]))
+                    .map_err(db_error)?;
+            }
+            Durable::Forget(seqs) => {
+                let mut forget = transaction
+                    .prepare_cached("DELETE FROM charge_notes WHERE seq = ?1")
+                    .map_err(db_error)?;
+                for seq in seqs {
+                    forget.execute(params![seq]).map_err(db_error)?;
+                }
+            }
             Durable::Delete(id) => {
                 transaction
                     .execute(
@@ -208,7 +448,13 @@ fn commit_group(connection: &mut Connection, group: &[Durable]) -> Result<(), Ch
             }
         }
     }
-    transaction.commit().map_err(db_error)
+    transaction.commit().map_err(db_error)?;
+    for write in group {
+        if let Durable::PutNoted(_, note, outlet) = write {
+            outlet.send(note.clone());
+        }
+    }
+    Ok(())
 }
 
 fn is_busy(error: &rusqlite::Error) -> bool {
@@ -366,13 +612,21 @@ fn encode(record: &ChannelRecord) -> Result<Row, ChannelStoreError> {
     ])
 }
 
-/// The statement writing a row (its text built once; SQLite keeps it prepared).
+/// The statement writing a row (its text built once; SQLite keeps it prepared). An existing
+/// row is updated where it is (no delete and insert: the key's index is left alone).
 fn upsert_sql() -> &'static str {
     static SQL: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     SQL.get_or_init(|| {
+        let update = COLUMNS
+            .split(", ")
+            .filter(|column| *column != "id")
+            .map(|column| format!("{column} = excluded.{column}"))
+            .collect::<Vec<_>>()
+            .join(", ");
         format!(
-            "INSERT OR REPLACE INTO channels ({COLUMNS})
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)"
+            "INSERT INTO channels ({COLUMNS})
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)
+             ON CONFLICT (id) DO UPDATE SET {update}"
         )
     })
 }
@@ -420,37 +674,18 @@ impl ChannelStore for SqliteChannelStore {
         update: &'a mut (dyn FnMut(Option<&ChannelRecord>) -> ChannelWrite + Send),
     ) -> BoxFuture<'a, Result<(), ChannelStoreError>> {
         Box::pin(async move {
-            let cell = self.cell(id);
-            let mut current = cell.lock().await;
-            let (durable, next) = match update(current.as_ref()) {
-                ChannelWrite::Keep => return Ok(()),
-                ChannelWrite::Put(record) if record.id != *id => {
-                    return Err(ChannelStoreError(format!(
-                        "an update of channel {id} wrote channel {}",
-                        record.id
-                    )));
-                }
-                ChannelWrite::Put(record) => {
-                    let durable = if durable_change(current.as_ref(), &record) {
-                        Some(Durable::Put(Box::new(encode(&record)?)))
-                    } else {
-                        None
-                    };
-                    (durable, Some(record))
-                }
-                ChannelWrite::Delete => (current.is_some().then_some(Durable::Delete(*id)), None),
-            };
-            // Memory first, so that a caller that stops waiting leaves memory as the file will
-            // be once the queued write commits; undone if the commit fails.
-            let before = std::mem::replace(&mut *current, next);
-            if let Some(write) = durable
-                && let Err(error) = self.inner.writer.commit(write).await
-            {
-                *current = before;
-                return Err(error);
-            }
-            Ok(())
+            self.change(id, &mut |current| (update(current), None))
+                .await
+                .map(|_| ())
         })
+    }
+
+    fn update_noted<'a>(
+        &'a self,
+        id: &'a ChannelId,
+        update: &'a mut NotedUpdate<'a>,
+    ) -> BoxFuture<'a, Result<bool, ChannelStoreError>> {
+        Box::pin(self.change(id, update))
     }
 
     fn all(&self) -> BoxFuture<'_, Result<Vec<ChannelRecord>, ChannelStoreError>> {
@@ -792,5 +1027,138 @@ mod tests {
         assert!(refused.0.contains("in use by another process"), "{refused}");
         drop(first);
         SqliteChannelStore::open(&path).unwrap();
+    }
+
+    /// The paywall's journal entry of a charge (a [`ChargeNote`](x402_proto::ChargeNote)'s).
+    fn charge_note(n: u32, amount: u64) -> Vec<u8> {
+        let entry = crate::payments::tests::entry(
+            n,
+            1_764_072_000_000,
+            x402_paywall::PaymentState::Charged,
+            U256::from(amount),
+        );
+        entry.to_note()
+    }
+
+    fn journal_in(dir: &Path) -> (Arc<crate::payments::SqlitePaymentStore>, Journal) {
+        let payments =
+            Arc::new(crate::payments::SqlitePaymentStore::open(&dir.join("p.db")).unwrap());
+        let journal = Journal::new(payments.clone());
+        (payments, journal)
+    }
+
+    async fn journaled(payments: &crate::payments::SqlitePaymentStore) -> Vec<(String, String)> {
+        use crate::payments::{PageQuery, PaymentStore as _};
+        let page = payments
+            .page(&PageQuery {
+                limit: 100,
+                ..PageQuery::default()
+            })
+            .await
+            .unwrap();
+        let mut rows: Vec<_> = page
+            .records
+            .into_iter()
+            .map(|r| (r.entry.payment, r.entry.amount.0.to_string()))
+            .collect();
+        rows.sort();
+        rows
+    }
+
+    fn notes_in(path: &Path) -> usize {
+        let file = Connection::open(path).unwrap();
+        file.query_row("SELECT COUNT(*) FROM charge_notes", [], |row| row.get(0))
+            .unwrap()
+    }
+
+    /// Until the store journals charges it keeps no note (the paywall journals the charge
+    /// itself); then each charge's note is committed with it, reaches the journal (a reader
+    /// waiting for the backlog sees it), and is forgotten in the channel file.
+    #[tokio::test]
+    async fn a_charges_journal_entry_is_committed_with_it_then_moved_to_the_journal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let (payments, journal) = journal_in(dir.path());
+        let store = SqliteChannelStore::open(&path).unwrap();
+        let id = record(0).id;
+        let kept = store
+            .update_noted(&id, &mut |_| {
+                (ChannelWrite::Put(record(1)), Some(charge_note(1, 1)))
+            })
+            .await
+            .unwrap();
+        assert!(!kept, "no note is kept before the store journals charges");
+        store.journal_charges(&journal);
+        for n in 2..=6_u32 {
+            let kept = store
+                .update_noted(&id, &mut |_| {
+                    (
+                        ChannelWrite::Put(record(u128::from(n))),
+                        Some(charge_note(n, u64::from(n) * 10)),
+                    )
+                })
+                .await
+                .unwrap();
+            assert!(kept);
+        }
+        // A refused charge writes nothing and keeps no note.
+        let kept = store
+            .update_noted(&id, &mut |_| (ChannelWrite::Keep, Some(charge_note(7, 70))))
+            .await
+            .unwrap();
+        assert!(!kept);
+        journal.caught_up().await;
+        let rows = journaled(&payments).await;
+        assert_eq!(rows.len(), 5, "{rows:?}");
+        assert!(rows.iter().all(|(_, amount)| amount != "70"));
+        assert_eq!(store.get(&id).await.unwrap().unwrap().charged, 6);
+        drop(store);
+        assert_eq!(notes_in(&path), 0, "moved notes are forgotten");
+    }
+
+    /// Notes a stopped process committed and never moved are moved when the file is opened
+    /// again; a note moved twice (the process stopped between the two) is journaled once.
+    #[tokio::test]
+    async fn notes_left_in_the_file_are_moved_at_the_next_start_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.db");
+        let (payments, journal) = journal_in(dir.path());
+        drop(SqliteChannelStore::open(&path).unwrap());
+        {
+            let file = Connection::open(&path).unwrap();
+            for seq in [7, 8] {
+                file.execute(
+                    "INSERT INTO charge_notes (seq, note) VALUES (?1, ?2)",
+                    params![seq, charge_note(1, 25)],
+                )
+                .unwrap();
+            }
+            file.execute(
+                "INSERT INTO charge_notes (seq, note) VALUES (9, ?1)",
+                params![b"not an entry".to_vec()],
+            )
+            .unwrap();
+        }
+        let store = SqliteChannelStore::open(&path).unwrap();
+        store.journal_charges(&journal);
+        let id = record(0).id;
+        assert!(
+            store
+                .update_noted(&id, &mut |_| (
+                    ChannelWrite::Put(record(3)),
+                    Some(charge_note(2, 3))
+                ))
+                .await
+                .unwrap()
+        );
+        journal.caught_up().await;
+        let rows = journaled(&payments).await;
+        assert_eq!(rows.len(), 2, "{rows:?}");
+        assert_eq!(rows.iter().filter(|(_, amount)| amount == "25").count(), 1);
+        use crate::payments::PaymentStore as _;
+        let earned = payments.earned_since(0).await.unwrap();
+        assert_eq!(earned[0].charged, U256::from(28), "{earned:?}");
+        drop(store);
+        assert_eq!(notes_in(&path), 0);
     }
 }

@@ -75,6 +75,15 @@ impl<G: GroupCommit> GroupWriter<G> {
             .map_err(|_| G::stopped())?;
         done.await.map_err(|_| G::stopped())?
     }
+
+    /// Queues `write` to be committed with the next group, without waiting for it (a write
+    /// nobody waits on, whose loss costs nothing but its redoing).
+    pub(crate) fn enqueue(&self, write: G::Write) {
+        let (committed, _) = tokio::sync::oneshot::channel();
+        if let Some(queue) = &self.queue {
+            let _ = queue.send(Job { write, committed });
+        }
+    }
 }
 
 impl<G: GroupCommit> Drop for GroupWriter<G> {

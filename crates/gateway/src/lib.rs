@@ -214,6 +214,8 @@ pub async fn app(
         Some(url) => Some(Database::connect(url.expose(), Leases::default()).await?),
         None => None,
     };
+    // A channel file of this process's commits each charge's journal entry with the charge.
+    let mut charge_journal = None;
     let batch = match &config.batch_settlement {
         Some(batch) => {
             // The config check made every asset an address.
@@ -228,10 +230,11 @@ pub async fn app(
                     Arc::new(PostgresChannelStore::new(database.clone())),
                     Some(Arc::new(PostgresClaimLock::new(database.clone()))),
                 ),
-                None => (
-                    Arc::new(channels::SqliteChannelStore::open(&batch.channels_db)?),
-                    None,
-                ),
+                None => {
+                    let store = channels::SqliteChannelStore::open(&batch.channels_db)?;
+                    charge_journal = Some(store.clone());
+                    (Arc::new(store), None)
+                }
             };
             Some(BatchClaiming::new(
                 store,
@@ -259,6 +262,9 @@ pub async fn app(
         None => Arc::new(SqlitePaymentStore::open(&config.payments_db())?),
     };
     let journal = Journal::new(payment_store);
+    if let Some(channels) = &charge_journal {
+        channels.journal_charges(&journal);
+    }
     let response_cache = ResponseCacheConfig {
         ttl: std::time::Duration::from_secs(config.payment.paid_response_ttl_seconds),
         max_bytes: config.payment.paid_response_cache_bytes,

@@ -1,7 +1,10 @@
 //! The seam through which a server keeps a durable record of every payment outcome
 //! ([`PaymentJournal`], set with [`Paywall::with_journal`](crate::Paywall::with_journal)): one
 //! [`PaymentEntry`] per payment, written once its outcome is known and before the paid response
-//! goes out (a metered stream, sent before it settles, is written when it settles).
+//! goes out (a metered stream, sent before it settles, is written when it settles). A charge a
+//! scheme's hooks make themselves may instead carry its entry into the scheme's own commit
+//! ([`ChargeNote`](x402_proto::ChargeNote), [`PaymentEntry::to_note`]): the scheme's state then
+//! hands it to the journal.
 //!
 //! The outcomes: settled on chain (with its transaction), charged to a scheme's own state
 //! without a transaction (a `batch-settlement` voucher: the money is held in the payer's
@@ -24,7 +27,8 @@ use x402_proto::{BoxFuture, Network, Scheme, SettleResponse, TokenAmount};
 pub struct JournalError(pub String);
 
 /// Where a payment stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum PaymentState {
     /// Settled on chain: the money reached the payee in [`PaymentEntry::transaction`].
     Settled,
@@ -73,7 +77,7 @@ impl std::fmt::Display for PaymentState {
 }
 
 /// One payment's outcome, as the paywall saw it.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PaymentEntry {
     /// When the outcome was known (Unix milliseconds).
     pub at_ms: i64,
@@ -110,6 +114,22 @@ pub struct PaymentEntry {
     pub receipt: SettleResponse,
     /// The job the payment started, when the quote named one ([`Quote::job`](crate::Quote::job)).
     pub job: Option<String>,
+}
+
+impl PaymentEntry {
+    /// The entry as the note a scheme's state commits with the charge it records
+    /// ([`ChargeNote`](x402_proto::ChargeNote)): read back with [`Self::from_note`].
+    pub fn to_note(&self) -> Vec<u8> {
+        // A struct of strings, numbers and a receipt that is itself JSON: it always encodes.
+        serde_json::to_vec(self).unwrap_or_default()
+    }
+
+    /// The entry a note written by [`Self::to_note`] holds.
+    pub fn from_note(note: &[u8]) -> Result<Self, JournalError> {
+        serde_json::from_slice(note).map_err(|error| {
+            JournalError(format!("a charge's note is not a payment entry: {error}"))
+        })
+    }
 }
 
 /// A durable record of payment outcomes, written by the paywall. Implementations should commit
@@ -171,5 +191,33 @@ mod tests {
             assert_eq!(PaymentState::parse(state.as_str()), Some(state));
         }
         assert_eq!(PaymentState::parse("refunded"), None);
+    }
+
+    #[test]
+    fn an_entry_reads_back_from_its_note_and_a_foreign_note_is_refused() {
+        let entry = PaymentEntry {
+            at_ms: 1_764_000_000_000,
+            payment: "0xabc".into(),
+            service: "embeddings".into(),
+            resource: "POST /run".into(),
+            payer: "0x1111111111111111111111111111111111111111".into(),
+            amount: TokenAmount(
+                x402_proto::U256::from(340_282_366_920_938_463_463_374_607_431_768_211_455_u128)
+                    * x402_proto::U256::from(7u8),
+            ),
+            asset: "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913".into(),
+            network: Network::new("eip155:8453"),
+            decimals: 6,
+            scheme: Scheme::new("batch-settlement"),
+            state: PaymentState::Charged,
+            transaction: None,
+            reason: None,
+            fingerprint: "00ff".into(),
+            receipt: SettleResponse::success(Network::new("eip155:8453"), Some("0x11".into()), ""),
+            job: Some("job-1".into()),
+        };
+        assert_eq!(PaymentEntry::from_note(&entry.to_note()).unwrap(), entry);
+        let error = PaymentEntry::from_note(b"{\"payment\": 1}").unwrap_err();
+        assert!(error.0.contains("not a payment entry"), "{error}");
     }
 }

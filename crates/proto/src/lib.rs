@@ -41,6 +41,6 @@ pub use scheme::{
     copy_kind_extra,
 };
 pub use secret::Secret;
-pub use server_hooks::{BeforeSettle, HookRefusal, PaymentHooks, Ticket, VerifiedBy};
+pub use server_hooks::{BeforeSettle, ChargeNote, HookRefusal, PaymentHooks, Ticket, VerifiedBy};
 pub use usage::{SETTLEMENT_OVERRIDES_HEADER, Usage, UsageError, UsageMeter};
 pub use version::{V1, V2, Version};

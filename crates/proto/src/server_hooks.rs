@@ -13,8 +13,9 @@
 //! 2. [`PaymentHooks::after_verify`] once the payment is valid: a [`Ticket`] for the state it
 //!    reserved, or a refusal;
 //! 3. [`PaymentHooks::skip_handler`]: some payments (a refund request) buy no handler run;
-//! 4. [`PaymentHooks::before_settle`] with the amount to charge: settled here, or the request
-//!    to send to the facilitator's `/settle`;
+//! 4. [`PaymentHooks::before_settle`] with the amount to charge (and the server's [`ChargeNote`],
+//!    its record of a charge made here): settled here, or the request to send to the
+//!    facilitator's `/settle`;
 //! 5. [`PaymentHooks::after_settle`] with the facilitator's receipt;
 //! 6. [`PaymentHooks::cancel`] whenever the request ends uncharged after step 2 (the handler
 //!    failed, settling failed, the server gave up): only its own reservation is let go.
@@ -106,6 +107,16 @@ impl fmt::Debug for Ticket {
     }
 }
 
+/// The server's own record of a charge the hooks make themselves (the paywall's payment journal
+/// entry, as bytes), made from the receipt the client is given. Hooks whose state can keep it
+/// commit it in the same transaction as the charge ([`BeforeSettle::Noted`]): no charge goes
+/// unrecorded, and the record costs the server no commit of its own on the paid path.
+pub trait ChargeNote: Send + Sync {
+    /// The record of the charge answered with `receipt`, or `None` when there is nothing to
+    /// record (the payment was not used up).
+    fn note(&self, receipt: &SettleResponse) -> Option<Vec<u8>>;
+}
+
 /// What [`PaymentHooks::before_settle`] decided.
 // One per settled request: the size difference between the variants costs nothing.
 #[allow(clippy::large_enum_variant)]
@@ -113,6 +124,9 @@ impl fmt::Debug for Ticket {
 pub enum BeforeSettle {
     /// Charged by the server itself: this is the receipt (the facilitator is not called).
     Settled(SettleResponse),
+    /// Charged by the server itself, with the [`ChargeNote`]'s record committed alongside the
+    /// charge: this is the receipt, and the server records the charge no further.
+    Noted(SettleResponse),
     /// Send this request (the paid one, or one the hooks rewrote) to the facilitator's
     /// `/settle`, then give its receipt to [`PaymentHooks::after_settle`].
     Facilitator(PaymentRequest),
@@ -146,11 +160,13 @@ pub trait PaymentHooks: Send + Sync + fmt::Debug {
 
     /// Before settling `request` (its requirements' amount is what to charge, as the handler's
     /// usage decided; it may be above the price): charge it here, or say what to send the
-    /// facilitator. A refusal charges nothing and lets the reservation go.
+    /// facilitator. A refusal charges nothing and lets the reservation go. A charge made here
+    /// may carry `note`'s record in its own commit ([`BeforeSettle::Noted`]).
     fn before_settle<'a>(
         &'a self,
         request: &'a PaymentRequest,
         ticket: &'a Ticket,
+        note: Option<&'a dyn ChargeNote>,
     ) -> BoxFuture<'a, Result<BeforeSettle, HookRefusal>>;
 
     /// After the facilitator settled what [`Self::before_settle`] sent (`receipt` a success):

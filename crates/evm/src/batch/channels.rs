@@ -144,6 +144,11 @@ pub enum ChannelWrite {
 #[error("the channel store failed: {0}")]
 pub struct ChannelStoreError(pub String);
 
+/// The closure of [`ChannelStore::update_noted`]: shown the current record, it answers the
+/// write and the note to commit with it.
+pub type NotedUpdate<'a> =
+    dyn FnMut(Option<&ChannelRecord>) -> (ChannelWrite, Option<Vec<u8>>) + Send + 'a;
+
 /// Where a server keeps its channels.
 ///
 /// `update` is the only way to change a record: it shows the closure the current record
@@ -167,6 +172,22 @@ pub trait ChannelStore: Send + Sync + std::fmt::Debug {
 
     /// Every record (for the claiming task, metrics and operators).
     fn all(&self) -> BoxFuture<'_, Result<Vec<ChannelRecord>, ChannelStoreError>>;
+
+    /// [`Self::update`], with a note: the closure answers its write and, with a
+    /// [`ChannelWrite::Put`], an opaque record of the change (the server's journal entry of a
+    /// charge) that the store commits in the same transaction as the write, then hands to
+    /// whoever it keeps notes for. Answers whether the note was kept. A store with no place
+    /// for notes keeps none (this default): the caller records the change its own way.
+    fn update_noted<'a>(
+        &'a self,
+        id: &'a ChannelId,
+        update: &'a mut NotedUpdate<'a>,
+    ) -> BoxFuture<'a, Result<bool, ChannelStoreError>> {
+        Box::pin(async move {
+            let mut without_note = |current: Option<&ChannelRecord>| update(current).0;
+            self.update(id, &mut without_note).await.map(|()| false)
+        })
+    }
 }
 
 /// Channels kept in this process's memory (lost at restart: with them, the vouchers not yet

@@ -58,7 +58,7 @@ use alloy::primitives::{Address, address};
 pub use crate::permit2::{Permit2Authorization, Permitted};
 pub use channels::{
     ChannelRecord, ChannelStore, ChannelStoreError, ChannelWrite, HeldVoucher, MemoryChannelStore,
-    OnchainMirror, Reservation,
+    NotedUpdate, OnchainMirror, Reservation,
 };
 pub use claimer::{
     AssetExposure, AuthorizerKey, BatchClaimer, ClaimError, ClaimFailure, ClaimLock, ClaimPolicy,

@@ -26,8 +26,8 @@ use alloy::signers::local::PrivateKeySigner;
 use serde::Deserialize as _;
 use serde_json::{Value, json};
 use x402_proto::{
-    BeforeSettle, BoxFuture, HookRefusal, PaymentHooks, PaymentRequest, ReasonCode, Scheme,
-    SchemeServer, SettleResponse, SupportedKind, Ticket, VerifiedBy, VerifyResponse,
+    BeforeSettle, BoxFuture, ChargeNote, HookRefusal, PaymentHooks, PaymentRequest, ReasonCode,
+    Scheme, SchemeServer, SettleResponse, SupportedKind, Ticket, VerifiedBy, VerifyResponse,
     copy_kind_extra, v2,
 };
 
@@ -253,6 +253,30 @@ fn charge_voucher(
     }
 }
 
+/// The receipt of a voucher charged `charge` on `request`, the channel now `record`: the
+/// amount charged and the channel's state, as 2.27 clients read them.
+fn charged_receipt(
+    request: &PaymentRequest,
+    charge: u128,
+    record: &ChannelRecord,
+) -> SettleResponse {
+    let extra = PaymentResponseExtra {
+        charged_amount: Some(charge),
+        snapshot: ChannelSnapshot {
+            channel_state: Some(record.state()),
+            voucher_state: None,
+        },
+    };
+    SettleResponse {
+        extra: serde_json::to_value(extra).ok(),
+        ..SettleResponse::success(
+            request.wire_network().clone(),
+            Some(format!("{:#x}", record.config.payer)),
+            "",
+        )
+    }
+}
+
 /// The server's reading of a paid request: the offer and the payload.
 struct Paid<'a> {
     offer: &'a v2::PaymentRequirements,
@@ -317,6 +341,12 @@ fn read(request: &PaymentRequest) -> Result<Paid<'_>, ChannelRefusal> {
         offer: requirements,
         payload,
     })
+}
+
+/// The `type` a `batch-settlement` payload says it is (`deposit`, `voucher`, `refund`),
+/// read without decoding the rest.
+fn payload_type(request: &PaymentRequest) -> Option<&str> {
+    request.payload().get("type")?.as_str()
 }
 
 /// The `extra` keys of a corrective 402: the server's view of the channel and the latest
@@ -643,10 +673,11 @@ impl BatchServer {
         &self,
         request: &PaymentRequest,
         ticket: &Ticket,
+        note: Option<&dyn ChargeNote>,
     ) -> Result<BeforeSettle, Refused> {
         let paid = read(request)?;
         match &paid.payload {
-            BatchPayload::Voucher(_) => self.charge(&paid, request, ticket).await,
+            BatchPayload::Voucher(_) => self.charge(&paid, request, ticket, note).await,
             BatchPayload::Deposit(_) => {
                 // The deposit goes on chain first; what it is charged must fit the voucher.
                 let record = self
@@ -678,51 +709,49 @@ impl BatchServer {
         paid: &Paid<'_>,
         request: &PaymentRequest,
         ticket: &Ticket,
+        note: Option<&dyn ChargeNote>,
     ) -> Result<BeforeSettle, Refused> {
         let now = self.now();
         let charge = paid.amount();
         let mut outcome = Err(Refused::from(ChannelRefusal::MissingChannel));
-        self.store
-            .update(&paid.id(), &mut |current| match charge_voucher(
-                current,
-                ticket.id(),
-                charge,
-                paid.held(),
-                now,
-            ) {
-                Ok(record) => {
-                    outcome = Ok(record.clone());
-                    ChannelWrite::Put(record)
-                }
-                Err((refusal, release)) => {
-                    outcome = Err(refusal.into());
-                    match current {
-                        Some(record) if release => ChannelWrite::Put(ChannelRecord {
-                            pending: None,
-                            ..record.clone()
-                        }),
-                        _ => ChannelWrite::Keep,
-                    }
-                }
-            })
+        let mut update = |current: Option<&ChannelRecord>| match charge_voucher(
+            current,
+            ticket.id(),
+            charge,
+            paid.held(),
+            now,
+        ) {
+            Ok(record) => {
+                // The receipt is made before the write, so that the server's note of it is
+                // committed with the charge.
+                let receipt = charged_receipt(request, charge, &record);
+                let noted = note.and_then(|note| note.note(&receipt));
+                outcome = Ok(receipt);
+                (ChannelWrite::Put(record), noted)
+            }
+            Err((refusal, release)) => {
+                outcome = Err(refusal.into());
+                let write = match current {
+                    Some(record) if release => ChannelWrite::Put(ChannelRecord {
+                        pending: None,
+                        ..record.clone()
+                    }),
+                    _ => ChannelWrite::Keep,
+                };
+                (write, None)
+            }
+        };
+        let kept = self
+            .store
+            .update_noted(&paid.id(), &mut update)
             .await
             .map_err(ChannelRefusal::from)?;
-        let record = outcome?;
-        let extra = PaymentResponseExtra {
-            charged_amount: Some(charge),
-            snapshot: ChannelSnapshot {
-                channel_state: Some(record.state()),
-                voucher_state: None,
-            },
-        };
-        Ok(BeforeSettle::Settled(SettleResponse {
-            extra: serde_json::to_value(extra).ok(),
-            ..SettleResponse::success(
-                request.wire_network().clone(),
-                Some(format!("{:#x}", record.config.payer)),
-                "",
-            )
-        }))
+        let receipt = outcome?;
+        Ok(if kept {
+            BeforeSettle::Noted(receipt)
+        } else {
+            BeforeSettle::Settled(receipt)
+        })
     }
 
     async fn enrich_refund(
@@ -1009,6 +1038,9 @@ impl PaymentHooks for BatchServer {
     }
 
     fn skip_handler(&self, request: &PaymentRequest) -> Option<Value> {
+        if payload_type(request) != Some("refund") {
+            return None;
+        }
         match read(request).ok()?.payload {
             BatchPayload::Refund(refund) => Some(json!({
                 "message": "Refund acknowledged",
@@ -1022,8 +1054,13 @@ impl PaymentHooks for BatchServer {
         &'a self,
         request: &'a PaymentRequest,
         ticket: &'a Ticket,
+        note: Option<&'a dyn ChargeNote>,
     ) -> BoxFuture<'a, Result<BeforeSettle, HookRefusal>> {
-        Box::pin(async move { self.settle_here(request, ticket).await.map_err(|r| r.0) })
+        Box::pin(async move {
+            self.settle_here(request, ticket, note)
+                .await
+                .map_err(|r| r.0)
+        })
     }
 
     fn after_settle<'a>(
@@ -1039,16 +1076,19 @@ impl PaymentHooks for BatchServer {
     /// is this same one: it is not used up. Anything else is (a deposit's authorization is
     /// spent on chain).
     fn spent(&self, request: &PaymentRequest, receipt: &SettleResponse) -> bool {
-        let voucher = matches!(
-            read(request).map(|paid| paid.payload),
-            Ok(BatchPayload::Voucher(_))
-        );
         let charged_nothing = receipt
             .extra
             .as_ref()
             .and_then(|extra| extra.get("chargedAmount"))
             .is_some_and(|charged| charged == "0");
-        !(voucher && charged_nothing)
+        let voucher = || {
+            payload_type(request) == Some("voucher")
+                && matches!(
+                    read(request).map(|paid| paid.payload),
+                    Ok(BatchPayload::Voucher(_))
+                )
+        };
+        !(charged_nothing && voucher())
     }
 
     fn cancel<'a>(&'a self, request: &'a PaymentRequest, ticket: &'a Ticket) -> BoxFuture<'a, ()> {

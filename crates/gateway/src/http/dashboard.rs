@@ -87,7 +87,9 @@ impl std::fmt::Debug for Dashboard {
 }
 
 impl Dashboard {
-    fn store(&self) -> &dyn PaymentStore {
+    /// The payment store, once every payment answered before now is in it.
+    async fn store(&self) -> &dyn PaymentStore {
+        self.journal.caught_up().await;
         &**self.journal.store()
     }
 
@@ -213,7 +215,7 @@ async fn overview_of(
     now: i64,
     offset: i64,
 ) -> Result<Value, PaymentStoreError> {
-    let store = dashboard.store();
+    let store = dashboard.store().await;
     let day_start = (now + offset).div_euclid(DAY) * DAY - offset;
     let week_start = day_start - 6 * DAY;
     let hour_start = (now.div_euclid(MINUTE) - 59) * MINUTE;
@@ -337,7 +339,7 @@ async fn payments(
         offset: u64::try_from((page - 1) * per_page).unwrap_or(0),
         limit,
     };
-    match dashboard.store().page(&request).await {
+    match dashboard.store().await.page(&request).await {
         Ok(found) => Json(json!({
             "page": page,
             "per_page": per_page,
@@ -356,7 +358,7 @@ async fn payment(State(dashboard): State<Arc<Dashboard>>, Path(id): Path<String>
             "{id:?} is not a payment id: use the `id` of a row of `payments`"
         ));
     };
-    let record = match dashboard.store().get(id).await {
+    let record = match dashboard.store().await.get(id).await {
         Ok(Some(record)) => record,
         Ok(None) => {
             return (
@@ -432,7 +434,7 @@ async fn settlement(
     if let Err(refused) = only(&query, &[]) {
         return bad(refused);
     }
-    let store = dashboard.store();
+    let store = dashboard.store().await;
     let pending_query = PageQuery {
         state: Some(PaymentState::Pending),
         limit: LISTED,

@@ -10,7 +10,10 @@
 //! other way round.
 //!
 //! [`Journal`] is the store as the paywall's journal, which also tells whoever listens
-//! ([`Journal::subscribe`]) about each payment recorded: the dashboard's live updates.
+//! ([`Journal::subscribe`]) about each payment recorded: the dashboard's live updates. The
+//! entries of `batch-settlement` charges may reach it a moment after their responses went out
+//! (committed with the charges in the channel store, then moved here in groups); its readers
+//! wait for those first ([`Journal::caught_up`]).
 
 mod sqlite;
 
@@ -177,6 +180,20 @@ pub trait PaymentStore: PaymentJournal {
 
     /// Failed payments per reason code, most frequent first.
     fn failures(&self) -> BoxFuture<'_, Result<Vec<FailureCount>, PaymentStoreError>>;
+
+    /// Records `entries` as [`PaymentJournal::record`] records each (by default one by one; a
+    /// store may commit them together).
+    fn record_many<'a>(
+        &'a self,
+        entries: &'a [PaymentEntry],
+    ) -> BoxFuture<'a, Result<(), JournalError>> {
+        Box::pin(async move {
+            for entry in entries {
+                self.record(entry).await?;
+            }
+            Ok(())
+        })
+    }
 }
 
 /// Something a journal listener hears: a payment was recorded.
@@ -200,6 +217,53 @@ pub struct Journal {
     store: Arc<dyn PaymentStore>,
     events: tokio::sync::broadcast::Sender<PaymentEvent>,
     closed: Arc<tokio::sync::watch::Sender<bool>>,
+    backlog: Arc<Backlog>,
+}
+
+/// Entries on their way to the journal from where they were committed first (the channel
+/// store, with their charges): how many were handed over, and how many have arrived.
+#[derive(Debug)]
+pub(crate) struct Backlog {
+    handed: std::sync::atomic::AtomicU64,
+    moved: tokio::sync::watch::Sender<u64>,
+}
+
+/// How long a reader waits for the backlog before reading what the journal has.
+const BACKLOG_PATIENCE: std::time::Duration = std::time::Duration::from_secs(5);
+
+impl Backlog {
+    fn new() -> Self {
+        Self {
+            handed: std::sync::atomic::AtomicU64::new(0),
+            moved: tokio::sync::watch::channel(0).0,
+        }
+    }
+
+    /// `count` more entries are on their way.
+    pub(crate) fn handed(&self, count: u64) {
+        self.handed
+            .fetch_add(count, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// `count` entries arrived (or will only arrive after a restart).
+    pub(crate) fn moved(&self, count: usize) {
+        self.moved.send_modify(|moved| *moved += count as u64);
+    }
+
+    /// Waits until every entry handed over so far has arrived, or for [`BACKLOG_PATIENCE`].
+    async fn caught_up(&self) {
+        let handed = self.handed.load(std::sync::atomic::Ordering::SeqCst);
+        let mut moved = self.moved.subscribe();
+        let arrived = moved.wait_for(|moved| *moved >= handed);
+        if tokio::time::timeout(BACKLOG_PATIENCE, arrived)
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "the payment journal is behind its charges' entries; reading what it has"
+            );
+        }
+    }
 }
 
 impl Journal {
@@ -209,7 +273,39 @@ impl Journal {
             store,
             events: tokio::sync::broadcast::channel(256).0,
             closed: Arc::new(tokio::sync::watch::channel(false).0),
+            backlog: Arc::new(Backlog::new()),
         }
+    }
+
+    /// Waits until the entries committed elsewhere first (charges' entries, in the channel
+    /// store) before this call are in the journal, so that a read sees every payment whose
+    /// response went out before it (gives up after a few seconds, saying so).
+    pub async fn caught_up(&self) {
+        self.backlog.caught_up().await;
+    }
+
+    /// The count of entries on their way in.
+    pub(crate) fn backlog(&self) -> Arc<Backlog> {
+        Arc::clone(&self.backlog)
+    }
+
+    /// Records `entries` together, telling listeners of each.
+    pub async fn record_many(&self, entries: &[PaymentEntry]) -> Result<(), JournalError> {
+        self.store.record_many(entries).await?;
+        for entry in entries {
+            self.announce(entry);
+        }
+        Ok(())
+    }
+
+    fn announce(&self, entry: &PaymentEntry) {
+        let _ = self.events.send(PaymentEvent {
+            payment: entry.payment.clone(),
+            service: entry.service.clone(),
+            state: entry.state.as_str(),
+            amount: entry.amount.0.to_string(),
+            at_ms: entry.at_ms,
+        });
     }
 
     /// Tells listeners that no more events come (the server is stopping): their streams end,
@@ -238,13 +334,7 @@ impl PaymentJournal for Journal {
     fn record<'a>(&'a self, entry: &'a PaymentEntry) -> BoxFuture<'a, Result<(), JournalError>> {
         Box::pin(async move {
             self.store.record(entry).await?;
-            let _ = self.events.send(PaymentEvent {
-                payment: entry.payment.clone(),
-                service: entry.service.clone(),
-                state: entry.state.as_str(),
-                amount: entry.amount.0.to_string(),
-                at_ms: entry.at_ms,
-            });
+            self.announce(entry);
             Ok(())
         })
     }
@@ -282,4 +372,4 @@ pub(crate) fn prefix_end(prefix: &str) -> String {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -471,6 +471,13 @@ impl PaymentJournal for SqlitePaymentStore {
 }
 
 impl PaymentStore for SqlitePaymentStore {
+    fn record_many<'a>(
+        &'a self,
+        entries: &'a [PaymentEntry],
+    ) -> BoxFuture<'a, Result<(), JournalError>> {
+        Box::pin(async move { Ok(self.inner.writer.commit(entries.to_vec()).await?) })
+    }
+
     fn earned_since(&self, since_ms: i64) -> BoxFuture<'_, Result<Vec<Earned>, PaymentStoreError>> {
         // From the running totals when `since_ms` is on a bucket's edge, else from every
         // payment since then: exact either way.

@@ -14,7 +14,7 @@ const DAY: i64 = 86_400_000;
 /// A Tuesday noon, UTC.
 const NOON: i64 = 1_764_072_000_000;
 
-fn entry(n: u32, at_ms: i64, state: PaymentState, amount: U256) -> PaymentEntry {
+pub(crate) fn entry(n: u32, at_ms: i64, state: PaymentState, amount: U256) -> PaymentEntry {
     let network = Network::new("eip155:8453");
     let payer = format!("0xAbC{n:03x}{}", "9".repeat(34));
     let tx = matches!(state, PaymentState::Settled | PaymentState::Pending)

@@ -42,6 +42,9 @@ pub(super) struct Verified {
     /// What its scheme's hooks reserved for it, charged when it settles and let go of if it
     /// never does.
     pub(super) held: Option<Held>,
+    /// Whether its outcome is journaled already: its scheme's state committed the journal
+    /// entry with the charge.
+    pub(super) journaled: bool,
 }
 
 pub(super) async fn charge<S>(
@@ -250,6 +253,7 @@ where
                         receipt,
                         at: std::time::Instant::now(),
                         held: None,
+                        journaled: false,
                     };
                     note.settled(inner_state, &verified, &request.0, &recovered)
                         .await;
@@ -288,7 +292,7 @@ where
     // scheme's body and the receipt.
     let mut verified = verified;
     if let Some(body) = verified.held.as_ref().and_then(Held::skip_handler) {
-        return match settle(inner_state, &mut verified, &idempotency_key).await {
+        return match settle(inner_state, &mut verified, &idempotency_key, None).await {
             Ok(receipt) => {
                 let response = response::json(http::StatusCode::OK, &body);
                 keep(
@@ -335,14 +339,15 @@ where
 
     match timing {
         SettleTiming::BeforeHandler => {
-            let receipt = match settle(inner_state, &mut verified, &idempotency_key).await {
-                Ok(receipt) => receipt,
-                Err(failure) => {
-                    note.failed(inner_state, &verified, &verified.request, &failure)
-                        .await;
-                    return challenge.settle_failed(failure, &parts.headers, verified.receipt);
-                }
-            };
+            let receipt =
+                match settle(inner_state, &mut verified, &idempotency_key, Some(&note)).await {
+                    Ok(receipt) => receipt,
+                    Err(failure) => {
+                        note.failed(inner_state, &verified, &verified.request, &failure)
+                            .await;
+                        return challenge.settle_failed(failure, &parts.headers, verified.receipt);
+                    }
+                };
             note.settled(inner_state, &verified, &verified.request, &receipt)
                 .await;
             paid.transaction = Some(receipt.transaction.clone()).filter(|tx| !tx.is_empty());
@@ -400,7 +405,7 @@ where
                 request: usage::metered(inner_state, &verified.request, &verified.option, report),
                 ..verified
             };
-            match settle(inner_state, &mut verified, &idempotency_key).await {
+            match settle(inner_state, &mut verified, &idempotency_key, Some(&note)).await {
                 Ok(receipt) => {
                     let _ = settled_tx.send(Some(receipt.clone()));
                     let kind = verified.receipt;

@@ -8,8 +8,8 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use x402_proto::{
-    BeforeSettle, FacilitatorError, HookRefusal, IdempotencyKey, PaymentHooks, PaymentRequest,
-    SchemeServer, SettleResponse, Ticket,
+    BeforeSettle, ChargeNote, FacilitatorError, HookRefusal, IdempotencyKey, PaymentHooks,
+    PaymentRequest, SchemeServer, SettleResponse, Ticket,
 };
 
 use super::Inner;
@@ -59,24 +59,29 @@ impl Held {
     }
 
     /// Charges `charged` (the verified request, its amount what the handler used): through
-    /// the hooks, and the facilitator when they say so. Any failure leaves the reservation to
-    /// be let go of when `self` is dropped.
+    /// the hooks, and the facilitator when they say so. Answers the receipt and whether the
+    /// hooks committed `note`'s record with the charge (the journal has it then). Any failure
+    /// leaves the reservation to be let go of when `self` is dropped.
     pub(super) async fn settle(
         mut self,
         inner: &Inner,
         charged: &PaymentRequest,
         payer: &str,
         key: &IdempotencyKey,
-    ) -> Result<SettleResponse, SettleFailure> {
+        note: Option<&dyn ChargeNote>,
+    ) -> Result<(SettleResponse, bool), SettleFailure> {
         let (Some(hooks), Some(ticket)) = (self.scheme.hooks(), self.ticket.as_ref()) else {
-            return settle_request(inner, charged, payer, key).await;
+            return settle_request(inner, charged, payer, key)
+                .await
+                .map(|receipt| (receipt, false));
         };
-        let receipt = match hooks.before_settle(charged, ticket).await {
+        let receipt = match hooks.before_settle(charged, ticket, note).await {
             Err(refusal) => Err(refused(charged, payer, refusal)),
-            Ok(BeforeSettle::Settled(receipt)) => Ok(receipt),
+            Ok(BeforeSettle::Settled(receipt)) => Ok((receipt, false)),
+            Ok(BeforeSettle::Noted(receipt)) => Ok((receipt, true)),
             Ok(BeforeSettle::Facilitator(request)) => {
                 match settle_request(inner, &request, payer, key).await {
-                    Ok(receipt) => Ok(hooks.after_settle(charged, ticket, receipt).await),
+                    Ok(receipt) => Ok((hooks.after_settle(charged, ticket, receipt).await, false)),
                     Err(failure) => Err(failure),
                 }
             }

@@ -2,14 +2,14 @@
 //! [`Note`] is taken when the payment is admitted (what it pays for) and written with the
 //! outcome once it is known, before the paid response goes out.
 
-use x402_proto::{PaymentRequest, ReasonCode, SettleResponse, TokenAmount};
+use x402_proto::{ChargeNote, PaymentRequest, ReasonCode, SettleResponse, TokenAmount};
 
 use crate::guard::RequestFingerprint;
 use crate::journal::{PaymentEntry, PaymentState};
 
 use super::Inner;
 use super::charge::Verified;
-use super::steps::SettleFailure;
+use super::steps::{SettleFailure, spent};
 
 /// What a payment pays for, to be journaled with its outcome.
 #[derive(Clone, Debug)]
@@ -39,7 +39,8 @@ impl Note {
     }
 
     /// Records that `request` (the request as settled: its amount what was charged) settled,
-    /// or was charged, with `receipt`.
+    /// or was charged, with `receipt`; unless its scheme's state recorded the charge already
+    /// (`verified.journaled`).
     pub(super) async fn settled(
         &self,
         inner: &Inner,
@@ -47,6 +48,9 @@ impl Note {
         request: &PaymentRequest,
         receipt: &SettleResponse,
     ) {
+        if verified.journaled {
+            return;
+        }
         let hooked = inner.hooked(&request.requirements().scheme).is_some();
         // A scheme that keeps its own state charges there: the amount is what it charged,
         // and any transaction is the deposit that opened its channel.
@@ -88,6 +92,16 @@ impl Note {
         self.write(inner, verified, state, amount, &receipt).await;
     }
 
+    /// The record of the charge the hooks of `verified`'s scheme make, for them to commit
+    /// with it: made only when the paywall keeps a journal.
+    pub(super) fn charging<'a>(&'a self, inner: &'a Inner, verified: &'a Verified) -> Charging<'a> {
+        Charging {
+            inner,
+            note: self,
+            verified,
+        }
+    }
+
     async fn write(
         &self,
         inner: &Inner,
@@ -99,7 +113,30 @@ impl Note {
         let Some(journal) = &inner.journal else {
             return;
         };
-        let entry = PaymentEntry {
+        let entry = self.entry(verified, state, amount, receipt);
+        if let Err(error) = journal.record(&entry).await {
+            // The money moved (or did not) whatever the journal says: the answer goes out, and
+            // the operator is told loudly that the record is missing.
+            tracing::error!(
+                %error,
+                payment = %entry.payment,
+                payer = %entry.payer,
+                amount = %entry.amount.0,
+                state = %entry.state,
+                transaction = ?entry.transaction,
+                "PAYMENT NOT JOURNALED: the payment journal failed; the operator's records miss this payment"
+            );
+        }
+    }
+
+    fn entry(
+        &self,
+        verified: &Verified,
+        state: PaymentState,
+        amount: TokenAmount,
+        receipt: &SettleResponse,
+    ) -> PaymentEntry {
+        PaymentEntry {
             at_ms: now_ms(),
             payment: self.payment.clone(),
             service: self
@@ -123,20 +160,30 @@ impl Note {
             fingerprint: self.fingerprint.clone(),
             receipt: receipt.clone(),
             job: self.job.clone(),
-        };
-        if let Err(error) = journal.record(&entry).await {
-            // The money moved (or did not) whatever the journal says: the answer goes out, and
-            // the operator is told loudly that the record is missing.
-            tracing::error!(
-                %error,
-                payment = %entry.payment,
-                payer = %entry.payer,
-                amount = %entry.amount.0,
-                state = %entry.state,
-                transaction = ?entry.transaction,
-                "PAYMENT NOT JOURNALED: the payment journal failed; the operator's records miss this payment"
-            );
         }
+    }
+}
+
+/// The journal entry of a charge a scheme's hooks make themselves ([`ChargeNote`]), for its
+/// state to commit with the charge: what [`Note::settled`] would write for it.
+pub(super) struct Charging<'a> {
+    inner: &'a Inner,
+    note: &'a Note,
+    verified: &'a Verified,
+}
+
+impl ChargeNote for Charging<'_> {
+    fn note(&self, receipt: &SettleResponse) -> Option<Vec<u8>> {
+        let request = &self.verified.request;
+        // No journal, nothing to record; a payment not used up is not journaled.
+        if self.inner.journal.is_none() || !spent(self.inner, request, receipt) {
+            return None;
+        }
+        let amount = request.requirements().amount;
+        let entry = self
+            .note
+            .entry(self.verified, PaymentState::Charged, amount, receipt);
+        Some(entry.to_note())
     }
 }
 

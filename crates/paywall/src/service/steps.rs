@@ -12,9 +12,9 @@ use http_body_util::BodyExt;
 use serde_json::Value;
 use tower::{Service, ServiceExt};
 use x402_proto::{
-    Facilitator, FacilitatorError, HookRefusal, IdempotencyKey, PaymentPayload, PaymentRequest,
-    ReasonCode, SettleResponse, VerifiedBy, headers, request_fingerprint, requirements_match, v1,
-    v2,
+    ChargeNote, Facilitator, FacilitatorError, HookRefusal, IdempotencyKey, PaymentPayload,
+    PaymentRequest, ReasonCode, SettleResponse, VerifiedBy, headers, request_fingerprint,
+    requirements_match, v1, v2,
 };
 
 use crate::guard::{Lease, RequestFingerprint, StoredResponse};
@@ -25,6 +25,7 @@ use crate::response::{self, Challenge, ReceiptHeader};
 use super::Inner;
 use super::charge::Verified;
 use super::hooks::Held;
+use super::record::Note;
 
 pub(super) const NO_MATCH: &str = "No matching payment requirements: the payment does not match any \
     option of this request's challenge (scheme, network, asset, amount, payTo); pay one of \
@@ -372,6 +373,7 @@ pub(super) async fn verify(
                 receipt,
                 at,
                 held,
+                journaled: false,
             });
         }
         if answer
@@ -436,11 +438,23 @@ pub(super) async fn settle(
     inner: &Inner,
     verified: &mut Verified,
     key: &IdempotencyKey,
+    note: Option<&Note>,
 ) -> Result<SettleResponse, SettleFailure> {
     match verified.held.take() {
         Some(held) => {
-            held.settle(inner, &verified.request, &verified.payer, key)
-                .await
+            let (receipt, noted) = {
+                let charging = note.map(|note| note.charging(inner, verified));
+                held.settle(
+                    inner,
+                    &verified.request,
+                    &verified.payer,
+                    key,
+                    charging.as_ref().map(|c| c as &dyn ChargeNote),
+                )
+                .await?
+            };
+            verified.journaled = noted;
+            Ok(receipt)
         }
         None => settle_request(inner, &verified.request, &verified.payer, key).await,
     }

@@ -252,7 +252,7 @@ impl Unsettled {
             ),
             ..verified
         };
-        match settle(&inner, &mut verified, &key).await {
+        match settle(&inner, &mut verified, &key, Some(&note)).await {
             Ok(receipt) => {
                 note.settled(&inner, &verified, &verified.request, &receipt)
                     .await;
