@@ -2,7 +2,8 @@
 //! while a voucher-paid chat answer is still streaming, then restarted on the same files: the
 //! channel is as the paid calls left it (the killed stream charged nothing; its metered charge
 //! was to be made when the stream ended), an old voucher is refused with the kept count, and
-//! the payer's next voucher (the kept count plus the price) is charged.
+//! the payer's next voucher (the kept count plus the price) is charged; the payment journal
+//! holds every charge exactly once.
 //!
 //! The killed request's reservation of the channel is not in the file (reservations live in
 //! the process that admitted the request), so the channel is not left busy: the restarted
@@ -361,6 +362,21 @@ async fn a_gateway_killed_mid_stream_keeps_its_channel_and_claims_every_charge()
     // The operator claims on the restarted gateway: the payee gets every charge, exactly.
     let total: u128 = charges.iter().sum();
     assert_eq!(total, payer.charged);
+    // Every charge is in the payment journal exactly once across the kill (a voucher's entry
+    // is committed with its charge in the channel file): the operator's dashboard shows what
+    // the channel holds.
+    let overview: Value = http
+        .get(format!("{}/dashboard/api/overview", second.url))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let all_time = &overview["revenue"]["all_time"];
+    assert_eq!(all_time[0]["charged"], total.to_string(), "{overview}");
+    assert_eq!(all_time[0]["calls"], charges.len(), "{overview}");
     let sent_before = chain.facilitator_tx_count().await;
     let claimed = http
         .post(format!("{}/operator/claim", second.url))
