@@ -367,24 +367,19 @@ async fn move_notes(
                 }
             }
         }
-        let mut entries = Vec::with_capacity(group.len());
-        for note in &group {
-            match PaymentEntry::from_note(&note.note) {
-                Ok(entry) => entries.push(entry),
-                Err(error) => tracing::error!(
-                    seq = note.seq,
-                    %error,
-                    "PAYMENT NOT JOURNALED: a charge's journal entry cannot be read; it is dropped"
-                ),
+        // Read from the notes again on each try: the journal takes the entries it is given.
+        loop {
+            match journal.record_many(entries_of(&group)).await {
+                Ok(()) => break,
+                Err(_) if store.strong_count() == 0 => {
+                    // Stopping: the notes stay in the file, for the next start.
+                    return;
+                }
+                Err(error) => {
+                    tracing::error!(%error, notes = group.len(), "the payment journal refused the charges' entries; retrying in 1 s (they are kept with the charges)");
+                    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                }
             }
-        }
-        while let Err(error) = journal.record_many(&entries).await {
-            if store.strong_count() == 0 {
-                // Stopping: the notes stay in the file, for the next start.
-                return;
-            }
-            tracing::error!(%error, notes = entries.len(), "the payment journal refused the charges' entries; retrying in 1 s (they are kept with the charges)");
-            tokio::time::sleep(std::time::Duration::from_secs(1)).await;
         }
         let done = group.len();
         let seqs = group.drain(..).map(|note| note.seq).collect();
@@ -395,6 +390,22 @@ async fn move_notes(
         }
         backlog.moved(done);
     }
+}
+
+/// The journal entries `notes` hold; one that cannot be read is said loudly and left out.
+fn entries_of(notes: &[ChargeNoteRow]) -> Vec<PaymentEntry> {
+    let mut entries = Vec::with_capacity(notes.len());
+    for note in notes {
+        match PaymentEntry::from_note(&note.note) {
+            Ok(entry) => entries.push(entry),
+            Err(error) => tracing::error!(
+                seq = note.seq,
+                %error,
+                "PAYMENT NOT JOURNALED: a charge's journal entry cannot be read; it is dropped"
+            ),
+        }
+    }
+    entries
 }
 
 fn read_notes(connection: &Connection) -> Result<Vec<ChargeNoteRow>, ChannelStoreError> {

@@ -183,12 +183,9 @@ pub trait PaymentStore: PaymentJournal {
 
     /// Records `entries` as [`PaymentJournal::record`] records each (by default one by one; a
     /// store may commit them together).
-    fn record_many<'a>(
-        &'a self,
-        entries: &'a [PaymentEntry],
-    ) -> BoxFuture<'a, Result<(), JournalError>> {
+    fn record_many(&self, entries: Vec<PaymentEntry>) -> BoxFuture<'_, Result<(), JournalError>> {
         Box::pin(async move {
-            for entry in entries {
+            for entry in &entries {
                 self.record(entry).await?;
             }
             Ok(())
@@ -209,6 +206,18 @@ pub struct PaymentEvent {
     pub amount: String,
     /// When (Unix milliseconds).
     pub at_ms: i64,
+}
+
+impl PaymentEvent {
+    fn of(entry: &PaymentEntry) -> Self {
+        Self {
+            payment: entry.payment.clone(),
+            service: entry.service.clone(),
+            state: entry.state.as_str(),
+            amount: entry.amount.0.to_string(),
+            at_ms: entry.at_ms,
+        }
+    }
 }
 
 /// The payment store as the paywall's journal, telling listeners of each payment recorded.
@@ -290,22 +299,22 @@ impl Journal {
     }
 
     /// Records `entries` together, telling listeners of each.
-    pub async fn record_many(&self, entries: &[PaymentEntry]) -> Result<(), JournalError> {
+    pub async fn record_many(&self, entries: Vec<PaymentEntry>) -> Result<(), JournalError> {
+        // What listeners hear, taken before the store has the entries (only when some listen).
+        let events: Vec<PaymentEvent> = if self.events.receiver_count() > 0 {
+            entries.iter().map(PaymentEvent::of).collect()
+        } else {
+            Vec::new()
+        };
         self.store.record_many(entries).await?;
-        for entry in entries {
-            self.announce(entry);
+        for event in events {
+            let _ = self.events.send(event);
         }
         Ok(())
     }
 
     fn announce(&self, entry: &PaymentEntry) {
-        let _ = self.events.send(PaymentEvent {
-            payment: entry.payment.clone(),
-            service: entry.service.clone(),
-            state: entry.state.as_str(),
-            amount: entry.amount.0.to_string(),
-            at_ms: entry.at_ms,
-        });
+        let _ = self.events.send(PaymentEvent::of(entry));
     }
 
     /// Tells listeners that no more events come (the server is stopping): their streams end,

@@ -471,11 +471,8 @@ impl PaymentJournal for SqlitePaymentStore {
 }
 
 impl PaymentStore for SqlitePaymentStore {
-    fn record_many<'a>(
-        &'a self,
-        entries: &'a [PaymentEntry],
-    ) -> BoxFuture<'a, Result<(), JournalError>> {
-        Box::pin(async move { Ok(self.inner.writer.commit(entries.to_vec()).await?) })
+    fn record_many(&self, entries: Vec<PaymentEntry>) -> BoxFuture<'_, Result<(), JournalError>> {
+        Box::pin(async move { Ok(self.inner.writer.commit(entries).await?) })
     }
 
     fn earned_since(&self, since_ms: i64) -> BoxFuture<'_, Result<Vec<Earned>, PaymentStoreError>> {
