@@ -232,11 +232,11 @@ impl SqliteChannelStore {
                 "moving the journal entries of charges the last run did not move"
             );
         }
+        if notes.outlet.set(outlet.clone()).is_err() {
+            return;
+        }
         for note in left {
             outlet.send(note);
-        }
-        if notes.outlet.set(outlet).is_err() {
-            return;
         }
         tokio::spawn(move_notes(
             receiver,
@@ -368,11 +368,13 @@ async fn move_notes(
             }
         }
         // Read from the notes again on each try: the journal takes the entries it is given.
-        loop {
-            match journal.record_many(entries_of(&group)).await {
-                Ok(()) => break,
+        let seqs = loop {
+            let (entries, read) = entries_of(&group);
+            match journal.record_many(entries).await {
+                Ok(()) => break read,
                 Err(_) if store.strong_count() == 0 => {
                     // Stopping: the notes stay in the file, for the next start.
+                    backlog.moved(group.len());
                     return;
                 }
                 Err(error) => {
@@ -380,9 +382,9 @@ async fn move_notes(
                     tokio::time::sleep(std::time::Duration::from_secs(1)).await;
                 }
             }
-        }
+        };
         let done = group.len();
-        let seqs = group.drain(..).map(|note| note.seq).collect();
+        group.clear();
         // Not waited for: forgotten with the next group the store commits. The store is held
         // only to queue it, never across a wait.
         if let Some(inner) = store.upgrade() {
@@ -392,20 +394,27 @@ async fn move_notes(
     }
 }
 
-/// The journal entries `notes` hold; one that cannot be read is said loudly and left out.
-fn entries_of(notes: &[ChargeNoteRow]) -> Vec<PaymentEntry> {
+/// The journal entries `notes` hold, and the numbers of the notes they come from. One that
+/// cannot be read is said loudly and left out, and stays in the file (for a version that
+/// reads it, or an operator).
+fn entries_of(notes: &[ChargeNoteRow]) -> (Vec<PaymentEntry>, Vec<i64>) {
     let mut entries = Vec::with_capacity(notes.len());
+    let mut read = Vec::with_capacity(notes.len());
     for note in notes {
         match PaymentEntry::from_note(&note.note) {
-            Ok(entry) => entries.push(entry),
+            Ok(entry) => {
+                entries.push(entry);
+                read.push(note.seq);
+            }
             Err(error) => tracing::error!(
                 seq = note.seq,
                 %error,
-                "PAYMENT NOT JOURNALED: a charge's journal entry cannot be read; it is dropped"
+                "PAYMENT NOT JOURNALED: a charge's journal entry cannot be read; it stays in the \
+                 channel file's charge_notes"
             ),
         }
     }
-    entries
+    (entries, read)
 }
 
 fn read_notes(connection: &Connection) -> Result<Vec<ChargeNoteRow>, ChannelStoreError> {
@@ -1062,7 +1071,7 @@ mod tests {
             x402_paywall::PaymentState::Charged,
             U256::from(amount),
         );
-        entry.to_note()
+        entry.to_note().unwrap()
     }
 
     fn journal_in(dir: &Path) -> (Arc<crate::payments::SqlitePaymentStore>, Journal) {
@@ -1142,7 +1151,8 @@ mod tests {
     }
 
     /// Notes a stopped process committed and never moved are moved when the file is opened
-    /// again; a note moved twice (the process stopped between the two) is journaled once.
+    /// again; a note moved twice (the process stopped between the two) is journaled once; a
+    /// note that cannot be read is not journaled and not forgotten.
     #[tokio::test]
     async fn notes_left_in_the_file_are_moved_at_the_next_start_once() {
         let dir = tempfile::tempdir().unwrap();
@@ -1184,6 +1194,6 @@ mod tests {
         let earned = payments.earned_since(0).await.unwrap();
         assert_eq!(earned[0].charged, U256::from(28), "{earned:?}");
         drop(store);
-        assert_eq!(notes_in(&path), 0);
+        assert_eq!(notes_in(&path), 1, "the unreadable note stays in the file");
     }
 }

@@ -118,10 +118,12 @@ pub struct PaymentEntry {
 
 impl PaymentEntry {
     /// The entry as the note a scheme's state commits with the charge it records
-    /// ([`ChargeNote`](x402_proto::ChargeNote)): read back with [`Self::from_note`].
-    pub fn to_note(&self) -> Vec<u8> {
-        // A struct of strings, numbers and a receipt that is itself JSON: it always encodes.
-        serde_json::to_vec(self).unwrap_or_default()
+    /// ([`ChargeNote`](x402_proto::ChargeNote)): read back with [`Self::from_note`]. `None`
+    /// if it cannot be encoded (the paywall then journals the charge itself). A field added to
+    /// the entry later must read as absent from notes written before it (`Option`, or
+    /// `#[serde(default)]`): notes outlive a process that stops before moving them.
+    pub fn to_note(&self) -> Option<Vec<u8>> {
+        serde_json::to_vec(self).ok()
     }
 
     /// The entry a note written by [`Self::to_note`] holds.
@@ -216,7 +218,10 @@ mod tests {
             receipt: SettleResponse::success(Network::new("eip155:8453"), Some("0x11".into()), ""),
             job: Some("job-1".into()),
         };
-        assert_eq!(PaymentEntry::from_note(&entry.to_note()).unwrap(), entry);
+        assert_eq!(
+            PaymentEntry::from_note(&entry.to_note().unwrap()).unwrap(),
+            entry
+        );
         let error = PaymentEntry::from_note(b"{\"payment\": 1}").unwrap_err();
         assert!(error.0.contains("not a payment entry"), "{error}");
     }

@@ -183,7 +183,7 @@ impl ChargeNote for Charging<'_> {
         let entry = self
             .note
             .entry(self.verified, PaymentState::Charged, amount, receipt);
-        Some(entry.to_note())
+        entry.to_note()
     }
 }
 
