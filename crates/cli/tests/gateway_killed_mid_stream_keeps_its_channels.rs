@@ -32,7 +32,7 @@ use serde_json::{Value, json};
 use x402_evm::batch::{BATCH_SETTLEMENT_ADDRESS, ChannelId, ChannelRecord, ChannelStore};
 use x402_gateway::channels::SqliteChannelStore;
 use x402_proto::v2;
-use x402_testkit::{BatchPayer, Chain, Stack, challenge_of, receipt_of};
+use x402_testkit::{BatchPayer, Chain, Stack, challenge_of, fetch_json, receipt_of};
 
 mod common;
 
@@ -365,15 +365,11 @@ async fn a_gateway_killed_mid_stream_keeps_its_channel_and_claims_every_charge()
     // Every charge is in the payment journal exactly once across the kill (a voucher's entry
     // is committed with its charge in the channel file): the operator's dashboard shows what
     // the channel holds.
-    let overview: Value = http
-        .get(format!("{}/dashboard/api/overview", second.url))
-        .bearer_auth(OPERATOR_TOKEN)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let overview = fetch_json(
+        http.get(format!("{}/dashboard/api/overview", second.url))
+            .bearer_auth(OPERATOR_TOKEN),
+    )
+    .await;
     let all_time = &overview["revenue"]["all_time"];
     assert_eq!(all_time[0]["charged"], total.to_string(), "{overview}");
     assert_eq!(all_time[0]["calls"], charges.len(), "{overview}");
