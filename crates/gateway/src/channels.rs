@@ -345,7 +345,7 @@ const NOTES_PER_MOVE: usize = 512;
 /// How long the mover lets notes gather after the first of a group arrives: one journal
 /// commit of many entries costs far less than one commit each (every commit rewrites the
 /// pages of the payments' indexes and totals it touches, and syncs).
-const NOTES_GATHER: std::time::Duration = std::time::Duration::from_millis(20);
+const NOTES_GATHER: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// Moves the notes the store hands over into `journal`, as many at a time as gather within
 /// [`NOTES_GATHER`] of the first (up to [`NOTES_PER_MOVE`]), then forgets them in the store's

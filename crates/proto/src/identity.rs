@@ -105,7 +105,7 @@ impl PaymentId {
                 &solana_message_key(text)?,
             ]));
         }
-        let digest = keccak256(canonical_json(request.payload()).as_bytes());
+        let digest = keccak256(canonical_json(request.payload()));
         Ok(Self::from_parts([
             scheme.as_str(),
             network,
@@ -164,38 +164,48 @@ fn json_str<'a>(object: &'a Value, field: &str) -> Result<&'a str, PaymentIdErro
         .ok_or_else(|| PaymentIdError(format!("authorization.{field} is missing or not a string")))
 }
 
-/// JSON with object keys sorted at every level, whatever the map type keeps.
-fn canonical_json(value: &Value) -> String {
-    fn write(value: &Value, out: &mut String) {
+/// JSON with object keys sorted at every level, whatever the map type keeps: compact, strings
+/// escaped as `serde_json` escapes them. Payment identities are digests of it and outlive the
+/// process (journals, guards), so its bytes must never change.
+fn canonical_json(value: &Value) -> Vec<u8> {
+    fn write(value: &Value, out: &mut Vec<u8>) {
         match value {
             Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                out.push('{');
-                for (i, key) in keys.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&Value::String(key.clone()).to_string());
-                    out.push(':');
-                    write(&map[key.as_str()], out);
+                let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+                // serde_json's map iterates sorted unless a crate turns on `preserve_order`.
+                if !entries.is_sorted_by(|a, b| a.0 <= b.0) {
+                    entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
                 }
-                out.push('}');
+                out.push(b'{');
+                for (i, (key, item)) in entries.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(b',');
+                    }
+                    scalar(&**key, out);
+                    out.push(b':');
+                    write(item, out);
+                }
+                out.push(b'}');
             }
             Value::Array(items) => {
-                out.push('[');
+                out.push(b'[');
                 for (i, item) in items.iter().enumerate() {
                     if i > 0 {
-                        out.push(',');
+                        out.push(b',');
                     }
                     write(item, out);
                 }
-                out.push(']');
+                out.push(b']');
             }
-            other => out.push_str(&other.to_string()),
+            other => scalar(other, out),
         }
     }
-    let mut out = String::new();
+    /// A string, number, boolean or null, as `serde_json` writes it compactly (writing to a
+    /// `Vec` cannot fail, nor can serializing these).
+    fn scalar<T: serde::Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) {
+        let _ = serde_json::to_writer(out, value);
+    }
+    let mut out = Vec::with_capacity(1024);
     write(value, &mut out);
     out
 }
@@ -231,9 +241,9 @@ pub fn authorization_digest(request: &PaymentRequest) -> [u8; 32] {
             "asset": requirements.asset.to_ascii_lowercase(),
             "network": requirements.network.as_str(),
         });
-        return keccak256(canonical_json(&normalized).as_bytes()).0;
+        return keccak256(canonical_json(&normalized)).0;
     }
-    keccak256(canonical_json(payload).as_bytes()).0
+    keccak256(canonical_json(payload)).0
 }
 
 /// A digest of the parts of a request, each length-prefixed so that moving bytes from one part
@@ -471,6 +481,17 @@ mod tests {
         assert!(error.0.contains("authorization"), "{error}");
         let bad_nonce = exact_payload("0x", "0x12", "0x857b06519E91e3A54538791bDbb0E22373e36b66");
         assert!(PaymentId::derive(&request(bad_nonce)).is_err());
+    }
+
+    #[test]
+    fn canonical_json_is_compact_sorted_and_escaped_as_serde_json_escapes() {
+        let value = json!({
+            "z": [1, -2.5, true, null, "a\"b\\c\n\u{1}é", {"b": [], "a": {}}],
+            "é": 0,
+            "a": {"k": "v", "K": u64::MAX},
+        });
+        let expected = r#"{"a":{"K":18446744073709551615,"k":"v"},"z":[1,-2.5,true,null,"a\"b\\c\n\u0001é",{"a":{},"b":[]}],"é":0}"#;
+        assert_eq!(String::from_utf8(canonical_json(&value)).unwrap(), expected);
     }
 
     #[test]

@@ -4,6 +4,8 @@
 //! ERC-3009 `ReceiveWithAuthorization` to the ERC-3009 collector, a Permit2 witness transfer to
 //! the Permit2 collector).
 
+use std::sync::LazyLock;
+
 use alloy::primitives::{Address, B256, U256, keccak256};
 use alloy::sol_types::{Eip712Domain, SolStruct, SolValue};
 
@@ -58,7 +60,8 @@ alloy::sol! {
 
 /// The batch-settlement contract's EIP-712 domain on one chain (`"x402 Batch Settlement"`,
 /// version `"1"`, the chain, the contract's canonical address), with its separator computed
-/// once: build one per chain and keep it, every digest below then costs two hashes.
+/// once per chain in the process (a chain's separator is kept and shared), and the type hashes
+/// of the channel config and the voucher computed once: each of those digests costs two hashes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BatchDomain {
     chain_id: u64,
@@ -68,9 +71,22 @@ pub struct BatchDomain {
 impl BatchDomain {
     /// The domain on chain `chain_id`.
     pub fn new(chain_id: u64) -> Self {
+        // One per chain this process has met: a handful.
+        static SEPARATORS: std::sync::Mutex<Vec<(u64, B256)>> = std::sync::Mutex::new(Vec::new());
+        let mut known = SEPARATORS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let separator = match known.iter().find(|(chain, _)| *chain == chain_id) {
+            Some((_, separator)) => *separator,
+            None => {
+                let separator = batch_domain(chain_id).hash_struct();
+                known.push((chain_id, separator));
+                separator
+            }
+        };
         Self {
             chain_id,
-            separator: batch_domain(chain_id).hash_struct(),
+            separator,
         }
     }
 
@@ -91,15 +107,19 @@ impl BatchDomain {
 
     /// The id of the channel `config` on this chain (the contract's `getChannelId`).
     pub fn channel_id(&self, config: &wire::ChannelConfig) -> ChannelId {
-        ChannelId::new(self.signing_hash(&config.to_sol()))
+        static TYPE_HASH: LazyLock<B256> = LazyLock::new(type_hash::<ChannelConfig>);
+        let struct_hash = hash_struct(&TYPE_HASH, &config.to_sol());
+        ChannelId::new(typed_data_digest(&self.separator, &struct_hash))
     }
 
     /// The digest a voucher for `max_claimable_amount` on `channel_id` signs.
     pub fn voucher_digest(&self, channel_id: &ChannelId, max_claimable_amount: u128) -> B256 {
-        self.signing_hash(&Voucher {
+        static TYPE_HASH: LazyLock<B256> = LazyLock::new(type_hash::<Voucher>);
+        let voucher = Voucher {
             channelId: *channel_id.as_b256(),
             maxClaimableAmount: max_claimable_amount,
-        })
+        };
+        typed_data_digest(&self.separator, &hash_struct(&TYPE_HASH, &voucher))
     }
 
     /// The digest the receiver authorizer signs to refund `amount` of `channel_id` at refund
@@ -125,6 +145,19 @@ impl BatchDomain {
                 .collect(),
         })
     }
+}
+
+/// `T`'s EIP-712 type hash (`keccak256(encodeType)`), which alloy computes on every hash.
+fn type_hash<T: SolStruct>() -> B256 {
+    keccak256(T::eip712_encode_type().as_bytes())
+}
+
+/// `hashStruct(message)`, given its type's hash.
+fn hash_struct<T: SolStruct>(type_hash: &B256, message: &T) -> B256 {
+    let mut hasher = alloy::primitives::Keccak256::new();
+    hasher.update(type_hash);
+    hasher.update(message.eip712_encode_data());
+    hasher.finalize()
 }
 
 /// The EIP-712 digest of a message with `struct_hash` under the domain with `separator`.
@@ -318,6 +351,25 @@ mod tests {
             voucher.eip712_signing_hash(&batch_domain(8453))
         );
         assert_ne!(*BatchDomain::new(84532).separator(), *domain.separator());
+        assert_eq!(*BatchDomain::new(8453).separator(), *domain.separator());
+        // The digests with kept type hashes are alloy's.
+        assert_eq!(
+            domain.voucher_digest(&ChannelId::new(voucher.channelId), 26_000),
+            voucher.eip712_signing_hash(&batch_domain(8453))
+        );
+        let config = wire::ChannelConfig {
+            payer: Address::repeat_byte(1),
+            payer_authorizer: Address::repeat_byte(2),
+            receiver: Address::repeat_byte(3),
+            receiver_authorizer: Address::repeat_byte(4),
+            token: Address::repeat_byte(5),
+            withdraw_delay: 900,
+            salt: B256::repeat_byte(6),
+        };
+        assert_eq!(
+            *domain.channel_id(&config).as_b256(),
+            config.to_sol().eip712_signing_hash(&batch_domain(8453))
+        );
     }
 
     #[test]

@@ -520,13 +520,22 @@ impl BatchServer {
     async fn judge(&self, request: &PaymentRequest) -> Result<Option<VerifyResponse>, Refused> {
         let paid = read(request)?;
         let terms = ChannelTerms::from_requirements(paid.offer).map_err(ChannelRefusal::from)?;
-        let computed = terms.domain().channel_id(paid.config());
-        if computed != paid.id() {
-            return Err(ChannelRefusal::from(BatchVerifyError::ChannelIdMismatch {
-                claimed: paid.id(),
-                computed,
-            })
-            .into());
+        let record = self
+            .store
+            .get(&paid.id())
+            .await
+            .map_err(ChannelRefusal::from)?;
+        // A channel kept under this id with these very terms had its id checked when it was
+        // first paid; any other claim is hashed.
+        if record.as_ref().is_none_or(|r| r.config != *paid.config()) {
+            let computed = terms.domain().channel_id(paid.config());
+            if computed != paid.id() {
+                return Err(ChannelRefusal::from(BatchVerifyError::ChannelIdMismatch {
+                    claimed: paid.id(),
+                    computed,
+                })
+                .into());
+            }
         }
         if let BatchPayload::Deposit(deposit) = &paid.payload {
             let minimum = self.min_deposit_for(paid.offer);
@@ -538,11 +547,6 @@ impl BatchServer {
                 .into());
             }
         }
-        let record = self
-            .store
-            .get(&paid.id())
-            .await
-            .map_err(ChannelRefusal::from)?;
         let (price, purpose, ceiling) = (paid.amount(), paid.purpose(), paid.ceiling());
         let charged = record
             .as_ref()

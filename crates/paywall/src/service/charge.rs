@@ -127,7 +127,7 @@ where
             payment_identifier::KEY,
         )));
     }
-    let candidates = candidates(&challenge, &payment);
+    let candidates = candidates(&challenge, payment);
     let Some((first, _)) = candidates.first() else {
         return challenge.respond(NO_MATCH, &parts.headers, None);
     };

@@ -41,7 +41,7 @@ pub(super) const SPENT_ELSEWHERE: &str = "payment_already_used: this payment alr
 /// The offers a payment may be meant for, each as a request to the facilitator.
 pub(super) fn candidates(
     challenge: &Challenge,
-    payment: &PaymentPayload,
+    payment: PaymentPayload,
 ) -> Vec<(PaymentRequest, PaymentOption)> {
     match payment {
         PaymentPayload::V2(payload) => challenge
@@ -50,7 +50,7 @@ pub(super) fn candidates(
             .map(|(offer, option)| {
                 vec![(
                     PaymentRequest::V2 {
-                        payload: payload.clone(),
+                        payload,
                         requirements: offer.clone(),
                     },
                     option.clone(),
