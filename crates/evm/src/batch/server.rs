@@ -525,9 +525,12 @@ impl BatchServer {
             .get(&paid.id())
             .await
             .map_err(ChannelRefusal::from)?;
-        // A channel kept under this id with these very terms had its id checked when it was
-        // first paid; any other claim is hashed.
-        if record.as_ref().is_none_or(|r| r.config != *paid.config()) {
+        // A channel kept under this id with these very terms, on this very network, had its
+        // id checked when it was first paid; any other claim is hashed.
+        let known = record
+            .as_ref()
+            .is_some_and(|r| r.config == *paid.config() && r.network.same_as(&paid.offer.network));
+        if !known {
             let computed = terms.domain().channel_id(paid.config());
             if computed != paid.id() {
                 return Err(ChannelRefusal::from(BatchVerifyError::ChannelIdMismatch {
