@@ -1276,6 +1276,67 @@ mod tests {
         );
     }
 
+    /// A voucher request on `network` paying channel `id` with `config`'s terms.
+    fn voucher_request(network: &str, config: &ChannelConfig, id: ChannelId) -> PaymentRequest {
+        let requirements: v2::PaymentRequirements = serde_json::from_value(json!({
+            "scheme": "batch-settlement", "network": network, "amount": "1000",
+            "asset": config.token, "payTo": config.receiver, "maxTimeoutSeconds": 300,
+            "extra": {"receiverAuthorizer": config.receiver_authorizer, "withdrawDelay": 900},
+        }))
+        .unwrap();
+        let payload =
+            serde_json::to_value(BatchPayload::Voucher(super::super::wire::VoucherPayload {
+                channel_config: *config,
+                voucher: super::super::wire::VoucherFields {
+                    channel_id: id,
+                    max_claimable_amount: 1_000,
+                    signature: Bytes::from_static(&[7; 65]),
+                },
+            }))
+            .unwrap();
+        PaymentRequest::V2 {
+            payload: v2::PaymentPayload {
+                x402_version: x402_proto::V2::default(),
+                resource: None,
+                accepted: requirements.clone(),
+                payload,
+                extensions: None,
+            },
+            requirements,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_kept_channel_claimed_on_another_network_is_refused_as_a_channel_id_mismatch() {
+        let store = Arc::new(super::super::MemoryChannelStore::new());
+        let server = BatchServer::new(store.clone());
+        let config = record(0, None).config;
+        let id = super::super::eip712::BatchDomain::new(8453).channel_id(&config);
+        let kept = ChannelRecord::new(id, x402_proto::Network::new("eip155:8453"), config);
+        store
+            .update(&id, &mut |_| ChannelWrite::Put(kept.clone()))
+            .await
+            .unwrap();
+        // The same terms under the same id on another chain: that id is not their hash there.
+        let refusal = server
+            .before_verify(&voucher_request("eip155:84532", &config, id))
+            .await
+            .unwrap_err();
+        assert_eq!(
+            refusal.reason,
+            ReasonCode::BATCH_SETTLEMENT_EVM_CHANNEL_ID_MISMATCH
+        );
+        // On the kept channel's own chain the id holds (the mirror is not fresh: the
+        // facilitator is asked).
+        assert!(
+            server
+                .before_verify(&voucher_request("eip155:8453", &config, id))
+                .await
+                .unwrap()
+                .is_none()
+        );
+    }
+
     #[test]
     fn offers_name_the_authorizer_delay_and_minimum_deposit() {
         let server = BatchServer::new(Arc::new(super::super::MemoryChannelStore::new()));

@@ -33,7 +33,8 @@ use super::{Paywall, usage};
 
 /// A payment that verified, with what is needed to settle it.
 pub(super) struct Verified {
-    pub(super) request: PaymentRequest,
+    /// Shared with what its scheme's hooks reserved ([`Held`]), which needs it to let go.
+    pub(super) request: Arc<PaymentRequest>,
     pub(super) option: PaymentOption,
     pub(super) payer: String,
     pub(super) receipt: ReceiptHeader,
@@ -247,7 +248,7 @@ where
             match recover(inner_state, &request, &idempotency_key).await {
                 Some(recovered) => {
                     let verified = Verified {
-                        request: request.0.clone(),
+                        request: Arc::new(request.0.clone()),
                         option: request.1.clone(),
                         payer: recovered.payer.clone().unwrap_or_default(),
                         receipt,
@@ -401,10 +402,9 @@ where
                 };
                 return settle_when_over(unsettled, response);
             }
-            let mut verified = Verified {
-                request: usage::metered(inner_state, &verified.request, &verified.option, report),
-                ..verified
-            };
+            let mut verified = verified;
+            verified.request =
+                usage::metered(inner_state, verified.request, &verified.option, report);
             match settle(inner_state, &mut verified, &idempotency_key, Some(&note)).await {
                 Ok(receipt) => {
                     let _ = settled_tx.send(Some(receipt.clone()));

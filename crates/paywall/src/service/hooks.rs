@@ -20,7 +20,7 @@ use super::steps::{SettleFailure, settle_request};
 pub(crate) struct Held {
     scheme: Arc<dyn SchemeServer>,
     /// The request as verified (whose reservation this is).
-    request: PaymentRequest,
+    request: Arc<PaymentRequest>,
     /// `None` once charged (nothing to let go of).
     ticket: Option<Ticket>,
 }
@@ -38,7 +38,7 @@ impl Held {
     /// The reservation `ticket` made by `scheme`'s hooks for `request`.
     pub(super) fn new(
         scheme: Arc<dyn SchemeServer>,
-        request: PaymentRequest,
+        request: Arc<PaymentRequest>,
         ticket: Ticket,
     ) -> Self {
         Self {

@@ -2,6 +2,7 @@
 //! recovering a settlement after a restart, and keeping and replaying paid responses.
 
 use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
@@ -355,6 +356,7 @@ pub(super) async fn verify(
             ),
         };
         if answer.is_valid {
+            let request = Arc::new(request);
             let held = match (&hooked, hooks) {
                 (Some(scheme), Some(hooks)) => {
                     let ticket = hooks

@@ -243,15 +243,13 @@ impl Unsettled {
             admitted,
         } = self;
         let usage = meter.reading();
-        let mut verified = Verified {
-            request: usage::metered(
-                &inner,
-                &verified.request,
-                &verified.option,
-                Report::Used(usage.clone()),
-            ),
-            ..verified
-        };
+        let mut verified = verified;
+        verified.request = usage::metered(
+            &inner,
+            verified.request,
+            &verified.option,
+            Report::Used(usage.clone()),
+        );
         match settle(&inner, &mut verified, &key, Some(&note)).await {
             Ok(receipt) => {
                 note.settled(&inner, &verified, &verified.request, &receipt)

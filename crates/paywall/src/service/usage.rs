@@ -5,6 +5,8 @@
 //! fixed-price scheme settles the price whatever was reported, and nothing is ever settled
 //! above the price the client paid.
 
+use std::sync::Arc;
+
 use axum::body::Body;
 use http::Response;
 use x402_proto::{PaymentRequest, SETTLEMENT_OVERRIDES_HEADER, U256, Usage};
@@ -43,19 +45,32 @@ pub(super) fn take_report(response: &mut Response<Body>) -> Report {
 /// report that cannot be read or converted settles the price paid, as the official SDKs do.
 pub(super) fn metered(
     inner: &Inner,
+    request: Arc<PaymentRequest>,
+    option: &PaymentOption,
+    report: Report,
+) -> Arc<PaymentRequest> {
+    match settled_amount(inner, &request, option, report) {
+        Some(amount) => Arc::new(with_amount(Arc::unwrap_or_clone(request), amount)),
+        None => request,
+    }
+}
+
+/// What [`metered`] settles when it is not the price paid.
+fn settled_amount(
+    inner: &Inner,
     request: &PaymentRequest,
     option: &PaymentOption,
     report: Report,
-) -> PaymentRequest {
+) -> Option<U256> {
     let paid = request.requirements();
     let used = match report {
         Report::None => None,
-        Report::Unreadable => return request.clone(),
+        Report::Unreadable => return None,
         Report::Used(usage) => match usage.resolve(paid.amount.0, option.decimals) {
             Ok(used) => Some(used),
             Err(error) => {
                 tracing::warn!(%error, "the handler's usage does not convert; settling the price paid");
-                return request.clone();
+                return None;
             }
         },
     };
@@ -69,10 +84,7 @@ pub(super) fn metered(
         Some(_) => amount,
         None => capped(amount, paid.amount.0),
     };
-    if amount == paid.amount.0 {
-        return request.clone();
-    }
-    with_amount(request.clone(), amount)
+    (amount != paid.amount.0).then_some(amount)
 }
 
 /// Whether the scheme `request` pays with settles what was used rather than a fixed price: its
