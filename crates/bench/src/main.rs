@@ -24,6 +24,11 @@ mod svm;
 
 use clap::{Parser, Subcommand};
 
+/// The product's allocator (`x402` links the same one), so that figures measured here are the
+/// product's.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Load benchmarks against a local chain (figures for docs/benchmarks.md).
 #[derive(Debug, Parser)]
 #[command(name = "x402-bench", version, about)]

@@ -11,6 +11,11 @@ mod signals;
 
 use clap::{Parser, Subcommand};
 
+/// mimalloc rather than glibc's malloc: the paid path allocates and frees many small JSON
+/// values per request, and mimalloc does that with less work (see `docs/benchmarks.md`).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// x402 payments for AI compute: dev chain, facilitator, gateway, paying client.
 #[derive(Debug, Parser)]
 #[command(name = "x402", version, about, propagate_version = true)]
