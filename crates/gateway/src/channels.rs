@@ -466,10 +466,10 @@ fn commit_group(connection: &mut Connection, group: &[Durable]) -> Result<(), Ch
             }
             Durable::Forget(seqs) => {
                 let mut forget = transaction
-                    .prepare_cached("DELETE FROM charge_notes WHERE seq = ?1")
+                    .prepare_cached("DELETE FROM charge_notes WHERE seq BETWEEN ?1 AND ?2")
                     .map_err(db_error)?;
-                for seq in seqs {
-                    forget.execute(params![seq]).map_err(db_error)?;
+                for (first, last) in runs(seqs) {
+                    forget.execute(params![first, last]).map_err(db_error)?;
                 }
             }
             Durable::Delete(id) => {
@@ -489,6 +489,23 @@ fn commit_group(connection: &mut Connection, group: &[Durable]) -> Result<(), Ch
         }
     }
     Ok(())
+}
+
+/// `seqs` as runs of consecutive numbers (first, last), in order: one range delete each
+/// instead of one delete per note. A run holds only numbers in `seqs`, so a note not moved
+/// yet (a gap) is never forgotten.
+fn runs(seqs: &[i64]) -> Vec<(i64, i64)> {
+    let mut sorted = seqs.to_vec();
+    sorted.sort_unstable();
+    sorted.dedup();
+    let mut runs: Vec<(i64, i64)> = Vec::new();
+    for seq in sorted {
+        match runs.last_mut() {
+            Some((_, last)) if last.checked_add(1) == Some(seq) => *last = seq,
+            _ => runs.push((seq, seq)),
+        }
+    }
+    runs
 }
 
 fn is_busy(error: &rusqlite::Error) -> bool {
@@ -806,6 +823,18 @@ impl BatchClaiming {
 mod tests {
     use super::*;
     use alloy::primitives::B256;
+
+    #[test]
+    fn moved_notes_are_forgotten_by_runs_that_never_cover_a_gap() {
+        assert_eq!(runs(&[]), vec![]);
+        assert_eq!(runs(&[7]), vec![(7, 7)]);
+        // Out of order (commit order), a duplicate, and a gap where a note was not moved.
+        assert_eq!(runs(&[5, 3, 4, 4, 9, 10, 1]), vec![(1, 1), (3, 5), (9, 10)]);
+        assert_eq!(
+            runs(&[i64::MAX, i64::MAX - 1]),
+            vec![(i64::MAX - 1, i64::MAX)]
+        );
+    }
 
     fn record(charged: u128) -> ChannelRecord {
         let config = ChannelConfig {

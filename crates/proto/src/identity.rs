@@ -105,7 +105,7 @@ impl PaymentId {
                 &solana_message_key(text)?,
             ]));
         }
-        let digest = keccak256(canonical_json(request.payload()));
+        let digest = canonical_digest(request.payload());
         Ok(Self::from_parts([
             scheme.as_str(),
             network,
@@ -162,6 +162,24 @@ fn json_str<'a>(object: &'a Value, field: &str) -> Result<&'a str, PaymentIdErro
         .get(field)
         .and_then(Value::as_str)
         .ok_or_else(|| PaymentIdError(format!("authorization.{field} is missing or not a string")))
+}
+
+/// keccak256 of `value`'s canonical JSON. A server asks for a payment's identity and then its
+/// authorization digest, which for most schemes hash the same payload: the last payload hashed
+/// on this thread is remembered with its digest (by its bytes, so any other payload is hashed).
+fn canonical_digest(value: &Value) -> B256 {
+    thread_local! {
+        static LAST: std::cell::RefCell<(Vec<u8>, B256)> =
+            const { std::cell::RefCell::new((Vec::new(), B256::ZERO)) };
+    }
+    let bytes = canonical_json(value);
+    LAST.with_borrow_mut(|(last, digest)| {
+        if *last != bytes {
+            *digest = keccak256(&bytes);
+            *last = bytes;
+        }
+        *digest
+    })
 }
 
 /// JSON with object keys sorted at every level, whatever the map type keeps: compact, strings
@@ -243,7 +261,7 @@ pub fn authorization_digest(request: &PaymentRequest) -> [u8; 32] {
         });
         return keccak256(canonical_json(&normalized)).0;
     }
-    keccak256(canonical_json(payload)).0
+    canonical_digest(payload).0
 }
 
 /// A digest of the parts of a request, each length-prefixed so that moving bytes from one part
